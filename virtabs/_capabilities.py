@@ -1,0 +1,163 @@
+"""Capabilities: what a driver says it can do.
+
+A :class:`Capability` is a closed set of stable dotted names. Each driver
+declares a :class:`Capabilities` value (which capabilities, with a note where
+support is partial); a connection may refine it after connecting (a host
+version). The public API checks the capability *before* it calls the driver,
+so an unsupported call raises :class:`~virtabs.NotSupportedError` without
+touching the host.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator, Mapping
+
+import attrs
+
+from ._errors import InvalidArgumentError
+
+__all__ = ["Capabilities", "Capability"]
+
+
+class Capability(enum.StrEnum):
+    """A named ability of a driver. Values are stable; never rename one."""
+
+    DOMAIN_DEFINE = "domain.define"
+    """define_domain and undefine."""
+    DOMAIN_START = "domain.start"
+    """start (also paused)."""
+    DOMAIN_SHUTDOWN = "domain.shutdown"
+    """Graceful (guest-cooperative) shutdown."""
+    DOMAIN_DESTROY = "domain.destroy"
+    """Hard power-off."""
+    DOMAIN_REBOOT = "domain.reboot"
+    """reboot."""
+    DOMAIN_SUSPEND = "domain.suspend"
+    """suspend and resume (pause the vCPUs, keep memory)."""
+    DOMAIN_SAVE = "domain.save"
+    """save to a file and restore from it."""
+    DOMAIN_SNAPSHOT = "domain.snapshot"
+    """create, list, revert and delete snapshots."""
+    DOMAIN_DISK_HOTPLUG = "domain.disk_hotplug"
+    """attach_disk and detach_disk."""
+    BLOCK_PULL = "block.pull"
+    """block_pull and block_rebase without COPY."""
+    BLOCK_COPY = "block.copy"
+    """block_copy / block_rebase with COPY (deep copy into a new file)."""
+    BLOCK_COPY_SHALLOW = "block.copy.shallow"
+    """Copy only the top layer (SHALLOW)."""
+    BLOCK_COPY_REUSE_EXT = "block.copy.reuse_ext"
+    """Copy into a pre-created destination (REUSE_EXT)."""
+    BLOCK_COPY_RAW = "block.copy.raw"
+    """Force a raw destination (COPY_RAW, or ``format="raw"``)."""
+    BLOCK_COPY_DEV = "block.copy.dev"
+    """Copy onto a block device (COPY_DEV)."""
+    BLOCK_COPY_PIVOT = "block.copy.pivot"
+    """The caller decides when a ready copy pivots or is cancelled."""
+    BLOCK_COMMIT = "block.commit"
+    """block_commit, including the active layer (two-phase)."""
+    STORAGE_POOL = "storage.pool"
+    """List and look up storage pools."""
+    STORAGE_VOLUME = "storage.volume"
+    """Create, inspect, resize and delete volumes."""
+    EVENTS = "events"
+    """Lifecycle and block-job events through ``Connection.subscribe``."""
+
+    @classmethod
+    def parse(cls, name: str | Capability) -> Capability:
+        """The capability called ``name``; a misspelt name is an error."""
+        if isinstance(name, Capability):
+            return name
+        try:
+            return cls(name)
+        except ValueError:
+            known = ", ".join(c.value for c in cls)
+            raise InvalidArgumentError(f"unknown capability {name!r}; known capabilities: {known}") from None
+
+
+BLOCK_JOB_CAPABILITIES = frozenset({Capability.BLOCK_PULL, Capability.BLOCK_COPY, Capability.BLOCK_COMMIT})
+
+
+def _parse_all(names: Iterable[Capability | str]) -> frozenset[Capability]:
+    return frozenset(Capability.parse(n) for n in names)
+
+
+def _freeze_notes(notes: Mapping[Capability | str, str]) -> Mapping[Capability, str]:
+    return {Capability.parse(k): v for k, v in notes.items()}
+
+
+@attrs.frozen
+class Capabilities:
+    """A driver's declared capabilities, with notes where support is partial.
+
+    >>> caps = Capabilities.of("domain.start", "block.copy", notes={"block.copy": "qcow2 only"})
+    >>> Capability.BLOCK_COPY in caps
+    True
+    """
+
+    supported: frozenset[Capability] = attrs.field(converter=_parse_all)
+    notes: Mapping[Capability, str] = attrs.field(factory=dict, converter=_freeze_notes)
+
+    def __attrs_post_init__(self) -> None:
+        stray = set(self.notes) - self.supported
+        if stray:
+            names = ", ".join(sorted(stray))
+            raise InvalidArgumentError(f"notes given for undeclared capabilities: {names}")
+        for cap in self.supported:
+            parent = _parent(cap)
+            if parent is not None and parent not in self.supported:
+                raise InvalidArgumentError(f"capability {cap.value!r} declared without {parent.value!r}")
+
+    @classmethod
+    def of(cls, *names: Capability | str, notes: Mapping[Capability | str, str] | None = None) -> Capabilities:
+        """Build a declaration from capability names."""
+        return cls(frozenset(Capability.parse(n) for n in names), dict(notes or {}))
+
+    @classmethod
+    def all(cls, notes: Mapping[Capability | str, str] | None = None) -> Capabilities:
+        """Every capability (what the reference ``test`` driver declares)."""
+        return cls(frozenset(Capability), dict(notes or {}))
+
+    def without(self, *names: Capability | str) -> Capabilities:
+        """A copy with ``names`` (and their sub-capabilities) removed; for refining after connect."""
+        drop = {Capability.parse(n) for n in names}
+        keep = {c for c in self.supported if not any(c == d or c.value.startswith(d.value + ".") for d in drop)}
+        return Capabilities(frozenset(keep), {k: v for k, v in self.notes.items() if k in keep})
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, str):
+            return Capability.parse(item) in self.supported
+        return False
+
+    def __iter__(self) -> Iterator[Capability]:
+        return iter(sorted(self.supported, key=lambda c: c.value))
+
+    def __len__(self) -> int:
+        return len(self.supported)
+
+    def note(self, cap: Capability | str) -> str | None:
+        """The partial-support note for ``cap``, if any."""
+        return self.notes.get(Capability.parse(cap))
+
+    def as_dict(self) -> dict[str, dict[str, object]]:
+        """``{name: {"supported": bool, "note": str | None}}`` for every capability."""
+        return {
+            c.value: {"supported": c in self.supported, "note": self.notes.get(c)}
+            for c in sorted(Capability, key=lambda c: c.value)
+        }
+
+
+def _parent(cap: Capability) -> Capability | None:
+    head, _, _ = cap.value.rpartition(".")
+    if not head or "." not in head:
+        return None
+    try:
+        return Capability(head)
+    except ValueError:
+        return None
+
+
+def parse_capabilities(names: Iterable[str]) -> frozenset[Capability]:
+    """Parse capability names; any misspelt one raises InvalidArgumentError."""
+    return _parse_all(names)

@@ -1,0 +1,145 @@
+"""Flags and enumerations with libvirt's numeric values."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "BlockCommitFlags",
+    "BlockCopyFlags",
+    "BlockJobAbortFlags",
+    "BlockJobSetSpeedFlags",
+    "BlockJobStatus",
+    "BlockJobType",
+    "BlockPullFlags",
+    "BlockRebaseFlags",
+    "DomainState",
+    "LifecycleEventType",
+]
+
+
+class BlockRebaseFlags(enum.IntFlag):
+    """``virDomainBlockRebaseFlags``: flags of :meth:`Domain.block_rebase`."""
+
+    SHALLOW = 1 << 0
+    """Copy only the top layer; the destination keeps the source's backing."""
+    REUSE_EXT = 1 << 1
+    """Reuse an existing destination instead of creating it."""
+    COPY_RAW = 1 << 2
+    """Force the destination to be raw (never probe its format)."""
+    COPY = 1 << 3
+    """Start a copy job into ``base`` instead of a pull."""
+    RELATIVE = 1 << 4
+    """Keep relative backing names (pull only)."""
+    COPY_DEV = 1 << 5
+    """The destination is a block device."""
+    BANDWIDTH_BYTES = 1 << 6
+    """``bandwidth`` is in bytes/s instead of MiB/s."""
+
+
+class BlockCopyFlags(enum.IntFlag):
+    """``virDomainBlockCopyFlags``: flags of :meth:`Domain.block_copy`."""
+
+    SHALLOW = 1 << 0
+    """Copy only the top layer."""
+    REUSE_EXT = 1 << 1
+    """Reuse an existing destination."""
+    TRANSIENT_JOB = 1 << 2
+    """Do not persist the job across a manager restart."""
+    SYNCHRONOUS_WRITES = 1 << 3
+    """Guest writes complete only once mirrored to the destination."""
+
+
+class BlockPullFlags(enum.IntFlag):
+    """``virDomainBlockPullFlags`` (a subset of the rebase flags)."""
+
+    BANDWIDTH_BYTES = 1 << 6
+    """``bandwidth`` is in bytes/s instead of MiB/s."""
+
+
+class BlockCommitFlags(enum.IntFlag):
+    """``virDomainBlockCommitFlags``: flags of :meth:`Domain.block_commit`."""
+
+    SHALLOW = 1 << 0
+    """``base`` must be the image directly below ``top``."""
+    DELETE = 1 << 1
+    """Delete the committed images once the job ends."""
+    ACTIVE = 1 << 2
+    """Commit the active layer: a two-phase job ended by pivot or abort."""
+    RELATIVE = 1 << 3
+    """Keep relative backing names."""
+    BANDWIDTH_BYTES = 1 << 4
+    """``bandwidth`` is in bytes/s instead of MiB/s."""
+
+
+class BlockJobAbortFlags(enum.IntFlag):
+    """``virDomainBlockJobAbortFlags``: flags of :meth:`Domain.block_job_abort`."""
+
+    ASYNC = 1 << 0
+    """Return at once instead of waiting for the job to end."""
+    PIVOT = 1 << 1
+    """Switch to the copy (or committed base) instead of cancelling."""
+
+
+class BlockJobSetSpeedFlags(enum.IntFlag):
+    """``virDomainBlockJobSetSpeedFlags``."""
+
+    BANDWIDTH_BYTES = 1 << 0
+    """``bandwidth`` is in bytes/s instead of MiB/s."""
+
+
+class BlockJobType(enum.IntEnum):
+    """``virDomainBlockJobType``."""
+
+    UNKNOWN = 0
+    PULL = 1
+    COPY = 2
+    COMMIT = 3
+    ACTIVE_COMMIT = 4
+
+
+class BlockJobStatus(enum.IntEnum):
+    """``virConnectDomainEventBlockJobStatus``: how a block job event ended."""
+
+    COMPLETED = 0
+    FAILED = 1
+    CANCELED = 2
+    READY = 3
+
+
+class DomainState(enum.IntEnum):
+    """``virDomainState``. Records keep the backend's own word in ``native_state``."""
+
+    NOSTATE = 0
+    RUNNING = 1
+    BLOCKED = 2
+    PAUSED = 3
+    SHUTDOWN = 4
+    SHUTOFF = 5
+    CRASHED = 6
+    PMSUSPENDED = 7
+
+    @property
+    def is_active(self) -> bool:
+        """True while the domain has a running (or paused) process."""
+        return self in (
+            DomainState.RUNNING,
+            DomainState.BLOCKED,
+            DomainState.PAUSED,
+            DomainState.SHUTDOWN,
+            DomainState.PMSUSPENDED,
+        )
+
+
+class LifecycleEventType(enum.IntEnum):
+    """``virDomainEventType``: what a lifecycle event reports."""
+
+    DEFINED = 0
+    UNDEFINED = 1
+    STARTED = 2
+    SUSPENDED = 3
+    RESUMED = 4
+    STOPPED = 5
+    SHUTDOWN = 6
+    PMSUSPENDED = 7
+    CRASHED = 8

@@ -1,0 +1,383 @@
+"""Value objects: frozen attrs classes. Sizes are bytes everywhere, times are ns or UTC datetimes."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import uuid as _uuid
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ._errors import InvalidArgumentError
+from ._flags import BlockJobStatus, BlockJobType, DomainState, LifecycleEventType
+
+__all__ = [
+    "BlockCommitRequest",
+    "BlockCopyRequest",
+    "BlockJobEvent",
+    "BlockJobInfo",
+    "DiskInfo",
+    "DiskSpec",
+    "DomainInfo",
+    "DomainRecord",
+    "DomainRef",
+    "DomainSpec",
+    "Event",
+    "HostInfo",
+    "LifecycleEvent",
+    "NicInfo",
+    "NicSpec",
+    "PoolInfo",
+    "Snapshot",
+    "VolumeInfo",
+]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+_TARGET_RE = re.compile(r"^[a-z]{2,3}[a-z]{1,3}$")
+_MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+DISK_FORMATS = frozenset({"raw", "qcow2", "vmdk", "vdi", "vhd", "vhdx", "qed"})
+DISK_BUSES = frozenset({"virtio", "scsi", "sata", "ide", "usb", "xen", "nvme"})
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InvalidArgumentError(f"{attribute.name} must be a positive integer, got {value!r}")
+
+
+def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise InvalidArgumentError(f"{attribute.name} must be a non-negative integer, got {value!r}")
+
+
+def _domain_name(_inst: object, _attribute: attrs.Attribute[Any], value: str) -> None:
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise InvalidArgumentError(
+            f"invalid domain name {value!r}: use 1-64 letters, digits, '_', '.', '+' or '-', starting with a letter or digit"
+        )
+
+
+def _uuid_or_none(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(_uuid.UUID(str(value)))
+    except ValueError:
+        raise InvalidArgumentError(f"invalid UUID {value!r}") from None
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return dict(value or {})
+
+
+@attrs.frozen
+class DomainRef:
+    """How the public layer names a domain to a driver: its name and UUID."""
+
+    name: str
+    uuid: str
+
+
+@attrs.frozen
+class DiskSpec:
+    """A disk to define or hot-plug: guest ``target`` (``vda``) backed by ``path``."""
+
+    target: str
+    path: str
+    format: str = "raw"
+    bus: str = "virtio"
+    readonly: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.target, str) or not _TARGET_RE.match(self.target):
+            raise InvalidArgumentError(f"invalid disk target {self.target!r}: expected a name like 'vda' or 'sdb'")
+        if not self.path:
+            raise InvalidArgumentError(f"disk {self.target!r} needs a path")
+        if self.format not in DISK_FORMATS:
+            raise InvalidArgumentError(
+                f"disk {self.target!r}: unknown format {self.format!r} (known: {', '.join(sorted(DISK_FORMATS))})"
+            )
+        if self.bus not in DISK_BUSES:
+            raise InvalidArgumentError(
+                f"disk {self.target!r}: unknown bus {self.bus!r} (known: {', '.join(sorted(DISK_BUSES))})"
+            )
+
+
+@attrs.frozen
+class NicSpec:
+    """A network interface to define: ``network`` is a network, bridge or ``user``."""
+
+    network: str = "default"
+    mac: str | None = None
+    model: str = "virtio"
+
+    def __attrs_post_init__(self) -> None:
+        if self.mac is not None and not _MAC_RE.match(self.mac):
+            raise InvalidArgumentError(f"invalid MAC address {self.mac!r}: expected lower-case aa:bb:cc:dd:ee:ff")
+
+
+def _disks(value: Any) -> tuple[DiskSpec, ...]:
+    return tuple(d if isinstance(d, DiskSpec) else DiskSpec(**d) for d in value)
+
+
+def _nics(value: Any) -> tuple[NicSpec, ...]:
+    return tuple(n if isinstance(n, NicSpec) else NicSpec(**n) for n in value)
+
+
+@attrs.frozen
+class DomainSpec:
+    """The definition of a domain, portable across drivers.
+
+    ``extra`` holds driver-specific settings (``{"qemu": {"machine": "q35"}}``);
+    a driver ignores keys that are not its own.
+    """
+
+    name: str = attrs.field(validator=_domain_name)
+    memory_bytes: int = attrs.field(validator=_positive)
+    vcpus: int = attrs.field(validator=_positive)
+    disks: tuple[DiskSpec, ...] = attrs.field(default=(), converter=_disks)
+    nics: tuple[NicSpec, ...] = attrs.field(default=(), converter=_nics)
+    uuid: str | None = attrs.field(default=None, converter=_uuid_or_none)
+    os_type: str = "hvm"
+    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+
+    def __attrs_post_init__(self) -> None:
+        targets = [d.target for d in self.disks]
+        dupes = sorted({t for t in targets if targets.count(t) > 1})
+        if dupes:
+            raise InvalidArgumentError(f"domain {self.name!r}: disk target {dupes[0]!r} is used twice")
+        if self.os_type not in ("hvm", "xen", "exe", "linux"):
+            raise InvalidArgumentError(f"domain {self.name!r}: unknown os_type {self.os_type!r}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DomainSpec:
+        """Build a spec from plain data (JSON/YAML); unknown keys are an error."""
+        if not isinstance(data, Mapping):
+            raise InvalidArgumentError("a domain definition must be a mapping")
+        known = {a.name for a in attrs.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown domain field(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        missing = [k for k in ("name", "memory_bytes", "vcpus") if k not in data]
+        if missing:
+            raise InvalidArgumentError(f"domain definition is missing: {', '.join(missing)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise InvalidArgumentError(f"invalid domain definition: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, the inverse of :meth:`from_dict`."""
+        return attrs.asdict(self, recurse=True, value_serializer=_serialize)
+
+
+def _serialize(_inst: object, _field: object, value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+@attrs.frozen
+class DomainInfo:
+    """Runtime facts of a domain (``virDomainGetInfo`` plus the names)."""
+
+    name: str
+    uuid: str
+    state: DomainState
+    native_state: str
+    vcpus: int
+    memory_bytes: int
+    max_memory_bytes: int
+    cpu_time_ns: int = 0
+
+
+@attrs.frozen
+class DiskInfo:
+    """A disk as the host sees it now. ``backing_chain`` lists the images below ``path``, nearest first."""
+
+    target: str
+    path: str
+    format: str
+    bus: str = "virtio"
+    readonly: bool = False
+    capacity_bytes: int | None = None
+    allocation_bytes: int | None = None
+    backing_chain: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    pool: str | None = None
+
+
+@attrs.frozen
+class NicInfo:
+    """A network interface as the host sees it now."""
+
+    mac: str | None
+    network: str | None
+    model: str | None = None
+    ips: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen
+class HostInfo:
+    """Facts about the hypervisor host."""
+
+    hostname: str
+    hypervisor: str
+    hypervisor_version: str
+    cpus: int
+    memory_bytes: int
+    arch: str = "x86_64"
+    cpu_model: str | None = None
+
+
+@attrs.frozen
+class BlockJobInfo:
+    """Progress of a block job. ``cur == end`` is never reported before ``ready``.
+
+    ``bandwidth`` is in bytes/s (0 = unlimited).
+    """
+
+    type: BlockJobType
+    cur: int
+    end: int
+    bandwidth: int
+    ready: bool
+    disk: str = ""
+
+    @property
+    def fraction(self) -> float:
+        """Progress in [0, 1]."""
+        return 1.0 if self.end <= 0 else min(1.0, self.cur / self.end)
+
+
+@attrs.frozen
+class Snapshot:
+    """A snapshot of a domain."""
+
+    name: str
+    domain: str
+    created_at: _dt.datetime
+    state: DomainState
+    parent: str | None = None
+    kind: str = "internal"
+
+
+@attrs.frozen
+class PoolInfo:
+    """A storage pool."""
+
+    name: str
+    type: str
+    capacity_bytes: int | None
+    allocation_bytes: int | None
+    available_bytes: int | None
+    path: str | None = None
+    active: bool = True
+    uuid: str | None = None
+
+
+@attrs.frozen
+class VolumeInfo:
+    """A storage volume. ``backing_chain`` lists the images below ``path``, nearest first."""
+
+    name: str
+    pool: str
+    path: str
+    format: str
+    capacity_bytes: int
+    allocation_bytes: int | None = None
+    backing_chain: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen
+class DomainRecord:
+    """Everything an inventory wants about one domain, served in bulk by :meth:`Driver.inventory`.
+
+    A value that could not be read is ``None`` with the reason in ``field_errors``.
+    """
+
+    name: str
+    uuid: str
+    state: DomainState
+    native_state: str
+    vcpus: int | None
+    memory_bytes: int | None
+    os_type: str | None
+    autostart: bool | None
+    disks: tuple[DiskInfo, ...] = attrs.field(default=(), converter=tuple)
+    nics: tuple[NicInfo, ...] = attrs.field(default=(), converter=tuple)
+    snapshot_count: int | None = None
+    block_jobs: tuple[BlockJobInfo, ...] = attrs.field(default=(), converter=tuple)
+    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    field_errors: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping)
+
+
+# --- normalised requests: what the public layer hands a driver after validation ---
+
+
+@attrs.frozen
+class BlockCopyRequest:
+    """A validated block copy. ``format`` is the destination's format, or None when the driver
+    must keep the source's format (new file) or read it from the existing file's metadata (REUSE_EXT,
+    never for raw: COPY_RAW sets ``format="raw"``)."""
+
+    dest: str
+    format: str | None = None
+    shallow: bool = False
+    reuse_existing: bool = False
+    dest_is_block_device: bool = False
+    bandwidth_bytes: int = 0
+    granularity: int | None = None
+    buf_size: int | None = None
+    synchronous_writes: bool = False
+    transient: bool = False
+
+
+@attrs.frozen
+class BlockCommitRequest:
+    """A validated commit. ``top`` None means the active layer (then ``active`` is True)."""
+
+    base: str | None
+    top: str | None
+    active: bool
+    bandwidth_bytes: int = 0
+    delete: bool = False
+    relative: bool = False
+
+
+# --- events ---
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+@attrs.frozen
+class LifecycleEvent:
+    """A domain changed state (defined, started, stopped, ...)."""
+
+    domain: str
+    uuid: str
+    type: LifecycleEventType
+    detail: str = ""
+    timestamp: _dt.datetime = attrs.field(factory=_now)
+
+
+@attrs.frozen
+class BlockJobEvent:
+    """A block job became ready, completed, failed or was cancelled (``BLOCK_JOB_2``)."""
+
+    domain: str
+    uuid: str
+    disk: str
+    job_type: BlockJobType
+    status: BlockJobStatus
+    error: str | None = None
+    timestamp: _dt.datetime = attrs.field(factory=_now)
+
+
+Event = LifecycleEvent | BlockJobEvent

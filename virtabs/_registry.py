@@ -1,0 +1,87 @@
+"""Finding and loading drivers through the ``virtabs.drivers`` entry-point group.
+
+Listing reads entry-point *names* only (nothing is imported); loading imports
+exactly the driver a URI names, through stevedore.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+from collections import defaultdict
+from typing import Any
+
+import attrs
+
+from ._errors import DriverNotFoundError, DriverUnavailableError, InternalError
+
+__all__ = ["DriverEntry", "installed_drivers", "load_driver_class"]
+
+GROUP = "virtabs.drivers"
+
+
+@attrs.frozen
+class DriverEntry:
+    """One installed driver as its entry point describes it (nothing imported)."""
+
+    name: str
+    target: str
+    distribution: str | None
+
+
+def _entries() -> dict[str, list[DriverEntry]]:
+    found: dict[str, list[DriverEntry]] = defaultdict(list)
+    for ep in md.entry_points(group=GROUP):
+        dist = ep.dist.name if ep.dist is not None else None
+        entry = DriverEntry(ep.name, ep.value, dist)
+        if entry not in found[ep.name]:  # the same distribution seen twice on sys.path is one claim
+            found[ep.name].append(entry)
+    return found
+
+
+def installed_drivers() -> list[DriverEntry]:
+    """Every installed driver, sorted by scheme; a scheme claimed twice raises InternalError."""
+    result = []
+    for name, entries in sorted(_entries().items()):
+        _check_single(name, entries)
+        result.append(entries[0])
+    return result
+
+
+def _check_single(name: str, entries: list[DriverEntry]) -> None:
+    dists = {e.distribution for e in entries}
+    if len(entries) > 1 and len(dists) > 1:
+        claims = ", ".join(f"{e.distribution} ({e.target})" for e in entries)
+        raise InternalError(f"URI scheme {name!r} is claimed by several distributions: {claims}; uninstall all but one")
+    if len(entries) > 1:
+        targets = ", ".join(e.target for e in entries)
+        raise InternalError(f"URI scheme {name!r} is registered twice ({targets})")
+
+
+def load_driver_class(name: str) -> type:
+    """Import the driver class registered for scheme ``name`` (and nothing else)."""
+    entries = _entries().get(name)
+    if not entries:
+        installed = ", ".join(sorted(_entries())) or "none"
+        raise DriverNotFoundError(
+            f"no driver for URI scheme {name!r}; installed drivers: {installed} "
+            f"(a backend is installed as its own distribution, e.g. pip install virtabs-{name})"
+        )
+    _check_single(name, entries)
+    from stevedore import DriverManager  # imported here: `virtabs --help` need not pay for it
+
+    try:
+        manager: Any = DriverManager(namespace=GROUP, name=name, invoke_on_load=False, on_load_failure_callback=_reraise)
+    except ImportError as exc:
+        hint = f"pip install {entries[0].distribution}" if entries[0].distribution else "reinstall the driver"
+        missing = getattr(exc, "name", None) or str(exc)
+        raise DriverUnavailableError(
+            f"driver {name!r} is installed but cannot load: missing module {missing!r}; try: {hint}"
+        ) from exc
+    driver_class = manager.driver
+    if not isinstance(driver_class, type):
+        raise InternalError(f"the entry point of driver {name!r} ({entries[0].target}) is not a class")
+    return driver_class
+
+
+def _reraise(_manager: object, _entrypoint: object, exc: BaseException) -> None:
+    raise exc

@@ -1,0 +1,323 @@
+"""The driver interface (SPI): what a backend implements.
+
+A driver is a class registered under the entry-point group ``virtabs.drivers``
+with the URI scheme as its name::
+
+    [project.entry-points."virtabs.drivers"]
+    mydriver = "virtabs_mydriver.driver:MyDriver"
+
+The public API (:mod:`virtabs`) owns every rule: it parses the URI, checks
+arguments, flag combinations and the driver's declared capabilities, converts
+bandwidth to bytes/s and refuses actions a running block copy forbids, and
+only *then* calls the driver. A driver therefore receives validated,
+normalised arguments and does native work only.
+
+Rules for driver authors (``docs/writing-a-driver.md`` walks through them):
+
+* Keep the module named by the entry point light: import heavy SDKs
+  (pyvmomi, pywinrm, ...) inside :meth:`Driver.__init__` or later, so that
+  ``virtabs drivers`` can read :attr:`Driver.capabilities` without them.
+  Raise :class:`~virtabs.DriverUnavailableError` with an install hint when
+  such an import fails.
+* Declare exactly what works in :attr:`Driver.capabilities`. The contract
+  kit (:mod:`virtabs.testing`) fails a driver whose declaration is wrong in
+  either direction.
+* Raise only :class:`~virtabs.VirtabsError` subclasses, with messages that
+  name the object. Anything else is wrapped into ``OperationFailedError``.
+* Be thread-safe: one connection may be shared between threads.
+* Emit events with :meth:`Driver.emit` when ``events`` is declared.
+
+Methods a driver does not override raise :class:`~virtabs.NotSupportedError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import attrs
+
+from ._capabilities import Capabilities, Capability
+from ._config import Credentials
+from ._errors import NotSupportedError
+from ._models import (
+    BlockCommitRequest,
+    BlockCopyRequest,
+    BlockJobInfo,
+    DiskInfo,
+    DiskSpec,
+    DomainInfo,
+    DomainRecord,
+    DomainRef,
+    DomainSpec,
+    Event,
+    HostInfo,
+    NicInfo,
+    PoolInfo,
+    Snapshot,
+    VolumeInfo,
+)
+from ._uri import URI
+
+__all__ = [
+    "BlockCommitRequest",
+    "BlockCopyRequest",
+    "Capabilities",
+    "Capability",
+    "ConnectOptions",
+    "DomainRecord",
+    "DomainRef",
+    "Driver",
+    "URI",
+]
+
+EventSink = Callable[[Event], None]
+
+
+def _discard(_event: Event) -> None:
+    return None
+
+
+@attrs.frozen
+class ConnectOptions:
+    """What :func:`virtabs.open` hands a driver besides the URI."""
+
+    credentials: Credentials | None = None
+    readonly: bool = False
+    timeout: float | None = None
+    """Seconds any single host call may take; ``None`` means the driver's default."""
+    event_sink: EventSink = _discard
+
+
+class Driver:
+    """Base class of every driver. One instance serves one connection.
+
+    Class attributes describe the driver without instantiating it (this is
+    what ``virtabs drivers`` reads); instance methods do the work.
+    """
+
+    name: ClassVar[str] = ""
+    """The URI scheme (the entry-point name)."""
+    description: ClassVar[str] = ""
+    """One line for ``virtabs drivers``."""
+    capabilities: ClassVar[Capabilities] = Capabilities.of()
+    """What this driver can do, before connecting."""
+    uri_examples: ClassVar[tuple[str, ...]] = ()
+    """Example URIs for documentation."""
+    install_hint: ClassVar[str] = ""
+    """How to install what the driver needs, for DriverUnavailableError."""
+
+    def __init__(self, uri: URI, options: ConnectOptions) -> None:
+        self.uri = uri
+        self.options = options
+
+    # --- connection -------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        """Deliver an event to the connection's subscribers (any thread)."""
+        self.options.event_sink(event)
+
+    def connection_capabilities(self) -> Capabilities:
+        """The capabilities of this connection; refine :attr:`capabilities` after connecting."""
+        return type(self).capabilities
+
+    def close(self) -> None:
+        """Release everything the connection holds. Called once."""
+
+    def start_events(self) -> None:
+        """The first subscriber arrived: start listening to the host if that costs anything."""
+
+    def stop_events(self) -> None:
+        """The last subscriber left."""
+
+    def host_info(self) -> HostInfo:
+        """Facts about the host."""
+        raise self._unsupported("host_info")
+
+    # --- domains: lookups and reads (no capability needed) ------------------
+
+    def list_domains(self) -> list[DomainRef]:
+        """Every domain, defined or running, in one call."""
+        raise self._unsupported("list_domains")
+
+    def lookup_domain(self, name_or_uuid: str) -> DomainRef:
+        """A domain by name or UUID; raise NoDomainError when there is none."""
+        raise self._unsupported("lookup_domain")
+
+    def domain_info(self, dom: DomainRef) -> DomainInfo:
+        """State, vCPUs, memory and CPU time of a domain."""
+        raise self._unsupported("domain_info")
+
+    def domain_spec(self, dom: DomainRef) -> DomainSpec:
+        """The persistent definition of a domain."""
+        raise self._unsupported("domain_spec")
+
+    def disks(self, dom: DomainRef) -> list[DiskInfo]:
+        """The domain's disks as they are now (after a pivot: the copy)."""
+        raise self._unsupported("disks")
+
+    def nics(self, dom: DomainRef) -> list[NicInfo]:
+        """The domain's network interfaces."""
+        raise self._unsupported("nics")
+
+    def autostart(self, dom: DomainRef) -> bool | None:
+        """Whether the domain starts with the host; None when the driver has no such notion."""
+        return None
+
+    def inventory(self) -> list[DomainRecord]:
+        """Every domain with everything an inventory wants.
+
+        The generic version below costs several calls per domain; drivers
+        that can fetch in bulk override it (the contract kit counts calls).
+        """
+        from ._inventory_fallback import records_one_by_one
+
+        return records_one_by_one(self)
+
+    # --- domain lifecycle ---------------------------------------------------
+
+    def define_domain(self, spec: DomainSpec) -> DomainRef:
+        """Define (persist) a new domain. Capability ``domain.define``."""
+        raise self._unsupported("define_domain")
+
+    def undefine(self, dom: DomainRef) -> None:
+        """Remove an inactive domain's definition. Capability ``domain.define``."""
+        raise self._unsupported("undefine")
+
+    def start(self, dom: DomainRef, paused: bool) -> None:
+        """Start a defined domain. Capability ``domain.start``."""
+        raise self._unsupported("start")
+
+    def shutdown(self, dom: DomainRef, timeout: float | None) -> None:
+        """Ask the guest to power off; with a timeout, wait that long for SHUTOFF. ``domain.shutdown``."""
+        raise self._unsupported("shutdown")
+
+    def destroy(self, dom: DomainRef) -> None:
+        """Power off at once. Capability ``domain.destroy``."""
+        raise self._unsupported("destroy")
+
+    def reboot(self, dom: DomainRef) -> None:
+        """Reboot the guest. Capability ``domain.reboot``."""
+        raise self._unsupported("reboot")
+
+    def suspend(self, dom: DomainRef) -> None:
+        """Pause the vCPUs. Capability ``domain.suspend``."""
+        raise self._unsupported("suspend")
+
+    def resume(self, dom: DomainRef) -> None:
+        """Resume paused vCPUs. Capability ``domain.suspend``."""
+        raise self._unsupported("resume")
+
+    def save(self, dom: DomainRef, path: str) -> None:
+        """Save memory state to ``path`` and stop. Capability ``domain.save``."""
+        raise self._unsupported("save")
+
+    def restore(self, path: str) -> DomainRef:
+        """Start a domain from a saved file. Capability ``domain.save``."""
+        raise self._unsupported("restore")
+
+    # --- snapshots ------------------------------------------------------------
+
+    def create_snapshot(self, dom: DomainRef, name: str) -> Snapshot:
+        """Capability ``domain.snapshot``."""
+        raise self._unsupported("create_snapshot")
+
+    def list_snapshots(self, dom: DomainRef) -> list[Snapshot]:
+        """Capability ``domain.snapshot``."""
+        raise self._unsupported("list_snapshots")
+
+    def revert_to_snapshot(self, dom: DomainRef, name: str) -> None:
+        """Capability ``domain.snapshot``."""
+        raise self._unsupported("revert_to_snapshot")
+
+    def delete_snapshot(self, dom: DomainRef, name: str) -> None:
+        """Capability ``domain.snapshot``."""
+        raise self._unsupported("delete_snapshot")
+
+    # --- devices --------------------------------------------------------------
+
+    def attach_disk(self, dom: DomainRef, disk: DiskSpec) -> None:
+        """Hot-plug (or, inactive, add) a disk. Capability ``domain.disk_hotplug``."""
+        raise self._unsupported("attach_disk")
+
+    def detach_disk(self, dom: DomainRef, target: str) -> None:
+        """Remove a disk by target. Capability ``domain.disk_hotplug``."""
+        raise self._unsupported("detach_disk")
+
+    # --- block jobs -----------------------------------------------------------
+
+    def block_pull(self, dom: DomainRef, disk: str, base: str | None, bandwidth_bytes: int) -> None:
+        """Start a pull job (``base`` None: flatten). Capability ``block.pull``."""
+        raise self._unsupported("block_pull")
+
+    def block_copy(self, dom: DomainRef, disk: str, request: BlockCopyRequest) -> None:
+        """Start a two-phase copy job. Capability ``block.copy`` (and its sub-capabilities)."""
+        raise self._unsupported("block_copy")
+
+    def block_commit(self, dom: DomainRef, disk: str, request: BlockCommitRequest) -> None:
+        """Start a commit job. Capability ``block.commit``."""
+        raise self._unsupported("block_commit")
+
+    def block_job_info(self, dom: DomainRef, disk: str) -> BlockJobInfo | None:
+        """The job on ``disk``, or None. Must never report ``cur == end`` before ready."""
+        raise self._unsupported("block_job_info")
+
+    def block_jobs(self, dom: DomainRef) -> list[BlockJobInfo]:
+        """Every active job of the domain. The generic version asks disk by disk."""
+        jobs = []
+        for d in self.disks(dom):
+            info = self.block_job_info(dom, d.target)
+            if info is not None:
+                jobs.append(info)
+        return jobs
+
+    def block_job_abort(self, dom: DomainRef, disk: str, pivot: bool, wait: bool) -> None:
+        """Cancel (stay on the source) or pivot (switch to the copy); with ``wait``, return once ended."""
+        raise self._unsupported("block_job_abort")
+
+    def block_job_set_speed(self, dom: DomainRef, disk: str, bandwidth_bytes: int) -> None:
+        """Change a running job's bandwidth (bytes/s, 0 = unlimited)."""
+        raise self._unsupported("block_job_set_speed")
+
+    # --- storage --------------------------------------------------------------
+
+    def list_storage_pools(self) -> list[PoolInfo]:
+        """Capability ``storage.pool``."""
+        raise self._unsupported("list_storage_pools")
+
+    def lookup_storage_pool(self, name: str) -> PoolInfo:
+        """Capability ``storage.pool``; NoStoragePoolError when missing."""
+        raise self._unsupported("lookup_storage_pool")
+
+    def list_volumes(self, pool: str) -> list[VolumeInfo]:
+        """Capability ``storage.pool``."""
+        raise self._unsupported("list_volumes")
+
+    def lookup_volume(self, pool: str, name: str) -> VolumeInfo:
+        """Capability ``storage.pool``; NoStorageVolumeError when missing."""
+        raise self._unsupported("lookup_volume")
+
+    def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
+        """Capability ``storage.volume``."""
+        raise self._unsupported("create_volume")
+
+    def delete_volume(self, pool: str, name: str) -> None:
+        """Capability ``storage.volume``."""
+        raise self._unsupported("delete_volume")
+
+    def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
+        """Capability ``storage.volume``."""
+        raise self._unsupported("resize_volume")
+
+    # --- helpers --------------------------------------------------------------
+
+    def _unsupported(self, method: str) -> NotSupportedError:
+        return NotSupportedError(f"the {self.name or type(self).__name__} driver does not implement {method}")
+
+
+#: Methods that are part of the SPI (the contract kit checks subclass signatures against these).
+SPI_METHODS: tuple[str, ...] = tuple(
+    name
+    for name, value in vars(Driver).items()
+    if callable(value) and not name.startswith("_") and name not in ("emit",)
+)
