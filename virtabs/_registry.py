@@ -68,6 +68,11 @@ def load_driver_class(name: str) -> type:
         )
     _check_single(name, entries)
     from stevedore import DriverManager  # imported here: `virtabs --help` need not pay for it
+    from stevedore.extension import ExtensionManager
+
+    # stevedore memoises a group's entry points for the life of the process; drop that memo so a
+    # driver installed after the first open() is found (importlib.metadata above already sees it).
+    ExtensionManager.ENTRY_POINT_CACHE.pop(GROUP, None)
 
     try:
         manager: Any = DriverManager(namespace=GROUP, name=name, invoke_on_load=False, on_load_failure_callback=_reraise)
