@@ -1,0 +1,93 @@
+"""qemu-img helpers. Formats are always passed explicitly (``-f``/``-F``); the
+only probing call is :func:`probe_format`, used for REUSE_EXT without a format
+(the seed allows it there, and never with COPY_RAW)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from typing import Any
+
+from virtabs._errors import DriverUnavailableError, OperationFailedError, OperationTimeoutError
+
+__all__ = ["ImageLayer", "chain", "create", "probe_format", "qemu_img", "resize", "snapshot"]
+
+ImageLayer = dict[str, Any]
+
+
+def qemu_img(*args: str, timeout: float = 120.0) -> str:
+    """Run qemu-img; a failure raises OperationFailedError with its stderr."""
+    exe = shutil.which("qemu-img")
+    if exe is None:
+        raise DriverUnavailableError("qemu-img is not installed (Debian: apt install qemu-utils)")
+    try:
+        res = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise OperationTimeoutError(f"qemu-img {args[0]} did not finish within {timeout:g}s") from None
+    if res.returncode != 0:
+        raise OperationFailedError(f"qemu-img {' '.join(args)} failed: {res.stderr.strip() or res.stdout.strip()}")
+    return res.stdout
+
+
+def chain(path: str, fmt: str, force_share: bool = True) -> list[ImageLayer]:
+    """``qemu-img info --backing-chain`` of ``path`` opened as ``fmt``: top first.
+
+    Refuses a chain where a layer names a backing file without its format
+    (QEMU would have to probe it).
+    """
+    args = ["info", "--output=json", "--backing-chain", "-f", fmt]
+    if force_share:
+        args.append("-U")
+    out = qemu_img(*args, path)
+    data = json.loads(out)
+    layers: list[ImageLayer] = data if isinstance(data, list) else [data]
+    for layer in layers:
+        if layer.get("backing-filename") and not layer.get("backing-filename-format"):
+            raise OperationFailedError(
+                f"image {layer.get('filename')} names backing file {layer['backing-filename']} without its format; "
+                "refusing to let QEMU probe it (rebase with: qemu-img rebase -u -F FORMAT -b BACKING IMAGE)"
+            )
+    return layers
+
+
+def backing_paths(layers: list[ImageLayer]) -> tuple[str, ...]:
+    """Absolute paths of the layers below the top, nearest first."""
+    out = []
+    for layer in layers[1:]:
+        name = str(layer.get("filename", ""))
+        out.append(os.path.abspath(name) if not name.startswith(("json:", "/dev/fd")) else name)
+    return tuple(out)
+
+
+def probe_format(path: str) -> str:
+    """The format recorded in an existing image's metadata (probes: REUSE_EXT only, never for COPY_RAW)."""
+    out = qemu_img("info", "--output=json", "-U", path)
+    return str(json.loads(out)["format"])
+
+
+def create(path: str, fmt: str, size: int | None, backing: str | None = None, backing_fmt: str | None = None) -> None:
+    """Create an image; a backing file always gets its format (``-F``)."""
+    args = ["create", "-q", "-f", fmt]
+    if backing:
+        if not backing_fmt:
+            raise OperationFailedError(f"creating {path}: the format of backing file {backing} is unknown")
+        args += ["-b", backing, "-F", backing_fmt]
+    args.append(path)
+    if size is not None:
+        args.append(str(size))
+    qemu_img(*args)
+
+
+def resize(path: str, fmt: str, size: int, shrink: bool = False) -> None:
+    """Resize an image to ``size`` bytes."""
+    args = ["resize", "-q", "-f", fmt]
+    if shrink:
+        args.append("--shrink")
+    qemu_img(*args, path, str(size))
+
+
+def snapshot(op: str, path: str, fmt: str, name: str) -> None:
+    """``qemu-img snapshot`` with ``op`` in ``-c`` (create), ``-a`` (apply), ``-d`` (delete)."""
+    qemu_img("snapshot", "-f", fmt, op, name, path)

@@ -1,0 +1,198 @@
+"""A minimal, dependency-free QMP client (JSON lines over a unix socket).
+
+One :class:`QMPClient` is one connection: it reads the greeting, negotiates
+capabilities and then runs commands one at a time. Every read has a
+deadline; running out of time raises :class:`OperationTimeoutError`. Events
+that arrive while waiting for a reply are kept in :attr:`QMPClient.events`
+(in arrival order) for the caller to dispatch.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any
+
+from virtabs._errors import ConnectError, OperationFailedError, OperationTimeoutError
+
+__all__ = ["QMPClient", "QMPError"]
+
+_MAX_LINE = 64 * 1024 * 1024
+
+
+class QMPError(OperationFailedError):
+    """QEMU answered a command with an error. ``qmp_class`` is QEMU's error class."""
+
+    def __init__(self, message: str, qmp_class: str = "GenericError") -> None:
+        super().__init__(message)
+        self.qmp_class = qmp_class
+
+
+class QMPClient:
+    """A connection to one QEMU monitor socket.
+
+    ``what`` names the domain in error messages. Use as a context manager.
+    """
+
+    def __init__(self, path: str, timeout: float = 30.0, what: str = "") -> None:
+        self.path = path
+        self.timeout = timeout
+        self.what = what or path
+        self.events: list[dict[str, Any]] = []
+        self.greeting: dict[str, Any] = {}
+        self._buf = b""
+        self._id = 0
+        self._sock: socket.socket | None = None
+
+    # --- connection ---------------------------------------------------------
+
+    def connect(self) -> QMPClient:
+        """Connect, read the greeting and negotiate capabilities."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except FileNotFoundError:
+            sock.close()
+            raise ConnectError(f"{self.what}: QMP socket {self.path} does not exist (is QEMU running?)") from None
+        except OSError as exc:
+            sock.close()
+            raise ConnectError(f"{self.what}: cannot connect to QMP socket {self.path}: {exc}") from None
+        self._sock = sock
+        try:
+            deadline = time.monotonic() + self.timeout
+            while True:
+                msg = self._read(deadline)
+                if "QMP" in msg:
+                    self.greeting = msg
+                    break
+            self.execute("qmp_capabilities")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Close the socket (QEMU accepts the next client)."""
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    def __enter__(self) -> QMPClient:
+        if self._sock is None:
+            self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- commands -------------------------------------------------------------
+
+    def execute(self, command: str, arguments: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        """Run ``command`` and return its ``return`` value; an error reply raises :class:`QMPError`."""
+        if self._sock is None:
+            raise ConnectError(f"{self.what}: QMP connection is closed")
+        self._id += 1
+        req_id = f"v{self._id}"
+        msg: dict[str, Any] = {"execute": command, "id": req_id}
+        if arguments:
+            msg["arguments"] = arguments
+        data = json.dumps(msg).encode() + b"\n"
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        try:
+            self._sock.settimeout(max(0.001, deadline - time.monotonic()))
+            self._sock.sendall(data)
+        except TimeoutError:
+            self.close()
+            raise OperationTimeoutError(f"{self.what}: QMP command {command!r} timed out while sending") from None
+        except OSError as exc:
+            self.close()
+            raise ConnectError(f"{self.what}: QMP connection lost while sending {command!r}: {exc}") from None
+        while True:
+            try:
+                reply = self._read(deadline)
+            except OperationTimeoutError:
+                self.close()
+                raise OperationTimeoutError(
+                    f"{self.what}: QMP command {command!r} got no reply within "
+                    f"{self.timeout if timeout is None else timeout:g}s"
+                ) from None
+            if "event" in reply:
+                self.events.append(reply)
+                continue
+            if reply.get("id") not in (req_id, None):
+                continue
+            if "error" in reply:
+                err = reply["error"]
+                raise QMPError(f"{self.what}: {command}: {err.get('desc', err)}", str(err.get("class", "GenericError")))
+            return reply.get("return")
+
+    def hmp(self, command_line: str, timeout: float | None = None) -> str:
+        """Run a human-monitor command; a non-empty output is returned (callers decide if it is an error)."""
+        out = self.execute("human-monitor-command", {"command-line": command_line}, timeout=timeout)
+        return str(out or "")
+
+    def wait_event(self, names: set[str], timeout: float, match: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Wait up to ``timeout`` seconds for an event named in ``names`` (already-seen events count)."""
+        deadline = time.monotonic() + timeout
+
+        def matches(ev: dict[str, Any]) -> bool:
+            if ev.get("event") not in names:
+                return False
+            data = ev.get("data", {})
+            return all(data.get(k) == v for k, v in (match or {}).items())
+
+        for ev in self.events:
+            if matches(ev):
+                return ev
+        while time.monotonic() < deadline:
+            try:
+                msg = self._read(deadline)
+            except OperationTimeoutError:
+                return None
+            if "event" in msg:
+                self.events.append(msg)
+                if matches(msg):
+                    return msg
+        return None
+
+    def take_events(self) -> list[dict[str, Any]]:
+        """The events collected so far (and forget them)."""
+        events, self.events = self.events, []
+        return events
+
+    # --- reading --------------------------------------------------------------
+
+    def _read(self, deadline: float) -> dict[str, Any]:
+        assert self._sock is not None
+        while b"\n" not in self._buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OperationTimeoutError(f"{self.what}: QMP read timed out")
+            self._sock.settimeout(remaining)
+            try:
+                chunk = self._sock.recv(65536)
+            except TimeoutError:
+                raise OperationTimeoutError(f"{self.what}: QMP read timed out") from None
+            except OSError as exc:
+                self.close()
+                raise ConnectError(f"{self.what}: QMP connection lost: {exc}") from None
+            if not chunk:
+                self.close()
+                raise ConnectError(f"{self.what}: QEMU closed the QMP connection")
+            self._buf += chunk
+            if len(self._buf) > _MAX_LINE:
+                self.close()
+                raise OperationFailedError(f"{self.what}: QMP message too large")
+        line, _, self._buf = self._buf.partition(b"\n")
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            raise OperationFailedError(f"{self.what}: QEMU sent invalid JSON on QMP: {line[:200]!r}") from None
+        if not isinstance(msg, dict):
+            raise OperationFailedError(f"{self.what}: QEMU sent a non-object on QMP")
+        return msg
+

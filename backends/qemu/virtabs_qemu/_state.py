@@ -1,0 +1,171 @@
+"""On-disk state: where definitions, runtime files and images live, atomic JSON and locks.
+
+Layout (``embed``: everything under ``root``)::
+
+    <config>/domains/<name>.json    persistent definition (+ snapshot metadata)
+    <config>/pools/<name>.json      extra storage pools {"type": "dir", "path": ...}
+    <config>/.lock                  flock: define/undefine
+    <data>/images/                  the ``default`` pool
+    <run>/<name>/qemu.pid           pidfile written by QEMU (removed by QEMU on a clean exit)
+    <run>/<name>/qmp.sock           QMP socket (short fallback under /tmp when the path is too long)
+    <run>/<name>/run.json           runtime facts: hot-plug ports, block-job records, intents
+    <run>/<name>/console.log        serial console
+    <run>/<name>.lock               flock: one QMP conversation per domain at a time
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from virtabs._errors import InvalidArgumentError
+
+__all__ = ["DomainLock", "StateDirs", "read_json", "write_json_atomic"]
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (temp file, fsync, rename)."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: str) -> Any:
+    """Read a JSON file; ``None`` when it does not exist."""
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return None
+
+
+class StateDirs:
+    """Directories of one connection, from the URI path and parameters."""
+
+    def __init__(self, config: str, data: str, run: str) -> None:
+        self.config = config
+        self.data = data
+        self.run = run
+        self.domains = os.path.join(config, "domains")
+        self.pools = os.path.join(config, "pools")
+        self.images = os.path.join(data, "images")
+
+    @classmethod
+    def for_uri(cls, path: str, params: dict[str, str]) -> StateDirs:
+        """``/embed?root=DIR``, ``/session`` (XDG) or ``/system``."""
+        mode = path.strip("/") or "session"
+        if mode == "embed":
+            root = params.get("root")
+            if not root:
+                raise InvalidArgumentError("qemu:///embed needs ?root=DIR")
+            root = os.path.abspath(root)
+            return cls(root, root, os.path.join(root, "run"))
+        if mode == "session":
+            home = os.path.expanduser("~")
+            config = os.path.join(os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config"), "virtabs", "qemu")
+            data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
+            data = os.path.join(data_home, "virtabs", "qemu")
+            xdg_run = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(tempfile.gettempdir(), f"virtabs-{os.getuid()}")
+            return cls(config, data, os.path.join(xdg_run, "virtabs", "qemu"))
+        if mode == "system":
+            return cls("/var/lib/virtabs/qemu", "/var/lib/virtabs/qemu", "/run/virtabs/qemu")
+        raise InvalidArgumentError(f"unknown qemu URI path {path!r}: use /session, /system or /embed?root=DIR")
+
+    def ensure(self) -> None:
+        """Create the directories (private: mode 0700 where we create them)."""
+        for d in (self.domains, self.pools, self.images, self.run):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+
+    def domain_file(self, name: str) -> str:
+        """The definition file of ``name``."""
+        return os.path.join(self.domains, f"{name}.json")
+
+    def run_dir(self, name: str) -> str:
+        """The runtime directory of ``name``."""
+        return os.path.join(self.run, name)
+
+    def pidfile(self, name: str) -> str:
+        """QEMU's pidfile for ``name``."""
+        return os.path.join(self.run_dir(name), "qemu.pid")
+
+    def runfile(self, name: str) -> str:
+        """Runtime facts of ``name``."""
+        return os.path.join(self.run_dir(name), "run.json")
+
+    def console_log(self, name: str) -> str:
+        """Serial console log of ``name``."""
+        return os.path.join(self.run_dir(name), "console.log")
+
+    def qmp_socket(self, name: str) -> str:
+        """The QMP socket path of ``name`` (< 108 bytes, deterministic for every process)."""
+        path = os.path.join(self.run_dir(name), "qmp.sock")
+        if len(os.fsencode(path)) < 100:
+            return path
+        digest = hashlib.sha256(os.fsencode(self.run)).hexdigest()[:16]
+        return os.path.join(tempfile.gettempdir(), f"vtq-{digest}", f"{name}.sock")
+
+    def lockfile(self, name: str) -> str:
+        """The per-domain lock file."""
+        return os.path.join(self.run, f"{name}.lock")
+
+
+class DomainLock:
+    """Per-domain mutual exclusion across threads (an RLock) and processes (flock).
+
+    Reentrant within a thread: the flock is taken by the outermost acquire only.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._rlock = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the lock for the duration of the ``with`` block."""
+        with self._rlock:
+            if self._depth == 0:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._fd = fd
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+                    os.close(self._fd)
+                    self._fd = None
+
+
+@contextlib.contextmanager
+def file_lock(path: str) -> Iterator[None]:
+    """An exclusive flock on ``path`` for the ``with`` block."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
