@@ -12,7 +12,7 @@ modules. Driver authors use :mod:`virtabs.spi`; test authors
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from ._api import BlockJob, Connection, Domain, StoragePool, Subscription, Volume, open
 from ._capabilities import Capabilities, Capability
@@ -69,10 +69,21 @@ from ._models import (
 from ._registry import DriverEntry, installed_drivers
 from ._uri import URI, parse_uri
 
-try:
-    __version__ = version("virtabs")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> Any:
+    # __version__ is read from the installed metadata on first use: importing importlib.metadata
+    # costs start-up time that `virtabs --help` and `import virtabs` should not pay.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("virtabs")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+            value = "0+unknown"
+        globals()["__version__"] = value
+        return value
+    raise AttributeError(f"module 'virtabs' has no attribute {name!r}")
+
 
 __all__ = [
     "URI",

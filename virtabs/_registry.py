@@ -6,7 +6,6 @@ exactly the driver a URI names, through stevedore.
 
 from __future__ import annotations
 
-import importlib.metadata as md
 from collections import defaultdict
 from typing import Any
 
@@ -29,6 +28,8 @@ class DriverEntry:
 
 
 def _entries() -> dict[str, list[DriverEntry]]:
+    import importlib.metadata as md  # lazily: only opening or listing drivers needs it
+
     found: dict[str, list[DriverEntry]] = defaultdict(list)
     for ep in md.entry_points(group=GROUP):
         dist = ep.dist.name if ep.dist is not None else None
@@ -75,7 +76,9 @@ def load_driver_class(name: str) -> type:
     ExtensionManager.ENTRY_POINT_CACHE.pop(GROUP, None)
 
     try:
-        manager: Any = DriverManager(namespace=GROUP, name=name, invoke_on_load=False, on_load_failure_callback=_reraise)
+        manager: Any = DriverManager(
+            namespace=GROUP, name=name, invoke_on_load=False, on_load_failure_callback=_reraise
+        )
     except ImportError as exc:
         hint = f"pip install {entries[0].distribution}" if entries[0].distribution else "reinstall the driver"
         missing = getattr(exc, "name", None) or str(exc)
