@@ -1,0 +1,110 @@
+"""Inventory: every domain, disk, NIC and pool of many hosts, collected in parallel, nothing lost.
+
+>>> import virtabs.inventory as inv
+>>> result = inv.collect(["test:///default"])
+>>> result.exit_status, [d.name for _, d in result.domains()]
+(0, ['test'])
+>>> doc = result.to_dict()          # schema v1, see docs/inventory.md
+>>> text = inv.render(result, "csv")  # or json, jsonl, table, ansible
+
+* :func:`collect` reads the hosts in parallel (``concurrency``), each bounded by
+  its own ``timeout``; a host that fails is reported with its error code and
+  message and every other host is still collected.
+* :class:`Inventory` holds the result; :meth:`Inventory.to_dict` is the
+  schema v1 document (:func:`schema` returns the JSON Schema).
+* :func:`render` formats it; :func:`write_atomic` writes a file so that it is
+  never seen half-written; :func:`diff` compares two runs.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from ._collect import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, HostTarget, collect, redact_uri
+from ._diff import DEFAULT_IGNORE, InventoryDiff, diff
+from ._formats import (
+    CSV_COLUMNS,
+    FORMATS,
+    render,
+    to_ansible,
+    to_ansible_dict,
+    to_csv,
+    to_json,
+    to_jsonl,
+    to_table,
+)
+from ._io import load_hosts_file, load_inventory, write_atomic
+from ._model import (
+    EXIT_ALL_FAILED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    SCHEMA_VERSION,
+    HostError,
+    HostInventory,
+    Inventory,
+    PoolInventory,
+    domain_to_dict,
+    sanitize_group,
+)
+
+__all__ = [
+    "CSV_COLUMNS",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_IGNORE",
+    "DEFAULT_TIMEOUT",
+    "EXIT_ALL_FAILED",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "EXIT_USAGE",
+    "FORMATS",
+    "SCHEMA_VERSION",
+    "HostError",
+    "HostInventory",
+    "HostTarget",
+    "Inventory",
+    "InventoryDiff",
+    "PoolInventory",
+    "collect",
+    "diff",
+    "domain_to_dict",
+    "load_hosts_file",
+    "load_inventory",
+    "redact_uri",
+    "render",
+    "sanitize_group",
+    "schema",
+    "to_ansible",
+    "to_ansible_dict",
+    "to_csv",
+    "to_json",
+    "to_jsonl",
+    "to_table",
+    "validate",
+    "write_atomic",
+]
+
+
+@cache
+def _schema_text() -> str:
+    return resources.files(__name__).joinpath("schema-v1.json").read_text(encoding="utf-8")
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the inventory document, version 1 (a fresh copy)."""
+    result: dict[str, Any] = json.loads(_schema_text())
+    return result
+
+
+def validate(document: Inventory | dict[str, Any]) -> None:
+    """Check a document against :func:`schema`; raises ``jsonschema.ValidationError``.
+
+    Needs the ``jsonschema`` package (``pip install virtabs[dev]``).
+    """
+    import jsonschema
+
+    data = document.to_dict() if isinstance(document, Inventory) else document
+    jsonschema.validate(data, schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)

@@ -1,0 +1,310 @@
+"""Collecting many hosts in parallel, each bounded by its own timeout."""
+
+from __future__ import annotations
+
+import collections
+import math
+import queue
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from .._api import Connection, StoragePool
+from .._api import open as _open
+from .._capabilities import Capability
+from .._config import default_uri, load_config
+from .._errors import (
+    InvalidArgumentError,
+    OperationTimeoutError,
+    VirtabsError,
+)
+from .._models import VolumeInfo
+from .._uri import parse_uri
+from ._model import HostError, HostInventory, Inventory, PoolInventory, utcnow
+
+__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_TIMEOUT", "HostTarget", "collect", "redact_uri"]
+
+DEFAULT_CONCURRENCY = 16
+"""Hosts collected at the same time unless told otherwise."""
+DEFAULT_TIMEOUT = 60.0
+"""Seconds one host's whole collection may take unless told otherwise."""
+
+_SECRET_PARAM_RE = re.compile(r"(pass|secret|token|key|auth)", re.IGNORECASE)
+
+
+@attrs.frozen
+class HostTarget:
+    """One host to inventory: a URI (or config alias; ``None`` = the default URI), an optional
+    display ``name`` and an optional ``timeout`` (seconds) overriding the run's."""
+
+    uri: str | None = None
+    name: str | None = None
+    timeout: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.uri is not None and (not isinstance(self.uri, str) or not self.uri.strip()):
+            raise InvalidArgumentError(f"a host URI must be a non-empty string, got {self.uri!r}")
+        if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
+            raise InvalidArgumentError(f"a host name must be a non-empty string, got {self.name!r}")
+        if self.timeout is not None:
+            _check_timeout(self.timeout, "host timeout")
+
+
+def _check_timeout(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise InvalidArgumentError(f"{what} must be a positive number of seconds, got {value!r}")
+
+
+def redact_uri(text: str) -> str:
+    """A URI safe to print: the canonical form when it parses, else the text with any
+    password (``user:secret@``) and secret-looking query parameters replaced by ``***``."""
+    try:
+        return str(parse_uri(text))
+    except VirtabsError:
+        pass
+    try:
+        parts = urllib.parse.urlsplit(text.strip())
+    except ValueError:
+        return "<unparseable URI>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}" if ":" in userinfo else netloc
+    query = "&".join(
+        f"{k}=***" if _SECRET_PARAM_RE.search(k) else (f"{k}={v}" if v else k)
+        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _driver_of(text: str) -> str | None:
+    try:
+        return parse_uri(text).driver
+    except VirtabsError:
+        return None
+
+
+def _as_target(item: str | HostTarget | None) -> HostTarget:
+    if isinstance(item, HostTarget):
+        return item
+    if item is None or isinstance(item, str):
+        return HostTarget(uri=item)
+    raise InvalidArgumentError(f"a host must be a URI string or a HostTarget, got {item!r}")
+
+
+def _display_uri(target: HostTarget) -> str:
+    if target.uri is not None:
+        try:
+            text = load_config().resolve_alias(target.uri)
+        except VirtabsError:
+            text = target.uri
+        return redact_uri(text)
+    try:
+        return redact_uri(default_uri(load_config()))
+    except VirtabsError:
+        return "<default URI>"
+
+
+def _failed(target: HostTarget, exc: BaseException, uri: str | None = None) -> HostInventory:
+    shown = uri or _display_uri(target)
+    return HostInventory(
+        uri=shown,
+        name=target.name,
+        driver=_driver_of(shown),
+        collected_at=utcnow(),
+        error=HostError.from_exception(exc),
+    )
+
+
+def _try(errors: dict[str, str], key: str, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except VirtabsError as exc:
+        errors[key] = f"{exc.code.name}: {exc.message}"
+        return None
+
+
+def _volume_reader(pool: StoragePool) -> Callable[[], list[VolumeInfo]]:
+    def read() -> list[VolumeInfo]:
+        # the listing already carries each volume's facts: no per-volume round trip
+        return [v._info for v in pool.list_volumes()]
+
+    return read
+
+
+def _pools(conn: Connection, errors: dict[str, str]) -> tuple[PoolInventory, ...] | None:
+    if not conn.supports(Capability.STORAGE_POOL):
+        errors["pools"] = f"NO_SUPPORT: the {conn.driver_name} driver has no storage pools"
+        return None
+    pools = _try(errors, "pools", conn.list_storage_pools)
+    if pools is None:
+        return None
+    result = []
+    for pool in pools:
+        pool_errors: dict[str, str] = {}
+        volumes = _try(pool_errors, "volumes", _volume_reader(pool))
+        result.append(
+            PoolInventory(
+                info=pool._info,  # the listing's facts; info() would cost a round trip per pool
+                volumes=None if volumes is None else tuple(volumes),
+                field_errors=pool_errors,
+            )
+        )
+    return tuple(result)
+
+
+def _collect_host(target: HostTarget, timeout: float | None, pools: bool) -> HostInventory:
+    """Inventory one host, on the calling thread. Never raises a VirtabsError: it becomes ``error``."""
+    started = time.monotonic()
+    try:
+        conn = _open(target.uri, readonly=True, timeout=timeout)
+    except VirtabsError as exc:
+        return _failed(target, exc)
+    with conn:
+        uri = conn.uri
+        name = target.name
+        if name is None and target.uri is not None and target.uri.strip() != uri and "://" not in target.uri:
+            name = target.uri  # a config alias names the host
+        errors: dict[str, str] = {}
+        info = _try(errors, "host_info", conn.host_info)
+        if info is None:
+            reason = errors.pop("host_info")
+            for key in ("hypervisor", "hypervisor_version", "hostname", "cpus", "memory_bytes"):
+                errors[key] = reason
+        common: dict[str, Any] = {
+            "uri": uri,
+            "name": name,
+            "driver": conn.driver_name,
+            "hypervisor": info.hypervisor if info else None,
+            "hypervisor_version": info.hypervisor_version if info else None,
+            "hostname": info.hostname if info else None,
+            "cpus": info.cpus if info else None,
+            "memory_bytes": info.memory_bytes if info else None,
+        }
+        try:
+            records = conn.domain_records()
+        except VirtabsError as exc:
+            return HostInventory(
+                **common,
+                collected_at=utcnow(),
+                error=HostError.from_exception(exc),
+                field_errors=errors,
+                duration_seconds=time.monotonic() - started,
+            )
+        collected_at = utcnow()
+        pool_data = _pools(conn, errors) if pools else None
+        if not pools:
+            errors["pools"] = "NOT_REPORTED: pool collection was turned off"
+        return HostInventory(
+            **common,
+            collected_at=collected_at,
+            domains=tuple(records),
+            pools=pool_data,
+            field_errors=errors,
+            duration_seconds=time.monotonic() - started,
+        )
+
+
+def _worker(
+    index: int,
+    target: HostTarget,
+    timeout: float | None,
+    pools: bool,
+    results: queue.SimpleQueue[tuple[int, HostInventory]],
+) -> None:
+    try:
+        host = _collect_host(target, timeout, pools)
+    except BaseException as exc:  # a driver bug must not take the run down: it becomes this host's error
+        host = _failed(target, exc)
+    results.put((index, host))
+
+
+def collect(
+    hosts: Iterable[str | HostTarget | None] | str | HostTarget | None = None,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    pools: bool = True,
+    on_host_done: Callable[[HostInventory], None] | None = None,
+) -> Inventory:
+    """Inventory every host in ``hosts``: domains (with disks, NICs, snapshots, block jobs) and pools.
+
+    ``hosts`` holds URIs, config aliases or :class:`HostTarget` objects; ``None``
+    (or nothing) means the default URI, as :func:`virtabs.open` resolves it.
+    Connections are read-only; credentials come from the virtabs config file or
+    the environment, exactly as for :func:`virtabs.open`.
+
+    Up to ``concurrency`` hosts are collected at once, each on its own thread.
+    Each host's whole collection is bounded by ``timeout`` seconds (a
+    :class:`HostTarget` may set its own; ``None`` waits forever): past it the
+    host is reported failed with ``OPERATION_TIMEOUT`` (68) and its thread is
+    abandoned (a daemon thread, so it never holds up the process's exit).
+    A failing host never stops the others: it is reported with its error code
+    and message. ``on_host_done(host)`` is called on the calling thread as each
+    host finishes. Hosts come back in the order given; exact duplicate entries
+    are collected once.
+
+    Domains are read through the drivers' bulk hook
+    (:meth:`virtabs.Connection.domain_records`): one call per host.
+    """
+    if hosts is None or isinstance(hosts, str | HostTarget):
+        hosts = [hosts]
+    targets: list[HostTarget] = []
+    for item in hosts:
+        target = _as_target(item)
+        if target not in targets:
+            targets.append(target)
+    if not targets:
+        targets = [HostTarget()]
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise InvalidArgumentError(f"concurrency must be a positive integer, got {concurrency!r}")
+    if timeout is not None:
+        _check_timeout(timeout, "timeout")
+    generated_at = utcnow()
+    results: list[HostInventory | None] = [None] * len(targets)
+    done: queue.SimpleQueue[tuple[int, HostInventory]] = queue.SimpleQueue()
+    waiting = collections.deque(range(len(targets)))
+    running: dict[int, float] = {}  # index -> deadline (monotonic; inf = none)
+
+    def finish(index: int, host: HostInventory) -> None:
+        results[index] = host
+        if on_host_done is not None:
+            on_host_done(host)
+
+    while waiting or running:
+        while waiting and len(running) < concurrency:
+            index = waiting.popleft()
+            target = targets[index]
+            host_timeout = target.timeout if target.timeout is not None else timeout
+            running[index] = math.inf if host_timeout is None else time.monotonic() + host_timeout
+            threading.Thread(
+                target=_worker,
+                args=(index, target, host_timeout, pools, done),
+                name=f"virtabs-inventory-{index}",
+                daemon=True,
+            ).start()
+        next_deadline = min(running.values())
+        wait = None if next_deadline == math.inf else max(0.0, next_deadline - time.monotonic())
+        try:
+            index, host = done.get(timeout=wait)
+        except queue.Empty:
+            now = time.monotonic()
+            for index, deadline in sorted(running.items()):
+                if deadline <= now:
+                    del running[index]
+                    target = targets[index]
+                    limit = target.timeout if target.timeout is not None else timeout
+                    shown = _display_uri(target)
+                    exc = OperationTimeoutError(f"inventory of {shown} did not finish within {limit:g}s")
+                    finish(index, _failed(target, exc, shown))
+            continue
+        if index in running:  # else: a late answer from a host already reported as timed out
+            del running[index]
+            finish(index, host)
+    return Inventory(generated_at=generated_at, hosts=tuple(h for h in results if h is not None))

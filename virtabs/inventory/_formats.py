@@ -1,0 +1,294 @@
+"""Output formats: json, jsonl, csv, table and ansible."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ._model import Inventory, sanitize_group
+
+__all__ = ["CSV_COLUMNS", "FORMATS", "render", "to_ansible", "to_csv", "to_json", "to_jsonl", "to_table"]
+
+FORMATS = ("json", "jsonl", "csv", "table", "ansible")
+"""The names ``render`` accepts."""
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "host_uri",
+    "host_name",
+    "host_driver",
+    "host_hostname",
+    "host_error",
+    "name",
+    "uuid",
+    "state",
+    "native_state",
+    "vcpus",
+    "memory_bytes",
+    "os_type",
+    "autostart",
+    "disk_count",
+    "disk_capacity_bytes",
+    "disk_allocation_bytes",
+    "disk_targets",
+    "disk_paths",
+    "nic_count",
+    "macs",
+    "networks",
+    "ips",
+    "snapshot_count",
+    "block_job_count",
+    "tags",
+    "field_errors",
+)
+"""The CSV header, in order. Columns are only ever added at the end, never renamed or reordered."""
+
+
+def to_json(inventory: Inventory | Mapping[str, Any], *, indent: int | None = 2) -> str:
+    """The schema v1 document."""
+    data = inventory.to_dict() if isinstance(inventory, Inventory) else inventory
+    return json.dumps(data, indent=indent, ensure_ascii=False) + "\n"
+
+
+def _doc(inventory: Inventory | Mapping[str, Any]) -> Mapping[str, Any]:
+    return inventory.to_dict() if isinstance(inventory, Inventory) else inventory
+
+
+def _host_fields(host: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in host.items() if k not in ("domains", "pools")}
+
+
+def jsonl_objects(inventory: Inventory | Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """One object per domain: ``{"host": {...host fields}, "domain": {...}}``; a failed host gives
+    one object with ``"domain": null`` so that it is never silently missing."""
+    for host in _doc(inventory)["hosts"]:
+        fields = _host_fields(host)
+        if host.get("error") is not None:
+            yield {"host": fields, "domain": None}
+        for dom in host["domains"]:
+            yield {"host": fields, "domain": dom}
+
+
+def to_jsonl(inventory: Inventory | Mapping[str, Any]) -> str:
+    """JSON Lines: see :func:`jsonl_objects`."""
+    return "".join(json.dumps(obj, ensure_ascii=False) + "\n" for obj in jsonl_objects(inventory))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _joined(values: list[Any] | None) -> str | None:
+    if values is None:
+        return None
+    return " ".join(str(v) for v in values if v is not None)
+
+
+def _total(disks: list[dict[str, Any]] | None, key: str) -> int | None:
+    if disks is None or any(d[key] is None for d in disks):
+        return None
+    return sum(int(d[key]) for d in disks)
+
+
+def csv_rows(inventory: Inventory | Mapping[str, Any]) -> Iterator[dict[str, str]]:
+    """The CSV rows as dicts keyed by :data:`CSV_COLUMNS` (one per domain; one per failed host)."""
+    for host in _doc(inventory)["hosts"]:
+        error = host.get("error")
+        base: dict[str, Any] = {
+            "host_uri": host["uri"],
+            "host_name": host.get("name"),
+            "host_driver": host.get("driver"),
+            "host_hostname": host.get("hostname"),
+            "host_error": None if error is None else f"{error['code_name']} ({error['code']}): {error['message']}",
+        }
+        if error is not None:
+            yield {col: _cell(base.get(col)) for col in CSV_COLUMNS}
+        for dom in host["domains"]:
+            disks = dom["disks"]
+            nics = dom["nics"]
+            row = dict(base)
+            row.update(
+                {k: dom[k] for k in ("name", "uuid", "state", "native_state", "vcpus", "memory_bytes", "os_type")}
+            )
+            row["autostart"] = dom["autostart"]
+            row["disk_count"] = None if disks is None else len(disks)
+            row["disk_capacity_bytes"] = _total(disks, "capacity_bytes")
+            row["disk_allocation_bytes"] = _total(disks, "allocation_bytes")
+            row["disk_targets"] = _joined(None if disks is None else [d["target"] for d in disks])
+            row["disk_paths"] = _joined(None if disks is None else [d["path"] for d in disks])
+            row["nic_count"] = None if nics is None else len(nics)
+            row["macs"] = _joined(None if nics is None else [n["mac"] for n in nics])
+            row["networks"] = _joined(None if nics is None else [n["network"] for n in nics])
+            row["ips"] = _joined(None if nics is None else [ip for n in nics for ip in n["ips"]])
+            row["snapshot_count"] = dom["snapshot_count"]
+            row["block_job_count"] = None if dom["block_jobs"] is None else len(dom["block_jobs"])
+            row["tags"] = _joined(dom["tags"])
+            row["field_errors"] = json.dumps(dom["field_errors"], sort_keys=True) if dom["field_errors"] else ""
+            yield {col: _cell(row.get(col)) for col in CSV_COLUMNS}
+
+
+def to_csv(inventory: Inventory | Mapping[str, Any]) -> str:
+    """CSV (RFC 4180, header row first) with the columns of :data:`CSV_COLUMNS`.
+
+    Lists are space-separated; an empty cell is an unknown value (see
+    ``field_errors``, a JSON object) or an empty list.
+    """
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(csv_rows(inventory))
+    return buf.getvalue()
+
+
+def _ansible_names(doc: Mapping[str, Any]) -> dict[tuple[int, int], str]:
+    """Inventory host names: the domain name, or ``name@host`` when it is not unique."""
+    counts: dict[str, int] = {}
+    for host in doc["hosts"]:
+        for dom in host["domains"]:
+            counts[dom["name"]] = counts.get(dom["name"], 0) + 1
+    names: dict[tuple[int, int], str] = {}
+    taken: set[str] = set()
+    for hi, host in enumerate(doc["hosts"]):
+        label = host.get("name") or host.get("hostname") or host["uri"]
+        for di, dom in enumerate(host["domains"]):
+            name = dom["name"] if counts[dom["name"]] == 1 else f"{dom['name']}@{label}"
+            base, n = name, 2
+            while name in taken:
+                name, n = f"{base}#{n}", n + 1
+            taken.add(name)
+            names[(hi, di)] = name
+    return names
+
+
+def host_group(host: Mapping[str, Any]) -> str:
+    """The Ansible group of a hypervisor host's domains: ``host_<name or hostname or uri>``."""
+    return sanitize_group("host_" + str(host.get("name") or host.get("hostname") or host["uri"]))
+
+
+def to_ansible_dict(inventory: Inventory | Mapping[str, Any]) -> dict[str, Any]:
+    """An Ansible dynamic inventory (``ansible-inventory --list`` shape).
+
+    Every domain is an inventory host; groups ``host_<host>``, ``driver_<driver>``
+    and ``state_<state>`` (names made of ``[A-Za-z0-9_]``) hold them, ``all`` has
+    them as children. Host variables are prefixed ``virtabs_``; ``ansible_host``
+    is the domain's first IP address when it has one.
+    """
+    doc = _doc(inventory)
+    names = _ansible_names(doc)
+    hostvars: dict[str, dict[str, Any]] = {}
+    groups: dict[str, list[str]] = {}
+    for hi, host in enumerate(doc["hosts"]):
+        host_grp = host_group(host)
+        driver_grp = sanitize_group(f"driver_{host.get('driver') or 'unknown'}")
+        for di, dom in enumerate(host["domains"]):
+            name = names[(hi, di)]
+            state_grp = sanitize_group(f"state_{dom['state'] or 'unknown'}")
+            for grp in (host_grp, driver_grp, state_grp):
+                groups.setdefault(grp, []).append(name)
+            ips = [ip for n in (dom["nics"] or []) for ip in n["ips"]]
+            variables: dict[str, Any] = {f"virtabs_{k}": v for k, v in dom.items() if k != "field_errors"}
+            variables["virtabs_field_errors"] = dom["field_errors"]
+            variables["virtabs_host_uri"] = host["uri"]
+            variables["virtabs_host_name"] = host.get("name")
+            variables["virtabs_hypervisor_hostname"] = host.get("hostname")
+            variables["virtabs_driver"] = host.get("driver")
+            if ips:
+                variables["ansible_host"] = ips[0]
+            hostvars[name] = variables
+    result: dict[str, Any] = {"_meta": {"hostvars": hostvars}}
+    result["all"] = {"children": ["ungrouped", *sorted(groups)]}
+    result["ungrouped"] = {"hosts": []}
+    for grp in sorted(groups):
+        result[grp] = {"hosts": groups[grp]}
+    return result
+
+
+def to_ansible(inventory: Inventory | Mapping[str, Any]) -> str:
+    """:func:`to_ansible_dict` as JSON text."""
+    return json.dumps(to_ansible_dict(inventory), indent=2, ensure_ascii=False) + "\n"
+
+
+def _human_bytes(value: int | None) -> str:
+    if value is None:
+        return "?"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{value} B"  # pragma: no cover - unreachable
+
+
+def to_table(inventory: Inventory | Mapping[str, Any], *, width: int | None = 120, color: bool = False) -> str:
+    """A human-readable table (rich), one row per domain and one per failed host."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    doc = _doc(inventory)
+    summary = doc["summary"]
+    table = Table(
+        title=f"virtabs inventory — {doc['generated_at']}",
+        caption=(
+            f"{summary['hosts_ok']}/{summary['hosts']} hosts ok, {summary['hosts_failed']} failed, "
+            f"{summary['domains']} domains"
+        ),
+    )
+    for column, justify in (
+        ("Host", "left"),
+        ("Domain", "left"),
+        ("State", "left"),
+        ("vCPUs", "right"),
+        ("Memory", "right"),
+        ("Disks", "right"),
+        ("IPs", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for host in doc["hosts"]:
+        label = escape(str(host.get("name") or host.get("hostname") or host["uri"]))
+        error = host.get("error")
+        if error is not None:
+            table.add_row(
+                label, f"[red]{error['code_name']}[/red]", "[red]failed[/red]", "", "", "", escape(error["message"])
+            )
+        for dom in host["domains"]:
+            disks = dom["disks"]
+            size = _total(disks, "capacity_bytes")
+            disk_text = "?" if disks is None else f"{len(disks)} ({_human_bytes(size)})" if disks else "0"
+            ips = "?" if dom["nics"] is None else " ".join(ip for n in dom["nics"] for ip in n["ips"])
+            table.add_row(
+                label,
+                dom["name"],
+                dom["state"] or "?",
+                "?" if dom["vcpus"] is None else str(dom["vcpus"]),
+                _human_bytes(dom["memory_bytes"]),
+                disk_text,
+                ips,
+            )
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, force_terminal=color, no_color=not color, highlight=False)
+    console.print(table)
+    return buf.getvalue()
+
+
+def render(inventory: Inventory | Mapping[str, Any], format: str = "json") -> str:
+    """The inventory in one of :data:`FORMATS`."""
+    if format == "json":
+        return to_json(inventory)
+    if format == "jsonl":
+        return to_jsonl(inventory)
+    if format == "csv":
+        return to_csv(inventory)
+    if format == "table":
+        return to_table(inventory)
+    if format == "ansible":
+        return to_ansible(inventory)
+    from .._errors import InvalidArgumentError
+
+    raise InvalidArgumentError(f"unknown inventory format {format!r} (known: {', '.join(FORMATS)})")
