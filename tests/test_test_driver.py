@@ -593,8 +593,10 @@ def test_copy_host_level_errors(drv: TestDriver, test_dom: DomainRef) -> None:
     drv.destroy(test_dom)
     with pytest.raises(OperationInvalidError, match="domain 'test' is not running"):
         drv.block_copy(test_dom, "vdb", BlockCopyRequest(dest="/x.img"))
+    assert drv.block_job_info(test_dom, "vdb") is None  # an inactive domain has no jobs
+    assert drv.block_jobs(test_dom) == []
     with pytest.raises(OperationInvalidError, match="not running"):
-        drv.block_job_info(test_dom, "vdb")
+        drv.block_job_abort(test_dom, "vdb", pivot=False, wait=True)
 
 
 def test_copy_by_disk_path_and_reuse_existing(drv: TestDriver, sink: Sink, test_dom: DomainRef) -> None:
@@ -812,3 +814,52 @@ def test_volume_lifecycle(drv: TestDriver) -> None:
     with pytest.raises(NoStorageVolumeError, match="new.qcow2"):
         drv.delete_volume("default-pool", "new.qcow2")
     assert {v.name for v in drv.list_volumes("default-pool")} == {"base.qcow2", "overlay.qcow2", "r.img"}
+
+
+def test_reuse_ext_onto_a_real_file(drv: TestDriver, sink: Sink, test_dom: DomainRef, tmp_path: Path) -> None:
+    small_disk(drv, test_dom)
+    real = tmp_path / "pre.qcow2"
+    header = b"QFI\xfb" + bytes(20) + (16 * MiB).to_bytes(8, "big")
+    real.write_bytes(header)
+    drv.block_copy(test_dom, "vdb", BlockCopyRequest(dest=str(real), reuse_existing=True, bandwidth_bytes=FAST))
+    wait_for(lambda: sink.jobs())
+    drv.block_job_abort(test_dom, "vdb", pivot=True, wait=True)
+    disk = drv.disks(test_dom)[1]
+    assert (disk.path, disk.format, disk.capacity_bytes) == (str(real), "qcow2", 16 * MiB)
+    assert real.read_bytes() == header  # the real file is only probed, never written
+
+
+def test_bulk_inventory_matches_the_generic_one(chain_node: tuple[TestDriver, Sink, DomainRef]) -> None:
+    from virtabs._inventory_fallback import records_one_by_one
+
+    drv, _, vm = chain_node
+    drv.define_domain(DomainSpec(name="off", memory_bytes=GiB, vcpus=1, nics=(NicSpec(),)))
+    drv.create_snapshot(vm, "s")
+    assert drv.inventory() == records_one_by_one(drv)
+
+
+# --------------------------------------------------------------------------- through the public API
+
+
+def test_through_the_public_api() -> None:
+    virtabs = pytest.importorskip("virtabs")
+    if not hasattr(virtabs, "open"):
+        pytest.skip("the public API is not there yet")
+    with virtabs.open("test:///default") as conn:
+        assert conn.driver_name == "test"
+        dom = conn.lookup_domain("test")
+        events: list[Event] = []
+        conn.subscribe(events.append)
+        job = dom.block_copy("vda", "/guest/copy.qcow2", format="qcow2", bandwidth=FAST)
+        job.wait_ready(timeout=10)
+        job.pivot()
+        assert dom.disks()[0].path == "/guest/copy.qcow2"
+        statuses = [e.status for e in events if isinstance(e, BlockJobEvent)]
+        assert statuses == [BlockJobStatus.READY, BlockJobStatus.COMPLETED]
+        slow = dom.block_copy("vda", "/guest/slow.img", bandwidth=MiB)
+        with pytest.raises(BlockCopyActiveError):
+            dom.save("/tmp/never-written.save")
+        with pytest.raises(BlockCopyActiveError):
+            slow.pivot()
+        slow.abort()
+        assert slow.info() is None

@@ -28,7 +28,7 @@ from ._test_node import (
 __all__ = ["DEFAULT_NODE", "load_description", "read_description"]
 
 DEFAULT_NODE: Mapping[str, Any] = {
-    "host": {"hostname": "test-host", "cpus": 16, "memory_bytes": 16 * GiB, "arch": "x86_64", "cpu_model": "i686"},
+    "host": {"hostname": "test-host", "cpus": 16, "memory_bytes": 16 * GiB, "arch": "x86_64", "cpu_model": "test-cpu"},
     "images": [
         {"path": "/guest/diskimage1", "format": "raw", "capacity_bytes": GiB, "allocation_bytes": GiB},
     ],

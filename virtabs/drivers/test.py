@@ -31,8 +31,8 @@ allocation, backing path)``. Domain disks point into it, a pool's volumes are
 the images in the pool's directory, and block jobs act on it: a pull flattens
 the chain, a commit merges layers, a copy creates its destination image
 (deep: no backing, the source's format unless a format is requested;
-shallow: the source's backing; REUSE_EXT: the existing image, which must be
-in the store). A disk whose path is not in the store when a domain is
+shallow: the source's backing; REUSE_EXT: the existing image, from the store
+or, failing that, a real file, probed as qcow2 by its magic, else raw). A disk whose path is not in the store when a domain is
 defined or a disk attached gets a made-up image (1 GiB; fully allocated when
 raw, 192 KiB of metadata otherwise). Nothing is written to the real file
 system except by ``save``.
@@ -59,7 +59,7 @@ bytes::
 
     {
       "host": {"hostname": "test-host", "cpus": 16, "memory_bytes": 17179869184,
-               "arch": "x86_64", "cpu_model": "i686"},
+               "arch": "x86_64", "cpu_model": "test-cpu"},
       "settings": {"unlimited_rate_bytes": 2147483648},
       "images": [                                   # free-standing images
         {"path": "/img/base.qcow2",                 # required, absolute
@@ -107,7 +107,6 @@ domain file is JSON (the definition and run state); shutdown completes at once.
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
 import json
 import os
 import sys
@@ -230,6 +229,8 @@ def _virtabs_version() -> str:
     version = getattr(sys.modules.get("virtabs"), "__version__", None)
     if isinstance(version, str):
         return version
+    import importlib.metadata  # lazily: it costs milliseconds of start-up time
+
     try:
         return importlib.metadata.version("virtabs")
     except importlib.metadata.PackageNotFoundError:
@@ -246,6 +247,28 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Mapping):
         return dict(value)
     return str(value)
+
+
+def _probe_real_image(path: str, format: str | None) -> Image | None:
+    """An image for a real file at ``path`` (REUSE_EXT onto a file the store does not know), or None.
+
+    The format is ``format`` when given, else qcow2 when the file starts with qcow2's magic, else raw.
+    """
+    try:
+        st = os.stat(path)
+        if not os.path.isfile(path):
+            return None
+        with open(path, "rb") as fh:
+            header = fh.read(32)
+    except OSError:
+        return None
+    capacity = st.st_size
+    probed = "raw"
+    if header[:4] == b"QFI\xfb" and len(header) >= 32:
+        probed = "qcow2"
+        capacity = int.from_bytes(header[24:32], "big")
+    fmt = format or probed
+    return Image(path, fmt, max(capacity, 1), min(max(capacity, 1), st.st_blocks * 512), None)
 
 
 class TestDriver(Driver):
@@ -362,7 +385,6 @@ class TestDriver(Driver):
         """Every domain's record, built in one pass under the node lock."""
         with self._node.txn() as events:
             node = self._node
-            now = time.monotonic()
             records = []
             for d in sorted(node.domains.values(), key=lambda x: x.name):
                 jobs: list[BlockJobInfo] = []
@@ -384,7 +406,6 @@ class TestDriver(Driver):
                         nics=as_tuple(node.nic_infos(d)),
                         snapshot_count=len(d.snapshots),
                         block_jobs=as_tuple(jobs),
-                        extra={"max_memory_bytes": d.max_memory, "cpu_time_ns": d.cpu_time_ns(now)},
                     )
                 )
             return records
@@ -618,6 +639,8 @@ class TestDriver(Driver):
             d.spec = s.spec
             d.max_memory = s.max_memory
             d.current_snapshot = name
+            for disk in d.spec.disks:
+                self._node.ensure_image(disk.path, disk.format)
             now = time.monotonic()
             if s.state.is_active:
                 if not was_active:
@@ -746,6 +769,10 @@ class TestDriver(Driver):
             reuse = request.reuse_existing or request.dest_is_block_device
             created = False
             if reuse:
+                if existing is None and not request.dest_is_block_device:
+                    existing = _probe_real_image(dest_path, request.format)
+                    if existing is not None:
+                        node.images[dest_path] = existing
                 if existing is None:
                     kind = "block device" if request.dest_is_block_device else "destination"
                     raise OperationFailedError(f"copy {kind} '{dest_path}' does not exist (REUSE_EXT)")
@@ -829,18 +856,16 @@ class TestDriver(Driver):
         return self._node.jobs.get((d.uuid, spec.target))
 
     def block_job_info(self, dom: DomainRef, disk: str) -> BlockJobInfo | None:
-        """The job on ``disk`` now (None when there is none); ``cur < end`` until ready."""
+        """The job on ``disk`` now (None when there is none, e.g. the domain is off); ``cur < end`` until ready."""
         with self._node.txn() as events:
             d = self._node.domain(dom)
-            self._require_active(d)
             job = self._current_job(d, disk)
             return None if job is None else self._node.job_info(job, events)
 
     def block_jobs(self, dom: DomainRef) -> list[BlockJobInfo]:
-        """Every job of the domain, in one call."""
+        """Every job of the domain, in one call (none while it is off)."""
         with self._node.txn() as events:
             d = self._node.domain(dom)
-            self._require_active(d)
             out = []
             for job in self._node.domain_jobs(d):
                 info = self._node.job_info(job, events)
