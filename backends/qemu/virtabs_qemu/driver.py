@@ -1130,7 +1130,7 @@ class QemuDriver(Driver):
                     )
                 fmt = request.format or src.format
                 if shallow and fmt == "raw":
-                    raise OperationInvalidError(
+                    raise InvalidArgumentError(
                         f"shallow copy of disk {disk} of domain {dom.name!r} into a raw file is not possible"
                     )
                 mode = "absolute-paths"
