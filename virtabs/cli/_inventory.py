@@ -1,0 +1,302 @@
+"""``virtabs inventory``: every domain, disk, NIC and pool of many hosts, in one document.
+
+The command is a standalone click command, :data:`inventory_command`; the
+``virtabs`` group adds it (``cli.add_command(inventory_command)``). Inside the
+group, the global ``-c URI`` is used when no URI is given on the command line.
+
+Exit status: 0 every host was inventoried; 3 partial (some hosts failed, the
+others are complete in the output); 1 every host failed; 2 usage error; 130
+interrupted (nothing is written). With ``--diff``: 0 no differences, 1
+differences, 2 usage error or unreadable file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .._errors import InvalidArgumentError, VirtabsError
+from ..inventory import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_IGNORE,
+    DEFAULT_TIMEOUT,
+    EXIT_USAGE,
+    FORMATS,
+    HostInventory,
+    HostTarget,
+    Inventory,
+    collect,
+    diff,
+    load_hosts_file,
+    load_inventory,
+    render,
+    to_table,
+    write_atomic,
+)
+
+__all__ = ["inventory_command"]
+
+EXIT_INTERRUPTED = 130
+
+_SUFFIX_FORMATS = {
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".txt": "table",
+}
+
+_EPILOG = """\b
+Examples:
+  virtabs inventory                                   # the default URI (test:///default on a fresh install)
+  virtabs inventory test:///default qemu:///session --format csv --output hosts.csv
+  virtabs inventory --config hosts.toml --format json --output inv.json --timeout 30
+  virtabs inventory --config hosts.yaml --format ansible > inventory.json
+  virtabs inventory --diff yesterday.json today.json
+
+\b
+Exit status: 0 all hosts ok, 3 partial (some hosts failed; the others are
+complete), 1 all hosts failed, 2 usage error, 130 interrupted (nothing written).
+With --diff: 0 no differences, 1 differences, 2 usage error.
+"""
+
+
+def _pick_format(fmt: str | None, output: str | None, for_diff: bool) -> str:
+    if fmt is not None:
+        return fmt
+    if output not in (None, "-"):
+        guessed = _SUFFIX_FORMATS.get(Path(str(output)).suffix.lower())
+        if guessed is not None and (not for_diff or guessed in ("json", "jsonl", "table")):
+            return guessed
+        return "json"
+    return "table" if sys.stdout.isatty() else "json"
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output in (None, "-"):
+        click.echo(text, nl=False)
+    else:
+        try:
+            write_atomic(str(output), text)
+        except OSError as exc:
+            raise click.FileError(str(output), hint=exc.strerror or str(exc)) from None
+
+
+class _Progress:
+    """Hosts done / failed and domains found, on stderr, only when stderr is a terminal."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self.domains = 0
+        self._progress: Any = None
+        self._task: Any = None
+        self._enabled = enabled
+
+    def _describe(self) -> str:
+        return f"hosts {self.done}/{self.total}  failed {self.failed}  domains {self.domains}"
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[_Progress]:
+        """Show the display while the block runs (a no-op when disabled)."""
+        if not self._enabled:
+            yield self
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        console = Console(file=sys.stderr)
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("inventory"),
+            BarColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        with self._progress:
+            self._task = self._progress.add_task(self._describe(), total=self.total)
+            yield self
+
+    def host_done(self, host: HostInventory) -> None:
+        """Count one finished host."""
+        self.done += 1
+        self.domains += len(host.domains)
+        if not host.ok:
+            self.failed += 1
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self.done, description=self._describe())
+
+
+def _warn_failures(inventory: Inventory) -> None:
+    for host in inventory.failed_hosts:
+        err = host.error
+        assert err is not None
+        click.echo(f"warning: host {host.uri}: {err.message} [code {err.code} {err.code_name}]", err=True)
+    summary = inventory.summary()
+    if summary["hosts_failed"]:
+        click.echo(
+            f"virtabs inventory: {summary['hosts_failed']} of {summary['hosts']} hosts failed; "
+            f"{summary['domains']} domains from the other {summary['hosts_ok']}",
+            err=True,
+        )
+
+
+def _run_diff(paths: tuple[str, str], fmt: str | None, output: str | None, ignore: tuple[str, ...]) -> int:
+    chosen = _pick_format(fmt, output, for_diff=True)
+    if chosen not in ("json", "jsonl", "table"):
+        raise click.UsageError(f"--diff writes json, jsonl or table, not {chosen}")
+    try:
+        old, new = load_inventory(paths[0]), load_inventory(paths[1])
+    except InvalidArgumentError as exc:
+        raise click.UsageError(exc.message) from None
+    result = diff(old, new, ignore=(*DEFAULT_IGNORE, *ignore))
+    if chosen == "json":
+        text = result.to_json()
+    elif chosen == "jsonl":
+        text = result.to_jsonl()
+    else:
+        text = result.to_text()
+    _emit(text, output)
+    return 1 if result.has_changes else 0
+
+
+@click.command(
+    "inventory",
+    epilog=_EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.argument("uris", nargs=-1, metavar="[URI]...")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Host list, TOML or YAML (uri, optional name and timeout per host). No credentials in it: "
+    "they come from the virtabs config file or VIRTABS_USERNAME/VIRTABS_PASSWORD.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Output format (default: from --output's suffix, else table on a terminal, json otherwise).",
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    metavar="FILE",
+    help="Write to FILE (atomically: the old file stays intact until the new one is complete); '-' = stdout.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help=f"Hosts collected at the same time (default {DEFAULT_CONCURRENCY}).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="S",
+    help=f"Seconds one host's whole collection may take; past it the host fails with code 68 "
+    f"(default {DEFAULT_TIMEOUT:g}).",
+)
+@click.option("--no-pools", is_flag=True, help="Skip storage pools and volumes.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display and no warnings on stderr.")
+@click.option(
+    "--diff",
+    "diff_files",
+    nargs=2,
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="OLD NEW",
+    help="Compare two inventories (--format json) instead of collecting: appeared, vanished, changed.",
+)
+@click.option(
+    "--ignore",
+    multiple=True,
+    metavar="FIELD",
+    help="With --diff: also ignore this domain field (glob over dotted paths, e.g. 'disks.*.allocation_bytes').",
+)
+@click.pass_context
+def inventory_command(
+    ctx: click.Context,
+    uris: tuple[str, ...],
+    config_file: str | None,
+    fmt: str | None,
+    output: str | None,
+    concurrency: int | None,
+    timeout: float | None,
+    no_pools: bool,
+    quiet: bool,
+    diff_files: tuple[str, str] | None,
+    ignore: tuple[str, ...],
+) -> None:
+    """Inventory every domain, disk, NIC and pool of the given hosts (schema v1).
+
+    Hosts are read in parallel, each within its own --timeout; a host that fails
+    is reported in the output with its error code and message, and every other
+    host is still complete. Without a URI: the global -c URI, else the default
+    URI. On a terminal a progress display runs on stderr.
+    """
+    if diff_files is not None:
+        if uris or config_file:
+            raise click.UsageError("--diff compares two files; give no URI and no --config with it")
+        ctx.exit(_run_diff(diff_files, fmt, output, ignore))
+    if ignore:
+        raise click.UsageError("--ignore only applies to --diff")
+    targets: list[HostTarget] = [HostTarget(uri=u) for u in uris]
+    settings: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            from_file, settings = load_hosts_file(config_file)
+        except InvalidArgumentError as exc:
+            raise click.UsageError(exc.message) from None
+        targets.extend(from_file)
+    if not targets:
+        global_uri = getattr(ctx.find_root().obj, "uri", None)
+        targets = [HostTarget(uri=global_uri if isinstance(global_uri, str) else None)]
+    chosen = _pick_format(fmt, output, for_diff=False)
+    progress = _Progress(len(targets), enabled=not quiet and sys.stderr.isatty())
+    try:
+        with progress.running():
+            result = collect(
+                targets,
+                concurrency=concurrency or settings.get("concurrency") or DEFAULT_CONCURRENCY,
+                timeout=timeout or settings.get("timeout") or DEFAULT_TIMEOUT,
+                pools=not no_pools,
+                on_host_done=progress.host_done,
+            )
+    except KeyboardInterrupt:
+        click.echo("\nvirtabs inventory: interrupted; nothing was written", err=True)
+        ctx.exit(EXIT_INTERRUPTED)
+    except InvalidArgumentError as exc:
+        raise click.UsageError(exc.message) from None
+    except VirtabsError as exc:  # pragma: no cover - collect() reports host errors in the result
+        click.echo(f"error: {exc.message} [code {int(exc.code)} {exc.code.name}]", err=True)
+        ctx.exit(EXIT_USAGE)
+    if chosen == "table" and output in (None, "-"):
+        import shutil
+
+        text = to_table(result, width=shutil.get_terminal_size().columns, color=sys.stdout.isatty())
+    else:
+        text = render(result, chosen)
+    try:
+        _emit(text, output)
+    except KeyboardInterrupt:
+        click.echo("\nvirtabs inventory: interrupted; the output file was not changed", err=True)
+        ctx.exit(EXIT_INTERRUPTED)
+    if not quiet:
+        _warn_failures(result)
+    ctx.exit(result.exit_status)
