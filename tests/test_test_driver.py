@@ -863,3 +863,31 @@ def test_through_the_public_api() -> None:
             slow.pivot()
         slow.abort()
         assert slow.info() is None
+
+
+def test_capabilities_declared_away_are_refused_by_the_driver(tmp_path: Path) -> None:
+    from virtabs._capabilities import Capability
+    from virtabs._errors import NotSupportedError
+
+    drv, sink = connect("test:///default?without=block.copy.pivot,domain.save,events")
+    caps = drv.connection_capabilities()
+    assert Capability.BLOCK_COPY in caps and Capability.BLOCK_COPY_PIVOT not in caps
+    assert Capability.DOMAIN_SAVE not in caps and Capability.EVENTS not in caps
+    dom = drv.lookup_domain("test")
+    with pytest.raises(NotSupportedError):
+        drv.save(dom, str(tmp_path / "x.save"))
+    with pytest.raises(NotSupportedError):
+        drv.restore(str(tmp_path / "x.save"))
+    drv.block_copy(dom, "vda", BlockCopyRequest(dest="/guest/c.img", bandwidth_bytes=FAST))
+    wait_for(lambda: (info := drv.block_job_info(dom, "vda")) is not None and info.ready)
+    with pytest.raises(NotSupportedError):
+        drv.block_job_abort(dom, "vda", pivot=True, wait=True)
+    drv.block_job_abort(dom, "vda", pivot=False, wait=True)
+    assert sink.events == []  # events declared away: nothing delivered
+    assert drv.disks(dom)[0].path == "/guest/diskimage1"
+    with pytest.raises(InvalidArgumentError, match="block.cpy"):
+        connect("test:///default?without=block.cpy")
+    no_copy, _ = connect("test:///default?without=block.copy")
+    assert Capability.BLOCK_COPY_SHALLOW not in no_copy.connection_capabilities()
+    with pytest.raises(NotSupportedError):
+        no_copy.block_copy(DomainRef("absent", "00000000-0000-4000-8000-00000000c0de"), "vda", BlockCopyRequest("/x"))

@@ -20,6 +20,11 @@ URIs
     A node loaded once per process from a JSON file (format below); every
     connection to the same path shares it.
 
+Query parameter ``without=CAP[,CAP...]`` declares capabilities away for one
+connection (``test:///default?without=block.copy.pivot``): the connection
+reports fewer capabilities and the driver's own methods refuse them with
+NotSupportedError, which lets the core and the contract kit test refusals.
+
 Module functions for tests: :func:`reset_default_node` (start clean),
 :func:`reset_all_nodes` (also forget file nodes, so the next connection
 reloads them), :func:`get_node` (the shared state, for white-box tests).
@@ -118,7 +123,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from .._capabilities import Capabilities
+from .._capabilities import BLOCK_JOB_CAPABILITIES, Capabilities, Capability
 from .._errors import (
     BlockCopyActiveError,
     ConnectError,
@@ -126,6 +131,7 @@ from .._errors import (
     NoSnapshotError,
     NoStoragePoolError,
     NoStorageVolumeError,
+    NotSupportedError,
     OperationDeniedError,
     OperationFailedError,
     OperationInvalidError,
@@ -284,6 +290,8 @@ class TestDriver(Driver):
 
     def __init__(self, uri: URI, options: ConnectOptions) -> None:
         super().__init__(uri, options)
+        without = [n.strip() for n in (uri.param("without") or "").split(",") if n.strip()]
+        self._caps = type(self).capabilities.without(*without) if without else type(self).capabilities
         self._node = get_node(uri)
         self._closed = False
         with self._node.lock:
@@ -295,6 +303,11 @@ class TestDriver(Driver):
     def node(self) -> Node:
         """The shared state this connection works on."""
         return self._node
+
+    def emit(self, event: Event) -> None:
+        """Deliver a node event to this connection's subscribers (nothing when ``events`` is declared away)."""
+        if Capability.EVENTS in self._caps.supported:
+            super().emit(event)
 
     def close(self) -> None:
         """Stop receiving the node's events."""
@@ -309,8 +322,8 @@ class TestDriver(Driver):
         """Nothing to stop."""
 
     def connection_capabilities(self) -> Capabilities:
-        """Everything, always."""
-        return type(self).capabilities
+        """Everything, less what the URI's ``without`` parameter removes."""
+        return self._caps
 
     def host_info(self) -> HostInfo:
         """The simulated host (16 CPUs, 16 GiB unless the node file says otherwise)."""
@@ -325,6 +338,17 @@ class TestDriver(Driver):
             arch=host["arch"],
             cpu_model=host["cpu_model"],
         )
+
+    def _need(self, cap: Capability, method: str) -> None:
+        """NotSupportedError, before anything else, when this connection does not declare ``cap``."""
+        if cap not in self._caps.supported:
+            raise NotSupportedError(
+                f"the test driver does not implement {method} on this connection ({cap.value} is not declared)"
+            )
+
+    def _need_block_jobs(self, method: str) -> None:
+        if not self._caps.supported & BLOCK_JOB_CAPABILITIES:
+            raise NotSupportedError(f"the test driver does not implement {method} on this connection (no block jobs)")
 
     def _writable(self, what: str) -> None:
         if self.options.readonly:
@@ -414,6 +438,7 @@ class TestDriver(Driver):
 
     def define_domain(self, spec: DomainSpec) -> DomainRef:
         """Define a new (shut off) domain; a taken name or UUID is an OperationInvalidError."""
+        self._need(Capability.DOMAIN_DEFINE, "define_domain")
         self._writable("define_domain")
         with self._node.txn() as events:
             node = self._node
@@ -432,6 +457,7 @@ class TestDriver(Driver):
 
     def undefine(self, dom: DomainRef) -> None:
         """Remove an inactive domain (and its snapshots); an active one is refused."""
+        self._need(Capability.DOMAIN_DEFINE, "undefine")
         self._writable("undefine")
         with self._node.txn() as events:
             d = self._node.domain(dom)
@@ -460,6 +486,7 @@ class TestDriver(Driver):
 
     def start(self, dom: DomainRef, paused: bool) -> None:
         """Start a shut-off domain (running, or paused)."""
+        self._need(Capability.DOMAIN_START, "start")
         self._writable("start")
         with self._node.txn() as events:
             d = self._node.domain(dom)
@@ -469,6 +496,7 @@ class TestDriver(Driver):
 
     def shutdown(self, dom: DomainRef, timeout: float | None) -> None:
         """The simulated guest powers off at once (SHUTDOWN then STOPPED events)."""
+        self._need(Capability.DOMAIN_SHUTDOWN, "shutdown")
         self._writable("shutdown")
         with self._node.txn() as events:
             d = self._node.domain(dom)
@@ -479,6 +507,7 @@ class TestDriver(Driver):
 
     def destroy(self, dom: DomainRef) -> None:
         """Power off at once."""
+        self._need(Capability.DOMAIN_DESTROY, "destroy")
         self._writable("destroy")
         with self._node.txn() as events:
             d = self._node.domain(dom)
@@ -488,6 +517,7 @@ class TestDriver(Driver):
 
     def reboot(self, dom: DomainRef) -> None:
         """The guest restarts: running again, CPU time from zero, no lifecycle event (like libvirt)."""
+        self._need(Capability.DOMAIN_REBOOT, "reboot")
         self._writable("reboot")
         with self._node.lock:
             d = self._node.domain(dom)
@@ -499,6 +529,7 @@ class TestDriver(Driver):
 
     def suspend(self, dom: DomainRef) -> None:
         """Pause a running domain."""
+        self._need(Capability.DOMAIN_SUSPEND, "suspend")
         self._writable("suspend")
         with self._node.txn() as events:
             d = self._node.domain(dom)
@@ -510,6 +541,7 @@ class TestDriver(Driver):
 
     def resume(self, dom: DomainRef) -> None:
         """Resume a paused domain."""
+        self._need(Capability.DOMAIN_SUSPEND, "resume")
         self._writable("resume")
         with self._node.txn() as events:
             d = self._node.domain(dom)
@@ -520,6 +552,7 @@ class TestDriver(Driver):
 
     def save(self, dom: DomainRef, path: str) -> None:
         """Write the definition and run state to ``path`` (a real JSON file) and stop the domain."""
+        self._need(Capability.DOMAIN_SAVE, "save")
         self._writable("save")
         with self._node.txn() as events:
             d = self._node.domain(dom)
@@ -548,6 +581,7 @@ class TestDriver(Driver):
 
     def restore(self, path: str) -> DomainRef:
         """Start a domain from a file ``save`` wrote (defining it when the node does not know it)."""
+        self._need(Capability.DOMAIN_SAVE, "restore")
         self._writable("restore")
         try:
             with open(path, encoding="utf-8") as fh:
@@ -596,6 +630,7 @@ class TestDriver(Driver):
 
     def create_snapshot(self, dom: DomainRef, name: str) -> Snapshot:
         """Record the definition and run state; the parent is the current snapshot."""
+        self._need(Capability.DOMAIN_SNAPSHOT, "create_snapshot")
         self._writable("create_snapshot")
         with self._node.lock:
             d = self._node.domain(dom)
@@ -617,6 +652,7 @@ class TestDriver(Driver):
 
     def list_snapshots(self, dom: DomainRef) -> list[Snapshot]:
         """Snapshots in creation order."""
+        self._need(Capability.DOMAIN_SNAPSHOT, "list_snapshots")
         with self._node.lock:
             d = self._node.domain(dom)
             return [self._snapshot(d, s) for s in d.snapshots.values()]
@@ -629,6 +665,7 @@ class TestDriver(Driver):
 
     def revert_to_snapshot(self, dom: DomainRef, name: str) -> None:
         """Go back to the snapshot's definition and run state (jobs end, events as the state changes)."""
+        self._need(Capability.DOMAIN_SNAPSHOT, "revert_to_snapshot")
         self._writable("revert_to_snapshot")
         with self._node.txn() as events:
             d = self._node.domain(dom)
@@ -664,6 +701,7 @@ class TestDriver(Driver):
 
     def delete_snapshot(self, dom: DomainRef, name: str) -> None:
         """Delete a snapshot; its children take its parent."""
+        self._need(Capability.DOMAIN_SNAPSHOT, "delete_snapshot")
         self._writable("delete_snapshot")
         with self._node.lock:
             d = self._node.domain(dom)
@@ -679,6 +717,7 @@ class TestDriver(Driver):
 
     def attach_disk(self, dom: DomainRef, disk: DiskSpec) -> None:
         """Add a disk (live or inactive); a taken target is an InvalidArgumentError."""
+        self._need(Capability.DOMAIN_DISK_HOTPLUG, "attach_disk")
         self._writable("attach_disk")
         with self._node.lock:
             d = self._node.domain(dom)
@@ -689,6 +728,7 @@ class TestDriver(Driver):
 
     def detach_disk(self, dom: DomainRef, target: str) -> None:
         """Remove a disk by target (refused while a block job runs on it)."""
+        self._need(Capability.DOMAIN_DISK_HOTPLUG, "detach_disk")
         self._writable("detach_disk")
         with self._node.lock:
             d = self._node.domain(dom)
@@ -734,6 +774,7 @@ class TestDriver(Driver):
 
     def block_pull(self, dom: DomainRef, disk: str, base: str | None, bandwidth_bytes: int) -> None:
         """Pull the backing data above ``base`` into the active image (``base`` None: flatten)."""
+        self._need(Capability.BLOCK_PULL, "block_pull")
         self._writable("block_pull")
         with self._node.txn() as events:
             d, spec = self._job_target(dom, disk)
@@ -752,6 +793,15 @@ class TestDriver(Driver):
 
     def block_copy(self, dom: DomainRef, disk: str, request: BlockCopyRequest) -> None:
         """Start a two-phase copy into ``request.dest`` (an image of the store)."""
+        self._need(Capability.BLOCK_COPY, "block_copy")
+        if request.shallow:
+            self._need(Capability.BLOCK_COPY_SHALLOW, "block_copy (shallow)")
+        if request.reuse_existing:
+            self._need(Capability.BLOCK_COPY_REUSE_EXT, "block_copy (reuse_existing)")
+        if request.format == "raw":
+            self._need(Capability.BLOCK_COPY_RAW, "block_copy (raw destination)")
+        if request.dest_is_block_device:
+            self._need(Capability.BLOCK_COPY_DEV, "block_copy (block device destination)")
         self._writable("block_copy")
         with self._node.txn() as events:
             node = self._node
@@ -813,6 +863,7 @@ class TestDriver(Driver):
 
     def block_commit(self, dom: DomainRef, disk: str, request: BlockCommitRequest) -> None:
         """Commit ``top`` (None: the active image) down into ``base`` (None: the deepest image)."""
+        self._need(Capability.BLOCK_COMMIT, "block_commit")
         self._writable("block_commit")
         with self._node.txn() as events:
             d, spec = self._job_target(dom, disk)
@@ -857,6 +908,7 @@ class TestDriver(Driver):
 
     def block_job_info(self, dom: DomainRef, disk: str) -> BlockJobInfo | None:
         """The job on ``disk`` now (None when there is none, e.g. the domain is off); ``cur < end`` until ready."""
+        self._need_block_jobs("block_job_info")
         with self._node.txn() as events:
             d = self._node.domain(dom)
             job = self._current_job(d, disk)
@@ -864,6 +916,7 @@ class TestDriver(Driver):
 
     def block_jobs(self, dom: DomainRef) -> list[BlockJobInfo]:
         """Every job of the domain, in one call (none while it is off)."""
+        self._need_block_jobs("block_jobs")
         with self._node.txn() as events:
             d = self._node.domain(dom)
             out = []
@@ -875,6 +928,7 @@ class TestDriver(Driver):
 
     def block_job_abort(self, dom: DomainRef, disk: str, pivot: bool, wait: bool) -> None:
         """Cancel (CANCELED) or pivot (COMPLETED); the job has ended when this returns, whatever ``wait``."""
+        self._need_block_jobs("block_job_abort")
         self._writable("block_job_abort")
         with self._node.txn() as events:
             d = self._node.domain(dom)
@@ -885,6 +939,8 @@ class TestDriver(Driver):
             if job is None or job.ended:
                 raise OperationInvalidError(f"disk '{disk}' of domain '{d.name}' has no active block job")
             if pivot:
+                if job.type == BlockJobType.COPY:
+                    self._need(Capability.BLOCK_COPY_PIVOT, "block_job_abort (pivot)")
                 if not job.two_phase:
                     raise OperationInvalidError(
                         f"the {job.type.name.lower()} job on disk '{job.disk}' cannot be pivoted"
@@ -897,6 +953,7 @@ class TestDriver(Driver):
 
     def block_job_set_speed(self, dom: DomainRef, disk: str, bandwidth_bytes: int) -> None:
         """Change the bandwidth; progress so far is kept."""
+        self._need_block_jobs("block_job_set_speed")
         self._writable("block_job_set_speed")
         with self._node.txn() as events:
             d = self._node.domain(dom)
@@ -952,16 +1009,19 @@ class TestDriver(Driver):
 
     def list_storage_pools(self) -> list[PoolInfo]:
         """Every pool, sorted by name."""
+        self._need(Capability.STORAGE_POOL, "list_storage_pools")
         with self._node.lock:
             return [self._pool(name) for name in sorted(self._node.pools)]
 
     def lookup_storage_pool(self, name: str) -> PoolInfo:
         """A pool by name."""
+        self._need(Capability.STORAGE_POOL, "lookup_storage_pool")
         with self._node.lock:
             return self._pool(name)
 
     def list_volumes(self, pool: str) -> list[VolumeInfo]:
         """The images in the pool's directory, sorted by name."""
+        self._need(Capability.STORAGE_POOL, "list_volumes")
         with self._node.lock:
             self._pool(pool)
             node = self._node
@@ -970,11 +1030,13 @@ class TestDriver(Driver):
 
     def lookup_volume(self, pool: str, name: str) -> VolumeInfo:
         """A volume by pool and name."""
+        self._need(Capability.STORAGE_POOL, "lookup_volume")
         with self._node.lock:
             return self._volume(self._find_volume(pool, name), pool)
 
     def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
         """Create an image in the pool (raw: fully allocated; others: 192 KiB of metadata)."""
+        self._need(Capability.STORAGE_VOLUME, "create_volume")
         self._writable("create_volume")
         with self._node.lock:
             info = self._pool(pool)
@@ -1004,6 +1066,7 @@ class TestDriver(Driver):
 
     def delete_volume(self, pool: str, name: str) -> None:
         """Delete a volume nobody uses (no disk chain, no backing reference, no job)."""
+        self._need(Capability.STORAGE_VOLUME, "delete_volume")
         self._writable("delete_volume")
         with self._node.lock:
             img = self._find_volume(pool, name)
@@ -1014,6 +1077,7 @@ class TestDriver(Driver):
 
     def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
         """Grow a volume (raw ones stay fully allocated); shrinking is an InvalidArgumentError."""
+        self._need(Capability.STORAGE_VOLUME, "resize_volume")
         self._writable("resize_volume")
         with self._node.lock:
             img = self._find_volume(pool, name)
