@@ -891,3 +891,47 @@ def test_capabilities_declared_away_are_refused_by_the_driver(tmp_path: Path) ->
     assert Capability.BLOCK_COPY_SHALLOW not in no_copy.connection_capabilities()
     with pytest.raises(NotSupportedError):
         no_copy.block_copy(DomainRef("absent", "00000000-0000-4000-8000-00000000c0de"), "vda", BlockCopyRequest("/x"))
+
+
+def test_reuse_ext_with_an_explicit_raw_format(drv: TestDriver, sink: Sink, test_dom: DomainRef) -> None:
+    small_disk(drv, test_dom)
+    drv.create_volume("default-pool", "pre.qcow2", 16 * MiB, "qcow2", None)
+    request = BlockCopyRequest(dest="/default-pool/pre.qcow2", reuse_existing=True, format="raw", bandwidth_bytes=FAST)
+    drv.block_copy(test_dom, "vdb", request)
+    wait_for(lambda: sink.jobs())
+    drv.block_job_abort(test_dom, "vdb", pivot=False, wait=True)
+    assert drv.lookup_volume("default-pool", "pre.qcow2").format == "qcow2"  # cancel: the image is untouched
+    drv.block_copy(test_dom, "vdb", request)
+    wait_for(lambda: len(sink.jobs()) == 3)
+    drv.block_job_abort(test_dom, "vdb", pivot=True, wait=True)
+    assert drv.disks(test_dom)[1].format == "raw"
+
+
+def test_jobs_under_concurrent_pollers(drv: TestDriver, sink: Sink, test_dom: DomainRef) -> None:
+    small_disk(drv, test_dom, size=64 * MiB)
+    drv.block_copy(test_dom, "vdb", BlockCopyRequest(dest="/guest/c.img", bandwidth_bytes=16 * MiB))
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        try:
+            while not stop.is_set():
+                info = drv.block_job_info(test_dom, "vdb")
+                assert info is not None
+                assert info.cur < info.end or info.ready
+                drv.inventory()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=poll) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for speed in (32 * MiB, 8 * MiB, FAST):
+        time.sleep(0.03)
+        drv.block_job_set_speed(test_dom, "vdb", speed)
+    wait_for(lambda: sink.jobs())
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sink.jobs() == [("vdb", BlockJobType.COPY, BlockJobStatus.READY)]  # exactly one READY

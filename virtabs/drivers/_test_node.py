@@ -213,6 +213,8 @@ class Job:
     delete: bool = False
     dest: str | None = None
     dest_created: bool = False
+    dest_format: str | None = None
+    """Copy: the destination's format (REUSE_EXT with an explicit format overrides the probed one at pivot)."""
 
 
 # --------------------------------------------------------------------------- node
@@ -493,6 +495,7 @@ class Node:
         if job.type == BlockJobType.COPY:
             assert job.dest is not None
             dest = self.images[job.dest]
+            dest.format = job.dest_format or dest.format
             self.set_disk(dom, job.disk, dest.path, dest.format)
         else:  # active commit
             assert job.base is not None

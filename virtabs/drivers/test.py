@@ -516,16 +516,12 @@ class TestDriver(Driver):
             events.append(_lifecycle(d, LifecycleEventType.STOPPED, "destroyed"))
 
     def reboot(self, dom: DomainRef) -> None:
-        """The guest restarts: running again, CPU time from zero, no lifecycle event (like libvirt)."""
+        """The simulated guest restarts at once: same process, same state, no lifecycle event (like libvirt)."""
         self._need(Capability.DOMAIN_REBOOT, "reboot")
         self._writable("reboot")
         with self._node.lock:
             d = self._node.domain(dom)
             self._require_active(d)
-            now = time.monotonic()
-            d.set_state(DomainState.RUNNING, now)
-            d.cpu_ns = 0
-            d.running_since = now
 
     def suspend(self, dom: DomainRef) -> None:
         """Pause a running domain."""
@@ -829,8 +825,6 @@ class TestDriver(Driver):
                 users = node.image_users(dest_path)
                 if users:
                     raise OperationInvalidError(f"copy destination '{dest_path}' is in use by {users[0]}")
-                if request.format is not None and request.format != existing.format:
-                    existing.format = request.format
                 dest = existing
             else:
                 if existing is not None:
@@ -856,6 +850,7 @@ class TestDriver(Driver):
                 top=spec.path,
                 dest=dest_path,
                 dest_created=created,
+                dest_format=request.format or dest.format,
             )
             if created:
                 node.images[dest_path] = dest
