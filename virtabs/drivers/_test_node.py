@@ -243,17 +243,21 @@ class Node:
         from ._test_json import load_description
 
         with self.lock:
-            for job in self.jobs.values():
-                job.ended = True
-                if job.timer is not None:
-                    job.timer.cancel()
-            self.jobs.clear()
+            self.drop_jobs()
             self.domains.clear()
             self.images.clear()
             self.pools.clear()
             self.host = {}
             self.unlimited_rate = UNLIMITED_RATE
             load_description(self, description, self.source)
+
+    def drop_jobs(self) -> None:
+        """End every job silently and stop its timer (reset; no events)."""
+        with self.lock:
+            for job in self.jobs.values():
+                job.ended = True
+                self._cancel_timer(job)
+            self.jobs.clear()
 
     # --- locking and events -------------------------------------------------
 

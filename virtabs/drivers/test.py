@@ -56,6 +56,9 @@ moment) and mirror until aborted (``CANCELED``; a destination the copy created
 is removed) or pivoted (``COMPLETED``; the disk now names the copy, or the
 commit base). Pulls and other commits apply their effect and emit
 ``COMPLETED`` on their own. Stopping a domain ends its jobs with ``FAILED``.
+``block_job_abort`` ends the job before it returns, with or without ``wait``.
+``base``/``top`` name an image of the disk's chain by path or as ``vda[N]``
+(N = position in the chain, 0 = the active image).
 
 JSON node format
 ----------------
@@ -156,7 +159,7 @@ from .._models import (
     Snapshot,
     VolumeInfo,
 )
-from .._uri import URI
+from .._uri import URI, parse_uri
 from ..spi import ConnectOptions, Driver
 from ._test_json import DEFAULT_NODE, node_path, read_description
 from ._test_node import (
@@ -184,8 +187,6 @@ _NODES_LOCK = threading.Lock()
 
 def get_node(uri: str | URI = "test:///default") -> Node:
     """The shared node a ``test:///`` URI names (loaded on first use)."""
-    from .._uri import parse_uri
-
     parsed = parse_uri(uri) if isinstance(uri, str) else uri
     if parsed.driver != "test":
         raise InvalidArgumentError(f"not a test driver URI: {parsed}")
@@ -222,12 +223,7 @@ def reset_all_nodes() -> None:
         for key in [k for k in _NODES if k != "default"]:
             del _NODES[key]
     for node in file_nodes:
-        with node.lock:
-            for job in list(node.jobs.values()):
-                job.ended = True
-                if job.timer is not None:
-                    job.timer.cancel()
-            node.jobs.clear()
+        node.drop_jobs()
     reset_default_node()
 
 
