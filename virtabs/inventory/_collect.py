@@ -34,7 +34,9 @@ DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT = 60.0
 """Seconds one host's whole collection may take unless told otherwise."""
 
-_SECRET_PARAM_RE = re.compile(r"(pass|secret|token|key|auth)", re.IGNORECASE)
+_SECRET_PARAM_RE = re.compile(
+    r"^(.*[_-])?(password|passwd|pass|pwd|secret|token|api[_-]?key|access[_-]?key|auth)$", re.IGNORECASE
+)
 
 
 @attrs.frozen
@@ -64,9 +66,14 @@ def redact_uri(text: str) -> str:
     """A URI safe to print: the canonical form when it parses, else the text with any
     password (``user:secret@``) and secret-looking query parameters replaced by ``***``."""
     try:
-        return str(parse_uri(text))
+        parsed = parse_uri(text)
     except VirtabsError:
         pass
+    else:
+        if any(_SECRET_PARAM_RE.match(k) for k in parsed.params):
+            params = {k: "***" if _SECRET_PARAM_RE.match(k) else v for k, v in parsed.params.items()}
+            parsed = attrs.evolve(parsed, params=params)
+        return str(parsed).replace("%2A%2A%2A", "***")
     try:
         parts = urllib.parse.urlsplit(text.strip())
     except ValueError:
@@ -77,7 +84,7 @@ def redact_uri(text: str) -> str:
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:***@{hostport}" if ":" in userinfo else netloc
     query = "&".join(
-        f"{k}=***" if _SECRET_PARAM_RE.search(k) else (f"{k}={v}" if v else k)
+        f"{k}=***" if _SECRET_PARAM_RE.match(k) else (f"{k}={v}" if v else k)
         for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     )
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
@@ -167,7 +174,7 @@ def _collect_host(target: HostTarget, timeout: float | None, pools: bool) -> Hos
     except VirtabsError as exc:
         return _failed(target, exc)
     with conn:
-        uri = conn.uri
+        uri = redact_uri(conn.uri)
         name = target.name
         if name is None and target.uri is not None and target.uri.strip() != uri and "://" not in target.uri:
             name = target.uri  # a config alias names the host
