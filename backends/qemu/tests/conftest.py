@@ -145,6 +145,16 @@ def image_info(path: Path | str) -> dict[str, object]:
     return dict(json.loads(qemu_img("info", "--output=json", "-U", "-f", fmt, str(path))))
 
 
-def qemu_pids() -> set[int]:
-    out = subprocess.run(["pgrep", "-f", "qemu-system-x86_64"], capture_output=True, text=True).stdout
-    return {int(p) for p in out.split()}
+def qemu_pids(root: Path) -> set[int]:
+    """Live QEMU processes whose command line mentions ``root``."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"qemu-system" in cmdline and os.fsencode(str(root)) in cmdline:
+            pids.add(int(entry))
+    return pids

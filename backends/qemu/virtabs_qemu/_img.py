@@ -90,4 +90,6 @@ def resize(path: str, fmt: str, size: int, shrink: bool = False) -> None:
 
 def snapshot(op: str, path: str, fmt: str, name: str) -> None:
     """``qemu-img snapshot`` with ``op`` in ``-c`` (create), ``-a`` (apply), ``-d`` (delete)."""
-    qemu_img("snapshot", "-f", fmt, op, name, path)
+    # qemu-img snapshot has no -f: name the format through --image-opts (never probe).
+    opts = f"driver={fmt},file.driver=file,file.filename={path.replace(',', ',,')}"
+    qemu_img("snapshot", op, name, "--image-opts", opts)

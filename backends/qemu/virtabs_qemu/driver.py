@@ -1309,8 +1309,9 @@ class QemuDriver(Driver):
             for bj in q.execute("query-block-jobs"):
                 if bj.get("device") == job["id"]:
                     cur, end, ready = int(bj.get("offset", 0)), int(bj.get("len", 0)), bool(bj.get("ready"))
-                    if not ready and end > 0 and cur >= end:
-                        cur = end - 1
+                    if not ready:
+                        end = max(end, 1)  # QEMU starts at 0/0: that would read as "done"
+                        cur = min(cur, end - 1)
                     return BlockJobInfo(
                         type=_KIND_TYPES[job["kind"]],
                         cur=cur,
