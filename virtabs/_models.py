@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import uuid as _uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -65,6 +65,22 @@ def _uuid_or_none(value: str | None) -> str | None:
         return str(_uuid.UUID(str(value)))
     except ValueError:
         raise InvalidArgumentError(f"invalid UUID {value!r}") from None
+
+
+def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _disk_infos(value: Iterable[DiskInfo]) -> tuple[DiskInfo, ...]:
+    return tuple(value)
+
+
+def _nic_infos(value: Iterable[NicInfo]) -> tuple[NicInfo, ...]:
+    return tuple(value)
+
+
+def _job_infos(value: Iterable[BlockJobInfo]) -> tuple[BlockJobInfo, ...]:
+    return tuple(value)
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -207,7 +223,7 @@ class DiskInfo:
     readonly: bool = False
     capacity_bytes: int | None = None
     allocation_bytes: int | None = None
-    backing_chain: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    backing_chain: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     pool: str | None = None
 
 
@@ -218,7 +234,7 @@ class NicInfo:
     mac: str | None
     network: str | None
     model: str | None = None
-    ips: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    ips: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
 
 
 @attrs.frozen
@@ -290,7 +306,7 @@ class VolumeInfo:
     format: str
     capacity_bytes: int
     allocation_bytes: int | None = None
-    backing_chain: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    backing_chain: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
 
 
 @attrs.frozen
@@ -308,10 +324,10 @@ class DomainRecord:
     memory_bytes: int | None
     os_type: str | None
     autostart: bool | None
-    disks: tuple[DiskInfo, ...] = attrs.field(default=(), converter=tuple)
-    nics: tuple[NicInfo, ...] = attrs.field(default=(), converter=tuple)
+    disks: tuple[DiskInfo, ...] = attrs.field(default=(), converter=_disk_infos)
+    nics: tuple[NicInfo, ...] = attrs.field(default=(), converter=_nic_infos)
     snapshot_count: int | None = None
-    block_jobs: tuple[BlockJobInfo, ...] = attrs.field(default=(), converter=tuple)
+    block_jobs: tuple[BlockJobInfo, ...] = attrs.field(default=(), converter=_job_infos)
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
     field_errors: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping)
 
