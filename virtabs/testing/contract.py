@@ -1,0 +1,408 @@
+"""The per-test helper (:class:`Contract`) and the refusal checks for undeclared capabilities."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .._api import BlockJob, Connection, Domain, StoragePool, Volume
+from .._capabilities import Capability
+from .._errors import NotSupportedError, VirtabsError
+from .._flags import BlockCopyFlags, BlockJobAbortFlags, BlockRebaseFlags, DomainState
+from .._models import (
+    BlockCommitRequest,
+    BlockCopyRequest,
+    BlockJobInfo,
+    DiskSpec,
+    DomainRef,
+    DomainSpec,
+    PoolInfo,
+    VolumeInfo,
+)
+from ..spi import Driver
+from .recorder import READ_METHODS, CallRecorder
+from .target import ContractTarget
+
+__all__ = ["ABSENT_DOMAIN", "Contract", "RefusalProblem", "verify_refusals"]
+
+MiB = 1 << 20
+ABSENT_DOMAIN = DomainRef("virtabs-contract-absent", "00000000-0000-4000-8000-00000000c0de")
+"""A domain that exists nowhere: refusal checks run against it, so no refusal can depend on a lookup."""
+SLOW_BYTES_PER_S = 1024
+"""A bandwidth (bytes/s) that keeps a block job of the chain disk far from ready for the whole test."""
+
+
+class Contract:
+    """What a contract test works with: the connection, the target, and helpers that clean up after it."""
+
+    def __init__(self, conn: Connection, target: ContractTarget, uri: str) -> None:
+        self.conn = conn
+        self.target = target
+        self.uri = uri
+
+    # --- disposable objects -----------------------------------------------------
+
+    def domain(self, *, running: bool = False) -> Domain:
+        """A disposable domain (disk ``vda``), RUNNING when ``running`` else SHUTOFF."""
+        return self.target.make_domain(self.conn, running=running)
+
+    def chain_domain(self) -> Domain:
+        """A disposable running domain whose ``vda`` is base <- snap1 <- snap2."""
+        return self.target.make_chain_domain(self.conn)
+
+    def spec(self, kind: str = "def") -> DomainSpec:
+        """A definition of a disposable domain that is not defined yet."""
+        return self.target.domain_spec(self.conn, self.target.new_name(kind))
+
+    def scratch(self, name: str) -> str:
+        """A fresh path for a copy destination."""
+        return self.target.scratch_path(self.conn, name)
+
+    def save_path(self, name: str = "mem") -> str:
+        """A fresh path for a saved-memory file."""
+        return self.target.save_path(self.conn, name)
+
+    def create_image(self, path: str, *, format: str, backing: str | None = None) -> None:
+        """Pre-create ``path`` (a REUSE_EXT destination)."""
+        self.target.create_image(self.conn, path, format=format, backing=backing)
+
+    def cleanup(self) -> None:
+        """Remove what the test created (called by the fixture)."""
+        self.target.cleanup(self.conn)
+
+    # --- observation ----------------------------------------------------------------
+
+    @property
+    def driver(self) -> Driver:
+        """The driver instance behind the connection (white box: for call counting and direct probes)."""
+        return self.conn._driver
+
+    def record(self) -> CallRecorder:
+        """A :class:`CallRecorder` on this connection's driver (use as a context manager)."""
+        return CallRecorder(self.conn._driver)
+
+    def wait_until(self, predicate: Callable[[], bool], what: str, timeout: float | None = None) -> None:
+        """Poll ``predicate`` until true; AssertionError naming ``what`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + (self.target.job_timeout if timeout is None else timeout)
+        delay = 0.01
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.2)
+
+    def wait_state(self, dom: Domain, state: DomainState, timeout: float | None = None) -> None:
+        """Wait until ``dom`` is in ``state``."""
+        self.wait_until(lambda: dom.state() == state, f"domain {dom.name!r} to be {state.name}", timeout)
+
+    def wait_ready(self, job: BlockJob) -> BlockJobInfo:
+        """Wait until a two-phase job is ready, within the target's job timeout."""
+        return job.wait_ready(self.target.job_timeout)
+
+    def end_job(self, dom: Domain, disk: str = "vda") -> None:
+        """Abort whatever job runs on ``disk`` (cleanup inside a test); ignores 'no job'."""
+        with contextlib.suppress(VirtabsError):
+            if dom.block_job_info(disk) is not None:
+                dom.block_job_abort(disk)
+
+
+# --- refusal checks -------------------------------------------------------------------
+
+
+class RefusalProblem(AssertionError):
+    """An undeclared capability was not refused properly (the message lists every problem)."""
+
+
+PublicCall = tuple[str, Callable[[], object], frozenset[str]]
+DriverProbe = tuple[str, Callable[[Driver], object]]
+
+
+def _absent(contract: Contract) -> Domain:
+    return Domain(contract.conn, ABSENT_DOMAIN)
+
+
+def _absent_pool(contract: Contract) -> StoragePool:
+    return StoragePool(contract.conn, PoolInfo("virtabs-contract-absent", "dir", None, None, None))
+
+
+def _absent_volume(contract: Contract) -> Volume:
+    info = VolumeInfo("absent.qcow2", "virtabs-contract-absent", "/virtabs-contract-absent/absent.qcow2", "qcow2", 1)
+    return Volume(contract.conn, info)
+
+
+_NONE: frozenset[str] = frozenset()
+_DEST = "/virtabs-contract-absent/copy.img"
+_SAVE = "/virtabs-contract-absent/domain.save"
+
+
+def _spec() -> DomainSpec:
+    return DomainSpec(name="virtabs-contract-refused", memory_bytes=64 * MiB, vcpus=1)
+
+
+def public_calls(contract: Contract, cap: Capability) -> list[PublicCall]:
+    """The public calls that must raise NotSupportedError, without touching the host, when ``cap`` is missing.
+
+    Each entry: (label, call, driver methods the call may still use). Every
+    call acts on :data:`ABSENT_DOMAIN`, so a check passes only when the core
+    refuses before any lookup.
+    """
+    conn = contract.conn
+    dom = _absent(contract)
+    c = Capability
+    table: dict[Capability, list[PublicCall]] = {
+        c.DOMAIN_DEFINE: [
+            ("Connection.define_domain", lambda: conn.define_domain(_spec()), _NONE),
+            ("Domain.undefine", dom.undefine, _NONE),
+        ],
+        c.DOMAIN_START: [("Domain.start", dom.start, _NONE)],
+        c.DOMAIN_SHUTDOWN: [("Domain.shutdown", dom.shutdown, _NONE)],
+        c.DOMAIN_DESTROY: [("Domain.destroy", dom.destroy, _NONE)],
+        c.DOMAIN_REBOOT: [("Domain.reboot", dom.reboot, _NONE)],
+        c.DOMAIN_SUSPEND: [("Domain.suspend", dom.suspend, _NONE), ("Domain.resume", dom.resume, _NONE)],
+        c.DOMAIN_SAVE: [
+            ("Domain.save", lambda: dom.save(_SAVE), _NONE),
+            ("Connection.restore", lambda: conn.restore(_SAVE), _NONE),
+        ],
+        c.DOMAIN_SNAPSHOT: [
+            ("Domain.create_snapshot", lambda: dom.create_snapshot("s1"), _NONE),
+            ("Domain.list_snapshots", dom.list_snapshots, _NONE),
+            ("Domain.revert_to_snapshot", lambda: dom.revert_to_snapshot("s1"), _NONE),
+            ("Domain.delete_snapshot", lambda: dom.delete_snapshot("s1"), _NONE),
+        ],
+        c.DOMAIN_DISK_HOTPLUG: [
+            ("Domain.attach_disk", lambda: dom.attach_disk(DiskSpec("vdz", "/virtabs-contract-absent/z.img")), _NONE),
+            ("Domain.detach_disk", lambda: dom.detach_disk("vdz"), _NONE),
+        ],
+        c.BLOCK_PULL: [
+            ("Domain.block_pull", lambda: dom.block_pull("vda"), _NONE),
+            ("Domain.block_rebase(flags=0)", lambda: dom.block_rebase("vda", None), _NONE),
+        ],
+        c.BLOCK_COPY: [
+            ("Domain.block_copy", lambda: dom.block_copy("vda", _DEST), _NONE),
+            ("Domain.block_rebase(COPY)", lambda: dom.block_rebase("vda", _DEST, flags=BlockRebaseFlags.COPY), _NONE),
+        ],
+        c.BLOCK_COPY_SHALLOW: [
+            ("Domain.block_copy(SHALLOW)", lambda: dom.block_copy("vda", _DEST, flags=BlockCopyFlags.SHALLOW), _NONE),
+            (
+                "Domain.block_rebase(COPY|SHALLOW)",
+                lambda: dom.block_rebase("vda", _DEST, flags=BlockRebaseFlags.COPY | BlockRebaseFlags.SHALLOW),
+                _NONE,
+            ),
+        ],
+        c.BLOCK_COPY_REUSE_EXT: [
+            (
+                "Domain.block_copy(REUSE_EXT)",
+                lambda: dom.block_copy("vda", _DEST, flags=BlockCopyFlags.REUSE_EXT),
+                _NONE,
+            ),
+            (
+                "Domain.block_rebase(COPY|REUSE_EXT)",
+                lambda: dom.block_rebase("vda", _DEST, flags=BlockRebaseFlags.COPY | BlockRebaseFlags.REUSE_EXT),
+                _NONE,
+            ),
+        ],
+        c.BLOCK_COPY_RAW: [
+            ("Domain.block_copy(format='raw')", lambda: dom.block_copy("vda", _DEST, format="raw"), _NONE),
+            (
+                "Domain.block_rebase(COPY|COPY_RAW)",
+                lambda: dom.block_rebase("vda", _DEST, flags=BlockRebaseFlags.COPY | BlockRebaseFlags.COPY_RAW),
+                _NONE,
+            ),
+        ],
+        c.BLOCK_COPY_DEV: [
+            (
+                "Domain.block_rebase(COPY|COPY_DEV)",
+                lambda: dom.block_rebase("vda", _DEST, flags=BlockRebaseFlags.COPY | BlockRebaseFlags.COPY_DEV),
+                _NONE,
+            ),
+        ],
+        c.BLOCK_COMMIT: [("Domain.block_commit", lambda: dom.block_commit("vda"), _NONE)],
+        c.STORAGE_POOL: [
+            ("Connection.list_storage_pools", conn.list_storage_pools, _NONE),
+            ("Connection.lookup_storage_pool", lambda: conn.lookup_storage_pool("virtabs-contract-absent"), _NONE),
+            ("StoragePool.info", lambda: _absent_pool(contract).info(), _NONE),
+            ("StoragePool.list_volumes", lambda: _absent_pool(contract).list_volumes(), _NONE),
+            ("StoragePool.lookup_volume", lambda: _absent_pool(contract).lookup_volume("absent.qcow2"), _NONE),
+            ("Volume.info", lambda: _absent_volume(contract).info(), _NONE),
+        ],
+        c.STORAGE_VOLUME: [
+            ("StoragePool.create_volume", lambda: _absent_pool(contract).create_volume("v.qcow2", MiB), _NONE),
+            ("Volume.delete", lambda: _absent_volume(contract).delete(), _NONE),
+            ("Volume.resize", lambda: _absent_volume(contract).resize(2 * MiB), _NONE),
+        ],
+        c.EVENTS: [("Connection.subscribe", lambda: conn.subscribe(lambda _e: None), _NONE)],
+    }
+    return table.get(cap, [])
+
+
+def driver_probes(cap: Capability) -> list[DriverProbe]:
+    """Direct calls of the driver's own methods that must raise NotSupportedError when ``cap`` is undeclared.
+
+    This is the other direction of honesty: a driver that *can* do something
+    but does not declare it (or declares it away for this connection) must not
+    silently do it when called directly. Drivers that do not override a method
+    pass (the base class raises NotSupportedError); drivers that do must check
+    the capability before anything else.
+    """
+    ref = ABSENT_DOMAIN
+    c = Capability
+    table: dict[Capability, list[DriverProbe]] = {
+        c.DOMAIN_DEFINE: [
+            ("define_domain", lambda d: d.define_domain(_spec())),
+            ("undefine", lambda d: d.undefine(ref)),
+        ],
+        c.DOMAIN_START: [("start", lambda d: d.start(ref, False))],
+        c.DOMAIN_SHUTDOWN: [("shutdown", lambda d: d.shutdown(ref, None))],
+        c.DOMAIN_DESTROY: [("destroy", lambda d: d.destroy(ref))],
+        c.DOMAIN_REBOOT: [("reboot", lambda d: d.reboot(ref))],
+        c.DOMAIN_SUSPEND: [("suspend", lambda d: d.suspend(ref)), ("resume", lambda d: d.resume(ref))],
+        c.DOMAIN_SAVE: [("save", lambda d: d.save(ref, _SAVE)), ("restore", lambda d: d.restore(_SAVE))],
+        c.DOMAIN_SNAPSHOT: [
+            ("create_snapshot", lambda d: d.create_snapshot(ref, "s1")),
+            ("list_snapshots", lambda d: d.list_snapshots(ref)),
+            ("revert_to_snapshot", lambda d: d.revert_to_snapshot(ref, "s1")),
+            ("delete_snapshot", lambda d: d.delete_snapshot(ref, "s1")),
+        ],
+        c.DOMAIN_DISK_HOTPLUG: [
+            ("attach_disk", lambda d: d.attach_disk(ref, DiskSpec("vdz", "/virtabs-contract-absent/z.img"))),
+            ("detach_disk", lambda d: d.detach_disk(ref, "vdz")),
+        ],
+        c.BLOCK_PULL: [("block_pull", lambda d: d.block_pull(ref, "vda", None, 0))],
+        c.BLOCK_COPY: [("block_copy", lambda d: d.block_copy(ref, "vda", BlockCopyRequest(dest=_DEST)))],
+        c.BLOCK_COPY_SHALLOW: [
+            ("block_copy(shallow)", lambda d: d.block_copy(ref, "vda", BlockCopyRequest(dest=_DEST, shallow=True)))
+        ],
+        c.BLOCK_COPY_REUSE_EXT: [
+            (
+                "block_copy(reuse_existing)",
+                lambda d: d.block_copy(ref, "vda", BlockCopyRequest(dest=_DEST, reuse_existing=True)),
+            )
+        ],
+        c.BLOCK_COPY_RAW: [
+            ("block_copy(format=raw)", lambda d: d.block_copy(ref, "vda", BlockCopyRequest(dest=_DEST, format="raw")))
+        ],
+        c.BLOCK_COPY_DEV: [
+            (
+                "block_copy(dest_is_block_device)",
+                lambda d: d.block_copy(
+                    ref, "vda", BlockCopyRequest(dest=_DEST, reuse_existing=True, dest_is_block_device=True)
+                ),
+            )
+        ],
+        c.BLOCK_COMMIT: [
+            ("block_commit", lambda d: d.block_commit(ref, "vda", BlockCommitRequest(base=None, top=None, active=True)))
+        ],
+        c.STORAGE_POOL: [
+            ("list_storage_pools", lambda d: d.list_storage_pools()),
+            ("lookup_storage_pool", lambda d: d.lookup_storage_pool("virtabs-contract-absent")),
+            ("list_volumes", lambda d: d.list_volumes("virtabs-contract-absent")),
+            ("lookup_volume", lambda d: d.lookup_volume("virtabs-contract-absent", "absent.qcow2")),
+        ],
+        c.STORAGE_VOLUME: [
+            ("create_volume", lambda d: d.create_volume("virtabs-contract-absent", "v.qcow2", MiB, "qcow2", None)),
+            ("delete_volume", lambda d: d.delete_volume("virtabs-contract-absent", "v.qcow2")),
+            ("resize_volume", lambda d: d.resize_volume("virtabs-contract-absent", "v.qcow2", 2 * MiB)),
+        ],
+    }
+    return table.get(cap, [])
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, VirtabsError):
+        return f"{type(exc).__name__} (code {int(exc.code)}): {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _undo_silent_success(driver: Driver, label: str, result: Any) -> None:
+    """A probe that should have been refused worked: undo what we can (a defined domain)."""
+    if label == "define_domain" and isinstance(result, DomainRef):
+        with contextlib.suppress(Exception):
+            driver.undefine(result)
+
+
+def _check_public(contract: Contract, cap: Capability, problems: list[str]) -> None:
+    for label, call, allowed in public_calls(contract, cap):
+        with contract.record() as rec:
+            try:
+                call()
+            except NotSupportedError:
+                pass
+            except Exception as exc:
+                problems.append(f"{cap.value}: {label} raised {_describe(exc)}; expected NotSupportedError")
+            else:
+                problems.append(f"{cap.value}: {label} returned normally; expected NotSupportedError")
+        touched = rec.host_touching(allowed)
+        if touched:
+            problems.append(
+                f"{cap.value}: {label} reached the driver ({', '.join(touched)}) although the connection does "
+                "not declare it; the refusal must come before the host is touched"
+            )
+
+
+def _check_driver(contract: Contract, cap: Capability, problems: list[str]) -> None:
+    driver = contract.driver
+    for label, probe in driver_probes(cap):
+        try:
+            result = probe(driver)
+        except NotSupportedError:
+            continue
+        except Exception as exc:
+            problems.append(
+                f"{cap.value}: the driver's own {label} raised {_describe(exc)} instead of NotSupportedError; "
+                "a driver must refuse a capability its connection does not declare before doing anything else"
+            )
+            continue
+        _undo_silent_success(driver, label, result)
+        problems.append(
+            f"{cap.value}: the driver's own {label} worked although the connection does not declare {cap.value}; "
+            "declare the capability (the declaration is dishonest) or make the method raise NotSupportedError"
+        )
+
+
+def _check_pivot(contract: Contract, problems: list[str]) -> None:
+    """block.copy.pivot undeclared but block.copy declared: a ready copy must refuse PIVOT without acting."""
+    if not contract.conn.supports(Capability.BLOCK_COPY):
+        return  # covered by the block.copy refusals
+    dom = contract.chain_domain()
+    job = dom.block_copy("vda", contract.scratch("pivot.qcow2"), flags=BlockCopyFlags.TRANSIENT_JOB)
+    try:
+        contract.wait_ready(job)
+        with contract.record() as rec:
+            try:
+                dom.block_job_abort("vda", BlockJobAbortFlags.PIVOT)
+            except NotSupportedError:
+                pass
+            except Exception as exc:
+                problems.append(f"block.copy.pivot: pivot raised {_describe(exc)}; expected NotSupportedError")
+            else:
+                problems.append("block.copy.pivot: pivot worked although block.copy.pivot is not declared")
+        touched = rec.host_touching(READ_METHODS)
+        if touched:
+            problems.append(f"block.copy.pivot: pivot reached the driver ({', '.join(touched)}) before the refusal")
+    finally:
+        contract.end_job(dom)
+
+
+def verify_refusals(contract: Contract, missing: frozenset[Capability]) -> None:
+    """Check every capability in ``missing`` is refused both ways; raise RefusalProblem listing all failures."""
+    declared = contract.conn.capabilities.supported
+    really_missing = sorted(missing - declared, key=lambda c: c.value)
+    problems: list[str] = []
+    for cap in really_missing:
+        _check_public(contract, cap, problems)
+        _check_driver(contract, cap, problems)
+        if cap == Capability.BLOCK_COPY_PIVOT:
+            _check_pivot(contract, problems)
+    if problems:
+        raise RefusalProblem("undeclared capabilities not refused properly:\n  - " + "\n  - ".join(problems))
+
+
+@contextlib.contextmanager
+def no_driver_calls(contract: Contract, allowed: frozenset[str] = frozenset()) -> Iterator[CallRecorder]:
+    """Assert the block reaches no host-touching driver method (except ``allowed``)."""
+    with contract.record() as rec:
+        yield rec
+    touched = rec.host_touching(allowed)
+    assert not touched, f"the driver was called: {touched}"

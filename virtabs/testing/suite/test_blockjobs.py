@@ -1,0 +1,391 @@
+"""Contract tests of block jobs: every block-copy rule of the seed commit, pull and commit.
+
+The seed is libvirt's "blockjob: add new API flags" (3648469258): with a chain
+base <- snap1 <- snap2 on a running domain, ``block_rebase(disk, dest, flags)``
+with COPY copies and then mirrors until the caller pivots or aborts.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ..._api import BlockJob, Domain
+from ..._errors import BlockCopyActiveError, InvalidArgumentError, OperationInvalidError
+from ..._flags import (
+    BlockCommitFlags,
+    BlockCopyFlags,
+    BlockJobAbortFlags,
+    BlockJobType,
+    BlockPullFlags,
+    BlockRebaseFlags,
+    DomainState,
+)
+from ..._models import BlockJobInfo, DiskInfo
+from ..contract import SLOW_BYTES_PER_S, Contract, no_driver_calls
+from ..markers import requires
+from ..recorder import READ_METHODS
+
+__all__ = ["TestBlockCommit", "TestBlockCopyFlags", "TestBlockCopyRules", "TestBlockJobEvents", "TestBlockPull"]
+
+R = BlockRebaseFlags
+MiB = 1 << 20
+TRANSIENT = BlockCopyFlags.TRANSIENT_JOB
+
+
+def vda(dom: Domain) -> DiskInfo:
+    """The ``vda`` disk as the host sees it now."""
+    for disk in dom.disks():
+        if disk.target == "vda":
+            return disk
+    raise AssertionError(f"domain {dom.name!r} has no disk vda")
+
+
+def slow_copy(c: Contract, dom: Domain, name: str = "slow.qcow2") -> BlockJob:
+    """A copy throttled so hard that it is not ready during the test."""
+    job = dom.block_copy("vda", c.scratch(name), flags=TRANSIENT, bandwidth=SLOW_BYTES_PER_S)
+    info = job.info()
+    assert info is not None and info.type == BlockJobType.COPY
+    assert not info.ready, "a copy throttled to 1 KiB/s is already ready: the chain disk has too little data"
+    return job
+
+
+def expect_copy_active(call: object) -> None:
+    """``call()`` raises BlockCopyActiveError with code 83."""
+    assert callable(call)
+    with pytest.raises(BlockCopyActiveError) as exc:
+        call()
+    assert int(exc.value.code) == 83
+
+
+class TestBlockCopyRules:
+    """The refusals of the seed: flags without COPY, pivot before ready, second jobs, actions during a copy."""
+
+    @requires("block.copy")
+    def test_copy_needs_a_destination(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        with no_driver_calls(virtabs_contract, READ_METHODS):
+            for dest in (None, ""):
+                with pytest.raises(InvalidArgumentError):
+                    dom.block_rebase("vda", dest, flags=R.COPY)
+
+    @requires("block.copy")
+    @pytest.mark.parametrize("flag", [R.SHALLOW, R.REUSE_EXT, R.COPY_RAW, R.COPY_DEV], ids=lambda f: f.name)
+    def test_copy_flags_without_copy_are_invalid(self, virtabs_contract: Contract, flag: BlockRebaseFlags) -> None:
+        dom = virtabs_contract.chain_domain()
+        dest = virtabs_contract.scratch("x.qcow2")
+        with no_driver_calls(virtabs_contract):
+            with pytest.raises(InvalidArgumentError) as exc:
+                dom.block_rebase("vda", dest, flags=flag)
+        assert "copy job" in exc.value.message
+        assert dom.block_job_info("vda") is None
+
+    @requires("block.copy")
+    def test_pivot_before_ready_is_block_copy_active(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        source = vda(dom)
+        job = slow_copy(virtabs_contract, dom)
+        expect_copy_active(lambda: dom.block_job_abort("vda", BlockJobAbortFlags.PIVOT))
+        expect_copy_active(job.pivot)
+        assert job.info() is not None, "a refused pivot must leave the job running"
+        job.abort()
+        assert job.info() is None
+        assert vda(dom).path == source.path
+
+    @requires("block.copy")
+    def test_second_job_on_the_disk_is_block_copy_active(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        job = slow_copy(virtabs_contract, dom)
+        try:
+            expect_copy_active(lambda: dom.block_copy("vda", virtabs_contract.scratch("2nd.qcow2"), flags=TRANSIENT))
+            expect_copy_active(lambda: dom.block_rebase("vda", virtabs_contract.scratch("3rd.qcow2"), flags=R.COPY))
+        finally:
+            job.abort()
+
+    @requires("block.copy", "block.pull")
+    def test_pull_during_a_copy_is_block_copy_active(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        job = slow_copy(virtabs_contract, dom)
+        try:
+            expect_copy_active(lambda: dom.block_pull("vda"))
+        finally:
+            job.abort()
+
+    @requires("block.copy", "domain.save")
+    def test_save_during_a_copy_is_block_copy_active(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        job = slow_copy(virtabs_contract, dom)
+        try:
+            expect_copy_active(lambda: dom.save(virtabs_contract.save_path()))
+            assert dom.state() == DomainState.RUNNING
+        finally:
+            job.abort()
+
+    @requires("block.copy", "domain.snapshot")
+    def test_snapshot_during_a_copy_is_block_copy_active(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        job = slow_copy(virtabs_contract, dom)
+        try:
+            expect_copy_active(lambda: dom.create_snapshot("during-copy"))
+        finally:
+            job.abort()
+        assert "during-copy" not in [s.name for s in dom.list_snapshots()]
+
+    @requires("block.copy", "domain.snapshot")
+    def test_revert_during_a_copy_is_block_copy_active(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        dom.create_snapshot("before-copy")
+        job = slow_copy(virtabs_contract, dom)
+        try:
+            expect_copy_active(lambda: dom.revert_to_snapshot("before-copy"))
+        finally:
+            job.abort()
+
+    @requires("block.copy", "domain.disk_hotplug")
+    def test_detach_during_a_copy_is_block_copy_active(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        job = slow_copy(virtabs_contract, dom)
+        try:
+            expect_copy_active(lambda: dom.detach_disk("vda"))
+            assert "vda" in [d.target for d in dom.disks()]
+        finally:
+            job.abort()
+
+    @requires("block.copy")
+    def test_abort_stays_on_the_source(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        source = vda(dom)
+        job = dom.block_rebase("vda", virtabs_contract.scratch("aborted.qcow2"), flags=R.COPY)
+        virtabs_contract.wait_ready(job)
+        job.abort()
+        assert job.info() is None
+        after = vda(dom)
+        assert (after.path, after.format, after.backing_chain) == (source.path, source.format, source.backing_chain)
+
+    @requires("block.copy")
+    def test_progress_never_reports_done_before_ready(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        job = dom.block_copy("vda", virtabs_contract.scratch("progress.qcow2"), flags=TRANSIENT, bandwidth=512 * 1024)
+        driver = virtabs_contract.driver
+        ref = dom._ref
+        seen: list[BlockJobInfo] = []
+        deadline = time.monotonic() + min(10.0, virtabs_contract.target.job_timeout)
+        try:
+            while time.monotonic() < deadline:
+                for info in (dom.block_job_info("vda"), driver.block_job_info(ref, "vda")):
+                    assert info is not None
+                    seen.append(info)
+                    assert info.type == BlockJobType.COPY
+                    assert 0 <= info.cur <= info.end
+                    if not info.ready and info.end > 0:
+                        assert info.cur < info.end, f"cur == end == {info.end} reported before the job is ready"
+                if seen[-1].ready:
+                    break
+                time.sleep(0.05)
+        finally:
+            job.abort()
+        assert seen
+
+    @requires("block.copy")
+    def test_bandwidth_overflow_is_invalid(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        dest = virtabs_contract.scratch("bw.qcow2")
+        with no_driver_calls(virtabs_contract, READ_METHODS):
+            for call in (
+                lambda: dom.block_rebase("vda", dest, flags=R.COPY, bandwidth=(1 << 63) // MiB + 1),
+                lambda: dom.block_rebase("vda", dest, flags=R.COPY | R.BANDWIDTH_BYTES, bandwidth=1 << 63),
+                lambda: dom.block_rebase("vda", dest, flags=R.COPY, bandwidth=-1),
+                lambda: dom.block_copy("vda", dest, flags=TRANSIENT, bandwidth=1 << 63),
+            ):
+                with pytest.raises(InvalidArgumentError):
+                    call()
+        assert dom.block_job_info("vda") is None
+
+    @requires("block.copy")
+    def test_set_speed_changes_the_bandwidth(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        job = slow_copy(virtabs_contract, dom)
+        try:
+            dom.block_job_set_speed("vda", 2)
+            info = job.info()
+            assert info is not None and info.bandwidth == 2 * MiB
+        finally:
+            job.abort()
+
+
+def copy_and_pivot(c: Contract, dom: Domain, dest: str, flags: BlockRebaseFlags) -> DiskInfo:
+    """Start a copy with ``flags``, wait until ready, pivot, and return ``vda`` afterwards."""
+    job = dom.block_rebase("vda", dest, flags=R.COPY | flags)
+    assert job.type == BlockJobType.COPY and job.two_phase
+    c.wait_ready(job)
+    info = job.info()
+    assert info is not None and info.ready and info.cur == info.end
+    job.pivot()
+    assert job.info() is None
+    return vda(dom)
+
+
+class TestBlockCopyFlags:
+    """The flag combinations of the seed end with the disk on the right image after the pivot."""
+
+    @requires("block.copy", "block.copy.pivot")
+    def test_copy_flattens_into_the_source_format(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        source = vda(dom)
+        dest = virtabs_contract.scratch("deep.qcow2")
+        after = copy_and_pivot(virtabs_contract, dom, dest, R(0))
+        assert (after.path, after.format, after.backing_chain) == (dest, source.format, ())
+
+    @requires("block.copy", "block.copy.pivot", "block.copy.raw")
+    def test_copy_raw_flattens_into_raw(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        dest = virtabs_contract.scratch("deep.raw")
+        after = copy_and_pivot(virtabs_contract, dom, dest, R.COPY_RAW)
+        assert (after.path, after.format, after.backing_chain) == (dest, "raw", ())
+
+    @requires("block.copy", "block.copy.pivot", "block.copy.shallow")
+    def test_shallow_copy_keeps_the_backing_chain(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        source = vda(dom)
+        dest = virtabs_contract.scratch("shallow.qcow2")
+        after = copy_and_pivot(virtabs_contract, dom, dest, R.SHALLOW)
+        assert (after.path, after.format, after.backing_chain) == (dest, source.format, source.backing_chain)
+
+    @requires("block.copy", "block.copy.pivot", "block.copy.reuse_ext")
+    def test_reuse_ext_copies_the_whole_chain_into_the_existing_file(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        source = vda(dom)
+        dest = virtabs_contract.scratch("reuse.qcow2")
+        virtabs_contract.create_image(dest, format=source.format)
+        after = copy_and_pivot(virtabs_contract, dom, dest, R.REUSE_EXT)
+        assert (after.path, after.format, after.backing_chain) == (dest, source.format, ())
+
+    @requires("block.copy", "block.copy.pivot", "block.copy.reuse_ext", "block.copy.shallow")
+    def test_reuse_ext_shallow_copies_the_top_onto_the_existing_file(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        source = vda(dom)
+        assert source.backing_chain, "the chain domain's vda has no backing chain"
+        dest = virtabs_contract.scratch("reuse-top.qcow2")
+        virtabs_contract.create_image(dest, format=source.format, backing=source.backing_chain[0])
+        after = copy_and_pivot(virtabs_contract, dom, dest, R.REUSE_EXT | R.SHALLOW)
+        assert (after.path, after.format, after.backing_chain) == (dest, source.format, source.backing_chain)
+
+    @requires("block.copy", "block.copy.pivot", "block.copy.dev", "block.copy.raw")
+    def test_copy_dev_onto_an_existing_device(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        dest = virtabs_contract.scratch("device.raw")
+        virtabs_contract.create_image(dest, format="raw")
+        after = copy_and_pivot(virtabs_contract, dom, dest, R.COPY_DEV | R.COPY_RAW)
+        assert (after.path, after.format, after.backing_chain) == (dest, "raw", ())
+
+    @requires("block.copy", "block.copy.pivot", "block.copy.raw")
+    def test_block_copy_api_with_format_raw(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        dest = virtabs_contract.scratch("api.raw")
+        job = dom.block_copy("vda", dest, flags=TRANSIENT, format="raw")
+        virtabs_contract.wait_ready(job)
+        job.pivot()
+        after = vda(dom)
+        assert (after.path, after.format, after.backing_chain) == (dest, "raw", ())
+
+    @requires("block.copy", "block.copy.pivot", "block.copy.shallow")
+    def test_block_copy_api_shallow(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        source = vda(dom)
+        dest = virtabs_contract.scratch("api-shallow.qcow2")
+        job = dom.block_copy("vda", dest, flags=TRANSIENT | BlockCopyFlags.SHALLOW)
+        virtabs_contract.wait_ready(job)
+        job.pivot()
+        after = vda(dom)
+        assert (after.path, after.backing_chain) == (dest, source.backing_chain)
+
+
+class TestBlockPull:
+    """block.pull: pulls finish by themselves and shorten the chain; they cannot be pivoted."""
+
+    @requires("block.pull")
+    def test_pull_flattens(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        source = vda(dom)
+        job = dom.block_pull("vda")
+        assert job.type == BlockJobType.PULL and not job.two_phase
+        with pytest.raises(OperationInvalidError):
+            job.wait_ready(1)
+        job.wait(virtabs_contract.target.job_timeout)
+        after = vda(dom)
+        assert (after.path, after.backing_chain) == (source.path, ())
+
+    @requires("block.pull")
+    def test_pull_to_a_base_keeps_the_base(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        source = vda(dom)
+        base = source.backing_chain[-1]
+        job = dom.block_rebase("vda", base, flags=R(0))
+        job.wait(virtabs_contract.target.job_timeout)
+        assert vda(dom).backing_chain == (base,)
+
+    @requires("block.pull")
+    def test_pivot_of_a_pull_job_is_operation_invalid(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        job = dom.block_pull("vda", bandwidth=SLOW_BYTES_PER_S, flags=BlockPullFlags.BANDWIDTH_BYTES)
+        try:
+            info = job.info()
+            assert info is not None and info.type == BlockJobType.PULL
+            with pytest.raises(OperationInvalidError) as exc:
+                dom.block_job_abort("vda", BlockJobAbortFlags.PIVOT)
+            assert int(exc.value.code) == 55
+        finally:
+            virtabs_contract.end_job(dom)
+        assert dom.block_job_info("vda") is None
+
+
+class TestBlockCommit:
+    """block.commit: an active commit is two-phase and pivots onto the base; a lower commit ends by itself."""
+
+    @requires("block.commit")
+    def test_active_commit_pivots_onto_the_base(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        source = vda(dom)
+        job = dom.block_commit("vda", flags=BlockCommitFlags.ACTIVE)
+        assert job.type == BlockJobType.ACTIVE_COMMIT and job.two_phase
+        virtabs_contract.wait_ready(job)
+        job.pivot()
+        after = vda(dom)
+        assert (after.path, after.backing_chain) == (source.backing_chain[-1], ())
+
+    @requires("block.commit")
+    def test_commit_of_a_lower_layer(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        source = vda(dom)
+        snap1, base = source.backing_chain[0], source.backing_chain[-1]
+        job = dom.block_commit("vda", top=snap1, base=base)
+        assert job.type == BlockJobType.COMMIT
+        job.wait(virtabs_contract.target.job_timeout)
+        assert vda(dom).backing_chain == (base,)
+
+
+class TestBlockJobEvents:
+    """events + block jobs: READY when a copy can pivot, COMPLETED after the pivot, CANCELED after an abort."""
+
+    @requires("events", "block.copy", "block.copy.pivot")
+    def test_copy_events(self, virtabs_contract: Contract) -> None:
+        from ..._flags import BlockJobStatus
+        from ..._models import BlockJobEvent
+        from .test_events_storage import EventLog
+
+        dom = virtabs_contract.chain_domain()
+        log = EventLog()
+
+        def statuses() -> list[BlockJobStatus]:
+            return [e.status for e in list(log.events) if isinstance(e, BlockJobEvent) and e.disk == "vda"]
+
+        with virtabs_contract.conn.subscribe(log, domain=dom):
+            job = dom.block_copy("vda", virtabs_contract.scratch("events.qcow2"), flags=TRANSIENT)
+            virtabs_contract.wait_ready(job)
+            virtabs_contract.wait_until(lambda: BlockJobStatus.READY in statuses(), "a READY block job event", 10)
+            job.pivot()
+            virtabs_contract.wait_until(lambda: BlockJobStatus.COMPLETED in statuses(), "a COMPLETED event", 10)
+            job = dom.block_copy("vda", virtabs_contract.scratch("events2.qcow2"), flags=TRANSIENT)
+            job.abort()
+            virtabs_contract.wait_until(lambda: BlockJobStatus.CANCELED in statuses(), "a CANCELED event", 10)

@@ -1,0 +1,164 @@
+"""Contract tests that need no capability: the connection, lookups, reads, errors and the driver's shape."""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+
+import pytest
+
+from ..._api import Domain
+from ..._capabilities import Capability
+from ..._errors import (
+    InvalidArgumentError,
+    NoDomainError,
+    OperationDeniedError,
+    OperationInvalidError,
+)
+from ..._flags import DomainState
+from ..._models import DiskInfo, DomainInfo, DomainSpec, HostInfo, NicInfo
+from ...spi import SPI_METHODS, Driver
+from ..contract import ABSENT_DOMAIN, Contract
+from ..recorder import CallRecorder
+from ._util import any_domain
+
+__all__ = ["TestConnection", "TestDriverShape", "TestLookups"]
+
+
+class TestConnection:
+    """The connection itself: host facts, capability declaration, read-only and closed connections."""
+
+    def test_host_info(self, virtabs_contract: Contract) -> None:
+        info = virtabs_contract.conn.host_info()
+        assert isinstance(info, HostInfo)
+        assert info.cpus > 0 and info.memory_bytes > 0
+        assert info.hostname and info.hypervisor
+
+    def test_capabilities_are_a_refinement_of_the_class_declaration(self, virtabs_contract: Contract) -> None:
+        conn = virtabs_contract.conn
+        declared = type(conn._driver).capabilities.supported
+        extra = sorted(c.value for c in conn.capabilities.supported - declared)
+        assert not extra, f"the connection claims capabilities its driver class does not declare: {extra}"
+        for cap in Capability:
+            assert conn.supports(cap) == (cap in conn.capabilities.supported)
+            assert conn.supports(cap.value) == conn.supports(cap)
+        with pytest.raises(InvalidArgumentError):
+            conn.supports("block.copyy")
+
+    def test_readonly_connection_refuses_writes_before_the_host(
+        self, virtabs_contract: Contract, virtabs_open: object
+    ) -> None:
+        assert callable(virtabs_open)
+        conn = virtabs_open(virtabs_contract.uri, readonly=True)
+        try:
+            assert conn.readonly
+            dom = Domain(conn, ABSENT_DOMAIN)
+            with CallRecorder(conn._driver) as rec:
+                for call in (dom.destroy, dom.start, dom.suspend, dom.undefine):
+                    with pytest.raises(OperationDeniedError):
+                        call()
+            assert rec.host_touching() == []
+            conn.list_domains()  # reads still work
+        finally:
+            conn.close()
+
+    def test_closed_connection_refuses_calls(self, virtabs_contract: Contract, virtabs_open: object) -> None:
+        assert callable(virtabs_open)
+        with virtabs_open(virtabs_contract.uri) as conn:
+            assert not conn.closed
+            assert conn.uri and conn.driver_name and conn.parsed_uri.driver
+            assert repr(conn)
+        assert conn.closed
+        with pytest.raises(OperationInvalidError):
+            conn.list_domains()
+        conn.close()  # idempotent
+
+
+class TestLookups:
+    """Lookups by name and UUID, reads of a domain, and the errors for missing objects."""
+
+    def test_lookup_by_name_and_by_uuid(self, virtabs_contract: Contract) -> None:
+        conn = virtabs_contract.conn
+        dom = any_domain(virtabs_contract)
+        by_name = conn.lookup_domain(dom.name)
+        by_uuid = conn.lookup_domain(dom.uuid)
+        assert by_name == by_uuid == dom
+        assert (by_name.name, by_name.uuid) == (dom.name, dom.uuid)
+        assert str(uuid.UUID(dom.uuid)) == dom.uuid
+        assert by_name.connection is conn
+        assert repr(by_name) and hash(by_name) == hash(by_uuid)
+
+    def test_missing_domain_is_no_domain_error_42(self, virtabs_contract: Contract) -> None:
+        conn = virtabs_contract.conn
+        for key in ("virtabs-contract-no-such-domain", str(uuid.uuid4())):
+            with pytest.raises(NoDomainError) as exc:
+                conn.lookup_domain(key)
+            assert int(exc.value.code) == 42
+            assert isinstance(exc.value, LookupError)
+            assert key in exc.value.message, f"the message should name {key!r}: {exc.value.message!r}"
+
+    def test_reads_of_a_vanished_domain_are_no_domain_error(self, virtabs_contract: Contract) -> None:
+        gone = Domain(virtabs_contract.conn, ABSENT_DOMAIN)
+        for call in (gone.info, gone.state, gone.spec, gone.disks, gone.nics):
+            with pytest.raises(NoDomainError):
+                call()
+
+    def test_domain_reads(self, virtabs_contract: Contract) -> None:
+        dom = any_domain(virtabs_contract)
+        info = dom.info()
+        assert isinstance(info, DomainInfo)
+        assert (info.name, info.uuid) == (dom.name, dom.uuid)
+        assert isinstance(info.state, DomainState) and info.native_state
+        assert info.vcpus > 0 and info.memory_bytes > 0
+        assert dom.state() == info.state
+        spec = dom.spec()
+        assert isinstance(spec, DomainSpec) and spec.name == dom.name
+        disks = dom.disks()
+        assert all(isinstance(d, DiskInfo) and d.target and d.path for d in disks)
+        assert all(isinstance(n, NicInfo) for n in dom.nics())
+
+    def test_list_domains_and_records_agree(self, virtabs_contract: Contract) -> None:
+        conn = virtabs_contract.conn
+        dom = any_domain(virtabs_contract)
+        listed = {d.uuid: d.name for d in conn.list_domains()}
+        assert listed.get(dom.uuid) == dom.name
+        records = {r.uuid: r for r in conn.domain_records()}
+        assert set(records) == set(listed)
+        record = records[dom.uuid]
+        assert record.name == dom.name
+        assert record.state == dom.state()
+
+
+class TestDriverShape:
+    """The driver class against the SPI: same signatures, a name, no drift."""
+
+    def test_overridden_spi_methods_keep_the_spi_signatures(self, virtabs_contract: Contract) -> None:
+        problems = spi_signature_problems(type(virtabs_contract.conn._driver))
+        assert not problems, "\n".join(problems)
+
+    def test_driver_declares_a_name_matching_the_uri(self, virtabs_contract: Contract) -> None:
+        cls = type(virtabs_contract.conn._driver)
+        assert issubclass(cls, Driver)
+        assert cls.name, f"{cls.__name__}.name is empty"
+        assert cls.name == virtabs_contract.conn.parsed_uri.driver
+        assert cls.__doc__, f"{cls.__name__} has no docstring"
+
+
+def spi_signature_problems(cls: type[Driver]) -> list[str]:
+    """Every SPI method ``cls`` overrides whose parameters differ from :class:`virtabs.spi.Driver`'s."""
+    problems = []
+    for name in SPI_METHODS:
+        mine = getattr(cls, name, None)
+        base = getattr(Driver, name)
+        if mine is None or mine is base:
+            continue
+        if not callable(mine):
+            problems.append(f"{cls.__name__}.{name} is not a method")
+            continue
+        want = [(p.name, p.kind, p.default) for p in inspect.signature(base).parameters.values()]
+        got = [(p.name, p.kind, p.default) for p in inspect.signature(mine).parameters.values()]
+        if want != got:
+            problems.append(
+                f"{cls.__name__}.{name}{inspect.signature(mine)} differs from Driver.{name}{inspect.signature(base)}"
+            )
+    return problems

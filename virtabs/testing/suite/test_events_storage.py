@@ -1,0 +1,162 @@
+"""Contract tests of events (one per state transition) and of storage pools and volumes."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ..._api import Domain
+from ..._errors import NoStoragePoolError, NoStorageVolumeError
+from ..._flags import LifecycleEventType
+from ..._models import Event, LifecycleEvent, PoolInfo, VolumeInfo
+from ..contract import Contract
+from ..markers import requires
+
+__all__ = ["EventLog", "TestEvents", "TestStoragePools", "TestStorageVolumes"]
+
+MiB = 1 << 20
+
+
+class EventLog:
+    """Collects events (from any thread) and waits for the lifecycle events of one domain."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, event: Event) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def lifecycle(self, dom: Domain) -> list[LifecycleEventType]:
+        """The lifecycle event types seen for ``dom`` so far."""
+        with self._cond:
+            return [e.type for e in self.events if isinstance(e, LifecycleEvent) and e.uuid == dom.uuid]
+
+    def wait_for(self, dom: Domain, kind: LifecycleEventType, timeout: float = 10.0) -> None:
+        """Block until a ``kind`` event for ``dom`` arrived; AssertionError otherwise."""
+        with self._cond:
+            ok = self._cond.wait_for(lambda: kind in self.lifecycle(dom), timeout)
+        assert ok, f"no {kind.name} event for domain {dom.name!r} within {timeout}s; got {self.lifecycle(dom)}"
+
+
+class TestEvents:
+    """events: every lifecycle transition is delivered to subscribers."""
+
+    @requires("events", "domain.define")
+    def test_define_and_undefine_events(self, virtabs_contract: Contract) -> None:
+        log = EventLog()
+        with virtabs_contract.conn.subscribe(log):
+            dom = virtabs_contract.conn.define_domain(virtabs_contract.spec())
+            log.wait_for(dom, LifecycleEventType.DEFINED)
+            dom.undefine()
+            log.wait_for(dom, LifecycleEventType.UNDEFINED)
+
+    @requires("events", "domain.start")
+    def test_start_event(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=False)
+        log = EventLog()
+        with virtabs_contract.conn.subscribe(log, domain=dom):
+            dom.start()
+            log.wait_for(dom, LifecycleEventType.STARTED)
+
+    @requires("events", "domain.suspend")
+    def test_suspend_and_resume_events(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=True)
+        log = EventLog()
+        with virtabs_contract.conn.subscribe(log, domain=dom.uuid):
+            dom.suspend()
+            log.wait_for(dom, LifecycleEventType.SUSPENDED)
+            dom.resume()
+            log.wait_for(dom, LifecycleEventType.RESUMED)
+
+    @requires("events", "domain.destroy")
+    def test_destroy_event(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=True)
+        log = EventLog()
+        with virtabs_contract.conn.subscribe(log, domain=dom):
+            dom.destroy()
+            log.wait_for(dom, LifecycleEventType.STOPPED)
+
+    @requires("events", "domain.shutdown")
+    def test_shutdown_event(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=True)
+        log = EventLog()
+        with virtabs_contract.conn.subscribe(log, domain=dom):
+            dom.shutdown()
+            log.wait_for(dom, LifecycleEventType.STOPPED, timeout=virtabs_contract.target.job_timeout)
+
+    @requires("events", "domain.suspend")
+    def test_filter_and_unsubscribe(self, virtabs_contract: Contract) -> None:
+        conn = virtabs_contract.conn
+        dom = virtabs_contract.domain(running=True)
+        mine, others, closed = EventLog(), EventLog(), EventLog()
+        sub = conn.subscribe(mine, domain=dom)
+        other_sub = conn.subscribe(others, domain="virtabs-contract-no-such-domain")
+        gone = conn.subscribe(closed)
+        gone.close()
+        gone.unsubscribe()  # idempotent
+        assert gone.closed
+        try:
+            dom.suspend()
+            mine.wait_for(dom, LifecycleEventType.SUSPENDED)
+            dom.resume()
+            mine.wait_for(dom, LifecycleEventType.RESUMED)
+        finally:
+            sub.close()
+            other_sub.close()
+        assert others.events == [], "a subscription for another domain received events"
+        assert closed.events == [], "a closed subscription received events"
+
+
+class TestStoragePools:
+    """storage.pool: list and look up pools and volumes; missing ones are errors 49 and 50."""
+
+    @requires("storage.pool")
+    def test_pools_and_volumes_can_be_listed_and_looked_up(self, virtabs_contract: Contract) -> None:
+        conn = virtabs_contract.conn
+        pools = conn.list_storage_pools()
+        for pool in pools:
+            info = pool.info()
+            assert isinstance(info, PoolInfo) and info.name == pool.name
+            assert conn.lookup_storage_pool(pool.name).name == pool.name
+            assert repr(pool)
+            for vol in pool.list_volumes():
+                found = pool.lookup_volume(vol.name)
+                assert (found.name, found.pool, found.path) == (vol.name, pool.name, vol.path)
+                assert isinstance(found.info(), VolumeInfo)
+                assert repr(found)
+
+    @requires("storage.pool")
+    def test_missing_pool_and_volume_errors(self, virtabs_contract: Contract) -> None:
+        conn = virtabs_contract.conn
+        with pytest.raises(NoStoragePoolError) as exc:
+            conn.lookup_storage_pool("virtabs-contract-no-such-pool")
+        assert int(exc.value.code) == 49 and "virtabs-contract-no-such-pool" in exc.value.message
+        pools = conn.list_storage_pools()
+        if pools:
+            with pytest.raises(NoStorageVolumeError) as vexc:
+                pools[0].lookup_volume("virtabs-contract-no-such-volume")
+            assert int(vexc.value.code) == 50 and "virtabs-contract-no-such-volume" in vexc.value.message
+
+
+class TestStorageVolumes:
+    """storage.volume: create, inspect, resize and delete a volume."""
+
+    @requires("storage.pool", "storage.volume")
+    def test_volume_cycle(self, virtabs_contract: Contract) -> None:
+        path = virtabs_contract.scratch("vol.qcow2")
+        pool = next((p for p in virtabs_contract.conn.list_storage_pools() if p.info().path), None)
+        assert pool is not None, "no storage pool with a path to create a volume in"
+        name = path.rsplit("/", 1)[-1]
+        vol = pool.create_volume(name, 16 * MiB, format="qcow2")
+        assert vol.name == name and vol.pool == pool.name
+        info = pool.lookup_volume(name).info()
+        assert info.capacity_bytes >= 16 * MiB and info.format == "qcow2"
+        grown = vol.resize(32 * MiB)
+        assert grown.capacity_bytes >= 32 * MiB
+        vol.delete()
+        with pytest.raises(NoStorageVolumeError):
+            pool.lookup_volume(name)

@@ -1,0 +1,145 @@
+"""Contract tests of the domain lifecycle: define, start, suspend, destroy, shutdown, reboot, save."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..._errors import NoDomainError, OperationInvalidError, VirtabsError
+from ..._flags import DomainState
+from ..contract import Contract
+from ..markers import requires
+
+__all__ = ["TestDefine", "TestListing", "TestPowerState", "TestSaveRestore"]
+
+LISTING_DOMAINS = 100
+LISTING_CALL_LIMIT = 5
+"""Driver calls allowed for one listing of ``LISTING_DOMAINS`` domains: a constant, never one per domain."""
+
+
+class TestDefine:
+    """domain.define: define, look up, read back and undefine."""
+
+    @requires("domain.define")
+    def test_define_lookup_undefine(self, virtabs_contract: Contract) -> None:
+        conn = virtabs_contract.conn
+        spec = virtabs_contract.spec()
+        dom = conn.define_domain(spec)
+        assert dom.name == spec.name
+        assert dom.state() == DomainState.SHUTOFF
+        assert conn.lookup_domain(spec.name) == dom
+        assert conn.lookup_domain(dom.uuid) == dom
+        assert dom in conn.list_domains()
+        back = dom.spec()
+        assert (back.name, back.vcpus, back.memory_bytes) == (spec.name, spec.vcpus, spec.memory_bytes)
+        assert [d.target for d in back.disks] == [d.target for d in spec.disks]
+        dom.undefine()
+        with pytest.raises(NoDomainError):
+            conn.lookup_domain(spec.name)
+        assert dom not in conn.list_domains()
+
+    @requires("domain.define")
+    def test_define_from_a_mapping_and_duplicate_name(self, virtabs_contract: Contract) -> None:
+        conn = virtabs_contract.conn
+        spec = virtabs_contract.spec()
+        dom = conn.define_domain(spec.to_dict())
+        assert dom.name == spec.name
+        with pytest.raises(VirtabsError):
+            conn.define_domain(spec)  # a second domain with that name is refused, not merged
+        assert [d.name for d in conn.list_domains()].count(spec.name) == 1
+
+
+class TestPowerState:
+    """State transitions: start -> RUNNING, suspend -> PAUSED, resume, destroy/shutdown -> SHUTOFF, reboot."""
+
+    @requires("domain.start")
+    def test_start_makes_it_running(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=False)
+        assert dom.state() == DomainState.SHUTOFF
+        dom.start()
+        assert dom.state() == DomainState.RUNNING
+        with pytest.raises(OperationInvalidError):
+            dom.start()
+
+    @requires("domain.start")
+    def test_start_paused(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=False)
+        dom.start(paused=True)
+        assert dom.state() == DomainState.PAUSED
+
+    @requires("domain.suspend")
+    def test_suspend_and_resume(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=True)
+        dom.suspend()
+        assert dom.state() == DomainState.PAUSED
+        with pytest.raises(OperationInvalidError):
+            dom.suspend()
+        dom.resume()
+        assert dom.state() == DomainState.RUNNING
+        with pytest.raises(OperationInvalidError):
+            dom.resume()
+
+    @requires("domain.destroy")
+    def test_destroy_makes_it_shutoff(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=True)
+        dom.destroy()
+        assert dom.state() == DomainState.SHUTOFF
+        with pytest.raises(OperationInvalidError):
+            dom.destroy()
+
+    @requires("domain.shutdown")
+    def test_shutdown_ends_in_shutoff(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=True)
+        dom.shutdown()
+        virtabs_contract.wait_state(dom, DomainState.SHUTOFF)
+        with pytest.raises(OperationInvalidError):
+            dom.shutdown()
+
+    @requires("domain.reboot")
+    def test_reboot_keeps_it_running(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=True)
+        dom.reboot()
+        virtabs_contract.wait_state(dom, DomainState.RUNNING)
+
+    @requires("domain.define", "domain.start")
+    def test_undefine_of_a_running_domain_is_refused(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=True)
+        with pytest.raises(OperationInvalidError):
+            dom.undefine()
+        assert dom.state().is_active
+
+
+class TestSaveRestore:
+    """domain.save: save stops the domain, restore brings the same domain back running."""
+
+    @requires("domain.save")
+    def test_save_and_restore(self, virtabs_contract: Contract) -> None:
+        conn = virtabs_contract.conn
+        dom = virtabs_contract.domain(running=True)
+        path = virtabs_contract.save_path()
+        dom.save(path)
+        assert dom.state() == DomainState.SHUTOFF
+        back = conn.restore(path)
+        assert back.uuid == dom.uuid and back.name == dom.name
+        assert back.state() == DomainState.RUNNING
+
+
+class TestListing:
+    """Listing is one bulk driver call, not one call per domain (no N+1)."""
+
+    @requires("domain.define")
+    def test_listing_100_domains_costs_a_constant_number_of_driver_calls(self, virtabs_contract: Contract) -> None:
+        conn = virtabs_contract.conn
+        names = set()
+        for _ in range(LISTING_DOMAINS):
+            names.add(conn.define_domain(virtabs_contract.spec("n")).name)
+        with virtabs_contract.record() as rec:
+            listed = conn.list_domains()
+        assert names <= {d.name for d in listed}
+        assert rec.count() <= LISTING_CALL_LIMIT, f"list_domains made {rec.count()} driver calls: {rec.names()[:12]}"
+        with virtabs_contract.record() as rec:
+            records = conn.domain_records()
+        assert names <= {r.name for r in records}
+        assert rec.count() <= LISTING_CALL_LIMIT, (
+            f"domain_records made {rec.count()} driver calls for {len(records)} domains "
+            f"(override Driver.inventory with a bulk query): {rec.names()[:12]}"
+        )

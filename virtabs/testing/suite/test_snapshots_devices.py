@@ -1,0 +1,57 @@
+"""Contract tests of snapshots and disk hot-plug."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..._errors import InvalidArgumentError, NoSnapshotError
+from ..._flags import DomainState
+from ..._models import DiskSpec, Snapshot
+from ..contract import Contract
+from ..markers import requires
+
+__all__ = ["TestDiskHotplug", "TestSnapshots"]
+
+
+class TestSnapshots:
+    """domain.snapshot: create, list, revert and delete."""
+
+    @requires("domain.snapshot")
+    def test_snapshot_cycle(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=True)
+        snap = dom.create_snapshot("s1")
+        assert isinstance(snap, Snapshot)
+        assert snap.name == "s1" and snap.domain == dom.name
+        assert "s1" in [s.name for s in dom.list_snapshots()]
+        dom.revert_to_snapshot("s1")
+        assert dom.state() == DomainState.RUNNING
+        dom.delete_snapshot("s1")
+        assert "s1" not in [s.name for s in dom.list_snapshots()]
+
+    @requires("domain.snapshot")
+    def test_missing_snapshot_is_no_snapshot_error_72(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=True)
+        for call in (lambda: dom.revert_to_snapshot("nope"), lambda: dom.delete_snapshot("nope")):
+            with pytest.raises(NoSnapshotError) as exc:
+                call()
+            assert int(exc.value.code) == 72
+            assert "nope" in exc.value.message
+
+
+class TestDiskHotplug:
+    """domain.disk_hotplug: attach and detach a disk on a running domain."""
+
+    @requires("domain.disk_hotplug")
+    def test_attach_and_detach(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=True)
+        path = virtabs_contract.scratch("hotplug.img")
+        virtabs_contract.create_image(path, format="raw")
+        dom.attach_disk(DiskSpec("vdb", path, format="raw"))
+        disks = {d.target: d for d in dom.disks()}
+        assert "vdb" in disks and disks["vdb"].path == path
+        with pytest.raises(InvalidArgumentError):
+            dom.attach_disk(DiskSpec("vdb", path, format="raw"))
+        dom.detach_disk("vdb")
+        assert "vdb" not in {d.target for d in dom.disks()}
+        with pytest.raises(InvalidArgumentError):
+            dom.detach_disk("vdb")
