@@ -45,7 +45,7 @@ def node_description(host: str, domains: int, seed: int = 0) -> dict[str, Any]:
                 ],
                 "nics": [
                     {
-                        "mac": "52:54:00:%02x:%02x:%02x" % ((n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF),
+                        "mac": f"52:54:00:{(n >> 16) & 0xFF:02x}:{(n >> 8) & 0xFF:02x}:{n & 0xFF:02x}",
                         "network": "default",
                         "model": "virtio",
                         "ips": [f"10.{seed % 250}.{i // 250}.{i % 250 + 1}"],
@@ -62,7 +62,12 @@ def node_description(host: str, domains: int, seed: int = 0) -> dict[str, Any]:
                 "path": "/img",
                 "capacity_bytes": 500 * GiB,
                 "volumes": [
-                    {"name": f"{host}-base{b}.qcow2", "format": "qcow2", "capacity_bytes": 20 * GiB, "allocation_bytes": GiB}
+                    {
+                        "name": f"{host}-base{b}.qcow2",
+                        "format": "qcow2",
+                        "capacity_bytes": 20 * GiB,
+                        "allocation_bytes": GiB,
+                    }
                     for b in range(3)
                 ],
             }

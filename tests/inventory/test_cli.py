@@ -113,7 +113,9 @@ def test_diff(runner: CliRunner, tmp_path: Path, make_node: Callable[..., str]) 
     assert changed["name"] == "dd-vm000"
     text = _run(runner, "--diff", str(old), str(new), "--format", "table")
     assert "~ dd-vm000" in text.stdout
-    ignored = _run(runner, "--diff", str(old), str(new), "--ignore", "*state", "--ignore", "nics.*.ips", "--format", "json")
+    ignored = _run(
+        runner, "--diff", str(old), str(new), "--ignore", "*state", "--ignore", "nics.*.ips", "--format", "json"
+    )
     assert ignored.exit_code == 0
     assert runner.invoke(inventory_command, ["--diff", str(old), str(new), "--format", "csv"]).exit_code == 2
     assert runner.invoke(inventory_command, ["--diff", str(old), str(new), "test:///default"]).exit_code == 2

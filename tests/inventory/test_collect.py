@@ -196,7 +196,9 @@ def test_the_generic_fallback_is_used_without_a_bulk_hook(
     inv.validate(result.to_dict())
 
 
-def test_unreadable_values_are_null_with_a_reason(make_node: Callable[..., str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_values_are_null_with_a_reason(
+    make_node: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The generic fallback with failing per-domain reads: nulls, reasons, never strings in their place."""
     monkeypatch.setattr(TestDriver, "inventory", Driver.inventory)
 

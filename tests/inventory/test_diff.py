@@ -52,7 +52,7 @@ def test_appeared_vanished_changed(base: dict[str, Any]) -> None:
     data = json.loads(result.to_json())
     assert data["summary"]["appeared"] == 1 and data["summary"]["vanished"] == 1 and data["summary"]["changed"] == 2
     text = result.to_text()
-    assert "+ newcomer" in text and f"- {gone['name']}" in text and "state: \"running\" -> \"shutoff\"" in text
+    assert "+ newcomer" in text and f"- {gone['name']}" in text and 'state: "running" -> "shutoff"' in text
     kinds = [json.loads(line)["kind"] for line in result.to_jsonl().splitlines()]
     assert kinds.count("changed") == 2
 
@@ -82,9 +82,7 @@ def test_a_failed_host_is_unknown_not_vanished(base: dict[str, Any]) -> None:
     host["error"] = {"code": 68, "code_name": "OPERATION_TIMEOUT", "message": "too slow"}
     result = inv.diff(base, new)
     assert result.vanished == () and result.appeared == ()
-    assert result.hosts_unknown == (
-        {"host_uri": host["uri"], "run": "new", "error": "OPERATION_TIMEOUT: too slow"},
-    )
+    assert result.hosts_unknown == ({"host_uri": host["uri"], "run": "new", "error": "OPERATION_TIMEOUT: too slow"},)
     assert not result.has_changes
     assert "? host" in result.to_text()
 

@@ -96,7 +96,9 @@ def test_csv_columns_are_stable_and_documented(mixed: inv.Inventory) -> None:
     assert tuple(documented) == inv.CSV_COLUMNS
 
 
-def test_csv_unknown_values_are_empty_not_made_up(make_node: Callable[..., str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_csv_unknown_values_are_empty_not_made_up(
+    make_node: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from virtabs.drivers.test import TestDriver
     from virtabs.spi import Driver
 
@@ -146,7 +148,9 @@ def test_ansible_names_stay_unique_when_domain_names_clash(make_node: Callable[.
     names = list(data["_meta"]["hostvars"])
     assert len(names) == len(set(names)) == 4
     assert "one-vm000@one" in names and "one-vm000@two" in names
-    same_label = inv.to_ansible_dict(inv.collect([a, make_node("three", description={**desc_b, "host": {"hostname": "one"}})]))
+    same_label = inv.to_ansible_dict(
+        inv.collect([a, make_node("three", description={**desc_b, "host": {"hostname": "one"}})])
+    )
     assert len(set(same_label["_meta"]["hostvars"])) == 4  # even when the host labels clash too
 
 

@@ -290,8 +290,8 @@ def inventory_command(
         import shutil
 
         text = to_table(result, width=shutil.get_terminal_size().columns, color=sys.stdout.isatty())
-    else:
-        text = render(result, chosen)
+    else:  # json: indented for a terminal, compact (several times faster) for files and pipes
+        text = render(result, chosen, pretty=output in (None, "-") and sys.stdout.isatty())
     try:
         _emit(text, output)
     except KeyboardInterrupt:

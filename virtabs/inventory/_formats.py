@@ -47,7 +47,7 @@ CSV_COLUMNS: tuple[str, ...] = (
 
 
 def to_json(inventory: Inventory | Mapping[str, Any], *, indent: int | None = 2) -> str:
-    """The schema v1 document."""
+    """The schema v1 document as JSON text (``indent=None``: one line, several times faster to write)."""
     data = inventory.to_dict() if isinstance(inventory, Inventory) else inventory
     return json.dumps(data, indent=indent, ensure_ascii=False) + "\n"
 
@@ -209,9 +209,9 @@ def to_ansible_dict(inventory: Inventory | Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def to_ansible(inventory: Inventory | Mapping[str, Any]) -> str:
-    """:func:`to_ansible_dict` as JSON text."""
-    return json.dumps(to_ansible_dict(inventory), indent=2, ensure_ascii=False) + "\n"
+def to_ansible(inventory: Inventory | Mapping[str, Any], *, indent: int | None = 2) -> str:
+    """:func:`to_ansible_dict` as JSON text (``indent=None``: compact, much faster to write)."""
+    return json.dumps(to_ansible_dict(inventory), indent=indent, ensure_ascii=False) + "\n"
 
 
 def _human_bytes(value: int | None) -> str:
@@ -277,10 +277,11 @@ def to_table(inventory: Inventory | Mapping[str, Any], *, width: int | None = 12
     return buf.getvalue()
 
 
-def render(inventory: Inventory | Mapping[str, Any], format: str = "json") -> str:
-    """The inventory in one of :data:`FORMATS`."""
+def render(inventory: Inventory | Mapping[str, Any], format: str = "json", *, pretty: bool = True) -> str:
+    """The inventory in one of :data:`FORMATS`; ``pretty=False`` writes json and ansible compactly."""
+    indent = 2 if pretty else None
     if format == "json":
-        return to_json(inventory)
+        return to_json(inventory, indent=indent)
     if format == "jsonl":
         return to_jsonl(inventory)
     if format == "csv":
@@ -288,7 +289,7 @@ def render(inventory: Inventory | Mapping[str, Any], format: str = "json") -> st
     if format == "table":
         return to_table(inventory)
     if format == "ansible":
-        return to_ansible(inventory)
+        return to_ansible(inventory, indent=indent)
     from .._errors import InvalidArgumentError
 
     raise InvalidArgumentError(f"unknown inventory format {format!r} (known: {', '.join(FORMATS)})")
