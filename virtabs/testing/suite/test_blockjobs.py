@@ -8,6 +8,7 @@ with COPY copies and then mirrors until the caller pivots or aborts.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -75,9 +76,8 @@ class TestBlockCopyRules:
     def test_copy_flags_without_copy_are_invalid(self, virtabs_contract: Contract, flag: BlockRebaseFlags) -> None:
         dom = virtabs_contract.chain_domain()
         dest = virtabs_contract.scratch("x.qcow2")
-        with no_driver_calls(virtabs_contract):
-            with pytest.raises(InvalidArgumentError) as exc:
-                dom.block_rebase("vda", dest, flags=flag)
+        with no_driver_calls(virtabs_contract), pytest.raises(InvalidArgumentError) as exc:
+            dom.block_rebase("vda", dest, flags=flag)
         assert "copy job" in exc.value.message
         assert dom.block_job_info("vda") is None
 
@@ -191,13 +191,14 @@ class TestBlockCopyRules:
     def test_bandwidth_overflow_is_invalid(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.chain_domain()
         dest = virtabs_contract.scratch("bw.qcow2")
+        calls: list[Callable[[], object]] = [
+            lambda: dom.block_rebase("vda", dest, flags=R.COPY, bandwidth=(1 << 63) // MiB + 1),
+            lambda: dom.block_rebase("vda", dest, flags=R.COPY | R.BANDWIDTH_BYTES, bandwidth=1 << 63),
+            lambda: dom.block_rebase("vda", dest, flags=R.COPY, bandwidth=-1),
+            lambda: dom.block_copy("vda", dest, flags=TRANSIENT, bandwidth=1 << 63),
+        ]
         with no_driver_calls(virtabs_contract, READ_METHODS):
-            for call in (
-                lambda: dom.block_rebase("vda", dest, flags=R.COPY, bandwidth=(1 << 63) // MiB + 1),
-                lambda: dom.block_rebase("vda", dest, flags=R.COPY | R.BANDWIDTH_BYTES, bandwidth=1 << 63),
-                lambda: dom.block_rebase("vda", dest, flags=R.COPY, bandwidth=-1),
-                lambda: dom.block_copy("vda", dest, flags=TRANSIENT, bandwidth=1 << 63),
-            ):
+            for call in calls:
                 with pytest.raises(InvalidArgumentError):
                     call()
         assert dom.block_job_info("vda") is None

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import inspect
 import uuid
+from collections.abc import Callable
 
 import pytest
 
-from ..._api import Domain
+from ..._api import Connection, Domain
 from ..._capabilities import Capability
 from ..._errors import (
     InvalidArgumentError,
@@ -46,9 +47,8 @@ class TestConnection:
             conn.supports("block.copyy")
 
     def test_readonly_connection_refuses_writes_before_the_host(
-        self, virtabs_contract: Contract, virtabs_open: object
+        self, virtabs_contract: Contract, virtabs_open: Callable[..., Connection]
     ) -> None:
-        assert callable(virtabs_open)
         conn = virtabs_open(virtabs_contract.uri, readonly=True)
         try:
             assert conn.readonly
@@ -62,8 +62,9 @@ class TestConnection:
         finally:
             conn.close()
 
-    def test_closed_connection_refuses_calls(self, virtabs_contract: Contract, virtabs_open: object) -> None:
-        assert callable(virtabs_open)
+    def test_closed_connection_refuses_calls(
+        self, virtabs_contract: Contract, virtabs_open: Callable[..., Connection]
+    ) -> None:
         with virtabs_open(virtabs_contract.uri) as conn:
             assert not conn.closed
             assert conn.uri and conn.driver_name and conn.parsed_uri.driver

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from ..._errors import InvalidArgumentError, NoSnapshotError
@@ -31,7 +33,11 @@ class TestSnapshots:
     @requires("domain.snapshot")
     def test_missing_snapshot_is_no_snapshot_error_72(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.domain(running=True)
-        for call in (lambda: dom.revert_to_snapshot("nope"), lambda: dom.delete_snapshot("nope")):
+        calls: list[Callable[[], object]] = [
+            lambda: dom.revert_to_snapshot("nope"),
+            lambda: dom.delete_snapshot("nope"),
+        ]
+        for call in calls:
             with pytest.raises(NoSnapshotError) as exc:
                 call()
             assert int(exc.value.code) == 72

@@ -1,0 +1,1 @@
+"""Tests of the contract kit (virtabs.testing) itself."""

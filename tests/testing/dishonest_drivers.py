@@ -1,0 +1,110 @@
+"""Drivers that lie about their capabilities (or break the SPI), for the kit's self-tests.
+
+They are never registered through entry points: the self-tests open them with
+``Connection._open(driver_class, parse_uri(...), None, readonly, None)``
+through an overridden ``virtabs_open`` fixture.
+"""
+
+from __future__ import annotations
+
+from virtabs import Capabilities, Capability, OperationFailedError
+from virtabs._models import BlockCopyRequest, DomainRecord, DomainRef
+from virtabs.drivers.test import TestDriver
+from virtabs.spi import Driver
+
+
+class LyingCopyDriver(TestDriver):
+    """Declares block.copy (everything, like the test driver) but every copy fails."""
+
+    __test__ = False
+
+    def block_copy(self, dom: DomainRef, disk: str, request: BlockCopyRequest) -> None:
+        """Always fails: the declaration is a lie."""
+        raise OperationFailedError(f"block copy of disk '{disk}' is not really implemented")
+
+
+class HiddenCopyDriver(TestDriver):
+    """Does not declare block.copy (nor its sub-capabilities), yet its block_copy works."""
+
+    __test__ = False
+    capabilities = Capabilities.all().without("block.copy")
+
+    def _need(self, cap: Capability, method: str) -> None:
+        """The dishonest part: the test driver's own guard is switched off, so block_copy does the work."""
+
+
+class HonestNoCopyDriver(TestDriver):
+    """Does not declare block.copy and refuses it itself: what an honest partial driver looks like."""
+
+    __test__ = False
+    capabilities = Capabilities.all().without("block.copy")
+
+    def block_copy(self, dom: DomainRef, disk: str, request: BlockCopyRequest) -> None:
+        """Refused: this driver has no block copy."""
+        raise self._unsupported("block_copy")
+
+
+class MinimalDriver(TestDriver):
+    """Declares only domain.define and storage.pool; refuses everything else itself (the base class's way)."""
+
+    __test__ = False
+    capabilities = Capabilities.of("domain.define", "storage.pool")
+
+
+for _name in (
+    "start", "shutdown", "destroy", "reboot", "suspend", "resume", "save", "restore",
+    "create_snapshot", "list_snapshots", "revert_to_snapshot", "delete_snapshot", "attach_disk", "detach_disk",
+    "block_pull", "block_copy", "block_commit", "create_volume", "delete_volume", "resize_volume",
+):  # fmt: skip
+    setattr(MinimalDriver, _name, getattr(Driver, _name))
+
+
+class DriftingDriver(TestDriver):
+    """Overrides an SPI method with different parameters."""
+
+    __test__ = False
+
+    def start(self, dom: DomainRef, paused: bool = False, force: bool = False) -> None:  # type: ignore[override]
+        """Drifted signature."""
+        super().start(dom, paused)
+
+
+class NPlusOneDriver(TestDriver):
+    """Uses the generic one-domain-at-a-time inventory (several driver calls per domain)."""
+
+    __test__ = False
+
+    def inventory(self) -> list[DomainRecord]:
+        """The base class's fallback."""
+        return Driver.inventory(self)
+
+
+def conftest_source(driver: str) -> str:
+    """A conftest.py that makes the kit open ``driver`` (a class name of this module) for test:///default."""
+    return f"""
+import pytest
+from virtabs._api import Connection
+from virtabs._uri import parse_uri
+import dishonest_drivers
+
+
+@pytest.fixture(scope="session")
+def virtabs_open():
+    def open_(uri, *, readonly=False):
+        return Connection._open(dishonest_drivers.{driver}, parse_uri(uri), None, readonly, None)
+    return open_
+"""
+
+
+SUITE = "from virtabs.testing.suite import *  # noqa: F403\n"
+
+__all__ = [
+    "SUITE",
+    "DriftingDriver",
+    "HiddenCopyDriver",
+    "HonestNoCopyDriver",
+    "LyingCopyDriver",
+    "MinimalDriver",
+    "NPlusOneDriver",
+    "conftest_source",
+]
