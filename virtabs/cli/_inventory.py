@@ -141,7 +141,9 @@ def _warn_failures(inventory: Inventory) -> None:
         assert err is not None
         click.echo(f"warning: host {host.uri}: {err.message} [code {err.code} {err.code_name}]", err=True)
     summary = inventory.summary()
-    if summary["hosts_failed"]:
+    if summary["hosts_failed"] == summary["hosts"]:
+        click.echo(f"virtabs inventory: all {summary['hosts']} hosts failed", err=True)
+    elif summary["hosts_failed"]:
         click.echo(
             f"virtabs inventory: {summary['hosts_failed']} of {summary['hosts']} hosts failed; "
             f"{summary['domains']} domains from the other {summary['hosts_ok']}",

@@ -263,9 +263,11 @@ def collect(
     if hosts is None or isinstance(hosts, str | HostTarget):
         hosts = [hosts]
     targets: list[HostTarget] = []
+    seen: set[HostTarget] = set()
     for item in hosts:
         target = _as_target(item)
-        if target not in targets:
+        if target not in seen:
+            seen.add(target)
             targets.append(target)
     if not targets:
         targets = [HostTarget()]
