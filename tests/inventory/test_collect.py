@@ -307,3 +307,27 @@ def test_times_are_utc_iso(make_node: Callable[..., str]) -> None:
     assert doc["hosts"][0]["collected_at"].endswith("Z")
     assert doc["generated_at"] <= doc["hosts"][0]["collected_at"]
     json.dumps(doc)  # plain data
+
+
+def test_a_failing_close_does_not_lose_the_data(make_node: Callable[..., str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def bad_close(self: TestDriver) -> None:
+        raise virtabs.OperationFailedError("socket already gone")
+
+    monkeypatch.setattr(TestDriver, "close", bad_close)
+    result = inv.collect([make_node("closing")])
+    assert result.exit_status == 0 and result.domain_count == 3
+
+
+def test_a_failed_domain_listing_keeps_the_host_facts(
+    make_node: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: TestDriver) -> Any:
+        raise virtabs.AuthError("not allowed to list domains")
+
+    monkeypatch.setattr(TestDriver, "inventory", refuse)
+    result = inv.collect([make_node("authz"), "test:///default"])
+    host = result.hosts[0]
+    assert host.error is not None and host.error.code == 45 and host.error.code_name == "AUTH_FAILED"
+    assert host.hostname == "authz" and host.cpus == 32
+    assert result.exit_status == 1
+    inv.validate(result.to_dict())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import logging
 import math
 import queue
 import re
@@ -28,6 +29,8 @@ from .._uri import parse_uri
 from ._model import HostError, HostInventory, Inventory, PoolInventory, utcnow
 
 __all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_TIMEOUT", "HostTarget", "collect", "redact_uri"]
+
+log = logging.getLogger("virtabs.inventory")
 
 DEFAULT_CONCURRENCY = 16
 """Hosts collected at the same time unless told otherwise."""
@@ -173,49 +176,59 @@ def _collect_host(target: HostTarget, timeout: float | None, pools: bool) -> Hos
         conn = _open(target.uri, readonly=True, timeout=timeout)
     except VirtabsError as exc:
         return _failed(target, exc)
-    with conn:
-        uri = redact_uri(conn.uri)
-        name = target.name
-        if name is None and target.uri is not None and target.uri.strip() != uri and "://" not in target.uri:
-            name = target.uri  # a config alias names the host
-        errors: dict[str, str] = {}
-        info = _try(errors, "host_info", conn.host_info)
-        if info is None:
-            reason = errors.pop("host_info")
-            for key in ("hypervisor", "hypervisor_version", "hostname", "cpus", "memory_bytes"):
-                errors[key] = reason
-        common: dict[str, Any] = {
-            "uri": uri,
-            "name": name,
-            "driver": conn.driver_name,
-            "hypervisor": info.hypervisor if info else None,
-            "hypervisor_version": info.hypervisor_version if info else None,
-            "hostname": info.hostname if info else None,
-            "cpus": info.cpus if info else None,
-            "memory_bytes": info.memory_bytes if info else None,
-        }
+    try:
+        return _read_host(conn, target, started, pools)
+    finally:
         try:
-            records = conn.domain_records()
-        except VirtabsError as exc:
-            return HostInventory(
-                **common,
-                collected_at=utcnow(),
-                error=HostError.from_exception(exc),
-                field_errors=errors,
-                duration_seconds=time.monotonic() - started,
-            )
-        collected_at = utcnow()
-        pool_data = _pools(conn, errors) if pools else None
-        if not pools:
-            errors["pools"] = "NOT_REPORTED: pool collection was turned off"
+            conn.close()
+        except Exception:  # the data is read: a failing close must not turn it into an error
+            log.debug("closing %s failed", conn.uri, exc_info=True)
+
+
+def _read_host(conn: Connection, target: HostTarget, started: float, pools: bool) -> HostInventory:
+    """Read one open connection: host facts, domains (bulk hook), pools."""
+    uri = redact_uri(conn.uri)
+    name = target.name
+    if name is None and target.uri is not None and target.uri.strip() != uri and "://" not in target.uri:
+        name = target.uri  # a config alias names the host
+    errors: dict[str, str] = {}
+    info = _try(errors, "host_info", conn.host_info)
+    if info is None:
+        reason = errors.pop("host_info")
+        for key in ("hypervisor", "hypervisor_version", "hostname", "cpus", "memory_bytes"):
+            errors[key] = reason
+    common: dict[str, Any] = {
+        "uri": uri,
+        "name": name,
+        "driver": conn.driver_name,
+        "hypervisor": info.hypervisor if info else None,
+        "hypervisor_version": info.hypervisor_version if info else None,
+        "hostname": info.hostname if info else None,
+        "cpus": info.cpus if info else None,
+        "memory_bytes": info.memory_bytes if info else None,
+    }
+    try:
+        records = conn.domain_records()
+    except VirtabsError as exc:
         return HostInventory(
             **common,
-            collected_at=collected_at,
-            domains=tuple(records),
-            pools=pool_data,
+            collected_at=utcnow(),
+            error=HostError.from_exception(exc),
             field_errors=errors,
             duration_seconds=time.monotonic() - started,
         )
+    collected_at = utcnow()
+    pool_data = _pools(conn, errors) if pools else None
+    if not pools:
+        errors["pools"] = "NOT_REPORTED: pool collection was turned off"
+    return HostInventory(
+        **common,
+        collected_at=collected_at,
+        domains=tuple(records),
+        pools=pool_data,
+        field_errors=errors,
+        duration_seconds=time.monotonic() - started,
+    )
 
 
 def _worker(
