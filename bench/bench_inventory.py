@@ -29,7 +29,7 @@ would write with the public API, host after host::
 (which still reads less than the inventory: no snapshots, jobs, pools or host facts).
 
     .venv/bin/python bench/bench_inventory.py [--runs N] [--latency-ms MS] [--domains N] [--naive-max-hosts N]
-    .venv/bin/python bench/bench_inventory.py --qemu   # also QEMU embed roots (qemu-img per disk; slower)
+    .venv/bin/python bench/bench_inventory.py --qemu [--qemu-hosts 50]   # also QEMU embed roots (slower)
 """
 
 from __future__ import annotations
@@ -254,6 +254,7 @@ def main() -> int:
     parser.add_argument("--naive-max-hosts", type=int, default=10, help="largest host count the naive loop runs")
     parser.add_argument("--qemu", action="store_true", help="also QEMU embed roots (needs qemu-img)")
     parser.add_argument("--qemu-domains", type=int, default=20, help="domains per QEMU embed root")
+    parser.add_argument("--qemu-hosts", type=int, default=10, choices=HOST_COUNTS, help="most QEMU embed roots")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="virtabs-bench-inv-") as tmp:
         uris = make_nodes(Path(tmp), max(HOST_COUNTS), args.domains)
@@ -280,15 +281,16 @@ def main() -> int:
                 reset,
             )
         if args.qemu:
-            qemu = qemu_roots(Path(tmp), 10, args.qemu_domains)
+            start = time.perf_counter()
+            qemu = qemu_roots(Path(tmp), args.qemu_hosts, args.qemu_domains)
+            print(f"\ncreating {args.qemu_hosts} QEMU embed roots: {time.perf_counter() - start:.1f} s")
             report(
-                f"QEMU embed roots, {args.qemu_domains} shut-off domains each (generic per-domain fallback)",
+                f"QEMU embed roots, {args.qemu_domains} shut-off domains each (qemu-img per disk)",
                 qemu,
                 args.runs,
                 args.concurrency,
-                10,
-                reset=lambda: None,
-                counts=(1, 10),
+                args.naive_max_hosts,
+                counts=tuple(n for n in HOST_COUNTS if n <= args.qemu_hosts),
             )
     return 0
 
