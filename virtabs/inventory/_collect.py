@@ -239,9 +239,18 @@ def _worker(
     results: queue.SimpleQueue[tuple[int, HostInventory]],
 ) -> None:
     try:
-        host = _collect_host(target, timeout, pools)
-    except BaseException as exc:  # a driver bug must not take the run down: it becomes this host's error
-        host = _failed(target, exc)
+        try:
+            host = _collect_host(target, timeout, pools)
+        except BaseException as exc:  # a driver bug must not take the run down: it becomes this host's error
+            host = _failed(target, exc)
+    except BaseException as exc:  # even reporting failed: still answer, or collect() would wait for nothing
+        host = HostInventory(
+            uri=redact_uri(target.uri or "<default URI>"),
+            name=target.name,
+            driver=None,
+            collected_at=utcnow(),
+            error=HostError.from_exception(exc),
+        )
     results.put((index, host))
 
 

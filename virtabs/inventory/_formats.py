@@ -226,7 +226,7 @@ def _human_bytes(value: int | None) -> str:
 
 
 def to_table(inventory: Inventory | Mapping[str, Any], *, width: int | None = 120, color: bool = False) -> str:
-    """A human-readable table (rich), one row per domain and one per failed host."""
+    """A human-readable table (rich), one row per domain; failed hosts follow in a second table."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -240,23 +240,22 @@ def to_table(inventory: Inventory | Mapping[str, Any], *, width: int | None = 12
             f"{summary['domains']} domains"
         ),
     )
-    for column, justify in (
-        ("Host", "left"),
-        ("Domain", "left"),
-        ("State", "left"),
-        ("vCPUs", "right"),
-        ("Memory", "right"),
-        ("Disks", "right"),
-        ("IPs", "left"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table.add_column("Host", overflow="fold")
+    table.add_column("Domain", overflow="fold")
+    table.add_column("State")
+    table.add_column("vCPUs", justify="right")
+    table.add_column("Memory", justify="right", no_wrap=True)
+    table.add_column("Disks", justify="right", no_wrap=True)
+    table.add_column("IPs", overflow="fold")
+    failed = Table(title="Failed hosts", title_style="bold red")
+    failed.add_column("Host", overflow="fold")
+    failed.add_column("Error", no_wrap=True)
+    failed.add_column("Message", overflow="fold")
     for host in doc["hosts"]:
         label = escape(str(host.get("name") or host.get("hostname") or host["uri"]))
         error = host.get("error")
         if error is not None:
-            table.add_row(
-                label, f"[red]{error['code_name']}[/red]", "[red]failed[/red]", "", "", "", escape(error["message"])
-            )
+            failed.add_row(escape(host["uri"]), f"{error['code_name']} ({error['code']})", escape(error["message"]))
         for dom in host["domains"]:
             disks = dom["disks"]
             size = _total(disks, "capacity_bytes")
@@ -274,6 +273,8 @@ def to_table(inventory: Inventory | Mapping[str, Any], *, width: int | None = 12
     buf = io.StringIO()
     console = Console(file=buf, width=width, force_terminal=color, no_color=not color, highlight=False)
     console.print(table)
+    if failed.row_count:
+        console.print(failed)
     return buf.getvalue()
 
 
