@@ -1,0 +1,93 @@
+"""A ContractTarget for ``libvirt+qemu:///system``: tiny diskful KVM domains on real qcow2 chains."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from virtabs import Connection, DiskSpec, Domain, DomainSpec
+from virtabs.testing import DefaultTarget
+
+MiB = 1 << 20
+
+
+class QemuTarget(DefaultTarget):
+    """Images are real files in ``directory`` made with qemu-img; domains boot nothing (no OS needed)."""
+
+    job_timeout = 120.0
+
+    def __init__(self, directory: str) -> None:
+        super().__init__(prefix="vtl", image_dir=directory)
+        self.directory = directory
+        os.chmod(directory, 0o755)
+
+    def _img(self, path: str, format: str, size: int = 64 * MiB, backing: str | None = None) -> None:
+        cmd = ["qemu-img", "create", "-q", "-f", format]
+        if backing is not None:
+            cmd += ["-b", backing, "-F", "qcow2"]
+        subprocess.run([*cmd, path, str(size)], check=True)
+
+    def _fill(self, path: str, offset_mib: int, length_mib: int, pattern: int) -> None:
+        cmd = f"write -P {pattern:#x} {offset_mib}M {length_mib}M"
+        subprocess.run(["qemu-io", "-f", "qcow2", "-c", cmd, path], check=True, capture_output=True)
+
+    def domain_spec(self, conn: Connection, name: str) -> DomainSpec:
+        """A 64 MiB q35 KVM domain whose vda is a fresh 64 MiB qcow2."""
+        path = os.path.join(self.directory, f"{name}.qcow2")
+        self._img(path, "qcow2")
+        extra = {
+            "libvirt": {
+                "machine": "q35",
+                "devices": ["<video><model type='none'/></video>", "<memballoon model='none'/>"],
+            }
+        }
+        return DomainSpec(
+            name=name, memory_bytes=64 * MiB, vcpus=1, disks=(DiskSpec("vda", path, format="qcow2"),), extra=extra
+        )
+
+    def make_chain_domain(self, conn: Connection) -> Domain:
+        """base <- snap1 <- snap2, each layer with 16 MiB of its own data, under a running domain."""
+        base, snap1, snap2 = (
+            os.path.join(self.directory, self.new_name(n)) for n in ("base.qcow2", "snap1.qcow2", "snap2.qcow2")
+        )
+        self._img(base, "qcow2")
+        self._fill(base, 0, 16, 0xAA)
+        self._img(snap1, "qcow2", backing=base)
+        self._fill(snap1, 16, 16, 0xBB)
+        self._img(snap2, "qcow2", backing=snap1)
+        self._fill(snap2, 32, 16, 0xCC)
+        spec = self.domain_spec(conn, self.new_name("chain"))
+        spec = DomainSpec(
+            name=spec.name,
+            memory_bytes=spec.memory_bytes,
+            vcpus=1,
+            disks=(DiskSpec("vda", snap2, format="qcow2"),),
+            extra=spec.extra,
+        )
+        dom = conn.define_domain(spec)
+        dom.start()
+        return dom
+
+    def scratch_path(self, conn: Connection, name: str) -> str:
+        """A new file name in the image directory."""
+        return os.path.join(self.directory, self.new_name(name))
+
+    def create_image(self, conn: Connection, path: str, *, format: str, backing: str | None) -> None:
+        """qemu-img create (64 MiB)."""
+        self._img(path, format, backing=backing)
+
+    def save_path(self, conn: Connection, name: str) -> str:
+        """A file in the image directory (libvirtd writes it as root)."""
+        return os.path.join(self.directory, self.new_name(name) + ".save")
+
+    def cleanup(self, conn: Connection) -> None:
+        """Remove the domains (DefaultTarget's sweep), then the image files of this run."""
+        super().cleanup(conn)
+        for entry in os.listdir(self.directory):
+            if entry.startswith(self.prefix):
+                path = os.path.join(self.directory, entry)
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)

@@ -1,0 +1,766 @@
+"""The ``libvirt`` virtabs driver: any libvirt connection behind the virtabs API.
+
+URI mapping: ``libvirt+<libvirt scheme>://<rest>`` opens the libvirt URI
+``<libvirt scheme>://<rest>`` (``libvirt+qemu:///system`` -> ``qemu:///system``,
+``libvirt+test:///default`` -> ``test:///default``); ``libvirt:///?uri=...``
+passes a full libvirt URI (``qemu+ssh://...``); plain ``libvirt:///`` lets
+libvirt choose its default.
+
+Capabilities are declared per underlying libvirt driver after connecting
+(:meth:`LibvirtDriver.connection_capabilities`): libvirt's QEMU driver gets
+everything, its ``test`` driver has no block jobs and no disk hot-plug, and
+any other hypervisor gets the lifecycle, snapshot, storage and event subset.
+Every method refuses a capability its connection does not declare with
+``NotSupportedError`` before calling libvirt, and libvirt's errors become
+virtabs errors through their ``virErrorNumber`` (``error_class_for_code``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, TypeVar
+
+from virtabs import (
+    BlockJobEvent,
+    BlockJobInfo,
+    BlockJobStatus,
+    BlockJobType,
+    Capabilities,
+    Capability,
+    DiskInfo,
+    DiskSpec,
+    DomainInfo,
+    DomainRecord,
+    DomainSpec,
+    DomainState,
+    DriverUnavailableError,
+    HostInfo,
+    InvalidArgumentError,
+    LifecycleEvent,
+    LifecycleEventType,
+    NicInfo,
+    NoDomainError,
+    NoSnapshotError,
+    NoStoragePoolError,
+    NoStorageVolumeError,
+    NotSupportedError,
+    OperationFailedError,
+    OperationTimeoutError,
+    PoolInfo,
+    Snapshot,
+    VirtabsError,
+    VolumeInfo,
+)
+from virtabs._errors import error_class_for_code
+from virtabs.spi import URI, BlockCommitRequest, BlockCopyRequest, ConnectOptions, DomainRef, Driver
+
+from . import _xml
+
+__all__ = ["LibvirtDriver", "libvirt_uri"]
+
+log = logging.getLogger("virtabs.libvirt")
+T = TypeVar("T")
+
+NATIVE_STATE = {
+    DomainState.NOSTATE: "no state",
+    DomainState.RUNNING: "running",
+    DomainState.BLOCKED: "idle",
+    DomainState.PAUSED: "paused",
+    DomainState.SHUTDOWN: "in shutdown",
+    DomainState.SHUTOFF: "shut off",
+    DomainState.CRASHED: "crashed",
+    DomainState.PMSUSPENDED: "pmsuspended",
+}
+
+_TWO_PHASE = (BlockJobType.COPY, BlockJobType.ACTIVE_COMMIT)
+
+ALL = Capabilities.all(
+    notes={
+        "block.copy": "libvirt's QEMU driver only; persistent domains need BlockCopyFlags.TRANSIENT_JOB",
+        "domain.disk_hotplug": "not with libvirt's test driver",
+        "storage.volume": "libvirt's test driver cannot resize volumes",
+        "block.pull": "libvirt's QEMU driver only",
+        "block.commit": "libvirt's QEMU driver only",
+    }
+)
+_BLOCK_AND_HOTPLUG = ("block.pull", "block.copy", "block.commit", "domain.disk_hotplug")
+
+# --- libvirt's event loop: one per process ------------------------------------------------------
+
+_loop_lock = threading.Lock()
+_loop_state: dict[str, Any] = {}
+
+
+def _ensure_event_loop(libvirt: Any) -> None:
+    """Register libvirt's default event implementation (before any connection) and run it in a thread."""
+    with _loop_lock:
+        if _loop_state.get("thread"):
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run() -> None:
+            while True:
+                try:
+                    libvirt.virEventRunDefaultImpl()
+                except Exception:  # pragma: no cover - keep the loop alive
+                    log.exception("libvirt event loop iteration failed")
+                    time.sleep(0.1)
+
+        thread = threading.Thread(target=run, name="virtabs-libvirt-events", daemon=True)
+        thread.start()
+        _loop_state["thread"] = thread
+
+
+def libvirt_uri(uri: URI) -> str | None:
+    """The libvirt URI a ``libvirt[+scheme]://...`` virtabs URI stands for (None: libvirt's default)."""
+    if uri.transport:
+        rest = str(uri).split("://", 1)[1]
+        return f"{uri.transport}://{rest}"
+    explicit = uri.param("uri")
+    if explicit:
+        return explicit
+    return None
+
+
+class LibvirtDriver(Driver):
+    """virtabs over libvirt-python: ``libvirt+qemu:///system``, ``libvirt+test:///default``, any libvirt URI."""
+
+    name: ClassVar[str] = "libvirt"
+    description: ClassVar[str] = "libvirt itself (libvirt-python): libvirt+qemu:///system, libvirt+test:///default"
+    capabilities: ClassVar[Capabilities] = ALL
+    uri_examples: ClassVar[tuple[str, ...]] = (
+        "libvirt+qemu:///system",
+        "libvirt+test:///default",
+        "libvirt:///?uri=qemu%2Bssh://root@host/system",
+    )
+    install_hint: ClassVar[str] = (
+        "pip install libvirt-python (Debian: apt-get install libvirt-dev pkg-config first; "
+        "libvirt-daemon-system for a local libvirtd)"
+    )
+
+    def __init__(self, uri: URI, options: ConnectOptions) -> None:
+        super().__init__(uri, options)
+        try:
+            import libvirt
+        except ImportError as exc:
+            raise DriverUnavailableError(f"the libvirt driver needs libvirt-python: {self.install_hint}") from exc
+        self._lv: Any = libvirt
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors arrive as exceptions, not on stderr
+        _ensure_event_loop(libvirt)
+        self._target = libvirt_uri(uri)
+        what = f"connecting to libvirt URI {self._target or '(default)'}"
+        opener = libvirt.openReadOnly if options.readonly else libvirt.open
+        self._conn: Any = self._libvirt(what, lambda: opener(self._target))
+        self._type = str(self._libvirt("reading the hypervisor type", self._conn.getType))
+        self._caps = self._refine(self._type)
+        self._callbacks: list[int] = []
+        self._events_lock = threading.Lock()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    @staticmethod
+    def _refine(hv_type: str) -> Capabilities:
+        if hv_type.upper() == "QEMU":
+            return ALL
+        if hv_type.lower() == "test":
+            return ALL.without(*_BLOCK_AND_HOTPLUG)
+        return ALL.without(*_BLOCK_AND_HOTPLUG, "domain.save")
+
+    def connection_capabilities(self) -> Capabilities:
+        """Everything for libvirt's QEMU driver; no block jobs or hot-plug for its test driver."""
+        return self._caps
+
+    def _need(self, cap: Capability, method: str) -> None:
+        if cap not in self._caps.supported:
+            raise NotSupportedError(
+                f"the libvirt driver does not support {method} on {self._target or 'this connection'} "
+                f"(libvirt {self._type} driver; {cap.value} is not declared)"
+            )
+
+    def _error(self, exc: Any, what: str) -> VirtabsError:
+        code = int(exc.get_error_code() or 0)
+        cls = error_class_for_code(code)
+        message = exc.get_error_message() or str(exc)
+        return cls(f"{what}: {message}")
+
+    def _libvirt(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except self._lv.libvirtError as exc:
+            raise self._error(exc, what) from None
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except self._lv.libvirtError as exc:
+            raise self._error(exc, what) from None
+
+    def _dom(self, ref: DomainRef) -> Any:
+        try:
+            return self._conn.lookupByUUIDString(ref.uuid)
+        except self._lv.libvirtError as exc:
+            if exc.get_error_code() == self._lv.VIR_ERR_NO_DOMAIN:
+                raise NoDomainError(f"domain '{ref.name}' does not exist (uuid {ref.uuid})") from None
+            raise self._error(exc, f"lookup of domain '{ref.name}'") from None
+
+    @staticmethod
+    def _ref(dom: Any) -> DomainRef:
+        return DomainRef(dom.name(), dom.UUIDString())
+
+    def close(self) -> None:
+        """Deregister event callbacks and close the libvirt connection."""
+        self.stop_events()
+        with contextlib.suppress(Exception):
+            self._conn.close()
+
+    # --- events ---------------------------------------------------------------------------
+
+    def start_events(self) -> None:
+        """Register libvirt lifecycle and BLOCK_JOB_2 callbacks."""
+        self._need(Capability.EVENTS, "start_events")
+        lv = self._lv
+        with self._events_lock, self._errors("registering event callbacks"):
+            if self._callbacks:
+                return
+            self._callbacks.append(
+                self._conn.domainEventRegisterAny(None, lv.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None)
+            )
+            with contextlib.suppress(lv.libvirtError):  # drivers without block jobs may not know the event
+                self._callbacks.append(
+                    self._conn.domainEventRegisterAny(
+                        None, lv.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2, self._on_block_job, None
+                    )
+                )
+
+    def stop_events(self) -> None:
+        """Deregister the callbacks."""
+        with self._events_lock:
+            for cb in self._callbacks:
+                with contextlib.suppress(Exception):
+                    self._conn.domainEventDeregisterAny(cb)
+            self._callbacks.clear()
+
+    def _on_lifecycle(self, _conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:
+        try:
+            kind = LifecycleEventType(event)
+        except ValueError:
+            return
+        self.emit(LifecycleEvent(domain=dom.name(), uuid=dom.UUIDString(), type=kind, detail=str(detail)))
+
+    def _on_block_job(self, _conn: Any, dom: Any, disk: str, job_type: int, status: int, _opaque: Any) -> None:
+        try:
+            jtype, jstatus = BlockJobType(job_type), BlockJobStatus(status)
+        except ValueError:
+            return
+        self.emit(BlockJobEvent(domain=dom.name(), uuid=dom.UUIDString(), disk=disk, job_type=jtype, status=jstatus))
+
+    # --- host -------------------------------------------------------------------------------
+
+    def host_info(self) -> HostInfo:
+        """``virNodeGetInfo`` plus hostname and versions."""
+        with self._errors("host info"):
+            model, memory_mib, cpus, *_ = self._conn.getInfo()
+            version = self._conn.getVersion()
+            hostname = self._conn.getHostname()
+        major, minor, micro = version // 1_000_000, (version // 1000) % 1000, version % 1000
+        return HostInfo(
+            hostname=hostname,
+            hypervisor=f"libvirt-{self._type.lower()}",
+            hypervisor_version=f"{major}.{minor}.{micro}",
+            cpus=int(cpus),
+            memory_bytes=int(memory_mib) * 1024 * 1024,
+            arch=str(model),
+        )
+
+    # --- domain reads -----------------------------------------------------------------------
+
+    def list_domains(self) -> list[DomainRef]:
+        """``virConnectListAllDomains``: active and inactive in one call."""
+        with self._errors("listing domains"):
+            return [self._ref(d) for d in self._conn.listAllDomains(0)]
+
+    def lookup_domain(self, name_or_uuid: str) -> DomainRef:
+        """By name, then by UUID."""
+        lv = self._lv
+        for lookup in (self._conn.lookupByName, self._conn.lookupByUUIDString):
+            try:
+                return self._ref(lookup(name_or_uuid))
+            except lv.libvirtError as exc:
+                if exc.get_error_code() not in (lv.VIR_ERR_NO_DOMAIN, lv.VIR_ERR_INVALID_ARG):
+                    raise self._error(exc, f"lookup of domain '{name_or_uuid}'") from None
+        raise NoDomainError(f"no domain with matching name or uuid '{name_or_uuid}'")
+
+    def _info(self, dom: Any) -> DomainInfo:
+        state, max_kib, kib, vcpus, cpu_ns = dom.info()
+        st = DomainState(state) if state in DomainState._value2member_map_ else DomainState.NOSTATE
+        return DomainInfo(
+            name=dom.name(),
+            uuid=dom.UUIDString(),
+            state=st,
+            native_state=NATIVE_STATE[st],
+            vcpus=int(vcpus),
+            memory_bytes=int(kib) * 1024,
+            max_memory_bytes=int(max_kib) * 1024,
+            cpu_time_ns=int(cpu_ns),
+        )
+
+    def domain_info(self, dom: DomainRef) -> DomainInfo:
+        """``virDomainGetInfo``."""
+        d = self._dom(dom)
+        with self._errors(f"info of domain '{dom.name}'"):
+            return self._info(d)
+
+    def domain_spec(self, dom: DomainRef) -> DomainSpec:
+        """The persistent (inactive) XML as a DomainSpec."""
+        d = self._dom(dom)
+        with self._errors(f"definition of domain '{dom.name}'"):
+            flags = self._lv.VIR_DOMAIN_XML_INACTIVE if d.isPersistent() else 0
+            return _xml.spec_from_xml(d.XMLDesc(flags))
+
+    def disks(self, dom: DomainRef) -> list[DiskInfo]:
+        """The live XML's disks, with their backing chains."""
+        d = self._dom(dom)
+        with self._errors(f"disks of domain '{dom.name}'"):
+            return _xml.disks_from_xml(d.XMLDesc(0))
+
+    def _addresses(self, d: Any) -> dict[str, tuple[str, ...]]:
+        if not d.isActive():
+            return {}
+        try:
+            ifaces = d.interfaceAddresses(self._lv.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE)
+        except self._lv.libvirtError:
+            return {}
+        return {
+            str(v.get("hwaddr")): tuple(str(a["addr"]) for a in v.get("addrs") or ()) for v in (ifaces or {}).values()
+        }
+
+    def nics(self, dom: DomainRef) -> list[NicInfo]:
+        """The interfaces, with DHCP lease addresses while running."""
+        d = self._dom(dom)
+        with self._errors(f"interfaces of domain '{dom.name}'"):
+            return _xml.nics_from_xml(d.XMLDesc(0), self._addresses(d))
+
+    def autostart(self, dom: DomainRef) -> bool | None:
+        """``virDomainGetAutostart``."""
+        d = self._dom(dom)
+        with self._errors(f"autostart of domain '{dom.name}'"):
+            return bool(d.autostart())
+
+    def inventory(self) -> list[DomainRecord]:
+        """Every domain's record from one listing (no per-domain SPI calls)."""
+        records = []
+        with self._errors("inventory"):
+            domains = self._conn.listAllDomains(0)
+        for d in domains:
+            errors: dict[str, str] = {}
+            try:
+                info = self._info(d)
+                xml = d.XMLDesc(0)
+            except self._lv.libvirtError as exc:  # the domain vanished while listing
+                errors["info"] = str(exc)
+                continue
+            snapshots = None
+            if Capability.DOMAIN_SNAPSHOT in self._caps.supported:
+                try:
+                    snapshots = int(d.snapshotNum(0))
+                except self._lv.libvirtError as exc:
+                    errors["snapshot_count"] = str(exc)
+            jobs: list[BlockJobInfo] = []
+            disks = _xml.disks_from_xml(xml)
+            if self._caps.supported & {Capability.BLOCK_COPY, Capability.BLOCK_PULL, Capability.BLOCK_COMMIT}:
+                if info.state.is_active:
+                    for disk in disks:
+                        job = self._job(d, disk.target)
+                        if job is not None:
+                            jobs.append(job)
+            try:
+                autostart: bool | None = bool(d.autostart())
+            except self._lv.libvirtError:
+                autostart = None
+            spec = _xml.spec_from_xml(xml)
+            records.append(
+                DomainRecord(
+                    name=info.name,
+                    uuid=info.uuid,
+                    state=info.state,
+                    native_state=info.native_state,
+                    vcpus=info.vcpus,
+                    memory_bytes=info.memory_bytes,
+                    os_type=spec.os_type,
+                    autostart=autostart,
+                    disks=disks,
+                    nics=_xml.nics_from_xml(xml),
+                    snapshot_count=snapshots,
+                    block_jobs=jobs,
+                    extra={"libvirt_type": self._type, "max_memory_bytes": info.max_memory_bytes},
+                    field_errors=errors,
+                )
+            )
+        return records
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def _domain_type(self) -> str:
+        if self._type.lower() == "test":
+            return "test"
+        if self._type.upper() == "QEMU":
+            return "kvm" if os.path.exists("/dev/kvm") else "qemu"
+        return self._type.lower()
+
+    def define_domain(self, spec: DomainSpec) -> DomainRef:
+        """``virDomainDefineXML`` of the XML built from ``spec``."""
+        self._need(Capability.DOMAIN_DEFINE, "define_domain")
+        xml = _xml.domain_xml(spec, self._domain_type())
+        with self._errors(f"define of domain '{spec.name}'"):
+            return self._ref(self._conn.defineXML(xml))
+
+    def undefine(self, dom: DomainRef) -> None:
+        """Undefine (with snapshot metadata and managed save)."""
+        self._need(Capability.DOMAIN_DEFINE, "undefine")
+        d = self._dom(dom)
+        lv = self._lv
+        flags = lv.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | lv.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+        with self._errors(f"undefine of domain '{dom.name}'"):
+            d.undefineFlags(flags)
+
+    def start(self, dom: DomainRef, paused: bool) -> None:
+        """``virDomainCreateWithFlags`` (START_PAUSED; emulated by start + suspend where libvirt lacks it)."""
+        self._need(Capability.DOMAIN_START, "start")
+        d = self._dom(dom)
+        lv = self._lv
+        with self._errors(f"start of domain '{dom.name}'"):
+            if not paused:
+                d.createWithFlags(0)
+                return
+            try:
+                d.createWithFlags(lv.VIR_DOMAIN_START_PAUSED)
+            except lv.libvirtError as exc:
+                if exc.get_error_code() != lv.VIR_ERR_INVALID_ARG:
+                    raise
+                d.createWithFlags(0)
+                d.suspend()
+
+    def shutdown(self, dom: DomainRef, timeout: float | None) -> None:
+        """``virDomainShutdown``; with ``timeout``, wait for SHUTOFF."""
+        self._need(Capability.DOMAIN_SHUTDOWN, "shutdown")
+        d = self._dom(dom)
+        with self._errors(f"shutdown of domain '{dom.name}'"):
+            d.shutdown()
+            if timeout is None:
+                return
+            deadline = time.monotonic() + timeout
+            while d.info()[0] != self._lv.VIR_DOMAIN_SHUTOFF:
+                if time.monotonic() >= deadline:
+                    raise OperationTimeoutError(f"domain '{dom.name}' did not shut off within {timeout}s")
+                time.sleep(0.1)
+
+    def destroy(self, dom: DomainRef) -> None:
+        """``virDomainDestroy``."""
+        self._need(Capability.DOMAIN_DESTROY, "destroy")
+        d = self._dom(dom)
+        with self._errors(f"destroy of domain '{dom.name}'"):
+            d.destroy()
+
+    def reboot(self, dom: DomainRef) -> None:
+        """``virDomainReboot``."""
+        self._need(Capability.DOMAIN_REBOOT, "reboot")
+        d = self._dom(dom)
+        with self._errors(f"reboot of domain '{dom.name}'"):
+            d.reboot(0)
+
+    def suspend(self, dom: DomainRef) -> None:
+        """``virDomainSuspend``."""
+        self._need(Capability.DOMAIN_SUSPEND, "suspend")
+        d = self._dom(dom)
+        with self._errors(f"suspend of domain '{dom.name}'"):
+            d.suspend()
+
+    def resume(self, dom: DomainRef) -> None:
+        """``virDomainResume``."""
+        self._need(Capability.DOMAIN_SUSPEND, "resume")
+        d = self._dom(dom)
+        with self._errors(f"resume of domain '{dom.name}'"):
+            d.resume()
+
+    def save(self, dom: DomainRef, path: str) -> None:
+        """``virDomainSave``."""
+        self._need(Capability.DOMAIN_SAVE, "save")
+        d = self._dom(dom)
+        with self._errors(f"save of domain '{dom.name}' to '{path}'"):
+            d.save(path)
+
+    def restore(self, path: str) -> DomainRef:
+        """``virDomainRestore``; the domain is found through the saved image's XML."""
+        self._need(Capability.DOMAIN_SAVE, "restore")
+        with self._errors(f"restore from '{path}'"):
+            uuid = _xml.spec_from_xml(self._conn.saveImageGetXMLDesc(path, 0)).uuid
+            self._conn.restore(path)
+        if uuid is None:
+            raise OperationFailedError(f"restore from '{path}': the saved image names no domain UUID")
+        with self._errors(f"lookup of the domain restored from '{path}'"):
+            return self._ref(self._conn.lookupByUUIDString(uuid))
+
+    # --- snapshots ----------------------------------------------------------------------------
+
+    def _snapshot(self, d: Any, name: str, dom: DomainRef) -> Any:
+        try:
+            return d.snapshotLookupByName(name, 0)
+        except self._lv.libvirtError as exc:
+            if exc.get_error_code() == self._lv.VIR_ERR_NO_DOMAIN_SNAPSHOT:
+                raise NoSnapshotError(f"domain '{dom.name}' has no snapshot '{name}'") from None
+            raise self._error(exc, f"lookup of snapshot '{name}' of domain '{dom.name}'") from None
+
+    def create_snapshot(self, dom: DomainRef, name: str) -> Snapshot:
+        """``virDomainSnapshotCreateXML`` (libvirt's default kind for the hypervisor)."""
+        self._need(Capability.DOMAIN_SNAPSHOT, "create_snapshot")
+        d = self._dom(dom)
+        xml = f"<domainsnapshot><name>{name}</name></domainsnapshot>"
+        with self._errors(f"snapshot '{name}' of domain '{dom.name}'"):
+            snap = d.snapshotCreateXML(xml, 0)
+            return _xml.snapshot_from_xml(snap.getXMLDesc(0), dom.name)
+
+    def list_snapshots(self, dom: DomainRef) -> list[Snapshot]:
+        """Every snapshot, oldest first."""
+        self._need(Capability.DOMAIN_SNAPSHOT, "list_snapshots")
+        d = self._dom(dom)
+        with self._errors(f"snapshot listing of domain '{dom.name}'"):
+            snaps = [_xml.snapshot_from_xml(s.getXMLDesc(0), dom.name) for s in d.listAllSnapshots(0)]
+        return sorted(snaps, key=lambda s: (s.created_at, s.name))
+
+    def revert_to_snapshot(self, dom: DomainRef, name: str) -> None:
+        """``virDomainRevertToSnapshot``."""
+        self._need(Capability.DOMAIN_SNAPSHOT, "revert_to_snapshot")
+        d = self._dom(dom)
+        snap = self._snapshot(d, name, dom)
+        with self._errors(f"revert of domain '{dom.name}' to snapshot '{name}'"):
+            d.revertToSnapshot(snap, 0)
+
+    def delete_snapshot(self, dom: DomainRef, name: str) -> None:
+        """``virDomainSnapshotDelete``."""
+        self._need(Capability.DOMAIN_SNAPSHOT, "delete_snapshot")
+        d = self._dom(dom)
+        snap = self._snapshot(d, name, dom)
+        with self._errors(f"delete of snapshot '{name}' of domain '{dom.name}'"):
+            snap.delete(0)
+
+    # --- devices --------------------------------------------------------------------------------
+
+    def _affect(self, d: Any) -> int:
+        lv = self._lv
+        flags = lv.VIR_DOMAIN_AFFECT_LIVE if d.isActive() else 0
+        if d.isPersistent():
+            flags |= lv.VIR_DOMAIN_AFFECT_CONFIG
+        return int(flags)
+
+    def attach_disk(self, dom: DomainRef, disk: DiskSpec) -> None:
+        """``virDomainAttachDeviceFlags`` (live and persistent)."""
+        self._need(Capability.DOMAIN_DISK_HOTPLUG, "attach_disk")
+        d = self._dom(dom)
+        with self._errors(f"attach of disk '{disk.target}' to domain '{dom.name}'"):
+            d.attachDeviceFlags(_xml.disk_xml(disk), self._affect(d))
+
+    def detach_disk(self, dom: DomainRef, target: str) -> None:
+        """``virDomainDetachDeviceFlags`` of the disk's current XML."""
+        self._need(Capability.DOMAIN_DISK_HOTPLUG, "detach_disk")
+        d = self._dom(dom)
+        with self._errors(f"detach of disk '{target}' from domain '{dom.name}'"):
+            for disk in _xml.disks_from_xml(d.XMLDesc(0)):
+                if disk.target == target:
+                    spec = DiskSpec(disk.target, disk.path, format=disk.format, bus=disk.bus, readonly=disk.readonly)
+                    d.detachDeviceFlags(_xml.disk_xml(spec), self._affect(d))
+                    return
+        raise InvalidArgumentError(f"domain '{dom.name}' has no disk '{target}'")
+
+    # --- block jobs ---------------------------------------------------------------------------------
+
+    def _need_block(self, method: str) -> None:
+        if not self._caps.supported & {Capability.BLOCK_PULL, Capability.BLOCK_COPY, Capability.BLOCK_COMMIT}:
+            raise NotSupportedError(f"the libvirt {self._type} driver has no block jobs ({method})")
+
+    def block_pull(self, dom: DomainRef, disk: str, base: str | None, bandwidth_bytes: int) -> None:
+        """``virDomainBlockPull`` / ``virDomainBlockRebase`` (to ``base``), bandwidth in bytes/s."""
+        self._need(Capability.BLOCK_PULL, "block_pull")
+        d = self._dom(dom)
+        lv = self._lv
+        with self._errors(f"block pull on disk '{disk}' of domain '{dom.name}'"):
+            if base is None:
+                d.blockPull(disk, bandwidth_bytes, lv.VIR_DOMAIN_BLOCK_PULL_BANDWIDTH_BYTES)
+            else:
+                d.blockRebase(disk, base, bandwidth_bytes, lv.VIR_DOMAIN_BLOCK_REBASE_BANDWIDTH_BYTES)
+
+    def block_copy(self, dom: DomainRef, disk: str, request: BlockCopyRequest) -> None:
+        """``virDomainBlockCopy`` with a destination ``<disk>`` and typed parameters."""
+        self._need(Capability.BLOCK_COPY, "block_copy")
+        for wanted, cap in (
+            (request.shallow, Capability.BLOCK_COPY_SHALLOW),
+            (request.reuse_existing, Capability.BLOCK_COPY_REUSE_EXT),
+            (request.format == "raw", Capability.BLOCK_COPY_RAW),
+            (request.dest_is_block_device, Capability.BLOCK_COPY_DEV),
+        ):
+            if wanted:
+                self._need(cap, "block_copy")
+        d = self._dom(dom)
+        lv = self._lv
+        flags = 0
+        if request.shallow:
+            flags |= lv.VIR_DOMAIN_BLOCK_COPY_SHALLOW
+        if request.reuse_existing:
+            flags |= lv.VIR_DOMAIN_BLOCK_COPY_REUSE_EXT
+        if request.transient:
+            flags |= lv.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB
+        if request.synchronous_writes:
+            flags |= lv.VIR_DOMAIN_BLOCK_COPY_SYNCHRONOUS_WRITES
+        params: dict[str, int] = {}
+        if request.bandwidth_bytes:
+            params[lv.VIR_DOMAIN_BLOCK_COPY_BANDWIDTH] = request.bandwidth_bytes
+        if request.granularity:
+            params[lv.VIR_DOMAIN_BLOCK_COPY_GRANULARITY] = request.granularity
+        if request.buf_size:
+            params[lv.VIR_DOMAIN_BLOCK_COPY_BUF_SIZE] = request.buf_size
+        dest = _xml.copy_dest_xml(request.dest, request.format, request.dest_is_block_device)
+        with self._errors(f"block copy of disk '{disk}' of domain '{dom.name}' to '{request.dest}'"):
+            d.blockCopy(disk, dest, params or None, flags)
+
+    def block_commit(self, dom: DomainRef, disk: str, request: BlockCommitRequest) -> None:
+        """``virDomainBlockCommit``, bandwidth in bytes/s."""
+        self._need(Capability.BLOCK_COMMIT, "block_commit")
+        d = self._dom(dom)
+        lv = self._lv
+        flags = lv.VIR_DOMAIN_BLOCK_COMMIT_BANDWIDTH_BYTES
+        if request.active:
+            flags |= lv.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE
+        if request.delete:
+            flags |= lv.VIR_DOMAIN_BLOCK_COMMIT_DELETE
+        if request.relative:
+            flags |= lv.VIR_DOMAIN_BLOCK_COMMIT_RELATIVE
+        with self._errors(f"block commit on disk '{disk}' of domain '{dom.name}'"):
+            d.blockCommit(disk, request.base, request.top, request.bandwidth_bytes, flags)
+
+    def _job(self, d: Any, disk: str) -> BlockJobInfo | None:
+        info = d.blockJobInfo(disk, self._lv.VIR_DOMAIN_BLOCK_JOB_INFO_BANDWIDTH_BYTES)
+        if not info:
+            return None
+        jtype = BlockJobType(info["type"]) if info["type"] in BlockJobType._value2member_map_ else BlockJobType.UNKNOWN
+        cur, end = int(info["cur"]), int(info["end"])
+        # libvirt reports cur == end for a copy/active commit only once it is ready (cur - 1 before).
+        ready = jtype in _TWO_PHASE and end > 0 and cur == end
+        return BlockJobInfo(type=jtype, cur=cur, end=end, bandwidth=int(info["bandwidth"]), ready=ready, disk=disk)
+
+    def block_job_info(self, dom: DomainRef, disk: str) -> BlockJobInfo | None:
+        """``virDomainGetBlockJobInfo`` (bandwidth in bytes/s)."""
+        self._need_block("block_job_info")
+        d = self._dom(dom)
+        with self._errors(f"block job query on disk '{disk}' of domain '{dom.name}'"):
+            return self._job(d, disk)
+
+    def block_job_abort(self, dom: DomainRef, disk: str, pivot: bool, wait: bool) -> None:
+        """``virDomainBlockJobAbort`` (PIVOT, ASYNC)."""
+        self._need_block("block_job_abort")
+        d = self._dom(dom)
+        lv = self._lv
+        flags = (lv.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT if pivot else 0) | (
+            0 if wait else lv.VIR_DOMAIN_BLOCK_JOB_ABORT_ASYNC
+        )
+        with self._errors(f"block job {'pivot' if pivot else 'abort'} on disk '{disk}' of domain '{dom.name}'"):
+            d.blockJobAbort(disk, flags)
+
+    def block_job_set_speed(self, dom: DomainRef, disk: str, bandwidth_bytes: int) -> None:
+        """``virDomainBlockJobSetSpeed`` in bytes/s."""
+        self._need_block("block_job_set_speed")
+        d = self._dom(dom)
+        with self._errors(f"block job speed on disk '{disk}' of domain '{dom.name}'"):
+            d.blockJobSetSpeed(disk, bandwidth_bytes, self._lv.VIR_DOMAIN_BLOCK_JOB_SPEED_BANDWIDTH_BYTES)
+
+    # --- storage ---------------------------------------------------------------------------------------
+
+    def _pool(self, name: str) -> Any:
+        try:
+            return self._conn.storagePoolLookupByName(name)
+        except self._lv.libvirtError as exc:
+            if exc.get_error_code() == self._lv.VIR_ERR_NO_STORAGE_POOL:
+                raise NoStoragePoolError(f"no storage pool with matching name '{name}'") from None
+            raise self._error(exc, f"lookup of pool '{name}'") from None
+
+    def _pool_info(self, p: Any) -> PoolInfo:
+        return _xml.pool_from_xml(p.XMLDesc(0), p.info(), bool(p.isActive()))
+
+    def _vol(self, p: Any, pool: str, name: str) -> Any:
+        try:
+            return p.storageVolLookupByName(name)
+        except self._lv.libvirtError as exc:
+            if exc.get_error_code() == self._lv.VIR_ERR_NO_STORAGE_VOL:
+                raise NoStorageVolumeError(f"no storage vol with matching name '{name}' in pool '{pool}'") from None
+            raise self._error(exc, f"lookup of volume '{name}' in pool '{pool}'") from None
+
+    def _vol_info(self, v: Any, pool: str) -> VolumeInfo:
+        xml = v.XMLDesc(0)
+        chain: list[str] = []
+        backing = _xml.volume_backing(xml)
+        while backing and backing not in chain and len(chain) < 64:
+            chain.append(backing)
+            try:
+                backing = _xml.volume_backing(self._conn.storageVolLookupByPath(backing).XMLDesc(0))
+            except self._lv.libvirtError:
+                break
+        return _xml.volume_from_xml(xml, pool, v.path(), v.info(), tuple(chain))
+
+    def list_storage_pools(self) -> list[PoolInfo]:
+        """``virConnectListAllStoragePools``."""
+        self._need(Capability.STORAGE_POOL, "list_storage_pools")
+        with self._errors("listing storage pools"):
+            return sorted((self._pool_info(p) for p in self._conn.listAllStoragePools(0)), key=lambda p: p.name)
+
+    def lookup_storage_pool(self, name: str) -> PoolInfo:
+        """``virStoragePoolLookupByName``."""
+        self._need(Capability.STORAGE_POOL, "lookup_storage_pool")
+        p = self._pool(name)
+        with self._errors(f"info of pool '{name}'"):
+            return self._pool_info(p)
+
+    def list_volumes(self, pool: str) -> list[VolumeInfo]:
+        """``virStoragePoolListAllVolumes``."""
+        self._need(Capability.STORAGE_POOL, "list_volumes")
+        p = self._pool(pool)
+        with self._errors(f"volume listing of pool '{pool}'"):
+            return sorted((self._vol_info(v, pool) for v in p.listAllVolumes(0)), key=lambda v: v.name)
+
+    def lookup_volume(self, pool: str, name: str) -> VolumeInfo:
+        """``virStorageVolLookupByName``."""
+        self._need(Capability.STORAGE_POOL, "lookup_volume")
+        v = self._vol(self._pool(pool), pool, name)
+        with self._errors(f"info of volume '{name}' in pool '{pool}'"):
+            return self._vol_info(v, pool)
+
+    def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
+        """``virStorageVolCreateXML`` (a backing path keeps the backing image's format)."""
+        self._need(Capability.STORAGE_VOLUME, "create_volume")
+        p = self._pool(pool)
+        backing_format = None
+        if backing is not None:
+            with contextlib.suppress(self._lv.libvirtError):
+                backing_format = self._vol_info(self._conn.storageVolLookupByPath(backing), pool).format
+        xml = _xml.volume_xml(name, capacity_bytes, format, backing, backing_format)
+        with self._errors(f"create of volume '{name}' in pool '{pool}'"):
+            v = p.createXML(xml, 0)
+            return self._vol_info(v, pool)
+
+    def delete_volume(self, pool: str, name: str) -> None:
+        """``virStorageVolDelete``."""
+        self._need(Capability.STORAGE_VOLUME, "delete_volume")
+        v = self._vol(self._pool(pool), pool, name)
+        with self._errors(f"delete of volume '{name}' in pool '{pool}'"):
+            v.delete(0)
+
+    def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
+        """``virStorageVolResize``."""
+        self._need(Capability.STORAGE_VOLUME, "resize_volume")
+        v = self._vol(self._pool(pool), pool, name)
+        with self._errors(f"resize of volume '{name}' in pool '{pool}'"):
+            v.resize(capacity_bytes, 0)
+            return self._vol_info(v, pool)
