@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-
 from virtabs.testing import ContractTarget, DefaultTarget
 from virtabs.testing.plugin import load_known_failures
 

@@ -57,7 +57,7 @@ def disk_xml(disk: DiskSpec) -> str:
     is_dev = disk.path.startswith("/dev/")
     elem = ET.Element("disk", type="block" if is_dev else "file", device="disk")
     ET.SubElement(elem, "driver", name="qemu", type=disk.format)
-    ET.SubElement(elem, "source", **{"dev" if is_dev else "file": disk.path})
+    ET.SubElement(elem, "source").set("dev" if is_dev else "file", disk.path)
     ET.SubElement(elem, "target", dev=disk.target, bus=disk.bus)
     if disk.readonly:
         ET.SubElement(elem, "readonly")
@@ -74,12 +74,12 @@ def domain_xml(spec: DomainSpec, domain_type: str, *, arch: str | None = None) -
     ET.SubElement(root, "memory", unit="KiB").text = str(spec.memory_bytes // 1024)
     ET.SubElement(root, "vcpu").text = str(spec.vcpus)
     os_elem = ET.SubElement(root, "os")
-    type_attrs = {}
+    os_type = ET.SubElement(os_elem, "type")
+    os_type.text = spec.os_type
     if extra.get("arch") or arch:
-        type_attrs["arch"] = str(extra.get("arch") or arch)
+        os_type.set("arch", str(extra.get("arch") or arch))
     if extra.get("machine"):
-        type_attrs["machine"] = str(extra["machine"])
-    ET.SubElement(os_elem, "type", **type_attrs).text = spec.os_type
+        os_type.set("machine", str(extra["machine"]))
     devices = ET.SubElement(root, "devices")
     if extra.get("emulator"):
         ET.SubElement(devices, "emulator").text = str(extra["emulator"])
@@ -200,7 +200,7 @@ def copy_dest_xml(dest: str, format: str | None, block_device: bool) -> str:
     elem = ET.Element("disk", type="block" if block_device else "file")
     if format is not None:
         ET.SubElement(elem, "driver", type=format)
-    ET.SubElement(elem, "source", **{"dev" if block_device else "file": dest})
+    ET.SubElement(elem, "source").set("dev" if block_device else "file", dest)
     return _to_string(elem)
 
 

@@ -121,10 +121,8 @@ def libvirt_uri(uri: URI) -> str | None:
     if uri.transport:
         rest = str(uri).split("://", 1)[1]
         return f"{uri.transport}://{rest}"
-    explicit = uri.param("uri")
-    if explicit:
-        return explicit
-    return None
+    explicit: str | None = uri.param("uri")
+    return explicit or None
 
 
 class LibvirtDriver(Driver):
@@ -373,12 +371,12 @@ class LibvirtDriver(Driver):
                     errors["snapshot_count"] = str(exc)
             jobs: list[BlockJobInfo] = []
             disks = _xml.disks_from_xml(xml)
-            if self._caps.supported & {Capability.BLOCK_COPY, Capability.BLOCK_PULL, Capability.BLOCK_COMMIT}:
-                if info.state.is_active:
-                    for disk in disks:
-                        job = self._job(d, disk.target)
-                        if job is not None:
-                            jobs.append(job)
+            block_caps = {Capability.BLOCK_COPY, Capability.BLOCK_PULL, Capability.BLOCK_COMMIT}
+            if self._caps.supported & block_caps and info.state.is_active:
+                for disk in disks:
+                    job = self._job(d, disk.target)
+                    if job is not None:
+                        jobs.append(job)
             try:
                 autostart: bool | None = bool(d.autostart())
             except self._lv.libvirtError:
