@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -183,3 +185,18 @@ def test_formats_accept_a_loaded_document(mixed: inv.Inventory, tmp_path: Path) 
             assert json.loads(inv.render(doc, fmt)) == mixed.to_dict()
         else:
             assert inv.render(doc, fmt) == inv.render(mixed, fmt)
+
+
+@pytest.mark.skipif(shutil.which("ansible-inventory") is None, reason="ansible-core is not installed")
+def test_ansible_accepts_it(mixed: inv.Inventory, tmp_path: Path) -> None:
+    data = tmp_path / "inv.json"
+    data.write_text(inv.render(mixed, "ansible"))
+    script = tmp_path / "inventory.sh"
+    script.write_text(f'#!/bin/sh\n[ "$1" = "--list" ] && cat {data} && exit 0\necho "{{}}"\n')
+    script.chmod(0o755)
+    out = subprocess.run(
+        ["ansible-inventory", "-i", str(script), "--list"], capture_output=True, text=True, check=True, timeout=120
+    )
+    listed = json.loads(out.stdout)
+    assert set(listed["_meta"]["hostvars"]) == set(json.loads(data.read_text())["_meta"]["hostvars"])
+    assert "WARNING" not in out.stderr.upper() or "invalid" not in out.stderr.lower()
