@@ -1,0 +1,231 @@
+"""The ``virtabs`` click group, its global options, and the error handling every command shares.
+
+Other modules add subcommands to :data:`cli` (``@cli.command(...)``); see
+:mod:`virtabs.cli` for the list. A command gets the connection through
+:class:`CliState`::
+
+    @cli.command("hello", epilog=example("virtabs hello test"))
+    @click.argument("domain")
+    @json_option
+    @pass_state
+    def hello(state: CliState, domain: str, as_json: bool) -> None:
+        '''Say hello to a domain.'''
+        dom = state.domain(domain)
+        ...
+
+Errors: any :class:`~virtabs.VirtabsError` becomes one line on stderr,
+``error: <message> [code <N> <NAME>]``, and exit status 1; usage errors exit 2
+(click's default); Ctrl-C exits 130. A traceback is printed only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from .._errors import VirtabsError
+
+if TYPE_CHECKING:
+    from .._api import Connection, Domain, StoragePool
+
+__all__ = ["CliState", "cli", "example", "json_option", "main", "pass_state"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+_log = logging.getLogger("virtabs.cli")
+_URI_PASSWORD_RE = re.compile(r"^[^:/?#]+://[^/@:?#]*:([^/@?#]+)@")
+
+
+def example(*lines: str) -> str:
+    """An epilog showing example command lines (kept verbatim by click's help formatter)."""
+    title = "Example:" if len(lines) == 1 else "Examples:"
+    return "\b\n" + title + "\n" + "\n".join(f"  {line}" for line in lines)
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout (sizes in bytes, enums as names)."
+)
+"""The ``--json`` flag of every read command (the parameter is called ``as_json``)."""
+
+
+class CliState:
+    """What the global options say, and the connection, opened on first use and closed at exit."""
+
+    def __init__(self, uri: str | None, timeout: float | None, readonly: bool, debug: bool) -> None:
+        self.uri = uri
+        self.timeout = timeout
+        self.readonly = readonly
+        self.debug = debug
+        self._conn: Connection | None = None
+
+    def connect(self) -> Connection:
+        """The connection to ``-c URI`` (or the default URI), opened once."""
+        if self._conn is None:
+            from .._api import open as open_connection
+
+            self._conn = open_connection(self.uri, readonly=self.readonly, timeout=self.timeout)
+            click.get_current_context().find_root().call_on_close(self.close)
+        return self._conn
+
+    def domain(self, name_or_uuid: str) -> Domain:
+        """Look up a domain by name or UUID (NoDomainError, code 42, when there is none)."""
+        return self.connect().lookup_domain(name_or_uuid)
+
+    def pool(self, name: str) -> StoragePool:
+        """Look up a storage pool by name."""
+        return self.connect().lookup_storage_pool(name)
+
+    def close(self) -> None:
+        """Close the connection if one was opened; errors while closing are only logged."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                _log.debug("closing the connection failed", exc_info=True)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Strings that must never be printed (a password someone put in ``-c``)."""
+        match = _URI_PASSWORD_RE.match(self.uri or "")
+        return (match.group(1),) if match else ()
+
+
+pass_state = click.make_pass_decorator(CliState)
+"""Decorator passing the :class:`CliState` as a command's first argument."""
+
+
+def _one_line(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return " ".join(text.split())
+
+
+def _report(ctx: click.Context, exc: BaseException) -> None:
+    state = ctx.find_object(CliState)
+    debug = bool(state and state.debug)
+    secrets = state.secrets() if state else ()
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, VirtabsError):
+        line = f"error: {_one_line(exc.message, secrets)} [code {int(exc.code)} {exc.code.name}]"
+    elif isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        line = f"error: {_one_line(exc.strerror + where, secrets)}"
+    else:
+        hint = "" if debug else " (run with --debug for a traceback)"
+        line = f"error: internal error: {type(exc).__name__}: {_one_line(str(exc), secrets)}{hint}"
+    click.echo(line, err=True)
+
+
+class VirtabsGroup(click.Group):
+    """A click group that lists commands in the order they were added and turns errors into one line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Commands in registration order (grouped by topic), not alphabetically."""
+        return list(self.commands)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand; VirtabsError and unexpected errors exit 1 with one line, Ctrl-C exits 130."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt as exc:
+            _interrupted(exc)
+            ctx.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+            ctx.exit(EXIT_ERROR)
+        except Exception as exc:
+            _report(ctx, exc)
+            ctx.exit(EXIT_ERROR)
+
+
+def _interrupted(exc: KeyboardInterrupt | None = None) -> None:
+    detail = f"; {exc}" if exc is not None and str(exc) else ""
+    lead = "\n" if sys.stderr.isatty() else ""  # end the line the terminal's ^C echo started
+    click.echo(f"{lead}virtabs: interrupted{detail}", err=True)
+
+
+def _quiet_broken_pipe() -> None:
+    # stdout went away (``virtabs list | head``): stop writing to it, and avoid a second error at exit
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _setup_logging(ctx: click.Context) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("virtabs")
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+    ctx.call_on_close(undo)
+
+
+@click.group(
+    cls=VirtabsGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=example(
+        "virtabs -c test:///default list",
+        "virtabs -c test:///default blockcopy test vda /tmp/copy.img --wait --pivot --verbose",
+        "virtabs drivers",
+    ),
+)
+@click.option(
+    "-c",
+    "--connect",
+    "uri",
+    metavar="URI",
+    default=None,
+    help="Hypervisor URI or alias (default: $VIRTABS_DEFAULT_URI, the config file's default_uri, then test:///default).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="S",
+    help="Seconds any single call to the hypervisor may take.",
+)
+@click.option("-r", "--readonly", is_flag=True, help="Open a read-only connection (write commands are refused).")
+@click.option("--debug", is_flag=True, help="Log to stderr at DEBUG level and print tracebacks of errors.")
+@click.version_option(package_name="virtabs", prog_name="virtabs", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, uri: str | None, timeout: float | None, readonly: bool, debug: bool) -> None:
+    """virtabs: manage virtual machines on any hypervisor through one portable API.
+
+    Every command talks to the hypervisor named by -c URI (libvirt's URI
+    grammar: qemu:///session, esx://host/, test:///default). Read commands
+    accept --json for machine-readable output.
+    """
+    ctx.obj = CliState(uri, timeout, readonly, debug)
+    if debug:
+        _setup_logging(ctx)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: ``virtabs [OPTIONS] COMMAND [ARGS]``."""
+    try:
+        cli.main(args=argv, prog_name="virtabs")
+    except KeyboardInterrupt:  # pragma: no cover - outside a command (while parsing arguments)
+        _interrupted()
+        sys.exit(EXIT_INTERRUPTED)
