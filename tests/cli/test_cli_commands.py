@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -602,3 +603,52 @@ def test_keyboard_interrupt_exits_130(run: Run, monkeypatch: pytest.MonkeyPatch)
     result = run("hostinfo")
     assert result.exit_code == 130
     assert result.stderr.strip() == "virtabs: interrupted"
+
+
+# --- lazily imported subcommands ------------------------------------------------------------
+
+
+def test_lazy_command_that_does_not_exist_is_not_listed(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    from virtabs.cli import _main
+
+    monkeypatch.setitem(_main.LAZY_COMMANDS, "ghost", _main.LazyCommand("virtabs.cli._ghost", "ghost", "Boo."))
+    assert "ghost" not in ok(run("--help", uri=None)).stdout
+    assert run("ghost").exit_code == 2
+
+
+def test_lazy_command_is_listed_and_runs(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+
+    from virtabs.cli import _main
+
+    monkeypatch.setitem(
+        _main.LAZY_COMMANDS, "echo-uri", _main.LazyCommand("tests_cli_lazy_module", "command", "Print the URI.")
+    )
+
+    @click.command()
+    @click.pass_context
+    def command(ctx: click.Context) -> None:
+        click.echo(f"uri={ctx.find_root().obj.uri}")
+
+    module = type(sys)("tests_cli_lazy_module")
+    module.command = command  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tests_cli_lazy_module", module)
+    monkeypatch.setattr(_main.LazyCommand, "available", lambda self: True)
+    monkeypatch.delitem(cli.commands, "echo-uri", raising=False)
+    try:
+        assert "Print the URI." in ok(run("--help", uri=None)).stdout
+        assert ok(run("echo-uri")).stdout == "uri=test:///default\n"
+    finally:
+        cli.commands.pop("echo-uri", None)
+
+
+def test_inventory_subcommand_is_wired(run: Run) -> None:
+    from virtabs.cli import _main
+
+    if not _main.LAZY_COMMANDS["inventory"].available():
+        pytest.skip("virtabs/cli/_inventory.py is not there")
+    assert "inventory" in ok(run("--help", uri=None)).stdout
+    assert "Usage: virtabs inventory" in ok(run("inventory", "--help", uri=None)).stdout
+    result = run("inventory", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert "test" in result.stdout

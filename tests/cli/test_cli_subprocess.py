@@ -106,3 +106,21 @@ def test_console_script(subprocess_env: dict[str, str]) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "running\n"
+
+
+def test_help_does_not_import_heavy_modules(subprocess_env: dict[str, str]) -> None:
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "import virtabs.cli\n"
+        "result = CliRunner().invoke(virtabs.cli.cli, ['--help'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "heavy = [m for m in ('rich', 'yaml', 'stevedore', 'virtabs.cli._inventory', 'virtabs.inventory') "
+        "if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""

@@ -3,32 +3,26 @@
 ``virtabs [-c URI] [--timeout S] [-r] [--debug] COMMAND [ARGS]``; run
 ``virtabs --help`` for the commands and ``virtabs COMMAND --help`` for examples.
 
-Structure: :data:`cli` (in :mod:`virtabs.cli._main`) is the click group; each
-topic module below adds its commands to it when imported. A new command module
-registers itself the same way (``from ._main import cli`` then
-``@cli.command("name")``) and is imported here.
+Structure: :data:`cli` (in :mod:`virtabs.cli._main`) is the click group. Each
+topic module imported below adds its commands to it (``@cli.command(...)``).
+Heavier commands are registered lazily with
+:func:`~virtabs.cli._main.register_lazy_command`: they are imported only when
+they run, so ``virtabs --help`` and ``virtabs list`` stay fast.
 """
 
 from __future__ import annotations
 
-import importlib
-
 from . import _blockjobs, _domains, _host, _storage
-from ._main import CliState, cli, main
+from ._main import CliState, cli, main, register_lazy_command
 
 __all__ = ["CliState", "cli", "main"]
 
 _COMMAND_MODULES = (_domains, _blockjobs, _storage, _host)
 
-
-def _load_optional(name: str) -> None:
-    """Import an optional command module of this package if it exists (it registers its own commands)."""
-    try:
-        importlib.import_module(f"{__name__}.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__name__}.{name}":
-            raise
-
-
-# `virtabs inventory` lives in virtabs/cli/_inventory.py (it does `@cli.command("inventory")`).
-_load_optional("_inventory")
+# `virtabs inventory`: the click command `inventory_command` of virtabs/cli/_inventory.py, imported on use.
+register_lazy_command(
+    "inventory",
+    "virtabs.cli._inventory",
+    "inventory_command",
+    "Inventory every domain, disk, NIC and pool of one or more hosts.",
+)

@@ -34,7 +34,17 @@ from .._errors import VirtabsError
 if TYPE_CHECKING:
     from .._api import Connection, Domain, StoragePool
 
-__all__ = ["CliState", "cli", "example", "json_option", "main", "pass_state"]
+__all__ = [
+    "LAZY_COMMANDS",
+    "CliState",
+    "LazyCommand",
+    "cli",
+    "example",
+    "json_option",
+    "main",
+    "pass_state",
+    "register_lazy_command",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,7 +70,9 @@ json_option = click.option(
 class CliState:
     """What the global options say, and the connection, opened on first use and closed at exit."""
 
-    def __init__(self, uri: str | None, timeout: float | None, readonly: bool, debug: bool) -> None:
+    def __init__(
+        self, uri: str | None = None, timeout: float | None = None, readonly: bool = False, debug: bool = False
+    ) -> None:
         self.uri = uri
         self.timeout = timeout
         self.readonly = readonly
@@ -99,7 +111,7 @@ class CliState:
         return (match.group(1),) if match else ()
 
 
-pass_state = click.make_pass_decorator(CliState)
+pass_state = click.make_pass_decorator(CliState, ensure=True)
 """Decorator passing the :class:`CliState` as a command's first argument."""
 
 
@@ -126,12 +138,87 @@ def _report(ctx: click.Context, exc: BaseException) -> None:
     click.echo(line, err=True)
 
 
+class LazyCommand:
+    """A subcommand imported only when it runs (or its own ``--help`` is asked for).
+
+    ``virtabs --help`` lists it with :attr:`short_help` without importing it, so
+    heavy command modules do not slow every invocation down. A module that is not
+    installed (or not written yet) simply does not show up.
+    """
+
+    def __init__(self, module: str, attribute: str, short_help: str) -> None:
+        self.module = module
+        self.attribute = attribute
+        self.short_help = short_help
+
+    def available(self) -> bool:
+        """Whether the module exists (found without importing it)."""
+        import importlib.util
+
+        try:
+            return importlib.util.find_spec(self.module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    def load(self) -> click.Command | None:
+        """Import the module and return the command (None when the module does not exist)."""
+        import importlib
+
+        try:
+            module = importlib.import_module(self.module)
+        except ModuleNotFoundError as exc:
+            if exc.name == self.module:
+                return None
+            raise
+        command = getattr(module, self.attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{self.module}.{self.attribute} is not a click command")
+        return command
+
+
+LAZY_COMMANDS: dict[str, LazyCommand] = {}
+"""Subcommands registered with :func:`register_lazy_command`, by name."""
+
+
+def register_lazy_command(name: str, module: str, attribute: str, short_help: str) -> None:
+    """Add ``virtabs NAME``: the click command ``module.attribute``, imported only when used."""
+    LAZY_COMMANDS[name] = LazyCommand(module, attribute, short_help)
+
+
 class VirtabsGroup(click.Group):
-    """A click group that lists commands in the order they were added and turns errors into one line."""
+    """A click group that lists commands in the order they were added, loads lazy commands on use,
+    and turns errors into one line."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        """Commands in registration order (grouped by topic), not alphabetically."""
-        return list(self.commands)
+        """Commands in registration order (grouped by topic), not alphabetically; then lazy ones."""
+        names = list(self.commands)
+        names += [n for n, lazy in LAZY_COMMANDS.items() if n not in self.commands and lazy.available()]
+        return names
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command called ``cmd_name``, importing a lazy one on first use."""
+        command = self.commands.get(cmd_name)
+        if command is None and cmd_name in LAZY_COMMANDS:
+            command = LAZY_COMMANDS[cmd_name].load()
+            if command is not None:
+                self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``virtabs --help``; lazy commands show their short help unimported."""
+        entries: list[tuple[str, click.Command | str]] = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is None:
+                entries.append((name, LAZY_COMMANDS[name].short_help))
+            elif not command.hidden:
+                entries.append((name, command))
+        if not entries:
+            return
+        limit = formatter.width - 6 - max(len(name) for name, _ in entries)
+        rows = [(name, c if isinstance(c, str) else c.get_short_help_str(limit)) for name, c in entries]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the subcommand; VirtabsError and unexpected errors exit 1 with one line, Ctrl-C exits 130."""

@@ -21,13 +21,14 @@ from .._flags import DomainState
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
 
 __all__ = [
     "STATE_WORDS",
     "emit_json",
     "format_size",
     "make_console",
+    "TableData",
+    "add_row",
     "make_table",
     "parse_size",
     "size_callback",
@@ -184,42 +185,58 @@ def make_console(*, stderr: bool = False) -> Console:
     )
 
 
-def make_table(*columns: str, title: str | None = None) -> Table:
-    """A rich table with ``columns``: boxed on a terminal, plain whitespace-separated columns otherwise."""
+class TableData:
+    """Rows of text under column headings; rendered by :func:`print_table`."""
+
+    def __init__(self, columns: Sequence[str], title: str | None = None) -> None:
+        self.columns = list(columns)
+        self.title = title
+        self.rows: list[list[str]] = []
+
+
+def make_table(*columns: str, title: str | None = None) -> TableData:
+    """An empty table with ``columns``; fill it with :func:`add_row`, show it with :func:`print_table`."""
+    return TableData(columns, title)
+
+
+def add_row(table: TableData, *cells: object) -> None:
+    """Add a row of cells converted to text (``None`` shows as ``-``)."""
+    if len(cells) != len(table.columns):
+        raise ValueError(f"a row of {len(cells)} cells for {len(table.columns)} columns")
+    table.rows.append(["-" if c is None else str(c) for c in cells])
+
+
+def print_table(table: TableData) -> None:
+    """Print a table to stdout: a rich table on a terminal; otherwise plain columns separated by
+    two spaces, without colours or trailing blanks (rich is not even imported then)."""
+    if sys.stdout.isatty():
+        _print_rich_table(table)
+        return
+    widths = [max(len(row[i]) for row in [table.columns, *table.rows]) for i in range(len(table.columns))]
+    if table.title:
+        click.echo(table.title)
+    for row in [table.columns, *table.rows]:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _print_rich_table(table: TableData) -> None:
     from rich import box
     from rich.table import Table
-
-    tty = sys.stdout.isatty()
-    table = Table(
-        title=title,
-        box=box.SIMPLE_HEAD if tty else None,
-        show_edge=False,
-        pad_edge=False,
-        header_style="bold" if tty else "",
-        title_justify="left",
-    )
-    for column in columns:
-        table.add_column(column, no_wrap=not tty, overflow="fold")
-    return table
-
-
-def add_row(table: Table, *cells: object) -> None:
-    """Add a row of cells converted to text (``None`` shows as ``-``); markup is not interpreted."""
     from rich.text import Text
 
-    table.add_row(*(Text("-" if c is None else str(c)) for c in cells))
-
-
-def print_table(table: Table) -> None:
-    """Print a table to stdout (off a terminal: plain lines without trailing blanks)."""
-    console = make_console()
-    if console.is_terminal:
-        console.print(table)
-        return
-    with console.capture() as captured:
-        console.print(table)
-    for line in captured.get().splitlines():
-        click.echo(line.rstrip())
+    rich_table = Table(
+        title=table.title,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        header_style="bold",
+        title_justify="left",
+    )
+    for column in table.columns:
+        rich_table.add_column(column, overflow="fold")
+    for row in table.rows:
+        rich_table.add_row(*(Text(cell) for cell in row))
+    make_console().print(rich_table)
 
 
 def print_kv(rows: Iterable[tuple[str, object]]) -> None:
