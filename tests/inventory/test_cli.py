@@ -185,3 +185,42 @@ def test_help_documents_exit_status(runner: CliRunner) -> None:
     result = runner.invoke(inventory_command, ["--help"])
     assert result.exit_code == 0
     assert "3 partial" in result.stdout and "--diff" in result.stdout
+
+
+def test_a_missing_output_directory_is_a_usage_error_before_collecting(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*args: Any, **kwargs: Any) -> inv.Inventory:
+        raise AssertionError("collected although the output cannot be written")
+
+    monkeypatch.setattr(_inventory, "collect", never)
+    result = runner.invoke(inventory_command, ["-o", str(tmp_path / "no" / "such" / "dir.json")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
+
+
+def test_global_timeout_bounds_each_call(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, make_node: Callable[..., str]
+) -> None:
+    seen: dict[str, Any] = {}
+    real = _inventory.collect
+
+    def spy(*args: Any, **kwargs: Any) -> inv.Inventory:
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_inventory, "collect", spy)
+
+    class State:
+        uri = None
+        timeout = 2.5
+
+    @click.group()
+    @click.pass_context
+    def group(ctx: click.Context) -> None:
+        ctx.obj = State()
+
+    group.add_command(inventory_command)
+    result = runner.invoke(group, ["inventory", make_node("gt"), "--timeout", "30", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert seen["call_timeout"] == 2.5 and seen["timeout"] == 30

@@ -331,3 +331,17 @@ def test_a_failed_domain_listing_keeps_the_host_facts(
     assert host.hostname == "authz" and host.cpus == 32
     assert result.exit_status == 1
     inv.validate(result.to_dict())
+
+
+def test_call_timeout_reaches_the_driver(make_node: Callable[..., str], monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[float | None] = []
+    original = TestDriver.__init__
+
+    def spy(self: TestDriver, uri: Any, options: Any) -> None:
+        seen.append(options.timeout)
+        original(self, uri, options)
+
+    monkeypatch.setattr(TestDriver, "__init__", spy)
+    inv.collect([make_node("ct1")], timeout=40)
+    inv.collect([make_node("ct2")], timeout=40, call_timeout=3)
+    assert seen == [40, 3]

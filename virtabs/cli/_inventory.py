@@ -2,7 +2,9 @@
 
 The command is a standalone click command, :data:`inventory_command`; the
 ``virtabs`` group adds it (``cli.add_command(inventory_command)``). Inside the
-group, the global ``-c URI`` is used when no URI is given on the command line.
+group, the global ``-c URI`` is used when no URI is given on the command line,
+and the global ``--timeout`` bounds each single call to a host (this command's
+own ``--timeout`` bounds a host's whole collection).
 
 Exit status: 0 every host was inventoried; 3 partial (some hosts failed, the
 others are complete in the output); 1 every host failed; 2 usage error; 130
@@ -252,6 +254,8 @@ def inventory_command(
     host is still complete. Without a URI: the global -c URI, else the default
     URI. On a terminal a progress display runs on stderr.
     """
+    if output not in (None, "-") and not Path(str(output)).resolve().parent.is_dir():
+        raise click.BadParameter(f"the directory of {output} does not exist", param_hint="--output")
     if diff_files is not None:
         if uris or config_file:
             raise click.UsageError("--diff compares two files; give no URI and no --config with it")
@@ -267,9 +271,11 @@ def inventory_command(
             raise click.UsageError(exc.message) from None
         targets.extend(from_file)
     if not targets:
-        global_uri = getattr(ctx.find_root().obj, "uri", None)
+        global_uri = getattr(ctx.find_root().obj, "uri", None)  # the global -c URI
         targets = [HostTarget(uri=global_uri if isinstance(global_uri, str) else None)]
     chosen = _pick_format(fmt, output, for_diff=False)
+    state = ctx.find_root().obj
+    call_timeout = getattr(state, "timeout", None)  # the global --timeout: each single call to a host
     progress = _Progress(len(targets), enabled=not quiet and sys.stderr.isatty())
     try:
         with progress.running():
@@ -277,6 +283,7 @@ def inventory_command(
                 targets,
                 concurrency=concurrency or settings.get("concurrency") or DEFAULT_CONCURRENCY,
                 timeout=timeout or settings.get("timeout") or DEFAULT_TIMEOUT,
+                call_timeout=call_timeout if isinstance(call_timeout, int | float) else None,
                 pools=not no_pools,
                 on_host_done=progress.host_done,
             )

@@ -170,6 +170,7 @@ def _pools(conn: Connection, errors: dict[str, str]) -> tuple[PoolInventory, ...
 
 
 def _collect_host(target: HostTarget, timeout: float | None, pools: bool) -> HostInventory:
+    # ``timeout`` here bounds each single call to the host (virtabs.open's meaning)
     """Inventory one host, on the calling thread. Never raises a VirtabsError: it becomes ``error``."""
     started = time.monotonic()
     try:
@@ -259,6 +260,7 @@ def collect(
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     timeout: float | None = DEFAULT_TIMEOUT,
+    call_timeout: float | None = None,
     pools: bool = True,
     on_host_done: Callable[[HostInventory], None] | None = None,
 ) -> Inventory:
@@ -274,6 +276,8 @@ def collect(
     :class:`HostTarget` may set its own; ``None`` waits forever): past it the
     host is reported failed with ``OPERATION_TIMEOUT`` (68) and its thread is
     abandoned (a daemon thread, so it never holds up the process's exit).
+    ``call_timeout`` bounds each single call to a host (``virtabs.open(timeout=)``);
+    by default it is the host's ``timeout``.
     A failing host never stops the others: it is reported with its error code
     and message. ``on_host_done(host)`` is called on the calling thread as each
     host finishes. Hosts come back in the order given; exact duplicate entries
@@ -297,6 +301,8 @@ def collect(
         raise InvalidArgumentError(f"concurrency must be a positive integer, got {concurrency!r}")
     if timeout is not None:
         _check_timeout(timeout, "timeout")
+    if call_timeout is not None:
+        _check_timeout(call_timeout, "call_timeout")
     generated_at = utcnow()
     results: list[HostInventory | None] = [None] * len(targets)
     done: queue.SimpleQueue[tuple[int, HostInventory]] = queue.SimpleQueue()
@@ -316,7 +322,7 @@ def collect(
             running[index] = math.inf if host_timeout is None else time.monotonic() + host_timeout
             threading.Thread(
                 target=_worker,
-                args=(index, target, host_timeout, pools, done),
+                args=(index, target, call_timeout or host_timeout, pools, done),
                 name=f"virtabs-inventory-{index}",
                 daemon=True,
             ).start()
