@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from virtabs._models import DiskSpec, DomainSpec
 from virtabs._uri import parse_uri
 from virtabs.spi import ConnectOptions

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import virtabs
 from virtabs import BlockCommitFlags, BlockCopyActiveError, BlockRebaseFlags, OperationInvalidError
 from virtabs._flags import BlockJobStatus, BlockJobType
@@ -164,7 +163,7 @@ def test_commit_intermediate(root: Path, chain: dict[str, Path]) -> None:
     job.wait(timeout=60)
     assert dom.disks()[0].backing_chain == (str(chain["base"]),)
     dom.destroy()
-    name, pattern, offset, length = LAYERS[1]
+    _name, pattern, offset, length = LAYERS[1]
     assert has_pattern(chain["base"], "qcow2", pattern, offset, length), "snap1 data not committed into base"
     check_all_layers(chain["snap2"], "qcow2")
 

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-
 from virtabs._errors import InvalidArgumentError
 from virtabs._models import DiskSpec, DomainSpec, NicSpec
+
 from virtabs_qemu._cmdline import build_argv, incoming_from_file
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import virtabs
-from virtabs import BlockRebaseFlags, DomainState
+from virtabs import DomainState
 
 from .conftest import chain_spec, check_all_layers, image_info, make_driver, qemu_pids
 

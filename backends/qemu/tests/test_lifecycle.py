@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 import virtabs
 from virtabs import DomainState
 from virtabs._errors import (
@@ -21,9 +20,20 @@ from virtabs._errors import (
 )
 from virtabs._flags import LifecycleEventType
 from virtabs._models import DiskSpec, DomainSpec
+
 from virtabs_qemu._state import StateDirs
 
-from .conftest import MiB, SIZE, chain_spec, check_all_layers, has_pattern, make_driver, qemu_img, qemu_pids, write_pattern
+from .conftest import (
+    SIZE,
+    MiB,
+    chain_spec,
+    check_all_layers,
+    has_pattern,
+    make_driver,
+    qemu_img,
+    qemu_pids,
+    write_pattern,
+)
 
 
 def _disk(root: Path, name: str = "d.qcow2", fmt: str = "qcow2") -> Path:
@@ -67,18 +77,25 @@ def test_define_start_pause_resume_destroy_undefine(root: Path) -> None:
     with pytest.raises(NoDomainError):
         drv.lookup_domain("a")
     kinds = [e.type for e in events if hasattr(e, "type")]  # type: ignore[attr-defined]
-    for k in (LifecycleEventType.DEFINED, LifecycleEventType.STARTED, LifecycleEventType.SUSPENDED,
-              LifecycleEventType.RESUMED, LifecycleEventType.STOPPED, LifecycleEventType.UNDEFINED):
+    for k in (
+        LifecycleEventType.DEFINED,
+        LifecycleEventType.STARTED,
+        LifecycleEventType.SUSPENDED,
+        LifecycleEventType.RESUMED,
+        LifecycleEventType.STOPPED,
+        LifecycleEventType.UNDEFINED,
+    ):
         assert k in kinds
 
 
-def test_redefine_keeps_uuid_and_refuses_foreign_uuid(root: Path) -> None:
+def test_duplicate_name_or_uuid_refused(root: Path) -> None:
     drv = make_driver(root)
     ref = drv.define_domain(DomainSpec(name="a", memory_bytes=64 * MiB, vcpus=1))
-    ref2 = drv.define_domain(DomainSpec(name="a", memory_bytes=128 * MiB, vcpus=1))
-    assert ref2.uuid == ref.uuid and drv.domain_spec(ref).memory_bytes == 128 * MiB
+    with pytest.raises(OperationInvalidError):
+        drv.define_domain(DomainSpec(name="a", memory_bytes=128 * MiB, vcpus=1))
     with pytest.raises(OperationInvalidError):
         drv.define_domain(DomainSpec(name="b", memory_bytes=64 * MiB, vcpus=1, uuid=ref.uuid))
+    assert drv.domain_spec(ref).memory_bytes == 64 * MiB
 
 
 def test_shutdown_without_acpi_guest_times_out(root: Path) -> None:
@@ -93,8 +110,9 @@ def test_shutdown_without_acpi_guest_times_out(root: Path) -> None:
 
 def test_save_and_restore(root: Path) -> None:
     conn = virtabs.open(f"qemu:///embed?root={root}")
-    dom = conn.define_domain(DomainSpec(name="s", memory_bytes=64 * MiB, vcpus=1,
-                                        disks=[DiskSpec("vda", str(_disk(root)), "qcow2")]))
+    dom = conn.define_domain(
+        DomainSpec(name="s", memory_bytes=64 * MiB, vcpus=1, disks=[DiskSpec("vda", str(_disk(root)), "qcow2")])
+    )
     dom.start()
     target = root / "s.save"
     dom.save(str(target))
@@ -111,7 +129,9 @@ def test_internal_snapshots_running_and_inactive(root: Path) -> None:
     drv = make_driver(root)
     img = _disk(root)
     write_pattern(img, "qcow2", 0x11, 0, MiB)
-    ref = drv.define_domain(DomainSpec(name="sn", memory_bytes=64 * MiB, vcpus=1, disks=[DiskSpec("vda", str(img), "qcow2")]))
+    ref = drv.define_domain(
+        DomainSpec(name="sn", memory_bytes=64 * MiB, vcpus=1, disks=[DiskSpec("vda", str(img), "qcow2")])
+    )
     # inactive: disk-only
     s0 = drv.create_snapshot(ref, "cold")
     assert s0.state == DomainState.SHUTOFF and s0.kind == "internal"
@@ -188,8 +208,9 @@ def test_storage_pool_volumes(root: Path) -> None:
     (root / "pools" / "other.json").write_text(json.dumps({"type": "dir", "path": str(root / "other")}))
     assert drv.lookup_storage_pool("other").path == str(root / "other")
     # a domain disk in the pool shows its pool and chain
-    ref = drv.define_domain(DomainSpec(name="p", memory_bytes=64 * MiB, vcpus=1,
-                                       disks=[DiskSpec("vda", top.path, "qcow2")]))
+    ref = drv.define_domain(
+        DomainSpec(name="p", memory_bytes=64 * MiB, vcpus=1, disks=[DiskSpec("vda", top.path, "qcow2")])
+    )
     d = drv.disks(ref)[0]
     assert d.pool == "default" and d.backing_chain == (base.path,)
 
@@ -205,7 +226,9 @@ def test_missing_backing_format_is_refused(root: Path) -> None:
     data[at : at + 4] = bytes.fromhex("12345678")
     with open(top, "r+b") as fh:
         fh.write(data)
-    ref = drv.define_domain(DomainSpec(name="x", memory_bytes=64 * MiB, vcpus=1, disks=[DiskSpec("vda", str(top), "qcow2")]))
+    ref = drv.define_domain(
+        DomainSpec(name="x", memory_bytes=64 * MiB, vcpus=1, disks=[DiskSpec("vda", str(top), "qcow2")])
+    )
     with pytest.raises(virtabs.OperationFailedError, match="probe"):
         drv.start(ref, paused=True)
     assert qemu_pids(root) == set()

@@ -45,6 +45,7 @@ from virtabs._models import (
     DiskInfo,
     DiskSpec,
     DomainInfo,
+    DomainRecord,
     DomainRef,
     DomainSpec,
     HostInfo,
@@ -399,9 +400,9 @@ class QemuDriver(Driver):
         if self._poller is not None:
             return
         self._poller_stop.clear()
-        for ref in self.list_domains():
+        for rec in self._all_records():
             with contextlib.suppress(VirtabsError):
-                self._last_states[ref.name] = self._native_state(ref.name)[0]
+                self._last_states[rec["spec"]["name"]] = self._native_state(rec["spec"]["name"])[0]
         self._poller = threading.Thread(target=self._poll_loop, name="virtabs-qemu-events", daemon=True)
         self._poller.start()
 
@@ -418,8 +419,8 @@ class QemuDriver(Driver):
                 self._poll_once()
 
     def _poll_once(self) -> None:
-        for ref in self.list_domains():
-            name = ref.name
+        for known in self._all_records():
+            name = known["spec"]["name"]
             try:
                 rec = self._load(name)
                 state, _ = self._native_state(name)
@@ -459,9 +460,8 @@ class QemuDriver(Driver):
 
     # ------------------------------------------------------------------ domains: reads
 
-    def list_domains(self) -> list[DomainRef]:
-        """Every defined domain (running ones are always defined)."""
-        refs = []
+    def _all_records(self) -> list[dict[str, Any]]:
+        out = []
         try:
             names = sorted(os.listdir(self.dirs.domains))
         except FileNotFoundError:
@@ -469,18 +469,69 @@ class QemuDriver(Driver):
         for fname in names:
             if not fname.endswith(".json") or fname.startswith("."):
                 continue
-            rec = read_json(os.path.join(self.dirs.domains, fname))
-            if isinstance(rec, dict):
-                refs.append(self._ref(rec))
-        return refs
+            with contextlib.suppress(ValueError):
+                rec = read_json(os.path.join(self.dirs.domains, fname))
+                if isinstance(rec, dict):
+                    out.append(rec)
+        return out
+
+    def list_domains(self) -> list[DomainRef]:
+        """Every defined domain (running ones are always defined)."""
+        return [self._ref(rec) for rec in self._all_records()]
+
+    def inventory(self) -> list[DomainRecord]:
+        """Every domain in one pass over the definition files (one QMP conversation per running domain)."""
+        records = []
+        for rec in self._all_records():
+            name = rec["spec"]["name"]
+            errors: dict[str, str] = {}
+            spec = self._spec(rec)
+            try:
+                state, native = self._native_state(name)
+            except VirtabsError as exc:
+                state, native = DomainState.NOSTATE, "unknown"
+                errors["state"] = str(exc)
+            disks: list[DiskInfo] = []
+            try:
+                disks = self._disk_infos(name, rec)
+            except VirtabsError as exc:
+                errors["disks"] = str(exc)
+            jobs: list[BlockJobInfo] = []
+            if state.is_active and self._run(name)["jobs"]:
+                for d in spec.disks:
+                    try:
+                        info = self._job_info(name, d.target)
+                    except VirtabsError as exc:
+                        errors["block_jobs"] = str(exc)
+                        break
+                    if info is not None:
+                        jobs.append(info)
+            records.append(
+                DomainRecord(
+                    name=name,
+                    uuid=rec["uuid"],
+                    state=state,
+                    native_state=native,
+                    vcpus=spec.vcpus,
+                    memory_bytes=spec.memory_bytes,
+                    os_type=spec.os_type,
+                    autostart=None,
+                    disks=disks,
+                    nics=self._nic_infos(rec),
+                    snapshot_count=len(rec.get("snapshots", [])),
+                    block_jobs=jobs,
+                    field_errors=errors,
+                )
+            )
+        return records
 
     def lookup_domain(self, name_or_uuid: str) -> DomainRef:
         """By name, then by UUID."""
         with contextlib.suppress(NoDomainError):
             return self._ref(self._load(name_or_uuid))
-        for ref in self.list_domains():
-            if ref.uuid == name_or_uuid.lower():
-                return ref
+        for rec in self._all_records():
+            if rec["uuid"] == name_or_uuid.lower():
+                return self._ref(rec)
         raise NoDomainError(f"no domain with name or UUID {name_or_uuid!r}")
 
     def domain_spec(self, dom: DomainRef) -> DomainSpec:
@@ -514,6 +565,9 @@ class QemuDriver(Driver):
             with contextlib.suppress(VirtabsError), self._monitor(dom) as q:
                 self._reconcile(dom.name, q)
             rec = self._record(dom)
+        return self._disk_infos(dom.name, rec)
+
+    def _disk_infos(self, name: str, rec: dict[str, Any]) -> list[DiskInfo]:
         out = []
         for d in self._spec(rec).disks:
             chain: tuple[str, ...] = ()
@@ -535,7 +589,7 @@ class QemuDriver(Driver):
                     readonly=d.readonly,
                     capacity_bytes=capacity,
                     allocation_bytes=allocation,
-                    backing_chain=chain,  # type: ignore[arg-type]  # attrs converter=tuple
+                    backing_chain=chain,
                     pool=self._pool_of(d.path),
                 )
             )
@@ -543,7 +597,9 @@ class QemuDriver(Driver):
 
     def nics(self, dom: DomainRef) -> list[NicInfo]:
         """NICs from the definition (MACs as QEMU gets them)."""
-        rec = self._record(dom)
+        return self._nic_infos(self._record(dom))
+
+    def _nic_infos(self, rec: dict[str, Any]) -> list[NicInfo]:
         return [
             NicInfo(mac=n.mac or mac_for(rec["uuid"], i), network=n.network, model=n.model)
             for i, n in enumerate(self._spec(rec).nics)
@@ -552,28 +608,25 @@ class QemuDriver(Driver):
     # ------------------------------------------------------------------ domains: lifecycle
 
     def define_domain(self, spec: DomainSpec) -> DomainRef:
-        """Persist a definition (a redefinition keeps the UUID and the snapshots)."""
+        """Persist a new definition; a name (or UUID) already defined is refused."""
         self._check_writable()
         with self._global_lock():
             existing = read_json(self.dirs.domain_file(spec.name))
             uid = spec.uuid
-            for ref in self.list_domains():
-                if uid and ref.uuid == uid and ref.name != spec.name:
-                    raise OperationInvalidError(f"UUID {uid} is already used by domain {ref.name!r}")
             if isinstance(existing, dict):
-                if uid and uid != existing["uuid"]:
-                    raise OperationInvalidError(f"domain {spec.name!r} already exists with UUID {existing['uuid']}")
-                uid = existing["uuid"]
+                raise OperationInvalidError(f"a domain named {spec.name!r} already exists (UUID {existing['uuid']})")
+            for other in self._all_records():
+                if uid and other["uuid"] == uid:
+                    raise OperationInvalidError(f"UUID {uid} is already used by domain {other['spec']['name']!r}")
             uid = uid or str(_uuid.uuid4())
             spec_dict = spec.to_dict()
             spec_dict["uuid"] = uid
             final = DomainSpec.from_dict(spec_dict)
             # Reject what the command line cannot express now, not at start.
             build_argv(final, uuid=uid, emulator=self.emulator, accel=self.accel, qmp_socket="s", pidfile="p")
-            rec = dict(existing) if isinstance(existing, dict) else {"snapshots": [], "created": _now_iso()}
-            rec.update({"uuid": uid, "spec": final.to_dict(), "version": 1})
+            rec = {"snapshots": [], "created": _now_iso(), "uuid": uid, "spec": final.to_dict(), "version": 1}
             self._store(spec.name, rec)
-        self._lifecycle(rec, LifecycleEventType.DEFINED, "updated" if existing else "added")
+        self._lifecycle(rec, LifecycleEventType.DEFINED, "added")
         return self._ref(rec)
 
     def undefine(self, dom: DomainRef) -> None:
@@ -1298,11 +1351,14 @@ class QemuDriver(Driver):
     def block_job_info(self, dom: DomainRef, disk: str) -> BlockJobInfo | None:
         """``query-block-jobs``; ``cur`` is held at ``end - 1`` until the job is ready."""
         self._record(dom)
-        if self._pid(dom.name) is None:
+        return self._job_info(dom.name, disk)
+
+    def _job_info(self, name: str, disk: str) -> BlockJobInfo | None:
+        if self._pid(name) is None:
             return None
-        with self._monitor(dom) as q:
-            self._reconcile(dom.name, q)
-            run = self._run(dom.name)
+        with self._monitor(name) as q:
+            self._reconcile(name, q)
+            run = self._run(name)
             job = run["jobs"].get(disk)
             if job is None:
                 return None
@@ -1325,7 +1381,7 @@ class QemuDriver(Driver):
 
     def block_jobs(self, dom: DomainRef) -> list[BlockJobInfo]:
         """Every job of the domain."""
-        return [i for d in self._spec(self._record(dom)).disks if (i := self.block_job_info(dom, d.target))]
+        return [i for d in self._spec(self._record(dom)).disks if (i := self._job_info(dom.name, d.target))]
 
     def block_job_abort(self, dom: DomainRef, disk: str, pivot: bool, wait: bool) -> None:
         """Pivot: ``job-complete``. Cancel: ``block-job-cancel`` (stay on the source). ``wait``: until concluded."""
@@ -1469,7 +1525,7 @@ class QemuDriver(Driver):
             format=fmt,
             capacity_bytes=int(layers[0].get("virtual-size", 0)),
             allocation_bytes=layers[0].get("actual-size"),
-            backing_chain=_img.backing_paths(layers),  # type: ignore[arg-type]
+            backing_chain=_img.backing_paths(layers),
         )
 
     def list_volumes(self, pool: str) -> list[VolumeInfo]:
