@@ -134,7 +134,7 @@ def test_ctrl_c_writes_nothing(runner: CliRunner, tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(_inventory, "collect", interrupted)
     result = runner.invoke(inventory_command, ["-o", str(out)])
     assert result.exit_code == 130
-    assert "nothing was written" in result.stderr
+    assert "interrupted while collecting; the output file was not changed" in result.stderr
     assert out.read_text() == "previous run"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inv.json"]
 
@@ -224,3 +224,22 @@ def test_global_timeout_bounds_each_call(
     result = runner.invoke(group, ["inventory", make_node("gt"), "--timeout", "30", "--format", "json"])
     assert result.exit_code == 0, result.output
     assert seen["call_timeout"] == 2.5 and seen["timeout"] == 30
+
+
+def test_sigterm_is_treated_like_ctrl_c(runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    out = tmp_path / "inv.json"
+    out.write_text("previous run")
+
+    def terminated(*args: Any, **kwargs: Any) -> inv.Inventory:
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(_inventory, "collect", terminated)
+    result = runner.invoke(inventory_command, ["-o", str(out)])
+    assert result.exit_code == 130
+    assert out.read_text() == "previous run"
+    assert signal.getsignal(signal.SIGTERM) is before  # restored

@@ -15,19 +15,21 @@ differences, 2 usage error or unreadable file.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .._errors import InvalidArgumentError, VirtabsError
+from .._errors import InvalidArgumentError
 from ..inventory import (
     DEFAULT_CONCURRENCY,
     DEFAULT_IGNORE,
     DEFAULT_TIMEOUT,
-    EXIT_USAGE,
     FORMATS,
     HostInventory,
     HostTarget,
@@ -135,6 +137,23 @@ class _Progress:
             self.failed += 1
         if self._progress is not None:
             self._progress.update(self._task, completed=self.done, description=self._describe())
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while the block runs (so that nothing half-done is left behind)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _warn_failures(inventory: Inventory) -> None:
@@ -277,8 +296,9 @@ def inventory_command(
     state = ctx.find_root().obj
     call_timeout = getattr(state, "timeout", None)  # the global --timeout: each single call to a host
     progress = _Progress(len(targets), enabled=not quiet and sys.stderr.isatty())
+    phase = "collecting"
     try:
-        with progress.running():
+        with _sigterm_as_interrupt(), progress.running():
             result = collect(
                 targets,
                 concurrency=concurrency or settings.get("concurrency") or DEFAULT_CONCURRENCY,
@@ -287,25 +307,19 @@ def inventory_command(
                 pools=not no_pools,
                 on_host_done=progress.host_done,
             )
+        with _sigterm_as_interrupt():
+            if chosen == "table" and output in (None, "-"):
+                text = to_table(result, width=shutil.get_terminal_size().columns, color=sys.stdout.isatty())
+            else:  # json: indented for a terminal, compact (several times faster) for files and pipes
+                text = render(result, chosen, pretty=output in (None, "-") and sys.stdout.isatty())
+            phase = "writing"
+            _emit(text, output)
     except KeyboardInterrupt:
-        click.echo("\nvirtabs inventory: interrupted; nothing was written", err=True)
+        kept = "the output file was not changed" if output not in (None, "-") else "nothing more was written"
+        click.echo(f"\nvirtabs inventory: interrupted while {phase}; {kept}", err=True)
         ctx.exit(EXIT_INTERRUPTED)
     except InvalidArgumentError as exc:
         raise click.UsageError(exc.message) from None
-    except VirtabsError as exc:  # pragma: no cover - collect() reports host errors in the result
-        click.echo(f"error: {exc.message} [code {int(exc.code)} {exc.code.name}]", err=True)
-        ctx.exit(EXIT_USAGE)
-    if chosen == "table" and output in (None, "-"):
-        import shutil
-
-        text = to_table(result, width=shutil.get_terminal_size().columns, color=sys.stdout.isatty())
-    else:  # json: indented for a terminal, compact (several times faster) for files and pipes
-        text = render(result, chosen, pretty=output in (None, "-") and sys.stdout.isatty())
-    try:
-        _emit(text, output)
-    except KeyboardInterrupt:
-        click.echo("\nvirtabs inventory: interrupted; the output file was not changed", err=True)
-        ctx.exit(EXIT_INTERRUPTED)
     if not quiet:
         _warn_failures(result)
     ctx.exit(result.exit_status)
