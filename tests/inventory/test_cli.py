@@ -243,3 +243,43 @@ def test_sigterm_is_treated_like_ctrl_c(runner: CliRunner, tmp_path: Path, monke
     assert result.exit_code == 130
     assert out.read_text() == "previous run"
     assert signal.getsignal(signal.SIGTERM) is before  # restored
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_real_interrupt_leaves_the_old_file(tmp_path: Path, make_node: Callable[..., str], signame: str) -> None:
+    """A separate process, a host that hangs, a real signal: exit 130 and the old file untouched."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "inv.json"
+    out.write_text("previous run")
+    ready = tmp_path / "ready"
+    script = f"""
+import pathlib, time
+from virtabs.drivers.test import TestDriver
+from virtabs.cli._inventory import inventory_command
+def hang(self):
+    pathlib.Path({str(ready)!r}).touch()
+    time.sleep(60)
+TestDriver.inventory = hang
+inventory_command.main([{make_node("hang")!r}, "-o", {str(out)!r}, "--timeout", "120"])
+"""
+    env = {**os.environ, "VIRTABS_CONFIG": str(tmp_path / "none.toml")}
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert ready.exists(), proc.stderr.read() if proc.stderr else ""
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted while collecting" in err
+    assert out.read_text() == "previous run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["inv.json", "ready", "hang.json"])
