@@ -345,3 +345,17 @@ def test_call_timeout_reaches_the_driver(make_node: Callable[..., str], monkeypa
     inv.collect([make_node("ct1")], timeout=40)
     inv.collect([make_node("ct2")], timeout=40, call_timeout=3)
     assert seen == [40, 3]
+
+
+def test_uuids_are_canonical(make_node: Callable[..., str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import attrs
+
+    original = TestDriver.inventory
+
+    def shouting(self: TestDriver) -> Any:
+        return [attrs.evolve(r, uuid=r.uuid.upper()) for r in original(self)]
+
+    monkeypatch.setattr(TestDriver, "inventory", shouting)
+    doc = inv.collect([make_node("upper")]).to_dict()
+    inv.validate(doc)
+    assert all(d["uuid"] == d["uuid"].lower() for d in doc["hosts"][0]["domains"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import re
+import uuid as _uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -310,6 +311,13 @@ def _job_to_dict(job: BlockJobInfo) -> dict[str, Any]:
     }
 
 
+def _canonical_uuid(value: str) -> str:
+    try:
+        return str(_uuid.UUID(str(value)))
+    except ValueError:
+        return str(value)
+
+
 def domain_to_dict(record: DomainRecord, driver: str = "unknown") -> dict[str, Any]:
     """One domain as schema v1 data.
 
@@ -346,7 +354,7 @@ def domain_to_dict(record: DomainRecord, driver: str = "unknown") -> dict[str, A
             extra["tags"] = raw_tags
     return {
         "name": record.name,
-        "uuid": record.uuid,
+        "uuid": _canonical_uuid(record.uuid),
         "state": None if state_unknown else record.state.name.lower(),
         "native_state": None if state_unknown else record.native_state,
         "vcpus": record.vcpus,
