@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from virtabs._api import Connection, Domain
 from virtabs._models import DiskSpec, DomainSpec
 from virtabs.testing import DefaultTarget
