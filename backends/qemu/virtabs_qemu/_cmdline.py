@@ -82,9 +82,7 @@ def _opt_escape(value: str) -> str:
     return value.replace(",", ",,")
 
 
-def blockdev_nodes(
-    disk: DiskSpec, file_node: str | None = None, fmt_node: str | None = None
-) -> list[dict[str, Any]]:
+def blockdev_nodes(disk: DiskSpec, file_node: str | None = None, fmt_node: str | None = None) -> list[dict[str, Any]]:
     """The two ``blockdev-add`` objects of a disk: protocol node, then format node (explicit driver)."""
     fnode = file_node or file_node_name(disk.target)
     dnode = fmt_node or fmt_node_name(disk.target)

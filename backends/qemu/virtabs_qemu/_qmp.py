@@ -195,4 +195,3 @@ class QMPClient:
         if not isinstance(msg, dict):
             raise OperationFailedError(f"{self.what}: QEMU sent a non-object on QMP")
         return msg
-

@@ -1543,9 +1543,7 @@ class QemuDriver(Driver):
         """A volume by name."""
         return self._volume(pool, self._pool_path(pool), name)
 
-    def create_volume(
-        self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None
-    ) -> VolumeInfo:
+    def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
         """``qemu-img create -f FORMAT [-b BACKING -F BACKING_FORMAT]``."""
         self._check_writable()
         path = self._pool_path(pool)

@@ -6,11 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from qemu_guest import guest_extra, wait_console
+from qemu_helpers import MiB, make_driver, qemu_img, qemu_pids
 from virtabs import DomainState
 from virtabs._models import DiskSpec, DomainSpec
-
-from .conftest import MiB, make_driver, qemu_img, qemu_pids
-from .guest import guest_extra, wait_console
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 import virtabs
+from qemu_helpers import LAYERS, SIZE, chain_spec, check_all_layers, has_pattern, image_info, qemu_img
 from virtabs import BlockCommitFlags, BlockCopyActiveError, BlockRebaseFlags, OperationInvalidError
 from virtabs._flags import BlockJobStatus, BlockJobType
-
-from .conftest import LAYERS, SIZE, chain_spec, check_all_layers, has_pattern, image_info, qemu_img
 
 R = BlockRebaseFlags
 
@@ -189,7 +188,7 @@ def test_active_commit(root: Path, chain: dict[str, Path], pivot: bool) -> None:
 
 
 def test_info_never_reports_cur_eq_end_before_ready(root: Path, chain: dict[str, Path]) -> None:
-    from .conftest import make_driver
+    from qemu_helpers import make_driver
 
     drv = make_driver(root)
     ref = drv.define_domain(chain_spec("vm", chain["snap2"]))

@@ -15,14 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from qemu_guest import guest_extra, wait_console
 from virtabs._api import Connection, Domain
 from virtabs._models import DiskSpec, DomainSpec
 from virtabs.testing import DefaultTarget
 from virtabs.testing.suite.test_core import *  # noqa: F403
 from virtabs.testing.suite.test_lifecycle import *  # noqa: F403
 from virtabs.testing.suite.test_snapshots_devices import *  # noqa: F403
-
-from .guest import guest_extra, wait_console
 
 MiB = 1 << 20
 

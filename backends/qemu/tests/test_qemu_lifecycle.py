@@ -9,6 +9,17 @@ from pathlib import Path
 
 import pytest
 import virtabs
+from qemu_helpers import (
+    SIZE,
+    MiB,
+    chain_spec,
+    check_all_layers,
+    has_pattern,
+    make_driver,
+    qemu_img,
+    qemu_pids,
+    write_pattern,
+)
 from virtabs import DomainState
 from virtabs._errors import (
     DriverUnavailableError,
@@ -22,18 +33,6 @@ from virtabs._flags import LifecycleEventType
 from virtabs._models import DiskSpec, DomainSpec
 
 from virtabs_qemu._state import StateDirs
-
-from .conftest import (
-    SIZE,
-    MiB,
-    chain_spec,
-    check_all_layers,
-    has_pattern,
-    make_driver,
-    qemu_img,
-    qemu_pids,
-    write_pattern,
-)
 
 
 def _disk(root: Path, name: str = "d.qcow2", fmt: str = "qcow2") -> Path:

@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import virtabs
+from qemu_helpers import chain_spec, check_all_layers, image_info, make_driver, qemu_pids
 from virtabs import DomainState
-
-from .conftest import chain_spec, check_all_layers, image_info, make_driver, qemu_pids
 
 ROOT_DIR = Path(__file__).resolve().parents[1]
 

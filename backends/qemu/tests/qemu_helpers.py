@@ -1,0 +1,155 @@
+"""Fixtures and helpers of the qemu driver tests: real QEMU, small images, everything under a temp root.
+
+Without qemu-system-x86_64/qemu-img/qemu-io the tests skip, except when CI=true: then they fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from virtabs._models import DiskSpec, DomainSpec
+from virtabs._uri import parse_uri
+from virtabs.spi import ConnectOptions
+
+MiB = 1024 * 1024
+SIZE = 64 * MiB
+# The layout of test-targets.md §8, scaled to 64 MiB: base 0xaa [0, 32M), snap1 0xbb [32M, 48M), snap2 0xcc [48M, 64M)
+LAYERS = (("base", 0xAA, 0, 32 * MiB), ("snap1", 0xBB, 32 * MiB, 16 * MiB), ("snap2", 0xCC, 48 * MiB, 16 * MiB))
+
+TOOLS = ("qemu-system-x86_64", "qemu-img", "qemu-io")
+
+
+def _require_tools() -> None:
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        msg = f"QEMU tools missing: {', '.join(missing)} (apt install qemu-system-x86 qemu-utils)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.fixture(autouse=True)
+def _qemu_required(request: pytest.FixtureRequest) -> None:
+    if "no_qemu" not in request.keywords:
+        _require_tools()
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    """A short state root (the QMP socket path must stay under 108 bytes)."""
+    d = Path(tempfile.mkdtemp(prefix="vtq-"))
+    yield d
+    _kill_leftovers(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _kill_leftovers(root: Path) -> None:
+    for pidfile in root.glob("run/*/qemu.pid"):
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+
+
+def make_driver(root: Path, events: list[object] | None = None, **params: str):  # type: ignore[no-untyped-def]
+    from virtabs_qemu.driver import QemuDriver
+
+    query = "&".join(f"{k}={v}" for k, v in {"root": str(root), **params}.items())
+    sink = events.append if events is not None else (lambda _e: None)
+    return QemuDriver(parse_uri(f"qemu:///embed?{query}"), ConnectOptions(event_sink=sink, timeout=30))
+
+
+@pytest.fixture
+def driver(root: Path):  # type: ignore[no-untyped-def]
+    return make_driver(root)
+
+
+def qemu_img(*args: str) -> str:
+    return subprocess.run(["qemu-img", *args], check=True, capture_output=True, text=True).stdout
+
+
+def write_pattern(path: Path, fmt: str, pattern: int, offset: int, length: int) -> None:
+    subprocess.run(
+        ["qemu-io", "-f", fmt, "-c", f"write -P 0x{pattern:02x} {offset} {length}", str(path)],
+        check=True,
+        capture_output=True,
+    )
+
+
+def has_pattern(path: Path | str, fmt: str, pattern: int, offset: int, length: int) -> bool:
+    """Read through ``path`` (and its chain) with an explicit format; True when every byte matches."""
+    res = subprocess.run(
+        ["qemu-io", "-r", "-U", "-f", fmt, "-c", f"read -P 0x{pattern:02x} {offset} {length}", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    return res.returncode == 0 and "Pattern verification failed" not in res.stdout + res.stderr
+
+
+def check_all_layers(path: Path | str, fmt: str) -> None:
+    for name, pattern, offset, length in LAYERS:
+        assert has_pattern(path, fmt, pattern, offset, length), f"{path}: {name}'s 0x{pattern:02x} data missing"
+
+
+def make_chain(directory: Path) -> dict[str, Path]:
+    """base <- snap1 <- snap2 (qcow2, explicit backing formats), a distinct pattern per layer."""
+    paths: dict[str, Path] = {}
+    below: Path | None = None
+    for name, pattern, offset, length in LAYERS:
+        p = directory / f"{name}.qcow2"
+        args = ["create", "-q", "-f", "qcow2"]
+        if below is not None:
+            args += ["-b", str(below), "-F", "qcow2"]
+        qemu_img(*args, str(p), str(SIZE))
+        write_pattern(p, "qcow2", pattern, offset, length)
+        paths[name] = p
+        below = p
+    return paths
+
+
+@pytest.fixture
+def chain(root: Path) -> dict[str, Path]:
+    d = root / "img"
+    d.mkdir()
+    return make_chain(d)
+
+
+def chain_spec(name: str, top: Path, **extra: object) -> DomainSpec:
+    return DomainSpec(
+        name=name,
+        memory_bytes=64 * MiB,
+        vcpus=1,
+        disks=[DiskSpec(target="vda", path=str(top), format="qcow2")],
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def image_info(path: Path | str) -> dict[str, object]:
+    import json
+
+    fmt = "raw"
+    with open(path, "rb") as fh:
+        if fh.read(4) == b"QFI\xfb":
+            fmt = "qcow2"
+    return dict(json.loads(qemu_img("info", "--output=json", "-U", "-f", fmt, str(path))))
+
+
+def qemu_pids(root: Path) -> set[int]:
+    """Live QEMU processes whose command line mentions ``root``."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"qemu-system" in cmdline and os.fsencode(str(root)) in cmdline:
+            pids.add(int(entry))
+    return pids
