@@ -158,9 +158,10 @@ def test_commit_intermediate(root: Path, chain: dict[str, Path]) -> None:
     conn = _open(root)
     dom = conn.define_domain(chain_spec("vm", chain["snap2"]))
     dom.start()
-    job = dom.block_commit("vda", top=str(chain["snap1"]), base=str(chain["base"]))
+    job = dom.block_commit("vda", top=str(chain["snap1"]), base=str(chain["base"]), flags=BlockCommitFlags.DELETE)
     job.wait(timeout=60)
     assert dom.disks()[0].backing_chain == (str(chain["base"]),)
+    assert not chain["snap1"].exists()  # DELETE removed the committed image
     dom.destroy()
     _name, pattern, offset, length = LAYERS[1]
     assert has_pattern(chain["base"], "qcow2", pattern, offset, length), "snap1 data not committed into base"

@@ -149,3 +149,36 @@ def test_no_orphan_after_failed_start(root: Path, chain: dict[str, Path]) -> Non
     assert qemu_pids(root) - before == set()
     assert drv.domain_info(ref).state == DomainState.SHUTOFF
     assert not (root / "run" / "bad" / "qemu.pid").exists()
+
+
+def test_concurrent_threads_and_processes_are_serialized(root: Path, chain: dict[str, Path]) -> None:
+    import threading
+
+    drv = make_driver(root)
+    ref = drv.define_domain(chain_spec("vm", chain["snap2"]))
+    drv.start(ref, paused=False)
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        d = drv if i % 2 else make_driver(root)  # shared connection and separate ones
+        try:
+            for _ in range(15):
+                assert d.domain_info(ref).state.is_active
+                assert d.block_job_info(ref, "vda") is None
+                assert d.disks(ref)[0].backing_chain
+        except BaseException as exc:
+            errors.append(exc)
+
+    script = (
+        f"import virtabs\nd = virtabs.open('qemu:///embed?root={root}').lookup_domain('vm')\n"
+        "for _ in range(15):\n    assert d.state().is_active\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(2)]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    assert errors == []
+    drv.destroy(ref)
