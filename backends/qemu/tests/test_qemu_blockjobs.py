@@ -210,3 +210,23 @@ def test_info_never_reports_cur_eq_end_before_ready(root: Path, chain: dict[str,
     drv.block_job_abort(ref, "vda", pivot=True, wait=True)
     drv.destroy(ref)
     check_all_layers(chain["base"].parent / "o.raw", "raw")
+
+
+def test_pull_abort_keeps_the_chain(root: Path, chain: dict[str, Path]) -> None:
+    conn = _open(root)
+    dom = conn.define_domain(chain_spec("vm", chain["snap2"]))
+    dom.start()
+    events: list[Any] = []
+    sub = conn.subscribe(events.append)
+    job = dom.block_pull("vda", bandwidth=1)
+    info = job.info()
+    assert info is not None and info.type == BlockJobType.PULL and info.cur < info.end
+    with pytest.raises(virtabs.VirtabsError):
+        job.pivot()
+    job.abort()
+    assert dom.block_job_info("vda") is None
+    sub.close()
+    assert BlockJobStatus.CANCELED in [e.status for e in events if isinstance(e, virtabs.BlockJobEvent)]
+    assert dom.disks()[0].backing_chain == (str(chain["snap1"]), str(chain["base"]))
+    dom.destroy()
+    check_all_layers(chain["snap2"], "qcow2")

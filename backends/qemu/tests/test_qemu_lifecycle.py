@@ -268,3 +268,19 @@ def test_public_api_connection(root: Path, chain: dict[str, Path]) -> None:
     dom.destroy()
     check_all_layers(chain["snap2"], "qcow2")
     assert os.path.exists(root / "domains" / "vm.json")
+
+
+def test_save_while_paused_restores_paused(root: Path) -> None:
+    drv = make_driver(root)
+    ref = drv.define_domain(
+        DomainSpec(name="sp", memory_bytes=64 * MiB, vcpus=1, disks=[DiskSpec("vda", str(_disk(root)), "qcow2")])
+    )
+    drv.start(ref, paused=True)
+    drv.save(ref, str(root / "p.save"))
+    assert drv.domain_info(ref).state == DomainState.SHUTOFF
+    assert drv.restore(str(root / "p.save")) == ref
+    assert drv.domain_info(ref).state == DomainState.PAUSED
+    with pytest.raises(OperationInvalidError):
+        drv.restore(str(root / "p.save"))  # already running
+    drv.destroy(ref)
+    assert qemu_pids(root) == set()
