@@ -284,3 +284,30 @@ def test_save_while_paused_restores_paused(root: Path) -> None:
         drv.restore(str(root / "p.save"))  # already running
     drv.destroy(ref)
     assert qemu_pids(root) == set()
+
+
+def test_capabilities_refined_from_query_commands(root: Path) -> None:
+    import sys
+
+    fake = root / "old-qemu"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        'print(json.dumps({"QMP": {"version": {}, "capabilities": []}}), flush=True)\n'
+        "for line in sys.stdin:\n"
+        '    cmd = json.loads(line)["execute"]\n'
+        '    if cmd == "query-version":\n'
+        '        ret = {"qemu": {"major": 4, "minor": 0, "micro": 0}, "package": ""}\n'
+        '    elif cmd == "query-commands":\n'
+        '        ret = [{"name": n} for n in ("stop", "cont", "system_reset", "system_powerdown", "quit")]\n'
+        "    else:\n"
+        "        ret = {}\n"
+        '    print(json.dumps({"return": ret}), flush=True)\n'
+    )
+    fake.chmod(0o755)
+    caps = make_driver(root, emulator=str(fake)).connection_capabilities()
+    assert "domain.suspend" in caps and "domain.reboot" in caps
+    for gone in ("block.copy", "block.copy.shallow", "block.pull", "block.commit", "domain.save", "domain.snapshot"):
+        assert gone not in caps
+    full = make_driver(root).connection_capabilities()
+    assert set(full) == set(type(make_driver(root)).capabilities)

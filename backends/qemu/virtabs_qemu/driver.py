@@ -103,6 +103,21 @@ _PAUSED_STATES = {
 }
 
 
+_NEEDS_COMMANDS: dict[Capability, frozenset[str]] = {
+    Capability.DOMAIN_SHUTDOWN: frozenset({"system_powerdown"}),
+    Capability.DOMAIN_REBOOT: frozenset({"system_reset"}),
+    Capability.DOMAIN_SUSPEND: frozenset({"stop", "cont"}),
+    Capability.DOMAIN_SAVE: frozenset({"migrate", "query-migrate"}),
+    Capability.DOMAIN_SNAPSHOT: frozenset({"human-monitor-command"}),
+    Capability.DOMAIN_DISK_HOTPLUG: frozenset({"blockdev-add", "blockdev-del", "device_add", "device_del"}),
+    Capability.BLOCK_PULL: frozenset({"block-stream", "query-jobs", "job-dismiss", "block-job-cancel"}),
+    Capability.BLOCK_COPY: frozenset({"drive-mirror", "query-jobs", "job-dismiss", "job-complete"}),
+    Capability.BLOCK_COMMIT: frozenset({"block-commit", "query-jobs", "job-dismiss", "job-complete"}),
+}
+_NEEDS_COMMANDS_ALL = frozenset().union(*_NEEDS_COMMANDS.values())
+_COMMANDS_CACHE: dict[str, frozenset[str]] = {}
+
+
 def _now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat()
 
@@ -384,12 +399,52 @@ class QemuDriver(Driver):
             self._version = (parts[0], parts[1], parts[2])
         return self._version
 
+    def qmp_commands(self) -> frozenset[str]:
+        """The emulator's QMP commands (``query-commands`` of a throw-away ``-machine none`` QEMU), cached."""
+        cached = _COMMANDS_CACHE.get(self.emulator)
+        if cached is not None:
+            return cached
+        script = "".join(
+            json.dumps({"execute": c}) + "\n" for c in ("qmp_capabilities", "query-version", "query-commands", "quit")
+        )
+        try:
+            res = subprocess.run(
+                [self.emulator, "-machine", "none", "-nodefaults", "-display", "none", "-S", "-qmp", "stdio"],
+                input=script,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise OperationFailedError(f"cannot query the commands of {self.emulator}: {exc}") from None
+        names: set[str] = set()
+        for line in res.stdout.splitlines():
+            with contextlib.suppress(ValueError):
+                msg = json.loads(line)
+                ret = msg.get("return") if isinstance(msg, dict) else None
+                if isinstance(ret, list):
+                    names.update(str(c.get("name")) for c in ret if isinstance(c, dict))
+                elif isinstance(ret, dict) and "qemu" in ret:
+                    q = ret["qemu"]
+                    self._version = (int(q["major"]), int(q["minor"]), int(q["micro"]))
+        result = frozenset(names)
+        _COMMANDS_CACHE[self.emulator] = result
+        return result
+
     def connection_capabilities(self) -> Capabilities:
-        """Drop block jobs on a QEMU older than 4.2 (no ``-blockdev``/job model)."""
+        """The class declaration, minus what this emulator lacks (``query-version``, ``query-commands``).
+
+        Block jobs need QEMU >= 4.2 (``-blockdev`` and the job model with ``job-dismiss``).
+        """
         caps = type(self).capabilities
+        commands = self.qmp_commands()
+        if not commands:  # could not ask: keep the declaration, the version check below still applies
+            commands = frozenset(_NEEDS_COMMANDS_ALL)
+        drop = [cap for cap, needed in _NEEDS_COMMANDS.items() if not needed <= commands]
         if self.qemu_version() < (4, 2, 0):
-            caps = caps.without(Capability.BLOCK_PULL, Capability.BLOCK_COPY, Capability.BLOCK_COMMIT)
-        return caps
+            drop += [Capability.BLOCK_PULL, Capability.BLOCK_COPY, Capability.BLOCK_COMMIT]
+        return caps.without(*drop) if drop else caps
 
     def close(self) -> None:
         """Stop the event poller. Running domains keep running (they do not belong to the connection)."""
