@@ -178,13 +178,13 @@ def _warm() -> None:
 
 
 def timed(
-    fn: Callable[[], int], runs: int, reset: Callable[[], None] = _warm, budget: float = 1.0
+    fn: Callable[[], int], runs: int, reset: Callable[[], None] = _warm, budget: float = 1.0, warmup: bool = True
 ) -> tuple[float, int]:
     """Median seconds of at least ``runs`` calls (after ``reset()`` each), repeated until ``budget``
     seconds of samples (at most 25), and what the last call counted."""
     samples: list[float] = []
     count = 0
-    if reset is _warm:
+    if warmup and reset is _warm:
         fn()  # warm-up: loads the nodes
     while len(samples) < runs or (sum(samples) < budget and len(samples) < 25):
         reset()
@@ -217,7 +217,7 @@ def report(
         if n > naive_max_hosts:
             print(f"{n:>5} {'(skipped: --naive-max-hosts)':>36}")
             continue
-        seconds, _ = timed(lambda n=n: naive(uris[:n]), max(1, runs // 2), reset, budget=0)
+        seconds, _ = timed(lambda n=n: naive(uris[:n]), max(1, runs // 2), reset, budget=0, warmup=False)
         print(f"{n:>5} {seconds:>9.3f} {times[n]:>10.3f} {seconds / times[n]:>13.1f}x")
 
 
