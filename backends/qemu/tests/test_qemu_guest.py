@@ -57,3 +57,28 @@ def test_virtio_hot_unplug_with_a_guest(root: Path, extra: dict[str, object]) ->
     drv.detach_disk(ref, "vdb")  # type: ignore[attr-defined]
     assert drv.domain_spec(ref).disks == ()  # type: ignore[attr-defined]
     drv.destroy(ref)  # type: ignore[attr-defined]
+
+
+def test_async_shutdown_is_reported_by_the_event_poller(root: Path, extra: dict[str, object]) -> None:
+    import time
+
+    from virtabs._flags import LifecycleEventType
+
+    events: list[object] = []
+    drv = make_driver(root, events, accel=os.environ.get("VIRTABS_GUEST_ACCEL", "tcg"))
+    ref = drv.define_domain(DomainSpec(name="g", memory_bytes=128 * MiB, vcpus=1, extra=extra))
+    drv.start(ref, paused=False)
+    wait_console(root / "run" / "g" / "console.log", "virtabs-guest: ready")
+    drv.start_events()
+    try:
+        drv.shutdown(ref, timeout=None)  # returns at once; the guest powers off by itself
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if any(getattr(e, "type", None) == LifecycleEventType.STOPPED for e in events):
+                break
+            time.sleep(0.1)
+        stopped = [e for e in events if getattr(e, "type", None) == LifecycleEventType.STOPPED]
+        assert stopped, events
+        assert drv.domain_info(ref).state == DomainState.SHUTOFF
+    finally:
+        drv.stop_events()
