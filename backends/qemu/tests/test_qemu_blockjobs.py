@@ -230,3 +230,32 @@ def test_pull_abort_keeps_the_chain(root: Path, chain: dict[str, Path]) -> None:
     assert dom.disks()[0].backing_chain == (str(chain["snap1"]), str(chain["base"]))
     dom.destroy()
     check_all_layers(chain["snap2"], "qcow2")
+
+
+def test_copy_raw_never_probes_and_reuse_probes_only_the_destination(
+    running: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from virtabs_qemu import _img
+
+    _conn, dom, chain = running
+    probed: list[str] = []
+    real_probe = _img.probe_format
+
+    def spy(path: str) -> str:
+        probed.append(path)
+        return real_probe(path)
+
+    monkeypatch.setattr(_img, "probe_format", spy)
+    raw = chain["base"].parent / "r.raw"
+    qemu_img("create", "-q", "-f", "raw", str(raw), str(SIZE))
+    job = dom.block_rebase("vda", str(raw), flags=R.COPY | R.REUSE_EXT | R.COPY_RAW)
+    job.wait_ready(timeout=60)
+    job.abort()
+    assert probed == []  # COPY_RAW: format="raw", nothing probed
+    q = chain["base"].parent / "q.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", str(q), str(SIZE))
+    job = dom.block_rebase("vda", str(q), flags=R.COPY | R.REUSE_EXT)
+    job.wait_ready(timeout=60)
+    job.pivot()
+    assert probed == [str(q)]  # REUSE_EXT without a format: the destination's metadata only
+    assert dom.spec().disks[0].format == "qcow2"
