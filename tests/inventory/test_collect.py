@@ -115,7 +115,7 @@ def test_a_hanging_host_times_out_and_the_others_finish(
     uris = [make_node("fast1"), make_node("stuck"), make_node("fast2")]
     started = time.monotonic()
     try:
-        result = inv.collect(uris, timeout=0.5, concurrency=3)
+        result = inv.collect(uris, timeout=1.5, concurrency=3)
     finally:
         released.set()
     assert time.monotonic() - started < 10  # not the 30 s the host would take
@@ -123,7 +123,7 @@ def test_a_hanging_host_times_out_and_the_others_finish(
     stuck = result.hosts[1]
     assert stuck.error is not None
     assert stuck.error.code == 68 and stuck.error.code_name == "OPERATION_TIMEOUT"
-    assert "0.5s" in stuck.error.message
+    assert "1.5s" in stuck.error.message
     assert stuck.uri == uris[1]
     assert [len(h.domains) for h in result.hosts] == [3, 0, 3]
     inv.validate(result.to_dict())
@@ -144,7 +144,7 @@ def test_timed_out_hosts_free_their_slot(make_node: Callable[..., str], monkeypa
     released = _slow_for(monkeypatch, "stuck", 30)
     uris = [make_node("stuck-a"), make_node("stuck-b"), make_node("ok-c"), make_node("ok-d")]
     try:
-        result = inv.collect(uris, timeout=0.3, concurrency=2)
+        result = inv.collect(uris, timeout=1.5, concurrency=2)
     finally:
         released.set()
     assert [h.ok for h in result.hosts] == [False, False, True, True]
