@@ -61,13 +61,29 @@ class QMPClient:
             raise ConnectError(f"{self.what}: cannot connect to QMP socket {self.path}: {exc}") from None
         self._sock = sock
         try:
+            # Pipelined: QEMU reads the negotiation only after its greeting, so send it right away.
+            self._id += 1
+            sock.sendall(json.dumps({"execute": "qmp_capabilities", "id": f"v{self._id}"}).encode() + b"\n")
             deadline = time.monotonic() + self.timeout
             while True:
                 msg = self._read(deadline)
                 if "QMP" in msg:
                     self.greeting = msg
                     break
-            self.execute("qmp_capabilities")
+            while True:
+                msg = self._read(deadline)
+                if "event" in msg:
+                    self.events.append(msg)
+                    continue
+                if "error" in msg:
+                    raise QMPError(f"{self.what}: qmp_capabilities: {msg['error'].get('desc')}")
+                break
+        except TimeoutError:
+            self.close()
+            raise OperationTimeoutError(f"{self.what}: QMP negotiation timed out") from None
+        except OSError as exc:
+            self.close()
+            raise ConnectError(f"{self.what}: QMP negotiation failed: {exc}") from None
         except BaseException:
             self.close()
             raise
