@@ -208,7 +208,7 @@ def report(
     print(f"{'hosts':>5} {'domains':>8} {'seconds':>9} {'s/host':>8} {'vs 1 host':>10} {'(hosts x)':>10}")
     times: dict[int, float] = {}
     for n in counts:
-        seconds, found = timed(lambda n=n: with_virtabs(uris[:n], concurrency), runs, reset)
+        seconds, found = timed(functools.partial(with_virtabs, uris[:n], concurrency), runs, reset)
         times[n] = seconds
         base = times[counts[0]]
         print(f"{n:>5} {found:>8} {seconds:>9.3f} {seconds / n:>8.4f} {seconds / base:>9.1f}x {n / counts[0]:>9.0f}x")
@@ -217,7 +217,7 @@ def report(
         if n > naive_max_hosts:
             print(f"{n:>5} {'(skipped: --naive-max-hosts)':>36}")
             continue
-        seconds, _ = timed(lambda n=n: naive(uris[:n]), max(1, runs // 2), reset, budget=0, warmup=False)
+        seconds, _ = timed(functools.partial(naive, uris[:n]), max(1, runs // 2), reset, budget=0, warmup=False)
         print(f"{n:>5} {seconds:>9.3f} {times[n]:>10.3f} {seconds / times[n]:>13.1f}x")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,7 @@ def test_ctrl_c_writes_nothing(runner: CliRunner, tmp_path: Path, monkeypatch: p
     def interrupted(*args: Any, **kwargs: Any) -> inv.Inventory:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_inventory, "collect", interrupted)
+    monkeypatch.setattr("virtabs.cli._inventory.collect", interrupted)
     result = runner.invoke(inventory_command, ["-o", str(out)])
     assert result.exit_code == 130
     assert "interrupted while collecting; the output file was not changed" in result.stderr
@@ -148,7 +149,7 @@ def test_ctrl_c_while_writing_keeps_the_old_file(
     def interrupted_replace(src: str, dst: str) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(inv._io.os, "replace", interrupted_replace)
+    monkeypatch.setattr(os, "replace", interrupted_replace)
     result = runner.invoke(inventory_command, ["-o", str(out)])
     assert result.exit_code == 130
     assert out.read_text() == "previous run"
@@ -193,7 +194,7 @@ def test_a_missing_output_directory_is_a_usage_error_before_collecting(
     def never(*args: Any, **kwargs: Any) -> inv.Inventory:
         raise AssertionError("collected although the output cannot be written")
 
-    monkeypatch.setattr(_inventory, "collect", never)
+    monkeypatch.setattr("virtabs.cli._inventory.collect", never)
     result = runner.invoke(inventory_command, ["-o", str(tmp_path / "no" / "such" / "dir.json")])
     assert result.exit_code == 2
     assert "does not exist" in result.stderr
@@ -203,13 +204,13 @@ def test_global_timeout_bounds_each_call(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch, make_node: Callable[..., str]
 ) -> None:
     seen: dict[str, Any] = {}
-    real = _inventory.collect
+    real = inv.collect
 
     def spy(*args: Any, **kwargs: Any) -> inv.Inventory:
         seen.update(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_inventory, "collect", spy)
+    monkeypatch.setattr("virtabs.cli._inventory.collect", spy)
 
     class State:
         uri = None
@@ -238,7 +239,7 @@ def test_sigterm_is_treated_like_ctrl_c(runner: CliRunner, tmp_path: Path, monke
         raise AssertionError("SIGTERM did not interrupt")
 
     before = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(_inventory, "collect", terminated)
+    monkeypatch.setattr("virtabs.cli._inventory.collect", terminated)
     result = runner.invoke(inventory_command, ["-o", str(out)])
     assert result.exit_code == 130
     assert out.read_text() == "previous run"

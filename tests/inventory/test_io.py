@@ -12,7 +12,6 @@ import pytest
 
 import virtabs
 import virtabs.inventory as inv
-from virtabs.inventory import _io
 
 
 def test_write_atomic_replaces_the_file(tmp_path: Path) -> None:
@@ -66,7 +65,7 @@ def test_a_failure_mid_write_leaves_the_old_file_intact(
             raise failure
 
     real_fdopen = os.fdopen
-    monkeypatch.setattr(_io.os, "fdopen", lambda fd, mode: Exploding(real_fdopen(fd, mode)))
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: Exploding(real_fdopen(fd, mode)))
     with pytest.raises(type(failure)):
         inv.write_atomic(target, "x" * 100_000)
     assert target.read_text() == "the old inventory"
@@ -80,7 +79,7 @@ def test_a_failing_rename_leaves_the_old_file_intact(tmp_path: Path, monkeypatch
     def refuse(src: str, dst: str) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(_io.os, "replace", refuse)
+    monkeypatch.setattr(os, "replace", refuse)
     with pytest.raises(PermissionError):
         inv.write_atomic(target, "new")
     assert target.read_text() == "old"
