@@ -311,3 +311,25 @@ def test_capabilities_refined_from_query_commands(root: Path) -> None:
         assert gone not in caps
     full = make_driver(root).connection_capabilities()
     assert set(full) == set(type(make_driver(root)).capabilities)
+
+
+def test_scsi_sata_disks_and_nic_models_start(root: Path) -> None:
+    drv = make_driver(root)
+    spec = DomainSpec(
+        name="buses",
+        memory_bytes=64 * MiB,
+        vcpus=1,
+        disks=[
+            DiskSpec("vda", str(_disk(root, "v.qcow2")), "qcow2"),
+            DiskSpec("sda", str(_disk(root, "s.raw", "raw")), "raw", bus="scsi"),
+            DiskSpec("sdb", str(_disk(root, "a.qcow2")), "qcow2", bus="sata"),
+            DiskSpec("sdc", str(_disk(root, "ro.raw", "raw")), "raw", bus="scsi", readonly=True),
+        ],
+        nics=[{"network": "user"}, {"network": "user", "model": "e1000", "mac": "52:54:00:aa:bb:cc"}],
+    )
+    ref = drv.define_domain(spec)
+    drv.start(ref, paused=False)
+    assert drv.domain_info(ref).state == DomainState.RUNNING
+    assert [d.target for d in drv.disks(ref)] == ["vda", "sda", "sdb", "sdc"]
+    assert drv.nics(ref)[1].mac == "52:54:00:aa:bb:cc"
+    drv.destroy(ref)
