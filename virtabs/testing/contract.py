@@ -68,9 +68,18 @@ class Contract:
         """Pre-create ``path`` (a REUSE_EXT destination)."""
         self.target.create_image(self.conn, path, format=format, backing=backing)
 
+    def block_device(self, name: str = "device") -> str:
+        """A block device a COPY_DEV copy may overwrite (the target's ``create_block_device``)."""
+        return self.target.create_block_device(self.conn, name)
+
     def cleanup(self) -> None:
         """Remove what the test created (called by the fixture)."""
         self.target.cleanup(self.conn)
+
+    @property
+    def shutdown_timeout(self) -> float:
+        """How long a graceful shutdown may take: the target's ``shutdown_timeout``, else its ``job_timeout``."""
+        return float(getattr(self.target, "shutdown_timeout", self.target.job_timeout))
 
     # --- observation ----------------------------------------------------------------
 

@@ -81,6 +81,10 @@ class ContractTarget(Protocol):
         """An absolute path, not existing yet, for a saved-memory file."""
         ...
 
+    def create_block_device(self, conn: Connection, name: str) -> str:
+        """A block device (at least as large as the chain disk) a COPY_DEV copy may overwrite; its path."""
+        ...
+
     def cleanup(self, conn: Connection) -> None:
         """Remove everything this target (or a test using its names) created. Best effort."""
         ...
@@ -157,6 +161,12 @@ class DefaultTarget:
                 "(or the driver lacks storage.volume): supply your own target"
             )
         pool.create_volume(os.path.basename(path), GiB, format=format, backing=backing)
+
+    def create_block_device(self, conn: Connection, name: str) -> str:
+        """A raw volume standing in for a device (drivers with a virtual image store accept that)."""
+        path = self.scratch_path(conn, name)
+        self.create_image(conn, path, format="raw", backing=None)
+        return path
 
     # --- domains ----------------------------------------------------------------
 

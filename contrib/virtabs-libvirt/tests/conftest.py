@@ -7,7 +7,9 @@ which builds real qcow2 chains with qemu-img.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -24,10 +26,17 @@ def virtabs_uri(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
-def virtabs_target(virtabs_uri: str, tmp_path_factory: pytest.TempPathFactory) -> ContractTarget:
+def virtabs_target(virtabs_uri: str) -> Iterator[ContractTarget]:
     if virtabs_uri.startswith("libvirt+qemu"):
-        return QemuTarget(str(tmp_path_factory.mktemp("libvirt-images")))
-    return DefaultTarget()
+        # libvirtd's QEMU runs as libvirt-qemu: the images must be in a directory it can reach
+        parent = "/var/lib/libvirt/images" if os.path.isdir("/var/lib/libvirt/images") else None
+        directory = tempfile.mkdtemp(prefix="virtabs-contract-", dir=parent)
+        pool = _transient_dir_pool(virtabs_uri, directory)
+        yield QemuTarget(directory, pool=pool)
+        _destroy_pool(virtabs_uri, pool)
+        shutil.rmtree(directory, ignore_errors=True)
+    else:
+        yield DefaultTarget()
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +51,29 @@ def virtabs_known_failures(virtabs_uri: str, pytestconfig: pytest.Config) -> Map
     if extra:
         known.update(load_known_failures(extra))
     return known
+
+
+def _transient_dir_pool(uri: str, directory: str) -> str:
+    """A transient libvirt dir pool over ``directory`` (storage tests need a pool; qemu:///system has none)."""
+    import libvirt
+
+    name = os.path.basename(directory)
+    conn = libvirt.open(uri.removeprefix("libvirt+"))
+    try:
+        xml = f"<pool type='dir'><name>{name}</name><target><path>{directory}</path></target></pool>"
+        conn.storagePoolCreateXML(xml, 0)
+    finally:
+        conn.close()
+    return name
+
+
+def _destroy_pool(uri: str, name: str) -> None:
+    import libvirt
+
+    conn = libvirt.open(uri.removeprefix("libvirt+"))
+    try:
+        conn.storagePoolLookupByName(name).destroy()
+    except libvirt.libvirtError:
+        pass
+    finally:
+        conn.close()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 
-from virtabs import Connection, DiskSpec, Domain, DomainSpec
+from virtabs import Connection, DiskSpec, Domain, DomainSpec, StoragePool
 from virtabs.testing import DefaultTarget
 
 MiB = 1 << 20
@@ -16,10 +17,12 @@ class QemuTarget(DefaultTarget):
     """Images are real files in ``directory`` made with qemu-img; domains boot nothing (no OS needed)."""
 
     job_timeout = 120.0
+    shutdown_timeout = 10.0
 
-    def __init__(self, directory: str) -> None:
-        super().__init__(prefix="vtl", image_dir=directory)
+    def __init__(self, directory: str, pool: str | None = None) -> None:
+        super().__init__(prefix="vtl", image_dir=directory, pool=pool)
         self.directory = directory
+        self._loops: list[str] = []
         os.chmod(directory, 0o755)
 
     def _img(self, path: str, format: str, size: int = 64 * MiB, backing: str | None = None) -> None:
@@ -70,12 +73,28 @@ class QemuTarget(DefaultTarget):
         return dom
 
     def scratch_path(self, conn: Connection, name: str) -> str:
-        """A new file name in the image directory."""
+        """A new file name in the image directory (which is also the dir pool ``pool``)."""
         return os.path.join(self.directory, self.new_name(name))
+
+    def _pool(self, conn: Connection) -> StoragePool | None:
+        pool = super()._pool(conn)
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                conn._driver._conn.storagePoolLookupByName(pool.name).refresh(0)  # type: ignore[attr-defined]
+        return pool
 
     def create_image(self, conn: Connection, path: str, *, format: str, backing: str | None) -> None:
         """qemu-img create (64 MiB)."""
         self._img(path, format, backing=backing)
+
+    def create_block_device(self, conn: Connection, name: str) -> str:
+        """A loop device over a 64 MiB raw file (detached again in cleanup)."""
+        backing = os.path.join(self.directory, self.new_name(name) + ".loop")
+        self._img(backing, "raw")
+        dev = subprocess.run(["losetup", "-f", "--show", backing], check=True, capture_output=True, text=True)
+        path = dev.stdout.strip()
+        self._loops.append(path)
+        return path
 
     def save_path(self, conn: Connection, name: str) -> str:
         """A file in the image directory (libvirtd writes it as root)."""
@@ -84,6 +103,9 @@ class QemuTarget(DefaultTarget):
     def cleanup(self, conn: Connection) -> None:
         """Remove the domains (DefaultTarget's sweep), then the image files of this run."""
         super().cleanup(conn)
+        for dev in self._loops:
+            subprocess.run(["losetup", "-d", dev], check=False)
+        self._loops.clear()
         for entry in os.listdir(self.directory):
             if entry.startswith(self.prefix):
                 path = os.path.join(self.directory, entry)

@@ -408,7 +408,14 @@ class LibvirtDriver(Driver):
         if self._type.lower() == "test":
             return "test"
         if self._type.upper() == "QEMU":
-            return "kvm" if os.path.exists("/dev/kvm") else "qemu"
+            if self._target and "://" in self._target and self._target.split("://", 1)[1].split("/", 1)[0]:
+                return "kvm"  # a remote host: assume KVM (override with extra={"libvirt": {"domain_type": ...}})
+            # locally: KVM only when QEMU (not root under libvirtd) can open /dev/kvm (udev's kvm group, 0660)
+            try:
+                mode = os.stat("/dev/kvm").st_mode
+            except OSError:
+                return "qemu"
+            return "kvm" if mode & 0o060 or mode & 0o006 else "qemu"
         return self._type.lower()
 
     def define_domain(self, spec: DomainSpec) -> DomainRef:

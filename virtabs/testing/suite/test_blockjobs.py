@@ -275,8 +275,7 @@ class TestBlockCopyFlags:
     @requires("block.copy", "block.copy.pivot", "block.copy.dev", "block.copy.raw")
     def test_copy_dev_onto_an_existing_device(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.chain_domain()
-        dest = virtabs_contract.scratch("device.raw")
-        virtabs_contract.create_image(dest, format="raw")
+        dest = virtabs_contract.block_device("device")
         after = copy_and_pivot(virtabs_contract, dom, dest, R.COPY_DEV | R.COPY_RAW)
         assert (after.path, after.format, after.backing_chain) == (dest, "raw", ())
 

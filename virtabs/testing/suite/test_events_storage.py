@@ -86,7 +86,7 @@ class TestEvents:
         log = EventLog()
         with virtabs_contract.conn.subscribe(log, domain=dom):
             dom.shutdown()
-            log.wait_for(dom, LifecycleEventType.STOPPED, timeout=virtabs_contract.target.job_timeout)
+            log.wait_for(dom, LifecycleEventType.STOPPED, timeout=virtabs_contract.shutdown_timeout)
 
     @requires("events", "domain.suspend")
     def test_filter_and_unsubscribe(self, virtabs_contract: Contract) -> None:

@@ -90,7 +90,7 @@ class TestPowerState:
     def test_shutdown_ends_in_shutoff(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.domain(running=True)
         dom.shutdown()
-        virtabs_contract.wait_state(dom, DomainState.SHUTOFF)
+        virtabs_contract.wait_state(dom, DomainState.SHUTOFF, virtabs_contract.shutdown_timeout)
         with pytest.raises(OperationInvalidError):
             dom.shutdown()
 
