@@ -6,6 +6,8 @@ exactly the driver a URI names, through stevedore.
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections import defaultdict
 from typing import Any
 
@@ -27,7 +29,21 @@ class DriverEntry:
     distribution: str | None
 
 
+_SCAN_CACHE: dict[tuple[str, ...], dict[str, list[DriverEntry]]] = {}
+_SCAN_LOCK = threading.Lock()
+
+
 def _entries() -> dict[str, list[DriverEntry]]:
+    """The group's entry points by name, scanned once per ``sys.path`` (opening many hosts stays cheap)."""
+    key = tuple(sys.path)
+    with _SCAN_LOCK:
+        cached = _SCAN_CACHE.get(key)
+        if cached is None:
+            cached = _SCAN_CACHE[key] = _scan()
+        return cached
+
+
+def _scan() -> dict[str, list[DriverEntry]]:
     import importlib.metadata as md  # lazily: only opening or listing drivers needs it
 
     found: dict[str, list[DriverEntry]] = defaultdict(list)
@@ -71,9 +87,11 @@ def load_driver_class(name: str) -> type:
     from stevedore import DriverManager  # imported here: `virtabs --help` need not pay for it
     from stevedore.extension import ExtensionManager
 
-    # stevedore memoises a group's entry points for the life of the process; drop that memo so a
-    # driver installed after the first open() is found (importlib.metadata above already sees it).
-    ExtensionManager.ENTRY_POINT_CACHE.pop(GROUP, None)
+    # stevedore memoises a group's entry points for the life of the process; drop that memo when it
+    # lacks a driver our own scan found (one that appeared on sys.path after the first open()).
+    memo = ExtensionManager.ENTRY_POINT_CACHE.get(GROUP)
+    if memo is not None and not any(ep.name == name for ep in memo):
+        ExtensionManager.ENTRY_POINT_CACHE.pop(GROUP, None)
 
     try:
         manager: Any = DriverManager(
