@@ -87,7 +87,7 @@ def test_report_summarises_outcomes() -> None:
     assert rows["(core)"]["result"] == "fail"
     assert rows["block.pull"]["result"] == "untested"
     text = render_text(report)
-    assert "| events | no | not-supported-verified | 1 refusals verified |" in text
+    assert "| events | no | not-supported-verified | 1 refusal verified |" in text
     assert "- c" in text
 
 

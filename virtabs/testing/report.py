@@ -136,13 +136,13 @@ def _summarise(row: dict[str, Any]) -> dict[str, Any]:
     if counts["passed"]:
         parts.append(f"{counts['passed']} passed")
     if counts["verified"]:
-        parts.append(f"{counts['verified']} refusals verified")
+        parts.append(f"{counts['verified']} refusal{'s' if counts['verified'] != 1 else ''} verified")
     if counts["known"]:
-        parts.append(f"{counts['known']} known failures")
+        parts.append(f"{counts['known']} known failure{'s' if counts['known'] != 1 else ''}")
     if counts["failed"]:
         parts.append(f"{counts['failed']} failed")
     if counts["refusals_failed"]:
-        parts.append(f"{counts['refusals_failed']} refusals failed")
+        parts.append(f"{counts['refusals_failed']} refusal{'s' if counts['refusals_failed'] != 1 else ''} failed")
     return {"result": result, "summary": ", ".join(parts) or "-", **counts}
 
 
