@@ -44,6 +44,13 @@ class HonestNoCopyDriver(TestDriver):
         raise self._unsupported("block_copy")
 
 
+class NoPivotDriver(TestDriver):
+    """Copies, but the caller cannot decide when to pivot (like hypervisors whose migration switches by itself)."""
+
+    __test__ = False
+    capabilities = Capabilities.all().without("block.copy.pivot")
+
+
 class MinimalDriver(TestDriver):
     """Declares only domain.define and storage.pool; refuses everything else itself (the base class's way)."""
 
@@ -105,6 +112,7 @@ __all__ = [
     "HonestNoCopyDriver",
     "LyingCopyDriver",
     "MinimalDriver",
+    "NoPivotDriver",
     "NPlusOneDriver",
     "conftest_source",
 ]

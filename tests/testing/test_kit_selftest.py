@@ -94,6 +94,13 @@ def test_minimal_driver_runs_the_whole_suite_without_skips(kit) -> None:
         assert table[cap]["result"] == "not-supported-verified", (cap, table[cap])
 
 
+def test_undeclared_pivot_is_verified_on_a_ready_copy(kit) -> None:
+    result = kit("NoPivotDriver", "-k", "TestBlockCopyFlags")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0 and "skipped" not in outcomes, result.stdout.str()
+    assert rows(result)["block.copy.pivot"]["result"] == "not-supported-verified"
+
+
 def test_signature_drift_is_caught(kit) -> None:
     result = kit("DriftingDriver", "-k", "TestDriverShape")
     result.assert_outcomes(passed=1, failed=1)
