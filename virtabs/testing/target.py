@@ -171,8 +171,15 @@ class DefaultTarget:
     # --- domains ----------------------------------------------------------------
 
     def domain_spec(self, conn: Connection, name: str) -> DomainSpec:
-        """64 MiB, one vCPU, ``vda`` = a raw image under :attr:`image_dir` that need not exist."""
-        disk = DiskSpec("vda", f"{self.image_dir}/{name}.img", format="raw")
+        """64 MiB, one vCPU, ``vda`` = a fresh 64 MiB qcow2 volume when the driver has ``storage.volume``
+        (so hypervisors that need a real image can start it), else a path under :attr:`image_dir`
+        that need not exist."""
+        pool = self._pool(conn)
+        if pool is not None:
+            vol = pool.create_volume(f"{name}.qcow2", 64 * MiB, format="qcow2")
+            disk = DiskSpec("vda", vol.path, format="qcow2")
+        else:
+            disk = DiskSpec("vda", f"{self.image_dir}/{name}.img", format="raw")
         return DomainSpec(name=name, memory_bytes=self.memory_bytes, vcpus=1, disks=(disk,))
 
     def _require_define(self, conn: Connection) -> None:
