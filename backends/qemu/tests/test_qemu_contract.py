@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 from qemu_guest import guest_extra, wait_console
+from qemu_helpers import LAYERS, SIZE, qemu_img, write_pattern
 from virtabs._api import Connection, Domain
 from virtabs._models import DiskSpec, DomainSpec
 from virtabs.testing import DefaultTarget
-from virtabs.testing.suite.test_core import *  # noqa: F403
-from virtabs.testing.suite.test_lifecycle import *  # noqa: F403
-from virtabs.testing.suite.test_snapshots_devices import *  # noqa: F403
+from virtabs.testing.suite import *  # noqa: F403
 
 MiB = 1 << 20
 
@@ -48,6 +47,38 @@ class QemuTarget(DefaultTarget):
             disks=(DiskSpec("vda", path, format="qcow2"),),
             extra=self.extra,
         )
+
+    def create_image(self, conn: Connection, path: str, *, format: str, backing: str | None) -> None:
+        """A REUSE_EXT destination the size of the chain's disks (64 MiB); backing formats explicit."""
+        args = ["create", "-q", "-f", format]
+        if backing:
+            magic = Path(backing).read_bytes()[:4]
+            args += ["-b", backing, "-F", "qcow2" if magic == b"QFI\xfb" else "raw"]
+        qemu_img(*args, path, str(SIZE))
+
+    def make_chain_domain(self, conn: Connection) -> Domain:
+        """base <- snap1 <- snap2 (64 MiB qcow2, a data pattern per layer) so throttled jobs stay busy."""
+        pool_path = str(conn.lookup_storage_pool("default").info().path)
+        below: str | None = None
+        for layer, pattern, offset, length in LAYERS:
+            path = os.path.join(pool_path, self.new_name(f"{layer}.qcow2"))
+            args = ["create", "-q", "-f", "qcow2"] + (["-b", below, "-F", "qcow2"] if below else [])
+            qemu_img(*args, path, str(SIZE))
+            write_pattern(Path(path), "qcow2", pattern, offset, length)
+            below = path
+        assert below is not None
+        name = self.new_name("chain")
+        spec = self.domain_spec(conn, name)
+        spec = DomainSpec(
+            name=name,
+            memory_bytes=spec.memory_bytes,
+            vcpus=1,
+            disks=(DiskSpec("vda", below, format="qcow2"),),
+            extra=self.extra,
+        )
+        dom = conn.define_domain(spec)
+        dom.start()
+        return dom
 
     def make_domain(self, conn: Connection, *, running: bool) -> Domain:
         dom = super().make_domain(conn, running=running)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import logging
 import os
 import shutil
 import signal
@@ -75,6 +76,8 @@ from ._qmp import QMPClient, QMPError
 from ._state import DomainLock, StateDirs, file_lock, read_json, write_json_atomic
 
 __all__ = ["QemuDriver"]
+
+_log = logging.getLogger("virtabs.qemu")
 
 SAVE_MAGIC = b"VIRTABS-QEMU-SAVE-1\n"
 SAVE_HEADER_SIZE = 65536
@@ -334,7 +337,12 @@ class QemuDriver(Driver):
         )
 
     def _lifecycle(self, rec: dict[str, Any], kind: LifecycleEventType, detail: str = "") -> None:
-        self.emit(LifecycleEvent(domain=rec["spec"]["name"], uuid=rec["uuid"], type=kind, detail=detail))
+        try:
+            self.emit(LifecycleEvent(domain=rec["spec"]["name"], uuid=rec["uuid"], type=kind, detail=detail))
+        finally:
+            self._note_state(rec, kind)
+
+    def _note_state(self, rec: dict[str, Any], kind: LifecycleEventType) -> None:
         if kind in (LifecycleEventType.STARTED, LifecycleEventType.RESUMED):
             self._last_states[rec["spec"]["name"]] = DomainState.RUNNING
         elif kind == LifecycleEventType.SUSPENDED:
@@ -470,25 +478,37 @@ class QemuDriver(Driver):
 
     def _poll_loop(self) -> None:
         while not self._poller_stop.wait(0.25):
-            with contextlib.suppress(Exception):
+            try:
                 self._poll_once()
+            except Exception:
+                _log.exception("qemu event poller: iteration failed")
 
     def _poll_once(self) -> None:
         for known in self._all_records():
+            if self._poller_stop.is_set():
+                return
             name = known["spec"]["name"]
             try:
-                rec = self._load(name)
-                state, _ = self._native_state(name)
-            except VirtabsError:
-                continue
-            last = self._last_states.get(name)
-            if last is not None and last.is_active and not state.is_active:
-                kind = LifecycleEventType.CRASHED if state == DomainState.CRASHED else LifecycleEventType.STOPPED
-                self._lifecycle(rec, kind, "crashed" if kind == LifecycleEventType.CRASHED else "shutdown")
-            self._last_states[name] = state
-            if state.is_active and self._run(name)["jobs"]:
-                with contextlib.suppress(VirtabsError), self._monitor(name) as q:
-                    self._reconcile(name, q)
+                self._poll_domain(name)
+            except VirtabsError as exc:
+                _log.debug("qemu event poller: domain %s: %s", name, exc)
+            except Exception:
+                _log.exception("qemu event poller: domain %s", name)
+
+    def _poll_domain(self, name: str) -> None:
+        try:
+            rec = self._load(name)
+            state, _ = self._native_state(name)
+        except NoDomainError:
+            return
+        last = self._last_states.get(name)
+        if last is not None and last.is_active and not state.is_active:
+            kind = LifecycleEventType.CRASHED if state == DomainState.CRASHED else LifecycleEventType.STOPPED
+            self._lifecycle(rec, kind, "crashed" if kind == LifecycleEventType.CRASHED else "shutdown")
+        self._last_states[name] = state
+        if state.is_active and self._run(name)["jobs"]:
+            with self._monitor(name) as q:
+                self._reconcile(name, q)
 
     def host_info(self) -> HostInfo:
         """Host facts; the hypervisor version is the emulator's."""
@@ -1212,6 +1232,8 @@ class QemuDriver(Driver):
 
     def block_copy(self, dom: DomainRef, disk: str, request: BlockCopyRequest) -> None:
         """``drive-mirror`` into ``request.dest`` with an explicit format (``auto-dismiss: false``)."""
+        if request.dest_is_block_device:
+            raise NotSupportedError(f"the qemu driver does not copy disk {disk} onto a block device (block.copy.dev)")
         self._check_writable()
         dest = request.dest
         if not os.path.isabs(dest):
