@@ -24,15 +24,25 @@ mount -t devtmpfs dev /dev
 echo "virtabs-guest: up" > /dev/ttyS0
 insmod /evdev.ko
 insmod /button.ko
-sleep 0.2
-for e in /sys/class/input/event*; do
-  if grep -q "Power Button" "$e/device/name" 2>/dev/null; then
-    ( dd if=/dev/input/${e##*/} of=/dev/null bs=24 count=1 2>/dev/null
-      echo "virtabs-guest: power button" > /dev/ttyS0
-      poweroff -f ) &
-  fi
+# Under load the button's event device can take a while to appear: wait for it (up to ~30 s).
+n=0
+found=""
+while [ -z "$found" ] && [ $n -lt 300 ]; do
+  for e in /sys/class/input/event*; do
+    if grep -q "Power Button" "$e/device/name" 2>/dev/null && [ -c "/dev/input/${e##*/}" ]; then
+      found="$found ${e##*/}"
+    fi
+  done
+  [ -z "$found" ] && sleep 0.1
+  n=$((n + 1))
 done
-echo "virtabs-guest: ready" > /dev/ttyS0
+for ev in $found; do
+  ( dd if=/dev/input/$ev of=/dev/null bs=24 count=1 2>/dev/null
+    echo "virtabs-guest: power button" > /dev/ttyS0
+    poweroff -f ) &
+done
+sleep 0.2
+echo "virtabs-guest: ready ($found )" > /dev/ttyS0
 while true; do sleep 3600; done
 """
 
