@@ -182,3 +182,28 @@ def test_concurrent_threads_and_processes_are_serialized(root: Path, chain: dict
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     assert errors == []
     drv.destroy(ref)
+
+
+def test_intent_recorded_but_never_sent_can_be_retried(root: Path, chain: dict[str, Path]) -> None:
+    """A process that recorded 'pivot' and died before job-complete must not wedge the job."""
+    import json
+
+    from virtabs._models import BlockCopyRequest
+
+    drv = make_driver(root)
+    ref = drv.define_domain(chain_spec("vm", chain["snap2"]))
+    drv.start(ref, paused=False)
+    dest = chain["base"].parent / "o.qcow2"
+    drv.block_copy(ref, "vda", BlockCopyRequest(dest=str(dest)))
+    deadline = time.monotonic() + 60
+    while not (info := drv.block_job_info(ref, "vda")) or not info.ready:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    runfile = root / "run" / "vm" / "run.json"
+    run = json.loads(runfile.read_text())
+    run["jobs"]["vda"]["intent"] = "pivot"  # as if the asking process died right after recording it
+    runfile.write_text(json.dumps(run))
+    make_driver(root).block_job_abort(ref, "vda", pivot=True, wait=True)
+    assert drv.domain_spec(ref).disks[0].path == str(dest)
+    drv.destroy(ref)
+    check_all_layers(dest, "qcow2")

@@ -1469,9 +1469,10 @@ class QemuDriver(Driver):
             job = run["jobs"].get(disk)
             if job is None:
                 raise OperationInvalidError(f"disk {disk} of domain {dom.name!r} has no active block job")
-            if job.get("intent"):
-                raise OperationInvalidError(f"block job on disk {disk} of domain {dom.name!r} is still being ended")
             qjob = live.get(job["id"])
+            # An intent whose command QEMU never got (the asking process died in between) may be retried.
+            if job.get("intent") and (qjob is None or qjob.get("status") in ("aborting", "waiting", "pending")):
+                raise OperationInvalidError(f"block job on disk {disk} of domain {dom.name!r} is still being ended")
             if pivot:
                 if job["kind"] not in ("copy", "active_commit"):
                     raise OperationInvalidError(f"a {job['kind']} job on disk {disk} cannot pivot")
