@@ -141,7 +141,27 @@ def test_capabilities_declaration() -> None:
 
 
 def test_required_capability_names_exist() -> None:
-    required = ["domain.define", "domain.start", "domain.shutdown", "domain.destroy", "domain.reboot", "domain.suspend", "domain.save", "domain.snapshot", "domain.disk_hotplug", "block.pull", "block.copy", "block.copy.shallow", "block.copy.reuse_ext", "block.copy.raw", "block.copy.pivot", "block.commit", "storage.pool", "storage.volume", "events"]
+    required = [
+        "domain.define",
+        "domain.start",
+        "domain.shutdown",
+        "domain.destroy",
+        "domain.reboot",
+        "domain.suspend",
+        "domain.save",
+        "domain.snapshot",
+        "domain.disk_hotplug",
+        "block.pull",
+        "block.copy",
+        "block.copy.shallow",
+        "block.copy.reuse_ext",
+        "block.copy.raw",
+        "block.copy.pivot",
+        "block.commit",
+        "storage.pool",
+        "storage.volume",
+        "events",
+    ]
     for name in required:
         assert Capability(name).value == name
 
@@ -157,9 +177,16 @@ def test_flag_values_are_libvirts() -> None:
     T = virtabs.BlockJobType
     assert [T.UNKNOWN, T.PULL, T.COPY, T.COMMIT, T.ACTIVE_COMMIT] == [0, 1, 2, 3, 4]
     S = virtabs.DomainState
-    assert list(
-        range(8)
-    ) == [S.NOSTATE, S.RUNNING, S.BLOCKED, S.PAUSED, S.SHUTDOWN, S.SHUTOFF, S.CRASHED, S.PMSUSPENDED]
+    assert list(range(8)) == [
+        S.NOSTATE,
+        S.RUNNING,
+        S.BLOCKED,
+        S.PAUSED,
+        S.SHUTDOWN,
+        S.SHUTOFF,
+        S.CRASHED,
+        S.PMSUSPENDED,
+    ]
 
 
 def test_models_validate_and_round_trip() -> None:
