@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 from ._capabilities import BLOCK_JOB_CAPABILITIES, Capabilities, Capability
 from ._config import (
@@ -1140,7 +1140,3 @@ def _evolve(inst: T, **changes: Any) -> T:
     import attrs
 
     return attrs.evolve(inst, **changes)  # type: ignore[misc]
-
-
-def _unreachable(msg: str) -> NoReturn:  # pragma: no cover - defensive
-    raise InternalError(msg)

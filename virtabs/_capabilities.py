@@ -156,8 +156,3 @@ def _parent(cap: Capability) -> Capability | None:
         return Capability(head)
     except ValueError:
         return None
-
-
-def parse_capabilities(names: Iterable[str]) -> frozenset[Capability]:
-    """Parse capability names; any misspelt one raises InvalidArgumentError."""
-    return _parse_all(names)
