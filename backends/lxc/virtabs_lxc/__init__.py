@@ -1,0 +1,3 @@
+"""virtabs driver for LXC containers (liblxc through its Python binding)."""
+
+__all__: list[str] = []
