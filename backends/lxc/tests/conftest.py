@@ -1,0 +1,32 @@
+"""pytest wiring of the LXC backend tests; helpers live in ``lxc_helpers``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# The helpers are plain modules next to this file (no package: other suites also have a "tests" dir).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from lxc_helpers import build_busybox_rootfs, private_lxcpath, require_engine
+
+
+@pytest.fixture(scope="session")
+def lxcpath() -> Iterator[str]:
+    """A private lxcpath for the whole session (containers stopped and files removed at the end)."""
+    require_engine()
+    with private_lxcpath() as path:
+        yield path
+
+
+@pytest.fixture(scope="session")
+def rootfs_template() -> Iterator[Path]:
+    """One busybox-static root file system, copied by tests that need their own."""
+    require_engine()
+    with tempfile.TemporaryDirectory(prefix="vtlxc-rootfs-") as tmp:
+        yield build_busybox_rootfs(Path(tmp) / "rootfs")
