@@ -1,0 +1,36 @@
+"""Session fixture of the Xen lab: a real Xen 4.17 hypervisor with a Debian dom0 inside QEMU (TCG).
+
+Under CI, ``ci/setup`` starts the lab in the background; the fixture waits for its ready marker (with a
+deadline) and fails if it never comes. Outside CI the fixture starts the lab itself when the host can
+(root, QEMU, debootstrap, the Xen hypervisor package) and skips with an install hint otherwise. The lab
+is stopped at the end of the session if this session (or CI) started it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from xen_helpers import SCRIPT, Lab, in_ci, lab_tools_present, require, wait_for_lab
+
+
+@pytest.fixture(scope="session")
+def xenlab() -> Iterator[Lab]:
+    """A running lab dom0 reachable over ssh on 127.0.0.1."""
+    lab = Lab.from_env()
+    started_here = False
+    if not lab.running():
+        if in_ci() and (lab.dir / "setup.started").exists():
+            wait_for_lab(lab, float(os.environ.get("VIRTABS_XENLAB_WAIT", "900")))
+        else:
+            ok, what = lab_tools_present()
+            require(ok, what)
+            proc = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=1500)
+            if proc.returncode != 0:
+                pytest.fail(f"xenlab.sh start failed: {proc.stderr[-2000:]}")
+            started_here = True
+    yield lab
+    if started_here or in_ci():
+        subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, timeout=120)
