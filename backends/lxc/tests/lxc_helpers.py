@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,14 +17,11 @@ from pathlib import Path
 
 import pytest
 
-INSTALL_HINT = "apt-get install lxc lxc-dev pkg-config busybox-static rsync && pip install lxc (as root)"
+from virtabs_lxc.testing import build_busybox_rootfs, busybox_binary
 
-#: busybox init: halt on SIGUSR1 (lxc.signal.halt), reboot on SIGTERM (lxc.signal.reboot).
-INITTAB = """\
-::sysinit:/bin/touch /run/virtabs-ready
-::respawn:/bin/sleep 86400
-::shutdown:/bin/rm -f /run/virtabs-ready
-"""
+__all__ = ["build_busybox_rootfs", "busybox_binary"]
+
+INSTALL_HINT = "apt-get install lxc lxc-dev pkg-config busybox-static rsync && pip install lxc (as root)"
 
 
 def in_ci() -> bool:
@@ -58,39 +54,6 @@ def require_engine() -> None:
     if in_ci():
         pytest.fail(message)
     pytest.skip(message)
-
-
-def busybox_binary() -> str | None:
-    """A statically linked busybox (``busybox-static``), or None."""
-    for candidate in ("/bin/busybox", "/usr/bin/busybox"):
-        if os.path.exists(candidate):
-            out = subprocess.run(["file", "-L", candidate], capture_output=True, text=True, check=False).stdout
-            if "statically linked" in out or "static-pie" in out or not shutil.which("file"):
-                return candidate
-    return None
-
-
-def build_busybox_rootfs(dest: Path) -> Path:
-    """A minimal root file system: busybox-static with every applet, busybox init and an inittab.
-
-    The container is ready when ``/run/virtabs-ready`` exists inside it.
-    """
-    busybox = busybox_binary()
-    assert busybox is not None, "busybox-static is missing"
-    for sub in ("bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "run", "root", "var/log"):
-        (dest / sub).mkdir(parents=True, exist_ok=True)
-    shutil.copy2(busybox, dest / "bin" / "busybox")
-    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
-    for applet in applets:
-        link = dest / "bin" / applet
-        if applet != "busybox" and not link.exists():
-            link.symlink_to("busybox")
-    (dest / "sbin" / "init").symlink_to("../bin/busybox")
-    (dest / "etc" / "inittab").write_text(INITTAB)
-    (dest / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (dest / "etc" / "group").write_text("root:x:0:\n")
-    (dest / "etc" / "hostname").write_text("virtabs\n")
-    return dest
 
 
 def ready_file(rootfs: Path) -> Path:

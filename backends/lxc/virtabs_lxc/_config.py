@@ -1,0 +1,215 @@
+"""LXC configuration files: render one from a :class:`~virtabs.spi.DomainSpec`, and read one back.
+
+Pure functions over text (tested with golden files in ``tests/golden/``). How a spec maps:
+
+=====================  ==========================================================================
+``DomainSpec``         LXC configuration
+=====================  ==========================================================================
+``name``               ``lxc.uts.name`` (the container's name is its directory in the lxcpath)
+``os_type = "exe"``    a system or application container; ``extra["lxc"]["init"]`` (a command as a
+                       list, default ``["/sbin/init"]``) becomes ``lxc.init.cmd``
+``memory_bytes``       ``lxc.cgroup.memory.limit_in_bytes`` (cgroup v1) or ``lxc.cgroup2.memory.max``
+``vcpus``              CPU bandwidth: ``lxc.cgroup.cpu.cfs_quota_us = vcpus * 100000`` with a
+                       100 ms period (v1), or ``lxc.cgroup2.cpu.max = "<quota> 100000"`` (v2)
+``nics``               none: ``lxc.net.0.type = empty``; each NIC: a ``veth`` on the bridge named by
+                       ``network``, with ``hwaddr`` = ``mac`` when given
+``disks``              refused: a container has a root file system (``extra["lxc"]["rootfs"]``), not
+                       block disks
+``extra["lxc"]``       ``rootfs`` (an existing directory, never deleted by virtabs) or ``template``
+                       (+ ``template_args``); ``config``: more ``lxc.*`` keys (a value may be a list)
+=====================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "CPU_PERIOD_US",
+    "ContainerConfig",
+    "LxcSettings",
+    "parse_config",
+    "render_config",
+    "settings_from_extra",
+    "spec_values",
+]
+
+CPU_PERIOD_US = 100_000
+DEFAULT_INIT = ("/sbin/init",)
+#: Mounts every system container needs (liblxc's own templates set the same ones).
+BASE_KEYS: tuple[tuple[str, str], ...] = (
+    ("lxc.autodev", "1"),
+    ("lxc.mount.auto", "proc:mixed sys:ro cgroup:mixed"),
+)
+
+
+class ConfigError(ValueError):
+    """A spec that cannot become an LXC configuration (the driver turns it into InvalidArgumentError)."""
+
+
+@dataclass(frozen=True)
+class LxcSettings:
+    """The ``extra["lxc"]`` part of a spec, checked."""
+
+    rootfs: str | None = None
+    template: str | None = None
+    template_args: tuple[str, ...] = ()
+    init: tuple[str, ...] = DEFAULT_INIT
+    config: tuple[tuple[str, str], ...] = ()
+
+
+def settings_from_extra(name: str, extra: Mapping[str, Any]) -> LxcSettings:
+    """Check ``extra["lxc"]`` of domain ``name``; ConfigError names what is wrong."""
+    raw = extra.get("lxc", {})
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"domain {name!r}: extra['lxc'] must be a mapping")
+    known = {"rootfs", "template", "template_args", "init", "config"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"domain {name!r}: unknown extra['lxc'] key(s) {', '.join(unknown)} (known: {sorted(known)})")
+    rootfs, template = raw.get("rootfs"), raw.get("template")
+    if (rootfs is None) == (template is None):
+        raise ConfigError(
+            f"domain {name!r}: give exactly one of extra['lxc']['rootfs'] (an existing root file system) "
+            "or extra['lxc']['template'] (an LXC template such as 'busybox')"
+        )
+    if rootfs is not None and (not isinstance(rootfs, str) or not rootfs.startswith("/")):
+        raise ConfigError(f"domain {name!r}: extra['lxc']['rootfs'] must be an absolute path, got {rootfs!r}")
+    init = raw.get("init", DEFAULT_INIT)
+    if isinstance(init, str):
+        init = shlex.split(init)
+    if not init or not all(isinstance(a, str) and a for a in init):
+        raise ConfigError(f"domain {name!r}: extra['lxc']['init'] must be a non-empty command")
+    args = raw.get("template_args", ())
+    if isinstance(args, str) or not all(isinstance(a, str) for a in args):
+        raise ConfigError(f"domain {name!r}: extra['lxc']['template_args'] must be a list of strings")
+    config = _config_items(name, raw.get("config", {}))
+    return LxcSettings(rootfs=rootfs, template=template, template_args=tuple(args), init=tuple(init), config=config)
+
+
+def _config_items(name: str, config: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"domain {name!r}: extra['lxc']['config'] must be a mapping of lxc.* keys")
+    items: list[tuple[str, str]] = []
+    for key, value in config.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        if not isinstance(key, str) or not key.startswith("lxc.") or any(c in key for c in " =\n"):
+            raise ConfigError(f"domain {name!r}: invalid LXC configuration key {key!r}")
+        for v in values:
+            text = str(v)
+            if "\n" in text:
+                raise ConfigError(f"domain {name!r}: the value of {key} contains a newline")
+            items.append((key, text))
+    return tuple(items)
+
+
+def render_config(
+    *,
+    name: str,
+    rootfs: str | None,
+    settings: LxcSettings,
+    memory_bytes: int,
+    vcpus: int,
+    nics: Sequence[tuple[str, str | None]],
+    cgroup_v2: bool,
+) -> str:
+    """The text of ``<lxcpath>/<name>/config``. ``rootfs`` None leaves it to a template.
+
+    ``nics`` are ``(bridge, mac or None)`` pairs.
+    """
+    keys: list[tuple[str, str]] = [("lxc.uts.name", name)]
+    if rootfs is not None:
+        keys.append(("lxc.rootfs.path", f"dir:{rootfs}"))
+    keys.append(("lxc.init.cmd", shlex.join(settings.init)))
+    keys.extend(BASE_KEYS)
+    quota = vcpus * CPU_PERIOD_US
+    if cgroup_v2:
+        keys.append(("lxc.cgroup2.memory.max", str(memory_bytes)))
+        keys.append(("lxc.cgroup2.cpu.max", f"{quota} {CPU_PERIOD_US}"))
+    else:
+        keys.append(("lxc.cgroup.memory.limit_in_bytes", str(memory_bytes)))
+        keys.append(("lxc.cgroup.cpu.cfs_period_us", str(CPU_PERIOD_US)))
+        keys.append(("lxc.cgroup.cpu.cfs_quota_us", str(quota)))
+    if not nics:
+        keys.append(("lxc.net.0.type", "empty"))
+    for index, (bridge, mac) in enumerate(nics):
+        keys += [(f"lxc.net.{index}.type", "veth"), (f"lxc.net.{index}.link", bridge)]
+        keys.append((f"lxc.net.{index}.flags", "up"))
+        if mac:
+            keys.append((f"lxc.net.{index}.hwaddr", mac))
+    keys.extend(settings.config)
+    lines = ["# written by virtabs (virtabs-lxc); lxc.container.conf(5)"]
+    lines += [f"{key} = {value}" for key, value in keys]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ContainerConfig:
+    """A parsed configuration file: every key with its values in file order."""
+
+    items: list[tuple[str, str]] = field(default_factory=list)
+
+    def get(self, key: str) -> str | None:
+        """The last value of ``key`` (LXC's rule for single-valued keys), or None."""
+        values = self.all(key)
+        return values[-1] if values else None
+
+    def all(self, key: str) -> list[str]:
+        """Every value of ``key``."""
+        return [v for k, v in self.items if k == key]
+
+    @property
+    def rootfs(self) -> str | None:
+        """The root file system directory (``dir:`` prefix removed), or None."""
+        value = self.get("lxc.rootfs.path")
+        if not value:
+            return None
+        return value.split(":", 1)[1] if value.startswith("dir:") else value
+
+    def nics(self) -> list[tuple[str, str | None, str]]:
+        """``(link, hwaddr, type)`` of each ``lxc.net.N`` that is not ``empty``, by index."""
+        indexes = sorted({int(k.split(".")[2]) for k, _ in self.items if k.startswith("lxc.net.") and _index(k)})
+        out = []
+        for i in indexes:
+            kind = self.get(f"lxc.net.{i}.type") or ""
+            if kind in ("", "empty", "none"):
+                continue
+            out.append((self.get(f"lxc.net.{i}.link") or kind, self.get(f"lxc.net.{i}.hwaddr"), kind))
+        return out
+
+
+def _index(key: str) -> bool:
+    parts = key.split(".")
+    return len(parts) >= 4 and parts[2].isdigit()
+
+
+def parse_config(text: str) -> ContainerConfig:
+    """Parse an LXC configuration file (``key = value`` lines, ``#`` comments)."""
+    config = ContainerConfig()
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        config.items.append((key.strip(), value.strip()))
+    return config
+
+
+def spec_values(config: ContainerConfig) -> tuple[int | None, int | None]:
+    """``(memory_bytes, vcpus)`` read back from the cgroup keys; None where the config sets no limit."""
+    memory: int | None = None
+    vcpus: int | None = None
+    for key in ("lxc.cgroup.memory.limit_in_bytes", "lxc.cgroup2.memory.max"):
+        value = config.get(key)
+        if value and value.isdigit():
+            memory = int(value)
+    quota, period = config.get("lxc.cgroup.cpu.cfs_quota_us"), config.get("lxc.cgroup.cpu.cfs_period_us")
+    cpu_max = config.get("lxc.cgroup2.cpu.max")
+    if cpu_max and len(cpu_max.split()) == 2:
+        quota, period = cpu_max.split()
+    if quota and period and quota.isdigit() and period.isdigit() and int(period) > 0:
+        vcpus = max(1, -(-int(quota) // int(period)))
+    return memory, vcpus

@@ -1,0 +1,486 @@
+"""The LXC driver: system containers through liblxc's Python binding.
+
+URIs: ``lxc:///`` (liblxc's default lxcpath, ``/var/lib/lxc`` as root) and ``lxc:///?path=DIR`` (an lxcpath
+of its own). liblxc is imported when a connection opens, never when this module is imported.
+
+A container is a domain. Its definition is liblxc's own configuration file ``<lxcpath>/<name>/config``
+(see :mod:`virtabs_lxc._config` for how a :class:`DomainSpec` maps onto it); virtabs adds
+``<lxcpath>/<name>/virtabs.json`` beside it with the UUID and whether the root file system belongs to the
+container. Containers made by other tools have no such file: their UUID is derived from the lxcpath and the
+name (stable), and their root file system counts as theirs only when it lies inside the container's directory.
+
+Undefining never deletes a root file system the user supplied (``extra["lxc"]["rootfs"]``): ``lxc-destroy``
+(``Container.destroy``) removes the rootfs even outside the lxcpath, so for such containers the rootfs key is
+dropped from the configuration before liblxc removes the container's directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shlex
+import socket
+import tempfile
+import threading
+import uuid as _uuid
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from virtabs.spi import (
+    URI,
+    Capabilities,
+    Capability,
+    ConnectError,
+    ConnectOptions,
+    DiskInfo,
+    DomainInfo,
+    DomainRecord,
+    DomainRef,
+    DomainSpec,
+    DomainState,
+    Driver,
+    DriverUnavailableError,
+    ErrorMap,
+    EventPoller,
+    HostInfo,
+    InvalidArgumentError,
+    NicInfo,
+    NicSpec,
+    NoDomainError,
+    OperationFailedError,
+)
+
+from ._cgroup import read_usage
+from ._config import (
+    ConfigError,
+    ContainerConfig,
+    parse_config,
+    render_config,
+    settings_from_extra,
+    spec_values,
+)
+
+__all__ = ["LxcDriver", "lxc_state"]
+
+INSTALL_HINT = "apt-get install lxc lxc-dev pkg-config && pip install virtabs-lxc (liblxc's Python binding `lxc`)"
+META_FILE = "virtabs.json"
+#: UUIDs of containers that virtabs did not define: uuid5(this namespace, "<lxcpath>/<name>").
+UUID_NAMESPACE = _uuid.UUID("0e5b7a36-5c1e-4f8e-9a43-4c9f1f0f2c11")
+
+_STATES: Mapping[str, DomainState] = {
+    "STOPPED": DomainState.SHUTOFF,
+    "STARTING": DomainState.RUNNING,
+    "RUNNING": DomainState.RUNNING,
+    "STOPPING": DomainState.SHUTDOWN,
+    "ABORTING": DomainState.SHUTDOWN,
+    "FREEZING": DomainState.RUNNING,
+    "FROZEN": DomainState.PAUSED,
+    "THAWED": DomainState.RUNNING,
+}
+
+# The names of the configuration keys virtabs manages; everything else is passed through as extra config.
+_MANAGED_PREFIXES = ("lxc.net.",)
+_MANAGED_KEYS = frozenset(
+    {
+        "lxc.uts.name",
+        "lxc.rootfs.path",
+        "lxc.init.cmd",
+        "lxc.autodev",
+        "lxc.mount.auto",
+        "lxc.cgroup.memory.limit_in_bytes",
+        "lxc.cgroup2.memory.max",
+        "lxc.cgroup.cpu.cfs_period_us",
+        "lxc.cgroup.cpu.cfs_quota_us",
+        "lxc.cgroup2.cpu.max",
+    }
+)
+
+
+def lxc_state(native: str) -> DomainState:
+    """liblxc's state word (``RUNNING``, ``FROZEN`` ...) as a :class:`DomainState`."""
+    return _STATES.get(native.upper(), DomainState.NOSTATE)
+
+
+_errors = ErrorMap([(ConfigError, InvalidArgumentError)], default=OperationFailedError)
+
+
+class LxcDriver(Driver):
+    """LXC system containers through liblxc (``lxc:///``, ``lxc:///?path=DIR``).
+
+    Lifecycle: define (from an existing root file system or an LXC template), start, shutdown (the
+    container's halt signal), destroy (kill), reboot (its reboot signal), suspend/resume (cgroup freezer),
+    undefine. Memory and CPU use come from the container's cgroups (v1 and v2 layouts). No block jobs,
+    no save/restore, no snapshots, no storage pools. Events come from an :class:`EventPoller`.
+    """
+
+    name: ClassVar[str] = "lxc"
+    description: ClassVar[str] = "LXC system containers through liblxc's Python binding"
+    capabilities: ClassVar[Capabilities] = Capabilities.of(
+        Capability.DOMAIN_DEFINE,
+        Capability.DOMAIN_START,
+        Capability.DOMAIN_SHUTDOWN,
+        Capability.DOMAIN_DESTROY,
+        Capability.DOMAIN_REBOOT,
+        Capability.DOMAIN_SUSPEND,
+        Capability.EVENTS,
+        notes={
+            Capability.DOMAIN_SUSPEND: "cgroup freezer (lxc-freeze)",
+            Capability.EVENTS: "polled every 0.25 s (liblxc has no event stream)",
+        },
+    )
+    uri_examples: ClassVar[tuple[str, ...]] = ("lxc:///", "lxc:///?path=/srv/lxc")
+    install_hint: ClassVar[str] = INSTALL_HINT
+
+    def __init__(self, uri: URI, options: ConnectOptions) -> None:
+        super().__init__(uri, options)
+        if uri.host:
+            raise ConnectError(f"lxc: remote hosts are not supported ({uri.host!r}); use lxc:/// on the host")
+        if uri.path not in ("", "/"):
+            raise InvalidArgumentError(f"lxc: unexpected path {uri.path!r}; use lxc:/// or lxc:///?path=DIR")
+        unknown = sorted(set(uri.params) - {"path"})
+        if unknown:
+            raise InvalidArgumentError(f"lxc: unknown URI parameter(s) {', '.join(unknown)} (known: path)")
+        try:
+            import lxc  # type: ignore[import-untyped]
+        except ImportError as exc:
+            raise DriverUnavailableError(f"the lxc driver needs liblxc's Python binding: {INSTALL_HINT}") from exc
+        self._lxc: Any = lxc
+        path = uri.param("path") or str(lxc.default_config_path)
+        if not os.path.isdir(path):
+            raise ConnectError(f"lxc: the lxcpath {path!r} does not exist")
+        self.lxcpath = os.path.realpath(path)
+        self._cgroup_v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+        self._lock = threading.Lock()
+        self._poller: EventPoller | None = None
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def _dir(self, name: str) -> str:
+        return os.path.join(self.lxcpath, name)
+
+    def _meta(self, name: str) -> dict[str, Any]:
+        try:
+            with open(os.path.join(self._dir(name), META_FILE)) as f:
+                data = json.load(f)
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _uuid(self, name: str, meta: Mapping[str, Any] | None = None) -> str:
+        meta = self._meta(name) if meta is None else meta
+        value = meta.get("uuid")
+        if isinstance(value, str):
+            return value
+        return str(_uuid.uuid5(UUID_NAMESPACE, os.path.join(self.lxcpath, name)))
+
+    def _config(self, name: str) -> ContainerConfig:
+        try:
+            with open(os.path.join(self._dir(name), "config")) as f:
+                return parse_config(f.read())
+        except FileNotFoundError:
+            raise NoDomainError(f"domain {name!r} not found in lxcpath {self.lxcpath!r}") from None
+
+    def _container(self, dom: DomainRef) -> Any:
+        container = self._lxc.Container(dom.name, self.lxcpath)
+        if not container.defined and not container.running:
+            raise NoDomainError(f"domain {dom.name!r} not found in lxcpath {self.lxcpath!r}")
+        if self._uuid(dom.name) != dom.uuid:
+            raise NoDomainError(f"domain {dom.name!r} (uuid {dom.uuid}) not found: the name now has another UUID")
+        return container
+
+    def _rootfs_owned(self, name: str, config: ContainerConfig, meta: Mapping[str, Any]) -> bool:
+        owned = meta.get("rootfs_owned")
+        if isinstance(owned, bool):
+            return owned
+        rootfs = config.rootfs
+        if rootfs is None:
+            return False
+        inside = os.path.realpath(rootfs)
+        return inside.startswith(os.path.realpath(self._dir(name)) + os.sep)
+
+    def _native_states(self) -> dict[str, str]:
+        """Every container's liblxc state word: defined ones from the directory scan, active ones asked."""
+        names = self._lxc.list_containers(config_path=self.lxcpath)
+        active = set(self._lxc.list_containers(active=True, defined=False, config_path=self.lxcpath))
+        states = {}
+        for name in names:
+            states[name] = self._lxc.Container(name, self.lxcpath).state if name in active else "STOPPED"
+        return states
+
+    def _host_memory(self) -> int:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+        raise OperationFailedError("lxc: /proc/meminfo has no MemTotal")
+
+    @staticmethod
+    def _cgroup_item(container: Any, key: str) -> str | None:
+        try:
+            value = container.get_cgroup_item(key)
+        except KeyError:
+            return None
+        return value if isinstance(value, str) and value != "" else None
+
+    # --- host ---------------------------------------------------------------------------------------
+
+    def host_info(self) -> HostInfo:
+        """The host itself: containers share its kernel, CPUs and memory."""
+        return HostInfo(
+            hostname=socket.gethostname(),
+            hypervisor="lxc",
+            hypervisor_version=str(self._lxc.version),
+            cpus=os.cpu_count() or 1,
+            memory_bytes=self._host_memory(),
+            arch=platform.machine(),
+        )
+
+    # --- reads --------------------------------------------------------------------------------------
+
+    def list_domains(self) -> list[DomainRef]:
+        """Every container of the lxcpath (one directory scan, one UUID file per container)."""
+        names = self._lxc.list_containers(config_path=self.lxcpath)
+        return [DomainRef(name, self._uuid(name)) for name in names]
+
+    def domain_info(self, dom: DomainRef) -> DomainInfo:
+        """State from liblxc; memory and CPU time from the cgroups of a running container."""
+        container = self._container(dom)
+        config = self._config(dom.name)
+        native = str(container.state)
+        state = lxc_state(native)
+        limit, vcpus = spec_values(config)
+        host_memory = self._host_memory()
+        max_memory = limit or host_memory
+        memory, cpu_ns = max_memory, 0
+        if state.is_active:
+            usage = read_usage(lambda key: self._cgroup_item(container, key))
+            memory = usage.memory_bytes if usage.memory_bytes is not None else max_memory
+            cpu_ns = usage.cpu_time_ns or 0
+        return DomainInfo(
+            name=dom.name,
+            uuid=dom.uuid,
+            state=state,
+            native_state=native,
+            vcpus=vcpus or os.cpu_count() or 1,
+            memory_bytes=memory,
+            max_memory_bytes=max_memory,
+            cpu_time_ns=cpu_ns,
+        )
+
+    def domain_spec(self, dom: DomainRef) -> DomainSpec:
+        """The definition read back from the configuration file."""
+        self._container(dom)
+        config = self._config(dom.name)
+        meta = self._meta(dom.name)
+        memory, vcpus = spec_values(config)
+        lxc_extra: dict[str, Any] = {}
+        if meta.get("template"):
+            lxc_extra["template"] = meta["template"]
+            if meta.get("template_args"):
+                lxc_extra["template_args"] = list(meta["template_args"])
+        elif config.rootfs:
+            lxc_extra["rootfs"] = config.rootfs
+        init = config.get("lxc.init.cmd")
+        if init:
+            lxc_extra["init"] = shlex.split(init)
+        passthrough: dict[str, Any] = {}
+        for key, value in config.items:
+            if key in _MANAGED_KEYS or key.startswith(_MANAGED_PREFIXES):
+                continue
+            passthrough.setdefault(key, []).append(value)
+        if passthrough:
+            lxc_extra["config"] = {k: v[0] if len(v) == 1 else v for k, v in passthrough.items()}
+        return DomainSpec(
+            name=dom.name,
+            memory_bytes=memory or self._host_memory(),
+            vcpus=vcpus or os.cpu_count() or 1,
+            nics=tuple(NicSpec(network=link, mac=mac, model=kind) for link, mac, kind in config.nics()),
+            uuid=dom.uuid,
+            os_type="exe",
+            extra={"lxc": lxc_extra},
+        )
+
+    def disks(self, dom: DomainRef) -> list[DiskInfo]:
+        """None: a container has a root file system (in ``domain_spec().extra``), not block disks."""
+        self._container(dom)
+        return []
+
+    def nics(self, dom: DomainRef) -> list[NicInfo]:
+        """The configured interfaces, with their addresses while the container runs."""
+        container = self._container(dom)
+        config = self._config(dom.name)
+        running = bool(container.running)
+        out = []
+        for index, (link, mac, kind) in enumerate(config.nics()):
+            ips: tuple[str, ...] = ()
+            if running:
+                name = container.get_running_config_item(f"lxc.net.{index}.veth.pair") if kind == "veth" else None
+                with contextlib.suppress(Exception):
+                    ips = tuple(container.get_ips(interface=name) if name else ())
+            out.append(NicInfo(mac=mac, network=link, model=kind, ips=ips))
+        return out
+
+    def inventory(self) -> list[DomainRecord]:
+        """Every container from one scan: configuration files, UUID files and the active ones' states."""
+        states = self._native_states()
+        records = []
+        for name, native in sorted(states.items()):
+            errors: dict[str, str] = {}
+            meta = self._meta(name)
+            try:
+                config = self._config(name)
+            except NoDomainError as exc:
+                errors["config"] = str(exc)
+                config = ContainerConfig()
+            memory, vcpus = spec_values(config)
+            records.append(
+                DomainRecord(
+                    name=name,
+                    uuid=self._uuid(name, meta),
+                    state=lxc_state(native),
+                    native_state=native,
+                    vcpus=vcpus or os.cpu_count() or 1,
+                    memory_bytes=memory,
+                    os_type="exe",
+                    autostart=config.get("lxc.start.auto") == "1",
+                    nics=[NicInfo(mac=mac, network=link, model=kind) for link, mac, kind in config.nics()],
+                    extra={"rootfs": config.rootfs, "lxcpath": self.lxcpath},
+                    field_errors=errors,
+                )
+            )
+        return records
+
+    def autostart(self, dom: DomainRef) -> bool | None:
+        """``lxc.start.auto``."""
+        self._container(dom)
+        return self._config(dom.name).get("lxc.start.auto") == "1"
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    def define_domain(self, spec: DomainSpec) -> DomainRef:
+        """Write the container's configuration (existing rootfs) or create it from an LXC template."""
+        name = spec.name
+        if spec.os_type != "exe":
+            raise InvalidArgumentError(
+                f"domain {name!r}: LXC domains are containers, os_type must be 'exe' (got {spec.os_type!r})"
+            )
+        if spec.disks:
+            raise InvalidArgumentError(
+                f"domain {name!r}: LXC containers have no block disks; give the root file system as "
+                "extra['lxc']['rootfs'] or extra['lxc']['template']"
+            )
+        with _errors(f"definition of domain {name!r}"):
+            settings = settings_from_extra(name, spec.extra)
+        if settings.rootfs is not None and not os.path.isdir(settings.rootfs):
+            raise InvalidArgumentError(f"domain {name!r}: the root file system {settings.rootfs!r} is not a directory")
+        domain_uuid = spec.uuid or str(_uuid.uuid4())
+        with self._lock:
+            if self._lxc.Container(name, self.lxcpath).defined or os.path.exists(self._dir(name)):
+                raise OperationFailedError(f"domain {name!r} already exists in lxcpath {self.lxcpath!r}")
+            if any(ref.uuid == domain_uuid for ref in self.list_domains()):
+                raise OperationFailedError(f"domain {name!r}: UUID {domain_uuid} is already used")
+            text = render_config(
+                name=name,
+                rootfs=settings.rootfs,
+                settings=settings,
+                memory_bytes=spec.memory_bytes,
+                vcpus=spec.vcpus,
+                nics=[(nic.network, nic.mac) for nic in spec.nics],
+                cgroup_v2=self._cgroup_v2,
+            )
+            meta: dict[str, Any] = {"uuid": domain_uuid, "rootfs_owned": settings.rootfs is None}
+            if settings.template is not None:
+                meta["template"] = settings.template
+                meta["template_args"] = list(settings.template_args)
+                self._create_from_template(name, text, settings.template, settings.template_args)
+            else:
+                os.mkdir(self._dir(name), 0o750)
+                with open(os.path.join(self._dir(name), "config"), "w") as f:
+                    f.write(text)
+            with open(os.path.join(self._dir(name), META_FILE), "w") as f:
+                json.dump(meta, f)
+        return DomainRef(name, domain_uuid)
+
+    def _create_from_template(self, name: str, text: str, template: str, args: tuple[str, ...]) -> None:
+        container = self._lxc.Container(name, self.lxcpath)
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
+            conf.write(text)
+            conf.flush()
+            if not container.load_config(conf.name):
+                raise InvalidArgumentError(f"domain {name!r}: liblxc refused the generated configuration")
+        if not container.create(template, self._lxc.LXC_CREATE_QUIET, tuple(args)):
+            with contextlib.suppress(Exception):
+                if container.defined:
+                    container.destroy()
+            raise OperationFailedError(f"domain {name!r}: the LXC template {template!r} failed")
+
+    def undefine(self, dom: DomainRef) -> None:
+        """Remove the container; a root file system the user supplied is left untouched."""
+        container = self._container(dom)
+        config = self._config(dom.name)
+        meta = self._meta(dom.name)
+        with self._lock:
+            if not self._rootfs_owned(dom.name, config, meta) and config.rootfs is not None:
+                # liblxc's destroy deletes lxc.rootfs.path wherever it is: take the key away first.
+                kept = [(k, v) for k, v in config.items if k != "lxc.rootfs.path"]
+                with open(os.path.join(self._dir(dom.name), "config"), "w") as f:
+                    f.write("".join(f"{k} = {v}\n" for k, v in kept))
+                container = self._lxc.Container(dom.name, self.lxcpath)
+            if not container.destroy():
+                raise OperationFailedError(f"LXC could not destroy the definition of domain {dom.name!r}")
+
+    def start(self, dom: DomainRef, paused: bool) -> None:
+        """Start the container (daemonized); freeze it right away when ``paused``."""
+        container = self._container(dom)
+        if not container.start(close_fds=True):
+            raise OperationFailedError(f"LXC could not start domain {dom.name!r}")
+        if paused and not container.freeze():
+            raise OperationFailedError(f"LXC started domain {dom.name!r} but could not freeze it")
+
+    def shutdown(self, dom: DomainRef) -> None:
+        """Send the container's halt signal (``lxc.signal.halt``) to its init and return."""
+        if not self._container(dom).shutdown(0):
+            raise OperationFailedError(f"LXC could not signal domain {dom.name!r} to shut down")
+
+    def destroy(self, dom: DomainRef) -> None:
+        """Kill every process of the container (also a frozen one)."""
+        if not self._container(dom).stop():
+            raise OperationFailedError(f"LXC could not stop domain {dom.name!r}")
+
+    def reboot(self, dom: DomainRef) -> None:
+        """Send the container's reboot signal (``lxc.signal.reboot``); liblxc restarts it."""
+        if not self._container(dom).reboot():
+            raise OperationFailedError(f"LXC could not signal domain {dom.name!r} to reboot")
+
+    def suspend(self, dom: DomainRef) -> None:
+        """Freeze the container's cgroup."""
+        if not self._container(dom).freeze():
+            raise OperationFailedError(f"LXC could not freeze domain {dom.name!r}")
+
+    def resume(self, dom: DomainRef) -> None:
+        """Thaw the container's cgroup."""
+        if not self._container(dom).unfreeze():
+            raise OperationFailedError(f"LXC could not thaw domain {dom.name!r}")
+
+    # --- events -------------------------------------------------------------------------------------
+
+    def _event_snapshot(self) -> dict[DomainRef, DomainState]:
+        return {DomainRef(name, self._uuid(name)): lxc_state(native) for name, native in self._native_states().items()}
+
+    def start_events(self) -> None:
+        """Start polling the lxcpath for state changes."""
+        if self._poller is None:
+            self._poller = EventPoller(self._event_snapshot, self.emit, interval=0.25, name="virtabs-lxc-events")
+            self._poller.start()
+
+    def stop_events(self) -> None:
+        """Stop polling."""
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.stop()
+
+    def close(self) -> None:
+        """Stop the event poller, if any."""
+        self.stop_events()
