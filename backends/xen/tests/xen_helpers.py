@@ -61,7 +61,9 @@ class Lab:
         params = f"keyfile={quote(str(self.key), safe='/')}&known_hosts={quote(str(self.known_hosts), safe='/')}"
         return f"xen+ssh://root@127.0.0.1:{self.port}{path}?{params}"
 
-    def ssh(self, command: str, *, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def ssh(
+        self, command: str, *, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         """Run a shell command line in dom0 (test set-up only; the driver uses its own transport)."""
         return subprocess.run(
             ["bash", str(SCRIPT), "ssh", command],
@@ -69,7 +71,7 @@ class Lab:
             capture_output=True,
             text=True,
             timeout=timeout,
-            stdin=subprocess.DEVNULL,
+            input=input if input is not None else "",
         )
 
     def running(self) -> bool:
