@@ -1,0 +1,156 @@
+"""The simulator speaks WS-Management as pywinrm 0.5.0 expects (pywinrm is the real client here)."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+import xml.etree.ElementTree as ET
+
+import pytest
+import requests
+import winrm
+from virtabs_hyperv_sim import Simulator
+from winrm.exceptions import InvalidCredentialsError, WinRMTransportError, WSManFaultError
+from winrm.protocol import Protocol
+
+
+def _session(sim: Simulator, **kw: object) -> winrm.Session:
+    return winrm.Session(
+        sim.url,
+        auth=(sim.username, sim.password),
+        transport="ssl",
+        server_cert_validation="validate",
+        ca_trust_path=str(sim.cafile),
+        **kw,
+    )
+
+
+def test_run_ps_over_verified_https(sim: Simulator) -> None:
+    vm = sim.host.add_vm("wsman-a")
+    r = _session(sim).run_ps(
+        "Hyper-V\\Get-VM | ForEach-Object { @{N = $_.Name; S = $_.State} } | ConvertTo-Json -Compress"
+    )
+    assert r.status_code == 0, r.std_err
+    assert b'"N":"wsman-a","S":3' in r.std_out
+    with sim.host.lock:
+        del sim.host.vms[vm.id]
+
+
+def test_https_refuses_a_client_without_the_ca(sim: Simulator) -> None:
+    s = winrm.Session(sim.url, auth=(sim.username, sim.password), transport="ssl", server_cert_validation="validate")
+    with pytest.raises(requests.exceptions.SSLError):
+        s.run_ps("'x'")
+
+
+def test_wrong_password_is_401(sim: Simulator) -> None:
+    s = winrm.Session(sim.url, auth=(sim.username, "wrong"), transport="ssl", ca_trust_path=str(sim.cafile))
+    with pytest.raises(InvalidCredentialsError):
+        s.run_ps("'x'")
+
+
+def test_basic_over_plain_http_is_refused_unless_allowed() -> None:
+    with Simulator(tls=False) as strict:
+        s = winrm.Session(strict.url, auth=(strict.username, strict.password), transport="basic")
+        with pytest.raises(InvalidCredentialsError):
+            s.run_ps("'x'")
+
+
+def test_basic_over_http_when_allowed(sim_http: Simulator) -> None:
+    s = winrm.Session(sim_http.url, auth=(sim_http.username, sim_http.password), transport="basic")
+    r = s.run_ps("'hello'")
+    assert (r.status_code, r.std_out) == (0, b"hello\r\n")
+
+
+def test_keep_alive_and_nodelay(sim: Simulator) -> None:
+    before_conn, before_req = sim.server.connections, sim.server.requests
+    s = _session(sim)
+    for _ in range(3):
+        assert s.run_ps("'x'").status_code == 0
+    # run_ps closes its requests session at the end: one connection carries its 5 WS-Man operations
+    assert sim.server.requests - before_req == 15
+    assert sim.server.connections - before_conn == 3
+    assert sim.server.nodelay and all(sim.server.nodelay)
+
+
+def test_receive_timeout_fault_is_retried_by_pywinrm(sim: Simulator) -> None:
+    p = Protocol(
+        sim.url,
+        transport="ssl",
+        username=sim.username,
+        password=sim.password,
+        ca_trust_path=str(sim.cafile),
+        operation_timeout_sec=1,
+        read_timeout_sec=5,
+    )
+    shell = p.open_shell()
+    before = sim.server.timeouts
+    script = "Start-Sleep -Milliseconds 1600; 'late'"
+    cid = p.run_command(shell, "powershell -encodedcommand " + base64.b64encode(script.encode("utf-16-le")).decode())
+    out, err, code = p.get_command_output(shell, cid)
+    p.cleanup_command(shell, cid)
+    p.close_shell(shell)
+    assert (out, code) == (b"late\r\n", 0), err
+    assert sim.server.timeouts > before
+
+
+def test_unknown_shell_is_a_wsman_fault(sim: Simulator) -> None:
+    p = Protocol(sim.url, transport="ssl", username=sim.username, password=sim.password, ca_trust_path=str(sim.cafile))
+    with pytest.raises(WSManFaultError) as info:
+        p.run_command(str(uuid.uuid4()).upper(), "powershell -encodedcommand AA==")
+    assert info.value.wsman_fault_code == 2150858843
+
+
+def test_relates_to_echoes_message_id(sim: Simulator) -> None:
+    p = Protocol(sim.url, transport="ssl", username=sim.username, password=sim.password, ca_trust_path=str(sim.cafile))
+    mid = uuid.uuid4()
+    req = p.build_wsman_header(
+        resource_uri="http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd",
+        action="http://schemas.xmlsoap.org/ws/2004/09/transfer/Create",
+        message_id=mid,
+    )
+    import xmltodict
+
+    req.setdefault("env:Body", {})["rsp:Shell"] = {"rsp:InputStreams": "stdin", "rsp:OutputStreams": "stdout stderr"}
+    root = ET.fromstring(p.send_message(xmltodict.unparse({"env:Envelope": req})))
+    relates = next(n.text for n in root.iter() if n.tag.endswith("RelatesTo"))
+    assert relates == f"uuid:{mid}"
+    shell_id = next(n.text for n in root.iter() if n.get("Name") == "ShellId")
+    p.close_shell(shell_id)  # pywinrm asserts RelatesTo on Delete too
+
+
+def test_clixml_error_and_exit_code(sim: Simulator) -> None:
+    r = _session(sim).run_ps("Hyper-V\\Get-VM -Nmae x")
+    assert r.status_code == 1
+    # pywinrm's own CLIXML cleaner understands the simulator's stderr
+    assert b"A parameter cannot be found that matches parameter name 'Nmae'." in r.std_err
+    assert b"NamedParameterNotFound" in r.std_err
+
+
+def test_codepage_437_mangles_what_65001_keeps(sim: Simulator) -> None:
+    script = "'Zoë \u2013 ☃'"
+    enc = base64.b64encode(script.encode("utf-16-le")).decode()
+    p = Protocol(sim.url, transport="ssl", username=sim.username, password=sim.password, ca_trust_path=str(sim.cafile))
+    outs = []
+    for cp in (437, 65001):
+        shell = p.open_shell(codepage=cp)
+        cid = p.run_command(shell, f"powershell -encodedcommand {enc}")
+        out, _err, _code = p.get_command_output(shell, cid)
+        p.cleanup_command(shell, cid)
+        p.close_shell(shell)
+        outs.append(out)
+    assert outs[0] == "Zoë ? ?\r\n".encode("cp437")
+    assert outs[1].decode("utf-8") == "Zoë \u2013 ☃\r\n"
+
+
+def test_command_line_limit_and_non_powershell(sim: Simulator) -> None:
+    s = _session(sim)
+    r = s.run_cmd("powershell -encodedcommand " + "A" * 9000)
+    assert r.status_code == 1 and b"too long" in r.std_err
+    r = s.run_cmd("ipconfig", ["/all"])
+    assert r.status_code == 1 and b"is not recognized" in r.std_err
+
+
+def test_injected_http_500_is_a_transport_error(sim: Simulator) -> None:
+    sim.server.fault_plan.append("500")
+    with pytest.raises(WinRMTransportError):
+        _session(sim).run_ps("'x'")
