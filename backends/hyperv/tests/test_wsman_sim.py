@@ -154,3 +154,16 @@ def test_injected_http_500_is_a_transport_error(sim: Simulator) -> None:
     sim.server.fault_plan.append("500")
     with pytest.raises(WinRMTransportError):
         _session(sim).run_ps("'x'")
+
+
+def test_ntlm_with_message_encryption_over_http() -> None:
+    with Simulator(tls=False, ntlm=True) as ntlm:
+        s = winrm.Session(ntlm.url, auth=(ntlm.username, ntlm.password), transport="ntlm")
+        r = s.run_ps("'sealed'")
+        assert (r.status_code, r.std_out) == (0, b"sealed\r\n")
+        assert ntlm.server.sealed == 5  # every WS-Man operation travelled sealed
+        with pytest.raises(InvalidCredentialsError):
+            winrm.Session(ntlm.url, auth=(ntlm.username, "wrong"), transport="ntlm").run_ps("'x'")
+        # an unsealed, unauthenticated SOAP request is refused
+        with pytest.raises(InvalidCredentialsError):
+            winrm.Session(ntlm.url, auth=(ntlm.username, ntlm.password), transport="basic").run_ps("'x'")

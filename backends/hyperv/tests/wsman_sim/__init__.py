@@ -69,6 +69,7 @@ class Simulator:
             allow_unencrypted=allow_unencrypted,
             ntlm=ntlm,
             port=port,
+            state_dir=self.dir,
         )
 
     @property

@@ -25,6 +25,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -115,6 +116,7 @@ class WSManServer:
         allow_unencrypted: bool = False,
         ntlm: bool = False,
         port: int = 0,
+        state_dir: Path | None = None,
     ) -> None:
         self.commands = commands
         self.username = username
@@ -126,16 +128,15 @@ class WSManServer:
         self.connections = 0
         self.nodelay: list[int] = []
         self.timeouts = 0
+        self.sealed = 0
         self.commands_run = 0
         self.scripts: list[str] = []
         self.fault_plan: list[str] = []  # injected: "401", "500", "stall:<seconds>"
-        self.ntlm = None
+        self.ntlm: Any = None
         if ntlm:
-            try:
-                from ._ntlm import NtlmAcceptor  # type: ignore[import-not-found]
-            except ImportError:
-                raise RuntimeError("the simulator's NTLM endpoint is not implemented yet") from None
-            self.ntlm = NtlmAcceptor(username, password)
+            from ._ntlm import NtlmAcceptor
+
+            self.ntlm = NtlmAcceptor(username, password, state_dir)
         server = self
 
         class Handler(_Handler):
@@ -422,7 +423,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(401, b"", "text/html", {"WWW-Authenticate": 'Basic realm="WSMAN"'})
             return
         if auth.startswith(("Negotiate ", "NTLM ")) and sim.ntlm is not None:
-            self._ntlm_handshake(auth)
+            self._ntlm_handshake(auth, data)
             return
         ctype = self.headers.get("Content-Type", "")
         if ctype.startswith("multipart/encrypted") and sim.ntlm is not None:
@@ -452,7 +453,7 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return user == sim.username and pw == sim.password
 
-    def _ntlm_handshake(self, auth: str) -> None:
+    def _ntlm_handshake(self, auth: str, data: bytes) -> None:
         assert self.sim.ntlm is not None
         scheme, _, token = auth.partition(" ")
         if self.ntlm_ctx is None:
@@ -468,12 +469,13 @@ class _Handler(BaseHTTPRequestHandler):
                 401, b"", "text/html", {"WWW-Authenticate": f"{scheme} {base64.b64encode(out or b'').decode()}"}
             )
             return
-        # The final leg carries the first (encrypted) message in its body.
-        length_body = b""
-        ctype = self.headers.get("Content-Type", "")
-        self._encrypted(length_body, ctype, first=True)
+        if data:  # a client that sends its first sealed message with the AUTHENTICATE token
+            self._encrypted(data, self.headers.get("Content-Type", ""))
+            return
+        # The final leg: pywinrm sends it with an empty body to set up the context.
+        self._reply(200, b"", "application/soap+xml;charset=UTF-8")
 
-    def _encrypted(self, data: bytes, ctype: str, first: bool = False) -> None:
+    def _encrypted(self, data: bytes, ctype: str) -> None:
         if self.ntlm_ctx is None or not self.ntlm_ctx.complete:
             self._reply(401, b"", "text/html", {"WWW-Authenticate": "Negotiate"})
             return
@@ -487,6 +489,8 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             self._reply(400, b"", "text/html")
             return
+        with self.sim.lock:
+            self.sim.sealed += 1
         code, body = self.sim.handle(plain)
         payload, out_ctype = wrap_message(self.ntlm_ctx, body)
         self._reply(code, payload, out_ctype)
