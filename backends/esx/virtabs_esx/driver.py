@@ -1,0 +1,832 @@
+"""The ``esx`` and ``vpx`` drivers: VMware ESX hosts and vCenter servers over pyVmomi (SOAP).
+
+URIs (libvirt's)::
+
+    esx://esx1.example.com/                    a standalone ESX host
+    vpx://vcenter.example.com/DC0              a vCenter, limited to datacenter DC0
+    vpx://vcenter.example.com/DC0/DC0_C0       ... to a cluster (or standalone host's compute resource)
+    vpx://vcenter.example.com/DC0/DC0_C0/DC0_C0_H0   ... to one host
+    esx://127.0.0.1:8989/?cafile=/path/ca.pem  trust this CA (default: the system store)
+    esx://host/?thumbprint=AB:CD:...           trust exactly this certificate (SHA-256)
+    esx://host/?no_verify=1                    no certificate check (warned about once)
+    esx://127.0.0.1:8989/?transport=http       plain HTTP, for test setups only
+    esx://host/?reboot=reset                   reboot is a hard reset instead of a guest reboot (Tools)
+
+Credentials come from the connection (``credentials=``, ``VIRTABS_USERNAME``/``VIRTABS_PASSWORD``, the
+config file); a user name in the URI is used when the credentials carry none.
+
+This module imports only :mod:`virtabs.spi` and the standard library; pyVmomi is imported when a
+connection opens.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from virtabs.spi import (
+    URI,
+    AuthError,
+    BlockCopyRequest,
+    BlockJobEvent,
+    BlockJobInfo,
+    BlockJobStatus,
+    BlockJobType,
+    Capabilities,
+    Capability,
+    ConnectError,
+    ConnectOptions,
+    DiskInfo,
+    DiskSpec,
+    DomainInfo,
+    DomainRecord,
+    DomainRef,
+    DomainSpec,
+    DomainState,
+    Driver,
+    DriverUnavailableError,
+    HostInfo,
+    InvalidArgumentError,
+    NicInfo,
+    NicSpec,
+    NoDomainError,
+    NoSnapshotError,
+    NoStoragePoolError,
+    NoStorageVolumeError,
+    OperationFailedError,
+    PoolInfo,
+    Snapshot,
+    VirtabsError,
+    VolumeInfo,
+    find_domain,
+)
+
+from ._paths import CONTROLLER_BUS, VOLUMES, datastore_path, domain_state, posix_path, slot_of, target_name
+from ._tls import ssl_context
+
+if TYPE_CHECKING:
+    from ._session import Session
+
+__all__ = ["EsxDriver", "VpxDriver"]
+
+MiB = 1 << 20
+GiB = 1 << 30
+DEFAULT_DISK_BYTES = GiB
+"""Size of a disk created by define/attach when the DiskSpec names a file that does not exist yet."""
+
+#: The VM properties each read needs, and nothing more.
+REF_PROPS = ("name", "config.uuid", "config.template")
+INFO_PROPS = (*REF_PROPS, "runtime.powerState", "config.hardware.numCPU", "config.hardware.memoryMB")
+DEVICE_PROPS = ("config.hardware.device",)
+INVENTORY_PROPS = (*INFO_PROPS, *DEVICE_PROPS, "config.guestId", "snapshot", "guest.net", "config.files.vmPathName")
+
+_NIC_MODELS = {
+    "VirtualVmxnet3": "vmxnet3",
+    "VirtualVmxnet2": "vmxnet2",
+    "VirtualVmxnet": "vmxnet",
+    "VirtualE1000": "e1000",
+    "VirtualE1000e": "e1000e",
+    "VirtualPCNet32": "pcnet32",
+    "VirtualSriovEthernetCard": "sriov",
+}
+
+
+def _short(obj: Any) -> str:
+    """``vim.vm.device.VirtualE1000`` -> ``VirtualE1000``."""
+    return type(obj).__name__.rsplit(".", 1)[-1]
+
+
+def _controller_kind(device: Any) -> str | None:
+    name = _short(device)
+    if name == "ParaVirtualSCSIController":
+        return "pvscsi"
+    if name in ("VirtualLsiLogicController", "VirtualLsiLogicSASController", "VirtualBusLogicController"):
+        return "scsi"
+    if name == "VirtualIDEController":
+        return "ide"
+    if name == "VirtualAHCIController":
+        return "sata"
+    if name == "VirtualNVMEController":
+        return "nvme"
+    return None
+
+
+class _Job:
+    """A Storage vMotion running for one disk: the task, where it goes, what it was."""
+
+    def __init__(self, task: Any, dom: DomainRef, disk: str, dest: str) -> None:
+        self.task = task
+        self.dom = dom
+        self.disk = disk
+        self.dest = dest
+        self.progress = 0
+
+
+class EsxDriver(Driver):
+    """VMware ESX (``esx://``) through the vSphere API, with bulk reads and verified TLS."""
+
+    name: ClassVar[str] = "esx"
+    description: ClassVar[str] = "VMware ESX/vCenter over pyVmomi (SOAP); TLS verified by default"
+    capabilities: ClassVar[Capabilities] = Capabilities.of(
+        Capability.DOMAIN_DEFINE,
+        Capability.DOMAIN_START,
+        Capability.DOMAIN_SHUTDOWN,
+        Capability.DOMAIN_DESTROY,
+        Capability.DOMAIN_REBOOT,
+        Capability.DOMAIN_SNAPSHOT,
+        Capability.DOMAIN_DISK_HOTPLUG,
+        Capability.BLOCK_COPY,
+        Capability.STORAGE_POOL,
+    )
+    uri_examples: ClassVar[tuple[str, ...]] = (
+        "esx://esx1.example.com/",
+        "esx://esx1.example.com/?cafile=/etc/ssl/esx-ca.pem",
+        "esx://esx1.example.com/?thumbprint=AB:CD:...",
+    )
+    install_hint: ClassVar[str] = "pip install virtabs-esx  (it needs pyvmomi)"
+
+    def __init__(self, uri: URI, options: ConnectOptions) -> None:
+        super().__init__(uri, options)
+        try:
+            from pyVmomi import vim, vmodl
+
+            from . import _session
+        except ImportError as exc:
+            raise DriverUnavailableError(f"the {self.name} driver needs pyVmomi ({exc}): {self.install_hint}") from None
+        self._vim: Any = vim
+        self._vmodl: Any = vmodl
+        self._errors = _session.errors
+        self._what = f"{uri.driver}://{uri.host or ''}{'' if uri.port is None else f':{uri.port}'}/"
+        if not uri.host:
+            raise InvalidArgumentError(f"{self._what}: the URI names no host")
+        transport = (uri.param("transport") or uri.transport or "https").lower()
+        if transport not in ("https", "http"):
+            raise InvalidArgumentError(f"{self._what}: transport {transport!r} (https or http)")
+        self._reboot = (uri.param("reboot") or "guest").lower()
+        if self._reboot not in ("guest", "reset"):
+            raise InvalidArgumentError(f"{self._what}: reboot={self._reboot} (guest or reset)")
+        context = None
+        if transport == "https":
+            context = ssl_context(
+                cafile=uri.param("cafile"),
+                thumbprint=uri.param("thumbprint"),
+                no_verify=uri.flag("no_verify"),
+                what=self._what,
+            )
+        creds = options.credentials
+        username = (creds.username if creds else None) or uri.user
+        password = creds.password if creds else None
+        if not username or password is None:
+            raise AuthError(f"{self._what}: no credentials (pass credentials=, or set VIRTABS_USERNAME/PASSWORD)")
+        self._session: Session = _session.Session(
+            protocol=transport,
+            host=uri.host,
+            port=uri.port or (443 if transport == "https" else 80),
+            username=username,
+            password=password,
+            context=context,
+            timeout=options.timeout,
+            what=self._what,
+        )
+        self._lock = threading.Lock()
+        self._morefs: dict[str, Any] = {}  # uuid -> VirtualMachine moref
+        self._jobs: dict[tuple[str, str], _Job] = {}  # (uuid, disk) -> running Storage vMotion
+        try:
+            self._root = self._scope(uri.path)
+        except BaseException:
+            self._session.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._what}>"
+
+    # --- scope and lookups ---------------------------------------------------------
+
+    def _scope(self, path: str) -> Any:
+        """The inventory object every view starts from: the root folder, or the vpx path's object."""
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            return self._session.content.rootFolder
+        inventory_path = parts[0] if len(parts) == 1 else f"{parts[0]}/host/{'/'.join(parts[1:])}"
+        with self._errors(f"{self._what}: inventory path {path!r}"):
+            found = self._session.content.searchIndex.FindByInventoryPath(inventory_path)
+        if found is None:
+            raise ConnectError(f"{self._what}: no datacenter, cluster or host at {path!r}")
+        return found
+
+    def _vm_objects(self, paths: Iterable[str]) -> list[tuple[Any, dict[str, Any]]]:
+        """Every VM (templates excluded) in scope with ``paths``: one RetrievePropertiesEx (per page)."""
+        with self._errors(f"{self._what}: listing virtual machines"):
+            found = self._session.objects(self._root, self._vim.VirtualMachine, paths)
+        out = []
+        with self._lock:
+            for moref, props in found:
+                uuid = props.get("config.uuid")
+                if not uuid or props.get("config.template"):
+                    continue  # a template, or a VM whose configuration is not readable
+                self._morefs[uuid] = moref
+                out.append((moref, props))
+        return out
+
+    def _vm(self, dom: DomainRef) -> Any:
+        """The VirtualMachine moref of ``dom`` (cached by UUID; SearchIndex.FindByUuid otherwise)."""
+        with self._lock:
+            moref = self._morefs.get(dom.uuid)
+        if moref is not None:
+            return moref
+        with self._errors(f"domain {dom.name!r}"):
+            moref = self._session.content.searchIndex.FindByUuid(None, dom.uuid, True)
+        if moref is None:
+            raise NoDomainError(f"domain {dom.name!r} ({dom.uuid}) not found")
+        with self._lock:
+            self._morefs[dom.uuid] = moref
+        return moref
+
+    def _props(self, dom: DomainRef, paths: Iterable[str]) -> dict[str, Any]:
+        """Properties of ``dom``'s VM in one call; NoDomainError if it went away."""
+        moref = self._vm(dom)
+        try:
+            with self._errors(f"domain {dom.name!r}"):
+                return self._session.properties(moref, paths)
+        except NoDomainError:
+            with self._lock:
+                self._morefs.pop(dom.uuid, None)
+            raise NoDomainError(f"domain {dom.name!r} ({dom.uuid}) not found") from None
+
+    @staticmethod
+    def _ref(props: dict[str, Any]) -> DomainRef:
+        return DomainRef(props["name"], props["config.uuid"])
+
+    # --- connection ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Log out."""
+        self._session.close()
+
+    def host_info(self) -> HostInfo:
+        """The host (esx), or the hosts in scope summed up (vpx)."""
+        with self._errors(f"{self._what}: host information"):
+            hosts = self._session.objects(self._root, self._vim.HostSystem, ["name", "summary.hardware"])
+        about = self._session.content.about
+        hardware = [p["summary.hardware"] for _, p in hosts if "summary.hardware" in p]
+        return HostInfo(
+            hostname=hosts[0][1]["name"] if len(hosts) == 1 else (self.uri.host or ""),
+            hypervisor=about.fullName,
+            hypervisor_version=about.version,
+            cpus=sum(h.numCpuThreads for h in hardware),
+            memory_bytes=sum(h.memorySize for h in hardware),
+            cpu_model=hardware[0].cpuModel if hardware else None,
+        )
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def list_domains(self) -> list[DomainRef]:
+        """Every VM in scope: one ContainerView (made once) and one RetrievePropertiesEx."""
+        return [self._ref(p) for _, p in self._vm_objects(REF_PROPS)]
+
+    def lookup_domain(self, name_or_uuid: str) -> DomainRef:
+        """By name or UUID from one bulk listing (names are unique per folder only: the first wins)."""
+        return find_domain(self.list_domains(), name_or_uuid)
+
+    def _info(self, props: dict[str, Any]) -> DomainInfo:
+        memory = int(props.get("config.hardware.memoryMB") or 0) * MiB
+        native = props.get("runtime.powerState") or "unknown"
+        return DomainInfo(
+            name=props["name"],
+            uuid=props["config.uuid"],
+            state=domain_state(native),
+            native_state=str(native),
+            vcpus=int(props.get("config.hardware.numCPU") or 0),
+            memory_bytes=memory,
+            max_memory_bytes=memory,
+        )
+
+    def domain_info(self, dom: DomainRef) -> DomainInfo:
+        """State, vCPUs and memory in one call (VMware reports no cumulative CPU time: 0)."""
+        return self._info(self._props(dom, INFO_PROPS))
+
+    def _controllers(self, devices: list[Any]) -> dict[int, tuple[str, int]]:
+        return {
+            d.key: (kind, int(getattr(d, "busNumber", 0) or 0))
+            for d in devices
+            if (kind := _controller_kind(d)) is not None
+        }
+
+    def _disk_infos(self, devices: list[Any]) -> list[tuple[Any, DiskInfo]]:
+        controllers = self._controllers(devices)
+        out = []
+        for d in devices:
+            if _short(d) != "VirtualDisk":
+                continue
+            kind, bus = controllers.get(d.controllerKey, ("unknown", 0))
+            backing = d.backing
+            file_name = getattr(backing, "fileName", None) or ""
+            chain: list[str] = []
+            parent = getattr(backing, "parent", None)
+            while parent is not None and len(chain) < 64:
+                if getattr(parent, "fileName", None):
+                    chain.append(posix_path(parent.fileName))
+                parent = getattr(parent, "parent", None)
+            capacity = d.capacityInBytes or (d.capacityInKB * 1024 if d.capacityInKB else None)
+            try:
+                path = posix_path(file_name)
+                pool: str | None = datastore_path(path)[0]
+            except InvalidArgumentError:
+                path, pool = file_name, None
+            info = DiskInfo(
+                target=target_name(kind, bus, int(d.unitNumber or 0)),
+                path=path,
+                format="raw" if "RawDiskMapping" in _short(backing) else "vmdk",
+                bus=CONTROLLER_BUS[kind][1] if kind in CONTROLLER_BUS else kind,
+                readonly=getattr(backing, "diskMode", "") in ("nonpersistent", "independent_nonpersistent"),
+                capacity_bytes=capacity,
+                backing_chain=tuple(chain),
+                pool=pool,
+            )
+            out.append((d, info))
+        return out
+
+    def _nic_infos(self, devices: list[Any], guest_net: list[Any] | None) -> list[NicInfo]:
+        ips: dict[str, list[str]] = {}
+        for net in guest_net or []:
+            if net.macAddress:
+                ips.setdefault(net.macAddress.lower(), []).extend(net.ipAddress or [])
+        out = []
+        for d in devices:
+            model = _NIC_MODELS.get(_short(d))
+            if model is None:
+                continue
+            backing = d.backing
+            network = getattr(backing, "deviceName", None)
+            if network is None and getattr(backing, "port", None) is not None:
+                network = backing.port.portgroupKey
+            mac = d.macAddress.lower() if d.macAddress else None
+            out.append(NicInfo(mac=mac, network=network, model=model, ips=tuple(ips.get(mac or "", ()))))
+        return out
+
+    def disks(self, dom: DomainRef) -> list[DiskInfo]:
+        """The VM's virtual disks (one call)."""
+        devices = self._props(dom, DEVICE_PROPS).get("config.hardware.device") or []
+        return [info for _, info in self._disk_infos(devices)]
+
+    def nics(self, dom: DomainRef) -> list[NicInfo]:
+        """The VM's network adapters with the guest's IPs when VMware Tools reports them (one call)."""
+        props = self._props(dom, (*DEVICE_PROPS, "guest.net"))
+        return self._nic_infos(props.get("config.hardware.device") or [], props.get("guest.net"))
+
+    def domain_spec(self, dom: DomainRef) -> DomainSpec:
+        """The VM's definition: memory, vCPUs, disks and NICs."""
+        props = self._props(dom, (*INFO_PROPS, *DEVICE_PROPS, "config.guestId"))
+        devices = props.get("config.hardware.device") or []
+        disks = tuple(
+            DiskSpec(i.target, i.path, format=i.format, bus=i.bus, readonly=i.readonly)
+            for _, i in self._disk_infos(devices)
+        )
+        nics = tuple(
+            NicSpec(network=n.network or "", mac=n.mac, model=n.model or "e1000")
+            for n in self._nic_infos(devices, None)
+        )
+        return DomainSpec(
+            name=props["name"],
+            memory_bytes=int(props.get("config.hardware.memoryMB") or 1) * MiB,
+            vcpus=int(props.get("config.hardware.numCPU") or 1),
+            disks=disks,
+            nics=nics,
+            uuid=props["config.uuid"],
+            extra={"esx.guest_id": props.get("config.guestId") or "otherGuest"},
+        )
+
+    @staticmethod
+    def _walk(tree: Iterable[Any], parent: str | None = None) -> Iterable[tuple[Any, str | None]]:
+        for node in tree or ():
+            yield node, parent
+            yield from EsxDriver._walk(node.childSnapshotList, node.name)
+
+    def inventory(self) -> list[DomainRecord]:
+        """Every VM with disks, NICs, snapshot count and jobs: one RetrievePropertiesEx (per 1,000 VMs)."""
+        records = []
+        for moref, p in self._vm_objects(INVENTORY_PROPS):
+            info = self._info(p)
+            devices = p.get("config.hardware.device") or []
+            snapshot = p.get("snapshot")
+            records.append(
+                DomainRecord(
+                    name=info.name,
+                    uuid=info.uuid,
+                    state=info.state,
+                    native_state=info.native_state,
+                    vcpus=info.vcpus,
+                    memory_bytes=info.memory_bytes,
+                    os_type="hvm",
+                    autostart=None,
+                    disks=tuple(i for _, i in self._disk_infos(devices)),
+                    nics=tuple(self._nic_infos(devices, p.get("guest.net"))),
+                    snapshot_count=len(list(self._walk(snapshot.rootSnapshotList))) if snapshot else 0,
+                    block_jobs=tuple(self._jobs_of(info.uuid)),
+                    extra={
+                        "esx.moref": moref._moId,
+                        "esx.guest_id": p.get("config.guestId"),
+                        "esx.vmx": p.get("config.files.vmPathName"),
+                    },
+                )
+            )
+        return records
+
+    # --- placement ---------------------------------------------------------------------
+
+    def _datastores(self) -> dict[str, tuple[Any, Any]]:
+        """name -> (moref, summary) of every datastore in scope (one call)."""
+        with self._errors(f"{self._what}: listing datastores"):
+            found = self._session.objects(self._root, self._vim.Datastore, ["name", "summary"])
+        return {p["name"]: (m, p.get("summary")) for m, p in found}
+
+    def _datastore(self, name: str) -> Any:
+        try:
+            return self._datastores()[name][0]
+        except KeyError:
+            raise NoStoragePoolError(f"datastore {name!r} not found") from None
+
+    def _placement(self) -> tuple[Any, Any]:
+        """(vmFolder, resourcePool) where new VMs go: the first datacenter and compute resource in scope."""
+        with self._errors(f"{self._what}: placement"):
+            dcs = self._session.objects(self._session.content.rootFolder, self._vim.Datacenter, ["vmFolder"])
+            crs = self._session.objects(self._root, self._vim.ComputeResource, ["resourcePool"])
+        if not dcs or not crs:
+            raise OperationFailedError(f"{self._what}: no datacenter or compute resource to place a VM in")
+        return dcs[0][1]["vmFolder"], crs[0][1]["resourcePool"]
+
+    def _file_exists(self, ds_path: str) -> bool:
+        """Whether a datastore file exists: one SearchDatastore_Task on its folder."""
+        ds, rest = ds_path[1:].split("]", 1)
+        folder, _, file_name = rest.strip().rpartition("/")
+        browser: Any = self._session.properties(self._datastore(ds), ["browser"])["browser"]
+        spec = self._vim.host.DatastoreBrowser.SearchSpec(matchPattern=[file_name])
+        try:
+            result = self._session.run(
+                f"search of {ds_path}", browser.SearchDatastore_Task, datastorePath=f"[{ds}] {folder}", searchSpec=spec
+            )
+        except VirtabsError:
+            return False  # no such folder
+        return any(f.path == file_name for f in (getattr(result, "file", None) or []))
+
+    def _disk_change(self, spec: DiskSpec, controllers: dict[int, tuple[str, int]], new_key: int) -> list[Any]:
+        """Device changes adding ``spec`` (and its controller when missing)."""
+        dev = self._vim.vm.device
+        kind, bus, unit = slot_of(spec.target, spec.bus)
+        _ds, ds_path = datastore_path(spec.path)
+        if not ds_path.endswith(".vmdk"):
+            raise InvalidArgumentError(f"disk {spec.target!r}: {spec.path!r} is not a .vmdk file")
+        if spec.format not in ("vmdk", "raw"):
+            raise InvalidArgumentError(f"disk {spec.target!r}: VMware disks are vmdk, not {spec.format}")
+        changes = []
+        controller = next((k for k, v in controllers.items() if v == (kind, bus)), None)
+        if controller is None:
+            controller = new_key - 1
+            if kind == "ide":
+                raise InvalidArgumentError(f"disk {spec.target!r}: the VM has no IDE channel {bus}")
+            cls = dev.ParaVirtualSCSIController if kind == "pvscsi" else dev.VirtualLsiLogicController
+            changes.append(
+                dev.VirtualDeviceSpec(operation="add", device=cls(key=controller, busNumber=bus, sharedBus="noSharing"))
+            )
+            controllers[controller] = (kind, bus)
+        exists = self._file_exists(ds_path)
+        backing = dev.VirtualDisk.FlatVer2BackingInfo(
+            fileName=ds_path,
+            diskMode="independent_nonpersistent" if spec.readonly else "persistent",
+            thinProvisioned=True,
+        )
+        disk = dev.VirtualDisk(key=new_key, controllerKey=controller, unitNumber=unit, backing=backing)
+        change = dev.VirtualDeviceSpec(operation="add", device=disk)
+        if not exists:
+            disk.capacityInKB = DEFAULT_DISK_BYTES // 1024
+            change.fileOperation = "create"
+        changes.append(change)
+        return changes
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def define_domain(self, spec: DomainSpec) -> DomainRef:
+        """CreateVM_Task in the first datacenter/compute resource in scope; disks are created when missing."""
+        vim = self._vim
+        dev = vim.vm.device
+        for _moref, props in self._vm_objects(REF_PROPS):  # as libvirt's esx driver: no second VM of a name
+            if props["name"] == spec.name or (spec.uuid and props["config.uuid"].lower() == spec.uuid.lower()):
+                raise OperationFailedError(f"domain {spec.name!r} already exists ({props['config.uuid']})")
+        folder, pool = self._placement()
+        home = f"[{datastore_path(spec.disks[0].path)[0]}]" if spec.disks else f"[{next(iter(self._datastores()))}]"
+        changes: list[Any] = []
+        controllers: dict[int, tuple[str, int]] = {200: ("ide", 0), 201: ("ide", 1)}
+        key = -100
+        for disk in spec.disks:
+            changes += self._disk_change(disk, controllers, key)
+            key -= 10
+        for nic in spec.nics:
+            cls = {"vmxnet3": dev.VirtualVmxnet3, "e1000e": dev.VirtualE1000e}.get(nic.model, dev.VirtualE1000)
+            card = cls(key=key, backing=dev.VirtualEthernetCard.NetworkBackingInfo(deviceName=nic.network))
+            card.addressType = "manual" if nic.mac else "generated"
+            if nic.mac:
+                card.macAddress = nic.mac
+            changes.append(dev.VirtualDeviceSpec(operation="add", device=card))
+            key -= 10
+        config = vim.vm.ConfigSpec(
+            name=spec.name,
+            memoryMB=max(1, spec.memory_bytes // MiB),
+            numCPUs=spec.vcpus,
+            guestId=str(spec.extra.get("esx.guest_id", "otherGuest")),
+            files=vim.vm.FileInfo(vmPathName=home),
+            deviceChange=changes,
+        )
+        if spec.uuid:
+            config.uuid = spec.uuid
+        moref = self._session.run(f"definition of domain {spec.name!r}", folder.CreateVM_Task, config=config, pool=pool)
+        props = self._session.properties(moref, REF_PROPS)
+        with self._lock:
+            self._morefs[props["config.uuid"]] = moref
+        return self._ref(props)
+
+    def undefine(self, dom: DomainRef) -> None:
+        """UnregisterVM: the VM leaves the inventory; its files stay on the datastore (libvirt's semantics)."""
+        moref = self._vm(dom)
+        with self._errors(f"undefine of domain {dom.name!r}"):
+            moref.UnregisterVM()
+        with self._lock:
+            self._morefs.pop(dom.uuid, None)
+
+    def start(self, dom: DomainRef, paused: bool) -> None:
+        """PowerOnVM_Task (a suspended VM resumes from its suspend file)."""
+        if paused:
+            raise InvalidArgumentError(f"domain {dom.name!r}: VMware cannot start a VM with paused vCPUs")
+        self._session.run(f"start of domain {dom.name!r}", self._vm(dom).PowerOnVM_Task)
+
+    def shutdown(self, dom: DomainRef) -> None:
+        """ShutdownGuest: asks the guest OS through VMware Tools (returns at once; the core waits)."""
+        with self._errors(f"shutdown of domain {dom.name!r}"):
+            self._vm(dom).ShutdownGuest()
+
+    def destroy(self, dom: DomainRef) -> None:
+        """PowerOffVM_Task: hard power off."""
+        self._session.run(f"destroy of domain {dom.name!r}", self._vm(dom).PowerOffVM_Task)
+
+    def reboot(self, dom: DomainRef) -> None:
+        """RebootGuest through VMware Tools; ResetVM_Task (hard reset) with ``?reboot=reset``."""
+        if self._reboot == "reset":
+            self._session.run(f"reset of domain {dom.name!r}", self._vm(dom).ResetVM_Task)
+            return
+        with self._errors(f"reboot of domain {dom.name!r}"):
+            self._vm(dom).RebootGuest()
+
+    # --- snapshots --------------------------------------------------------------------------
+
+    def _snapshots(self, dom: DomainRef) -> list[tuple[Any, str | None]]:
+        tree = self._props(dom, ["snapshot"]).get("snapshot")
+        nodes = list(self._walk(tree.rootSnapshotList)) if tree else []
+        return sorted(nodes, key=lambda n: (n[0].createTime, n[0].id))
+
+    def _snapshot(self, dom: DomainRef, node: Any, parent: str | None) -> Snapshot:
+        created = node.createTime
+        if isinstance(created, _dt.datetime) and created.tzinfo is None:
+            created = created.replace(tzinfo=_dt.UTC)
+        return Snapshot(
+            name=node.name,
+            domain=dom.name,
+            created_at=created,
+            state=DomainState.RUNNING if node.state == "poweredOn" else DomainState.SHUTOFF,
+            parent=parent,
+            kind="internal",
+        )
+
+    def _find_snapshot(self, dom: DomainRef, name: str) -> tuple[Any, list[tuple[Any, str | None]]]:
+        nodes = self._snapshots(dom)
+        for node, _parent in nodes:
+            if node.name == name:
+                return node, nodes
+        raise NoSnapshotError(f"domain {dom.name!r} has no snapshot {name!r}")
+
+    def create_snapshot(self, dom: DomainRef, name: str) -> Snapshot:
+        """CreateSnapshot_Task, with memory when the VM runs (so a revert brings it back running)."""
+        moref = self._vm(dom)
+        running = domain_state(self._props(dom, ["runtime.powerState"]).get("runtime.powerState")).is_active
+        self._session.run(
+            f"snapshot {name!r} of domain {dom.name!r}",
+            moref.CreateSnapshot_Task,
+            name=name,
+            description="created by virtabs",
+            memory=running,
+            quiesce=False,
+        )
+        node, nodes = self._find_snapshot(dom, name)
+        parent = next(p for n, p in nodes if n is node)
+        return self._snapshot(dom, node, parent)
+
+    def list_snapshots(self, dom: DomainRef) -> list[Snapshot]:
+        """The snapshot tree, oldest first (one call)."""
+        return [self._snapshot(dom, node, parent) for node, parent in self._snapshots(dom)]
+
+    def revert_to_snapshot(self, dom: DomainRef, name: str) -> None:
+        """RevertToSnapshot_Task."""
+        node, _ = self._find_snapshot(dom, name)
+        self._session.run(f"revert of domain {dom.name!r} to {name!r}", node.snapshot.RevertToSnapshot_Task)
+
+    def delete_snapshot(self, dom: DomainRef, name: str) -> None:
+        """RemoveSnapshot_Task (children kept, disks consolidated); the only snapshot: RemoveAllSnapshots_Task."""
+        node, nodes = self._find_snapshot(dom, name)
+        what = f"deletion of snapshot {name!r} of domain {dom.name!r}"
+        if len(nodes) == 1:
+            self._session.run(what, self._vm(dom).RemoveAllSnapshots_Task)
+        else:
+            self._session.run(what, node.snapshot.RemoveSnapshot_Task, removeChildren=False, consolidate=True)
+
+    # --- devices ------------------------------------------------------------------------------
+
+    def attach_disk(self, dom: DomainRef, disk: DiskSpec) -> None:
+        """ReconfigVM_Task adding the disk (created, 1 GiB thin, when the file does not exist)."""
+        devices = self._props(dom, DEVICE_PROPS).get("config.hardware.device") or []
+        if any(i.target == disk.target for _, i in self._disk_infos(devices)):
+            raise InvalidArgumentError(f"domain {dom.name!r} already has a disk {disk.target!r}")
+        changes = self._disk_change(disk, self._controllers(devices), -100)
+        spec = self._vim.vm.ConfigSpec(deviceChange=changes)
+        self._session.run(
+            f"attach of disk {disk.target!r} to domain {dom.name!r}", self._vm(dom).ReconfigVM_Task, spec=spec
+        )
+
+    def detach_disk(self, dom: DomainRef, target: str) -> None:
+        """ReconfigVM_Task removing the disk; its file stays on the datastore."""
+        devices = self._props(dom, DEVICE_PROPS).get("config.hardware.device") or []
+        device = next((d for d, i in self._disk_infos(devices) if i.target == target), None)
+        if device is None:
+            raise InvalidArgumentError(f"domain {dom.name!r} has no disk {target!r}")
+        change = self._vim.vm.device.VirtualDeviceSpec(operation="remove", device=device)
+        spec = self._vim.vm.ConfigSpec(deviceChange=[change])
+        self._session.run(
+            f"detach of disk {target!r} from domain {dom.name!r}", self._vm(dom).ReconfigVM_Task, spec=spec
+        )
+
+    # --- block copy = Storage vMotion ---------------------------------------------------------
+
+    def block_copy(self, dom: DomainRef, disk: str, request: BlockCopyRequest) -> None:
+        """RelocateVM_Task moving this disk to the datastore ``request.dest`` names.
+
+        The destination is ``/vmfs/volumes/<datastore>[/...]``: VMware chooses the file name. The job
+        switches over by itself when the task succeeds (no pivot); its progress is the task's.
+        """
+        if request.shallow or request.reuse_existing or request.dest_is_block_device:
+            raise InvalidArgumentError(f"disk {disk!r}: Storage vMotion copies whole disks to a datastore")
+        ds_name, _ = datastore_path(request.dest)
+        datastore = self._datastore(ds_name)
+        devices = self._props(dom, DEVICE_PROPS).get("config.hardware.device") or []
+        device = next((d for d, i in self._disk_infos(devices) if i.target == disk), None)
+        if device is None:
+            raise InvalidArgumentError(f"domain {dom.name!r} has no disk {disk!r}")
+        vim = self._vim
+        spec = vim.vm.RelocateSpec(disk=[vim.vm.RelocateSpec.DiskLocator(diskId=device.key, datastore=datastore)])
+        what = f"block copy of disk {disk!r} of domain {dom.name!r} to {ds_name}"
+        with self._errors(what):
+            task = self._vm(dom).RelocateVM_Task(spec=spec, priority="defaultPriority")
+        job = _Job(task, dom, disk, request.dest)
+        with self._lock:
+            self._jobs[(dom.uuid, disk)] = job
+        self._poll_job(job, what)  # a task refused at once raises here
+
+    def _poll_job(self, job: _Job, what: str = "") -> BlockJobInfo | None:
+        """Read the job's task; report it, or forget it (and emit its event) once it has ended."""
+        with self._errors(what or f"block job on disk {job.disk!r} of domain {job.dom.name!r}"):
+            info = self._session.task_info(job.task)
+        state = info.get("info.state")
+        if state in ("queued", "running"):
+            job.progress = int(info.get("info.progress") or job.progress)
+            return BlockJobInfo(
+                type=BlockJobType.COPY, cur=min(job.progress, 99), end=100, bandwidth=0, ready=False, disk=job.disk
+            )
+        with self._lock:
+            self._jobs.pop((job.dom.uuid, job.disk), None)
+        fault = info.get("info.error")
+        if state == "success":
+            status = BlockJobStatus.COMPLETED
+        else:
+            status = (
+                BlockJobStatus.CANCELED
+                if fault is not None and "RequestCanceled" in _short(fault)
+                else BlockJobStatus.FAILED
+            )
+        error = self._errors.translate(fault, what or job.disk) if fault is not None else None
+        self.emit(
+            BlockJobEvent(
+                job.dom.name, job.dom.uuid, job.disk, BlockJobType.COPY, status, None if error is None else str(error)
+            )
+        )
+        if what and status is BlockJobStatus.FAILED and error is not None:
+            raise error
+        return None
+
+    def _jobs_of(self, uuid: str) -> list[BlockJobInfo]:
+        with self._lock:
+            jobs = [j for (u, _), j in self._jobs.items() if u == uuid]
+        return [info for j in jobs if (info := self._poll_job(j)) is not None]
+
+    def block_job_info(self, dom: DomainRef, disk: str) -> BlockJobInfo | None:
+        """The Storage vMotion of ``disk`` while its task runs; None once it has ended."""
+        with self._lock:
+            job = self._jobs.get((dom.uuid, disk))
+        return None if job is None else self._poll_job(job)
+
+    def block_jobs(self, dom: DomainRef) -> list[BlockJobInfo]:
+        """Every running Storage vMotion of the domain (one task read each)."""
+        return self._jobs_of(dom.uuid)
+
+    def block_job_abort(self, dom: DomainRef, disk: str, pivot: bool) -> None:
+        """CancelTask on the relocation: the disk stays where it was (there is no pivot to ask for)."""
+        with self._lock:
+            job = self._jobs.get((dom.uuid, disk))
+        if job is None:
+            return
+        with self._errors(f"abort of the block copy of disk {disk!r} of domain {dom.name!r}"):
+            job.task.CancelTask()
+
+    def block_job_set_speed(self, dom: DomainRef, disk: str, bandwidth_bytes: int) -> None:
+        """Storage vMotion has no bandwidth setting: 0 (unlimited, what it runs at) is accepted, a limit refused."""
+        if bandwidth_bytes:
+            raise InvalidArgumentError(
+                f"disk {disk!r} of domain {dom.name!r}: VMware's Storage vMotion cannot be throttled"
+            )
+
+    # --- storage: datastores and their .vmdk files --------------------------------------------
+
+    def _pool(self, name: str, summary: Any) -> PoolInfo:
+        capacity = getattr(summary, "capacity", None)
+        free = getattr(summary, "freeSpace", None)
+        return PoolInfo(
+            name=name,
+            type=str(getattr(summary, "type", "") or "vmfs").lower(),
+            capacity_bytes=capacity,
+            allocation_bytes=None if capacity is None or free is None else capacity - free,
+            available_bytes=free,
+            path=f"{VOLUMES}{name}",
+            active=bool(getattr(summary, "accessible", True)),
+            uuid=None,
+        )
+
+    def list_storage_pools(self) -> list[PoolInfo]:
+        """Every datastore in scope (one call)."""
+        return [self._pool(n, s) for n, (_m, s) in sorted(self._datastores().items())]
+
+    def lookup_storage_pool(self, name: str) -> PoolInfo:
+        """A datastore by name."""
+        found = self._datastores().get(name)
+        if found is None:
+            raise NoStoragePoolError(f"datastore {name!r} not found")
+        return self._pool(name, found[1])
+
+    def list_volumes(self, pool: str) -> list[VolumeInfo]:
+        """The datastore's virtual disks: one SearchDatastoreSubFolders_Task for ``*.vmdk``."""
+        datastore = self._datastore(pool)
+        browser: Any = self._session.properties(datastore, ["browser"])["browser"]
+        vim = self._vim
+        spec = vim.host.DatastoreBrowser.SearchSpec(
+            matchPattern=["*.vmdk"], details=vim.host.DatastoreBrowser.FileInfo.Details(fileSize=True, fileType=True)
+        )
+        results = self._session.run(
+            f"listing of datastore {pool!r}",
+            browser.SearchDatastoreSubFolders_Task,
+            datastorePath=f"[{pool}]",
+            searchSpec=spec,
+        )
+        volumes = []
+        for folder in results or []:
+            _ds, rest = folder.folderPath[1:].split("]", 1)
+            prefix = rest.strip().strip("/")
+            for f in folder.file or []:
+                name = f"{prefix}/{f.path}" if prefix else f.path
+                size = int(getattr(f, "fileSize", 0) or 0)
+                capacity = getattr(f, "capacityKb", None)
+                volumes.append(
+                    VolumeInfo(
+                        name=name,
+                        pool=pool,
+                        path=f"{VOLUMES}{pool}/{name}",
+                        format="vmdk",
+                        capacity_bytes=int(capacity) * 1024 if capacity else size,
+                        allocation_bytes=size,
+                    )
+                )
+        return sorted(volumes, key=lambda v: v.name)
+
+    def lookup_volume(self, pool: str, name: str) -> VolumeInfo:
+        """A virtual disk by its path inside the datastore (``dir/file.vmdk``)."""
+        for vol in self.list_volumes(pool):
+            if vol.name == name:
+                return vol
+        raise NoStorageVolumeError(f"datastore {pool!r} has no volume {name!r}")
+
+
+class VpxDriver(EsxDriver):
+    """VMware vCenter (``vpx://vcenter/Datacenter[/Cluster[/Host]]``): the same API, scoped by the path."""
+
+    name: ClassVar[str] = "vpx"
+    description: ClassVar[str] = "VMware vCenter over pyVmomi (SOAP); TLS verified by default"
+    uri_examples: ClassVar[tuple[str, ...]] = (
+        "vpx://vcenter.example.com/DC0",
+        "vpx://vcenter.example.com/DC0/Cluster1",
+        "vpx://vcenter.example.com/DC0/Cluster1/esx1.example.com?cafile=/etc/ssl/vc-ca.pem",
+    )
