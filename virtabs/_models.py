@@ -24,6 +24,7 @@ __all__ = [
     "DomainRecord",
     "DomainRef",
     "DomainSpec",
+    "DomainStatus",
     "Event",
     "HostInfo",
     "LifecycleEvent",
@@ -268,6 +269,23 @@ class BlockJobInfo:
     def fraction(self) -> float:
         """Progress in [0, 1]."""
         return 1.0 if self.end <= 0 else min(1.0, self.cur / self.end)
+
+
+@attrs.frozen
+class DomainStatus:
+    """A domain's state and its active block jobs, read together in one driver call.
+
+    This is what the public layer's gate asks before an operation whose rules depend on the
+    domain's state or on a running block job (:meth:`virtabs.spi.Driver.domain_status`).
+    ``jobs`` is empty for an inactive domain.
+    """
+
+    state: DomainState
+    jobs: tuple[BlockJobInfo, ...] = attrs.field(default=(), converter=_job_infos)
+
+    def job_on(self, disk: str) -> BlockJobInfo | None:
+        """The job running on ``disk`` (its target name), if any."""
+        return next((job for job in self.jobs if job.disk == disk), None)
 
 
 @attrs.frozen

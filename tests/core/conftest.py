@@ -40,6 +40,7 @@ class RecordingDriver(Driver):
         self.state = DomainState.RUNNING
         self.job: BlockJobInfo | None = None
         self.raise_on: dict[str, BaseException] = {}
+        self.abort_ends_job = True
 
     def _record(self, name: str) -> None:
         self.calls.append(name)
@@ -110,9 +111,11 @@ class RecordingDriver(Driver):
         self._record("block_job_info")
         return self.job if self.job is not None and disk == self.job.disk else None
 
-    def block_job_abort(self, dom: DomainRef, disk: str, pivot: bool, wait: bool) -> None:
+    def block_job_abort(self, dom: DomainRef, disk: str, pivot: bool) -> None:
         self._record("block_job_abort")
-        self.last_args = (disk, pivot, wait)
+        self.last_args = (disk, pivot)
+        if self.abort_ends_job:
+            self.job = None
 
     def block_job_set_speed(self, dom: DomainRef, disk: str, bandwidth_bytes: int) -> None:
         self._record("block_job_set_speed")
@@ -134,12 +137,16 @@ def open_recording() -> Iterator[OpenRecording]:
     opened: list[Connection] = []
 
     def factory(
-        caps: Capabilities | None = None, *, readonly: bool = False, credentials: Credentials | None = None
+        caps: Capabilities | None = None,
+        *,
+        readonly: bool = False,
+        credentials: Credentials | None = None,
+        timeout: float | None = None,
     ) -> tuple[Connection, RecordingDriver]:
         cls: type[RecordingDriver] = RecordingDriver
         if caps is not None:
             cls = type("LimitedDriver", (RecordingDriver,), {"capabilities": caps})
-        conn = Connection._open(cls, parse_uri("rec:///"), credentials, readonly, None)
+        conn = Connection._open(cls, parse_uri("rec:///"), credentials, readonly, timeout)
         opened.append(conn)
         driver = conn._driver
         assert isinstance(driver, RecordingDriver)

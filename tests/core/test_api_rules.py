@@ -120,9 +120,22 @@ def test_pivot_when_ready_dispatches_and_waits_unless_async(open_recording: Open
     driver.job = BlockJobInfo(BlockJobType.COPY, 10, 10, 0, True, disk="vda")
     dom = conn.lookup_domain("vm1")
     dom.block_job_abort("vda", BlockJobAbortFlags.PIVOT)
-    assert driver.last_args == ("vda", True, True)
+    assert driver.last_args == ("vda", True)
+    assert driver.calls[-1] == "block_job_info", "the core waits for the job to end by polling it"
+    driver.job = BlockJobInfo(BlockJobType.COPY, 10, 10, 0, True, disk="vda")
+    driver.abort_ends_job = False
+    driver.calls.clear()
     dom.block_job_abort("vda", BlockJobAbortFlags.ASYNC)
-    assert driver.last_args == ("vda", False, False)
+    assert driver.last_args == ("vda", False)
+    assert driver.calls[-1] == "block_job_abort", "ASYNC returns without polling"
+
+
+def test_abort_wait_is_bounded_by_the_connection_timeout(open_recording: OpenRecording) -> None:
+    conn, driver = open_recording(timeout=0.2)
+    driver.job = BlockJobInfo(BlockJobType.PULL, 1, 10, 0, False, disk="vda")
+    driver.abort_ends_job = False  # a job that never goes away
+    with pytest.raises(virtabs.OperationTimeoutError, match="has not ended after 0.2s"):
+        conn.lookup_domain("vm1").block_job_abort("vda")
 
 
 def test_abort_without_a_job_is_operation_invalid(open_recording: OpenRecording) -> None:

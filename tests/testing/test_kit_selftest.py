@@ -55,13 +55,13 @@ def test_declared_but_broken_block_copy_fails(kit) -> None:
 
 
 def test_undeclared_but_working_block_copy_fails(kit) -> None:
-    """Direction 2: block.copy is not declared, yet the driver's own method does the work."""
+    """Direction 2: block.copy is not declared, yet the driver class implements it."""
     result = kit("HiddenCopyDriver", "-k", "BlockCopy")
     assert result.ret != 0
     result.stdout.fnmatch_lines(
         [
             "*RefusalProblem*",
-            "*block.copy: the driver's own block_copy raised NoDomainError*instead of NotSupportedError*",
+            "*block.copy: HiddenCopyDriver implements block_copy but does not declare block.copy*",
         ]
     )
     # the public layer refuses correctly (the core's part of the contract holds) ...

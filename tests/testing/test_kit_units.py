@@ -8,6 +8,7 @@ import pytest
 
 from virtabs import Capabilities, Capability
 from virtabs._api import Connection
+from virtabs._gate import Gate
 from virtabs._uri import parse_uri
 from virtabs.drivers.test import TestDriver
 from virtabs.testing import CallRecorder, Contract, DefaultTarget, RefusalProblem, requires, verify_refusals
@@ -43,10 +44,10 @@ def test_honest_minimal_driver_passes_every_refusal(minimal: Contract) -> None:
 
 def test_a_core_that_forgets_to_refuse_is_caught(minimal: Contract, monkeypatch: pytest.MonkeyPatch) -> None:
     """If the public layer dispatched an undeclared call, the kit reports that the driver was reached."""
-    monkeypatch.setattr(Connection, "_require", lambda self, cap, what: None)
+    monkeypatch.setattr(Gate, "require", lambda self, caps, what: None)
     with pytest.raises(RefusalProblem) as exc:
         verify_refusals(minimal, frozenset({Capability.DOMAIN_START}))
-    assert "Domain.start reached the driver (domain_info)" in str(exc.value)
+    assert "Domain.start reached the driver (domain_status, domain_info)" in str(exc.value)
 
 
 def test_declared_capabilities_are_not_refusal_checked(minimal: Contract) -> None:

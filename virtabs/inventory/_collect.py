@@ -143,7 +143,7 @@ def _try(errors: dict[str, str], key: str, fn: Callable[[], Any]) -> Any:
 def _volume_reader(pool: StoragePool) -> Callable[[], list[VolumeInfo]]:
     def read() -> list[VolumeInfo]:
         # the listing already carries each volume's facts: no per-volume round trip
-        return [v._info for v in pool.list_volumes()]
+        return [v.last_info for v in pool.list_volumes()]
 
     return read
 
@@ -161,7 +161,7 @@ def _pools(conn: Connection, errors: dict[str, str]) -> tuple[PoolInventory, ...
         volumes = _try(pool_errors, "volumes", _volume_reader(pool))
         result.append(
             PoolInventory(
-                info=pool._info,  # the listing's facts; info() would cost a round trip per pool
+                info=pool.last_info,  # the listing's facts; info() would cost a round trip per pool
                 volumes=None if volumes is None else tuple(volumes),
                 field_errors=pool_errors,
             )

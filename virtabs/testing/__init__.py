@@ -34,7 +34,7 @@ collection error. Known failures (``--virtabs-known-failures`` or the
 
 from __future__ import annotations
 
-from .contract import ABSENT_DOMAIN, Contract, RefusalProblem, driver_probes, public_calls, verify_refusals
+from .contract import ABSENT_DOMAIN, Contract, RefusalProblem, public_calls, verify_refusals
 from .markers import MARKER, required_capabilities, requires
 from .recorder import HOST_TOUCHING_METHODS, READ_METHODS, CallRecorder
 from .target import ContractTarget, DefaultTarget, TargetUnavailable
@@ -50,7 +50,6 @@ __all__ = [
     "DefaultTarget",
     "RefusalProblem",
     "TargetUnavailable",
-    "driver_probes",
     "public_calls",
     "required_capabilities",
     "requires",

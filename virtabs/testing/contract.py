@@ -5,15 +5,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from .._api import BlockJob, Connection, Domain, StoragePool, Volume
 from .._capabilities import Capability
 from .._errors import NotSupportedError, VirtabsError
 from .._flags import BlockCopyFlags, BlockJobAbortFlags, BlockRebaseFlags, DomainState
 from .._models import (
-    BlockCommitRequest,
-    BlockCopyRequest,
     BlockJobInfo,
     DiskSpec,
     DomainRef,
@@ -21,7 +18,7 @@ from .._models import (
     PoolInfo,
     VolumeInfo,
 )
-from ..spi import Driver
+from ..spi import OPERATIONS, Driver, methods_for
 from .recorder import READ_METHODS, CallRecorder
 from .target import ContractTarget
 
@@ -85,7 +82,7 @@ class Contract:
 
     @property
     def driver(self) -> Driver:
-        """The driver instance behind the connection (white box: for call counting and direct probes)."""
+        """The driver instance behind the connection (white box: for call counting)."""
         return self.conn._driver
 
     def record(self) -> CallRecorder:
@@ -125,7 +122,6 @@ class RefusalProblem(AssertionError):
 
 
 PublicCall = tuple[str, Callable[[], object], frozenset[str]]
-DriverProbe = tuple[str, Callable[[Driver], object]]
 
 
 def _absent(contract: Contract) -> Domain:
@@ -246,89 +242,10 @@ def public_calls(contract: Contract, cap: Capability) -> list[PublicCall]:
     return table.get(cap, [])
 
 
-def driver_probes(cap: Capability) -> list[DriverProbe]:
-    """Direct calls of the driver's own methods that must raise NotSupportedError when ``cap`` is undeclared.
-
-    This is the other direction of honesty: a driver that *can* do something
-    but does not declare it (or declares it away for this connection) must not
-    silently do it when called directly. Drivers that do not override a method
-    pass (the base class raises NotSupportedError); drivers that do must check
-    the capability before anything else.
-    """
-    ref = ABSENT_DOMAIN
-    c = Capability
-    table: dict[Capability, list[DriverProbe]] = {
-        c.DOMAIN_DEFINE: [
-            ("define_domain", lambda d: d.define_domain(_spec())),
-            ("undefine", lambda d: d.undefine(ref)),
-        ],
-        c.DOMAIN_START: [("start", lambda d: d.start(ref, False))],
-        c.DOMAIN_SHUTDOWN: [("shutdown", lambda d: d.shutdown(ref, None))],
-        c.DOMAIN_DESTROY: [("destroy", lambda d: d.destroy(ref))],
-        c.DOMAIN_REBOOT: [("reboot", lambda d: d.reboot(ref))],
-        c.DOMAIN_SUSPEND: [("suspend", lambda d: d.suspend(ref)), ("resume", lambda d: d.resume(ref))],
-        c.DOMAIN_SAVE: [("save", lambda d: d.save(ref, _SAVE)), ("restore", lambda d: d.restore(_SAVE))],
-        c.DOMAIN_SNAPSHOT: [
-            ("create_snapshot", lambda d: d.create_snapshot(ref, "s1")),
-            ("list_snapshots", lambda d: d.list_snapshots(ref)),
-            ("revert_to_snapshot", lambda d: d.revert_to_snapshot(ref, "s1")),
-            ("delete_snapshot", lambda d: d.delete_snapshot(ref, "s1")),
-        ],
-        c.DOMAIN_DISK_HOTPLUG: [
-            ("attach_disk", lambda d: d.attach_disk(ref, DiskSpec("vdz", "/virtabs-contract-absent/z.img"))),
-            ("detach_disk", lambda d: d.detach_disk(ref, "vdz")),
-        ],
-        c.BLOCK_PULL: [("block_pull", lambda d: d.block_pull(ref, "vda", None, 0))],
-        c.BLOCK_COPY: [("block_copy", lambda d: d.block_copy(ref, "vda", BlockCopyRequest(dest=_DEST)))],
-        c.BLOCK_COPY_SHALLOW: [
-            ("block_copy(shallow)", lambda d: d.block_copy(ref, "vda", BlockCopyRequest(dest=_DEST, shallow=True)))
-        ],
-        c.BLOCK_COPY_REUSE_EXT: [
-            (
-                "block_copy(reuse_existing)",
-                lambda d: d.block_copy(ref, "vda", BlockCopyRequest(dest=_DEST, reuse_existing=True)),
-            )
-        ],
-        c.BLOCK_COPY_RAW: [
-            ("block_copy(format=raw)", lambda d: d.block_copy(ref, "vda", BlockCopyRequest(dest=_DEST, format="raw")))
-        ],
-        c.BLOCK_COPY_DEV: [
-            (
-                "block_copy(dest_is_block_device)",
-                lambda d: d.block_copy(
-                    ref, "vda", BlockCopyRequest(dest=_DEST, reuse_existing=True, dest_is_block_device=True)
-                ),
-            )
-        ],
-        c.BLOCK_COMMIT: [
-            ("block_commit", lambda d: d.block_commit(ref, "vda", BlockCommitRequest(base=None, top=None, active=True)))
-        ],
-        c.STORAGE_POOL: [
-            ("list_storage_pools", lambda d: d.list_storage_pools()),
-            ("lookup_storage_pool", lambda d: d.lookup_storage_pool("virtabs-contract-absent")),
-            ("list_volumes", lambda d: d.list_volumes("virtabs-contract-absent")),
-            ("lookup_volume", lambda d: d.lookup_volume("virtabs-contract-absent", "absent.qcow2")),
-        ],
-        c.STORAGE_VOLUME: [
-            ("create_volume", lambda d: d.create_volume("virtabs-contract-absent", "v.qcow2", MiB, "qcow2", None)),
-            ("delete_volume", lambda d: d.delete_volume("virtabs-contract-absent", "v.qcow2")),
-            ("resize_volume", lambda d: d.resize_volume("virtabs-contract-absent", "v.qcow2", 2 * MiB)),
-        ],
-    }
-    return table.get(cap, [])
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, VirtabsError):
         return f"{type(exc).__name__} (code {int(exc.code)}): {exc.message}"
     return f"{type(exc).__name__}: {exc}"
-
-
-def _undo_silent_success(driver: Driver, label: str, result: Any) -> None:
-    """A probe that should have been refused worked: undo what we can (a defined domain)."""
-    if label == "define_domain" and isinstance(result, DomainRef):
-        with contextlib.suppress(Exception):
-            driver.undefine(result)
 
 
 def _check_public(contract: Contract, cap: Capability, problems: list[str]) -> None:
@@ -350,23 +267,24 @@ def _check_public(contract: Contract, cap: Capability, problems: list[str]) -> N
             )
 
 
-def _check_driver(contract: Contract, cap: Capability, problems: list[str]) -> None:
-    driver = contract.driver
-    for label, probe in driver_probes(cap):
-        try:
-            result = probe(driver)
-        except NotSupportedError:
+def _check_undeclared_methods(contract: Contract, cap: Capability, problems: list[str]) -> None:
+    """The driver class implements ``cap``'s methods without declaring ``cap``: a dishonest declaration.
+
+    The gate refuses the public call either way, so the work would never be
+    reachable; the contract is that a class declares what it implements. A
+    connection may still drop a declared capability (``connection_capabilities``).
+    """
+    cls = type(contract.driver)
+    if cap in cls.capabilities.supported:
+        return
+    declared = cls.capabilities.supported
+    for method in methods_for(cap):
+        shared = {c for c in OPERATIONS[method].required_capabilities() if c in declared}
+        if shared or getattr(cls, method, None) is getattr(Driver, method, None):
             continue
-        except Exception as exc:
-            problems.append(
-                f"{cap.value}: the driver's own {label} raised {_describe(exc)} instead of NotSupportedError; "
-                "a driver must refuse a capability its connection does not declare before doing anything else"
-            )
-            continue
-        _undo_silent_success(driver, label, result)
         problems.append(
-            f"{cap.value}: the driver's own {label} worked although the connection does not declare {cap.value}; "
-            "declare the capability (the declaration is dishonest) or make the method raise NotSupportedError"
+            f"{cap.value}: {cls.__name__} implements {method} but does not declare {cap.value}; "
+            "declare the capability (the declaration is dishonest) or leave the method to the base class"
         )
 
 
@@ -401,7 +319,7 @@ def verify_refusals(contract: Contract, missing: frozenset[Capability]) -> None:
     problems: list[str] = []
     for cap in really_missing:
         _check_public(contract, cap, problems)
-        _check_driver(contract, cap, problems)
+        _check_undeclared_methods(contract, cap, problems)
         if cap == Capability.BLOCK_COPY_PIVOT:
             _check_pivot(contract, problems)
     if problems:

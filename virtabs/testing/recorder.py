@@ -19,6 +19,7 @@ READ_METHODS: frozenset[str] = frozenset(
         "list_domains",
         "lookup_domain",
         "domain_info",
+        "domain_status",
         "domain_spec",
         "disks",
         "nics",

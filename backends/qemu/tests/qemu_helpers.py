@@ -15,9 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from virtabs._models import DiskSpec, DomainSpec
-from virtabs._uri import parse_uri
-from virtabs.spi import ConnectOptions
+from virtabs.spi import ConnectOptions, DiskSpec, DomainSpec, parse_uri
 
 MiB = 1024 * 1024
 SIZE = 64 * MiB

@@ -15,7 +15,7 @@ import pytest
 import virtabs
 from qemu_helpers import LAYERS, SIZE, chain_spec, check_all_layers, has_pattern, image_info, qemu_img
 from virtabs import BlockCommitFlags, BlockCopyActiveError, BlockRebaseFlags, OperationInvalidError
-from virtabs._flags import BlockJobStatus, BlockJobType
+from virtabs.spi import BlockJobStatus, BlockJobType
 
 R = BlockRebaseFlags
 
@@ -195,7 +195,7 @@ def test_info_never_reports_cur_eq_end_before_ready(root: Path, chain: dict[str,
     drv = make_driver(root)
     ref = drv.define_domain(chain_spec("vm", chain["snap2"]))
     drv.start(ref, paused=False)
-    from virtabs._models import BlockCopyRequest
+    from virtabs.spi import BlockCopyRequest
 
     drv.block_copy(ref, "vda", BlockCopyRequest(dest=str(chain["base"].parent / "o.raw"), format="raw"))
     seen = []

@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from virtabs._errors import InvalidArgumentError
-from virtabs._models import DiskSpec, DomainSpec, NicSpec
+from virtabs.spi import DiskSpec, DomainSpec, InvalidArgumentError, NicSpec
 
 from virtabs_qemu._cmdline import build_argv, incoming_from_file
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from qemu_guest import guest_extra, wait_console
 from qemu_helpers import LAYERS, SIZE, qemu_img, write_pattern
-from virtabs._api import Connection, Domain
-from virtabs._models import DiskSpec, DomainSpec
+from virtabs import Connection, Domain
+from virtabs.spi import DiskSpec, DomainSpec
 from virtabs.testing import DefaultTarget
 from virtabs.testing.suite import *  # noqa: F403
 

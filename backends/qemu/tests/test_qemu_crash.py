@@ -69,7 +69,7 @@ def test_concluded_job_finished_by_a_later_process(root: Path, chain: dict[str, 
     drv = make_driver(root)
     ref = drv.define_domain(chain_spec("vm", chain["snap2"]))
     drv.start(ref, paused=False)
-    from virtabs._models import BlockCopyRequest
+    from virtabs.spi import BlockCopyRequest
 
     dest = chain["base"].parent / "o.raw"
     drv.block_copy(ref, "vda", BlockCopyRequest(dest=str(dest), format="raw"))
@@ -188,7 +188,7 @@ def test_intent_recorded_but_never_sent_can_be_retried(root: Path, chain: dict[s
     """A process that recorded 'pivot' and died before job-complete must not wedge the job."""
     import json
 
-    from virtabs._models import BlockCopyRequest
+    from virtabs.spi import BlockCopyRequest
 
     drv = make_driver(root)
     ref = drv.define_domain(chain_spec("vm", chain["snap2"]))

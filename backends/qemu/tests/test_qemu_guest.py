@@ -9,7 +9,7 @@ import pytest
 from qemu_guest import guest_extra, wait_console
 from qemu_helpers import MiB, make_driver, qemu_img, qemu_pids
 from virtabs import DomainState
-from virtabs._models import DiskSpec, DomainSpec
+from virtabs.spi import DiskSpec, DomainSpec
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_virtio_hot_unplug_with_a_guest(root: Path, extra: dict[str, object]) ->
 def test_async_shutdown_is_reported_by_the_event_poller(root: Path, extra: dict[str, object]) -> None:
     import time
 
-    from virtabs._flags import LifecycleEventType
+    from virtabs.spi import LifecycleEventType
 
     events: list[object] = []
     drv = make_driver(root, events, accel=os.environ.get("VIRTABS_GUEST_ACCEL", "tcg"))

@@ -21,16 +21,17 @@ from qemu_helpers import (
     write_pattern,
 )
 from virtabs import DomainState
-from virtabs._errors import (
+from virtabs.spi import (
+    DiskSpec,
+    DomainSpec,
     DriverUnavailableError,
     InvalidArgumentError,
+    LifecycleEventType,
     NoDomainError,
     NoStorageVolumeError,
     OperationInvalidError,
     OperationTimeoutError,
 )
-from virtabs._flags import LifecycleEventType
-from virtabs._models import DiskSpec, DomainSpec
 
 from virtabs_qemu._state import StateDirs
 

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from virtabs._errors import ConnectError, OperationTimeoutError
+from virtabs.spi import ConnectError, OperationTimeoutError
 
 from virtabs_qemu._qmp import QMPClient, QMPError
 

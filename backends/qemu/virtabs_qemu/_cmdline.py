@@ -25,8 +25,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from virtabs._errors import InvalidArgumentError
-from virtabs._models import DiskSpec, DomainSpec, NicSpec
+from virtabs.spi import DiskSpec, DomainSpec, InvalidArgumentError, NicSpec
 
 __all__ = [
     "HOTPLUG_PORTS",

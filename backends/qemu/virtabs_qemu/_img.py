@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from typing import Any
 
-from virtabs._errors import DriverUnavailableError, OperationFailedError, OperationTimeoutError
+from virtabs.spi import DriverUnavailableError, OperationFailedError, OperationTimeoutError
 
 __all__ = ["ImageLayer", "chain", "create", "probe_format", "qemu_img", "resize", "snapshot"]
 

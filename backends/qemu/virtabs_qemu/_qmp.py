@@ -14,7 +14,7 @@ import socket
 import time
 from typing import Any
 
-from virtabs._errors import ConnectError, OperationFailedError, OperationTimeoutError
+from virtabs.spi import ConnectError, OperationFailedError, OperationTimeoutError
 
 __all__ = ["QMPClient", "QMPError"]
 

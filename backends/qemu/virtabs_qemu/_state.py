@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from virtabs._errors import InvalidArgumentError
+from virtabs.spi import InvalidArgumentError
 
 __all__ = ["DomainLock", "StateDirs", "read_json", "write_json_atomic"]
 

@@ -20,12 +20,33 @@ import uuid as _uuid
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from virtabs._capabilities import Capabilities, Capability
-from virtabs._errors import (
+from virtabs.spi import (
+    URI,
+    BlockCommitRequest,
     BlockCopyActiveError,
+    BlockCopyRequest,
+    BlockJobEvent,
+    BlockJobInfo,
+    BlockJobStatus,
+    BlockJobType,
+    Capabilities,
+    Capability,
     ConnectError,
+    ConnectOptions,
+    DiskInfo,
+    DiskSpec,
+    DomainInfo,
+    DomainRecord,
+    DomainRef,
+    DomainSpec,
+    DomainState,
+    Driver,
     DriverUnavailableError,
+    HostInfo,
     InvalidArgumentError,
+    LifecycleEvent,
+    LifecycleEventType,
+    NicInfo,
     NoDomainError,
     NoSnapshotError,
     NoStoragePoolError,
@@ -35,29 +56,11 @@ from virtabs._errors import (
     OperationFailedError,
     OperationInvalidError,
     OperationTimeoutError,
-    VirtabsError,
-)
-from virtabs._flags import BlockJobStatus, BlockJobType, DomainState, LifecycleEventType
-from virtabs._models import (
-    BlockCommitRequest,
-    BlockCopyRequest,
-    BlockJobEvent,
-    BlockJobInfo,
-    DiskInfo,
-    DiskSpec,
-    DomainInfo,
-    DomainRecord,
-    DomainRef,
-    DomainSpec,
-    HostInfo,
-    LifecycleEvent,
-    NicInfo,
     PoolInfo,
     Snapshot,
+    VirtabsError,
     VolumeInfo,
 )
-from virtabs._uri import URI
-from virtabs.spi import ConnectOptions, Driver
 
 from . import _img
 from ._cmdline import (
@@ -810,24 +813,12 @@ class QemuDriver(Driver):
                     self._kill(name, pid)
         self._cleanup_runtime(name)
 
-    def shutdown(self, dom: DomainRef, timeout: float | None) -> None:
-        """``system_powerdown``; with a timeout, wait for QEMU to exit (OperationTimeoutError otherwise)."""
-        self._check_writable()
-        rec = self._record(dom)
-        pid = self._pid(dom.name)
-        if pid is None:
+    def shutdown(self, dom: DomainRef) -> None:
+        """``system_powerdown`` (the ACPI power button); the core waits for QEMU to exit."""
+        if self._pid(dom.name) is None:
             raise OperationInvalidError(f"domain {dom.name!r} is not running")
         with self._monitor(dom) as q:
             q.execute("system_powerdown")
-        if timeout is None:
-            return
-        if not self._wait_gone(dom.name, pid, timeout):
-            raise OperationTimeoutError(
-                f"domain {dom.name!r} did not shut down within {timeout:g}s (does the guest handle ACPI power button?)"
-            )
-        with self._lock(dom.name).hold():
-            self._cleanup_runtime(dom.name)
-        self._lifecycle(rec, LifecycleEventType.STOPPED, "shutdown")
 
     def destroy(self, dom: DomainRef) -> None:
         """``quit``, then SIGTERM/SIGKILL if needed; always reaps and cleans up (also after a crash)."""
@@ -1458,8 +1449,13 @@ class QemuDriver(Driver):
         """Every job of the domain."""
         return [i for d in self._spec(self._record(dom)).disks if (i := self._job_info(dom.name, d.target))]
 
-    def block_job_abort(self, dom: DomainRef, disk: str, pivot: bool, wait: bool) -> None:
-        """Pivot: ``job-complete``. Cancel: ``block-job-cancel`` (stay on the source). ``wait``: until concluded."""
+    def block_job_abort(self, dom: DomainRef, disk: str, pivot: bool) -> None:
+        """Pivot: ``job-complete``. Cancel: ``block-job-cancel`` (stay on the source).
+
+        A pivot is awaited here: only this driver can tell a completed pivot from one QEMU failed
+        (the core then sees the job gone at once); a cancel returns and the core waits.
+        """
+        wait = pivot
         self._check_writable()
         with self._monitor(dom) as q:
             live = self._reconcile(dom.name, q)

@@ -7,7 +7,7 @@ import sys
 import pytest
 import virtabs
 from virtabs import DiskSpec, DomainSpec, NicSpec
-from virtabs._uri import parse_uri
+from virtabs.spi import parse_uri
 
 from virtabs_libvirt import _xml
 from virtabs_libvirt.driver import LibvirtDriver, libvirt_uri

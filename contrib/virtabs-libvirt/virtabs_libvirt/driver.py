@@ -50,14 +50,20 @@ from virtabs import (
     NoStorageVolumeError,
     NotSupportedError,
     OperationFailedError,
-    OperationTimeoutError,
     PoolInfo,
     Snapshot,
     VirtabsError,
     VolumeInfo,
 )
-from virtabs._errors import error_class_for_code
-from virtabs.spi import URI, BlockCommitRequest, BlockCopyRequest, ConnectOptions, DomainRef, Driver
+from virtabs.spi import (
+    URI,
+    BlockCommitRequest,
+    BlockCopyRequest,
+    ConnectOptions,
+    DomainRef,
+    Driver,
+    error_class_for_code,
+)
 
 from . import _xml
 
@@ -451,19 +457,12 @@ class LibvirtDriver(Driver):
                 d.createWithFlags(0)
                 d.suspend()
 
-    def shutdown(self, dom: DomainRef, timeout: float | None) -> None:
-        """``virDomainShutdown``; with ``timeout``, wait for SHUTOFF."""
+    def shutdown(self, dom: DomainRef) -> None:
+        """``virDomainShutdown`` (the core waits for SHUTOFF when asked to)."""
         self._need(Capability.DOMAIN_SHUTDOWN, "shutdown")
         d = self._dom(dom)
         with self._errors(f"shutdown of domain '{dom.name}'"):
             d.shutdown()
-            if timeout is None:
-                return
-            deadline = time.monotonic() + timeout
-            while d.info()[0] != self._lv.VIR_DOMAIN_SHUTOFF:
-                if time.monotonic() >= deadline:
-                    raise OperationTimeoutError(f"domain '{dom.name}' did not shut off within {timeout}s")
-                time.sleep(0.1)
 
     def destroy(self, dom: DomainRef) -> None:
         """``virDomainDestroy``."""
@@ -664,14 +663,13 @@ class LibvirtDriver(Driver):
         with self._errors(f"block job query on disk '{disk}' of domain '{dom.name}'"):
             return self._job(d, disk)
 
-    def block_job_abort(self, dom: DomainRef, disk: str, pivot: bool, wait: bool) -> None:
-        """``virDomainBlockJobAbort`` (PIVOT, ASYNC)."""
+    def block_job_abort(self, dom: DomainRef, disk: str, pivot: bool) -> None:
+        """``virDomainBlockJobAbort``: a pivot synchronously (libvirt reports a failed pivot), a cancel with
+        ASYNC (the core waits for the job to go)."""
         self._need_block("block_job_abort")
         d = self._dom(dom)
         lv = self._lv
-        flags = (lv.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT if pivot else 0) | (
-            0 if wait else lv.VIR_DOMAIN_BLOCK_JOB_ABORT_ASYNC
-        )
+        flags = lv.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT if pivot else lv.VIR_DOMAIN_BLOCK_JOB_ABORT_ASYNC
         with self._errors(f"block job {'pivot' if pivot else 'abort'} on disk '{disk}' of domain '{dom.name}'"):
             d.blockJobAbort(disk, flags)
 

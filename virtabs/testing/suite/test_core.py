@@ -67,6 +67,7 @@ class TestConnection:
     ) -> None:
         with virtabs_open(virtabs_contract.uri) as conn:
             assert not conn.closed
+            assert conn.timeout is None or conn.timeout > 0
             assert conn.uri and conn.driver_name and conn.parsed_uri.driver
             assert repr(conn)
         assert conn.closed

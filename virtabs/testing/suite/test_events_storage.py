@@ -119,13 +119,16 @@ class TestStoragePools:
         conn = virtabs_contract.conn
         pools = conn.list_storage_pools()
         for pool in pools:
+            assert pool.last_info.name == pool.name  # the listing's facts, without a host call
             info = pool.info()
             assert isinstance(info, PoolInfo) and info.name == pool.name
+            assert pool.last_info == info
             assert conn.lookup_storage_pool(pool.name).name == pool.name
             assert repr(pool)
             for vol in pool.list_volumes():
                 found = pool.lookup_volume(vol.name)
                 assert (found.name, found.pool, found.path) == (vol.name, pool.name, vol.path)
+                assert (vol.last_info.name, vol.last_info.path) == (vol.name, vol.path)
                 assert isinstance(found.info(), VolumeInfo)
                 assert repr(found)
 

@@ -1,34 +1,4 @@
-"""The driver interface (SPI): what a backend implements.
-
-A driver is a class registered under the entry-point group ``virtabs.drivers``
-with the URI scheme as its name::
-
-    [project.entry-points."virtabs.drivers"]
-    mydriver = "virtabs_mydriver.driver:MyDriver"
-
-The public API (:mod:`virtabs`) owns every rule: it parses the URI, checks
-arguments, flag combinations and the driver's declared capabilities, converts
-bandwidth to bytes/s and refuses actions a running block copy forbids, and
-only *then* calls the driver. A driver therefore receives validated,
-normalised arguments and does native work only.
-
-Rules for driver authors (``docs/writing-a-driver.md`` walks through them):
-
-* Keep the module named by the entry point light: import heavy SDKs
-  (pyvmomi, pywinrm, ...) inside :meth:`Driver.__init__` or later, so that
-  ``virtabs drivers`` can read :attr:`Driver.capabilities` without them.
-  Raise :class:`~virtabs.DriverUnavailableError` with an install hint when
-  such an import fails.
-* Declare exactly what works in :attr:`Driver.capabilities`. The contract
-  kit (:mod:`virtabs.testing`) fails a driver whose declaration is wrong in
-  either direction.
-* Raise only :class:`~virtabs.VirtabsError` subclasses, with messages that
-  name the object. Anything else is wrapped into ``OperationFailedError``.
-* Be thread-safe: one connection may be shared between threads.
-* Emit events with :meth:`Driver.emit` when ``events`` is declared.
-
-Methods a driver does not override raise :class:`~virtabs.NotSupportedError`.
-"""
+"""The :class:`Driver` base class and :class:`ConnectOptions` (re-exported by :mod:`virtabs.spi`)."""
 
 from __future__ import annotations
 
@@ -37,10 +7,10 @@ from typing import ClassVar
 
 import attrs
 
-from ._capabilities import Capabilities, Capability
-from ._config import Credentials
-from ._errors import NotSupportedError
-from ._models import (
+from .._capabilities import Capabilities
+from .._config import Credentials
+from .._errors import NotSupportedError
+from .._models import (
     BlockCommitRequest,
     BlockCopyRequest,
     BlockJobInfo,
@@ -50,6 +20,7 @@ from ._models import (
     DomainRecord,
     DomainRef,
     DomainSpec,
+    DomainStatus,
     Event,
     HostInfo,
     NicInfo,
@@ -57,19 +28,9 @@ from ._models import (
     Snapshot,
     VolumeInfo,
 )
-from ._uri import URI
+from .._uri import URI
 
-__all__ = [
-    "BlockCommitRequest",
-    "BlockCopyRequest",
-    "Capabilities",
-    "Capability",
-    "ConnectOptions",
-    "DomainRecord",
-    "DomainRef",
-    "Driver",
-    "URI",
-]
+__all__ = ["ConnectOptions", "Driver", "EventSink"]
 
 EventSink = Callable[[Event], None]
 
@@ -141,12 +102,30 @@ class Driver:
         raise self._unsupported("list_domains")
 
     def lookup_domain(self, name_or_uuid: str) -> DomainRef:
-        """A domain by name or UUID; raise NoDomainError when there is none."""
-        raise self._unsupported("lookup_domain")
+        """A domain by name or UUID; raise NoDomainError when there is none.
+
+        The default searches :meth:`list_domains`; override it when the host can look one up directly.
+        """
+        from ._toolkit import find_domain
+
+        return find_domain(self.list_domains(), name_or_uuid)
 
     def domain_info(self, dom: DomainRef) -> DomainInfo:
         """State, vCPUs, memory and CPU time of a domain."""
         raise self._unsupported("domain_info")
+
+    def domain_status(self, dom: DomainRef) -> DomainStatus:
+        """The domain's state and its active block jobs, in one call if the host allows.
+
+        The gate asks this once before an operation whose rules depend on state
+        or jobs. The default combines :meth:`domain_info` and :meth:`block_jobs`
+        (jobs only for an active domain of a driver with block jobs); override it
+        when one native query answers both.
+        """
+        state = self.domain_info(dom).state
+        if not state.is_active or type(self).block_job_info is Driver.block_job_info:
+            return DomainStatus(state)
+        return DomainStatus(state, tuple(self.block_jobs(dom)))
 
     def domain_spec(self, dom: DomainRef) -> DomainSpec:
         """The persistent definition of a domain."""
@@ -170,7 +149,7 @@ class Driver:
         The generic version below costs several calls per domain; drivers
         that can fetch in bulk override it (the contract kit counts calls).
         """
-        from ._inventory_fallback import records_one_by_one
+        from .._inventory_fallback import records_one_by_one
 
         return records_one_by_one(self)
 
@@ -188,8 +167,11 @@ class Driver:
         """Start a defined domain. Capability ``domain.start``."""
         raise self._unsupported("start")
 
-    def shutdown(self, dom: DomainRef, timeout: float | None) -> None:
-        """Ask the guest to power off; with a timeout, wait that long for SHUTOFF. ``domain.shutdown``."""
+    def shutdown(self, dom: DomainRef) -> None:
+        """Ask the guest to power off and return; the public layer waits when the caller asked it to.
+
+        Capability ``domain.shutdown``.
+        """
         raise self._unsupported("shutdown")
 
     def destroy(self, dom: DomainRef) -> None:
@@ -271,8 +253,13 @@ class Driver:
                 jobs.append(info)
         return jobs
 
-    def block_job_abort(self, dom: DomainRef, disk: str, pivot: bool, wait: bool) -> None:
-        """Cancel (stay on the source) or pivot (switch to the copy); with ``wait``, return once ended."""
+    def block_job_abort(self, dom: DomainRef, disk: str, pivot: bool) -> None:
+        """Cancel the job (a copy stays on the source) or pivot a ready one (the disk names the copy).
+
+        May return before the job has ended; the public layer waits (polling
+        :meth:`block_job_info` until None) unless the caller asked for ASYNC.
+        The gate has checked that a job exists and, for a pivot, that it is ready.
+        """
         raise self._unsupported("block_job_abort")
 
     def block_job_set_speed(self, dom: DomainRef, disk: str, bandwidth_bytes: int) -> None:

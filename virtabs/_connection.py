@@ -1,0 +1,310 @@
+"""``virtabs.open`` and :class:`Connection`: one hypervisor host, its gate and its events."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import _rules
+from ._capabilities import Capabilities, Capability
+from ._config import Credentials, coerce_credentials, credentials_from_env, default_uri, load_config
+from ._errors import ConnectError, InternalError, InvalidArgumentError
+from ._gate import Gate, Redactor, translating
+from ._models import DomainRecord, DomainSpec, Event, HostInfo
+from ._registry import load_driver_class
+from ._uri import URI, parse_uri
+from .spi import OPERATIONS, ConnectOptions, Driver, missing_methods
+
+if TYPE_CHECKING:
+    from ._domain import Domain
+    from ._storage import StoragePool
+
+__all__ = ["Connection", "Subscription", "open"]
+
+log = logging.getLogger("virtabs")
+
+
+def open(
+    uri: str | None = None,
+    *,
+    credentials: Credentials | Mapping[str, str] | tuple[str, str] | None = None,
+    readonly: bool = False,
+    timeout: float | None = None,
+) -> Connection:
+    """Open a connection to a hypervisor.
+
+    ``uri`` follows libvirt's grammar (``qemu:///session``, ``esx://host/?no_verify=1``)
+    or is an alias from the config file. Without one: ``$VIRTABS_DEFAULT_URI``,
+    the config file's ``default_uri``, then ``test:///default``.
+    ``timeout`` bounds every single call to the host (seconds).
+    """
+    config = load_config()
+    text = config.resolve_alias(uri) if uri is not None else config.resolve_alias(default_uri(config))
+    parsed = parse_uri(text)
+    timeout = _rules.require_timeout(timeout, allow_zero=False)
+    creds = coerce_credentials(credentials) or credentials_from_env() or config.credentials_for(parsed)
+    driver_class = load_driver_class(parsed.driver)
+    if not (isinstance(driver_class, type) and issubclass(driver_class, Driver)):
+        raise InternalError(f"the entry point for {parsed.driver!r} is not a virtabs.spi.Driver subclass")
+    check_driver_class(driver_class)
+    return Connection._open(driver_class, parsed, creds, readonly, timeout)
+
+
+def check_driver_class(driver_class: type[Driver]) -> None:
+    """InternalError when the driver declares a capability whose methods it does not override."""
+    missing = missing_methods(driver_class, driver_class.capabilities)
+    if missing:
+        detail = "; ".join(f"{method} ({why})" for method, why in missing.items())
+        raise InternalError(f"driver {driver_class.__qualname__} does not implement what it declares: {detail}")
+
+
+class _EventHub:
+    """Fans driver events out to subscriptions; callbacks run on the driver's thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subs: list[Subscription] = []
+
+    def add(self, sub: Subscription) -> bool:
+        with self._lock:
+            self._subs.append(sub)
+            return len(self._subs) == 1
+
+    def remove(self, sub: Subscription) -> bool:
+        with self._lock:
+            if sub in self._subs:
+                self._subs.remove(sub)
+                return not self._subs
+            return False
+
+    def deliver(self, event: Event) -> None:
+        with self._lock:
+            subs = list(self._subs)
+        for sub in subs:
+            if sub._matches(event):
+                try:
+                    sub._callback(event)
+                except Exception:
+                    log.exception("event callback %r raised; event dropped for it", sub._callback)
+
+
+class Subscription:
+    """A registered event callback; ``close()`` (or leaving the ``with`` block) removes it."""
+
+    def __init__(self, conn: Connection, callback: Callable[[Event], None], domain: str | None) -> None:
+        self._conn = conn
+        self._callback = callback
+        self._domain = domain
+        self.closed = False
+
+    def _matches(self, event: Event) -> bool:
+        return self._domain is None or self._domain in (event.domain, event.uuid)
+
+    def close(self) -> None:
+        """Stop delivering events to this callback. Idempotent."""
+        if not self.closed:
+            self.closed = True
+            self._conn._unsubscribe(self)
+
+    unsubscribe = close
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Connection:
+    """An open connection to one hypervisor host. Thread-safe; use as a context manager."""
+
+    _uri: URI
+    _timeout: float | None
+    _hub: _EventHub
+    _lock: threading.RLock
+    _gate: Gate
+
+    def __init__(self) -> None:
+        raise TypeError("use virtabs.open(uri) to get a Connection")
+
+    @classmethod
+    def _open(
+        cls,
+        driver_class: type[Driver],
+        uri: URI,
+        credentials: Credentials | None,
+        readonly: bool,
+        timeout: float | None,
+    ) -> Connection:
+        self = object.__new__(cls)
+        self._uri = uri
+        self._timeout = timeout
+        self._hub = _EventHub()
+        self._lock = threading.RLock()
+        redact = Redactor(credentials.secrets() if credentials else ())
+        options = ConnectOptions(
+            credentials=credentials, readonly=readonly, timeout=timeout, event_sink=self._hub.deliver
+        )
+        with translating(redact, f"connecting to {uri}", ConnectError):
+            driver = driver_class(uri, options)
+        with translating(redact, f"reading capabilities of {uri}"):
+            capabilities = driver.connection_capabilities()
+        self._gate = Gate(driver, uri, capabilities, readonly, redact)
+        log.debug("opened %s with driver %s", uri, driver_class.__name__)
+        return self
+
+    @property
+    def _driver(self) -> Driver:
+        """The driver instance (white box, for the contract kit's call counting; never for dispatch)."""
+        return self._gate.driver
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        if self._hub.remove(sub) and not self._gate.closed:
+            with self._gate.translate("stopping events"):
+                self._gate.driver.stop_events()
+
+    # --- public --------------------------------------------------------------
+
+    @property
+    def uri(self) -> str:
+        """The connection URI (never contains credentials)."""
+        return str(self._uri)
+
+    @property
+    def parsed_uri(self) -> URI:
+        """The parsed connection URI."""
+        return self._uri
+
+    @property
+    def driver_name(self) -> str:
+        """The driver's name (the URI scheme)."""
+        return self._gate.driver_name
+
+    @property
+    def readonly(self) -> bool:
+        """True when write operations are refused."""
+        return self._gate.readonly
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds any single host call may take (None: the driver's default)."""
+        return self._timeout
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this connection's driver can do (refined after connecting)."""
+        return self._gate.capabilities
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._gate.closed
+
+    def supports(self, cap: Capability | str) -> bool:
+        """Whether the driver declares ``cap``; a misspelt name raises InvalidArgumentError."""
+        return Capability.parse(cap) in self._gate.capabilities.supported
+
+    def host_info(self) -> HostInfo:
+        """Facts about the host."""
+        with self._gate(OPERATIONS["host_info"], f"host info of {self._uri}") as call:
+            return call.driver.host_info()
+
+    def list_domains(self) -> list[Domain]:
+        """Every domain, active or not, in one driver call."""
+        from ._domain import Domain
+
+        with self._gate(OPERATIONS["list_domains"], "listing domains") as call:
+            refs = call.driver.list_domains()
+        return [Domain(self, ref) for ref in refs]
+
+    def lookup_domain(self, name_or_uuid: str) -> Domain:
+        """A domain by name or UUID; NoDomainError when there is none."""
+        from ._domain import Domain
+
+        _rules.require_text(name_or_uuid, "domain name or UUID")
+        with self._gate(OPERATIONS["lookup_domain"], f"lookup of domain {name_or_uuid!r}") as call:
+            ref = call.driver.lookup_domain(name_or_uuid)
+        return Domain(self, ref)
+
+    def define_domain(self, spec: DomainSpec | Mapping[str, Any]) -> Domain:
+        """Define a new persistent domain from a :class:`DomainSpec` (or its dict form)."""
+        from ._domain import Domain
+
+        if isinstance(spec, Mapping):
+            spec = DomainSpec.from_dict(spec)
+        if not isinstance(spec, DomainSpec):
+            raise InvalidArgumentError("define_domain needs a DomainSpec")
+        with self._gate(OPERATIONS["define_domain"], f"define of domain {spec.name!r}") as call:
+            ref = call.driver.define_domain(spec)
+        return Domain(self, ref)
+
+    def restore(self, path: str | os.PathLike[str]) -> Domain:
+        """Start a domain from a file written by :meth:`Domain.save`."""
+        from ._domain import Domain
+
+        path = _rules.require_text(os.fspath(path), "path")
+        with self._gate(OPERATIONS["restore"], f"restore from {path!r}") as call:
+            ref = call.driver.restore(path)
+        return Domain(self, ref)
+
+    def list_storage_pools(self) -> list[StoragePool]:
+        """Every storage pool."""
+        from ._storage import StoragePool
+
+        with self._gate(OPERATIONS["list_storage_pools"], "listing storage pools") as call:
+            pools = call.driver.list_storage_pools()
+        return [StoragePool(self, p) for p in pools]
+
+    def lookup_storage_pool(self, name: str) -> StoragePool:
+        """A storage pool by name; NoStoragePoolError when there is none."""
+        from ._storage import StoragePool
+
+        _rules.require_text(name, "pool name")
+        with self._gate(OPERATIONS["lookup_storage_pool"], f"lookup of pool {name!r}") as call:
+            info = call.driver.lookup_storage_pool(name)
+        return StoragePool(self, info)
+
+    def domain_records(self) -> list[DomainRecord]:
+        """Every domain with its disks, NICs, snapshots and jobs, through the driver's bulk hook."""
+        with self._gate(OPERATIONS["inventory"], f"inventory of {self._uri}") as call:
+            return call.driver.inventory()
+
+    def subscribe(self, callback: Callable[[Event], None], *, domain: Domain | str | None = None) -> Subscription:
+        """Call ``callback(event)`` for lifecycle and block-job events (of one domain, if given).
+
+        Callbacks run on a driver thread and should return quickly.
+        """
+        from ._domain import Domain
+
+        self._gate.check_open()
+        self._gate.require(Capability.EVENTS, "event subscription")
+        if not callable(callback):
+            raise InvalidArgumentError("subscribe needs a callable")
+        key = domain.uuid if isinstance(domain, Domain) else domain
+        sub = Subscription(self, callback, key)
+        if self._hub.add(sub):
+            with self._gate.translate("starting events"):
+                self._gate.driver.start_events()
+        return sub
+
+    def close(self) -> None:
+        """Close the connection. Idempotent."""
+        with self._lock:
+            if self._gate.closed:
+                return
+            self._gate.closed = True
+        with self._gate.translate(f"closing {self._uri}"):
+            self._gate.driver.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Connection uri={self.uri!r} driver={self.driver_name!r} {state}>"

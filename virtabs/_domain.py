@@ -1,0 +1,203 @@
+""":class:`Domain`: reads, lifecycle, snapshots and devices of one domain.
+
+Block jobs live in :mod:`virtabs._blockjob` (the :class:`BlockJobMethods` Domain
+inherits, and :class:`BlockJob`). Every method checks its arguments with
+:mod:`virtabs._rules`, then passes the gate with its row of the operation table.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Literal
+
+from . import _rules
+from ._blockjob import BlockJobMethods
+from ._errors import InvalidArgumentError, OperationTimeoutError
+from ._flags import DomainState
+from ._models import DiskInfo, DiskSpec, DomainInfo, DomainRef, DomainSpec, NicInfo, Snapshot
+from .spi import OPERATIONS, poll_until
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+
+__all__ = ["Domain"]
+
+ShutdownFallback = Literal["raise", "destroy"]
+
+
+class Domain(BlockJobMethods):
+    """A handle on one domain of a connection. Cheap; holds only its name and UUID."""
+
+    def __init__(self, conn: Connection, ref: DomainRef) -> None:
+        self._conn = conn
+        self._ref = ref
+
+    @property
+    def name(self) -> str:
+        """The domain's name."""
+        return self._ref.name
+
+    @property
+    def uuid(self) -> str:
+        """The domain's UUID (canonical lower-case form)."""
+        return self._ref.uuid
+
+    @property
+    def connection(self) -> Connection:
+        """The connection this handle belongs to."""
+        return self._conn
+
+    def __repr__(self) -> str:
+        return f"<Domain name={self.name!r} uuid={self.uuid!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Domain) and other._conn is self._conn and other._ref == self._ref
+
+    def __hash__(self) -> int:
+        return hash((id(self._conn), self._ref))
+
+    def _what(self, action: str) -> str:
+        return f"{action} of domain {self.name!r}"
+
+    # --- reads ----------------------------------------------------------------
+
+    def info(self) -> DomainInfo:
+        """State, vCPUs, memory and CPU time."""
+        with self._conn._gate(OPERATIONS["domain_info"], self._what("info")) as call:
+            return call.driver.domain_info(self._ref)
+
+    def state(self) -> DomainState:
+        """The current :class:`DomainState`."""
+        return self.info().state
+
+    def spec(self) -> DomainSpec:
+        """The persistent definition."""
+        with self._conn._gate(OPERATIONS["domain_spec"], self._what("definition")) as call:
+            return call.driver.domain_spec(self._ref)
+
+    def disks(self) -> list[DiskInfo]:
+        """The disks as they are now (after a pivot: the copy)."""
+        with self._conn._gate(OPERATIONS["disks"], self._what("disk listing")) as call:
+            return call.driver.disks(self._ref)
+
+    def nics(self) -> list[NicInfo]:
+        """The network interfaces."""
+        with self._conn._gate(OPERATIONS["nics"], self._what("interface listing")) as call:
+            return call.driver.nics(self._ref)
+
+    # --- lifecycle --------------------------------------------------------------
+
+    def start(self, paused: bool = False) -> None:
+        """Start the domain (with ``paused=True``, its vCPUs stay stopped)."""
+        with self._conn._gate(OPERATIONS["start"], self._what("start"), dom=self._ref) as call:
+            call.driver.start(self._ref, bool(paused))
+
+    def shutdown(self, timeout: float | None = None, *, on_timeout: ShutdownFallback = "raise") -> None:
+        """Ask the guest to power off.
+
+        Without ``timeout`` this returns once the guest was asked. With one, it
+        waits that long for the domain to stop; then ``on_timeout="raise"``
+        raises OperationTimeoutError (the guest keeps running) and
+        ``on_timeout="destroy"`` powers it off hard.
+        """
+        timeout = _rules.require_timeout(timeout)
+        if on_timeout not in ("raise", "destroy"):
+            raise InvalidArgumentError(f"on_timeout must be 'raise' or 'destroy', got {on_timeout!r}")
+        what = self._what("shutdown")
+        with self._conn._gate(OPERATIONS["shutdown"], what, dom=self._ref) as call:
+            call.driver.shutdown(self._ref)
+        if timeout is None:
+            return
+        try:
+            poll_until(
+                lambda: not self.state().is_active,
+                timeout=timeout,
+                what=f"{what}: domain {self.name!r} not shut off",
+                interval=0.05,
+            )
+        except OperationTimeoutError:
+            if on_timeout == "raise":
+                raise
+            self.destroy()
+
+    def destroy(self) -> None:
+        """Power off at once (like pulling the plug)."""
+        with self._conn._gate(OPERATIONS["destroy"], self._what("destroy"), dom=self._ref) as call:
+            call.driver.destroy(self._ref)
+
+    def reboot(self) -> None:
+        """Reboot the guest."""
+        with self._conn._gate(OPERATIONS["reboot"], self._what("reboot"), dom=self._ref) as call:
+            call.driver.reboot(self._ref)
+
+    def suspend(self) -> None:
+        """Pause the vCPUs (memory stays)."""
+        with self._conn._gate(OPERATIONS["suspend"], self._what("suspend"), dom=self._ref) as call:
+            call.driver.suspend(self._ref)
+
+    def resume(self) -> None:
+        """Resume paused vCPUs."""
+        with self._conn._gate(OPERATIONS["resume"], self._what("resume"), dom=self._ref) as call:
+            call.driver.resume(self._ref)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save memory state to ``path`` and stop; refused while a block copy runs."""
+        path = _rules.require_text(os.fspath(path), "path")
+        with self._conn._gate(OPERATIONS["save"], self._what("save"), dom=self._ref) as call:
+            call.driver.save(self._ref, path)
+
+    def undefine(self) -> None:
+        """Remove the definition of an inactive domain."""
+        with self._conn._gate(OPERATIONS["undefine"], self._what("undefine"), dom=self._ref) as call:
+            call.driver.undefine(self._ref)
+
+    # --- snapshots ------------------------------------------------------------------
+
+    def create_snapshot(self, name: str) -> Snapshot:
+        """Take a snapshot called ``name``; refused while a block copy runs."""
+        _rules.require_name(name, "snapshot name")
+        what = self._what(f"snapshot {name!r}")
+        with self._conn._gate(OPERATIONS["create_snapshot"], what, dom=self._ref) as call:
+            return call.driver.create_snapshot(self._ref, name)
+
+    def list_snapshots(self) -> list[Snapshot]:
+        """The domain's snapshots, oldest first."""
+        with self._conn._gate(OPERATIONS["list_snapshots"], self._what("snapshot listing")) as call:
+            return call.driver.list_snapshots(self._ref)
+
+    def revert_to_snapshot(self, name: str) -> None:
+        """Go back to snapshot ``name``; refused while a block copy runs."""
+        _rules.require_text(name, "snapshot name")
+        what = self._what(f"revert to snapshot {name!r}")
+        with self._conn._gate(OPERATIONS["revert_to_snapshot"], what, dom=self._ref) as call:
+            call.driver.revert_to_snapshot(self._ref, name)
+
+    def delete_snapshot(self, name: str) -> None:
+        """Delete snapshot ``name``."""
+        _rules.require_text(name, "snapshot name")
+        what = self._what(f"delete of snapshot {name!r}")
+        with self._conn._gate(OPERATIONS["delete_snapshot"], what) as call:
+            call.driver.delete_snapshot(self._ref, name)
+
+    # --- devices ---------------------------------------------------------------------
+
+    def attach_disk(self, disk: DiskSpec) -> None:
+        """Attach a disk (hot-plug when running)."""
+        if not isinstance(disk, DiskSpec):
+            raise InvalidArgumentError("attach_disk needs a DiskSpec")
+        what = self._what(f"attach of disk {disk.target!r}")
+        op = OPERATIONS["attach_disk"]
+        self._conn._gate.check(op, what)
+        if any(d.target == disk.target for d in self.disks()):
+            raise InvalidArgumentError(f"{what}: target {disk.target!r} is already in use")
+        with self._conn._gate(op, what) as call:
+            call.driver.attach_disk(self._ref, disk)
+
+    def detach_disk(self, target: str) -> None:
+        """Detach the disk ``target``; refused while that disk is in a block copy."""
+        what = self._what(f"detach of disk {target!r}")
+        op = OPERATIONS["detach_disk"]
+        self._conn._gate.check(op, what)
+        info = _rules.find_disk(self.disks(), target, what, self.name)
+        with self._conn._gate(op, what, dom=self._ref, disk=info.target) as call:
+            call.driver.detach_disk(self._ref, info.target)

@@ -1,0 +1,258 @@
+"""Every rule the public layer enforces, each written once.
+
+The gate (:mod:`virtabs._gate`) applies the state and job rules of the
+operation table; the public methods call the argument and flag rules below
+before they reach the gate. No driver repeats any of them. The block-copy
+rules come from libvirt's "blockjob: add new API flags" commit:
+
+=====================================================  ===================================
+rule                                                   error
+=====================================================  ===================================
+COPY without a destination                              InvalidArgumentError
+SHALLOW/REUSE_EXT/COPY_RAW/COPY_DEV without COPY        InvalidArgumentError
+relative destination                                    InvalidArgumentError
+SHALLOW into a new raw file over a backing chain        InvalidArgumentError
+destination inside the disk's own chain                 InvalidArgumentError
+a second job on a disk that has one                     BlockCopyActiveError
+pivot before ready                                      BlockCopyActiveError
+pivot of a pull or non-active commit                    OperationInvalidError
+save/snapshot/revert/detach during a copy               BlockCopyActiveError
+bandwidth negative or overflowing 64-bit bytes/s        InvalidArgumentError
+cur == end before ready                                 never reported (capped at end - 1)
+=====================================================  ===================================
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, TypeVar
+
+import attrs
+
+from ._capabilities import Capability
+from ._errors import BlockCopyActiveError, InvalidArgumentError, OperationInvalidError
+from ._flags import BlockJobType, BlockRebaseFlags, DomainState
+from ._models import BlockCopyRequest, BlockJobInfo, DiskInfo, DomainStatus
+from .spi._operations import JobRule, Operation, StateRule
+
+MiB = 1 << 20
+LLONG_MAX = (1 << 63) - 1
+TWO_PHASE = (BlockJobType.COPY, BlockJobType.ACTIVE_COMMIT)
+COPY_ONLY_FLAGS = (
+    BlockRebaseFlags.SHALLOW | BlockRebaseFlags.REUSE_EXT | BlockRebaseFlags.COPY_RAW | BlockRebaseFlags.COPY_DEV
+)
+
+T = TypeVar("T")
+FlagT = TypeVar("FlagT", bound=Any)
+
+
+# --- arguments ---------------------------------------------------------------------------
+
+
+def is_int(value: object) -> bool:
+    """True for an int that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def require_text(value: object, what: str) -> str:
+    """``value`` as a non-empty string, else InvalidArgumentError."""
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+def require_name(value: object, what: str) -> str:
+    """A name that may become a file name: no slashes, whitespace, '.' or '..', at most 255 characters."""
+    text = require_text(value, what)
+    if "/" in text or text in (".", "..") or len(text) > 255 or any(c.isspace() for c in text):
+        raise InvalidArgumentError(f"invalid {what} {text!r}: no slashes, spaces, '.' or '..'")
+    return text
+
+
+def require_positive_size(value: object, what: str) -> int:
+    """A positive integer number of bytes."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InvalidArgumentError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def require_timeout(value: object, what: str = "timeout", *, allow_zero: bool = True) -> float | None:
+    """None, or a non-negative (positive unless ``allow_zero``) number of seconds."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (not allow_zero and value == 0):
+        kind = "non-negative" if allow_zero else "positive"
+        raise InvalidArgumentError(f"{what} must be a {kind} number of seconds, got {value!r}")
+    return float(value)
+
+
+def flags(kind: type[FlagT], value: int) -> FlagT:
+    """``value`` as flags of ``kind``; unknown bits are InvalidArgumentError (libvirt's virCheckFlags)."""
+    if not is_int(value):
+        raise InvalidArgumentError(f"flags must be {kind.__name__} or int, got {value!r}")
+    known = 0
+    for member in kind:
+        known |= int(member)
+    unknown = int(value) & ~known
+    if unknown or value < 0:
+        raise InvalidArgumentError(f"unsupported flags 0x{unknown or value:x} for {kind.__name__}")
+    result: FlagT = kind(value)
+    return result
+
+
+def bandwidth_bytes(value: int, in_bytes: bool) -> int:
+    """Bandwidth in bytes/s from MiB/s (or bytes/s), refusing negatives and 64-bit overflow."""
+    if not is_int(value) or value < 0:
+        raise InvalidArgumentError(f"bandwidth must be a non-negative integer, got {value!r}")
+    result = value if in_bytes else value * MiB
+    if result > LLONG_MAX:
+        unit = "bytes/s" if in_bytes else "MiB/s"
+        raise InvalidArgumentError(f"bandwidth {value} {unit} is too large (overflows a 64-bit byte rate)")
+    return result
+
+
+def chain_index(chain: tuple[str, ...], image: str | None, role: str, what: str, allow_top: bool = True) -> int:
+    """Where ``image`` sits in ``chain`` (0 = the active layer), else InvalidArgumentError."""
+    if image in chain and (allow_top or chain.index(image) > 0):
+        return chain.index(image)
+    raise InvalidArgumentError(
+        f"{what}: {role} {image!r} is not in the disk's backing chain ({' <- '.join(chain[::-1])})"
+    )
+
+
+def find_disk(disks: list[DiskInfo], disk: str, what: str, domain: str) -> DiskInfo:
+    """The disk named by target (``vda``) or path, else InvalidArgumentError."""
+    require_text(disk, "disk")
+    for info in disks:
+        if disk in (info.target, info.path):
+            return info
+    raise InvalidArgumentError(f"{what}: domain {domain!r} has no disk {disk!r}")
+
+
+def evolve(inst: T, **changes: Any) -> T:
+    """attrs.evolve, typed."""
+    return attrs.evolve(inst, **changes)  # type: ignore[misc]
+
+
+# --- the gate's rules: state and jobs -------------------------------------------------------
+
+
+def check_state(op: Operation, state: DomainState, what: str, domain: str) -> None:
+    """The operation's :class:`StateRule` against the domain's state."""
+    rule = op.state
+    if rule is StateRule.ANY:
+        return
+    if rule is StateRule.INACTIVE and state.is_active:
+        tail = "destroy it first" if op.method == "undefine" else "it must be shut off"
+        raise OperationInvalidError(f"{what}: domain {domain!r} is already running ({tail})")
+    if rule in (StateRule.ACTIVE, StateRule.RUNNING) and not state.is_active:
+        raise OperationInvalidError(f"{what}: domain {domain!r} is not running")
+    if rule is StateRule.RUNNING and state == DomainState.PAUSED:
+        raise OperationInvalidError(f"{what}: domain {domain!r} is already paused")
+    if rule is StateRule.PAUSED and state != DomainState.PAUSED:
+        raise OperationInvalidError(f"{what}: domain {domain!r} is not paused")
+
+
+def check_jobs(op: Operation, status: DomainStatus, disk: str | None, what: str) -> BlockJobInfo | None:
+    """The operation's :class:`JobRule`; returns the disk's job for rules that need one."""
+    rule = op.jobs
+    if rule is JobRule.NONE:
+        return None
+    if rule in (JobRule.NO_COPY, JobRule.NO_COPY_ON_DISK):
+        for running in status.jobs:
+            if rule is JobRule.NO_COPY_ON_DISK and running.disk != disk:
+                continue
+            if running.type == BlockJobType.COPY:
+                raise BlockCopyActiveError(
+                    f"{what}: disk {running.disk!r} is in an active block copy job; "
+                    "pivot or abort it first (block_job_abort)"
+                )
+            raise OperationInvalidError(f"{what}: disk {running.disk!r} has an active block job")
+        return None
+    assert disk is not None, f"{op.method}: the gate needs the disk for {rule}"
+    job = status.job_on(disk)
+    if rule is JobRule.NO_JOB_ON_DISK and job is not None:
+        raise BlockCopyActiveError(f"{what}: disk {disk!r} already has an active block job ({job.type.name.lower()})")
+    if rule is JobRule.JOB_ON_DISK and job is None:
+        raise OperationInvalidError(f"{what}: disk {disk!r} has no active block job")
+    return job
+
+
+def never_done_before_ready(info: BlockJobInfo | None) -> BlockJobInfo | None:
+    """libvirt's rule: ``cur == end`` is reported only once a job is ready (capped at ``end - 1``)."""
+    if info is not None and not info.ready and info.end > 0 and info.cur >= info.end:
+        return evolve(info, cur=info.end - 1)
+    return info
+
+
+# --- block copy ----------------------------------------------------------------------------
+
+
+def copy_capabilities(request: BlockCopyRequest) -> list[Capability]:
+    """The capabilities a copy request needs beyond ``block.copy``."""
+    needed = []
+    if request.shallow:
+        needed.append(Capability.BLOCK_COPY_SHALLOW)
+    if request.reuse_existing:
+        needed.append(Capability.BLOCK_COPY_REUSE_EXT)
+    if request.format == "raw":
+        needed.append(Capability.BLOCK_COPY_RAW)
+    if request.dest_is_block_device:
+        needed.append(Capability.BLOCK_COPY_DEV)
+    return needed
+
+
+def copy_request_from_rebase(base: str | None, f: BlockRebaseFlags, bandwidth: int, what: str) -> BlockCopyRequest:
+    """virDomainBlockRebase with COPY: the request its flags describe."""
+    if not base:
+        raise InvalidArgumentError(f"{what}: a copy job needs a destination (base)")
+    if f & BlockRebaseFlags.RELATIVE:
+        raise InvalidArgumentError(f"{what}: relative backing during copy is not supported")
+    return BlockCopyRequest(
+        dest=base,
+        format="raw" if f & BlockRebaseFlags.COPY_RAW else None,
+        shallow=bool(f & BlockRebaseFlags.SHALLOW),
+        reuse_existing=bool(f & BlockRebaseFlags.REUSE_EXT),
+        dest_is_block_device=bool(f & BlockRebaseFlags.COPY_DEV),
+        bandwidth_bytes=bandwidth,
+        transient=True,
+    )
+
+
+def refuse_copy_flags_without_copy(f: BlockRebaseFlags, what: str) -> None:
+    """SHALLOW, REUSE_EXT, COPY_RAW and COPY_DEV mean nothing without COPY."""
+    if f & COPY_ONLY_FLAGS:
+        raise InvalidArgumentError(f"{what}: use of flags {(f & COPY_ONLY_FLAGS)!r} requires a copy job")
+
+
+def check_copy_destination(request: BlockCopyRequest, what: str) -> None:
+    """The destination must be an absolute path (before any host call)."""
+    if not os.path.isabs(request.dest):
+        raise InvalidArgumentError(f"{what}: the destination must be an absolute path, got {request.dest!r}")
+
+
+def settle_copy_request(request: BlockCopyRequest, disk: DiskInfo, what: str) -> BlockCopyRequest:
+    """The copy rules that depend on the disk's chain; returns the request the driver receives."""
+    if request.shallow and not disk.backing_chain:
+        request = evolve(request, shallow=False)  # libvirt: SHALLOW is a no-op without a backing chain
+    if request.shallow and request.format == "raw" and not request.reuse_existing:
+        raise InvalidArgumentError(
+            f"{what}: a shallow copy of disk {disk.target!r} into a new raw file is not possible "
+            "(raw has no backing file); flatten it, or reuse a pre-populated destination with REUSE_EXT"
+        )
+    if request.dest in (disk.path, *disk.backing_chain):
+        raise InvalidArgumentError(f"{what}: destination {request.dest!r} is part of the disk's chain")
+    return request
+
+
+def pivot_capability(job: BlockJobInfo, what: str) -> Capability:
+    """Only two-phase jobs pivot; returns the capability the pivot needs (checked before readiness)."""
+    if job.type not in TWO_PHASE:
+        raise OperationInvalidError(f"{what}: a {job.type.name.lower()} job does not support pivot")
+    return Capability.BLOCK_COPY_PIVOT if job.type == BlockJobType.COPY else Capability.BLOCK_COMMIT
+
+
+def check_ready_for_pivot(job: BlockJobInfo, what: str) -> None:
+    """Pivot before the copy is ready: BLOCK_COPY_ACTIVE "not ready for pivot yet"."""
+    if not job.ready:
+        raise BlockCopyActiveError(f"{what}: block job on disk {job.disk!r} is not ready for pivot yet")

@@ -1,0 +1,184 @@
+"""virtabs.spi: everything a driver imports, and nothing else.
+
+A driver is a :class:`Driver` subclass registered under the entry-point group
+``virtabs.drivers`` with the URI scheme as its name::
+
+    [project.entry-points."virtabs.drivers"]
+    mydriver = "virtabs_mydriver.driver:MyDriver"
+
+How a call reaches a driver::
+
+    public API (virtabs.Domain.start ...)
+        │  1. connection open; read-only?            → OperationDeniedError
+        │  2. arguments, flag rules                   → InvalidArgumentError
+        │  3. capability declared? (OPERATIONS row)  → NotSupportedError
+        │  4. state / block-job rules (one           → OperationInvalidError,
+        │     domain_status call when the row asks)     BlockCopyActiveError
+        ▼
+    Driver.start(dom, paused)   ← validated, normalised arguments; native work only
+        │  5. anything not a VirtabsError becomes OperationFailedError;
+        ▼     secrets are redacted from every message
+
+So a driver never checks a capability, read-only mode, a state precondition or
+a block-copy rule: the gate has, from :data:`OPERATIONS`. It reports facts
+(:meth:`Driver.domain_status`, :meth:`Driver.block_job_info` ...) and maps the
+host's own refusals to the same errors (an :class:`ErrorMap`).
+
+Rules for driver authors (``docs/writing-a-driver.md`` walks through a whole driver):
+
+* Keep the module named by the entry point light: import heavy SDKs inside
+  :meth:`Driver.__init__` or later and raise :class:`DriverUnavailableError`
+  with an install hint when that fails.
+* Declare exactly what works in :attr:`Driver.capabilities`; every method a
+  declared capability needs (:func:`methods_for`) must be overridden, which
+  the registry checks when it loads the driver, and the contract kit
+  (:mod:`virtabs.testing`) checks that each one does what it says.
+* Raise only :class:`VirtabsError` subclasses, with messages that name the object.
+* Be thread-safe: one connection may be shared between threads.
+* Emit events with :meth:`Driver.emit` when ``events`` is declared; without a
+  native event stream, an :class:`EventPoller` diffs state snapshots.
+* Waits belong to the core: :meth:`Driver.shutdown` and
+  :meth:`Driver.block_job_abort` only start the action.
+
+The toolkit: :class:`ErrorMap` (native exception → virtabs error, by a table),
+:class:`Deadline` and :func:`poll_until` (waits with a bound), :func:`find_domain`
+(lookup by name or UUID), :class:`EventPoller`.
+"""
+
+from __future__ import annotations
+
+from .._capabilities import Capabilities, Capability
+from .._config import Credentials
+from .._errors import (
+    AuthError,
+    BlockCopyActiveError,
+    ConnectError,
+    DriverNotFoundError,
+    DriverUnavailableError,
+    ErrorCode,
+    InternalError,
+    InvalidArgumentError,
+    NoDomainError,
+    NoSnapshotError,
+    NoStoragePoolError,
+    NoStorageVolumeError,
+    NotSupportedError,
+    OperationDeniedError,
+    OperationFailedError,
+    OperationInvalidError,
+    OperationTimeoutError,
+    VirtabsError,
+    error_class_for_code,
+)
+from .._flags import BlockJobStatus, BlockJobType, DomainState, LifecycleEventType
+from .._models import (
+    DISK_BUSES,
+    DISK_FORMATS,
+    BlockCommitRequest,
+    BlockCopyRequest,
+    BlockJobEvent,
+    BlockJobInfo,
+    DiskInfo,
+    DiskSpec,
+    DomainInfo,
+    DomainRecord,
+    DomainRef,
+    DomainSpec,
+    DomainStatus,
+    Event,
+    HostInfo,
+    LifecycleEvent,
+    NicInfo,
+    NicSpec,
+    PoolInfo,
+    Snapshot,
+    VolumeInfo,
+)
+from .._uri import URI
+from ._driver import SPI_METHODS, ConnectOptions, Driver, EventSink
+from ._operations import (
+    ANY_BLOCK_JOB,
+    MANDATORY,
+    OPERATIONS,
+    JobRule,
+    Operation,
+    StateRule,
+    methods_for,
+    missing_methods,
+)
+from ._toolkit import Deadline, ErrorMap, EventPoller, find_domain, poll_until
+
+__all__ = [
+    # the base class and what open() hands it
+    "ConnectOptions",
+    "Credentials",
+    "Driver",
+    "EventSink",
+    "URI",
+    "SPI_METHODS",
+    # capabilities and the operation table
+    "ANY_BLOCK_JOB",
+    "Capabilities",
+    "Capability",
+    "JobRule",
+    "MANDATORY",
+    "OPERATIONS",
+    "Operation",
+    "StateRule",
+    "methods_for",
+    "missing_methods",
+    # records a driver returns or receives
+    "BlockCommitRequest",
+    "BlockCopyRequest",
+    "BlockJobInfo",
+    "DISK_BUSES",
+    "DISK_FORMATS",
+    "DiskInfo",
+    "DiskSpec",
+    "DomainInfo",
+    "DomainRecord",
+    "DomainRef",
+    "DomainSpec",
+    "DomainStatus",
+    "HostInfo",
+    "NicInfo",
+    "NicSpec",
+    "PoolInfo",
+    "Snapshot",
+    "VolumeInfo",
+    # events
+    "BlockJobEvent",
+    "Event",
+    "LifecycleEvent",
+    # enums
+    "BlockJobStatus",
+    "BlockJobType",
+    "DomainState",
+    "LifecycleEventType",
+    # errors
+    "AuthError",
+    "BlockCopyActiveError",
+    "ConnectError",
+    "DriverNotFoundError",
+    "DriverUnavailableError",
+    "ErrorCode",
+    "InternalError",
+    "InvalidArgumentError",
+    "NoDomainError",
+    "NoSnapshotError",
+    "NoStoragePoolError",
+    "NoStorageVolumeError",
+    "NotSupportedError",
+    "OperationDeniedError",
+    "OperationFailedError",
+    "OperationInvalidError",
+    "OperationTimeoutError",
+    "VirtabsError",
+    "error_class_for_code",
+    # toolkit
+    "Deadline",
+    "ErrorMap",
+    "EventPoller",
+    "find_domain",
+    "poll_until",
+]

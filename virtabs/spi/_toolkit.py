@@ -1,0 +1,266 @@
+"""The driver toolkit: the loops and translations every backend would otherwise write again.
+
+* :class:`ErrorMap` turns native exceptions into virtabs errors by a table, in
+  one place per driver (httpx's single error translator, for drivers).
+* :class:`Deadline` and :func:`poll_until` wait for a condition with a bound,
+  backing off between checks; the public layer's waits use them too.
+* :func:`find_domain` is lookup by name or UUID over a listing.
+* :class:`EventPoller` gives a driver without a native event stream lifecycle
+  events, by diffing periodic state snapshots on a background thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TypeVar
+
+from .._errors import NoDomainError, OperationFailedError, OperationTimeoutError, VirtabsError
+from .._flags import DomainState, LifecycleEventType
+from .._models import DomainRef, Event, LifecycleEvent
+
+__all__ = ["Deadline", "ErrorMap", "EventPoller", "find_domain", "poll_until"]
+
+log = logging.getLogger("virtabs.spi")
+
+T = TypeVar("T")
+
+ExceptionMatcher = type[BaseException] | Callable[[BaseException], bool]
+
+
+class ErrorMap:
+    """Translate native exceptions into virtabs errors, by a table checked in order.
+
+    >>> errors = ErrorMap(
+    ...     [(FileNotFoundError, NoDomainError), (TimeoutError, OperationTimeoutError)],
+    ...     default=OperationFailedError,
+    ... )
+    >>> with errors("start of domain 'web'"):  # doctest: +SKIP
+    ...     native_start("web")
+
+    A row's matcher is an exception class or a predicate on the exception (for
+    SDKs that put the reason in a field: ``lambda e: e.faultCode == 404``).
+    The message is ``"<what>: <native message>"``; the native exception stays
+    as ``__cause__``. A :class:`VirtabsError` passes through untouched.
+    """
+
+    def __init__(
+        self,
+        table: Iterable[tuple[ExceptionMatcher, type[VirtabsError]]],
+        *,
+        default: type[VirtabsError] | None = OperationFailedError,
+        describe: Callable[[BaseException], str] = str,
+    ) -> None:
+        self._table = tuple(table)
+        self._default = default
+        self._describe = describe
+
+    def classify(self, exc: BaseException) -> type[VirtabsError] | None:
+        """The virtabs class for ``exc``, or None when no row matches and there is no default."""
+        for matcher, error in self._table:
+            if isinstance(matcher, type):
+                if isinstance(exc, matcher):
+                    return error
+            elif matcher(exc):
+                return error
+        return self._default
+
+    def translate(self, exc: BaseException, what: str) -> BaseException:
+        """The virtabs error for ``exc`` (``exc`` itself if it is one or nothing matches)."""
+        if isinstance(exc, VirtabsError):
+            return exc
+        cls = self.classify(exc)
+        if cls is None:
+            return exc
+        detail = self._describe(exc).strip() or type(exc).__name__
+        error = cls(f"{what}: {detail}" if what else detail)
+        error.__cause__ = exc
+        return error
+
+    @contextlib.contextmanager
+    def __call__(self, what: str = "") -> Iterator[None]:
+        try:
+            yield
+        except VirtabsError:
+            raise
+        except Exception as exc:
+            translated = self.translate(exc, what)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+
+class Deadline:
+    """A point in time a wait must not pass. ``Deadline(None)`` never expires."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self._end = None if seconds is None else time.monotonic() + seconds
+
+    @property
+    def expired(self) -> bool:
+        """True once the deadline has passed."""
+        return self._end is not None and time.monotonic() >= self._end
+
+    def remaining(self, cap: float | None = None) -> float | None:
+        """Seconds left (never negative), at most ``cap``; None when unbounded and no cap."""
+        if self._end is None:
+            return cap
+        left = max(0.0, self._end - time.monotonic())
+        return left if cap is None else min(left, cap)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` or until the deadline, whichever comes first."""
+        left = self.remaining(seconds)
+        if left:
+            time.sleep(left)
+
+
+def poll_until(
+    check: Callable[[], T | None],
+    *,
+    timeout: float | None,
+    what: str,
+    interval: float = 0.01,
+    max_interval: float = 0.25,
+    describe: Callable[[], str] | None = None,
+) -> T:
+    """Call ``check`` until it returns something other than None or False, and return that.
+
+    Backs off from ``interval`` to ``max_interval``. After ``timeout`` seconds
+    raises :class:`~virtabs.OperationTimeoutError` "``<what> after <timeout>s``"
+    (plus ``describe()``, the last observed state, when given), so ``what``
+    says what is still not so: ``"domain 'web' not shut off"``. ``check`` may raise
+    to end the wait early (a job that failed, a process that died).
+    """
+    deadline = Deadline(timeout)
+    delay = interval
+    while True:
+        result = check()
+        if result is not None and result is not False:
+            return result
+        if deadline.expired:
+            suffix = f" ({describe()})" if describe is not None else ""
+            raise OperationTimeoutError(f"{what} after {timeout}s{suffix}")
+        deadline.sleep(delay)
+        delay = min(delay * 1.5, max_interval)
+
+
+def find_domain(refs: Iterable[DomainRef], name_or_uuid: str) -> DomainRef:
+    """The domain called ``name_or_uuid``, or whose UUID it is (any case); NoDomainError otherwise.
+
+    A name wins over a UUID when both match different domains (libvirt's order).
+    """
+    wanted = name_or_uuid.lower()
+    by_uuid = None
+    for ref in refs:
+        if ref.name == name_or_uuid:
+            return ref
+        if by_uuid is None and ref.uuid.lower() == wanted:
+            by_uuid = ref
+    if by_uuid is not None:
+        return by_uuid
+    raise NoDomainError(f"domain {name_or_uuid!r} not found")
+
+
+def _lifecycle_type(before: DomainState | None, after: DomainState | None) -> LifecycleEventType | None:
+    if before == after:
+        return None
+    if after is None:
+        return LifecycleEventType.UNDEFINED
+    if before is None:
+        return LifecycleEventType.DEFINED if not after.is_active else LifecycleEventType.STARTED
+    if after == DomainState.PAUSED:
+        return LifecycleEventType.SUSPENDED
+    if before == DomainState.PAUSED and after == DomainState.RUNNING:
+        return LifecycleEventType.RESUMED
+    if after.is_active and not before.is_active:
+        return LifecycleEventType.STARTED
+    if before.is_active and not after.is_active:
+        return LifecycleEventType.CRASHED if after == DomainState.CRASHED else LifecycleEventType.STOPPED
+    return None
+
+
+class EventPoller:
+    """Lifecycle events for a driver whose host has no event stream.
+
+    ``snapshot`` returns every domain's current state keyed by DomainRef (one
+    bulk host call); every ``interval`` seconds the poller diffs it against the
+    previous one and calls ``emit`` with a :class:`~virtabs.LifecycleEvent` per
+    change (defined, undefined, started, stopped, crashed, suspended, resumed).
+    A failing snapshot is logged and retried; it never kills the thread.
+
+    Typical use::
+
+        def start_events(self) -> None:
+            self._poller = EventPoller(self._states, self.emit, interval=1.0)
+            self._poller.start()
+
+        def stop_events(self) -> None:
+            self._poller.stop()
+    """
+
+    def __init__(
+        self,
+        snapshot: Callable[[], Mapping[DomainRef, DomainState]],
+        emit: Callable[[Event], None],
+        *,
+        interval: float = 1.0,
+        name: str = "virtabs-event-poller",
+    ) -> None:
+        self._snapshot = snapshot
+        self._emit = emit
+        self._interval = interval
+        self._name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last: dict[DomainRef, DomainState] | None = None
+
+    def start(self) -> None:
+        """Take the first snapshot (the baseline: no events for it) and start polling."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._last = self._take()
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling and wait for the thread. Idempotent."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=max(5.0, self._interval * 2))
+
+    def poll_once(self) -> list[Event]:
+        """Diff one snapshot against the last one, emit and return the events (used by the thread)."""
+        current = self._take()
+        if current is None:
+            return []
+        previous = self._last if self._last is not None else current
+        self._last = current
+        events: list[Event] = []
+        for ref in sorted(set(previous) | set(current), key=lambda r: r.name):
+            kind = _lifecycle_type(previous.get(ref), current.get(ref))
+            if kind is not None:
+                events.append(LifecycleEvent(ref.name, ref.uuid, kind, detail="polled"))
+        for event in events:
+            try:
+                self._emit(event)
+            except Exception:
+                log.exception("event sink raised for %r", event)
+        return events
+
+    def _take(self) -> dict[DomainRef, DomainState] | None:
+        try:
+            return dict(self._snapshot())
+        except Exception as exc:
+            log.warning("event poller: state snapshot failed: %s", exc)
+            return None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.poll_once()
