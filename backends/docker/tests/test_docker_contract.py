@@ -1,0 +1,23 @@
+"""The virtabs contract kit against a real dockerd (private, started by the session fixture).
+
+The kit's tests run against ``docker+unix://<private socket>`` with containers of the busybox image the
+fixture imported (``virtabs_docker.testing.DockerTarget``).
+"""
+
+from __future__ import annotations
+
+import pytest
+from docker_helpers import Engine
+from virtabs.testing.suite import *  # noqa: F403
+
+from virtabs_docker.testing import DockerTarget
+
+
+@pytest.fixture(scope="session")
+def virtabs_uri(dockerd: Engine) -> str:
+    return dockerd.uri
+
+
+@pytest.fixture(scope="session")
+def virtabs_target(dockerd: Engine) -> DockerTarget:
+    return DockerTarget(dockerd.image)

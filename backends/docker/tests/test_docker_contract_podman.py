@@ -1,0 +1,23 @@
+"""The virtabs contract kit against a real podman (`podman system service` on a private socket).
+
+The kit's tests run against ``docker+unix://<private socket>`` with containers of the busybox image the
+fixture imported (``virtabs_docker.testing.DockerTarget``).
+"""
+
+from __future__ import annotations
+
+import pytest
+from docker_helpers import Engine
+from virtabs.testing.suite import *  # noqa: F403
+
+from virtabs_docker.testing import DockerTarget
+
+
+@pytest.fixture(scope="session")
+def virtabs_uri(podman: Engine) -> str:
+    return podman.uri
+
+
+@pytest.fixture(scope="session")
+def virtabs_target(podman: Engine) -> DockerTarget:
+    return DockerTarget(podman.image)

@@ -1,0 +1,485 @@
+"""The Docker driver: containers of a Docker (or Podman) engine through the docker SDK's low-level API.
+
+URIs: ``docker:///``, ``docker+unix:///path/to/docker.sock`` (also podman's API socket) and
+``docker+tcp://host:2376/`` (TLS, verified by default); see :mod:`virtabs_docker._uri`. The SDK is imported
+when a connection opens, never when this module is imported.
+
+A container is a domain (see :mod:`virtabs_docker._spec` for how a DomainSpec maps). Its UUID is its
+``virtabs.uuid`` label when it has one (a spec with a UUID sets it), else the first 128 bits of its container
+ID. Listing and the inventory are ONE engine call (``GET /containers/json?all=1``) whatever the number of
+containers; the SDK's high-level ``containers.list()`` would inspect each container.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid as _uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from typing import Any, ClassVar
+
+from virtabs.spi import (
+    URI,
+    Capabilities,
+    Capability,
+    ConnectError,
+    ConnectOptions,
+    DiskInfo,
+    DomainInfo,
+    DomainRecord,
+    DomainRef,
+    DomainSpec,
+    DomainState,
+    Driver,
+    DriverUnavailableError,
+    HostInfo,
+    InvalidArgumentError,
+    LifecycleEvent,
+    LifecycleEventType,
+    NicInfo,
+    NoDomainError,
+    OperationFailedError,
+    OperationInvalidError,
+    OperationTimeoutError,
+    VirtabsError,
+)
+
+from ._spec import UUID_LABEL, SpecError, create_arguments, spec_from_inspect, vcpus_of
+from ._uri import UriError, endpoint_for
+
+__all__ = ["DockerDriver", "container_uuid", "docker_state"]
+
+INSTALL_HINT = "pip install virtabs-docker (the docker SDK); a Docker or Podman engine to talk to"
+
+_STATES: Mapping[str, DomainState] = {
+    "created": DomainState.SHUTOFF,
+    "running": DomainState.RUNNING,
+    "paused": DomainState.PAUSED,
+    "restarting": DomainState.RUNNING,
+    "removing": DomainState.SHUTDOWN,
+    "exited": DomainState.SHUTOFF,
+    "stopped": DomainState.SHUTOFF,  # podman
+    "configured": DomainState.SHUTOFF,  # podman
+    "dead": DomainState.CRASHED,
+}
+
+_EVENTS: Mapping[str, LifecycleEventType] = {
+    "create": LifecycleEventType.DEFINED,
+    "destroy": LifecycleEventType.UNDEFINED,
+    "remove": LifecycleEventType.UNDEFINED,  # podman
+    "start": LifecycleEventType.STARTED,
+    "die": LifecycleEventType.STOPPED,
+    "pause": LifecycleEventType.SUSPENDED,
+    "unpause": LifecycleEventType.RESUMED,
+}
+
+
+def docker_state(native: str) -> DomainState:
+    """The engine's container state word (``running``, ``paused``, ``exited`` ...) as a DomainState."""
+    return _STATES.get(native.lower(), DomainState.NOSTATE)
+
+
+def container_uuid(container_id: str, labels: Mapping[str, str] | None) -> str:
+    """The domain UUID of a container: its ``virtabs.uuid`` label, else the first 32 hex digits of its ID."""
+    label = (labels or {}).get(UUID_LABEL)
+    if label:
+        try:
+            return str(_uuid.UUID(label))
+        except ValueError:
+            pass
+    return str(_uuid.UUID(container_id[:32]))
+
+
+def _name(entry: Mapping[str, Any]) -> str:
+    names = entry.get("Names") or [""]
+    return str(names[0]).lstrip("/")
+
+
+class DockerDriver(Driver):
+    """Containers of a Docker or Podman engine (``docker:///``, ``docker+unix:///sock``, ``docker+tcp://h:2376/``).
+
+    Define (create from an image and a command), start, shutdown (the container's stop signal), destroy
+    (SIGKILL), reboot (restart), suspend/resume (pause/unpause), undefine (remove; volumes are kept), events
+    from the engine's event stream. Listing and inventory are one engine call. No block jobs, no snapshots
+    (``docker commit`` keeps neither memory nor volumes), no storage pools.
+    """
+
+    name: ClassVar[str] = "docker"
+    description: ClassVar[str] = "Docker and Podman containers through the docker SDK (low-level API)"
+    capabilities: ClassVar[Capabilities] = Capabilities.of(
+        Capability.DOMAIN_DEFINE,
+        Capability.DOMAIN_START,
+        Capability.DOMAIN_SHUTDOWN,
+        Capability.DOMAIN_DESTROY,
+        Capability.DOMAIN_REBOOT,
+        Capability.DOMAIN_SUSPEND,
+        Capability.EVENTS,
+        notes={
+            Capability.DOMAIN_REBOOT: "docker restart: stop (stop signal, then SIGKILL) and start",
+            Capability.DOMAIN_SUSPEND: "docker pause (cgroup freezer)",
+            Capability.EVENTS: "the engine's event stream (GET /events)",
+        },
+    )
+    uri_examples: ClassVar[tuple[str, ...]] = (
+        "docker:///",
+        "docker+unix:///run/podman/podman.sock",
+        "docker+tcp://docker.example.com:2376/",
+    )
+    install_hint: ClassVar[str] = INSTALL_HINT
+
+    def __init__(self, uri: URI, options: ConnectOptions) -> None:
+        super().__init__(uri, options)
+        try:
+            endpoint = endpoint_for(uri.transport, uri.host, uri.port, uri.path, uri.params, os.environ)
+        except UriError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        try:
+            import docker  # type: ignore[import-untyped]
+            import docker.errors  # type: ignore[import-untyped]
+            import requests.exceptions
+        except ImportError as exc:
+            raise DriverUnavailableError(f"the docker driver needs the docker SDK: {INSTALL_HINT}") from exc
+        self._docker: Any = docker
+        self._not_found: type[BaseException] = docker.errors.NotFound
+        self._api_error: type[BaseException] = docker.errors.APIError
+        self._conn_errors: tuple[type[BaseException], ...] = (
+            requests.exceptions.ConnectionError,
+            docker.errors.DockerException,
+        )
+        self._timeout_errors: tuple[type[BaseException], ...] = (requests.exceptions.Timeout,)
+        self._endpoint = endpoint
+        self._timeout = int(options.timeout or 60)
+        self._where = (
+            "the engine" if endpoint.base_url.startswith("unix://") else f"the engine at {uri.host or 'DOCKER_HOST'}"
+        )
+        try:
+            self._api: Any = self._client()
+            version = self._api.version()
+        except VirtabsError:
+            raise
+        except Exception as exc:
+            raise ConnectError(f"docker: cannot reach {self._where}: {self._describe(exc)}") from None
+        components = [str(c.get("Name", "")) for c in version.get("Components") or []]
+        self._engine = "podman" if any("podman" in c.lower() for c in components) else "docker"
+        self._engine_version = str(version.get("Version", ""))
+        self._host: dict[str, Any] | None = None
+        self._events_lock = threading.Lock()
+        self._event_thread: threading.Thread | None = None
+        self._event_stream: Any = None
+        self._event_client: Any = None
+
+    def _client(self) -> Any:
+        docker = self._docker
+        ep = self._endpoint
+        if ep.from_env:
+            kwargs = docker.utils.kwargs_from_env()
+            return docker.APIClient(version="auto", timeout=self._timeout, **kwargs)
+        tls: Any = False
+        if ep.tls:
+            cert = (ep.tls_cert, ep.tls_key) if ep.tls_cert and ep.tls_key else None
+            tls = docker.tls.TLSConfig(
+                client_cert=cert, ca_cert=ep.tls_ca, verify=ep.tls_ca if ep.tls_verify else False
+            )
+        return docker.APIClient(base_url=ep.base_url, version="auto", timeout=self._timeout, tls=tls)
+
+    # --- errors -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _describe(exc: BaseException) -> str:
+        explanation = getattr(exc, "explanation", None)
+        if explanation:
+            return str(explanation.decode() if isinstance(explanation, bytes) else explanation)
+        return str(exc) or type(exc).__name__
+
+    @contextmanager
+    def _errors(self, what: str, name: str | None = None) -> Iterator[None]:
+        """Translate the SDK's exceptions: 404 of the container -> NoDomainError, 409 -> OperationInvalidError."""
+        try:
+            yield
+        except VirtabsError:
+            raise
+        except self._not_found as exc:
+            if name is not None:
+                raise NoDomainError(f"domain {name!r} not found") from None
+            raise OperationFailedError(f"{what}: {self._describe(exc)}") from None
+        except self._api_error as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            cls = OperationInvalidError if status == 409 else OperationFailedError
+            raise cls(f"{what}: {self._describe(exc)}") from None
+        except self._timeout_errors as exc:
+            raise OperationTimeoutError(f"{what}: {self._describe(exc)}") from None
+        except self._conn_errors as exc:
+            raise ConnectError(f"{what}: lost {self._where}: {self._describe(exc)}") from None
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def _inspect(self, dom: DomainRef) -> dict[str, Any]:
+        with self._errors(f"inspect of domain {dom.name!r}", dom.name):
+            data: dict[str, Any] = self._api.inspect_container(dom.name)
+        if container_uuid(data["Id"], (data.get("Config") or {}).get("Labels")) != dom.uuid:
+            raise NoDomainError(f"domain {dom.name!r} (uuid {dom.uuid}) not found: the name now has another UUID")
+        return data
+
+    def _list(self) -> list[dict[str, Any]]:
+        with self._errors("listing of the containers"):
+            return list(self._api.containers(all=True))
+
+    def _host_facts(self) -> dict[str, Any]:
+        if self._host is None:
+            with self._errors("docker info"):
+                self._host = dict(self._api.info())
+        return self._host
+
+    @staticmethod
+    def _native_state(data: Mapping[str, Any]) -> str:
+        state = data.get("State") or {}
+        return str(state.get("Status") or ("running" if state.get("Running") else "exited"))
+
+    # --- host ---------------------------------------------------------------------------------------
+
+    def host_info(self) -> HostInfo:
+        """The engine's host (``docker info``)."""
+        info = self._host_facts()
+        return HostInfo(
+            hostname=str(info.get("Name") or "localhost"),
+            hypervisor=self._engine,
+            hypervisor_version=self._engine_version,
+            cpus=int(info.get("NCPU") or 1),
+            memory_bytes=int(info.get("MemTotal") or 1),
+            arch=str(info.get("Architecture") or "x86_64"),
+        )
+
+    # --- reads --------------------------------------------------------------------------------------
+
+    def list_domains(self) -> list[DomainRef]:
+        """Every container, running or not: one ``GET /containers/json?all=1``."""
+        return [DomainRef(_name(c), container_uuid(c["Id"], c.get("Labels"))) for c in self._list()]
+
+    def lookup_domain(self, name_or_uuid: str) -> DomainRef:
+        """By name: one inspect; by UUID: one listing."""
+        if "/" not in name_or_uuid:
+            try:
+                with self._errors(f"lookup of domain {name_or_uuid!r}", name_or_uuid):
+                    data = self._api.inspect_container(name_or_uuid)
+                if str(data.get("Name", "")).lstrip("/") == name_or_uuid:
+                    return DomainRef(name_or_uuid, container_uuid(data["Id"], (data.get("Config") or {}).get("Labels")))
+            except NoDomainError:
+                pass
+        return super().lookup_domain(name_or_uuid)
+
+    def domain_info(self, dom: DomainRef) -> DomainInfo:
+        """State and limits from an inspect; memory and CPU use from one stats sample while it runs."""
+        data = self._inspect(dom)
+        native = self._native_state(data)
+        state = docker_state(native)
+        host = self._host_facts()
+        hc = data.get("HostConfig") or {}
+        max_memory = int(hc.get("Memory") or 0) or int(host.get("MemTotal") or 1)
+        memory, cpu_ns = max_memory, 0
+        if state.is_active:
+            with self._errors(f"stats of domain {dom.name!r}", dom.name):
+                stats = self._api.stats(data["Id"], stream=False, one_shot=True)
+            mem = (stats.get("memory_stats") or {}).get("usage")
+            if mem:
+                memory = int(mem)
+            cpu_ns = int(((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0)
+        return DomainInfo(
+            name=dom.name,
+            uuid=dom.uuid,
+            state=state,
+            native_state=native,
+            vcpus=vcpus_of(hc) or int(host.get("NCPU") or 1),
+            memory_bytes=memory,
+            max_memory_bytes=max_memory,
+            cpu_time_ns=cpu_ns,
+        )
+
+    def domain_spec(self, dom: DomainRef) -> DomainSpec:
+        """The definition read back from an inspect."""
+        data = self._inspect(dom)
+        host = self._host_facts()
+        return spec_from_inspect(data, dom.uuid, int(host.get("MemTotal") or 1), int(host.get("NCPU") or 1))
+
+    def disks(self, dom: DomainRef) -> list[DiskInfo]:
+        """None: a container has an image and mounts (in ``domain_spec().extra``), not block disks."""
+        self._inspect(dom)
+        return []
+
+    def nics(self, dom: DomainRef) -> list[NicInfo]:
+        """The networks the container is attached to, with addresses while it runs."""
+        data = self._inspect(dom)
+        return _nics((data.get("NetworkSettings") or {}).get("Networks"))
+
+    def inventory(self) -> list[DomainRecord]:
+        """Every container from the same single listing call.
+
+        The listing carries no limits, so ``vcpus`` and ``memory_bytes`` are None (with the reason in
+        ``field_errors``); ``domain_info`` has them per container.
+        """
+        missing = "not in the engine's bulk listing (GET /containers/json); see domain_info"
+        records = []
+        for c in self._list():
+            native = str(c.get("State") or "")
+            records.append(
+                DomainRecord(
+                    name=_name(c),
+                    uuid=container_uuid(c["Id"], c.get("Labels")),
+                    state=docker_state(native),
+                    native_state=native,
+                    vcpus=None,
+                    memory_bytes=None,
+                    os_type="exe",
+                    autostart=None,
+                    nics=_nics((c.get("NetworkSettings") or {}).get("Networks")),
+                    extra={
+                        "engine": self._engine,
+                        "id": str(c["Id"])[:12],
+                        "image": c.get("Image"),
+                        "command": c.get("Command"),
+                        "status": c.get("Status"),
+                        "mounts": [m.get("Destination") for m in c.get("Mounts") or []],
+                    },
+                    field_errors={"vcpus": missing, "memory_bytes": missing},
+                )
+            )
+        return records
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    def define_domain(self, spec: DomainSpec) -> DomainRef:
+        """Create the container (not started) from the spec's image and command."""
+        try:
+            args = create_arguments(spec)
+        except SpecError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        if spec.uuid is not None and any(ref.uuid == spec.uuid for ref in self.list_domains()):
+            raise OperationFailedError(f"domain {spec.name!r}: UUID {spec.uuid} is already used")
+        host_config = self._api.create_host_config(**args.pop("host_config"))
+        try:
+            with self._errors(f"definition of domain {spec.name!r}"):
+                created = self._api.create_container(host_config=host_config, **args)
+        except OperationInvalidError as exc:  # 409: the name is taken
+            raise OperationFailedError(f"domain {spec.name!r} already exists: {exc.message}") from None
+        except OperationFailedError as exc:
+            if "No such image" in exc.message or "image not known" in exc.message:
+                raise InvalidArgumentError(f"domain {spec.name!r}: {exc.message}") from None
+            raise
+        return DomainRef(spec.name, container_uuid(created["Id"], args.get("labels")))
+
+    def undefine(self, dom: DomainRef) -> None:
+        """Remove the container; its volumes are kept."""
+        data = self._inspect(dom)
+        with self._errors(f"removal of domain {dom.name!r}", dom.name):
+            self._api.remove_container(data["Id"], v=False)
+
+    def start(self, dom: DomainRef, paused: bool) -> None:
+        """Start it; pause it right away when ``paused``."""
+        data = self._inspect(dom)
+        with self._errors(f"start of domain {dom.name!r}", dom.name):
+            self._api.start(data["Id"])
+            if paused:
+                self._api.pause(data["Id"])
+
+    def shutdown(self, dom: DomainRef) -> None:
+        """Send the container's stop signal (``StopSignal``, default SIGTERM) and return."""
+        data = self._inspect(dom)
+        signal = (data.get("Config") or {}).get("StopSignal") or "SIGTERM"
+        with self._errors(f"shutdown of domain {dom.name!r}", dom.name):
+            self._api.kill(data["Id"], signal=signal)
+
+    def destroy(self, dom: DomainRef) -> None:
+        """SIGKILL (also a paused container: the engines thaw it after the signal)."""
+        data = self._inspect(dom)
+        with self._errors(f"destroy of domain {dom.name!r}", dom.name):
+            self._api.kill(data["Id"])
+
+    def reboot(self, dom: DomainRef) -> None:
+        """``docker restart`` with a 10 s grace period."""
+        data = self._inspect(dom)
+        with self._errors(f"reboot of domain {dom.name!r}", dom.name):
+            self._api.restart(data["Id"], timeout=10)
+
+    def suspend(self, dom: DomainRef) -> None:
+        """``docker pause``."""
+        data = self._inspect(dom)
+        with self._errors(f"suspend of domain {dom.name!r}", dom.name):
+            self._api.pause(data["Id"])
+
+    def resume(self, dom: DomainRef) -> None:
+        """``docker unpause``."""
+        data = self._inspect(dom)
+        with self._errors(f"resume of domain {dom.name!r}", dom.name):
+            self._api.unpause(data["Id"])
+
+    # --- events -------------------------------------------------------------------------------------
+
+    def start_events(self) -> None:
+        """Open the engine's event stream (container events) on a client of its own, read on a thread."""
+        with self._events_lock:
+            if self._event_thread is not None:
+                return
+            with self._errors("subscription to the engine's events"):
+                self._event_client = self._client()
+                self._event_stream = self._event_client.events(decode=True, filters={"type": "container"})
+            self._event_thread = threading.Thread(
+                target=self._read_events, args=(self._event_stream,), name="virtabs-docker-events", daemon=True
+            )
+            self._event_thread.start()
+
+    def _read_events(self, stream: Any) -> None:
+        try:
+            for raw in stream:
+                event = lifecycle_event(raw)
+                if event is not None:
+                    self.emit(event)
+        except Exception:  # the stream was closed (stop_events) or the engine went away
+            return
+
+    def stop_events(self) -> None:
+        """Close the event stream and wait for its reader."""
+        with self._events_lock:
+            stream, thread, client = self._event_stream, self._event_thread, self._event_client
+            self._event_stream = self._event_thread = self._event_client = None
+        if stream is not None:
+            with suppress(Exception):  # closing a dead stream
+                stream.close()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        if client is not None:
+            client.close()
+
+    def close(self) -> None:
+        """Stop events and close the HTTP session."""
+        self.stop_events()
+        self._api.close()
+
+
+def lifecycle_event(raw: Mapping[str, Any]) -> LifecycleEvent | None:
+    """A virtabs lifecycle event from one engine event (Docker's or Podman's), or None for other actions."""
+    action = str(raw.get("Action") or raw.get("status") or "")
+    kind = _EVENTS.get(action)
+    if kind is None or raw.get("Type", "container") != "container":
+        return None
+    actor = raw.get("Actor") or {}
+    attributes = actor.get("Attributes") or {}
+    container_id = str(actor.get("ID") or raw.get("id") or "")
+    if len(container_id) < 32:
+        return None
+    return LifecycleEvent(
+        domain=str(attributes.get("name", "")),
+        uuid=container_uuid(container_id, attributes),
+        type=kind,
+        detail=action,
+    )
+
+
+def _nics(networks: Mapping[str, Any] | None) -> list[NicInfo]:
+    out = []
+    for network, settings in (networks or {}).items():
+        if network == "none":
+            continue
+        settings = settings or {}
+        ips = tuple(ip for ip in (settings.get("IPAddress"), settings.get("GlobalIPv6Address")) if ip)
+        out.append(NicInfo(mac=settings.get("MacAddress") or None, network=network, model="veth", ips=ips))
+    return out
