@@ -75,9 +75,9 @@ errors = ErrorMap(
             _fault("FileAlreadyExists", "DuplicateName", "AlreadyExists", "FileNotFound", "NotFound"),
             OperationFailedError,
         ),
+        (_fault("MethodNotFound"), OperationFailedError),  # a subclass of InvalidRequest: before it
         (_fault("InvalidArgument", "InvalidRequest", "InvalidName", "InvalidDatastorePath"), InvalidArgumentError),
         (_fault("NotSupported", "NotImplemented"), NotSupportedError),
-        (_fault("MethodNotFound"), OperationFailedError),
         (lambda exc: isinstance(exc, _NETWORK_ERRORS), ConnectError),
     ],
     default=OperationFailedError,
@@ -100,9 +100,11 @@ class Session:
         context: ssl.SSLContext | None,
         timeout: float | None,
         what: str,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         self.what = what
         self.timeout = timeout
+        self.page_size = page_size
         kwargs: dict[str, Any] = {"protocol": protocol, "host": host, "port": port, "user": username, "pwd": password}
         if context is not None:
             kwargs["sslContext"] = context
@@ -146,10 +148,15 @@ class Session:
         specs: Sequence[Any],
         *,
         collector: Any = None,
-        page_size: int | None = PAGE_SIZE,
+        page_size: int | None = -1,
     ) -> list[Any]:
-        """Every ObjectContent the filter specs select: RetrievePropertiesEx, then the Continue paging loop."""
+        """Every ObjectContent the filter specs select: RetrievePropertiesEx, then the Continue paging loop.
+
+        ``page_size`` -1 means the session's (``?page_size=``), None lets the server choose.
+        """
         pc = collector if collector is not None else self.pc
+        if page_size == -1:
+            page_size = self.page_size
         result = pc.RetrievePropertiesEx(specSet=list(specs), options=PC.RetrieveOptions(maxObjects=page_size))
         objects: list[Any] = []
         while result is not None:

@@ -11,6 +11,7 @@ URIs (libvirt's)::
     esx://host/?no_verify=1                    no certificate check (warned about once)
     esx://127.0.0.1:8989/?transport=http       plain HTTP, for test setups only
     esx://host/?reboot=reset                   reboot is a hard reset instead of a guest reboot (Tools)
+    esx://host/?page_size=500                  objects per RetrievePropertiesEx page (default 1000)
 
 Credentials come from the connection (``credentials=``, ``VIRTABS_USERNAME``/``VIRTABS_PASSWORD``, the
 config file); a user name in the URI is used when the credentials carry none.
@@ -167,6 +168,9 @@ class EsxDriver(Driver):
         self._reboot = (uri.param("reboot") or "guest").lower()
         if self._reboot not in ("guest", "reset"):
             raise InvalidArgumentError(f"{self._what}: reboot={self._reboot} (guest or reset)")
+        page = uri.param("page_size") or str(_session.PAGE_SIZE)
+        if not page.isdigit() or int(page) < 1:
+            raise InvalidArgumentError(f"{self._what}: page_size={page} (a positive number of objects)")
         context = None
         if transport == "https":
             context = ssl_context(
@@ -189,6 +193,7 @@ class EsxDriver(Driver):
             context=context,
             timeout=options.timeout,
             what=self._what,
+            page_size=int(page),
         )
         self._lock = threading.Lock()
         self._morefs: dict[str, Any] = {}  # uuid -> VirtualMachine moref
