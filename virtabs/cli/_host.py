@@ -11,7 +11,7 @@ from .._capabilities import Capabilities, Capability
 from ._main import CliState, cli, example, json_option, pass_state
 from ._output import add_row, emit_json, format_size, make_table, print_kv, print_table
 
-__all__ = ["describe_drivers"]
+__all__ = ["describe_drivers", "describe_operations"]
 
 URI = "virtabs -c test:///default"
 
@@ -64,10 +64,41 @@ def _cell(entry: dict[str, Any] | None) -> str:
     return "yes*" if entry["note"] else "yes"
 
 
-@cli.command("drivers", epilog=example("virtabs drivers", "virtabs drivers --json"))
+def describe_operations() -> list[dict[str, Any]]:
+    """The operation table (``virtabs.spi.OPERATIONS``) as plain data: what the gate checks per driver method."""
+    from ..spi import OPERATIONS
+
+    return [
+        {
+            "method": op.method,
+            "capability": sorted(c.value for c in op.required_capabilities()),
+            "writes": op.writes,
+            "state": op.state.value,
+            "jobs": op.jobs.value,
+            "summary": op.summary,
+        }
+        for op in OPERATIONS.values()
+    ]
+
+
+@cli.command("drivers", epilog=example("virtabs drivers", "virtabs drivers --json", "virtabs drivers --operations"))
 @json_option
-def drivers(as_json: bool) -> None:
+@click.option(
+    "--operations", is_flag=True, help="Show the operation table instead: each driver method and what the core checks."
+)
+def drivers(as_json: bool, operations: bool) -> None:
     """List installed drivers and their capability matrix (no driver is connected)."""
+    if operations:
+        ops = describe_operations()
+        if as_json:
+            emit_json(ops)
+            return
+        table = make_table("Method", "Capability", "Writes", "State", "Block jobs", "What")
+        for op in ops:
+            cap = " or ".join(op["capability"]) or "-"
+            add_row(table, op["method"], cap, "yes" if op["writes"] else "-", op["state"], op["jobs"], op["summary"])
+        print_table(table)
+        return
     items = describe_drivers()
     if as_json:
         emit_json(items)
