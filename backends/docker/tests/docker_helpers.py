@@ -122,6 +122,8 @@ class Engine:
     workdir: str
     pid: int
     env: dict[str, str] = field(default_factory=dict)
+    tcp_port: int | None = None
+    tls: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -150,6 +152,35 @@ class Engine:
             client.close()
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_tls(directory: str) -> dict[str, str]:
+    """A throw-away CA, a server certificate for 127.0.0.1, a client certificate, and a second, unrelated CA."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    for ca in ("ca", "other-ca"):
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}-key.pem", "-out", f"{ca}.pem",
+                "-days", "2", "-subj", f"/CN=virtabs-test-{ca}")  # fmt: skip
+    for who, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+                     ("client", "extendedKeyUsage=clientAuth")):  # fmt: skip
+        Path(directory, f"{who}.ext").write_text(ext + "\n")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{who}-key.pem", "-out", f"{who}.csr",
+                "-subj", f"/CN={who}")  # fmt: skip
+        openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+                "-out", f"{who}.pem", "-days", "2", "-extfile", f"{who}.ext")  # fmt: skip
+    names = ("ca", "other-ca", "server", "server-key", "client", "client-key")
+    return {name: str(Path(directory, f"{name}.pem")) for name in names}
+
+
 def engine_available(kind: str) -> str | None:
     """Why ``kind`` ("docker" or "podman") cannot run here, or None."""
     if os.geteuid() != 0:
@@ -173,14 +204,19 @@ def private_dockerd() -> Iterator[Engine]:
 
     work = tempfile.mkdtemp(prefix="vtdk-")
     sock, pidfile = f"{work}/docker.sock", f"{work}/dockerd.pid"
+    os.mkdir(f"{work}/tls")
+    tls = make_tls(f"{work}/tls")
+    port = free_port()
     log = open(f"{work}/dockerd.log", "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
         ["dockerd", "--data-root", f"{work}/root", "--exec-root", f"{work}/exec", "--pidfile", pidfile,
-         "-H", f"unix://{sock}", "--iptables=false", "--ip-masq=false", "--bridge=none",
+         "-H", f"unix://{sock}", "-H", f"tcp://127.0.0.1:{port}", "--tlsverify", "--tlscacert", tls["ca"],
+         "--tlscert", tls["server"], "--tlskey", tls["server-key"],
+         "--iptables=false", "--ip-masq=false", "--bridge=none",
          "--containerd-namespace", "virtabs-test", "--containerd-plugins-namespace", "virtabs-test-plugins"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
-    engine = Engine("docker", sock, DOCKER_IMAGE, work, proc.pid)
+    engine = Engine("docker", sock, DOCKER_IMAGE, work, proc.pid, tcp_port=port, tls=tls)
     try:
         client = docker.DockerClient(base_url=engine.base_url, version="1.41", timeout=60)
 

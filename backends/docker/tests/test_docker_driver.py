@@ -1,0 +1,210 @@
+"""The Docker driver on the real engines (a private dockerd and a private podman) beyond the contract kit."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import virtabs
+from docker_helpers import SLEEPER, Engine, wait_for
+from virtabs import DomainSpec, DomainState
+
+from virtabs_docker.testing import DockerTarget
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def conn(engine: Engine) -> Iterator[virtabs.Connection]:
+    with virtabs.open(engine.uri) as c:
+        yield c
+    engine.remove_all_containers()
+
+
+def _spec(engine: Engine, name: str, **docker: Any) -> DomainSpec:
+    extra = {"image": engine.image, "command": list(SLEEPER), **docker}
+    return DomainSpec(name=name, memory_bytes=64 * MiB, vcpus=1, os_type="exe", extra={"docker": extra})
+
+
+class RequestCounter:
+    """Counts the HTTP requests a docker SDK client sends (each one is one engine call)."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+        self.paths: list[str] = []
+        self._send: Callable[..., Any] = api.send
+
+    def __enter__(self) -> RequestCounter:
+        def send(request: Any, **kwargs: Any) -> Any:
+            self.paths.append(f"{request.method} {request.path_url}")
+            return self._send(request, **kwargs)
+
+        self.api.send = send
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.api.send  # back to the class's method
+
+
+def test_listing_and_inventory_are_one_engine_call(engine: Engine, conn: virtabs.Connection) -> None:
+    client = engine.client()
+    try:
+        hc = client.api.create_host_config(network_mode="none")
+        for i in range(30):
+            client.api.create_container(engine.image, command=list(SLEEPER), name=f"bulk{i}", host_config=hc)
+        client.api.start("bulk0")
+        driver = conn._driver
+        with RequestCounter(driver._api) as listing:
+            refs = conn.list_domains()
+        assert {f"bulk{i}" for i in range(30)} <= {r.name for r in refs}
+        assert (
+            len(listing.paths) == 1
+            and listing.paths[0].startswith("GET /v1.41/containers/json?")
+            and "all=1" in listing.paths[0]
+        ), listing.paths
+        with RequestCounter(driver._api) as inventory:
+            records = {r.name: r for r in conn.domain_records()}
+        assert len(inventory.paths) == 1, inventory.paths
+        assert records["bulk0"].state == DomainState.RUNNING and records["bulk1"].state == DomainState.SHUTOFF
+        assert records["bulk1"].extra["image"] in (engine.image, engine.image.removesuffix(":latest"))
+        assert records["bulk1"].vcpus is None and "bulk listing" in records["bulk1"].field_errors["vcpus"]
+        # the SDK's high-level listing, for contrast, inspects every container
+        with RequestCounter(client.api) as high_level:
+            client.containers.list(all=True)
+        assert len(high_level.paths) > 30
+    finally:
+        client.close()
+
+
+def test_info_from_inspect_and_stats(engine: Engine, conn: virtabs.Connection) -> None:
+    dom = conn.define_domain(_spec(engine, "info1"))
+    off = dom.info()
+    assert off.state == DomainState.SHUTOFF and off.native_state in ("created", "configured")
+    assert off.max_memory_bytes == 64 * MiB and off.vcpus == 1 and off.cpu_time_ns == 0
+    dom.start()
+    on = dom.info()
+    assert on.state == DomainState.RUNNING and on.native_state == "running"
+    assert 0 < on.memory_bytes < 64 * MiB
+    assert on.cpu_time_ns > 0
+    dom.suspend()
+    assert dom.info().native_state == "paused"
+    dom.resume()
+    dom.destroy()
+    assert dom.info().native_state in ("exited", "stopped")
+
+
+def test_spec_round_trip_and_define_errors(engine: Engine, conn: virtabs.Connection) -> None:
+    spec = _spec(engine, "spec1", env={"A": "1"}, labels={"team": "blue"})
+    dom = conn.define_domain(spec)
+    back = dom.spec()
+    assert (back.name, back.memory_bytes, back.vcpus, back.os_type, back.nics) == ("spec1", 64 * MiB, 1, "exe", ())
+    assert back.extra["docker"]["command"] == list(SLEEPER)
+    assert back.extra["docker"]["labels"] == {"team": "blue"}
+    assert back.uuid == dom.uuid
+    with pytest.raises(virtabs.OperationFailedError, match="spec1"):
+        conn.define_domain(spec)
+    with pytest.raises(virtabs.InvalidArgumentError, match="nope"):
+        conn.define_domain(_spec(engine, "nope", image="virtabs/no-such-image:1"))
+    assert "nope" not in [d.name for d in conn.list_domains()]
+
+
+def test_uuid_from_the_spec_is_kept(engine: Engine, conn: virtabs.Connection) -> None:
+    wanted = "6f1c3e1a-0a4e-4b57-9d0b-8f2d7e0b1c55"
+    spec = DomainSpec(
+        name="uuid1", memory_bytes=64 * MiB, vcpus=1, os_type="exe", uuid=wanted, extra=_spec(engine, "x").extra
+    )
+    dom = conn.define_domain(spec)
+    assert dom.uuid == wanted and conn.lookup_domain(wanted).name == "uuid1"
+    with pytest.raises(virtabs.OperationFailedError, match="already used"):
+        conn.define_domain(
+            DomainSpec(name="uuid2", memory_bytes=MiB, vcpus=1, os_type="exe", uuid=wanted, extra=spec.extra)
+        )
+
+
+def test_undefine_keeps_named_volumes(engine: Engine, conn: virtabs.Connection) -> None:
+    client = engine.client()
+    try:
+        client.api.create_volume(name="vtkeep")
+        dom = conn.define_domain(_spec(engine, "vol1", volumes={"vtkeep": "/data"}))
+        assert dom.spec().extra["docker"]["volumes"] == {"vtkeep": "/data"}
+        dom.start()
+        client.api.exec_start(client.api.exec_create("vol1", ["sh", "-c", "echo kept > /data/f"]))
+        dom.destroy()
+        dom.undefine()
+        assert "vtkeep" in [v["Name"] for v in client.api.volumes()["Volumes"] or []]
+        check = client.api.create_container(
+            engine.image,
+            command=["cat", "/data/f"],
+            host_config=client.api.create_host_config(
+                binds={"vtkeep": {"bind": "/data", "mode": "ro"}}, network_mode="none"
+            ),
+        )
+        client.api.start(check)
+        wait_for(lambda: client.api.inspect_container(check)["State"]["Running"] is False, 30, "cat to finish")
+        assert client.api.logs(check).strip() == b"kept"
+        client.api.remove_container(check)
+        client.api.remove_volume("vtkeep")
+    finally:
+        client.close()
+
+
+def test_docker_uri_follows_docker_host(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", engine.base_url)
+    with virtabs.open("docker:///") as conn:
+        assert conn.host_info().hypervisor == engine.kind
+
+
+def test_unreachable_engine_is_a_connect_error(tmp_path: Any) -> None:
+    with pytest.raises(virtabs.ConnectError):
+        virtabs.open(f"docker+unix://{tmp_path}/nothing.sock")
+
+
+def test_host_info_names_the_engine(engine: Engine, conn: virtabs.Connection) -> None:
+    info = conn.host_info()
+    assert info.hypervisor == engine.kind
+    assert info.cpus == os.cpu_count() and info.memory_bytes > 0 and info.hypervisor_version
+
+
+def test_published_target_builds_a_runnable_domain(engine: Engine, conn: virtabs.Connection) -> None:
+    target = DockerTarget(engine.image)
+    dom = target.make_domain(conn, running=True)
+    assert dom.state() == DomainState.RUNNING
+    target.cleanup(conn)
+    assert dom.name not in [d.name for d in conn.list_domains()]
+
+
+# --- TLS over TCP (dockerd only: the fixture's dockerd also listens on 127.0.0.1 with --tlsverify) ---------
+
+
+def _tcp(dockerd: Engine, **params: str) -> str:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"docker+tcp://127.0.0.1:{dockerd.tcp_port}/" + (f"?{query}" if query else "")
+
+
+def test_tcp_with_verified_tls(dockerd: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a CA bundle in the environment (common on CI machines) must not replace the URI's CA
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    tls = dockerd.tls
+    with virtabs.open(_tcp(dockerd, tls_ca=tls["ca"], tls_cert=tls["client"], tls_key=tls["client-key"])) as conn:
+        assert conn.host_info().hypervisor == "docker"
+        conn.list_domains()
+
+
+def test_tcp_refuses_a_server_its_ca_did_not_sign(dockerd: Engine) -> None:
+    tls = dockerd.tls
+    with pytest.raises(virtabs.ConnectError) as exc:
+        virtabs.open(_tcp(dockerd, tls_ca=tls["other-ca"], tls_cert=tls["client"], tls_key=tls["client-key"]))
+    assert "certificate" in str(exc.value).lower()
+
+
+def test_tcp_without_a_client_certificate_is_refused_by_the_server(dockerd: Engine) -> None:
+    with pytest.raises(virtabs.ConnectError):
+        virtabs.open(_tcp(dockerd, tls_ca=dockerd.tls["ca"]))
+
+
+def test_tcp_no_verify_skips_server_verification(dockerd: Engine) -> None:
+    tls = dockerd.tls
+    with virtabs.open(_tcp(dockerd, no_verify="1", tls_cert=tls["client"], tls_key=tls["client-key"])) as conn:
+        conn.list_domains()

@@ -1,0 +1,214 @@
+"""Pure parts of the Docker driver: URIs, spec mapping, states, UUIDs and event translation (no engine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from virtabs import DomainSpec, DomainState, LifecycleEventType, NicSpec
+
+from virtabs_docker._spec import UUID_LABEL, SpecError, create_arguments, spec_from_inspect
+from virtabs_docker._uri import DEFAULT_SOCKET, Endpoint, UriError, endpoint_for
+from virtabs_docker.driver import container_uuid, docker_state, lifecycle_event
+
+MiB = 1 << 20
+CID = "d88b3865c22d3b0e6c8f1e0f3a5b2c4d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b"
+
+
+def test_local_uris() -> None:
+    assert endpoint_for(None, None, None, "/", {}, {}) == Endpoint(base_url=DEFAULT_SOCKET)
+    assert endpoint_for(None, None, None, "/", {}, {"DOCKER_HOST": "unix:///x.sock"}) == Endpoint(
+        base_url="unix:///x.sock", from_env=True
+    )
+    assert (
+        endpoint_for("unix", None, None, "/run/podman/podman.sock", {}, {}).base_url == "unix:///run/podman/podman.sock"
+    )
+
+
+def test_tcp_verifies_tls_by_default(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("x")
+    ep = endpoint_for("tcp", "docker.example", None, "/", {}, {"DOCKER_CERT_PATH": str(tmp_path)})
+    assert ep.base_url == "https://docker.example:2376"
+    assert ep.tls and ep.tls_verify and ep.tls_ca == str(tmp_path / "ca.pem")
+    assert ep.tls_cert is None
+    (tmp_path / "cert.pem").write_text("x")
+    ep = endpoint_for("tcp", "h", 3000, "/", {}, {"DOCKER_CERT_PATH": str(tmp_path)})
+    assert (ep.base_url, ep.tls_cert, ep.tls_key) == (
+        "https://h:3000",
+        str(tmp_path / "cert.pem"),
+        str(tmp_path / "key.pem"),
+    )
+
+
+def test_tcp_without_a_ca_is_refused_unless_verification_is_turned_off(tmp_path: Path) -> None:
+    env = {"DOCKER_CERT_PATH": str(tmp_path)}
+    with pytest.raises(UriError, match="CA certificate"):
+        endpoint_for("tcp", "h", None, "/", {}, env)
+    ep = endpoint_for("tcp", "h", None, "/", {"no_verify": "1"}, env)
+    assert ep.tls and not ep.tls_verify and ep.tls_ca is None
+    assert endpoint_for("tcp", "h", None, "/", {"tls": "0"}, env) == Endpoint(base_url="http://h:2375")
+
+
+@pytest.mark.parametrize(
+    ("transport", "host", "path", "params"),
+    [
+        (None, "h", "/", {}),
+        (None, None, "/x", {}),
+        (None, None, "/", {"a": "1"}),
+        ("unix", "h", "/s", {}),
+        ("unix", None, "/", {}),
+        ("tcp", None, "/", {}),
+        ("tcp", "h", "/x", {"no_verify": "1"}),
+        ("tcp", "h", "/", {"bogus": "1"}),
+        ("tcp", "h", "/", {"tls_cert": "/c.pem", "no_verify": "1"}),
+        ("ssh", "h", "/", {}),
+    ],
+)
+def test_bad_uris(transport: str | None, host: str | None, path: str, params: dict[str, str]) -> None:
+    with pytest.raises(UriError):
+        endpoint_for(transport, host, None, path, params, {})
+
+
+def _spec(**extra: object) -> DomainSpec:
+    docker = {"image": "virtabs/busybox", "command": ["sleep", "100"], **extra}
+    return DomainSpec(name="web", memory_bytes=64 * MiB, vcpus=2, os_type="exe", extra={"docker": docker})
+
+
+def test_create_arguments() -> None:
+    args = create_arguments(_spec(env={"A": 1}, volumes={"data": "/data"}, stop_signal="SIGUSR1"))
+    assert args == {
+        "image": "virtabs/busybox",
+        "name": "web",
+        "command": ["sleep", "100"],
+        "labels": {},
+        "environment": {"A": "1"},
+        "stop_signal": "SIGUSR1",
+        "volumes": ["/data"],
+        "host_config": {
+            "mem_limit": 64 * MiB,
+            "nano_cpus": 2 * 10**9,
+            "network_mode": "none",
+            "binds": {"data": {"bind": "/data", "mode": "rw"}},
+        },
+    }
+
+
+def test_create_arguments_uuid_label_and_network() -> None:
+    spec = DomainSpec(
+        name="web",
+        memory_bytes=64 * MiB,
+        vcpus=1,
+        os_type="exe",
+        uuid="6f1c3e1a-0a4e-4b57-9d0b-8f2d7e0b1c55",
+        nics=[NicSpec(network="bridge", mac="02:42:ac:11:00:02")],
+        extra={"docker": {"image": "i", "command": "sh -c 'sleep 1'"}},
+    )
+    args = create_arguments(spec)
+    assert args["labels"] == {UUID_LABEL: "6f1c3e1a-0a4e-4b57-9d0b-8f2d7e0b1c55"}
+    assert args["host_config"]["network_mode"] == "bridge" and args["mac_address"] == "02:42:ac:11:00:02"
+    assert args["command"] == ["sh", "-c", "sleep 1"]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        DomainSpec(name="web", memory_bytes=MiB, vcpus=1, os_type="hvm", extra={"docker": {"image": "i"}}),
+        DomainSpec(name="web", memory_bytes=MiB, vcpus=1, os_type="exe", extra={}),
+        DomainSpec(name="web", memory_bytes=MiB, vcpus=1, os_type="exe", extra={"docker": {"image": "i", "x": 1}}),
+        DomainSpec(
+            name="web", memory_bytes=MiB, vcpus=1, os_type="exe", extra={"docker": {"image": "i", "command": 3}}
+        ),
+        DomainSpec(
+            name="web",
+            memory_bytes=MiB,
+            vcpus=1,
+            os_type="exe",
+            extra={"docker": {"image": "i", "volumes": {"v": "rel"}}},
+        ),
+        DomainSpec(
+            name="web",
+            memory_bytes=MiB,
+            vcpus=1,
+            os_type="exe",
+            disks=[{"target": "vda", "path": "/x"}],
+            extra={"docker": {"image": "i"}},
+        ),
+        DomainSpec(
+            name="web",
+            memory_bytes=MiB,
+            vcpus=1,
+            os_type="exe",
+            nics=[NicSpec(), NicSpec()],
+            extra={"docker": {"image": "i"}},
+        ),
+    ],
+)
+def test_specs_that_cannot_be_containers(spec: DomainSpec) -> None:
+    with pytest.raises(SpecError, match="'web'"):
+        create_arguments(spec)
+
+
+def test_spec_from_inspect_docker_and_podman_shapes() -> None:
+    docker = {
+        "Id": CID,
+        "Name": "/web",
+        "Config": {"Image": "virtabs/busybox:latest", "Cmd": ["sleep", "1"], "Entrypoint": None, "Labels": {}},
+        "HostConfig": {"Memory": 64 * MiB, "NanoCpus": 10**9, "CpuQuota": 0, "CpuPeriod": 0, "NetworkMode": "none"},
+        "Mounts": [],
+    }
+    podman = {
+        "Id": CID,
+        "Name": "web",
+        "Config": {"Image": "localhost/virtabs/busybox:latest", "Cmd": ["sleep", "1"], "Entrypoint": [],
+                   "Labels": {UUID_LABEL: "x", "team": "a"}},
+        "HostConfig": {"Memory": 0, "NanoCpus": 0, "CpuQuota": 150000, "CpuPeriod": 100000, "NetworkMode": "bridge"},
+        "Mounts": [{"Name": "data", "Source": "/var/lib/x", "Destination": "/data"}],
+    }  # fmt: skip
+    d = spec_from_inspect(docker, "6f1c3e1a-0a4e-4b57-9d0b-8f2d7e0b1c55", 8 << 30, 4)
+    assert (d.name, d.memory_bytes, d.vcpus, d.nics) == ("web", 64 * MiB, 1, ())
+    assert d.extra["docker"] == {"image": "virtabs/busybox:latest", "command": ["sleep", "1"]}
+    p = spec_from_inspect(podman, "6f1c3e1a-0a4e-4b57-9d0b-8f2d7e0b1c55", 8 << 30, 4)
+    assert (p.name, p.memory_bytes, p.vcpus, [n.network for n in p.nics]) == ("web", 8 << 30, 2, ["bridge"])
+    assert p.extra["docker"]["labels"] == {"team": "a"} and p.extra["docker"]["volumes"] == {"data": "/data"}
+
+
+def test_states() -> None:
+    assert docker_state("running") == DomainState.RUNNING
+    assert docker_state("paused") == DomainState.PAUSED
+    assert docker_state("exited") == docker_state("created") == docker_state("stopped") == DomainState.SHUTOFF
+    assert docker_state("dead") == DomainState.CRASHED
+    assert docker_state("weird") == DomainState.NOSTATE
+
+
+def test_container_uuid() -> None:
+    assert container_uuid(CID, None) == "d88b3865-c22d-3b0e-6c8f-1e0f3a5b2c4d"
+    assert (
+        container_uuid(CID, {UUID_LABEL: "6F1C3E1A-0A4E-4B57-9D0B-8F2D7E0B1C55"})
+        == "6f1c3e1a-0a4e-4b57-9d0b-8f2d7e0b1c55"
+    )
+    assert container_uuid(CID, {UUID_LABEL: "garbage"}) == "d88b3865-c22d-3b0e-6c8f-1e0f3a5b2c4d"
+
+
+def test_events_of_both_engines() -> None:
+    docker_raw = {"Type": "container", "Action": "destroy", "Actor": {"ID": CID, "Attributes": {"name": "web"}}}
+    ev = lifecycle_event(docker_raw)
+    assert ev is not None and (ev.domain, ev.type, ev.uuid) == (
+        "web",
+        LifecycleEventType.UNDEFINED,
+        container_uuid(CID, None),
+    )
+    podman_raw = {
+        "status": "remove",
+        "id": CID,
+        "Type": "container",
+        "Actor": {"ID": CID, "Attributes": {"name": "web"}},
+    }
+    ev = lifecycle_event(podman_raw)
+    assert ev is not None and ev.type == LifecycleEventType.UNDEFINED
+    for action, kind in (("create", "DEFINED"), ("start", "STARTED"), ("die", "STOPPED"), ("pause", "SUSPENDED"),
+                         ("unpause", "RESUMED")):  # fmt: skip
+        ev = lifecycle_event({**docker_raw, "Action": action})
+        assert ev is not None and ev.type == LifecycleEventType[kind]
+    for ignored in ("kill", "stop", "init", "cleanup", "exec_start", "restart"):
+        assert lifecycle_event({**docker_raw, "Action": ignored}) is None
+    assert lifecycle_event({**docker_raw, "Type": "image"}) is None
