@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from virtabs_vbox._draft_command import CommandFailedError, CommandTransport
 
 from virtabs import (
     URI,
@@ -25,6 +24,7 @@ from virtabs import (
     OperationTimeoutError,
     parse_uri,
 )
+from virtabs.spi._command import CommandFailedError, CommandTransport
 
 NASTY = [
     "a b; rm -rf /",

@@ -20,10 +20,10 @@ and call :meth:`CommandTransport.run` with an argv list. The rules it keeps:
   ``no_verify=1`` switches to ``accept-new`` (unknown hosts are learnt, a *changed* key still fails);
   ``StrictHostKeyChecking=no`` is never used. ``BatchMode=yes``: ssh never prompts.
 * Every call has a deadline: on expiry the whole process group is killed and
-  :class:`~virtabs.OperationTimeoutError` is raised.
+  :class:`OperationTimeoutError` is raised.
 * stderr is kept: :class:`CommandFailedError` (an ``OperationFailedError``) quotes it; an ssh failure
-  (exit 255 with the master gone) is a :class:`~virtabs.ConnectError`, refused authentication an
-  :class:`~virtabs.AuthError`.
+  (exit 255 with the master gone) is a :class:`ConnectError`, refused authentication an
+  :class:`AuthError`.
 """
 
 from __future__ import annotations
@@ -41,14 +41,15 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 import attrs
-from virtabs import (
-    URI,
+
+from .._errors import (
     AuthError,
     ConnectError,
     InvalidArgumentError,
     OperationFailedError,
     OperationTimeoutError,
 )
+from .._uri import URI
 
 __all__ = ["CommandFailedError", "CommandResult", "CommandTransport"]
 
@@ -259,8 +260,8 @@ class CommandTransport:
     def connect(self) -> None:
         """Open the connection: start the ssh master unless it runs (a no-op locally).
 
-        Raises :class:`~virtabs.ConnectError` (host unreachable, host key unknown or changed, no ssh
-        client) or :class:`~virtabs.AuthError` (authentication refused), with ssh's own message. Cheap
+        Raises :class:`ConnectError` (host unreachable, host key unknown or changed, no ssh
+        client) or :class:`AuthError` (authentication refused), with ssh's own message. Cheap
         when the master runs (one ``stat`` of its socket), so :meth:`run` calls it every time: a master
         that ended (idle longer than ``control_persist``, or killed) is started again.
         """
@@ -351,7 +352,7 @@ class CommandTransport:
 
         ``input`` is fed to its stdin (otherwise stdin is empty). ``timeout`` (seconds, default
         :attr:`default_timeout`) is a deadline for the whole call: when it passes, the process group is
-        killed and :class:`~virtabs.OperationTimeoutError` raised (over ssh the local client is killed;
+        killed and :class:`OperationTimeoutError` raised (over ssh the local client is killed;
         the remote command gets no signal and may finish on its own). ``check=True`` turns a non-zero
         exit into :class:`CommandFailedError` quoting stderr. ``env`` adds environment variables for a
         local command (refused over ssh, where sshd decides the environment).
