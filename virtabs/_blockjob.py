@@ -149,6 +149,7 @@ class BlockJobMethods:
         op = OPERATIONS["block_pull"]
         info = self._resolve_disk(op, disk, what)
         if base is not None:
+            _rules.require_text(base, "base")
             _rules.chain_index((info.path, *info.backing_chain), base, "base", what, allow_top=False)
         with self._conn._gate(op, what, dom=self._ref, disk=info.target) as call:
             call.driver.block_pull(self._ref, info.target, base, bandwidth_bytes)

@@ -237,6 +237,8 @@ class Connection:
             spec = DomainSpec.from_dict(spec)
         if not isinstance(spec, DomainSpec):
             raise InvalidArgumentError("define_domain needs a DomainSpec")
+        for disk in spec.disks:
+            _rules.require_host_path(disk.path, f"path of disk {disk.target!r}")
         with self._gate(OPERATIONS["define_domain"], f"define of domain {spec.name!r}") as call:
             ref = call.driver.define_domain(spec)
         return Domain(self, ref)
@@ -245,7 +247,7 @@ class Connection:
         """Start a domain from a file written by :meth:`Domain.save`."""
         from ._domain import Domain
 
-        path = _rules.require_text(os.fspath(path), "path")
+        path = _rules.require_host_path(os.fspath(path), "saved domain file")
         with self._gate(OPERATIONS["restore"], f"restore from {path!r}") as call:
             ref = call.driver.restore(path)
         return Domain(self, ref)
@@ -262,7 +264,7 @@ class Connection:
         """A storage pool by name; NoStoragePoolError when there is none."""
         from ._storage import StoragePool
 
-        _rules.require_text(name, "pool name")
+        _rules.require_lookup_name(name, "pool name")
         with self._gate(OPERATIONS["lookup_storage_pool"], f"lookup of pool {name!r}") as call:
             info = call.driver.lookup_storage_pool(name)
         return StoragePool(self, info)

@@ -142,7 +142,7 @@ class Domain(BlockJobMethods):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Save memory state to ``path`` and stop; refused while a block copy runs."""
-        path = _rules.require_text(os.fspath(path), "path")
+        path = _rules.require_host_path(os.fspath(path), "save file")
         with self._conn._gate(OPERATIONS["save"], self._what("save"), dom=self._ref) as call:
             call.driver.save(self._ref, path)
 
@@ -167,14 +167,14 @@ class Domain(BlockJobMethods):
 
     def revert_to_snapshot(self, name: str) -> None:
         """Go back to snapshot ``name``; refused while a block copy runs."""
-        _rules.require_text(name, "snapshot name")
+        _rules.require_lookup_name(name, "snapshot name")
         what = self._what(f"revert to snapshot {name!r}")
         with self._conn._gate(OPERATIONS["revert_to_snapshot"], what, dom=self._ref) as call:
             call.driver.revert_to_snapshot(self._ref, name)
 
     def delete_snapshot(self, name: str) -> None:
         """Delete snapshot ``name``."""
-        _rules.require_text(name, "snapshot name")
+        _rules.require_lookup_name(name, "snapshot name")
         what = self._what(f"delete of snapshot {name!r}")
         with self._conn._gate(OPERATIONS["delete_snapshot"], what) as call:
             call.driver.delete_snapshot(self._ref, name)
@@ -185,6 +185,7 @@ class Domain(BlockJobMethods):
         """Attach a disk (hot-plug when running)."""
         if not isinstance(disk, DiskSpec):
             raise InvalidArgumentError("attach_disk needs a DiskSpec")
+        _rules.require_host_path(disk.path, f"path of disk {disk.target!r}")
         what = self._what(f"attach of disk {disk.target!r}")
         op = OPERATIONS["attach_disk"]
         self._conn._gate.check(op, what)

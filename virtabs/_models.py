@@ -35,16 +35,31 @@ __all__ = [
     "VolumeInfo",
 ]
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
-_TARGET_RE = re.compile(r"^[a-z]{2,3}[a-z]{1,3}$")
-_MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+# fullmatch everywhere: "$" would match before a trailing newline ("web\n" is not a name).
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+_TARGET_RE = re.compile(r"[a-z]{2,3}[a-z]{1,3}")
+_MAC_RE = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
 DISK_FORMATS = frozenset({"raw", "qcow2", "vmdk", "vdi", "vhd", "vhdx", "qed"})
 DISK_BUSES = frozenset({"virtio", "scsi", "sata", "ide", "usb", "xen", "nvme"})
+
+
+MAX_MEMORY_BYTES = 1 << 52
+"""4 PiB: more memory than any hypervisor virtabs drives can give one domain."""
+MAX_VCPUS = 4096
+"""QEMU's and Xen's ceiling for one domain."""
 
 
 def _positive(_inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise InvalidArgumentError(f"{attribute.name} must be a positive integer, got {value!r}")
+
+
+def _at_most(limit: int, unit: str) -> Any:
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
+        if value > limit:
+            raise InvalidArgumentError(f"{attribute.name} {value} is impossible (at most {limit} {unit})")
+
+    return check
 
 
 def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
@@ -53,7 +68,7 @@ def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: int | N
 
 
 def _domain_name(_inst: object, _attribute: attrs.Attribute[Any], value: str) -> None:
-    if not isinstance(value, str) or not _NAME_RE.match(value):
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         raise InvalidArgumentError(
             f"invalid domain name {value!r}: use 1-64 letters, digits, '_', '.', '+' or '-', starting with a letter or digit"
         )
@@ -107,10 +122,14 @@ class DiskSpec:
     readonly: bool = False
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.target, str) or not _TARGET_RE.match(self.target):
+        if not isinstance(self.target, str) or not _TARGET_RE.fullmatch(self.target):
             raise InvalidArgumentError(f"invalid disk target {self.target!r}: expected a name like 'vda' or 'sdb'")
-        if not self.path:
-            raise InvalidArgumentError(f"disk {self.target!r} needs a path")
+        if not isinstance(self.path, str) or not self.path:
+            raise InvalidArgumentError(f"disk {self.target!r} needs a path (a string), got {self.path!r}")
+        if "\x00" in self.path:
+            raise InvalidArgumentError(f"disk {self.target!r}: a path cannot contain NUL")
+        if not isinstance(self.readonly, bool):
+            raise InvalidArgumentError(f"disk {self.target!r}: readonly must be true or false, got {self.readonly!r}")
         if self.format not in DISK_FORMATS:
             raise InvalidArgumentError(
                 f"disk {self.target!r}: unknown format {self.format!r} (known: {', '.join(sorted(DISK_FORMATS))})"
@@ -130,16 +149,36 @@ class NicSpec:
     model: str = "virtio"
 
     def __attrs_post_init__(self) -> None:
-        if self.mac is not None and not _MAC_RE.match(self.mac):
+        for field in ("network", "model"):
+            if not isinstance(getattr(self, field), str) or not getattr(self, field):
+                raise InvalidArgumentError(f"NIC {field} must be a non-empty string, got {getattr(self, field)!r}")
+        if self.mac is not None and (not isinstance(self.mac, str) or not _MAC_RE.fullmatch(self.mac)):
             raise InvalidArgumentError(f"invalid MAC address {self.mac!r}: expected lower-case aa:bb:cc:dd:ee:ff")
 
 
+def _records(kind: type[Any], value: Any, what: str) -> tuple[Any, ...]:
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise InvalidArgumentError(f"{what} must be a list, got {value!r}")
+    out = []
+    for item in value:
+        if isinstance(item, kind):
+            out.append(item)
+        elif isinstance(item, Mapping):
+            try:
+                out.append(kind(**item))
+            except TypeError as exc:
+                raise InvalidArgumentError(f"invalid {what[:-1]} {dict(item)!r}: {exc}") from None
+        else:
+            raise InvalidArgumentError(f"each of {what} must be a mapping, got {item!r}")
+    return tuple(out)
+
+
 def _disks(value: Any) -> tuple[DiskSpec, ...]:
-    return tuple(d if isinstance(d, DiskSpec) else DiskSpec(**d) for d in value)
+    return _records(DiskSpec, value, "disks")
 
 
 def _nics(value: Any) -> tuple[NicSpec, ...]:
-    return tuple(n if isinstance(n, NicSpec) else NicSpec(**n) for n in value)
+    return _records(NicSpec, value, "nics")
 
 
 @attrs.frozen
@@ -151,8 +190,8 @@ class DomainSpec:
     """
 
     name: str = attrs.field(validator=_domain_name)
-    memory_bytes: int = attrs.field(validator=_positive)
-    vcpus: int = attrs.field(validator=_positive)
+    memory_bytes: int = attrs.field(validator=[_positive, _at_most(MAX_MEMORY_BYTES, "bytes")])
+    vcpus: int = attrs.field(validator=[_positive, _at_most(MAX_VCPUS, "vCPUs")])
     disks: tuple[DiskSpec, ...] = attrs.field(default=(), converter=_disks)
     nics: tuple[NicSpec, ...] = attrs.field(default=(), converter=_nics)
     uuid: str | None = attrs.field(default=None, converter=_uuid_or_none)
@@ -164,6 +203,8 @@ class DomainSpec:
         dupes = sorted({t for t in targets if targets.count(t) > 1})
         if dupes:
             raise InvalidArgumentError(f"domain {self.name!r}: disk target {dupes[0]!r} is used twice")
+        if not isinstance(self.extra, Mapping):
+            raise InvalidArgumentError(f"domain {self.name!r}: extra must be a mapping")
         if self.os_type not in ("hvm", "xen", "exe", "linux"):
             raise InvalidArgumentError(f"domain {self.name!r}: unknown os_type {self.os_type!r}")
 

@@ -25,6 +25,7 @@ cur == end before ready                                 never reported (capped a
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, TypeVar
 
 import attrs
@@ -54,18 +55,76 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
+MAX_TEXT = 1024
+MAX_COMPONENT = 255
+
+
 def require_text(value: object, what: str) -> str:
-    """``value`` as a non-empty string, else InvalidArgumentError."""
+    """``value`` as a non-empty string without NUL or control characters, at most 1,024 characters."""
     if not isinstance(value, str) or not value:
         raise InvalidArgumentError(f"{what} must be a non-empty string, got {value!r}")
+    if _CONTROL.search(value):
+        raise InvalidArgumentError(f"invalid {what} {value!r}: control characters (NUL, newline ...) are not allowed")
+    if len(value) > MAX_TEXT:
+        raise InvalidArgumentError(f"invalid {what}: {len(value)} characters (at most {MAX_TEXT})")
     return value
 
 
-def require_name(value: object, what: str) -> str:
-    """A name that may become a file name: no slashes, whitespace, '.' or '..', at most 255 characters."""
+def require_lookup_name(value: object, what: str) -> str:
+    """The name of an existing object that may become one path component: no '/', '\\', '.' or '..'.
+
+    Names the host made (a checkpoint called "Before upgrade") may hold spaces; they still cannot climb
+    out of the directory a backend resolves them in.
+    """
     text = require_text(value, what)
-    if "/" in text or text in (".", "..") or len(text) > 255 or any(c.isspace() for c in text):
+    if "/" in text or "\\" in text or text in (".", "..") or len(text) > MAX_COMPONENT:
+        raise InvalidArgumentError(
+            f"invalid {what} {text!r}: a name is one path component (no '/', '\\', '.' or '..', "
+            f"at most {MAX_COMPONENT} characters)"
+        )
+    return text
+
+
+def require_name(value: object, what: str) -> str:
+    """A name virtabs creates, which may become a file name: one path component and no whitespace."""
+    text = require_lookup_name(value, what)
+    if any(c.isspace() for c in text):
         raise InvalidArgumentError(f"invalid {what} {text!r}: no slashes, spaces, '.' or '..'")
+    return text
+
+
+def require_volume_name(value: object, what: str = "volume name", *, new: bool = False) -> str:
+    """A volume name: one or more path components relative to its pool (``dir/disk.vmdk`` on a datastore).
+
+    Never absolute, never ``..``: a backend resolves it under the pool's root and it stays there.
+    """
+    text = require_text(value, what)
+    if text.startswith("/") or _WINDOWS_ABSOLUTE.match(text):
+        raise InvalidArgumentError(f"invalid {what} {text!r}: it is relative to its pool, not an absolute path")
+    for part in text.split("/"):
+        (require_name if new else require_lookup_name)(part, f"{what} component" if "/" in text else what)
+    return text
+
+
+def looks_relative(path: str) -> bool:
+    """True for a host path that would be resolved against some working directory.
+
+    Absolute POSIX paths, Windows paths (``C:\\``, ``\\\\server``) and datastore paths (``[ds] dir/x``)
+    are not; ``disk.img`` and ``./disk.img`` are.
+    """
+    return not (path.startswith(("/", "[")) or _WINDOWS_ABSOLUTE.match(path))
+
+
+def require_host_path(value: object, what: str) -> str:
+    """A path on the host given by the caller: no control characters and never relative."""
+    text = require_text(value, what)
+    if looks_relative(text):
+        raise InvalidArgumentError(
+            f"invalid {what} {text!r}: give an absolute path (a relative one would be resolved against "
+            "some later working directory)"
+        )
     return text
 
 

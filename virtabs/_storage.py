@@ -49,7 +49,7 @@ class StoragePool:
 
     def lookup_volume(self, name: str) -> Volume:
         """A volume by name; NoStorageVolumeError when missing."""
-        _rules.require_text(name, "volume name")
+        _rules.require_volume_name(name)
         what = f"lookup of volume {name!r} in pool {self.name!r}"
         with self._conn._gate(OPERATIONS["lookup_volume"], what) as call:
             return Volume(self._conn, call.driver.lookup_volume(self.name, name))
@@ -58,8 +58,12 @@ class StoragePool:
         self, name: str, capacity_bytes: int, *, format: str = "qcow2", backing: str | None = None
     ) -> Volume:
         """Create a volume (optionally backed by ``backing``, an absolute path)."""
-        _rules.require_name(name, "volume name")
+        _rules.require_volume_name(name, new=True)
         capacity_bytes = _rules.require_positive_size(capacity_bytes, "capacity_bytes")
+        if capacity_bytes > _rules.LLONG_MAX:
+            raise InvalidArgumentError(f"capacity_bytes {capacity_bytes} is impossible (at most {_rules.LLONG_MAX})")
+        if backing is not None:
+            _rules.require_host_path(backing, "backing image")
         if format not in DISK_FORMATS:
             raise InvalidArgumentError(f"unknown volume format {format!r} (known: {', '.join(sorted(DISK_FORMATS))})")
         if backing is not None and format == "raw":
@@ -113,6 +117,8 @@ class Volume:
     def resize(self, capacity_bytes: int) -> VolumeInfo:
         """Grow the volume to ``capacity_bytes``."""
         capacity_bytes = _rules.require_positive_size(capacity_bytes, "capacity_bytes")
+        if capacity_bytes > _rules.LLONG_MAX:
+            raise InvalidArgumentError(f"capacity_bytes {capacity_bytes} is impossible (at most {_rules.LLONG_MAX})")
         with self._conn._gate(OPERATIONS["resize_volume"], f"resize of volume {self.name!r}") as call:
             self._info = call.driver.resize_volume(self.pool, self.name, capacity_bytes)
         return self._info

@@ -15,9 +15,9 @@ import attrs
 
 from ._errors import InvalidArgumentError
 
-__all__ = ["URI", "parse_uri"]
+__all__ = ["URI", "parse_uri", "redact_uri_text"]
 
-_SCHEME_RE = re.compile(r"^[a-z][a-z0-9_-]*(\+[a-z][a-z0-9_-]*)?$")
+_SCHEME_RE = re.compile(r"[a-z][a-z0-9_-]*(\+[a-z][a-z0-9_-]*)?")
 
 
 def _as_dict(value: Mapping[str, str]) -> dict[str, str]:
@@ -67,34 +67,71 @@ class URI:
         return f"{self.scheme}://{netloc}{self.path}" + (f"?{query}" if query else "")
 
 
+_WHERE_CREDENTIALS_GO = (
+    "pass credentials= to virtabs.open(), set VIRTABS_USERNAME/VIRTABS_PASSWORD, "
+    "or put them in ~/.config/virtabs/config.toml"
+)
+_SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "pass", "secret"})
+# user:password@ in the authority, and ?password=... in the query: what redact_uri_text hides.
+_USERINFO_SECRET = re.compile(r"((?:^|://|\s)[^\s/?#@:]*:)[^\s/?#@]*@")
+_QUERY_SECRET = re.compile(r"([?&](?:" + "|".join(sorted(_SECRET_PARAMS)) + r")=)[^&#]*", re.IGNORECASE)
+
+
+def redact_uri_text(text: str) -> str:
+    """``text`` with a password in its authority or a secret query parameter replaced by ``***``.
+
+    The one redaction point for URI text that is not (yet) a parsed :class:`URI`: every error
+    message of :func:`parse_uri`, and every echo of a URI as the user typed it, goes through it.
+    """
+    return _QUERY_SECRET.sub(r"\1***", _USERINFO_SECRET.sub(r"\1***@", text))
+
+
 def parse_uri(text: str) -> URI:
-    """Parse a connection URI; a malformed one or a password inside it raises InvalidArgumentError."""
+    """Parse a connection URI; a malformed one or a password inside it raises InvalidArgumentError.
+
+    No message ever repeats a password the text held.
+    """
     if not isinstance(text, str) or not text.strip():
         raise InvalidArgumentError("empty connection URI")
     text = text.strip()
+    shown = redact_uri_text(text)
+    if "\x00" in text or any(ord(c) < 32 for c in text):
+        raise InvalidArgumentError(f"invalid connection URI {shown!r}: control characters are not allowed")
     if "://" not in text:
         raise InvalidArgumentError(
-            f"invalid connection URI {text!r}: expected driver[+transport]://[user@][host][:port]/path, "
+            f"invalid connection URI {shown!r}: expected driver[+transport]://[user@][host][:port]/path, "
             "e.g. test:///default or qemu:///session"
         )
     try:
         parts = urllib.parse.urlsplit(text)
         port = parts.port
+        password = parts.password
     except ValueError as exc:
-        raise InvalidArgumentError(f"invalid connection URI {text!r}: {exc}") from None
+        raise InvalidArgumentError(f"invalid connection URI {shown!r}: {redact_uri_text(str(exc))}") from None
     scheme = parts.scheme.lower()
-    if not _SCHEME_RE.match(scheme):
-        raise InvalidArgumentError(f"invalid connection URI {text!r}: bad scheme {parts.scheme!r}")
-    if parts.password is not None:
+    if not _SCHEME_RE.fullmatch(scheme):
+        raise InvalidArgumentError(f"invalid connection URI {shown!r}: bad scheme {parts.scheme!r}")
+    if password is not None:
         raise InvalidArgumentError(
             "a password inside a connection URI is refused (it would end up in logs and shell history); "
-            "pass credentials=, set VIRTABS_PASSWORD or put it in the config file"
+            + _WHERE_CREDENTIALS_GO
         )
     if parts.fragment:
-        raise InvalidArgumentError(f"invalid connection URI: fragments ('#...') are not allowed in {text!r}")
+        raise InvalidArgumentError(f"invalid connection URI: fragments ('#...') are not allowed in {shown!r}")
+    if parts.path and not parts.path.startswith("/"):
+        raise InvalidArgumentError(f"invalid connection URI {shown!r}: the path must start with '/'")
+    if shown != text and not any(k.lower() in _SECRET_PARAMS for k, _ in urllib.parse.parse_qsl(parts.query)):
+        raise InvalidArgumentError(
+            f"invalid connection URI {shown!r}: it holds something shaped like user:password@; " + _WHERE_CREDENTIALS_GO
+        )
     driver, _, transport = scheme.partition("+")
     params: dict[str, str] = {}
     for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if key.lower() in _SECRET_PARAMS:
+            raise InvalidArgumentError(
+                f"a {key!r} parameter in a connection URI is refused (it would end up in logs, errors and "
+                f"repr); {_WHERE_CREDENTIALS_GO}"
+            )
         if key in params:
             raise InvalidArgumentError(f"invalid connection URI: parameter {key!r} given twice")
         params[key] = value

@@ -70,7 +70,10 @@ def test_help_and_version(subprocess_env: dict[str, str]) -> None:
     assert json.loads(proc.stdout)["virtabs"] == virtabs.__version__
 
 
-def test_ctrl_c_while_waiting_exits_130_and_aborts(subprocess_env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_while_waiting_exits_130_and_aborts(
+    subprocess_env: dict[str, str], tmp_path: Path, signum: int
+) -> None:
     proc = subprocess.Popen(
         [*BASE, "blockcopy", "test", "vda", str(tmp_path / "slow.img"), "--bandwidth", "1", "--wait"],
         env=subprocess_env,
@@ -81,7 +84,7 @@ def test_ctrl_c_while_waiting_exits_130_and_aborts(subprocess_env: dict[str, str
     try:
         time.sleep(2.0)  # the copy at 1 MiB/s of 1 GiB takes minutes
         assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

@@ -20,11 +20,12 @@ Errors: any :class:`~virtabs.VirtabsError` becomes one line on stderr,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -221,9 +222,14 @@ class VirtabsGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the subcommand; VirtabsError and unexpected errors exit 1 with one line, Ctrl-C exits 130."""
+        """Run the subcommand; VirtabsError and unexpected errors exit 1 with one line, Ctrl-C exits 130.
+
+        SIGTERM is treated as Ctrl-C while a command runs, so a waiting block copy is aborted (or the
+        CLI says what it leaves running) instead of the process vanishing mid-way.
+        """
         try:
-            return super().invoke(ctx)
+            with _sigterm_as_interrupt():
+                return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt as exc:
@@ -235,6 +241,26 @@ class VirtabsGroup(click.Group):
         except Exception as exc:
             _report(ctx, exc)
             ctx.exit(EXIT_ERROR)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Raise KeyboardInterrupt on SIGTERM while the block runs (main thread only; restored after)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _interrupted(exc: KeyboardInterrupt | None = None) -> None:
