@@ -74,15 +74,48 @@ def _check_single(name: str, entries: list[DriverEntry]) -> None:
         raise InternalError(f"URI scheme {name!r} is registered twice ({targets})")
 
 
+KNOWN_BACKENDS: dict[str, tuple[str, str]] = {
+    "qemu": ("virtabs-qemu", "backends/qemu"),
+    "lxc": ("virtabs-lxc", "backends/lxc"),
+    "docker": ("virtabs-docker", "backends/docker"),
+    "esx": ("virtabs-esx", "backends/esx"),
+    "vpx": ("virtabs-esx", "backends/esx"),
+    "xen": ("virtabs-xen", "backends/xen"),
+    "hyperv": ("virtabs-hyperv", "backends/hyperv"),
+    "vbox": ("virtabs-vbox", "backends/vbox"),
+    "libvirt": ("virtabs-libvirt", "contrib/virtabs-libvirt"),
+    "example": ("virtabs-example", "contrib/virtabs-example"),
+}
+"""The drivers of this repository: URI scheme -> (distribution, directory in a virtabs checkout).
+
+They are not on any package index: they install from a checkout (``pip install -e backends/qemu``),
+or all at once with ``bash scripts/bootstrap``. Install hints name only these, never a made-up package.
+"""
+
+
+def install_hint(name: str) -> str | None:
+    """How to install the driver for scheme ``name``, if it is one of this repository's."""
+    known = KNOWN_BACKENDS.get(name)
+    if known is None:
+        return None
+    dist, directory = known
+    return f"{dist} installs from a virtabs checkout: pip install -e {directory} (or: bash scripts/bootstrap)"
+
+
 def load_driver_class(name: str) -> type:
     """Import the driver class registered for scheme ``name`` (and nothing else)."""
     entries = _entries().get(name)
     if not entries:
         installed = ", ".join(sorted(_entries())) or "none"
-        raise DriverNotFoundError(
-            f"no driver for URI scheme {name!r}; installed drivers: {installed} "
-            f"(a backend is installed as its own distribution, e.g. pip install virtabs-{name})"
-        )
+        hint = install_hint(name)
+        if hint is not None:
+            detail = f"the {name} driver is not installed; {hint}"
+        else:
+            detail = (
+                f"no driver for URI scheme {name!r}; a third-party driver registers itself under the "
+                f"entry-point group {GROUP} (docs/writing-a-driver.md)"
+            )
+        raise DriverNotFoundError(f"{detail}; installed drivers: {installed}")
     _check_single(name, entries)
     from stevedore import DriverManager  # imported here: `virtabs --help` need not pay for it
     from stevedore.extension import ExtensionManager
@@ -98,10 +131,11 @@ def load_driver_class(name: str) -> type:
             namespace=GROUP, name=name, invoke_on_load=False, on_load_failure_callback=_reraise
         )
     except ImportError as exc:
-        hint = f"pip install {entries[0].distribution}" if entries[0].distribution else "reinstall the driver"
         missing = getattr(exc, "name", None) or str(exc)
+        dist = entries[0].distribution
+        hint = install_hint(name) or (f"reinstall {dist} with its dependencies" if dist else "reinstall the driver")
         raise DriverUnavailableError(
-            f"driver {name!r} is installed but cannot load: missing module {missing!r}; try: {hint}"
+            f"driver {name!r} is installed but cannot load: missing module {missing!r}; {hint}"
         ) from exc
     driver_class = manager.driver
     if not isinstance(driver_class, type):

@@ -52,6 +52,18 @@ def test_unknown_scheme_names_the_installed_drivers() -> None:
     with pytest.raises(virtabs.DriverNotFoundError, match="no driver for URI scheme 'nosuch'.*test") as err:
         virtabs.open("nosuch:///")
     assert err.value.code == 1001
+    assert "pip install" not in err.value.message  # no made-up package for an unknown scheme
+
+
+def test_a_known_backend_that_is_not_installed_gets_the_real_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from virtabs import _registry
+
+    monkeypatch.setattr(_registry, "_entries", lambda: {})
+    with pytest.raises(virtabs.DriverNotFoundError) as err:
+        _registry.load_driver_class("vpx")
+    assert "pip install -e backends/esx" in err.value.message and "virtabs-esx" in err.value.message
 
 
 def test_a_third_party_driver_is_found_and_loaded(on_path: Path) -> None:
@@ -62,7 +74,7 @@ def test_a_third_party_driver_is_found_and_loaded(on_path: Path) -> None:
 
 def test_missing_dependency_is_driver_unavailable_with_a_hint(on_path: Path) -> None:
     make_dist(on_path, "virtabs-broken", {"broken": "broken_driver:Driver"}, {"broken_driver": "import pyvmomi_x\n"})
-    with pytest.raises(virtabs.DriverUnavailableError, match="pyvmomi_x.*pip install virtabs-broken") as err:
+    with pytest.raises(virtabs.DriverUnavailableError, match="pyvmomi_x.*reinstall virtabs-broken") as err:
         virtabs.open("broken:///")
     assert isinstance(err.value, ImportError)
 
