@@ -42,7 +42,9 @@ Rules for driver authors (``docs/writing-a-driver.md`` walks through a whole dri
 
 The toolkit: :class:`ErrorMap` (native exception → virtabs error, by a table),
 :class:`Deadline` and :func:`poll_until` (waits with a bound), :func:`find_domain`
-(lookup by name or UUID), :class:`EventPoller`.
+(lookup by name or UUID), :class:`EventPoller`, and :class:`CommandTransport`
+(run a tool's argv locally or on a ``+ssh`` host over one multiplexed OpenSSH
+connection, every argument quoted; ``docs/command-transport.md``).
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ from .._models import (
     VolumeInfo,
 )
 from .._uri import URI
+from ._command import CommandFailedError, CommandResult, CommandTransport
 from ._driver import SPI_METHODS, ConnectOptions, Driver, EventSink
 from ._operations import (
     ANY_BLOCK_JOB,
@@ -176,6 +179,9 @@ __all__ = [
     "VirtabsError",
     "error_class_for_code",
     # toolkit
+    "CommandFailedError",
+    "CommandResult",
+    "CommandTransport",
     "Deadline",
     "ErrorMap",
     "EventPoller",
