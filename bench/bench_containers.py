@@ -9,8 +9,9 @@ starts is stopped and removed at the end. Reports medians and ratios (never asse
   Docker  virtabs list_domains() / domain_records() on docker+unix://...  vs  `docker ps -a --format '{{json .}}'`
           and the docker SDK's high-level containers.list(all=True) (one inspect per container)
 
-In-process calls reuse one open connection; the "process" rows run `virtabs -c URI list` / `virtabs inventory`
-as whole processes, like the CLIs they are compared with.
+In-process calls reuse one open connection. The "process" rows run the virtabs CLI as a whole process, like
+the CLIs they are compared with: `virtabs inventory URI` (bulk, one engine call) and `virtabs -c URI list`
+(which asks info() of every domain: N+1 by the CLI's design, measured with 3 runs).
 
     sudo .venv/bin/python bench/bench_containers.py [--runs N] [--count N] [--only lxc|docker]
 """
@@ -52,6 +53,16 @@ def run(cmd: list[str]) -> Callable[[], object]:
     return lambda: subprocess.run(cmd, check=True, capture_output=True, env=ENV)
 
 
+def inventory_cli(uri: str) -> Callable[[], object]:
+    """``virtabs inventory URI --format json`` as a whole process (bulk: Driver.inventory)."""
+    return run([str(BIN / "virtabs"), "inventory", uri, "--format", "json", "--no-pools", "-q"])
+
+
+def list_cli(uri: str) -> Callable[[], object]:
+    """``virtabs -c URI list`` as a whole process (the CLI asks ``info()`` of every domain)."""
+    return run([str(BIN / "virtabs"), "-c", uri, "list"])
+
+
 def report(title: str, rows: list[tuple[str, float, str, float]]) -> None:
     print(f"\n{title}")
     print(f"  {'virtabs':44} {'ms':>8}   {'peer':44} {'ms':>8}   peer/virtabs")
@@ -78,12 +89,8 @@ def bench_lxc(count: int, running: int, runs: int) -> None:
             rows = [
                 (f"list_domains() ({count})", median_time(conn.list_domains, runs), "lxc-ls --fancy", peer),
                 (f"domain_records() ({count})", median_time(conn.domain_records, runs), "lxc-ls --fancy", peer),
-                (
-                    "process: virtabs -c URI list",
-                    median_time(run([str(BIN / "virtabs"), "-c", uri, "list"]), runs),
-                    "lxc-ls --fancy",
-                    peer,
-                ),
+                ("process: virtabs inventory", median_time(inventory_cli(uri), runs), "lxc-ls --fancy", peer),
+                ("process: virtabs list (info per domain)", median_time(list_cli(uri), 3), "lxc-ls --fancy", peer),
             ]
             report(f"LXC: {count} containers, {running} running (liblxc {lxc_version()})", rows)
         finally:
@@ -134,8 +141,14 @@ def bench_docker(count: int, running: int, runs: int) -> None:
                         peer,
                     ),
                     (
-                        "process: virtabs -c URI list",
-                        median_time(run([str(BIN / "virtabs"), "-c", engine.uri, "list"]), runs),
+                        "process: virtabs inventory",
+                        median_time(inventory_cli(engine.uri), runs),
+                        "docker ps -a --format json",
+                        peer,
+                    ),
+                    (
+                        "process: virtabs list (info per domain)",
+                        median_time(list_cli(engine.uri), 3),
                         "docker ps -a --format json",
                         peer,
                     ),

@@ -40,6 +40,7 @@ from virtabs.spi import (
     DomainRef,
     DomainSpec,
     DomainState,
+    DomainStatus,
     Driver,
     DriverUnavailableError,
     ErrorMap,
@@ -268,6 +269,10 @@ class LxcDriver(Driver):
             max_memory_bytes=max_memory,
             cpu_time_ns=cpu_ns,
         )
+
+    def domain_status(self, dom: DomainRef) -> DomainStatus:
+        """liblxc's state alone (no cgroup reads); containers have no block jobs."""
+        return DomainStatus(lxc_state(str(self._container(dom).state)))
 
     def domain_spec(self, dom: DomainRef) -> DomainSpec:
         """The definition read back from the configuration file."""
