@@ -138,6 +138,11 @@ SCRIPTS: dict[str, Script] = {
             f"@{{Vm = {_vm_record('$vm')}; Disks = {DISKS}; Nics = {NICS}; "
             "Snaps = @(Hyper-V\\Get-VMSnapshot -VM $vm).Count} }) | ConvertTo-Json -Depth 6 -Compress\n",
         ),
+        _s(
+            "vm.detail",
+            VM_BY_ID + f"@{{Vm = {_vm_record('$vm')}; Disks = {DISKS}; Nics = {NICS}}} | "
+            "ConvertTo-Json -Depth 6 -Compress\n",
+        ),
         _s("vm.disks", VM_BY_ID + f"ConvertTo-Json -InputObject {DISKS} -Depth 4 -Compress\n"),
         _s("vm.nics", VM_BY_ID + f"ConvertTo-Json -InputObject {NICS} -Depth 4 -Compress\n"),
         _s("vm.start", VM_BY_ID + "Hyper-V\\Start-VM -VM $vm\nif ($a.paused) { Hyper-V\\Suspend-VM -VM $vm }\n"),
@@ -181,7 +186,11 @@ SCRIPTS: dict[str, Script] = {
         _s("snapshot.delete", VM_BY_ID + SNAPSHOT_BY_NAME + "Hyper-V\\Remove-VMSnapshot -VMSnapshot $s[0]\n"),
         _s(
             "disk.attach",
-            VM_BY_ID + "Hyper-V\\Add-VMHardDiskDrive -VM $vm -Path $a.path -ControllerType $a.ct "
+            VM_BY_ID + "if (@(Hyper-V\\Get-VMHardDiskDrive -VM $vm | Where-Object { [int]$_.ControllerType -eq "
+            "$a.cti -and $_.ControllerNumber -eq $a.cn -and $_.ControllerLocation -eq $a.cl }).Count -gt 0) { "
+            "Write-Error -Message 'the controller slot is in use' -Category ResourceExists -ErrorId VirtabsTargetInUse "
+            "-TargetObject $a.target }\n"
+            "Hyper-V\\Add-VMHardDiskDrive -VM $vm -Path $a.path -ControllerType $a.ct "
             "-ControllerNumber $a.cn -ControllerLocation $a.cl\n",
         ),
         _s(

@@ -37,6 +37,7 @@ __all__ = ["HyperVHost", "Simulator", "seed_demo"]
 class Simulator:
     """A running simulator: ``tls=True`` serves HTTPS with a throw-away CA (``cafile``), else plain HTTP.
 
+    ``port`` 0 picks a free port; ``cafile`` copies the CA certificate to that path too.
     ``ntlm=True`` (HTTP only) accepts NTLM with SPNEGO message encryption instead of Basic.
     """
 
@@ -50,6 +51,7 @@ class Simulator:
         password: str | None = None,
         host: HyperVHost | None = None,
         port: int = 0,
+        cafile: Path | None = None,
     ) -> None:
         self.username = username
         self.password = password if password is not None else secrets.token_urlsafe(12)
@@ -59,6 +61,10 @@ class Simulator:
         ctx = None
         if tls:
             self.cafile, cert, key = make_pki(self.dir)
+            if cafile is not None:  # the CA certificate where the client was told to find it
+                cafile.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.cafile, cafile)
+                self.cafile = cafile
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(cert, key)
         self.server = WSManServer(

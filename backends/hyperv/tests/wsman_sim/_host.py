@@ -88,6 +88,8 @@ class VHD:
     size: int
     file_size: int
     parent_path: str | None = None
+    data: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """What this layer stores (a token: guests do not run, so content is an identity that copies carry)."""
     type_name = "Microsoft.Vhd.PowerShell.VirtualHardDisk"
 
     def ps_props(self) -> dict[str, Any]:
@@ -293,6 +295,15 @@ class HyperVHost:
         )
         self.files[_norm(path)] = vhd
         return vhd
+
+    def chain(self, path: str) -> list[VHD]:
+        """The VHD at ``path`` and its parents, top first (missing files end the chain)."""
+        out: list[VHD] = []
+        f = self.find_file(path)
+        while f is not None and len(out) < 64:
+            out.append(f)
+            f = self.find_file(f.parent_path) if f.parent_path else None
+        return out
 
     def attached(self, path: str) -> VM | None:
         for vm in self.vms.values():
@@ -1226,7 +1237,7 @@ def build_commands(host: HyperVHost) -> CommandTable:
             moves.append((f, dst))
         copies = []
         for f, dst in moves:
-            c = VHD(dst.replace("/", "\\"), f.format, f.vhd_type, f.size, 0, f.parent_path)
+            c = VHD(dst.replace("/", "\\"), f.format, f.vhd_type, f.size, 0, f.parent_path, data=f.data)
             host.files[_norm(dst)] = c
             copies.append((f, c))
         total = sum(f.file_size for f, _ in moves) or 1
