@@ -78,8 +78,8 @@ def test_honest_partial_driver_gets_not_supported_verified(kit) -> None:
     assert "skipped" not in outcomes, "undeclared capabilities must be verified, never skipped"
     table = rows(result)
     for cap in ("block.copy", "block.copy.shallow", "block.copy.reuse_ext", "block.copy.raw", "block.copy.dev"):
-        assert table[cap]["result"] == "not-supported-verified", (cap, table[cap])
-    result.stdout.fnmatch_lines(["*| block.copy | no | not-supported-verified |*"])
+        assert table[cap]["result"] == "refusal verified", (cap, table[cap])
+    result.stdout.fnmatch_lines(["*| block.copy | no | refusal verified |*"])
 
 
 def test_minimal_driver_runs_the_whole_suite_without_skips(kit) -> None:
@@ -91,14 +91,14 @@ def test_minimal_driver_runs_the_whole_suite_without_skips(kit) -> None:
     assert table["domain.define"]["result"] == "pass"
     assert table["storage.pool"]["result"] == "pass"
     for cap in ("domain.start", "domain.snapshot", "block.pull", "block.commit", "events", "storage.volume"):
-        assert table[cap]["result"] == "not-supported-verified", (cap, table[cap])
+        assert table[cap]["result"] == "refusal verified", (cap, table[cap])
 
 
 def test_undeclared_pivot_is_verified_on_a_ready_copy(kit) -> None:
     result = kit("NoPivotDriver", "-k", "TestBlockCopyFlags")
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and "skipped" not in outcomes, result.stdout.str()
-    assert rows(result)["block.copy.pivot"]["result"] == "not-supported-verified"
+    assert rows(result)["block.copy.pivot"]["result"] == "refusal verified"
 
 
 def test_signature_drift_is_caught(kit) -> None:
@@ -116,9 +116,11 @@ def test_n_plus_one_listing_is_caught(kit) -> None:
 def test_known_failures_are_strict_xfails(kit, pytester: pytest.Pytester) -> None:
     known = pytester.path / "known.yaml"
     known.write_text(
-        "TestBlockCopyRules::test_pivot_before_ready_is_block_copy_active: copies are broken (#12)\n"
-        "test_abort_stays_on_the_source: copies are broken (#12)\n"
-        "TestLookups::test_domain_reads: listed but passes\n"
+        "TestBlockCopyRules::test_pivot_before_ready_is_block_copy_active:\n"
+        "  raises: OperationFailedError\n"
+        "  reason: copies are broken (#12)\n"
+        "test_abort_stays_on_the_source: 'OperationFailedError: copies are broken (#12)'\n"
+        "TestLookups::test_domain_reads: {raises: AssertionError, reason: listed but passes}\n"
     )
     result = kit(
         "LyingCopyDriver",
@@ -131,6 +133,27 @@ def test_known_failures_are_strict_xfails(kit, pytester: pytest.Pytester) -> Non
     assert rows(result)["block.copy"]["result"] == "known-failure"
 
 
+def test_a_known_failure_absorbs_only_the_error_class_it_names(kit, pytester: pytest.Pytester) -> None:
+    """An entry naming another class, or none, does not hide the real failure."""
+    known = pytester.path / "known.yaml"
+    known.write_text(
+        "test_pivot_before_ready_is_block_copy_active: {raises: TimeoutError, reason: slow host}\n"
+        "test_abort_stays_on_the_source: copies are broken, no class named\n"
+    )
+    result = kit("LyingCopyDriver", "-k", "pivot_before_ready or abort_stays", f"--virtabs-known-failures={known}")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*not really implemented*"])
+    assert rows(result)["block.copy"]["result"] == "fail"
+
+
+def test_a_known_failure_mapping_without_raises_is_a_usage_error(kit, pytester: pytest.Pytester) -> None:
+    known = pytester.path / "known.yaml"
+    known.write_text("test_abort_stays_on_the_source: {reason: copies are broken}\n")
+    result = kit("LyingCopyDriver", "-k", "abort_stays", f"--virtabs-known-failures={known}")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*must name the error class it raises*"])
+
+
 def test_known_failures_fixture_override(kit, pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_more="""
@@ -138,14 +161,14 @@ import pytest
 
 @pytest.fixture(scope="session")
 def virtabs_known_failures():
-    return {"*::TestBlockCopyRules::test_second_job_*": "copies are broken"}
+    return {"*::TestBlockCopyRules::test_second_job_*": "OperationFailedError: copies are broken"}
 """
     )
     # a fixture in a test module only applies there: put it in the contract module instead
     pytester.makepyfile(
         test_contract=dishonest_drivers.SUITE
         + "\nimport pytest\n\n@pytest.fixture(scope='session')\ndef virtabs_known_failures():\n"
-        "    return {'*::TestBlockCopyRules::test_second_job_*': 'copies are broken'}\n"
+        "    return {'*::TestBlockCopyRules::test_second_job_*': 'OperationFailedError: copies are broken'}\n"
     )
     pytester.makeconftest(dishonest_drivers.conftest_source("LyingCopyDriver"))
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-k", "test_second_job", "test_contract.py")

@@ -84,20 +84,57 @@ def test_report_summarises_outcomes() -> None:
     report = collector.build()
     rows = report["uris"]["x:///"]["rows"]
     assert rows["block.copy"]["result"] == "pass"
-    assert rows["events"]["result"] == "not-supported-verified"
+    assert rows["events"]["result"] == "refusal verified"
     assert rows["(core)"]["result"] == "fail"
     assert rows["block.pull"]["result"] == "untested"
     text = render_text(report)
-    assert "| events | no | not-supported-verified | 1 refusal verified |" in text
+    assert "| events | no | refusal verified | 1 refusal verified |" in text
     assert "- c" in text
 
 
-def test_default_target_needs_define() -> None:
+def test_default_target_provisions_in_the_test_node_without_define() -> None:
+    """On the test driver the default target builds domains and chains by its own door."""
     caps = Capabilities.of("storage.pool")
     cls = type("NoDefine", (MinimalDriver,), {"capabilities": caps, "__test__": False})
     conn = Connection._open(cls, parse_uri("test:///default"), None, False, None)
+    target = DefaultTarget()
+    try:
+        dom = target.make_chain_domain(conn)
+        assert dom.state().is_active
+        disk = dom.disks()[0]
+        assert len(disk.backing_chain) == 2
+        assert target.image_digest(conn, disk.path) is not None
+    finally:
+        target.cleanup(conn)
+        conn.close()
+
+
+def test_default_target_needs_define_on_other_drivers() -> None:
+    from virtabs.spi import Driver
     from virtabs.testing import TargetUnavailable
 
-    with pytest.raises(TargetUnavailable, match="domain.define"):
-        DefaultTarget().make_domain(conn, running=False)
-    conn.close()
+    class Bare(Driver):
+        """A driver with reads only."""
+
+        name = "test"
+        capabilities = Capabilities.of()
+
+        def host_info(self):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+        def list_domains(self):  # type: ignore[no-untyped-def]
+            return []
+
+        def domain_info(self, dom):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+        domain_spec = disks = nics = domain_info
+
+    conn = Connection._open(Bare, parse_uri("test:///default"), None, False, None)
+    try:
+        with pytest.raises(TargetUnavailable, match="domain.define"):
+            DefaultTarget().make_domain(conn, running=False)
+        with pytest.raises(TargetUnavailable, match="the target must provide image_digest"):
+            DefaultTarget().image_digest(conn, "/x")
+    finally:
+        conn.close()

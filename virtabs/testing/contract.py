@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from .._api import BlockJob, Connection, Domain, StoragePool, Volume
 from .._capabilities import Capability
@@ -20,7 +21,7 @@ from .._models import (
 )
 from ..spi import OPERATIONS, Driver, methods_for
 from .recorder import READ_METHODS, CallRecorder
-from .target import ContractTarget
+from .target import OPTIONAL_METHODS, ContractTarget, TargetUnavailable
 
 __all__ = ["ABSENT_DOMAIN", "Contract", "RefusalProblem", "verify_refusals"]
 
@@ -34,10 +35,68 @@ SLOW_BYTES_PER_S = 1024
 class Contract:
     """What a contract test works with: the connection, the target, and helpers that clean up after it."""
 
-    def __init__(self, conn: Connection, target: ContractTarget, uri: str) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        target: ContractTarget,
+        uri: str,
+        opener: Callable[..., Connection] | None = None,
+    ) -> None:
         self.conn = conn
         self.target = target
         self.uri = uri
+        self._opener = opener
+        self._other: Connection | None = None
+
+    # --- another door -------------------------------------------------------------
+
+    def other_door(self) -> Connection:
+        """A second connection to the same URI (opened once per test): effects are checked through it,
+        not through the connection (or the object) that caused them."""
+        if self._other is None or self._other.closed:
+            if self._opener is None:
+                from .._api import open as open_
+
+                self._other = open_(self.uri)
+            else:
+                self._other = self._opener(self.uri)
+        return self._other
+
+    def target_method(self, name: str) -> Callable[..., Any]:
+        """The target's optional method ``name``; TargetUnavailable saying what to provide when it has none."""
+        method = getattr(self.target, name, None)
+        if not callable(method):
+            raise TargetUnavailable(
+                f"the target must provide {OPTIONAL_METHODS.get(name, name)} "
+                f"({type(self.target).__name__} has no {name}): a declared capability is checked through it"
+            )
+        return method  # type: ignore[no-any-return]
+
+    def image_digest(self, path: str) -> str | None:
+        """The target's digest of the guest-visible content of ``path`` (see ``OPTIONAL_METHODS``)."""
+        return self.target_method("image_digest")(self.conn, path)  # type: ignore[no-any-return]
+
+    def layer_digest(self, path: str) -> str | None:
+        """The target's digest of the data stored in ``path`` alone."""
+        return self.target_method("layer_digest")(self.conn, path)  # type: ignore[no-any-return]
+
+    def boot_id(self, dom: Domain) -> object:
+        """The target's marker of the guest's current boot."""
+        return self.target_method("boot_id")(self.conn, dom)
+
+    def assert_no_job_anywhere(self, dom: Domain, disk: str = "vda") -> None:
+        """No listing reports a job on ``disk``: the job query, the domain's job list, the bulk records,
+        and the same through :meth:`other_door`."""
+        other = self.other_door().lookup_domain(dom.uuid)
+        for where, conn, d in (("this connection", self.conn, dom), ("another connection", other.connection, other)):
+            assert d.block_job_info(disk) is None, f"{where}: block_job_info({disk!r}) still reports a job"
+            jobs = d.connection._driver.block_jobs(d._ref)
+            assert not [j for j in jobs if j.disk == disk], f"{where}: block_jobs still lists {jobs}"
+            for rec in conn.domain_records():
+                if rec.uuid == dom.uuid:
+                    assert not [j for j in rec.block_jobs if j.disk == disk], (
+                        f"{where}: domain_records still lists {rec.block_jobs}"
+                    )
 
     # --- disposable objects -----------------------------------------------------
 
@@ -71,7 +130,12 @@ class Contract:
 
     def cleanup(self) -> None:
         """Remove what the test created (called by the fixture)."""
-        self.target.cleanup(self.conn)
+        try:
+            self.target.cleanup(self.conn)
+        finally:
+            if self._other is not None:
+                self._other.close()
+                self._other = None
 
     @property
     def shutdown_timeout(self) -> float:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-import pytest
+from typing import TYPE_CHECKING, Any
 
 from .._capabilities import Capability
 from .._errors import InvalidArgumentError
+
+if TYPE_CHECKING:  # pytest is imported where a marker is made, so `virtabs-contract` can say it is missing
+    import pytest
 
 __all__ = ["MARKER", "parse_marker_names", "required_capabilities", "requires"]
 
@@ -35,6 +36,8 @@ def requires(*names: Capability | str) -> pytest.MarkDecorator:
     """
     if not names:
         raise InvalidArgumentError("requires() needs at least one capability name")
+    import pytest
+
     caps = sorted(parse_marker_names(names), key=lambda c: c.value)
     return pytest.mark.virtabs_requires(*[c.value for c in caps])
 

@@ -6,14 +6,26 @@ Options:
     The connection(s) to test; repeat it to test several (each test runs once per URI).
     Without it: ``$VIRTABS_CONTRACT_URI``, then ``test:///default``.
 ``--virtabs-known-failures=FILE``
-    A YAML/JSON mapping ``test id -> reason``; those tests are ``xfail(strict=True)``.
+    A YAML/JSON mapping ``test id -> {raises: ErrorClass, reason: text}`` (or the short
+    ``test id -> "ErrorClass: reason"``); those tests are ``xfail(strict=True, raises=ErrorClass)``,
+    so a different failure is not absorbed. An entry without an error class fails its test.
 ``--virtabs-report`` / ``--virtabs-report-file=FILE``
     Print the capability x result table at the end / write it as JSON.
 
 Fixtures a driver's own suite may override: ``virtabs_uri``, ``virtabs_open``
 (how a URI becomes a Connection), ``virtabs_target`` (a
-:class:`~virtabs.testing.ContractTarget`), ``virtabs_known_failures``.
-Tests use ``virtabs_contract`` (a :class:`~virtabs.testing.Contract`).
+:class:`~virtabs.testing.ContractTarget`; by default the class the driver's
+distribution publishes under the entry-point group ``virtabs.testing.targets``
+for the URI's scheme, else :class:`~virtabs.testing.DefaultTarget`),
+``virtabs_known_failures``. Tests use ``virtabs_contract`` (a
+:class:`~virtabs.testing.Contract`).
+
+No escape hatches: inside a contract test, a skip, an xfail or an exit raised
+by the test or the driver is a failure of the capabilities the test requires;
+a skip from a fixture (a target that cannot build something) is a failure
+when ``CI`` is set to a true value (``true``, ``1``, ``yes``). A test whose
+capabilities are not all declared runs the refusal checks instead of its body
+and is reported as "refusal verified", never as passed.
 
 The plugin is loaded in every pytest run of an environment where virtabs is
 installed; it adds options and fixtures only and collects nothing by itself.
@@ -21,6 +33,7 @@ installed; it adds options and fixtures only and collects nothing by itself.
 
 from __future__ import annotations
 
+import builtins
 import fnmatch
 import json
 import os
@@ -29,17 +42,27 @@ from typing import Any
 
 import pytest
 
-from .. import _api
+from .. import _api, _errors
 from .._capabilities import Capability
-from .._errors import InvalidArgumentError
-from .contract import Contract, verify_refusals
+from .._errors import InvalidArgumentError, NotSupportedError
+from .._uri import parse_uri
+from .contract import Contract, RefusalProblem, verify_refusals
 from .markers import MARKER, parse_marker_names, required_capabilities
+from .recorder import CallRecorder
 from .report import ReportCollector, render_text
-from .target import ContractTarget, DefaultTarget
+from .target import ContractTarget, DefaultTarget, TargetUnavailable
+
+TARGET_GROUP = "virtabs.testing.targets"
+"""The entry-point group where a driver's distribution publishes its contract target (name = URI scheme)."""
 
 __all__ = [
+    "TARGET_GROUP",
+    "ContractEscape",
+    "in_ci",
     "known_failure_reason",
+    "known_failure_error",
     "load_known_failures",
+    "load_target",
     "pytest_addoption",
     "pytest_configure",
     "virtabs_contract",
@@ -142,18 +165,58 @@ def kit_test_id(item: pytest.Item) -> str:
 
 
 def load_known_failures(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Read a known-failures file: a YAML (or JSON) mapping ``test id -> reason``."""
+    """Read a known-failures file: a YAML (or JSON) mapping ``test id -> entry``.
+
+    An entry is ``{raises: ErrorClass, reason: text}`` or the string ``"ErrorClass: reason"``;
+    both come back as ``"ErrorClass: reason"``. ``ErrorClass`` is a virtabs error class
+    (``NotSupportedError``), a builtin exception (``AssertionError``, ``TimeoutError``) or a
+    kit exception (``RefusalProblem``, ``TargetUnavailable``).
+    """
     import yaml
 
     with open(path, encoding="utf-8") as fh:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, Mapping) or not all(isinstance(k, str) for k in data):
-        raise pytest.UsageError(f"{path}: a known-failures file is a mapping of test id to reason")
-    return {str(k): str(v or "known failure") for k, v in data.items()}
+        raise pytest.UsageError(f"{path}: a known-failures file is a mapping of test id to entry")
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            raises = str(value.get("raises") or "").strip()
+            reason = str(value.get("reason") or "known failure")
+            if not raises:
+                raise pytest.UsageError(f"{path}: known failure {key!r} must name the error class it raises (raises:)")
+            out[str(key)] = f"{raises}: {reason}"
+        else:
+            out[str(key)] = str(value or "known failure")
+    return out
+
+
+def _error_classes() -> dict[str, type[BaseException]]:
+    classes: dict[str, type[BaseException]] = {
+        name: obj for name, obj in vars(_errors).items() if isinstance(obj, type) and issubclass(obj, BaseException)
+    }
+    classes.update(
+        {
+            name: obj
+            for name, obj in vars(builtins).items()
+            if isinstance(obj, type) and issubclass(obj, Exception) and name[0].isupper()
+        }
+    )
+    classes.update(
+        {"RefusalProblem": RefusalProblem, "TargetUnavailable": TargetUnavailable, "ContractEscape": ContractEscape}
+    )
+    return classes
+
+
+def known_failure_error(entry: str) -> tuple[type[BaseException] | None, str]:
+    """``(error class, reason)`` of a known-failure entry ``"ErrorClass: reason"``; class None when unnamed."""
+    head, sep, tail = entry.partition(":")
+    cls = _error_classes().get(head.strip()) if sep else None
+    return (cls, tail.strip() or entry) if cls is not None else (None, entry)
 
 
 def known_failure_reason(item: pytest.Item, known: Mapping[str, str]) -> str | None:
-    """The reason ``item`` is a known failure, if ``known`` lists it.
+    """The entry (``"ErrorClass: reason"``) listing ``item`` as a known failure, if ``known`` has one.
 
     A key matches the node id, ``Class::test_name``, ``test_name``, or is an
     fnmatch pattern over the node id (``*::TestBlockCopy::test_pivot_*``).
@@ -166,6 +229,46 @@ def known_failure_reason(item: pytest.Item, known: Mapping[str, str]) -> str | N
         if any(ch in key for ch in "*?[") and fnmatch.fnmatch(item.nodeid, key):
             return reason
     return None
+
+
+class _UnnamedKnownFailure(Exception):
+    """Never raised: the ``raises=`` of a known failure that names no error class, so it absorbs nothing."""
+
+
+def in_ci() -> bool:
+    """True when ``$CI`` is set to a true value (``true``, ``1``, ``yes``; any case)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+# --- targets travel with drivers -------------------------------------------------------
+
+
+def load_target(uri: str) -> ContractTarget:
+    """The contract target for ``uri``: the class published under :data:`TARGET_GROUP` for its scheme
+    (``from_uri(uri)`` when it has that classmethod, else no arguments), else :class:`DefaultTarget`."""
+    from importlib.metadata import entry_points
+
+    scheme = parse_uri(uri).driver
+    found = {ep.value: ep for ep in entry_points(group=TARGET_GROUP, name=scheme)}
+    if not found:
+        return DefaultTarget()
+    if len(found) > 1:
+        raise TargetUnavailable(
+            f"several distributions publish a contract target for {scheme!r} ({', '.join(sorted(found))}) "
+            f"under {TARGET_GROUP}: uninstall one"
+        )
+    ep = next(iter(found.values()))
+    dist = getattr(getattr(ep, "dist", None), "name", None) or f"virtabs-{scheme}"
+    try:
+        cls = ep.load()
+    except Exception as exc:
+        raise TargetUnavailable(
+            f"the contract target of the {scheme} driver ({ep.value}) cannot be imported: "
+            f"{type(exc).__name__}: {exc}; reinstall it (pip install {dist})"
+        ) from exc
+    factory = getattr(cls, "from_uri", None)
+    target = factory(uri) if callable(factory) else cls()
+    return target  # type: ignore[no-any-return]
 
 
 # --- fixtures -------------------------------------------------------------------------------
@@ -187,16 +290,33 @@ def virtabs_open() -> Callable[[str], _api.Connection]:
 
 
 @pytest.fixture(scope="session")
-def virtabs_target() -> ContractTarget:
-    """The provider of disposable domains and images; override for drivers that need real files."""
-    return DefaultTarget()
+def virtabs_target(virtabs_uri: str) -> Iterator[ContractTarget]:
+    """The provider of disposable domains and images for the URI's driver (see :func:`load_target`)."""
+    try:
+        target = load_target(virtabs_uri)
+    except TargetUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield target
+    close = getattr(target, "close", None)
+    if callable(close):
+        close()
 
 
 @pytest.fixture(scope="session")
 def virtabs_known_failures(pytestconfig: pytest.Config) -> Mapping[str, str]:
-    """``test id -> reason`` of the known failures (``--virtabs-known-failures``); override to add more."""
+    """``test id -> "ErrorClass: reason"`` of the known failures (``--virtabs-known-failures``)."""
     path = pytestconfig.getoption("--virtabs-known-failures")
     return load_known_failures(path) if path else {}
+
+
+def _dropped(conn: _api.Connection) -> dict[str, str]:
+    """Capabilities the driver class declares but this connection does not, with the connection's reasons."""
+    declared = type(conn._driver).capabilities.supported
+    reasons: Mapping[Any, str] = getattr(conn.capabilities, "dropped", None) or {}
+    return {
+        c.value: str(reasons.get(c) or reasons.get(c.value) or "")
+        for c in sorted(declared - conn.capabilities.supported, key=lambda c: c.value)
+    }
 
 
 @pytest.fixture
@@ -209,24 +329,53 @@ def virtabs_contract(
 ) -> Iterator[Contract]:
     """A fresh connection to the URI under test, wrapped in a :class:`Contract`; cleans up after the test."""
     item = request.node
-    reason = known_failure_reason(item, virtabs_known_failures)
-    if reason is not None:
-        request.applymarker(pytest.mark.xfail(reason=f"known failure: {reason}", strict=True))
+    entry = known_failure_reason(item, virtabs_known_failures)
+    if entry is not None:
+        cls, reason = known_failure_error(entry)
+        if cls is None:
+            reason = (
+                f"{entry} [this known-failure entry names no error class, so it absorbs nothing: "
+                f"write it as '{kit_test_id(item)}: {{raises: ErrorClass, reason: ...}}']"
+            )
+        request.applymarker(
+            pytest.mark.xfail(reason=f"known failure: {reason}", strict=True, raises=cls or _UnnamedKnownFailure)
+        )
     item.user_properties.append(("virtabs_uri", virtabs_uri))
     conn = virtabs_open(virtabs_uri)
     item.user_properties.append(("virtabs_driver", conn.driver_name))
     item.user_properties.append(("virtabs_declared", sorted(c.value for c in conn.capabilities.supported)))
-    contract = Contract(conn, virtabs_target, virtabs_uri)
+    item.user_properties.append(("virtabs_dropped", _dropped(conn)))
+    contract = Contract(conn, virtabs_target, virtabs_uri, opener=virtabs_open)
+    recorder = CallRecorder(conn._driver)
+    recorder.__enter__()
     try:
         yield contract
     finally:
+        recorder.__exit__(None, None, None)
+        item.user_properties.append(("virtabs_spi_calls", sorted(set(recorder.names()))))
         try:
             contract.cleanup()
         finally:
             conn.close()
 
 
-# --- running: undeclared capabilities are verified refusals, never skips -----------------------
+# --- running: undeclared capabilities are verified refusals; no escape hatches -------------
+
+
+class ContractEscape(AssertionError):
+    """A contract test (or the driver under it) tried to leave by a skip, an xfail or an exit."""
+
+
+_ESCAPES: tuple[type[BaseException], ...] = (pytest.skip.Exception, pytest.xfail.Exception, pytest.exit.Exception)
+
+
+def _is_contract_item(item: pytest.Item) -> bool:
+    return bool(required_capabilities(item)) or "virtabs_contract" in getattr(item, "fixturenames", ())
+
+
+def _caps_text(item: pytest.Item) -> str:
+    caps = sorted(c.value for c in required_capabilities(item))
+    return ", ".join(caps) if caps else "(core)"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -249,12 +398,70 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """A skip, xfail or exit raised inside a contract test is a failure of its capabilities;
+    NotSupportedError from a declared capability is annotated as such."""
+    if not _is_contract_item(item):
+        return (yield)
+    try:
+        return (yield)
+    except _ESCAPES as exc:
+        kind = type(exc).__name__
+        msg = getattr(exc, "msg", "") or str(exc)
+        raise ContractEscape(
+            f"[{_caps_text(item)}] the test raised {kind} ({msg}): inside a contract test that is a failure of "
+            "the capability, never a way out (a declared capability must work; an undeclared one is checked to "
+            "be refused)"
+        ) from None
+    except NotSupportedError as exc:
+        missing = item.stash.get(_missing_key, frozenset())
+        if not missing:
+            exc.add_note(
+                f"[{_caps_text(item)}] the connection declares these capabilities, yet the operation raised "
+                "NotSupportedError: implement it, or drop the capability from the declaration "
+                "(connection_capabilities, with a reason)"
+            )
+        raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """A contract test that is skipped in its call (whatever raised it), or in setup under CI, fails."""
+    report = yield
+    if not _is_contract_item(item) or not report.skipped or hasattr(report, "wasxfail"):
+        return report
+    if call.when == "call" or in_ci():
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        where = "under CI (a true $CI)" if call.when != "call" else "inside the test"
+        report.outcome = "failed"
+        report.longrepr = (
+            f"[{_caps_text(item)}] skipped {where}: {reason}\n"
+            "a contract test never skips there: install what the message names, or publish a target "
+            f"(entry-point group {TARGET_GROUP}) that provides it"
+        )
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    """Refusal checks are counted as "refusal verified", not as passes of the test's body."""
+    if report.when == "call" and report.passed and dict(report.user_properties).get("virtabs_missing"):
+        return "refusal verified", "r", "REFUSAL VERIFIED"
+    return None
+
+
 class _ReportPlugin:
     """Feeds phase reports to the collector and prints/writes the table at the end."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.collector = ReportCollector()
+        self.collector = ReportCollector(rerun=self._rerun)
+
+    def _rerun(self, nodeid: str, kit_id: str, uri: str) -> str:
+        uri_arg = f" --virtabs-uri='{uri}'" if uri and uri != "?" else ""
+        if self.config.getoption("pyargs", False):
+            return f"pytest --pyargs virtabs.testing{uri_arg} -k '{_k_expr(kit_id)}'"
+        return f"pytest '{nodeid}'{uri_arg}"
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Record one phase of a test."""
@@ -273,6 +480,11 @@ class _ReportPlugin:
         if self.config.getoption("--virtabs-report"):
             terminalreporter.section("virtabs contract report")
             terminalreporter.write(render_text(report))
+
+
+def _k_expr(kit_id: str) -> str:
+    """A ``-k`` expression selecting exactly the kit test ``Class::test_name``."""
+    return " and ".join(kit_id.split("::"))
 
 
 # keep parse_marker_names importable from here for driver suites that build markers dynamically

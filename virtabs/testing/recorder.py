@@ -36,6 +36,8 @@ READ_METHODS: frozenset[str] = frozenset(
 )
 """SPI methods that only read from the host."""
 
+_MISSING = object()
+
 HOST_TOUCHING_METHODS: frozenset[str] = frozenset(SPI_METHODS) - {"connection_capabilities"}
 """Every SPI method that reaches the host (reads included)."""
 
@@ -46,7 +48,8 @@ class CallRecorder:
     The recorder shadows each SPI method with an instance attribute, so calls the
     public layer makes *and* calls the driver makes to itself (``self.disks(...)``
     inside a generic ``inventory``) are both seen. Leaving the ``with`` block
-    restores the driver::
+    restores the driver. Recorders nest (the plugin records every contract test
+    whole, a test records a part)::
 
         with CallRecorder(conn._driver) as rec:
             conn.list_domains()
@@ -57,7 +60,7 @@ class CallRecorder:
         self.driver = driver
         self.calls: list[str] = []
         self._lock = threading.Lock()
-        self._patched: list[str] = []
+        self._patched: list[tuple[str, object]] = []
 
     def _wrap(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)
@@ -70,19 +73,21 @@ class CallRecorder:
 
     def __enter__(self) -> CallRecorder:
         for name in SPI_METHODS:
-            if name in vars(self.driver):
-                continue  # already shadowed (a nested recorder): leave it alone
             method = getattr(self.driver, name, None)
             if callable(method):
+                # a nested recorder wraps the outer one's wrapper and puts it back on exit
+                self._patched.append((name, vars(self.driver).get(name, _MISSING)))
                 setattr(self.driver, name, self._wrap(name, method))
-                self._patched.append(name)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for name in self._patched:
-            vars(self.driver).pop(name, None)
+        for name, previous in reversed(self._patched):
+            if previous is _MISSING:
+                vars(self.driver).pop(name, None)
+            else:
+                setattr(self.driver, name, previous)
         self._patched.clear()
 
     def count(self, *names: str) -> int:

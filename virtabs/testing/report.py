@@ -6,13 +6,19 @@ and prints a Markdown table a driver author pastes into their README::
     | capability | declared | result | tests |
     |---|---|---|---|
     | block.copy | yes | pass | 14 passed |
-    | events | no | not-supported-verified | 3 refusals verified |
+    | events | no | refusal verified | 3 refusals verified |
 
-Results: ``pass`` (declared, every test passed), ``not-supported-verified``
+Results: ``pass`` (declared, every test passed), ``refusal verified``
 (not declared, and every refusal check passed: ``NotSupportedError`` before
-the host is touched, and the driver's own method refuses too),
+the host is touched, and the driver class does not implement it without
+declaring it; the test's body did not run, so this is never a pass),
 ``known-failure`` (only listed known failures failed), ``fail``, and
-``untested`` (no test exercised it).
+``untested`` (no test exercised it). A capability the driver class declares
+but the connection drops shows ``dropped: <reason>`` in the declared column.
+
+After the table comes one entry per failing test: the capabilities it tests,
+the first line of its assertion and the command that reruns it alone.
+A missing pytest is a one-line error: ``pip install 'virtabs[testing]'``.
 """
 
 from __future__ import annotations
@@ -20,26 +26,43 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._capabilities import Capability
 
-__all__ = ["CORE", "ReportCollector", "main", "render_text"]
+__all__ = ["CORE", "REFUSAL_VERIFIED", "ReportCollector", "first_error_line", "main", "render_text"]
 
 CORE = "(core)"
 """The row of tests that need no capability (lookups, errors, listing, signatures)."""
 
-_RANK = {"fail": 4, "known-failure": 3, "untested": 0, "pass": 1, "not-supported-verified": 1}
+REFUSAL_VERIFIED = "refusal verified"
+"""The result of a capability the connection does not declare and whose refusal checks all passed."""
+
+
+def first_error_line(text: str) -> str:
+    """The first assertion/error line of a pytest failure text (its first ``E`` line, else its first line)."""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("E "):
+            return line[1:].strip()
+    return lines[0].strip() if lines else ""
+
+
+def _default_rerun(nodeid: str, kit_id: str, uri: str) -> str:
+    return f"pytest {shlex.quote(nodeid)} --virtabs-uri={shlex.quote(uri)}"
 
 
 class ReportCollector:
     """Accumulates test reports of contract tests (those carrying ``virtabs_test`` properties)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rerun: Callable[[str, str, str], str] | None = None) -> None:
         self._tests: dict[str, dict[str, Any]] = {}
+        self._rerun = rerun or _default_rerun
 
     def has_data(self) -> bool:
         """True once a contract test reported."""
@@ -55,6 +78,10 @@ class ReportCollector:
         status = _phase_status(report)
         if status is not None and _status_rank(status) >= _status_rank(entry["status"]):
             entry["status"] = status
+        if status in ("fail", "error") and "error" not in entry:
+            text = getattr(report, "longreprtext", None) or str(getattr(report, "longrepr", "") or "")
+            entry["error"] = first_error_line(text)
+            entry["phase"] = report.when
 
     def build(self) -> dict[str, Any]:
         """The report: ``{"uris": {uri: {...}}}``; see :func:`render_text` for the fields."""
@@ -64,24 +91,44 @@ class ReportCollector:
             uri = str(props.get("virtabs_uri", "?"))
             data = uris.setdefault(
                 uri,
-                {"driver": props.get("virtabs_driver"), "declared": props.get("virtabs_declared"), "rows": {}},
+                {
+                    "driver": props.get("virtabs_driver"),
+                    "declared": props.get("virtabs_declared"),
+                    "dropped": props.get("virtabs_dropped"),
+                    "rows": {},
+                },
             )
-            if data["driver"] is None:
-                data["driver"] = props.get("virtabs_driver")
-            if data["declared"] is None:
-                data["declared"] = props.get("virtabs_declared")
+            for key in ("driver", "declared", "dropped"):
+                if data.get(key) is None:
+                    data[key] = props.get(f"virtabs_{key}")
             required = list(props.get("virtabs_required", []))
             missing = list(props.get("virtabs_missing", []))
             kind = "refusal" if missing else "run"
+            test = {
+                "id": nodeid,
+                "test": props.get("virtabs_test", nodeid),
+                "status": entry["status"],
+                "kind": kind,
+                "requires": required,
+                "spi_calls": list(props.get("virtabs_spi_calls", [])),
+            }
+            if "error" in entry:
+                test["error"] = entry["error"]
+                test["phase"] = entry.get("phase")
+            if entry["status"] in ("fail", "error", "skipped"):
+                test["rerun"] = self._rerun(nodeid, str(test["test"]), uri)
             for cap in (missing or required) or [CORE]:
                 row = data["rows"].setdefault(cap, _empty_row())
-                row["tests"].append({"id": nodeid, "status": entry["status"], "kind": kind})
+                row["tests"].append(test)
         for data in uris.values():
             declared = set(data["declared"] or [])
+            dropped = dict(data.get("dropped") or {})
             rows = data["rows"]
             for cap in [CORE, *sorted(c.value for c in Capability)]:
                 row = rows.setdefault(cap, _empty_row())
                 row["declared"] = None if cap == CORE else cap in declared
+                if cap in dropped:
+                    row["dropped"] = dropped[cap] or "(the connection gave no reason)"
                 row.update(_summarise(row))
             data["rows"] = {k: rows[k] for k in [CORE, *sorted(c.value for c in Capability)]}
         return {"uris": uris}
@@ -127,7 +174,7 @@ def _summarise(row: dict[str, Any]) -> dict[str, Any]:
     elif counts["passed"] and not counts["verified"]:
         result = "pass"
     elif counts["verified"] and not counts["passed"]:
-        result = "not-supported-verified"
+        result = REFUSAL_VERIFIED
     elif counts["passed"]:
         result = "pass"
     else:
@@ -147,27 +194,42 @@ def _summarise(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_text(report: dict[str, Any], *, failures: bool = True) -> str:
-    """The report as Markdown: one table per URI, then the failing tests."""
+    """The report as Markdown: one table per URI, then each failing test with its first error and rerun command."""
     out: list[str] = []
     for uri, data in report["uris"].items():
         out.append(f"virtabs contract report: {uri} (driver {data.get('driver') or '?'})\n\n")
         out.append("| capability | declared | result | tests |\n|---|---|---|---|\n")
         for cap, row in data["rows"].items():
             declared = "-" if row["declared"] is None else ("yes" if row["declared"] else "no")
+            if row.get("dropped"):
+                declared = f"dropped: {row['dropped']}"
             out.append(f"| {cap} | {declared} | {row['result']} | {row['summary']} |\n")
-        bad = sorted(
-            {
-                t["id"]
-                for row in data["rows"].values()
-                for t in row["tests"]
-                if t["status"] in ("fail", "error", "skipped")
-            }
-        )
+        bad: dict[str, dict[str, Any]] = {}
+        for cap, row in data["rows"].items():
+            for t in row["tests"]:
+                if t["status"] in ("fail", "error", "skipped"):
+                    entry = bad.setdefault(t["id"], {"test": t, "caps": []})
+                    entry["caps"].append(cap)
         if failures and bad:
             out.append("\nfailing tests:\n")
-            out.extend(f"- {t}\n" for t in bad)
+            for nodeid in sorted(bad):
+                t = bad[nodeid]["test"]
+                caps = ", ".join(bad[nodeid]["caps"])
+                out.append(f"- {t.get('test', nodeid)} [{caps}] ({t['status']})\n")
+                if t.get("error"):
+                    out.append(f"    {t['error']}\n")
+                if t.get("rerun"):
+                    out.append(f"    rerun: {t['rerun']}\n")
         out.append("\n")
     return "".join(out)
+
+
+def _contract_rerun(uris: Sequence[str]) -> Callable[[str, str, str], str]:
+    def rerun(nodeid: str, kit_id: str, uri: str) -> str:
+        expr = " and ".join(kit_id.split("::"))
+        return f"virtabs-contract --uri {shlex.quote(uri)} -- -k {shlex.quote(expr)}"
+
+    return rerun
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,30 +239,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Run the virtabs contract suite against a driver and print the capability x result table.",
     )
     parser.add_argument("--uri", action="append", required=True, help="connection URI (repeatable)")
-    parser.add_argument("--known-failures", metavar="FILE", help="YAML/JSON mapping test id -> reason")
+    parser.add_argument("--known-failures", metavar="FILE", help="YAML/JSON mapping test id -> {raises, reason}")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of Markdown")
     parser.add_argument("--output", "-o", metavar="FILE", help="also write the Markdown table to FILE")
     parser.add_argument("--verbose", "-v", action="store_true", help="show pytest's own output")
     parser.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (after --)")
     args = parser.parse_args(argv)
 
-    import pytest
-
-    fd, report_path = tempfile.mkstemp(prefix="virtabs-contract-", suffix=".json")
-    os.close(fd)
     try:
-        pytest_args = ["--pyargs", "virtabs.testing", "-p", "no:cacheprovider", f"--virtabs-report-file={report_path}"]
+        import pytest
+    except ImportError:
+        print(
+            "virtabs-contract: pytest is not installed; install it with: pip install 'virtabs[testing]'",
+            file=sys.stderr,
+        )
+        return 2
+
+    workdir = tempfile.mkdtemp(prefix="virtabs-contract-")
+    report_path = os.path.join(workdir, "report.json")
+    ini = os.path.join(workdir, "pytest.ini")
+    with open(ini, "w", encoding="utf-8") as fh:
+        fh.write("[pytest]\n")  # the caller's directory configures nothing: the run is the same anywhere
+    try:
+        pytest_args = [
+            "-c",
+            ini,
+            "--rootdir",
+            workdir,
+            "--pyargs",
+            "virtabs.testing",
+            "-p",
+            "no:cacheprovider",
+            f"--virtabs-report-file={report_path}",
+        ]
         pytest_args += [f"--virtabs-uri={u}" for u in args.uri]
         if args.known_failures:
-            pytest_args.append(f"--virtabs-known-failures={args.known_failures}")
-        pytest_args += (
-            ["-rfE"]
-            if args.verbose
-            else [
-                "-q",
-                "--no-header",
-            ]
-        )
+            pytest_args.append(f"--virtabs-known-failures={os.path.abspath(args.known_failures)}")
+        pytest_args += ["-rfE"] if args.verbose else ["-q", "--no-header"]
         pytest_args += list(args.pytest_args)
         if args.verbose:
             code = pytest.main(pytest_args)
@@ -219,7 +294,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"virtabs-contract: the suite produced no report (pytest exit code {int(code)})", file=sys.stderr)
             return int(code) or 1
     finally:
-        os.unlink(report_path)
+        shutil.rmtree(workdir, ignore_errors=True)
+    rerun = _contract_rerun(args.uri)
+    for uri, data in report["uris"].items():
+        for row in data["rows"].values():
+            for t in row["tests"]:
+                if "rerun" in t:
+                    t["rerun"] = rerun(t["id"], t.get("test", t["id"]), uri)
     text = json.dumps(report, indent=2, sort_keys=True) + "\n" if args.json else render_text(report)
     sys.stdout.write(text)
     if args.output:

@@ -3,6 +3,10 @@
 The seed is libvirt's "blockjob: add new API flags" (3648469258): with a chain
 base <- snap1 <- snap2 on a running domain, ``block_rebase(disk, dest, flags)``
 with COPY copies and then mirrors until the caller pivots or aborts.
+
+Effects are checked through another door than the one that caused them: the
+content of images through the target (``image_digest`` / ``layer_digest``),
+the disk and the jobs through a second connection and the bulk records.
 """
 
 from __future__ import annotations
@@ -13,7 +17,13 @@ from collections.abc import Callable
 import pytest
 
 from ..._api import BlockJob, Domain
-from ..._errors import BlockCopyActiveError, InvalidArgumentError, OperationInvalidError
+from ..._errors import (
+    BlockCopyActiveError,
+    InvalidArgumentError,
+    NotSupportedError,
+    OperationInvalidError,
+    VirtabsError,
+)
 from ..._flags import (
     BlockCommitFlags,
     BlockCopyFlags,
@@ -33,6 +43,8 @@ __all__ = ["TestBlockCommit", "TestBlockCopyFlags", "TestBlockCopyRules", "TestB
 R = BlockRebaseFlags
 MiB = 1 << 20
 TRANSIENT = BlockCopyFlags.TRANSIENT_JOB
+RATE_SLACK_BYTES = 256 * 1024
+"""Bytes a throttled job may move beyond ``bandwidth x elapsed`` (hypervisors copy in chunks)."""
 
 
 def vda(dom: Domain) -> DiskInfo:
@@ -41,6 +53,11 @@ def vda(dom: Domain) -> DiskInfo:
         if disk.target == "vda":
             return disk
     raise AssertionError(f"domain {dom.name!r} has no disk vda")
+
+
+def vda_elsewhere(c: Contract, dom: Domain) -> DiskInfo:
+    """The ``vda`` disk as a second connection sees it (another door than the one that acted)."""
+    return vda(c.other_door().lookup_domain(dom.uuid))
 
 
 def slow_copy(c: Contract, dom: Domain, name: str = "slow.qcow2") -> BlockJob:
@@ -81,7 +98,7 @@ class TestBlockCopyRules:
         assert "copy job" in exc.value.message
         assert dom.block_job_info("vda") is None
 
-    @requires("block.copy")
+    @requires("block.copy", "block.copy.pivot")
     def test_pivot_before_ready_is_block_copy_active(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.chain_domain()
         source = vda(dom)
@@ -90,8 +107,9 @@ class TestBlockCopyRules:
         expect_copy_active(job.pivot)
         assert job.info() is not None, "a refused pivot must leave the job running"
         job.abort()
-        assert job.info() is None
+        virtabs_contract.assert_no_job_anywhere(dom)
         assert vda(dom).path == source.path
+        assert vda_elsewhere(virtabs_contract, dom).path == source.path
 
     @requires("block.copy")
     def test_second_job_on_the_disk_is_block_copy_active(self, virtabs_contract: Contract) -> None:
@@ -154,14 +172,37 @@ class TestBlockCopyRules:
 
     @requires("block.copy")
     def test_abort_stays_on_the_source(self, virtabs_contract: Contract) -> None:
-        dom = virtabs_contract.chain_domain()
+        c = virtabs_contract
+        dom = c.chain_domain()
         source = vda(dom)
-        job = dom.block_rebase("vda", virtabs_contract.scratch("aborted.qcow2"), flags=R.COPY)
-        virtabs_contract.wait_ready(job)
+        content = c.image_digest(source.path)
+        job = dom.block_rebase("vda", c.scratch("aborted.qcow2"), flags=R.COPY)
+        c.wait_ready(job)
         job.abort()
-        assert job.info() is None
-        after = vda(dom)
-        assert (after.path, after.format, after.backing_chain) == (source.path, source.format, source.backing_chain)
+        c.assert_no_job_anywhere(dom)
+        for after in (vda(dom), vda_elsewhere(c, dom)):
+            assert (after.path, after.format, after.backing_chain) == (
+                source.path,
+                source.format,
+                source.backing_chain,
+            )
+        assert c.image_digest(source.path) == content, "an aborted copy changed the source's content"
+
+    @requires("block.copy", "block.copy.reuse_ext")
+    def test_reuse_ext_without_a_destination_fails_cleanly(self, virtabs_contract: Contract) -> None:
+        c = virtabs_contract
+        dom = c.chain_domain()
+        source = vda(dom)
+        dest = c.scratch("missing.qcow2")
+        with pytest.raises(VirtabsError) as exc:
+            job = dom.block_rebase("vda", dest, flags=R.COPY | R.REUSE_EXT)
+            c.end_job(dom)
+            raise AssertionError(f"REUSE_EXT onto a missing {dest!r} started a job ({job!r})")
+        assert not isinstance(exc.value, NotSupportedError), f"block.copy.reuse_ext is declared: {exc.value}"
+        assert dest in exc.value.message or "exist" in exc.value.message, exc.value.message
+        c.assert_no_job_anywhere(dom)
+        assert vda(dom).path == source.path and vda_elsewhere(c, dom).path == source.path
+        assert c.image_digest(dest) is None, f"a failed REUSE_EXT copy left an image at {dest!r}"
 
     @requires("block.copy")
     def test_progress_never_reports_done_before_ready(self, virtabs_contract: Contract) -> None:
@@ -204,101 +245,171 @@ class TestBlockCopyRules:
         assert dom.block_job_info("vda") is None
 
     @requires("block.copy")
-    def test_set_speed_changes_the_bandwidth(self, virtabs_contract: Contract) -> None:
-        dom = virtabs_contract.chain_domain()
-        job = slow_copy(virtabs_contract, dom)
+    def test_bandwidth_shows_in_the_measured_progress_rate(self, virtabs_contract: Contract) -> None:
+        """Throttled, the copy moves no faster than its bandwidth; sped up, faster than the old one could."""
+        c = virtabs_contract
+        dom = c.chain_domain()
+        job = slow_copy(c, dom)
         try:
-            dom.block_job_set_speed("vda", 2)
+            before = time.monotonic()
+            first = job.info()
+            time.sleep(0.3)  # the bound below grows with the real elapsed time: a slow machine cannot fail it
+            second = job.info()
+            elapsed = time.monotonic() - before
+            assert first is not None and second is not None
+            moved = second.cur - first.cur
+            assert moved <= SLOW_BYTES_PER_S * elapsed + RATE_SLACK_BYTES, (
+                f"a copy throttled to {SLOW_BYTES_PER_S} bytes/s moved {moved} bytes in {elapsed:.2f}s"
+            )
+            dom.block_job_set_speed("vda", 4)
             info = job.info()
-            assert info is not None and info.bandwidth == 2 * MiB
+            assert info is not None and info.bandwidth == 4 * MiB, f"set_speed(4 MiB/s) reads back as {info}"
+            start, base = time.monotonic(), info.cur
+
+            def faster_than_before() -> bool:
+                now = job.info()
+                assert now is not None, "the copy vanished after set_speed"
+                limit = base + SLOW_BYTES_PER_S * (time.monotonic() - start) + RATE_SLACK_BYTES
+                return now.ready or now.cur > limit
+
+            c.wait_until(faster_than_before, "the copy to move faster than its old bandwidth after set_speed")
         finally:
             job.abort()
+        c.assert_no_job_anywhere(dom)
 
 
-def copy_and_pivot(c: Contract, dom: Domain, dest: str, flags: BlockRebaseFlags) -> DiskInfo:
-    """Start a copy with ``flags``, wait until ready, pivot, and return ``vda`` afterwards."""
+def copy_and_pivot(
+    c: Contract, dom: Domain, dest: str, flags: BlockRebaseFlags, *, top_layer: str | None = None
+) -> DiskInfo | None:
+    """Copy with ``flags``; at READY the destination holds the source's content (read by the target),
+    and, when ``top_layer`` is given (a shallow copy), its own layer holds exactly that data.
+
+    With ``block.copy.pivot``: pivot, and return ``vda`` afterwards, having checked through a second
+    connection that the disk names the copy, that its content is the source's, and that no listing still
+    reports the job. Without it: abort, check the disk stayed on the source, and return None.
+    """
+    source = vda(dom)
+    content = c.image_digest(source.path)
+    assert content is not None, f"the target reads no image at the disk's path {source.path!r}"
     job = dom.block_rebase("vda", dest, flags=R.COPY | flags)
     assert job.type == BlockJobType.COPY and job.two_phase
     c.wait_ready(job)
     info = job.info()
     assert info is not None and info.ready and info.cur == info.end
+    assert c.image_digest(dest) == content, f"at READY the destination {dest!r} does not hold the source's content"
+    if top_layer is not None:
+        assert c.layer_digest(dest) == top_layer, "a shallow copy must hold the top layer's data only"
+    if not c.conn.supports("block.copy.pivot"):
+        job.abort()
+        c.assert_no_job_anywhere(dom)
+        assert vda(dom).path == source.path and vda_elsewhere(c, dom).path == source.path
+        return None
     job.pivot()
-    assert job.info() is None
-    return vda(dom)
+    c.assert_no_job_anywhere(dom)
+    after = vda(dom)
+    elsewhere = vda_elsewhere(c, dom)
+    assert (elsewhere.path, elsewhere.format, elsewhere.backing_chain) == (
+        after.path,
+        after.format,
+        after.backing_chain,
+    ), f"two connections disagree on the disk after the pivot: {after} vs {elsewhere}"
+    assert after.path == dest, f"after the pivot the disk is on {after.path!r}, not the copy {dest!r}"
+    assert c.image_digest(dest) == content, f"after the pivot the copy {dest!r} does not hold the source's content"
+    if top_layer is not None:
+        assert c.layer_digest(dest) == top_layer, "after the pivot the shallow copy holds more than the top layer"
+    return after
 
 
 class TestBlockCopyFlags:
-    """The flag combinations of the seed end with the disk on the right image after the pivot."""
+    """The flag combinations of the seed: the copy holds the source's content, the disk ends on the right image."""
 
-    @requires("block.copy", "block.copy.pivot")
+    @requires("block.copy")
     def test_copy_flattens_into_the_source_format(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.chain_domain()
         source = vda(dom)
         dest = virtabs_contract.scratch("deep.qcow2")
         after = copy_and_pivot(virtabs_contract, dom, dest, R(0))
-        assert (after.path, after.format, after.backing_chain) == (dest, source.format, ())
+        if after is not None:
+            assert (after.path, after.format, after.backing_chain) == (dest, source.format, ())
 
-    @requires("block.copy", "block.copy.pivot", "block.copy.raw")
+    @requires("block.copy", "block.copy.raw")
     def test_copy_raw_flattens_into_raw(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.chain_domain()
         dest = virtabs_contract.scratch("deep.raw")
         after = copy_and_pivot(virtabs_contract, dom, dest, R.COPY_RAW)
-        assert (after.path, after.format, after.backing_chain) == (dest, "raw", ())
+        if after is not None:
+            assert (after.path, after.format, after.backing_chain) == (dest, "raw", ())
 
-    @requires("block.copy", "block.copy.pivot", "block.copy.shallow")
+    @requires("block.copy", "block.copy.shallow")
     def test_shallow_copy_keeps_the_backing_chain(self, virtabs_contract: Contract) -> None:
-        dom = virtabs_contract.chain_domain()
+        c = virtabs_contract
+        dom = c.chain_domain()
         source = vda(dom)
-        dest = virtabs_contract.scratch("shallow.qcow2")
-        after = copy_and_pivot(virtabs_contract, dom, dest, R.SHALLOW)
-        assert (after.path, after.format, after.backing_chain) == (dest, source.format, source.backing_chain)
+        top = c.layer_digest(source.path)
+        dest = c.scratch("shallow.qcow2")
+        after = copy_and_pivot(c, dom, dest, R.SHALLOW, top_layer=top)
+        if after is not None:
+            assert (after.path, after.format, after.backing_chain) == (dest, source.format, source.backing_chain)
 
-    @requires("block.copy", "block.copy.pivot", "block.copy.reuse_ext")
+    @requires("block.copy", "block.copy.reuse_ext")
     def test_reuse_ext_copies_the_whole_chain_into_the_existing_file(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.chain_domain()
         source = vda(dom)
         dest = virtabs_contract.scratch("reuse.qcow2")
         virtabs_contract.create_image(dest, format=source.format)
         after = copy_and_pivot(virtabs_contract, dom, dest, R.REUSE_EXT)
-        assert (after.path, after.format, after.backing_chain) == (dest, source.format, ())
+        if after is not None:
+            assert (after.path, after.format, after.backing_chain) == (dest, source.format, ())
 
-    @requires("block.copy", "block.copy.pivot", "block.copy.reuse_ext", "block.copy.shallow")
+    @requires("block.copy", "block.copy.reuse_ext", "block.copy.shallow")
     def test_reuse_ext_shallow_copies_the_top_onto_the_existing_file(self, virtabs_contract: Contract) -> None:
-        dom = virtabs_contract.chain_domain()
+        c = virtabs_contract
+        dom = c.chain_domain()
         source = vda(dom)
         assert source.backing_chain, "the chain domain's vda has no backing chain"
-        dest = virtabs_contract.scratch("reuse-top.qcow2")
-        virtabs_contract.create_image(dest, format=source.format, backing=source.backing_chain[0])
-        after = copy_and_pivot(virtabs_contract, dom, dest, R.REUSE_EXT | R.SHALLOW)
-        assert (after.path, after.format, after.backing_chain) == (dest, source.format, source.backing_chain)
+        top = c.layer_digest(source.path)
+        dest = c.scratch("reuse-top.qcow2")
+        c.create_image(dest, format=source.format, backing=source.backing_chain[0])
+        after = copy_and_pivot(c, dom, dest, R.REUSE_EXT | R.SHALLOW, top_layer=top)
+        if after is not None:
+            # the pre-created destination is used as it is: its format and backing survive
+            assert (after.path, after.format, after.backing_chain) == (dest, source.format, source.backing_chain)
 
-    @requires("block.copy", "block.copy.pivot", "block.copy.dev", "block.copy.raw")
+    @requires("block.copy", "block.copy.dev", "block.copy.raw")
     def test_copy_dev_onto_an_existing_device(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.chain_domain()
         dest = virtabs_contract.block_device("device")
         after = copy_and_pivot(virtabs_contract, dom, dest, R.COPY_DEV | R.COPY_RAW)
-        assert (after.path, after.format, after.backing_chain) == (dest, "raw", ())
+        if after is not None:
+            assert (after.path, after.format, after.backing_chain) == (dest, "raw", ())
 
     @requires("block.copy", "block.copy.pivot", "block.copy.raw")
     def test_block_copy_api_with_format_raw(self, virtabs_contract: Contract) -> None:
-        dom = virtabs_contract.chain_domain()
-        dest = virtabs_contract.scratch("api.raw")
+        c = virtabs_contract
+        dom = c.chain_domain()
+        content = c.image_digest(vda(dom).path)
+        dest = c.scratch("api.raw")
         job = dom.block_copy("vda", dest, flags=TRANSIENT, format="raw")
-        virtabs_contract.wait_ready(job)
+        c.wait_ready(job)
         job.pivot()
-        after = vda(dom)
+        c.assert_no_job_anywhere(dom)
+        after = vda_elsewhere(c, dom)
         assert (after.path, after.format, after.backing_chain) == (dest, "raw", ())
+        assert c.image_digest(dest) == content
 
     @requires("block.copy", "block.copy.pivot", "block.copy.shallow")
     def test_block_copy_api_shallow(self, virtabs_contract: Contract) -> None:
-        dom = virtabs_contract.chain_domain()
+        c = virtabs_contract
+        dom = c.chain_domain()
         source = vda(dom)
-        dest = virtabs_contract.scratch("api-shallow.qcow2")
+        top = c.layer_digest(source.path)
+        dest = c.scratch("api-shallow.qcow2")
         job = dom.block_copy("vda", dest, flags=TRANSIENT | BlockCopyFlags.SHALLOW)
-        virtabs_contract.wait_ready(job)
+        c.wait_ready(job)
         job.pivot()
-        after = vda(dom)
+        after = vda_elsewhere(c, dom)
         assert (after.path, after.backing_chain) == (dest, source.backing_chain)
+        assert c.layer_digest(dest) == top
 
 
 class TestBlockPull:
@@ -306,15 +417,19 @@ class TestBlockPull:
 
     @requires("block.pull")
     def test_pull_flattens(self, virtabs_contract: Contract) -> None:
-        dom = virtabs_contract.chain_domain()
+        c = virtabs_contract
+        dom = c.chain_domain()
         source = vda(dom)
+        content = c.image_digest(source.path)
         job = dom.block_pull("vda")
         assert job.type == BlockJobType.PULL and not job.two_phase
         with pytest.raises(OperationInvalidError):
             job.wait_ready(1)
-        job.wait(virtabs_contract.target.job_timeout)
-        after = vda(dom)
+        job.wait(c.target.job_timeout)
+        c.assert_no_job_anywhere(dom)
+        after = vda_elsewhere(c, dom)
         assert (after.path, after.backing_chain) == (source.path, ())
+        assert c.image_digest(source.path) == content, "a pull changed what the guest sees"
 
     @requires("block.pull")
     def test_pull_to_a_base_keeps_the_base(self, virtabs_contract: Contract) -> None:
@@ -345,24 +460,32 @@ class TestBlockCommit:
 
     @requires("block.commit")
     def test_active_commit_pivots_onto_the_base(self, virtabs_contract: Contract) -> None:
-        dom = virtabs_contract.chain_domain()
+        c = virtabs_contract
+        dom = c.chain_domain()
         source = vda(dom)
+        content = c.image_digest(source.path)
         job = dom.block_commit("vda", flags=BlockCommitFlags.ACTIVE)
         assert job.type == BlockJobType.ACTIVE_COMMIT and job.two_phase
-        virtabs_contract.wait_ready(job)
+        c.wait_ready(job)
         job.pivot()
-        after = vda(dom)
+        c.assert_no_job_anywhere(dom)
+        after = vda_elsewhere(c, dom)
         assert (after.path, after.backing_chain) == (source.backing_chain[-1], ())
+        assert c.image_digest(after.path) == content, "after the commit the base does not hold what the guest saw"
 
     @requires("block.commit")
     def test_commit_of_a_lower_layer(self, virtabs_contract: Contract) -> None:
-        dom = virtabs_contract.chain_domain()
+        c = virtabs_contract
+        dom = c.chain_domain()
         source = vda(dom)
+        content = c.image_digest(source.path)
         snap1, base = source.backing_chain[0], source.backing_chain[-1]
         job = dom.block_commit("vda", top=snap1, base=base)
         assert job.type == BlockJobType.COMMIT
-        job.wait(virtabs_contract.target.job_timeout)
-        assert vda(dom).backing_chain == (base,)
+        job.wait(c.target.job_timeout)
+        c.assert_no_job_anywhere(dom)
+        assert vda_elsewhere(c, dom).backing_chain == (base,)
+        assert c.image_digest(source.path) == content, "a commit changed what the guest sees"
 
 
 class TestBlockJobEvents:
@@ -389,3 +512,4 @@ class TestBlockJobEvents:
             job = dom.block_copy("vda", virtabs_contract.scratch("events2.qcow2"), flags=TRANSIENT)
             job.abort()
             virtabs_contract.wait_until(lambda: BlockJobStatus.CANCELED in statuses(), "a CANCELED event", 10)
+        virtabs_contract.assert_no_job_anywhere(dom)

@@ -45,6 +45,11 @@ class TestConnection:
             assert conn.supports(cap.value) == conn.supports(cap)
         with pytest.raises(InvalidArgumentError):
             conn.supports("block.copyy")
+        dropped = declared - conn.capabilities.supported
+        reasons = getattr(conn.capabilities, "dropped", None)
+        if dropped and reasons is not None:  # virtabs versions whose Capabilities carry reasons
+            unexplained = sorted(c.value for c in dropped if not (reasons.get(c) or reasons.get(c.value)))
+            assert not unexplained, f"the connection drops {unexplained} without saying why (Capabilities.dropped)"
 
     def test_readonly_connection_refuses_writes_before_the_host(
         self, virtabs_contract: Contract, virtabs_open: Callable[..., Connection]
@@ -122,13 +127,23 @@ class TestLookups:
     def test_list_domains_and_records_agree(self, virtabs_contract: Contract) -> None:
         conn = virtabs_contract.conn
         dom = any_domain(virtabs_contract)
-        listed = {d.uuid: d.name for d in conn.list_domains()}
+        domains = conn.list_domains()
+        uuids, names = [d.uuid for d in domains], [d.name for d in domains]
+        assert len(uuids) == len(set(uuids)), f"list_domains reports a domain twice: {sorted(names)}"
+        assert len(names) == len(set(names)), f"list_domains reports two domains with one name: {sorted(names)}"
+        listed = dict(zip(uuids, names, strict=True))
         assert listed.get(dom.uuid) == dom.name
-        records = {r.uuid: r for r in conn.domain_records()}
+        all_records = conn.domain_records()
+        records = {r.uuid: r for r in all_records}
+        assert len(records) == len(all_records), "domain_records reports a domain twice"
         assert set(records) == set(listed)
         record = records[dom.uuid]
         assert record.name == dom.name
         assert record.state == dom.state()
+        other = virtabs_contract.other_door()
+        for uuid_, name in listed.items():
+            assert other.lookup_domain(name).uuid == uuid_, f"listed {name!r} is another domain when looked up"
+        assert sorted(d.uuid for d in other.list_domains()) == sorted(uuids)
 
 
 class TestDriverShape:

@@ -110,6 +110,21 @@ class TestEvents:
         assert others.events == [], "a subscription for another domain received events"
         assert closed.events == [], "a closed subscription received events"
 
+    @requires("events", "domain.define")
+    def test_events_keep_coming_after_unsubscribe_and_resubscribe(self, virtabs_contract: Contract) -> None:
+        """The last subscriber leaving (stop_events) must not end the stream for the next one."""
+        conn = virtabs_contract.conn
+        for round_ in range(2):
+            first = EventLog()
+            with conn.subscribe(first):
+                dom = conn.define_domain(virtabs_contract.spec(f"ev{round_}"))
+                first.wait_for(dom, LifecycleEventType.DEFINED)
+            again = EventLog()
+            with conn.subscribe(again):
+                dom.undefine()
+                again.wait_for(dom, LifecycleEventType.UNDEFINED)
+            assert LifecycleEventType.UNDEFINED not in first.lifecycle(dom), "an unsubscribed callback got events"
+
 
 class TestStoragePools:
     """storage.pool: list and look up pools and volumes; missing ones are errors 49 and 50."""
@@ -118,7 +133,12 @@ class TestStoragePools:
     def test_pools_and_volumes_can_be_listed_and_looked_up(self, virtabs_contract: Contract) -> None:
         conn = virtabs_contract.conn
         pools = conn.list_storage_pools()
+        names = [p.name for p in pools]
+        assert len(names) == len(set(names)), f"list_storage_pools has duplicates: {names}"
+        assert sorted(p.name for p in virtabs_contract.other_door().list_storage_pools()) == sorted(names)
         for pool in pools:
+            vols = [v.name for v in pool.list_volumes()]
+            assert len(vols) == len(set(vols)), f"pool {pool.name!r} lists duplicate volumes: {vols}"
             assert pool.last_info.name == pool.name  # the listing's facts, without a host call
             info = pool.info()
             assert isinstance(info, PoolInfo) and info.name == pool.name
@@ -156,10 +176,21 @@ class TestStorageVolumes:
         name = path.rsplit("/", 1)[-1]
         vol = pool.create_volume(name, 16 * MiB, format="qcow2")
         assert vol.name == name and vol.pool == pool.name
-        info = pool.lookup_volume(name).info()
-        assert info.capacity_bytes >= 16 * MiB and info.format == "qcow2"
+        other_pool = virtabs_contract.other_door().lookup_storage_pool(pool.name)
+        assert [v.name for v in other_pool.list_volumes()].count(name) == 1
+        info = other_pool.lookup_volume(name).info()
+        assert info.format == "qcow2"
+        assert 16 * MiB <= info.capacity_bytes < 17 * MiB, (
+            f"created with 16 MiB, a fresh lookup reports {info.capacity_bytes} bytes (units: bytes)"
+        )
         grown = vol.resize(32 * MiB)
-        assert grown.capacity_bytes >= 32 * MiB
+        assert 32 * MiB <= grown.capacity_bytes < 33 * MiB
+        fresh = other_pool.lookup_volume(name).info()
+        assert 32 * MiB <= fresh.capacity_bytes < 33 * MiB, (
+            f"resized to 32 MiB, a fresh lookup through another connection reports {fresh.capacity_bytes} bytes"
+        )
         vol.delete()
         with pytest.raises(NoStorageVolumeError):
             pool.lookup_volume(name)
+        with pytest.raises(NoStorageVolumeError):
+            other_pool.lookup_volume(name)

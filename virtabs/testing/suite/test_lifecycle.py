@@ -1,10 +1,15 @@
-"""Contract tests of the domain lifecycle: define, start, suspend, destroy, shutdown, reboot, save."""
+"""Contract tests of the domain lifecycle: define, start, suspend, destroy, shutdown, reboot, save.
+
+Each state change is checked through another door than the one that made it:
+a second connection, the bulk records, or the target (``boot_id`` for reboot).
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from ..._errors import NoDomainError, OperationInvalidError, VirtabsError
+from ..._api import Domain
+from ..._errors import NoDomainError, NotSupportedError, OperationInvalidError, VirtabsError
 from ..._flags import DomainState
 from ..contract import Contract
 from ..markers import requires
@@ -14,6 +19,16 @@ __all__ = ["TestDefine", "TestListing", "TestPowerState", "TestSaveRestore"]
 LISTING_DOMAINS = 100
 LISTING_CALL_LIMIT = 5
 """Driver calls allowed for one listing of ``LISTING_DOMAINS`` domains: a constant, never one per domain."""
+
+
+def state_elsewhere(c: Contract, dom: Domain) -> DomainState:
+    """The domain's state as a second connection and the bulk records see it (they must agree)."""
+    other = c.other_door()
+    state = other.lookup_domain(dom.uuid).state()
+    records = [r for r in other.domain_records() if r.uuid == dom.uuid]
+    assert len(records) == 1, f"domain_records lists domain {dom.name!r} {len(records)} times"
+    assert records[0].state == state, f"domain_records says {records[0].state.name}, the lookup {state.name}"
+    return state
 
 
 class TestDefine:
@@ -29,13 +44,48 @@ class TestDefine:
         assert conn.lookup_domain(spec.name) == dom
         assert conn.lookup_domain(dom.uuid) == dom
         assert dom in conn.list_domains()
-        back = dom.spec()
+        other = virtabs_contract.other_door()
+        assert other.lookup_domain(spec.name).uuid == dom.uuid, "another connection does not see the definition"
+        back = other.lookup_domain(dom.uuid).spec()
         assert (back.name, back.vcpus, back.memory_bytes) == (spec.name, spec.vcpus, spec.memory_bytes)
         assert [d.target for d in back.disks] == [d.target for d in spec.disks]
+        info = dom.info()
+        assert (info.memory_bytes, info.vcpus) == (spec.memory_bytes, spec.vcpus), (
+            f"defined with {spec.memory_bytes} bytes and {spec.vcpus} vCPUs, info() reports "
+            f"{info.memory_bytes} bytes and {info.vcpus} (units: memory is bytes)"
+        )
         dom.undefine()
         with pytest.raises(NoDomainError):
             conn.lookup_domain(spec.name)
+        with pytest.raises(NoDomainError):
+            other.lookup_domain(dom.uuid)
         assert dom not in conn.list_domains()
+        assert dom.uuid not in {d.uuid for d in other.list_domains()}
+
+    @requires("domain.define")
+    def test_identities_stay_unique_across_define(self, virtabs_contract: Contract) -> None:
+        conn = virtabs_contract.conn
+        doms = [conn.define_domain(virtabs_contract.spec("id")) for _ in range(3)]
+        assert len({d.uuid for d in doms}) == 3, f"three defines gave UUIDs {[d.uuid for d in doms]}"
+        first = doms[0].spec()
+        clash = virtabs_contract.spec("clash")
+        clash = type(clash)(
+            name=clash.name,
+            uuid=doms[0].uuid,
+            memory_bytes=clash.memory_bytes,
+            vcpus=clash.vcpus,
+            disks=clash.disks,
+            nics=clash.nics,
+            os_type=clash.os_type,
+            extra=clash.extra,
+        )
+        with pytest.raises(VirtabsError) as exc:
+            conn.define_domain(clash)
+        assert not isinstance(exc.value, NotSupportedError), exc.value
+        listed = virtabs_contract.other_door().list_domains()
+        assert [d.uuid for d in listed].count(doms[0].uuid) == 1
+        assert conn.lookup_domain(doms[0].uuid).name == first.name, "a refused define renamed the domain"
+        assert not [d for d in listed if d.name == clash.name], "a refused define left a domain behind"
 
     @requires("domain.define")
     def test_define_from_a_mapping_and_duplicate_name(self, virtabs_contract: Contract) -> None:
@@ -57,6 +107,7 @@ class TestPowerState:
         assert dom.state() == DomainState.SHUTOFF
         dom.start()
         assert dom.state() == DomainState.RUNNING
+        assert state_elsewhere(virtabs_contract, dom) == DomainState.RUNNING
         with pytest.raises(OperationInvalidError):
             dom.start()
 
@@ -65,16 +116,19 @@ class TestPowerState:
         dom = virtabs_contract.domain(running=False)
         dom.start(paused=True)
         assert dom.state() == DomainState.PAUSED
+        assert state_elsewhere(virtabs_contract, dom) == DomainState.PAUSED
 
     @requires("domain.suspend")
     def test_suspend_and_resume(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.domain(running=True)
         dom.suspend()
         assert dom.state() == DomainState.PAUSED
+        assert state_elsewhere(virtabs_contract, dom) == DomainState.PAUSED
         with pytest.raises(OperationInvalidError):
             dom.suspend()
         dom.resume()
         assert dom.state() == DomainState.RUNNING
+        assert state_elsewhere(virtabs_contract, dom) == DomainState.RUNNING
         with pytest.raises(OperationInvalidError):
             dom.resume()
 
@@ -83,6 +137,7 @@ class TestPowerState:
         dom = virtabs_contract.domain(running=True)
         dom.destroy()
         assert dom.state() == DomainState.SHUTOFF
+        assert state_elsewhere(virtabs_contract, dom) == DomainState.SHUTOFF
         with pytest.raises(OperationInvalidError):
             dom.destroy()
 
@@ -91,14 +146,19 @@ class TestPowerState:
         dom = virtabs_contract.domain(running=True)
         dom.shutdown()
         virtabs_contract.wait_state(dom, DomainState.SHUTOFF, virtabs_contract.shutdown_timeout)
+        assert state_elsewhere(virtabs_contract, dom) == DomainState.SHUTOFF
         with pytest.raises(OperationInvalidError):
             dom.shutdown()
 
     @requires("domain.reboot")
-    def test_reboot_keeps_it_running(self, virtabs_contract: Contract) -> None:
-        dom = virtabs_contract.domain(running=True)
+    def test_reboot_boots_the_guest_again(self, virtabs_contract: Contract) -> None:
+        c = virtabs_contract
+        dom = c.domain(running=True)
+        boot = c.boot_id(dom)
         dom.reboot()
-        virtabs_contract.wait_state(dom, DomainState.RUNNING)
+        c.wait_until(lambda: c.boot_id(dom) != boot, f"the guest of {dom.name!r} to boot again (target boot_id)")
+        c.wait_state(dom, DomainState.RUNNING)
+        assert state_elsewhere(c, dom) == DomainState.RUNNING
 
     @requires("domain.define", "domain.start")
     def test_undefine_of_a_running_domain_is_refused(self, virtabs_contract: Contract) -> None:
@@ -118,9 +178,12 @@ class TestSaveRestore:
         path = virtabs_contract.save_path()
         dom.save(path)
         assert dom.state() == DomainState.SHUTOFF
+        assert state_elsewhere(virtabs_contract, dom) == DomainState.SHUTOFF
         back = conn.restore(path)
         assert back.uuid == dom.uuid and back.name == dom.name
         assert back.state() == DomainState.RUNNING
+        assert state_elsewhere(virtabs_contract, dom) == DomainState.RUNNING
+        assert [d.uuid for d in virtabs_contract.other_door().list_domains()].count(dom.uuid) == 1
 
 
 class TestListing:

@@ -29,6 +29,22 @@ class TestSnapshots:
         assert dom.state() == DomainState.RUNNING
         dom.delete_snapshot("s1")
         assert "s1" not in [s.name for s in dom.list_snapshots()]
+        other = virtabs_contract.other_door().lookup_domain(dom.uuid)
+        assert "s1" not in [s.name for s in other.list_snapshots()]
+
+    @requires("domain.snapshot", "domain.destroy")
+    def test_revert_restores_what_the_snapshot_held(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=True)
+        dom.create_snapshot("running")
+        names = [s.name for s in virtabs_contract.other_door().lookup_domain(dom.uuid).list_snapshots()]
+        assert names.count("running") == 1, f"another connection lists the snapshots {names}"
+        dom.destroy()
+        assert dom.state() == DomainState.SHUTOFF
+        dom.revert_to_snapshot("running")
+        other = virtabs_contract.other_door().lookup_domain(dom.uuid)
+        assert other.state() == DomainState.RUNNING, (
+            f"the snapshot was taken running; after the revert another connection sees {other.state().name}"
+        )
 
     @requires("domain.snapshot")
     def test_missing_snapshot_is_no_snapshot_error_72(self, virtabs_contract: Contract) -> None:
@@ -53,11 +69,13 @@ class TestDiskHotplug:
         path = virtabs_contract.scratch("hotplug.img")
         virtabs_contract.create_image(path, format="raw")
         dom.attach_disk(DiskSpec("vdb", path, format="raw"))
-        disks = {d.target: d for d in dom.disks()}
-        assert "vdb" in disks and disks["vdb"].path == path
+        other = virtabs_contract.other_door().lookup_domain(dom.uuid)
+        disks = {d.target: d for d in other.disks()}
+        assert "vdb" in disks and disks["vdb"].path == path, f"another connection sees the disks {sorted(disks)}"
         with pytest.raises(InvalidArgumentError):
             dom.attach_disk(DiskSpec("vdb", path, format="raw"))
         dom.detach_disk("vdb")
         assert "vdb" not in {d.target for d in dom.disks()}
+        assert "vdb" not in {d.target for d in other.disks()}
         with pytest.raises(InvalidArgumentError):
             dom.detach_disk("vdb")
