@@ -196,3 +196,16 @@ def test_undeclared_capabilities_never_reach_the_driver(conn: virtabs.Connection
     with pytest.raises(virtabs.NotSupportedError, match=r"block\.copy"):
         dom.block_copy("vda", "/tmp/never-written.qcow2")
     assert driver.ExampleDriver.save is Driver.save  # not implemented, so nothing to refuse in the driver
+
+
+def test_the_targets_boot_id_changes_with_every_boot() -> None:
+    from virtabs_example.testing import ExampleTarget
+
+    target = ExampleTarget()
+    with virtabs.open(f"example:///unit-{uuid.uuid4().hex[:8]}") as c:
+        dom = target.make_domain(c, running=True)
+        first = target.boot_id(c, dom)
+        dom.reboot()
+        assert target.boot_id(c, dom) != first
+        target.cleanup(c)
+        assert c.list_domains() == []
