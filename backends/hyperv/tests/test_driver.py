@@ -233,3 +233,17 @@ def test_ntlm_is_the_default_over_http() -> None:
         finally:
             c.close()
         assert ntlm.server.sealed >= 4
+
+
+def test_the_default_uri_is_ntlm_over_verified_https() -> None:
+    with Simulator(tls=True, ntlm=True) as ntlm:
+        c = virtabs.open(
+            f"hyperv://127.0.0.1:{ntlm.port}/?cafile={ntlm.cafile}", credentials=(ntlm.username, ntlm.password)
+        )
+        try:
+            assert c.list_domains() == []
+        finally:
+            c.close()
+        assert ntlm.server.sealed == 0  # TLS protects the bodies; NTLM authenticated the connection
+        with pytest.raises(virtabs.AuthError):
+            virtabs.open(f"hyperv://127.0.0.1:{ntlm.port}/?cafile={ntlm.cafile}", credentials=(ntlm.username, "bad-pw"))

@@ -429,6 +429,11 @@ class _Handler(BaseHTTPRequestHandler):
         if ctype.startswith("multipart/encrypted") and sim.ntlm is not None:
             self._encrypted(data, ctype)
             return
+        if sim.ntlm is not None and sim.scheme == "https" and self.ntlm_ctx is not None and self.ntlm_ctx.complete:
+            # NTLM over HTTPS: the connection is authenticated, TLS protects the plain SOAP bodies
+            code, body = sim.handle(data)
+            self._reply(code, body)
+            return
         if not self._basic_ok(auth):
             hdrs = {"WWW-Authenticate": 'Basic realm="WSMAN"'}
             if sim.ntlm is not None:
@@ -469,8 +474,15 @@ class _Handler(BaseHTTPRequestHandler):
                 401, b"", "text/html", {"WWW-Authenticate": f"{scheme} {base64.b64encode(out or b'').decode()}"}
             )
             return
-        if data:  # a client that sends its first sealed message with the AUTHENTICATE token
-            self._encrypted(data, self.headers.get("Content-Type", ""))
+        if data and self.headers.get("Content-Type", "").startswith("multipart/encrypted"):
+            self._encrypted(data, self.headers.get("Content-Type", ""))  # the first sealed message
+            return
+        if data and self.sim.scheme == "https":  # NTLM over TLS: the first SOAP message, in clear text
+            code, body = self.sim.handle(data)
+            self._reply(code, body)
+            return
+        if data:  # clear text over plain HTTP: refused, as AllowUnencrypted=false refuses it
+            self._reply(401, b"", "text/html", {"WWW-Authenticate": "Negotiate"})
             return
         # The final leg: pywinrm sends it with an empty body to set up the context.
         self._reply(200, b"", "application/soap+xml;charset=UTF-8")
