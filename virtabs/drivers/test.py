@@ -22,8 +22,10 @@ URIs
 
 Query parameter ``without=CAP[,CAP...]`` declares capabilities away for one
 connection (``test:///default?without=block.copy.pivot``): the connection
-reports fewer capabilities and the driver's own methods refuse them with
-NotSupportedError, which lets the core and the contract kit test refusals.
+reports fewer capabilities and the core's gate refuses them with
+NotSupportedError before the driver runs, which lets the contract kit test
+refusals. Like every driver, this one checks no capability, read-only mode or
+state precondition itself: the gate does, from ``virtabs.spi.OPERATIONS``.
 
 Module functions for tests: :func:`reset_default_node` (start clean),
 :func:`reset_all_nodes` (also forget file nodes, so the next connection
@@ -56,7 +58,7 @@ moment) and mirror until aborted (``CANCELED``; a destination the copy created
 is removed) or pivoted (``COMPLETED``; the disk now names the copy, or the
 commit base). Pulls and other commits apply their effect and emit
 ``COMPLETED`` on their own. Stopping a domain ends its jobs with ``FAILED``.
-``block_job_abort`` ends the job before it returns, with or without ``wait``.
+``block_job_abort`` ends the job before it returns (the core's wait then sees it gone at once).
 ``base``/``top`` name an image of the disk's chain by path or as ``vda[N]``
 (N = position in the chain, 0 = the active image).
 
