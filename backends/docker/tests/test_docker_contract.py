@@ -6,6 +6,8 @@ fixture imported (``virtabs_docker.testing.DockerTarget``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from docker_helpers import Engine
 from virtabs.testing.suite import *  # noqa: F403
@@ -19,5 +21,7 @@ def virtabs_uri(dockerd: Engine) -> str:
 
 
 @pytest.fixture(scope="session")
-def virtabs_target(dockerd: Engine) -> DockerTarget:
-    return DockerTarget(dockerd.image)
+def virtabs_target(dockerd: Engine) -> Iterator[DockerTarget]:
+    target = DockerTarget(dockerd.image, dockerd.base_url)
+    yield target
+    target.close()

@@ -6,6 +6,8 @@ fixture imported (``virtabs_docker.testing.DockerTarget``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from docker_helpers import Engine
 from virtabs.testing.suite import *  # noqa: F403
@@ -19,5 +21,7 @@ def virtabs_uri(podman: Engine) -> str:
 
 
 @pytest.fixture(scope="session")
-def virtabs_target(podman: Engine) -> DockerTarget:
-    return DockerTarget(podman.image)
+def virtabs_target(podman: Engine) -> Iterator[DockerTarget]:
+    target = DockerTarget(podman.image, podman.base_url)
+    yield target
+    target.close()

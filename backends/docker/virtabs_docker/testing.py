@@ -10,9 +10,10 @@ no network (``--network none``).
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from virtabs import Connection, DomainSpec
-from virtabs.testing import DefaultTarget
+from virtabs import Connection, Domain, DomainSpec
+from virtabs.testing import DefaultTarget, TargetUnavailable
 
 __all__ = ["SLEEPER", "DockerTarget"]
 
@@ -27,9 +28,38 @@ class DockerTarget(DefaultTarget):
     job_timeout = 60.0
     shutdown_timeout = 30.0
 
-    def __init__(self, image: str | None = None) -> None:
+    def __init__(self, image: str | None = None, base_url: str | None = None) -> None:
         super().__init__(prefix="vtdk", memory_bytes=64 * MiB)
         self.image = image or os.environ.get("VIRTABS_DOCKER_IMAGE", "busybox:latest")
+        self.base_url = base_url
+        self._client: Any = None
+
+    def _engine(self, conn: Connection) -> Any:
+        """A docker SDK client of its own (not the driver's) on the connection's engine."""
+        if self._client is None:
+            import docker  # type: ignore[import-untyped]
+
+            uri = conn.parsed_uri
+            base_url = self.base_url
+            if base_url is None and uri.transport == "unix":
+                base_url = f"unix://{uri.path}"
+            elif base_url is None and uri.transport is None:
+                base_url = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+            if base_url is None:
+                raise TargetUnavailable(f"DockerTarget needs base_url= for {conn.uri} (it reads the engine itself)")
+            self._client = docker.APIClient(base_url=base_url, version="1.41")
+        return self._client
+
+    def boot_id(self, conn: Connection, dom: Domain) -> object:
+        """When the container's current run began and its init's pid, read by the target's own engine client."""
+        state = self._engine(conn).inspect_container(dom.name)["State"]
+        return (state.get("StartedAt"), state.get("Pid"))
+
+    def close(self) -> None:
+        """Close the target's own engine client."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def domain_spec(self, conn: Connection, name: str) -> DomainSpec:
         """A container definition (no disks: containers have none)."""

@@ -23,6 +23,4 @@ def virtabs_uri(lxcpath: str) -> str:
 def virtabs_target(lxcpath: str) -> Iterator[LxcTarget]:
     target = LxcTarget()
     yield target
-    import shutil
-
-    shutil.rmtree(target.workdir, ignore_errors=True)
+    target.close()

@@ -50,7 +50,10 @@ from virtabs.spi import (
     NicInfo,
     NicSpec,
     NoDomainError,
+    NoSnapshotError,
     OperationFailedError,
+    OperationInvalidError,
+    Snapshot,
 )
 
 from ._cgroup import read_usage
@@ -62,6 +65,7 @@ from ._config import (
     settings_from_extra,
     spec_values,
 )
+from ._snapshots import SnapshotError, SnapshotRecord, SnapshotStore
 
 __all__ = ["LxcDriver", "lxc_state"]
 
@@ -104,7 +108,9 @@ def lxc_state(native: str) -> DomainState:
     return _STATES.get(native.upper(), DomainState.NOSTATE)
 
 
-_errors = ErrorMap([(ConfigError, InvalidArgumentError)], default=OperationFailedError)
+_errors = ErrorMap(
+    [(ConfigError, InvalidArgumentError), (SnapshotError, OperationFailedError)], default=OperationFailedError
+)
 
 
 class LxcDriver(Driver):
@@ -112,8 +118,9 @@ class LxcDriver(Driver):
 
     Lifecycle: define (from an existing root file system or an LXC template), start, shutdown (the
     container's halt signal), destroy (kill), reboot (its reboot signal), suspend/resume (cgroup freezer),
-    undefine. Memory and CPU use come from the container's cgroups (v1 and v2 layouts). No block jobs,
-    no save/restore, no snapshots, no storage pools. Events come from an :class:`EventPoller`.
+    undefine, file-system snapshots (rsync copy clones; no memory). Memory and CPU use come from the
+    container's cgroups (v1 and v2 layouts). No block jobs, no save/restore, no storage pools. Events come
+    from an :class:`EventPoller`.
     """
 
     name: ClassVar[str] = "lxc"
@@ -125,8 +132,10 @@ class LxcDriver(Driver):
         Capability.DOMAIN_DESTROY,
         Capability.DOMAIN_REBOOT,
         Capability.DOMAIN_SUSPEND,
+        Capability.DOMAIN_SNAPSHOT,
         Capability.EVENTS,
         notes={
+            Capability.DOMAIN_SNAPSHOT: "rsync copy of the rootfs (frozen while copied); no memory: a revert restarts",
             Capability.DOMAIN_SUSPEND: "cgroup freezer (lxc-freeze)",
             Capability.EVENTS: "polled every 0.25 s (liblxc has no event stream)",
         },
@@ -168,6 +177,12 @@ class LxcDriver(Driver):
             return data if isinstance(data, dict) else {}
         except (OSError, ValueError):
             return {}
+
+    def _write_meta(self, name: str, meta: Mapping[str, Any]) -> None:
+        path = os.path.join(self._dir(name), META_FILE)
+        with open(path + ".tmp", "w") as f:
+            json.dump(dict(meta), f)
+        os.replace(path + ".tmp", path)
 
     def _uuid(self, name: str, meta: Mapping[str, Any] | None = None) -> str:
         meta = self._meta(name) if meta is None else meta
@@ -468,6 +483,96 @@ class LxcDriver(Driver):
         """Thaw the container's cgroup."""
         if not self._container(dom).unfreeze():
             raise OperationFailedError(f"LXC could not thaw domain {dom.name!r}")
+
+    # --- snapshots ----------------------------------------------------------------------------------
+
+    def _snapshot(self, dom: DomainRef, record: SnapshotRecord) -> Snapshot:
+        return Snapshot(
+            name=record.name,
+            domain=dom.name,
+            created_at=record.created_at,
+            state=lxc_state(record.state),
+            parent=record.parent,
+            kind="copy",
+        )
+
+    def _store(self, dom: DomainRef) -> SnapshotStore:
+        return SnapshotStore(self._dir(dom.name))
+
+    def _record(self, dom: DomainRef, name: str) -> SnapshotRecord:
+        store = self._store(dom)
+        if not store.exists(name):
+            raise NoSnapshotError(f"domain {dom.name!r} has no snapshot {name!r}")
+        with _errors(f"snapshot {name!r} of domain {dom.name!r}"):
+            return store.load(name)
+
+    def create_snapshot(self, dom: DomainRef, name: str) -> Snapshot:
+        """Copy the rootfs (and the configuration) with rsync; a running container is frozen meanwhile."""
+        container = self._container(dom)
+        config = self._config(dom.name)
+        if config.rootfs is None or not os.path.isdir(config.rootfs):
+            raise OperationFailedError(f"domain {dom.name!r} has no root file system directory to snapshot")
+        store = self._store(dom)
+        if os.path.exists(store.path(name)):
+            raise OperationInvalidError(f"domain {dom.name!r} already has a snapshot {name!r}")
+        with open(os.path.join(self._dir(dom.name), "config")) as f:
+            config_text = f.read()
+        meta = self._meta(dom.name)
+        native = str(container.state)
+        froze = native == "RUNNING"
+        if froze and not container.freeze():
+            raise OperationFailedError(f"LXC could not freeze domain {dom.name!r} for snapshot {name!r}")
+        try:
+            with _errors(f"snapshot {name!r} of domain {dom.name!r}"):
+                parent = meta.get("current_snapshot")
+                record = store.create(
+                    name, config.rootfs, config_text, native, parent if store.exists(str(parent)) else None
+                )
+        finally:
+            if froze:
+                container.unfreeze()
+        meta.setdefault("uuid", dom.uuid)
+        meta["current_snapshot"] = name
+        self._write_meta(dom.name, meta)
+        return self._snapshot(dom, record)
+
+    def list_snapshots(self, dom: DomainRef) -> list[Snapshot]:
+        """The snapshots, oldest first."""
+        self._container(dom)
+        with _errors(f"snapshots of domain {dom.name!r}"):
+            return [self._snapshot(dom, r) for r in self._store(dom).records()]
+
+    def revert_to_snapshot(self, dom: DomainRef, name: str) -> None:
+        """Stop the container, put the snapshot's rootfs and configuration back, start it again if it ran then."""
+        container = self._container(dom)
+        record = self._record(dom, name)
+        rootfs = self._config(dom.name).rootfs
+        if rootfs is None:
+            raise OperationFailedError(f"domain {dom.name!r} has no root file system to revert")
+        if container.running and not (container.stop() and container.wait("STOPPED", 30)):
+            raise OperationFailedError(f"LXC could not stop domain {dom.name!r} to revert to snapshot {name!r}")
+        with _errors(f"revert of domain {dom.name!r} to snapshot {name!r}"):
+            config_text = self._store(dom).restore_rootfs(name, rootfs)
+        with open(os.path.join(self._dir(dom.name), "config"), "w") as f:
+            f.write(config_text)
+        meta = self._meta(dom.name)
+        meta.setdefault("uuid", dom.uuid)
+        meta["current_snapshot"] = name
+        self._write_meta(dom.name, meta)
+        state = lxc_state(record.state)
+        if state.is_active:
+            self.start(dom, paused=state == DomainState.PAUSED)
+
+    def delete_snapshot(self, dom: DomainRef, name: str) -> None:
+        """Remove the snapshot's copy; its children's parent becomes its parent."""
+        self._container(dom)
+        record = self._record(dom, name)
+        with _errors(f"delete of snapshot {name!r} of domain {dom.name!r}"):
+            self._store(dom).delete(name)
+        meta = self._meta(dom.name)
+        if meta.get("current_snapshot") == name:
+            meta["current_snapshot"] = record.parent
+            self._write_meta(dom.name, meta)
 
     # --- events -------------------------------------------------------------------------------------
 

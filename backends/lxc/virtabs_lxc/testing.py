@@ -25,9 +25,10 @@ __all__ = ["INITTAB", "LxcTarget", "build_busybox_rootfs", "busybox_binary"]
 
 MiB = 1 << 20
 
-#: busybox init: ``/run/virtabs-ready`` appears once sysinit ran (its signal handlers are set by then).
+#: busybox init: every boot appends a line to ``/var/log/virtabs-boots``; ``/run/virtabs-ready`` appears
+#: once sysinit ran (its signal handlers are set by then) and goes at shutdown.
 INITTAB = """\
-::sysinit:/bin/touch /run/virtabs-ready
+::sysinit:/bin/sh -c 'echo boot >> /var/log/virtabs-boots; touch /run/virtabs-ready'
 ::respawn:/bin/sleep 86400
 ::shutdown:/bin/rm -f /run/virtabs-ready
 """
@@ -120,6 +121,18 @@ class LxcTarget(DefaultTarget):
                     raise TimeoutError(f"busybox init of {dom.name!r} did not come up in {self.job_timeout}s")
                 time.sleep(0.02)
         return dom
+
+    def boot_id(self, conn: Connection, dom: Domain) -> object:
+        """How many times the container's busybox init has booted (read from its rootfs, not through the driver)."""
+        boots = Path(self.workdir) / "rootfs" / dom.name / "var" / "log" / "virtabs-boots"
+        try:
+            return len(boots.read_text().splitlines())
+        except FileNotFoundError:
+            return 0
+
+    def close(self) -> None:
+        """Remove the target's directory (root file systems and the template)."""
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def cleanup(self, conn: Connection) -> None:
         """Remove the run's domains, then its root file systems."""
