@@ -6,6 +6,7 @@ Every connection verifies TLS against the run's throw-away CA unless a test says
 from __future__ import annotations
 
 import socket
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,8 @@ from virtabs.spi import (
     ConnectError,
     DomainState,
     InvalidArgumentError,
+    LifecycleEvent,
+    LifecycleEventType,
     NoDomainError,
     NoSnapshotError,
     NoStoragePoolError,
@@ -307,3 +310,41 @@ def test_storage_vmotion_is_a_job_that_switches_over_by_itself(vcsim: Vcsim, con
         drv.block_copy(ref, "vda", BlockCopyRequest(dest="/srv/copy.vmdk"))
     with pytest.raises(InvalidArgumentError):
         drv.block_copy(ref, "vdz", BlockCopyRequest(dest="/vmfs/volumes/LocalDS_1"))
+
+
+# --- events: WaitForUpdatesEx ------------------------------------------------------------------
+
+
+def test_power_changes_arrive_as_lifecycle_events(conn: virtabs.Connection, vcsim: Vcsim) -> None:
+    target: EsxTarget = conn.test_target  # type: ignore[attr-defined]
+    dom = target.make_domain(conn, running=False)
+    seen: list[virtabs.Event] = []
+    got = threading.Condition()
+
+    def sink(event: virtabs.Event) -> None:
+        with got:
+            seen.append(event)
+            got.notify_all()
+
+    def wait_for(kind: LifecycleEventType) -> None:
+        with got:
+            assert got.wait_for(
+                lambda: any(isinstance(e, LifecycleEvent) and e.type == kind for e in seen), timeout=30
+            ), f"no {kind.name} event; seen {seen}"
+
+    with conn.subscribe(sink, domain=dom):
+        vcsim.reset_calls()
+        dom.start()
+        wait_for(LifecycleEventType.STARTED)
+        dom.destroy()
+        wait_for(LifecycleEventType.STOPPED)
+        assert vcsim.calls().get("WaitForUpdatesEx", 0) >= 1
+        dom.start()
+        job = dom.block_copy("vda", "/vmfs/volumes/LocalDS_1/copy.vmdk")
+        with got:
+            assert got.wait_for(
+                lambda: any(isinstance(e, BlockJobEvent) and e.status == BlockJobStatus.COMPLETED for e in seen),
+                timeout=30,
+            )
+        assert job.info() is None
+    assert all(e.domain == dom.name for e in seen)

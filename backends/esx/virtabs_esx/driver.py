@@ -22,6 +22,7 @@ connection opens.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import threading
 from collections.abc import Iterable
@@ -140,6 +141,7 @@ class EsxDriver(Driver):
         Capability.DOMAIN_DISK_HOTPLUG,
         Capability.BLOCK_COPY,
         Capability.STORAGE_POOL,
+        Capability.EVENTS,
     )
     uri_examples: ClassVar[tuple[str, ...]] = (
         "esx://esx1.example.com/",
@@ -198,6 +200,7 @@ class EsxDriver(Driver):
         self._lock = threading.Lock()
         self._morefs: dict[str, Any] = {}  # uuid -> VirtualMachine moref
         self._jobs: dict[tuple[str, str], _Job] = {}  # (uuid, disk) -> running Storage vMotion
+        self._watcher: Any = None
         try:
             self._root = self._scope(uri.path)
         except BaseException:
@@ -267,8 +270,33 @@ class EsxDriver(Driver):
     # --- connection ------------------------------------------------------------------
 
     def close(self) -> None:
-        """Log out."""
+        """Stop the event feed and log out."""
+        self.stop_events()
         self._session.close()
+
+    def start_events(self) -> None:
+        """Watch the VMs' power state through WaitForUpdatesEx (a long poll on a background thread)."""
+        if self._watcher is not None:
+            return
+        from ._events import VmWatcher
+
+        with self._errors(f"{self._what}: starting the event feed"):
+            view = self._session.view(self._root, self._vim.VirtualMachine)
+            self._watcher = VmWatcher(self._session, view, self.emit, self._poll_jobs)
+
+    def stop_events(self) -> None:
+        """Stop the long poll."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()
+
+    def _poll_jobs(self) -> None:
+        """Read every running Storage vMotion once (emits the events of those that ended)."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            with contextlib.suppress(VirtabsError):
+                self._poll_job(job)
 
     def host_info(self) -> HostInfo:
         """The host (esx), or the hosts in scope summed up (vpx)."""

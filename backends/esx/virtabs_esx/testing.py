@@ -10,6 +10,10 @@ and device helpers raise :class:`~virtabs.testing.TargetUnavailable`.
 from __future__ import annotations
 
 import os
+import ssl
+import threading
+import urllib.parse
+from typing import Any
 
 from virtabs import Connection, DiskSpec, Domain, DomainSpec
 from virtabs.testing import DefaultTarget, TargetUnavailable
@@ -21,24 +25,90 @@ MiB = 1 << 20
 
 class EsxTarget(DefaultTarget):
     """VMs get ``vda`` (PVSCSI) on ``datastore``; scratch files (copy destinations, hot-plugged disks) go to
-    ``scratch_datastore`` (default: the same one)."""
+    ``scratch_datastore``. Unset, they are the connection's first datastore and its second (or the first
+    again when there is only one)."""
 
     job_timeout: float = 60.0
 
-    def __init__(self, *, datastore: str = "LocalDS_0", scratch_datastore: str | None = None, prefix: str = "vtc"):
+    def __init__(
+        self,
+        *,
+        datastore: str | None = None,
+        scratch_datastore: str | None = None,
+        prefix: str = "vtc",
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
         super().__init__(prefix=prefix, memory_bytes=64 * MiB)
         self.datastore = datastore
-        self.scratch_datastore = scratch_datastore or datastore
+        self.scratch_datastore = scratch_datastore
+        self._credentials = credentials
+        self._si: Any = None
+        self._si_lock = threading.Lock()
+
+    @classmethod
+    def from_uri(cls, uri: str) -> EsxTarget:
+        """The target the kit builds for ``uri``: datastores are found on the connection; the target's own
+        vSphere session (for :meth:`boot_id`) logs in with ``VIRTABS_USERNAME``/``VIRTABS_PASSWORD``."""
+        user, password = os.environ.get("VIRTABS_USERNAME"), os.environ.get("VIRTABS_PASSWORD")
+        return cls(credentials=(user, password) if user and password is not None else None)
+
+    def _own_session(self, conn: Connection) -> Any:
+        """A pyVmomi session of the target's own (not the driver's), verifying TLS like the URI says."""
+        with self._si_lock:
+            if self._si is None:
+                if self._credentials is None:
+                    raise TargetUnavailable("EsxTarget needs credentials= (or VIRTABS_USERNAME/PASSWORD) for boot_id")
+                import pyVim.connect
+
+                connect: Any = pyVim.connect.SmartConnect
+                url = urllib.parse.urlsplit(conn.uri)
+                query = dict(urllib.parse.parse_qsl(url.query))
+                http = query.get("transport") == "http"
+                kwargs: dict[str, Any] = (
+                    {"protocol": "http"}
+                    if http
+                    else {"sslContext": ssl.create_default_context(cafile=query.get("cafile"))}
+                )
+                self._si = connect(
+                    host=url.hostname, port=url.port or (80 if http else 443), user=self._credentials[0],
+                    pwd=self._credentials[1], **kwargs,
+                )  # fmt: skip
+            return self._si
+
+    def boot_id(self, conn: Connection, dom: Domain) -> object:
+        """How many times the VM was powered on: ``VmPoweredOnEvent``s in the host's event log (a reset
+        powers it on again), read through the target's own vSphere session."""
+        import pyVmomi
+
+        vim: Any = pyVmomi.vim
+        si = self._own_session(conn)
+        vm = si.content.searchIndex.FindByUuid(None, dom.uuid, True)
+        if vm is None:
+            raise TargetUnavailable(f"domain {dom.name!r} is not in the vSphere inventory")
+        spec = vim.event.EventFilterSpec(
+            entity=vim.event.EventFilterSpec.ByEntity(entity=vm, recursion="self"), eventTypeId=["VmPoweredOnEvent"]
+        )
+        return len(si.content.eventManager.QueryEvents(spec) or [])
+
+    def _datastores(self, conn: Connection) -> tuple[str, str]:
+        if self.datastore is None or self.scratch_datastore is None:
+            names = [p.name for p in conn.list_storage_pools()]
+            if not names:
+                raise TargetUnavailable(f"{conn.uri}: no datastore to put test disks on")
+            self.datastore = self.datastore or names[0]
+            self.scratch_datastore = self.scratch_datastore or (names[1] if len(names) > 1 else names[0])
+        return self.datastore, self.scratch_datastore
 
     def domain_spec(self, conn: Connection, name: str) -> DomainSpec:
         """64 MiB, one vCPU, ``vda`` = ``/vmfs/volumes/<datastore>/<name>/<name>.vmdk`` (created by define)."""
-        disk = DiskSpec("vda", f"/vmfs/volumes/{self.datastore}/{name}/{name}.vmdk", format="vmdk")
+        datastore = self._datastores(conn)[0]
+        disk = DiskSpec("vda", f"/vmfs/volumes/{datastore}/{name}/{name}.vmdk", format="vmdk")
         return DomainSpec(name=name, memory_bytes=self.memory_bytes, vcpus=1, disks=(disk,))
 
     def scratch_path(self, conn: Connection, name: str) -> str:
         """A new ``.vmdk`` path on the scratch datastore (VMware disks are .vmdk whatever the kit calls them)."""
         stem = os.path.splitext(name)[0]
-        return f"/vmfs/volumes/{self.scratch_datastore}/{self.new_name(stem)}.vmdk"
+        return f"/vmfs/volumes/{self._datastores(conn)[1]}/{self.new_name(stem)}.vmdk"
 
     def create_image(self, conn: Connection, path: str, *, format: str, backing: str | None) -> None:
         """Nothing to do for a plain image (attach creates a missing .vmdk); no backing chains on vSphere."""
@@ -54,6 +124,17 @@ class EsxTarget(DefaultTarget):
         dom.create_snapshot(self.new_name("snap1"))
         dom.create_snapshot(self.new_name("snap2"))
         return dom
+
+    def cleanup(self, conn: Connection) -> None:
+        """Remove the run's VMs (the default sweep) and log the target's own session out."""
+        super().cleanup(conn)
+        with self._si_lock:
+            si, self._si = self._si, None
+        if si is not None:
+            import pyVim.connect
+
+            disconnect: Any = pyVim.connect.Disconnect
+            disconnect(si)
 
     def create_block_device(self, conn: Connection, name: str) -> str:
         """Not available: a Storage vMotion targets a datastore, never a raw device."""
