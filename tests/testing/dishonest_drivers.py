@@ -82,21 +82,33 @@ class NPlusOneDriver(TestDriver):
         return Driver.inventory(self)
 
 
-def conftest_source(driver: str) -> str:
-    """A conftest.py that makes the kit open ``driver`` (a class name of this module) for test:///default."""
+def conftest_source(driver: str, module: str = "dishonest_drivers", job_timeout: float | None = None) -> str:
+    """A conftest.py that makes the kit open ``driver`` (a class name of ``module``) for test:///default,
+    with the default target's waits bounded by ``job_timeout`` seconds when given."""
+    target = ""
+    if job_timeout is not None:
+        target = f"""
+
+@pytest.fixture(scope="session")
+def virtabs_target():
+    target = DefaultTarget()
+    target.job_timeout = {job_timeout}
+    return target
+"""
     return f"""
 import pytest
 from virtabs._api import Connection
 from virtabs._uri import parse_uri
-import dishonest_drivers
+from virtabs.testing import DefaultTarget
+import {module}
 
 
 @pytest.fixture(scope="session")
 def virtabs_open():
     def open_(uri, *, readonly=False):
-        return Connection._open(dishonest_drivers.{driver}, parse_uri(uri), None, readonly, None)
+        return Connection._open({module}.{driver}, parse_uri(uri), None, readonly, None)
     return open_
-"""
+{target}"""
 
 
 SUITE = "from virtabs.testing.suite import *  # noqa: F403\n"

@@ -120,6 +120,10 @@ class ReportCollector:
             for cap in (missing or required) or [CORE]:
                 row = data["rows"].setdefault(cap, _empty_row())
                 row["tests"].append(test)
+            for cap in [c for c in required if c not in missing] if missing else []:
+                # declared, but the test also needs an undeclared capability: its body did not run
+                row = data["rows"].setdefault(cap, _empty_row())
+                row["tests"].append({**test, "kind": "blocked", "blocked_by": missing})
         for data in uris.values():
             declared = set(data["declared"] or [])
             dropped = dict(data.get("dropped") or {})
@@ -158,10 +162,14 @@ def _status_rank(status: str) -> int:
 
 def _summarise(row: dict[str, Any]) -> dict[str, Any]:
     tests = row["tests"]
-    counts = {"passed": 0, "failed": 0, "known": 0, "verified": 0, "refusals_failed": 0}
+    counts = {"passed": 0, "failed": 0, "known": 0, "verified": 0, "refusals_failed": 0, "blocked": 0}
+    blockers: set[str] = set()
     for t in tests:
         ok = t["status"] == "pass"
-        if t["status"] == "known-failure":
+        if t["kind"] == "blocked":
+            counts["blocked"] += 1
+            blockers.update(t.get("blocked_by", []))
+        elif t["status"] == "known-failure":
             counts["known"] += 1
         elif t["kind"] == "refusal":
             counts["verified" if ok else "refusals_failed"] += 1
@@ -190,6 +198,8 @@ def _summarise(row: dict[str, Any]) -> dict[str, Any]:
         parts.append(f"{counts['failed']} failed")
     if counts["refusals_failed"]:
         parts.append(f"{counts['refusals_failed']} refusal{'s' if counts['refusals_failed'] != 1 else ''} failed")
+    if counts["blocked"]:
+        parts.append(f"{counts['blocked']} not run (they also need {', '.join(sorted(blockers))})")
     return {"result": result, "summary": ", ".join(parts) or "-", **counts}
 
 

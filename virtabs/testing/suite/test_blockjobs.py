@@ -375,8 +375,16 @@ class TestBlockCopyFlags:
             # the pre-created destination is used as it is: its format and backing survive
             assert (after.path, after.format, after.backing_chain) == (dest, source.format, source.backing_chain)
 
-    @requires("block.copy", "block.copy.dev", "block.copy.raw")
+    @requires("block.copy", "block.copy.dev")
     def test_copy_dev_onto_an_existing_device(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        dest = virtabs_contract.block_device("device")
+        after = copy_and_pivot(virtabs_contract, dom, dest, R.COPY_DEV)
+        if after is not None:
+            assert (after.path, after.backing_chain) == (dest, ())
+
+    @requires("block.copy", "block.copy.dev", "block.copy.raw")
+    def test_copy_dev_raw_onto_an_existing_device(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.chain_domain()
         dest = virtabs_contract.block_device("device")
         after = copy_and_pivot(virtabs_contract, dom, dest, R.COPY_DEV | R.COPY_RAW)

@@ -1,0 +1,179 @@
+"""Drivers that each break one promise while reporting success, for the kit's self-tests.
+
+Every class here declares what the reference driver declares and keeps every
+signature; one method lies about its effect (or tries to leave the test by a
+skip). The kit must catch each one, and the reference driver (the honest twin)
+must pass the same tests. They are opened through an overridden
+``virtabs_open`` fixture (``conftest_source``), never registered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+
+from virtabs import NotSupportedError
+from virtabs._models import BlockCopyRequest, BlockJobInfo, DomainRef, VolumeInfo
+from virtabs.drivers.test import TestDriver
+
+
+class NoOpRebootDriver(TestDriver):
+    """reboot returns without rebooting the guest."""
+
+    __test__ = False
+
+    def reboot(self, dom: DomainRef) -> None:
+        """Nothing happens."""
+        self.node.domain(dom)
+
+
+class PivotStaysOnSourceDriver(TestDriver):
+    """A pivot ends the job (COMPLETED) but the disk stays on the source."""
+
+    __test__ = False
+
+    def block_job_abort(self, dom: DomainRef, disk: str, pivot: bool) -> None:
+        """Pivot is a cancel in disguise."""
+        from virtabs._flags import BlockJobStatus
+
+        with self.node.txn() as events:
+            d = self.node.domain(dom)
+            job = self._live_job(d, disk, events)
+            self.node.cancel(job, events, BlockJobStatus.COMPLETED if pivot else BlockJobStatus.CANCELED)
+
+
+class _BlankImage:
+    """An image of the test store that no write reaches: its allocation never grows."""
+
+    def __init__(self, img: Any) -> None:
+        self.path, self.format, self.capacity, self.backing = img.path, img.format, img.capacity, img.backing
+        self._allocation = img.allocation
+
+    @property
+    def allocation(self) -> int:
+        """What was there before the copy."""
+        return self._allocation
+
+    @allocation.setter
+    def allocation(self, value: int) -> None:
+        """Writes go nowhere."""
+
+
+class CopyWritesNothingDriver(TestDriver):
+    """The copy job runs, gets READY and pivots, but the destination never receives the data."""
+
+    __test__ = False
+
+    def block_copy(self, dom: DomainRef, disk: str, request: BlockCopyRequest) -> None:
+        """Start the job, then make the destination deaf."""
+        super().block_copy(dom, disk, request)
+        with self.node.lock:
+            self.node.images[request.dest] = _BlankImage(self.node.images[request.dest])  # type: ignore[assignment]
+
+
+class RevertRestoresNothingDriver(TestDriver):
+    """revert_to_snapshot finds the snapshot and returns."""
+
+    __test__ = False
+
+    def revert_to_snapshot(self, dom: DomainRef, name: str) -> None:
+        """Nothing restored."""
+        with self.node.lock:
+            self._find_snapshot(self.node.domain(dom), name)
+
+
+class ResizeLiesDriver(TestDriver):
+    """resize_volume reports the new capacity without resizing."""
+
+    __test__ = False
+
+    def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
+        """The answer the caller wants."""
+        info = self.lookup_volume(pool, name)
+        return attrs.evolve(info, capacity_bytes=capacity_bytes)
+
+
+class DuplicateListingDriver(TestDriver):
+    """list_domains reports the first domain twice."""
+
+    __test__ = False
+
+    def list_domains(self) -> list[DomainRef]:
+        """One too many."""
+        refs = super().list_domains()
+        return refs + refs[:1]
+
+
+class EventsStopAfterResubscribeDriver(TestDriver):
+    """Once the last subscriber leaves (stop_events), no event is delivered again."""
+
+    __test__ = False
+    _deaf = False
+
+    def stop_events(self) -> None:
+        """Tear the stream down for good."""
+        self._deaf = True
+
+    def emit(self, event: Any) -> None:
+        """Nothing after stop_events."""
+        if not self._deaf:
+            super().emit(event)
+
+
+class IgnoresBandwidthDriver(TestDriver):
+    """block_job_set_speed records the number it is given, but the job keeps its old speed."""
+
+    __test__ = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._claimed: dict[tuple[str, str], int] = {}
+
+    def block_job_set_speed(self, dom: DomainRef, disk: str, bandwidth_bytes: int) -> None:
+        """Remember, do nothing."""
+        self._claimed[(dom.uuid, disk)] = bandwidth_bytes
+
+    def block_job_info(self, dom: DomainRef, disk: str) -> BlockJobInfo | None:
+        """Report the claimed bandwidth."""
+        info = super().block_job_info(dom, disk)
+        claimed = self._claimed.get((dom.uuid, disk))
+        return info if info is None or claimed is None else attrs.evolve(info, bandwidth=claimed)
+
+
+class SkipsInsideDriver(TestDriver):
+    """suspend raises a test-framework skip instead of pausing (an escape hatch)."""
+
+    __test__ = False
+
+    def suspend(self, dom: DomainRef) -> None:
+        """Leave the test by the side door."""
+        pytest.skip("suspend is flaky on this host")
+
+
+class RefusesDeclaredDriver(TestDriver):
+    """destroy raises NotSupportedError although domain.destroy is declared."""
+
+    __test__ = False
+
+    def destroy(self, dom: DomainRef) -> None:
+        """A declared capability refused at run time."""
+        raise NotSupportedError(f"destroy of domain '{dom.name}' is not supported on this host")
+
+
+#: driver class name -> (-k selection of the tests that must catch it, a line the failure output shows)
+CASES: dict[str, tuple[str, str]] = {
+    "NoOpRebootDriver": ("test_reboot_boots_the_guest_again", "*to boot again*"),
+    "PivotStaysOnSourceDriver": ("TestBlockCopyFlags", "*after the pivot the disk is on*not the copy*"),
+    "CopyWritesNothingDriver": ("TestBlockCopyFlags", "*does not hold the source's content*"),
+    "RevertRestoresNothingDriver": ("test_revert_restores_what_the_snapshot_held", "*after the revert*SHUTOFF*"),
+    "ResizeLiesDriver": ("test_volume_cycle", "*resized to 32 MiB, a fresh lookup*"),
+    "DuplicateListingDriver": ("test_list_domains_and_records_agree", "*list_domains reports a domain twice*"),
+    "EventsStopAfterResubscribeDriver": ("test_events_keep_coming_after_unsubscribe_and_resubscribe", "*no UNDEFINED*"),
+    "IgnoresBandwidthDriver": ("test_bandwidth_shows_in_the_measured_progress_rate", "*faster than its old bandwidth*"),
+    "SkipsInsideDriver": ("test_suspend_and_resume", "*raised Skipped*failure of the capability*"),
+    "RefusesDeclaredDriver": ("test_destroy_makes_it_shutoff", "*declares these capabilities, yet*NotSupportedError*"),
+}
+
+__all__ = ["CASES", *CASES]
