@@ -56,7 +56,9 @@ class Sshd:
 
     def __init__(self, root: Path, *, set_env: dict[str, str] | None = None) -> None:
         self.root = root
-        self.set_env = dict(set_env or {})
+        # SHLVL=1: bash then skips ~/.bashrc for ssh commands (it sources it only at shell level 1), so a
+        # developer's heavy .bashrc (pyenv init: ~0.7 s) stays out of every session, as with Debian's default.
+        self.set_env = {"SHLVL": "1", **(set_env or {})}
         self.port = 0
         self.user = getpass.getuser()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -95,8 +97,7 @@ class Sshd:
             "MaxStartups 64",
             "LogLevel VERBOSE",
         ]
-        if self.set_env:
-            lines.append("SetEnv " + " ".join(f'"{k}={v}"' for k, v in self.set_env.items()))
+        lines.append("SetEnv " + " ".join(f'"{k}={v}"' for k, v in self.set_env.items()))
         config = self.root / "sshd_config"
         config.write_text("\n".join(lines) + "\n")
         if os.geteuid() == 0:

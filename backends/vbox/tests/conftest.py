@@ -1,0 +1,88 @@
+"""Fixtures of the virtabs-vbox tests: the VBoxManage simulator on PATH, locally and behind a real sshd.
+
+The simulator (``vboxmanage_sim/VBoxManage``) is test infrastructure: VirtualBox cannot run here. The sshd is
+Debian's openssh-server started by ``tests/command_transport/sshd_server.py`` (loaded by path) with its own
+host key, client key and port; its sessions get the simulator first on PATH and their own state directory
+through ``SetEnv``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+SIM_DIR = Path(__file__).resolve().parent / "vboxmanage_sim"
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _load_sshd_module() -> ModuleType:
+    name = "virtabs_test_sshd"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "command_transport" / "sshd_server.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def in_ci() -> bool:
+    """True when CI is set to a true value: tests that need sshd fail instead of skipping."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def vbox_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The simulator first on PATH and its state in a fresh VBOX_USER_HOME, for local ``vbox:///session``."""
+    home = tmp_path_factory.mktemp("vbox home")  # a space in every path the driver handles
+    saved = {k: os.environ.get(k) for k in ("PATH", "VBOX_USER_HOME")}
+    os.environ["PATH"] = f"{SIM_DIR}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
+    os.environ["VBOX_USER_HOME"] = str(home)
+    yield home
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def vbox_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real sshd on 127.0.0.1 whose sessions run the simulator with their own VBOX_USER_HOME."""
+    sshd_server = _load_sshd_module()
+    missing = sshd_server.sshd_available()
+    if missing:
+        if in_ci():
+            pytest.fail(missing)
+        pytest.skip(missing)
+    remote_home = tmp_path_factory.mktemp("vbox remote home")
+    server = sshd_server.Sshd(
+        tmp_path_factory.mktemp("sshd"),
+        set_env={"PATH": f"{SIM_DIR}:/usr/local/bin:/usr/bin:/bin", "VBOX_USER_HOME": str(remote_home)},
+    )
+    server.start()
+    server.vbox_home = remote_home
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ssh_uri(vbox_sshd: Any) -> str:
+    """``vbox+ssh://root@127.0.0.1:PORT/session?keyfile=...&known_hosts=...``."""
+    return str(vbox_sshd.uri("vbox", "/session"))
+
+
+@pytest.fixture(params=["local", "ssh"])
+def any_uri(request: pytest.FixtureRequest, vbox_home: Path) -> str:
+    """Both transports, one test each."""
+    if request.param == "local":
+        return "vbox:///session"
+    return str(request.getfixturevalue("ssh_uri"))

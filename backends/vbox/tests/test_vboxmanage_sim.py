@@ -1,0 +1,116 @@
+"""The simulator itself reproduces the documented formats, error lines and exit codes (test infrastructure
+checks: if these drift, the driver tests stop meaning anything)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SIM = str(Path(__file__).resolve().parent / "vboxmanage_sim" / "VBoxManage")
+ERROR_TRIPLET = re.compile(
+    r"^VBoxManage: error: .+\n"
+    r"VBoxManage: error: Details: code (VBOX_E_\w+|E_\w+) \((0x[0-9a-f]{8})\), component \w+, interface I\w+, "
+    r"callee nsISupports\n"
+    r'VBoxManage: error: Context: ".+" at line \d+ of file VBoxManage\w+\.cpp\n$'
+)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "vbox home"
+
+
+def vbm(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VBOX_USER_HOME": str(home)}
+    return subprocess.run([SIM, *args], env=env, capture_output=True, text=True, check=False)
+
+
+def test_version() -> None:
+    result = subprocess.run([SIM, "--version"], capture_output=True, text=True, check=True)
+    assert re.fullmatch(r"\d+\.\d+\.\d+r\d+\n", result.stdout)  # e.g. 7.0.14r161095, Packer's regex base
+
+
+def test_state_directory_is_required(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "VBOX_USER_HOME"}
+    result = subprocess.run([SIM, "list", "vms"], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and "VBOX_USER_HOME" in result.stderr
+
+
+def test_unknown_command_and_option_fail_with_syntax_status(home: Path) -> None:
+    result = vbm(home, "frobnicate")
+    assert (result.returncode, result.stderr) == (2, "VBoxManage: error: Invalid command 'frobnicate'\n")
+    result = vbm(home, "list", "vms", "--bogus")
+    assert result.returncode == 2 and "Unknown option: --bogus" in result.stderr
+    result = vbm(home, "controlvm", "x", "explode")
+    assert result.returncode in (1, 2) and result.stderr.startswith("VBoxManage: error:")
+
+
+def test_missing_machine_is_the_documented_triplet(home: Path) -> None:
+    result = vbm(home, "showvminfo", "ghost", "--machinereadable")
+    assert result.returncode == 1 and result.stdout == ""
+    assert ERROR_TRIPLET.match(result.stderr), result.stderr
+    assert "Could not find a registered machine named 'ghost'" in result.stderr
+    assert "VBOX_E_OBJECT_NOT_FOUND (0x80bb0001)" in result.stderr
+
+
+def test_list_and_machinereadable_formats(home: Path) -> None:
+    created = vbm(home, "createvm", "--name", 'q"uo\\te', "--register")
+    assert created.returncode == 0
+    uuid = re.search(r"^UUID: (\S+)$", created.stdout, re.M).group(1)  # type: ignore[union-attr]
+    assert vbm(home, "list", "vms").stdout == f'"q"uo\\te" {{{uuid}}}\n'  # list vms does not escape
+    assert vbm(home, "list", "runningvms").stdout == ""
+    info = vbm(home, "showvminfo", uuid, "--machinereadable").stdout
+    assert 'name="q\\"uo\\\\te"\n' in info  # showvminfo --machinereadable does
+    assert re.search(r'^VMState="poweroff"$', info, re.M)
+    assert re.search(r"^memory=\d+$", info, re.M) and re.search(r"^cpus=\d+$", info, re.M)
+    assert info.endswith("\n")
+
+
+def test_snapshot_list_without_snapshots(home: Path) -> None:
+    vbm(home, "createvm", "--name", "s", "--register")
+    result = vbm(home, "snapshot", "s", "list", "--machinereadable")
+    assert result.stdout == "This machine does not have any snapshots\n" and result.returncode == 1
+
+
+def test_controlvm_on_a_stopped_machine(home: Path) -> None:
+    vbm(home, "createvm", "--name", "off", "--register")
+    result = vbm(home, "controlvm", "off", "poweroff")
+    assert (result.returncode, result.stderr) == (1, "VBoxManage: error: Machine 'off' is not currently running\n")
+
+
+def test_start_reports_success_and_a_second_start_is_a_state_error(home: Path) -> None:
+    vbm(home, "createvm", "--name", "run", "--register")
+    first = vbm(home, "startvm", "run", "--type", "headless")
+    assert first.returncode == 0 and 'VM "run" has been successfully started.' in first.stdout
+    second = vbm(home, "startvm", "run", "--type", "headless")
+    assert second.returncode == 1 and "VBOX_E_INVALID_OBJECT_STATE (0x80bb0007)" in second.stderr
+    assert ERROR_TRIPLET.match(second.stderr)
+
+
+def test_acpi_power_button_powers_off_later(home: Path) -> None:
+    vbm(home, "createvm", "--name", "acpi", "--register")
+    vbm(home, "startvm", "acpi", "--type", "headless")
+    assert vbm(home, "controlvm", "acpi", "acpipowerbutton").returncode == 0
+    os.environ["VBOXSIM_ACPI_DELAY"] = "0"
+    try:
+        state = vbm(home, "showvminfo", "acpi", "--machinereadable").stdout
+    finally:
+        del os.environ["VBOXSIM_ACPI_DELAY"]
+    assert 'VMState="poweroff"' in state
+
+
+def test_media_registry_blocks(home: Path) -> None:
+    home.mkdir(parents=True)
+    path = str(home / "d.vdi")
+    created = vbm(home, "createmedium", "disk", "--filename", path, "--sizebyte", str(3 << 20), "--format", "VDI")
+    assert created.returncode == 0 and re.search(r"^Medium created\. UUID: [0-9a-f-]{36}$", created.stdout, re.M)
+    assert Path(path).read_bytes().startswith(b"<<< Oracle VM VirtualBox Disk Image >>>")
+    listing = vbm(home, "list", "hdds").stdout
+    assert f"Location:       {path}\n" in listing and "Capacity:       3 MBytes\n" in listing
+    assert "Storage format: VDI\n" in listing and "Parent UUID:    base\n" in listing
+    again = vbm(home, "createmedium", "disk", "--filename", path, "--sizebyte", "1048576")
+    assert again.returncode == 1 and "VERR_ALREADY_EXISTS" in again.stderr

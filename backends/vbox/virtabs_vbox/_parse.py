@@ -1,0 +1,419 @@
+"""Parsers of VBoxManage output (pure functions, no I/O).
+
+Formats (VirtualBox ``src/VBox/Frontends/VBoxManage``; Vagrant's and Packer's parsers are the behavioural
+references):
+
+* ``showvminfo --machinereadable`` and ``snapshot list --machinereadable``: ``key=value`` lines. Values are
+  double-quoted strings with ``\\`` and ``"`` backslash-escaped (``outputMachineReadableString``) or bare
+  numbers; keys are bare, or quoted like values when they contain characters outside ``[A-Za-z0-9_]``
+  (storage attachment keys ``"<controller>-<port>-<device>"``).
+* ``list vms``: ``"<name>" {<uuid>}`` per line, the name NOT escaped (so it is read from the right).
+* ``list hdds`` / ``showmediuminfo``: ``Key:   value`` blocks separated by blank lines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+import attrs
+from virtabs.spi import DomainState
+
+__all__ = [
+    "VM_STATES",
+    "Attachment",
+    "Medium",
+    "Nic",
+    "SnapshotNode",
+    "VmInfo",
+    "domain_state",
+    "parse_colon_blocks",
+    "parse_list_vms",
+    "parse_machinereadable",
+    "parse_snapshots",
+    "parse_vminfo",
+    "slot_for_target",
+    "target_for",
+]
+
+MIB = 1 << 20
+
+VM_STATES: Mapping[str, DomainState] = {
+    # common
+    "poweroff": DomainState.SHUTOFF,
+    "saved": DomainState.SHUTOFF,
+    "running": DomainState.RUNNING,
+    "paused": DomainState.PAUSED,
+    "aborted": DomainState.CRASHED,
+    # newer releases: aborted with a saved state kept
+    "aborted-saved": DomainState.SHUTOFF,
+    # teleporting
+    "teleported": DomainState.SHUTOFF,
+    "teleporting": DomainState.RUNNING,
+    "teleportingpausedvm": DomainState.PAUSED,
+    "teleportingin": DomainState.PAUSED,
+    # transitional
+    "gurumeditation": DomainState.BLOCKED,
+    "stuck": DomainState.BLOCKED,
+    "livesnapshotting": DomainState.RUNNING,
+    "starting": DomainState.NOSTATE,
+    "stopping": DomainState.SHUTDOWN,
+    "saving": DomainState.PAUSED,
+    "restoring": DomainState.NOSTATE,
+    # snapshot work
+    "deletingsnapshotlive": DomainState.RUNNING,
+    "deletingsnapshotlivepaused": DomainState.PAUSED,
+    "onlinesnapshotting": DomainState.RUNNING,
+    "restoringsnapshot": DomainState.SHUTOFF,
+    "deletingsnapshot": DomainState.SHUTOFF,
+    "snapshotting": DomainState.SHUTOFF,
+    "settingup": DomainState.SHUTOFF,
+}
+"""Every ``VMState`` short name (``machineStateToName``) and the libvirt state it means. As in libvirt's
+vbox driver: ``saved`` (a managed save) is shut off, ``aborted`` crashed, a stuck VM (guru meditation)
+blocked; transitional states map to where the VM is while in them."""
+
+
+def domain_state(native: str) -> DomainState:
+    """The libvirt state of a ``VMState`` value; NOSTATE for one this table does not know."""
+    return VM_STATES.get(native, DomainState.NOSTATE)
+
+
+_ESCAPES = {"n": "\n", "\\": "\\", '"': '"'}
+
+
+def _read_token(text: str, i: int) -> tuple[str, int, bool]:
+    """A quoted or bare token starting at ``text[i]``: (value, index after it, was quoted)."""
+    if i < len(text) and text[i] == '"':
+        out = []
+        i += 1
+        while i < len(text):
+            ch = text[i]
+            if ch == "\\" and i + 1 < len(text):
+                out.append(_ESCAPES.get(text[i + 1], text[i + 1]))
+                i += 2
+            elif ch == '"':
+                return "".join(out), i + 1, True
+            else:
+                out.append(ch)
+                i += 1
+        return "".join(out), i, True  # unterminated: take what there is
+    return "", i, False
+
+
+def parse_machinereadable(text: str) -> dict[str, str]:
+    """``key=value`` lines into a dict (values unquoted and unescaped; the last of a repeated key wins).
+
+    A quoted value may span lines (an unescaped newline in a name); lines that are not ``key=value``
+    are ignored.
+    """
+    result: dict[str, str] = {}
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] == "\n":
+            i += 1
+            continue
+        if text[i] == '"':
+            key, i, _ = _read_token(text, i)
+        else:
+            end = i
+            while end < n and text[end] not in "=\n":
+                end += 1
+            key, i = text[i:end], end
+        if i >= n or text[i] != "=":
+            i = text.find("\n", i)
+            if i < 0:
+                break
+            continue
+        i += 1
+        if i < n and text[i] == '"':
+            value, i, _ = _read_token(text, i)
+            nl = text.find("\n", i)
+            i = n if nl < 0 else nl + 1
+        else:
+            nl = text.find("\n", i)
+            end = n if nl < 0 else nl
+            value, i = text[i:end].rstrip("\r"), end + 1
+        result[key] = value
+    return result
+
+
+_LIST_VMS = re.compile(r'^"(.*)" \{([0-9A-Fa-f-]+)\}\s*$')
+
+
+def parse_list_vms(text: str) -> list[tuple[str, str]]:
+    """``list vms`` into ``[(name, uuid)]``; the name is taken verbatim between the outer quotes."""
+    result = []
+    for line in text.splitlines():
+        match = _LIST_VMS.match(line)
+        if match:
+            result.append((match.group(1), match.group(2).lower()))
+    return result
+
+
+def parse_colon_blocks(text: str) -> list[dict[str, str]]:
+    """``Key:   value`` blocks separated by blank lines (``list hdds``, ``list systemproperties``)."""
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if current:
+                blocks.append(current)
+                current = {}
+            continue
+        key, sep, value = line.partition(":")
+        if sep:
+            current.setdefault(key.strip(), value.strip())
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+@attrs.frozen
+class Medium:
+    """A registered hard disk (one ``list hdds`` block)."""
+
+    uuid: str
+    location: str
+    format: str
+    capacity_bytes: int
+    parent: str | None
+    state: str = "created"
+
+    @classmethod
+    def from_block(cls, block: Mapping[str, str]) -> Medium:
+        """From one ``list hdds`` / ``showmediuminfo`` block (``Capacity: N MBytes``)."""
+        capacity = block.get("Capacity", "0 MBytes").split()
+        size = int(capacity[0]) if capacity and capacity[0].isdigit() else 0
+        unit = capacity[1] if len(capacity) > 1 else "MBytes"
+        factor = {"bytes": 1, "KBytes": 1 << 10, "MBytes": MIB, "GBytes": 1 << 30, "TBytes": 1 << 40}.get(unit, MIB)
+        parent = block.get("Parent UUID", "base")
+        return cls(
+            uuid=block.get("UUID", "").lower(),
+            location=block.get("Location", ""),
+            format=block.get("Storage format", ""),
+            capacity_bytes=size * factor,
+            parent=None if parent in ("", "base") else parent.lower(),
+            state=block.get("State", "created"),
+        )
+
+
+@attrs.frozen
+class Attachment:
+    """A storage attachment ``"<controller>-<port>-<device>"``."""
+
+    controller: str
+    controller_type: str
+    port: int
+    device: int
+    path: str | None
+    """The medium's location; None for an empty drive."""
+    medium_uuid: str | None
+
+
+@attrs.frozen
+class Nic:
+    """A network adapter ``nicN`` (N counts from 1)."""
+
+    index: int
+    type: str
+    mac: str | None
+    target: str | None
+    model: str | None
+
+
+@attrs.frozen
+class SnapshotNode:
+    """One node of the snapshot tree of ``snapshot list --machinereadable`` / ``showvminfo``."""
+
+    name: str
+    uuid: str
+    parent_uuid: str | None
+    description: str = ""
+
+
+@attrs.frozen
+class VmInfo:
+    """What ``showvminfo --machinereadable`` says about a machine, typed."""
+
+    name: str
+    uuid: str
+    native_state: str
+    memory_mib: int
+    cpus: int
+    ostype: str
+    cfgfile: str
+    statefile: str | None
+    controllers: tuple[tuple[str, str], ...]
+    attachments: tuple[Attachment, ...]
+    nics: tuple[Nic, ...]
+    snapshots: tuple[SnapshotNode, ...]
+    current_snapshot: str | None
+    description: str = ""
+
+    @property
+    def state(self) -> DomainState:
+        """The libvirt state of :attr:`native_state`."""
+        return domain_state(self.native_state)
+
+    @property
+    def accessible(self) -> bool:
+        """False for a machine whose settings file cannot be read (Vagrant's ``<inaccessible>``)."""
+        return self.name != "<inaccessible>"
+
+
+def _int(value: str | None, default: int = 0) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+def parse_snapshots(data: Mapping[str, str]) -> tuple[list[SnapshotNode], str | None]:
+    """The snapshot tree from ``SnapshotName[-i[-j...]]`` keys, parents before children; and the current one."""
+    nodes: list[SnapshotNode] = []
+    uuid_of: dict[str, str] = {}
+    suffixes = []
+    for key in data:
+        if key == "SnapshotName" or (key.startswith("SnapshotName-") and re.fullmatch(r"(-\d+)+", key[12:])):
+            suffixes.append(key[12:])
+
+    def order(suffix: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in suffix.split("-")[1:])
+
+    for suffix in sorted(suffixes, key=order):
+        snap_uuid = data.get(f"SnapshotUUID{suffix}", "").lower()
+        uuid_of[suffix] = snap_uuid
+        parent = suffix.rsplit("-", 1)[0] if suffix else None
+        nodes.append(
+            SnapshotNode(
+                name=data[f"SnapshotName{suffix}"],
+                uuid=snap_uuid,
+                parent_uuid=uuid_of.get(parent) if parent is not None else None,
+                description=data.get(f"SnapshotDescription{suffix}", ""),
+            )
+        )
+    current = data.get("CurrentSnapshotUUID")
+    return nodes, current.lower() if current else None
+
+
+def parse_vminfo(text: str) -> VmInfo:
+    """``showvminfo --machinereadable`` output into a :class:`VmInfo`."""
+    data = parse_machinereadable(text)
+    controllers = []
+    n = 0
+    while f"storagecontrollername{n}" in data:
+        controllers.append((data[f"storagecontrollername{n}"], data.get(f"storagecontrollertype{n}", "")))
+        n += 1
+    types = dict(controllers)
+    attachments = []
+    for key, value in data.items():
+        ctl, port, device = _attachment_key(key, types)
+        if ctl is None or value == "none":
+            continue
+        image = data.get(f"{ctl}-ImageUUID-{port}-{device}")
+        empty = value == "emptydrive"
+        attachments.append(
+            Attachment(
+                controller=ctl,
+                controller_type=types[ctl],
+                port=port,
+                device=device,
+                path=None if empty else value,
+                medium_uuid=image.lower() if image and not empty else None,
+            )
+        )
+    nics = []
+    for index in range(1, 37):
+        kind = data.get(f"nic{index}")
+        if kind is None or kind == "none":
+            continue
+        mac = data.get(f"macaddress{index}")
+        target = (
+            data.get(f"bridgeadapter{index}")
+            or data.get(f"intnet{index}")
+            or data.get(f"hostonlyadapter{index}")
+            or data.get(f"nat-network{index}")
+        )
+        nics.append(Nic(index, kind, mac, target, data.get(f"nictype{index}")))
+    snapshots, current = parse_snapshots(data)
+    return VmInfo(
+        name=data.get("name", ""),
+        uuid=data.get("UUID", "").lower(),
+        native_state=data.get("VMState", ""),
+        memory_mib=_int(data.get("memory")),
+        cpus=_int(data.get("cpus"), 1),
+        ostype=data.get("ostype", ""),
+        cfgfile=data.get("CfgFile", ""),
+        statefile=data.get("VMStateFile") or None,
+        controllers=tuple(controllers),
+        attachments=tuple(sorted(attachments, key=lambda a: (a.controller, a.port, a.device))),
+        nics=tuple(nics),
+        snapshots=tuple(snapshots),
+        current_snapshot=current,
+        description=data.get("description", ""),
+    )
+
+
+def _attachment_key(key: str, controllers: Mapping[str, str]) -> tuple[str | None, int, int]:
+    """``<controller>-<port>-<device>`` for a known controller, else (None, 0, 0)."""
+    head, sep, device = key.rpartition("-")
+    if not sep or not device.isdigit():
+        return None, 0, 0
+    ctl, sep, port = head.rpartition("-")
+    if not sep or not port.isdigit() or ctl not in controllers:
+        return None, 0, 0
+    return ctl, int(port), int(device)
+
+
+# --- disk targets <-> controller slots -----------------------------------------------------------------
+
+_IDE_TYPES = frozenset({"PIIX3", "PIIX4", "ICH6"})
+PREFIXES = ("xvd", "vd", "sd", "hd")
+"""Target prefixes virtabs gives its own controllers' names (``vda`` is port 0 of controller ``vd``)."""
+
+
+def _letters(index: int) -> str:
+    out = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        out = chr(ord("a") + rem) + out
+    return out
+
+
+def _index(letters: str) -> int:
+    value = 0
+    for ch in letters:
+        value = value * 26 + (ord(ch) - ord("a") + 1)
+    return value - 1
+
+
+def slot_for_target(target: str) -> tuple[str, int, int]:
+    """``vdb`` -> (controller ``vd``, port 1, device 0); ``hdc`` -> (``hd``, port 1, device 0) on IDE's two
+    devices per port."""
+    prefix = next((p for p in PREFIXES if target.startswith(p) and len(target) > len(p)), target[:2])
+    index = _index(target[len(prefix) :])
+    if prefix == "hd":
+        return prefix, index // 2, index % 2
+    return prefix, index, 0
+
+
+def target_for(attachment: Attachment, taken: Iterable[str] = ()) -> str:
+    """The guest target name virtabs reports for an attachment.
+
+    Controllers virtabs created are named after the target prefix (``vd``, ``sd``, ``hd``, ``xvd``), so
+    the name comes back exactly. On other controllers (``SATA Controller`` of a Vagrant box) the name is
+    ``hd?`` on IDE and ``sd?`` elsewhere, moved past any name already ``taken``.
+    """
+    used = set(taken)
+    if attachment.controller in PREFIXES:
+        prefix = attachment.controller
+    else:
+        prefix = "hd" if attachment.controller_type in _IDE_TYPES else "sd"
+    index = attachment.port * 2 + attachment.device if prefix == "hd" else attachment.port
+    name = prefix + _letters(index)
+    while name in used:
+        index += 1
+        name = prefix + _letters(index)
+    return name
