@@ -23,13 +23,21 @@ pattern)::
     def virtabs_target():
         return DefaultTarget()
 
+The target (disposable domains and images) travels with the driver: the
+plugin loads the class a distribution publishes under the entry-point group
+``virtabs.testing.targets`` for the URI's scheme, else :class:`DefaultTarget`.
+
 Every test names the capabilities it exercises with :func:`requires`. Where
-the connection declares them, the test runs and must pass; where it does not,
-the kit checks that the public call raises ``NotSupportedError`` before any
-driver method runs, *and* that the driver's own method refuses too, so a
-declaration is honest in both directions. A misspelt capability name is a
-collection error. Known failures (``--virtabs-known-failures`` or the
-``virtabs_known_failures`` fixture) are ``xfail(strict=True)``.
+the connection declares them, the test runs and must pass: a skip, an xfail,
+``NotSupportedError`` or any other exception inside it is a failure of those
+capabilities. Where it does not, the kit checks that the public call raises
+``NotSupportedError`` before the host is touched, and that the driver class
+does not implement the capability without declaring it; the report counts
+that as "refusal verified", never as a pass. Effects are checked through
+another door than the one that caused them (``docs/contract-kit.md`` lists
+the properties per capability). A misspelt capability name is a collection
+error. Known failures (``--virtabs-known-failures`` or the
+``virtabs_known_failures`` fixture) are ``xfail(strict=True, raises=...)``.
 """
 
 from __future__ import annotations
@@ -37,12 +45,13 @@ from __future__ import annotations
 from .contract import ABSENT_DOMAIN, Contract, RefusalProblem, public_calls, verify_refusals
 from .markers import MARKER, required_capabilities, requires
 from .recorder import HOST_TOUCHING_METHODS, READ_METHODS, CallRecorder
-from .target import ContractTarget, DefaultTarget, TargetUnavailable
+from .target import OPTIONAL_METHODS, ContractTarget, DefaultTarget, TargetUnavailable
 
 __all__ = [
     "ABSENT_DOMAIN",
     "HOST_TOUCHING_METHODS",
     "MARKER",
+    "OPTIONAL_METHODS",
     "READ_METHODS",
     "CallRecorder",
     "Contract",
