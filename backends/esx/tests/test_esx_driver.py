@@ -348,3 +348,44 @@ def test_power_changes_arrive_as_lifecycle_events(conn: virtabs.Connection, vcsi
             )
         assert job.info() is None
     assert all(e.domain == dom.name for e in seen)
+
+
+# --- scopes: standalone ESX, vCenter paths ----------------------------------------------------------
+
+
+def test_standalone_esx_model(vcsim_binary: Path, pki: Pki, tmp_path: Path) -> None:
+    sim = start_vcsim(vcsim_binary, tmp_path, pki=pki, args=("-esx", "-vm", "3"))
+    try:
+        with _open(sim, _uri(sim, scheme="esx")) as c:
+            host = c.host_info()
+            names = sorted(d.name for d in c.list_domains())
+            records = c.domain_records()
+        assert names == ["ha-host_VM0", "ha-host_VM1", "ha-host_VM2"]
+        assert len(records) == 3 and host.cpus > 0 and "govmomi simulator" in host.hypervisor
+    finally:
+        sim.stop()
+
+
+def test_vpx_path_scopes_the_inventory(vcsim: Vcsim) -> None:
+    assert vcsim.pki is not None
+    base = f"vpx://{vcsim.host}:{vcsim.port}"
+    query = f"?cafile={vcsim.pki.ca}"
+    with _open(vcsim, f"{base}/DC0/DC0_C0{query}") as c:
+        cluster = {d.name for d in c.list_domains()}
+        cluster_pools = {p.name for p in c.list_storage_pools()}
+        target = EsxTarget(prefix="vts")
+        made = target.make_domain(c, running=False)  # placed in the cluster's resource pool
+        try:
+            # a fresh connection: vcsim 0.24.2 does not add new VMs to an existing non-root ContainerView
+            with _open(vcsim, f"{base}/DC0/DC0_C0{query}") as fresh:
+                assert made.name in {d.name for d in fresh.list_domains()}
+        finally:
+            with _open(vcsim, f"{base}/DC0/DC0_C0{query}") as fresh:
+                target.cleanup(fresh)
+    with _open(vcsim, f"{base}/DC0/DC0_H0{query}") as c:
+        standalone = {d.name for d in c.list_domains()}
+    assert cluster and all(n.startswith("DC0_C0_") for n in cluster if not n.startswith("vt"))
+    assert standalone and all(n.startswith("DC0_H0_") for n in standalone if not n.startswith("vt"))
+    assert cluster.isdisjoint(standalone) and "LocalDS_0" in cluster_pools
+    with pytest.raises(ConnectError, match="no datacenter, cluster or host"):
+        _open(vcsim, f"{base}/DC0/NoSuchCluster{query}")

@@ -179,6 +179,15 @@ class Session:
         spec = self.view_spec(self.view(root, kind), kind, paths)
         return [(oc.obj, {p.name: p.val for p in oc.propSet}) for oc in self.retrieve([spec])]
 
+    def related(self, obj: Any, path: str, kind: Any, paths: Iterable[str]) -> list[tuple[Any, dict[str, Any]]]:
+        """``(moref, {path: value})`` of the objects ``obj.<path>`` refers to (e.g. a host's datastores): one call."""
+        traverse = PC.TraversalSpec(name="rel", type=type(obj), path=path, skip=False)
+        spec = PC.FilterSpec(
+            objectSet=[PC.ObjectSpec(obj=obj, skip=True, selectSet=[traverse])],
+            propSet=[PC.PropertySpec(type=kind, pathSet=list(paths))],
+        )
+        return [(oc.obj, {p.name: p.val for p in oc.propSet}) for oc in self.retrieve([spec])]
+
     def properties(self, obj: Any, paths: Iterable[str]) -> dict[str, Any]:
         """Properties of one object (unset ones are absent). ManagedObjectNotFound propagates."""
         spec = PC.FilterSpec(

@@ -471,8 +471,12 @@ class EsxDriver(Driver):
 
     def _datastores(self) -> dict[str, tuple[Any, Any]]:
         """name -> (moref, summary) of every datastore in scope (one call)."""
+        vim = self._vim
         with self._errors(f"{self._what}: listing datastores"):
-            found = self._session.objects(self._root, self._vim.Datastore, ["name", "summary"])
+            if isinstance(self._root, vim.ComputeResource | vim.HostSystem):  # the ones it mounts
+                found = self._session.related(self._root, "datastore", vim.Datastore, ["name", "summary"])
+            else:
+                found = self._session.objects(self._root, vim.Datastore, ["name", "summary"])
         return {p["name"]: (m, p.get("summary")) for m, p in found}
 
     def _datastore(self, name: str) -> Any:
@@ -483,9 +487,21 @@ class EsxDriver(Driver):
 
     def _placement(self) -> tuple[Any, Any]:
         """(vmFolder, resourcePool) where new VMs go: the first datacenter and compute resource in scope."""
+        vim = self._vim
         with self._errors(f"{self._what}: placement"):
-            dcs = self._session.objects(self._session.content.rootFolder, self._vim.Datacenter, ["vmFolder"])
-            crs = self._session.objects(self._root, self._vim.ComputeResource, ["resourcePool"])
+            dcs = self._session.objects(self._session.content.rootFolder, vim.Datacenter, ["name", "vmFolder"])
+            if isinstance(self._root, vim.ComputeResource):
+                crs = [(self._root, self._session.properties(self._root, ["resourcePool"]))]
+            elif isinstance(self._root, vim.HostSystem):
+                parent = self._session.properties(self._root, ["parent"])["parent"]
+                crs = [(parent, self._session.properties(parent, ["resourcePool"]))]
+            else:
+                crs = self._session.objects(self._root, vim.ComputeResource, ["resourcePool"])
+            if isinstance(self._root, vim.Datacenter):
+                dcs = [d for d in dcs if d[0] == self._root]
+            elif self.uri.path.strip("/"):
+                dc_name = self.uri.path.strip("/").split("/")[0]
+                dcs = [d for d in dcs if d[1].get("name") == dc_name]
         if not dcs or not crs:
             raise OperationFailedError(f"{self._what}: no datacenter or compute resource to place a VM in")
         return dcs[0][1]["vmFolder"], crs[0][1]["resourcePool"]
