@@ -138,9 +138,9 @@ class WinRMClient:
             "read_timeout_sec": self.read_timeout,
             "operation_timeout_sec": self.operation_timeout,
             "message_encryption": "auto",
+            # None: requests' own trust store (and its REQUESTS_CA_BUNDLE), without pywinrm's legacy path
+            "ca_trust_path": ep.cafile,
         }
-        if ep.cafile:
-            kw["ca_trust_path"] = ep.cafile
         return Protocol(**kw)
 
     def _open(self) -> _Channel:

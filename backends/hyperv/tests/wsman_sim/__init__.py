@@ -19,7 +19,6 @@ a real Windows host: where its behaviour is a guess, the docs (``docs/drivers/hy
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import ssl
@@ -103,7 +102,3 @@ class Simulator:
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")
