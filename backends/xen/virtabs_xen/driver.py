@@ -1,0 +1,624 @@
+"""The Xen driver: ``xl`` (Xen 4.17's toolstack) on the Xen host, run locally or over ssh.
+
+URIs::
+
+    xen:///                                     xl on this machine (it must be the Xen dom0)
+    xen+ssh://root@host/                        xl on ``host`` over one multiplexed OpenSSH connection
+    xen+ssh://root@127.0.0.1:2222/?keyfile=/k&known_hosts=/kh
+    ...?dir=/var/lib/virtabs-xen                where the definitions of domains are kept (the default)
+
+What xl has and has not:
+
+* xl knows running domains only. A domain that is *defined* but not running is an xl.cfg file this
+  driver keeps on the Xen host, ``<dir>/<name>.cfg``, written atomically (temporary file + rename)
+  through the command transport; its first lines carry the :class:`DomainSpec` as JSON (``_cfg``).
+  ``start`` is ``xl create <dir>/<name>.cfg``.
+* Run state comes from ``xl list -v`` (the State flags), configuration of a running domain from
+  ``xl list -l`` (libxl's JSON), host facts from ``xl info``; parsers are in ``_xl``.
+* Disk hot-plug is ``xl block-attach`` / ``xl block-detach``. Xen names disks ``xvdX``; a disk
+  attached or defined as ``vdX`` is written as ``xvdX`` and reported back under the name it was given
+  (the names are remembered in the definition, and for hot-plugged disks in ``<dir>/<name>.aliases``).
+* No block jobs, no snapshots, no storage pools in xl: not declared. Domain-0 is the host, not a
+  domain of this driver (``host_info`` describes it).
+* vCPU and memory changes of a running domain (``xl vcpu-set`` / ``xl mem-set``) have no SPI
+  operation yet: :meth:`XenDriver.ex_set_vcpus` and :meth:`XenDriver.ex_set_memory`.
+
+Every call is an argv list; over ssh the transport quotes each argument for the remote shell, so a
+domain called ``a b; rm -rf /`` reaches xl as one argument. Where one answer needs several commands
+they run in one ``sh -c`` script with the names as positional parameters (one round trip).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import uuid as _uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+from virtabs.spi import (
+    URI,
+    Capabilities,
+    Capability,
+    CommandTransport,
+    ConnectError,
+    ConnectOptions,
+    DiskInfo,
+    DiskSpec,
+    DomainInfo,
+    DomainRecord,
+    DomainRef,
+    DomainSpec,
+    DomainState,
+    Driver,
+    HostInfo,
+    InvalidArgumentError,
+    NicInfo,
+    NicSpec,
+    NoDomainError,
+    OperationFailedError,
+    OperationInvalidError,
+    VirtabsError,
+)
+
+from . import _cfg, _xl
+
+__all__ = ["XenDriver"]
+
+MiB = 1 << 20
+DEFAULT_DIR = "/var/lib/virtabs-xen"
+_SLOW = 300.0  # seconds: xl create/save/restore/block-attach under a loaded host
+_MARK = "@@virtabs-xen@@"
+_RC = "@@virtabs-xen-rc@@"
+# A shell function for the multi-command scripts: "s NAME CMD..." prints a section with CMD's stdout.
+_SECTION_FN = (
+    f's() {{ n=$1; shift; printf \'{_MARK} %s\\n\' "$n"; "$@" 2>/dev/null; printf \'\\n{_RC} %s\\n\' "$?"; }}; '
+)
+# the host has xl (exit 3 otherwise) and runs as Xen's control domain (exit 4 otherwise)
+_CHECK_HOST = "command -v xl >/dev/null || exit 3; grep -qs control_d /proc/xen/capabilities || exit 4"
+_DIR_OK = re.compile(r"^/[A-Za-z0-9_./+-]*$")
+_FILE_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+
+
+@attrs.frozen
+class _Section:
+    rc: int
+    out: str
+
+
+def _sections(text: str) -> dict[str, _Section]:
+    """Split the output of a script built with ``_SECTION_FN`` into its sections."""
+    found: dict[str, _Section] = {}
+    for chunk in text.split(_MARK + " ")[1:]:
+        name, _, rest = chunk.partition("\n")
+        body, _, tail = rest.rpartition("\n" + _RC + " ")
+        try:
+            rc = int(tail.split()[0])
+        except (ValueError, IndexError):
+            raise OperationFailedError(f"unreadable answer from the Xen host (section {name!r})") from None
+        found[name] = _Section(rc, body)
+    return found
+
+
+def _state(flags: frozenset[str]) -> DomainState:
+    """libvirt's view of xl's flags (as its libxl driver reports them): blocked is running."""
+    if "dying" in flags or "shutdown" in flags:
+        return DomainState.SHUTDOWN
+    if "crashed" in flags:
+        return DomainState.CRASHED
+    if "paused" in flags:
+        return DomainState.PAUSED
+    return DomainState.RUNNING
+
+
+@attrs.frozen
+class _Probe:
+    """What the Xen host knows about one domain name: its running instance and/or its definition."""
+
+    name: str
+    running: _xl.ListEntry | None
+    config: Mapping[str, Any] | None  # xl list -l's config (only when asked for)
+    spec: DomainSpec | None
+    uuid: str | None  # of the definition
+    aliases: Mapping[str, str]
+
+    @property
+    def exists(self) -> bool:
+        return self.running is not None or self.spec is not None
+
+    @property
+    def ref(self) -> DomainRef:
+        if self.running is not None and self.running.uuid:
+            return DomainRef(self.name, self.running.uuid)
+        assert self.uuid is not None
+        return DomainRef(self.name, self.uuid)
+
+    def target_of(self, vdev: str) -> str:
+        """The name a disk was given (``vdb``) for its Xen name (``xvdb``)."""
+        if vdev in self.aliases:
+            return self.aliases[vdev]
+        if self.spec is not None:
+            for disk in self.spec.disks:
+                if _cfg.xen_vdev(disk.target) == vdev:
+                    return disk.target
+        return vdev
+
+
+def _disk_infos(probe: _Probe) -> list[DiskInfo]:
+    if probe.config is not None:
+        return [
+            DiskInfo(
+                target=probe.target_of(str(d.get("vdev", ""))),
+                path=str(d.get("pdev_path", "")),
+                format=str(d.get("format", "raw")),
+                bus="xen",
+                readonly=d.get("readwrite", 0) != 1,
+            )
+            for d in _xl.config_disks(probe.config)
+        ]
+    assert probe.spec is not None
+    return [DiskInfo(d.target, d.path, d.format, bus=d.bus, readonly=d.readonly) for d in probe.spec.disks]
+
+
+def _nic_infos(probe: _Probe) -> list[NicInfo]:
+    if probe.config is not None:
+        nics = probe.config.get("nics", [])
+        return [
+            NicInfo(mac=n.get("mac"), network=n.get("bridge", "default"), model=n.get("model", "netfront"))
+            for n in nics
+            if isinstance(n, Mapping)
+        ]
+    assert probe.spec is not None
+    return [NicInfo(mac=n.mac, network=n.network, model=n.model) for n in probe.spec.nics]
+
+
+def _spec_from_config(name: str, uuid: str, config: Mapping[str, Any]) -> DomainSpec:
+    """A spec for a domain xl runs without a definition of ours (created by hand, or restored)."""
+    c_info, b_info = config.get("c_info", {}), config.get("b_info", {})
+    gtype = str(c_info.get("type", "pv"))
+    xen: dict[str, Any] = {"type": gtype}
+    for key in ("kernel", "ramdisk", "cmdline"):
+        if isinstance(b_info.get(key), str):
+            xen[key] = b_info[key]
+    max_kb, target_kb = int(b_info.get("max_memkb", 0)), int(b_info.get("target_memkb", 0))
+    if max_kb:
+        xen["maxmem_mib"] = max(1, max_kb // 1024)
+    if b_info.get("max_vcpus"):
+        xen["maxvcpus"] = int(b_info["max_vcpus"])
+    disks = [
+        DiskSpec(
+            str(d.get("vdev")),
+            str(d.get("pdev_path")),
+            format=str(d.get("format", "raw")),
+            bus="xen",
+            readonly=d.get("readwrite", 0) != 1,
+        )
+        for d in _xl.config_disks(config)
+    ]
+    nics = [
+        NicSpec(network=str(n.get("bridge", "default")), mac=n.get("mac"))
+        for n in config.get("nics", [])
+        if isinstance(n, Mapping)
+    ]
+    return DomainSpec(
+        name=name,
+        memory_bytes=max(1, target_kb // 1024) * MiB,
+        vcpus=max(1, len(b_info.get("avail_vcpus", [0]))),
+        disks=tuple(disks),
+        nics=tuple(nics),
+        uuid=uuid,
+        os_type="hvm" if gtype == "hvm" else "xen",
+        extra={"xen": xen},
+    )
+
+
+class XenDriver(Driver):
+    """Xen through ``xl``, on the Xen host (``xen:///``) or over ssh (``xen+ssh://``)."""
+
+    name: ClassVar[str] = "xen"
+    description: ClassVar[str] = "Xen through its xl toolstack (Xen 4.17), on the dom0 or over ssh"
+    capabilities: ClassVar[Capabilities] = Capabilities.of(
+        Capability.DOMAIN_DEFINE,
+        Capability.DOMAIN_START,
+        Capability.DOMAIN_SHUTDOWN,
+        Capability.DOMAIN_DESTROY,
+        Capability.DOMAIN_REBOOT,
+        Capability.DOMAIN_SUSPEND,
+        Capability.DOMAIN_SAVE,
+        Capability.DOMAIN_DISK_HOTPLUG,
+    )
+    uri_examples: ClassVar[tuple[str, ...]] = (
+        "xen:///",
+        "xen+ssh://root@xenhost/",
+        "xen+ssh://root@127.0.0.1:2222/?keyfile=/path/id_ed25519&known_hosts=/path/known_hosts",
+    )
+    install_hint: ClassVar[str] = (
+        "the Xen host needs xl (Debian: apt-get install xen-utils-4.17, booted under the Xen hypervisor); "
+        "xen+ssh:// needs an OpenSSH client here"
+    )
+
+    def __init__(self, uri: URI, options: ConnectOptions) -> None:
+        super().__init__(uri, options)
+        if uri.path not in ("", "/"):
+            raise InvalidArgumentError(f"xen URIs have no path (use {uri.scheme}:///), got {uri.path!r}")
+        directory = uri.param("dir") or DEFAULT_DIR
+        if not _DIR_OK.match(directory) or ".." in directory.split("/"):
+            raise InvalidArgumentError(f"dir={directory!r}: an absolute path of letters, digits and _ . / + -")
+        self._dir = directory.rstrip("/") or "/"
+        user = options.credentials.username if options.credentials is not None else None
+        self._timeout = options.timeout if options.timeout is not None else 120.0
+        self._slow = max(self._timeout, _SLOW)
+        self._t = CommandTransport(uri, user=user, default_timeout=self._timeout)
+        try:
+            self._t.connect()
+            found = self._t.run(["sh", "-c", _CHECK_HOST], check=False)
+        except VirtabsError:
+            self._t.close()
+            raise
+        if found.returncode == 3:
+            self._t.close()
+            raise ConnectError(f"no xl on {self._t.where}: {self.install_hint}")
+        if found.returncode != 0:
+            self._t.close()
+            raise ConnectError(
+                f"{self._t.where} is not a Xen dom0 (no control_d in /proc/xen/capabilities): "
+                "boot it under the Xen hypervisor"
+            )
+
+    def close(self) -> None:
+        """Stop the ssh master connection (a no-op locally)."""
+        self._t.close()
+
+    # --- running xl -------------------------------------------------------------------
+
+    def _xl(self, args: Sequence[str], what: str, *, name: str | None = None, slow: bool = False) -> str:
+        """Run ``xl ARGS``; a refusal becomes the matching virtabs error naming ``what``."""
+        result = self._t.run(["xl", *args], check=False, timeout=self._slow if slow else None)
+        if result.returncode != 0:
+            raise self._error(result.err, what, name)
+        return result.out
+
+    @staticmethod
+    def _error(stderr: str, what: str, name: str | None) -> VirtabsError:
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        detail = "; ".join(lines[-4:]) if lines else "(no message)"
+        if "is an invalid domain identifier" in stderr and name is not None:
+            return NoDomainError(f"domain {name!r} not found (xl: {detail})")
+        if "already exists" in stderr:
+            return OperationInvalidError(f"{what}: {detail}")
+        if "not connected" in stderr or "must be less than or equal to" in stderr or "Invalid argument" in stderr:
+            return InvalidArgumentError(f"{what}: {detail}")
+        return OperationFailedError(f"{what} failed: {detail}")
+
+    def _script(self, body: str, *args: str, slow: bool = False) -> dict[str, _Section]:
+        """Run a ``sh -c`` script built from ``s NAME CMD...`` sections, with ``args`` as ``$1...``."""
+        result = self._t.run(
+            ["sh", "-c", _SECTION_FN + body + " exit 0", "virtabs-xen", *args],
+            check=False,
+            timeout=self._slow if slow else None,
+        )
+        if result.returncode != 0:
+            raise OperationFailedError(
+                f"query on {self._t.where} failed (exit {result.returncode}): {result.err.strip()[-500:]}"
+            )
+        return _sections(result.out)
+
+    def _cfg_path(self, name: str) -> str:
+        return posixpath.join(self._dir, f"{name}.cfg")
+
+    def _alias_path(self, name: str) -> str:
+        return posixpath.join(self._dir, f"{name}.aliases")
+
+    def _probe(self, name: str, *, long: bool = False) -> _Probe:
+        """One round trip: ``xl list -v NAME`` (and ``xl list -l NAME``), the definition and the aliases."""
+        if not name or name.startswith("-"):
+            return _Probe(name, None, None, None, None, {})  # xl would read it as an option
+        body = 's list xl list -v "$2"; '
+        if _FILE_NAME_OK.match(name):  # a name that cannot be one of ours has no files to read
+            body += 's cfg cat "$1/$2.cfg"; s aliases cat "$1/$2.aliases"; '
+        if long:
+            body += 's long xl list -l "$2"; '
+        sec = self._script(body, self._dir, name)
+        running = None
+        if "list" in sec and sec["list"].rc == 0:
+            entries = [e for e in _xl.parse_list(sec["list"].out) if e.name == name and e.domid != 0]
+            running = entries[0] if entries else None
+        spec, uuid = None, None
+        if "cfg" in sec and sec["cfg"].rc == 0:
+            parsed = _cfg.spec_from_config(sec["cfg"].out)
+            if parsed is not None:
+                spec, uuid = parsed
+        aliases: dict[str, str] = {}
+        if "aliases" in sec and sec["aliases"].rc == 0:
+            try:
+                raw = json.loads(sec["aliases"].out)
+                aliases = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+            except ValueError:
+                aliases = {}
+        config = None
+        if running is not None and long and sec.get("long", _Section(1, "")).rc == 0:
+            entries_long = _xl.parse_list_long(sec["long"].out)
+            config = _xl.domain_config(entries_long[0]) if entries_long else None
+        return _Probe(name, running, config, spec, uuid, aliases)
+
+    def _need(self, dom: DomainRef, *, long: bool = False) -> _Probe:
+        probe = self._probe(dom.name, long=long)
+        if not probe.exists:
+            raise NoDomainError(f"domain {dom.name!r} not found")
+        return probe
+
+    # --- host and lookups ---------------------------------------------------------------
+
+    def host_info(self) -> HostInfo:
+        """``xl info``: host name, Xen version, physical CPUs and memory."""
+        info = _xl.parse_info(self._xl(["info"], f"xl info on {self._t.where}"))
+        return HostInfo(
+            hostname=info["host"],
+            hypervisor="xen",
+            hypervisor_version=info["xen_version"],
+            cpus=int(info["nr_cpus"]),
+            memory_bytes=int(info["total_memory"]) * MiB,
+            arch=info.get("machine", "x86_64"),
+        )
+
+    _BULK = (
+        's list xl list -v; for f in "$1"/*.cfg; do [ -f "$f" ] && s "cfg:$f" head -n 3 "$f"; done; '
+        'for f in "$1"/*.aliases; do [ -f "$f" ] && s "aliases:$f" cat "$f"; done; '
+    )
+
+    def _all(self, *, long: bool = False) -> dict[str, _Probe]:
+        """Every domain the host knows, by name, in one round trip."""
+        sec = self._script(self._BULK + ("s long xl list -l; " if long else ""), self._dir)
+        running = {
+            e.name: e for e in (_xl.parse_list(sec["list"].out) if sec.get("list", _Section(1, "")).rc == 0 else [])
+        }
+        running.pop("Domain-0", None)
+        running = {n: e for n, e in running.items() if e.domid != 0}
+        configs: dict[int, Mapping[str, Any]] = {}
+        if long and sec.get("long", _Section(1, "")).rc == 0:
+            configs = {e["domid"]: _xl.domain_config(e) for e in _xl.parse_list_long(sec["long"].out)}
+        defined: dict[str, tuple[DomainSpec, str]] = {}
+        aliases: dict[str, dict[str, str]] = {}
+        for key, section in sec.items():
+            base = posixpath.basename(key)
+            if key.startswith("cfg:") and section.rc == 0:
+                parsed = _cfg.spec_from_config(section.out)
+                if parsed is not None and f"{parsed[0].name}.cfg" == base:
+                    defined[parsed[0].name] = parsed
+            elif key.startswith("aliases:") and section.rc == 0:
+                try:
+                    raw = json.loads(section.out)
+                except ValueError:
+                    continue
+                if isinstance(raw, dict):
+                    aliases[base.removesuffix(".aliases")] = {str(k): str(v) for k, v in raw.items()}
+        probes = {}
+        for name in sorted(set(running) | set(defined)):
+            entry = running.get(name)
+            spec, uuid = defined.get(name, (None, None))
+            config = configs.get(entry.domid) if entry is not None else None
+            probes[name] = _Probe(name, entry, config, spec, uuid, aliases.get(name, {}))
+        return probes
+
+    def list_domains(self) -> list[DomainRef]:
+        """Running domains (``xl list -v``, Domain-0 left out) and defined ones (the xl.cfg files)."""
+        return [probe.ref for probe in self._all().values()]
+
+    def lookup_domain(self, name_or_uuid: str) -> DomainRef:
+        """By name: one probe; by UUID: a search of :meth:`list_domains`."""
+        try:
+            _uuid.UUID(name_or_uuid)
+            is_uuid = True
+        except ValueError:
+            is_uuid = False
+        if not is_uuid:
+            probe = self._probe(name_or_uuid)
+            if probe.exists:
+                return probe.ref
+            raise NoDomainError(f"domain {name_or_uuid!r} not found")
+        wanted = str(_uuid.UUID(name_or_uuid))
+        for ref in self.list_domains():
+            if ref.uuid == wanted:
+                return ref
+        raise NoDomainError(f"domain {name_or_uuid!r} not found")
+
+    def domain_info(self, dom: DomainRef) -> DomainInfo:
+        """State flags, vCPUs, memory and CPU time from ``xl list -v``; a definition alone is shut off."""
+        probe = self._need(dom)
+        if probe.running is not None:
+            entry = probe.running
+            if probe.spec is not None:
+                maxmem = probe.spec.extra.get("xen", {}).get("maxmem_mib", -(-probe.spec.memory_bytes // MiB)) * MiB
+            else:
+                config = self._probe(dom.name, long=True).config or {}
+                maxmem = int(config.get("b_info", {}).get("max_memkb", entry.memory_mib * 1024)) * 1024
+            return DomainInfo(
+                name=dom.name,
+                uuid=probe.ref.uuid,
+                state=_state(entry.flags),
+                native_state=entry.state,
+                vcpus=entry.vcpus,
+                memory_bytes=entry.memory_mib * MiB,
+                max_memory_bytes=max(maxmem, entry.memory_mib * MiB),
+                cpu_time_ns=int(entry.cpu_time_s * 1e9),
+            )
+        assert probe.spec is not None
+        spec = probe.spec
+        memory = -(-spec.memory_bytes // MiB) * MiB
+        return DomainInfo(
+            name=dom.name,
+            uuid=probe.ref.uuid,
+            state=DomainState.SHUTOFF,
+            native_state="shutoff",
+            vcpus=spec.vcpus,
+            memory_bytes=memory,
+            max_memory_bytes=max(memory, spec.extra.get("xen", {}).get("maxmem_mib", 0) * MiB),
+        )
+
+    def domain_spec(self, dom: DomainRef) -> DomainSpec:
+        """The definition this driver keeps; for a domain xl runs without one, what ``xl list -l`` says."""
+        probe = self._need(dom, long=True)
+        if probe.spec is not None:
+            return probe.spec
+        assert probe.running is not None
+        return _spec_from_config(dom.name, probe.ref.uuid, probe.config or {})
+
+    def disks(self, dom: DomainRef) -> list[DiskInfo]:
+        """A running domain's disks from ``xl list -l``; a shut-off one's from its definition."""
+        return _disk_infos(self._need(dom, long=True))
+
+    def nics(self, dom: DomainRef) -> list[NicInfo]:
+        """A running domain's vifs from ``xl list -l``; a shut-off one's from its definition."""
+        return _nic_infos(self._need(dom, long=True))
+
+    # --- definitions --------------------------------------------------------------------
+
+    def _write_definition(self, spec: DomainSpec, uuid: str) -> None:
+        text = _cfg.render_config(spec, uuid)
+        self._t.write_file(self._cfg_path(spec.name), text.encode(), mode=0o600, make_parents=True)
+
+    def define_domain(self, spec: DomainSpec) -> DomainRef:
+        """Write ``<dir>/<name>.cfg`` atomically; a name that is already defined is refused."""
+        exists = self._t.run(["test", "-e", self._cfg_path(spec.name)], check=False)
+        if exists.returncode == 0:
+            raise OperationInvalidError(f"domain {spec.name!r} is already defined")
+        uuid = spec.uuid or str(_uuid.uuid4())
+        self._write_definition(attrs.evolve(spec, uuid=uuid), uuid)
+        return DomainRef(spec.name, uuid)
+
+    def undefine(self, dom: DomainRef) -> None:
+        """Remove the xl.cfg file (and the disk-name aliases) of a shut-off domain."""
+        probe = self._need(dom)
+        if probe.spec is None:
+            raise OperationInvalidError(f"domain {dom.name!r} has no definition to remove (it is transient)")
+        self._t.run(["rm", "-f", "--", self._cfg_path(dom.name), self._alias_path(dom.name)])
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self, dom: DomainRef, paused: bool) -> None:
+        """``xl create [-p] <dir>/<name>.cfg``."""
+        probe = self._need(dom)
+        if probe.spec is None:
+            raise OperationInvalidError(f"domain {dom.name!r} has no definition to start")
+        # hot-plugged disks do not survive a restart: their names go with the old run (same round trip)
+        argv = ["sh", "-c", 'rm -f -- "$1"; shift; exec xl "$@"', "virtabs-xen", self._alias_path(dom.name)]
+        argv += ["create", *(["-p"] if paused else []), self._cfg_path(dom.name)]
+        result = self._t.run(argv, check=False, timeout=self._slow)
+        if result.returncode != 0:
+            raise self._error(result.err, f"start of domain {dom.name!r}", dom.name)
+
+    def shutdown(self, dom: DomainRef) -> None:
+        """``xl shutdown -F``: ask the guest (PV control, or the ACPI button for HVM) and return."""
+        self._xl(["shutdown", "-F", dom.name], f"shutdown of domain {dom.name!r}", name=dom.name)
+
+    def destroy(self, dom: DomainRef) -> None:
+        """``xl destroy``."""
+        self._xl(["destroy", dom.name], f"destroy of domain {dom.name!r}", name=dom.name, slow=True)
+
+    def reboot(self, dom: DomainRef) -> None:
+        """``xl reboot -F``: ask the guest to reboot."""
+        self._xl(["reboot", "-F", dom.name], f"reboot of domain {dom.name!r}", name=dom.name)
+
+    def suspend(self, dom: DomainRef) -> None:
+        """``xl pause``."""
+        self._xl(["pause", dom.name], f"suspend of domain {dom.name!r}", name=dom.name)
+
+    def resume(self, dom: DomainRef) -> None:
+        """``xl unpause``."""
+        self._xl(["unpause", dom.name], f"resume of domain {dom.name!r}", name=dom.name)
+
+    def save(self, dom: DomainRef, path: str) -> None:
+        """``xl save NAME PATH`` (a path on the Xen host); the domain stops, its definition stays."""
+        self._xl(["save", dom.name, path], f"save of domain {dom.name!r} to {path!r}", name=dom.name, slow=True)
+
+    def restore(self, path: str) -> DomainRef:
+        """``xl restore PATH``; the domain that appears is the restored one."""
+        before = {e.domid for e in _xl.parse_list(self._xl(["list"], "xl list"))}
+        self._xl(["restore", path], f"restore from {path!r}", slow=True)
+        fresh = [e for e in _xl.parse_list(self._xl(["list", "-v"], "xl list -v")) if e.domid not in before]
+        if len(fresh) != 1 or fresh[0].uuid is None:
+            raise OperationFailedError(f"restore from {path!r}: cannot tell which domain was restored")
+        return DomainRef(fresh[0].name, fresh[0].uuid)
+
+    # --- disks --------------------------------------------------------------------------
+
+    def attach_disk(self, dom: DomainRef, disk: DiskSpec) -> None:
+        """Running: ``xl block-attach`` (hot-plug). Shut off: the disk is added to the definition."""
+        probe = self._need(dom)
+        vdev = _cfg.xen_vdev(disk.target)
+        spec_string = _cfg.disk_spec_string(disk)
+        if probe.running is None:
+            assert probe.spec is not None and probe.uuid is not None
+            self._write_definition(attrs.evolve(probe.spec, disks=(*probe.spec.disks, disk)), probe.uuid)
+            return
+        self._xl(["block-attach", dom.name, spec_string], f"attach of disk {disk.target!r} to {dom.name!r}", slow=True)
+        if vdev != disk.target:
+            aliases = {**probe.aliases, vdev: disk.target}
+            self._t.write_file(self._alias_path(dom.name), json.dumps(aliases).encode(), mode=0o600)
+
+    def detach_disk(self, dom: DomainRef, target: str) -> None:
+        """Running: ``xl block-detach``. Shut off: the disk is removed from the definition."""
+        probe = self._need(dom)
+        vdev = _cfg.xen_vdev(target)
+        if probe.running is None:
+            assert probe.spec is not None and probe.uuid is not None
+            disks = tuple(d for d in probe.spec.disks if d.target != target)
+            if len(disks) == len(probe.spec.disks):
+                raise InvalidArgumentError(f"domain {dom.name!r} has no disk {target!r}")
+            self._write_definition(attrs.evolve(probe.spec, disks=disks), probe.uuid)
+            return
+        self._xl(["block-detach", dom.name, vdev], f"detach of disk {target!r} from {dom.name!r}", slow=True)
+        if vdev in probe.aliases:
+            aliases = {k: v for k, v in probe.aliases.items() if k != vdev}
+            self._t.write_file(self._alias_path(dom.name), json.dumps(aliases).encode(), mode=0o600)
+
+    # --- extras without an SPI operation --------------------------------------------------
+
+    def ex_set_vcpus(self, dom: DomainRef, count: int) -> None:
+        """``xl vcpu-set``: the number of online vCPUs of a running domain (up to its maxvcpus)."""
+        if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
+            raise InvalidArgumentError(f"vCPU count must be a positive integer, got {count!r}")
+        self._xl(["vcpu-set", dom.name, str(count)], f"vcpu-set of domain {dom.name!r} to {count}", name=dom.name)
+
+    def ex_set_memory(self, dom: DomainRef, memory_bytes: int) -> None:
+        """``xl mem-set``: the balloon target of a running domain (up to its maxmem), rounded up to MiB."""
+        if not isinstance(memory_bytes, int) or isinstance(memory_bytes, bool) or memory_bytes <= 0:
+            raise InvalidArgumentError(f"memory must be a positive number of bytes, got {memory_bytes!r}")
+        mib = -(-memory_bytes // MiB)
+        self._xl(["mem-set", dom.name, f"{mib}m"], f"mem-set of domain {dom.name!r} to {mib} MiB", name=dom.name)
+
+    # --- inventory in bulk ----------------------------------------------------------------
+
+    def inventory(self) -> list[DomainRecord]:
+        """Every domain with disks and vifs in one round trip: ``xl list -v``, ``xl list -l``, the definitions."""
+        records = []
+        for probe in self._all(long=True).values():
+            if probe.running is not None and probe.config is None:
+                continue  # gone between xl list and xl list -l
+            info_state = _state(probe.running.flags) if probe.running is not None else DomainState.SHUTOFF
+            if probe.running is not None:
+                vcpus, memory = probe.running.vcpus, probe.running.memory_mib * MiB
+                native = probe.running.state
+                gtype = str((probe.config or {}).get("c_info", {}).get("type", "pv"))
+            else:
+                assert probe.spec is not None
+                vcpus, memory, native = probe.spec.vcpus, -(-probe.spec.memory_bytes // MiB) * MiB, "shutoff"
+                gtype = _cfg.guest_type(probe.spec)
+            records.append(
+                DomainRecord(
+                    name=probe.name,
+                    uuid=probe.ref.uuid,
+                    state=info_state,
+                    native_state=native,
+                    vcpus=vcpus,
+                    memory_bytes=memory,
+                    os_type="hvm" if gtype == "hvm" else "xen",
+                    autostart=None,
+                    disks=_disk_infos(probe),
+                    nics=_nic_infos(probe),
+                    extra={"xen": {"type": gtype, "domid": probe.running.domid if probe.running else None}},
+                )
+            )
+        return records

@@ -1,0 +1,153 @@
+"""The contract target of the Xen driver: real PV guests (a Linux kernel + a busybox initramfs) on the Xen host.
+
+Published through the entry-point group ``virtabs.testing.targets`` (name ``xen``); the kit builds it
+with :meth:`XenTarget.from_uri`. What it needs on the Xen host, all of which ``tests/xenlab/xenlab.sh``
+puts in its dom0:
+
+* a PV guest kernel and initramfs (``$VIRTABS_XEN_GUEST_KERNEL``, ``$VIRTABS_XEN_GUEST_RAMDISK``;
+  default ``/root/guest/vmlinuz`` and ``/root/guest/initrd.gz``) whose init prints
+  ``xenlab-guest: up`` on ``hvc0`` once booted and has ``/sbin/poweroff`` (the kernel runs it on
+  ``xl shutdown``), and ``xen-blkfront`` for disk hot-plug;
+* ``xenconsoled`` logging guest consoles to ``/var/log/xen/console/guest-NAME.log`` (``--log=guest``),
+  which :meth:`XenTarget.boot_id` counts boots from;
+* a writable directory for images and save files (``$VIRTABS_XEN_CONTRACT_DIR``, default
+  ``/var/lib/virtabs-contract``).
+
+Every domain's ``vda`` is one shared, read-only raw image (Xen lets read-only disks be shared), so
+defining a hundred domains costs no image; images for hot-plug are sparse raw files made with
+``truncate``. The target reaches the host through its own :class:`~virtabs.spi.CommandTransport`
+built from the same URI, never through the driver under test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import time
+from typing import Any
+
+from virtabs import Connection, Domain, DomainSpec, parse_uri
+from virtabs.spi import CommandTransport, DiskSpec, DomainRef
+from virtabs.testing import DefaultTarget
+from virtabs.testing.target import TargetUnavailable
+
+__all__ = ["XenTarget"]
+
+MiB = 1 << 20
+BOOT_LINE = "xenlab-guest: up"
+_IMAGE_BYTES = 64 * MiB
+_MAKE_IMAGE = 'mkdir -p -- "$(dirname -- "$1")" && truncate -s "$2" -- "$1"'
+
+
+class XenTarget(DefaultTarget):
+    """Disposable PV domains on a Xen host, and images, save files and boot counts there."""
+
+    job_timeout = 300.0
+    shutdown_timeout = 300.0
+    boot_timeout = 300.0
+
+    def __init__(self, uri: str, *, directory: str | None = None) -> None:
+        super().__init__(prefix="vtxen", memory_bytes=96 * MiB)
+        self.kernel = os.environ.get("VIRTABS_XEN_GUEST_KERNEL", "/root/guest/vmlinuz")
+        self.ramdisk = os.environ.get("VIRTABS_XEN_GUEST_RAMDISK", "/root/guest/initrd.gz")
+        base = directory or os.environ.get("VIRTABS_XEN_CONTRACT_DIR", "/var/lib/virtabs-contract")
+        self.host_dir = posixpath.join(base, self.prefix)
+        self._transport = CommandTransport(parse_uri(uri), default_timeout=self.job_timeout)
+        self._shared: str | None = None
+
+    @classmethod
+    def from_uri(cls, uri: str) -> XenTarget:
+        """The kit's constructor: a target on the Xen host the URI names."""
+        return cls(uri)
+
+    def close(self) -> None:
+        """Remove this target's directory on the Xen host and stop the ssh connection."""
+        with contextlib.suppress(Exception):
+            self._transport.run(["rm", "-rf", "--", self.host_dir])
+        self._transport.close()
+
+    # --- on the Xen host ------------------------------------------------------------------
+
+    def run(self, *argv: str, check: bool = True) -> str:
+        """Run a command on the Xen host (the target's own door, not the driver's)."""
+        return self._transport.run(list(argv), check=check).out
+
+    def _shared_image(self) -> str:
+        if self._shared is None:
+            path = posixpath.join(self.host_dir, "shared-vda.img")
+            self.run(
+                "sh", "-c", 'mkdir -p -- "$(dirname "$1")" && truncate -s "$2" -- "$1"', "sh", path, str(_IMAGE_BYTES)
+            )
+            self._shared = path
+        return self._shared
+
+    def scratch_path(self, conn: Connection, name: str) -> str:
+        """A new path in the target's directory on the Xen host."""
+        return posixpath.join(self.host_dir, self.new_name(name))
+
+    def save_path(self, conn: Connection, name: str) -> str:
+        """A new save-file path on the Xen host (``xl save`` writes there)."""
+        return posixpath.join(self.host_dir, self.new_name(name) + ".save")
+
+    def create_image(self, conn: Connection, path: str, *, format: str, backing: str | None) -> None:
+        """A sparse raw image on the Xen host (xl in the lab has no qcow2 back-end: no QEMU in dom0)."""
+        if format != "raw" or backing is not None:
+            raise TargetUnavailable(f"the Xen target makes raw images without backing files, not {format!r}")
+        self._make_image(path)
+
+    def _make_image(self, path: str) -> None:
+        self.run("sh", "-c", _MAKE_IMAGE, "sh", path, str(_IMAGE_BYTES))
+
+    def create_block_device(self, conn: Connection, name: str) -> str:
+        """Not provided: the Xen driver has no block copy."""
+        raise TargetUnavailable("the Xen target provides no block devices (xl has no block copy)")
+
+    # --- domains ----------------------------------------------------------------------------
+
+    def domain_spec(self, conn: Connection, name: str) -> DomainSpec:
+        """A PV guest: 96 MiB, one vCPU (up to two), ``vda`` the shared read-only image, no NIC."""
+        xen: dict[str, Any] = {
+            "type": "pv",
+            "kernel": self.kernel,
+            "ramdisk": self.ramdisk,
+            "cmdline": "console=hvc0 quiet",
+            "maxvcpus": 2,
+        }
+        return DomainSpec(
+            name=name,
+            memory_bytes=self.memory_bytes,
+            vcpus=1,
+            os_type="xen",
+            disks=(DiskSpec("vda", self._shared_image(), format="raw", readonly=True),),
+            extra={"xen": xen},
+        )
+
+    def make_domain(self, conn: Connection, *, running: bool) -> Domain:
+        """Define a domain; when ``running``, start it and wait until its guest has booted."""
+        dom = super().make_domain(conn, running=running)
+        if running:
+            self.wait_booted(conn, dom.name, 1)
+        return dom
+
+    def make_chain_domain(self, conn: Connection) -> Domain:
+        """Not provided: the Xen driver has no block jobs."""
+        raise TargetUnavailable("the Xen target builds no backing chains (xl has no block jobs)")
+
+    def boots(self, name: str) -> int:
+        """How many times the guest printed its boot line on its console (xenconsoled's log)."""
+        log = f"/var/log/xen/console/guest-{name}.log"
+        out = self._transport.run(["grep", "-a", "-c", "-F", "--", BOOT_LINE, log], check=False).out.strip()
+        return int(out) if out.isdigit() else 0
+
+    def wait_booted(self, conn: Connection, name: str, count: int) -> None:
+        """Wait until the guest's console shows ``count`` boots (``boot_timeout`` seconds at most)."""
+        end = time.monotonic() + self.boot_timeout
+        while self.boots(name) < count:
+            if time.monotonic() > end:
+                raise TargetUnavailable(f"guest {name!r} did not print {BOOT_LINE!r} within {self.boot_timeout:g} s")
+            time.sleep(1.0)
+
+    def boot_id(self, conn: Connection, dom: Domain | DomainRef) -> object:
+        """The number of boots seen on the guest's console: it grows with every boot, a reboot included."""
+        return self.boots(dom.name)
