@@ -43,6 +43,7 @@ error. Known failures (``--virtabs-known-failures`` or the
 from __future__ import annotations
 
 from .contract import ABSENT_DOMAIN, Contract, RefusalProblem, public_calls, verify_refusals
+from .images import QemuImgContent
 from .markers import MARKER, required_capabilities, requires
 from .recorder import HOST_TOUCHING_METHODS, READ_METHODS, CallRecorder
 from .target import OPTIONAL_METHODS, ContractTarget, DefaultTarget, TargetUnavailable
@@ -52,6 +53,7 @@ __all__ = [
     "HOST_TOUCHING_METHODS",
     "MARKER",
     "OPTIONAL_METHODS",
+    "QemuImgContent",
     "READ_METHODS",
     "CallRecorder",
     "Contract",
