@@ -596,7 +596,10 @@ class HypervDriver(Driver):
             if self._jobs.get((job.dom.uuid, job.disk)) is job:
                 del self._jobs[(job.dom.uuid, job.disk)]
         job.done.set()
-        self.emit(BlockJobEvent(job.dom.name, job.dom.uuid, job.disk, BlockJobType.COPY, status, error=job.error))
+        try:
+            self.emit(BlockJobEvent(job.dom.name, job.dom.uuid, job.disk, BlockJobType.COPY, status, error=job.error))
+        except Exception:  # a closed connection's sink; the job's end is recorded either way
+            log.debug("block job event for %s not delivered", job.disk, exc_info=True)
 
     def _job_info(self, job: _CopyJob) -> BlockJobInfo | None:
         if job.done.is_set():

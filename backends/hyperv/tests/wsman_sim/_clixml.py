@@ -21,15 +21,17 @@ __all__ = ["clixml_escape", "error_clixml"]
 
 
 def clixml_escape(text: str) -> str:
-    """CLIXML string escaping: ``_x`` sequences and control characters become ``_xHHHH_``."""
+    """CLIXML string escaping: a literal ``_x`` becomes ``_x005F_x``; control characters become ``_xHHHH_``."""
     out = []
-    for ch in text:
+    for i, ch in enumerate(text):
         o = ord(ch)
-        if o < 0x20 or 0xD800 <= o <= 0xDFFF or o in (0xFFFE, 0xFFFF):
+        if ch == "_" and text[i + 1 : i + 2] == "x":
+            out.append("_x005F_")
+        elif o < 0x20 or 0xD800 <= o <= 0xDFFF or o in (0xFFFE, 0xFFFF):
             out.append(f"_x{o:04X}_")
         else:
             out.append(ch)
-    return escape("".join(out).replace("_x", "_x005F_x") if "_x" in text else "".join(out))
+    return escape("".join(out))
 
 
 def _lines(err: PSError, script: str) -> list[str]:
