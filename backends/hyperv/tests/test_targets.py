@@ -46,3 +46,37 @@ def test_clixml_escaping_round_trips() -> None:
     body = f'<S S="Error">{clixml_escape(text + chr(13) + chr(10))}</S>'
     [rec] = parse_errors(f"#< CLIXML\r\n<Objs>{body}</Objs>")
     assert rec.message == text
+
+
+def test_error_records_map_to_virtabs_errors() -> None:
+    import virtabs
+
+    from virtabs_hyperv._clixml import ErrorRecord
+    from virtabs_hyperv.driver import HypervDriver
+
+    def err(rec: ErrorRecord, not_found: type[virtabs.VirtabsError] = virtabs.OperationFailedError) -> object:
+        return HypervDriver._error([rec], 1, "domain 'd'", not_found)
+
+    missing = ErrorRecord(
+        'Hyper-V was unable to find a virtual machine with id "x".',
+        "InvalidArgument",
+        "x:Guid",
+        "Get-VM",
+        "VirtualizationException",
+        "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVM",
+    )
+    assert isinstance(err(missing, virtabs.NoDomainError), virtabs.NoDomainError)
+    assert isinstance(err(ErrorRecord("gone", error_id="VirtabsNoDomain")), virtabs.NoDomainError)
+    assert isinstance(err(ErrorRecord("gone", error_id="VirtabsNoSnapshot")), virtabs.NoSnapshotError)
+    state = ErrorRecord("'d' failed to start.", "InvalidOperation", command="Start-VM")
+    e = err(state)
+    assert isinstance(e, virtabs.OperationInvalidError) and "failed to start" in str(e)
+    typo = ErrorRecord(
+        "A parameter cannot be found that matches parameter name 'Nmae'.",
+        "InvalidArgument",
+        command="Get-VM",
+        exception="ParameterBindingException",
+    )
+    assert type(err(typo)) is virtabs.OperationFailedError
+    assert isinstance(err(ErrorRecord("Access is denied.", "PermissionDenied")), virtabs.AuthError)
+    assert type(HypervDriver._error([], 3, "x", virtabs.OperationFailedError)) is virtabs.OperationFailedError

@@ -223,6 +223,9 @@ class HypervDriver(Driver):
         if rec.has_id("VirtabsDomainExists"):
             return OperationFailedError(f"{what} already exists (Hyper-V allows duplicates; virtabs does not)")
         message = f"{what}: {rec.message}"
+        if rec.command.startswith("Get-VM") and "unable to find" in rec.message.lower():
+            # Get-VM / Get-VMSnapshot of something missing, had the host made it a terminating error
+            return not_found(message)
         if rec.exception in ("ParameterBindingException", "CommandNotFoundException", "ParseException"):
             return OperationFailedError(f"{message} (the host's PowerShell rejected the driver's script)")
         if rec.category == "ObjectNotFound":
