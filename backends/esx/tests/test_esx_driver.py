@@ -130,6 +130,13 @@ def test_missing_credentials_are_an_auth_error(vcsim: Vcsim, monkeypatch: pytest
         virtabs.open(_uri(vcsim))
 
 
+def test_credentials_from_the_environment(vcsim: Vcsim, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIRTABS_USERNAME", vcsim.username)
+    monkeypatch.setenv("VIRTABS_PASSWORD", vcsim.password)
+    with virtabs.open(_uri(vcsim)) as c:
+        assert c.list_domains()
+
+
 def test_unreachable_host_is_a_connect_error(vcsim: Vcsim) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
