@@ -32,7 +32,9 @@ def virtabs_target(virtabs_uri: str) -> Iterator[ContractTarget]:
         parent = "/var/lib/libvirt/images" if os.path.isdir("/var/lib/libvirt/images") else None
         directory = tempfile.mkdtemp(prefix="virtabs-contract-", dir=parent)
         pool = _transient_dir_pool(virtabs_uri, directory)
-        yield QemuTarget(directory, pool=pool)
+        target = QemuTarget(directory, virtabs_uri.removeprefix("libvirt+"), pool=pool)
+        yield target
+        target.close()
         _destroy_pool(virtabs_uri, pool)
         shutil.rmtree(directory, ignore_errors=True)
     else:

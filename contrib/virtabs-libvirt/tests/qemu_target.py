@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
+import stat
 import subprocess
+from typing import Any
 
 from virtabs import Connection, DiskSpec, Domain, DomainSpec, StoragePool
 from virtabs.testing import DefaultTarget
@@ -19,11 +23,19 @@ class QemuTarget(DefaultTarget):
     job_timeout = 120.0
     shutdown_timeout = 10.0
 
-    def __init__(self, directory: str, pool: str | None = None) -> None:
+    def __init__(self, directory: str, libvirt_uri: str, pool: str | None = None) -> None:
         super().__init__(prefix="vtl", image_dir=directory, pool=pool)
         self.directory = directory
+        self.libvirt_uri = libvirt_uri
+        self._libvirt: Any = None
         self._loops: list[str] = []
         os.chmod(directory, 0o755)
+
+    def close(self) -> None:
+        """Close the target's own libvirt connection (used only to refresh the pool)."""
+        if self._libvirt is not None:
+            self._libvirt.close()
+            self._libvirt = None
 
     def _img(self, path: str, format: str, size: int = 64 * MiB, backing: str | None = None) -> None:
         cmd = ["qemu-img", "create", "-q", "-f", format]
@@ -77,11 +89,71 @@ class QemuTarget(DefaultTarget):
         return os.path.join(self.directory, self.new_name(name))
 
     def _pool(self, conn: Connection) -> StoragePool | None:
+        """The pool, refreshed first: qemu-img creates images behind libvirt's back."""
         pool = super()._pool(conn)
         if pool is not None:
-            with contextlib.suppress(Exception):
-                conn._driver._conn.storagePoolLookupByName(pool.name).refresh(0)  # type: ignore[attr-defined]
+            import libvirt
+
+            with contextlib.suppress(libvirt.libvirtError):
+                self._lv().storagePoolLookupByName(pool.name).refresh(0)
         return pool
+
+    def _digest(self, source: str) -> str:
+        """sha256 of ``source`` (a path or a qemu ``json:`` image spec) converted to raw by qemu-img.
+
+        The image may be open in a running QEMU (the kit reads while a copy mirrors): see :func:`_file`.
+        """
+        self._flush_running_domains()
+        out = os.path.join(self.directory, self.new_name("digest.raw"))
+        try:
+            done = subprocess.run(["qemu-img", "convert", "-O", "raw", source, out], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"qemu-img convert of {source} failed: {done.stderr.strip()}")
+            digest = hashlib.sha256()
+            with open(out, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            return digest.hexdigest()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(out)
+
+    def _lv(self) -> Any:
+        import libvirt
+
+        if self._libvirt is None:
+            self._libvirt = libvirt.open(self.libvirt_uri)
+        return self._libvirt
+
+    def _flush_running_domains(self) -> None:
+        """Pause and resume this run's running domains: QEMU keeps qcow2 metadata in a cache, and only a
+        stop (vm_stop -> bdrv_flush_all) writes it out, so an image it has open reads consistently after."""
+        for d in self._lv().listAllDomains(0):
+            if d.name().startswith(self.prefix) and d.info()[0] == 1:  # VIR_DOMAIN_RUNNING
+                d.suspend()
+                d.resume()
+
+    @staticmethod
+    def _format(path: str) -> str:
+        info = subprocess.run(["qemu-img", "info", "-U", "--output=json", path], check=True, capture_output=True)
+        return str(json.loads(info.stdout)["format"])
+
+    def image_digest(self, conn: Connection, path: str) -> str | None:
+        """What the guest sees in the image at ``path``: its whole backing chain, read by qemu-img."""
+        if not os.path.exists(path):
+            return None
+        spec = {"driver": self._format(path), "read-only": True, "file": _file(path)}
+        return self._digest(f"json:{json.dumps(spec)}")
+
+    def layer_digest(self, conn: Connection, path: str) -> str | None:
+        """The data stored in that one file: the image opened without its backing file."""
+        if not os.path.exists(path):
+            return None
+        fmt = self._format(path)
+        spec: dict[str, Any] = {"driver": fmt, "read-only": True, "file": _file(path)}
+        if fmt == "qcow2":
+            spec["backing"] = None
+        return self._digest(f"json:{json.dumps(spec)}")
 
     def create_image(self, conn: Connection, path: str, *, format: str, backing: str | None) -> None:
         """qemu-img create (64 MiB)."""
@@ -113,3 +185,10 @@ class QemuTarget(DefaultTarget):
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     os.unlink(path)
+
+
+def _file(path: str) -> dict[str, str]:
+    """qemu's protocol node for ``path`` (a block device or a regular file)."""
+    driver = "host_device" if stat.S_ISBLK(os.stat(path).st_mode) else "file"
+    # A running QEMU holds the image, a mirror target even against consistent reads: no locks at all.
+    return {"driver": driver, "filename": path, "read-only": True, "locking": "off"}

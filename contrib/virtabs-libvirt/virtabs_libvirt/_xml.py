@@ -6,7 +6,7 @@ import datetime as _dt
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from virtabs import DiskInfo, DiskSpec, DomainSpec, DomainState, NicInfo, NicSpec, PoolInfo, Snapshot, VolumeInfo
+from virtabs.spi import DiskInfo, DiskSpec, DomainSpec, DomainState, NicInfo, NicSpec, PoolInfo, Snapshot, VolumeInfo
 
 __all__ = [
     "copy_dest_xml",

@@ -10,9 +10,12 @@ Capabilities are declared per underlying libvirt driver after connecting
 (:meth:`LibvirtDriver.connection_capabilities`): libvirt's QEMU driver gets
 everything, its ``test`` driver has no block jobs and no disk hot-plug, and
 any other hypervisor gets the lifecycle, snapshot, storage and event subset.
-Every method refuses a capability its connection does not declare with
-``NotSupportedError`` before calling libvirt, and libvirt's errors become
-virtabs errors through their ``virErrorNumber`` (``error_class_for_code``).
+The core's gate refuses whatever a connection does not declare, checks
+read-only mode and domain states, and applies the block-job rules before any
+method here runs; this driver only does libvirt's work. What libvirt itself
+refuses arrives as a ``libvirtError`` and becomes the virtabs error of its
+``virErrorNumber`` (:data:`ERRORS`, an :class:`~virtabs.spi.ErrorMap` over
+:func:`~virtabs.spi.error_class_for_code`).
 """
 
 from __future__ import annotations
@@ -22,55 +25,52 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-from virtabs import (
+from virtabs.spi import (
+    ANY_BLOCK_JOB,
+    URI,
+    AuthError,
+    BlockCommitRequest,
+    BlockCopyRequest,
     BlockJobEvent,
     BlockJobInfo,
     BlockJobStatus,
     BlockJobType,
     Capabilities,
-    Capability,
+    ConnectError,
+    ConnectOptions,
     DiskInfo,
     DiskSpec,
     DomainInfo,
     DomainRecord,
+    DomainRef,
     DomainSpec,
     DomainState,
+    DomainStatus,
+    Driver,
     DriverUnavailableError,
+    ErrorCode,
+    ErrorMap,
     HostInfo,
     InvalidArgumentError,
     LifecycleEvent,
     LifecycleEventType,
     NicInfo,
     NoDomainError,
-    NoSnapshotError,
-    NoStoragePoolError,
-    NoStorageVolumeError,
-    NotSupportedError,
     OperationFailedError,
     PoolInfo,
     Snapshot,
-    VirtabsError,
     VolumeInfo,
-)
-from virtabs.spi import (
-    URI,
-    BlockCommitRequest,
-    BlockCopyRequest,
-    ConnectOptions,
-    DomainRef,
-    Driver,
     error_class_for_code,
 )
 
 from . import _xml
 
-__all__ = ["LibvirtDriver", "libvirt_uri"]
+__all__ = ["ERRORS", "LibvirtDriver", "libvirt_uri"]
 
 log = logging.getLogger("virtabs.libvirt")
-T = TypeVar("T")
 
 NATIVE_STATE = {
     DomainState.NOSTATE: "no state",
@@ -95,6 +95,34 @@ ALL = Capabilities.all(
     }
 )
 _BLOCK_AND_HOTPLUG = ("block.pull", "block.copy", "block.commit", "domain.disk_hotplug")
+
+
+def _error_code(exc: BaseException) -> int | None:
+    """A libvirtError's ``virErrorNumber`` (None for anything else; libvirt is imported lazily)."""
+    get = getattr(exc, "get_error_code", None)
+    return int(get() or 0) if callable(get) else None
+
+
+def _has_code(code: int) -> Callable[[BaseException], bool]:
+    return lambda exc: _error_code(exc) == code
+
+
+def _libvirt_message(exc: BaseException) -> str:
+    get = getattr(exc, "get_error_message", None)
+    return str(get() or exc) if callable(get) else str(exc)
+
+
+ERRORS = ErrorMap(
+    [(_has_code(code), error_class_for_code(code)) for code in ErrorCode if code < 1000],
+    default=OperationFailedError,
+    describe=_libvirt_message,
+)
+"""libvirt's errors by ``virErrorNumber`` -> virtabs errors (its codes are libvirt's); others -> OperationFailedError."""
+
+CONNECT_ERRORS = ErrorMap(
+    [(_has_code(int(ErrorCode.AUTH_FAILED)), AuthError)], default=ConnectError, describe=_libvirt_message
+)
+"""Opening a libvirt connection: a refused authentication is AuthError, anything else ConnectError."""
 
 # --- libvirt's event loop: one per process ------------------------------------------------------
 
@@ -159,9 +187,13 @@ class LibvirtDriver(Driver):
         self._target = libvirt_uri(uri)
         what = f"connecting to libvirt URI {self._target or '(default)'}"
         opener = libvirt.openReadOnly if options.readonly else libvirt.open
-        self._conn: Any = self._libvirt(what, lambda: opener(self._target))
-        self._type = str(self._libvirt("reading the hypervisor type", self._conn.getType))
+        with CONNECT_ERRORS(what):
+            self._conn: Any = opener(self._target)
+            self._type = str(self._conn.getType())
         self._caps = self._refine(self._type)
+        # A fact about the host, not a permission: only libvirt's QEMU driver has block jobs (the
+        # others answer blockJobInfo with VIR_ERR_NO_SUPPORT), so only there do reads ask for them.
+        self._has_block_jobs = bool(self._caps.supported & ANY_BLOCK_JOB)
         self._callbacks: list[int] = []
         self._events_lock = threading.Lock()
 
@@ -179,39 +211,9 @@ class LibvirtDriver(Driver):
         """Everything for libvirt's QEMU driver; no block jobs or hot-plug for its test driver."""
         return self._caps
 
-    def _need(self, cap: Capability, method: str) -> None:
-        if cap not in self._caps.supported:
-            raise NotSupportedError(
-                f"the libvirt driver does not support {method} on {self._target or 'this connection'} "
-                f"(libvirt {self._type} driver; {cap.value} is not declared)"
-            )
-
-    def _error(self, exc: Any, what: str) -> VirtabsError:
-        code = int(exc.get_error_code() or 0)
-        cls = error_class_for_code(code)
-        message = exc.get_error_message() or str(exc)
-        return cls(f"{what}: {message}")
-
-    def _libvirt(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except self._lv.libvirtError as exc:
-            raise self._error(exc, what) from None
-
-    @contextlib.contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except self._lv.libvirtError as exc:
-            raise self._error(exc, what) from None
-
     def _dom(self, ref: DomainRef) -> Any:
-        try:
+        with ERRORS(f"lookup of domain '{ref.name}'"):
             return self._conn.lookupByUUIDString(ref.uuid)
-        except self._lv.libvirtError as exc:
-            if exc.get_error_code() == self._lv.VIR_ERR_NO_DOMAIN:
-                raise NoDomainError(f"domain '{ref.name}' does not exist (uuid {ref.uuid})") from None
-            raise self._error(exc, f"lookup of domain '{ref.name}'") from None
 
     @staticmethod
     def _ref(dom: Any) -> DomainRef:
@@ -227,9 +229,8 @@ class LibvirtDriver(Driver):
 
     def start_events(self) -> None:
         """Register libvirt lifecycle and BLOCK_JOB_2 callbacks."""
-        self._need(Capability.EVENTS, "start_events")
         lv = self._lv
-        with self._events_lock, self._errors("registering event callbacks"):
+        with self._events_lock, ERRORS("registering event callbacks"):
             if self._callbacks:
                 return
             self._callbacks.append(
@@ -268,7 +269,7 @@ class LibvirtDriver(Driver):
 
     def host_info(self) -> HostInfo:
         """``virNodeGetInfo`` plus hostname and versions."""
-        with self._errors("host info"):
+        with ERRORS("host info"):
             model, memory_mib, cpus, *_ = self._conn.getInfo()
             version = self._conn.getVersion()
             hostname = self._conn.getHostname()
@@ -286,18 +287,17 @@ class LibvirtDriver(Driver):
 
     def list_domains(self) -> list[DomainRef]:
         """``virConnectListAllDomains``: active and inactive in one call."""
-        with self._errors("listing domains"):
+        with ERRORS("listing domains"):
             return [self._ref(d) for d in self._conn.listAllDomains(0)]
 
     def lookup_domain(self, name_or_uuid: str) -> DomainRef:
-        """By name, then by UUID."""
-        lv = self._lv
+        """By name, then by UUID (libvirt answers a string that is no UUID with VIR_ERR_INVALID_ARG)."""
         for lookup in (self._conn.lookupByName, self._conn.lookupByUUIDString):
             try:
                 return self._ref(lookup(name_or_uuid))
-            except lv.libvirtError as exc:
-                if exc.get_error_code() not in (lv.VIR_ERR_NO_DOMAIN, lv.VIR_ERR_INVALID_ARG):
-                    raise self._error(exc, f"lookup of domain '{name_or_uuid}'") from None
+            except self._lv.libvirtError as exc:
+                if _error_code(exc) not in (ErrorCode.NO_DOMAIN, ErrorCode.INVALID_ARG):
+                    raise ERRORS.translate(exc, f"lookup of domain '{name_or_uuid}'") from exc
         raise NoDomainError(f"no domain with matching name or uuid '{name_or_uuid}'")
 
     def _info(self, dom: Any) -> DomainInfo:
@@ -317,20 +317,20 @@ class LibvirtDriver(Driver):
     def domain_info(self, dom: DomainRef) -> DomainInfo:
         """``virDomainGetInfo``."""
         d = self._dom(dom)
-        with self._errors(f"info of domain '{dom.name}'"):
+        with ERRORS(f"info of domain '{dom.name}'"):
             return self._info(d)
 
     def domain_spec(self, dom: DomainRef) -> DomainSpec:
         """The persistent (inactive) XML as a DomainSpec."""
         d = self._dom(dom)
-        with self._errors(f"definition of domain '{dom.name}'"):
+        with ERRORS(f"definition of domain '{dom.name}'"):
             flags = self._lv.VIR_DOMAIN_XML_INACTIVE if d.isPersistent() else 0
             return _xml.spec_from_xml(d.XMLDesc(flags))
 
     def disks(self, dom: DomainRef) -> list[DiskInfo]:
         """The live XML's disks, with their backing chains."""
         d = self._dom(dom)
-        with self._errors(f"disks of domain '{dom.name}'"):
+        with ERRORS(f"disks of domain '{dom.name}'"):
             return _xml.disks_from_xml(d.XMLDesc(0))
 
     def _addresses(self, d: Any) -> dict[str, tuple[str, ...]]:
@@ -347,19 +347,19 @@ class LibvirtDriver(Driver):
     def nics(self, dom: DomainRef) -> list[NicInfo]:
         """The interfaces, with DHCP lease addresses while running."""
         d = self._dom(dom)
-        with self._errors(f"interfaces of domain '{dom.name}'"):
+        with ERRORS(f"interfaces of domain '{dom.name}'"):
             return _xml.nics_from_xml(d.XMLDesc(0), self._addresses(d))
 
     def autostart(self, dom: DomainRef) -> bool | None:
         """``virDomainGetAutostart``."""
         d = self._dom(dom)
-        with self._errors(f"autostart of domain '{dom.name}'"):
+        with ERRORS(f"autostart of domain '{dom.name}'"):
             return bool(d.autostart())
 
     def inventory(self) -> list[DomainRecord]:
         """Every domain's record from one listing (no per-domain SPI calls)."""
         records = []
-        with self._errors("inventory"):
+        with ERRORS("inventory"):
             domains = self._conn.listAllDomains(0)
         for d in domains:
             errors: dict[str, str] = {}
@@ -370,19 +370,13 @@ class LibvirtDriver(Driver):
                 errors["info"] = str(exc)
                 continue
             snapshots = None
-            if Capability.DOMAIN_SNAPSHOT in self._caps.supported:
-                try:
-                    snapshots = int(d.snapshotNum(0))
-                except self._lv.libvirtError as exc:
-                    errors["snapshot_count"] = str(exc)
-            jobs: list[BlockJobInfo] = []
+            try:
+                snapshots = int(d.snapshotNum(0))
+            except self._lv.libvirtError as exc:
+                if _error_code(exc) != ErrorCode.NO_SUPPORT:  # a hypervisor without snapshots: no count, no error
+                    errors["snapshot_count"] = _libvirt_message(exc)
             disks = _xml.disks_from_xml(xml)
-            block_caps = {Capability.BLOCK_COPY, Capability.BLOCK_PULL, Capability.BLOCK_COMMIT}
-            if self._caps.supported & block_caps and info.state.is_active:
-                for disk in disks:
-                    job = self._job(d, disk.target)
-                    if job is not None:
-                        jobs.append(job)
+            jobs = self._jobs(d, disks) if info.state.is_active else []
             try:
                 autostart: bool | None = bool(d.autostart())
             except self._lv.libvirtError:
@@ -426,26 +420,23 @@ class LibvirtDriver(Driver):
 
     def define_domain(self, spec: DomainSpec) -> DomainRef:
         """``virDomainDefineXML`` of the XML built from ``spec``."""
-        self._need(Capability.DOMAIN_DEFINE, "define_domain")
         xml = _xml.domain_xml(spec, self._domain_type())
-        with self._errors(f"define of domain '{spec.name}'"):
+        with ERRORS(f"define of domain '{spec.name}'"):
             return self._ref(self._conn.defineXML(xml))
 
     def undefine(self, dom: DomainRef) -> None:
         """Undefine (with snapshot metadata and managed save)."""
-        self._need(Capability.DOMAIN_DEFINE, "undefine")
         d = self._dom(dom)
         lv = self._lv
         flags = lv.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | lv.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-        with self._errors(f"undefine of domain '{dom.name}'"):
+        with ERRORS(f"undefine of domain '{dom.name}'"):
             d.undefineFlags(flags)
 
     def start(self, dom: DomainRef, paused: bool) -> None:
         """``virDomainCreateWithFlags`` (START_PAUSED; emulated by start + suspend where libvirt lacks it)."""
-        self._need(Capability.DOMAIN_START, "start")
         d = self._dom(dom)
         lv = self._lv
-        with self._errors(f"start of domain '{dom.name}'"):
+        with ERRORS(f"start of domain '{dom.name}'"):
             if not paused:
                 d.createWithFlags(0)
                 return
@@ -459,98 +450,83 @@ class LibvirtDriver(Driver):
 
     def shutdown(self, dom: DomainRef) -> None:
         """``virDomainShutdown`` (the core waits for SHUTOFF when asked to)."""
-        self._need(Capability.DOMAIN_SHUTDOWN, "shutdown")
         d = self._dom(dom)
-        with self._errors(f"shutdown of domain '{dom.name}'"):
+        with ERRORS(f"shutdown of domain '{dom.name}'"):
             d.shutdown()
 
     def destroy(self, dom: DomainRef) -> None:
         """``virDomainDestroy``."""
-        self._need(Capability.DOMAIN_DESTROY, "destroy")
         d = self._dom(dom)
-        with self._errors(f"destroy of domain '{dom.name}'"):
+        with ERRORS(f"destroy of domain '{dom.name}'"):
             d.destroy()
 
     def reboot(self, dom: DomainRef) -> None:
         """``virDomainReboot``."""
-        self._need(Capability.DOMAIN_REBOOT, "reboot")
         d = self._dom(dom)
-        with self._errors(f"reboot of domain '{dom.name}'"):
+        with ERRORS(f"reboot of domain '{dom.name}'"):
             d.reboot(0)
 
     def suspend(self, dom: DomainRef) -> None:
         """``virDomainSuspend``."""
-        self._need(Capability.DOMAIN_SUSPEND, "suspend")
         d = self._dom(dom)
-        with self._errors(f"suspend of domain '{dom.name}'"):
+        with ERRORS(f"suspend of domain '{dom.name}'"):
             d.suspend()
 
     def resume(self, dom: DomainRef) -> None:
         """``virDomainResume``."""
-        self._need(Capability.DOMAIN_SUSPEND, "resume")
         d = self._dom(dom)
-        with self._errors(f"resume of domain '{dom.name}'"):
+        with ERRORS(f"resume of domain '{dom.name}'"):
             d.resume()
 
     def save(self, dom: DomainRef, path: str) -> None:
         """``virDomainSave``."""
-        self._need(Capability.DOMAIN_SAVE, "save")
         d = self._dom(dom)
-        with self._errors(f"save of domain '{dom.name}' to '{path}'"):
+        with ERRORS(f"save of domain '{dom.name}' to '{path}'"):
             d.save(path)
 
     def restore(self, path: str) -> DomainRef:
         """``virDomainRestore``; the domain is found through the saved image's XML."""
-        self._need(Capability.DOMAIN_SAVE, "restore")
-        with self._errors(f"restore from '{path}'"):
+        with ERRORS(f"restore from '{path}'"):
             uuid = _xml.spec_from_xml(self._conn.saveImageGetXMLDesc(path, 0)).uuid
             self._conn.restore(path)
         if uuid is None:
             raise OperationFailedError(f"restore from '{path}': the saved image names no domain UUID")
-        with self._errors(f"lookup of the domain restored from '{path}'"):
+        with ERRORS(f"lookup of the domain restored from '{path}'"):
             return self._ref(self._conn.lookupByUUIDString(uuid))
 
     # --- snapshots ----------------------------------------------------------------------------
 
     def _snapshot(self, d: Any, name: str, dom: DomainRef) -> Any:
-        try:
+        with ERRORS(f"lookup of snapshot '{name}' of domain '{dom.name}'"):
             return d.snapshotLookupByName(name, 0)
-        except self._lv.libvirtError as exc:
-            if exc.get_error_code() == self._lv.VIR_ERR_NO_DOMAIN_SNAPSHOT:
-                raise NoSnapshotError(f"domain '{dom.name}' has no snapshot '{name}'") from None
-            raise self._error(exc, f"lookup of snapshot '{name}' of domain '{dom.name}'") from None
 
     def create_snapshot(self, dom: DomainRef, name: str) -> Snapshot:
         """``virDomainSnapshotCreateXML`` (libvirt's default kind for the hypervisor)."""
-        self._need(Capability.DOMAIN_SNAPSHOT, "create_snapshot")
         d = self._dom(dom)
         xml = f"<domainsnapshot><name>{name}</name></domainsnapshot>"
-        with self._errors(f"snapshot '{name}' of domain '{dom.name}'"):
+        with ERRORS(f"snapshot '{name}' of domain '{dom.name}'"):
             snap = d.snapshotCreateXML(xml, 0)
             return _xml.snapshot_from_xml(snap.getXMLDesc(0), dom.name)
 
     def list_snapshots(self, dom: DomainRef) -> list[Snapshot]:
         """Every snapshot, oldest first."""
-        self._need(Capability.DOMAIN_SNAPSHOT, "list_snapshots")
         d = self._dom(dom)
-        with self._errors(f"snapshot listing of domain '{dom.name}'"):
+        with ERRORS(f"snapshot listing of domain '{dom.name}'"):
             snaps = [_xml.snapshot_from_xml(s.getXMLDesc(0), dom.name) for s in d.listAllSnapshots(0)]
         return sorted(snaps, key=lambda s: (s.created_at, s.name))
 
     def revert_to_snapshot(self, dom: DomainRef, name: str) -> None:
         """``virDomainRevertToSnapshot``."""
-        self._need(Capability.DOMAIN_SNAPSHOT, "revert_to_snapshot")
         d = self._dom(dom)
         snap = self._snapshot(d, name, dom)
-        with self._errors(f"revert of domain '{dom.name}' to snapshot '{name}'"):
+        with ERRORS(f"revert of domain '{dom.name}' to snapshot '{name}'"):
             d.revertToSnapshot(snap, 0)
 
     def delete_snapshot(self, dom: DomainRef, name: str) -> None:
         """``virDomainSnapshotDelete``."""
-        self._need(Capability.DOMAIN_SNAPSHOT, "delete_snapshot")
         d = self._dom(dom)
         snap = self._snapshot(d, name, dom)
-        with self._errors(f"delete of snapshot '{name}' of domain '{dom.name}'"):
+        with ERRORS(f"delete of snapshot '{name}' of domain '{dom.name}'"):
             snap.delete(0)
 
     # --- devices --------------------------------------------------------------------------------
@@ -564,35 +540,29 @@ class LibvirtDriver(Driver):
 
     def attach_disk(self, dom: DomainRef, disk: DiskSpec) -> None:
         """``virDomainAttachDeviceFlags`` (live and persistent)."""
-        self._need(Capability.DOMAIN_DISK_HOTPLUG, "attach_disk")
         d = self._dom(dom)
-        with self._errors(f"attach of disk '{disk.target}' to domain '{dom.name}'"):
+        with ERRORS(f"attach of disk '{disk.target}' to domain '{dom.name}'"):
             d.attachDeviceFlags(_xml.disk_xml(disk), self._affect(d))
 
     def detach_disk(self, dom: DomainRef, target: str) -> None:
         """``virDomainDetachDeviceFlags`` of the disk's current XML."""
-        self._need(Capability.DOMAIN_DISK_HOTPLUG, "detach_disk")
         d = self._dom(dom)
-        with self._errors(f"detach of disk '{target}' from domain '{dom.name}'"):
+        with ERRORS(f"detach of disk '{target}' from domain '{dom.name}'"):
             for disk in _xml.disks_from_xml(d.XMLDesc(0)):
                 if disk.target == target:
                     spec = DiskSpec(disk.target, disk.path, format=disk.format, bus=disk.bus, readonly=disk.readonly)
                     d.detachDeviceFlags(_xml.disk_xml(spec), self._affect(d))
                     return
-        raise InvalidArgumentError(f"domain '{dom.name}' has no disk '{target}'")
+        # The core found the disk before calling; it went away in between (another client detached it).
+        raise InvalidArgumentError(f"detach of disk '{target}' from domain '{dom.name}': the disk is gone")
 
     # --- block jobs ---------------------------------------------------------------------------------
 
-    def _need_block(self, method: str) -> None:
-        if not self._caps.supported & {Capability.BLOCK_PULL, Capability.BLOCK_COPY, Capability.BLOCK_COMMIT}:
-            raise NotSupportedError(f"the libvirt {self._type} driver has no block jobs ({method})")
-
     def block_pull(self, dom: DomainRef, disk: str, base: str | None, bandwidth_bytes: int) -> None:
         """``virDomainBlockPull`` / ``virDomainBlockRebase`` (to ``base``), bandwidth in bytes/s."""
-        self._need(Capability.BLOCK_PULL, "block_pull")
         d = self._dom(dom)
         lv = self._lv
-        with self._errors(f"block pull on disk '{disk}' of domain '{dom.name}'"):
+        with ERRORS(f"block pull on disk '{disk}' of domain '{dom.name}'"):
             if base is None:
                 d.blockPull(disk, bandwidth_bytes, lv.VIR_DOMAIN_BLOCK_PULL_BANDWIDTH_BYTES)
             else:
@@ -600,15 +570,6 @@ class LibvirtDriver(Driver):
 
     def block_copy(self, dom: DomainRef, disk: str, request: BlockCopyRequest) -> None:
         """``virDomainBlockCopy`` with a destination ``<disk>`` and typed parameters."""
-        self._need(Capability.BLOCK_COPY, "block_copy")
-        for wanted, cap in (
-            (request.shallow, Capability.BLOCK_COPY_SHALLOW),
-            (request.reuse_existing, Capability.BLOCK_COPY_REUSE_EXT),
-            (request.format == "raw", Capability.BLOCK_COPY_RAW),
-            (request.dest_is_block_device, Capability.BLOCK_COPY_DEV),
-        ):
-            if wanted:
-                self._need(cap, "block_copy")
         d = self._dom(dom)
         lv = self._lv
         flags = 0
@@ -628,12 +589,11 @@ class LibvirtDriver(Driver):
         if request.buf_size:
             params[lv.VIR_DOMAIN_BLOCK_COPY_BUF_SIZE] = request.buf_size
         dest = _xml.copy_dest_xml(request.dest, request.format, request.dest_is_block_device)
-        with self._errors(f"block copy of disk '{disk}' of domain '{dom.name}' to '{request.dest}'"):
+        with ERRORS(f"block copy of disk '{disk}' of domain '{dom.name}' to '{request.dest}'"):
             d.blockCopy(disk, dest, params or None, flags)
 
     def block_commit(self, dom: DomainRef, disk: str, request: BlockCommitRequest) -> None:
         """``virDomainBlockCommit``, bandwidth in bytes/s."""
-        self._need(Capability.BLOCK_COMMIT, "block_commit")
         d = self._dom(dom)
         lv = self._lv
         flags = lv.VIR_DOMAIN_BLOCK_COMMIT_BANDWIDTH_BYTES
@@ -643,7 +603,7 @@ class LibvirtDriver(Driver):
             flags |= lv.VIR_DOMAIN_BLOCK_COMMIT_DELETE
         if request.relative:
             flags |= lv.VIR_DOMAIN_BLOCK_COMMIT_RELATIVE
-        with self._errors(f"block commit on disk '{disk}' of domain '{dom.name}'"):
+        with ERRORS(f"block commit on disk '{disk}' of domain '{dom.name}'"):
             d.blockCommit(disk, request.base, request.top, request.bandwidth_bytes, flags)
 
     def _job(self, d: Any, disk: str) -> BlockJobInfo | None:
@@ -656,50 +616,60 @@ class LibvirtDriver(Driver):
         ready = jtype in _TWO_PHASE and end > 0 and cur == end
         return BlockJobInfo(type=jtype, cur=cur, end=end, bandwidth=int(info["bandwidth"]), ready=ready, disk=disk)
 
+    def _jobs(self, d: Any, disks: list[DiskInfo]) -> list[BlockJobInfo]:
+        if not self._has_block_jobs:
+            return []
+        return [job for job in (self._job(d, disk.target) for disk in disks) if job is not None]
+
+    def domain_status(self, dom: DomainRef) -> DomainStatus:
+        """State and block jobs from one lookup: ``virDomainGetInfo``, then (active, QEMU) the live XML's
+        disks and ``virDomainGetBlockJobInfo`` of each."""
+        d = self._dom(dom)
+        with ERRORS(f"status of domain '{dom.name}'"):
+            state = self._info(d).state
+            if not state.is_active or not self._has_block_jobs:
+                return DomainStatus(state)
+            return DomainStatus(state, self._jobs(d, _xml.disks_from_xml(d.XMLDesc(0))))
+
+    def block_jobs(self, dom: DomainRef) -> list[BlockJobInfo]:
+        """Every active job of the domain, from one lookup and its live XML."""
+        d = self._dom(dom)
+        with ERRORS(f"block jobs of domain '{dom.name}'"):
+            return self._jobs(d, _xml.disks_from_xml(d.XMLDesc(0)))
+
     def block_job_info(self, dom: DomainRef, disk: str) -> BlockJobInfo | None:
         """``virDomainGetBlockJobInfo`` (bandwidth in bytes/s)."""
-        self._need_block("block_job_info")
         d = self._dom(dom)
-        with self._errors(f"block job query on disk '{disk}' of domain '{dom.name}'"):
+        with ERRORS(f"block job query on disk '{disk}' of domain '{dom.name}'"):
             return self._job(d, disk)
 
     def block_job_abort(self, dom: DomainRef, disk: str, pivot: bool) -> None:
         """``virDomainBlockJobAbort``: a pivot synchronously (libvirt reports a failed pivot), a cancel with
         ASYNC (the core waits for the job to go)."""
-        self._need_block("block_job_abort")
         d = self._dom(dom)
         lv = self._lv
         flags = lv.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT if pivot else lv.VIR_DOMAIN_BLOCK_JOB_ABORT_ASYNC
-        with self._errors(f"block job {'pivot' if pivot else 'abort'} on disk '{disk}' of domain '{dom.name}'"):
+        with ERRORS(f"block job {'pivot' if pivot else 'abort'} on disk '{disk}' of domain '{dom.name}'"):
             d.blockJobAbort(disk, flags)
 
     def block_job_set_speed(self, dom: DomainRef, disk: str, bandwidth_bytes: int) -> None:
         """``virDomainBlockJobSetSpeed`` in bytes/s."""
-        self._need_block("block_job_set_speed")
         d = self._dom(dom)
-        with self._errors(f"block job speed on disk '{disk}' of domain '{dom.name}'"):
+        with ERRORS(f"block job speed on disk '{disk}' of domain '{dom.name}'"):
             d.blockJobSetSpeed(disk, bandwidth_bytes, self._lv.VIR_DOMAIN_BLOCK_JOB_SPEED_BANDWIDTH_BYTES)
 
     # --- storage ---------------------------------------------------------------------------------------
 
     def _pool(self, name: str) -> Any:
-        try:
+        with ERRORS(f"lookup of pool '{name}'"):
             return self._conn.storagePoolLookupByName(name)
-        except self._lv.libvirtError as exc:
-            if exc.get_error_code() == self._lv.VIR_ERR_NO_STORAGE_POOL:
-                raise NoStoragePoolError(f"no storage pool with matching name '{name}'") from None
-            raise self._error(exc, f"lookup of pool '{name}'") from None
 
     def _pool_info(self, p: Any) -> PoolInfo:
         return _xml.pool_from_xml(p.XMLDesc(0), p.info(), bool(p.isActive()))
 
     def _vol(self, p: Any, pool: str, name: str) -> Any:
-        try:
+        with ERRORS(f"lookup of volume '{name}' in pool '{pool}'"):
             return p.storageVolLookupByName(name)
-        except self._lv.libvirtError as exc:
-            if exc.get_error_code() == self._lv.VIR_ERR_NO_STORAGE_VOL:
-                raise NoStorageVolumeError(f"no storage vol with matching name '{name}' in pool '{pool}'") from None
-            raise self._error(exc, f"lookup of volume '{name}' in pool '{pool}'") from None
 
     def _vol_info(self, v: Any, pool: str) -> VolumeInfo:
         xml = v.XMLDesc(0)
@@ -715,55 +685,48 @@ class LibvirtDriver(Driver):
 
     def list_storage_pools(self) -> list[PoolInfo]:
         """``virConnectListAllStoragePools``."""
-        self._need(Capability.STORAGE_POOL, "list_storage_pools")
-        with self._errors("listing storage pools"):
+        with ERRORS("listing storage pools"):
             return sorted((self._pool_info(p) for p in self._conn.listAllStoragePools(0)), key=lambda p: p.name)
 
     def lookup_storage_pool(self, name: str) -> PoolInfo:
         """``virStoragePoolLookupByName``."""
-        self._need(Capability.STORAGE_POOL, "lookup_storage_pool")
         p = self._pool(name)
-        with self._errors(f"info of pool '{name}'"):
+        with ERRORS(f"info of pool '{name}'"):
             return self._pool_info(p)
 
     def list_volumes(self, pool: str) -> list[VolumeInfo]:
         """``virStoragePoolListAllVolumes``."""
-        self._need(Capability.STORAGE_POOL, "list_volumes")
         p = self._pool(pool)
-        with self._errors(f"volume listing of pool '{pool}'"):
+        with ERRORS(f"volume listing of pool '{pool}'"):
             return sorted((self._vol_info(v, pool) for v in p.listAllVolumes(0)), key=lambda v: v.name)
 
     def lookup_volume(self, pool: str, name: str) -> VolumeInfo:
         """``virStorageVolLookupByName``."""
-        self._need(Capability.STORAGE_POOL, "lookup_volume")
         v = self._vol(self._pool(pool), pool, name)
-        with self._errors(f"info of volume '{name}' in pool '{pool}'"):
+        with ERRORS(f"info of volume '{name}' in pool '{pool}'"):
             return self._vol_info(v, pool)
 
     def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
         """``virStorageVolCreateXML`` (a backing path keeps the backing image's format)."""
-        self._need(Capability.STORAGE_VOLUME, "create_volume")
         p = self._pool(pool)
         backing_format = None
         if backing is not None:
             with contextlib.suppress(self._lv.libvirtError):
                 backing_format = self._vol_info(self._conn.storageVolLookupByPath(backing), pool).format
         xml = _xml.volume_xml(name, capacity_bytes, format, backing, backing_format)
-        with self._errors(f"create of volume '{name}' in pool '{pool}'"):
+        with ERRORS(f"create of volume '{name}' in pool '{pool}'"):
             v = p.createXML(xml, 0)
             return self._vol_info(v, pool)
 
     def delete_volume(self, pool: str, name: str) -> None:
         """``virStorageVolDelete``."""
-        self._need(Capability.STORAGE_VOLUME, "delete_volume")
         v = self._vol(self._pool(pool), pool, name)
-        with self._errors(f"delete of volume '{name}' in pool '{pool}'"):
+        with ERRORS(f"delete of volume '{name}' in pool '{pool}'"):
             v.delete(0)
 
     def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
         """``virStorageVolResize``."""
-        self._need(Capability.STORAGE_VOLUME, "resize_volume")
         v = self._vol(self._pool(pool), pool, name)
-        with self._errors(f"resize of volume '{name}' in pool '{pool}'"):
+        with ERRORS(f"resize of volume '{name}' in pool '{pool}'"):
             v.resize(capacity_bytes, 0)
             return self._vol_info(v, pool)
