@@ -219,6 +219,8 @@ class DockerDriver(Driver):
             raise OperationTimeoutError(f"{what}: {self._describe(exc)}") from None
         except self._conn_errors as exc:
             raise ConnectError(f"{what}: lost {self._where}: {self._describe(exc)}") from None
+        except Exception as exc:  # anything else the SDK or requests raise (a body that is not JSON ...)
+            raise OperationFailedError(f"{what}: {self._describe(exc)}") from None
 
     # --- helpers ------------------------------------------------------------------------------------
 
@@ -290,12 +292,16 @@ class DockerDriver(Driver):
         max_memory = int(hc.get("Memory") or 0) or int(host.get("MemTotal") or 1)
         memory, cpu_ns = max_memory, 0
         if state.is_active:
-            with self._errors(f"stats of domain {dom.name!r}", dom.name):
-                stats = self._api.stats(data["Id"], stream=False, one_shot=True)
-            mem = (stats.get("memory_stats") or {}).get("usage")
-            if mem:
-                memory = int(mem)
-            cpu_ns = int(((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0)
+            stats = self._stats(dom, data["Id"])
+            if stats is None:  # it stopped between the inspect and the sample: report it as it is now
+                data = self._inspect(dom)
+                native = self._native_state(data)
+                state = docker_state(native)
+            else:
+                mem = (stats.get("memory_stats") or {}).get("usage")
+                if mem:
+                    memory = int(mem)
+                cpu_ns = int(((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0)
         return DomainInfo(
             name=dom.name,
             uuid=dom.uuid,
@@ -306,6 +312,17 @@ class DockerDriver(Driver):
             max_memory_bytes=max_memory,
             cpu_time_ns=cpu_ns,
         )
+
+    def _stats(self, dom: DomainRef, container_id: str) -> dict[str, Any] | None:
+        """One stats sample, or None when the container is no longer running (Podman then answers an empty body)."""
+        try:
+            with self._errors(f"stats of domain {dom.name!r}", dom.name):
+                stats = self._api.stats(container_id, stream=False, one_shot=True)
+        except (OperationFailedError, OperationInvalidError):
+            if docker_state(self._native_state(self._inspect(dom))).is_active:
+                raise
+            return None
+        return stats if isinstance(stats, dict) else None
 
     def domain_status(self, dom: DomainRef) -> DomainStatus:
         """The state from one inspect (no stats sample: Docker's takes about a second); no block jobs."""

@@ -71,6 +71,8 @@ def test_snapshot_of_a_stopped_container_reverts_to_stopped_and_parents_chain(
     assert third.parent == "off1"
     dom.delete_snapshot("off1")
     by_name = {s.name: s for s in dom.list_snapshots()}
+    record = next(r for r in dom.connection.domain_records() if r.name == dom.name)
+    assert record.snapshot_count == 2
     assert set(by_name) == {"off2", "off3"}
     assert by_name["off2"].parent is None and by_name["off3"].parent is None
     with pytest.raises(virtabs.NoSnapshotError):

@@ -67,6 +67,12 @@ class SnapshotStore:
         """Whether snapshot ``name`` is complete (its ``snapshot.json`` is written last)."""
         return os.path.isfile(os.path.join(self.path(name), "snapshot.json"))
 
+    def count(self) -> int:
+        """How many complete snapshots there are (no file read beyond the directory listing)."""
+        if not os.path.isdir(self.root):
+            return 0
+        return sum(1 for n in os.listdir(self.root) if not n.startswith(".") and self.exists(n))
+
     def records(self) -> list[SnapshotRecord]:
         """Every complete snapshot, oldest first."""
         if not os.path.isdir(self.root):

@@ -366,6 +366,7 @@ class LxcDriver(Driver):
                     os_type="exe",
                     autostart=config.get("lxc.start.auto") == "1",
                     nics=[NicInfo(mac=mac, network=link, model=kind) for link, mac, kind in config.nics()],
+                    snapshot_count=SnapshotStore(self._dir(name)).count(),
                     extra={"rootfs": config.rootfs, "lxcpath": self.lxcpath},
                     field_errors=errors,
                 )
