@@ -224,3 +224,24 @@ def test_stats_of_a_container_that_stopped_is_not_an_error(engine: Engine, conn:
     else:
         assert sample is None or isinstance(sample, dict)
     assert dom.info().state == DomainState.SHUTOFF
+
+
+def test_reboot_and_destroy_of_a_paused_container(engine: Engine, conn: virtabs.Connection) -> None:
+    dom = conn.define_domain(_spec(engine, "paused1"))
+    dom.start()
+    started = engine.client().api.inspect_container("paused1")["State"]["StartedAt"]
+    dom.suspend()
+    dom.reboot()
+    assert dom.state() == DomainState.RUNNING
+    assert engine.client().api.inspect_container("paused1")["State"]["StartedAt"] != started
+    dom.suspend()
+    dom.destroy()
+    assert dom.state() == DomainState.SHUTOFF
+
+
+def test_shutdown_of_a_paused_container(engine: Engine, conn: virtabs.Connection) -> None:
+    dom = conn.define_domain(_spec(engine, "paused2"))
+    dom.start()
+    dom.suspend()
+    dom.shutdown(timeout=30)
+    assert dom.state() == DomainState.SHUTOFF

@@ -415,10 +415,12 @@ class DockerDriver(Driver):
                 self._api.pause(data["Id"])
 
     def shutdown(self, dom: DomainRef) -> None:
-        """Send the container's stop signal (``StopSignal``, default SIGTERM) and return."""
+        """Send the container's stop signal (``StopSignal``, default SIGTERM) and return; unpause it first."""
         data = self._inspect(dom)
         signal = (data.get("Config") or {}).get("StopSignal") or "SIGTERM"
         with self._errors(f"shutdown of domain {dom.name!r}", dom.name):
+            if (data.get("State") or {}).get("Paused"):  # a frozen process cannot act on the signal
+                self._api.unpause(data["Id"])
             self._api.kill(data["Id"], signal=signal)
 
     def destroy(self, dom: DomainRef) -> None:
@@ -428,9 +430,11 @@ class DockerDriver(Driver):
             self._api.kill(data["Id"])
 
     def reboot(self, dom: DomainRef) -> None:
-        """``docker restart`` with a 10 s grace period."""
+        """``docker restart`` with a 10 s grace period (a paused container is unpaused first: Podman refuses it)."""
         data = self._inspect(dom)
         with self._errors(f"reboot of domain {dom.name!r}", dom.name):
+            if (data.get("State") or {}).get("Paused"):
+                self._api.unpause(data["Id"])
             self._api.restart(data["Id"], timeout=10)
 
     def suspend(self, dom: DomainRef) -> None:

@@ -172,3 +172,29 @@ def test_host_info(conn: virtabs.Connection) -> None:
     info = conn.host_info()
     assert info.hypervisor == "lxc" and info.hypervisor_version == lxc.version
     assert info.cpus >= 1 and info.memory_bytes > 0
+
+
+def test_shutdown_and_reboot_of_a_frozen_container(
+    conn: virtabs.Connection, lxcpath: str, rootfs_template: Path, tmp_path: Path
+) -> None:
+    import lxc
+
+    rootfs = tmp_path / "frozen-rootfs"
+    shutil.copytree(rootfs_template, rootfs, symlinks=True)
+    dom = conn.define_domain(_spec("frozen1", rootfs))
+    try:
+        dom.start()
+        wait_for(lambda: ready_file(rootfs).exists(), 20, "busybox init")
+        pid = lxc.Container("frozen1", lxcpath).init_pid
+        dom.suspend()
+        dom.reboot()
+        wait_for(lambda: lxc.Container("frozen1", lxcpath).init_pid not in (-1, pid), 30, "a new init after the reboot")
+        wait_for(lambda: dom.state() == DomainState.RUNNING, 30, "the rebooted container to run")
+        wait_for(lambda: ready_file(rootfs).exists(), 20, "busybox init after the reboot")
+        dom.suspend()
+        dom.shutdown(timeout=30)
+        assert dom.state() == DomainState.SHUTOFF
+    finally:
+        if dom.state().is_active:
+            dom.destroy()
+        dom.undefine()

@@ -461,8 +461,11 @@ class LxcDriver(Driver):
             raise OperationFailedError(f"LXC started domain {dom.name!r} but could not freeze it")
 
     def shutdown(self, dom: DomainRef) -> None:
-        """Send the container's halt signal (``lxc.signal.halt``) to its init and return."""
-        if not self._container(dom).shutdown(0):
+        """Send the container's halt signal (``lxc.signal.halt``) to its init and return; thaw it first."""
+        container = self._container(dom)
+        if container.state == "FROZEN" and not container.unfreeze():
+            raise OperationFailedError(f"LXC could not thaw domain {dom.name!r} to shut it down")
+        if not container.shutdown(0):
             raise OperationFailedError(f"LXC could not signal domain {dom.name!r} to shut down")
 
     def destroy(self, dom: DomainRef) -> None:
@@ -471,8 +474,11 @@ class LxcDriver(Driver):
             raise OperationFailedError(f"LXC could not stop domain {dom.name!r}")
 
     def reboot(self, dom: DomainRef) -> None:
-        """Send the container's reboot signal (``lxc.signal.reboot``); liblxc restarts it."""
-        if not self._container(dom).reboot():
+        """Send the container's reboot signal (``lxc.signal.reboot``), thawing it first; liblxc restarts it."""
+        container = self._container(dom)
+        if container.state == "FROZEN" and not container.unfreeze():
+            raise OperationFailedError(f"LXC could not thaw domain {dom.name!r} to reboot it")
+        if not container.reboot():
             raise OperationFailedError(f"LXC could not signal domain {dom.name!r} to reboot")
 
     def suspend(self, dom: DomainRef) -> None:
