@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from virtabs.spi import ConnectOptions, DiskSpec, DomainSpec, parse_uri
+from virtabs import parse_uri
+from virtabs.spi import ConnectOptions, DiskSpec, DomainSpec
 
 MiB = 1024 * 1024
 SIZE = 64 * MiB

@@ -210,7 +210,12 @@ def test_info_never_reports_cur_eq_end_before_ready(root: Path, chain: dict[str,
             break
         time.sleep(0.005)
     assert seen[-1].ready
-    drv.block_job_abort(ref, "vda", pivot=True, wait=True)
+    drv.block_job_abort(ref, "vda", pivot=True)  # returns once QEMU has job-complete
+    deadline = time.monotonic() + 60
+    while drv.block_job_info(ref, "vda") is not None:
+        assert time.monotonic() < deadline, "the pivot never concluded"
+        time.sleep(0.05)
+    assert drv.domain_spec(ref).disks[0].format == "raw"
     drv.destroy(ref)
     check_all_layers(chain["base"].parent / "o.raw", "raw")
 

@@ -8,6 +8,8 @@ Debian kernel hangs under the CI machine's nested KVM.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -21,6 +23,9 @@ from virtabs import Connection, Domain
 from virtabs.spi import DiskSpec, DomainSpec
 from virtabs.testing import DefaultTarget
 from virtabs.testing.suite import *  # noqa: F403
+
+from virtabs_qemu._qmp import QMPClient
+from virtabs_qemu._state import DomainLock, StateDirs
 
 MiB = 1 << 20
 
@@ -79,6 +84,66 @@ class QemuTarget(DefaultTarget):
         dom = conn.define_domain(spec)
         dom.start()
         return dom
+
+    # --- effects seen through another door: qemu-img and the serial console, not the driver ---------
+
+    def image_digest(self, conn: Connection, path: str) -> str | None:
+        """sha256 of what the guest sees at ``path`` (the whole chain), read by ``qemu-img convert``."""
+        return self._digest(path, with_backing=True)
+
+    def layer_digest(self, conn: Connection, path: str) -> str | None:
+        """sha256 of the data stored in the file at ``path`` alone (opened without its backing file)."""
+        return self._digest(path, with_backing=False)
+
+    def boot_id(self, conn: Connection, dom: Domain) -> object:
+        """The QEMU pid and how often the guest has printed its boot line on the serial console."""
+        run = Path(self.root) / "run" / dom.name
+        try:
+            pid = (run / "qemu.pid").read_text().strip()
+        except FileNotFoundError:
+            return None
+        try:
+            boots = (run / "console.log").read_text(errors="replace").count("virtabs-guest: up")
+        except FileNotFoundError:
+            boots = 0
+        return (pid, boots)
+
+    def _digest(self, path: str, *, with_backing: bool) -> str | None:
+        if not os.path.exists(path):
+            return None
+        self._flush_running_domains()
+        fmt = "qcow2" if Path(path).read_bytes()[:4] == b"QFI\xfb" else "raw"  # test images: trusted
+        # A running QEMU holds the image (a mirror target even against consistent reads): no locks.
+        spec: dict[str, object] = {
+            "driver": fmt,
+            "read-only": True,
+            "file": {"driver": "file", "filename": path, "read-only": True, "locking": "off"},
+        }
+        if fmt == "qcow2" and not with_backing:
+            spec["backing"] = None
+        out = os.path.join(tempfile.mkdtemp(prefix="vtqd-"), "digest.raw")
+        try:
+            qemu_img("convert", "-O", "raw", f"json:{json.dumps(spec)}", out)
+            digest = hashlib.sha256()
+            with open(out, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            return digest.hexdigest()
+        finally:
+            shutil.rmtree(os.path.dirname(out), ignore_errors=True)
+
+    def _flush_running_domains(self) -> None:
+        """``stop`` + ``cont`` this run's running domains over their own QMP socket (under the driver's
+        domain lock): only a stop writes QEMU's cached qcow2 metadata out, so images read consistently."""
+        dirs = StateDirs.for_uri("/embed", {"root": self.root})
+        for run in (Path(self.root) / "run").glob(f"{self.prefix}*"):
+            if not run.is_dir() or not os.path.exists(sock := dirs.qmp_socket(run.name)):
+                continue
+            lock = DomainLock(dirs.lockfile(run.name))
+            with lock.hold(), contextlib.suppress(Exception), QMPClient(sock, timeout=30) as q:
+                if q.execute("query-status").get("running"):
+                    q.execute("stop")
+                    q.execute("cont")
 
     def make_domain(self, conn: Connection, *, running: bool) -> Domain:
         dom = super().make_domain(conn, running=running)

@@ -78,7 +78,7 @@ def test_concluded_job_finished_by_a_later_process(root: Path, chain: dict[str, 
         if info is not None and info.ready:
             break
         time.sleep(0.05)
-    drv.block_job_abort(ref, "vda", pivot=True, wait=False)
+    drv.block_job_abort(ref, "vda", pivot=True)  # returns once QEMU has job-complete
     del drv  # no one listens while QEMU concludes the job
     time.sleep(0.5)
     drv2 = make_driver(root)
@@ -203,7 +203,8 @@ def test_intent_recorded_but_never_sent_can_be_retried(root: Path, chain: dict[s
     run = json.loads(runfile.read_text())
     run["jobs"]["vda"]["intent"] = "pivot"  # as if the asking process died right after recording it
     runfile.write_text(json.dumps(run))
-    make_driver(root).block_job_abort(ref, "vda", pivot=True, wait=True)
+    dom = virtabs.open(f"qemu:///embed?root={root}").lookup_domain("vm")
+    dom.block_job_abort("vda", virtabs.BlockJobAbortFlags.PIVOT)  # the core waits until the job is gone
     assert drv.domain_spec(ref).disks[0].path == str(dest)
     drv.destroy(ref)
     check_all_layers(dest, "qcow2")

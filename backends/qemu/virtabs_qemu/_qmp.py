@@ -21,12 +21,18 @@ __all__ = ["QMPClient", "QMPError"]
 _MAX_LINE = 64 * 1024 * 1024
 
 
-class QMPError(OperationFailedError):
-    """QEMU answered a command with an error. ``qmp_class`` is QEMU's error class."""
+class QMPError(Exception):
+    """QEMU answered a command with an error: the native exception of this client.
 
-    def __init__(self, message: str, qmp_class: str = "GenericError") -> None:
+    ``command`` is the command QEMU refused, ``desc`` its reason and ``qmp_class`` QEMU's error
+    class. The driver turns it into a virtabs error by a table (``_session.QMP_ERRORS``).
+    """
+
+    def __init__(self, message: str, qmp_class: str = "GenericError", command: str = "", desc: str = "") -> None:
         super().__init__(message)
         self.qmp_class = qmp_class
+        self.command = command
+        self.desc = desc or message
 
 
 class QMPClient:
@@ -76,7 +82,8 @@ class QMPClient:
                     self.events.append(msg)
                     continue
                 if "error" in msg:
-                    raise QMPError(f"{self.what}: qmp_capabilities: {msg['error'].get('desc')}")
+                    desc = str(msg["error"].get("desc"))
+                    raise QMPError(f"{self.what}: qmp_capabilities: {desc}", command="qmp_capabilities", desc=desc)
                 break
         except TimeoutError:
             self.close()
@@ -143,7 +150,10 @@ class QMPClient:
                 continue
             if "error" in reply:
                 err = reply["error"]
-                raise QMPError(f"{self.what}: {command}: {err.get('desc', err)}", str(err.get("class", "GenericError")))
+                desc = str(err.get("desc", err))
+                raise QMPError(
+                    f"{self.what}: {command}: {desc}", str(err.get("class", "GenericError")), command=command, desc=desc
+                )
             return reply.get("return")
 
     def hmp(self, command_line: str, timeout: float | None = None) -> str:

@@ -1,0 +1,290 @@
+"""Domain lifecycle: define, start (launch QEMU), shutdown, destroy, reboot, suspend, resume, save, restore.
+
+The core's gate has checked the state each operation needs (from one ``domain_status``) before
+any of this runs. What the gate cannot see atomically is left to QEMU: a start racing another
+start of the same domain is refused by QEMU's pidfile lock (mapped to OperationInvalidError
+"is already running"), and undefine asks that same lock before deleting anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid as _uuid
+
+from virtabs.spi import (
+    DomainRef,
+    DomainSpec,
+    DomainState,
+    InvalidArgumentError,
+    LifecycleEventType,
+    NoDomainError,
+    OperationFailedError,
+    OperationInvalidError,
+    VirtabsError,
+    poll_until,
+)
+
+from . import _img
+from ._cmdline import build_argv, incoming_from_file, outgoing_to_file
+from ._events import Events
+from ._process import PIDFILE_LOCKED, Emulator, Processes, trim
+from ._qmp import QMPClient
+from ._records import Definition, RunState, SaveHeader, now_iso
+from ._session import Sessions
+from ._store import DefinitionStore
+
+__all__ = ["SAVE_HEADER_SIZE", "SAVE_MAGIC", "Lifecycle"]
+
+SAVE_MAGIC = b"VIRTABS-QEMU-SAVE-1\n"
+SAVE_HEADER_SIZE = 65536
+"""A saved-state file: this many bytes of header (magic + JSON, NUL padded), then QEMU's migration stream."""
+
+
+class Lifecycle:
+    """Lifecycle operations of one state root."""
+
+    def __init__(
+        self,
+        store: DefinitionStore,
+        processes: Processes,
+        sessions: Sessions,
+        events: Events,
+        emulator: Emulator,
+        timeout: float,
+    ) -> None:
+        self.store = store
+        self.processes = processes
+        self.sessions = sessions
+        self.events = events
+        self.emulator = emulator
+        self.timeout = timeout
+
+    def _argv(
+        self,
+        defn: Definition,
+        qmp_socket: str,
+        pidfile: str,
+        console_log: str | None = None,
+        incoming: str | None = None,
+        loadvm: str | None = None,
+    ) -> list[str]:
+        return build_argv(
+            defn.spec,
+            uuid=defn.uuid,
+            emulator=self.emulator.path,
+            accel=self.emulator.accel,
+            qmp_socket=qmp_socket,
+            pidfile=pidfile,
+            console_log=console_log,
+            incoming=incoming,
+            loadvm=loadvm,
+        )
+
+    # --- definitions ------------------------------------------------------------------------------
+
+    def define(self, spec: DomainSpec) -> DomainRef:
+        """Persist a new definition; what the command line cannot express is refused now, not at start."""
+        uid = spec.uuid or str(_uuid.uuid4())
+        data = spec.to_dict()
+        data["uuid"] = uid
+        defn = Definition(uuid=uid, spec=DomainSpec.from_dict(data))
+        self._argv(defn, qmp_socket="s", pidfile="p")
+        self.store.add(defn)
+        self.events.lifecycle(defn, LifecycleEventType.DEFINED, "added")
+        return defn.ref
+
+    def undefine(self, dom: DomainRef) -> None:
+        """Remove the definition; a QEMU still holding the domain's pidfile is QEMU saying it runs."""
+        with self.store.global_lock(), self.store.lock(dom.name).hold():
+            defn = self.store.get(dom)
+            if self.processes.pidfile_held(dom.name):
+                raise OperationInvalidError(f"domain {dom.name!r} is running; destroy it before undefining")
+            self.store.remove(dom.name)
+        self.events.lifecycle(defn, LifecycleEventType.UNDEFINED, "removed")
+
+    # --- starting ---------------------------------------------------------------------------------
+
+    def start(self, dom: DomainRef, paused: bool) -> None:
+        """Launch QEMU (daemonized, ``-S``), then ``cont`` unless ``paused``."""
+        defn = self.store.get(dom)
+        self.launch(defn, paused=paused)
+        self.events.lifecycle(defn, LifecycleEventType.STARTED, "booted")
+        if paused:
+            self.events.lifecycle(defn, LifecycleEventType.SUSPENDED, "paused")
+
+    def launch(self, defn: Definition, paused: bool, incoming: str | None = None, loadvm: str | None = None) -> None:
+        """Start QEMU for ``defn`` under the domain lock; a failed start leaves no process and no runtime files."""
+        name = defn.name
+        dirs = self.store.dirs
+        with self.store.lock(name).hold():
+            for disk in defn.spec.disks:
+                if not os.path.exists(disk.path):
+                    raise OperationFailedError(f"domain {name!r}: disk {disk.target} image {disk.path} does not exist")
+                try:
+                    _img.chain(disk.path, disk.format, force_share=True)
+                except VirtabsError as exc:
+                    raise OperationFailedError(f"domain {name!r}: disk {disk.target}: {exc}") from None
+            os.makedirs(dirs.run_dir(name), mode=0o700, exist_ok=True)
+            sock = dirs.qmp_socket(name)
+            os.makedirs(os.path.dirname(sock), mode=0o700, exist_ok=True)
+            argv = self._argv(
+                defn,
+                qmp_socket=sock,
+                pidfile=dirs.pidfile(name),
+                console_log=dirs.console_log(name),
+                incoming=incoming,
+                loadvm=loadvm,
+            )
+            failure = self.processes.spawn(name, argv)
+            if failure is not None and PIDFILE_LOCKED in failure:
+                # QEMU's own refusal: another QEMU holds this domain's pidfile. Touch nothing of it.
+                raise OperationInvalidError(f"domain {name!r} is already running")
+            if failure is not None:
+                self.processes.reap(name)
+                raise OperationFailedError(f"domain {name!r} failed to start: {trim(failure)}")
+            self.store.save_run(name, RunState(started=now_iso(), pid=self.processes.pid(name)))
+            try:
+                with self.sessions.open(name) as q:
+                    if incoming:
+                        self._await_incoming(name, q)
+                    if not paused:
+                        q.execute("cont")
+            except BaseException:
+                self.processes.reap(name)
+                raise
+
+    def _await_incoming(self, name: str, q: QMPClient) -> None:
+        poll_until(
+            lambda: q.execute("query-status")["status"] != "inmigrate",
+            timeout=max(600.0, self.timeout),
+            what=f"domain {name!r}: restoring the saved state",
+            interval=0.05,
+        )
+        mig = q.execute("query-migrate")
+        if mig.get("status") == "failed":
+            raise OperationFailedError(f"domain {name!r}: restore failed: {mig.get('error-desc', '')}")
+
+    # --- running domains --------------------------------------------------------------------------
+
+    def shutdown(self, dom: DomainRef) -> None:
+        """``system_powerdown`` (the ACPI power button); the core waits for QEMU to exit."""
+        with self.sessions.open(dom.name) as q:
+            q.execute("system_powerdown")
+
+    def destroy(self, dom: DomainRef) -> None:
+        """``quit``, then SIGTERM/SIGKILL if needed; always reaps and removes the runtime files."""
+        defn = self.store.get(dom)
+        with self.store.lock(dom.name).hold():
+            pid = self.processes.pid(dom.name)
+            if pid is not None:
+                self.sessions.quit(dom.name)
+                if not self.processes.wait_gone(pid, 3.0):
+                    self.processes.kill(dom.name, pid)
+            self.store.cleanup_runtime(dom.name)
+        if pid is not None:
+            self.events.lifecycle(defn, LifecycleEventType.STOPPED, "destroyed")
+
+    def reboot(self, dom: DomainRef) -> None:
+        """``system_reset``: a hard reset of the vCPUs and devices (not an ACPI reboot)."""
+        with self.sessions.open(dom.name) as q:
+            q.execute("system_reset")
+
+    def suspend(self, dom: DomainRef) -> None:
+        """``stop``."""
+        defn = self.store.get(dom)
+        with self.sessions.open(dom.name) as q:
+            q.execute("stop")
+        self.events.lifecycle(defn, LifecycleEventType.SUSPENDED, "paused")
+
+    def resume(self, dom: DomainRef) -> None:
+        """``cont``."""
+        defn = self.store.get(dom)
+        with self.sessions.open(dom.name) as q:
+            q.execute("cont")
+        self.events.lifecycle(defn, LifecycleEventType.RESUMED, "unpaused")
+
+    # --- save and restore ---------------------------------------------------------------------------
+
+    def save(self, dom: DomainRef, path: str) -> None:
+        """Stop the vCPUs, stream the migration state after a header into ``path``, then quit QEMU."""
+        defn = self.store.get(dom)
+        path = os.path.abspath(path)
+        with self.sessions.open(dom.name) as q:
+            running = bool(q.execute("query-status").get("running", False))
+            header = json.dumps(SaveHeader(dom.name, defn.uuid, defn.spec, running).to_json()).encode()
+            if len(SAVE_MAGIC) + len(header) > SAVE_HEADER_SIZE:
+                raise OperationFailedError(f"domain {dom.name!r}: definition too large for the save header")
+            try:
+                with open(path, "wb") as fh:
+                    fh.write(SAVE_MAGIC + header)
+                    fh.write(b"\0" * (SAVE_HEADER_SIZE - len(SAVE_MAGIC) - len(header)))
+            except OSError as exc:
+                raise OperationFailedError(f"domain {dom.name!r}: cannot write {path}: {exc}") from None
+            if running:
+                q.execute("stop")
+            try:
+                q.execute("migrate", {"uri": outgoing_to_file(path)})
+                poll_until(
+                    lambda: self._migrated(q, dom.name, path),
+                    timeout=max(600.0, self.timeout),
+                    what=f"domain {dom.name!r}: saving to {path}",
+                    interval=0.05,
+                )
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    q.execute("migrate_cancel")
+                with contextlib.suppress(Exception):
+                    if running:
+                        q.execute("cont")
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                raise
+            pid = self.processes.pid(dom.name)
+            with contextlib.suppress(Exception):
+                q.execute("quit")
+        if pid is not None and not self.processes.wait_gone(pid, 5.0):
+            self.processes.kill(dom.name, pid)
+        with self.store.lock(dom.name).hold():
+            self.store.cleanup_runtime(dom.name)
+        self.events.lifecycle(defn, LifecycleEventType.STOPPED, "saved")
+
+    @staticmethod
+    def _migrated(q: QMPClient, name: str, path: str) -> bool:
+        mig = q.execute("query-migrate")
+        status = mig.get("status")
+        if status in ("failed", "cancelled"):
+            raise OperationFailedError(f"domain {name!r}: saving to {path} failed: {mig.get('error-desc', status)}")
+        return bool(status == "completed")
+
+    def restore(self, path: str) -> DomainRef:
+        """Start QEMU with ``-incoming`` from a file written by :meth:`save` (defines the domain if needed)."""
+        path = os.path.abspath(path)
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(SAVE_HEADER_SIZE)
+        except OSError as exc:
+            raise InvalidArgumentError(f"cannot read saved state {path}: {exc}") from None
+        if not head.startswith(SAVE_MAGIC) or len(head) < SAVE_HEADER_SIZE:
+            raise InvalidArgumentError(f"{path} is not a virtabs qemu saved-state file")
+        try:
+            meta = SaveHeader.from_json(json.loads(head[len(SAVE_MAGIC) :].rstrip(b"\0")))
+        except (ValueError, KeyError, TypeError):
+            raise InvalidArgumentError(f"{path}: corrupt saved-state header") from None
+        try:
+            defn = self.store.load(meta.name)
+            if defn.uuid != meta.uuid:
+                raise OperationInvalidError(f"{path} belongs to another domain named {meta.name!r} (UUID {meta.uuid})")
+        except NoDomainError:
+            self.define(meta.spec)
+            defn = self.store.load(meta.name)
+        incoming = incoming_from_file(path, SAVE_HEADER_SIZE)
+        self.launch(defn.with_spec(meta.spec), paused=not meta.running, incoming=incoming)
+        self.events.lifecycle(defn, LifecycleEventType.STARTED, "restored")
+        return defn.ref
+
+    def state_after_revert(self, defn: Definition, state: DomainState, snapshot: str) -> None:
+        """Start a shut-off domain from a snapshot taken while it ran (``-loadvm``)."""
+        self.launch(defn, paused=state != DomainState.RUNNING, loadvm=snapshot)
+        self.events.lifecycle(defn, LifecycleEventType.STARTED, "from-snapshot")

@@ -1,0 +1,248 @@
+"""QEMU processes: the emulator binary and what it offers, spawning, finding and ending a domain's QEMU.
+
+A running domain is one daemonized QEMU whose ``-pidfile`` lives in the domain's runtime
+directory. QEMU keeps that pidfile locked (``lockf``) for its whole life and removes it on every
+clean exit, which gives three facts without asking QEMU anything:
+
+* a live process whose command line names the pidfile is the domain's QEMU (:meth:`Processes.pid`);
+* a pidfile without a live QEMU is a crash (:meth:`Processes.crashed`);
+* a second QEMU for the same domain is refused by QEMU itself ("Cannot lock pid file"),
+  atomically, which is how a start racing another start fails (:data:`PIDFILE_LOCKED`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+
+from virtabs.spi import Capabilities, Capability, Deadline, OperationFailedError
+
+from ._state import StateDirs
+
+__all__ = ["PIDFILE_LOCKED", "Emulator", "Processes", "alive", "cpu_time_ns", "trim"]
+
+PIDFILE_LOCKED = "Cannot lock pid file"
+"""QEMU's refusal to start while another QEMU holds the domain's pidfile."""
+
+NEEDS_COMMANDS: dict[Capability, frozenset[str]] = {
+    Capability.DOMAIN_SHUTDOWN: frozenset({"system_powerdown"}),
+    Capability.DOMAIN_REBOOT: frozenset({"system_reset"}),
+    Capability.DOMAIN_SUSPEND: frozenset({"stop", "cont"}),
+    Capability.DOMAIN_SAVE: frozenset({"migrate", "query-migrate"}),
+    Capability.DOMAIN_SNAPSHOT: frozenset({"human-monitor-command"}),
+    Capability.DOMAIN_DISK_HOTPLUG: frozenset({"blockdev-add", "blockdev-del", "device_add", "device_del"}),
+    Capability.BLOCK_PULL: frozenset({"block-stream", "query-jobs", "job-dismiss", "block-job-cancel"}),
+    Capability.BLOCK_COPY: frozenset({"drive-mirror", "query-jobs", "job-dismiss", "job-complete"}),
+    Capability.BLOCK_COMMIT: frozenset({"block-commit", "query-jobs", "job-dismiss", "job-complete"}),
+}
+"""The QMP commands each capability needs; an emulator lacking one loses the capability."""
+
+_ALL_COMMANDS = frozenset().union(*NEEDS_COMMANDS.values())
+_Key = tuple[str, int, int]
+_COMMANDS: dict[_Key, frozenset[str]] = {}
+_VERSIONS: dict[_Key, tuple[int, int, int]] = {}
+
+
+def _binary_key(path: str) -> _Key:
+    """Cache key of an emulator binary: its path, size and modification time (a new build is asked again)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (path, 0, 0)
+    return (path, st.st_size, st.st_mtime_ns)
+
+
+class Emulator:
+    """One ``qemu-system-*`` binary: its version and QMP commands (asked once per binary and process)."""
+
+    def __init__(self, path: str, accel: str) -> None:
+        self.path = path
+        self.accel = accel
+
+    def version(self) -> tuple[int, int, int]:
+        """The emulator's version, from ``-version`` (cached per binary)."""
+        key = _binary_key(self.path)
+        cached = _VERSIONS.get(key)
+        if cached is not None:
+            return cached
+        try:
+            out = subprocess.run(
+                [self.path, "-version"], capture_output=True, text=True, timeout=30, check=False
+            ).stdout
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise OperationFailedError(f"cannot run {self.path} -version: {exc}") from None
+        word = out.split("version", 1)[-1].split()[0] if "version" in out else "0.0.0"
+        parts = [int("".join(ch for ch in p if ch.isdigit()) or 0) for p in word.split(".")[:3]]
+        parts += [0] * (3 - len(parts))
+        version = _VERSIONS[key] = (parts[0], parts[1], parts[2])
+        return version
+
+    def qmp_commands(self) -> frozenset[str]:
+        """The QMP commands (``query-commands`` of a throw-away ``-machine none`` QEMU), cached per binary."""
+        key = _binary_key(self.path)
+        cached = _COMMANDS.get(key)
+        if cached is not None:
+            return cached
+        script = "".join(
+            json.dumps({"execute": c}) + "\n" for c in ("qmp_capabilities", "query-version", "query-commands", "quit")
+        )
+        try:
+            res = subprocess.run(
+                [self.path, "-machine", "none", "-nodefaults", "-display", "none", "-S", "-qmp", "stdio"],
+                input=script,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise OperationFailedError(f"cannot query the commands of {self.path}: {exc}") from None
+        names: set[str] = set()
+        for line in res.stdout.splitlines():
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                msg = json.loads(line)
+                ret = msg.get("return") if isinstance(msg, dict) else None
+                if isinstance(ret, list):
+                    names.update(str(c.get("name")) for c in ret if isinstance(c, dict))
+                elif isinstance(ret, dict) and "qemu" in ret:
+                    q = ret["qemu"]
+                    _VERSIONS[key] = (int(q["major"]), int(q["minor"]), int(q["micro"]))
+        result = _COMMANDS[key] = frozenset(names)
+        return result
+
+    def capabilities(self, declared: Capabilities) -> Capabilities:
+        """``declared`` minus what this emulator lacks; block jobs also need QEMU >= 4.2 (``job-dismiss``)."""
+        commands = self.qmp_commands() or _ALL_COMMANDS  # could not ask: the version check still applies
+        drop = [cap for cap, needed in NEEDS_COMMANDS.items() if not needed <= commands]
+        if self.version() < (4, 2, 0):
+            drop += [Capability.BLOCK_PULL, Capability.BLOCK_COPY, Capability.BLOCK_COMMIT]
+        return declared.without(*drop) if drop else declared
+
+
+class Processes:
+    """The QEMU processes of one state root."""
+
+    def __init__(self, dirs: StateDirs, timeout: float) -> None:
+        self.dirs = dirs
+        self.timeout = timeout
+
+    def pid(self, name: str) -> int | None:
+        """The pid of the domain's live QEMU, or None (a dead or foreign pid is None)."""
+        pidfile = self.dirs.pidfile(name)
+        try:
+            with open(pidfile) as fh:
+                pid = int(fh.read().strip() or "0")
+        except (FileNotFoundError, ValueError):
+            return None
+        if pid <= 0 or not alive(pid):
+            return None
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+        except OSError:
+            return None
+        return pid if os.fsencode(pidfile) in cmdline else None
+
+    def crashed(self, name: str) -> bool:
+        """A pidfile that outlived its QEMU: QEMU removes it on every clean exit."""
+        return os.path.exists(self.dirs.pidfile(name)) and self.pid(name) is None
+
+    def pidfile_held(self, name: str) -> bool:
+        """True while a QEMU holds the domain's pidfile lock (QEMU's own word that it runs).
+
+        Only call it under the domain lock: a QEMU starting at that instant would find the lock taken.
+        """
+        try:
+            fd = os.open(self.dirs.pidfile(name), os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        else:
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
+    def spawn(self, name: str, argv: list[str]) -> str | None:
+        """Run the daemonizing QEMU command line; the failure (QEMU's stderr) or None once it runs."""
+        try:
+            res = subprocess.run(
+                argv, capture_output=True, text=True, timeout=max(60.0, self.timeout), check=False, cwd="/"
+            )
+        except subprocess.TimeoutExpired:
+            return "QEMU did not finish starting in time"
+        except OSError as exc:
+            return str(exc)
+        if res.returncode != 0:
+            return res.stderr.strip() or f"exit status {res.returncode}"
+        if self.pid(name) is None:
+            return "QEMU exited right after starting"
+        return None
+
+    def reap(self, name: str) -> None:
+        """After a failed start: kill the QEMU the start left behind (only ours), then remove runtime files."""
+        pidfile = self.dirs.pidfile(name)
+        with contextlib.suppress(FileNotFoundError, ValueError), open(pidfile) as fh:
+            pid = int(fh.read().strip() or "0")
+            if pid > 0 and alive(pid):
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as cf:
+                        ours = os.fsencode(pidfile) in cf.read()
+                except OSError:
+                    ours = False
+                if ours:
+                    self.kill(name, pid)
+        for path in (pidfile, self.dirs.qmp_socket(name), self.dirs.runfile(name)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def wait_gone(self, pid: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for ``pid`` to exit; True when it has."""
+        deadline = Deadline(timeout)
+        while alive(pid):
+            if deadline.expired:
+                return False
+            deadline.sleep(0.05)
+        return True
+
+    def kill(self, name: str, pid: int) -> None:
+        """Make sure QEMU ``pid`` is gone: SIGTERM, then SIGKILL."""
+        for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            if self.wait_gone(pid, wait):
+                return
+        raise OperationFailedError(f"domain {name!r}: QEMU process {pid} does not die")
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def cpu_time_ns(pid: int) -> int:
+    """User + system CPU time of ``pid`` in nanoseconds (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[-1].split()
+    except OSError:
+        return 0
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def trim(text: str, limit: int = 2000) -> str:
+    """``text`` cut to ``limit`` characters."""
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,216 @@
+"""Storage: directory pools and their volumes, and the disk facts read from image headers.
+
+Pools: ``default`` (the images directory) plus ``<config>/pools/NAME.json``
+``{"type": "dir", "path": ...}``. A volume's format is the one it was created with (recorded in
+the pool's ``.virtabs-volumes.json``); a file created elsewhere shows the format its magic says,
+for display only: every image is opened with an explicit format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from virtabs.spi import (
+    DiskInfo,
+    InvalidArgumentError,
+    NoStoragePoolError,
+    NoStorageVolumeError,
+    OperationInvalidError,
+    PoolInfo,
+    VirtabsError,
+    VolumeInfo,
+)
+
+from . import _img
+from ._records import Definition
+from ._state import StateDirs, file_lock, read_json, write_json_atomic
+
+__all__ = ["Storage"]
+
+_VOLUME_FORMATS = ".virtabs-volumes.json"
+_VOLUME_LOCK = ".virtabs-volumes.lock"
+
+
+class Storage:
+    """The pools and volumes of one state root."""
+
+    def __init__(self, dirs: StateDirs) -> None:
+        self.dirs = dirs
+
+    # --- pools ------------------------------------------------------------------------------------
+
+    def pools(self) -> dict[str, str]:
+        """Every pool's directory by name."""
+        pools = {"default": self.dirs.images}
+        with contextlib.suppress(FileNotFoundError):
+            for fname in sorted(os.listdir(self.dirs.pools)):
+                if fname.endswith(".json") and not fname.startswith("."):
+                    data = read_json(os.path.join(self.dirs.pools, fname))
+                    if isinstance(data, dict) and data.get("type", "dir") == "dir" and data.get("path"):
+                        pools[fname[:-5]] = os.path.abspath(str(data["path"]))
+        return pools
+
+    def pool_path(self, pool: str) -> str:
+        """The directory of ``pool``; NoStoragePoolError when there is no such pool."""
+        path = self.pools().get(pool)
+        if path is None:
+            raise NoStoragePoolError(f"no storage pool named {pool!r}")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def pool_of(self, path: str, pools: dict[str, str] | None = None) -> str | None:
+        """The pool whose directory holds ``path``, if any."""
+        directory = os.path.dirname(os.path.realpath(path))
+        for name, ppath in (self.pools() if pools is None else pools).items():
+            if os.path.realpath(ppath) == directory:
+                return name
+        return None
+
+    @staticmethod
+    def pool_info(name: str, path: str) -> PoolInfo:
+        """Capacity and use of the file system under the pool's directory."""
+        os.makedirs(path, exist_ok=True)
+        st = os.statvfs(path)
+        cap = st.f_blocks * st.f_frsize
+        return PoolInfo(
+            name=name,
+            type="dir",
+            capacity_bytes=cap,
+            allocation_bytes=cap - st.f_bfree * st.f_frsize,
+            available_bytes=st.f_bavail * st.f_frsize,
+            path=path,
+            active=True,
+        )
+
+    def list_pools(self) -> list[PoolInfo]:
+        """Every pool."""
+        return [self.pool_info(n, p) for n, p in self.pools().items()]
+
+    def lookup_pool(self, name: str) -> PoolInfo:
+        """A pool by name."""
+        return self.pool_info(name, self.pool_path(name))
+
+    # --- volumes ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _formats(pool_path: str) -> dict[str, str]:
+        data = read_json(os.path.join(pool_path, _VOLUME_FORMATS))
+        return dict(data) if isinstance(data, dict) else {}
+
+    def volume_format(self, pool_path: str, name: str) -> str:
+        """The recorded format of a volume; else what its magic says (display only)."""
+        fmt = self._formats(pool_path).get(name)
+        if fmt:
+            return fmt
+        try:
+            with open(os.path.join(pool_path, name), "rb") as fh:
+                magic = fh.read(4)
+        except OSError:
+            return "raw"
+        return "qcow2" if magic == b"QFI\xfb" else "raw"
+
+    def _volume(self, pool: str, pool_path: str, name: str) -> VolumeInfo:
+        path = os.path.join(pool_path, name)
+        if not os.path.isfile(path):
+            raise NoStorageVolumeError(f"no volume {name!r} in storage pool {pool!r}")
+        fmt = self.volume_format(pool_path, name)
+        layers = _img.chain(path, fmt)
+        return VolumeInfo(
+            name=name,
+            pool=pool,
+            path=path,
+            format=fmt,
+            capacity_bytes=int(layers[0].get("virtual-size", 0)),
+            allocation_bytes=layers[0].get("actual-size"),
+            backing_chain=_img.backing_paths(layers),
+        )
+
+    def list_volumes(self, pool: str) -> list[VolumeInfo]:
+        """Regular files of the pool directory (``qemu-img info -f FORMAT --backing-chain``)."""
+        path = self.pool_path(pool)
+        out = []
+        for fname in sorted(os.listdir(path)):
+            if fname.startswith(".") or not os.path.isfile(os.path.join(path, fname)):
+                continue
+            with contextlib.suppress(VirtabsError):
+                out.append(self._volume(pool, path, fname))
+        return out
+
+    def lookup_volume(self, pool: str, name: str) -> VolumeInfo:
+        """A volume by name."""
+        return self._volume(pool, self.pool_path(pool), name)
+
+    def create_volume(self, pool: str, name: str, capacity_bytes: int, fmt: str, backing: str | None) -> VolumeInfo:
+        """``qemu-img create -f FORMAT [-b BACKING -F BACKING_FORMAT]``; an existing file is refused."""
+        path = self.pool_path(pool)
+        if name.startswith(".") or "/" in name:
+            raise InvalidArgumentError(
+                f"invalid volume name {name!r} for pool {pool!r}: directory pools are flat and names "
+                "starting with '.' are reserved"
+            )
+        vpath = os.path.join(path, name)
+        if os.path.exists(vpath):
+            raise OperationInvalidError(f"volume {name!r} already exists in storage pool {pool!r}")
+        backing_path = backing_fmt = None
+        if backing:
+            backing_path = backing if os.path.isabs(backing) else os.path.join(path, backing)
+            if not os.path.exists(backing_path):
+                raise InvalidArgumentError(f"backing volume {backing} does not exist")
+            bpool = os.path.dirname(os.path.realpath(backing_path))
+            backing_fmt = self.volume_format(bpool, os.path.basename(backing_path))
+        with file_lock(os.path.join(path, _VOLUME_LOCK)):
+            _img.create(vpath, fmt, capacity_bytes or None, backing_path, backing_fmt)
+            meta = self._formats(path)
+            meta[name] = fmt
+            write_json_atomic(os.path.join(path, _VOLUME_FORMATS), meta)
+        return self._volume(pool, path, name)
+
+    def delete_volume(self, pool: str, name: str) -> None:
+        """Remove the file and its recorded format."""
+        path = self.pool_path(pool)
+        vpath = os.path.join(path, name)
+        if not os.path.isfile(vpath):
+            raise NoStorageVolumeError(f"no volume {name!r} in storage pool {pool!r}")
+        with file_lock(os.path.join(path, _VOLUME_LOCK)):
+            os.unlink(vpath)
+            meta = self._formats(path)
+            if meta.pop(name, None) is not None:
+                write_json_atomic(os.path.join(path, _VOLUME_FORMATS), meta)
+
+    def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
+        """``qemu-img resize -f FORMAT`` (``--shrink`` when smaller)."""
+        path = self.pool_path(pool)
+        vol = self._volume(pool, path, name)
+        _img.resize(vol.path, vol.format, capacity_bytes, shrink=capacity_bytes < vol.capacity_bytes)
+        return self._volume(pool, path, name)
+
+    # --- disks --------------------------------------------------------------------------------------
+
+    def disk_infos(self, defn: Definition) -> list[DiskInfo]:
+        """The definition's disks with capacity and backing chain read from the image headers."""
+        pools = self.pools()
+        out = []
+        for d in defn.spec.disks:
+            chain: tuple[str, ...] = ()
+            capacity = allocation = None
+            if os.path.exists(d.path):
+                with contextlib.suppress(VirtabsError):
+                    layers = _img.chain(d.path, d.format)
+                    chain = _img.backing_paths(layers)
+                    capacity = int(layers[0].get("virtual-size", 0)) or None
+                    allocation = layers[0].get("actual-size")
+            out.append(
+                DiskInfo(
+                    target=d.target,
+                    path=d.path,
+                    format=d.format,
+                    bus=d.bus,
+                    readonly=d.readonly,
+                    capacity_bytes=capacity,
+                    allocation_bytes=allocation,
+                    backing_chain=chain,
+                    pool=self.pool_of(d.path, pools),
+                )
+            )
+        return out
