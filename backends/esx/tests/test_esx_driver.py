@@ -31,6 +31,7 @@ from virtabs.spi import (
     NoStoragePoolError,
     OperationFailedError,
     OperationInvalidError,
+    OperationTimeoutError,
 )
 
 from virtabs_esx import _tls
@@ -145,6 +146,18 @@ def test_unreachable_host_is_a_connect_error(vcsim: Vcsim) -> None:
     with pytest.raises(ConnectError) as exc:
         _open(vcsim, f"esx://127.0.0.1:{port}/?cafile={vcsim.pki.ca}")
     assert f"127.0.0.1:{port}" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_call_past_the_connection_timeout_is_an_operation_timeout(
+    vcsim_binary: Path, pki: Pki, tmp_path: Path
+) -> None:
+    sim = start_vcsim(vcsim_binary, tmp_path, pki=pki, args=("-vm", "1", "-method-delay", "RetrievePropertiesEx:4000"))
+    try:
+        with _open(sim, timeout=1) as c, pytest.raises(OperationTimeoutError) as exc:
+            c.list_domains()
+        assert "listing virtual machines" in str(exc.value) and "\n" not in str(exc.value)
+    finally:
+        sim.stop()
 
 
 def test_plain_http_transport(vcsim_binary: Path, tmp_path: Path) -> None:

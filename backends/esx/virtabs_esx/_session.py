@@ -78,6 +78,7 @@ errors = ErrorMap(
         (_fault("MethodNotFound"), OperationFailedError),  # a subclass of InvalidRequest: before it
         (_fault("InvalidArgument", "InvalidRequest", "InvalidName", "InvalidDatastorePath"), InvalidArgumentError),
         (_fault("NotSupported", "NotImplemented"), NotSupportedError),
+        (TimeoutError, OperationTimeoutError),  # the connection's timeout= passed: socket.timeout is one
         (lambda exc: isinstance(exc, _NETWORK_ERRORS), ConnectError),
     ],
     default=OperationFailedError,

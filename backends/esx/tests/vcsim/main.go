@@ -8,6 +8,7 @@
 //   - -cert/-key: serve TLS with the given certificate (the simulator's built-in one is
 //     1024-bit RSA, which OpenSSL 3 at Debian's default level refuses);
 //   - -tls=false: plain HTTP;
+//   - -method-delay Method:ms,...: extra delay for single methods (to provoke client timeouts);
 //   - -l 127.0.0.1:0: a free port chosen by the kernel, printed on stdout;
 //   - -paging: a PAGING DOUBLE. 0.24.2's RetrievePropertiesEx ignores RetrieveOptions.maxObjects
 //     and has no ContinueRetrievePropertiesEx; with -paging the root PropertyCollector is wrapped so
@@ -38,6 +39,7 @@ import (
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -181,6 +183,7 @@ func main() {
 	flag.IntVar(&model.Folder, "folder", model.Folder, "number of folders")
 	flag.BoolVar(&model.Autostart, "autostart", model.Autostart, "power on model-created VMs")
 	flag.IntVar(&model.DelayConfig.Delay, "delay", model.DelayConfig.Delay, "delay added to every SOAP call (ms)")
+	methodDelay := flag.String("method-delay", "", "extra delay per method, e.g. RetrievePropertiesEx:3000,Login:10 (ms)")
 	isESX := flag.Bool("esx", false, "simulate a standalone ESX host instead of a vCenter")
 	useTLS := flag.Bool("tls", true, "serve HTTPS (false: plain HTTP)")
 	certFile := flag.String("cert", "", "PEM certificate (chain) to serve; default: the simulator's built-in one")
@@ -191,6 +194,18 @@ func main() {
 	trace := flag.Bool("trace", false, "trace SOAP traffic to stderr")
 	paging := flag.Bool("paging", false, "honour maxObjects and serve ContinueRetrievePropertiesEx (paging double)")
 	flag.Parse()
+
+	if *methodDelay != "" {
+		model.DelayConfig.MethodDelay = map[string]int{}
+		for _, item := range strings.Split(*methodDelay, ",") {
+			name, ms, ok := strings.Cut(item, ":")
+			delay, err := strconv.Atoi(ms)
+			if !ok || err != nil {
+				log.Fatalf("-method-delay %q: want Method:milliseconds", item)
+			}
+			model.DelayConfig.MethodDelay[name] = delay
+		}
+	}
 
 	if *isESX {
 		opts := model
