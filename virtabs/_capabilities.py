@@ -98,12 +98,17 @@ class Capabilities:
 
     supported: frozenset[Capability] = attrs.field(converter=_parse_all)
     notes: Mapping[Capability, str] = attrs.field(factory=dict, converter=_freeze_notes)
+    dropped: Mapping[Capability, str] = attrs.field(factory=dict, converter=_freeze_notes)
+    """Capabilities a connection removed from its driver class's declaration, each with the reason."""
 
     def __attrs_post_init__(self) -> None:
         stray = set(self.notes) - self.supported
         if stray:
             names = ", ".join(sorted(stray))
             raise InvalidArgumentError(f"notes given for undeclared capabilities: {names}")
+        both = set(self.dropped) & self.supported
+        if both:
+            raise InvalidArgumentError(f"capabilities both supported and dropped: {', '.join(sorted(both))}")
         for cap in self.supported:
             parent = _parent(cap)
             if parent is not None and parent not in self.supported:
@@ -119,11 +124,18 @@ class Capabilities:
         """Every capability (what the reference ``test`` driver declares)."""
         return cls(frozenset(Capability), dict(notes or {}))
 
-    def without(self, *names: Capability | str) -> Capabilities:
-        """A copy with ``names`` (and their sub-capabilities) removed; for refining after connect."""
+    def without(self, *names: Capability | str, reason: str | None = None) -> Capabilities:
+        """A copy with ``names`` (and their sub-capabilities) removed; for refining after connect.
+
+        A connection that drops what its driver class declares says why (``reason``): the
+        contract kit's report shows it, and a drop without a reason is reported as such.
+        """
         drop = {Capability.parse(n) for n in names}
         keep = {c for c in self.supported if not any(c == d or c.value.startswith(d.value + ".") for d in drop)}
-        return Capabilities(frozenset(keep), {k: v for k, v in self.notes.items() if k in keep})
+        dropped: dict[Capability | str, str] = dict(self.dropped)
+        if reason is not None:
+            dropped.update({c: reason for c in self.supported - keep})
+        return Capabilities(frozenset(keep), {k: v for k, v in self.notes.items() if k in keep}, dropped)
 
     def __contains__(self, item: object) -> bool:
         if isinstance(item, str):

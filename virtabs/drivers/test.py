@@ -286,7 +286,11 @@ class TestDriver(Driver):
     def __init__(self, uri: URI, options: ConnectOptions) -> None:
         super().__init__(uri, options)
         without = [n.strip() for n in (uri.param("without") or "").split(",") if n.strip()]
-        self._caps = type(self).capabilities.without(*without) if without else type(self).capabilities
+        self._caps = (
+            type(self).capabilities.without(*without, reason="declared away by the URI's without= parameter")
+            if without
+            else type(self).capabilities
+        )
         self._node = get_node(uri)
         self._closed = False
         with self._node.lock:

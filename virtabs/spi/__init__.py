@@ -96,7 +96,7 @@ from .._models import (
     Snapshot,
     VolumeInfo,
 )
-from .._uri import URI
+from .._uri import URI, parse_uri
 from ._command import CommandFailedError, CommandResult, CommandTransport
 from ._driver import SPI_METHODS, ConnectOptions, Driver, EventSink
 from ._operations import (
@@ -118,6 +118,7 @@ __all__ = [
     "Driver",
     "EventSink",
     "URI",
+    "parse_uri",
     "SPI_METHODS",
     # capabilities and the operation table
     "ANY_BLOCK_JOB",

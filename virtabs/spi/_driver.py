@@ -122,8 +122,10 @@ class Driver:
         (jobs only for an active domain of a driver with block jobs); override it
         when one native query answers both.
         """
+        from ._operations import ANY_BLOCK_JOB
+
         state = self.domain_info(dom).state
-        if not state.is_active or type(self).block_job_info is Driver.block_job_info:
+        if not state.is_active or not self.connection_capabilities().supported & ANY_BLOCK_JOB:
             return DomainStatus(state)
         return DomainStatus(state, tuple(self.block_jobs(dom)))
 

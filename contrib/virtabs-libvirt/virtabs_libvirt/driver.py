@@ -204,8 +204,12 @@ class LibvirtDriver(Driver):
         if hv_type.upper() == "QEMU":
             return ALL
         if hv_type.lower() == "test":
-            return ALL.without(*_BLOCK_AND_HOTPLUG)
-        return ALL.without(*_BLOCK_AND_HOTPLUG, "domain.save")
+            return ALL.without(*_BLOCK_AND_HOTPLUG, reason="libvirt's test driver has no block jobs or disk hot-plug")
+        return ALL.without(
+            *_BLOCK_AND_HOTPLUG,
+            "domain.save",
+            reason=f"block jobs, hot-plug and save are wired for libvirt's QEMU driver only, not {hv_type}",
+        )
 
     def connection_capabilities(self) -> Capabilities:
         """Everything for libvirt's QEMU driver; no block jobs or hot-plug for its test driver."""
