@@ -132,7 +132,7 @@ class Capabilities:
         """
         drop = {Capability.parse(n) for n in names}
         keep = {c for c in self.supported if not any(c == d or c.value.startswith(d.value + ".") for d in drop)}
-        dropped: dict[Capability | str, str] = {**self.dropped}
+        dropped: dict[Capability | str, str] = {cap: why for cap, why in self.dropped.items()}
         if reason is not None:
             dropped.update({c: reason for c in self.supported - keep})
         return Capabilities(frozenset(keep), {k: v for k, v in self.notes.items() if k in keep}, dropped)
