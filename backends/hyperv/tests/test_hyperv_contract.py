@@ -3,7 +3,8 @@
 The target (``virtabs_hyperv.testing.HypervTarget``, the one the driver publishes) starts the simulator
 (``tests/wsman_sim``) because the URI points at a free local port; nothing here ran against a real
 Hyper-V host. ``KNOWN_FAILURES`` lists the tests whose model Hyper-V does not have, with the reason;
-they run as strict xfails, so one that starts passing fails the run and the list must shrink.
+they run as strict xfails, so one that starts passing fails the run and the list must shrink
+(``known-failures.yaml``, plus the block-copy tests the core stops while it refuses ``C:\\`` paths).
 """
 
 from __future__ import annotations
@@ -15,30 +16,13 @@ from pathlib import Path
 
 import pytest
 import virtabs
+from virtabs.testing.plugin import load_known_failures
 from virtabs.testing.suite import *  # noqa: F403
 
 from virtabs_hyperv.testing import HypervTarget
 
-NO_READY = (
-    "OperationFailedError: Move-VMStorage switches the VM over by itself, so the job is never READY: the kit "
-    "waits for READY (to pivot, or to prove that an undeclared pivot is refused) and sees the job end first"
-)
-# What Hyper-V does not have, whatever the core accepts.
-KNOWN_FAILURES: dict[str, str] = {
-    "TestBlockCopyFlags::test_copy_flattens_into_the_source_format": NO_READY,
-    "TestBlockCopyFlags::test_block_copy_api_with_format_raw": NO_READY,
-    "TestBlockCopyFlags::test_block_copy_api_shallow": NO_READY,
-    "TestBlockCopyRules::test_pivot_before_ready_is_block_copy_active": NO_READY,
-    "TestBlockCopyRules::test_abort_stays_on_the_source": NO_READY,
-    "TestBlockJobEvents::test_copy_events": NO_READY,
-    "TestBlockCopyRules::test_bandwidth_shows_in_the_measured_progress_rate": (
-        "NotSupportedError: Move-VMStorage has no bandwidth control (block_job_set_speed refuses)"
-    ),
-    "TestStorageVolumes::test_volume_cycle": (
-        "InvalidArgumentError: the kit names the volume by splitting a path at '/', and asks for qcow2; "
-        "a Hyper-V pool path is C:\\... and its volumes are VHD/VHDX"
-    ),
-}
+# What Hyper-V does not have, whatever the core accepts (with the error each failure raises).
+KNOWN_FAILURES = load_known_failures(Path(__file__).with_name("known-failures.yaml"))
 # While the core refuses C:\... destinations as not absolute (os.path.isabs), every block copy stops there.
 WINDOWS_PATHS = "InvalidArgumentError: the core refuses a Windows destination path (C:\\...) as not absolute"
 BLOCKED_BY_PATHS = (
@@ -96,7 +80,9 @@ def virtabs_target(_sim_uri: str) -> Iterator[HypervTarget]:
 
 @pytest.fixture(scope="session")
 def virtabs_known_failures() -> Mapping[str, str]:
-    known = dict(KNOWN_FAILURES)
-    if not core_accepts_windows_paths():
-        known.update(dict.fromkeys(BLOCKED_BY_PATHS, WINDOWS_PATHS))
+    if core_accepts_windows_paths():
+        return KNOWN_FAILURES
+    blocked = {b.rsplit("::", 1)[-1] for b in BLOCKED_BY_PATHS}
+    known = {k: v for k, v in KNOWN_FAILURES.items() if k.rsplit("::", 1)[-1] not in blocked}
+    known.update(dict.fromkeys(BLOCKED_BY_PATHS, WINDOWS_PATHS))
     return known
