@@ -24,7 +24,6 @@ cur == end before ready                                 never reported (capped a
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any, TypeVar
 
@@ -285,8 +284,8 @@ def refuse_copy_flags_without_copy(f: BlockRebaseFlags, what: str) -> None:
 
 
 def check_copy_destination(request: BlockCopyRequest, what: str) -> None:
-    """The destination must be an absolute path (before any host call)."""
-    if not os.path.isabs(request.dest):
+    """The destination must be an absolute path on the host (POSIX, Windows or a datastore path)."""
+    if looks_relative(request.dest):
         raise InvalidArgumentError(f"{what}: the destination must be an absolute path, got {request.dest!r}")
 
 
