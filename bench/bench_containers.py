@@ -153,6 +153,10 @@ def bench_docker(count: int, running: int, runs: int) -> None:
                         peer,
                     ),
                 ]
+            raw = median_time(lambda: client.api.containers(all=True), runs)
+            rows.append(
+                (f"list_domains() ({count})", median_time(conn.list_domains, runs), "SDK api.containers() (raw)", raw)
+            )
             sdk = median_time(lambda: client.containers.list(all=True), runs)
             rows.append(
                 (f"domain_records() ({count})", median_time(conn.domain_records, runs), "SDK containers.list()", sdk)
