@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import _rules
+from ._capabilities import Capability
 from ._errors import InvalidArgumentError, OperationFailedError, OperationInvalidError
 from ._flags import (
     BlockCommitFlags,
@@ -272,7 +273,11 @@ class BlockJob:
 
     @property
     def two_phase(self) -> bool:
-        """True for copy and active-commit jobs, which mirror until pivot or abort."""
+        """True for jobs that mirror until the caller pivots or aborts: active commits, and copies on a
+        connection that declares ``block.copy.pivot``. A copy that switches over by itself (Storage
+        vMotion, Move-VMStorage) is one phase: :meth:`wait` returns when it has ended."""
+        if self.type == BlockJobType.COPY:
+            return self.domain.connection.supports(Capability.BLOCK_COPY_PIVOT)
         return self.type in _rules.TWO_PHASE
 
     def info(self) -> BlockJobInfo | None:
@@ -282,8 +287,12 @@ class BlockJob:
     def wait_ready(
         self, timeout: float | None = None, *, progress: Callable[[BlockJobInfo], None] | None = None
     ) -> BlockJobInfo:
-        """Wait until a two-phase job is ready to pivot; OperationTimeoutError after ``timeout`` seconds."""
-        if not self.two_phase:
+        """Wait until a copy or active commit is ready to pivot; OperationTimeoutError after ``timeout`` seconds.
+
+        A copy that switches over by itself (no ``block.copy.pivot``) may end instead of becoming
+        ready: that raises OperationFailedError; use :meth:`wait` for those.
+        """
+        if self.type not in _rules.TWO_PHASE:
             raise OperationInvalidError(f"a {self.type.name.lower()} job has no ready phase; use wait()")
         result = self._wait(timeout, progress, until_ready=True)
         assert result is not None

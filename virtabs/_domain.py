@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from . import _rules
 from ._blockjob import BlockJobMethods
+from ._capabilities import Capability
 from ._errors import InvalidArgumentError, OperationTimeoutError
 from ._flags import DomainState
 from ._models import DiskInfo, DiskSpec, DomainInfo, DomainRef, DomainSpec, NicInfo, Snapshot
@@ -88,8 +89,9 @@ class Domain(BlockJobMethods):
     # --- lifecycle --------------------------------------------------------------
 
     def start(self, paused: bool = False) -> None:
-        """Start the domain (with ``paused=True``, its vCPUs stay stopped)."""
-        with self._conn._gate(OPERATIONS["start"], self._what("start"), dom=self._ref) as call:
+        """Start the domain (with ``paused=True``, its vCPUs stay stopped: that needs ``domain.suspend``)."""
+        extra = (Capability.DOMAIN_SUSPEND,) if paused else ()
+        with self._conn._gate(OPERATIONS["start"], self._what("start"), dom=self._ref, extra=extra) as call:
             call.driver.start(self._ref, bool(paused))
 
     def shutdown(self, timeout: float | None = None, *, on_timeout: ShutdownFallback = "raise") -> None:

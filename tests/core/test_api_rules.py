@@ -346,3 +346,30 @@ def test_wait_ready_times_out_with_operation_timeout(open_recording: OpenRecordi
     with pytest.raises(virtabs.OperationTimeoutError, match="not ready after 0.05s") as err:
         job.wait_ready(0.05)
     assert isinstance(err.value, TimeoutError) and err.value.code == 68
+
+
+def test_a_copy_without_pivot_switches_over_by_itself_and_wait_returns_when_it_ended(
+    open_recording: OpenRecording,
+) -> None:
+    conn, driver = open_recording(all_but("block.copy.pivot"))
+    job = conn.lookup_domain("vm1").block_copy("vda", "/img/copy.qcow2")
+    assert not job.two_phase  # Storage vMotion, Move-VMStorage: no ready phase for the caller
+    polls: list[int] = []
+
+    def info(dom: object, disk: str) -> BlockJobInfo | None:
+        polls.append(1)
+        return BlockJobInfo(BlockJobType.COPY, len(polls), 10, 0, False, disk="vda") if len(polls) < 3 else None
+
+    driver.block_job_info = info  # type: ignore[method-assign]
+    job.wait(timeout=10)
+    assert len(polls) == 3
+
+
+def test_start_paused_needs_domain_suspend(open_recording: OpenRecording) -> None:
+    conn, driver = open_recording(all_but("domain.suspend"))
+    driver.state = DomainState.SHUTOFF
+    with pytest.raises(virtabs.NotSupportedError, match="domain.suspend"):
+        conn.lookup_domain("vm1").start(paused=True)
+    assert not touched(driver)
+    conn.lookup_domain("vm1").start()
+    assert driver.calls[-1] == "start"
