@@ -3,6 +3,7 @@ checks: if these drift, the driver tests stop meaning anything)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -89,6 +90,16 @@ def test_start_reports_success_and_a_second_start_is_a_state_error(home: Path) -
     second = vbm(home, "startvm", "run", "--type", "headless")
     assert second.returncode == 1 and "VBOX_E_INVALID_OBJECT_STATE (0x80bb0007)" in second.stderr
     assert ERROR_TRIPLET.match(second.stderr)
+
+    def boots() -> int:
+        return int(json.loads((home / "vboxsim.json").read_text())["machines"][0]["boots"])
+
+    assert boots() == 1
+    vbm(home, "controlvm", "run", "reset")
+    assert boots() == 2
+    vbm(home, "controlvm", "run", "savestate")
+    vbm(home, "startvm", "run")
+    assert boots() == 2  # resuming a saved state is not a boot
 
 
 def test_acpi_power_button_powers_off_later(home: Path) -> None:
