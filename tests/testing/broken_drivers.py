@@ -152,6 +152,81 @@ class SkipsInsideDriver(TestDriver):
         pytest.skip("suspend is flaky on this host")
 
 
+class XfailsInsideDriver(TestDriver):
+    """resume declares itself an expected failure instead of resuming (an escape hatch)."""
+
+    __test__ = False
+
+    def resume(self, dom: DomainRef) -> None:
+        """Leave the test as 'expected to fail'."""
+        pytest.xfail("resume is known to be broken here")
+
+
+class ShallowCopiesAllDriver(TestDriver):
+    """SHALLOW is accepted and ignored: the whole chain is copied into the destination."""
+
+    __test__ = False
+
+    def block_copy(self, dom: DomainRef, disk: str, request: BlockCopyRequest) -> None:
+        """A deep copy whatever was asked."""
+        super().block_copy(dom, disk, attrs.evolve(request, shallow=False))
+
+
+class ReuseExtRecreatesDriver(TestDriver):
+    """REUSE_EXT throws the pre-created destination away and creates a new one (its backing is lost)."""
+
+    __test__ = False
+
+    def block_copy(self, dom: DomainRef, disk: str, request: BlockCopyRequest) -> None:
+        """Recreate instead of reuse."""
+        if request.reuse_existing:
+            with self.node.lock:
+                self.node.images.pop(request.dest, None)
+            request = attrs.evolve(request, reuse_existing=False)
+        super().block_copy(dom, disk, request)
+
+
+class SelfSwitchingCopyDriver(TestDriver):
+    """Honest: declares block.copy without block.copy.pivot, and a copy switches over by itself once it
+    has caught up (Storage vMotion style)."""
+
+    __test__ = False
+    capabilities = TestDriver.capabilities.without("block.copy.pivot")
+
+    def _settle(self, dom: DomainRef, disk: str) -> None:
+        with self.node.txn() as events:
+            job = self.node.jobs.get((dom.uuid, disk))
+            if job is not None and job.dest is not None:
+                self.node.tick(job, events)
+                if job.ready and not job.ended:
+                    self._switch(job, events)
+
+    def _switch(self, job: Any, events: list[Any]) -> None:
+        self.node.pivot(job, events)
+
+    def block_job_info(self, dom: DomainRef, disk: str) -> BlockJobInfo | None:
+        """A caught-up copy has switched over (and ended) by the time anyone looks."""
+        self._settle(dom, disk)
+        return super().block_job_info(dom, disk)
+
+    def block_jobs(self, dom: DomainRef) -> list[BlockJobInfo]:
+        """The same for the job list."""
+        for spec in self.node.domain(dom).spec.disks:
+            self._settle(dom, spec.target)
+        return super().block_jobs(dom)
+
+
+class SelfSwitchStaysOnSourceDriver(SelfSwitchingCopyDriver):
+    """Broken twin: the copy "switches over by itself" by ending, but the disk stays on the source."""
+
+    __test__ = False
+
+    def _switch(self, job: Any, events: list[Any]) -> None:
+        from virtabs._flags import BlockJobStatus
+
+        self.node.cancel(job, events, BlockJobStatus.COMPLETED)
+
+
 class RefusesDeclaredDriver(TestDriver):
     """destroy raises NotSupportedError although domain.destroy is declared."""
 
@@ -164,6 +239,7 @@ class RefusesDeclaredDriver(TestDriver):
 
 #: driver class name -> (-k selection of the tests that must catch it, a line the failure output shows)
 CASES: dict[str, tuple[str, str]] = {
+    "SelfSwitchStaysOnSourceDriver": ("TestBlockCopyFlags", "*ended by itself but the disk is on*"),
     "NoOpRebootDriver": ("test_reboot_boots_the_guest_again", "*to boot again*"),
     "PivotStaysOnSourceDriver": ("TestBlockCopyFlags", "*after the pivot the disk is on*not the copy*"),
     "CopyWritesNothingDriver": ("TestBlockCopyFlags", "*does not hold the source's content*"),
@@ -173,7 +249,13 @@ CASES: dict[str, tuple[str, str]] = {
     "EventsStopAfterResubscribeDriver": ("test_events_keep_coming_after_unsubscribe_and_resubscribe", "*no UNDEFINED*"),
     "IgnoresBandwidthDriver": ("test_bandwidth_shows_in_the_measured_progress_rate", "*faster than its old bandwidth*"),
     "SkipsInsideDriver": ("test_suspend_and_resume", "*raised Skipped*failure of the capability*"),
+    "XfailsInsideDriver": ("test_suspend_and_resume", "*raised XFailed*failure of the capability*"),
+    "ShallowCopiesAllDriver": ("test_shallow_copy_keeps_the_backing_chain", "*shallow copy must hold the top layer*"),
+    "ReuseExtRecreatesDriver": ("test_reuse_ext_shallow", "*did not keep the destination*own backing*"),
     "RefusesDeclaredDriver": ("test_destroy_makes_it_shutoff", "*declares these capabilities, yet*NotSupportedError*"),
 }
 
-__all__ = ["CASES", *CASES]
+TWINS: dict[str, str] = {"SelfSwitchStaysOnSourceDriver": "SelfSwitchingCopyDriver"}
+"""Broken driver -> its honest twin, where that is not the reference driver."""
+
+__all__ = ["CASES", "TWINS", "SelfSwitchingCopyDriver", *CASES]

@@ -33,7 +33,7 @@ def test_the_broken_driver_is_caught(pytester: pytest.Pytester, driver: str) -> 
 @pytest.mark.parametrize("driver", sorted(broken_drivers.CASES))
 def test_the_honest_twin_passes_the_same_tests(pytester: pytest.Pytester, driver: str) -> None:
     selection, _ = broken_drivers.CASES[driver]
-    result = run(pytester, "TestDriver", selection)
+    result = run(pytester, broken_drivers.TWINS.get(driver, "TestDriver"), selection)
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) >= 1 and outcomes.get("failed", 0) == 0, result.stdout.str()
     assert "skipped" not in outcomes and outcomes.get("errors", 0) == 0, result.stdout.str()

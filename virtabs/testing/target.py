@@ -201,15 +201,18 @@ class DefaultTarget:
 
     def create_image(self, conn: Connection, path: str, *, format: str, backing: str | None) -> None:
         """Create a 1 GiB volume at ``path`` (which must be in a pool's directory); on the test driver
-        without ``storage.volume``, an image of its store."""
+        without ``storage.volume``, an image of its store. On the test driver the new image holds no data."""
         pool = self._pool(conn)
         pool_path = pool.info().path if pool is not None else None
+        node = _test_node(conn)
         if pool is not None and pool_path is not None and os.path.dirname(path).rstrip("/") == pool_path.rstrip("/"):
             pool.create_volume(os.path.basename(path), GiB, format=format, backing=backing)
+            if node is not None:  # a freshly created destination holds no data (the store counts metadata)
+                with node.lock:
+                    node.images[path].allocation = 0
             return
-        node = _test_node(conn)
         if node is not None:
-            _node_image(node, path, format, GiB, backing)
+            _node_image(node, path, format, GiB, backing, allocation=0)
             return
         raise TargetUnavailable(
             f"the default ContractTarget creates images as storage volumes; {path!r} is not in a pool "

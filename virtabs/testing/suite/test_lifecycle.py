@@ -111,7 +111,7 @@ class TestPowerState:
         with pytest.raises(OperationInvalidError):
             dom.start()
 
-    @requires("domain.start")
+    @requires("domain.start", "domain.suspend")
     def test_start_paused(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.domain(running=False)
         dom.start(paused=True)
