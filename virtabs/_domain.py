@@ -68,8 +68,9 @@ class Domain(BlockJobMethods):
             return call.driver.domain_info(self._ref)
 
     def state(self) -> DomainState:
-        """The current :class:`DomainState`."""
-        return self.info().state
+        """The current :class:`DomainState` (from ``domain_status``: a driver's cheapest state read)."""
+        with self._conn._gate(OPERATIONS["domain_status"], self._what("state")) as call:
+            return call.driver.domain_status(self._ref).state
 
     def spec(self) -> DomainSpec:
         """The persistent definition."""
