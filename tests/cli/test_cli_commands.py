@@ -103,7 +103,7 @@ def test_list_human_and_json(run: Run, run_json: RunJson) -> None:
     assert out[0].split() == ["Name", "UUID", "State"]
     assert out[1].split() == ["test", TEST_UUID, "running"]
     assert "\x1b[" not in "".join(out), "no colours when not a TTY"
-    assert run_json("list") == [{"name": "test", "uuid": TEST_UUID, "state": "RUNNING", "native_state": "running"}]
+    assert run_json("list") == [{"name": "test", "uuid": TEST_UUID, "state": "running", "native_state": "running"}]
     assert ok(run("list", "--all")).stdout == ok(run("list")).stdout
 
 
@@ -112,7 +112,7 @@ def test_list_filters(run: Run, run_json: RunJson) -> None:
     assert run_json("list", "--inactive") == []
     ok(run("destroy", "test"))
     assert run_json("list", "--active") == []
-    assert [d["state"] for d in run_json("list", "--inactive")] == ["SHUTOFF"]
+    assert [d["state"] for d in run_json("list", "--inactive")] == ["shutoff"]
     assert "shut off" in ok(run("list")).stdout
 
 
@@ -120,7 +120,7 @@ def test_dominfo(run: Run, run_json: RunJson) -> None:
     info = run_json("dominfo", "test")
     assert info["name"] == "test"
     assert info["uuid"] == TEST_UUID
-    assert info["state"] == "RUNNING"
+    assert info["state"] == "running"
     assert info["vcpus"] == 2
     assert info["memory_bytes"] == 2 * GiB
     assert info["max_memory_bytes"] == 8 * GiB
@@ -136,7 +136,7 @@ def test_domstate(run: Run, run_json: RunJson) -> None:
     assert run_json("domstate", "test") == {
         "name": "test",
         "uuid": TEST_UUID,
-        "state": "RUNNING",
+        "state": "running",
         "native_state": "running",
     }
 
@@ -240,21 +240,21 @@ def state_of(run_json: RunJson) -> str:
 
 def test_lifecycle(run: Run, run_json: RunJson) -> None:
     assert "suspended" in ok(run("suspend", "test")).stdout
-    assert state_of(run_json) == "PAUSED"
+    assert state_of(run_json) == "paused"
     assert ok(run("domstate", "test")).stdout == "paused\n"
     assert "resumed" in ok(run("resume", "test")).stdout
-    assert state_of(run_json) == "RUNNING"
+    assert state_of(run_json) == "running"
     assert "rebooted" in ok(run("reboot", "test")).stdout
-    assert state_of(run_json) == "RUNNING"
+    assert state_of(run_json) == "running"
     assert "shutdown" in ok(run("shutdown", "test")).stdout
-    assert state_of(run_json) == "SHUTOFF"
+    assert state_of(run_json) == "shutoff"
     assert "started (paused)" in ok(run("start", "test", "--paused")).stdout
-    assert state_of(run_json) == "PAUSED"
+    assert state_of(run_json) == "paused"
     assert "destroyed" in ok(run("destroy", "test")).stdout
-    assert state_of(run_json) == "SHUTOFF"
+    assert state_of(run_json) == "shutoff"
     ok(run("start", "test"))
     assert "shut off" in ok(run("shutdown", "test", "--timeout", "5")).stdout
-    assert state_of(run_json) == "SHUTOFF"
+    assert state_of(run_json) == "shutoff"
 
 
 def test_invalid_state_transitions_are_code_55(run: Run) -> None:
@@ -265,9 +265,9 @@ def test_invalid_state_transitions_are_code_55(run: Run) -> None:
 def test_save_and_restore(run: Run, run_json: RunJson, tmp_path: Path) -> None:
     target = str(tmp_path / "test.save")
     assert "saved" in ok(run("save", "test", target)).stdout
-    assert state_of(run_json) == "SHUTOFF"
+    assert state_of(run_json) == "shutoff"
     assert "restored" in ok(run("restore", target)).stdout
-    assert state_of(run_json) == "RUNNING"
+    assert state_of(run_json) == "running"
 
 
 def test_define_yaml_with_sizes_then_undefine(run: Run, run_json: RunJson, tmp_path: Path) -> None:
@@ -280,7 +280,7 @@ def test_define_yaml_with_sizes_then_undefine(run: Run, run_json: RunJson, tmp_p
     info = run_json("dominfo", "vm1")
     assert info["memory_bytes"] == 512 * (1 << 20)
     assert info["vcpus"] == 1
-    assert info["state"] == "SHUTOFF"
+    assert info["state"] == "shutoff"
     assert disk_paths(run_json, "vm1") == ["/default-pool/vm1.qcow2"]
     assert "undefined" in ok(run("undefine", "vm1")).stdout
     fails(run("dominfo", "vm1"), 42, "NO_DOMAIN")
@@ -328,12 +328,12 @@ def test_snapshots(run: Run, run_json: RunJson) -> None:
     ok(run("snapshot-create", "test", "s2"))
     snaps = run_json("snapshot-list", "test")
     assert [s["name"] for s in snaps] == ["s1", "s2"]
-    assert snaps[0]["state"] == "RUNNING"
+    assert snaps[0]["state"] == "running"
     assert snaps[0]["domain"] == "test"
     assert "T" in snaps[0]["created_at"]  # ISO-8601
     ok(run("destroy", "test"))
     assert "reverted" in ok(run("snapshot-revert", "test", "s1")).stdout
-    assert state_of(run_json) == "RUNNING"
+    assert state_of(run_json) == "running"
     assert "deleted" in ok(run("snapshot-delete", "test", "s2")).stdout
     assert [s["name"] for s in run_json("snapshot-list", "test")] == ["s1"]
     fails(run("snapshot-revert", "test", "nope"), 72, "NO_DOMAIN_SNAPSHOT")
@@ -382,7 +382,7 @@ def test_blockcopy_wait_leaves_a_mirroring_job(run: Run, run_json: RunJson, tmp_
     result = ok(run("blockcopy", "test", "vda", dest, "--wait", "--format", "qcow2"))
     assert result.stdout.strip() == "Now in mirroring phase"
     job = run_json("blockjob", "test", "vda", "--info")
-    assert job["type"] == "COPY"
+    assert job["type"] == "copy"
     assert job["ready"] is True
     assert job["cur"] == job["end"]
     assert "Block Copy: [100 %] ready" in ok(run("blockjob", "test", "vda")).stdout
@@ -395,7 +395,7 @@ def test_blockcopy_async_then_blockjob_info_speed_abort(run: Run, run_json: RunJ
     dest = str(tmp_path / "slow.img")
     assert ok(run("blockcopy", "test", "vda", dest, "--bandwidth", "1")).stdout.strip() == "Block Copy started"
     job = run_json("blockjob", "test", "vda")
-    assert job["type"] == "COPY"
+    assert job["type"] == "copy"
     assert job["ready"] is False
     assert job["bandwidth"] == 1 << 20
     assert job["end"] == GiB
@@ -451,7 +451,7 @@ def test_blockpull(run: Run, run_json: RunJson) -> None:
 def test_blockpull_async(run: Run, run_json: RunJson) -> None:
     ok(run("attach-disk", "test", "vdb", "/default-pool/overlay.qcow2", "--format", "qcow2"))
     assert ok(run("blockpull", "test", "vdb", "--bandwidth", "1")).stdout.strip() == "Block Pull started"
-    assert run_json("blockjob", "test", "vdb")["type"] == "PULL"
+    assert run_json("blockjob", "test", "vdb")["type"] == "pull"
     fails(run("blockjob", "test", "vdb", "--pivot"), 55, "OPERATION_INVALID")
     ok(run("blockjob", "test", "vdb", "--abort"))
 
@@ -466,7 +466,7 @@ def test_blockcommit_active_pivot(run: Run, run_json: RunJson) -> None:
 def test_blockcommit_active_wait_then_synchronized(run: Run, run_json: RunJson) -> None:
     ok(run("attach-disk", "test", "vdb", "/default-pool/overlay.qcow2", "--format", "qcow2"))
     assert ok(run("blockcommit", "test", "vdb", "--active", "--wait")).stdout.strip() == "Now in synchronized phase"
-    assert run_json("blockjob", "test", "vdb")["type"] == "ACTIVE_COMMIT"
+    assert run_json("blockjob", "test", "vdb")["type"] == "active_commit"
     ok(run("blockjob", "test", "vdb", "--abort"))
 
 

@@ -47,7 +47,7 @@ def test_format_size(size: int | None, expected: str) -> None:
 def test_to_jsonable() -> None:
     info = BlockJobInfo(type=BlockJobType.COPY, cur=1, end=2, bandwidth=0, ready=False, disk="vda")
     assert to_jsonable(info) == {
-        "type": "COPY",
+        "type": "copy",
         "cur": 1,
         "end": 2,
         "bandwidth": 0,
@@ -57,7 +57,7 @@ def test_to_jsonable() -> None:
     when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     assert to_jsonable({"at": when, "state": DomainState.SHUTOFF, "cap": Capability.BLOCK_COPY, "t": (1, 2)}) == {
         "at": "2026-01-02T03:04:05+00:00",
-        "state": "SHUTOFF",
+        "state": "shutoff",
         "cap": "block.copy",
         "t": [1, 2],
     }

@@ -24,7 +24,7 @@ def test_list_json(subprocess_env: dict[str, str]) -> None:
     proc = virtabs_cli(subprocess_env, "list", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [
-        {"name": "test", "uuid": "6695eb01-f6a4-8304-79aa-97f2502e193f", "state": "RUNNING", "native_state": "running"}
+        {"name": "test", "uuid": "6695eb01-f6a4-8304-79aa-97f2502e193f", "state": "running", "native_state": "running"}
     ]
     assert proc.stderr == ""
 

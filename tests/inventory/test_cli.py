@@ -283,4 +283,4 @@ inventory_command.main([{make_node("hang")!r}, "-o", {str(out)!r}, "--timeout", 
     assert proc.returncode == 130, err
     assert "interrupted while collecting" in err
     assert out.read_text() == "previous run"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["inv.json", "ready", "hang.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["inv.json", "ready", "hang.json", "hang.json.lock"])

@@ -157,3 +157,12 @@ def test_redact_uri() -> None:
     assert inv.redact_uri("test:///default") == "test:///default"
     assert inv.redact_uri("esx://admin:s3cret@vc/?no_verify=1") == "esx://admin:***@vc/?no_verify=1"
     assert "s3cret" not in inv.redact_uri("hyperv://h/?password=s3cret&api_token=s3cret")
+
+
+def test_validate_without_jsonschema_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "jsonschema", None)  # what a missing package looks like to import
+    with pytest.raises(ImportError, match=r"pip install 'virtabs\[schema\]'") as info:
+        inv.validate({"schema_version": 1})
+    assert "\n" not in str(info.value)

@@ -28,7 +28,7 @@ from .._models import BlockJobInfo
 from ._main import CliState, cli, example, json_option, pass_state
 from ._output import emit_json, format_size
 
-__all__ = ["JOB_LABELS", "job_progress"]
+__all__ = ["JOB_LABELS", "job_progress", "speed_text"]
 
 URI = "virtabs -c test:///default"
 MiB = 1 << 20
@@ -65,6 +65,13 @@ _timeout_option = click.option(
 )
 
 
+def speed_text(bytes_per_second: float | None) -> str:
+    """A block job's speed in the progress bar's one unit system: ``"12.5 MiB/s"`` (``"?"`` while unknown)."""
+    if bytes_per_second is None:
+        return "?"
+    return f"{bytes_per_second / (1024 * 1024):.1f} MiB/s"
+
+
 @contextlib.contextmanager
 def job_progress(label: str, enabled: bool) -> Iterator[ProgressCallback | None]:
     """A progress callback drawing a rich bar on stderr, or None when disabled or stderr is not a TTY."""
@@ -75,20 +82,28 @@ def job_progress(label: str, enabled: bool) -> Iterator[ProgressCallback | None]
         BarColumn,
         DownloadColumn,
         Progress,
+        ProgressColumn,
+        Task,
         TaskProgressColumn,
         TextColumn,
         TimeRemainingColumn,
-        TransferSpeedColumn,
     )
+    from rich.text import Text
 
     from ._output import make_console
+
+    class _MiBSpeedColumn(ProgressColumn):
+        """The speed in MiB/s, the unit of ``DownloadColumn(binary_units=True)`` next to it (rich's own is MB/s)."""
+
+        def render(self, task: Task) -> Text:
+            return Text(speed_text(task.finished_speed or task.speed), style="progress.data.speed")
 
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TaskProgressColumn(),
         DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
+        _MiBSpeedColumn(),
         TimeRemainingColumn(),
         console=make_console(stderr=True),
     )

@@ -203,7 +203,9 @@ def load_spec(text: str, source: str) -> DomainSpec:
 @cli.command(
     "define",
     epilog=example(
-        f"{URI} define vm.yaml",
+        "echo '{}' > /tmp/lab.json    # an empty test node kept in a file",
+        "virtabs -c test:///tmp/lab.json define vm.yaml",
+        "virtabs -c test:///tmp/lab.json start vm1   # a new process: the file keeps the state",
         "",
         "with vm.yaml:",
         "  name: vm1",

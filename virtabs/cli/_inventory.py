@@ -309,7 +309,8 @@ def inventory_command(
             )
         with _sigterm_as_interrupt():
             if chosen == "table" and output in (None, "-"):
-                text = to_table(result, width=shutil.get_terminal_size().columns, color=sys.stdout.isatty())
+                tty = sys.stdout.isatty()
+                text = to_table(result, width=shutil.get_terminal_size().columns if tty else None, color=tty)
             else:  # json: indented for a terminal, compact (several times faster) for files and pipes
                 text = render(result, chosen, pretty=output in (None, "-") and sys.stdout.isatty())
             phase = "writing"

@@ -63,7 +63,10 @@ def example(*lines: str) -> str:
 
 
 json_option = click.option(
-    "--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout (sizes in bytes, enums as names)."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print machine-readable JSON to stdout (sizes in bytes, enums as lower-case names).",
 )
 """The ``--json`` flag of every read command (the parameter is called ``as_json``)."""
 
@@ -186,6 +189,12 @@ def register_lazy_command(name: str, module: str, attribute: str, short_help: st
     LAZY_COMMANDS[name] = LazyCommand(module, attribute, short_help)
 
 
+_GLOBAL_VALUED = frozenset({"-c", "--connect", "--timeout"})
+"""Global options taking a value, accepted before or after the subcommand."""
+_GLOBAL_FLAGS = frozenset({"-r", "--readonly", "--debug"})
+"""Global flags, accepted before or after the subcommand."""
+
+
 class VirtabsGroup(click.Group):
     """A click group that lists commands in the order they were added, loads lazy commands on use,
     and turns errors into one line."""
@@ -204,6 +213,62 @@ class VirtabsGroup(click.Group):
             if command is not None:
                 self.add_command(command, cmd_name)
         return command
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse the global options, also where they follow the subcommand (``virtabs list --debug``)."""
+        return super().parse_args(ctx, self._hoist_globals(ctx, list(args)))
+
+    def _hoist_globals(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Move global options given after the subcommand in front of it.
+
+        An option the subcommand defines itself stays its own (``blockcopy ... --timeout 60`` is the copy's
+        wait timeout, not the per-call timeout); everything after ``--`` is left alone.
+        """
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                return args
+            if arg in _GLOBAL_VALUED:
+                i += 2
+            elif arg.startswith("-"):
+                i += 1
+            else:
+                break
+        if i >= len(args):
+            return args
+        command = self.get_command(ctx, args[i])
+        if command is None or isinstance(command, click.Group):
+            return args
+        own: dict[str, bool] = {}  # option string -> takes a value
+        for param in command.params:
+            if isinstance(param, click.Option):
+                for opt in (*param.opts, *param.secondary_opts):
+                    own[opt] = not (param.is_flag or param.count)
+        head, rest = args[: i + 1], args[i + 1 :]
+        hoisted: list[str] = []
+        kept: list[str] = []
+        j = 0
+        while j < len(rest):
+            arg = rest[j]
+            name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+            if arg == "--":
+                kept += rest[j:]
+                break
+            if name in own:
+                takes_value = own[name] and "=" not in arg
+                kept += rest[j : j + (2 if takes_value else 1)]
+                j += 2 if takes_value else 1
+            elif name in _GLOBAL_VALUED and "=" not in arg:
+                hoisted += rest[j : j + 2]
+                j += 2
+            elif name in _GLOBAL_VALUED or name in _GLOBAL_FLAGS:
+                hoisted.append(arg)
+                j += 1
+            else:
+                kept.append(arg)
+                j += 1
+        return hoisted + head + kept
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list of ``virtabs --help``; lazy commands show their short help unimported."""

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STATE_WORDS",
+    "enum_word",
     "emit_json",
     "format_size",
     "make_console",
@@ -48,7 +49,7 @@ STATE_WORDS: Mapping[DomainState, str] = {
     DomainState.CRASHED: "crashed",
     DomainState.PMSUSPENDED: "pmsuspended",
 }
-"""virsh's words for the portable domain states (human output only; JSON uses the enum names)."""
+"""virsh's words for the portable domain states (human output only; JSON uses the lower-case enum names)."""
 
 
 def state_word(state: DomainState) -> str:
@@ -59,16 +60,27 @@ def state_word(state: DomainState) -> str:
 # --- JSON ---------------------------------------------------------------------------------
 
 
+def enum_word(value: enum.Enum) -> str:
+    """An enum member as JSON shows it: its name in lower case (``DomainState.RUNNING`` -> ``"running"``,
+    ``BlockJobType.ACTIVE_COMMIT`` -> ``"active_commit"``); a combination of flags joins them with ``|``."""
+    if isinstance(value, enum.StrEnum):
+        return value.value
+    if value.name is None:  # a combination of flags without a name of its own
+        return "|".join(m.name.lower() for m in type(value) if m.name and m in value)
+    return value.name.lower()
+
+
 def to_jsonable(value: Any) -> Any:
-    """Plain JSON data for ``value``: attrs models become objects, enums their names
-    (capabilities their dotted values), datetimes ISO-8601 strings, tuples and sets lists.
+    """Plain JSON data for ``value``: attrs models become objects, enums their lower-case names
+    (the one convention of every JSON output, CLI and inventory: ``"running"``, ``"copy"``, ``"ready"``;
+    capabilities their dotted values), datetimes ISO-8601 strings, tuples and sets lists.
     Sizes are left alone: every model already counts bytes."""
     if attrs.has(type(value)):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in attrs.fields(type(value))}
     if isinstance(value, enum.StrEnum):
         return value.value
     if isinstance(value, enum.Enum):
-        return value.name
+        return enum_word(value)
     if isinstance(value, _dt.datetime | _dt.date):
         return value.isoformat()
     if isinstance(value, Mapping):

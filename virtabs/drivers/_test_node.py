@@ -75,6 +75,22 @@ NATIVE_STATE: Mapping[DomainState, str] = {
 """virsh's words for the states (what ``native_state`` reports)."""
 
 
+class NodeLock(Protocol):
+    """What guards a node: an ``RLock``, or a file node's :class:`~virtabs.drivers._test_file.FileSync`."""
+
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool:
+        """Take the lock."""
+
+    def release(self) -> None:
+        """Release the lock."""
+
+    def __enter__(self) -> bool:
+        """Take the lock."""
+
+    def __exit__(self, *exc: Any) -> None:
+        """Release the lock."""
+
+
 class Listener(Protocol):
     """Something that receives the node's events (a :class:`TestDriver`)."""
 
@@ -224,7 +240,7 @@ class Node:
     """One simulated host: domains, pools, an image store and block jobs."""
 
     def __init__(self, description: Mapping[str, Any], source: str) -> None:
-        self.lock = threading.RLock()
+        self.lock: NodeLock = threading.RLock()
         self.source = source
         self.listeners: weakref.WeakSet[Any] = weakref.WeakSet()
         self.domains: dict[str, DomainData] = {}

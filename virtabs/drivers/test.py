@@ -17,8 +17,16 @@ URIs
     ``dir`` pool ``default-pool`` (``/default-pool``, 100 GiB) holding
     ``base.qcow2`` and ``overlay.qcow2`` (backed by ``base.qcow2``).
 ``test:///ABSOLUTE/PATH.json``
-    A node loaded once per process from a JSON file (format below); every
-    connection to the same path shares it.
+    A node kept in a JSON file (format below); every connection to the same
+    path shares it, and it persists between processes: every change is
+    written back atomically (temp file, ``fsync``, ``rename``) under an
+    exclusive ``flock`` of ``PATH.json.lock``, and a process reloads the file
+    when another one changed it. So ``virtabs -c test:///tmp/lab.json define
+    vm.yaml`` and then ``virtabs -c test:///tmp/lab.json start vm`` work in
+    two processes (``echo '{}' > /tmp/lab.json`` makes an empty node; a
+    missing file is a ConnectError). Block jobs and snapshots stay in the
+    memory of the process that made them (a reload ends this process's jobs).
+    See :mod:`virtabs.drivers._test_file`.
 
 Query parameter ``without=CAP[,CAP...]`` declares capabilities away for one
 connection (``test:///default?without=block.copy.pivot``): the connection
@@ -160,6 +168,7 @@ from .._models import (
 )
 from .._uri import URI, parse_uri
 from ..spi import ConnectOptions, Driver
+from ._test_file import FileSync
 from ._test_json import DEFAULT_NODE, node_path, read_description
 from ._test_node import (
     NATIVE_STATE,
@@ -203,6 +212,8 @@ def get_node(uri: str | URI = "test:///default") -> Node:
         if node is None:
             description = DEFAULT_NODE if key == "default" else read_description(key)
             node = Node(description, key)
+            if key != "default":
+                node.lock = FileSync(node, key)
             _NODES[key] = node
         return node
 

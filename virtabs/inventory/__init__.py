@@ -102,9 +102,15 @@ def schema() -> dict[str, Any]:
 def validate(document: Inventory | dict[str, Any]) -> None:
     """Check a document against :func:`schema`; raises ``jsonschema.ValidationError``.
 
-    Needs the ``jsonschema`` package (``pip install virtabs[dev]``).
+    Needs the ``jsonschema`` package: ``pip install 'virtabs[schema]'``. Without it,
+    an ImportError says exactly that, in one line.
     """
-    import jsonschema
+    try:
+        import jsonschema
+    except ImportError:
+        raise ImportError(
+            "virtabs.inventory.validate() needs jsonschema: pip install 'virtabs[schema]'", name="jsonschema"
+        ) from None
 
     data = document.to_dict() if isinstance(document, Inventory) else document
     jsonschema.validate(data, schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)

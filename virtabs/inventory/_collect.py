@@ -20,15 +20,17 @@ from .._api import open as _open
 from .._capabilities import Capability
 from .._config import default_uri, load_config
 from .._errors import (
+    ConnectError,
+    ErrorCode,
     InvalidArgumentError,
     OperationTimeoutError,
     VirtabsError,
 )
 from .._models import VolumeInfo
-from .._uri import parse_uri
+from .._uri import parse_uri, redact_uri_text
 from ._model import HostError, HostInventory, Inventory, PoolInventory, utcnow
 
-__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_TIMEOUT", "HostTarget", "collect", "redact_uri"]
+__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_TIMEOUT", "HostTarget", "collect", "connect_failure", "redact_uri"]
 
 log = logging.getLogger("virtabs.inventory")
 
@@ -66,31 +68,16 @@ def _check_timeout(value: object, what: str) -> None:
 
 
 def redact_uri(text: str) -> str:
-    """A URI safe to print: the canonical form when it parses, else the text with any
-    password (``user:secret@``) and secret-looking query parameters replaced by ``***``."""
-    try:
-        parsed = parse_uri(text)
-    except VirtabsError:
-        pass
-    else:
-        if any(_SECRET_PARAM_RE.match(k) for k in parsed.params):
-            params = {k: "***" if _SECRET_PARAM_RE.match(k) else v for k, v in parsed.params.items()}
-            parsed = attrs.evolve(parsed, params=params)
-        return str(parsed).replace("%2A%2A%2A", "***")
-    try:
-        parts = urllib.parse.urlsplit(text.strip())
-    except ValueError:
-        return "<unparseable URI>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{hostport}" if ":" in userinfo else netloc
-    query = "&".join(
-        f"{k}=***" if _SECRET_PARAM_RE.match(k) else (f"{k}={v}" if v else k)
-        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    """A URI safe to print, echoed as given: the text (stripped) with any password (``user:secret@``)
+    and secret-looking query parameters (``password=``, ``api_token=``...) replaced by ``***``;
+    nothing is re-encoded or reordered."""
+    shown = redact_uri_text(text.strip())
+    return _QUERY_PARAM_RE.sub(
+        lambda m: f"{m[1]}{m[2]}=***" if _SECRET_PARAM_RE.match(urllib.parse.unquote(m[2])) else m[0], shown
     )
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+_QUERY_PARAM_RE = re.compile(r"([?&])([^=&#]+)=([^&#]*)")
 
 
 def _driver_of(text: str) -> str | None:
@@ -119,6 +106,30 @@ def _display_uri(target: HostTarget) -> str:
         return redact_uri(default_uri(load_config()))
     except VirtabsError:
         return "<default URI>"
+
+
+_OPEN_ERRORS_KEPT = frozenset(
+    {
+        ErrorCode.NO_CONNECT,
+        ErrorCode.INVALID_ARG,
+        ErrorCode.AUTH_FAILED,
+        ErrorCode.OPERATION_TIMEOUT,
+        ErrorCode.OPERATION_DENIED,
+        ErrorCode.NO_SUPPORT,
+        ErrorCode.DRIVER_NOT_FOUND,
+        ErrorCode.DRIVER_UNAVAILABLE,
+    }
+)
+"""Codes an error raised while opening a connection keeps; any other becomes NO_CONNECT (5)."""
+
+
+def connect_failure(exc: VirtabsError) -> VirtabsError:
+    """The error a host that could not be opened reports: a failure to reach or set up the connection
+    (libvirt's "operation failed", a system error, an internal error of the driver's handshake) is
+    NO_CONNECT (5), as the docs promise; bad URIs, credentials, timeouts and missing drivers keep their code."""
+    if exc.code in _OPEN_ERRORS_KEPT:
+        return exc
+    return ConnectError(exc.message)
 
 
 def _failed(target: HostTarget, exc: BaseException, uri: str | None = None) -> HostInventory:
@@ -176,7 +187,7 @@ def _collect_host(target: HostTarget, timeout: float | None, pools: bool) -> Hos
     try:
         conn = _open(target.uri, readonly=True, timeout=timeout)
     except VirtabsError as exc:
-        return _failed(target, exc)
+        return _failed(target, connect_failure(exc))
     try:
         return _read_host(conn, target, started, pools)
     finally:
@@ -188,7 +199,7 @@ def _collect_host(target: HostTarget, timeout: float | None, pools: bool) -> Hos
 
 def _read_host(conn: Connection, target: HostTarget, started: float, pools: bool) -> HostInventory:
     """Read one open connection: host facts, domains (bulk hook), pools."""
-    uri = redact_uri(conn.uri)
+    uri = _display_uri(target)  # as the user gave it (an alias resolved), not re-encoded by the parser
     name = target.name
     if name is None and target.uri is not None and target.uri.strip() != uri and "://" not in target.uri:
         name = target.uri  # a config alias names the host

@@ -80,7 +80,8 @@ class InventoryDiff:
       another; they are also listed in ``appeared`` and ``vanished``;
     * ``hosts_appeared`` / ``hosts_vanished``: host URIs in only one run;
       ``hosts_changed``: host fields that changed (hypervisor version, memory...);
-    * ``hosts_unknown``: hosts that failed in either run, with the error; their
+    * ``hosts_unknown``: hosts that failed in either run, one entry per distinct host
+      (``"run"``: ``"old"``, ``"new"`` or ``"both"``; the newest error); their
       domains are neither appeared nor vanished (nothing is known about them).
     """
 
@@ -162,7 +163,8 @@ class InventoryDiff:
         for uri in self.hosts_vanished:
             lines.append(f"- host {uri}")
         for item in self.hosts_unknown:
-            lines.append(f"? host {item['host_uri']}: failed in the {item['run']} run ({item['error']})")
+            runs = "both runs" if item["run"] == "both" else f"the {item['run']} run"
+            lines.append(f"? host {item['host_uri']}: failed in {runs} ({item['error']})")
         for item in self.hosts_changed:
             for c in item["changes"]:
                 lines.append(f"~ host {item['host_uri']}: {c['field']}: {_short(c['old'])} -> {_short(c['new'])}")
@@ -206,11 +208,16 @@ def diff(
     changed: list[dict[str, Any]] = []
     hosts_changed: list[dict[str, Any]] = []
     unknown: list[dict[str, Any]] = []
+    failed_in: dict[str, list[str]] = {}  # one entry per distinct host, however many runs it failed in
+    errors: dict[str, str] = {}
     for run, hosts in (("old", old_hosts), ("new", new_hosts)):
         for uri, host in hosts.items():
             if host.get("error") is not None:
                 err = host["error"]
-                unknown.append({"host_uri": uri, "run": run, "error": f"{err['code_name']}: {err['message']}"})
+                failed_in.setdefault(uri, []).append(run)
+                errors[uri] = f"{err['code_name']}: {err['message']}"  # the newest run's error wins
+    for uri, runs in failed_in.items():
+        unknown.append({"host_uri": uri, "run": "both" if len(runs) == 2 else runs[0], "error": errors[uri]})
     for uri in [u for u in new_hosts if u in old_hosts]:
         before, after = old_hosts[uri], new_hosts[uri]
         if before.get("error") is not None or after.get("error") is not None:

@@ -225,8 +225,12 @@ def _human_bytes(value: int | None) -> str:
     return f"{value} B"  # pragma: no cover - unreachable
 
 
-def to_table(inventory: Inventory | Mapping[str, Any], *, width: int | None = 120, color: bool = False) -> str:
-    """A human-readable table (rich), one row per domain; failed hosts follow in a second table."""
+def to_table(inventory: Inventory | Mapping[str, Any], *, width: int | None = None, color: bool = False) -> str:
+    """A human-readable table (rich), one row per domain; failed hosts follow in a second table.
+
+    ``width`` is a terminal's width (cells wrap to fit); ``None`` (files, pipes) never wraps: every
+    row stays on one line however long, and lines carry no trailing blanks.
+    """
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -271,11 +275,29 @@ def to_table(inventory: Inventory | Mapping[str, Any], *, width: int | None = 12
                 ips,
             )
     buf = io.StringIO()
-    console = Console(file=buf, width=width, force_terminal=color, no_color=not color, highlight=False)
+    unwrapped = width is None
+    if unwrapped:
+        for column in (*table.columns, *failed.columns):
+            column.no_wrap = True
+            column.overflow = "ignore"
+    console = Console(
+        file=buf,
+        width=_NO_WRAP_WIDTH if unwrapped else width,
+        force_terminal=color,
+        no_color=not color,
+        highlight=False,
+    )
     console.print(table)
     if failed.row_count:
         console.print(failed)
-    return buf.getvalue()
+    text = buf.getvalue()
+    if unwrapped:
+        text = "\n".join(line.rstrip() for line in text.split("\n"))
+    return text
+
+
+_NO_WRAP_WIDTH = 100_000
+"""The console width of an unwrapped table (rich needs a number; tables take only what their content needs)."""
 
 
 def render(inventory: Inventory | Mapping[str, Any], format: str = "json", *, pretty: bool = True) -> str:

@@ -1,0 +1,218 @@
+"""File-backed test nodes: ``test:///ABSOLUTE/PATH.json`` keeps its state between processes.
+
+A :class:`FileSync` replaces the node's in-process ``RLock``. Taking it the
+first time (depth 0 -> 1) also takes an exclusive ``flock`` on ``PATH.lock``
+and reloads the node when the file changed since this process last read or
+wrote it; releasing it the last time writes the node back when its
+description changed (temp file in the same directory, ``fsync``, ``rename``,
+``fsync`` of the directory), then drops the ``flock``. Two processes working
+on the same file therefore serialise their operations and never lose an update.
+
+What is saved is the node description (host, settings, images, pools, domains
+with their state, autostart and addresses). Block jobs and snapshots live in
+the memory of the process that made them: a reload (another process changed
+the file) ends this process's jobs silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .._errors import ConnectError, OperationFailedError
+from ._test_node import UNLIMITED_RATE, Node
+
+__all__ = ["FileSync", "dump_description"]
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy of a (possibly frozen) mapping or sequence."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    return value
+
+
+def dump_description(node: Node) -> dict[str, Any]:
+    """The node as a description :func:`~virtabs.drivers._test_json.load_description` reads back.
+
+    Every image goes to ``images`` (a pool's volumes are the images in its directory),
+    so pools are written without ``volumes``.
+    """
+    out: dict[str, Any] = {"host": {k: v for k, v in node.host.items() if v is not None}}
+    if node.unlimited_rate != UNLIMITED_RATE:
+        out["settings"] = {"unlimited_rate_bytes": node.unlimited_rate}
+    out["images"] = [
+        {
+            "path": img.path,
+            "format": img.format,
+            "capacity_bytes": img.capacity,
+            "allocation_bytes": img.allocation,
+            "backing": img.backing,
+        }
+        for img in sorted(node.images.values(), key=lambda i: i.path)
+    ]
+    out["pools"] = [
+        {
+            "name": p.name,
+            "type": p.type,
+            "path": p.path,
+            "uuid": p.uuid,
+            "capacity_bytes": p.capacity,
+            "active": p.active,
+        }
+        for p in sorted(node.pools.values(), key=lambda p: p.name)
+    ]
+    domains = []
+    for dom in sorted(node.domains.values(), key=lambda d: d.name):
+        spec = dom.spec
+        nics = []
+        for nic in spec.nics:
+            entry: dict[str, Any] = {"mac": nic.mac, "network": nic.network, "model": nic.model}
+            if nic.mac is not None and dom.ips.get(nic.mac):
+                entry["ips"] = list(dom.ips[nic.mac])
+            nics.append(entry)
+        domains.append(
+            {
+                "name": spec.name,
+                "uuid": spec.uuid,
+                "memory_bytes": spec.memory_bytes,
+                "max_memory_bytes": dom.max_memory,
+                "vcpus": spec.vcpus,
+                "os_type": spec.os_type,
+                "state": dom.state.name.lower(),
+                "autostart": dom.autostart,
+                "extra": _plain(spec.extra),
+                "disks": [
+                    {"target": d.target, "path": d.path, "format": d.format, "bus": d.bus, "readonly": d.readonly}
+                    for d in spec.disks
+                ],
+                "nics": nics,
+            }
+        )
+    out["domains"] = domains
+    return out
+
+
+def _stat_key(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class FileSync:
+    """The lock of a file-backed node: an ``RLock`` plus the file's ``flock``, reload and save (see module doc)."""
+
+    def __init__(self, node: Node, path: str) -> None:
+        self._rlock = threading.RLock()
+        self._node = node
+        self._path = path
+        self._lock_path = path + ".lock"
+        self._depth = 0
+        self._fd: int | None = None
+        self._seen: tuple[int, int, int, int] | None = None  # the first acquire reloads: no update is missed
+        self._saved = self._text()
+
+    def _text(self) -> str:
+        return json.dumps(dump_description(self._node), indent=1, sort_keys=True) + "\n"
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock (and, outermost, the file lock; reload when the file changed)."""
+        if not self._rlock.acquire(blocking, timeout):
+            return False
+        self._depth += 1
+        if self._depth == 1:
+            try:
+                self._enter()
+            except BaseException:
+                self._depth -= 1
+                self._unlock_file()
+                self._rlock.release()
+                raise
+        return True
+
+    def release(self) -> None:
+        """Release the lock (outermost: save when the node changed, then drop the file lock)."""
+        try:
+            if self._depth == 1:
+                try:
+                    self._save()
+                finally:
+                    self._unlock_file()
+        finally:
+            self._depth -= 1
+            self._rlock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    # --- the file ---------------------------------------------------------------
+
+    def _enter(self) -> None:
+        try:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise ConnectError(
+                f"cannot open the lock file of test node '{self._path}': {exc.strerror or exc}"
+            ) from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._fd = fd
+        seen = _stat_key(self._path)
+        if seen != self._seen:
+            from ._test_json import read_description
+
+            description = read_description(self._path)
+            self._node.reset(description)  # re-enters this lock: depth > 1, no recursion into _enter
+            self._seen = seen
+            self._saved = self._text()
+
+    def _unlock_file(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def _save(self) -> None:
+        text = self._text()
+        if text == self._saved:
+            return
+        directory = os.path.dirname(self._path) or "."
+        fd, tmp = tempfile.mkstemp(prefix=".virtabs-test-", suffix=".json", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.chmod(tmp, os.stat(self._path).st_mode & 0o7777)
+            except OSError:
+                os.chmod(tmp, 0o644)
+            os.replace(tmp, self._path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise OperationFailedError(f"cannot save test node '{self._path}': {exc.strerror or exc}") from None
+        try:
+            dfd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+        self._saved = text
+        self._seen = _stat_key(self._path)
