@@ -53,6 +53,7 @@ _SUFFIX_FORMATS = {
     ".ndjson": "jsonl",
     ".csv": "csv",
     ".txt": "table",
+    ".prom": "openmetrics",
 }
 
 _EPILOG = """\b
@@ -61,6 +62,7 @@ Examples:
   virtabs inventory test:///default qemu:///session --format csv --output hosts.csv
   virtabs inventory --config hosts.toml --format json --output inv.json --timeout 30
   virtabs inventory --config hosts.yaml --format ansible > inventory.json
+  virtabs inventory --format openmetrics --output /var/lib/node_exporter/virtabs.prom   # textfile collector
   virtabs inventory --diff yesterday.json today.json
 
 \b

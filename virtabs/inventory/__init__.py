@@ -34,6 +34,7 @@ from ._formats import (
     to_csv,
     to_json,
     to_jsonl,
+    to_openmetrics,
     to_table,
 )
 from ._io import load_hosts_file, load_inventory, write_atomic
@@ -79,6 +80,7 @@ __all__ = [
     "schema",
     "to_ansible",
     "to_ansible_dict",
+    "to_openmetrics",
     "to_csv",
     "to_json",
     "to_jsonl",

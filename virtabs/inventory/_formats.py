@@ -8,11 +8,12 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from .._flags import DomainState
 from ._model import Inventory, sanitize_group
 
 __all__ = ["CSV_COLUMNS", "FORMATS", "render", "to_ansible", "to_csv", "to_json", "to_jsonl", "to_table"]
 
-FORMATS = ("json", "jsonl", "csv", "table", "ansible")
+FORMATS = ("json", "jsonl", "csv", "table", "ansible", "openmetrics")
 """The names ``render`` accepts."""
 
 CSV_COLUMNS: tuple[str, ...] = (
@@ -300,6 +301,110 @@ _NO_WRAP_WIDTH = 100_000
 """The console width of an unwrapped table (rich needs a number; tables take only what their content needs)."""
 
 
+# --- OpenMetrics ------------------------------------------------------------------------------
+
+_OM_STATES = tuple(state.name.lower() for state in DomainState)
+"""Every portable domain state (lower case): each up host reports a count for each, zeros included."""
+
+_OM_FAMILIES: tuple[tuple[str, str, str, str], ...] = (
+    ("virtabs_host_up", "gauge", "", "1 when the host answered the inventory, 0 when it failed (see error_code)."),
+    ("virtabs_host_error_code", "gauge", "", "virtabs error code of a failed host (0 when it answered)."),
+    ("virtabs_host_cpus", "gauge", "", "Physical CPUs of the host."),
+    ("virtabs_host_memory_bytes", "gauge", "bytes", "Physical memory of the host."),
+    ("virtabs_domains", "gauge", "", "Domains of the host, by state."),
+    ("virtabs_domain_vcpus", "gauge", "", "vCPUs of the host's domains, by state."),
+    ("virtabs_domain_memory_bytes", "gauge", "bytes", "Memory of the host's domains, by state."),
+    ("virtabs_disk_capacity_bytes", "gauge", "bytes", "Virtual size of the host's domain disks."),
+    ("virtabs_disk_allocation_bytes", "gauge", "bytes", "Space the host's domain disks occupy."),
+    ("virtabs_inventory_timestamp_seconds", "gauge", "seconds", "When the host was read (Unix time)."),
+)
+
+
+def _om_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _om_labels(labels: Mapping[str, str]) -> str:
+    return "{" + ",".join(f'{k}="{_om_escape(v)}"' for k, v in labels.items()) + "}"
+
+
+def _om_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    import datetime as _dt
+
+    try:
+        return _dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def to_openmetrics(inventory: Inventory | Mapping[str, Any]) -> str:
+    """The inventory as OpenMetrics text (ends with ``# EOF``), for a Prometheus textfile collector.
+
+    Per host (labels ``host_uri``, ``host`` = the host's name or hostname): whether it answered,
+    its error code, CPUs and memory; domain counts, vCPUs and memory by ``state`` (every state, zeros
+    included, so a count that drops to nothing is seen); disk capacity and allocation. Values a driver
+    did not report are left out, never written as 0. Written by hand (no dependency); the tests parse
+    it with prometheus-client's OpenMetrics parser.
+    """
+    doc = _doc(inventory)
+    samples: dict[str, list[str]] = {name: [] for name, *_ in _OM_FAMILIES}
+
+    def add(name: str, labels: Mapping[str, str], value: float | int) -> None:
+        samples[name].append(f"{name}{_om_labels(labels)} {value}")
+
+    for host in doc["hosts"]:
+        base = {"host_uri": str(host["uri"]), "host": str(host.get("name") or host.get("hostname") or host["uri"])}
+        error = host.get("error")
+        add("virtabs_host_up", base, 0 if error else 1)
+        add("virtabs_host_error_code", base, int(error["code"]) if error else 0)
+        collected = _om_time(host.get("collected_at"))
+        if collected is not None:
+            add("virtabs_inventory_timestamp_seconds", base, round(collected, 3))
+        if host.get("cpus") is not None:
+            add("virtabs_host_cpus", base, int(host["cpus"]))
+        if host.get("memory_bytes") is not None:
+            add("virtabs_host_memory_bytes", base, int(host["memory_bytes"]))
+        if error:
+            continue
+        counts = dict.fromkeys(_OM_STATES, 0)
+        vcpus = dict.fromkeys(_OM_STATES, 0)
+        memory = dict.fromkeys(_OM_STATES, 0)
+        capacity = allocation = 0
+        capacity_known = allocation_known = False
+        for dom in host["domains"]:
+            state = str(dom.get("state") or "nostate")
+            counts[state] = counts.get(state, 0) + 1
+            vcpus[state] = vcpus.get(state, 0) + int(dom.get("vcpus") or 0)
+            memory[state] = memory.get(state, 0) + int(dom.get("memory_bytes") or 0)
+            for disk in dom.get("disks") or ():
+                if disk.get("capacity_bytes") is not None:
+                    capacity += int(disk["capacity_bytes"])
+                    capacity_known = True
+                if disk.get("allocation_bytes") is not None:
+                    allocation += int(disk["allocation_bytes"])
+                    allocation_known = True
+        for state in counts:
+            labels = {**base, "state": state}
+            add("virtabs_domains", labels, counts[state])
+            add("virtabs_domain_vcpus", labels, vcpus[state])
+            add("virtabs_domain_memory_bytes", labels, memory[state])
+        if capacity_known:
+            add("virtabs_disk_capacity_bytes", base, capacity)
+        if allocation_known:
+            add("virtabs_disk_allocation_bytes", base, allocation)
+    lines: list[str] = []
+    for name, kind, unit, help_text in _OM_FAMILIES:
+        lines.append(f"# TYPE {name} {kind}")
+        if unit:
+            lines.append(f"# UNIT {name} {unit}")
+        lines.append(f"# HELP {name} {help_text}")
+        lines.extend(samples[name])
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
 def render(inventory: Inventory | Mapping[str, Any], format: str = "json", *, pretty: bool = True) -> str:
     """The inventory in one of :data:`FORMATS`; ``pretty=False`` writes json and ansible compactly."""
     indent = 2 if pretty else None
@@ -313,6 +418,8 @@ def render(inventory: Inventory | Mapping[str, Any], format: str = "json", *, pr
         return to_table(inventory)
     if format == "ansible":
         return to_ansible(inventory, indent=indent)
+    if format == "openmetrics":
+        return to_openmetrics(inventory)
     from .._errors import InvalidArgumentError
 
     raise InvalidArgumentError(f"unknown inventory format {format!r} (known: {', '.join(FORMATS)})")
