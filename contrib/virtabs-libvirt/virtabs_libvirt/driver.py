@@ -23,9 +23,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from virtabs.spi import (
@@ -60,6 +62,7 @@ from virtabs.spi import (
     NicInfo,
     NoDomainError,
     OperationFailedError,
+    OperationTimeoutError,
     PoolInfo,
     Snapshot,
     VolumeInfo,
@@ -67,8 +70,10 @@ from virtabs.spi import (
 )
 
 from . import _xml
+from ._auth import CredentialCallback, redact_text
+from ._calls import Calls, Guarded, block_signals
 
-__all__ = ["ERRORS", "LibvirtDriver", "libvirt_uri"]
+__all__ = ["CONNECT_ERRORS", "ERRORS", "LibvirtDriver", "error_map", "libvirt_uri"]
 
 log = logging.getLogger("virtabs.libvirt")
 
@@ -107,22 +112,78 @@ def _has_code(code: int) -> Callable[[BaseException], bool]:
     return lambda exc: _error_code(exc) == code
 
 
-def _libvirt_message(exc: BaseException) -> str:
+def _libvirt_message(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
+    """libvirt's message, without a password of the connection or inside a URI it quotes."""
     get = getattr(exc, "get_error_message", None)
-    return str(get() or exc) if callable(get) else str(exc)
+    return redact_text(str(get() or exc) if callable(get) else str(exc), secrets)
 
 
-ERRORS = ErrorMap(
-    [(_has_code(code), error_class_for_code(code)) for code in ErrorCode if code < 1000],
-    default=OperationFailedError,
-    describe=_libvirt_message,
-)
-"""libvirt's errors by ``virErrorNumber`` -> virtabs errors (its codes are libvirt's); others -> OperationFailedError."""
+def error_map(secrets: tuple[str, ...] = ()) -> ErrorMap:
+    """libvirt's errors by ``virErrorNumber``, messages redacted of ``secrets``."""
+    return ErrorMap(
+        [(_has_code(code), error_class_for_code(code)) for code in ErrorCode if code < 1000],
+        default=OperationFailedError,
+        describe=lambda exc: _libvirt_message(exc, secrets),
+    )
 
-CONNECT_ERRORS = ErrorMap(
-    [(_has_code(int(ErrorCode.AUTH_FAILED)), AuthError)], default=ConnectError, describe=_libvirt_message
-)
+
+def _connect_errors(secrets: tuple[str, ...] = ()) -> ErrorMap:
+    """Opening a connection: a refused or cancelled authentication is AuthError, anything else ConnectError."""
+    auth_codes = {int(ErrorCode.AUTH_FAILED), _AUTH_CANCELLED, _AUTH_UNAVAILABLE}
+    return ErrorMap(
+        [(lambda exc: _error_code(exc) in auth_codes, AuthError)],
+        default=ConnectError,
+        describe=lambda exc: _libvirt_message(exc, secrets),
+    )
+
+
+_AUTH_CANCELLED = 79  # VIR_ERR_AUTH_CANCELLED
+_AUTH_UNAVAILABLE = 94  # VIR_ERR_AUTH_UNAVAILABLE
+
+ERRORS = error_map()
+"""libvirt's errors by ``virErrorNumber`` -> virtabs errors (its codes are libvirt's); others -> OperationFailedError.
+Each connection uses its own copy that also redacts its password (never echoed by libvirt, redacted anyway)."""
+
+CONNECT_ERRORS = _connect_errors()
 """Opening a libvirt connection: a refused authentication is AuthError, anything else ConnectError."""
+
+DEFAULT_CONNECT_TIMEOUT = 60.0
+"""Seconds a connect may take when the connection has no ``timeout`` (libvirt itself would wait forever)."""
+KEEPALIVE_INTERVAL = 5
+KEEPALIVE_COUNT = 5
+"""libvirt's keepalive: a peer silent for 5 * (5 + 1) = 30 s is declared dead and the connection closed."""
+
+_SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "pass", "secret"})
+
+
+def _refuse_secrets_in(target: str | None) -> None:
+    """A libvirt URI given with ``?uri=`` must not carry a password (it would show in errors and logs)."""
+    if not target:
+        return
+    rest = target.partition("://")[2]
+    authority = re.split(r"[/?]", rest, maxsplit=1)[0]  # not at '#': it may be inside a password
+    password = ":" in authority.rpartition("@")[0]
+    query = urllib.parse.urlsplit(target).query
+    secret_params = [k for k, _ in urllib.parse.parse_qsl(query) if k.lower() in _SECRET_PARAMS]
+    if password or secret_params:
+        raise InvalidArgumentError(
+            "a password inside the libvirt URI is refused (it would end up in errors, logs and repr): pass "
+            "credentials= to virtabs.open(), set VIRTABS_USERNAME/VIRTABS_PASSWORD, or use the config file; "
+            "libvirt receives them through its auth callback"
+        )
+
+
+def _in_process(target: str | None) -> bool:
+    """libvirt's test driver without a host runs inside this process: no peer, nothing to wait for."""
+    if not target:
+        return False
+    parts = urllib.parse.urlsplit(target)
+    return parts.scheme == "test" and not parts.netloc
+
+
+def _close(native: Any) -> None:
+    native.close()
+
 
 # --- libvirt's event loop: one per process ------------------------------------------------------
 
@@ -138,6 +199,7 @@ def _ensure_event_loop(libvirt: Any) -> None:
         libvirt.virEventRegisterDefaultImpl()
 
         def run() -> None:
+            block_signals()  # Ctrl-C is the main thread's
             while True:
                 try:
                     libvirt.virEventRunDefaultImpl()
@@ -185,17 +247,75 @@ class LibvirtDriver(Driver):
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors arrive as exceptions, not on stderr
         _ensure_event_loop(libvirt)
         self._target = libvirt_uri(uri)
-        what = f"connecting to libvirt URI {self._target or '(default)'}"
-        opener = libvirt.openReadOnly if options.readonly else libvirt.open
-        with CONNECT_ERRORS(what):
-            self._conn: Any = opener(self._target)
-            self._type = str(self._conn.getType())
+        _refuse_secrets_in(self._target)
+        self._auth = CredentialCallback(options.credentials)
+        secrets = self._auth.secrets()
+        self._map = error_map(secrets)
+        self._callbacks: list[int] = []
+        self._events_lock = threading.Lock()
+        peer = redact_text(self._target) if self._target else "(libvirt's default URI)"
+        # A peer may never answer: calls to it run on workers, bounded by the timeout (see _calls).
+        # libvirt's test driver runs inside this process, with no peer: its calls are made directly.
+        self._calls: Calls | None = None if _in_process(self._target) else Calls(options.timeout, peer)
+        what = f"connecting to libvirt URI {peer}"
+        flags = libvirt.VIR_CONNECT_RO if options.readonly else 0
+        try:
+            with _connect_errors(secrets)(what):
+                native = self._open(flags)
+                if self._calls is not None:
+                    self._calls.on_abandon(native.close)
+                self._type = str(self._call("getType", native.getType))
+        except AuthError as exc:
+            if self._auth.missing:
+                exc.message = (
+                    f"{exc.message} (libvirt asked for {', '.join(self._auth.missing)}: pass credentials= to "
+                    "virtabs.open(), set VIRTABS_USERNAME/VIRTABS_PASSWORD, or use the config file)"
+                )
+                exc.args = (exc.message,)
+            raise
+        self._native = native
+        if self._calls is not None:
+            self._conn: Any = Guarded(native, self._calls)
+            # libvirt itself closes a connection whose peer stays silent for KEEPALIVE_INTERVAL *
+            # (KEEPALIVE_COUNT + 1) seconds, which ends a call stuck in C (a worker given up on).
+            with contextlib.suppress(libvirt.libvirtError):  # a peer without keepalive
+                self._conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
+        else:
+            self._conn = native
         self._caps = self._refine(self._type)
         # A fact about the host, not a permission: only libvirt's QEMU driver has block jobs (the
         # others answer blockJobInfo with VIR_ERR_NO_SUPPORT), so only there do reads ask for them.
         self._has_block_jobs = bool(self._caps.supported & ANY_BLOCK_JOB)
-        self._callbacks: list[int] = []
-        self._events_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """libvirt's refusals mapped by :func:`error_map`; a bounded call that timed out, or a call on an
+        abandoned connection, gets ``what`` (the operation and its object) in front of its message."""
+        try:
+            with self._map(what):
+                yield
+        except (OperationTimeoutError, ConnectError) as exc:
+            if not getattr(exc, "_virtabs_libvirt_named", False):
+                exc.message = f"{what}: {exc.message}"
+                exc.args = (exc.message,)
+                setattr(exc, "_virtabs_libvirt_named", True)  # noqa: B010 (no such attribute on the class)
+            raise
+
+    def _open(self, flags: int) -> Any:
+        """``virConnectOpenAuth`` with the credential callback, bounded like every call to a peer."""
+        lv = self._lv
+        if self._calls is None:
+            return lv.openAuth(self._target, self._auth.auth(), flags)
+        limit = self.options.timeout if self.options.timeout is not None else DEFAULT_CONNECT_TIMEOUT
+        return self._calls.run(
+            "the connect", lv.openAuth, self._target, self._auth.auth(), flags, timeout=limit, orphan=_close
+        )
+
+    def _call(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args) if self._calls is None else self._calls.run(f"{name}() on the connection", fn, *args)
+
+    def __repr__(self) -> str:
+        return f"<LibvirtDriver {self._target or '(default)'}>"
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -216,7 +336,7 @@ class LibvirtDriver(Driver):
         return self._caps
 
     def _dom(self, ref: DomainRef) -> Any:
-        with ERRORS(f"lookup of domain '{ref.name}'"):
+        with self._errors(f"lookup of domain '{ref.name}'"):
             return self._conn.lookupByUUIDString(ref.uuid)
 
     @staticmethod
@@ -224,7 +344,9 @@ class LibvirtDriver(Driver):
         return DomainRef(dom.name(), dom.UUIDString())
 
     def close(self) -> None:
-        """Deregister event callbacks and close the libvirt connection."""
+        """Deregister event callbacks and close the libvirt connection (bounded, like every call)."""
+        if self._calls is not None and self._calls.broken is not None:
+            return  # already closed when it was abandoned
         self.stop_events()
         with contextlib.suppress(Exception):
             self._conn.close()
@@ -234,7 +356,7 @@ class LibvirtDriver(Driver):
     def start_events(self) -> None:
         """Register libvirt lifecycle and BLOCK_JOB_2 callbacks."""
         lv = self._lv
-        with self._events_lock, ERRORS("registering event callbacks"):
+        with self._events_lock, self._errors("registering event callbacks"):
             if self._callbacks:
                 return
             self._callbacks.append(
@@ -273,7 +395,7 @@ class LibvirtDriver(Driver):
 
     def host_info(self) -> HostInfo:
         """``virNodeGetInfo`` plus hostname and versions."""
-        with ERRORS("host info"):
+        with self._errors("host info"):
             model, memory_mib, cpus, *_ = self._conn.getInfo()
             version = self._conn.getVersion()
             hostname = self._conn.getHostname()
@@ -291,17 +413,19 @@ class LibvirtDriver(Driver):
 
     def list_domains(self) -> list[DomainRef]:
         """``virConnectListAllDomains``: active and inactive in one call."""
-        with ERRORS("listing domains"):
+        with self._errors("listing domains"):
             return [self._ref(d) for d in self._conn.listAllDomains(0)]
 
     def lookup_domain(self, name_or_uuid: str) -> DomainRef:
         """By name, then by UUID (libvirt answers a string that is no UUID with VIR_ERR_INVALID_ARG)."""
-        for lookup in (self._conn.lookupByName, self._conn.lookupByUUIDString):
-            try:
-                return self._ref(lookup(name_or_uuid))
-            except self._lv.libvirtError as exc:
-                if _error_code(exc) not in (ErrorCode.NO_DOMAIN, ErrorCode.INVALID_ARG):
-                    raise ERRORS.translate(exc, f"lookup of domain '{name_or_uuid}'") from exc
+        what = f"lookup of domain '{name_or_uuid}'"
+        with self._errors(what):
+            for lookup in (self._conn.lookupByName, self._conn.lookupByUUIDString):
+                try:
+                    return self._ref(lookup(name_or_uuid))
+                except self._lv.libvirtError as exc:
+                    if _error_code(exc) not in (ErrorCode.NO_DOMAIN, ErrorCode.INVALID_ARG):
+                        raise self._map.translate(exc, what) from exc
         raise NoDomainError(f"no domain with matching name or uuid '{name_or_uuid}'")
 
     def _info(self, dom: Any) -> DomainInfo:
@@ -321,20 +445,20 @@ class LibvirtDriver(Driver):
     def domain_info(self, dom: DomainRef) -> DomainInfo:
         """``virDomainGetInfo``."""
         d = self._dom(dom)
-        with ERRORS(f"info of domain '{dom.name}'"):
+        with self._errors(f"info of domain '{dom.name}'"):
             return self._info(d)
 
     def domain_spec(self, dom: DomainRef) -> DomainSpec:
         """The persistent (inactive) XML as a DomainSpec."""
         d = self._dom(dom)
-        with ERRORS(f"definition of domain '{dom.name}'"):
+        with self._errors(f"definition of domain '{dom.name}'"):
             flags = self._lv.VIR_DOMAIN_XML_INACTIVE if d.isPersistent() else 0
             return _xml.spec_from_xml(d.XMLDesc(flags))
 
     def disks(self, dom: DomainRef) -> list[DiskInfo]:
         """The live XML's disks, with their backing chains."""
         d = self._dom(dom)
-        with ERRORS(f"disks of domain '{dom.name}'"):
+        with self._errors(f"disks of domain '{dom.name}'"):
             return _xml.disks_from_xml(d.XMLDesc(0))
 
     def _addresses(self, d: Any) -> dict[str, tuple[str, ...]]:
@@ -351,21 +475,23 @@ class LibvirtDriver(Driver):
     def nics(self, dom: DomainRef) -> list[NicInfo]:
         """The interfaces, with DHCP lease addresses while running."""
         d = self._dom(dom)
-        with ERRORS(f"interfaces of domain '{dom.name}'"):
+        with self._errors(f"interfaces of domain '{dom.name}'"):
             return _xml.nics_from_xml(d.XMLDesc(0), self._addresses(d))
 
     def autostart(self, dom: DomainRef) -> bool | None:
         """``virDomainGetAutostart``."""
         d = self._dom(dom)
-        with ERRORS(f"autostart of domain '{dom.name}'"):
+        with self._errors(f"autostart of domain '{dom.name}'"):
             return bool(d.autostart())
 
     def inventory(self) -> list[DomainRecord]:
         """Every domain's record from one listing (no per-domain SPI calls)."""
+        with self._errors("inventory"):
+            return self._inventory()
+
+    def _inventory(self) -> list[DomainRecord]:
         records = []
-        with ERRORS("inventory"):
-            domains = self._conn.listAllDomains(0)
-        for d in domains:
+        for d in self._conn.listAllDomains(0):
             errors: dict[str, str] = {}
             try:
                 info = self._info(d)
@@ -425,7 +551,7 @@ class LibvirtDriver(Driver):
     def define_domain(self, spec: DomainSpec) -> DomainRef:
         """``virDomainDefineXML`` of the XML built from ``spec``."""
         xml = _xml.domain_xml(spec, self._domain_type())
-        with ERRORS(f"define of domain '{spec.name}'"):
+        with self._errors(f"define of domain '{spec.name}'"):
             return self._ref(self._conn.defineXML(xml))
 
     def undefine(self, dom: DomainRef) -> None:
@@ -433,14 +559,14 @@ class LibvirtDriver(Driver):
         d = self._dom(dom)
         lv = self._lv
         flags = lv.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | lv.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-        with ERRORS(f"undefine of domain '{dom.name}'"):
+        with self._errors(f"undefine of domain '{dom.name}'"):
             d.undefineFlags(flags)
 
     def start(self, dom: DomainRef, paused: bool) -> None:
         """``virDomainCreateWithFlags`` (START_PAUSED; emulated by start + suspend where libvirt lacks it)."""
         d = self._dom(dom)
         lv = self._lv
-        with ERRORS(f"start of domain '{dom.name}'"):
+        with self._errors(f"start of domain '{dom.name}'"):
             if not paused:
                 d.createWithFlags(0)
                 return
@@ -455,67 +581,67 @@ class LibvirtDriver(Driver):
     def shutdown(self, dom: DomainRef) -> None:
         """``virDomainShutdown`` (the core waits for SHUTOFF when asked to)."""
         d = self._dom(dom)
-        with ERRORS(f"shutdown of domain '{dom.name}'"):
+        with self._errors(f"shutdown of domain '{dom.name}'"):
             d.shutdown()
 
     def destroy(self, dom: DomainRef) -> None:
         """``virDomainDestroy``."""
         d = self._dom(dom)
-        with ERRORS(f"destroy of domain '{dom.name}'"):
+        with self._errors(f"destroy of domain '{dom.name}'"):
             d.destroy()
 
     def reboot(self, dom: DomainRef) -> None:
         """``virDomainReboot``."""
         d = self._dom(dom)
-        with ERRORS(f"reboot of domain '{dom.name}'"):
+        with self._errors(f"reboot of domain '{dom.name}'"):
             d.reboot(0)
 
     def suspend(self, dom: DomainRef) -> None:
         """``virDomainSuspend``."""
         d = self._dom(dom)
-        with ERRORS(f"suspend of domain '{dom.name}'"):
+        with self._errors(f"suspend of domain '{dom.name}'"):
             d.suspend()
 
     def resume(self, dom: DomainRef) -> None:
         """``virDomainResume``."""
         d = self._dom(dom)
-        with ERRORS(f"resume of domain '{dom.name}'"):
+        with self._errors(f"resume of domain '{dom.name}'"):
             d.resume()
 
     def save(self, dom: DomainRef, path: str) -> None:
         """``virDomainSave``."""
         d = self._dom(dom)
-        with ERRORS(f"save of domain '{dom.name}' to '{path}'"):
+        with self._errors(f"save of domain '{dom.name}' to '{path}'"):
             d.save(path)
 
     def restore(self, path: str) -> DomainRef:
         """``virDomainRestore``; the domain is found through the saved image's XML."""
-        with ERRORS(f"restore from '{path}'"):
+        with self._errors(f"restore from '{path}'"):
             uuid = _xml.spec_from_xml(self._conn.saveImageGetXMLDesc(path, 0)).uuid
             self._conn.restore(path)
         if uuid is None:
             raise OperationFailedError(f"restore from '{path}': the saved image names no domain UUID")
-        with ERRORS(f"lookup of the domain restored from '{path}'"):
+        with self._errors(f"lookup of the domain restored from '{path}'"):
             return self._ref(self._conn.lookupByUUIDString(uuid))
 
     # --- snapshots ----------------------------------------------------------------------------
 
     def _snapshot(self, d: Any, name: str, dom: DomainRef) -> Any:
-        with ERRORS(f"lookup of snapshot '{name}' of domain '{dom.name}'"):
+        with self._errors(f"lookup of snapshot '{name}' of domain '{dom.name}'"):
             return d.snapshotLookupByName(name, 0)
 
     def create_snapshot(self, dom: DomainRef, name: str) -> Snapshot:
         """``virDomainSnapshotCreateXML`` (libvirt's default kind for the hypervisor)."""
         d = self._dom(dom)
         xml = f"<domainsnapshot><name>{name}</name></domainsnapshot>"
-        with ERRORS(f"snapshot '{name}' of domain '{dom.name}'"):
+        with self._errors(f"snapshot '{name}' of domain '{dom.name}'"):
             snap = d.snapshotCreateXML(xml, 0)
             return _xml.snapshot_from_xml(snap.getXMLDesc(0), dom.name)
 
     def list_snapshots(self, dom: DomainRef) -> list[Snapshot]:
         """Every snapshot, oldest first."""
         d = self._dom(dom)
-        with ERRORS(f"snapshot listing of domain '{dom.name}'"):
+        with self._errors(f"snapshot listing of domain '{dom.name}'"):
             snaps = [_xml.snapshot_from_xml(s.getXMLDesc(0), dom.name) for s in d.listAllSnapshots(0)]
         return sorted(snaps, key=lambda s: (s.created_at, s.name))
 
@@ -523,14 +649,14 @@ class LibvirtDriver(Driver):
         """``virDomainRevertToSnapshot``."""
         d = self._dom(dom)
         snap = self._snapshot(d, name, dom)
-        with ERRORS(f"revert of domain '{dom.name}' to snapshot '{name}'"):
+        with self._errors(f"revert of domain '{dom.name}' to snapshot '{name}'"):
             d.revertToSnapshot(snap, 0)
 
     def delete_snapshot(self, dom: DomainRef, name: str) -> None:
         """``virDomainSnapshotDelete``."""
         d = self._dom(dom)
         snap = self._snapshot(d, name, dom)
-        with ERRORS(f"delete of snapshot '{name}' of domain '{dom.name}'"):
+        with self._errors(f"delete of snapshot '{name}' of domain '{dom.name}'"):
             snap.delete(0)
 
     # --- devices --------------------------------------------------------------------------------
@@ -545,13 +671,13 @@ class LibvirtDriver(Driver):
     def attach_disk(self, dom: DomainRef, disk: DiskSpec) -> None:
         """``virDomainAttachDeviceFlags`` (live and persistent)."""
         d = self._dom(dom)
-        with ERRORS(f"attach of disk '{disk.target}' to domain '{dom.name}'"):
+        with self._errors(f"attach of disk '{disk.target}' to domain '{dom.name}'"):
             d.attachDeviceFlags(_xml.disk_xml(disk), self._affect(d))
 
     def detach_disk(self, dom: DomainRef, target: str) -> None:
         """``virDomainDetachDeviceFlags`` of the disk's current XML."""
         d = self._dom(dom)
-        with ERRORS(f"detach of disk '{target}' from domain '{dom.name}'"):
+        with self._errors(f"detach of disk '{target}' from domain '{dom.name}'"):
             for disk in _xml.disks_from_xml(d.XMLDesc(0)):
                 if disk.target == target:
                     spec = DiskSpec(disk.target, disk.path, format=disk.format, bus=disk.bus, readonly=disk.readonly)
@@ -566,7 +692,7 @@ class LibvirtDriver(Driver):
         """``virDomainBlockPull`` / ``virDomainBlockRebase`` (to ``base``), bandwidth in bytes/s."""
         d = self._dom(dom)
         lv = self._lv
-        with ERRORS(f"block pull on disk '{disk}' of domain '{dom.name}'"):
+        with self._errors(f"block pull on disk '{disk}' of domain '{dom.name}'"):
             if base is None:
                 d.blockPull(disk, bandwidth_bytes, lv.VIR_DOMAIN_BLOCK_PULL_BANDWIDTH_BYTES)
             else:
@@ -593,7 +719,7 @@ class LibvirtDriver(Driver):
         if request.buf_size:
             params[lv.VIR_DOMAIN_BLOCK_COPY_BUF_SIZE] = request.buf_size
         dest = _xml.copy_dest_xml(request.dest, request.format, request.dest_is_block_device)
-        with ERRORS(f"block copy of disk '{disk}' of domain '{dom.name}' to '{request.dest}'"):
+        with self._errors(f"block copy of disk '{disk}' of domain '{dom.name}' to '{request.dest}'"):
             d.blockCopy(disk, dest, params or None, flags)
 
     def block_commit(self, dom: DomainRef, disk: str, request: BlockCommitRequest) -> None:
@@ -607,7 +733,7 @@ class LibvirtDriver(Driver):
             flags |= lv.VIR_DOMAIN_BLOCK_COMMIT_DELETE
         if request.relative:
             flags |= lv.VIR_DOMAIN_BLOCK_COMMIT_RELATIVE
-        with ERRORS(f"block commit on disk '{disk}' of domain '{dom.name}'"):
+        with self._errors(f"block commit on disk '{disk}' of domain '{dom.name}'"):
             d.blockCommit(disk, request.base, request.top, request.bandwidth_bytes, flags)
 
     def _job(self, d: Any, disk: str) -> BlockJobInfo | None:
@@ -629,7 +755,7 @@ class LibvirtDriver(Driver):
         """State and block jobs from one lookup: ``virDomainGetInfo``, then (active, QEMU) the live XML's
         disks and ``virDomainGetBlockJobInfo`` of each."""
         d = self._dom(dom)
-        with ERRORS(f"status of domain '{dom.name}'"):
+        with self._errors(f"status of domain '{dom.name}'"):
             state = self._info(d).state
             if not state.is_active or not self._has_block_jobs:
                 return DomainStatus(state)
@@ -638,13 +764,13 @@ class LibvirtDriver(Driver):
     def block_jobs(self, dom: DomainRef) -> list[BlockJobInfo]:
         """Every active job of the domain, from one lookup and its live XML."""
         d = self._dom(dom)
-        with ERRORS(f"block jobs of domain '{dom.name}'"):
+        with self._errors(f"block jobs of domain '{dom.name}'"):
             return self._jobs(d, _xml.disks_from_xml(d.XMLDesc(0)))
 
     def block_job_info(self, dom: DomainRef, disk: str) -> BlockJobInfo | None:
         """``virDomainGetBlockJobInfo`` (bandwidth in bytes/s)."""
         d = self._dom(dom)
-        with ERRORS(f"block job query on disk '{disk}' of domain '{dom.name}'"):
+        with self._errors(f"block job query on disk '{disk}' of domain '{dom.name}'"):
             return self._job(d, disk)
 
     def block_job_abort(self, dom: DomainRef, disk: str, pivot: bool) -> None:
@@ -653,26 +779,26 @@ class LibvirtDriver(Driver):
         d = self._dom(dom)
         lv = self._lv
         flags = lv.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT if pivot else lv.VIR_DOMAIN_BLOCK_JOB_ABORT_ASYNC
-        with ERRORS(f"block job {'pivot' if pivot else 'abort'} on disk '{disk}' of domain '{dom.name}'"):
+        with self._errors(f"block job {'pivot' if pivot else 'abort'} on disk '{disk}' of domain '{dom.name}'"):
             d.blockJobAbort(disk, flags)
 
     def block_job_set_speed(self, dom: DomainRef, disk: str, bandwidth_bytes: int) -> None:
         """``virDomainBlockJobSetSpeed`` in bytes/s."""
         d = self._dom(dom)
-        with ERRORS(f"block job speed on disk '{disk}' of domain '{dom.name}'"):
+        with self._errors(f"block job speed on disk '{disk}' of domain '{dom.name}'"):
             d.blockJobSetSpeed(disk, bandwidth_bytes, self._lv.VIR_DOMAIN_BLOCK_JOB_SPEED_BANDWIDTH_BYTES)
 
     # --- storage ---------------------------------------------------------------------------------------
 
     def _pool(self, name: str) -> Any:
-        with ERRORS(f"lookup of pool '{name}'"):
+        with self._errors(f"lookup of pool '{name}'"):
             return self._conn.storagePoolLookupByName(name)
 
     def _pool_info(self, p: Any) -> PoolInfo:
         return _xml.pool_from_xml(p.XMLDesc(0), p.info(), bool(p.isActive()))
 
     def _vol(self, p: Any, pool: str, name: str) -> Any:
-        with ERRORS(f"lookup of volume '{name}' in pool '{pool}'"):
+        with self._errors(f"lookup of volume '{name}' in pool '{pool}'"):
             return p.storageVolLookupByName(name)
 
     def _vol_info(self, v: Any, pool: str) -> VolumeInfo:
@@ -689,25 +815,25 @@ class LibvirtDriver(Driver):
 
     def list_storage_pools(self) -> list[PoolInfo]:
         """``virConnectListAllStoragePools``."""
-        with ERRORS("listing storage pools"):
+        with self._errors("listing storage pools"):
             return sorted((self._pool_info(p) for p in self._conn.listAllStoragePools(0)), key=lambda p: p.name)
 
     def lookup_storage_pool(self, name: str) -> PoolInfo:
         """``virStoragePoolLookupByName``."""
         p = self._pool(name)
-        with ERRORS(f"info of pool '{name}'"):
+        with self._errors(f"info of pool '{name}'"):
             return self._pool_info(p)
 
     def list_volumes(self, pool: str) -> list[VolumeInfo]:
         """``virStoragePoolListAllVolumes``."""
         p = self._pool(pool)
-        with ERRORS(f"volume listing of pool '{pool}'"):
+        with self._errors(f"volume listing of pool '{pool}'"):
             return sorted((self._vol_info(v, pool) for v in p.listAllVolumes(0)), key=lambda v: v.name)
 
     def lookup_volume(self, pool: str, name: str) -> VolumeInfo:
         """``virStorageVolLookupByName``."""
         v = self._vol(self._pool(pool), pool, name)
-        with ERRORS(f"info of volume '{name}' in pool '{pool}'"):
+        with self._errors(f"info of volume '{name}' in pool '{pool}'"):
             return self._vol_info(v, pool)
 
     def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
@@ -718,19 +844,19 @@ class LibvirtDriver(Driver):
             with contextlib.suppress(self._lv.libvirtError):
                 backing_format = self._vol_info(self._conn.storageVolLookupByPath(backing), pool).format
         xml = _xml.volume_xml(name, capacity_bytes, format, backing, backing_format)
-        with ERRORS(f"create of volume '{name}' in pool '{pool}'"):
+        with self._errors(f"create of volume '{name}' in pool '{pool}'"):
             v = p.createXML(xml, 0)
             return self._vol_info(v, pool)
 
     def delete_volume(self, pool: str, name: str) -> None:
         """``virStorageVolDelete``."""
         v = self._vol(self._pool(pool), pool, name)
-        with ERRORS(f"delete of volume '{name}' in pool '{pool}'"):
+        with self._errors(f"delete of volume '{name}' in pool '{pool}'"):
             v.delete(0)
 
     def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
         """``virStorageVolResize``."""
         v = self._vol(self._pool(pool), pool, name)
-        with ERRORS(f"resize of volume '{name}' in pool '{pool}'"):
+        with self._errors(f"resize of volume '{name}' in pool '{pool}'"):
             v.resize(capacity_bytes, 0)
             return self._vol_info(v, pool)
