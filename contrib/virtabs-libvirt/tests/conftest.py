@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from virtabs import parse_uri
 from virtabs.testing import ContractTarget, DefaultTarget
 from virtabs.testing.plugin import load_known_failures
 
@@ -45,7 +46,7 @@ def virtabs_target(virtabs_uri: str) -> Iterator[ContractTarget]:
 def virtabs_known_failures(virtabs_uri: str, pytestconfig: pytest.Config) -> Mapping[str, str]:
     """The known-failures file of the libvirt backend under test, plus ``--virtabs-known-failures``."""
     known: dict[str, str] = {}
-    backend = virtabs_uri.split("://", 1)[0].removeprefix("libvirt+")
+    backend = _libvirt_driver(virtabs_uri)
     path = Path(__file__).with_name(f"known-failures-libvirt-{backend}.yaml")
     if path.exists():
         known.update(load_known_failures(path))
@@ -53,6 +54,15 @@ def virtabs_known_failures(virtabs_uri: str, pytestconfig: pytest.Config) -> Map
     if extra:
         known.update(load_known_failures(extra))
     return known
+
+
+def _libvirt_driver(uri: str) -> str:
+    """libvirt's driver behind a virtabs URI: ``test`` for ``libvirt+test:///default`` and for
+    ``libvirt:///?uri=test%2Bunix...`` (libvirt's test driver served by a libvirtd)."""
+    parsed = parse_uri(uri)
+    target = parsed.param("uri") if not parsed.transport else None
+    scheme = target.split("://", 1)[0] if target else (parsed.transport or "")
+    return scheme.split("+", 1)[0]
 
 
 def _transient_dir_pool(uri: str, directory: str) -> str:

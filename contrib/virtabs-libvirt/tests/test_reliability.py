@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 import virtabs
 from virtabs import DomainSpec
+from virtabs.spi import ConnectOptions
 
 from virtabs_libvirt._auth import CredentialCallback, CredType, redact_text
-from virtabs_libvirt.driver import error_map
+from virtabs_libvirt.driver import LibvirtDriver, error_map
 
 from .peers import SessionLibvirtd, SilentPeer
 
@@ -124,6 +125,41 @@ def test_a_call_to_a_daemon_that_stops_answering_times_out_and_closes_the_connec
         assert [d.name for d in fresh.list_domains()] == ["test"]
 
 
+def test_ctrl_c_ends_a_call_to_a_daemon_that_stopped_answering(libvirtd: SessionLibvirtd) -> None:
+    """No timeout: SIGINT ends the wait, the interrupt says the connection is closed, and it is."""
+    code = (
+        "import sys, virtabs\n"
+        f"conn = virtabs.open({libvirtd.uri!r})\n"
+        "print('opened', flush=True)\n"
+        "try:\n"
+        "    while True:\n"
+        "        conn.list_domains()\n"
+        "except KeyboardInterrupt as exc:\n"
+        "    print('interrupted:', *getattr(exc, '__notes__', []), flush=True)\n"
+        "try:\n"
+        "    conn.host_info()\n"
+        "except virtabs.ConnectError as exc:\n"
+        "    print('then:', exc.message, flush=True)\n"
+        "conn.close()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "opened"
+        libvirtd.pause()  # the loop's next call blocks in libvirt's C code
+        threading.Event().wait(1.0)  # settle: let the child enter that call (not a timing assertion)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=HANG_GUARD)
+    finally:
+        libvirtd.resume()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "interrupted: virtabs-libvirt: listAllDomains() on the connection was interrupted" in out
+    assert "then: host info: the libvirt connection to test+unix:///default" in out
+    assert "is closed" in out and "open a new connection" in out
+
+
 def test_a_timed_out_call_names_its_object(libvirtd: SessionLibvirtd) -> None:
     conn = virtabs.open(libvirtd.uri, timeout=2)
     try:
@@ -165,6 +201,13 @@ def test_sasl_credentials_reach_libvirt_through_the_auth_callback(sasl_libvirtd:
     with virtabs.open(sasl_libvirtd.uri, credentials=("alice", PASSWORD), timeout=30) as conn:
         assert [d.name for d in conn.list_domains()] == ["test"]
         assert PASSWORD not in repr(conn) and PASSWORD not in conn.uri
+    options = ConnectOptions(credentials=virtabs.Credentials("alice", PASSWORD), timeout=30)
+    driver = LibvirtDriver(virtabs.parse_uri(sasl_libvirtd.uri), options)
+    try:
+        assert [d.name for d in driver.list_domains()] == ["test"]
+        assert PASSWORD not in repr(driver) and PASSWORD not in repr(options)
+    finally:
+        driver.close()
 
 
 def test_a_wrong_password_is_an_auth_error_without_the_password(sasl_libvirtd: SessionLibvirtd) -> None:

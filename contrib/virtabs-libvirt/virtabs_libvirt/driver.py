@@ -16,6 +16,11 @@ method here runs; this driver only does libvirt's work. What libvirt itself
 refuses arrives as a ``libvirtError`` and becomes the virtabs error of its
 ``virErrorNumber`` (:data:`ERRORS`, an :class:`~virtabs.spi.ErrorMap` over
 :func:`~virtabs.spi.error_class_for_code`).
+
+Credentials reach libvirt only through its auth callback (``virConnectOpenAuth``,
+:mod:`virtabs_libvirt._auth`); no password is accepted inside a libvirt URI or shown in a message.
+Every call to a peer runs on a worker thread bounded by the connection's timeout and interruptible by
+Ctrl-C (:mod:`virtabs_libvirt._calls`); a call given up on abandons the connection.
 """
 
 from __future__ import annotations
