@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import virtabs
 from virtabs import DomainSpec
-from virtabs.spi import ConnectOptions
+from virtabs.spi import ConnectOptions, poll_until
 
 from virtabs_libvirt._auth import CredentialCallback, CredType, redact_text
 from virtabs_libvirt.driver import LibvirtDriver, error_map
@@ -192,6 +192,22 @@ def test_every_operation_goes_through_the_bounded_calls(libvirtd: SessionLibvirt
         assert "default-pool" in [p.name for p in conn.list_storage_pools()]
         with pytest.raises(virtabs.NoDomainError):
             conn.lookup_domain("vt-guarded")
+
+
+def _call_workers() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "virtabs-libvirt-call")
+
+
+def test_closing_a_connection_ends_its_workers(libvirtd: SessionLibvirtd, sasl_libvirtd: SessionLibvirtd) -> None:
+    """No thread is left behind by a closed connection, nor by a connect that failed."""
+    before = _call_workers()
+    with virtabs.open(libvirtd.uri, timeout=30) as conn:
+        conn.list_domains()
+        assert _call_workers() > before
+    poll_until(lambda: _call_workers() == before, timeout=HANG_GUARD, what="workers of a closed connection alive")
+    with pytest.raises(virtabs.AuthError):
+        virtabs.open(sasl_libvirtd.uri, credentials=("alice", "wrong"), timeout=30)
+    poll_until(lambda: _call_workers() == before, timeout=HANG_GUARD, what="workers of a failed connect alive")
 
 
 # --- item 4: credentials through libvirt's auth callback, never shown -----------------------------

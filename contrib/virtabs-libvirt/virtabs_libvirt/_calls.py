@@ -155,6 +155,16 @@ class Calls:
             raise job.error
         return job.result
 
+    def shutdown(self) -> None:
+        """The connection was closed normally: idle workers end; later calls raise ConnectError."""
+        with self._lock:
+            self._close = None
+            if self.broken is None:
+                self.broken = f"the libvirt connection to {self.peer} is closed"
+            idle, self._idle_workers = self._idle_workers, []
+        for worker in idle:
+            worker.inbox.put(None)
+
     def abandon(self, why: str) -> None:
         """Mark the connection unusable; it is closed (in the background) once no call is in flight."""
         with self._lock:

@@ -264,6 +264,7 @@ class LibvirtDriver(Driver):
         self._calls: Calls | None = None if _in_process(self._target) else Calls(options.timeout, peer)
         what = f"connecting to libvirt URI {peer}"
         flags = libvirt.VIR_CONNECT_RO if options.readonly else 0
+        native: Any = None
         try:
             with _connect_errors(secrets)(what):
                 native = self._open(flags)
@@ -277,6 +278,10 @@ class LibvirtDriver(Driver):
                     "virtabs.open(), set VIRTABS_USERNAME/VIRTABS_PASSWORD, or use the config file)"
                 )
                 exc.args = (exc.message,)
+            self._discard(native)
+            raise
+        except BaseException:
+            self._discard(native)
             raise
         self._native = native
         if self._calls is not None:
@@ -315,6 +320,20 @@ class LibvirtDriver(Driver):
         return self._calls.run(
             "the connect", lv.openAuth, self._target, self._auth.auth(), flags, timeout=limit, orphan=_close
         )
+
+    def _discard(self, native: Any) -> None:
+        """A connect that failed half-way: close what opened and end the workers (unless abandoned:
+        then the close waits for the stuck call)."""
+        if self._calls is None:
+            if native is not None:
+                with contextlib.suppress(Exception):
+                    native.close()
+            return
+        if self._calls.broken is None:
+            if native is not None:
+                with contextlib.suppress(Exception):
+                    self._calls.run("close() on the connection", native.close)
+            self._calls.shutdown()
 
     def _call(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args) if self._calls is None else self._calls.run(f"{name}() on the connection", fn, *args)
@@ -355,6 +374,8 @@ class LibvirtDriver(Driver):
         self.stop_events()
         with contextlib.suppress(Exception):
             self._conn.close()
+        if self._calls is not None:
+            self._calls.shutdown()  # the idle workers end
 
     # --- events ---------------------------------------------------------------------------
 
