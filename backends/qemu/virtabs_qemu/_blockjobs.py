@@ -45,6 +45,11 @@ from ._store import DefinitionStore
 
 __all__ = ["BlockJobs"]
 
+MIRROR_BUF_SIZE = 16 << 20
+"""QEMU's default ``buf-size`` of ``drive-mirror`` (16 in-flight requests of 1 MiB)."""
+MIN_MIRROR_BUF = 64 << 10
+"""The smallest buffer this driver asks for (QEMU rounds it up to the copy's granularity)."""
+
 
 class BlockJobs:
     """The block jobs of one state root."""
@@ -115,8 +120,13 @@ class BlockJobs:
                 args["speed"] = request.bandwidth_bytes
             if request.granularity:
                 args["granularity"] = request.granularity
-            if request.buf_size:
-                args["buf-size"] = request.buf_size
+            buf_size = request.buf_size
+            if not buf_size and 0 < request.bandwidth_bytes < MIRROR_BUF_SIZE:
+                # QEMU's mirror puts up to buf-size (16 MiB by default) in flight before its rate limit
+                # applies: a throttled copy would move that much at once. Bound it by the bandwidth.
+                buf_size = max(request.bandwidth_bytes, MIN_MIRROR_BUF)
+            if buf_size:
+                args["buf-size"] = buf_size
             if request.synchronous_writes:
                 args["copy-mode"] = "write-blocking"
             job = JobRecord(
