@@ -318,3 +318,38 @@ def test_interpreter_exit_is_not_held_by_a_stuck_worker(silent_peer: SilentPeer)
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "timed out"
+
+
+# --- the same through the CLI -------------------------------------------------------------------
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "virtabs.cli", *args]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("VIRTABS_")}
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=HANG_GUARD, env={**environment, **(env or {})}
+    )
+
+
+def test_cli_timeout_against_a_peer_that_never_answers(silent_peer: SilentPeer) -> None:
+    result = _cli("--timeout", "2", "-c", f"libvirt+qemu:///system?socket={silent_peer.path}", "list")
+    assert result.returncode != 0
+    assert "did not answer the connect within 2s" in result.stderr and "OPERATION_TIMEOUT" in result.stderr
+
+
+def test_cli_credentials_from_the_environment_reach_sasl(sasl_libvirtd: SessionLibvirtd) -> None:
+    good = _cli(
+        "--debug", "-c", sasl_libvirtd.uri, "list", env={"VIRTABS_USERNAME": "alice", "VIRTABS_PASSWORD": PASSWORD}
+    )
+    assert good.returncode == 0, good.stderr
+    assert "test" in good.stdout
+    assert PASSWORD not in good.stdout + good.stderr
+    bad = _cli(
+        "--debug",
+        "-c",
+        sasl_libvirtd.uri,
+        "list",
+        env={"VIRTABS_USERNAME": "alice", "VIRTABS_PASSWORD": PASSWORD + "x"},
+    )
+    assert bad.returncode != 0 and "authentication failed" in bad.stderr
+    assert PASSWORD not in bad.stdout + bad.stderr
