@@ -84,7 +84,8 @@ def test_a_connect_to_a_peer_that_never_answers_times_out(silent_peer: SilentPee
 def test_ctrl_c_ends_a_connect_to_a_peer_that_never_answers(silent_peer: SilentPeer) -> None:
     """No timeout at all: SIGINT in the main thread still ends the wait (libvirt's C call would not)."""
     code = (
-        "import virtabs, sys\n"
+        "import signal, virtabs\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if inherited ignored\n"
         f"virtabs.open('libvirt+qemu:///system?socket={silent_peer.path}')\n"
         "print('connected', flush=True)\n"
     )
@@ -128,7 +129,8 @@ def test_a_call_to_a_daemon_that_stops_answering_times_out_and_closes_the_connec
 def test_ctrl_c_ends_a_call_to_a_daemon_that_stopped_answering(libvirtd: SessionLibvirtd) -> None:
     """No timeout: SIGINT ends the wait, the interrupt says the connection is closed, and it is."""
     code = (
-        "import sys, virtabs\n"
+        "import signal, virtabs\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if inherited ignored\n"
         f"conn = virtabs.open({libvirtd.uri!r})\n"
         "print('opened', flush=True)\n"
         "try:\n"
