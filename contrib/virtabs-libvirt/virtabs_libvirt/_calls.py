@@ -250,6 +250,11 @@ def _unwrap(value: Any) -> Any:
     return value._obj if isinstance(value, Guarded) else value
 
 
+_LOCAL = frozenset({"name", "UUIDString", "UUID", "getName", "key"})
+"""Getters libvirt answers from the object itself (virDomainGetName, virDomainGetUUIDString,
+virDomainSnapshotGetName, virStorageVolGetKey ...), never from the peer."""
+
+
 class Guarded:
     """A libvirt object whose method calls go through :class:`Calls`.
 
@@ -269,7 +274,9 @@ class Guarded:
         return self._obj
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._obj, name)
+        method: Callable[..., Any] = getattr(self._obj, name)
+        if name in _LOCAL:
+            return method  # answered from what libvirt-python holds: no call to the peer
         calls = self._calls
 
         def call(*args: Any) -> Any:
