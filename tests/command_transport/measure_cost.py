@@ -19,16 +19,12 @@ import time
 from pathlib import Path
 
 from virtabs import parse_uri
+from virtabs.spi import CommandTransport
 
 spec = importlib.util.spec_from_file_location("virtabs_test_sshd", Path(__file__).with_name("sshd_server.py"))
 assert spec is not None and spec.loader is not None
 sshd_server = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sshd_server)
-
-try:
-    from virtabs.spi import CommandTransport
-except ImportError:  # before the seam re-exports it
-    from virtabs.spi._command import CommandTransport
 
 
 def timed(fn: object, n: int) -> list[float]:

@@ -24,7 +24,7 @@ from virtabs import (
     OperationTimeoutError,
     parse_uri,
 )
-from virtabs.spi._command import CommandFailedError, CommandTransport
+from virtabs.spi import CommandFailedError, CommandTransport
 
 NASTY = [
     "a b; rm -rf /",
