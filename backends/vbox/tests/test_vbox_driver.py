@@ -63,12 +63,12 @@ def remove(dom: virtabs.Domain) -> None:
 
 
 def test_hostile_machine_name_stays_one_argument(
-    conn: virtabs.Connection, request: pytest.FixtureRequest, tmp_path: Path
+    conn: virtabs.Connection, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A machine made outside virtabs with shell syntax in its name: looked up, started and stopped by name."""
     home = home_of(conn, request)
     (tmp_path / "canary").write_text("alive")
-    os.chdir(tmp_path)  # where "rm -rf canary; touch pwned" would act if a shell ever split the name
+    monkeypatch.chdir(tmp_path)  # where "rm -rf canary; touch pwned" would act if a shell ever split the name
     sim(home, "createvm", "--name", HOSTILE, "--register")
     try:
         dom = conn.lookup_domain(HOSTILE)
