@@ -23,7 +23,6 @@ from virtabs import (
 
 SIM = str(Path(__file__).resolve().parent / "vboxmanage_sim" / "VBoxManage")
 MiB = 1 << 20
-HOSTILE = "a b; rm -rf canary; touch pwned"
 
 
 @pytest.fixture
@@ -63,27 +62,31 @@ def remove(dom: virtabs.Domain) -> None:
 
 
 def test_hostile_machine_name_stays_one_argument(
-    conn: virtabs.Connection, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    conn: virtabs.Connection, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """A machine made outside virtabs with shell syntax in its name: looked up, started and stopped by name."""
+    """A machine made outside virtabs with shell syntax in its name: looked up, started and stopped by name.
+
+    Were the name ever split by a shell (the remote one over ssh), the canary would go and ``pwned`` appear.
+    """
     home = home_of(conn, request)
-    (tmp_path / "canary").write_text("alive")
-    monkeypatch.chdir(tmp_path)  # where "rm -rf canary; touch pwned" would act if a shell ever split the name
-    sim(home, "createvm", "--name", HOSTILE, "--register")
+    canary, pwned = tmp_path / "canary", tmp_path / "pwned"
+    canary.write_text("alive")
+    hostile = f"a b; rm -rf {canary}; touch {pwned}"
+    sim(home, "createvm", "--name", hostile, "--register")
     try:
-        dom = conn.lookup_domain(HOSTILE)
-        assert dom.name == HOSTILE
-        assert HOSTILE in [d.name for d in conn.list_domains()]
+        dom = conn.lookup_domain(hostile)
+        assert dom.name == hostile
+        assert hostile in [d.name for d in conn.list_domains()]
         dom.start()
         assert dom.state() == DomainState.RUNNING
         dom.destroy()
         assert dom.state() == DomainState.SHUTOFF
-        assert (tmp_path / "canary").read_text() == "alive"
-        assert not (tmp_path / "pwned").exists()
+        assert canary.read_text() == "alive"
+        assert not pwned.exists()
         listed = sim(home, "list", "vms").stdout
-        assert f'"{HOSTILE}" {{{dom.uuid}}}' in listed.splitlines()
+        assert f'"{hostile}" {{{dom.uuid}}}' in listed.splitlines()
     finally:
-        sim(home, "unregistervm", HOSTILE, "--delete", check=False)
+        sim(home, "unregistervm", hostile, "--delete", check=False)
 
 
 def test_bulk_reads_are_one_host_call(conn: virtabs.Connection) -> None:
