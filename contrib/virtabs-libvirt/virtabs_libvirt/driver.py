@@ -254,7 +254,7 @@ class LibvirtDriver(Driver):
         self._target = libvirt_uri(uri)
         _refuse_secrets_in(self._target)
         self._auth = CredentialCallback(options.credentials)
-        secrets = self._auth.secrets()
+        secrets = self._secrets = self._auth.secrets()
         self._map = error_map(secrets)
         self._callbacks: list[int] = []
         self._events_lock = threading.Lock()
@@ -530,9 +530,15 @@ class LibvirtDriver(Driver):
                 snapshots = int(d.snapshotNum(0))
             except self._lv.libvirtError as exc:
                 if _error_code(exc) != ErrorCode.NO_SUPPORT:  # a hypervisor without snapshots: no count, no error
-                    errors["snapshot_count"] = _libvirt_message(exc)
+                    errors["snapshot_count"] = _libvirt_message(exc, self._secrets)
             disks = _xml.disks_from_xml(xml)
-            jobs = self._jobs(d, disks) if info.state.is_active else []
+            jobs: list[BlockJobInfo] = []
+            if info.state.is_active:
+                try:
+                    jobs = self._jobs(d, disks)
+                except self._lv.libvirtError as exc:  # it stopped since _info (OPERATION_INVALID): no jobs
+                    if _error_code(exc) != ErrorCode.OPERATION_INVALID:
+                        errors["block_jobs"] = _libvirt_message(exc, self._secrets)
             try:
                 autostart: bool | None = bool(d.autostart())
             except self._lv.libvirtError:
