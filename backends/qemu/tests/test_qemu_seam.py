@@ -171,3 +171,29 @@ def test_throttled_copy_does_not_burst(root: Path, chain: dict[str, Path]) -> No
     assert info is not None and info.cur <= 256 * 1024, f"a copy throttled to 1 KiB/s moved {info}"
     drv.block_job_abort(ref, "vda", pivot=False)
     drv.destroy(ref)
+
+
+def test_one_qmp_connection_per_call(root: Path, chain: dict[str, Path], qmp_connects: list[str]) -> None:
+    """No driver call opens a second QMP connection, also with a job to settle."""
+    drv = make_driver(root)
+    ref = drv.define_domain(chain_spec("vm", chain["snap2"]))
+    drv.start(ref, paused=False)
+    drv.block_copy(ref, "vda", BlockCopyRequest(dest=str(chain["base"].parent / "o.qcow2"), bandwidth_bytes=1024))
+    calls = {
+        "domain_info": lambda: drv.domain_info(ref),
+        "domain_status": lambda: drv.domain_status(ref),
+        "disks": lambda: drv.disks(ref),
+        "block_job_info": lambda: drv.block_job_info(ref, "vda"),
+        "block_jobs": lambda: drv.block_jobs(ref),
+        "inventory": drv.inventory,
+        "reboot": lambda: drv.reboot(ref),
+        "suspend": lambda: drv.suspend(ref),
+        "resume": lambda: drv.resume(ref),
+        "block_job_set_speed": lambda: drv.block_job_set_speed(ref, "vda", 2048),
+        "block_job_abort": lambda: drv.block_job_abort(ref, "vda", pivot=False),
+    }
+    for name, call in calls.items():
+        qmp_connects.clear()
+        call()
+        assert len(qmp_connects) == 1, f"{name} opened {len(qmp_connects)} QMP connections"
+    drv.destroy(ref)

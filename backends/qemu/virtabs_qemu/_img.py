@@ -1,6 +1,9 @@
-"""qemu-img helpers. Formats are always passed explicitly (``-f``/``-F``); the
+"""Image helpers. Formats are always passed explicitly (``-f``/``-F``); the
 only probing call is :func:`probe_format`, used for REUSE_EXT without a format
-(the seed allows it there, and never with COPY_RAW)."""
+(the seed allows it there, and never with COPY_RAW).
+
+:func:`chain` reads qcow2 and raw headers in Python (``_headers``) and runs
+``qemu-img info`` only for what those do not cover."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import subprocess
 from typing import Any
 
 from virtabs.spi import DriverUnavailableError, OperationFailedError, OperationTimeoutError
+
+from . import _headers
 
 __all__ = ["ImageLayer", "chain", "create", "probe_format", "qemu_img", "resize", "snapshot"]
 
@@ -32,17 +37,22 @@ def qemu_img(*args: str, timeout: float = 120.0) -> str:
 
 
 def chain(path: str, fmt: str, force_share: bool = True) -> list[ImageLayer]:
-    """``qemu-img info --backing-chain`` of ``path`` opened as ``fmt``: top first.
+    """The backing chain of ``path`` opened as ``fmt``, top first, as ``qemu-img info --backing-chain`` gives it.
 
-    Refuses a chain where a layer names a backing file without its format
-    (QEMU would have to probe it).
+    qcow2 and raw headers are read in Python (no process); anything unusual (another format,
+    encryption, an external data file, a protocol backing name ...) goes to ``qemu-img -f FMT``.
+    Refuses a chain where a layer names a backing file without its format (QEMU would have to probe it).
     """
-    args = ["info", "--output=json", "--backing-chain", "-f", fmt]
-    if force_share:
-        args.append("-U")
-    out = qemu_img(*args, path)
-    data = json.loads(out)
-    layers: list[ImageLayer] = data if isinstance(data, list) else [data]
+    try:
+        layers = [layer.info() for layer in _headers.read_chain(path, fmt)]
+    except _headers.Unusual:
+        args = ["info", "--output=json", "--backing-chain", "-f", fmt]
+        if force_share:
+            args.append("-U")
+        data = json.loads(qemu_img(*args, path))
+        layers = data if isinstance(data, list) else [data]
+    except OSError as exc:
+        raise OperationFailedError(f"cannot read image {path} (or its backing chain): {exc}") from None
     for layer in layers:
         if layer.get("backing-filename") and not layer.get("backing-filename-format"):
             raise OperationFailedError(

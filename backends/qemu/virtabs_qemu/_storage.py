@@ -2,8 +2,8 @@
 
 Pools: ``default`` (the images directory) plus ``<config>/pools/NAME.json``
 ``{"type": "dir", "path": ...}``. A volume's format is the one it was created with (recorded in
-the pool's ``.virtabs-volumes.json``); a file created elsewhere shows the format its magic says,
-for display only: every image is opened with an explicit format.
+the pool's ``.virtabs-volumes.json``); a file created elsewhere is raw: a format is never guessed
+from an image's bytes (a guest can write any header into a raw disk).
 """
 
 from __future__ import annotations
@@ -99,16 +99,8 @@ class Storage:
         return dict(data) if isinstance(data, dict) else {}
 
     def volume_format(self, pool_path: str, name: str) -> str:
-        """The recorded format of a volume; else what its magic says (display only)."""
-        fmt = self._formats(pool_path).get(name)
-        if fmt:
-            return fmt
-        try:
-            with open(os.path.join(pool_path, name), "rb") as fh:
-                magic = fh.read(4)
-        except OSError:
-            return "raw"
-        return "qcow2" if magic == b"QFI\xfb" else "raw"
+        """The format the volume was created with; a file created elsewhere is raw (never guessed from its bytes)."""
+        return self._formats(pool_path).get(name) or "raw"
 
     def _volume(self, pool: str, pool_path: str, name: str) -> VolumeInfo:
         path = os.path.join(pool_path, name)
