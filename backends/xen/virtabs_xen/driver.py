@@ -480,9 +480,16 @@ class XenDriver(Driver):
         self._t.write_file(self._cfg_path(spec.name), text.encode(), mode=0o600, make_parents=True)
 
     def define_domain(self, spec: DomainSpec) -> DomainRef:
-        """Write ``<dir>/<name>.cfg`` atomically; a name that is already defined is refused."""
-        exists = self._t.run(["test", "-e", self._cfg_path(spec.name)], check=False)
-        if exists.returncode == 0:
+        """Write ``<dir>/<name>.cfg`` atomically; a defined name, or a UUID already in use, is refused."""
+        if spec.uuid is not None:  # one round trip for every name and UUID the host knows
+            for probe in self._all().values():
+                if probe.ref.uuid == spec.uuid and probe.name != spec.name:
+                    raise OperationInvalidError(
+                        f"domain {spec.name!r}: UUID {spec.uuid} is already used by domain {probe.name!r}"
+                    )
+                if probe.name == spec.name and probe.spec is not None:
+                    raise OperationInvalidError(f"domain {spec.name!r} is already defined")
+        elif self._t.run(["test", "-e", self._cfg_path(spec.name)], check=False).returncode == 0:
             raise OperationInvalidError(f"domain {spec.name!r} is already defined")
         uuid = spec.uuid or str(_uuid.uuid4())
         self._write_definition(attrs.evolve(spec, uuid=uuid), uuid)
