@@ -73,7 +73,7 @@ _WHERE_CREDENTIALS_GO = (
 )
 _SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "pass", "secret"})
 # user:password@ in the authority, and ?password=... in the query: what redact_uri_text hides.
-_USERINFO_SECRET = re.compile(r"((?:^|://|\s)[^\s/?#@:]*:)[^\s/?#@]*@")
+_USERINFO_SECRET = re.compile(r"((?:^|://|\s)[^\s/?#@:]*:)[^\s/?@]*@")
 _QUERY_SECRET = re.compile(r"([?&](?:" + "|".join(sorted(_SECRET_PARAMS)) + r")=)[^&#]*", re.IGNORECASE)
 
 
@@ -127,6 +127,11 @@ def parse_uri(text: str) -> URI:
     driver, _, transport = scheme.partition("+")
     params: dict[str, str] = {}
     for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if redact_uri_text(value) != value:
+            raise InvalidArgumentError(
+                f"parameter {key!r} of a connection URI holds something shaped like user:password@ "
+                f"(refused, it would end up in logs and repr); {_WHERE_CREDENTIALS_GO}"
+            )
         if key.lower() in _SECRET_PARAMS:
             raise InvalidArgumentError(
                 f"a {key!r} parameter in a connection URI is refused (it would end up in logs, errors and "

@@ -156,6 +156,9 @@ def test_impossible_volume_sizes_are_refused(conn: virtabs.Connection) -> None:
         "esx://host/?a=1&Passwd=hunter2",
         "esx://root:hunter2@host/#frag",
         "EsX!://root:hunter2@host/",
+        "qemu+ssh://root:pw#hunter2@host/system",
+        "libvirt:///?uri=qemu%2Bssh%3A%2F%2Froot%3Ahunter2%40h%2Fsystem",
+        "esx://host/?x=ssh%3A%2F%2Fu%3Ahunter2%40h",
     ],
 )
 def test_a_password_in_a_uri_is_refused_and_never_echoed(uri: str) -> None:

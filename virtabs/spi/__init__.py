@@ -96,7 +96,7 @@ from .._models import (
     Snapshot,
     VolumeInfo,
 )
-from .._uri import URI, parse_uri
+from .._uri import URI, parse_uri, redact_uri_text
 from ._command import CommandFailedError, CommandResult, CommandTransport
 from ._driver import SPI_METHODS, ConnectOptions, Driver, EventSink
 from ._operations import (
@@ -119,6 +119,7 @@ __all__ = [
     "EventSink",
     "URI",
     "parse_uri",
+    "redact_uri_text",
     "SPI_METHODS",
     # capabilities and the operation table
     "ANY_BLOCK_JOB",
