@@ -226,6 +226,12 @@ def libvirt_uri(uri: URI) -> str | None:
     return explicit or None
 
 
+_MIRROR_BUF_SIZE = 16 << 20
+"""QEMU's default ``buf-size`` of a mirror job (16 in-flight requests of 1 MiB)."""
+_MIN_MIRROR_BUF = 64 << 10
+"""The smallest buffer asked for (QEMU rounds it up to the copy's granularity)."""
+
+
 class LibvirtDriver(Driver):
     """virtabs over libvirt-python: ``libvirt+qemu:///system``, ``libvirt+test:///default``, any libvirt URI."""
 
@@ -748,8 +754,13 @@ class LibvirtDriver(Driver):
             params[lv.VIR_DOMAIN_BLOCK_COPY_BANDWIDTH] = request.bandwidth_bytes
         if request.granularity:
             params[lv.VIR_DOMAIN_BLOCK_COPY_GRANULARITY] = request.granularity
-        if request.buf_size:
-            params[lv.VIR_DOMAIN_BLOCK_COPY_BUF_SIZE] = request.buf_size
+        buf_size = request.buf_size
+        if not buf_size and 0 < request.bandwidth_bytes < _MIRROR_BUF_SIZE:
+            # QEMU's mirror (behind libvirt) puts up to buf-size, 16 MiB by default, in flight before its
+            # rate limit applies, so a throttled copy would move that much at once: bound it by the bandwidth.
+            buf_size = max(request.bandwidth_bytes, _MIN_MIRROR_BUF)
+        if buf_size:
+            params[lv.VIR_DOMAIN_BLOCK_COPY_BUF_SIZE] = buf_size
         dest = _xml.copy_dest_xml(request.dest, request.format, request.dest_is_block_device)
         with self._errors(f"block copy of disk '{disk}' of domain '{dom.name}' to '{request.dest}'"):
             d.blockCopy(disk, dest, params or None, flags)
