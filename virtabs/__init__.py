@@ -8,69 +8,150 @@
 The public names below are the whole API; everything else lives in private
 modules. Driver authors use :mod:`virtabs.spi`; test authors
 :mod:`virtabs.testing`; asyncio users :mod:`virtabs.aio`.
+
+``import virtabs`` is lazy (PEP 562): a public name imports the private module
+that defines it on first use, so ``import virtabs`` costs next to nothing and
+the CLI's start-up pays only for what a command uses.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._api import BlockJob, Connection, Domain, StoragePool, Subscription, Volume, open
-from ._capabilities import Capabilities, Capability
-from ._config import Credentials
-from ._errors import (
-    AuthError,
-    BlockCopyActiveError,
-    ConnectError,
-    DriverNotFoundError,
-    DriverUnavailableError,
-    ErrorCode,
-    InternalError,
-    InvalidArgumentError,
-    NoDomainError,
-    NoSnapshotError,
-    NoStoragePoolError,
-    NoStorageVolumeError,
-    NotSupportedError,
-    OperationDeniedError,
-    OperationFailedError,
-    OperationInvalidError,
-    OperationTimeoutError,
-    VirtabsError,
-)
-from ._flags import (
-    BlockCommitFlags,
-    BlockCopyFlags,
-    BlockJobAbortFlags,
-    BlockJobSetSpeedFlags,
-    BlockJobStatus,
-    BlockJobType,
-    BlockPullFlags,
-    BlockRebaseFlags,
-    DomainState,
-    LifecycleEventType,
-)
-from ._models import (
-    BlockJobEvent,
-    BlockJobInfo,
-    DiskInfo,
-    DiskSpec,
-    DomainInfo,
-    DomainRecord,
-    DomainSpec,
-    Event,
-    HostInfo,
-    LifecycleEvent,
-    NicInfo,
-    NicSpec,
-    PoolInfo,
-    Snapshot,
-    VolumeInfo,
-)
-from ._registry import DriverEntry, installed_drivers
-from ._uri import URI, parse_uri
+if TYPE_CHECKING:  # the static view: every public name, as if imported eagerly
+    from ._api import BlockJob, Connection, Domain, StoragePool, Subscription, Volume, open
+    from ._capabilities import Capabilities, Capability
+    from ._config import Credentials
+    from ._errors import (
+        AuthError,
+        BlockCopyActiveError,
+        ConnectError,
+        DriverNotFoundError,
+        DriverUnavailableError,
+        ErrorCode,
+        InternalError,
+        InvalidArgumentError,
+        NoDomainError,
+        NoSnapshotError,
+        NoStoragePoolError,
+        NoStorageVolumeError,
+        NotSupportedError,
+        OperationDeniedError,
+        OperationFailedError,
+        OperationInvalidError,
+        OperationTimeoutError,
+        VirtabsError,
+    )
+    from ._flags import (
+        BlockCommitFlags,
+        BlockCopyFlags,
+        BlockJobAbortFlags,
+        BlockJobSetSpeedFlags,
+        BlockJobStatus,
+        BlockJobType,
+        BlockPullFlags,
+        BlockRebaseFlags,
+        DomainState,
+        LifecycleEventType,
+    )
+    from ._models import (
+        BlockJobEvent,
+        BlockJobInfo,
+        DiskInfo,
+        DiskSpec,
+        DomainInfo,
+        DomainRecord,
+        DomainSpec,
+        Event,
+        HostInfo,
+        LifecycleEvent,
+        NicInfo,
+        NicSpec,
+        PoolInfo,
+        Snapshot,
+        VolumeInfo,
+    )
+    from ._registry import DriverEntry, installed_drivers
+    from ._uri import URI, parse_uri
+
+_LAZY: dict[str, str] = {
+    "BlockJob": "._api",
+    "Connection": "._api",
+    "Domain": "._api",
+    "StoragePool": "._api",
+    "Subscription": "._api",
+    "Volume": "._api",
+    "open": "._api",
+    "Capabilities": "._capabilities",
+    "Capability": "._capabilities",
+    "Credentials": "._config",
+    "AuthError": "._errors",
+    "BlockCopyActiveError": "._errors",
+    "ConnectError": "._errors",
+    "DriverNotFoundError": "._errors",
+    "DriverUnavailableError": "._errors",
+    "ErrorCode": "._errors",
+    "InternalError": "._errors",
+    "InvalidArgumentError": "._errors",
+    "NoDomainError": "._errors",
+    "NoSnapshotError": "._errors",
+    "NoStoragePoolError": "._errors",
+    "NoStorageVolumeError": "._errors",
+    "NotSupportedError": "._errors",
+    "OperationDeniedError": "._errors",
+    "OperationFailedError": "._errors",
+    "OperationInvalidError": "._errors",
+    "OperationTimeoutError": "._errors",
+    "VirtabsError": "._errors",
+    "BlockCommitFlags": "._flags",
+    "BlockCopyFlags": "._flags",
+    "BlockJobAbortFlags": "._flags",
+    "BlockJobSetSpeedFlags": "._flags",
+    "BlockJobStatus": "._flags",
+    "BlockJobType": "._flags",
+    "BlockPullFlags": "._flags",
+    "BlockRebaseFlags": "._flags",
+    "DomainState": "._flags",
+    "LifecycleEventType": "._flags",
+    "BlockJobEvent": "._models",
+    "BlockJobInfo": "._models",
+    "DiskInfo": "._models",
+    "DiskSpec": "._models",
+    "DomainInfo": "._models",
+    "DomainRecord": "._models",
+    "DomainSpec": "._models",
+    "Event": "._models",
+    "HostInfo": "._models",
+    "LifecycleEvent": "._models",
+    "NicInfo": "._models",
+    "NicSpec": "._models",
+    "PoolInfo": "._models",
+    "Snapshot": "._models",
+    "VolumeInfo": "._models",
+    "DriverEntry": "._registry",
+    "installed_drivers": "._registry",
+    "URI": "._uri",
+    "parse_uri": "._uri",
+}
+"""Public name -> the private module that defines it (imported on first use)."""
+
+
+_SUBPACKAGES = frozenset({"aio", "cli", "drivers", "inventory", "spi", "testing"})
+"""Subpackages reachable as attributes of ``virtabs`` (imported on first access)."""
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:  # ``virtabs.spi`` etc. without importing them first, as before
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
+
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value  # next time: a plain module attribute, no __getattr__
+        return value
     # __version__ is read from the installed metadata on first use: importing importlib.metadata
     # costs start-up time that `virtabs --help` and `import virtabs` should not pay.
     if name == "__version__":
@@ -83,6 +164,10 @@ def __getattr__(name: str) -> Any:
         globals()["__version__"] = value
         return value
     raise AttributeError(f"module 'virtabs' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 __all__ = [

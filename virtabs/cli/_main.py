@@ -150,7 +150,7 @@ class LazyCommand:
     installed (or not written yet) simply does not show up.
     """
 
-    def __init__(self, module: str, attribute: str, short_help: str) -> None:
+    def __init__(self, module: str, attribute: str | None, short_help: str) -> None:
         self.module = module
         self.attribute = attribute
         self.short_help = short_help
@@ -174,6 +174,8 @@ class LazyCommand:
             if exc.name == self.module:
                 return None
             raise
+        if self.attribute is None:  # the module registered its commands on the group when imported
+            return None
         command = getattr(module, self.attribute)
         if not isinstance(command, click.Command):
             raise TypeError(f"{self.module}.{self.attribute} is not a click command")
@@ -184,8 +186,9 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {}
 """Subcommands registered with :func:`register_lazy_command`, by name."""
 
 
-def register_lazy_command(name: str, module: str, attribute: str, short_help: str) -> None:
-    """Add ``virtabs NAME``: the click command ``module.attribute``, imported only when used."""
+def register_lazy_command(name: str, module: str, attribute: str | None, short_help: str) -> None:
+    """Add ``virtabs NAME``: the click command ``module.attribute``, imported only when used
+    (``attribute=None``: importing ``module`` registers the command on the group itself)."""
     LAZY_COMMANDS[name] = LazyCommand(module, attribute, short_help)
 
 
@@ -201,16 +204,23 @@ class VirtabsGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         """Commands in registration order (grouped by topic), not alphabetically; then lazy ones."""
-        names = list(self.commands)
-        names += [n for n, lazy in LAZY_COMMANDS.items() if n not in self.commands and lazy.available()]
+        names = [n for n, lazy in LAZY_COMMANDS.items() if n in self.commands or lazy.available()]
+        names += [n for n in self.commands if n not in LAZY_COMMANDS]
         return names
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        """The command called ``cmd_name``, importing a lazy one on first use."""
+        """The command called ``cmd_name``, importing its module on first use.
+
+        A topic module registers all its commands on import (``@cli.command``); a module holding
+        one command object (``attribute``) gets it added here.
+        """
         command = self.commands.get(cmd_name)
         if command is None and cmd_name in LAZY_COMMANDS:
             command = LAZY_COMMANDS[cmd_name].load()
-            if command is not None:
+            registered = self.commands.get(cmd_name)
+            if registered is not None:
+                command = registered
+            elif command is not None:
                 self.add_command(command, cmd_name)
         return command
 
