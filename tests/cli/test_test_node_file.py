@@ -94,3 +94,40 @@ def test_missing_node_file_is_a_connect_error(tmp_path: Path, subprocess_env: di
     proc = _cli(subprocess_env, f"test://{tmp_path}/missing.json", "list")
     assert proc.returncode != 0
     assert "missing.json" in proc.stderr and "NO_CONNECT" in proc.stderr
+
+
+def test_changes_made_under_the_plain_lock_are_saved_too(tmp_path: Path) -> None:
+    """attach_disk and create_volume change the node outside a transaction: they are written back as well."""
+    node = tmp_path / "lab.json"
+    node.write_text(
+        json.dumps(
+            {
+                "pools": [{"name": "p", "path": str(tmp_path / "pool")}],
+                "domains": [{"name": "a", "memory_bytes": 1 << 20, "vcpus": 1}],
+            }
+        )
+    )
+    uri = f"test://{node}"
+    try:
+        with virtabs.open(uri) as conn:
+            conn.lookup_domain("a").attach_disk(virtabs.DiskSpec(target="vdb", path="/img/b.qcow2", format="qcow2"))
+            conn.lookup_storage_pool("p").create_volume("v.qcow2", 1 << 30)
+        reset_all_nodes()  # forget this process's copy: what follows comes from the file
+        with virtabs.open(uri) as conn:
+            assert [d.target for d in conn.lookup_domain("a").disks()] == ["vdb"]
+            assert [v.name for v in conn.lookup_storage_pool("p").list_volumes()] == ["v.qcow2"]
+    finally:
+        reset_all_nodes()
+
+
+def test_reads_do_not_rewrite_the_file(tmp_path: Path) -> None:
+    node = tmp_path / "lab.json"
+    node.write_text(json.dumps({"domains": [{"name": "a", "memory_bytes": 1 << 20, "vcpus": 1}]}))
+    try:
+        with virtabs.open(f"test://{node}") as conn:
+            for dom in conn.list_domains():
+                dom.info()
+                dom.disks()
+        assert json.loads(node.read_text()) == {"domains": [{"name": "a", "memory_bytes": 1 << 20, "vcpus": 1}]}
+    finally:
+        reset_all_nodes()

@@ -3,8 +3,9 @@
 A :class:`FileSync` replaces the node's in-process ``RLock``. Taking it the
 first time (depth 0 -> 1) also takes an exclusive ``flock`` on ``PATH.lock``
 and reloads the node when the file changed since this process last read or
-wrote it; releasing it the last time writes the node back when its
-description changed (temp file in the same directory, ``fsync``, ``rename``,
+wrote it; releasing it the last time writes the node back when the section
+changed it (:meth:`FileSync.mark_dirty`, which every ``Node.txn`` and every
+changing driver method calls) and its description differs from the file (temp file in the same directory, ``fsync``, ``rename``,
 ``fsync`` of the directory), then drops the ``flock``. Two processes working
 on the same file therefore serialise their operations and never lose an update.
 
@@ -118,6 +119,7 @@ class FileSync:
         self._path = path
         self._lock_path = path + ".lock"
         self._depth = 0
+        self._dirty = False
         self._fd: int | None = None
         self._seen: tuple[int, int, int, int] | None = None  # the first acquire reloads: no update is missed
         self._saved = self._text()
@@ -152,6 +154,10 @@ class FileSync:
             self._depth -= 1
             self._rlock.release()
 
+    def mark_dirty(self) -> None:
+        """The node changed in this locked section: write it back when the outermost release comes."""
+        self._dirty = True
+
     def __enter__(self) -> bool:
         return self.acquire()
 
@@ -161,6 +167,7 @@ class FileSync:
     # --- the file ---------------------------------------------------------------
 
     def _enter(self) -> None:
+        self._dirty = False
         try:
             fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
@@ -187,6 +194,9 @@ class FileSync:
                 os.close(fd)
 
     def _save(self) -> None:
+        if not self._dirty:  # reads (the common case) cost no serialisation
+            return
+        self._dirty = False
         text = self._text()
         if text == self._saved:
             return

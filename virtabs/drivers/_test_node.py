@@ -277,11 +277,22 @@ class Node:
 
     # --- locking and events -------------------------------------------------
 
+    def mark_dirty(self) -> None:
+        """Say the node changed (call with the lock held): a file node saves itself when the lock is released.
+
+        :meth:`txn` marks every transaction; methods that change the node under the plain lock call it.
+        """
+        mark = getattr(self.lock, "mark_dirty", None)
+        if mark is not None:
+            mark()
+
     @contextlib.contextmanager
     def txn(self) -> Iterator[list[Event]]:
-        """Hold the lock; deliver the events appended to the yielded list once it is released."""
+        """Hold the lock (marking the node changed); deliver the events appended to the yielded list
+        once it is released."""
         events: list[Event] = []
         self.lock.acquire()
+        self.mark_dirty()
         try:
             yield events
         finally:

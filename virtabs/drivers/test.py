@@ -494,6 +494,7 @@ class TestDriver(Driver):
         """The simulated guest restarts at once: same process and state, CPU time counted from zero again
         (what a reboot shows from outside), no lifecycle event (like libvirt)."""
         with self._node.lock:
+            self._node.mark_dirty()  # a change a file node must save
             d = self._node.domain(dom)
             d.cpu_ns = 0
             d.running_since = time.monotonic() if d.state == DomainState.RUNNING else None
@@ -588,6 +589,7 @@ class TestDriver(Driver):
     def create_snapshot(self, dom: DomainRef, name: str) -> Snapshot:
         """Record the definition and run state; the parent is the current snapshot."""
         with self._node.lock:
+            self._node.mark_dirty()  # a change a file node must save
             d = self._node.domain(dom)
             if name in d.snapshots:
                 raise OperationInvalidError(f"domain '{d.name}' already has a snapshot '{name}'")
@@ -652,6 +654,7 @@ class TestDriver(Driver):
     def delete_snapshot(self, dom: DomainRef, name: str) -> None:
         """Delete a snapshot; its children take its parent."""
         with self._node.lock:
+            self._node.mark_dirty()  # a change a file node must save
             d = self._node.domain(dom)
             s = self._find_snapshot(d, name)
             del d.snapshots[name]
@@ -666,6 +669,7 @@ class TestDriver(Driver):
     def attach_disk(self, dom: DomainRef, disk: DiskSpec) -> None:
         """Add a disk (live or inactive); a taken target is an InvalidArgumentError."""
         with self._node.lock:
+            self._node.mark_dirty()  # a change a file node must save
             d = self._node.domain(dom)
             self._node.ensure_image(disk.path, disk.format)
             d.spec = attrs.evolve(d.spec, disks=(*d.spec.disks, disk))
@@ -673,6 +677,7 @@ class TestDriver(Driver):
     def detach_disk(self, dom: DomainRef, target: str) -> None:
         """Remove a disk by target."""
         with self._node.lock:
+            self._node.mark_dirty()  # a change a file node must save
             d = self._node.domain(dom)
             disk = self._disk(d, target)
             d.spec = attrs.evolve(d.spec, disks=tuple(x for x in d.spec.disks if x.target != disk.target))
@@ -931,6 +936,7 @@ class TestDriver(Driver):
     def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
         """Create an image in the pool (raw: fully allocated; others: 192 KiB of metadata)."""
         with self._node.lock:
+            self._node.mark_dirty()  # a change a file node must save
             info = self._pool(pool)
             node = self._node
             path = self._volume_path(pool, name)
@@ -959,6 +965,7 @@ class TestDriver(Driver):
     def delete_volume(self, pool: str, name: str) -> None:
         """Delete a volume nobody uses (no disk chain, no backing reference, no job)."""
         with self._node.lock:
+            self._node.mark_dirty()  # a change a file node must save
             img = self._find_volume(pool, name)
             users = self._node.image_users(img.path)
             if users:
@@ -968,6 +975,7 @@ class TestDriver(Driver):
     def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
         """Grow a volume (raw ones stay fully allocated); shrinking is an InvalidArgumentError."""
         with self._node.lock:
+            self._node.mark_dirty()  # a change a file node must save
             img = self._find_volume(pool, name)
             if capacity_bytes < img.capacity:
                 raise InvalidArgumentError(
