@@ -188,6 +188,9 @@ class BlockJobMethods:
         pivot = bool(f & BlockJobAbortFlags.PIVOT)
         what = self._what(f"block job {'pivot' if pivot else 'abort'} on disk {disk!r}")
         op = OPERATIONS["block_job_abort"]
+        if pivot:
+            # Which capability a pivot needs depends on the job; with neither, refuse before any host call.
+            self._conn._gate.require((Capability.BLOCK_COPY_PIVOT, Capability.BLOCK_COMMIT), what)
         info = self._resolve_disk(op, disk, what)
         call = self._conn._gate.check(op, what, dom=self._ref, disk=info.target)
         if pivot:

@@ -203,6 +203,8 @@ def check_state(op: Operation, state: DomainState, what: str, domain: str) -> No
     if rule is StateRule.INACTIVE and state.is_active:
         tail = "destroy it first" if op.method == "undefine" else "it must be shut off"
         raise OperationInvalidError(f"{what}: domain {domain!r} is already running ({tail})")
+    if rule is StateRule.ACTIVE_OR_CRASHED and not (state.is_active or state == DomainState.CRASHED):
+        raise OperationInvalidError(f"{what}: domain {domain!r} is not running")
     if rule in (StateRule.ACTIVE, StateRule.RUNNING) and not state.is_active:
         raise OperationInvalidError(f"{what}: domain {domain!r} is not running")
     if rule is StateRule.RUNNING and state == DomainState.PAUSED:

@@ -373,3 +373,15 @@ def test_start_paused_needs_domain_suspend(open_recording: OpenRecording) -> Non
     assert not touched(driver)
     conn.lookup_domain("vm1").start()
     assert driver.calls[-1] == "start"
+
+
+def test_destroy_clears_a_crashed_domain_but_not_a_shut_off_one(open_recording: OpenRecording) -> None:
+    conn, driver = open_recording()
+    dom = conn.lookup_domain("vm1")
+    driver.state = DomainState.CRASHED
+    dom.destroy()
+    assert driver.calls[-1] == "destroy"
+    driver.state = DomainState.SHUTOFF
+    with pytest.raises(virtabs.OperationInvalidError, match="not running"):
+        dom.destroy()
+    assert driver.calls[-1] != "destroy"

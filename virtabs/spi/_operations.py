@@ -46,6 +46,8 @@ class StateRule(enum.Enum):
     """No precondition."""
     ACTIVE = "active"
     """Running or paused (``OperationInvalidError`` "is not running")."""
+    ACTIVE_OR_CRASHED = "active-or-crashed"
+    """Running, paused, or crashed with its remains still there (destroy cleans those up)."""
     INACTIVE = "inactive"
     """Shut off or crashed (``OperationInvalidError`` "is already running" / "is running")."""
     RUNNING = "running"
@@ -141,7 +143,13 @@ OPERATIONS: Mapping[str, Operation] = dict(
             writes=True,
             state=_S.ACTIVE,
         ),
-        _op("destroy", "power off at once", capability=_C.DOMAIN_DESTROY, writes=True, state=_S.ACTIVE),
+        _op(
+            "destroy",
+            "power off at once (also clears a crashed domain)",
+            capability=_C.DOMAIN_DESTROY,
+            writes=True,
+            state=_S.ACTIVE_OR_CRASHED,
+        ),
         _op("reboot", "reboot the guest", capability=_C.DOMAIN_REBOOT, writes=True, state=_S.ACTIVE),
         _op("suspend", "pause the vCPUs", capability=_C.DOMAIN_SUSPEND, writes=True, state=_S.RUNNING),
         _op("resume", "resume paused vCPUs", capability=_C.DOMAIN_SUSPEND, writes=True, state=_S.PAUSED),

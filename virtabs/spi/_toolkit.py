@@ -44,7 +44,9 @@ class ErrorMap:
     A row's matcher is an exception class or a predicate on the exception (for
     SDKs that put the reason in a field: ``lambda e: e.faultCode == 404``).
     The message is ``"<what>: <native message>"``; the native exception stays
-    as ``__cause__``. A :class:`VirtabsError` passes through untouched.
+    as ``__cause__``. A :class:`VirtabsError` passes through untouched, so a
+    driver's own native exception classes must not subclass it, or the table
+    never sees them.
     """
 
     def __init__(
