@@ -496,11 +496,14 @@ class XenDriver(Driver):
         return DomainRef(spec.name, uuid)
 
     def undefine(self, dom: DomainRef) -> None:
-        """Remove the xl.cfg file (and the disk-name aliases) of a shut-off domain."""
-        probe = self._need(dom)
-        if probe.spec is None:
-            raise OperationInvalidError(f"domain {dom.name!r} has no definition to remove (it is transient)")
-        self._t.run(["rm", "-f", "--", self._cfg_path(dom.name), self._alias_path(dom.name)])
+        """Remove the xl.cfg file (and the disk-name aliases) of a shut-off domain, in one round trip."""
+        script = '[ -e "$1" ] || exit 3; rm -f -- "$1" "$2"'
+        argv = ["sh", "-c", script, "virtabs-xen", self._cfg_path(dom.name), self._alias_path(dom.name)]
+        result = self._t.run(argv, check=False)
+        if result.returncode == 3:
+            raise NoDomainError(f"domain {dom.name!r} has no definition to remove")
+        if result.returncode != 0:
+            raise OperationFailedError(f"undefine of domain {dom.name!r} failed: {result.err.strip()[-500:]}")
 
     # --- lifecycle ----------------------------------------------------------------------
 
