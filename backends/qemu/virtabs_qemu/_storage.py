@@ -102,8 +102,29 @@ class Storage:
         """The format the volume was created with; a file created elsewhere is raw (never guessed from its bytes)."""
         return self._formats(pool_path).get(name) or "raw"
 
-    def _volume(self, pool: str, pool_path: str, name: str) -> VolumeInfo:
+    @staticmethod
+    def resolve(pool: str, pool_path: str, name: str) -> str:
+        """The path of volume ``name`` under ``pool_path``, refused when it would leave the pool.
+
+        Directory pools are flat: ``name`` is one component not starting with '.', and the file it names
+        (a symlink followed to its end) must be a file directly in the pool's real directory.
+        """
+        if not name or "/" in name or "\0" in name or name.startswith("."):
+            raise InvalidArgumentError(
+                f"invalid volume name {name!r} for pool {pool!r}: directory pools are flat and names "
+                "starting with '.' are reserved"
+            )
+        root = os.path.realpath(pool_path)
         path = os.path.join(pool_path, name)
+        if os.path.dirname(os.path.realpath(path)) != root:
+            raise InvalidArgumentError(
+                f"volume {name!r} of storage pool {pool!r} resolves outside the pool's directory {root} "
+                "(a symlink leaving the pool): refused"
+            )
+        return path
+
+    def _volume(self, pool: str, pool_path: str, name: str) -> VolumeInfo:
+        path = self.resolve(pool, pool_path, name)
         if not os.path.isfile(path):
             raise NoStorageVolumeError(f"no volume {name!r} in storage pool {pool!r}")
         fmt = self.volume_format(pool_path, name)
@@ -125,7 +146,7 @@ class Storage:
         for fname in sorted(os.listdir(path)):
             if fname.startswith(".") or not os.path.isfile(os.path.join(path, fname)):
                 continue
-            with contextlib.suppress(VirtabsError):
+            with contextlib.suppress(VirtabsError):  # a symlink leaving the pool is not listed
                 out.append(self._volume(pool, path, fname))
         return out
 
@@ -136,17 +157,12 @@ class Storage:
     def create_volume(self, pool: str, name: str, capacity_bytes: int, fmt: str, backing: str | None) -> VolumeInfo:
         """``qemu-img create -f FORMAT [-b BACKING -F BACKING_FORMAT]``; an existing file is refused."""
         path = self.pool_path(pool)
-        if name.startswith(".") or "/" in name:
-            raise InvalidArgumentError(
-                f"invalid volume name {name!r} for pool {pool!r}: directory pools are flat and names "
-                "starting with '.' are reserved"
-            )
-        vpath = os.path.join(path, name)
-        if os.path.exists(vpath):
+        vpath = self.resolve(pool, path, name)
+        if os.path.lexists(vpath):  # a dangling symlink too: qemu-img would create its target
             raise OperationInvalidError(f"volume {name!r} already exists in storage pool {pool!r}")
         backing_path = backing_fmt = None
         if backing:
-            backing_path = backing if os.path.isabs(backing) else os.path.join(path, backing)
+            backing_path = backing if os.path.isabs(backing) else self.resolve(pool, path, backing)
             if not os.path.exists(backing_path):
                 raise InvalidArgumentError(f"backing volume {backing} does not exist")
             bpool = os.path.dirname(os.path.realpath(backing_path))
@@ -161,7 +177,7 @@ class Storage:
     def delete_volume(self, pool: str, name: str) -> None:
         """Remove the file and its recorded format."""
         path = self.pool_path(pool)
-        vpath = os.path.join(path, name)
+        vpath = self.resolve(pool, path, name)
         if not os.path.isfile(vpath):
             raise NoStorageVolumeError(f"no volume {name!r} in storage pool {pool!r}")
         with file_lock(os.path.join(path, _VOLUME_LOCK)):
