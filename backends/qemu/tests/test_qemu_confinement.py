@@ -6,6 +6,7 @@ write there (or a guest-visible export of it) would.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def test_a_pool_reached_through_a_symlinked_directory_still_works(root: Path) ->
     real.mkdir()
     (root / "pools").mkdir()
     (root / "link-pool").symlink_to(real)
-    (root / "pools" / "p.json").write_text('{"type": "dir", "path": "%s"}' % (root / "link-pool"))
+    (root / "pools" / "p.json").write_text(json.dumps({"type": "dir", "path": str(root / "link-pool")}))
     conn = virtabs.open(f"qemu:///embed?root={root}")
     pool = conn.lookup_storage_pool("p")
     vol = pool.create_volume("a.qcow2", MiB, format="qcow2")

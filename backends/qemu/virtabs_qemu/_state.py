@@ -143,8 +143,16 @@ class DomainLock:
     def hold(self) -> Iterator[None]:
         """Hold the lock for the duration of the ``with`` block."""
         with self._rlock:
+            if self._depth == 0 and not os.path.isdir(os.path.dirname(self.path)):
+                # No runtime directory: nothing of this root ever ran and a read-only connection (the only
+                # one that does not create it at connect) must not create it: nothing to exclude.
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
             if self._depth == 0:
-                os.makedirs(os.path.dirname(self.path), exist_ok=True)
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self._fd = fd

@@ -56,7 +56,6 @@ class Storage:
         path = self.pools().get(pool)
         if path is None:
             raise NoStoragePoolError(f"no storage pool named {pool!r}")
-        os.makedirs(path, exist_ok=True)
         return path
 
     def pool_of(self, path: str, pools: dict[str, str] | None = None) -> str | None:
@@ -69,9 +68,12 @@ class Storage:
 
     @staticmethod
     def pool_info(name: str, path: str) -> PoolInfo:
-        """Capacity and use of the file system under the pool's directory."""
-        os.makedirs(path, exist_ok=True)
-        st = os.statvfs(path)
+        """Capacity and use of the file system under the pool's directory (made by the first volume created:
+        a listing creates nothing, so a directory not there yet is measured at its nearest existing parent)."""
+        existing = path
+        while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)
+        st = os.statvfs(existing)
         cap = st.f_blocks * st.f_frsize
         return PoolInfo(
             name=name,
@@ -143,7 +145,11 @@ class Storage:
         """Regular files of the pool directory (``qemu-img info -f FORMAT --backing-chain``)."""
         path = self.pool_path(pool)
         out = []
-        for fname in sorted(os.listdir(path)):
+        try:
+            fnames = sorted(os.listdir(path))
+        except FileNotFoundError:  # no volume created yet
+            return []
+        for fname in fnames:
             if fname.startswith(".") or not os.path.isfile(os.path.join(path, fname)):
                 continue
             with contextlib.suppress(VirtabsError):  # a symlink leaving the pool is not listed
@@ -157,6 +163,7 @@ class Storage:
     def create_volume(self, pool: str, name: str, capacity_bytes: int, fmt: str, backing: str | None) -> VolumeInfo:
         """``qemu-img create -f FORMAT [-b BACKING -F BACKING_FORMAT]``; an existing file is refused."""
         path = self.pool_path(pool)
+        os.makedirs(path, mode=0o700, exist_ok=True)
         vpath = self.resolve(pool, path, name)
         if os.path.lexists(vpath):  # a dangling symlink too: qemu-img would create its target
             raise OperationInvalidError(f"volume {name!r} already exists in storage pool {pool!r}")

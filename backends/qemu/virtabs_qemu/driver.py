@@ -134,8 +134,14 @@ class QemuDriver(Driver):
             raise InvalidArgumentError(f"accel must be kvm or tcg, got {accel!r}")
         self.emulator = Emulator(path, accel)
         self.timeout = float(options.timeout or 30.0)
+        if uri.path.strip("/") == "embed" and not os.path.isdir(self.dirs.config):
+            raise ConnectError(
+                f"the qemu:///embed root {self.dirs.config} does not exist or is not a directory: create it first "
+                "(a missing root is not an empty host)"
+            )
         try:
-            self.dirs.ensure()
+            if not options.readonly:  # a read-only connection writes nothing, not even its state root
+                self.dirs.ensure()
         except PermissionError as exc:
             raise ConnectError(
                 f"cannot create the qemu driver's state directories ({exc}); qemu:///system needs root"
