@@ -127,8 +127,7 @@ class Lifecycle:
                 except VirtabsError as exc:
                     raise OperationFailedError(f"domain {name!r}: disk {disk.target}: {exc}") from None
             os.makedirs(dirs.run_dir(name), mode=0o700, exist_ok=True)
-            sock = dirs.qmp_socket(name)
-            os.makedirs(os.path.dirname(sock), mode=0o700, exist_ok=True)
+            sock = dirs.socket_dir(name)
             argv = self._argv(
                 defn,
                 qmp_socket=sock,

@@ -20,12 +20,13 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-from virtabs.spi import InvalidArgumentError
+from virtabs.spi import ConnectError, InvalidArgumentError, OperationFailedError, VirtabsError
 
 __all__ = ["DomainLock", "StateDirs", "read_json", "write_json_atomic"]
 
@@ -57,6 +58,30 @@ def read_json(path: str) -> Any:
         return None
 
 
+def private_dir(path: str, *, create: bool, error: type[VirtabsError] = OperationFailedError) -> None:
+    """Check (and with ``create``, make, mode 0700) a directory in a shared place such as ``/tmp``.
+
+    Refused (``error``, naming it) when it is not a real directory owned by the caller, or is writable by
+    group or others: another user who made it first could plant sockets there (a fake QMP server).
+    A directory that does not exist is fine when not creating.
+    """
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if create:
+            raise
+        return
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise error(
+            f"refusing the shared directory {path}: it must be a directory owned by uid {os.getuid()} and not "
+            f"writable by group or others (found {'a directory' if stat.S_ISDIR(st.st_mode) else 'no directory'}, "
+            f"uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}); remove it or set XDG_RUNTIME_DIR"
+        )
+
+
 class StateDirs:
     """Directories of one connection, from the URI path and parameters."""
 
@@ -67,6 +92,8 @@ class StateDirs:
         self.domains = os.path.join(config, "domains")
         self.pools = os.path.join(config, "pools")
         self.images = os.path.join(data, "images")
+        self.shared_base: str | None = None
+        """The runtime base made under the temporary directory (no ``XDG_RUNTIME_DIR``): checked before use."""
 
     @classmethod
     def for_uri(cls, path: str, params: dict[str, str]) -> StateDirs:
@@ -83,14 +110,25 @@ class StateDirs:
             config = os.path.join(os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config"), "virtabs", "qemu")
             data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
             data = os.path.join(data_home, "virtabs", "qemu")
-            xdg_run = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(tempfile.gettempdir(), f"virtabs-{os.getuid()}")
-            return cls(config, data, os.path.join(xdg_run, "virtabs", "qemu"))
+            xdg_run = os.environ.get("XDG_RUNTIME_DIR")
+            if xdg_run:
+                return cls(config, data, os.path.join(xdg_run, "virtabs", "qemu"))
+            shared = os.path.join(tempfile.gettempdir(), f"virtabs-{os.getuid()}")
+            dirs = cls(config, data, os.path.join(shared, "virtabs", "qemu"))
+            dirs.shared_base = shared
+            return dirs
         if mode == "system":
             return cls("/var/lib/virtabs/qemu", "/var/lib/virtabs/qemu", "/run/virtabs/qemu")
         raise InvalidArgumentError(f"unknown qemu URI path {path!r}: use /session, /system or /embed?root=DIR")
 
+    def check_shared(self, *, create: bool) -> None:
+        """Refuse (ConnectError) a runtime base under the temporary directory that another user could control."""
+        if self.shared_base is not None:
+            private_dir(self.shared_base, create=create, error=ConnectError)
+
     def ensure(self) -> None:
         """Create the directories (private: mode 0700 where we create them)."""
+        self.check_shared(create=True)
         for d in (self.domains, self.pools, self.images, self.run):
             os.makedirs(d, mode=0o700, exist_ok=True)
 
@@ -120,7 +158,20 @@ class StateDirs:
         if len(os.fsencode(path)) < 100:
             return path
         digest = hashlib.sha256(os.fsencode(self.run)).hexdigest()[:16]
-        return os.path.join(tempfile.gettempdir(), f"vtq-{digest}", f"{name}.sock")
+        directory = os.path.join(tempfile.gettempdir(), f"vtq-{digest}")
+        private_dir(directory, create=False)  # never talk to a socket someone else could have planted
+        return os.path.join(directory, f"{name}.sock")
+
+    def socket_dir(self, name: str) -> str:
+        """Make the directory of ``name``'s QMP socket (the fallback under the temporary directory: 0700,
+        checked); the socket's path."""
+        sock = self.qmp_socket(name)
+        directory = os.path.dirname(sock)
+        if directory == self.run_dir(name):
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        else:
+            private_dir(directory, create=True)
+        return sock
 
     def lockfile(self, name: str) -> str:
         """The per-domain lock file."""

@@ -142,6 +142,8 @@ class QemuDriver(Driver):
         try:
             if not options.readonly:  # a read-only connection writes nothing, not even its state root
                 self.dirs.ensure()
+            else:
+                self.dirs.check_shared(create=False)
         except PermissionError as exc:
             raise ConnectError(
                 f"cannot create the qemu driver's state directories ({exc}); qemu:///system needs root"
