@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
+
+# the repository runs pytest with --import-mode=importlib: make this directory's helpers importable
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 from xen_helpers import SCRIPT, Lab, in_ci, lab_tools_present, require, wait_for_lab
 
 
