@@ -33,9 +33,6 @@ MARKER_RE = re.compile(r"^<!--\s*(not-runnable|requires)\s*:?\s*(.*?)\s*-->\s*$"
 PENDING: dict[str, str] = {
     # Documents owned by other helpers whose blocks are not marked yet; the integrator adds the
     # markers (listed in the issue-15 report) and removes the entry. Each is skipped with this reason.
-    "docs/command-transport.md": "not marked yet: its benchmark block runs repository-relative paths",
-    "docs/contract-kit.md": "not marked yet: `pip install` and a full kit run of test:///default",
-    "docs/writing-a-driver.md": "not marked yet: a walkthrough that creates its own venv from a checkout",
 }
 
 

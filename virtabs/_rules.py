@@ -56,6 +56,7 @@ def is_int(value: object) -> bool:
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
+_DATASTORE_PATH = re.compile(r"^\[[^\]/\\]+\] \S")
 MAX_TEXT = 1024
 MAX_COMPONENT = 255
 
@@ -113,7 +114,7 @@ def looks_relative(path: str) -> bool:
     Absolute POSIX paths, Windows paths (``C:\\``, ``\\\\server``) and datastore paths (``[ds] dir/x``)
     are not; ``disk.img`` and ``./disk.img`` are.
     """
-    return not (path.startswith(("/", "[")) or _WINDOWS_ABSOLUTE.match(path))
+    return not (path.startswith("/") or _WINDOWS_ABSOLUTE.match(path) or _DATASTORE_PATH.match(path))
 
 
 def require_host_path(value: object, what: str) -> str:

@@ -12,6 +12,7 @@ import string
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +29,8 @@ TRAVERSAL = ["..", ".", "../domains/test.json", "a/../../etc", "/etc/passwd", "a
 
 
 @pytest.fixture
-def conn() -> Iterator[virtabs.Connection]:
+def conn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[virtabs.Connection]:
+    monkeypatch.chdir(tmp_path)  # a door that wrongly accepted a relative path would write here, not in the repo
     reset_all_nodes()
     with virtabs.open("test:///default") as c:
         yield c
@@ -135,6 +137,9 @@ def test_host_paths_of_other_systems_are_not_relative() -> None:
 
     for path in ("/srv/a.img", "[LocalDS_0] vm/vm.vmdk", "C:\\VMs\\a.vhdx", "\\\\server\\share\\a.vhdx"):
         assert _rules.require_host_path(path, "path") == path
+    for path in ("[", "[pU72", "[ds]x", "[a/b] x"):
+        with pytest.raises(virtabs.InvalidArgumentError):
+            _rules.require_host_path(path, "path")
 
 
 def test_impossible_volume_sizes_are_refused(conn: virtabs.Connection) -> None:
