@@ -39,3 +39,11 @@ def xenlab() -> Iterator[Lab]:
     yield lab
     if started_here or in_ci():
         subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, timeout=120)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests here talk to a dom0 nested under TCG (and may first wait for it to boot): 900 s per test."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for item in items:
+        if str(item.path).startswith(here + os.sep) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(900))
