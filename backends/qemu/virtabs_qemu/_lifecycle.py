@@ -216,7 +216,10 @@ class Lifecycle:
             if len(SAVE_MAGIC) + len(header) > SAVE_HEADER_SIZE:
                 raise OperationFailedError(f"domain {dom.name!r}: definition too large for the save header")
             try:
-                with open(path, "wb") as fh:
+                # Guest memory: 0600 like libvirt's, also when the file existed; a planted symlink is not followed.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                os.fchmod(fd, 0o600)
+                with os.fdopen(fd, "wb") as fh:
                     fh.write(SAVE_MAGIC + header)
                     fh.write(b"\0" * (SAVE_HEADER_SIZE - len(SAVE_MAGIC) - len(header)))
             except OSError as exc:

@@ -16,9 +16,10 @@ from typing import Any
 
 from virtabs.spi import ConnectError, OperationFailedError, OperationTimeoutError
 
-__all__ = ["QMPClient", "QMPError"]
+__all__ = ["MAX_LINE", "QMPClient", "QMPError"]
 
-_MAX_LINE = 64 * 1024 * 1024
+MAX_LINE = 16 * 1024 * 1024
+"""The longest QMP message accepted (QEMU's largest replies, query-qmp-schema, are well under 1 MiB)."""
 
 
 class QMPError(Exception):
@@ -47,7 +48,7 @@ class QMPClient:
         self.what = what or path
         self.events: list[dict[str, Any]] = []
         self.greeting: dict[str, Any] = {}
-        self._buf = b""
+        self._buf = bytearray()
         self._id = 0
         self._sock: socket.socket | None = None
 
@@ -82,7 +83,7 @@ class QMPClient:
                     self.events.append(msg)
                     continue
                 if "error" in msg:
-                    desc = str(msg["error"].get("desc"))
+                    desc = _error_fields(msg["error"])[1]
                     raise QMPError(f"{self.what}: qmp_capabilities: {desc}", command="qmp_capabilities", desc=desc)
                 break
         except TimeoutError:
@@ -149,11 +150,8 @@ class QMPClient:
             if reply.get("id") not in (req_id, None):
                 continue
             if "error" in reply:
-                err = reply["error"]
-                desc = str(err.get("desc", err))
-                raise QMPError(
-                    f"{self.what}: {command}: {desc}", str(err.get("class", "GenericError")), command=command, desc=desc
-                )
+                qmp_class, desc = _error_fields(reply["error"])
+                raise QMPError(f"{self.what}: {command}: {desc}", qmp_class, command=command, desc=desc)
             return reply.get("return")
 
     def hmp(self, command_line: str, timeout: float | None = None) -> str:
@@ -193,8 +191,15 @@ class QMPClient:
     # --- reading --------------------------------------------------------------
 
     def _read(self, deadline: float) -> dict[str, Any]:
+        """One message. Linear in its size (only new bytes are searched for the newline); a line over
+        :data:`MAX_LINE` is refused as soon as that many bytes arrived, without reading the rest."""
         assert self._sock is not None
-        while b"\n" not in self._buf:
+        searched = 0
+        while (end := self._buf.find(b"\n", searched)) < 0:
+            searched = len(self._buf)
+            if searched > MAX_LINE:
+                self.close()
+                raise OperationFailedError(f"{self.what}: QMP message over {MAX_LINE} bytes refused")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise OperationTimeoutError(f"{self.what}: QMP read timed out")
@@ -210,14 +215,24 @@ class QMPClient:
                 self.close()
                 raise ConnectError(f"{self.what}: QEMU closed the QMP connection")
             self._buf += chunk
-            if len(self._buf) > _MAX_LINE:
-                self.close()
-                raise OperationFailedError(f"{self.what}: QMP message too large")
-        line, _, self._buf = self._buf.partition(b"\n")
+        if end > MAX_LINE:
+            self.close()
+            raise OperationFailedError(f"{self.what}: QMP message over {MAX_LINE} bytes refused")
+        line = bytes(self._buf[:end])
+        del self._buf[: end + 1]
         try:
             msg = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # bad UTF-8 or JSON; absurd nesting
+            self.close()  # the stream can no longer be trusted to be in step
             raise OperationFailedError(f"{self.what}: QEMU sent invalid JSON on QMP: {line[:200]!r}") from None
         if not isinstance(msg, dict):
-            raise OperationFailedError(f"{self.what}: QEMU sent a non-object on QMP")
+            self.close()
+            raise OperationFailedError(f"{self.what}: QEMU sent a non-object on QMP: {line[:200]!r}")
         return msg
+
+
+def _error_fields(err: object) -> tuple[str, str]:
+    """``(class, desc)`` of a QMP error object, whatever shape a broken peer gave it."""
+    if isinstance(err, dict):
+        return str(err.get("class", "GenericError")), str(err.get("desc", err))[:1000]
+    return "GenericError", str(err)[:1000]

@@ -87,8 +87,11 @@ _PAUSED = {
 
 
 def state_of(status: dict[str, Any]) -> tuple[DomainState, str]:
-    """The public state and QEMU's own word for it, from a ``query-status`` reply."""
-    native = str(status.get("status", "unknown"))
+    """The public state and QEMU's own word for it, from a ``query-status`` reply (TypeError when the
+    reply is not the object with a string ``status`` QEMU sends: the session reports a malformed reply)."""
+    native = status.get("status", "unknown")
+    if not isinstance(native, str):
+        raise TypeError(f"query-status gave status {native!r}, not a string")
     if native in _RUNNING:
         return DomainState.RUNNING, native
     if native in _PAUSED:
@@ -128,6 +131,13 @@ class Sessions:
             try:
                 with QMP_ERRORS(what):
                     yield client
+            except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+                if isinstance(exc, VirtabsError):  # InvalidArgumentError is a ValueError too
+                    raise
+                # A reply of the wrong shape (a broken or impostor monitor): never a raw exception.
+                raise OperationFailedError(
+                    f"{what}: QEMU's monitor gave a reply of an unexpected shape ({type(exc).__name__}: {exc})"
+                ) from None
             except ConnectError:
                 if self._gone(name):  # QEMU exited during the conversation (a guest power-off)
                     raise OperationInvalidError(f"domain {name!r} is not running (QEMU exited)") from None
