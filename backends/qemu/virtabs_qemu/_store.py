@@ -9,16 +9,53 @@ take the store's global lock so names and UUIDs stay unique.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import shutil
 import threading
+from typing import Any
 
-from virtabs.spi import DomainRef, NoDomainError, OperationInvalidError, VirtabsError
+from virtabs.spi import DomainRef, NoDomainError, OperationFailedError, OperationInvalidError, VirtabsError
 
 from ._records import Definition, RunState
 from ._state import DomainLock, StateDirs, file_lock, read_json, write_json_atomic
 
-__all__ = ["DefinitionStore"]
+__all__ = ["DefinitionStore", "parse_definition"]
+
+_log = logging.getLogger("virtabs.qemu")
+
+# What a definition file of the wrong shape raises while it is read (a VirtabsError too: DomainSpec's checks).
+_BAD_RECORD = (OSError, ValueError, KeyError, TypeError, AttributeError, VirtabsError)
+
+
+def parse_definition(path: str) -> Definition:
+    """The definition in the file at ``path``; OperationFailedError naming the file when it is not one
+    (not JSON, not an object, a missing key, a wrong type, a directory named ``*.json``, unreadable)."""
+    try:
+        with open(path, "rb") as fh:
+            data: Any = json.loads(fh.read())
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
+        if not isinstance(data.get("uuid"), str) or not isinstance(data.get("spec"), dict):
+            raise TypeError("'uuid' must be a string and 'spec' an object")
+        if not isinstance(data.get("snapshots", []), list):
+            raise TypeError("'snapshots' must be a list")
+        return Definition.from_json(data)
+    except (*_BAD_RECORD, RecursionError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise OperationFailedError(
+            f"domain definition {path} is unreadable ({type(exc).__name__}: {exc}); fix or remove the file"
+        ) from None
+
+
+def read_json_quiet(path: str) -> Any:
+    """The JSON in ``path``, or None when it cannot be read as JSON."""
+    try:
+        return read_json(path)
+    except (OSError, ValueError, RecursionError):
+        return None
 
 
 class DefinitionStore:
@@ -28,6 +65,7 @@ class DefinitionStore:
         self.dirs = dirs
         self._locks: dict[str, DomainLock] = {}
         self._locks_guard = threading.Lock()
+        self._warned: set[str] = set()
 
     # --- locks --------------------------------------------------------------------------
 
@@ -46,11 +84,14 @@ class DefinitionStore:
     # --- definitions --------------------------------------------------------------------
 
     def load(self, name: str) -> Definition:
-        """The definition of ``name``; NoDomainError when there is none."""
-        data = read_json(self.dirs.domain_file(name)) if name and "/" not in name else None
-        if not isinstance(data, dict):
+        """The definition of ``name``; NoDomainError when there is none, OperationFailedError naming the file
+        when it cannot be read as one."""
+        if not name or "/" in name or name.startswith("."):
             raise NoDomainError(f"no domain named {name!r}")
-        return Definition.from_json(data)
+        try:
+            return parse_definition(self.dirs.domain_file(name))
+        except FileNotFoundError:
+            raise NoDomainError(f"no domain named {name!r}") from None
 
     def get(self, dom: DomainRef) -> Definition:
         """The definition ``dom`` refers to; NoDomainError if it is gone or was redefined with another UUID."""
@@ -63,23 +104,34 @@ class DefinitionStore:
         """Persist ``defn`` atomically."""
         write_json_atomic(self.dirs.domain_file(defn.name), defn.to_json())
 
-    def all(self) -> list[Definition]:
-        """Every readable definition, by name."""
+    def scan(self) -> tuple[list[Definition], dict[str, str]]:
+        """Every readable definition by name, and ``{name: reason}`` of the files that are not one.
+
+        One bad record never hides the rest: each is skipped with a warning naming its file.
+        """
         try:
             names = sorted(os.listdir(self.dirs.domains))
         except FileNotFoundError:
-            return []
-        out = []
+            return [], {}
+        out: list[Definition] = []
+        bad: dict[str, str] = {}
         for fname in names:
             if not fname.endswith(".json") or fname.startswith("."):
                 continue
-            data = None
-            with contextlib.suppress(ValueError):
-                data = read_json(os.path.join(self.dirs.domains, fname))
-            if isinstance(data, dict):
-                with contextlib.suppress(VirtabsError, KeyError, ValueError, TypeError):
-                    out.append(Definition.from_json(data))
-        return out
+            try:
+                out.append(parse_definition(os.path.join(self.dirs.domains, fname)))
+            except FileNotFoundError:  # undefined meanwhile
+                continue
+            except OperationFailedError as exc:
+                if str(exc) not in self._warned:  # once per file and reason, not at every poll
+                    self._warned.add(str(exc))
+                    _log.warning("skipping %s", exc)
+                bad[fname[:-5]] = str(exc)
+        return out, bad
+
+    def all(self) -> list[Definition]:
+        """Every readable definition, by name (unreadable files skipped with a warning naming them)."""
+        return self.scan()[0]
 
     def lookup(self, name_or_uuid: str) -> Definition:
         """By name (one file read), then by UUID."""
@@ -94,11 +146,10 @@ class DefinitionStore:
     def add(self, defn: Definition) -> None:
         """Persist a new definition; a name or UUID already defined is refused (under the global lock)."""
         with self.global_lock():
-            existing = read_json(self.dirs.domain_file(defn.name))
-            if isinstance(existing, dict):
-                raise OperationInvalidError(
-                    f"a domain named {defn.name!r} already exists (UUID {existing.get('uuid')})"
-                )
+            if os.path.lexists(self.dirs.domain_file(defn.name)):
+                existing = read_json_quiet(self.dirs.domain_file(defn.name))
+                uuid = existing.get("uuid") if isinstance(existing, dict) else "unknown: an unreadable file"
+                raise OperationInvalidError(f"a domain named {defn.name!r} already exists (UUID {uuid})")
             for other in self.all():
                 if other.uuid == defn.uuid:
                     raise OperationInvalidError(f"UUID {defn.uuid} is already used by domain {other.name!r}")

@@ -282,7 +282,8 @@ class QemuDriver(Driver):
     def inventory(self) -> list[DomainRecord]:
         """Every domain in one pass over the definition files (at most one QMP session per running domain)."""
         records = []
-        for defn in self.store.all():
+        definitions, unreadable = self.store.scan()
+        for defn in definitions:
             errors: dict[str, str] = {}
             state, native = DomainState.NOSTATE, "unknown"
             jobs: list[BlockJobInfo] = []
@@ -313,7 +314,22 @@ class QemuDriver(Driver):
                     field_errors=errors,
                 )
             )
-        return records
+        for name, reason in unreadable.items():  # a per-record error: the rest of the host is still listed
+            records.append(
+                DomainRecord(
+                    name=name,
+                    uuid="",
+                    state=DomainState.NOSTATE,
+                    native_state="unreadable definition",
+                    vcpus=None,
+                    memory_bytes=None,
+                    os_type=None,
+                    autostart=None,
+                    snapshot_count=None,
+                    field_errors={"definition": reason},
+                )
+            )
+        return sorted(records, key=lambda r: r.name)
 
     # --- lifecycle (``_lifecycle``) ---------------------------------------------------------------
 
