@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import virtabs
-from qemu_guest import guest_extra, wait_console
 from qemu_helpers import MiB, make_driver, qemu_img, qemu_pids
 from virtabs import DomainState
 from virtabs.spi import DiskSpec, DomainSpec
+
+from virtabs_qemu.testing import guest_extra, wait_console
 
 
 @pytest.fixture(scope="module")

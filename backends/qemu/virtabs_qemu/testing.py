@@ -1,0 +1,365 @@
+"""The published contract target of the QEMU driver, and the tiny bootable guest it boots.
+
+``pytest --pyargs virtabs.testing --virtabs-uri='qemu:///embed?root=DIR&accel=tcg'`` finds
+:class:`QemuTarget` through the entry point ``virtabs.testing.targets: qemu`` and builds it with
+:meth:`QemuTarget.from_uri`. Domains get a small real qcow2 disk in the connection's ``default`` pool
+and boot a guest made of the host's Debian kernel (``linux-image-amd64``) and a busybox initramfs
+(``busybox-static``), so graceful shutdown and virtio-blk hot-unplug are exercised for real. Effects
+are checked through another door than the driver: ``qemu-img convert`` for image content, the serial
+console for boots.
+
+The guest: the init script loads the evdev and ACPI button drivers, prints ``virtabs-guest: up`` and
+``ready`` on the serial console and powers off (``poweroff -f``) as soon as the ACPI power button is
+pressed. It is built from the host's installed kernel, its modules and ``/bin/busybox`` (static), else
+from packages fetched once with ``apt-get download`` into ``$VIRTABS_GUEST_CACHE`` (default
+``~/.cache/virtabs-qemu-guest``); the initramfs is written with a small newc cpio writer. When neither
+works, the tests that need a domain fail with :class:`~virtabs.testing.TargetUnavailable` naming the
+packages to install.
+
+This module is test infrastructure; the driver never imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+from virtabs import Connection, Domain
+from virtabs.spi import DiskSpec, DomainSpec
+from virtabs.testing import DefaultTarget, TargetUnavailable
+
+from ._qmp import QMPClient
+from ._state import DomainLock, StateDirs
+
+__all__ = ["CMDLINE", "INSTALL_HINT", "QemuTarget", "build_guest", "guest_extra", "wait_console"]
+
+MiB = 1 << 20
+SIZE = 64 * MiB
+# test-targets.md §8 scaled to 64 MiB: base 0xaa [0, 32M), snap1 0xbb [32M, 48M), snap2 0xcc [48M, 64M)
+LAYERS = (("base", 0xAA, 0, 32 * MiB), ("snap1", 0xBB, 32 * MiB, 16 * MiB), ("snap2", 0xCC, 48 * MiB, 16 * MiB))
+INSTALL_HINT = "apt-get install linux-image-amd64 busybox-static cpio"
+
+INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+echo "virtabs-guest: up" > /dev/ttyS0
+insmod /evdev.ko
+insmod /button.ko
+# Under load the button's event device can take a while to appear: wait for it (up to ~30 s).
+n=0
+found=""
+while [ -z "$found" ] && [ $n -lt 300 ]; do
+  for e in /sys/class/input/event*; do
+    if grep -q "Power Button" "$e/device/name" 2>/dev/null && [ -c "/dev/input/${e##*/}" ]; then
+      found="$found ${e##*/}"
+    fi
+  done
+  [ -z "$found" ] && sleep 0.1
+  n=$((n + 1))
+done
+for ev in $found; do
+  ( dd if=/dev/input/$ev of=/dev/null bs=24 count=1 2>/dev/null
+    echo "virtabs-guest: power button" > /dev/ttyS0
+    poweroff -f ) &
+done
+sleep 0.2
+echo "virtabs-guest: ready ($found )" > /dev/ttyS0
+while true; do sleep 3600; done
+"""
+
+CMDLINE = "console=ttyS0 panic=-1 quiet"
+
+
+def _cpio_entry(name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0), ino: int = 1) -> bytes:
+    fields = [ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name) + 1, 0]
+    header = b"070701" + b"".join(f"{v:08x}".encode() for v in fields)
+    out = header + name.encode() + b"\0"
+    out += b"\0" * (-len(out) % 4)
+    out += data + b"\0" * (-len(data) % 4)
+    return out
+
+
+def _write_cpio(path: Path, busybox: bytes, button: bytes, evdev: bytes) -> None:
+    entries = [
+        ("bin", 0o040755, b"", (0, 0)),
+        ("dev", 0o040755, b"", (0, 0)),
+        ("dev/console", 0o020600, b"", (5, 1)),
+        ("proc", 0o040755, b"", (0, 0)),
+        ("sys", 0o040755, b"", (0, 0)),
+        ("etc", 0o040755, b"", (0, 0)),
+        ("init", 0o100755, INIT.encode(), (0, 0)),
+        ("bin/busybox", 0o100755, busybox, (0, 0)),
+        ("button.ko", 0o100644, button, (0, 0)),
+        ("evdev.ko", 0o100644, evdev, (0, 0)),
+    ]
+    blob = b"".join(_cpio_entry(n, m, d, r, ino=i + 1) for i, (n, m, d, r) in enumerate(entries))
+    blob += _cpio_entry("TRAILER!!!", 0, ino=0)
+    path.write_bytes(blob)
+
+
+def cache_dir() -> Path:
+    """Where the built guest (and any downloaded packages) are kept."""
+    return Path(os.environ.get("VIRTABS_GUEST_CACHE") or Path.home() / ".cache" / "virtabs-qemu-guest")
+
+
+def _is_static(binary: Path) -> bool:
+    """True when the ELF file has no program interpreter (a static busybox)."""
+    return b"/ld-linux" not in binary.read_bytes()[:8192]
+
+
+def _host_parts() -> tuple[str, Path, Path, Path, Path] | None:
+    """``(version, vmlinuz, button.ko, evdev.ko, busybox)`` from the host's installed packages, if complete."""
+    busybox = Path("/bin/busybox")
+    if not busybox.is_file() or not _is_static(busybox):
+        return None
+    for vmlinuz in sorted(glob.glob("/boot/vmlinuz-*"), reverse=True):
+        version = vmlinuz.split("vmlinuz-", 1)[1]
+        mods = Path("/lib/modules") / version / "kernel" / "drivers"
+        button, evdev = mods / "acpi" / "button.ko", mods / "input" / "evdev.ko"
+        if os.access(vmlinuz, os.R_OK) and button.is_file() and evdev.is_file():
+            return version, Path(vmlinuz), button, evdev, busybox
+    return None
+
+
+def _downloaded_parts(cache: Path) -> tuple[str, Path, Path, Path, Path]:
+    """The same parts from ``apt-get download``ed packages, unpacked under ``cache``."""
+    debs = cache / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise RuntimeError("apt-get and dpkg-deb are needed to fetch linux-image-amd64 and busybox-static")
+    if not glob.glob(str(debs / "linux-image-*.deb")) or not glob.glob(str(debs / "busybox-static*.deb")):
+        deps = subprocess.run(["apt-cache", "depends", "linux-image-amd64"], capture_output=True, text=True, check=True)
+        image_pkg = next(
+            line.split(":", 1)[1].strip() for line in deps.stdout.splitlines() if "Depends: linux-image-" in line
+        )
+        subprocess.run(["apt-get", "download", image_pkg, "busybox-static"], cwd=debs, check=True, capture_output=True)
+    tree = cache / "tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    for deb in glob.glob(str(debs / "*.deb")):
+        subprocess.run(["dpkg-deb", "-x", deb, str(tree)], check=True)
+    vmlinuz = sorted(glob.glob(str(tree / "boot" / "vmlinuz-*")))[-1]
+    version = vmlinuz.split("vmlinuz-", 1)[1]
+    drivers = tree / "lib" / "modules" / version / "kernel" / "drivers"
+    return (
+        version,
+        Path(vmlinuz),
+        drivers / "acpi" / "button.ko",
+        drivers / "input" / "evdev.ko",
+        tree / "bin" / "busybox",
+    )
+
+
+def build_guest() -> tuple[str, str]:
+    """``(kernel, initrd)`` paths, built on first use; TargetUnavailable naming the packages when impossible."""
+    cache = cache_dir()
+    try:
+        parts = _host_parts()
+        where = cache / (f"host-{parts[0]}" if parts is not None else "downloaded")
+        kernel, initrd = where / "vmlinuz", where / "initrd.cpio"
+        if kernel.exists() and initrd.exists():
+            return str(kernel), str(initrd)
+        if parts is None:
+            parts = _downloaded_parts(cache)
+        _version, vmlinuz, button, evdev, busybox = parts
+        where.mkdir(parents=True, exist_ok=True)
+        tmp = initrd.with_suffix(".tmp")
+        _write_cpio(tmp, busybox.read_bytes(), button.read_bytes(), evdev.read_bytes())
+        shutil.copyfile(vmlinuz, kernel.with_suffix(".tmp"))
+        os.replace(kernel.with_suffix(".tmp"), kernel)
+        os.replace(tmp, initrd)
+    except (OSError, RuntimeError, StopIteration, IndexError, subprocess.CalledProcessError) as exc:
+        raise TargetUnavailable(
+            f"cannot build the QEMU test guest (a Debian kernel with its button/evdev modules and a static "
+            f"busybox): {type(exc).__name__}: {exc}; install them: {INSTALL_HINT}"
+        ) from exc
+    finally:
+        shutil.rmtree(cache / "tree", ignore_errors=True)
+    return str(kernel), str(initrd)
+
+
+def guest_extra() -> dict[str, object]:
+    """The ``DomainSpec.extra`` that boots the test guest (direct kernel boot)."""
+    kernel, initrd = build_guest()
+    return {"qemu": {"kernel": kernel, "initrd": initrd, "append": CMDLINE}}
+
+
+def wait_console(console: Path, text: str, timeout: float = 60.0, count: int = 1) -> None:
+    """Wait until the serial console log shows ``text`` ``count`` times; AssertionError with its tail if not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if console.read_text(errors="replace").count(text) >= count:
+                return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.1)
+    content = console.read_text(errors="replace")[-2000:] if console.exists() else "<no console log>"
+    raise AssertionError(f"guest console never showed {text!r} x{count}: {content}")
+
+
+def _tool(*args: str) -> str:
+    try:
+        return subprocess.run(list(args), check=True, capture_output=True, text=True).stdout
+    except FileNotFoundError as exc:
+        raise TargetUnavailable(f"{args[0]} is missing: apt-get install qemu-utils") from exc
+
+
+def _image_format(path: str) -> str:
+    with open(path, "rb") as fh:  # test images: trusted
+        return "qcow2" if fh.read(4) == b"QFI\xfb" else "raw"
+
+
+class QemuTarget(DefaultTarget):
+    """Real qcow2 disks in the connection's ``default`` pool and a guest that answers the power button."""
+
+    job_timeout = 120.0
+
+    def __init__(self, dirs: StateDirs) -> None:
+        """A target for the connection whose state directories are ``dirs``."""
+        super().__init__(memory_bytes=128 * MiB)
+        self.dirs = dirs
+        self._extra: dict[str, object] | None = None
+
+    @classmethod
+    def from_uri(cls, uri: str) -> QemuTarget:
+        """The target of a ``qemu://`` URI (``/embed?root=DIR``, ``/session`` or ``/system``)."""
+        parts = urlsplit(uri)
+        return cls(StateDirs.for_uri(parts.path, dict(parse_qsl(parts.query))))
+
+    @property
+    def extra(self) -> dict[str, object]:
+        """The guest's boot parameters, built on first use (TargetUnavailable when it cannot be)."""
+        if self._extra is None:
+            self._extra = guest_extra()
+        return self._extra
+
+    def close(self) -> None:
+        """Kill any QEMU this run's domains left behind (their names carry the prefix)."""
+        for pidfile in glob.glob(os.path.join(self.dirs.run, f"{self.prefix}*", "qemu.pid")):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(Path(pidfile).read_text().strip()), signal.SIGKILL)
+
+    def domain_spec(self, conn: Connection, name: str) -> DomainSpec:
+        """A 64 MiB qcow2 volume of the ``default`` pool as ``vda``, booting the test guest."""
+        extra = self.extra
+        pool = conn.lookup_storage_pool("default")
+        path = os.path.join(str(pool.info().path), f"{name}.qcow2")
+        if not os.path.exists(path):
+            pool.create_volume(os.path.basename(path), SIZE, format="qcow2")
+        return DomainSpec(
+            name=name,
+            memory_bytes=self.memory_bytes,
+            vcpus=1,
+            disks=(DiskSpec("vda", path, format="qcow2"),),
+            extra=extra,
+        )
+
+    def create_image(self, conn: Connection, path: str, *, format: str, backing: str | None) -> None:
+        """A REUSE_EXT destination the size of the chain's disks (64 MiB); backing formats explicit."""
+        args = ["create", "-q", "-f", format]
+        if backing:
+            args += ["-b", backing, "-F", _image_format(backing)]
+        _tool("qemu-img", *args, path, str(SIZE))
+
+    def make_chain_domain(self, conn: Connection) -> Domain:
+        """base <- snap1 <- snap2 (64 MiB qcow2, a data pattern per layer) so throttled jobs stay busy."""
+        extra = self.extra
+        pool_path = str(conn.lookup_storage_pool("default").info().path)
+        below: str | None = None
+        for layer, pattern, offset, length in LAYERS:
+            path = os.path.join(pool_path, self.new_name(f"{layer}.qcow2"))
+            args = ["create", "-q", "-f", "qcow2"] + (["-b", below, "-F", "qcow2"] if below else [])
+            _tool("qemu-img", *args, path, str(SIZE))
+            _tool("qemu-io", "-f", "qcow2", "-c", f"write -P 0x{pattern:02x} {offset} {length}", path)
+            below = path
+        assert below is not None
+        name = self.new_name("chain")
+        spec = DomainSpec(
+            name=name,
+            memory_bytes=self.memory_bytes,
+            vcpus=1,
+            disks=(DiskSpec("vda", below, format="qcow2"),),
+            extra=extra,
+        )
+        dom = conn.define_domain(spec)
+        dom.start()
+        return dom
+
+    def make_domain(self, conn: Connection, *, running: bool) -> Domain:
+        """A disposable domain; when running, returned once the guest's init said it is ready."""
+        dom = super().make_domain(conn, running=running)
+        if running:
+            wait_console(Path(self.dirs.run_dir(dom.name)) / "console.log", "virtabs-guest: ready", timeout=90)
+        return dom
+
+    # --- effects seen through another door: qemu-img and the serial console, not the driver ---------
+
+    def image_digest(self, conn: Connection, path: str) -> str | None:
+        """sha256 of what the guest sees at ``path`` (the whole chain), read by ``qemu-img convert``."""
+        return self._digest(path, with_backing=True)
+
+    def layer_digest(self, conn: Connection, path: str) -> str | None:
+        """sha256 of the data stored in the file at ``path`` alone (opened without its backing file)."""
+        return self._digest(path, with_backing=False)
+
+    def boot_id(self, conn: Connection, dom: Domain) -> object:
+        """The QEMU pid and how often the guest has printed its boot line on the serial console."""
+        run = Path(self.dirs.run_dir(dom.name))
+        try:
+            pid = (run / "qemu.pid").read_text().strip()
+        except FileNotFoundError:
+            return None
+        try:
+            boots = (run / "console.log").read_text(errors="replace").count("virtabs-guest: up")
+        except FileNotFoundError:
+            boots = 0
+        return (pid, boots)
+
+    def _digest(self, path: str, *, with_backing: bool) -> str | None:
+        if not os.path.exists(path):
+            return None
+        self._flush_running_domains()
+        fmt = _image_format(path)
+        # A running QEMU holds the image (a mirror target even against consistent reads): no locks.
+        spec: dict[str, object] = {
+            "driver": fmt,
+            "read-only": True,
+            "file": {"driver": "file", "filename": path, "read-only": True, "locking": "off"},
+        }
+        if fmt == "qcow2" and not with_backing:
+            spec["backing"] = None
+        tmp = tempfile.mkdtemp(prefix="vtqd-")
+        out = os.path.join(tmp, "digest.raw")
+        try:
+            _tool("qemu-img", "convert", "-O", "raw", f"json:{json.dumps(spec)}", out)
+            digest = hashlib.sha256()
+            with open(out, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            return digest.hexdigest()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _flush_running_domains(self) -> None:
+        """``stop`` + ``cont`` this run's running domains over their own QMP socket (under the driver's
+        domain lock): only a stop writes QEMU's cached qcow2 metadata out, so images read consistently."""
+        for run in Path(self.dirs.run).glob(f"{self.prefix}*"):
+            if not run.is_dir() or not os.path.exists(sock := self.dirs.qmp_socket(run.name)):
+                continue
+            lock = DomainLock(self.dirs.lockfile(run.name))
+            with lock.hold(), contextlib.suppress(Exception), QMPClient(sock, timeout=30) as q:
+                if q.execute("query-status").get("running"):
+                    q.execute("stop")
+                    q.execute("cont")
