@@ -129,8 +129,8 @@ def parse_uri(text: str) -> URI:
     for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
         if redact_uri_text(value) != value:
             raise InvalidArgumentError(
-                f"parameter {key!r} of a connection URI holds something shaped like user:password@ "
-                f"(refused, it would end up in logs and repr); {_WHERE_CREDENTIALS_GO}"
+                f"parameter {key!r} of a connection URI holds a password (user:password@ or password=): a "
+                f"password inside a URI is refused, it would end up in logs and repr; {_WHERE_CREDENTIALS_GO}"
             )
         if key.lower() in _SECRET_PARAMS:
             raise InvalidArgumentError(
