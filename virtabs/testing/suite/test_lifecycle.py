@@ -17,6 +17,9 @@ from ..markers import requires
 __all__ = ["TestDefine", "TestListing", "TestPowerState", "TestSaveRestore"]
 
 LISTING_DOMAINS = 100
+LISTING_DOMAINS_MIN = 20
+"""A target whose defines are slow (a nested hypervisor) may ask for fewer (``listing_domains``), never
+fewer than this: 20 domains still make a per-domain call exceed the limit four times over."""
 LISTING_CALL_LIMIT = 5
 """Driver calls allowed for one listing of ``LISTING_DOMAINS`` domains: a constant, never one per domain."""
 
@@ -193,7 +196,8 @@ class TestListing:
     def test_listing_100_domains_costs_a_constant_number_of_driver_calls(self, virtabs_contract: Contract) -> None:
         conn = virtabs_contract.conn
         names = set()
-        for _ in range(LISTING_DOMAINS):
+        count = max(LISTING_DOMAINS_MIN, int(getattr(virtabs_contract.target, "listing_domains", LISTING_DOMAINS)))
+        for _ in range(count):
             names.add(conn.define_domain(virtabs_contract.spec("n")).name)
         with virtabs_contract.record() as rec:
             listed = conn.list_domains()
