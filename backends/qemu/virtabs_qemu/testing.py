@@ -116,7 +116,8 @@ def cache_dir() -> Path:
 
 def _is_static(binary: Path) -> bool:
     """True when the ELF file has no program interpreter (a static busybox)."""
-    return b"/ld-linux" not in binary.read_bytes()[:8192]
+    with open(binary, "rb") as fh:
+        return b"/ld-linux" not in fh.read(8192)
 
 
 def _host_parts() -> tuple[str, Path, Path, Path, Path] | None:
