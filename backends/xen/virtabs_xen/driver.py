@@ -224,7 +224,9 @@ class XenDriver(Driver):
         Capability.DOMAIN_START,
         Capability.DOMAIN_SHUTDOWN,
         Capability.DOMAIN_DESTROY,
-        Capability.DOMAIN_REBOOT,
+        # domain.reboot is not declared: `xl reboot` reaches the guest, but xl's restart path (re-creating
+        # the domain, on_reboot=restart) timed out in the dom0's block hotplug script in 2 of 2 contract
+        # runs on the nested lab, and the domain vanished. ex_reboot stays for callers who accept that.
         Capability.DOMAIN_SUSPEND,
         Capability.DOMAIN_SAVE,
         Capability.DOMAIN_DISK_HOTPLUG,
@@ -527,8 +529,8 @@ class XenDriver(Driver):
         """``xl destroy``."""
         self._xl(["destroy", dom.name], f"destroy of domain {dom.name!r}", name=dom.name, slow=True)
 
-    def reboot(self, dom: DomainRef) -> None:
-        """``xl reboot -F``: ask the guest to reboot."""
+    def ex_reboot(self, dom: DomainRef) -> None:
+        """``xl reboot -F``: ask the guest to reboot (not the portable ``reboot``: see ``capabilities``)."""
         self._xl(["reboot", "-F", dom.name], f"reboot of domain {dom.name!r}", name=dom.name)
 
     def suspend(self, dom: DomainRef) -> None:
