@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -187,15 +188,21 @@ def test_formats_accept_a_loaded_document(mixed: inv.Inventory, tmp_path: Path) 
             assert inv.render(doc, fmt) == inv.render(mixed, fmt)
 
 
-@pytest.mark.skipif(shutil.which("ansible-inventory") is None, reason="ansible-core is not installed")
+ANSIBLE_INVENTORY = shutil.which("ansible-inventory") or shutil.which(
+    "ansible-inventory", path=str(Path(sys.executable).parent)
+)
+
+
 def test_ansible_accepts_it(mixed: inv.Inventory, tmp_path: Path) -> None:
+    # ansible-core is in the dev extra (scripts/bootstrap installs it): a missing one is a failure, not a skip.
+    assert ANSIBLE_INVENTORY, "ansible-core is not installed: pip install 'virtabs[dev]' (or bash scripts/bootstrap)"
     data = tmp_path / "inv.json"
     data.write_text(inv.render(mixed, "ansible"))
     script = tmp_path / "inventory.sh"
     script.write_text(f'#!/bin/sh\n[ "$1" = "--list" ] && cat {data} && exit 0\necho "{{}}"\n')
     script.chmod(0o755)
     out = subprocess.run(
-        ["ansible-inventory", "-i", str(script), "--list"], capture_output=True, text=True, check=True, timeout=120
+        [ANSIBLE_INVENTORY, "-i", str(script), "--list"], capture_output=True, text=True, check=True, timeout=120
     )
     listed = json.loads(out.stdout)
     assert set(listed["_meta"]["hostvars"]) == set(json.loads(data.read_text())["_meta"]["hostvars"])
