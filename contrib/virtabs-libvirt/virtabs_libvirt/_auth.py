@@ -23,11 +23,10 @@ shown in a ``repr``.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable
 from typing import Any
 
-from virtabs.spi import Credentials
+from virtabs.spi import Credentials, redact_uri_text
 
 __all__ = ["CredType", "CredentialCallback", "redact_text"]
 
@@ -108,8 +107,6 @@ class CredentialCallback:
 
 
 # user:password@ in a URI's authority, and a secret-looking query parameter.
-_USERINFO_SECRET = re.compile(r"((?:^|://|\s|')[^\s/?#@:']*:)[^\s/?@']+@")
-_QUERY_SECRET = re.compile(r"([?&](?:password|passwd|pwd|pass|secret)=)[^&#\s']*", re.IGNORECASE)
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
@@ -117,4 +114,4 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    return _QUERY_SECRET.sub(r"\1***", _USERINFO_SECRET.sub(r"\1***@", text))
+    return redact_uri_text(text)
