@@ -36,7 +36,7 @@ from ._errors import (
     OperationInvalidError,
     VirtabsError,
 )
-from ._models import BlockJobInfo, DomainRef, DomainStatus
+from ._models import BlockJobInfo, DomainRef
 from .spi import Driver, Operation
 
 if TYPE_CHECKING:
@@ -64,8 +64,6 @@ class GateCall:
     """What a public method gets inside the gate: the driver, and what the gate read on the way."""
 
     driver: Driver
-    status: DomainStatus | None = None
-    """The domain's state and jobs, when the operation's rules needed them."""
     job: BlockJobInfo | None = None
     """The disk's job, for rules that look at one (JOB_ON_DISK), progress capped as libvirt does."""
 
@@ -128,7 +126,7 @@ class Gate:
             status = self.driver.domain_status(dom)
         _rules.check_state(op, status.state, what, domain_name or dom.name)
         job = _rules.check_jobs(op, status, disk, what)
-        return GateCall(self.driver, status, _rules.never_done_before_ready(job))
+        return GateCall(self.driver, _rules.never_done_before_ready(job))
 
     @contextlib.contextmanager
     def __call__(
