@@ -4,7 +4,7 @@ The target (``virtabs_hyperv.testing.HypervTarget``, the one the driver publishe
 (``tests/wsman_sim``) because the URI points at a free local port; nothing here ran against a real
 Hyper-V host. ``KNOWN_FAILURES`` lists the tests whose model Hyper-V does not have, with the reason;
 they run as strict xfails, so one that starts passing fails the run and the list must shrink
-(``known-failures.yaml``, plus the block-copy tests the core stops while it refuses ``C:\\`` paths).
+(``known-failures.yaml``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-import virtabs
 from virtabs.testing.plugin import load_known_failures
 from virtabs.testing.suite import *  # noqa: F403
 
@@ -23,34 +22,6 @@ from virtabs_hyperv.testing import HypervTarget
 
 # What Hyper-V does not have, whatever the core accepts (with the error each failure raises).
 KNOWN_FAILURES = load_known_failures(Path(__file__).with_name("known-failures.yaml"))
-# While the core refuses C:\... destinations as not absolute (os.path.isabs), every block copy stops there.
-WINDOWS_PATHS = "InvalidArgumentError: the core refuses a Windows destination path (C:\\...) as not absolute"
-BLOCKED_BY_PATHS = (
-    "TestBlockCopyFlags::test_copy_flattens_into_the_source_format",
-    "TestBlockCopyFlags::test_block_copy_api_with_format_raw",
-    "TestBlockCopyFlags::test_block_copy_api_shallow",
-    "TestBlockCopyRules::test_pivot_before_ready_is_block_copy_active",
-    "TestBlockCopyRules::test_second_job_on_the_disk_is_block_copy_active",
-    "TestBlockCopyRules::test_snapshot_during_a_copy_is_block_copy_active",
-    "TestBlockCopyRules::test_revert_during_a_copy_is_block_copy_active",
-    "TestBlockCopyRules::test_detach_during_a_copy_is_block_copy_active",
-    "TestBlockCopyRules::test_abort_stays_on_the_source",
-    "TestBlockCopyRules::test_progress_never_reports_done_before_ready",
-    "TestBlockCopyRules::test_bandwidth_shows_in_the_measured_progress_rate",
-    "TestBlockJobEvents::test_copy_events",
-)
-
-
-def core_accepts_windows_paths() -> bool:
-    """Probe the public API (on test:///default): does a block copy to ``C:\\...`` pass the core's checks?"""
-    with virtabs.open("test:///default") as conn:
-        dom = conn.lookup_domain("test")
-        try:
-            job = dom.block_copy("vda", "C:\\virtabs-probe.img", flags=virtabs.BlockCopyFlags.TRANSIENT_JOB)
-        except virtabs.InvalidArgumentError as exc:
-            return "absolute path" not in exc.message
-        job.abort()
-        return True
 
 
 def _free_port() -> int:
@@ -80,9 +51,4 @@ def virtabs_target(_sim_uri: str) -> Iterator[HypervTarget]:
 
 @pytest.fixture(scope="session")
 def virtabs_known_failures() -> Mapping[str, str]:
-    if core_accepts_windows_paths():
-        return KNOWN_FAILURES
-    blocked = {b.rsplit("::", 1)[-1] for b in BLOCKED_BY_PATHS}
-    known = {k: v for k, v in KNOWN_FAILURES.items() if k.rsplit("::", 1)[-1] not in blocked}
-    known.update(dict.fromkeys(BLOCKED_BY_PATHS, WINDOWS_PATHS))
-    return known
+    return KNOWN_FAILURES
