@@ -11,6 +11,10 @@ Layout (``embed``: everything under ``root``)::
     <run>/<name>/run.json           runtime facts: hot-plug ports, block-job records, intents
     <run>/<name>/console.log        serial console
     <run>/<name>.lock               flock: one QMP conversation per domain at a time
+
+Every lock is waited for at most the connection's timeout (:attr:`StateDirs.lock_timeout`), then
+OperationTimeoutError names what is locked and the holder's pid (``/proc/locks``, else the pid the
+holder writes into the lock file).
 """
 
 from __future__ import annotations
@@ -26,27 +30,47 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from virtabs.spi import ConnectError, InvalidArgumentError, OperationFailedError, VirtabsError
+from virtabs.spi import (
+    ConnectError,
+    Deadline,
+    InvalidArgumentError,
+    OperationFailedError,
+    OperationTimeoutError,
+    VirtabsError,
+)
 
-__all__ = ["DomainLock", "StateDirs", "read_json", "write_json_atomic"]
+__all__ = ["DomainLock", "StateDirs", "file_lock", "lock_holder", "read_json", "write_json_atomic"]
 
 
 def write_json_atomic(path: str, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (temp file, fsync, rename)."""
+    """Write ``data`` as JSON to ``path`` atomically: temp file, fsync, rename, fsync of the directory.
+
+    A failure (a full disk, an I/O error) leaves the old file as it was and raises OperationFailedError naming
+    ``path``.
+    """
     directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+    tmp: str | None = None
     try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2, sort_keys=True)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        tmp = None
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)  # the rename itself survives a crash
+        finally:
+            os.close(dfd)
+    except OSError as exc:
+        raise OperationFailedError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def read_json(path: str) -> Any:
@@ -94,6 +118,8 @@ class StateDirs:
         self.images = os.path.join(data, "images")
         self.shared_base: str | None = None
         """The runtime base made under the temporary directory (no ``XDG_RUNTIME_DIR``): checked before use."""
+        self.lock_timeout: float | None = None
+        """How long a lock of this root is waited for (the connection's timeout; None: no bound)."""
 
     @classmethod
     def for_uri(cls, path: str, params: dict[str, str]) -> StateDirs:
@@ -178,14 +204,58 @@ class StateDirs:
         return os.path.join(self.run, f"{name}.lock")
 
 
+def lock_holder(fd: int) -> int | None:
+    """The pid holding the flock on the file open as ``fd``: from ``/proc/locks``, else the pid the holder wrote
+    into the file after taking it; None when unknown."""
+    st = os.fstat(fd)
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with contextlib.suppress(OSError, ValueError), open("/proc/locks") as fh:
+        for line in fh:
+            fields = line.split()
+            # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; waiters are "1: -> FLOCK ...".
+            if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == dev and int(fields[4]) > 0:
+                return int(fields[4])
+    with contextlib.suppress(OSError, ValueError):
+        text = os.pread(fd, 32, 0).decode().strip()
+        return int(text) if text else None
+    return None
+
+
+def _flock(fd: int, path: str, deadline: Deadline, what: str) -> None:
+    """Take the exclusive flock on ``fd`` before ``deadline`` (LOCK_NB retried with short sleeps, so SIGINT
+    interrupts the wait), then write our pid into the file; OperationTimeoutError naming the holder otherwise."""
+    delay = 0.002
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            pass
+        if deadline.expired:
+            holder = lock_holder(fd)
+            by = f"process {holder}" if holder is not None else "another process"
+            raise OperationTimeoutError(
+                f"{what} is locked by {by} (lock file {path}); not released within {deadline.seconds:g}s"
+            )
+        deadline.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    with contextlib.suppress(OSError):  # for lock_holder() where /proc/locks does not say (a full disk: no pid)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
 class DomainLock:
     """Per-domain mutual exclusion across threads (an RLock) and processes (flock).
 
-    Reentrant within a thread: the flock is taken by the outermost acquire only.
+    Reentrant within a thread: the flock is taken by the outermost acquire only. Waiting is bounded by
+    ``timeout`` seconds (None: no bound), after which OperationTimeoutError names ``what`` and the pid of
+    the holder where known. SIGINT interrupts the wait.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, timeout: float | None = None, what: str | None = None) -> None:
         self.path = path
+        self.timeout = timeout
+        self.what = what or f"domain {os.path.basename(path).removesuffix('.lock')!r}"
         self._rlock = threading.RLock()
         self._depth = 0
         self._fd: int | None = None
@@ -193,7 +263,14 @@ class DomainLock:
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
         """Hold the lock for the duration of the ``with`` block."""
-        with self._rlock:
+        deadline = Deadline(self.timeout)
+        left = deadline.remaining()
+        if not self._rlock.acquire(timeout=-1 if left is None else left):
+            raise OperationTimeoutError(
+                f"{self.what} is locked by another thread of this process (pid {os.getpid()}); not released "
+                f"within {self.timeout:g}s"
+            )
+        try:
             if self._depth == 0 and not os.path.isdir(os.path.dirname(self.path)):
                 # No runtime directory: nothing of this root ever ran and a read-only connection (the only
                 # one that does not create it at connect) must not create it: nothing to exclude.
@@ -205,7 +282,11 @@ class DomainLock:
                 return
             if self._depth == 0:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    _flock(fd, self.path, deadline, self.what)
+                except BaseException:
+                    os.close(fd)
+                    raise
                 self._fd = fd
             self._depth += 1
             try:
@@ -216,15 +297,18 @@ class DomainLock:
                     fcntl.flock(self._fd, fcntl.LOCK_UN)
                     os.close(self._fd)
                     self._fd = None
+        finally:
+            self._rlock.release()
 
 
 @contextlib.contextmanager
-def file_lock(path: str) -> Iterator[None]:
-    """An exclusive flock on ``path`` for the ``with`` block."""
+def file_lock(path: str, timeout: float | None = None, what: str | None = None) -> Iterator[None]:
+    """An exclusive flock on ``path`` for the ``with`` block, waited for at most ``timeout`` seconds (None: no
+    bound; OperationTimeoutError naming ``what`` and the holder's pid where known)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        _flock(fd, path, Deadline(timeout), what or f"the lock {path}")
         yield
     finally:
         os.close(fd)

@@ -100,6 +100,12 @@ class Storage:
         data = read_json(os.path.join(pool_path, _VOLUME_FORMATS))
         return dict(data) if isinstance(data, dict) else {}
 
+    def _volumes_lock(self, pool: str, pool_path: str) -> contextlib.AbstractContextManager[None]:
+        """The lock of the pool's recorded volume formats (waited for at most the connection's timeout)."""
+        return file_lock(
+            os.path.join(pool_path, _VOLUME_LOCK), self.dirs.lock_timeout, f"the volumes of storage pool {pool!r}"
+        )
+
     def volume_format(self, pool_path: str, name: str) -> str:
         """The format the volume was created with; a file created elsewhere is raw (never guessed from its bytes)."""
         return self._formats(pool_path).get(name) or "raw"
@@ -174,7 +180,7 @@ class Storage:
                 raise InvalidArgumentError(f"backing volume {backing} does not exist")
             bpool = os.path.dirname(os.path.realpath(backing_path))
             backing_fmt = self.volume_format(bpool, os.path.basename(backing_path))
-        with file_lock(os.path.join(path, _VOLUME_LOCK)):
+        with self._volumes_lock(pool, path):
             _img.create(vpath, fmt, capacity_bytes or None, backing_path, backing_fmt)
             meta = self._formats(path)
             meta[name] = fmt
@@ -187,7 +193,7 @@ class Storage:
         vpath = self.resolve(pool, path, name)
         if not os.path.isfile(vpath):
             raise NoStorageVolumeError(f"no volume {name!r} in storage pool {pool!r}")
-        with file_lock(os.path.join(path, _VOLUME_LOCK)):
+        with self._volumes_lock(pool, path):
             os.unlink(vpath)
             meta = self._formats(path)
             if meta.pop(name, None) is not None:

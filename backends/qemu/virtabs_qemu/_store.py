@@ -74,12 +74,14 @@ class DefinitionStore:
         with self._locks_guard:
             lock = self._locks.get(name)
             if lock is None:
-                lock = self._locks[name] = DomainLock(self.dirs.lockfile(name))
+                lock = self._locks[name] = DomainLock(self.dirs.lockfile(name), timeout=self.dirs.lock_timeout)
             return lock
 
     def global_lock(self) -> contextlib.AbstractContextManager[None]:
         """The lock of the name and UUID space (define, undefine)."""
-        return file_lock(os.path.join(self.dirs.domains, ".lock"))
+        return file_lock(
+            os.path.join(self.dirs.domains, ".lock"), self.dirs.lock_timeout, "the domain definitions (define/undefine)"
+        )
 
     # --- definitions --------------------------------------------------------------------
 

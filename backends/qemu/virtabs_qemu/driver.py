@@ -134,6 +134,7 @@ class QemuDriver(Driver):
             raise InvalidArgumentError(f"accel must be kvm or tcg, got {accel!r}")
         self.emulator = Emulator(path, accel)
         self.timeout = float(options.timeout or 30.0)
+        self.dirs.lock_timeout = self.timeout  # every lock of this root is waited for at most this long
         if uri.path.strip("/") == "embed" and not os.path.isdir(self.dirs.config):
             raise ConnectError(
                 f"the qemu:///embed root {self.dirs.config} does not exist or is not a directory: create it first "
