@@ -107,9 +107,14 @@ class Lifecycle:
     # --- starting ---------------------------------------------------------------------------------
 
     def start(self, dom: DomainRef, paused: bool) -> None:
-        """Launch QEMU (daemonized, ``-S``), then ``cont`` unless ``paused``."""
-        defn = self.store.get(dom)
-        self.launch(defn, paused=paused)
+        """Launch QEMU (daemonized, ``-S``), then ``cont`` unless ``paused``.
+
+        The definition is read under the domain lock (which undefine also takes): a concurrent undefine and
+        define of the name cannot leave this QEMU running under another domain's definition.
+        """
+        with self.store.lock(dom.name).hold():
+            defn = self.store.get(dom)
+            self.launch(defn, paused=paused)
         self.events.lifecycle(defn, LifecycleEventType.STARTED, "booted")
         if paused:
             self.events.lifecycle(defn, LifecycleEventType.SUSPENDED, "paused")
@@ -126,8 +131,11 @@ class Lifecycle:
                     _img.chain(disk.path, disk.format, force_share=True)
                 except VirtabsError as exc:
                     raise OperationFailedError(f"domain {name!r}: disk {disk.target}: {exc}") from None
-            os.makedirs(dirs.run_dir(name), mode=0o700, exist_ok=True)
-            sock = dirs.socket_dir(name)
+            try:
+                os.makedirs(dirs.run_dir(name), mode=0o700, exist_ok=True)
+                sock = dirs.socket_dir(name)
+            except OSError as exc:
+                raise OperationFailedError(f"domain {name!r}: cannot make its runtime directory: {exc}") from None
             argv = self._argv(
                 defn,
                 qmp_socket=sock,
@@ -143,8 +151,14 @@ class Lifecycle:
             if failure is not None:
                 self.processes.reap(name)
                 raise OperationFailedError(f"domain {name!r} failed to start: {trim(failure)}")
-            self.store.save_run(name, RunState(started=now_iso(), pid=self.processes.pid(name)))
             try:
+                try:
+                    self.store.save_run(name, RunState(started=now_iso(), pid=self.processes.pid(name)))
+                except VirtabsError as exc:  # a full disk, an I/O error: no QEMU is left unaccounted for
+                    raise OperationFailedError(
+                        f"domain {name!r} was not started: its runtime state cannot be written ({exc}); "
+                        "the QEMU process just started was stopped"
+                    ) from None
                 with self.sessions.open(name) as q:
                     if incoming:
                         self._await_incoming(name, q)
@@ -174,8 +188,8 @@ class Lifecycle:
 
     def destroy(self, dom: DomainRef) -> None:
         """``quit``, then SIGTERM/SIGKILL if needed; always reaps and removes the runtime files."""
-        defn = self.store.get(dom)
         with self.store.lock(dom.name).hold():
+            defn = self.store.get(dom)
             pid = self.processes.pid(dom.name)
             if pid is not None:
                 self.sessions.quit(dom.name)
@@ -275,14 +289,20 @@ class Lifecycle:
         except (ValueError, KeyError, TypeError):
             raise InvalidArgumentError(f"{path}: corrupt saved-state header") from None
         try:
+            self.store.load(meta.name)
+        except NoDomainError:
+            try:
+                self.define(meta.spec)
+            except OperationInvalidError:
+                if not os.path.lexists(self.store.dirs.domain_file(meta.name)):
+                    raise
+                # defined meanwhile by another caller: its UUID is checked below
+        incoming = incoming_from_file(path, SAVE_HEADER_SIZE)
+        with self.store.lock(meta.name).hold():  # the definition read and the launch see one state
             defn = self.store.load(meta.name)
             if defn.uuid != meta.uuid:
                 raise OperationInvalidError(f"{path} belongs to another domain named {meta.name!r} (UUID {meta.uuid})")
-        except NoDomainError:
-            self.define(meta.spec)
-            defn = self.store.load(meta.name)
-        incoming = incoming_from_file(path, SAVE_HEADER_SIZE)
-        self.launch(defn.with_spec(meta.spec), paused=not meta.running, incoming=incoming)
+            self.launch(defn.with_spec(meta.spec), paused=not meta.running, incoming=incoming)
         self.events.lifecycle(defn, LifecycleEventType.STARTED, "restored")
         return defn.ref
 
