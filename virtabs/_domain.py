@@ -64,28 +64,31 @@ class Domain(BlockJobMethods):
 
     def info(self) -> DomainInfo:
         """State, vCPUs, memory and CPU time."""
-        with self._conn._gate(OPERATIONS["domain_info"], self._what("info")) as call:
-            return call.driver.domain_info(self._ref)
+        gate = self._conn._gate
+        return gate.read(OPERATIONS["domain_info"], lambda: self._what("info"), gate.driver.domain_info, self._ref)
 
     def state(self) -> DomainState:
         """The current :class:`DomainState` (from ``domain_status``: a driver's cheapest state read)."""
-        with self._conn._gate(OPERATIONS["domain_status"], self._what("state")) as call:
-            return call.driver.domain_status(self._ref).state
+        gate = self._conn._gate
+        op = OPERATIONS["domain_status"]
+        return gate.read(op, lambda: self._what("state"), gate.driver.domain_status, self._ref).state
 
     def spec(self) -> DomainSpec:
         """The persistent definition."""
-        with self._conn._gate(OPERATIONS["domain_spec"], self._what("definition")) as call:
-            return call.driver.domain_spec(self._ref)
+        gate = self._conn._gate
+        return gate.read(
+            OPERATIONS["domain_spec"], lambda: self._what("definition"), gate.driver.domain_spec, self._ref
+        )
 
     def disks(self) -> list[DiskInfo]:
         """The disks as they are now (after a pivot: the copy)."""
-        with self._conn._gate(OPERATIONS["disks"], self._what("disk listing")) as call:
-            return call.driver.disks(self._ref)
+        gate = self._conn._gate
+        return gate.read(OPERATIONS["disks"], lambda: self._what("disk listing"), gate.driver.disks, self._ref)
 
     def nics(self) -> list[NicInfo]:
         """The network interfaces."""
-        with self._conn._gate(OPERATIONS["nics"], self._what("interface listing")) as call:
-            return call.driver.nics(self._ref)
+        gate = self._conn._gate
+        return gate.read(OPERATIONS["nics"], lambda: self._what("interface listing"), gate.driver.nics, self._ref)
 
     # --- lifecycle --------------------------------------------------------------
 

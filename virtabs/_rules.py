@@ -179,6 +179,17 @@ def chain_index(chain: tuple[str, ...], image: str | None, role: str, what: str,
     )
 
 
+_DISK_TARGET = re.compile(r"[a-z][a-z0-9]{1,15}")
+
+
+def could_be_disk_target(disk: object) -> bool:
+    """Whether ``disk`` has the shape of a plain disk target (``vda``, ``sdb``, ``xvda``, ``hd0``).
+
+    Only a shortcut's guard: a target of another shape, or a path, is resolved through the disk list.
+    """
+    return isinstance(disk, str) and _DISK_TARGET.fullmatch(disk) is not None
+
+
 def find_disk(disks: list[DiskInfo], disk: str, what: str, domain: str) -> DiskInfo:
     """The disk named by target (``vda``) or path, else InvalidArgumentError."""
     require_text(disk, "disk")
