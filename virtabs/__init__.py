@@ -16,9 +16,12 @@ the CLI's start-up pays only for what a command uses.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+# ``typing`` is not imported at run time (``import virtabs`` stays as cheap as the interpreter's start-up);
+# type checkers treat any constant named TYPE_CHECKING as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # the static view: every public name, as if imported eagerly
+    from typing import Any
+
     from ._api import BlockJob, Connection, Domain, StoragePool, Subscription, Volume, open
     from ._capabilities import Capabilities, Capability
     from ._config import Credentials

@@ -2,22 +2,41 @@
 
 Listing reads entry-point *names* only (nothing is imported); loading imports
 exactly the driver a URI names, through stevedore.
+
+Start-up cost: the entry points are read once per ``sys.path`` and only when a
+scheme outside :data:`EMBEDDED` is opened or the drivers are listed; stevedore
+then loads from that same reading (its own scan is not repeated). The drivers
+shipped inside the ``virtabs`` distribution (``test``) are imported directly:
+``virtabs.open("test:///default")`` imports neither :mod:`importlib.metadata`
+nor stevedore.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._errors import DriverNotFoundError, DriverUnavailableError, InternalError
 
-__all__ = ["DriverEntry", "installed_drivers", "load_driver_class"]
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
+__all__ = ["EMBEDDED", "DriverEntry", "installed_drivers", "load_driver_class"]
 
 GROUP = "virtabs.drivers"
+
+EMBEDDED: dict[str, str] = {"test": "virtabs.drivers.test:TestDriver"}
+"""Drivers inside the ``virtabs`` distribution: URI scheme -> ``module:Class``.
+
+They are published as entry points like any driver (``installed_drivers()`` and ``virtabs drivers``
+list them from there), but opening one imports its module directly, without reading any entry point.
+A scheme listed here cannot be taken over by another distribution: ``installed_drivers()`` reports a
+second claim as an error. ``tests/core/test_import_budget.py`` checks this table against the
+entry points of the installed ``virtabs`` distribution.
+"""
 
 
 @attrs.frozen
@@ -29,12 +48,20 @@ class DriverEntry:
     distribution: str | None
 
 
-_SCAN_CACHE: dict[tuple[str, ...], dict[str, list[DriverEntry]]] = {}
+@attrs.frozen
+class _Scan:
+    """One reading of the group: entries by scheme, and the entry points stevedore loads from."""
+
+    entries: dict[str, list[DriverEntry]]
+    points: list[EntryPoint]
+
+
+_SCAN_CACHE: dict[tuple[str, ...], _Scan] = {}
 _SCAN_LOCK = threading.Lock()
 
 
-def _entries() -> dict[str, list[DriverEntry]]:
-    """The group's entry points by name, scanned once per ``sys.path`` (opening many hosts stays cheap)."""
+def _scan_once() -> _Scan:
+    """The group's entry points, read once per ``sys.path`` (opening many hosts stays cheap)."""
     key = tuple(sys.path)
     with _SCAN_LOCK:
         cached = _SCAN_CACHE.get(key)
@@ -43,16 +70,24 @@ def _entries() -> dict[str, list[DriverEntry]]:
         return cached
 
 
-def _scan() -> dict[str, list[DriverEntry]]:
-    import importlib.metadata as md  # lazily: only opening or listing drivers needs it
+def _entries() -> dict[str, list[DriverEntry]]:
+    """The group's entry points by name (read on first use, see :func:`_scan_once`)."""
+    return _scan_once().entries
 
-    found: dict[str, list[DriverEntry]] = defaultdict(list)
+
+def _scan() -> _Scan:
+    import importlib.metadata as md  # lazily: only opening a non-embedded driver or listing needs it
+
+    found: dict[str, list[DriverEntry]] = {}
+    points: list[EntryPoint] = []
     for ep in md.entry_points(group=GROUP):
         dist = ep.dist.name if ep.dist is not None else None
         entry = DriverEntry(ep.name, ep.value, dist)
-        if entry not in found[ep.name]:  # the same distribution seen twice on sys.path is one claim
-            found[ep.name].append(entry)
-    return found
+        claims = found.setdefault(ep.name, [])
+        if entry not in claims:  # the same distribution seen twice on sys.path is one claim
+            claims.append(entry)
+            points.append(ep)
+    return _Scan(found, points)
 
 
 def installed_drivers() -> list[DriverEntry]:
@@ -104,9 +139,13 @@ def install_hint(name: str) -> str | None:
 
 def load_driver_class(name: str) -> type:
     """Import the driver class registered for scheme ``name`` (and nothing else)."""
-    entries = _entries().get(name)
+    embedded = EMBEDDED.get(name)
+    if embedded is not None:
+        return _load_embedded(name, embedded)
+    known = _entries()
+    entries = known.get(name)
     if not entries:
-        installed = ", ".join(sorted(_entries())) or "none"
+        installed = ", ".join(sorted({*known, *EMBEDDED}))
         hint = install_hint(name)
         if hint is not None:
             detail = f"the {name} driver is not installed; {hint}"
@@ -117,15 +156,12 @@ def load_driver_class(name: str) -> type:
             )
         raise DriverNotFoundError(f"{detail}; installed drivers: {installed}")
     _check_single(name, entries)
-    from stevedore import DriverManager  # imported here: `virtabs --help` need not pay for it
+    from stevedore import DriverManager  # imported here: `virtabs --help` and test:/// need not pay for it
     from stevedore.extension import ExtensionManager
 
-    # stevedore memoises a group's entry points for the life of the process; drop that memo when it
-    # lacks a driver our own scan found (one that appeared on sys.path after the first open()).
-    memo = ExtensionManager.ENTRY_POINT_CACHE.get(GROUP)
-    if memo is not None and not any(ep.name == name for ep in memo):
-        ExtensionManager.ENTRY_POINT_CACHE.pop(GROUP, None)
-
+    # stevedore would read every distribution's entry points again (and memoise them for the life of the
+    # process, blind to a driver installed later): hand it the reading this process already made.
+    ExtensionManager.ENTRY_POINT_CACHE[GROUP] = list(_scan_once().points)
     try:
         manager: Any = DriverManager(
             namespace=GROUP, name=name, invoke_on_load=False, on_load_failure_callback=_reraise
@@ -140,6 +176,24 @@ def load_driver_class(name: str) -> type:
     driver_class = manager.driver
     if not isinstance(driver_class, type):
         raise InternalError(f"the entry point of driver {name!r} ({entries[0].target}) is not a class")
+    return driver_class
+
+
+def _load_embedded(name: str, target: str) -> type:
+    """Import a driver of :data:`EMBEDDED` directly (no entry point read, no stevedore)."""
+    import importlib
+
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or str(exc)
+        raise DriverUnavailableError(
+            f"driver {name!r} is part of virtabs but cannot load: missing module {missing!r}; reinstall virtabs"
+        ) from exc
+    driver_class = getattr(module, attribute, None)
+    if not isinstance(driver_class, type):
+        raise InternalError(f"the embedded driver {name!r} ({target}) is not a class")
     return driver_class
 
 

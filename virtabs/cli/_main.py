@@ -21,10 +21,7 @@ Errors: any :class:`~virtabs.VirtabsError` becomes one line on stderr,
 from __future__ import annotations
 
 import contextlib
-import logging
-import re
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -52,8 +49,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
-_log = logging.getLogger("virtabs.cli")
-_URI_PASSWORD_RE = re.compile(r"^[^:/?#]+://[^/@:?#]*:([^/@?#]+)@")
+_URI_PASSWORD_PATTERN = r"^[^:/?#]+://[^/@:?#]*:([^/@?#]+)@"
+# logging, traceback and re are imported where they are used: `virtabs --help` does not need them.
 
 
 def example(*lines: str) -> str:
@@ -107,11 +104,17 @@ class CliState:
             try:
                 conn.close()
             except Exception:
-                _log.debug("closing the connection failed", exc_info=True)
+                import logging
+
+                logging.getLogger("virtabs.cli").debug("closing the connection failed", exc_info=True)
 
     def secrets(self) -> tuple[str, ...]:
         """Strings that must never be printed (a password someone put in ``-c``)."""
-        match = _URI_PASSWORD_RE.match(self.uri or "")
+        if not self.uri or "@" not in self.uri:
+            return ()
+        import re
+
+        match = re.match(_URI_PASSWORD_PATTERN, self.uri)
         return (match.group(1),) if match else ()
 
 
@@ -130,6 +133,8 @@ def _report(ctx: click.Context, exc: BaseException) -> None:
     debug = bool(state and state.debug)
     secrets = state.secrets() if state else ()
     if debug:
+        import traceback
+
         traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, VirtabsError):
         line = f"error: {_one_line(exc.message, secrets)} [code {int(exc.code)} {exc.code.name}]"
@@ -196,6 +201,10 @@ _GLOBAL_VALUED = frozenset({"-c", "--connect", "--timeout"})
 """Global options taking a value, accepted before or after the subcommand."""
 _GLOBAL_FLAGS = frozenset({"-r", "--readonly", "--debug"})
 """Global flags, accepted before or after the subcommand."""
+_SPELLED_LONG = {"-c": "--connect", "-r": "--readonly"}
+"""Global short options handed to click under their long names (same meaning): click's parser tries every
+single-dash option as a long one first, and that failed attempt imports difflib (to suggest a name) on
+every run that uses ``-c``."""
 
 
 class VirtabsGroup(click.Group):
@@ -234,19 +243,24 @@ class VirtabsGroup(click.Group):
         An option the subcommand defines itself stays its own (``blockcopy ... --timeout 60`` is the copy's
         wait timeout, not the per-call timeout); everything after ``--`` is left alone.
         """
+        lead: list[str] = []  # the global options before the subcommand, short ones spelled long
         i = 0
         while i < len(args):
             arg = args[i]
             if arg == "--":
-                return args
-            if arg in _GLOBAL_VALUED:
+                return lead + args[i:]
+            if arg in _GLOBAL_VALUED and i + 1 < len(args):
+                lead += [_SPELLED_LONG.get(arg, arg), args[i + 1]]
                 i += 2
             elif arg.startswith("-"):
+                lead.append(arg if arg == "-c" else _SPELLED_LONG.get(arg, arg))  # a -c without value: as typed
                 i += 1
             else:
                 break
         if i >= len(args):
-            return args
+            return lead
+        args = lead + args[i:]
+        i = len(lead)
         command = self.get_command(ctx, args[i])
         if command is None or isinstance(command, click.Group):
             return args
@@ -269,11 +283,11 @@ class VirtabsGroup(click.Group):
                 takes_value = own[name] and "=" not in arg
                 kept += rest[j : j + (2 if takes_value else 1)]
                 j += 2 if takes_value else 1
-            elif name in _GLOBAL_VALUED and "=" not in arg:
-                hoisted += rest[j : j + 2]
+            elif name in _GLOBAL_VALUED and "=" not in arg and j + 1 < len(rest):
+                hoisted += [_SPELLED_LONG.get(name, name), rest[j + 1]]
                 j += 2
             elif name in _GLOBAL_VALUED or name in _GLOBAL_FLAGS:
-                hoisted.append(arg)
+                hoisted.append(arg if name in _GLOBAL_VALUED else _SPELLED_LONG.get(arg, arg))
                 j += 1
             else:
                 kept.append(arg)
@@ -356,6 +370,8 @@ def _quiet_broken_pipe() -> None:
 
 
 def _setup_logging(ctx: click.Context) -> None:
+    import logging
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("virtabs")
