@@ -152,3 +152,45 @@ def qemu_pids(root: Path) -> set[int]:
         if b"qemu-system" in cmdline and os.fsencode(str(root)) in cmdline:
             pids.add(int(entry))
     return pids
+
+
+def held_leases(root: Path, name: str) -> int:
+    """How many lease monitors of domain ``name`` some process holds (their lock files are flocked)."""
+    import fcntl
+
+    held = 0
+    for lock in sorted((root / "run" / name).glob("lease-*.lock")):
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held += 1
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+    return held
+
+
+OTHER_PRELUDE = """
+import sys, virtabs
+from virtabs import BlockRebaseFlags as R, BlockJobAbortFlags as A
+conn = virtabs.open(sys.argv[1])
+dom = conn.lookup_domain(sys.argv[2])
+"""
+
+
+def run_other(root: Path, name: str, body: str, timeout: float = 120) -> str:
+    """Run ``body`` in ANOTHER python process with its own virtabs connection to ``root`` (``conn``, ``dom``
+    for domain ``name``); its stdout. A failure there fails the caller with its stderr."""
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-c", OTHER_PRELUDE + body + "\nconn.close()\n", f"qemu:///embed?root={root}", name],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert res.returncode == 0, f"the other process failed: {res.stderr[-3000:]}"
+    return res.stdout

@@ -37,6 +37,7 @@ from virtabs.spi import (
 from . import _img
 from ._cmdline import file_node_name
 from ._events import Events
+from ._live import Lease, LiveView
 from ._process import Processes
 from ._qmp import QMPClient, QMPError
 from ._records import JobRecord, job_id
@@ -55,8 +56,15 @@ class BlockJobs:
     """The block jobs of one state root."""
 
     def __init__(
-        self, store: DefinitionStore, processes: Processes, sessions: Sessions, events: Events, timeout: float
+        self,
+        store: DefinitionStore,
+        processes: Processes,
+        sessions: Sessions,
+        events: Events,
+        timeout: float,
+        live: LiveView,
     ) -> None:
+        self.live = live
         self.store = store
         self.processes = processes
         self.sessions = sessions
@@ -280,31 +288,41 @@ class BlockJobs:
         jobs = self.store.run(name).jobs
         if not jobs:
             return []
-        by_id = {str(bj.get("device")): bj for bj in q.execute("query-block-jobs")}
-        out = []
-        for target, job in jobs.items():
-            bj = by_id.get(job.id)
-            if bj is None:  # recorded but not (yet/anymore) in QEMU: just starting
-                out.append(BlockJobInfo(type=job.type, cur=0, end=1, bandwidth=0, ready=False, disk=target))
-                continue
-            cur, end, ready = int(bj.get("offset", 0)), int(bj.get("len", 0)), bool(bj.get("ready"))
-            if not ready:
-                end = max(end, 1)
-                cur = min(cur, end - 1)
-            out.append(
-                BlockJobInfo(
-                    type=job.type, cur=cur, end=end, bandwidth=int(bj.get("speed", 0)), ready=ready, disk=target
-                )
-            )
-        return out
+        return describe(jobs, q.execute("query-block-jobs"))
+
+    def live_infos(self, name: str, lease: Lease) -> list[BlockJobInfo] | None:
+        """The jobs from the leased view (``lease`` is up to date: :meth:`LiveView.lease`), with one
+        ``query-block-jobs`` on the leased connection for the progress, or None: take a session.
+
+        None whenever reconciling would have work (a recorded job QEMU has concluded, dismissed or not
+        started yet; a pivot failure to report once): the session settles it under the domain lock.
+        """
+        run = self.store.run_view(name)
+        if run.pivot_failures:
+            return None
+        if not run.jobs:
+            return []
+        for job in run.jobs.values():
+            if lease.jobs.get(job.id) in (None, "concluded", "null"):
+                return None
+        raw = self.live.query(lease, "query-block-jobs")
+        if not isinstance(raw, list):
+            return None
+        for target, job in run.jobs.items():
+            if lease.jobs.get(job.id) in ("ready", "standby"):
+                self.events.job_ready(name, target, job.started)
+        return describe(run.jobs, raw)
 
     def all(self, dom: DomainRef) -> list[BlockJobInfo]:
         """Every job of the domain, in one session (none when it is not running)."""
-        order = [d.target for d in self.store.get(dom).spec.disks]
-        if self.processes.pid(dom.name) is None:
-            return []
-        with self.sessions.open(dom.name) as q:
-            jobs = self.infos(dom.name, q)
+        order = [d.target for d in self.store.view(dom).spec.disks]
+        lease = self.live.lease(dom.name)
+        jobs = self.live_infos(dom.name, lease) if lease is not None else None
+        if jobs is None:
+            if self.processes.pid(dom.name) is None:
+                return []
+            with self.sessions.open(dom.name) as q:
+                jobs = self.infos(dom.name, q)
         return sorted(jobs, key=lambda j: order.index(j.disk) if j.disk in order else len(order))
 
     def info(self, dom: DomainRef, disk: str) -> BlockJobInfo | None:
@@ -313,7 +331,12 @@ class BlockJobs:
         That is how the core's abort-and-wait (polling this until None) learns that a pivot failed:
         the job is gone either way, but the disk stayed on the source.
         """
-        self.store.get(dom)
+        self.store.view(dom)
+        lease = self.live.lease(dom.name)
+        if lease is not None:
+            jobs = self.live_infos(dom.name, lease)
+            if jobs is not None:
+                return next((j for j in jobs if j.disk == disk), None)
         if self.processes.pid(dom.name) is None:
             return None
         with self.sessions.open(dom.name) as q:
@@ -376,6 +399,28 @@ class BlockJobs:
             self.reconcile(dom.name, q)
             with QMP_ERRORS(f"block job on disk {disk!r} of domain {dom.name!r}"):
                 q.execute("block-job-set-speed", {"device": job_id(disk), "speed": bandwidth_bytes})
+
+
+def describe(jobs: dict[str, JobRecord], block_jobs: list[dict[str, Any]]) -> list[BlockJobInfo]:
+    """The recorded jobs as :class:`BlockJobInfo`, progress from ``query-block-jobs``.
+
+    ``cur`` is held at ``end - 1`` until a job is ready (QEMU starts at 0/0, which would read as done).
+    """
+    by_id = {str(bj.get("device")): bj for bj in block_jobs}
+    out = []
+    for target, job in jobs.items():
+        bj = by_id.get(job.id)
+        if bj is None:  # recorded but not (yet/anymore) in QEMU: just starting
+            out.append(BlockJobInfo(type=job.type, cur=0, end=1, bandwidth=0, ready=False, disk=target))
+            continue
+        cur, end, ready = int(bj.get("offset", 0)), int(bj.get("len", 0)), bool(bj.get("ready"))
+        if not ready:
+            end = max(end, 1)
+            cur = min(cur, end - 1)
+        out.append(
+            BlockJobInfo(type=job.type, cur=cur, end=end, bandwidth=int(bj.get("speed", 0)), ready=ready, disk=target)
+        )
+    return out
 
 
 def _layer(paths: list[str], image: str | None, disk: str) -> int:

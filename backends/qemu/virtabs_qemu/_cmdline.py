@@ -29,17 +29,26 @@ from virtabs.spi import DiskSpec, DomainSpec, InvalidArgumentError, NicSpec
 
 __all__ = [
     "HOTPLUG_PORTS",
+    "LEASE_SOCKETS",
     "blockdev_nodes",
     "build_argv",
     "default_accel",
     "device_for_disk",
     "file_node_name",
     "fmt_node_name",
+    "lease_lock",
+    "lease_socket",
     "mac_for",
 ]
 
 HOTPLUG_PORTS = ("hp0", "hp1", "hp2", "hp3")
 """Spare pcie-root-ports for hot-plugged disks."""
+
+LEASE_SOCKETS = 3
+"""Extra QMP monitors of every domain, leased one per virtabs process to follow QEMU's events (``_live``)."""
+
+SUN_PATH_MAX = 108
+"""A unix socket path must be shorter than this (``sun_path``, with its terminating NUL)."""
 
 MiB = 1024 * 1024
 
@@ -64,6 +73,23 @@ def file_node_name(target: str) -> str:
 def fmt_node_name(target: str) -> str:
     """Node name of the format node of disk ``target``."""
     return f"fmt-{target}"
+
+
+def lease_socket(qmp_socket: str, index: int) -> str:
+    """The path of lease monitor ``index``, next to the main QMP socket (private like it).
+
+    ``<dir>/qmp.sock`` -> ``<dir>/lease-<index>.sock``; the short fallback ``<dir>/<name>.sock``
+    (a directory shared by the domains of a root) -> ``<dir>/<name>.lease-<index>.sock``.
+    """
+    directory, base = os.path.split(qmp_socket)
+    stem = base[: -len(".sock")] if base.endswith(".sock") else base
+    leaf = f"lease-{index}.sock" if stem == "qmp" else f"{stem}.lease-{index}.sock"
+    return os.path.join(directory, leaf)
+
+
+def lease_lock(lease: str) -> str:
+    """The lock file whose flock leases the monitor at ``lease``."""
+    return (lease[: -len(".sock")] if lease.endswith(".sock") else lease) + ".lock"
 
 
 def mac_for(uuid: str, index: int) -> str:
@@ -145,8 +171,10 @@ def build_argv(
     console_log: str | None = None,
     incoming: str | None = None,
     loadvm: str | None = None,
+    leases: int = LEASE_SOCKETS,
 ) -> list[str]:
-    """The full argv that starts ``spec`` as a daemonized, paused (``-S``) QEMU with a QMP socket."""
+    """The full argv that starts ``spec`` as a daemonized, paused (``-S``) QEMU with a QMP socket
+    plus ``leases`` lease monitors (:func:`lease_socket`)."""
     extra: Mapping[str, Any] = spec.extra.get("qemu", {}) if isinstance(spec.extra.get("qemu"), Mapping) else {}
     memory_mib = (spec.memory_bytes + MiB - 1) // MiB
     argv = [
@@ -174,6 +202,13 @@ def build_argv(
         "-S",
         "-qmp",
         f"unix:{_opt_escape(qmp_socket)},server=on,wait=off",
+    ]
+    for index in range(leases):
+        lease = lease_socket(qmp_socket, index)
+        if len(os.fsencode(lease)) >= SUN_PATH_MAX:  # QEMU could not bind it: this domain has no leases
+            break
+        argv += ["-qmp", f"unix:{_opt_escape(lease)},server=on,wait=off"]
+    argv += [
         "-pidfile",
         pidfile,
         "-daemonize",

@@ -76,8 +76,12 @@ class Events:
         elif kind in (LifecycleEventType.STOPPED, LifecycleEventType.UNDEFINED, LifecycleEventType.CRASHED):
             self._last_states[name] = DomainState.SHUTOFF
 
-    def job_ready(self, name: str, target: str) -> None:
-        """Emit READY for the job on ``target`` once per job (QMP event or a poll that sees it ready)."""
+    def job_ready(self, name: str, target: str, started: str | None = None) -> None:
+        """Emit READY for the job on ``target`` once per job (QMP event or a poll that sees it ready).
+
+        ``started`` (the job record's) skips reading anything when READY was emitted already."""
+        if started is not None and (name, target, started) in self._ready_emitted:
+            return
         try:
             defn = self.store.load(name)
         except NoDomainError:

@@ -14,16 +14,37 @@ import logging
 import os
 import shutil
 import threading
+import time
 from typing import Any
 
 from virtabs.spi import DomainRef, NoDomainError, OperationFailedError, OperationInvalidError, VirtabsError
 
+from ._cmdline import LEASE_SOCKETS, lease_socket
 from ._records import Definition, RunState
 from ._state import DomainLock, StateDirs, file_lock, read_json, write_json_atomic
 
 __all__ = ["DefinitionStore", "parse_definition"]
 
 _log = logging.getLogger("virtabs.qemu")
+
+RACY_NS = 100_000_000
+"""A file changed this recently (ns) is read again even when its stat looks unchanged: two writes within
+one tick of the file system's clock can leave the same size, time and (reused) inode number."""
+
+_StatKey = tuple[int, int, int, int, int]
+
+
+def stat_key(path: str) -> _StatKey | None:
+    """What identifies one version of the file at ``path`` (None: no file); None too when it changed too
+    recently to be told apart from a next version (see :data:`RACY_NS`)."""
+    try:
+        st = os.stat(path)
+    except OSError:  # no file (the reader then says so), or one that cannot be read: never kept
+        return None
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS:
+        return None
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
+
 
 # What a definition file of the wrong shape raises while it is read (a VirtabsError too: DomainSpec's checks).
 _BAD_RECORD = (OSError, ValueError, KeyError, TypeError, AttributeError, VirtabsError)
@@ -66,6 +87,8 @@ class DefinitionStore:
         self._locks: dict[str, DomainLock] = {}
         self._locks_guard = threading.Lock()
         self._warned: set[str] = set()
+        self._views: dict[str, tuple[_StatKey, str, Definition]] = {}
+        self._run_views: dict[str, tuple[_StatKey, str, RunState]] = {}
 
     # --- locks --------------------------------------------------------------------------
 
@@ -98,6 +121,26 @@ class DefinitionStore:
     def get(self, dom: DomainRef) -> Definition:
         """The definition ``dom`` refers to; NoDomainError if it is gone or was redefined with another UUID."""
         defn = self.load(dom.name)
+        if dom.uuid and defn.uuid != dom.uuid:
+            raise NoDomainError(f"domain {dom.name!r} with UUID {dom.uuid} no longer exists")
+        return defn
+
+    def view(self, dom: DomainRef) -> Definition:
+        """Like :meth:`get`, for reading only: the parsed file is kept, keyed by its stat (mtime, ctime, size,
+        inode), so a read does not parse JSON again while the file is unchanged; a define, undefine or
+        change by any process changes the stat and is seen. Never mutate the result."""
+        name = dom.name
+        cached = self._views.get(name)
+        if cached is not None and cached[0] == stat_key(cached[1]):
+            defn = cached[2]
+        else:
+            path = self.dirs.domain_file(name) if name and "/" not in name and not name.startswith(".") else ""
+            key = stat_key(path) if path else None
+            defn = self.load(name)
+            if key is not None:
+                self._views[name] = (key, path, defn)
+            else:
+                self._views.pop(name, None)
         if dom.uuid and defn.uuid != dom.uuid:
             raise NoDomainError(f"domain {dom.name!r} with UUID {dom.uuid} no longer exists")
         return defn
@@ -170,12 +213,27 @@ class DefinitionStore:
         """The runtime record of ``name`` (empty when QEMU is not running or has none)."""
         return RunState.from_json(read_json(self.dirs.runfile(name)))
 
+    def run_view(self, name: str) -> RunState:
+        """Like :meth:`run`, for reading only, kept while the file's stat is unchanged. Never mutate it."""
+        cached = self._run_views.get(name)
+        if cached is not None and cached[0] == stat_key(cached[1]):
+            return cached[2]
+        path = self.dirs.runfile(name)
+        key = stat_key(path)
+        run = self.run(name)
+        if key is not None:
+            self._run_views[name] = (key, path, run)
+        return run
+
     def save_run(self, name: str, run: RunState) -> None:
         """Persist the runtime record of ``name`` atomically."""
         write_json_atomic(self.dirs.runfile(name), run.to_json())
 
     def cleanup_runtime(self, name: str) -> None:
-        """Remove the pidfile, QMP socket and runtime record of a QEMU that is gone."""
-        for path in (self.dirs.pidfile(name), self.dirs.qmp_socket(name), self.dirs.runfile(name)):
+        """Remove the pidfile, QMP sockets and runtime record of a QEMU that is gone (lease lock files stay:
+        a process may still hold one)."""
+        sock = self.dirs.qmp_socket(name)
+        leases = [lease_socket(sock, i) for i in range(LEASE_SOCKETS)]
+        for path in (self.dirs.pidfile(name), sock, self.dirs.runfile(name), *leases):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

@@ -12,6 +12,7 @@
 ``_devices``      disk hot-plug
 ``_storage``      directory pools, volumes and disk facts from image headers
 ``_events``       lifecycle and block-job events, and the poller
+``_live``         leased QMP monitors: state and block jobs from QEMU's own event stream
 ================  ==========================================================================
 
 The core's gate has checked capabilities (including those this emulator lacks,
@@ -62,6 +63,7 @@ from ._cmdline import default_accel, mac_for
 from ._devices import Devices
 from ._events import Events
 from ._lifecycle import Lifecycle
+from ._live import LiveView
 from ._process import Emulator, Processes, cpu_time_ns
 from ._records import Definition
 from ._session import Sessions, state_of
@@ -153,8 +155,9 @@ class QemuDriver(Driver):
         self.processes = Processes(self.dirs, self.timeout)
         self.sessions = Sessions(self.store, self.processes, self.timeout)
         self.events = Events(self.store, self.sessions, self.emit)
+        self.live = LiveView(self.store, self.processes, self.timeout, self.events.dispatch)
         self.lifecycle = Lifecycle(self.store, self.processes, self.sessions, self.events, self.emulator, self.timeout)
-        self.jobs = BlockJobs(self.store, self.processes, self.sessions, self.events, self.timeout)
+        self.jobs = BlockJobs(self.store, self.processes, self.sessions, self.events, self.timeout, self.live)
         self.snapshots = Snapshots(self.store, self.processes, self.sessions, self.lifecycle, self.timeout)
         self.devices = Devices(self.store, self.processes, self.sessions, self.timeout)
         self.storage = Storage(self.dirs)
@@ -178,8 +181,10 @@ class QemuDriver(Driver):
         return self.emulator.capabilities(type(self).capabilities)
 
     def close(self) -> None:
-        """Stop the event poller. Running domains keep running (they do not belong to the connection)."""
+        """Stop the event poller and release the leased monitors. Running domains keep running (they do not
+        belong to the connection)."""
         self.events.stop()
+        self.live.close()
 
     def start_events(self) -> None:
         """Start the poller that reports state changes nobody announced and block-job transitions."""
@@ -227,11 +232,18 @@ class QemuDriver(Driver):
         return self.store.get(dom).spec
 
     def domain_info(self, dom: DomainRef) -> DomainInfo:
-        """State from ``query-status``; CPU time from /proc/PID/stat."""
-        defn = self.store.get(dom)
+        """State from the leased monitor (else ``query-status``); CPU time from /proc/PID/stat."""
+        defn = self.store.view(dom)
         spec = defn.spec
-        state, native = self.sessions.state(dom.name)
-        pid = self.processes.pid(dom.name)
+        live = self.live.state(dom.name)
+        if live is not None:
+            state, native, lease = live
+            pid: int | None = lease.pid
+            cpu = lease.cpu_time_ns()
+        else:
+            state, native = self.sessions.state(dom.name)
+            pid = self.processes.pid(dom.name)
+            cpu = None
         return DomainInfo(
             name=dom.name,
             uuid=defn.uuid,
@@ -240,12 +252,22 @@ class QemuDriver(Driver):
             vcpus=spec.vcpus,
             memory_bytes=spec.memory_bytes,
             max_memory_bytes=spec.memory_bytes,
-            cpu_time_ns=cpu_time_ns(pid) if pid is not None else 0,
+            cpu_time_ns=cpu if cpu is not None else (cpu_time_ns(pid) if pid is not None else 0),
         )
 
     def domain_status(self, dom: DomainRef) -> DomainStatus:
-        """State and active jobs from ONE QMP session (``query-status``, ``query-jobs``, ``query-block-jobs``)."""
-        self.store.get(dom)
+        """State and active jobs: from the leased monitor when this connection holds one (no new connection;
+        ``query-block-jobs`` on it only while jobs run), else from ONE QMP session (``query-status``,
+        ``query-jobs``, ``query-block-jobs``)."""
+        self.store.view(dom)
+        live = self.live.state(dom.name)
+        if live is not None:
+            state, _native, lease = live
+            if not lease.jobs or not state.is_active:  # QEMU has no job at all (its events would have said)
+                return DomainStatus(state, ())
+            jobs = self.jobs.live_infos(dom.name, lease)
+            if jobs is not None:
+                return DomainStatus(state, tuple(jobs))
         state, _native, jobs = self._status(dom.name)
         return DomainStatus(state, tuple(jobs))
 

@@ -1,0 +1,361 @@
+"""Live state from QEMU's own event stream: one leased QMP monitor per domain and process.
+
+Every domain starts with its main QMP socket plus :data:`~virtabs_qemu._cmdline.LEASE_SOCKETS`
+extra monitors (``lease-<i>.sock`` next to it, as private). A process leases one by taking a
+non-blocking flock on its lock file (``lease-<i>.lock``), connects once, negotiates, asks
+``query-status`` and ``query-jobs`` once and keeps the connection: QEMU then writes every event
+(STOP, RESUME, SHUTDOWN, GUEST_PANICKED, JOB_STATUS_CHANGE, BLOCK_JOB_* ...) to it.
+
+A read answers from that view, never from a stale one: it first asks the kernel, with a
+zero-timeout ``poll`` (one system call), whether QEMU wrote anything. QEMU writes an event to
+every monitor *before* it replies to the command that caused it, so whatever happened before the
+read began is already in the socket. If anything is there, the read asks ``query-status`` (and
+``query-jobs`` after a job event) on the same connection, which also reads every event in front
+of the reply. End of file (QEMU exited or was killed) drops the lease and the caller takes the
+slow path, which reports what is left (shut off or crashed). A domain that was stopped and started
+again is a new QEMU with new sockets: the old connection ended with it, so the old view is never
+used for the new process.
+
+Statuses that QEMU can leave without any event (``inmigrate``, ``postmigrate`` ...) are asked
+again at every read, on the leased connection. A lease is released when the connection closes,
+and by the kernel when the process dies (flock). No lease free, a domain started before leases
+existed (no lease sockets), or a full table of leases: the caller falls back to a fresh session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import socket
+import struct
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from virtabs.spi import DomainState, VirtabsError
+
+from ._cmdline import LEASE_SOCKETS, lease_lock, lease_socket
+from ._process import Processes
+from ._qmp import QMPClient, QMPError
+from ._session import state_of
+from ._store import DefinitionStore
+
+__all__ = ["JOB_EVENTS", "Lease", "LiveView"]
+
+JOB_EVENTS = frozenset(
+    {
+        "JOB_STATUS_CHANGE",
+        "BLOCK_JOB_READY",
+        "BLOCK_JOB_COMPLETED",
+        "BLOCK_JOB_CANCELLED",
+        "BLOCK_JOB_ERROR",
+        "BLOCK_JOB_PENDING",
+    }
+)
+"""Events after which the leased view asks ``query-jobs`` again."""
+
+STEADY = frozenset(
+    {
+        "running",
+        "paused",
+        "prelaunch",
+        "suspended",
+        "shutdown",
+        "guest-panicked",
+        "io-error",
+        "watchdog",
+        "internal-error",
+    }
+)
+"""Statuses QEMU leaves only with an event on every monitor (STOP, RESUME, RESET, WAKEUP, SHUTDOWN ...).
+``paused`` becomes ``finish-migrate``/``postmigrate`` without STOP: trusted only while QEMU sends
+MIGRATION events (the lease turns them on). Any other status is asked again at every read."""
+
+MAX_LEASES = 32
+"""Leases one connection holds at most (two file descriptors each); more domains take the slow path."""
+
+_SYNC_ROUNDS = 8
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+_views: weakref.WeakSet[LiveView] = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    """After ``fork``: the child must not read the parent's leased sockets (it would steal their events)
+    nor unlock the parent's leases; it closes its copies of the descriptors only."""
+    for view in list(_views):
+        view.forget()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
+class LeaseClient(QMPClient):
+    """A QMP connection that stays open and can tell, without blocking, whether QEMU wrote anything."""
+
+    def __init__(self, path: str, timeout: float, what: str) -> None:
+        super().__init__(path, timeout=timeout, what=what)
+        self._poll = select.poll()
+
+    def connect(self) -> LeaseClient:
+        """Connect and negotiate; afterwards :meth:`pending` works."""
+        super().connect()
+        assert self._sock is not None
+        self._poll.register(self._sock.fileno(), select.POLLIN)
+        return self
+
+    def pending(self) -> bool:
+        """True when QEMU wrote something not read yet, closed the connection, or it failed (one ``poll``)."""
+        return bool(self._buf) or bool(self._poll.poll(0))
+
+    @property
+    def is_open(self) -> bool:
+        """False once the connection was closed (by us, or after QEMU closed it)."""
+        return self._sock is not None
+
+    def peer_pid(self) -> int | None:
+        """The pid QEMU's socket was created by (``SO_PEERCRED``), or None."""
+        if self._sock is None:
+            return None
+        try:
+            raw = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError:
+            return None
+        return int(struct.unpack("3i", raw)[0])
+
+    def forget(self) -> None:
+        """Close this process's descriptor only (after fork: the parent keeps its connection)."""
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._sock.detach())
+            self._sock = None
+
+
+class Lease:
+    """One leased monitor of one running QEMU and what it says now."""
+
+    def __init__(self, name: str, index: int, lock_fd: int, client: LeaseClient, pid: int) -> None:
+        self.name = name
+        self.index = index
+        self.lock_fd = lock_fd
+        self.client = client
+        self.pid = pid
+        """The QEMU this connection belongs to (valid while the connection is open)."""
+        self.status = "unknown"
+        self.state = DomainState.NOSTATE
+        self.jobs: dict[str, str] = {}
+        """QEMU's jobs: id -> status (``query-jobs``, asked again after every job event)."""
+        self.steady = STEADY - {"paused"}
+        self._stat_fd = -1
+        self.mutex = threading.RLock()
+        """Reentrant: an event subscriber called from a read may read again."""
+
+    def cpu_time_ns(self) -> int | None:
+        """User + system CPU time of this QEMU (one ``pread`` of /proc/PID/stat, kept open), or None when
+        it cannot be read (the caller reads it the usual way)."""
+        try:
+            if self._stat_fd < 0:
+                self._stat_fd = os.open(f"/proc/{self.pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            fields = os.pread(self._stat_fd, 4096, 0).rsplit(b")", 1)[-1].split()
+            return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // _CLK_TCK
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def close_stat(self) -> None:
+        """Close the /proc file of :meth:`cpu_time_ns`."""
+        if self._stat_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._stat_fd)
+            self._stat_fd = -1
+
+    def set_status(self, reply: Any) -> None:
+        """Take a ``query-status`` reply."""
+        self.state, self.status = state_of(reply)
+
+
+class LiveView:
+    """The leases of one connection, by domain name.
+
+    ``dispatch`` gets the QMP events a lease read (the event room emits BLOCK_JOB_READY from them).
+    """
+
+    def __init__(
+        self,
+        store: DefinitionStore,
+        processes: Processes,
+        timeout: float,
+        dispatch: Callable[[str, list[dict[str, Any]]], None],
+    ) -> None:
+        self.store = store
+        self.processes = processes
+        self.timeout = timeout
+        self.dispatch = dispatch
+        self._leases: dict[str, Lease] = {}
+        self._guard = threading.Lock()
+        self._closed = False
+        _views.add(self)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def lease(self, name: str) -> Lease | None:
+        """The domain's lease, brought up to date, or None: take the slow path (no lease free, no lease
+        sockets, QEMU gone or not answering)."""
+        lease = self._leases.get(name)
+        if lease is None:
+            lease = self._acquire(name)
+            if lease is None:
+                return None
+            return lease
+        with lease.mutex:
+            if not lease.client.is_open:
+                return None
+            if lease.client.pending() or lease.status not in lease.steady:
+                try:
+                    self._sync(lease, jobs_too=False)
+                except (VirtabsError, QMPError, OSError, ValueError, TypeError, KeyError):
+                    self._drop(lease)
+                    return None
+            return lease
+
+    def state(self, name: str) -> tuple[DomainState, str, Lease] | None:
+        """State and QEMU's word for it, from the lease (None: take the slow path)."""
+        lease = self.lease(name)
+        if lease is None:
+            return None
+        return lease.state, lease.status, lease
+
+    def query(self, lease: Lease, command: str) -> Any:
+        """Run a read-only ``command`` on the lease. None when QEMU sent an event meanwhile (the caller takes
+        the slow path, which sees what changed) or the connection failed."""
+        with lease.mutex:
+            if not lease.client.is_open:
+                return None
+            try:
+                reply = lease.client.execute(command)
+                events = lease.client.take_events()
+                if events:
+                    self._sync(lease, jobs_too=True, events=events)
+                    return None
+                return reply
+            except (VirtabsError, QMPError, OSError):
+                self._drop(lease)
+                return None
+
+    # --- leasing ------------------------------------------------------------------------------
+
+    def _acquire(self, name: str) -> Lease | None:
+        if self._closed or len(self._leases) >= MAX_LEASES:
+            return None
+        try:
+            sock = self.store.dirs.qmp_socket(name)
+        except VirtabsError:
+            return None
+        if not os.path.exists(lease_socket(sock, 0)):  # not running, or started before leases existed
+            return None
+        with self.store.lock(name).hold():  # not in the middle of another process's start
+            if name in self._leases:
+                return self.lease(name)
+            pid = self.processes.pid(name)
+            if pid is None:
+                return None
+            for index in range(LEASE_SOCKETS):
+                path = lease_socket(sock, index)
+                try:
+                    fd = os.open(lease_lock(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+                except OSError:
+                    return None
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(fd)
+                    continue
+                return self._connect(name, index, fd, path, pid)
+        return None
+
+    def _connect(self, name: str, index: int, fd: int, path: str, pid: int) -> Lease | None:
+        client = LeaseClient(path, timeout=self.timeout, what=f"domain {name!r}")
+        lease = Lease(name, index, fd, client, pid)
+        try:
+            client.connect()
+            peer = client.peer_pid()
+            if peer is not None and peer != pid:  # not the QEMU of the pidfile
+                raise OSError(f"lease socket {path} belongs to process {peer}, not to QEMU {pid}")
+            try:
+                client.execute("migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]})
+                lease.steady = STEADY
+            except QMPError:
+                pass  # during a migration: "paused" stays asked again at every read
+            with lease.mutex:
+                self._sync(lease, jobs_too=True)
+        except (VirtabsError, QMPError, OSError, ValueError, TypeError, KeyError):
+            self._release(lease)
+            return None
+        with self._guard:
+            self._leases[name] = lease
+        return lease
+
+    def _sync(self, lease: Lease, jobs_too: bool, events: list[dict[str, Any]] | None = None) -> None:
+        """Ask ``query-status`` (and ``query-jobs`` after job events) on the lease until no event came in
+        between; hand the events read meanwhile to ``dispatch``. The caller holds ``lease.mutex``."""
+        q = lease.client
+        seen = list(events or [])
+        jobs_too = jobs_too or any(e.get("event") in JOB_EVENTS for e in seen)
+        for _ in range(_SYNC_ROUNDS):
+            status = q.execute("query-status")
+            new = q.take_events()
+            seen += new
+            if jobs_too or any(e.get("event") in JOB_EVENTS for e in new):
+                lease.jobs = {str(j["id"]): str(j.get("status", "")) for j in q.execute("query-jobs")}
+                later = q.take_events()
+                if later:  # the status may have moved on: ask both again
+                    seen += later
+                    jobs_too = True
+                    continue
+            lease.set_status(status)
+            break
+        else:
+            raise OSError(f"domain {lease.name!r}: QEMU's events kept coming while reading its state")
+        if seen:
+            self.dispatch(lease.name, seen)
+
+    # --- releasing ----------------------------------------------------------------------------
+
+    def _drop(self, lease: Lease) -> None:
+        with self._guard:
+            if self._leases.get(lease.name) is lease:
+                del self._leases[lease.name]
+        self._release(lease)
+
+    @staticmethod
+    def _release(lease: Lease) -> None:
+        lease.client.close()
+        lease.close_stat()
+        if lease.lock_fd >= 0:
+            with contextlib.suppress(OSError):
+                fcntl.flock(lease.lock_fd, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                os.close(lease.lock_fd)
+            lease.lock_fd = -1
+
+    def close(self) -> None:
+        """Release every lease (QEMU accepts the next process on each monitor). Idempotent."""
+        self._closed = True
+        with self._guard:
+            leases, self._leases = list(self._leases.values()), {}
+        for lease in leases:
+            with lease.mutex:
+                self._release(lease)
+
+    def forget(self) -> None:
+        """In a forked child: close the copies of the descriptors, keep the parent's leases and locks."""
+        with self._guard:
+            leases, self._leases = list(self._leases.values()), {}
+        for lease in leases:
+            lease.client.forget()
+            lease.close_stat()
+            with contextlib.suppress(OSError):
+                os.close(lease.lock_fd)
+            lease.lock_fd = -1
