@@ -3,7 +3,8 @@
 Pools: ``default`` (the images directory) plus ``<config>/pools/NAME.json``
 ``{"type": "dir", "path": ...}``. A volume's format is the one it was created with (recorded in
 the pool's ``.virtabs-volumes.json``); a file created elsewhere is raw: a format is never guessed
-from an image's bytes (a guest can write any header into a raw disk).
+from an image's bytes (a guest can write any header into a raw disk). The same holds for a backing
+image given to ``create_volume``: its pool's record, else raw, always passed to ``qemu-img -F``.
 """
 
 from __future__ import annotations
@@ -110,6 +111,17 @@ class Storage:
         """The format the volume was created with; a file created elsewhere is raw (never guessed from its bytes)."""
         return self._formats(pool_path).get(name) or "raw"
 
+    def backing_format(self, backing_path: str) -> str:
+        """The known format of a backing image: the one its pool recorded when the volume was created there, else
+        raw. Never read from the image's bytes (a raw disk may hold a qcow2 header naming any host file), and
+        never from a record in a directory that is not a pool."""
+        pools = self.pools()
+        real = os.path.realpath(backing_path)
+        bpool = self.pool_of(real, pools)
+        if bpool is None:
+            return "raw"
+        return self.volume_format(pools[bpool], os.path.basename(real))
+
     @staticmethod
     def resolve(pool: str, pool_path: str, name: str) -> str:
         """The path of volume ``name`` under ``pool_path``, refused when it would leave the pool.
@@ -178,8 +190,7 @@ class Storage:
             backing_path = backing if os.path.isabs(backing) else self.resolve(pool, path, backing)
             if not os.path.exists(backing_path):
                 raise InvalidArgumentError(f"backing volume {backing} does not exist")
-            bpool = os.path.dirname(os.path.realpath(backing_path))
-            backing_fmt = self.volume_format(bpool, os.path.basename(backing_path))
+            backing_fmt = self.backing_format(backing_path)
         with self._volumes_lock(pool, path):
             _img.create(vpath, fmt, capacity_bytes or None, backing_path, backing_fmt)
             meta = self._formats(path)
