@@ -27,8 +27,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .._errors import VirtabsError
-
 if TYPE_CHECKING:
     from .._api import Connection, Domain, StoragePool
 
@@ -136,6 +134,8 @@ def _report(ctx: click.Context, exc: BaseException) -> None:
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
+    from .._errors import VirtabsError  # here: `virtabs --help` does not load the error tree
+
     if isinstance(exc, VirtabsError):
         line = f"error: {_one_line(exc.message, secrets)} [code {int(exc.code)} {exc.code.name}]"
     elif isinstance(exc, OSError) and exc.strerror:
@@ -161,13 +161,17 @@ class LazyCommand:
         self.short_help = short_help
 
     def available(self) -> bool:
-        """Whether the module exists (found without importing it)."""
-        import importlib.util
+        """Whether the module exists (found without importing it; looked up once per module)."""
+        found = _MODULE_FOUND.get(self.module)
+        if found is None:
+            import importlib.util
 
-        try:
-            return importlib.util.find_spec(self.module) is not None
-        except (ImportError, ValueError):
-            return False
+            try:
+                found = importlib.util.find_spec(self.module) is not None
+            except (ImportError, ValueError):
+                found = False
+            _MODULE_FOUND[self.module] = found
+        return found
 
     def load(self) -> click.Command | None:
         """Import the module and return the command (None when the module does not exist)."""
@@ -186,6 +190,9 @@ class LazyCommand:
             raise TypeError(f"{self.module}.{self.attribute} is not a click command")
         return command
 
+
+_MODULE_FOUND: dict[str, bool] = {}
+"""Module name -> whether it exists (``virtabs --help`` asks once per topic module, not once per command)."""
 
 LAZY_COMMANDS: dict[str, LazyCommand] = {}
 """Subcommands registered with :func:`register_lazy_command`, by name."""
