@@ -11,13 +11,16 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import virtabs
-from virtabs import OperationTimeoutError
-from virtabs.spi import Deadline, DomainSpec
+from virtabs import OperationTimeoutError, parse_uri
+from virtabs.spi import ConnectOptions, Deadline, DomainSpec
+
+from virtabs_qemu.driver import QemuDriver
 
 MiB = 1 << 20
 
@@ -144,3 +147,28 @@ def _has_open(pid: int, path: Path) -> bool:
         except OSError:
             continue
     return False
+
+
+def test_lock_held_by_another_thread_times_out_naming_this_process(root: Path) -> None:
+    """Within one process the domain lock is also a thread lock: a second thread waits at most the timeout."""
+    drv = QemuDriver(parse_uri(f"qemu:///embed?root={root}"), ConnectOptions(timeout=1))
+    ref = drv.define_domain(DomainSpec(name="t", memory_bytes=64 * MiB, vcpus=1))
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with drv.store.lock("t").hold():
+            held.set()
+            release.wait(120)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert held.wait(120)
+        with pytest.raises(OperationTimeoutError) as info:
+            drv.start(ref, True)
+        assert "'t'" in str(info.value) and f"pid {os.getpid()}" in str(info.value), info.value
+    finally:
+        release.set()
+        t.join(120)
+    assert drv.domain_status(ref).state == virtabs.DomainState.SHUTOFF
+    drv.close()
