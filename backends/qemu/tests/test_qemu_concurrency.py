@@ -23,6 +23,8 @@ from qemu_helpers import make_driver
 from virtabs import NoDomainError, OperationFailedError
 from virtabs.spi import Deadline, DomainSpec
 
+from virtabs_qemu._state import write_json_atomic
+
 MiB = 1 << 20
 _CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -134,25 +136,48 @@ def test_start_reads_the_definition_under_the_domain_lock(root: Path) -> None:
 # --- item 6: a start that cannot write its state leaves no QEMU ---------------------------------------------
 
 
-@pytest.fixture
-def full_run_dir(root: Path) -> Iterator[Path]:
-    """A one-page tmpfs over the runtime directory of domain ``full``: QEMU's pidfile fills it."""
-    run_dir = root / "run" / "full"
-    run_dir.mkdir(parents=True, mode=0o700)
+def _mount_tiny_tmpfs(path: Path) -> None:
+    """A one-page tmpfs at ``path`` (needs root; outside CI the test skips without it)."""
     res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4k,mode=0700", "tmpfs", str(run_dir)], capture_output=True, text=True
+        ["mount", "-t", "tmpfs", "-o", "size=4k,mode=0700", "tmpfs", str(path)], capture_output=True, text=True
     )
     if res.returncode != 0:
         msg = f"cannot mount a tmpfs (needs root): {res.stderr.strip()}"
         if _CI:
             pytest.fail(msg)
         pytest.skip(msg)
+
+
+@pytest.fixture
+def full_run_dir(root: Path) -> Iterator[Path]:
+    """A one-page tmpfs over the runtime directory of domain ``full``: QEMU's pidfile fills it."""
+    run_dir = root / "run" / "full"
+    run_dir.mkdir(parents=True, mode=0o700)
+    _mount_tiny_tmpfs(run_dir)
     try:
         yield run_dir
     finally:
         for pid in qemu_pids(root):
             os.kill(pid, 9)
         subprocess.run(["umount", "-l", str(run_dir)], check=False)
+
+
+@pytest.mark.no_qemu
+def test_atomic_write_on_a_full_file_system_keeps_the_old_file(tmp_path: Path) -> None:
+    """ENOSPC mid-write: OperationFailedError naming the file, the old content intact, no temporary file left."""
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    _mount_tiny_tmpfs(fs)
+    try:
+        target = fs / "run.json"
+        write_json_atomic(str(target), {"v": 1})  # one page: the file system is now full
+        with pytest.raises(OperationFailedError) as info:
+            write_json_atomic(str(target), {"v": 2, "pad": "x" * 8192})
+        assert str(target) in str(info.value) and "No space left on device" in str(info.value)
+        assert json.loads(target.read_text()) == {"v": 1}
+        assert sorted(p.name for p in fs.iterdir()) == ["run.json"]
+    finally:
+        subprocess.run(["umount", "-l", str(fs)], check=False)
 
 
 def test_start_that_cannot_write_its_state_leaves_no_qemu(root: Path, full_run_dir: Path) -> None:

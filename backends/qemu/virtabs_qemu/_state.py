@@ -20,6 +20,7 @@ holder writes into the lock file).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -63,6 +64,9 @@ def write_json_atomic(path: str, data: Any) -> None:
         dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             os.fsync(dfd)  # the rename itself survives a crash
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # a file system that cannot sync a directory
+                raise
         finally:
             os.close(dfd)
     except OSError as exc:
