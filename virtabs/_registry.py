@@ -17,12 +17,10 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from ._errors import DriverNotFoundError, DriverUnavailableError, InternalError
 
 if TYPE_CHECKING:
-    from importlib.metadata import EntryPoint
+    from ._registry_scan import DriverEntry, Scan
 
 __all__ = ["EMBEDDED", "DriverEntry", "installed_drivers", "load_driver_class"]
 
@@ -39,55 +37,35 @@ entry points of the installed ``virtabs`` distribution.
 """
 
 
-@attrs.frozen
-class DriverEntry:
-    """One installed driver as its entry point describes it (nothing imported)."""
+def __getattr__(name: str) -> Any:
+    # DriverEntry lives with the scanning code (virtabs._registry_scan): opening the embedded driver
+    # neither imports that module nor generates its classes.
+    if name == "DriverEntry":
+        from ._registry_scan import DriverEntry
 
-    name: str
-    target: str
-    distribution: str | None
-
-
-@attrs.frozen
-class _Scan:
-    """One reading of the group: entries by scheme, and the entry points stevedore loads from."""
-
-    entries: dict[str, list[DriverEntry]]
-    points: list[EntryPoint]
+        return DriverEntry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_SCAN_CACHE: dict[tuple[str, ...], _Scan] = {}
+_SCAN_CACHE: dict[tuple[str, ...], Scan] = {}
 _SCAN_LOCK = threading.Lock()
 
 
-def _scan_once() -> _Scan:
+def _scan_once() -> Scan:
     """The group's entry points, read once per ``sys.path`` (opening many hosts stays cheap)."""
     key = tuple(sys.path)
     with _SCAN_LOCK:
         cached = _SCAN_CACHE.get(key)
         if cached is None:
-            cached = _SCAN_CACHE[key] = _scan()
+            from ._registry_scan import scan
+
+            cached = _SCAN_CACHE[key] = scan(GROUP)
         return cached
 
 
 def _entries() -> dict[str, list[DriverEntry]]:
     """The group's entry points by name (read on first use, see :func:`_scan_once`)."""
     return _scan_once().entries
-
-
-def _scan() -> _Scan:
-    import importlib.metadata as md  # lazily: only opening a non-embedded driver or listing needs it
-
-    found: dict[str, list[DriverEntry]] = {}
-    points: list[EntryPoint] = []
-    for ep in md.entry_points(group=GROUP):
-        dist = ep.dist.name if ep.dist is not None else None
-        entry = DriverEntry(ep.name, ep.value, dist)
-        claims = found.setdefault(ep.name, [])
-        if entry not in claims:  # the same distribution seen twice on sys.path is one claim
-            claims.append(entry)
-            points.append(ep)
-    return _Scan(found, points)
 
 
 def installed_drivers() -> list[DriverEntry]:

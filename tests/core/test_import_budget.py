@@ -28,7 +28,7 @@ BACKEND_DEPENDENCIES = ("pyVmomi", "winrm", "docker", "lxc", "_lxc", "libvirt")
 """Heavy third-party modules of the backends (imported by a driver's __init__, never on start-up)."""
 
 CLI_LIBRARIES = ("click", "rich", "stevedore", "yaml", "jsonschema")
-ENTRY_POINT_SCANNING = ("importlib.metadata", "stevedore")
+ENTRY_POINT_SCANNING = ("importlib.metadata", "stevedore", "virtabs._registry_scan")
 """Reading the entry points of every installed distribution (the registry's scan, stevedore's loader)."""
 
 TOPIC_MODULES = ("virtabs.cli._domains", "virtabs.cli._blockjobs", "virtabs.cli._storage", "virtabs.cli._host")
@@ -176,7 +176,7 @@ def test_a_second_claim_on_an_embedded_scheme_is_reported_and_never_loaded(on_pa
 
 def test_control_the_parser_sees_click_and_a_scan(tmp_path: Path, interpreter_baseline: set[str]) -> None:
     names = _imported("import click, virtabs; virtabs.installed_drivers()", tmp_path)
-    assert {"click", "importlib.metadata"} <= names - interpreter_baseline
+    assert {"click", "importlib.metadata", "virtabs._registry_scan"} <= names - interpreter_baseline
 
 
 def test_control_a_third_party_driver_is_scanned_and_loaded_through_stevedore(
