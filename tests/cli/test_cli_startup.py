@@ -87,3 +87,19 @@ def test_the_lazy_table_matches_the_commands() -> None:
         command = cli.get_command(ctx, name)
         assert command is not None and command.callback is not None
         assert command.callback.__module__ == module, name
+
+
+def test_global_short_options_mean_the_same_when_spelled_long_for_click() -> None:
+    """-c and -r reach click as --connect and --readonly (no difflib): same meaning, before or after the command;
+    a -c without its value is still reported as typed."""
+    from click.testing import CliRunner
+
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["-r", "-c", "test:///default", "suspend", "test"], prog_name="virtabs")
+    assert refused.exit_code == 1 and "read-only" in refused.output and "OPERATION_DENIED" in refused.output
+    refused = runner.invoke(cli, ["suspend", "test", "-c", "test:///default", "-r"], prog_name="virtabs")
+    assert refused.exit_code == 1 and "read-only" in refused.output
+    listed = runner.invoke(cli, ["-c", "test:///default", "list", "--json"], prog_name="virtabs")
+    assert listed.exit_code == 0 and '"name": "test"' in listed.output
+    missing = runner.invoke(cli, ["-c"], prog_name="virtabs")
+    assert missing.exit_code == 2 and "Option '-c' requires an argument" in missing.output
