@@ -297,3 +297,44 @@ def test_lease_released_on_close_and_taken_again(root: Path, bare: Any) -> None:
         assert held_leases(root, "vm") == 1
     finally:
         again.close()
+
+
+def test_job_concluded_behind_virtabs_is_settled_on_the_lease(
+    root: Path, copying: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job QEMU concluded without any virtabs process (raw QMP cancel) is settled on the leased connection:
+    the read reports it gone at once and opens no QMP connection."""
+    drv, ref, chain = copying
+    run_other(
+        root, "vm", f"dom.block_rebase('vda', {str(chain['base'].parent / 'raw.qcow2')!r}, bandwidth=1, flags=R.COPY)"
+    )
+    info = drv.block_job_info(ref, "vda")
+    assert info is not None and not info.ready
+    _main_qmp_args(root, "vm", "block-job-cancel", {"device": "vtb-vda", "force": True})
+    with QMPClient(str(root / "run" / "vm" / "qmp.sock"), timeout=30) as q:  # until QEMU has concluded it
+        poll_until(
+            lambda: all(j["status"] == "concluded" for j in q.execute("query-jobs")),
+            timeout=60,
+            what="the cancelled job to conclude",
+            interval=0.02,
+        )
+    assert drv.store.run("vm").jobs  # nobody has settled it yet
+    opened: list[str] = []
+    real = QMPClient.connect
+
+    def counting(self: QMPClient) -> QMPClient:
+        opened.append(self.path)
+        return real(self)
+
+    monkeypatch.setattr(QMPClient, "connect", counting)
+    assert drv.block_job_info(ref, "vda") is None
+    assert opened == []  # settled on the lease, no session
+    assert drv.store.run("vm").jobs == {}
+    assert drv.domain_status(ref).jobs == ()
+    assert drv.domain_spec(ref).disks[0].path == str(chain["snap2"])
+    assert opened == []
+
+
+def _main_qmp_args(root: Path, name: str, command: str, arguments: dict[str, Any]) -> None:
+    with QMPClient(str(root / "run" / name / "qmp.sock"), timeout=30) as q:
+        q.execute(command, arguments)

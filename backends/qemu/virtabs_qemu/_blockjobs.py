@@ -290,6 +290,10 @@ class BlockJobs:
             return []
         return describe(jobs, q.execute("query-block-jobs"))
 
+    def conversation(self, name: str, lease: Lease | None) -> contextlib.AbstractContextManager[QMPClient]:
+        """The leased connection when there is a lease (no new connection), else a fresh session."""
+        return self.live.conversation(lease, self.sessions) if lease is not None else self.sessions.open(name)
+
     def live_infos(self, name: str, lease: Lease) -> list[BlockJobInfo] | None:
         """The jobs from the leased view (``lease`` is up to date: :meth:`LiveView.lease`), with one
         ``query-block-jobs`` on the leased connection for the progress, or None: take a session.
@@ -319,9 +323,9 @@ class BlockJobs:
         lease = self.live.lease(dom.name)
         jobs = self.live_infos(dom.name, lease) if lease is not None else None
         if jobs is None:
-            if self.processes.pid(dom.name) is None:
+            if lease is None and self.processes.pid(dom.name) is None:
                 return []
-            with self.sessions.open(dom.name) as q:
+            with self.conversation(dom.name, lease) as q:
                 jobs = self.infos(dom.name, q)
         return sorted(jobs, key=lambda j: order.index(j.disk) if j.disk in order else len(order))
 
@@ -337,9 +341,9 @@ class BlockJobs:
             jobs = self.live_infos(dom.name, lease)
             if jobs is not None:
                 return next((j for j in jobs if j.disk == disk), None)
-        if self.processes.pid(dom.name) is None:
+        elif self.processes.pid(dom.name) is None:
             return None
-        with self.sessions.open(dom.name) as q:
+        with self.conversation(dom.name, lease) as q:
             jobs = self.infos(dom.name, q)
             run = self.store.run(dom.name)
             failure = run.pivot_failures.pop(disk, None)

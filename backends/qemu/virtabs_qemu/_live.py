@@ -32,15 +32,15 @@ import socket
 import struct
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from virtabs.spi import DomainState, VirtabsError
+from virtabs.spi import ConnectError, DomainState, VirtabsError
 
 from ._cmdline import LEASE_SOCKETS, lease_lock, lease_socket
 from ._process import Processes
 from ._qmp import QMPClient, QMPError
-from ._session import state_of
+from ._session import Sessions, state_of
 from ._store import DefinitionStore
 
 __all__ = ["JOB_EVENTS", "Lease", "LiveView"]
@@ -78,6 +78,8 @@ MAX_LEASES = 32
 """Leases one connection holds at most (two file descriptors each); more domains take the slow path."""
 
 _SYNC_ROUNDS = 8
+_FAILURES = (VirtabsError, QMPError, OSError, ValueError, TypeError, KeyError)
+"""What a lease's conversation can raise when QEMU is gone or its monitor misbehaves: drop the lease."""
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 _views: weakref.WeakSet[LiveView] = weakref.WeakSet()
@@ -194,6 +196,8 @@ class LiveView:
         self.timeout = timeout
         self.dispatch = dispatch
         self._leases: dict[str, Lease] = {}
+        self._refused: dict[str, int] = {}
+        """Domain -> the QEMU pid whose lease monitor failed to set up (it is not asked again)."""
         self._guard = threading.Lock()
         self._closed = False
         _views.add(self)
@@ -205,20 +209,21 @@ class LiveView:
         sockets, QEMU gone or not answering)."""
         lease = self._leases.get(name)
         if lease is None:
-            lease = self._acquire(name)
-            if lease is None:
-                return None
-            return lease
+            return self._acquire(name)
+        events: list[dict[str, Any]] = []
         with lease.mutex:
-            if not lease.client.is_open:
+            if not lease.client.is_open:  # closed by a failed command: the next read leases again
+                self._drop(lease)
                 return None
             if lease.client.pending() or lease.status not in lease.steady:
                 try:
-                    self._sync(lease, jobs_too=False)
-                except (VirtabsError, QMPError, OSError, ValueError, TypeError, KeyError):
+                    events = self._sync(lease, jobs_too=False)
+                except _FAILURES:
                     self._drop(lease)
                     return None
-            return lease
+        if events:
+            self.dispatch(name, events)
+        return lease
 
     def state(self, name: str) -> tuple[DomainState, str, Lease] | None:
         """State and QEMU's word for it, from the lease (None: take the slow path)."""
@@ -230,6 +235,8 @@ class LiveView:
     def query(self, lease: Lease, command: str) -> Any:
         """Run a read-only ``command`` on the lease. None when QEMU sent an event meanwhile (the caller takes
         the slow path, which sees what changed) or the connection failed."""
+        events: list[dict[str, Any]] = []
+        reply: Any = None
         with lease.mutex:
             if not lease.client.is_open:
                 return None
@@ -237,12 +244,41 @@ class LiveView:
                 reply = lease.client.execute(command)
                 events = lease.client.take_events()
                 if events:
-                    self._sync(lease, jobs_too=True, events=events)
-                    return None
-                return reply
-            except (VirtabsError, QMPError, OSError):
+                    reply = None
+                    events = self._sync(lease, jobs_too=True, events=events)
+            except _FAILURES:
                 self._drop(lease)
-                return None
+                reply = None
+        if events:
+            self.dispatch(lease.name, events)
+        return reply
+
+    @contextlib.contextmanager
+    def conversation(self, lease: Lease, sessions: Sessions) -> Iterator[QMPClient]:
+        """The leased connection for work that needs the domain lock (settling concluded jobs): no new
+        connection. Errors leave as a session's would (:meth:`Sessions.translated`); afterwards the view is
+        brought up to date with what QEMU sent meanwhile (a lease that fails doing so is dropped)."""
+        name = lease.name
+        events: list[dict[str, Any]] = []
+        try:
+            with self.store.lock(name).hold(), lease.mutex:
+                client = lease.client
+                try:
+                    with sessions.translated(name):
+                        if not client.is_open:
+                            raise ConnectError(f"domain {name!r}: the leased QMP connection is closed")
+                        yield client
+                finally:
+                    events = client.take_events()
+                    try:
+                        if not client.is_open:
+                            raise ConnectError(f"domain {name!r}: the leased QMP connection is closed")
+                        events = self._sync(lease, jobs_too=True, events=events)
+                    except _FAILURES:
+                        self._drop(lease)
+        finally:
+            if events:
+                self.dispatch(name, events)
 
     # --- leasing ------------------------------------------------------------------------------
 
@@ -259,7 +295,7 @@ class LiveView:
             if name in self._leases:
                 return self.lease(name)
             pid = self.processes.pid(name)
-            if pid is None:
+            if pid is None or self._refused.get(name) == pid:
                 return None
             for index in range(LEASE_SOCKETS):
                 path = lease_socket(sock, index)
@@ -289,17 +325,21 @@ class LiveView:
             except QMPError:
                 pass  # during a migration: "paused" stays asked again at every read
             with lease.mutex:
-                self._sync(lease, jobs_too=True)
-        except (VirtabsError, QMPError, OSError, ValueError, TypeError, KeyError):
+                events = self._sync(lease, jobs_too=True)
+        except _FAILURES:
             self._release(lease)
+            self._refused[name] = pid  # not again for this QEMU: a broken monitor costs one try, not one per read
             return None
         with self._guard:
             self._leases[name] = lease
+        if events:
+            self.dispatch(name, events)
         return lease
 
-    def _sync(self, lease: Lease, jobs_too: bool, events: list[dict[str, Any]] | None = None) -> None:
+    def _sync(self, lease: Lease, jobs_too: bool, events: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """Ask ``query-status`` (and ``query-jobs`` after job events) on the lease until no event came in
-        between; hand the events read meanwhile to ``dispatch``. The caller holds ``lease.mutex``."""
+        between; the events read meanwhile (for ``dispatch``, once the caller has let go of ``lease.mutex``,
+        which it holds now)."""
         q = lease.client
         seen = list(events or [])
         jobs_too = jobs_too or any(e.get("event") in JOB_EVENTS for e in seen)
@@ -318,8 +358,7 @@ class LiveView:
             break
         else:
             raise OSError(f"domain {lease.name!r}: QEMU's events kept coming while reading its state")
-        if seen:
-            self.dispatch(lease.name, seen)
+        return seen
 
     # --- releasing ----------------------------------------------------------------------------
 

@@ -129,23 +129,33 @@ class Sessions:
                     raise OperationInvalidError(f"domain {name!r} is not running") from None
                 raise
             try:
-                with QMP_ERRORS(what):
+                with self.translated(name):
                     yield client
-            except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
-                if isinstance(exc, VirtabsError):  # InvalidArgumentError is a ValueError too
-                    raise
-                # A reply of the wrong shape (a broken or impostor monitor): never a raw exception.
-                raise OperationFailedError(
-                    f"{what}: QEMU's monitor gave a reply of an unexpected shape ({type(exc).__name__}: {exc})"
-                ) from None
-            except ConnectError:
-                if self._gone(name):  # QEMU exited during the conversation (a guest power-off)
-                    raise OperationInvalidError(f"domain {name!r} is not running (QEMU exited)") from None
-                raise
             finally:
                 events = client.take_events()
                 client.close()
                 self.on_events(name, events)
+
+    @contextlib.contextmanager
+    def translated(self, name: str) -> Iterator[None]:
+        """What leaves a conversation with ``name``'s QEMU as virtabs errors: QMP refusals by
+        :data:`QMP_ERRORS`, replies of the wrong shape as OperationFailedError, a connection QEMU closed
+        because it exited as OperationInvalidError "is not running"."""
+        what = f"domain {name!r}"
+        try:
+            with QMP_ERRORS(what):
+                yield
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+            if isinstance(exc, VirtabsError):  # InvalidArgumentError is a ValueError too
+                raise
+            # A reply of the wrong shape (a broken or impostor monitor): never a raw exception.
+            raise OperationFailedError(
+                f"{what}: QEMU's monitor gave a reply of an unexpected shape ({type(exc).__name__}: {exc})"
+            ) from None
+        except ConnectError:
+            if self._gone(name):  # QEMU exited during the conversation (a guest power-off)
+                raise OperationInvalidError(f"domain {name!r} is not running (QEMU exited)") from None
+            raise
 
     def _gone(self, name: str) -> bool:
         """After a lost or refused QMP connection: True when QEMU has gone (or goes within 2 s)."""

@@ -268,6 +268,11 @@ class QemuDriver(Driver):
             jobs = self.jobs.live_infos(dom.name, lease)
             if jobs is not None:
                 return DomainStatus(state, tuple(jobs))
+            try:  # a job to settle: on the leased connection, under the domain lock
+                with self.jobs.conversation(dom.name, lease) as q:
+                    return DomainStatus(state, tuple(self.jobs.infos(dom.name, q)))
+            except OperationInvalidError:
+                pass  # QEMU exited meanwhile: what is left is read below
         state, _native, jobs = self._status(dom.name)
         return DomainStatus(state, tuple(jobs))
 
