@@ -144,7 +144,13 @@ class Lifecycle:
                 incoming=incoming,
                 loadvm=loadvm,
             )
-            failure = self.processes.spawn(name, argv)
+            if self.processes.pidfile_held(name):  # under the domain lock: nothing else can be starting it
+                raise OperationInvalidError(f"domain {name!r} is already running")
+            try:
+                failure = self.processes.spawn(name, argv)
+            except BaseException:  # interrupted (SIGINT): the daemon QEMU may already run; it is ours to stop
+                self.processes.reap(name)
+                raise
             if failure is not None and PIDFILE_LOCKED in failure:
                 # QEMU's own refusal: another QEMU holds this domain's pidfile. Touch nothing of it.
                 raise OperationInvalidError(f"domain {name!r} is already running")

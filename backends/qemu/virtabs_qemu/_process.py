@@ -187,21 +187,34 @@ class Processes:
         return None
 
     def reap(self, name: str) -> None:
-        """After a failed start: kill the QEMU the start left behind (only ours), then remove runtime files."""
+        """After a failed or interrupted start: kill the QEMU the start left behind (only ours: its command line
+        names this domain's pidfile, found also before it wrote the pidfile), then remove runtime files.
+
+        Only call it under the domain lock after making sure no other QEMU of the domain ran before the start.
+        """
         pidfile = self.dirs.pidfile(name)
-        with contextlib.suppress(FileNotFoundError, ValueError), open(pidfile) as fh:
-            pid = int(fh.read().strip() or "0")
-            if pid > 0 and alive(pid):
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as cf:
-                        ours = os.fsencode(pidfile) in cf.read()
-                except OSError:
-                    ours = False
-                if ours:
-                    self.kill(name, pid)
+        for pid in self._by_pidfile(pidfile):
+            self.kill(name, pid)
         for path in (pidfile, self.dirs.qmp_socket(name), self.dirs.runfile(name)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+
+    @staticmethod
+    def _by_pidfile(pidfile: str) -> list[int]:
+        """Live processes whose command line names ``pidfile`` as an argument (the domain's QEMUs)."""
+        needle = os.fsencode(pidfile)
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    argv = fh.read().split(b"\0")
+            except OSError:
+                continue
+            if needle in argv and alive(int(entry)):
+                found.append(int(entry))
+        return found
 
     def wait_gone(self, pid: int, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for ``pid`` to exit; True when it has."""
