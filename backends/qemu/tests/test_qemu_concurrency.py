@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -304,4 +306,46 @@ def test_processes_defining_starting_copying_undefining_on_one_root(root: Path) 
         if dom.state() != virtabs.DomainState.SHUTOFF:
             dom.destroy()
     assert qemu_pids(root) == set()
+    conn.close()
+
+
+def test_start_interrupted_while_qemu_daemonizes_leaves_no_qemu(root: Path, tmp_path: Path) -> None:
+    """SIGINT while the daemonizing QEMU has not returned yet: the daemon already runs and must be stopped.
+
+    The emulator is a wrapper (test infrastructure) that runs the real QEMU, whose daemon then runs, and
+    then, instead of returning, sleeps: the start is stuck in the spawn when the SIGINT comes."""
+    real = shutil.which("qemu-system-x86_64")
+    assert real is not None
+    wrapper = tmp_path / "slow-qemu"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do\n'
+        f'  if [ "$a" = "-daemonize" ]; then "{real}" "$@" || exit $?; exec sleep 600; fi\n'
+        "done\n"
+        f'exec "{real}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    uri = f"qemu:///embed?root={root}&emulator={wrapper}"
+    conn = virtabs.open(uri)
+    conn.define_domain(DomainSpec(name="int", memory_bytes=64 * MiB, vcpus=1))
+    conn.close()
+    code = f"import virtabs\nvirtabs.open({uri!r}, timeout=120).lookup_domain('int').start(paused=True)\n"
+    child = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = Deadline(120)
+        while not (root / "run" / "int" / "qemu.pid").exists():  # the daemon runs; the spawn has not returned
+            assert child.poll() is None, child.communicate()[1]
+            assert not deadline.expired, "QEMU never wrote its pidfile"
+            deadline.sleep(0.05)
+        assert qemu_pids(root)
+        os.kill(child.pid, signal.SIGINT)
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert "KeyboardInterrupt" in stderr, stderr
+    assert qemu_pids(root) == set()
+    conn = virtabs.open(uri)
+    assert conn.lookup_domain("int").state() == virtabs.DomainState.SHUTOFF
     conn.close()
