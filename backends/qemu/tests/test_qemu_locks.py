@@ -172,3 +172,29 @@ def test_lock_held_by_another_thread_times_out_naming_this_process(root: Path) -
         t.join(120)
     assert drv.domain_status(ref).state == virtabs.DomainState.SHUTOFF
     drv.close()
+
+
+def test_cli_start_of_a_locked_domain_ends_with_the_timeout_naming_the_holder(
+    root: Path, holders: list[Holder]
+) -> None:
+    """The probe's reproduction, typed at the CLI: ``--timeout 2 start`` of a domain whose lock another process
+    holds ends with one error line (OperationTimeoutError's code) naming the domain and the holder's pid."""
+    conn = virtabs.open(f"qemu:///embed?root={root}")
+    conn.define_domain(DomainSpec(name="cli", memory_bytes=64 * MiB, vcpus=1))
+    conn.close()
+    holder = Holder(root / "run" / "cli.lock")
+    holders.append(holder)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTABS_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "virtabs.cli", "-c", f"qemu:///embed?root={root}", "--timeout", "2", "start", "cli"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: ") and f"code {int(virtabs.ErrorCode.OPERATION_TIMEOUT)}" in line, line
+    assert "'cli'" in line and f"process {holder.pid}" in line, line
