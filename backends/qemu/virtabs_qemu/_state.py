@@ -13,8 +13,7 @@ Layout (``embed``: everything under ``root``)::
     <run>/<name>.lock               flock: one QMP conversation per domain at a time
 
 Every lock is waited for at most the connection's timeout (:attr:`StateDirs.lock_timeout`), then
-OperationTimeoutError names what is locked and the holder's pid (``/proc/locks``, else the pid the
-holder writes into the lock file).
+OperationTimeoutError names what is locked and the holder's pid (from ``/proc/locks``).
 """
 
 from __future__ import annotations
@@ -209,8 +208,9 @@ class StateDirs:
 
 
 def lock_holder(fd: int) -> int | None:
-    """The pid holding the flock on the file open as ``fd``: from ``/proc/locks``, else the pid the holder wrote
-    into the file after taking it; None when unknown."""
+    """The pid holding the flock on the file open as ``fd``, from ``/proc/locks``; None when unknown (no
+    ``/proc/locks``, or a holder in another pid namespace). Nothing is written into lock files: a read-only
+    connection takes locks too."""
     st = os.fstat(fd)
     dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
     with contextlib.suppress(OSError, ValueError), open("/proc/locks") as fh:
@@ -219,15 +219,12 @@ def lock_holder(fd: int) -> int | None:
             # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; waiters are "1: -> FLOCK ...".
             if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == dev and int(fields[4]) > 0:
                 return int(fields[4])
-    with contextlib.suppress(OSError, ValueError):
-        text = os.pread(fd, 32, 0).decode().strip()
-        return int(text) if text else None
     return None
 
 
 def _flock(fd: int, path: str, deadline: Deadline, what: str) -> None:
     """Take the exclusive flock on ``fd`` before ``deadline`` (LOCK_NB retried with short sleeps, so SIGINT
-    interrupts the wait), then write our pid into the file; OperationTimeoutError naming the holder otherwise."""
+    interrupts the wait); OperationTimeoutError naming the holder otherwise."""
     delay = 0.002
     while True:
         try:
@@ -243,9 +240,6 @@ def _flock(fd: int, path: str, deadline: Deadline, what: str) -> None:
             )
         deadline.sleep(delay)
         delay = min(delay * 2, 0.05)
-    with contextlib.suppress(OSError):  # for lock_holder() where /proc/locks does not say (a full disk: no pid)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
 
 
 class DomainLock:
