@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import shutil
 import threading
 import time
@@ -44,6 +45,30 @@ def stat_key(path: str) -> _StatKey | None:
     if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS:
         return None
     return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
+
+
+EXIT_WAIT = 5.0
+"""How long :meth:`DefinitionStore.cleanup_runtime` waits for a dying QEMU's last thread."""
+
+
+def wait_exited(pid: int, timeout: float) -> bool:
+    """Wait until QEMU ``pid`` has exited completely (every thread: what ``waitpid`` and a pidfd report,
+    and when its sockets are closed); True when it has or it is no QEMU (pid reused or unknown)."""
+    if pid <= 0:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            if not fh.read(64).split(b"(", 1)[-1].startswith(b"qemu"):
+                return True
+        fd = os.pidfd_open(pid)
+    except OSError:  # gone (or no pidfd support: nothing better to wait on)
+        return True
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(int(timeout * 1000)))
+    finally:
+        os.close(fd)
 
 
 # What a definition file of the wrong shape raises while it is read (a VirtabsError too: DomainSpec's checks).
@@ -231,7 +256,13 @@ class DefinitionStore:
 
     def cleanup_runtime(self, name: str) -> None:
         """Remove the pidfile, QMP sockets and runtime record of a QEMU that is gone (lease lock files stay:
-        a process may still hold one)."""
+        a process may still hold one).
+
+        First waits (a few seconds at most) until that QEMU has exited completely: its main thread can be a
+        zombie while other threads still hold its sockets open, and a leased monitor learns of the exit
+        when they close. So once a destroy or save returns, every leased read sees the domain gone."""
+        with contextlib.suppress(OSError, ValueError), open(self.dirs.pidfile(name)) as fh:
+            wait_exited(int(fh.read().strip() or "0"), EXIT_WAIT)
         sock = self.dirs.qmp_socket(name)
         leases = [lease_socket(sock, i) for i in range(LEASE_SOCKETS)]
         for path in (self.dirs.pidfile(name), sock, self.dirs.runfile(name), *leases):
