@@ -20,6 +20,8 @@ import pytest
 import virtabs
 from virtabs.spi import DiskSpec, DomainSpec
 
+from virtabs_qemu import _img
+
 MiB = 1 << 20
 _IN_ACCESS = 0x001
 _IN_OPEN = 0x020
@@ -207,3 +209,56 @@ def test_the_watch_sees_an_open(root: Path) -> None:
         assert watch.events() > 0
     finally:
         watch.close()
+
+
+_KEYS = ("filename", "format", "virtual-size", "actual-size", "backing-filename", "backing-filename-format")
+
+
+def test_layer_by_layer_walk_agrees_with_qemu_img_backing_chain(tmp_path: Path) -> None:
+    """The qemu-img fallback walks ``info -f FORMAT`` layer by layer; on honest chains it gives what
+    ``--backing-chain`` gives (which it no longer uses: that probes and opens protocols)."""
+
+    def img(*args: str) -> None:
+        subprocess.run(["qemu-img", "create", "-q", *args], check=True)
+
+    img("-f", "qcow2", str(tmp_path / "base.qcow2"), str(4 * MiB))
+    img("-f", "raw", str(tmp_path / "r.raw"), str(2 * MiB))
+    img("-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", str(tmp_path / "rel.qcow2"))
+    img("-f", "qcow2", "-b", str(tmp_path / "rel.qcow2"), "-F", "qcow2", str(tmp_path / "top.qcow2"))
+    img("-f", "qcow2", "-b", str(tmp_path / "r.raw"), "-F", "raw", str(tmp_path / "overraw.qcow2"))
+    for name, fmt in (("top.qcow2", "qcow2"), ("overraw.qcow2", "qcow2"), ("r.raw", "raw")):
+        path = str(tmp_path / name)
+        out = subprocess.run(
+            ["qemu-img", "info", "--output=json", "--backing-chain", "-U", "-f", fmt, path],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        data = json.loads(out)
+        reference = [{k: v for k, v in layer.items() if k in _KEYS} for layer in data]
+        mine = [{k: v for k, v in layer.items() if k in _KEYS} for layer in _img._walk(path, fmt, True)]
+        assert mine == reference, name
+
+
+def test_a_declared_qcow2_naming_an_nbd_backing_is_read_without_connecting(
+    root: Path, nbd_listener: socket.socket
+) -> None:
+    """A qcow2 disk (the definition says qcow2) whose header names an NBD export as backing: reading the
+    domain's disks lists the backing by name and connects to nothing (a read must not reach, or hang on, a
+    network peer an image header names)."""
+    nbd = f"nbd://127.0.0.1:{nbd_listener.getsockname()[1]}/x"
+    disk = root / "over-nbd.qcow2"
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", nbd, "-F", "raw", str(disk), str(MiB)], check=True
+    )
+    conn = virtabs.open(f"qemu:///embed?root={root}", timeout=60)
+    dom = conn.define_domain(
+        DomainSpec(
+            name="nbd", memory_bytes=64 * MiB, vcpus=1, disks=[DiskSpec(target="vda", path=str(disk), format="qcow2")]
+        )
+    )
+    (info,) = dom.disks()
+    assert info.backing_chain == (nbd,)
+    assert info.capacity_bytes == MiB
+    assert _connections(nbd_listener) == 0, "reading the disks connected to the NBD server named in the header"
+    conn.close()

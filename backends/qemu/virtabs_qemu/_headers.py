@@ -21,7 +21,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MAX_CHAIN", "Layer", "Unusual", "read_chain", "read_layer"]
+__all__ = ["MAX_CHAIN", "Layer", "Unusual", "is_protocol", "read_chain", "read_layer"]
 
 QCOW2_MAGIC = b"QFI\xfb"
 MAX_CHAIN = 64
@@ -163,7 +163,7 @@ def _qcow2(path: str) -> Layer:
             backing = raw_name.decode("utf-8")
         except UnicodeDecodeError:
             raise Unusual(f"{path}: qcow2 backing file name is not UTF-8") from None
-        if not backing or _is_protocol(backing):
+        if not backing or is_protocol(backing):
             raise Unusual(f"{path}: backing file {backing!r} is not a plain path")
         full = backing if os.path.isabs(backing) else os.path.join(os.path.dirname(path), backing)
         if backing_format not in (None, "raw", "qcow2"):
@@ -201,7 +201,7 @@ def _extensions(path: str, data: bytes, start: int, end: int) -> str | None:
     return backing_format
 
 
-def _is_protocol(name: str) -> bool:
+def is_protocol(name: str) -> bool:
     """``json:{...}``, ``nbd://host``, ``file:/x`` ...: QEMU would parse it as a protocol, not a path."""
     colon = name.find(":")
     return colon > 0 and "/" not in name[:colon]

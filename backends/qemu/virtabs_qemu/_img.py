@@ -3,7 +3,9 @@ only probing call is :func:`probe_format`, used for REUSE_EXT without a format
 (the seed allows it there, and never with COPY_RAW).
 
 :func:`chain` reads qcow2 and raw headers in Python (``_headers``) and runs
-``qemu-img info`` only for what those do not cover."""
+``qemu-img info -f FORMAT`` layer by layer only for what those do not cover: never
+``--backing-chain`` (it would probe a backing file named without a format and open any
+protocol a header names)."""
 
 from __future__ import annotations
 
@@ -46,11 +48,7 @@ def chain(path: str, fmt: str, force_share: bool = True) -> list[ImageLayer]:
     try:
         layers = [layer.info() for layer in _headers.read_chain(path, fmt)]
     except _headers.Unusual:
-        args = ["info", "--output=json", "--backing-chain", "-f", fmt]
-        if force_share:
-            args.append("-U")
-        data = json.loads(qemu_img(*args, path))
-        layers = data if isinstance(data, list) else [data]
+        layers = _walk(path, fmt, force_share)
     except OSError as exc:
         raise OperationFailedError(f"cannot read image {path} (or its backing chain): {exc}") from None
     for layer in layers:
@@ -62,12 +60,46 @@ def chain(path: str, fmt: str, force_share: bool = True) -> list[ImageLayer]:
     return layers
 
 
+def _walk(path: str, fmt: str, force_share: bool) -> list[ImageLayer]:
+    """The chain read by ``qemu-img info -f FORMAT`` one layer at a time (``info`` opens no backing file).
+
+    Unlike ``--backing-chain`` it never probes: a layer naming its backing file without a format ends the walk
+    (the caller refuses it), and a backing name that is a protocol (``nbd://``, ``json:`` ...) is listed by name
+    but never opened: a read does not connect to a network peer an image header names.
+    """
+    layers: list[ImageLayer] = []
+    seen: set[str] = set()
+    current, current_fmt = path, fmt
+    while True:
+        args = ["info", "--output=json", "-f", current_fmt]
+        if force_share:
+            args.append("-U")
+        layer = json.loads(qemu_img(*args, current))
+        if not isinstance(layer, dict):
+            raise OperationFailedError(f"qemu-img info {current}: unexpected output")
+        layers.append(layer)
+        backing = layer.get("full-backing-filename") or layer.get("backing-filename")
+        backing_fmt = layer.get("backing-filename-format")
+        if not backing or not backing_fmt:
+            return layers
+        backing, backing_fmt = str(backing), str(backing_fmt)
+        if _headers.is_protocol(backing):
+            layers.append({"filename": backing, "format": backing_fmt})
+            return layers
+        real = os.path.realpath(backing)
+        if real in seen or len(layers) >= _headers.MAX_CHAIN:
+            raise OperationFailedError(f"backing chain of {path} loops or is deeper than {_headers.MAX_CHAIN}")
+        seen.add(real)
+        current, current_fmt = backing, backing_fmt
+
+
 def backing_paths(layers: list[ImageLayer]) -> tuple[str, ...]:
-    """Absolute paths of the layers below the top, nearest first."""
+    """Absolute paths of the layers below the top, nearest first (a protocol name such as ``nbd://`` as is)."""
     out = []
     for layer in layers[1:]:
         name = str(layer.get("filename", ""))
-        out.append(os.path.abspath(name) if not name.startswith(("json:", "/dev/fd")) else name)
+        keep = name.startswith("/dev/fd") or _headers.is_protocol(name)
+        out.append(name if keep else os.path.abspath(name))
     return tuple(out)
 
 
