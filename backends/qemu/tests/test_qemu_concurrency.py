@@ -225,8 +225,6 @@ _WORKER = textwrap.dedent(
 
     def copy(name):
         dom = conn.lookup_domain(name)
-        if not dom.spec().disks:
-            return
         dest = os.path.join(root, f"copy-{me}-{len(results)}.qcow2")
         job = dom.block_copy("vda", dest, format="qcow2")
         job.wait_ready(timeout=60)
