@@ -70,9 +70,12 @@ STEADY = frozenset(
         "internal-error",
     }
 )
-"""Statuses QEMU leaves only with an event on every monitor (STOP, RESUME, RESET, WAKEUP, SHUTDOWN ...).
-``paused`` becomes ``finish-migrate``/``postmigrate`` without STOP: trusted only while QEMU sends
-MIGRATION events (the lease turns them on). Any other status is asked again at every read."""
+"""Statuses QEMU leaves only with an event on every monitor (STOP, RESUME, RESET, WAKEUP, SHUTDOWN ...)
+while it sends MIGRATION events (the lease turns them on): a stopped QEMU enters ``finish-migrate`` without
+STOP. Any other status is asked again at every read."""
+
+STEADY_WITHOUT_MIGRATION_EVENTS = frozenset({"running"})
+"""What is trusted when MIGRATION events could not be turned on: leaving ``running`` always sends STOP."""
 
 MAX_LEASES = 32
 """Leases one connection holds at most (two file descriptors each); more domains take the slow path."""
@@ -150,7 +153,7 @@ class Lease:
         self.state = DomainState.NOSTATE
         self.jobs: dict[str, str] = {}
         """QEMU's jobs: id -> status (``query-jobs``, asked again after every job event)."""
-        self.steady = STEADY - {"paused"}
+        self.steady = STEADY_WITHOUT_MIGRATION_EVENTS
         self._stat_fd = -1
         self.mutex = threading.RLock()
         """Reentrant: an event subscriber called from a read may read again."""
@@ -323,7 +326,7 @@ class LiveView:
                 client.execute("migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]})
                 lease.steady = STEADY
             except QMPError:
-                pass  # during a migration: "paused" stays asked again at every read
+                pass  # during a migration: only "running" is trusted, anything else is asked at every read
             with lease.mutex:
                 events = self._sync(lease, jobs_too=True)
         except _FAILURES:

@@ -290,10 +290,13 @@ class QemuDriver(Driver):
             return (*self.sessions.down_state(name), [])
 
     def disks(self, dom: DomainRef) -> list[DiskInfo]:
-        """Disks from the definition (settled after concluded jobs), backing chains from the image headers."""
-        if self.store.run(dom.name).jobs and self.processes.pid(dom.name) is not None:
-            with contextlib.suppress(VirtabsError), self.sessions.open(dom.name) as q:
-                self.jobs.reconcile(dom.name, q)
+        """Disks from the definition (settled after concluded jobs, on the leased connection when there is one),
+        backing chains from the image headers."""
+        if self.store.run_view(dom.name).jobs:
+            lease = self.live.lease(dom.name)
+            if lease is not None or self.processes.pid(dom.name) is not None:
+                with contextlib.suppress(VirtabsError), self.jobs.conversation(dom.name, lease) as q:
+                    self.jobs.reconcile(dom.name, q)
         return self.storage.disk_infos(self.store.get(dom))
 
     def nics(self, dom: DomainRef) -> list[NicInfo]:
