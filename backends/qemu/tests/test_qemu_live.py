@@ -358,3 +358,19 @@ def test_own_destroy_and_start_read_at_once(root: Path, bare: Any) -> None:
         assert _lease_pid(drv, "vm") == drv.processes.pid("vm")
         drv.resume(ref)
         assert drv.domain_info(ref).state == DomainState.RUNNING
+
+
+def test_save_and_restore_by_another_process(root: Path, bare: Any) -> None:
+    """Saved (QEMU migrates to a file and quits) and restored (a new QEMU with -incoming) behind the lease."""
+    drv, ref = bare
+    saved = root / "vm.save"
+    run_other(root, "vm", f"dom.suspend()\ndom.save({str(saved)!r})")
+    assert drv.domain_status(ref).state == DomainState.SHUTOFF
+    assert drv.domain_info(ref).state == DomainState.SHUTOFF
+    run_other(root, "vm", f"conn.restore({str(saved)!r})")
+    info = drv.domain_info(ref)
+    assert (info.state, info.native_state) == drv.sessions.state("vm")
+    assert info.state == DomainState.PAUSED  # it was saved paused
+    assert _lease_pid(drv, "vm") == drv.processes.pid("vm")
+    run_other(root, "vm", "dom.resume()")
+    assert drv.domain_status(ref).state == DomainState.RUNNING
