@@ -156,7 +156,7 @@ class Lease:
         self.steady = STEADY_WITHOUT_MIGRATION_EVENTS
         self._stat_fd = -1
         self.mutex = threading.RLock()
-        """Reentrant: an event subscriber called from a read may read again."""
+        """Reentrant: settling a job on the lease emits events, and a subscriber may read again."""
 
     def cpu_time_ns(self) -> int | None:
         """User + system CPU time of this QEMU (one ``pread`` of /proc/PID/stat, kept open), or None when
