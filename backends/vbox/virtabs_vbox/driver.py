@@ -162,6 +162,7 @@ class VboxDriver(Driver):
         self._lock = threading.Lock()
         self._poller: EventPoller | None = None
         self._pool_path: str | None = None
+        self._pool_made = False
         try:
             self._transport.connect()
             version = self._vbm.raw(["--version"], timeout=60)
@@ -560,6 +561,7 @@ class VboxDriver(Driver):
     # --- storage ---------------------------------------------------------------------------------
 
     def _pool_dir(self) -> str:
+        """The default machine folder (``list systemproperties``, read once per connection)."""
         with self._lock:
             if self._pool_path is None:
                 props = {}
@@ -568,9 +570,18 @@ class VboxDriver(Driver):
                 folder = props.get("Default machine folder")
                 if not folder:
                     raise OperationFailedError(f"VBoxManage on {self._transport.where} names no default machine folder")
-                self._transport.run(["mkdir", "-p", "--", folder], timeout=60)
                 self._pool_path = folder
             return self._pool_path
+
+    def _make_pool_dir(self, folder: str) -> None:
+        """``mkdir -p`` the default machine folder before the connection's first image goes there (reads
+        never need it to exist, so they cost no ``mkdir``)."""
+        with self._lock:
+            if self._pool_made:
+                return
+        self._transport.run(["mkdir", "-p", "--", folder], timeout=60)
+        with self._lock:
+            self._pool_made = True
 
     def _check_pool(self, pool: str) -> str:
         if pool != POOL:
@@ -653,6 +664,7 @@ class VboxDriver(Driver):
             raise InvalidArgumentError(
                 f"volume {name!r}: VirtualBox cannot create {format!r} images (it can: {', '.join(sorted(FORMATS))})"
             )
+        self._make_pool_dir(folder)
         path = posixpath.join(folder, name)
         args = ["createmedium", "disk", "--filename", path, "--format", native]
         if backing:
