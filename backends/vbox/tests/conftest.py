@@ -20,6 +20,9 @@ import pytest
 
 SIM_DIR = Path(__file__).resolve().parent / "vboxmanage_sim"
 REPO = Path(__file__).resolve().parents[3]
+ACPI_DELAY = "0.05"
+"""Seconds a simulated guest takes to power off after the ACPI power button (the simulator's default is 0.3):
+still later than the call that pressed it, so a shutdown is waited for as the tests do for a real guest."""
 
 
 def _load_sshd_module() -> ModuleType:
@@ -41,11 +44,13 @@ def in_ci() -> bool:
 
 @pytest.fixture(scope="session")
 def vbox_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The simulator first on PATH and its state in a fresh VBOX_USER_HOME, for local ``vbox:///session``."""
+    """The simulator first on PATH, its state in a fresh VBOX_USER_HOME and its guests' ACPI delay
+    (``ACPI_DELAY``), for local ``vbox:///session``."""
     home = tmp_path_factory.mktemp("vbox home")  # a space in every path the driver handles
-    saved = {k: os.environ.get(k) for k in ("PATH", "VBOX_USER_HOME")}
+    saved = {k: os.environ.get(k) for k in ("PATH", "VBOX_USER_HOME", "VBOXSIM_ACPI_DELAY")}
     os.environ["PATH"] = f"{SIM_DIR}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
     os.environ["VBOX_USER_HOME"] = str(home)
+    os.environ["VBOXSIM_ACPI_DELAY"] = ACPI_DELAY
     yield home
     for key, value in saved.items():
         if value is None:
@@ -56,7 +61,7 @@ def vbox_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def vbox_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A real sshd on 127.0.0.1 whose sessions run the simulator with their own VBOX_USER_HOME."""
+    """A real sshd on 127.0.0.1 whose sessions run the simulator with their own VBOX_USER_HOME (and ``ACPI_DELAY``)."""
     sshd_server = _load_sshd_module()
     missing = sshd_server.sshd_available()
     if missing:
@@ -66,7 +71,11 @@ def vbox_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     remote_home = tmp_path_factory.mktemp("vbox remote home")
     server = sshd_server.Sshd(
         tmp_path_factory.mktemp("sshd"),
-        set_env={"PATH": f"{SIM_DIR}:/usr/local/bin:/usr/bin:/bin", "VBOX_USER_HOME": str(remote_home)},
+        set_env={
+            "PATH": f"{SIM_DIR}:/usr/local/bin:/usr/bin:/bin",
+            "VBOX_USER_HOME": str(remote_home),
+            "VBOXSIM_ACPI_DELAY": ACPI_DELAY,
+        },
     )
     server.start()
     server.vbox_home = remote_home

@@ -102,15 +102,12 @@ def test_start_reports_success_and_a_second_start_is_a_state_error(home: Path) -
     assert boots() == 2  # resuming a saved state is not a boot
 
 
-def test_acpi_power_button_powers_off_later(home: Path) -> None:
+def test_acpi_power_button_powers_off_later(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     vbm(home, "createvm", "--name", "acpi", "--register")
     vbm(home, "startvm", "acpi", "--type", "headless")
     assert vbm(home, "controlvm", "acpi", "acpipowerbutton").returncode == 0
-    os.environ["VBOXSIM_ACPI_DELAY"] = "0"
-    try:
-        state = vbm(home, "showvminfo", "acpi", "--machinereadable").stdout
-    finally:
-        del os.environ["VBOXSIM_ACPI_DELAY"]
+    monkeypatch.setenv("VBOXSIM_ACPI_DELAY", "0")  # restored afterwards (the session may have set one)
+    state = vbm(home, "showvminfo", "acpi", "--machinereadable").stdout
     assert 'VMState="poweroff"' in state
 
 
