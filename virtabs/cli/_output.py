@@ -219,10 +219,15 @@ def add_row(table: TableData, *cells: object) -> None:
 
 
 def print_table(table: TableData) -> None:
-    """Print a table to stdout: a rich table on a terminal; otherwise plain columns separated by
-    two spaces, without colours or trailing blanks (rich is not even imported then)."""
+    """Print a table to stdout: a rich table on a terminal (drawn without importing rich when it is a
+    simple one, see :func:`_terminal_lines`); otherwise plain columns separated by two spaces, without
+    colours or trailing blanks (rich is not even imported then)."""
     if sys.stdout.isatty():
-        _print_rich_table(table)
+        lines = _terminal_lines(table)
+        if lines is None:
+            _print_rich_table(table)
+        else:
+            click.echo("\n".join(lines))
         return
     widths = [max(len(row[i]) for row in [table.columns, *table.rows]) for i in range(len(table.columns))]
     if table.title:
@@ -231,7 +236,55 @@ def print_table(table: TableData) -> None:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
-def _print_rich_table(table: TableData) -> None:
+_BOLD, _RESET = "\x1b[1m", "\x1b[0m"
+
+
+def _terminal_lines(table: TableData, width: int | None = None) -> list[str] | None:
+    """The lines rich draws for a simple table on a terminal (bold headings, a rule, three spaces between
+    columns), without importing rich: it costs more start-up time than the rest of ``virtabs list``.
+
+    None when rich has to lay the table out itself: a title, a cell that is not plain printable ASCII
+    (wide or combining characters), or a table wider than the terminal (rich folds cells to fit).
+    """
+    import os
+
+    cells = [table.columns, *table.rows]
+    if table.title or not all(cell.isascii() and cell.isprintable() for row in cells for cell in row):
+        return None
+    widths = [max(len(row[i]) for row in cells) for i in range(len(table.columns))]
+    total = sum(widths) + 3 * (len(widths) - 1)
+    dumb = os.environ.get("TERM", "").lower() in ("dumb", "unknown")  # rich draws no styles there
+    if width is None:
+        width = 80 if dumb else _terminal_width()
+    if total > width:
+        return None
+    plain = dumb
+    bold, reset = ("", "") if plain else (_BOLD, _RESET)
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    rule = "\u2500" if encoding.startswith("utf") else "-"
+    head = "   ".join(f"{bold}{cell.ljust(w)}{reset}" for cell, w in zip(table.columns, widths, strict=True))
+    body = ["   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table.rows]
+    return [head, rule * total, *body]
+
+
+def _terminal_width() -> int:
+    """The width rich would use: the first standard stream that is a terminal, $COLUMNS over it, else 80."""
+    import os
+
+    width = 0
+    for fd in (0, 1, 2):
+        try:
+            width = os.get_terminal_size(fd).columns
+        except (OSError, ValueError):
+            continue
+        break
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():
+        width = int(columns)
+    return width or 80
+
+
+def _rich_table(table: TableData) -> Any:
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -248,7 +301,11 @@ def _print_rich_table(table: TableData) -> None:
         rich_table.add_column(column, overflow="fold")
     for row in table.rows:
         rich_table.add_row(*(Text(cell) for cell in row))
-    make_console().print(rich_table)
+    return rich_table
+
+
+def _print_rich_table(table: TableData) -> None:
+    make_console().print(_rich_table(table))
 
 
 def print_kv(rows: Iterable[tuple[str, object]]) -> None:
