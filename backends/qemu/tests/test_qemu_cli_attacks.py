@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +113,40 @@ def test_a_missing_root_is_a_connect_error_and_stays_missing(root: Path) -> None
     line = refused(cli(root, "list", uri=f"qemu:///embed?root={missing}"), ErrorCode.NO_CONNECT)
     assert "not-there" in line
     assert not missing.exists()
+
+
+def _qcow2_header_naming(backing: str, size: int = 1 << 20) -> bytes:
+    """A qcow2 v2 header whose backing file is ``backing`` (what a guest can write into its raw disk)."""
+    name = backing.encode()
+    offset = 72
+    header = struct.pack(">4sIQIIQIIQQIIQ", b"QFI\xfb", 2, offset, len(name), 16, size, 0, 0, 0, 0, 0, 0, 0)
+    return header + name
+
+
+def test_a_qcow2_header_inside_a_raw_volume_is_never_followed(root: Path) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    secret = root.parent / f"{root.name}-host-secret"
+    secret.write_text(SECRET)
+    try:
+        assert cli(root, "vol-create", "default", "disk.raw", "1M", "--format", "raw").returncode == 0
+        images = root / "images"
+        for name, backing in (("disk.raw", f"nbd:127.0.0.1:{port}"), ("planted.img", str(secret))):
+            data = bytearray((images / name).read_bytes() if (images / name).exists() else bytes(1 << 20))
+            head = _qcow2_header_naming(backing)
+            data[: len(head)] = head
+            (images / name).write_bytes(bytes(data))
+        proc = cli(root, "vol-list", "default", "--json")
+        assert proc.returncode == 0, proc.stderr
+        volumes = {v["name"]: v for v in json.loads(proc.stdout)}
+        assert volumes["disk.raw"]["format"] == "raw"
+        assert volumes["planted.img"]["format"] == "raw"
+        assert SECRET not in proc.stdout + proc.stderr
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nothing connected to the NBD server named in the header
+    finally:
+        listener.close()
+        secret.unlink()
