@@ -176,6 +176,40 @@ def test_hosts_run_in_parallel(make_node: Callable[..., str], monkeypatch: pytes
     assert peak == 4  # really concurrent, and bounded by concurrency
 
 
+def test_hosts_of_a_local_reader_run_one_at_a_time(
+    make_node: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = TestDriver.inventory
+    active = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def slow(self: TestDriver) -> Any:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        try:
+            time.sleep(0.4)  # long enough that parallel threads would overlap
+            return original(self)
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(TestDriver, "inventory", slow)
+    monkeypatch.setattr(TestDriver, "local_reads", True)
+    uris = [make_node(f"l{i}", domains=1, seed=i) for i in range(4)]
+    # each host takes 0.4 s, all four 1.6 s: waiting its turn must not count against its 1.2 s timeout
+    result = inv.collect(uris, concurrency=4, timeout=1.2)
+    assert result.exit_status == 0
+    assert [h.ok for h in result.hosts] == [True] * 4
+    assert peak == 1
+    monkeypatch.setattr(TestDriver, "local_reads", False)
+    peak = 0
+    assert inv.collect(uris, concurrency=4, timeout=5).exit_status == 0
+    assert peak > 1  # the control: the same hosts overlap when the driver does not read locally
+
+
 def test_the_bulk_hook_is_one_call_per_host(make_node: Callable[..., str], driver_calls: DriverCalls) -> None:
     uris = [make_node(f"b{i}", domains=50, seed=i) for i in range(3)]
     result = inv.collect(uris)

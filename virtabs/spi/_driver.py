@@ -67,6 +67,13 @@ class Driver:
     """Example URIs for documentation."""
     install_hint: ClassVar[str] = ""
     """How to install what the driver needs, for DriverUnavailableError."""
+    local_reads: ClassVar[bool] = False
+    """True when reading a host is work on this machine (files, local sockets), not network round trips.
+
+    The inventory then reads such hosts one after another instead of on parallel threads: threads
+    only add contention for the interpreter lock when nothing waits on a network (measured: 50 QEMU
+    embed roots took four times as long on 16 threads as on one).
+    """
 
     def __init__(self, uri: URI, options: ConnectOptions) -> None:
         self.uri = uri
