@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import select
 import socket
@@ -35,11 +36,11 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from virtabs.spi import ConnectError, DomainState, VirtabsError
+from virtabs.spi import ConnectError, DomainState, OperationFailedError, OperationTimeoutError, VirtabsError
 
 from ._cmdline import LEASE_SOCKETS, lease_lock, lease_socket
 from ._process import Processes
-from ._qmp import QMPClient, QMPError
+from ._qmp import MAX_LINE, QMPClient, QMPError
 from ._session import Sessions, state_of
 from ._store import DefinitionStore
 
@@ -81,6 +82,8 @@ MAX_LEASES = 32
 """Leases one connection holds at most (two file descriptors each); more domains take the slow path."""
 
 _SYNC_ROUNDS = 8
+_ASK_ID = "vl"
+_REQUESTS: dict[str, bytes] = {}
 _FAILURES = (VirtabsError, QMPError, OSError, ValueError, TypeError, KeyError)
 """What a lease's conversation can raise when QEMU is gone or its monitor misbehaves: drop the lease."""
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -109,8 +112,63 @@ class LeaseClient(QMPClient):
         """Connect and negotiate; afterwards :meth:`pending` works."""
         super().connect()
         assert self._sock is not None
+        self._sock.settimeout(self.timeout)
         self._poll.register(self._sock.fileno(), select.POLLIN)
         return self
+
+    def execute(self, command: str, arguments: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        """:meth:`QMPClient.execute`, leaving the socket with the connection's timeout for :meth:`ask`."""
+        try:
+            return super().execute(command, arguments, timeout)
+        finally:
+            if self._sock is not None:
+                self._sock.settimeout(self.timeout)
+
+    def ask(self, command: str) -> Any:
+        """``command`` (no arguments) on this dedicated connection, leaner than :meth:`execute`: the request
+        bytes are made once per command and the socket keeps the timeout :meth:`connect` gave it (each
+        wait for bytes is bounded by it). Events in front of the reply are kept in :attr:`events`; a
+        refusal raises :class:`QMPError`, a closed connection ConnectError."""
+        sock = self._sock
+        if sock is None:
+            raise ConnectError(f"{self.what}: QMP connection is closed")
+        request = _REQUESTS.get(command)
+        if request is None:
+            request = _REQUESTS[command] = json.dumps({"execute": command, "id": _ASK_ID}).encode() + b"\n"
+        buf = self._buf
+        try:
+            sock.sendall(request)
+            while True:
+                end = buf.find(b"\n")
+                while end < 0:
+                    if len(buf) > MAX_LINE:
+                        raise OperationFailedError(f"{self.what}: QMP message over {MAX_LINE} bytes refused")
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        raise ConnectError(f"{self.what}: QEMU closed the QMP connection")
+                    end = len(buf) + chunk.find(b"\n") if b"\n" in chunk else -1
+                    buf += chunk
+                msg = json.loads(bytes(buf[:end]))
+                del buf[: end + 1]
+                if not isinstance(msg, dict):
+                    raise OperationFailedError(f"{self.what}: QEMU sent a non-object on QMP")
+                if "event" in msg:
+                    self.events.append(msg)
+                    continue
+                if msg.get("id") != _ASK_ID:
+                    continue
+                if "error" in msg:
+                    desc = str(msg["error"].get("desc", "")) if isinstance(msg["error"], dict) else str(msg["error"])
+                    raise QMPError(f"{self.what}: {command}: {desc}", command=command, desc=desc)
+                return msg.get("return")
+        except TimeoutError:
+            self.close()
+            raise OperationTimeoutError(f"{self.what}: QMP command {command!r} got no reply in time") from None
+        except (OSError, ValueError, RecursionError, VirtabsError) as exc:
+            self.close()  # the stream can no longer be trusted to be in step
+            if isinstance(exc, VirtabsError):
+                raise
+            raise ConnectError(f"{self.what}: QMP conversation failed: {exc}") from None
 
     def pending(self) -> bool:
         """True when QEMU wrote something not read yet, closed the connection, or it failed (one ``poll``)."""
@@ -244,7 +302,7 @@ class LiveView:
             if not lease.client.is_open:
                 return None
             try:
-                reply = lease.client.execute(command)
+                reply = lease.client.ask(command)
                 events = lease.client.take_events()
                 if events:
                     reply = None
@@ -347,11 +405,11 @@ class LiveView:
         seen = list(events or [])
         jobs_too = jobs_too or any(e.get("event") in JOB_EVENTS for e in seen)
         for _ in range(_SYNC_ROUNDS):
-            status = q.execute("query-status")
+            status = q.ask("query-status")
             new = q.take_events()
             seen += new
             if jobs_too or any(e.get("event") in JOB_EVENTS for e in new):
-                lease.jobs = {str(j["id"]): str(j.get("status", "")) for j in q.execute("query-jobs")}
+                lease.jobs = {str(j["id"]): str(j.get("status", "")) for j in q.ask("query-jobs")}
                 later = q.take_events()
                 if later:  # the status may have moved on: ask both again
                     seen += later
