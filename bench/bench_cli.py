@@ -6,7 +6,7 @@ Reports, as ratios (never asserted in tests):
   - `virtabs -c test:///default list`  vs  `python -c "import click"` (the floor of any click CLI)
   - `python -c "import virtabs"`        vs  `python -c "pass"` (the interpreter's own start-up)
   - `virtabs --help`                    vs  `virsh --help`, and vs the click floor
-  - `virtabs list` with stdout on a pseudo-terminal (a rich table) vs the same floor, for the record
+  - `virtabs list` with stdout on a pseudo-terminal (bold headings and a rule, as rich draws them) vs the same floor
 
 Issue 17's targets: `virtabs list` at most 4x virsh and within 1.5x of the click floor.
 
