@@ -21,7 +21,6 @@ environment variables, then the config file entry for the URI (matched on
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -91,6 +90,8 @@ def load_config(path: Path | None = None) -> Config:
         return Config(path=None)
     except OSError as exc:
         raise InvalidArgumentError(f"cannot read config file {path}: {exc.strerror}") from None
+    import tomllib  # here: a process without a config file does not pay for the TOML parser
+
     try:
         data: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -21,7 +21,6 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -201,6 +200,8 @@ class FileSync:
         if text == self._saved:
             return
         directory = os.path.dirname(self._path) or "."
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(prefix=".virtabs-test-", suffix=".json", dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

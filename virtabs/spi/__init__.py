@@ -49,6 +49,11 @@ connection, every argument quoted; ``docs/command-transport.md``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._command import CommandFailedError, CommandResult, CommandTransport
+
 from .._capabilities import Capabilities, Capability
 from .._config import Credentials
 from .._errors import (
@@ -97,7 +102,6 @@ from .._models import (
     VolumeInfo,
 )
 from .._uri import URI, parse_uri, redact_uri_text
-from ._command import CommandFailedError, CommandResult, CommandTransport
 from ._driver import SPI_METHODS, ConnectOptions, Driver, EventSink
 from ._operations import (
     ANY_BLOCK_JOB,
@@ -190,3 +194,13 @@ __all__ = [
     "find_domain",
     "poll_until",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("CommandFailedError", "CommandResult", "CommandTransport"):
+        from . import _command
+
+        value = getattr(_command, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'virtabs.spi' has no attribute {name!r}")
