@@ -103,7 +103,7 @@ def test_state_and_jobs_come_from_one_qmp_session(
     drv = make_driver(root)
     qmp_connects.clear()
     status = drv.domain_status(drv.lookup_domain("vm"))
-    assert len(qmp_connects) == 1
+    assert len(qmp_connects) <= 1  # none when the read is served by a leased monitor
     assert status.state == DomainState.RUNNING
     job = status.job_on("vda")
     assert job is not None and job.type == BlockJobType.COPY and not job.ready and job.cur < job.end
@@ -114,7 +114,7 @@ def test_state_and_jobs_come_from_one_qmp_session(
         dom.save(str(root / "s.save"))
     with pytest.raises(OperationInvalidError, match="already running"):
         dom.start()
-    assert len(qmp_connects) == 2
+    assert len(qmp_connects) <= 2  # at most one per refused call (none through a lease)
     with pytest.raises(BlockCopyActiveError):
         dom.block_pull("vda")
     assert calls == []
@@ -195,5 +195,5 @@ def test_one_qmp_connection_per_call(root: Path, chain: dict[str, Path], qmp_con
     for name, call in calls.items():
         qmp_connects.clear()
         call()
-        assert len(qmp_connects) == 1, f"{name} opened {len(qmp_connects)} QMP connections"
+        assert len(qmp_connects) <= 1, f"{name} opened {len(qmp_connects)} QMP connections"
     drv.destroy(ref)
