@@ -288,7 +288,7 @@ def main() -> int:
             qemu = qemu_roots(Path(tmp), args.qemu_hosts, args.qemu_domains)
             print(f"\ncreating {args.qemu_hosts} QEMU embed roots: {time.perf_counter() - start:.1f} s")
             report(
-                f"QEMU embed roots, {args.qemu_domains} shut-off domains each (qemu-img per disk)",
+                f"QEMU embed roots, {args.qemu_domains} shut-off domains each (image headers read in Python, no qemu-img)",
                 qemu,
                 args.runs,
                 args.concurrency,

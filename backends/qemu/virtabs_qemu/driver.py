@@ -120,6 +120,8 @@ class QemuDriver(Driver):
         "qemu:///session?emulator=/usr/local/bin/qemu-system-x86_64",
     )
     install_hint: ClassVar[str] = "apt install qemu-system-x86 qemu-utils"
+    local_reads: ClassVar[bool] = True
+    """Every read is local files and the domains' own QMP sockets: the inventory reads roots one at a time."""
 
     def __init__(self, uri: URI, options: ConnectOptions) -> None:
         super().__init__(uri, options)
