@@ -150,3 +150,41 @@ def test_a_qcow2_header_inside_a_raw_volume_is_never_followed(root: Path) -> Non
     finally:
         listener.close()
         secret.unlink()
+
+
+def test_one_bad_definition_never_hides_the_rest_at_the_cli(root: Path) -> None:
+    spec = root / "spec.json"
+    for name in ("alpha", "zulu"):
+        spec.write_text(json.dumps({"name": name, "memory_bytes": 64 << 20, "vcpus": 1}))
+        assert cli(root, "define", str(spec)).returncode == 0
+    domains = root / "domains"
+    (domains / "broken.json").write_bytes(b"{\xff truncated")
+    (domains / "wrong-type.json").write_text(json.dumps({"uuid": 5, "spec": "not an object"}))
+    (domains / "a-directory.json").mkdir()
+    proc = cli(root, "list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [d["name"] for d in json.loads(proc.stdout)] == ["alpha", "zulu"]
+    assert "Traceback" not in proc.stderr
+    for bad in ("broken.json", "wrong-type.json", "a-directory.json"):
+        assert str(domains / bad) in proc.stderr, f"no warning names {bad}: {proc.stderr!r}"
+
+
+def test_a_planted_shared_session_directory_is_refused_at_the_cli(root: Path) -> None:
+    shared = root / "tmp"
+    shared.mkdir(mode=0o1777)
+    planted = shared / f"virtabs-{os.getuid()}"
+    planted.mkdir()
+    os.chmod(planted, 0o777)  # another user could have made it, or could write into it
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTABS_", "XDG_"))}
+    env.update(HOME=str(root / "home"), TMPDIR=str(shared))
+    proc = subprocess.run(
+        [sys.executable, "-m", "virtabs.cli", "-c", "qemu:///session", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    line = refused(proc, ErrorCode.NO_CONNECT)
+    assert f"refusing the shared directory {planted}" in line
+    assert list(planted.iterdir()) == []  # nothing was put into it
