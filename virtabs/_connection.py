@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -53,12 +54,24 @@ def open(
     return Connection._open(driver_class, parsed, creds, readonly, timeout)
 
 
+_checked_classes: weakref.WeakKeyDictionary[type[Driver], Capabilities] = weakref.WeakKeyDictionary()
+"""Driver classes that passed :func:`check_driver_class`, with the declaration they passed with."""
+
+
 def check_driver_class(driver_class: type[Driver]) -> None:
-    """InternalError when the driver declares a capability whose methods it does not override."""
-    missing = missing_methods(driver_class, driver_class.capabilities)
+    """InternalError when the driver declares a capability whose methods it does not override.
+
+    A class that passed is not checked again while it declares the same capabilities
+    (an inventory opens many connections of one driver).
+    """
+    declared = driver_class.capabilities
+    if _checked_classes.get(driver_class) == declared:
+        return
+    missing = missing_methods(driver_class, declared)
     if missing:
         detail = "; ".join(f"{method} ({why})" for method, why in missing.items())
         raise InternalError(f"driver {driver_class.__qualname__} does not implement what it declares: {detail}")
+    _checked_classes[driver_class] = declared
 
 
 class _EventHub:
