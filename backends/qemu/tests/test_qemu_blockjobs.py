@@ -249,9 +249,9 @@ def test_copy_raw_never_probes_and_reuse_probes_only_the_destination(
     probed: list[str] = []
     real_probe = _img.probe_format
 
-    def spy(path: str) -> str:
+    def spy(path: str, timeout: float | None = None) -> str:
         probed.append(path)
-        return real_probe(path)
+        return real_probe(path, timeout)
 
     monkeypatch.setattr(_img, "probe_format", spy)
     raw = chain["base"].parent / "r.raw"

@@ -102,3 +102,60 @@ def test_a_pool_reached_through_a_symlinked_directory_still_works(root: Path) ->
     assert pool.lookup_volume("a.qcow2").info().capacity_bytes == MiB
     vol.delete()
     assert not (real / "a.qcow2").exists()
+
+
+def test_a_pool_directory_swapped_for_a_symlink_after_the_check_is_never_followed(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A co-tenant swaps the pool's directory for a symlink to another directory between the path check and the
+    open (played at the worst instant: right after the driver's check returns). The driver refuses, or works on
+    the real file; it never reads, resizes, deletes or creates in the other directory."""
+    from virtabs_qemu._storage import Storage
+
+    conn = virtabs.open(f"qemu:///embed?root={root}")
+    pool = conn.lookup_storage_pool("default")
+    vol = pool.create_volume("v.raw", MiB, format="raw")
+    pool_dir = Path(str(pool.info().path))
+    real_dir = pool_dir.with_name(pool_dir.name + ".real")
+    outside = root / "outside"
+    outside.mkdir()
+    decoy = outside / "v.raw"
+    decoy.write_bytes(b"host secret" + b"\0" * (4 * MiB - 11))  # another size: shows which file was read
+
+    armed: list[bool] = []
+    check = Storage.resolve
+
+    def check_then_swap(pool_name: str, pool_path: str, name: str) -> str:
+        path = check(pool_name, pool_path, name)
+        if armed and not pool_dir.is_symlink():
+            os.rename(pool_dir, real_dir)
+            pool_dir.symlink_to(outside)
+        return path
+
+    monkeypatch.setattr(Storage, "resolve", staticmethod(check_then_swap))
+
+    def racing(call: object) -> object:
+        assert callable(call)
+        armed.append(True)
+        try:
+            return call()
+        except virtabs.OperationFailedError as exc:
+            assert "replaced by a symlink" in str(exc), exc
+            return exc
+        finally:
+            armed.clear()
+            if pool_dir.is_symlink():
+                pool_dir.unlink()
+                os.rename(real_dir, pool_dir)
+
+    def capacity() -> object:
+        return pool.lookup_volume("v.raw").info().capacity_bytes
+
+    for result in (racing(capacity), racing(lambda: vol.resize(8 * MiB)), racing(vol.delete)):
+        assert result is None or result == MiB or isinstance(result, virtabs.OperationFailedError), result
+    racing(lambda: pool.create_volume("new.qcow2", MiB, format="qcow2"))
+    assert decoy.stat().st_size == 4 * MiB and decoy.read_bytes().startswith(b"host secret")
+    assert sorted(p.name for p in outside.iterdir()) == ["v.raw"]
+    assert (pool_dir / "v.raw").stat().st_size in (MiB, 8 * MiB)  # refused, or resized the real file
+    assert not pool_dir.is_symlink()
+    conn.close()

@@ -8,6 +8,7 @@ import os
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from qemu_helpers import SIZE, make_driver, qemu_img
@@ -123,13 +124,13 @@ def test_emulator_version_asked_once_per_binary(tmp_path: Path, monkeypatch: pyt
     fake.write_text(f"#!{sys.executable}\nprint('QEMU emulator version 9.1.2 (fake)')\n")
     fake.chmod(0o755)
     runs: list[list[str]] = []
-    real = _process.subprocess.run
+    real = _process.run_bounded
 
-    def counting(argv: list[str], **kwargs: object) -> object:
+    def counting(argv: list[str], *args: Any, **kwargs: Any) -> object:
         runs.append(list(argv))
-        return real(argv, **kwargs)  # type: ignore[call-overload]
+        return real(argv, *args, **kwargs)
 
-    monkeypatch.setattr(_process.subprocess, "run", counting)
+    monkeypatch.setattr(_process, "run_bounded", counting)
     assert _process.Emulator(str(fake), "tcg").version() == (9, 1, 2)
     assert _process.Emulator(str(fake), "tcg").version() == (9, 1, 2)
     assert len(runs) == 1

@@ -102,7 +102,7 @@ class BlockJobs:
             if request.reuse_existing:
                 if not exists:
                     raise InvalidArgumentError(f"block copy of disk {disk}: reused destination {dest} does not exist")
-                fmt = request.format or _img.probe_format(dest)
+                fmt = request.format or _img.probe_format(dest, self.processes.host_timeout)
                 mode = "existing"
             else:
                 if exists and os.path.getsize(dest) > 0:

@@ -13,44 +13,69 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from typing import Any
 
 from virtabs.spi import DriverUnavailableError, OperationFailedError, OperationTimeoutError
 
 from . import _headers
+from ._process import run_bounded
 
-__all__ = ["ImageLayer", "chain", "create", "probe_format", "qemu_img", "resize", "snapshot"]
+__all__ = ["DEFAULT_TIMEOUT", "ImageLayer", "chain", "create", "probe_format", "qemu_img", "resize", "snapshot"]
 
 ImageLayer = dict[str, Any]
 
 
-def qemu_img(*args: str, timeout: float = 120.0) -> str:
-    """Run qemu-img; a failure raises OperationFailedError with its stderr."""
+DEFAULT_TIMEOUT = 120.0
+"""How long one ``qemu-img`` call may take on a connection opened without a timeout."""
+
+
+def qemu_img(*args: str, timeout: float | None = None, image: str | None = None, pass_fds: Sequence[int] = ()) -> str:
+    """Run qemu-img; a failure raises OperationFailedError with its stderr.
+
+    ``timeout`` is the connection's timeout (None: :data:`DEFAULT_TIMEOUT`): past it the call's whole
+    process group is killed and OperationTimeoutError names ``image`` and the limit. SIGINT kills it too.
+    ``pass_fds`` are descriptors the command names as ``/dev/fd/N``.
+    """
     exe = shutil.which("qemu-img")
     if exe is None:
         raise DriverUnavailableError("qemu-img is not installed (Debian: apt install qemu-utils)")
+    limit = DEFAULT_TIMEOUT if timeout is None else timeout
     try:
-        res = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, check=False)
+        res = run_bounded([exe, *args], limit, pass_fds=pass_fds)
     except subprocess.TimeoutExpired:
-        raise OperationTimeoutError(f"qemu-img {args[0]} did not finish within {timeout:g}s") from None
+        raise OperationTimeoutError(
+            f"qemu-img {args[0]} of image {image or args[-1]} did not finish within {limit:g}s "
+            "(the connection's timeout); it was stopped"
+        ) from None
+    except OSError as exc:
+        raise OperationFailedError(f"cannot run qemu-img {args[0]}: {exc}") from None
     if res.returncode != 0:
         raise OperationFailedError(f"qemu-img {' '.join(args)} failed: {res.stderr.strip() or res.stdout.strip()}")
     return res.stdout
 
 
-def chain(path: str, fmt: str, force_share: bool = True) -> list[ImageLayer]:
+def chain(
+    path: str,
+    fmt: str,
+    force_share: bool = True,
+    timeout: float | None = None,
+    image: str | None = None,
+    pass_fds: Sequence[int] = (),
+) -> list[ImageLayer]:
     """The backing chain of ``path`` opened as ``fmt``, top first, as ``qemu-img info --backing-chain`` gives it.
 
     qcow2 and raw headers are read in Python (no process); anything unusual (another format,
     encryption, an external data file, a protocol backing name ...) goes to ``qemu-img -f FMT``.
     Refuses a chain where a layer names a backing file without its format (QEMU would have to probe it).
+    ``timeout``, ``image`` and ``pass_fds`` go to :func:`qemu_img` (``image``: the name errors give ``path``).
     """
     try:
         layers = [layer.info() for layer in _headers.read_chain(path, fmt)]
     except _headers.Unusual:
-        layers = _walk(path, fmt, force_share)
+        layers = _walk(path, fmt, force_share, timeout, image, pass_fds)
     except OSError as exc:
-        raise OperationFailedError(f"cannot read image {path} (or its backing chain): {exc}") from None
+        raise OperationFailedError(f"cannot read image {image or path} (or its backing chain): {exc}") from None
     for layer in layers:
         if layer.get("backing-filename") and not layer.get("backing-filename-format"):
             raise OperationFailedError(
@@ -60,7 +85,14 @@ def chain(path: str, fmt: str, force_share: bool = True) -> list[ImageLayer]:
     return layers
 
 
-def _walk(path: str, fmt: str, force_share: bool) -> list[ImageLayer]:
+def _walk(
+    path: str,
+    fmt: str,
+    force_share: bool,
+    timeout: float | None = None,
+    image: str | None = None,
+    pass_fds: Sequence[int] = (),
+) -> list[ImageLayer]:
     """The chain read by ``qemu-img info -f FORMAT`` one layer at a time (``info`` opens no backing file).
 
     Unlike ``--backing-chain`` it never probes: a layer naming its backing file without a format ends the walk
@@ -74,7 +106,8 @@ def _walk(path: str, fmt: str, force_share: bool) -> list[ImageLayer]:
         args = ["info", "--output=json", "-f", current_fmt]
         if force_share:
             args.append("-U")
-        layer = json.loads(qemu_img(*args, current))
+        name = image if current == path and image else current
+        layer = json.loads(qemu_img(*args, current, timeout=timeout, image=name, pass_fds=pass_fds))
         if not isinstance(layer, dict):
             raise OperationFailedError(f"qemu-img info {current}: unexpected output")
         layers.append(layer)
@@ -103,35 +136,54 @@ def backing_paths(layers: list[ImageLayer]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def probe_format(path: str) -> str:
+def probe_format(path: str, timeout: float | None = None) -> str:
     """The format recorded in an existing image's metadata (probes: REUSE_EXT only, never for COPY_RAW)."""
-    out = qemu_img("info", "--output=json", "-U", path)
+    out = qemu_img("info", "--output=json", "-U", path, timeout=timeout)
     return str(json.loads(out)["format"])
 
 
-def create(path: str, fmt: str, size: int | None, backing: str | None = None, backing_fmt: str | None = None) -> None:
-    """Create an image; a backing file always gets its format (``-F``)."""
+def create(
+    path: str,
+    fmt: str,
+    size: int | None,
+    backing: str | None = None,
+    backing_fmt: str | None = None,
+    timeout: float | None = None,
+    image: str | None = None,
+    pass_fds: Sequence[int] = (),
+) -> None:
+    """Create an image; a backing file always gets its format (``-F``). ``timeout``, ``image`` and ``pass_fds``
+    go to :func:`qemu_img`."""
     args = ["create", "-q", "-f", fmt]
     if backing:
         if not backing_fmt:
-            raise OperationFailedError(f"creating {path}: the format of backing file {backing} is unknown")
+            raise OperationFailedError(f"creating {image or path}: the format of backing file {backing} is unknown")
         args += ["-b", backing, "-F", backing_fmt]
     args.append(path)
     if size is not None:
         args.append(str(size))
-    qemu_img(*args)
+    qemu_img(*args, timeout=timeout, image=image or path, pass_fds=pass_fds)
 
 
-def resize(path: str, fmt: str, size: int, shrink: bool = False) -> None:
-    """Resize an image to ``size`` bytes."""
+def resize(
+    path: str,
+    fmt: str,
+    size: int,
+    shrink: bool = False,
+    timeout: float | None = None,
+    image: str | None = None,
+    pass_fds: Sequence[int] = (),
+) -> None:
+    """Resize an image to ``size`` bytes (``timeout``, ``image`` and ``pass_fds`` go to :func:`qemu_img`)."""
     args = ["resize", "-q", "-f", fmt]
     if shrink:
         args.append("--shrink")
-    qemu_img(*args, path, str(size))
+    qemu_img(*args, path, str(size), timeout=timeout, image=image or path, pass_fds=pass_fds)
 
 
-def snapshot(op: str, path: str, fmt: str, name: str) -> None:
-    """``qemu-img snapshot`` with ``op`` in ``-c`` (create), ``-a`` (apply), ``-d`` (delete)."""
+def snapshot(op: str, path: str, fmt: str, name: str, timeout: float | None = None) -> None:
+    """``qemu-img snapshot`` with ``op`` in ``-c`` (create), ``-a`` (apply), ``-d`` (delete), bounded by
+    ``timeout`` (the connection's)."""
     # qemu-img snapshot has no -f: name the format through --image-opts (never probe).
     opts = f"driver={fmt},file.driver=file,file.filename={path.replace(',', ',,')}"
-    qemu_img("snapshot", op, name, "--image-opts", opts)
+    qemu_img("snapshot", op, name, "--image-opts", opts, timeout=timeout, image=path)

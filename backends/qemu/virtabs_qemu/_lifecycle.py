@@ -22,6 +22,7 @@ from virtabs.spi import (
     NoDomainError,
     OperationFailedError,
     OperationInvalidError,
+    OperationTimeoutError,
     VirtabsError,
     poll_until,
 )
@@ -128,7 +129,9 @@ class Lifecycle:
                 if not os.path.exists(disk.path):
                     raise OperationFailedError(f"domain {name!r}: disk {disk.target} image {disk.path} does not exist")
                 try:
-                    _img.chain(disk.path, disk.format, force_share=True)
+                    _img.chain(disk.path, disk.format, force_share=True, timeout=self.processes.host_timeout)
+                except OperationTimeoutError as exc:
+                    raise OperationTimeoutError(f"domain {name!r}: disk {disk.target}: {exc}") from None
                 except VirtabsError as exc:
                     raise OperationFailedError(f"domain {name!r}: disk {disk.target}: {exc}") from None
             try:

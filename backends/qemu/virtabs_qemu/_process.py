@@ -18,15 +18,22 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Sequence
 
-from virtabs.spi import Capabilities, Capability, Deadline, OperationFailedError
+from virtabs.spi import Capabilities, Capability, Deadline, OperationFailedError, OperationTimeoutError
 
 from ._state import StateDirs
 
-__all__ = ["PIDFILE_LOCKED", "Emulator", "Processes", "alive", "cpu_time_ns", "trim"]
+__all__ = ["PIDFILE_LOCKED", "SPAWN_TIMEOUT", "Emulator", "Processes", "alive", "cpu_time_ns", "run_bounded", "trim"]
 
 PIDFILE_LOCKED = "Cannot lock pid file"
 """QEMU's refusal to start while another QEMU holds the domain's pidfile."""
+
+SPAWN_TIMEOUT = 60.0
+"""How long a daemonizing QEMU may take to start on a connection opened without a timeout."""
+
+ASK_TIMEOUT = 30.0
+"""How long ``-version`` and the ``query-commands`` probe may take without a connection timeout."""
 
 NEEDS_COMMANDS: dict[Capability, frozenset[str]] = {
     Capability.DOMAIN_SHUTDOWN: frozenset({"system_powerdown"}),
@@ -59,9 +66,11 @@ def _binary_key(path: str) -> _Key:
 class Emulator:
     """One ``qemu-system-*`` binary: its version and QMP commands (asked once per binary and process)."""
 
-    def __init__(self, path: str, accel: str) -> None:
+    def __init__(self, path: str, accel: str, timeout: float | None = None) -> None:
         self.path = path
         self.accel = accel
+        self.limit = ASK_TIMEOUT if timeout is None else timeout
+        """How long asking the binary may take: the connection's timeout, else :data:`ASK_TIMEOUT`."""
 
     def version(self) -> tuple[int, int, int]:
         """The emulator's version, from ``-version`` (cached per binary)."""
@@ -70,9 +79,7 @@ class Emulator:
         if cached is not None:
             return cached
         try:
-            out = subprocess.run(
-                [self.path, "-version"], capture_output=True, text=True, timeout=30, check=False
-            ).stdout
+            out = run_bounded([self.path, "-version"], self.limit).stdout
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise OperationFailedError(f"cannot run {self.path} -version: {exc}") from None
         word = out.split("version", 1)[-1].split()[0] if "version" in out else "0.0.0"
@@ -91,13 +98,10 @@ class Emulator:
             json.dumps({"execute": c}) + "\n" for c in ("qmp_capabilities", "query-version", "query-commands", "quit")
         )
         try:
-            res = subprocess.run(
+            res = run_bounded(
                 [self.path, "-machine", "none", "-nodefaults", "-display", "none", "-S", "-qmp", "stdio"],
+                self.limit,
                 input=script,
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise OperationFailedError(f"cannot query the commands of {self.path}: {exc}") from None
@@ -126,9 +130,12 @@ class Emulator:
 class Processes:
     """The QEMU processes of one state root."""
 
-    def __init__(self, dirs: StateDirs, timeout: float) -> None:
+    def __init__(self, dirs: StateDirs, timeout: float, host_timeout: float | None = None) -> None:
         self.dirs = dirs
         self.timeout = timeout
+        self.host_timeout = host_timeout
+        """The connection's timeout as given (None: none given), bounding every host command: ``qemu-img``
+        (:func:`_img.qemu_img`) and QEMU's start (:meth:`spawn`); None keeps each command's own default."""
 
     def pid(self, name: str) -> int | None:
         """The pid of the domain's live QEMU, or None (a dead or foreign pid is None)."""
@@ -171,13 +178,20 @@ class Processes:
             os.close(fd)
 
     def spawn(self, name: str, argv: list[str]) -> str | None:
-        """Run the daemonizing QEMU command line; the failure (QEMU's stderr) or None once it runs."""
+        """Run the daemonizing QEMU command line; the failure (QEMU's stderr) or None once it runs.
+
+        QEMU's parent exits once the daemon has written its pidfile and opened its QMP socket; that whole wait
+        is bounded by the connection's timeout (:data:`SPAWN_TIMEOUT` without one): past it the start's process
+        group is killed and OperationTimeoutError names the domain and the limit (the caller reaps the daemon).
+        """
+        limit = SPAWN_TIMEOUT if self.host_timeout is None else self.host_timeout
         try:
-            res = subprocess.run(
-                argv, capture_output=True, text=True, timeout=max(60.0, self.timeout), check=False, cwd="/"
-            )
+            res = run_bounded(argv, limit, cwd="/")
         except subprocess.TimeoutExpired:
-            return "QEMU did not finish starting in time"
+            raise OperationTimeoutError(
+                f"domain {name!r}: QEMU did not finish starting within {limit:g}s (the connection's timeout); "
+                "it was stopped"
+            ) from None
         except OSError as exc:
             return str(exc)
         if res.returncode != 0:
@@ -233,6 +247,40 @@ class Processes:
             if self.wait_gone(pid, wait):
                 return
         raise OperationFailedError(f"domain {name!r}: QEMU process {pid} does not die")
+
+
+def run_bounded(
+    argv: list[str],
+    timeout: float,
+    *,
+    cwd: str | None = None,
+    input: str | None = None,
+    pass_fds: Sequence[int] = (),
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` in a process group of its own and collect its output (text).
+
+    Past ``timeout`` seconds, or when the wait is interrupted (SIGINT's KeyboardInterrupt), the whole group is
+    killed (a helper the command forked dies with it) and reaped before subprocess.TimeoutExpired (or the
+    interruption) propagates. A process that left the group (a daemon's ``setsid``) is the caller's to find.
+    """
+    with subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        pass_fds=tuple(pass_fds),
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def alive(pid: int) -> bool:

@@ -87,12 +87,12 @@ class Snapshots:
                 done: list[DiskSpec] = []
                 try:
                     for d in disks:
-                        _img.snapshot("-c", d.path, d.format, name)
+                        _img.snapshot("-c", d.path, d.format, name, self.processes.host_timeout)
                         done.append(d)
                 except VirtabsError:
                     for d in done:
                         with contextlib.suppress(VirtabsError):
-                            _img.snapshot("-d", d.path, d.format, name)
+                            _img.snapshot("-d", d.path, d.format, name, self.processes.host_timeout)
                     raise
             meta = SnapshotMeta(name, now_iso(), state, defn.current_snapshot)
             defn.snapshots.append(meta)
@@ -117,7 +117,7 @@ class Snapshots:
                         f"snapshot {name!r} of domain {dom.name!r} is disk-only; stop the domain before reverting"
                     )
                 for d in _writable_disks(defn.spec):
-                    _img.snapshot("-a", d.path, d.format, name)
+                    _img.snapshot("-a", d.path, d.format, name, self.processes.host_timeout)
             elif active:
                 with self.sessions.open(dom.name) as q:
                     out = q.hmp(f"loadvm {name}", timeout=self.hmp_timeout).strip()
@@ -140,7 +140,7 @@ class Snapshots:
             else:
                 for d in _writable_disks(defn.spec):
                     with contextlib.suppress(VirtabsError):
-                        _img.snapshot("-d", d.path, d.format, name)
+                        _img.snapshot("-d", d.path, d.format, name, self.processes.host_timeout)
             kept = []
             for s in defn.snapshots:
                 if s.name == name:

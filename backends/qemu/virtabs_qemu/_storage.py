@@ -5,18 +5,27 @@ Pools: ``default`` (the images directory) plus ``<config>/pools/NAME.json``
 the pool's ``.virtabs-volumes.json``); a file created elsewhere is raw: a format is never guessed
 from an image's bytes (a guest can write any header into a raw disk). The same holds for a backing
 image given to ``create_volume``: its pool's record, else raw, always passed to ``qemu-img -F``.
+
+A volume's path is checked to stay in its pool (:meth:`Storage.resolve`), then opened without following a
+symlink anywhere (:class:`_Pinned`): the pool's directory is walked from ``/`` with ``O_NOFOLLOW`` on each
+component of the path that was checked, and the reads (Python's header reads and ``qemu-img``) go through
+``/dev/fd/N``, so a path component swapped for a symlink after the check is refused, never followed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
+from collections.abc import Iterator
 
 from virtabs.spi import (
     DiskInfo,
     InvalidArgumentError,
     NoStoragePoolError,
     NoStorageVolumeError,
+    OperationFailedError,
     OperationInvalidError,
     PoolInfo,
     VirtabsError,
@@ -33,11 +42,109 @@ _VOLUME_FORMATS = ".virtabs-volumes.json"
 _VOLUME_LOCK = ".virtabs-volumes.lock"
 
 
+_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _Pinned:
+    """A pool directory (and optionally one volume in it) opened without following any symlink.
+
+    ``dir_fd`` is the directory reached from ``/`` one component at a time with ``O_NOFOLLOW``, along the
+    real path that was checked; ``file_fd`` the volume opened in it with ``O_NOFOLLOW``. :meth:`path` is what
+    readers and ``qemu-img`` (given :attr:`fds`) open: ``/dev/fd/N`` of the volume itself for raw, the name
+    under the pinned directory for other formats (their relative backing names resolve next to it).
+    """
+
+    def __init__(self, pool: str, root: str) -> None:
+        self.pool = pool
+        self.root = root
+        self.dir_fd = os.open("/", _DIR_FLAGS)
+        self.file_fd: int | None = None
+        self.name = ""
+        try:
+            for part in root.strip("/").split("/"):
+                if part:
+                    nfd = os.open(part, _DIR_FLAGS, dir_fd=self.dir_fd)
+                    os.close(self.dir_fd)
+                    self.dir_fd = nfd
+        except OSError as exc:
+            os.close(self.dir_fd)
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise OperationFailedError(
+                    f"storage pool {pool!r}: a component of its directory {root} was replaced by a symlink or a "
+                    "non-directory while in use: refused"
+                ) from None
+            raise
+
+    def open_volume(self, name: str, writable: bool = False) -> None:
+        """Open volume ``name`` (a plain file directly in the directory, no symlink); NoStorageVolumeError if none."""
+        flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(name, flags, dir_fd=self.dir_fd)
+        except FileNotFoundError:
+            raise NoStorageVolumeError(f"no volume {name!r} in storage pool {self.pool!r}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OperationFailedError(
+                    f"volume {name!r} of storage pool {self.pool!r} was replaced by a symlink while in use: refused"
+                ) from None
+            if exc.errno in (errno.EISDIR, errno.ENXIO):
+                raise NoStorageVolumeError(f"no volume {name!r} in storage pool {self.pool!r}") from None
+            raise OperationFailedError(f"volume {name!r} of storage pool {self.pool!r}: {exc.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise NoStorageVolumeError(f"no volume {name!r} in storage pool {self.pool!r}")
+        self.file_fd, self.name = fd, name
+
+    @property
+    def dir_path(self) -> str:
+        """The pinned directory as a path this process (or a child given :attr:`fds`) can open names under."""
+        return f"/dev/fd/{self.dir_fd}"
+
+    @property
+    def fds(self) -> tuple[int, ...]:
+        """The descriptors :meth:`path` names (for ``pass_fds``)."""
+        return (self.dir_fd,) if self.file_fd is None else (self.dir_fd, self.file_fd)
+
+    def path(self, fmt: str, name: str | None = None) -> str:
+        """The name readers open: the volume's descriptor for raw, else ``name`` under the pinned directory."""
+        if fmt == "raw" and self.file_fd is not None and name is None:
+            return f"/dev/fd/{self.file_fd}"
+        return f"/dev/fd/{self.dir_fd}/{name or self.name}"
+
+    def unmap(self, layers: list[_img.ImageLayer]) -> list[_img.ImageLayer]:
+        """``layers`` with the ``/dev/fd`` names of :meth:`path` given back as paths in the pool's directory."""
+        prefix = f"/dev/fd/{self.dir_fd}/"
+        for layer in layers:
+            for key in ("filename", "full-backing-filename"):
+                value = layer.get(key)
+                if isinstance(value, str) and value.startswith(prefix):
+                    layer[key] = os.path.join(self.root, value[len(prefix) :])
+                elif self.file_fd is not None and value == f"/dev/fd/{self.file_fd}":
+                    layer[key] = os.path.join(self.root, self.name)
+        return layers
+
+    def close(self) -> None:
+        """Close the descriptors."""
+        for fd in self.fds:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _pinned(pool: str, root: str) -> Iterator[_Pinned]:
+    pin = _Pinned(pool, root)
+    try:
+        yield pin
+    finally:
+        pin.close()
+
+
 class Storage:
     """The pools and volumes of one state root."""
 
-    def __init__(self, dirs: StateDirs) -> None:
+    def __init__(self, dirs: StateDirs, timeout: float | None = None) -> None:
         self.dirs = dirs
+        self.timeout = timeout
+        """The connection's timeout (None: none given): bounds every ``qemu-img`` call (:func:`_img.qemu_img`)."""
 
     # --- pools ------------------------------------------------------------------------------------
 
@@ -143,12 +250,24 @@ class Storage:
             )
         return path
 
-    def _volume(self, pool: str, pool_path: str, name: str) -> VolumeInfo:
+    @contextlib.contextmanager
+    def _open(self, pool: str, pool_path: str, name: str, writable: bool = False) -> Iterator[tuple[str, _Pinned]]:
+        """Volume ``name`` checked (:meth:`resolve`) and then opened under the real directory that was checked."""
+        root = os.path.realpath(pool_path)
         path = self.resolve(pool, pool_path, name)
-        if not os.path.isfile(path):
-            raise NoStorageVolumeError(f"no volume {name!r} in storage pool {pool!r}")
-        fmt = self.volume_format(pool_path, name)
-        layers = _img.chain(path, fmt)
+        try:
+            pin = _Pinned(pool, root)
+        except FileNotFoundError:
+            raise NoStorageVolumeError(f"no volume {name!r} in storage pool {pool!r}") from None
+        try:
+            pin.open_volume(os.path.basename(os.path.realpath(path)), writable)  # a symlink to a file in the pool
+            yield path, pin
+        finally:
+            pin.close()
+
+    def _info(self, pool: str, pool_path: str, name: str, path: str, pin: _Pinned) -> VolumeInfo:
+        fmt = self.volume_format(pin.dir_path, name)
+        layers = pin.unmap(_img.chain(pin.path(fmt), fmt, timeout=self.timeout, image=path, pass_fds=pin.fds))
         return VolumeInfo(
             name=name,
             pool=pool,
@@ -158,6 +277,10 @@ class Storage:
             allocation_bytes=layers[0].get("actual-size"),
             backing_chain=_img.backing_paths(layers),
         )
+
+    def _volume(self, pool: str, pool_path: str, name: str) -> VolumeInfo:
+        with self._open(pool, pool_path, name) as (path, pin):
+            return self._info(pool, pool_path, name, path, pin)
 
     def list_volumes(self, pool: str) -> list[VolumeInfo]:
         """Regular files of the pool directory (``qemu-img info -f FORMAT --backing-chain``)."""
@@ -179,9 +302,14 @@ class Storage:
         return self._volume(pool, self.pool_path(pool), name)
 
     def create_volume(self, pool: str, name: str, capacity_bytes: int, fmt: str, backing: str | None) -> VolumeInfo:
-        """``qemu-img create -f FORMAT [-b BACKING -F BACKING_FORMAT]``; an existing file is refused."""
+        """``qemu-img create -f FORMAT [-b BACKING -F BACKING_FORMAT]``; an existing file is refused.
+
+        Everything after the check (the lock, the new file, the format record) is reached through the pool's
+        directory opened along the checked path (:class:`_Pinned`), never through a component swapped since.
+        """
         path = self.pool_path(pool)
         os.makedirs(path, mode=0o700, exist_ok=True)
+        root = os.path.realpath(path)
         vpath = self.resolve(pool, path, name)
         if os.path.lexists(vpath):  # a dangling symlink too: qemu-img would create its target
             raise OperationInvalidError(f"volume {name!r} already exists in storage pool {pool!r}")
@@ -191,31 +319,73 @@ class Storage:
             if not os.path.exists(backing_path):
                 raise InvalidArgumentError(f"backing volume {backing} does not exist")
             backing_fmt = self.backing_format(backing_path)
-        with self._volumes_lock(pool, path):
-            _img.create(vpath, fmt, capacity_bytes or None, backing_path, backing_fmt)
-            meta = self._formats(path)
+        with _pinned(pool, root) as pin, self._volumes_lock(pool, pin.dir_path):
+            # Created here, exclusively and without following a symlink, then written by qemu-img through the
+            # pinned directory: a name swapped for a symlink after the check above is refused, not followed.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                os.close(os.open(name, flags, 0o644, dir_fd=pin.dir_fd))
+            except FileExistsError:
+                raise OperationInvalidError(f"volume {name!r} already exists in storage pool {pool!r}") from None
+            try:
+                _img.create(
+                    pin.path(fmt, name),
+                    fmt,
+                    capacity_bytes or None,
+                    backing_path,
+                    backing_fmt,
+                    timeout=self.timeout,
+                    image=vpath,
+                    pass_fds=pin.fds,
+                )
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=pin.dir_fd)
+                raise
+            meta = self._formats(pin.dir_path)
             meta[name] = fmt
-            write_json_atomic(os.path.join(path, _VOLUME_FORMATS), meta)
+            write_json_atomic(os.path.join(pin.dir_path, _VOLUME_FORMATS), meta)
         return self._volume(pool, path, name)
 
     def delete_volume(self, pool: str, name: str) -> None:
-        """Remove the file and its recorded format."""
+        """Remove the name from the pool's directory (the one that was checked) and its recorded format."""
         path = self.pool_path(pool)
-        vpath = self.resolve(pool, path, name)
-        if not os.path.isfile(vpath):
-            raise NoStorageVolumeError(f"no volume {name!r} in storage pool {pool!r}")
-        with self._volumes_lock(pool, path):
-            os.unlink(vpath)
-            meta = self._formats(path)
-            if meta.pop(name, None) is not None:
-                write_json_atomic(os.path.join(path, _VOLUME_FORMATS), meta)
+        root = os.path.realpath(path)
+        self.resolve(pool, path, name)
+        try:
+            pin = _Pinned(pool, root)
+        except FileNotFoundError:
+            raise NoStorageVolumeError(f"no volume {name!r} in storage pool {pool!r}") from None
+        try:
+            try:
+                is_file = stat.S_ISREG(os.stat(name, dir_fd=pin.dir_fd).st_mode)
+            except OSError:
+                is_file = False
+            if not is_file:
+                raise NoStorageVolumeError(f"no volume {name!r} in storage pool {pool!r}")
+            with self._volumes_lock(pool, pin.dir_path):
+                os.unlink(name, dir_fd=pin.dir_fd)  # the name itself (a symlink is not followed)
+                meta = self._formats(pin.dir_path)
+                if meta.pop(name, None) is not None:
+                    write_json_atomic(os.path.join(pin.dir_path, _VOLUME_FORMATS), meta)
+        finally:
+            pin.close()
 
     def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
-        """``qemu-img resize -f FORMAT`` (``--shrink`` when smaller)."""
+        """``qemu-img resize -f FORMAT`` (``--shrink`` when smaller) of the volume opened under its pool."""
         path = self.pool_path(pool)
-        vol = self._volume(pool, path, name)
-        _img.resize(vol.path, vol.format, capacity_bytes, shrink=capacity_bytes < vol.capacity_bytes)
-        return self._volume(pool, path, name)
+        with self._open(pool, path, name, writable=True) as (vpath, pin):
+            vol = self._info(pool, path, name, vpath, pin)
+            _img.resize(
+                pin.path(vol.format),
+                vol.format,
+                capacity_bytes,
+                shrink=capacity_bytes < vol.capacity_bytes,
+                timeout=self.timeout,
+                image=vpath,
+                pass_fds=pin.fds,
+            )
+            return self._info(pool, path, name, vpath, pin)
 
     # --- disks --------------------------------------------------------------------------------------
 

@@ -136,7 +136,7 @@ class QemuDriver(Driver):
         accel = uri.param("accel") or default_accel()
         if accel not in ("kvm", "tcg"):
             raise InvalidArgumentError(f"accel must be kvm or tcg, got {accel!r}")
-        self.emulator = Emulator(path, accel)
+        self.emulator = Emulator(path, accel, options.timeout)
         self.timeout = float(options.timeout or 30.0)
         self.dirs.lock_timeout = self.timeout  # every lock of this root is waited for at most this long
         if uri.path.strip("/") == "embed" and not os.path.isdir(self.dirs.config):
@@ -154,7 +154,7 @@ class QemuDriver(Driver):
                 f"cannot create the qemu driver's state directories ({exc}); qemu:///system needs root"
             ) from None
         self.store = DefinitionStore(self.dirs)
-        self.processes = Processes(self.dirs, self.timeout)
+        self.processes = Processes(self.dirs, self.timeout, options.timeout)  # bounds qemu-img and QEMU's start
         self.sessions = Sessions(self.store, self.processes, self.timeout)
         self.events = Events(self.store, self.sessions, self.emit)
         self.live = LiveView(self.store, self.processes, self.timeout, self.events.dispatch)
@@ -162,7 +162,7 @@ class QemuDriver(Driver):
         self.jobs = BlockJobs(self.store, self.processes, self.sessions, self.events, self.timeout, self.live)
         self.snapshots = Snapshots(self.store, self.processes, self.sessions, self.lifecycle, self.timeout)
         self.devices = Devices(self.store, self.processes, self.sessions, self.timeout)
-        self.storage = Storage(self.dirs)
+        self.storage = Storage(self.dirs, options.timeout)
 
     @property
     def accel(self) -> str:
