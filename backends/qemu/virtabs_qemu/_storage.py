@@ -265,7 +265,7 @@ class Storage:
         finally:
             pin.close()
 
-    def _info(self, pool: str, pool_path: str, name: str, path: str, pin: _Pinned) -> VolumeInfo:
+    def _info(self, pool: str, name: str, path: str, pin: _Pinned) -> VolumeInfo:
         fmt = self.volume_format(pin.dir_path, name)
         layers = pin.unmap(_img.chain(pin.path(fmt), fmt, timeout=self.timeout, image=path, pass_fds=pin.fds))
         return VolumeInfo(
@@ -280,7 +280,7 @@ class Storage:
 
     def _volume(self, pool: str, pool_path: str, name: str) -> VolumeInfo:
         with self._open(pool, pool_path, name) as (path, pin):
-            return self._info(pool, pool_path, name, path, pin)
+            return self._info(pool, name, path, pin)
 
     def list_volumes(self, pool: str) -> list[VolumeInfo]:
         """Regular files of the pool directory (``qemu-img info -f FORMAT --backing-chain``)."""
@@ -375,7 +375,7 @@ class Storage:
         """``qemu-img resize -f FORMAT`` (``--shrink`` when smaller) of the volume opened under its pool."""
         path = self.pool_path(pool)
         with self._open(pool, path, name, writable=True) as (vpath, pin):
-            vol = self._info(pool, path, name, vpath, pin)
+            vol = self._info(pool, name, vpath, pin)
             _img.resize(
                 pin.path(vol.format),
                 vol.format,
@@ -385,7 +385,7 @@ class Storage:
                 image=vpath,
                 pass_fds=pin.fds,
             )
-            return self._info(pool, path, name, vpath, pin)
+            return self._info(pool, name, vpath, pin)
 
     # --- disks --------------------------------------------------------------------------------------
 
