@@ -389,9 +389,16 @@ class Storage:
 
     # --- disks --------------------------------------------------------------------------------------
 
-    def disk_infos(self, defn: Definition) -> list[DiskInfo]:
-        """The definition's disks with capacity and backing chain read from the image headers."""
-        pools = self.pools()
+    def pool_dirs(self) -> dict[str, str]:
+        """Every pool's directory by name, symlinks resolved (what :meth:`disk_infos` matches disks against)."""
+        return {name: os.path.realpath(path) for name, path in self.pools().items()}
+
+    def disk_infos(self, defn: Definition, pool_dirs: dict[str, str] | None = None) -> list[DiskInfo]:
+        """The definition's disks with capacity and backing chain read from the image headers.
+
+        ``pool_dirs`` (from :meth:`pool_dirs`) lets a caller reading many domains resolve the pools once.
+        """
+        real_pools = self.pool_dirs() if pool_dirs is None else pool_dirs
         out = []
         for d in defn.spec.disks:
             chain: tuple[str, ...] = ()
@@ -412,7 +419,13 @@ class Storage:
                     capacity_bytes=capacity,
                     allocation_bytes=allocation,
                     backing_chain=chain,
-                    pool=self.pool_of(d.path, pools),
+                    pool=_pool_holding(d.path, real_pools),
                 )
             )
         return out
+
+
+def _pool_holding(path: str, real_pools: dict[str, str]) -> str | None:
+    """The pool whose (resolved) directory holds ``path``, as :meth:`Storage.pool_of` finds it."""
+    directory = os.path.dirname(os.path.realpath(path))
+    return next((name for name, real in real_pools.items() if real == directory), None)

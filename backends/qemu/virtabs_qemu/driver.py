@@ -316,6 +316,9 @@ class QemuDriver(Driver):
         """Every domain in one pass over the definition files (at most one QMP session per running domain)."""
         records = []
         definitions, unreadable = self.store.scan()
+        pool_dirs: dict[str, str] | None = None
+        with contextlib.suppress(VirtabsError):  # else each domain's disks report why the pools are unreadable
+            pool_dirs = self.storage.pool_dirs()
         for defn in definitions:
             errors: dict[str, str] = {}
             state, native = DomainState.NOSTATE, "unknown"
@@ -326,7 +329,7 @@ class QemuDriver(Driver):
                 errors["state"] = str(exc)
             disks: list[DiskInfo] = []
             try:
-                disks = self.storage.disk_infos(defn)
+                disks = self.storage.disk_infos(defn, pool_dirs)
             except VirtabsError as exc:
                 errors["disks"] = str(exc)
             spec = defn.spec
