@@ -140,18 +140,37 @@ def image_info(path: Path | str) -> dict[str, object]:
 
 
 def qemu_pids(root: Path) -> set[int]:
-    """Live QEMU processes whose command line mentions ``root``."""
-    pids = set()
+    """Live (not zombie) QEMU processes whose command line names something under ``root``."""
+    found = set()
+    needle = os.fsencode(str(root))
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+            with open(f"/proc/{entry}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[-1].split()[0]
         except OSError:
             continue
-        if b"qemu-system" in cmdline and os.fsencode(str(root)) in cmdline:
-            pids.add(int(entry))
-    return pids
+        if state not in ("Z", "X") and b"qemu-system" in argv[0] and any(needle in a for a in argv):
+            found.add(int(entry))
+    return found
+
+
+def has_open(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has ``path`` open (one of its file descriptors points at it)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == str(path):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def held_leases(root: Path, name: str) -> int:

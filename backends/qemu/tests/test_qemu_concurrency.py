@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import virtabs
-from qemu_helpers import make_driver
+from qemu_helpers import has_open, make_driver, qemu_pids
 from virtabs import NoDomainError, OperationFailedError
 from virtabs.spi import Deadline, DomainSpec
 
@@ -29,39 +29,6 @@ from virtabs_qemu._state import write_json_atomic
 
 MiB = 1 << 20
 _CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def qemu_pids(root: Path) -> set[int]:
-    """Live (not zombie) QEMU processes whose command line names something under ``root``."""
-    found = set()
-    needle = os.fsencode(str(root))
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-            with open(f"/proc/{entry}/stat") as fh:
-                state = fh.read().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            continue
-        if state not in ("Z", "X") and b"qemu-system" in argv[0] and any(needle in a for a in argv):
-            found.add(int(entry))
-    return found
-
-
-def _has_open(pid: int, path: Path) -> bool:
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") == str(path):
-                return True
-        except OSError:
-            continue
-    return False
 
 
 # --- item 6: the definition is read under the domain lock ------------------------------------------------
@@ -113,7 +80,7 @@ def test_start_reads_the_definition_under_the_domain_lock(root: Path) -> None:
         t = threading.Thread(target=start)
         t.start()
         deadline = Deadline(120)
-        while not _has_open(os.getpid(), lock):  # the start is waiting for the lock
+        while not has_open(os.getpid(), lock):  # the start is waiting for the lock
             assert t.is_alive() and not deadline.expired, outcome
             deadline.sleep(0.02)
         holder.stdin.write("go\n")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import virtabs
+from qemu_helpers import has_open
 from virtabs import OperationTimeoutError, parse_uri
 from virtabs.spi import ConnectOptions, Deadline, DomainSpec
 
@@ -120,7 +121,7 @@ def test_sigint_interrupts_a_lock_wait(root: Path, holders: list[Holder]) -> Non
     try:
         # The waiter is in the wait once it has the lock file open (it opens it, then retries the flock).
         deadline = Deadline(120)
-        while not _has_open(waiter.pid, lock):
+        while not has_open(waiter.pid, lock):
             assert waiter.poll() is None, waiter.communicate()[1]
             assert not deadline.expired, "the waiter never opened the lock file"
             deadline.sleep(0.05)
@@ -133,20 +134,6 @@ def test_sigint_interrupts_a_lock_wait(root: Path, holders: list[Holder]) -> Non
     assert waiter.returncode != 0
     assert "KeyboardInterrupt" in stderr and "OperationTimeoutError" not in stderr, stderr
     assert not (root / "run" / "w" / "qemu.pid").exists()
-
-
-def _has_open(pid: int, path: Path) -> bool:
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") == str(path):
-                return True
-        except OSError:
-            continue
-    return False
 
 
 def test_lock_held_by_another_thread_times_out_naming_this_process(root: Path) -> None:
