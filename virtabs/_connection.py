@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _rules
 from ._capabilities import Capabilities, Capability
-from ._config import Credentials, coerce_credentials, credentials_from_env, default_uri, load_config
+from ._config import Config, Credentials, coerce_credentials, credentials_from_env, default_uri, load_config
 from ._errors import ConnectError, InternalError, InvalidArgumentError
 from ._gate import Gate, Redactor, translating
 from ._models import DomainRecord, DomainSpec, Event, HostInfo
@@ -43,15 +43,25 @@ def open(
     ``timeout`` bounds every single call to the host (seconds).
     """
     config = load_config()
-    text = config.resolve_alias(uri) if uri is not None else config.resolve_alias(default_uri(config))
-    parsed = parse_uri(text)
+    parsed = resolve_uri(uri, config)
     timeout = _rules.require_timeout(timeout, allow_zero=False)
     creds = coerce_credentials(credentials) or credentials_from_env() or config.credentials_for(parsed)
+    driver_class = driver_class_for(parsed)
+    check_driver_class(driver_class)
+    return Connection._open(driver_class, parsed, creds, readonly, timeout)
+
+
+def resolve_uri(uri: str | None, config: Config) -> URI:
+    """``uri`` (or the default URI when None) with a config alias resolved, parsed."""
+    return parse_uri(config.resolve_alias(uri if uri is not None else default_uri(config)))
+
+
+def driver_class_for(parsed: URI) -> type[Driver]:
+    """The driver class registered for the URI's scheme (imports it, connects nothing)."""
     driver_class = load_driver_class(parsed.driver)
     if not (isinstance(driver_class, type) and issubclass(driver_class, Driver)):
         raise InternalError(f"the entry point for {parsed.driver!r} is not a virtabs.spi.Driver subclass")
-    check_driver_class(driver_class)
-    return Connection._open(driver_class, parsed, creds, readonly, timeout)
+    return driver_class
 
 
 _checked_classes: weakref.WeakKeyDictionary[type[Driver], Capabilities] = weakref.WeakKeyDictionary()

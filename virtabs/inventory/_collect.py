@@ -19,6 +19,7 @@ from .._api import Connection, StoragePool
 from .._api import open as _open
 from .._capabilities import Capability
 from .._config import default_uri, load_config
+from .._connection import driver_class_for, resolve_uri
 from .._errors import (
     ConnectError,
     ErrorCode,
@@ -27,7 +28,6 @@ from .._errors import (
     VirtabsError,
 )
 from .._models import VolumeInfo
-from .._registry import load_driver_class
 from .._uri import parse_uri, redact_uri_text
 from ._model import HostError, HostInventory, Inventory, PoolInventory, utcnow
 
@@ -184,9 +184,7 @@ def _pools(conn: Connection, errors: dict[str, str]) -> tuple[PoolInventory, ...
 def _reads_locally(target: HostTarget) -> bool:
     """Whether the target's driver declares :attr:`~virtabs.spi.Driver.local_reads` (False when unsure)."""
     try:
-        config = load_config()
-        text = config.resolve_alias(target.uri if target.uri is not None else default_uri(config))
-        return bool(getattr(load_driver_class(parse_uri(text).driver), "local_reads", False))
+        return driver_class_for(resolve_uri(target.uri, load_config())).local_reads
     except Exception:  # an unknown scheme or a bad URI: the worker reports it; a thread of its own is fine
         return False
 
