@@ -166,13 +166,11 @@ class Storage:
             raise NoStoragePoolError(f"no storage pool named {pool!r}")
         return path
 
-    def pool_of(self, path: str, pools: dict[str, str] | None = None) -> str | None:
-        """The pool whose directory holds ``path``, if any."""
+    def pool_of(self, path: str, pool_dirs: dict[str, str] | None = None) -> str | None:
+        """The pool whose directory holds ``path``, if any (``pool_dirs``: :meth:`pool_dirs`, read once by a caller)."""
         directory = os.path.dirname(os.path.realpath(path))
-        for name, ppath in (self.pools() if pools is None else pools).items():
-            if os.path.realpath(ppath) == directory:
-                return name
-        return None
+        dirs = self.pool_dirs() if pool_dirs is None else pool_dirs
+        return next((name for name, real in dirs.items() if real == directory), None)
 
     @staticmethod
     def pool_info(name: str, path: str) -> PoolInfo:
@@ -222,12 +220,12 @@ class Storage:
         """The known format of a backing image: the one its pool recorded when the volume was created there, else
         raw. Never read from the image's bytes (a raw disk may hold a qcow2 header naming any host file), and
         never from a record in a directory that is not a pool."""
-        pools = self.pools()
+        pool_dirs = self.pool_dirs()
         real = os.path.realpath(backing_path)
-        bpool = self.pool_of(real, pools)
+        bpool = self.pool_of(real, pool_dirs)
         if bpool is None:
             return "raw"
-        return self.volume_format(pools[bpool], os.path.basename(real))
+        return self.volume_format(pool_dirs[bpool], os.path.basename(real))
 
     @staticmethod
     def resolve(pool: str, pool_path: str, name: str) -> str:
@@ -419,13 +417,7 @@ class Storage:
                     capacity_bytes=capacity,
                     allocation_bytes=allocation,
                     backing_chain=chain,
-                    pool=_pool_holding(d.path, real_pools),
+                    pool=self.pool_of(d.path, real_pools),
                 )
             )
         return out
-
-
-def _pool_holding(path: str, real_pools: dict[str, str]) -> str | None:
-    """The pool whose (resolved) directory holds ``path``, as :meth:`Storage.pool_of` finds it."""
-    directory = os.path.dirname(os.path.realpath(path))
-    return next((name for name, real in real_pools.items() if real == directory), None)
