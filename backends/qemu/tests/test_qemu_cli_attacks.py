@@ -19,8 +19,6 @@ from pathlib import Path
 import pytest
 from virtabs import ErrorCode
 
-pytestmark = pytest.mark.no_qemu  # qemu-img at most; no QEMU process is started
-
 SECRET = "hunter2-s3cret"
 
 
