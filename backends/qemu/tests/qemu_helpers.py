@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from virtabs import parse_uri
 from virtabs.spi import ConnectOptions, DiskSpec, DomainSpec
+from virtabs.testing.plugin import in_ci
 
 MiB = 1024 * 1024
 SIZE = 64 * MiB
@@ -30,7 +31,7 @@ def _require_tools() -> None:
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
         msg = f"QEMU tools missing: {', '.join(missing)} (apt install qemu-system-x86 qemu-utils)"
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        if in_ci():
             pytest.fail(msg)
         pytest.skip(msg)
 

@@ -24,11 +24,11 @@ import virtabs
 from qemu_helpers import has_open, make_driver, qemu_pids
 from virtabs import NoDomainError, OperationFailedError
 from virtabs.spi import Deadline, DomainSpec
+from virtabs.testing.plugin import in_ci
 
 from virtabs_qemu._state import write_json_atomic
 
 MiB = 1 << 20
-_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 # --- item 6: the definition is read under the domain lock ------------------------------------------------
@@ -112,7 +112,7 @@ def _mount_tiny_tmpfs(path: Path) -> None:
     )
     if res.returncode != 0:
         msg = f"cannot mount a tmpfs (needs root): {res.stderr.strip()}"
-        if _CI:
+        if in_ci():
             pytest.fail(msg)
         pytest.skip(msg)
 

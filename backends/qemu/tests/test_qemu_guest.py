@@ -10,6 +10,7 @@ import virtabs
 from qemu_helpers import MiB, make_driver, qemu_img, qemu_pids
 from virtabs import DomainState
 from virtabs.spi import DiskSpec, DomainSpec
+from virtabs.testing.plugin import in_ci
 
 from virtabs_qemu.testing import guest_extra, wait_console
 
@@ -19,7 +20,7 @@ def extra() -> dict[str, object]:
     try:
         return guest_extra()
     except Exception as exc:  # no apt, no network
-        if os.environ.get("CI", "").lower() == "true":
+        if in_ci():
             pytest.fail(f"cannot build the test guest: {exc}")
         pytest.skip(f"cannot build the test guest: {exc}")
 
