@@ -22,6 +22,7 @@ import os
 import platform
 import shlex
 import socket
+import subprocess
 import tempfile
 import threading
 import uuid as _uuid
@@ -34,6 +35,7 @@ from virtabs.spi import (
     Capability,
     ConnectError,
     ConnectOptions,
+    Deadline,
     DiskInfo,
     DomainInfo,
     DomainRecord,
@@ -53,6 +55,7 @@ from virtabs.spi import (
     NoSnapshotError,
     OperationFailedError,
     OperationInvalidError,
+    OperationTimeoutError,
     Snapshot,
 )
 
@@ -68,6 +71,9 @@ from ._config import (
 from ._snapshots import SnapshotError, SnapshotRecord, SnapshotStore
 
 __all__ = ["LxcDriver", "lxc_state"]
+
+FREEZE_ATTEMPT_SECONDS = 10.0
+"""How long one ``lxc-freeze`` may take before it is stopped, the cgroup thawed and the freeze tried again."""
 
 INSTALL_HINT = "apt-get install lxc lxc-dev pkg-config && pip install virtabs-lxc (liblxc's Python binding `lxc`)"
 META_FILE = "virtabs.json"
@@ -457,8 +463,8 @@ class LxcDriver(Driver):
         container = self._container(dom)
         if not container.start(close_fds=True):
             raise OperationFailedError(f"LXC could not start domain {dom.name!r}")
-        if paused and not container.freeze():
-            raise OperationFailedError(f"LXC started domain {dom.name!r} but could not freeze it")
+        if paused:
+            self._freeze(dom, "after starting it")
 
     def shutdown(self, dom: DomainRef) -> None:
         """Send the container's halt signal (``lxc.signal.halt``) to its init and return; thaw it first."""
@@ -483,8 +489,36 @@ class LxcDriver(Driver):
 
     def suspend(self, dom: DomainRef) -> None:
         """Freeze the container's cgroup."""
-        if not self._container(dom).freeze():
-            raise OperationFailedError(f"LXC could not freeze domain {dom.name!r}")
+        self._container(dom)  # NoDomainError first
+        self._freeze(dom)
+
+    def _freeze(self, dom: DomainRef, why: str = "") -> None:
+        """Freeze the container's cgroup with ``lxc-freeze``, bounded by the connection's timeout.
+
+        liblxc's freeze waits for the freezer without a limit and without giving Python's signal
+        handlers a chance (seen here once: a container frozen right after its start never reached
+        FROZEN, and the call slept forever). In a child process it can be stopped: an attempt that
+        takes longer than ``FREEZE_ATTEMPT_SECONDS`` is killed and the cgroup thawed, then tried again
+        until the connection's timeout (60 s without one).
+        """
+        what = f"freeze of domain {dom.name!r}" + (f" {why}" if why else "")
+        deadline = Deadline(self.options.timeout or 60.0)
+        argv = ["-n", dom.name, "-P", self.lxcpath]
+        while True:
+            limit = deadline.remaining(FREEZE_ATTEMPT_SECONDS) or 0.0
+            try:
+                res = subprocess.run(["lxc-freeze", *argv], capture_output=True, text=True, timeout=limit, check=False)
+            except FileNotFoundError:
+                raise DriverUnavailableError(f"{what}: lxc-freeze is missing; {INSTALL_HINT}") from None
+            except subprocess.TimeoutExpired:
+                subprocess.run(["lxc-unfreeze", *argv], capture_output=True, timeout=30, check=False)
+                if deadline.expired:
+                    raise OperationTimeoutError(f"{what} did not finish within the connection's timeout") from None
+                continue
+            if res.returncode != 0:
+                detail = res.stderr.strip() or "lxc-freeze failed"
+                raise OperationFailedError(f"LXC could not complete the {what}: {detail}")
+            return
 
     def resume(self, dom: DomainRef) -> None:
         """Thaw the container's cgroup."""
@@ -527,8 +561,8 @@ class LxcDriver(Driver):
         meta = self._meta(dom.name)
         native = str(container.state)
         froze = native == "RUNNING"
-        if froze and not container.freeze():
-            raise OperationFailedError(f"LXC could not freeze domain {dom.name!r} for snapshot {name!r}")
+        if froze:
+            self._freeze(dom, f"for snapshot {name!r}")
         try:
             with _errors(f"snapshot {name!r} of domain {dom.name!r}"):
                 parent = meta.get("current_snapshot")
