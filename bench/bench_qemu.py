@@ -8,7 +8,10 @@ Prints a table of ratios virtabs / peer (never asserted in tests):
    - ``dom.state()`` and ``dom.info()`` on a tiny diskless KVM domain started paused;
    - ``dom.block_job_info("vda")`` against libvirt's ``blockJobInfo("vda")`` during a block copy that
      runs throughout (a 256 MiB chain copied at 64 KiB/s, cancelled afterwards; its progress is printed after the rounds);
-   - for reference, virtabs ``test:///default`` against libvirt ``test:///default`` (domain ``test``).
+   - for reference, virtabs ``test:///default`` against libvirt ``test:///default`` (domain ``test``);
+   - the ceiling of any job query: a bare QMP client (a socket, ``json``, no virtabs, no libvirt) sending
+     ``query-block-jobs`` in a loop on the same copying domain's own QMP socket. QEMU sends no event
+     for copy progress, so every fresh answer costs this round trip; no client can beat this row.
 
    virtabs answers these from a leased QMP monitor that follows QEMU's events (``_live``): a zero-timeout
    ``poll`` before each read, ``query-block-jobs`` on the already-open connection for job progress.
@@ -49,10 +52,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -186,6 +191,34 @@ def timed(fn: Callable[[], float | None]) -> tuple[float, str]:
     return seconds, f"ready after {ready - start:.3f} s, " if ready is not None else ""
 
 
+class BareQMP:
+    """A plain QMP client on one socket: what a single round trip to QEMU costs, without any library."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10.0)
+        self.sock.connect(str(path))
+        self.reader = self.sock.makefile("rb")
+        greeting = json.loads(self.reader.readline())
+        if "QMP" not in greeting:
+            raise RuntimeError(f"{path}: not a QMP greeting: {greeting}")
+        self.call("qmp_capabilities")
+
+    def call(self, command: str) -> Any:
+        """Send ``command``; its ``return`` value (events that arrive first are skipped)."""
+        self.sock.sendall(b'{"execute": "%s"}\n' % command.encode())
+        while True:
+            reply = json.loads(self.reader.readline())
+            if "return" in reply:
+                return reply["return"]
+            if "error" in reply:
+                raise RuntimeError(f"{command}: {reply['error']}")
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+
 # --- virtabs ------------------------------------------------------------------------------------------
 
 
@@ -229,6 +262,15 @@ class VirtabsQemu:
         dom.start()
         dom.block_copy("vda", str(images / "copy.qcow2"), bandwidth=QUERY_JOB_BANDWIDTH)
         return dom
+
+    def qmp_socket_of(self, dom: virtabs.Domain) -> Path:
+        """The main QMP socket of ``dom`` under the state root (idle while the queries are measured:
+        virtabs reads through its leased monitors)."""
+        found = [p for p in self.root.rglob("*.sock") if p.name in ("qmp.sock", f"{dom.name}.sock")]
+        found = [p for p in found if dom.name in str(p)]
+        if len(found) != 1:
+            raise RuntimeError(f"QMP socket of {dom.name} not found under {self.root}: {found}")
+        return found[0]
 
     def copy_run(self, index: int, size: int) -> tuple[float, str]:
         """One block copy + pivot on a fresh chain; (seconds, when it was ready and the check of the copy)."""
@@ -447,7 +489,7 @@ def main() -> int:
     if problem:
         print(f"SKIPPED libvirt qemu:///system rows: {problem}")
 
-    keys = ("vt_state", "lv_state", "vt_info", "lv_info", "vt_job", "lv_job", "vt_test", "lv_test")
+    keys = ("vt_state", "lv_state", "vt_info", "lv_info", "vt_job", "lv_job", "bare_job", "vt_test", "lv_test")
     samples: dict[str, list[float]] = {k: [] for k in (*keys, "vt_copy", "lv_copy", "convert")}
     checks: list[str] = []
     vt: VirtabsQemu | None = None
@@ -455,6 +497,7 @@ def main() -> int:
     lv_tiny: Any = None
     lv_qjob: Any = None
     jobs_after = ""
+    bare: BareQMP | None = None
     vt_test = virtabs.open("test:///default")
     lv_test = libvirt.open("test:///default") if libvirt is not None else None
     with sigterm_as_exit():
@@ -464,6 +507,10 @@ def main() -> int:
             vt_tiny.start(paused=True)
             vt_test_dom = vt_test.lookup_domain("test")
             vt_qjob = vt.start_query_job()
+            bare = BareQMP(vt.qmp_socket_of(vt_qjob))
+            bare_jobs = bare.call("query-block-jobs")
+            if len(bare_jobs) != 1 or bare_jobs[0].get("device") is None:
+                raise RuntimeError(f"bare QMP sees no copy job: {bare_jobs}")
             if problem is None:
                 lq = LibvirtQemu(libvirt)
                 lv_tiny = lq.define(f"{PREFIX}-tiny")
@@ -485,23 +532,30 @@ def main() -> int:
                 f"copy job: virtabs {vt_qjob.block_job_info('vda')}"
                 + (f"; libvirt {lv_qjob.blockJobInfo('vda', 0)}" if lq else "")
             )
-            pairs: list[tuple[str, Callable[[], object], Callable[[], object] | None]] = [
-                ("state", vt_tiny.state, lv_tiny.state if lq else None),
-                ("info", vt_tiny.info, lv_tiny.info if lq else None),
+            # Each measure: its contenders by side ("vt" virtabs, "lv" libvirt, "bare" a plain QMP client).
+            measures: list[tuple[str, dict[str, Callable[[], object] | None]]] = [
+                ("state", {"vt": vt_tiny.state, "lv": lv_tiny.state if lq else None}),
+                ("info", {"vt": vt_tiny.info, "lv": lv_tiny.info if lq else None}),
                 (
                     "job",
-                    lambda: vt_qjob.block_job_info("vda"),
-                    (lambda: lv_qjob.blockJobInfo("vda", 0)) if lq else None,
+                    {
+                        "vt": lambda: vt_qjob.block_job_info("vda"),
+                        "lv": (lambda: lv_qjob.blockJobInfo("vda", 0)) if lq else None,
+                        "bare": lambda: bare.call("query-block-jobs") if bare is not None else None,
+                    },
                 ),
             ]
             if lv_test is not None:
                 lv_test_dom = lv_test.lookupByName("test")
-            pairs.append(("test", vt_test_dom.state, lv_test_dom.state if lv_test is not None else None))
+            measures.append(
+                ("test", {"vt": vt_test_dom.state, "lv": lv_test_dom.state if lv_test is not None else None})
+            )
             for index in range(args.runs):
                 print(f"round {index + 1}/{args.runs} ...", file=sys.stderr, flush=True)
-                for key, ours_fn, peer_fn in pairs:
-                    order = [("vt", ours_fn), ("lv", peer_fn)]
-                    for side, fn in order if index % 2 == 0 else order[::-1]:  # who goes first alternates
+                for key, sides in measures:
+                    order = list(sides.items())
+                    shift = index % len(order)  # who goes first rotates
+                    for side, fn in order[shift:] + order[:shift]:
                         if fn is not None:
                             samples[f"{side}_{key}"].append(ops_per_second(fn, args.seconds))
                 jobs_after = f"virtabs {vt_qjob.block_job_info('vda')}" + (
@@ -521,6 +575,8 @@ def main() -> int:
                     samples[key].append(seconds)
                     checks.append(f"run {index + 1} {label:<19} {seconds:.3f} s ({detail})")
         finally:
+            if bare is not None:
+                bare.close()
             if lq is not None:
                 lq.close()
             if vt is not None:
@@ -542,6 +598,22 @@ def main() -> int:
             "vt_job",
             'libvirt blockJobInfo("vda")',
             "lv_job",
+        ),
+        (
+            "job query ceiling",
+            "ops/s",
+            "bare QMP query-block-jobs",
+            "bare_job",
+            'libvirt blockJobInfo("vda")',
+            "lv_job",
+        ),
+        (
+            "job query overhead",
+            "ops/s",
+            'dom.block_job_info("vda")',
+            "vt_job",
+            "bare QMP query-block-jobs",
+            "bare_job",
         ),
         (
             "state query",
