@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from virtabs.testing.plugin import in_ci
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 FENCE_RE = re.compile(r"^```(sh|console)\s*$")
@@ -34,10 +36,6 @@ PENDING: dict[str, str] = {
     # Documents owned by other helpers whose blocks are not marked yet; the integrator adds the
     # markers (listed in the issue-15 report) and removes the entry. Each is skipped with this reason.
 }
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 class Block:
@@ -121,7 +119,7 @@ def test_document_commands_run(doc: Path, tmp_path: Path) -> None:
             missing = [cmd for cmd in block.marker[1].split() if shutil.which(cmd) is None]
             if missing:
                 reason = f"{rel}:{block.line} needs {', '.join(missing)} (installed by .ci/run)"
-                if _in_ci():
+                if in_ci():
                     pytest.fail(reason)
                 pytest.skip(reason)
     (tmp_path / ".venv").symlink_to(VENV_BIN.parent)

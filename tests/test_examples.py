@@ -16,6 +16,7 @@ import pytest
 
 import virtabs
 import virtabs.aio
+from virtabs.testing.plugin import in_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -78,7 +79,7 @@ def test_inventory_export(tmp_path: Path) -> None:
 
 def test_contract_run_of_the_example_driver(tmp_path: Path) -> None:
     if "example" not in {e.name for e in virtabs.installed_drivers()}:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if in_ci():
             pytest.fail("contrib/virtabs-example is not installed (scripts/bootstrap installs it)")
         pytest.skip("contrib/virtabs-example is not installed: run bash scripts/bootstrap")
     out = _run(tmp_path, "bash", str(EXAMPLES / "contract_example.sh"), timeout=600)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from virtabs.testing.plugin import in_ci
 
 
 def _load_sshd_module() -> ModuleType:
@@ -27,16 +28,12 @@ def _load_sshd_module() -> ModuleType:
 sshd_server = _load_sshd_module()
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A started sshd; skipped without openssh-server outside CI, a failure under CI."""
     missing = sshd_server.sshd_available()
     if missing:
-        if _in_ci():
+        if in_ci():
             pytest.fail(missing)
         pytest.skip(missing)
     server = sshd_server.Sshd(tmp_path_factory.mktemp("sshd"))

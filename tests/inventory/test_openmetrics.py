@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 import virtabs.inventory as inv
+from virtabs.testing.plugin import in_ci
 
 try:
     from prometheus_client.openmetrics.parser import text_string_to_metric_families
 except ImportError:  # pragma: no cover - scripts/bootstrap installs it
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if in_ci():
         raise
     pytest.skip("prometheus-client is not installed (bash scripts/bootstrap installs it)", allow_module_level=True)
 

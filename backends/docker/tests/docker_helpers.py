@@ -22,17 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from virtabs.testing.plugin import in_ci
 
 INSTALL_HINT = "apt-get install docker.io podman busybox-static && pip install docker (as root)"
 DOCKER_IMAGE = "virtabs/busybox:latest"
 PODMAN_IMAGE = "localhost/virtabs/busybox:latest"
 #: a command that keeps running, exits 0 on SIGTERM (so a graceful stop is quick) and ignores nothing else
 SLEEPER = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
-
-
-def in_ci() -> bool:
-    """True when ``CI`` is set to a true value (then missing engines fail instead of skipping)."""
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def require(ok: bool, reason: str) -> None:

@@ -13,11 +13,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from vcsim_harness import Pki, Vcsim, build_vcsim, make_pki, missing_tools, start_vcsim
-
-
-def in_ci() -> bool:
-    """True when ``CI`` is set to a true value: missing engines fail instead of skipping."""
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+from virtabs.testing.plugin import in_ci
 
 
 def need_vcsim() -> None:

@@ -16,17 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from virtabs.testing.plugin import in_ci
 
 from virtabs_lxc.testing import build_busybox_rootfs, busybox_binary
 
 __all__ = ["build_busybox_rootfs", "busybox_binary"]
 
 INSTALL_HINT = "apt-get install lxc lxc-dev pkg-config busybox-static rsync && pip install lxc (as root)"
-
-
-def in_ci() -> bool:
-    """True when ``CI`` is set to a true value (then missing engines fail instead of skipping)."""
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def missing_engine() -> str | None:

@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from virtabs.testing.plugin import in_ci
 
 SIM_DIR = Path(__file__).resolve().parent / "vboxmanage_sim"
 REPO = Path(__file__).resolve().parents[3]
@@ -35,11 +36,6 @@ def _load_sshd_module() -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def in_ci() -> bool:
-    """True when CI is set to a true value: tests that need sshd fail instead of skipping."""
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,9 @@ from urllib.parse import quote
 
 import attrs
 import pytest
+from virtabs.testing.plugin import in_ci
 
 SCRIPT = Path(__file__).parent / "xenlab" / "xenlab.sh"
-
-
-def in_ci() -> bool:
-    """``CI`` set to a true value: tests that need a real engine fail instead of skipping."""
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def require(condition: bool, what: str) -> None:
