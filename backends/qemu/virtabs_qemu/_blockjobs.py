@@ -70,7 +70,6 @@ class BlockJobs:
         self.sessions = sessions
         self.events = events
         self.timeout = timeout
-        events.reconcile = self.reconcile
 
     # --- starting ------------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 The driver emits a lifecycle event for each action it performs (define, start, suspend ...). What
 happens without it (the guest powers off, QEMU is killed, a job concludes while nobody asks) is
 found by a poller thread that runs while someone subscribes: every 0.25 s it reads each domain's
-state and reconciles the block jobs of running ones.
+state and reconciles the block jobs of running ones, through the driver's own status read
+(:attr:`Events.read_status`: the connection's leased monitor first, so a domain whose main monitor
+another client holds, for a long save say, delays nobody's events).
 
 The toolkit's ``EventPoller`` is not used: it reports every state change it sees, including those
 the driver has already emitted for its own actions (it would send STARTED twice), and it knows
@@ -13,7 +15,6 @@ nothing of block jobs. This poller remembers the states the driver's own events 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -27,13 +28,11 @@ from virtabs.spi import (
     LifecycleEvent,
     LifecycleEventType,
     NoDomainError,
-    OperationInvalidError,
     VirtabsError,
 )
 
-from ._qmp import QMPClient
 from ._records import JOB_PREFIX, Definition
-from ._session import Sessions, state_of
+from ._session import Sessions
 from ._store import DefinitionStore
 
 __all__ = ["Events"]
@@ -50,8 +49,9 @@ class Events:
         self.store = store
         self.sessions = sessions
         self.emit = emit
-        self.reconcile: Callable[[str, QMPClient], object] = lambda _name, _q: None
-        """Settles concluded block jobs inside a session (set by the block-job room)."""
+        self.read_status: Callable[[Definition], DomainState] = lambda defn: self.sessions.state(defn.name)[0]
+        """A domain's state, its concluded block jobs settled on the way (the driver sets its
+        ``domain_status``: leased monitor first, one QMP session otherwise)."""
         self._ready_emitted: set[tuple[str, str, str]] = set()
         self._last_states: dict[str, DomainState] = {}
         self._poller: threading.Thread | None = None
@@ -114,7 +114,7 @@ class Events:
         self._stop.clear()
         for defn in self.store.all():
             try:
-                self._last_states[defn.name] = self.sessions.state(defn.name)[0]
+                self._last_states[defn.name] = self.read_status(defn)
             except VirtabsError as exc:
                 _log.debug("qemu event poller: domain %s: %s", defn.name, exc)
         self._poller = threading.Thread(target=self._loop, name="virtabs-qemu-events", daemon=True)
@@ -147,20 +147,12 @@ class Events:
                 _log.exception("qemu event poller: domain %s", defn.name)
 
     def _poll_domain(self, name: str) -> None:
-        """State and block jobs of one domain, from one QMP session."""
+        """State and block jobs of one domain."""
         try:
             defn = self.store.load(name)
         except NoDomainError:
             return
-        state: DomainState | None = None
-        with self.store.lock(name).hold():
-            if self.sessions.processes.pid(name) is not None:
-                with contextlib.suppress(OperationInvalidError), self.sessions.open(name) as q:
-                    state = state_of(q.execute("query-status"))[0]
-                    if state.is_active and self.store.run(name).jobs:
-                        self.reconcile(name, q)
-            if state is None:
-                state = self.sessions.down_state(name)[0]
+        state = self.read_status(defn)
         last = self._last_states.get(name)
         if last is not None and last.is_active and not state.is_active:
             crashed = state == DomainState.CRASHED

@@ -163,6 +163,8 @@ class QemuDriver(Driver):
         self.snapshots = Snapshots(self.store, self.processes, self.sessions, self.lifecycle, self.timeout)
         self.devices = Devices(self.store, self.processes, self.sessions, self.timeout)
         self.storage = Storage(self.dirs, options.timeout)
+        # the event poller reads states the way domain_status does: leased monitor first, jobs settled
+        self.events.read_status = lambda defn: self.domain_status(DomainRef(defn.name, defn.uuid)).state
 
     @property
     def accel(self) -> str:
