@@ -12,6 +12,7 @@ import pytest
 from click.testing import Result
 
 import virtabs
+from virtabs import DomainRecord
 from virtabs.cli import cli
 
 GiB = 1 << 30
@@ -105,6 +106,28 @@ def test_list_human_and_json(run: Run, run_json: RunJson) -> None:
     assert "\x1b[" not in "".join(out), "no colours when not a TTY"
     assert run_json("list") == [{"name": "test", "uuid": TEST_UUID, "state": "running", "native_state": "running"}]
     assert ok(run("list", "--all")).stdout == ok(run("list")).stdout
+
+
+def test_list_is_one_bulk_call_not_an_info_per_domain(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Docker's info() waits about a second per container for a stats sample: list uses the bulk hook.
+    from virtabs.drivers.test import TestDriver
+
+    bulk_calls: list[int] = []
+    inventory = TestDriver.inventory
+
+    def counted(self: TestDriver) -> list[DomainRecord]:
+        bulk_calls.append(1)
+        return inventory(self)
+
+    def no_info(self: TestDriver, dom: object) -> None:
+        raise AssertionError(f"list asked domain_info of {dom}")
+
+    monkeypatch.setattr(TestDriver, "inventory", counted)
+    monkeypatch.setattr(TestDriver, "domain_info", no_info)
+    for args in (("list",), ("list", "--json"), ("list", "--inactive")):
+        result = ok(run(*args))
+        assert "test" in result.stdout or args == ("list", "--inactive")
+    assert len(bulk_calls) == 3
 
 
 def test_list_filters(run: Run, run_json: RunJson) -> None:
