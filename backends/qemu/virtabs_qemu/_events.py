@@ -5,7 +5,8 @@ happens without it (the guest powers off, QEMU is killed, a job concludes while 
 found by a poller thread that runs while someone subscribes: every 0.25 s it reads each domain's
 state and reconciles the block jobs of running ones, through the driver's own status read
 (:attr:`Events.read_status`: the connection's leased monitor first, so a domain whose main monitor
-another client holds, for a long save say, delays nobody's events).
+another client holds, for a long save say, delays nobody's events). The poller waits for no domain
+lock: a domain locked by another process is skipped for that round.
 
 The toolkit's ``EventPoller`` is not used: it reports every state change it sees, including those
 the driver has already emitted for its own actions (it would send STARTED twice), and it knows
@@ -33,6 +34,7 @@ from virtabs.spi import (
 
 from ._records import JOB_PREFIX, Definition
 from ._session import Sessions
+from ._state import lock_waits_at_most
 from ._store import DefinitionStore
 
 __all__ = ["Events"]
@@ -114,7 +116,8 @@ class Events:
         self._stop.clear()
         for defn in self.store.all():
             try:
-                self._last_states[defn.name] = self.read_status(defn)
+                with lock_waits_at_most(0):  # a domain locked elsewhere gets its baseline at the first round
+                    self._last_states[defn.name] = self.read_status(defn)
             except VirtabsError as exc:
                 _log.debug("qemu event poller: domain %s: %s", defn.name, exc)
         self._poller = threading.Thread(target=self._loop, name="virtabs-qemu-events", daemon=True)
@@ -152,7 +155,8 @@ class Events:
             defn = self.store.load(name)
         except NoDomainError:
             return
-        state = self.read_status(defn)
+        with lock_waits_at_most(0):  # locked by another process (a long save there): tried again next round
+            state = self.read_status(defn)
         last = self._last_states.get(name)
         if last is not None and last.is_active and not state.is_active:
             crashed = state == DomainState.CRASHED

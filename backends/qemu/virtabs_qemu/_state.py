@@ -242,6 +242,22 @@ def _flock(fd: int, path: str, deadline: Deadline, what: str) -> None:
         delay = min(delay * 2, 0.05)
 
 
+_lock_budget = threading.local()
+
+
+@contextlib.contextmanager
+def lock_waits_at_most(seconds: float) -> Iterator[None]:
+    """Within the block, this thread waits at most ``seconds`` for any domain lock, whatever the lock's own
+    timeout. The event poller reads with 0: a domain another process holds (a long save or snapshot there)
+    is skipped for one round instead of holding up the events of every other domain."""
+    previous = getattr(_lock_budget, "seconds", None)
+    _lock_budget.seconds = seconds
+    try:
+        yield
+    finally:
+        _lock_budget.seconds = previous
+
+
 class DomainLock:
     """Per-domain mutual exclusion across threads (an RLock) and processes (flock).
 
@@ -261,12 +277,16 @@ class DomainLock:
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
         """Hold the lock for the duration of the ``with`` block."""
-        deadline = Deadline(self.timeout)
+        timeout: float | None = self.timeout
+        budget: float | None = getattr(_lock_budget, "seconds", None)
+        if budget is not None:
+            timeout = budget if timeout is None else min(timeout, budget)
+        deadline = Deadline(timeout)
         left = deadline.remaining()
         if not self._rlock.acquire(timeout=-1 if left is None else left):
             raise OperationTimeoutError(
                 f"{self.what} is locked by another thread of this process (pid {os.getpid()}); not released "
-                f"within {self.timeout:g}s"
+                f"within {timeout:g}s"
             )
         try:
             if self._depth == 0 and not os.path.isdir(os.path.dirname(self.path)):
