@@ -431,19 +431,7 @@ def cmd_list(st: State, args: list[str]) -> None:
             if vm["state"] in ACTIVE:
                 out(f'"{vm["name"]}" {{{vm["uuid"]}}}\n')
     elif what == "hdds":
-        blocks = []
-        for m in st.data["media"]:
-            users = st.users_of(m)
-            blocks.append(
-                f"UUID:           {m['uuid']}\n"
-                f"Parent UUID:    {m['parent'] or 'base'}\n"
-                f"State:          {'created' if os.path.exists(m['location']) else 'inaccessible'}\n"
-                f"Type:           normal ({'differencing' if m['parent'] else 'base'})\n"
-                f"Location:       {m['location']}\n"
-                f"Storage format: {m['format']}\n"
-                f"Capacity:       {m['capacity'] // MIB} MBytes\n"
-                f"Encryption:     disabled\n" + in_use(users)
-            )
+        blocks = [medium_block(st, m, detailed=False) for m in st.data["media"]]
         out("\n".join(blocks) + ("\n" if blocks else ""))
     elif what == "systemproperties":
         out(
@@ -1333,24 +1321,33 @@ def cmd_modifymedium(st: State, args: list[str]) -> None:
             os.truncate(medium["location"], size)
 
 
+def medium_block(st: State, m: dict[str, Any], detailed: bool) -> str:
+    """One medium as ``list hdds`` prints it, or (``detailed``) as ``showmediuminfo`` does: that one adds
+    the format variant and the size on disk."""
+    exists = os.path.exists(m["location"])
+    lines = [
+        f"UUID:           {m['uuid']}",
+        f"Parent UUID:    {m['parent'] or 'base'}",
+        f"State:          {'created' if exists else 'inaccessible'}",
+        f"Type:           normal ({'differencing' if m['parent'] else 'base'})",
+        f"Location:       {m['location']}",
+        f"Storage format: {m['format']}",
+    ]
+    if detailed:
+        lines.append(f"Format variant: {m['variant']}")
+    lines.append(f"Capacity:       {m['capacity'] // MIB} MBytes")
+    if detailed:
+        on_disk = max(1, os.path.getsize(m["location"]) // MIB) if exists else 0
+        lines.append(f"Size on disk:   {on_disk} MBytes")
+    lines.append("Encryption:     disabled")
+    return "\n".join(lines) + "\n" + in_use(st.users_of(m))
+
+
 def cmd_showmediuminfo(st: State, args: list[str]) -> None:
     pos, _ = parse_opts(medium_args(args), set(), positional=1)
     if not pos:
         syntax("Missing medium UUID or file name for 'showmediuminfo'")
-    m = st.medium(pos[0], "OpenMedium(...)")
-    users = st.users_of(m)
-    out(
-        f"UUID:           {m['uuid']}\n"
-        f"Parent UUID:    {m['parent'] or 'base'}\n"
-        f"State:          {'created' if os.path.exists(m['location']) else 'inaccessible'}\n"
-        f"Type:           normal ({'differencing' if m['parent'] else 'base'})\n"
-        f"Location:       {m['location']}\n"
-        f"Storage format: {m['format']}\n"
-        f"Format variant: {m['variant']}\n"
-        f"Capacity:       {m['capacity'] // MIB} MBytes\n"
-        f"Size on disk:   {max(1, os.path.getsize(m['location']) // MIB) if os.path.exists(m['location']) else 0} MBytes\n"
-        f"Encryption:     disabled\n" + in_use(users)
-    )
+    out(medium_block(st, st.medium(pos[0], "OpenMedium(...)"), detailed=True))
 
 
 COMMANDS = {
