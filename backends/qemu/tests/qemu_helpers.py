@@ -11,7 +11,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -214,3 +214,44 @@ def run_other(root: Path, name: str, body: str, timeout: float = 120) -> str:
     )
     assert res.returncode == 0, f"the other process failed: {res.stderr[-3000:]}"
     return res.stdout
+
+
+def stop_is_reported_while(root: Path, held: str, stop_elsewhere: Callable[[], object]) -> list[object]:
+    """On a fresh connection to ``root`` (timeout 120 s): subscribe to domain ``b``'s events, run
+    ``stop_elsewhere`` (which stops ``b`` outside this connection), and wait for the poller's STOPPED.
+
+    The caller keeps ``held`` (what it holds of domain ``a``) busy throughout. Each wait gives up after 60 s,
+    well before the connection's timeout, so a subscription or a poller round that waits for ``a`` fails
+    here instead of passing late. Returns the events received. The caller's ``root`` fixture stops the
+    QEMUs left running (``a`` cannot be destroyed while the caller holds it)."""
+    import threading
+
+    import virtabs
+    from virtabs.spi import poll_until
+
+    conn = virtabs.open(f"qemu:///embed?root={root}", timeout=120)
+    subs: list[virtabs.Subscription] = []
+    events: list[object] = []
+    try:
+        subscribed = threading.Event()
+
+        def subscribe() -> None:
+            subs.append(conn.subscribe(events.append, domain="b"))
+            subscribed.set()
+
+        threading.Thread(target=subscribe, daemon=True).start()
+        assert subscribed.wait(60), f"subscribe() waited for domain a's {held}, held by another client"
+        stop_elsewhere()
+
+        def stopped() -> bool:
+            return any(
+                isinstance(e, virtabs.LifecycleEvent) and e.type == virtabs.LifecycleEventType.STOPPED
+                for e in list(events)
+            )
+
+        poll_until(stopped, timeout=60, what=f"the poller's STOPPED event of domain b while a's {held} is held")
+        return events
+    finally:
+        for sub in subs:
+            sub.close()
+        conn.close()

@@ -12,13 +12,12 @@ import select
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 import virtabs
-from qemu_helpers import MiB, chain_spec, held_leases, make_driver, run_other
+from qemu_helpers import MiB, chain_spec, held_leases, make_driver, run_other, stop_is_reported_while
 from virtabs.spi import BlockJobType, DomainRef, DomainSpec, DomainState, NoDomainError, poll_until
 
 from virtabs_qemu._cmdline import LEASE_SOCKETS
@@ -379,42 +378,15 @@ def test_save_and_restore_by_another_process(root: Path, bare: Any) -> None:
 
 def test_events_of_one_domain_wait_for_no_other_domains_monitor(root: Path) -> None:
     """A client holding domain ``a``'s main QMP monitor (a long save in another process, a user's own QMP
-    tool) must hold up neither a subscription nor the event poller of this connection: they read through
-    the leased monitors. Before, subscribe() and every poller round waited for ``a``'s monitor until the
-    connection's timeout (here 120 s; the waits below give up after 60 s, with ``a`` still held)."""
-    conn = virtabs.open(_uri(root), timeout=120)
-    subs: list[virtabs.Subscription] = []
-    try:
-        a = conn.define_domain(DomainSpec(name="a", memory_bytes=64 * MiB, vcpus=1))
-        a.start(paused=True)
-        b = conn.define_domain(DomainSpec(name="b", memory_bytes=64 * MiB, vcpus=1))
-        b.start(paused=True)
-        with QMPClient(str(root / "run" / "a" / "qmp.sock"), timeout=30) as held:
-            held.execute("query-status")  # negotiated: QEMU serves no other client on this socket now
-            events: list[virtabs.Event] = []
-            subscribed = threading.Event()
-
-            def subscribe() -> None:
-                subs.append(conn.subscribe(events.append, domain="b"))
-                subscribed.set()
-
-            threading.Thread(target=subscribe, daemon=True).start()
-            assert subscribed.wait(60), "subscribe() waited for domain a's monitor, which another client holds"
-            run_other(root, "b", "dom.destroy()")  # a change this connection's driver did not make itself
-
-            def stopped() -> bool:
-                return any(
-                    isinstance(e, virtabs.LifecycleEvent) and e.type == virtabs.LifecycleEventType.STOPPED
-                    for e in list(events)
-                )
-
-            poll_until(stopped, timeout=60, what="the poller's STOPPED event of domain b")
-            assert held.execute("query-status")["running"] is False  # a's monitor was held throughout
-            assert {e.domain for e in events} == {"b"}
-    finally:
-        for sub in subs:
-            sub.close()
-        for dom in conn.list_domains():
-            if dom.state().is_active:
-                dom.destroy()
-        conn.close()
+    tool) must hold up neither a subscription nor the event poller of another connection: they read
+    through the leased monitors. Before, subscribe() and every poller round waited for ``a``'s monitor
+    until the connection's timeout (120 s; the helper's waits give up after 60 s, with ``a`` still held)."""
+    with virtabs.open(_uri(root)) as setup:
+        for name in ("a", "b"):
+            setup.define_domain(DomainSpec(name=name, memory_bytes=64 * MiB, vcpus=1)).start(paused=True)
+    with QMPClient(str(root / "run" / "a" / "qmp.sock"), timeout=30) as held:
+        held.execute("query-status")  # negotiated: QEMU serves no other client on this socket now
+        # b is stopped by another process: a change the subscribed connection's driver did not make itself
+        events = stop_is_reported_while(root, "main QMP monitor", lambda: run_other(root, "b", "dom.destroy()"))
+        assert held.execute("query-status")["running"] is False  # a's monitor was held throughout
+    assert {e.domain for e in events if isinstance(e, virtabs.LifecycleEvent)} == {"b"}

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import virtabs
-from qemu_helpers import has_open
+from qemu_helpers import has_open, stop_is_reported_while
 from virtabs import OperationTimeoutError, parse_uri
-from virtabs.spi import ConnectOptions, Deadline, DomainSpec, poll_until
+from virtabs.spi import ConnectOptions, Deadline, DomainSpec
 
 from virtabs_qemu.driver import QemuDriver
 
@@ -191,41 +191,18 @@ def test_event_poller_skips_a_locked_domain_instead_of_waiting(root: Path, holde
     """Another process holding domain ``a``'s lock (a long save or snapshot there) must hold up neither a
     subscription nor the events of domain ``b`` on a connection that has not read ``a`` yet: the poller
     tries ``a`` again at its next round. Before, subscribe() and each poller round waited for ``a``'s
-    lock until the connection's timeout (120 s here; the waits below give up after 60 s, ``a`` still held)."""
+    lock until the connection's timeout (120 s; the helper's waits give up after 60 s, ``a`` still held)."""
     with virtabs.open(f"qemu:///embed?root={root}") as setup:
         for name in ("a", "b"):
             setup.define_domain(DomainSpec(name=name, memory_bytes=64 * MiB, vcpus=1)).start(paused=True)
-    conn = virtabs.open(f"qemu:///embed?root={root}", timeout=120)
-    subs: list[virtabs.Subscription] = []
-    try:
-        holder = Holder(root / "run" / "a.lock")
-        holders.append(holder)
-        events: list[virtabs.Event] = []
-        subscribed = threading.Event()
+    holder = Holder(root / "run" / "a.lock")
+    holders.append(holder)
 
-        def subscribe() -> None:
-            subs.append(conn.subscribe(events.append, domain="b"))
-            subscribed.set()
-
-        threading.Thread(target=subscribe, daemon=True).start()
-        assert subscribed.wait(60), "subscribe() waited for domain a's lock, which another process holds"
+    def destroy_b_elsewhere() -> None:
         with virtabs.open(f"qemu:///embed?root={root}") as other:
-            other.lookup_domain("b").destroy()  # a change this connection's driver did not make itself
+            other.lookup_domain("b").destroy()
 
-        def stopped() -> bool:
-            return any(
-                isinstance(e, virtabs.LifecycleEvent) and e.type == virtabs.LifecycleEventType.STOPPED
-                for e in list(events)
-            )
-
-        poll_until(stopped, timeout=60, what="the poller's STOPPED event of domain b")
-        assert holder.proc.poll() is None  # a's lock was held throughout
-        holder.stop()
-        holders.remove(holder)
-    finally:
-        for sub in subs:
-            sub.close()
-        for dom in conn.list_domains():
-            if dom.state().is_active:
-                dom.destroy()
-        conn.close()
+    stop_is_reported_while(root, "lock", destroy_b_elsewhere)
+    assert holder.proc.poll() is None  # a's lock was held throughout
+    holder.stop()
+    holders.remove(holder)
