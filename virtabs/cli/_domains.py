@@ -29,14 +29,14 @@ def list_domains(state: CliState, all_: bool, filter_: str | None, as_json: bool
     """List domains with their UUID and state."""
     # The states come from one bulk call (the driver's inventory hook: a single listing on Docker, ESX,
     # Hyper-V, Xen), not from an info() per domain: Docker's info() waits about a second for a stats
-    # sample of each running container. The rows are the domains list_domains() names, in its order (a
+    # sample of each running container. The rows are the domains list_domains() returns, in its order (a
     # bulk record of something that is no domain, such as an unreadable definition, is not listed).
     conn = state.connect()
-    names = [dom.name for dom in conn.list_domains()]
-    records = {rec.name: rec for rec in conn.domain_records()}
+    listed = conn.list_domains()
+    records = {rec.uuid: rec for rec in conn.domain_records()}  # by UUID: VirtualBox allows two VMs one name
     rows = []
-    for name in names:
-        rec = records.get(name)
+    for dom in listed:
+        rec = records.get(dom.uuid)
         if rec is None:  # defined between the two calls
             continue
         if filter_ == "active" and not rec.state.is_active:
