@@ -42,9 +42,11 @@ Rules for driver authors (``docs/writing-a-driver.md`` walks through a whole dri
 
 The toolkit: :class:`ErrorMap` (native exception → virtabs error, by a table),
 :class:`Deadline` and :func:`poll_until` (waits with a bound), :func:`find_domain`
-(lookup by name or UUID), :class:`EventPoller`, and :class:`CommandTransport`
+(lookup by name or UUID), :class:`EventPoller`, :class:`CommandTransport`
 (run a tool's argv locally or on a ``+ssh`` host over one multiplexed OpenSSH
-connection, every argument quoted; ``docs/command-transport.md``).
+connection, every argument quoted; ``docs/command-transport.md``), and
+:func:`run_in_process_group` (one local command whose deadline kills its whole
+process group: what the transport runs every command with).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._command import CommandFailedError, CommandResult, CommandTransport
+    from ._command import CommandFailedError, CommandResult, CommandTransport, run_in_process_group
 
 from .._capabilities import Capabilities, Capability
 from .._config import Credentials
@@ -193,11 +195,12 @@ __all__ = [
     "EventPoller",
     "find_domain",
     "poll_until",
+    "run_in_process_group",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("CommandFailedError", "CommandResult", "CommandTransport"):
+    if name in ("CommandFailedError", "CommandResult", "CommandTransport", "run_in_process_group"):
         from . import _command
 
         value = getattr(_command, name)

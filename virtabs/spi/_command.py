@@ -51,7 +51,7 @@ from .._errors import (
 )
 from .._uri import URI
 
-__all__ = ["CommandFailedError", "CommandResult", "CommandTransport"]
+__all__ = ["CommandFailedError", "CommandResult", "CommandTransport", "run_in_process_group"]
 
 _SSH_FAILED = 255
 _STDERR_TAIL = 2000
@@ -107,25 +107,40 @@ def _short_argv(argv: Sequence[str]) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _spawn(
-    argv: Sequence[str], input: bytes | None, timeout: float | None, env: Mapping[str, str] | None = None
+def run_in_process_group(
+    argv: Sequence[str],
+    timeout: float | None,
+    *,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> tuple[int, bytes, bytes]:
-    """Run argv in its own process group; on timeout (or any interruption) kill the group and re-raise."""
-    proc = subprocess.Popen(
+    """Run ``argv`` (no shell) in a process group of its own; its exit status, stdout and stderr.
+
+    Past ``timeout`` seconds (None: no limit), or when the wait is interrupted (Ctrl-C's
+    KeyboardInterrupt), the whole group is killed, so a helper the command forked dies with it, and
+    reaped; then :class:`subprocess.TimeoutExpired` (or the interruption) propagates. A process that
+    left the group (a daemon's ``setsid``) is the caller's to find. ``pass_fds`` are descriptors the
+    command may open as ``/dev/fd/N``. This is how :class:`CommandTransport` runs every command.
+    """
+    with subprocess.Popen(
         argv,
         env=env,
+        cwd=cwd,
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        pass_fds=tuple(pass_fds),
         start_new_session=True,  # its own process group: a deadline kills all of it
-    )
-    try:
-        stdout, stderr = proc.communicate(input, timeout=timeout)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(input, timeout=timeout)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()  # not communicate(): a daemon that left the group may hold the pipes open
+            raise
     return proc.returncode, stdout, stderr
 
 
@@ -133,7 +148,7 @@ def _stop_master(ssh_base: list[str], host: str, directory: str) -> None:
     """Ask the ssh master on the control socket in ``directory`` to exit, then remove the directory."""
     if os.path.exists(os.path.join(directory, "cm")):
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            _spawn([*ssh_base, "-O", "exit", host], None, 10)
+            run_in_process_group([*ssh_base, "-O", "exit", host], 10)
     shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -252,7 +267,7 @@ class CommandTransport:
         if self._dir is None or not os.path.exists(self._control_path()):
             return False
         try:
-            rc, _out, _err = _spawn([*self._ssh_base(), "-O", "check", self._host], None, 10)
+            rc, _out, _err = run_in_process_group([*self._ssh_base(), "-O", "check", self._host], 10)
         except (OSError, subprocess.TimeoutExpired):
             return False
         return rc == 0
@@ -300,7 +315,7 @@ class CommandTransport:
         # the log file (a pipe would be held open by the background master for its whole life).
         limit = self.connect_timeout + 10
         try:
-            rc, _out, err = _spawn(argv, None, limit)
+            rc, _out, err = run_in_process_group(argv, limit)
         except FileNotFoundError:
             raise ConnectError(
                 f"cannot connect to {self.where}: the ssh client {self._ssh!r} is not installed"
@@ -369,7 +384,7 @@ class CommandTransport:
         full = self.command_line(argv)
         popen_env = None if env is None else {**os.environ, **env}
         try:
-            rc, stdout, stderr = _spawn(full, input, deadline, popen_env)
+            rc, stdout, stderr = run_in_process_group(full, deadline, input=input, env=popen_env)
         except FileNotFoundError:
             what = self._ssh if self._remote else argv[0]
             raise ConnectError(f"cannot run {_short_argv(argv)} on {self.where}: {what!r} not found") from None

@@ -20,7 +20,14 @@ import signal
 import subprocess
 from collections.abc import Sequence
 
-from virtabs.spi import Capabilities, Capability, Deadline, OperationFailedError, OperationTimeoutError
+from virtabs.spi import (
+    Capabilities,
+    Capability,
+    Deadline,
+    OperationFailedError,
+    OperationTimeoutError,
+    run_in_process_group,
+)
 
 from ._state import StateDirs
 
@@ -257,30 +264,13 @@ def run_bounded(
     input: str | None = None,
     pass_fds: Sequence[int] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` in a process group of its own and collect its output (text).
-
-    Past ``timeout`` seconds, or when the wait is interrupted (SIGINT's KeyboardInterrupt), the whole group is
-    killed (a helper the command forked dies with it) and reaped before subprocess.TimeoutExpired (or the
-    interruption) propagates. A process that left the group (a daemon's ``setsid``) is the caller's to find.
-    """
-    with subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=cwd,
-        pass_fds=tuple(pass_fds),
-        start_new_session=True,
-    ) as proc:
-        try:
-            out, err = proc.communicate(input, timeout=timeout)
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    """:func:`virtabs.spi.run_in_process_group` with text in and out: past ``timeout`` seconds, or on
+    SIGINT, the command's whole process group is killed before subprocess.TimeoutExpired (or the
+    interruption) propagates."""
+    code, out, err = run_in_process_group(
+        argv, timeout, cwd=cwd, input=None if input is None else input.encode(), pass_fds=pass_fds
+    )
+    return subprocess.CompletedProcess(argv, code, out.decode(errors="replace"), err.decode(errors="replace"))
 
 
 def alive(pid: int) -> bool:
