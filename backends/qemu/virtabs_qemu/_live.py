@@ -36,11 +36,11 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from virtabs.spi import ConnectError, DomainState, OperationFailedError, OperationTimeoutError, VirtabsError
+from virtabs.spi import ConnectError, DomainState, OperationTimeoutError, VirtabsError
 
 from ._cmdline import LEASE_SOCKETS, lease_lock, lease_socket
 from ._process import Processes
-from ._qmp import MAX_LINE, QMPClient, QMPError
+from ._qmp import QMPClient, QMPError
 from ._session import Sessions, state_of
 from ._store import DefinitionStore
 
@@ -135,40 +135,15 @@ class LeaseClient(QMPClient):
         request = _REQUESTS.get(command)
         if request is None:
             request = _REQUESTS[command] = json.dumps({"execute": command, "id": _ASK_ID}).encode() + b"\n"
-        buf = self._buf
         try:
             sock.sendall(request)
-            while True:
-                end = buf.find(b"\n")
-                while end < 0:
-                    if len(buf) > MAX_LINE:
-                        raise OperationFailedError(f"{self.what}: QMP message over {MAX_LINE} bytes refused")
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        raise ConnectError(f"{self.what}: QEMU closed the QMP connection")
-                    end = len(buf) + chunk.find(b"\n") if b"\n" in chunk else -1
-                    buf += chunk
-                msg = json.loads(bytes(buf[:end]))
-                del buf[: end + 1]
-                if not isinstance(msg, dict):
-                    raise OperationFailedError(f"{self.what}: QEMU sent a non-object on QMP")
-                if "event" in msg:
-                    self.events.append(msg)
-                    continue
-                if msg.get("id") != _ASK_ID:
-                    continue
-                if "error" in msg:
-                    desc = str(msg["error"].get("desc", "")) if isinstance(msg["error"], dict) else str(msg["error"])
-                    raise QMPError(f"{self.what}: {command}: {desc}", command=command, desc=desc)
-                return msg.get("return")
-        except TimeoutError:
+            return self._reply(command, _ASK_ID, None)
+        except (TimeoutError, OperationTimeoutError):
             self.close()
             raise OperationTimeoutError(f"{self.what}: QMP command {command!r} got no reply in time") from None
-        except (OSError, ValueError, RecursionError, VirtabsError) as exc:
-            self.close()  # the stream can no longer be trusted to be in step
-            if isinstance(exc, VirtabsError):
-                raise
-            raise ConnectError(f"{self.what}: QMP conversation failed: {exc}") from None
+        except OSError as exc:
+            self.close()
+            raise ConnectError(f"{self.what}: QMP connection lost while sending {command!r}: {exc}") from None
 
     def pending(self) -> bool:
         """True when QEMU wrote something not read yet, closed the connection, or it failed (one ``poll``)."""

@@ -135,15 +135,20 @@ class QMPClient:
         except OSError as exc:
             self.close()
             raise ConnectError(f"{self.what}: QMP connection lost while sending {command!r}: {exc}") from None
+        try:
+            return self._reply(command, req_id, deadline)
+        except OperationTimeoutError:
+            self.close()
+            raise OperationTimeoutError(
+                f"{self.what}: QMP command {command!r} got no reply within "
+                f"{self.timeout if timeout is None else timeout:g}s"
+            ) from None
+
+    def _reply(self, command: str, req_id: str, deadline: float | None) -> Any:
+        """The ``return`` of the reply to request ``req_id``; events in front of it are kept in :attr:`events`,
+        an error reply raises :class:`QMPError`."""
         while True:
-            try:
-                reply = self._read(deadline)
-            except OperationTimeoutError:
-                self.close()
-                raise OperationTimeoutError(
-                    f"{self.what}: QMP command {command!r} got no reply within "
-                    f"{self.timeout if timeout is None else timeout:g}s"
-                ) from None
+            reply = self._read(deadline)
             if "event" in reply:
                 self.events.append(reply)
                 continue
@@ -190,9 +195,10 @@ class QMPClient:
 
     # --- reading --------------------------------------------------------------
 
-    def _read(self, deadline: float) -> dict[str, Any]:
+    def _read(self, deadline: float | None) -> dict[str, Any]:
         """One message. Linear in its size (only new bytes are searched for the newline); a line over
-        :data:`MAX_LINE` is refused as soon as that many bytes arrived, without reading the rest."""
+        :data:`MAX_LINE` is refused as soon as that many bytes arrived, without reading the rest.
+        ``deadline`` None: each wait for bytes is bounded by the socket's own timeout instead."""
         assert self._sock is not None
         searched = 0
         while (end := self._buf.find(b"\n", searched)) < 0:
@@ -200,10 +206,11 @@ class QMPClient:
             if searched > MAX_LINE:
                 self.close()
                 raise OperationFailedError(f"{self.what}: QMP message over {MAX_LINE} bytes refused")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise OperationTimeoutError(f"{self.what}: QMP read timed out")
-            self._sock.settimeout(remaining)
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise OperationTimeoutError(f"{self.what}: QMP read timed out")
+                self._sock.settimeout(remaining)
             try:
                 chunk = self._sock.recv(65536)
             except TimeoutError:
