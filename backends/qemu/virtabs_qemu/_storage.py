@@ -138,6 +138,14 @@ def _pinned(pool: str, root: str) -> Iterator[_Pinned]:
         pin.close()
 
 
+def _pin_for_volume(pool: str, root: str, name: str) -> _Pinned:
+    """The pool's directory pinned for work on volume ``name``: a directory gone is NoStorageVolumeError."""
+    try:
+        return _Pinned(pool, root)
+    except FileNotFoundError:
+        raise NoStorageVolumeError(f"no volume {name!r} in storage pool {pool!r}") from None
+
+
 class Storage:
     """The pools and volumes of one state root."""
 
@@ -253,10 +261,7 @@ class Storage:
         """Volume ``name`` checked (:meth:`resolve`) and then opened under the real directory that was checked."""
         root = os.path.realpath(pool_path)
         path = self.resolve(pool, pool_path, name)
-        try:
-            pin = _Pinned(pool, root)
-        except FileNotFoundError:
-            raise NoStorageVolumeError(f"no volume {name!r} in storage pool {pool!r}") from None
+        pin = _pin_for_volume(pool, root, name)
         try:
             pin.open_volume(os.path.basename(os.path.realpath(path)), writable)  # a symlink to a file in the pool
             yield path, pin
@@ -350,10 +355,7 @@ class Storage:
         path = self.pool_path(pool)
         root = os.path.realpath(path)
         self.resolve(pool, path, name)
-        try:
-            pin = _Pinned(pool, root)
-        except FileNotFoundError:
-            raise NoStorageVolumeError(f"no volume {name!r} in storage pool {pool!r}") from None
+        pin = _pin_for_volume(pool, root, name)
         try:
             try:
                 is_file = stat.S_ISREG(os.stat(name, dir_fd=pin.dir_fd).st_mode)
