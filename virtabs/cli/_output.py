@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -246,8 +247,6 @@ def _terminal_lines(table: TableData, width: int | None = None) -> list[str] | N
     None when rich has to lay the table out itself: a title, a cell that is not plain printable ASCII
     (wide or combining characters), or a table wider than the terminal (rich folds cells to fit).
     """
-    import os
-
     cells = [table.columns, *table.rows]
     if table.title or not all(cell.isascii() and cell.isprintable() for row in cells for cell in row):
         return None
@@ -258,8 +257,7 @@ def _terminal_lines(table: TableData, width: int | None = None) -> list[str] | N
         width = 80 if dumb else _terminal_width()
     if total > width:
         return None
-    plain = dumb
-    bold, reset = ("", "") if plain else (_BOLD, _RESET)
+    bold, reset = ("", "") if dumb else (_BOLD, _RESET)
     encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
     rule = "\u2500" if encoding.startswith("utf") else "-"
     head = "   ".join(f"{bold}{cell.ljust(w)}{reset}" for cell, w in zip(table.columns, widths, strict=True))
@@ -269,8 +267,6 @@ def _terminal_lines(table: TableData, width: int | None = None) -> list[str] | N
 
 def _terminal_width() -> int:
     """The width rich would use: the first standard stream that is a terminal, $COLUMNS over it, else 80."""
-    import os
-
     width = 0
     for fd in (0, 1, 2):
         try:
