@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
 import queue
@@ -18,7 +19,7 @@ import attrs
 from .._api import Connection, StoragePool
 from .._api import open as _open
 from .._capabilities import Capability
-from .._config import default_uri, load_config
+from .._config import Config, default_uri, load_config
 from .._connection import driver_class_for, resolve_uri
 from .._errors import (
     ConnectError,
@@ -181,10 +182,12 @@ def _pools(conn: Connection, errors: dict[str, str]) -> tuple[PoolInventory, ...
     return tuple(result)
 
 
-def _reads_locally(target: HostTarget) -> bool:
+def _reads_locally(target: HostTarget, config: Config | None) -> bool:
     """Whether the target's driver declares :attr:`~virtabs.spi.Driver.local_reads` (False when unsure)."""
+    if config is None:  # an unreadable config file: each host's worker reports it
+        return False
     try:
-        return driver_class_for(resolve_uri(target.uri, load_config())).local_reads
+        return driver_class_for(resolve_uri(target.uri, config)).local_reads
     except Exception:  # an unknown scheme or a bad URI: the worker reports it; a thread of its own is fine
         return False
 
@@ -339,7 +342,10 @@ def collect(
         if on_host_done is not None:
             on_host_done(host)
 
-    local = {index for index, target in enumerate(targets) if _reads_locally(target)}
+    config: Config | None = None  # read once for every target, not once per host
+    with contextlib.suppress(VirtabsError):
+        config = load_config()
+    local = {index for index, target in enumerate(targets) if _reads_locally(target, config)}
     while waiting or running:
         while waiting and len(running) < concurrency:
             index = _next_host(waiting, local, running)
