@@ -34,6 +34,9 @@ Rules every raiser follows:
   :class:`OperationFailedError` (keeping the original as ``__cause__``).
 * Credentials never appear in a message: the public layer redacts the
   connection's secrets from every message before it reaches the caller.
+* A message quotes a caller's value through :func:`quote` (a bounded prefix
+  and the value's length), and a message is never longer than
+  :data:`MAX_MESSAGE` characters: a 10 MB name gives a one-line error.
 """
 
 from __future__ import annotations
@@ -59,10 +62,36 @@ __all__ = [
     "OperationInvalidError",
     "OperationTimeoutError",
     "VirtabsError",
+    "MAX_MESSAGE",
     "error_class_for_code",
+    "quote",
 ]
 
 import enum
+
+MAX_MESSAGE = 2048
+"""The longest message an error carries; the rest is cut and the cut is said."""
+QUOTE_PREFIX = 80
+"""How many characters of a value :func:`quote` shows."""
+
+
+def quote(value: object, limit: int = QUOTE_PREFIX) -> str:
+    """``repr(value)`` for a message, bounded: a long value shows its first ``limit`` characters and its length.
+
+    ``quote("web")`` is ``'web'``; ``quote("x" * 10**7)`` is ``'xxxx…' (10000000 characters)``.
+    """
+    if isinstance(value, str | bytes) and len(value) > limit:
+        return f"{value[:limit]!r}… ({len(value)} {'characters' if isinstance(value, str) else 'bytes'})"
+    text = repr(value)
+    if len(text) > limit + 2:
+        return f"{text[:limit]}… ({len(text)} characters as text)"
+    return text
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return f"{message[:MAX_MESSAGE]}… (message cut: {len(message)} characters)"
 
 
 class ErrorCode(enum.IntEnum):
@@ -92,6 +121,7 @@ class VirtabsError(Exception):
     code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
 
     def __init__(self, message: str) -> None:
+        message = _bounded(str(message))
         super().__init__(message)
         self.message = message
 

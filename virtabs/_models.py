@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, quote
 from ._flags import BlockJobStatus, BlockJobType, DomainState, LifecycleEventType
 
 __all__ = [
@@ -43,6 +43,46 @@ DISK_FORMATS = frozenset({"raw", "qcow2", "vmdk", "vdi", "vhd", "vhdx", "qed"})
 DISK_BUSES = frozenset({"virtio", "scsi", "sata", "ide", "usb", "xen", "nvme"})
 
 
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+"""C0 controls (NUL, tab, newline, carriage return, escape ...) and DEL: what no spec text may hold.
+
+Native formats split on them (an LXC config or an xl cfg is one setting a line; a shell word ends at a
+newline), so one newline in a NIC's network name could add a ``lxc.hook.pre-start`` line run as root.
+No text field of :class:`DomainSpec`, :class:`DiskSpec` or :class:`NicSpec`, nor any string inside
+``DomainSpec.extra`` (keys and values, at any depth), is free text: each is refused here, before any
+driver runs. Drivers' renderers refuse them a second time.
+"""
+
+
+def refuse_control_characters(value: str, what: str) -> str:
+    """``value`` unchanged, or InvalidArgumentError when it holds a C0 control character or DEL."""
+    found = CONTROL_CHARACTERS.search(value)
+    if found:
+        raise InvalidArgumentError(
+            f"invalid {what} {quote(value)}: control character {found.group()!r} at position {found.start()} "
+            "(newline, carriage return, NUL, tab and the other C0 controls and DEL are not allowed)"
+        )
+    return value
+
+
+def _refuse_control_in_extra(value: Any, where: str, depth: int = 0) -> None:
+    if depth > 32:
+        raise InvalidArgumentError(f"invalid {where}: nested more than 32 levels deep")
+    if isinstance(value, str):
+        refuse_control_characters(value, where)
+    elif isinstance(value, bytes):
+        raise InvalidArgumentError(f"invalid {where}: bytes are not allowed in extra (use text)")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidArgumentError(f"invalid key {quote(key)} in {where}: keys are strings")
+            refuse_control_characters(key, f"key of {where}")
+            _refuse_control_in_extra(item, f"{where}[{quote(key, 40)}]", depth + 1)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for index, item in enumerate(value):
+            _refuse_control_in_extra(item, f"{where}[{index}]", depth + 1)
+
+
 MAX_MEMORY_BYTES = 1 << 52
 """4 PiB: more memory than any hypervisor virtabs drives can give one domain."""
 MAX_VCPUS = 4096
@@ -51,7 +91,7 @@ MAX_VCPUS = 4096
 
 def _positive(_inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise InvalidArgumentError(f"{attribute.name} must be a positive integer, got {value!r}")
+        raise InvalidArgumentError(f"{attribute.name} must be a positive integer, got {quote(value)}")
 
 
 def _at_most(limit: int, unit: str) -> Any:
@@ -64,13 +104,13 @@ def _at_most(limit: int, unit: str) -> Any:
 
 def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-        raise InvalidArgumentError(f"{attribute.name} must be a non-negative integer, got {value!r}")
+        raise InvalidArgumentError(f"{attribute.name} must be a non-negative integer, got {quote(value)}")
 
 
 def _domain_name(_inst: object, _attribute: attrs.Attribute[Any], value: str) -> None:
     if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         raise InvalidArgumentError(
-            f"invalid domain name {value!r}: use 1-64 letters, digits, '_', '.', '+' or '-', starting with a letter or digit"
+            f"invalid domain name {quote(value)}: use 1-64 letters, digits, '_', '.', '+' or '-', starting with a letter or digit"
         )
 
 
@@ -80,7 +120,7 @@ def _uuid_or_none(value: str | None) -> str | None:
     try:
         return str(_uuid.UUID(str(value)))
     except ValueError:
-        raise InvalidArgumentError(f"invalid UUID {value!r}") from None
+        raise InvalidArgumentError(f"invalid UUID {quote(value)}") from None
 
 
 def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
@@ -123,20 +163,21 @@ class DiskSpec:
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.target, str) or not _TARGET_RE.fullmatch(self.target):
-            raise InvalidArgumentError(f"invalid disk target {self.target!r}: expected a name like 'vda' or 'sdb'")
+            raise InvalidArgumentError(f"invalid disk target {quote(self.target)}: expected a name like 'vda' or 'sdb'")
         if not isinstance(self.path, str) or not self.path:
-            raise InvalidArgumentError(f"disk {self.target!r} needs a path (a string), got {self.path!r}")
-        if "\x00" in self.path:
-            raise InvalidArgumentError(f"disk {self.target!r}: a path cannot contain NUL")
+            raise InvalidArgumentError(f"disk {quote(self.target)} needs a path (a string), got {quote(self.path)}")
+        refuse_control_characters(self.path, f"path of disk {self.target!r}")
         if not isinstance(self.readonly, bool):
-            raise InvalidArgumentError(f"disk {self.target!r}: readonly must be true or false, got {self.readonly!r}")
+            raise InvalidArgumentError(
+                f"disk {quote(self.target)}: readonly must be true or false, got {self.readonly!r}"
+            )
         if self.format not in DISK_FORMATS:
             raise InvalidArgumentError(
-                f"disk {self.target!r}: unknown format {self.format!r} (known: {', '.join(sorted(DISK_FORMATS))})"
+                f"disk {quote(self.target)}: unknown format {quote(self.format)} (known: {', '.join(sorted(DISK_FORMATS))})"
             )
         if self.bus not in DISK_BUSES:
             raise InvalidArgumentError(
-                f"disk {self.target!r}: unknown bus {self.bus!r} (known: {', '.join(sorted(DISK_BUSES))})"
+                f"disk {quote(self.target)}: unknown bus {quote(self.bus)} (known: {', '.join(sorted(DISK_BUSES))})"
             )
 
 
@@ -151,14 +192,15 @@ class NicSpec:
     def __attrs_post_init__(self) -> None:
         for field in ("network", "model"):
             if not isinstance(getattr(self, field), str) or not getattr(self, field):
-                raise InvalidArgumentError(f"NIC {field} must be a non-empty string, got {getattr(self, field)!r}")
+                raise InvalidArgumentError(f"NIC {field} must be a non-empty string, got {quote(getattr(self, field))}")
+            refuse_control_characters(getattr(self, field), f"NIC {field}")
         if self.mac is not None and (not isinstance(self.mac, str) or not _MAC_RE.fullmatch(self.mac)):
-            raise InvalidArgumentError(f"invalid MAC address {self.mac!r}: expected lower-case aa:bb:cc:dd:ee:ff")
+            raise InvalidArgumentError(f"invalid MAC address {quote(self.mac)}: expected lower-case aa:bb:cc:dd:ee:ff")
 
 
 def _records(kind: type[Any], value: Any, what: str) -> tuple[Any, ...]:
     if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
-        raise InvalidArgumentError(f"{what} must be a list, got {value!r}")
+        raise InvalidArgumentError(f"{what} must be a list, got {quote(value)}")
     out = []
     for item in value:
         if isinstance(item, kind):
@@ -167,9 +209,9 @@ def _records(kind: type[Any], value: Any, what: str) -> tuple[Any, ...]:
             try:
                 out.append(kind(**item))
             except TypeError as exc:
-                raise InvalidArgumentError(f"invalid {what[:-1]} {dict(item)!r}: {exc}") from None
+                raise InvalidArgumentError(f"invalid {what[:-1]} {quote(dict(item))}: {exc}") from None
         else:
-            raise InvalidArgumentError(f"each of {what} must be a mapping, got {item!r}")
+            raise InvalidArgumentError(f"each of {what} must be a mapping, got {quote(item)}")
     return tuple(out)
 
 
@@ -205,8 +247,9 @@ class DomainSpec:
             raise InvalidArgumentError(f"domain {self.name!r}: disk target {dupes[0]!r} is used twice")
         if not isinstance(self.extra, Mapping):
             raise InvalidArgumentError(f"domain {self.name!r}: extra must be a mapping")
+        _refuse_control_in_extra(self.extra, f"extra of domain {self.name!r}")
         if self.os_type not in ("hvm", "xen", "exe", "linux"):
-            raise InvalidArgumentError(f"domain {self.name!r}: unknown os_type {self.os_type!r}")
+            raise InvalidArgumentError(f"domain {self.name!r}: unknown os_type {quote(self.os_type)}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DomainSpec:

@@ -30,9 +30,9 @@ from typing import Any, TypeVar
 import attrs
 
 from ._capabilities import Capability
-from ._errors import BlockCopyActiveError, InvalidArgumentError, OperationInvalidError
+from ._errors import BlockCopyActiveError, InvalidArgumentError, OperationInvalidError, quote
 from ._flags import BlockJobType, BlockRebaseFlags, DomainState
-from ._models import BlockCopyRequest, BlockJobInfo, DiskInfo, DomainStatus
+from ._models import BlockCopyRequest, BlockJobInfo, DiskInfo, DomainStatus, refuse_control_characters
 from .spi._operations import JobRule, Operation, StateRule
 
 MiB = 1 << 20
@@ -54,7 +54,6 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
 _DATASTORE_PATH = re.compile(r"^\[[^\]/\\]+\] \S")
 MAX_TEXT = 1024
@@ -64,12 +63,10 @@ MAX_COMPONENT = 255
 def require_text(value: object, what: str) -> str:
     """``value`` as a non-empty string without NUL or control characters, at most 1,024 characters."""
     if not isinstance(value, str) or not value:
-        raise InvalidArgumentError(f"{what} must be a non-empty string, got {value!r}")
-    if _CONTROL.search(value):
-        raise InvalidArgumentError(f"invalid {what} {value!r}: control characters (NUL, newline ...) are not allowed")
+        raise InvalidArgumentError(f"{what} must be a non-empty string, got {quote(value)}")
     if len(value) > MAX_TEXT:
-        raise InvalidArgumentError(f"invalid {what}: {len(value)} characters (at most {MAX_TEXT})")
-    return value
+        raise InvalidArgumentError(f"invalid {what} {quote(value)}: at most {MAX_TEXT} characters")
+    return refuse_control_characters(value, what)
 
 
 def require_lookup_name(value: object, what: str) -> str:
@@ -81,7 +78,7 @@ def require_lookup_name(value: object, what: str) -> str:
     text = require_text(value, what)
     if "/" in text or "\\" in text or text in (".", "..") or len(text) > MAX_COMPONENT:
         raise InvalidArgumentError(
-            f"invalid {what} {text!r}: a name is one path component (no '/', '\\', '.' or '..', "
+            f"invalid {what} {quote(text)}: a name is one path component (no '/', '\\', '.' or '..', "
             f"at most {MAX_COMPONENT} characters)"
         )
     return text
@@ -91,7 +88,7 @@ def require_name(value: object, what: str) -> str:
     """A name virtabs creates, which may become a file name: one path component and no whitespace."""
     text = require_lookup_name(value, what)
     if any(c.isspace() for c in text):
-        raise InvalidArgumentError(f"invalid {what} {text!r}: no slashes, spaces, '.' or '..'")
+        raise InvalidArgumentError(f"invalid {what} {quote(text)}: no slashes, spaces, '.' or '..'")
     return text
 
 
@@ -102,7 +99,7 @@ def require_volume_name(value: object, what: str = "volume name", *, new: bool =
     """
     text = require_text(value, what)
     if text.startswith("/") or _WINDOWS_ABSOLUTE.match(text):
-        raise InvalidArgumentError(f"invalid {what} {text!r}: it is relative to its pool, not an absolute path")
+        raise InvalidArgumentError(f"invalid {what} {quote(text)}: it is relative to its pool, not an absolute path")
     for part in text.split("/"):
         (require_name if new else require_lookup_name)(part, f"{what} component" if "/" in text else what)
     return text
@@ -122,7 +119,7 @@ def require_host_path(value: object, what: str) -> str:
     text = require_text(value, what)
     if looks_relative(text):
         raise InvalidArgumentError(
-            f"invalid {what} {text!r}: give an absolute path (a relative one would be resolved against "
+            f"invalid {what} {quote(text)}: give an absolute path (a relative one would be resolved against "
             "some later working directory)"
         )
     return text
@@ -131,7 +128,7 @@ def require_host_path(value: object, what: str) -> str:
 def require_positive_size(value: object, what: str) -> int:
     """A positive integer number of bytes."""
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise InvalidArgumentError(f"{what} must be a positive integer, got {value!r}")
+        raise InvalidArgumentError(f"{what} must be a positive integer, got {quote(value)}")
     return value
 
 
@@ -141,14 +138,14 @@ def require_timeout(value: object, what: str = "timeout", *, allow_zero: bool = 
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (not allow_zero and value == 0):
         kind = "non-negative" if allow_zero else "positive"
-        raise InvalidArgumentError(f"{what} must be a {kind} number of seconds, got {value!r}")
+        raise InvalidArgumentError(f"{what} must be a {kind} number of seconds, got {quote(value)}")
     return float(value)
 
 
 def flags(kind: type[FlagT], value: int) -> FlagT:
     """``value`` as flags of ``kind``; unknown bits are InvalidArgumentError (libvirt's virCheckFlags)."""
     if not is_int(value):
-        raise InvalidArgumentError(f"flags must be {kind.__name__} or int, got {value!r}")
+        raise InvalidArgumentError(f"flags must be {kind.__name__} or int, got {quote(value)}")
     known = 0
     for member in kind:
         known |= int(member)
@@ -162,7 +159,7 @@ def flags(kind: type[FlagT], value: int) -> FlagT:
 def bandwidth_bytes(value: int, in_bytes: bool) -> int:
     """Bandwidth in bytes/s from MiB/s (or bytes/s), refusing negatives and 64-bit overflow."""
     if not is_int(value) or value < 0:
-        raise InvalidArgumentError(f"bandwidth must be a non-negative integer, got {value!r}")
+        raise InvalidArgumentError(f"bandwidth must be a non-negative integer, got {quote(value)}")
     result = value if in_bytes else value * MiB
     if result > LLONG_MAX:
         unit = "bytes/s" if in_bytes else "MiB/s"
@@ -175,7 +172,7 @@ def chain_index(chain: tuple[str, ...], image: str | None, role: str, what: str,
     if image in chain and (allow_top or chain.index(image) > 0):
         return chain.index(image)
     raise InvalidArgumentError(
-        f"{what}: {role} {image!r} is not in the disk's backing chain ({' <- '.join(chain[::-1])})"
+        f"{what}: {role} {quote(image)} is not in the disk's backing chain ({' <- '.join(chain[::-1])})"
     )
 
 
@@ -300,7 +297,7 @@ def refuse_copy_flags_without_copy(f: BlockRebaseFlags, what: str) -> None:
 def check_copy_destination(request: BlockCopyRequest, what: str) -> None:
     """The destination must be an absolute path on the host (POSIX, Windows or a datastore path)."""
     if looks_relative(request.dest):
-        raise InvalidArgumentError(f"{what}: the destination must be an absolute path, got {request.dest!r}")
+        raise InvalidArgumentError(f"{what}: the destination must be an absolute path, got {quote(request.dest)}")
 
 
 def settle_copy_request(request: BlockCopyRequest, disk: DiskInfo, what: str) -> BlockCopyRequest:
@@ -313,7 +310,7 @@ def settle_copy_request(request: BlockCopyRequest, disk: DiskInfo, what: str) ->
             "(raw has no backing file); flatten it, or reuse a pre-populated destination with REUSE_EXT"
         )
     if request.dest in (disk.path, *disk.backing_chain):
-        raise InvalidArgumentError(f"{what}: destination {request.dest!r} is part of the disk's chain")
+        raise InvalidArgumentError(f"{what}: destination {quote(request.dest)} is part of the disk's chain")
     return request
 
 

@@ -92,3 +92,36 @@ def test_parse_a_template_config() -> None:
 def test_bad_extra_is_refused(extra: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="'web'"):
         settings_from_extra("web", extra)
+
+
+@pytest.mark.parametrize("control", ["\n", "\r", "\x00", "\x0b", "\x1b", "\x7f"], ids=repr)
+def test_the_renderer_refuses_a_line_break_in_any_value(control: str) -> None:
+    """Issue 21.1, second line of defence: even a value that bypassed the core cannot add a config line."""
+    hook = f"lxcbr0{control}lxc.hook.pre-start = /bin/sh -c 'touch /tmp/pwned'"
+    with pytest.raises(ConfigError, match="control character"):
+        render_config(
+            name="web",
+            rootfs="/srv/web",
+            settings=_settings(),
+            memory_bytes=64 * MiB,
+            vcpus=1,
+            nics=[(hook, None)],
+            cgroup_v2=True,
+        )
+    with pytest.raises(ConfigError, match="control character"):
+        render_config(
+            name="web",
+            rootfs=f"/srv/web{control}x",
+            settings=_settings(),
+            memory_bytes=64 * MiB,
+            vcpus=1,
+            nics=[],
+            cgroup_v2=True,
+        )
+    settings = LxcSettings(rootfs="/srv/web", init=("/sbin/init", f"--quiet{control}lxc.hook.mount = /bin/id"))
+    with pytest.raises(ConfigError, match="control character"):
+        render_config(
+            name="web", rootfs="/srv/web", settings=settings, memory_bytes=64 * MiB, vcpus=1, nics=[], cgroup_v2=True
+        )
+    with pytest.raises(ConfigError, match="control character"):
+        settings_from_extra("web", {"lxc": {"rootfs": "/srv/web", "config": {"lxc.environment": f"A=1{control}B"}}})

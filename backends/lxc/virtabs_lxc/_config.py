@@ -22,6 +22,7 @@ Pure functions over text (tested with golden files in ``tests/golden/``). How a 
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,24 @@ BASE_KEYS: tuple[tuple[str, str], ...] = (
 
 class ConfigError(ValueError):
     """A spec that cannot become an LXC configuration (the driver turns it into InvalidArgumentError)."""
+
+
+# An LXC configuration is one ``key = value`` a line with no escaping: a newline (or a carriage return,
+# which liblxc's line reader also ends a line at, or NUL, which ends its string) in a value would start a
+# new key such as ``lxc.hook.pre-start``, run as root by ``start()``. The core refuses these in every spec
+# field; the renderer refuses them again, so no value can change the file's structure.
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(key: str, value: str) -> str:
+    for what, text in (("key", key), ("value", value)):
+        found = _LINE_BREAKING.search(text)
+        if found:
+            raise ConfigError(
+                f"the {what} of {key[:80]!r} holds control character {found.group()!r}: an LXC configuration "
+                "line cannot hold it"
+            )
+    return f"{key} = {value}"
 
 
 @dataclass(frozen=True)
@@ -96,12 +115,13 @@ def _config_items(name: str, config: Any) -> tuple[tuple[str, str], ...]:
     items: list[tuple[str, str]] = []
     for key, value in config.items():
         values = value if isinstance(value, list | tuple) else [value]
-        if not isinstance(key, str) or not key.startswith("lxc.") or any(c in key for c in " =\n"):
+        bad_key = not isinstance(key, str) or not key.startswith("lxc.") or any(c in key for c in " =")
+        if bad_key or _LINE_BREAKING.search(key):
             raise ConfigError(f"domain {name!r}: invalid LXC configuration key {key!r}")
         for v in values:
             text = str(v)
-            if "\n" in text:
-                raise ConfigError(f"domain {name!r}: the value of {key} contains a newline")
+            if _LINE_BREAKING.search(text):
+                raise ConfigError(f"domain {name!r}: the value of {key} contains a control character")
             items.append((key, text))
     return tuple(items)
 
@@ -142,7 +162,7 @@ def render_config(
             keys.append((f"lxc.net.{index}.hwaddr", mac))
     keys.extend(settings.config)
     lines = ["# written by virtabs (virtabs-lxc); lxc.container.conf(5)"]
-    lines += [f"{key} = {value}" for key, value in keys]
+    lines += [_one_line(key, value) for key, value in keys]
     return "\n".join(lines) + "\n"
 
 
