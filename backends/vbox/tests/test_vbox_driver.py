@@ -238,3 +238,11 @@ def test_volume_errors(conn: virtabs.Connection) -> None:
     finally:
         vol.delete()
     assert "grow-me.vdi" not in [v.name for v in pool.list_volumes()]
+
+
+def test_connects_through_the_kernel_module_warning(vbox_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a Linux host without vboxdrv prints a WARNING paragraph before --version (real capture:
+    # tests/real_outputs/version-5.2-warning-minikube.txt); the simulator prints it when told to
+    monkeypatch.setenv("VBOXSIM_NO_KMOD", "1")
+    with virtabs.open("vbox:///session") as c:
+        assert c.host_info().hypervisor_version == "7.0.14r161095"

@@ -16,6 +16,7 @@ from virtabs_vbox._parse import (
     parse_colon_blocks,
     parse_machinereadable,
     parse_snapshots,
+    parse_version,
     parse_vminfo,
 )
 from virtabs_vbox.driver import VboxDriver
@@ -166,3 +167,22 @@ def test_packer_snapshot_tree() -> None:
         "Snapshot 9@a590": "Snapshot 7",
     }
     assert current == "c857d1b8-4fd6-4044-9d2c-c6e465b3cdd4"
+
+
+def test_version_after_a_kernel_module_warning() -> None:
+    assert parse_version(real("version-5.2-warning-minikube.txt")) == "5.2.22r126460"
+    assert parse_version(real("version-5.2-ubuntu-warning-minikube.txt")) == "5.2.34_Ubuntur133883"
+    assert parse_version("7.0.14r161095\n") == "7.0.14r161095"  # SYNTHETIC: the plain form
+    assert parse_version("WARNING: something\n") is None
+
+
+def test_windows_error_lines_with_the_invoked_program_name() -> None:
+    from virtabs.spi import CommandResult, NoDomainError
+
+    from virtabs_vbox._vboxmanage import error_lines, has_error_line, vbox_error
+
+    stderr = real("error-windows-vboxmanage-rest-api.txt")
+    assert error_lines(stderr) == ["Could not find a registered machine named 'undefined'"]
+    assert has_error_line(stderr)
+    error = vbox_error(CommandResult(("vboxmanage", "startvm", "undefined"), 1, b"", stderr.encode()), "domain")
+    assert isinstance(error, NoDomainError) and "VBOX_E_OBJECT_NOT_FOUND" in str(error)

@@ -46,6 +46,7 @@ __all__ = [
     "parse_list_vms",
     "parse_machinereadable",
     "parse_snapshots",
+    "parse_version",
     "parse_vminfo",
     "slot_for_target",
     "target_for",
@@ -199,6 +200,15 @@ def host_dirname(path: str) -> str:
 def host_join(folder: str, name: str) -> str:
     """``name`` in a folder the host printed, joined by the host's rules."""
     return ntpath.join(folder, name) if is_windows_path(folder) else posixpath.join(folder, name)
+
+
+_VERSION = re.compile(r"^\d+\.\d+\S*$")
+
+
+def parse_version(text: str) -> str | None:
+    """The version line of ``VBoxManage --version`` (``7.0.14r161095``, ``5.2.34_Ubuntur133883``): the first line
+    that is one, after any ``WARNING:`` paragraph a host with no kernel module prints first; None without one."""
+    return next((line.strip() for line in text.splitlines() if _VERSION.match(line.strip())), None)
 
 
 _LIST_VMS = re.compile(r'^"(.*)" \{([0-9A-Fa-f-]+)\}\s*$')

@@ -57,6 +57,7 @@ from ._parse import (
     host_join,
     parse_colon_blocks,
     parse_list_vms,
+    parse_version,
     slot_for_target,
     target_for,
 )
@@ -172,11 +173,12 @@ class VboxDriver(Driver):
         except VirtabsError:
             self._transport.close()
             raise
-        if version.returncode != 0 or not re.match(r"^\d+\.\d+", version.out.strip()):
+        number = parse_version(version.out)
+        if version.returncode != 0 or number is None:
             self._transport.close()
             detail = (version.err or version.out).strip()
             raise ConnectError(f"VBoxManage on {self._transport.where} does not work: {detail}")
-        self._version = version.out.strip().splitlines()[0]
+        self._version = number
 
     # --- connection ------------------------------------------------------------------------------
 
