@@ -94,3 +94,34 @@ def test_two_wrapped_records_in_one_stream() -> None:
         ("RemoteException", "NativeCommandError"),
         ("ParentContainsErrorRecordException", "UnexpectedToken"),
     ]
+
+
+def test_classified_by_what_powershell_does_not_translate() -> None:
+    """A German host's error view translates the message, the position line and the category word
+    (``Sicherheitsfehler`` for SecurityError); the error id and the exception type stay as they are. The driver
+    classifies by those, from the JSON line its scripts' ``catch`` prints (SYNTHETIC here: the fields a German
+    host would put there; no real host has printed this line for virtabs) or, failing that, from the error view."""
+    from virtabs.spi import AuthError, OperationFailedError
+
+    from virtabs_hyperv._clixml import trapped_error
+    from virtabs_hyperv.driver import HypervDriver
+
+    line = (
+        '{"VirtabsError":{"Id":"UnauthorizedAccess","Category":"SecurityError",'
+        '"Exception":"System.Management.Automation.PSSecurityException","Target":"",'
+        '"Message":"Die Datei kann nicht geladen werden, da die Ausf\\u00fchrung von Skripts deaktiviert ist."}}'
+    )
+    trapped = trapped_error(b"partial output\r\n" + line.encode() + b"\r\n")
+    assert trapped is not None
+    assert (trapped.error_id, trapped.category, trapped.exception) == (
+        "UnauthorizedAccess",
+        "SecurityError",
+        "PSSecurityException",
+    )
+    assert "Ausführung" in trapped.message
+    assert isinstance(HypervDriver._error([trapped], 1, "x", OperationFailedError), AuthError)
+    # the real German view of a parameter error: classified by its exception type, not by its words
+    [rec] = parse_errors(as_clixml(real("de-named-parameter-not-found.txt").decode("utf-8")))
+    error = HypervDriver._error([rec], 1, "x", OperationFailedError)
+    assert isinstance(error, OperationFailedError) and "rejected the driver's script" in str(error)
+    assert trapped_error(b"") is None and trapped_error(b'{"Name":"vm"}\r\n') is None

@@ -15,11 +15,12 @@ Several records may follow each other. Stderr that is not CLIXML (cmd.exe's own 
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-__all__ = ["ErrorRecord", "parse_errors"]
+__all__ = ["ErrorRecord", "parse_errors", "trapped_error"]
 
 _ESC_RE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 _CAT_RE = re.compile(r"^\+\s*CategoryInfo\s*:\s*(\w+):\s*\((.*)\)\s*\[([^\]]*)\],\s*(\S+)\s*$")
@@ -148,3 +149,32 @@ def parse_errors(stderr: bytes | str) -> list[ErrorRecord]:
             out.append(_unescape(node.text or ""))
     lines = "".join(out).replace("\r\n", "\n").split("\n")
     return _records(lines)
+
+
+def trapped_error(stdout: bytes | str) -> ErrorRecord | None:
+    """The error a script's ``catch`` printed as its last stdout line (``{"VirtabsError": {...}}``, see
+    ``_scripts.ERROR_TRAP``): id, category and exception type as PowerShell has them, in no language; None when
+    the last line is not one."""
+    text = stdout.decode("utf-8", errors="replace") if isinstance(stdout, bytes) else stdout
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return None
+    try:
+        value = json.loads(lines[-1].strip().lstrip("\ufeff"))
+    except ValueError:
+        return None
+    fields = value.get("VirtabsError") if isinstance(value, dict) else None
+    if not isinstance(fields, dict):
+        return None
+
+    def field(name: str) -> str:
+        item = fields.get(name)
+        return item if isinstance(item, str) else ""
+
+    return ErrorRecord(
+        message=field("Message").strip(),
+        category=field("Category"),
+        target=field("Target"),
+        exception=field("Exception").rsplit(".", 1)[-1],
+        error_id=field("Id"),
+    )
