@@ -158,6 +158,11 @@ def out(text: str) -> None:
 
 
 def err(text: str) -> None:
+    """Write to stderr. VirtualBox starts its error lines with the program name as invoked: ``VBOXSIM_PROGRAM``
+    (``vboxmanage.exe`` prints as on Windows, see tests/real_outputs/error-windows-vboxmanage-rest-api.txt)."""
+    program = os.environ.get("VBOXSIM_PROGRAM")
+    if program:
+        text = text.replace("VBoxManage: error:", f"{program}: error:")
     sys.stderr.write(text)
 
 
