@@ -72,6 +72,11 @@ class Contract:
             )
         return method  # type: ignore[no-any-return]
 
+    def volume_format(self, pool: str) -> str:
+        """A format ``pool`` creates volumes in: the target's ``volume_format``, qcow2 when it has none."""
+        method = getattr(self.target, "volume_format", None)
+        return str(method(self.conn, pool)) if callable(method) else "qcow2"
+
     def image_digest(self, path: str) -> str | None:
         """The target's digest of the guest-visible content of ``path`` (see ``OPTIONAL_METHODS``)."""
         return self.target_method("image_digest")(self.conn, path)  # type: ignore[no-any-return]

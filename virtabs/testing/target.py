@@ -78,6 +78,11 @@ OPTIONAL_METHODS: Mapping[str, str] = {
         "layer_digest(conn, path) -> str | None: a digest of the data stored in that one image file, not in "
         "its backing files; None when no image is there"
     ),
+    "volume_format": (
+        "volume_format(conn, pool) -> str: an image format (a DiskSpec format name such as 'qcow2' or 'vhdx') "
+        "in which the storage pool creates volumes; a volume's file name ends in '.<format>'. Without it the "
+        "suite asks for qcow2"
+    ),
     "boot_id": (
         "boot_id(conn, dom) -> object: a value that changes every time the guest boots (a reboot included), "
         "read by the target's own means (a console line count, an init process start time)"

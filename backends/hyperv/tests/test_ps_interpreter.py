@@ -88,3 +88,22 @@ def test_pipeline_input_to_a_cmdlet_without_pipeline_parameter() -> None:
 @pytest.mark.parametrize("script", ['"double"', "$x = 1 + 2", "Get-VM | % { $_ }"])
 def test_outside_the_subset_fails_loudly(script: str) -> None:
     assert run(script)[0] == 1
+
+
+def test_try_catch_sees_the_error_record_and_exit_sets_the_code() -> None:
+    script = (
+        "$ErrorActionPreference = 'Stop'\n"
+        "try {\n'before'\nHyper-V\\Get-VM -Nmae x\n'after'\n} catch {\n"
+        "@{Id = [string]$_.FullyQualifiedErrorId; Category = [string]$_.CategoryInfo.Category; "
+        "Exception = [string]$_.Exception.GetType().FullName} | ConvertTo-Json -Compress\nexit 3\n}\n'not reached'\n"
+    )
+    code, out, ids = run(script)
+    assert code == 3 and ids == []  # caught: nothing goes to the error stream
+    assert out[0] == "before" and "after" not in out and "not reached" not in out
+    assert '"Id":"NamedParameterNotFound,Microsoft.HyperV.PowerShell.Commands.GetVM"' in str(out[1])
+    assert '"Category":"InvalidArgument"' in str(out[1])
+    assert '"Exception":"System.Management.Automation.ParameterBindingException"' in str(out[1])
+
+
+def test_try_without_catch_is_a_parse_error() -> None:
+    assert run("try { 'x' }\n'y'")[2] == ["MissingCatchOrFinally"]

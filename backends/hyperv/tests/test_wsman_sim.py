@@ -146,6 +146,9 @@ def test_command_line_limit_and_non_powershell(sim: Simulator) -> None:
     s = _session(sim)
     r = s.run_cmd("powershell -encodedcommand " + "A" * 9000)
     assert r.status_code == 1 and b"too long" in r.std_err
+    with pytest.raises(WSManFaultError) as info:  # past CreateProcess's limit: the service's own fault
+        s.run_cmd("powershell -encodedcommand " + "A" * 40000)
+    assert info.value.wsman_fault_code == 2147942606 and "too long" in info.value.reason
     r = s.run_cmd("ipconfig", ["/all"])
     assert r.status_code == 1 and b"is not recognized" in r.std_err
 
@@ -167,3 +170,66 @@ def test_ntlm_with_message_encryption_over_http() -> None:
         # an unsealed, unauthenticated SOAP request is refused
         with pytest.raises(InvalidCredentialsError):
             winrm.Session(ntlm.url, auth=(ntlm.username, ntlm.password), transport="basic").run_ps("'x'")
+
+
+def _shell_fields(envelope: bytes) -> list[str]:
+    root = ET.fromstring(envelope)
+    shell = next(n for n in root.iter() if n.tag.endswith("}Shell"))
+    return [child.tag.rsplit("}", 1)[-1] for child in shell]
+
+
+def test_create_response_has_the_fields_of_a_real_winrm_service(sim: Simulator) -> None:
+    """The shell a real WinRM service creates (masterzen/winrm's fixture, tests/real_outputs/) and the
+    simulator's list the same fields in the same order: Owner, ClientIP, IdleTimeOut, ShellRunTime, ..."""
+    from pathlib import Path
+
+    real = (Path(__file__).resolve().parent / "real_outputs" / "masterzen-winrm-createShellResponse.xml").read_bytes()
+    p = Protocol(sim.url, transport="ssl", username=sim.username, password=sim.password, ca_trust_path=str(sim.cafile))
+    req = p.build_wsman_header(
+        resource_uri="http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd",
+        action="http://schemas.xmlsoap.org/ws/2004/09/transfer/Create",
+    )
+    import xmltodict
+
+    req.setdefault("env:Body", {})["rsp:Shell"] = {"rsp:InputStreams": "stdin", "rsp:OutputStreams": "stdout stderr"}
+    response = p.send_message(xmltodict.unparse({"env:Envelope": req}))
+    assert (
+        _shell_fields(response)
+        == _shell_fields(real)
+        == [
+            "ShellId",
+            "ResourceUri",
+            "Owner",
+            "ClientIP",
+            "IdleTimeOut",
+            "InputStreams",
+            "OutputStreams",
+            "ShellRunTime",
+            "ShellInactivity",
+        ]
+    )
+    owner = next(n.text for n in ET.fromstring(response).iter() if n.tag.endswith("}Owner"))
+    assert owner == sim.username
+    p.close_shell(next(n.text for n in ET.fromstring(response).iter() if n.get("Name") == "ShellId"))
+
+
+def test_a_real_wsman_fault_is_read_as_pywinrm_reads_the_simulators() -> None:
+    """A real fault (masterzen/winrm's fixture: cmd.exe's command line too long) and the simulator's fault
+    body give pywinrm the same fields: code, subcode, reason and the WSManFault code."""
+    from pathlib import Path
+
+    from virtabs_hyperv_sim._server import fault_body
+
+    real = Path(__file__).resolve().parent / "real_outputs" / "masterzen-winrm-executeCommandResponseWithError.xml"
+
+    def fields(envelope: bytes) -> tuple[str, str, str, str]:
+        root = ET.fromstring(envelope)
+        values = [n.text or "" for n in root.iter() if n.tag.endswith("}Value")]
+        reason = next(n.text or "" for n in root.iter() if n.tag.endswith("}Text"))
+        code = next(n.get("Code", "") for n in root.iter() if n.tag.endswith("}WSManFault"))
+        return values[0], values[1], reason, code
+
+    real_fields = fields(real.read_bytes())
+    assert real_fields == ("s:Receiver", "w:InternalError", "The filename or extension is too long. ", "2147942606")
+    sim_fields = fields(fault_body("Receiver", "InternalError", real_fields[2], int(real_fields[3])))
+    assert sim_fields == real_fields

@@ -8,8 +8,10 @@ decodes it into ``$a`` inside PowerShell::
 Base64 has no quote, so no value (a VM named ``x'; Remove-VM -Name * -Force; '``) can end the string
 and become code; templates only ever read ``$a.<field>``. Cmdlets are module-qualified (``Hyper-V\\Get-VM``)
 so same-named cmdlets of other modules (VMware PowerCLI) cannot shadow them, ``$ErrorActionPreference``
-is ``Stop`` so the first error ends the script with exit code 1 and a CLIXML record on stderr, and
-results are flat hashtables serialised with ``ConvertTo-Json -Compress``.
+is ``Stop`` so the first error ends the script: a ``catch`` around the body prints the error's structured fields
+(:data:`ERROR_TRAP`: FullyQualifiedErrorId, the category's enum name, the exception's type) as one JSON line
+and exits 1 (an error the trap cannot catch, a parse error of the script itself, still comes as CLIXML on
+stderr), and results are flat hashtables serialised with ``ConvertTo-Json -Compress``.
 
 The whole command line (``powershell -NoProfile -NonInteractive -EncodedCommand <UTF-16LE base64>``) must
 stay under cmd.exe's 8,191 characters: :func:`command_line` refuses longer ones.
@@ -23,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CMD_LIMIT", "SCRIPTS", "Script", "ScriptTooLong", "command_line", "encode_data"]
+__all__ = ["CMD_LIMIT", "ERROR_TRAP", "SCRIPTS", "Script", "ScriptTooLong", "command_line", "encode_data"]
 
 CMD_LIMIT = 8191
 _B64_RE = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
@@ -45,7 +47,21 @@ def encode_data(args: dict[str, Any]) -> str:
 PRELUDE = (
     "$ErrorActionPreference = 'Stop'\n"
     "$ProgressPreference = 'SilentlyContinue'\n"
+    "try {\n"
     "$a = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String('{data}')) | ConvertFrom-Json\n"
+)
+
+# The end of every script: the first error, as the structured fields PowerShell does not translate (the error id,
+# the category's enum name, the exception's type name), one JSON line on stdout, and exit code 1. The error view
+# on stderr is wrapped at the console width and localized ("In Zeile:1 Zeichen:46", "Sicherheitsfehler"); this
+# is what the driver classifies by.
+ERROR_TRAP = (
+    "} catch {\n"
+    "@{VirtabsError = @{Id = [string]$_.FullyQualifiedErrorId; Category = [string]$_.CategoryInfo.Category; "
+    "Exception = [string]$_.Exception.GetType().FullName; Target = [string]$_.TargetObject; "
+    "Message = [string]$_.Exception.Message}} | ConvertTo-Json -Compress\n"
+    "exit 1\n"
+    "}\n"
 )
 
 # Find the VM by VMId; a missing VM is a clean, recognisable error (id VirtabsNoDomain).
@@ -106,7 +122,7 @@ class Script:
 
     def render(self, args: dict[str, Any]) -> str:
         """The script text with ``args`` embedded as base64 data."""
-        return f"# virtabs-op: {self.op}\n" + PRELUDE.replace("{data}", encode_data(args)) + self.body
+        return f"# virtabs-op: {self.op}\n" + PRELUDE.replace("{data}", encode_data(args)) + self.body + ERROR_TRAP
 
 
 def command_line(script: str) -> str:

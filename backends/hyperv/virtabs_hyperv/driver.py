@@ -58,7 +58,7 @@ from virtabs.spi import (
     VolumeInfo,
 )
 
-from ._clixml import ErrorRecord, parse_errors
+from ._clixml import ErrorRecord, parse_errors, trapped_error
 from ._psjson import PSJsonError, as_datetime, as_int, as_list, as_str, parse
 from ._scripts import SCRIPTS, ScriptTooLong, command_line
 from ._states import libvirt_state, native_name
@@ -199,7 +199,8 @@ class HypervDriver(Driver):
             out, err, code = self._client.run(line)
         except TransportFailure as exc:
             raise _FAILURE_CLASSES[exc.kind](exc.message) from None
-        records = parse_errors(err)
+        trapped = trapped_error(out) if code != 0 else None
+        records = [trapped] if trapped is not None else parse_errors(err)
         if code != 0 or records:
             raise self._error(records, code, what, not_found)
         try:
@@ -223,8 +224,9 @@ class HypervDriver(Driver):
         if rec.has_id("VirtabsDomainExists"):
             return OperationFailedError(f"{what} already exists (Hyper-V allows duplicates; virtabs does not)")
         message = f"{what}: {rec.message}"
-        if rec.command.startswith("Get-VM") and "unable to find" in rec.message.lower():
-            # Get-VM / Get-VMSnapshot of something missing, had the host made it a terminating error
+        if rec.exception == "VirtualizationException" and rec.has_id("InvalidParameter"):
+            # Get-VM / Get-VMSnapshot of something missing, had the host made it a terminating error (by the
+            # error id and exception type: the message is in the host's language)
             return not_found(message)
         if rec.exception in ("ParameterBindingException", "CommandNotFoundException", "ParseException"):
             return OperationFailedError(f"{message} (the host's PowerShell rejected the driver's script)")
@@ -587,7 +589,8 @@ class HypervDriver(Driver):
         try:
             _out, err, code = job.cmd.wait()
             if code != 0:
-                records = parse_errors(err)
+                trapped = trapped_error(_out)
+                records = [trapped] if trapped is not None else parse_errors(err)
                 job.error = f"{what}: " + (records[0].message if records else f"exit code {code}")
                 status = BlockJobStatus.CANCELED if job.aborted else BlockJobStatus.FAILED
         except TransportFailure as exc:

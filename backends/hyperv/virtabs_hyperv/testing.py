@@ -148,6 +148,10 @@ class HypervTarget(DefaultTarget):
         dom.start()
         return dom
 
+    def volume_format(self, conn: virtabs.Connection, pool: str) -> str:
+        """Hyper-V pools create VHDX (and VHD) files."""
+        return "vhdx"
+
     def scratch_path(self, conn: virtabs.Connection, name: str) -> str:
         """A new file name in the host's VirtualHardDiskPath (a Windows path)."""
         path = conn.lookup_storage_pool("default").info().path

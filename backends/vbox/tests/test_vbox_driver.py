@@ -238,3 +238,26 @@ def test_volume_errors(conn: virtabs.Connection) -> None:
     finally:
         vol.delete()
     assert "grow-me.vdi" not in [v.name for v in pool.list_volumes()]
+
+
+def test_connects_through_the_kernel_module_warning(vbox_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a Linux host without vboxdrv prints a WARNING paragraph before --version (real capture:
+    # tests/real_outputs/version-5.2-warning-minikube.txt); the simulator prints it when told to
+    monkeypatch.setenv("VBOXSIM_NO_KMOD", "1")
+    with virtabs.open("vbox:///session") as c:
+        assert c.host_info().hypervisor_version == "7.0.14r161095"
+
+
+def test_windows_error_lines_are_read(vbox_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # VBoxManage on Windows names itself as invoked (real capture: "vboxmanage.exe: error: ...",
+    # tests/real_outputs/error-windows-vboxmanage-rest-api.txt); the simulator prints that when told to
+    monkeypatch.setenv("VBOXSIM_PROGRAM", "vboxmanage.exe")
+    with virtabs.open("vbox:///session") as c:
+        with pytest.raises(NoDomainError, match="no-such-vm"):
+            c.lookup_domain("no-such-vm")
+        dom = new_domain(c, "winerr")
+        try:
+            with pytest.raises(OperationInvalidError):
+                dom.suspend()  # "Machine '...' is not currently running", under the Windows prefix
+        finally:
+            remove(dom)

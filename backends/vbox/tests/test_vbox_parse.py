@@ -1,4 +1,6 @@
-"""Parsers of VBoxManage output, on the samples documented in VirtualBox's sources and Vagrant's/Packer's tests."""
+"""Parsers of VBoxManage output on SYNTHETIC samples written here for one case each (the format as
+VirtualBox's sources print it); the outputs real hosts printed are in ``real_outputs/`` and
+``test_vbox_real_outputs.py``."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from virtabs_vbox._parse import (
     target_for,
 )
 
-# The minimal fragment of showvminfo --machinereadable documented in backend-protocols.md §2.3.
+# The minimal (illustrative, not captured) fragment of showvminfo --machinereadable in backend-protocols.md §2.3.
 FRAGMENT = """name="vm1"
 memory=1024
 VMState="running"
@@ -28,8 +30,9 @@ storagecontrollername0="SATA Controller"
 macaddress1="080027AABBCC"
 """
 
-# Keys seen in real output (Vagrant's fixture values), an IDE controller with an empty DVD drive.
-VAGRANT_STYLE = """name="Centos5.7"
+# SYNTHETIC, written after the real 4.1 sample (real_outputs/showvminfo-4.1-macos-centos57.txt), not a copy of
+# it: keys cut down, an empty IDE DVD slot and a SATA disk, a snapshot name.
+SYNTHETIC_VM = """name="Centos5.7"
 ostype="RedHat"
 UUID="0fc20e1b-1d57-4e7e-9b8a-1f7e2c3a4b5d"
 CfgFile="/home/u/VirtualBox VMs/Centos5.7/Centos5.7.vbox"
@@ -53,8 +56,9 @@ nic2="none"
 CurrentSnapshotName="clean"
 """
 
-# Packer's snapshot_test.go tree.
-PACKER_SNAPSHOTS = """SnapshotName="Imported"
+# SYNTHETIC snapshot tree in the shape of Packer's fixture (real_outputs/snapshot-list-packer-snapshot_test.txt
+# is the original, tested in test_vbox_real_outputs.py): names and UUIDs after it, branches cut down.
+SYNTHETIC_SNAPSHOTS = """SnapshotName="Imported"
 SnapshotUUID="7e5b4165-91ec-4091-a74c-a5709d584530"
 SnapshotName-1="Snapshot 1"
 SnapshotUUID-1="5fc461ec-da7a-40a8-a168-03134d7cdf5c"
@@ -69,6 +73,7 @@ CurrentSnapshotUUID="c857d1b8-4fd6-4044-9d2c-c6e465b3cdd4"
 CurrentSnapshotNode="SnapshotName-1-2"
 """
 
+# SYNTHETIC list hdds (a base image and its differencing child).
 LIST_HDDS = """UUID:           3d1f6c2a-8b0e-4f7a-9c55-2e6b1a0d9f13
 Parent UUID:    base
 State:          created
@@ -104,8 +109,8 @@ def test_documented_fragment() -> None:
     )
 
 
-def test_vagrant_style_output() -> None:
-    info = parse_vminfo(VAGRANT_STYLE)
+def test_synthetic_vm() -> None:
+    info = parse_vminfo(SYNTHETIC_VM)
     assert info.uuid == "0fc20e1b-1d57-4e7e-9b8a-1f7e2c3a4b5d"
     assert (info.memory_mib, info.cpus, info.ostype, info.state) == (380, 1, "RedHat", DomainState.SHUTOFF)
     assert info.controllers == (("IDE Controller", "PIIX4"), ("SATA Controller", "IntelAhci"))
@@ -117,6 +122,8 @@ def test_vagrant_style_output() -> None:
     # targets on foreign controllers: hd? on IDE (2 devices per port), sd? elsewhere
     targets = [target_for(a) for a in info.attachments]
     assert targets == ["hdc", "sda"]
+    # no IsEjected line: nothing says the empty IDE slot is a DVD drive, so it reads as an empty disk slot
+    assert [a.kind for a in info.attachments] == ["hdd", "hdd"]
 
 
 def test_quoting_and_escapes() -> None:
@@ -162,7 +169,7 @@ def test_every_documented_vmstate_is_mapped() -> None:
 
 
 def test_snapshot_tree() -> None:
-    nodes, current = parse_snapshots(parse_machinereadable(PACKER_SNAPSHOTS))
+    nodes, current = parse_snapshots(parse_machinereadable(SYNTHETIC_SNAPSHOTS))
     names = [n.name for n in nodes]
     assert names == ["Imported", "Snapshot 1", "Snapshot 2", "Snapshot-Export", "Snapshot 3"]
     parents = {n.name: n.parent_uuid for n in nodes}
@@ -210,3 +217,23 @@ def test_target_slots_round_trip() -> None:
         assert target_for(att) == target
     taken = Attachment("SATA Controller", "IntelAhci", 0, 0, "/x", None)
     assert target_for(taken, ["sda"]) == "sdb"
+
+
+def test_dvd_slot_with_an_iso_in_7_x_form() -> None:
+    # SYNTHETIC, in the form VBoxManageInfo.cpp prints from 7.0 on (tempeject/IsEjected with port and device);
+    # no real 7.x capture of a DVD slot holding an ISO is in real_outputs/.
+    text = (
+        'storagecontrollername0="SATA"\nstoragecontrollertype0="IntelAhci"\n'
+        'storagecontrollername1="Floppy"\nstoragecontrollertype1="I82078"\n'
+        '"SATA-0-0"="/isos/install.iso"\n"SATA-ImageUUID-0-0"="9c3d2e1f-0000-4000-8000-00000000000a"\n'
+        '"SATA-tempeject-0-0"="off"\n"SATA-IsEjected-0-0"="off"\n"SATA-hot-pluggable-0-0"="off"\n'
+        '"SATA-1-0"="/vms/a/disk.vdi"\n"SATA-ImageUUID-1-0"="9c3d2e1f-0000-4000-8000-00000000000b"\n'
+        '"SATA-hot-pluggable-1-0"="off"\n"SATA-nonrotational-1-0"="off"\n"SATA-discard-1-0"="off"\n'
+        '"Floppy-0-0"="/vms/a/unattended.vfd"\n'
+    )
+    info = parse_vminfo(text)
+    assert [(a.controller, a.port, a.kind) for a in info.attachments] == [
+        ("Floppy", 0, "floppy"),
+        ("SATA", 0, "dvd"),
+        ("SATA", 1, "hdd"),
+    ]

@@ -122,3 +122,77 @@ def test_media_registry_blocks(home: Path) -> None:
     assert "Storage format: VDI\n" in listing and "Parent UUID:    base\n" in listing
     again = vbm(home, "createmedium", "disk", "--filename", path, "--sizebyte", "1048576")
     assert again.returncode == 1 and "VERR_ALREADY_EXISTS" in again.stderr
+
+
+REAL = Path(__file__).resolve().parent / "real_outputs"
+
+
+def _keys_in_order(text: str) -> list[str]:
+    from virtabs_vbox._parse import machinereadable_pairs
+
+    return [key for key, _ in machinereadable_pairs(text)]
+
+
+def test_same_machine_as_the_real_7_0_capture_parses_to_the_same_records(home: Path) -> None:
+    """The simulator builds the machine of real_outputs/showvminfo-7.0-linux-vedv.txt (an IDE controller with
+    an empty DVD drive, a SATA disk, one NAT NIC) and prints what parses to the same records, with the keys
+    they share in the real output's order and 7.0's ``Encryption:`` line."""
+    from virtabs_vbox._parse import parse_vminfo
+    from virtabs_vbox.driver import VboxDriver
+
+    real_text = (REAL / "showvminfo-7.0-linux-vedv.txt").read_text()
+    real = parse_vminfo(real_text)
+    name = "manjaro-gnome-x64-full-clean"
+    steps = [
+        ("createvm", "--name", name, "--ostype", "ArchLinux_64", "--register"),
+        ("modifyvm", name, "--memory", "4096", "--cpus", "4", "--nic1", "nat", "--macaddress1", "08002744D7F6"),
+        ("modifyvm", name, "--nictype1", "82540EM"),
+        ("storagectl", name, "--name", "IDE", "--add", "ide", "--controller", "PIIX4"),
+        ("storagectl", name, "--name", "SATA", "--add", "sata", "--controller", "IntelAhci"),
+        ("createmedium", "disk", "--filename", str(home / "disk001.vdi"), "--sizebyte", str(1 << 20)),
+        ("storageattach", name, "--storagectl", "SATA", "--port", "0", "--device", "0", "--type", "hdd",
+         "--medium", str(home / "disk001.vdi")),
+        ("storageattach", name, "--storagectl", "IDE", "--port", "1", "--device", "0", "--type", "dvddrive",
+         "--medium", "emptydrive"),
+    ]  # fmt: skip
+    for step in steps:
+        result = vbm(home, *step)
+        assert result.returncode == 0, (step, result.stderr)
+    sim_text = vbm(home, "showvminfo", name, "--machinereadable").stdout
+    sim = parse_vminfo(sim_text)
+    assert (sim.name, sim.memory_mib, sim.cpus, sim.native_state) == (
+        real.name,
+        real.memory_mib,
+        real.cpus,
+        real.native_state,
+    )
+    assert sim.controllers == real.controllers
+    slots = [(a.controller, a.port, a.device, a.kind, a.path is None) for a in sim.attachments]
+    assert slots == [(a.controller, a.port, a.device, a.kind, a.path is None) for a in real.attachments]
+    assert [(n.index, n.type, n.mac, n.model) for n in sim.nics] == [
+        (n.index, n.type, n.mac, n.model) for n in real.nics
+    ]
+    assert [t for t, _ in VboxDriver._targets(sim)] == [t for t, _ in VboxDriver._targets(real)]
+    assert sim_text.splitlines()[1] == real_text.splitlines()[1] == "Encryption:     disabled"
+    real_keys, sim_keys = _keys_in_order(real_text), _keys_in_order(sim_text)
+    shared = [k for k in sim_keys if k in real_keys]
+    assert len(shared) >= 40, shared
+    assert shared == [k for k in real_keys if k in shared], "the simulator prints shared keys in another order"
+
+
+def test_missing_machine_by_uuid_says_with_uuid(home: Path) -> None:
+    result = vbm(home, "showvminfo", "0fc20e1b-d21f-40b4-b13c-69d1438503fb", "--machinereadable")
+    assert result.returncode == 1
+    assert "Could not find a registered machine with UUID {0fc20e1b-d21f-40b4-b13c-69d1438503fb}" in result.stderr
+
+
+def test_version_after_the_kernel_module_warning_of_a_real_host() -> None:
+    from virtabs_vbox._parse import parse_version
+
+    env = {**os.environ, "VBOXSIM_NO_KMOD": "1"}
+    result = subprocess.run([SIM, "--version"], env=env, capture_output=True, text=True, check=True)
+    real = (REAL / "version-5.2-warning-minikube.txt").read_text()
+    # the real paragraph (its kernel release replaced by this machine's), then the simulator's version line
+    expected = real.replace("3.10.0-862.el7.x86_64", os.uname().release).splitlines()[:-1]
+    assert result.stdout.splitlines()[:-1] == expected
+    assert parse_version(result.stdout) == result.stdout.splitlines()[-1] == "7.0.14r161095"

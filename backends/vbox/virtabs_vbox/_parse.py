@@ -6,13 +6,23 @@ references):
 * ``showvminfo --machinereadable`` and ``snapshot list --machinereadable``: ``key=value`` lines. Values are
   double-quoted strings with ``\\`` and ``"`` backslash-escaped (``outputMachineReadableString``) or bare
   numbers; keys are bare, or quoted like values when they contain characters outside ``[A-Za-z0-9_]``
-  (storage attachment keys ``"<controller>-<port>-<device>"``).
+  (storage attachment keys ``"<controller>-<port>-<device>"``). Before VirtualBox 7.0 some values were printed
+  raw: a Windows host's attachment paths come with single backslashes (``"SATA-0-0"="C:\\Users\\x\\a.iso"``
+  as printed by 5.x), which :func:`parse_machinereadable` keeps as they are.
+* A DVD or floppy slot has the same key as a hard disk's; what tells them apart is the lines VirtualBox prints
+  only for DVD slots (``"<ctl>-IsEjected-<port>-<device>"`` and ``-tempeject-`` from 7.0; before 7.0 the same
+  words without port and device, right after the slot's line: ``"<ctl>-IsEjected"``), and the controller
+  type for floppies (``I82078``).
+* Paths are the host's: POSIX on Linux and macOS, ``C:\\...`` (sometimes mixed with ``/``) on Windows;
+  :func:`host_basename` splits either.
 * ``list vms``: ``"<name>" {<uuid>}`` per line, the name NOT escaped (so it is read from the right).
 * ``list hdds`` / ``showmediuminfo``: ``Key:   value`` blocks separated by blank lines.
 """
 
 from __future__ import annotations
 
+import ntpath
+import posixpath
 import re
 from collections.abc import Iterable, Mapping
 
@@ -27,10 +37,16 @@ __all__ = [
     "SnapshotNode",
     "VmInfo",
     "domain_state",
+    "host_basename",
+    "host_dirname",
+    "host_join",
+    "is_windows_path",
+    "machinereadable_pairs",
     "parse_colon_blocks",
     "parse_list_vms",
     "parse_machinereadable",
     "parse_snapshots",
+    "parse_version",
     "parse_vminfo",
     "slot_for_target",
     "target_for",
@@ -80,34 +96,57 @@ def domain_state(native: str) -> DomainState:
 
 
 _ESCAPES = {"n": "\n", "\\": "\\", '"': '"'}
+_RAW_WINDOWS_PATH = re.compile(r"^(?:[A-Za-z]:\\(?!\\)|\\\\\?\\[A-Za-z]:\\(?!\\))")
+"""A value that starts like a Windows path with single backslashes (``C:\\x``, ``\\\\?\\c:\\x``): raw, as
+VirtualBox before 7.0 printed paths (escaped, the same path starts ``C:\\\\``)."""
+
+
+def _unescape(raw: str) -> str:
+    """A quoted value's text between the quotes, unescaped; a raw one (a backslash that starts no escape, or a
+    Windows path with single backslashes) is returned as it is."""
+    if "\\" not in raw or _RAW_WINDOWS_PATH.match(raw):
+        return raw
+    out = []
+    i = 0
+    while i < len(raw):
+        ch = raw[i]
+        if ch == "\\":
+            nxt = raw[i + 1] if i + 1 < len(raw) else ""
+            if nxt not in _ESCAPES:
+                return raw  # not the escaped form: printed raw
+            out.append(_ESCAPES[nxt])
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
 
 
 def _read_token(text: str, i: int) -> tuple[str, int, bool]:
     """A quoted or bare token starting at ``text[i]``: (value, index after it, was quoted)."""
     if i < len(text) and text[i] == '"':
-        out = []
-        i += 1
+        start = i + 1
+        i = start
         while i < len(text):
             ch = text[i]
-            if ch == "\\" and i + 1 < len(text):
-                out.append(_ESCAPES.get(text[i + 1], text[i + 1]))
+            if ch == "\\" and i + 1 < len(text) and text[i + 1] in '"\\':
                 i += 2
             elif ch == '"':
-                return "".join(out), i + 1, True
+                return _unescape(text[start:i]), i + 1, True
             else:
-                out.append(ch)
                 i += 1
-        return "".join(out), i, True  # unterminated: take what there is
+        return _unescape(text[start:i]), i, True  # unterminated: take what there is
     return "", i, False
 
 
-def parse_machinereadable(text: str) -> dict[str, str]:
-    """``key=value`` lines into a dict (values unquoted and unescaped; the last of a repeated key wins).
+def machinereadable_pairs(text: str) -> list[tuple[str, str]]:
+    """``key=value`` lines as (key, value) pairs in the order printed (values unquoted and unescaped).
 
-    A quoted value may span lines (an unescaped newline in a name); lines that are not ``key=value``
-    are ignored.
+    A quoted value may span lines (an unescaped newline in a name); CRLF line ends (Windows) are read as LF;
+    lines that are not ``key=value`` are skipped.
     """
-    result: dict[str, str] = {}
+    text = text.replace("\r\n", "\n")
+    result: list[tuple[str, str]] = []
     i, n = 0, len(text)
     while i < n:
         if text[i] == "\n":
@@ -134,8 +173,42 @@ def parse_machinereadable(text: str) -> dict[str, str]:
             nl = text.find("\n", i)
             end = n if nl < 0 else nl
             value, i = text[i:end].rstrip("\r"), end + 1
-        result[key] = value
+        result.append((key, value))
     return result
+
+
+def parse_machinereadable(text: str) -> dict[str, str]:
+    """``key=value`` lines into a dict (see :func:`machinereadable_pairs`; the last of a repeated key wins)."""
+    return dict(machinereadable_pairs(text))
+
+
+def is_windows_path(path: str) -> bool:
+    """True for a path on a Windows host (``C:\\...``, ``C:/...``, ``\\\\server\\...``)."""
+    return bool(re.match(r"^(?:[A-Za-z]:[\\/]|\\\\)", path))
+
+
+def host_basename(path: str) -> str:
+    """The file name of a path the host printed: ntpath rules (``\\`` and ``/``) for a Windows path."""
+    return ntpath.basename(path) if is_windows_path(path) else posixpath.basename(path)
+
+
+def host_dirname(path: str) -> str:
+    """The folder of a path the host printed (see :func:`host_basename`)."""
+    return ntpath.dirname(path) if is_windows_path(path) else posixpath.dirname(path)
+
+
+def host_join(folder: str, name: str) -> str:
+    """``name`` in a folder the host printed, joined by the host's rules."""
+    return ntpath.join(folder, name) if is_windows_path(folder) else posixpath.join(folder, name)
+
+
+_VERSION = re.compile(r"^\d+\.\d+\S*$")
+
+
+def parse_version(text: str) -> str | None:
+    """The version line of ``VBoxManage --version`` (``7.0.14r161095``, ``5.2.34_Ubuntur133883``): the first line
+    that is one, after any ``WARNING:`` paragraph a host with no kernel module prints first; None without one."""
+    return next((line.strip() for line in text.splitlines() if _VERSION.match(line.strip())), None)
 
 
 _LIST_VMS = re.compile(r'^"(.*)" \{([0-9A-Fa-f-]+)\}\s*$')
@@ -209,6 +282,8 @@ class Attachment:
     path: str | None
     """The medium's location; None for an empty drive."""
     medium_uuid: str | None
+    kind: str = "hdd"
+    """``hdd``, ``dvd`` (a slot VirtualBox prints ``IsEjected``/``tempeject`` lines for) or ``floppy``."""
 
 
 @attrs.frozen
@@ -297,15 +372,44 @@ def parse_snapshots(data: Mapping[str, str]) -> tuple[list[SnapshotNode], str | 
     return nodes, current.lower() if current else None
 
 
+_DVD_MARKS = ("IsEjected", "tempeject", "dvdpassthrough")
+_FLOPPY_TYPES = frozenset({"I82078"})
+
+
+def _dvd_slots(pairs: Iterable[tuple[str, str]], controllers: Mapping[str, str]) -> set[tuple[str, int, int]]:
+    """The (controller, port, device) slots that are DVD drives: ``"<ctl>-IsEjected-<port>-<device>"``
+    (VirtualBox 7.0 on), or ``"<ctl>-IsEjected"`` after the slot's own line (before 7.0); the same for
+    ``tempeject`` and ``dvdpassthrough``."""
+    slots: set[tuple[str, int, int]] = set()
+    last: dict[str, tuple[str, int, int]] = {}
+    for key, _value in pairs:
+        ctl, port, device = _attachment_key(key, controllers)
+        if ctl is not None:
+            last[ctl] = (ctl, port, device)
+            continue
+        for mark in _DVD_MARKS:
+            head, sep, tail = key.rpartition(f"-{mark}")
+            if sep and head in controllers:
+                if not tail and head in last:  # before 7.0: no port and device, the slot printed just before
+                    slots.add(last[head])
+                elif tail.startswith("-"):
+                    port_s, _, device_s = tail[1:].partition("-")
+                    if port_s.isdigit() and device_s.isdigit():
+                        slots.add((head, int(port_s), int(device_s)))
+    return slots
+
+
 def parse_vminfo(text: str) -> VmInfo:
     """``showvminfo --machinereadable`` output into a :class:`VmInfo`."""
-    data = parse_machinereadable(text)
+    pairs = machinereadable_pairs(text)
+    data = dict(pairs)
     controllers = []
     n = 0
     while f"storagecontrollername{n}" in data:
         controllers.append((data[f"storagecontrollername{n}"], data.get(f"storagecontrollertype{n}", "")))
         n += 1
     types = dict(controllers)
+    dvds = _dvd_slots(pairs, types)
     attachments = []
     for key, value in data.items():
         ctl, port, device = _attachment_key(key, types)
@@ -313,6 +417,7 @@ def parse_vminfo(text: str) -> VmInfo:
             continue
         image = data.get(f"{ctl}-ImageUUID-{port}-{device}")
         empty = value == "emptydrive"
+        slot_kind = "dvd" if (ctl, port, device) in dvds else "floppy" if types[ctl] in _FLOPPY_TYPES else "hdd"
         attachments.append(
             Attachment(
                 controller=ctl,
@@ -321,6 +426,7 @@ def parse_vminfo(text: str) -> VmInfo:
                 device=device,
                 path=None if empty else value,
                 medium_uuid=image.lower() if image and not empty else None,
+                kind=slot_kind,
             )
         )
     nics = []

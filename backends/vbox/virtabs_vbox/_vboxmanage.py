@@ -21,7 +21,7 @@ from virtabs.spi import (
 from ._parse import Medium, VmInfo, parse_colon_blocks, parse_list_vms, parse_vminfo
 from ._transport import CommandResult, CommandTransport
 
-__all__ = ["Batch", "VBoxManage", "vbox_error"]
+__all__ = ["Batch", "VBoxManage", "error_lines", "has_error_line", "vbox_error"]
 
 _CODE = re.compile(r"Details: code (\w+) \((0x[0-9a-fA-F]+)\)")
 _STATE_CODES = frozenset({"VBOX_E_INVALID_VM_STATE", "VBOX_E_INVALID_OBJECT_STATE", "VBOX_E_OBJECT_IN_USE"})
@@ -41,14 +41,23 @@ for u in "$@"; do echo "$n vm $u"; "$v" showvminfo "$u" --machinereadable; end $
 """
 
 
+_ERROR_LINE = re.compile(r"^\s*(?:\S*[/\\])?vboxmanage(?:\.exe)?: error: (.*)$", re.IGNORECASE)
+"""An error line: the program name as it was invoked (``VBoxManage``, ``vboxmanage.exe`` on Windows, any case)."""
+
+
 def error_lines(stderr: str) -> list[str]:
     """The ``VBoxManage: error:`` messages (without the Details/Context lines)."""
     lines = []
     for line in stderr.splitlines():
-        _, sep, msg = line.partition("error: ")
-        if sep and "VBoxManage" in line.split("error:")[0] and not msg.startswith(("Details:", "Context:")):
-            lines.append(msg.strip())
+        match = _ERROR_LINE.match(line)
+        if match and not match.group(1).startswith(("Details:", "Context:")):
+            lines.append(match.group(1).strip())
     return lines
+
+
+def has_error_line(stderr: str) -> bool:
+    """Whether stderr holds a ``VBoxManage: error:`` line (a failure even with exit status 0, as Packer says)."""
+    return any(_ERROR_LINE.match(line) for line in stderr.splitlines())
 
 
 def vbox_error(result: CommandResult, what: str) -> VirtabsError:
@@ -105,7 +114,7 @@ class VBoxManage:
         """Run ``VBoxManage args``; a failure (exit status, or an error line even with status 0, as Packer
         treats it) raises the matching virtabs error about ``what``."""
         result = self.raw(args, timeout=timeout)
-        if result.returncode != 0 or "VBoxManage: error:" in result.err:
+        if result.returncode != 0 or has_error_line(result.err):
             raise vbox_error(result, what)
         return result.out
 

@@ -52,8 +52,12 @@ from ._parse import (
     Medium,
     Nic,
     VmInfo,
+    host_basename,
+    host_dirname,
+    host_join,
     parse_colon_blocks,
     parse_list_vms,
+    parse_version,
     slot_for_target,
     target_for,
 )
@@ -169,11 +173,12 @@ class VboxDriver(Driver):
         except VirtabsError:
             self._transport.close()
             raise
-        if version.returncode != 0 or not re.match(r"^\d+\.\d+", version.out.strip()):
+        number = parse_version(version.out)
+        if version.returncode != 0 or number is None:
             self._transport.close()
             detail = (version.err or version.out).strip()
             raise ConnectError(f"VBoxManage on {self._transport.where} does not work: {detail}")
-        self._version = version.out.strip().splitlines()[0]
+        self._version = number
 
     # --- connection ------------------------------------------------------------------------------
 
@@ -252,15 +257,19 @@ class VboxDriver(Driver):
         )
 
     def _with_format(self, disk: DiskSpec, info: VmInfo) -> DiskSpec:
-        ext = posixpath.splitext(disk.path)[1].lower().lstrip(".")
+        ext = posixpath.splitext(host_basename(disk.path))[1].lower().lstrip(".")
         fmt = {"vdi": "vdi", "vmdk": "vmdk", "vhd": "vhd", "qcow": "qcow2", "qcow2": "qcow2", "qed": "qed"}.get(ext)
         return DiskSpec(disk.target, disk.path, format=fmt or "raw", bus=disk.bus) if fmt else disk
 
     @staticmethod
     def _targets(info: VmInfo) -> list[tuple[str, Attachment]]:
+        """Target names of the hard disks (DVD and floppy slots are not disks: an ISO is neither a writable
+        disk nor a reason to move the next disk's name)."""
         taken: list[str] = []
         result = []
         for att in info.attachments:
+            if att.kind != "hdd":
+                continue
             target = target_for(att, taken)
             taken.append(target)
             result.append((target, att))
@@ -611,14 +620,16 @@ class VboxDriver(Driver):
         out = self._vbm("list", "hdds", what="list of hard disks")
         return [Medium.from_block(b) for b in parse_colon_blocks(out) if "UUID" in b]
 
-    def _volume(self, medium: Medium, media: Mapping[str, Medium]) -> VolumeInfo:
+    @staticmethod
+    def _volume(medium: Medium, media: Mapping[str, Medium]) -> VolumeInfo:
+        """The volume of a registered hard disk, named by its file name (the host's path rules)."""
         chain: list[str] = []
         parent = medium.parent
         while parent is not None and parent in media and len(chain) < 64:
             chain.append(media[parent].location)
             parent = media[parent].parent
         return VolumeInfo(
-            name=posixpath.basename(medium.location),
+            name=host_basename(medium.location),
             pool=POOL,
             path=medium.location,
             format=NATIVE_FORMATS.get(medium.format, medium.format.lower()),
@@ -643,12 +654,17 @@ class VboxDriver(Driver):
     def _find(self, pool: str, name: str) -> tuple[Medium, dict[str, Medium]]:
         folder = self._check_pool(pool)
         media = self._media()
-        by_uuid = {m.uuid: m for m in media}
-        named = [m for m in media if posixpath.basename(m.location) == name]
-        if not named:
+        named = self._named(media, name, folder)
+        if named is None:
             raise NoStorageVolumeError(f"storage volume {name!r} not found in pool {pool!r}")
-        named.sort(key=lambda m: posixpath.dirname(m.location) != folder.rstrip("/"))
-        return named[0], by_uuid
+        return named, {m.uuid: m for m in media}
+
+    @staticmethod
+    def _named(media: list[Medium], name: str, folder: str) -> Medium | None:
+        """The medium whose file name is ``name`` (split by the host's path rules), one in ``folder`` first."""
+        named = [m for m in media if host_basename(m.location) == name]
+        named.sort(key=lambda m: host_dirname(m.location) != host_dirname(host_join(folder, name)))
+        return named[0] if named else None
 
     def lookup_volume(self, pool: str, name: str) -> VolumeInfo:
         """A registered hard disk by file name (one in the pool's folder first)."""
@@ -665,7 +681,7 @@ class VboxDriver(Driver):
                 f"volume {name!r}: VirtualBox cannot create {format!r} images (it can: {', '.join(sorted(FORMATS))})"
             )
         self._make_pool_dir(folder)
-        path = posixpath.join(folder, name)
+        path = host_join(folder, name)
         args = ["createmedium", "disk", "--filename", path, "--format", native]
         if backing:
             args += ["--diffparent", backing]

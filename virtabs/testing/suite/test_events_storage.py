@@ -170,16 +170,16 @@ class TestStorageVolumes:
 
     @requires("storage.pool", "storage.volume")
     def test_volume_cycle(self, virtabs_contract: Contract) -> None:
-        path = virtabs_contract.scratch("vol.qcow2")
         pool = next((p for p in virtabs_contract.conn.list_storage_pools() if p.info().path), None)
         assert pool is not None, "no storage pool with a path to create a volume in"
-        name = path.rsplit("/", 1)[-1]
-        vol = pool.create_volume(name, 16 * MiB, format="qcow2")
-        assert vol.name == name and vol.pool == pool.name
+        fmt = virtabs_contract.volume_format(pool.name)  # the target says what the pool makes (qcow2, vhdx, ...)
+        vol = pool.create_volume(f"{virtabs_contract.target.new_name('vol')}.{fmt}", 16 * MiB, format=fmt)
+        assert vol.pool == pool.name
+        name = vol.name  # the name the API gives it, never one split out of a path
         other_pool = virtabs_contract.other_door().lookup_storage_pool(pool.name)
         assert [v.name for v in other_pool.list_volumes()].count(name) == 1
         info = other_pool.lookup_volume(name).info()
-        assert info.format == "qcow2"
+        assert info.format == fmt
         assert 16 * MiB <= info.capacity_bytes < 17 * MiB, (
             f"created with 16 MiB, a fresh lookup reports {info.capacity_bytes} bytes (units: bytes)"
         )

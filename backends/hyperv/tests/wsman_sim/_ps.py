@@ -4,7 +4,8 @@ Parsed for real (a typo is a parse error or an unknown command/parameter, as in 
 evaluated against Python values:
 
 * statements separated by newlines or ``;``: assignment ``$x = pipeline``, pipelines, ``if``/``elseif``/``else``,
-  ``foreach ($x in ...) {}``, ``throw``;
+  ``foreach ($x in ...) {}``, ``throw``, ``try {} catch {}`` (``$_`` the ErrorRecord: ``FullyQualifiedErrorId``,
+  ``CategoryInfo.Category``, ``Exception.Message``, ``Exception.GetType().FullName``, ``TargetObject``), ``exit N``;
 * pipelines ``expr | Cmdlet -Param value -Switch -Param:$false positional | ...``;
 * expressions: ``$var`` with ``.Member``, ``.Method(args)`` and ``[index]``, single-quoted strings, numbers,
   ``$true``/``$false``/``$null``, ``@( )``, ``@{ k = v; ... }``, ``( pipeline )``, ``{ scriptblock }``,
@@ -395,6 +396,110 @@ class Throw(Node):
     value: Any
 
 
+@dataclass
+class Try(Node):
+    body: list[Any]
+    handler: list[Any]
+
+
+@dataclass
+class Exit(Node):
+    value: Any
+
+
+class ScriptExit(Exception):
+    """``exit N``: the script ends with exit code N."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class _ExceptionValue:
+    """``$_.Exception`` of a caught error: ``Message`` and ``GetType()`` (``FullName``, ``Name``)."""
+
+    def __init__(self, full_name: str, message: str) -> None:
+        self.full_name = full_name
+        self.message = message
+
+    def ps_props(self) -> dict[str, Any]:
+        """Its properties."""
+        return {"Message": self.message}
+
+
+_EXCEPTION_NAMESPACES = {
+    "ParameterBindingException": "System.Management.Automation",
+    "CommandNotFoundException": "System.Management.Automation",
+    "RuntimeException": "System.Management.Automation",
+    "ParseException": "System.Management.Automation",
+    "WriteErrorException": "Microsoft.PowerShell.Commands",
+    "VirtualizationException": "Microsoft.HyperV.PowerShell",
+    "ItemNotFoundException": "System.Management.Automation",
+}
+
+
+_ERROR_CATEGORIES = [
+    "NotSpecified",
+    "OpenError",
+    "CloseError",
+    "DeviceError",
+    "DeadlockDetected",
+    "InvalidArgument",
+    "InvalidData",
+    "InvalidOperation",
+    "InvalidResult",
+    "InvalidType",
+    "MetadataError",
+    "NotImplemented",
+    "NotInstalled",
+    "ObjectNotFound",
+    "OperationStopped",
+    "OperationTimeout",
+    "SyntaxError",
+    "ParserError",
+    "PermissionDenied",
+    "ResourceBusy",
+    "ResourceExists",
+    "ResourceUnavailable",
+    "ReadError",
+    "WriteError",
+    "FromStdErr",
+    "SecurityError",
+    "ProtocolError",
+    "ConnectionError",
+    "AuthenticationError",
+    "LimitsExceeded",
+    "QuotaExceeded",
+    "NotEnabled",
+]
+"""``System.Management.Automation.ErrorCategory`` in value order."""
+
+
+def error_record(err: PSError) -> PSObject:
+    """The ErrorRecord a ``catch`` block sees as ``$_`` for ``err``."""
+    short = err.exception.rsplit(".", 1)[-1]
+    full = err.exception if "." in err.exception else f"{_EXCEPTION_NAMESPACES.get(short, 'System')}.{short}"
+    return PSObject(
+        {
+            "FullyQualifiedErrorId": err.error_id,
+            "CategoryInfo": PSObject(
+                {
+                    "Category": PSEnum(
+                        "System.Management.Automation.ErrorCategory",
+                        err.category,
+                        _ERROR_CATEGORIES.index(err.category) if err.category in _ERROR_CATEGORIES else 0,
+                    ),
+                    "Reason": short,
+                    "TargetName": err.target,
+                    "Activity": err.command,
+                }
+            ),
+            "Exception": _ExceptionValue(full, err.message),
+            "TargetObject": err.target or None,
+        }
+    )
+
+
 # --- the parser -----------------------------------------------------------------------------------
 
 _NAME_CHARS = re.compile(r"[A-Za-z0-9_\-\\.:]")
@@ -402,7 +507,7 @@ _VAR_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*|_)")
 _NUM_RE = re.compile(r"-?\d+(\.\d+)?")
 _CMP_OPS = ("eq", "ne", "ceq", "cne", "gt", "ge", "lt", "le", "like")
 _OPS = (*_CMP_OPS, "and", "or", "not")
-_KEYWORDS = {"if", "elseif", "else", "foreach", "while", "throw", "in"}
+_KEYWORDS = {"if", "elseif", "else", "foreach", "while", "throw", "in", "try", "catch", "exit"}
 
 
 class Parser:
@@ -527,6 +632,19 @@ class Parser:
             cond = self.parse_pipeline()
             self.expect(")")
             return While(pos, cond, self.parse_block())
+        if w == "try" and self.s[self.i + 3 : self.i + 4] in (" ", "{", "\n"):
+            self.i += 3
+            body = self.parse_block()
+            self.skip_ws(newlines=True)
+            if self.word_at().lower() != "catch":
+                raise self.error("The Try statement is missing its Catch or Finally block.", "MissingCatchOrFinally")
+            self.i += 5
+            return Try(pos, body, self.parse_block())
+        if w == "exit" and self.s[self.i + 4 : self.i + 5] in (" ", ";", "\n", "}", ""):
+            self.i += 4
+            self.skip_ws()
+            value = None if self.peek() in (";", "\n", "}", "") else self.parse_pipeline()
+            return Exit(pos, value)
         if w == "throw":
             self.i += 5
             self.skip_ws()
@@ -928,6 +1046,8 @@ class Interpreter:
         except PSError as exc:
             self.errors.append(exc)
             return 1
+        except ScriptExit as exc:
+            return exc.code
         except Stopped:
             return 1
         return 1 if self.errors else 0
@@ -973,6 +1093,20 @@ class Interpreter:
                     return
                 yield from self.exec_block(st.body)
             raise PSError("simulator: loop did not end after 10000 iterations", pos=st.pos)
+        if isinstance(st, Try):
+            try:
+                yield from self.exec_block(st.body)  # what it output before the error stays output
+            except PSError as exc:
+                saved = self.variables.get("_")
+                self.variables["_"] = error_record(exc)
+                try:
+                    yield from self.exec_block(st.handler)
+                finally:
+                    self.variables["_"] = saved
+            return
+        if isinstance(st, Exit):
+            value = _unwrap(list(self.run_pipeline(st.value))) if st.value is not None else 0
+            raise ScriptExit(int(value or 0))
         if isinstance(st, Throw):
             value = _unwrap(list(self.run_pipeline(st.value))) if st.value is not None else "ScriptHalted"
             msg = to_string(value)
@@ -1312,6 +1446,8 @@ def _call_method(obj: Any, name: str, args: list[Any], pos: int) -> Any:
         return args[0].decode("utf-8", errors="replace")
     if m == "tostring" and not args:
         return to_string(obj)
+    if isinstance(obj, _ExceptionValue) and m == "gettype" and not args:
+        return PSObject({"FullName": obj.full_name, "Name": obj.full_name.rsplit(".", 1)[-1]})
     if obj is None:
         raise PSError(
             "You cannot call a method on a null-valued expression.",

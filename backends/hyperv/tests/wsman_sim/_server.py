@@ -92,6 +92,10 @@ def _envelope(action: str, relates_to: str, body: str, extra_header: str = "") -
     ).encode()
 
 
+CREATE_PROCESS_LIMIT = 32767
+"""The longest command line CreateProcess takes (ERROR_FILENAME_EXCED_RANGE, 0x800700CE, past it)."""
+
+
 def fault_body(code: str, subcode: str, text: str, wsman_code: int, relates_to: str = "") -> bytes:
     """A SOAP 1.2 fault with the WSManFault detail pywinrm reads."""
     body = (
@@ -208,8 +212,13 @@ class WSManServer:
                 f"<x:ResourceCreated><a:Address>{escape(self.url)}</a:Address><a:ReferenceParameters>"
                 f'<w:ResourceURI>{SHELL_URI}</w:ResourceURI><w:SelectorSet><w:Selector Name="ShellId">{sid}'
                 "</w:Selector></w:SelectorSet></a:ReferenceParameters></x:ResourceCreated>"
+                # the fields and order of a real WinRM service's CreateResponse (tests/real_outputs/
+                # masterzen-winrm-createShellResponse.xml); the simulator listens on 127.0.0.1 only
                 f"<rsp:Shell><rsp:ShellId>{sid}</rsp:ShellId><rsp:ResourceUri>{SHELL_URI}</rsp:ResourceUri>"
+                f"<rsp:Owner>{escape(self.username)}</rsp:Owner><rsp:ClientIP>127.0.0.1</rsp:ClientIP>"
+                "<rsp:IdleTimeOut>PT7200.000S</rsp:IdleTimeOut>"
                 "<rsp:InputStreams>stdin</rsp:InputStreams><rsp:OutputStreams>stdout stderr</rsp:OutputStreams>"
+                "<rsp:ShellRunTime>P0DT0H0M0S</rsp:ShellRunTime><rsp:ShellInactivity>P0DT0H0M0S</rsp:ShellInactivity>"
                 "</rsp:Shell>"
             )
             return 200, _envelope("http://schemas.xmlsoap.org/ws/2004/09/transfer/CreateResponse", mid, out)
@@ -235,6 +244,13 @@ class WSManServer:
         if action == A_COMMAND:
             line = body.findtext("rsp:CommandLine/rsp:Command", "", NS) or ""
             args = [a.text or "" for a in body.findall("rsp:CommandLine/rsp:Arguments", NS)]
+            if len(" ".join([line, *args]).strip()) > CREATE_PROCESS_LIMIT:
+                # past CreateProcess's limit the service itself refuses the command (a real fault:
+                # tests/real_outputs/masterzen-winrm-executeCommandResponseWithError.xml); shorter lines
+                # past cmd.exe's 8,191 characters start and get cmd.exe's own message
+                return 500, fault_body(
+                    "Receiver", "InternalError", "The filename or extension is too long. ", 2147942606, mid
+                )
             cmd = RunningCommand(str(uuid.uuid4()).upper())
             shell.commands[cmd.id] = cmd
             threading.Thread(target=self._run, args=(shell, cmd, " ".join([line, *args]).strip()), daemon=True).start()

@@ -78,6 +78,21 @@ STATE_FILE = "vboxsim.json"
 json_loads, json_dumps = _json_codec()
 
 VERSION = "7.0.14r161095"
+KMOD_WARNING = (
+    "WARNING: The vboxdrv kernel module is not loaded. Either there is no module\n"
+    "         available for the current kernel ({kernel}) or it failed to\n"
+    "         load. Please recompile the kernel module and install it by\n\n"
+    "           sudo /sbin/vboxconfig\n\n"
+    "         You will not be able to start VMs until this problem is fixed.\n"
+)
+
+
+def is_uuid(key: str) -> bool:
+    """``xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`` in hex (without importing ``re``: start-up cost)."""
+    parts = key.split("-")
+    return [len(p) for p in parts] == [8, 4, 4, 4, 12] and all(c in "0123456789abcdefABCDEF" for c in "".join(parts))
+
+
 MIB = 1 << 20
 
 E_NOT_FOUND = ("VBOX_E_OBJECT_NOT_FOUND", "0x80bb0001")
@@ -143,6 +158,11 @@ def out(text: str) -> None:
 
 
 def err(text: str) -> None:
+    """Write to stderr. VirtualBox starts its error lines with the program name as invoked: ``VBOXSIM_PROGRAM``
+    (``vboxmanage.exe`` prints as on Windows, see tests/real_outputs/error-windows-vboxmanage-rest-api.txt)."""
+    program = os.environ.get("VBOXSIM_PROGRAM")
+    if program:
+        text = text.replace("VBoxManage: error:", f"{program}: error:")
     sys.stderr.write(text)
 
 
@@ -262,7 +282,9 @@ class State:
         for vm in self.data["machines"]:
             if vm["uuid"] == key.lower() or vm["name"] == key:
                 return vm
-        fail(f"Could not find a registered machine named '{key}'", E_NOT_FOUND, "IVirtualBox", context, 2741, file)
+        # VirtualBox names the key as it was given: a UUID is "with UUID {...}", anything else "named '...'"
+        what = f"with UUID {{{key}}}" if is_uuid(key) else f"named '{key}'"
+        fail(f"Could not find a registered machine {what}", E_NOT_FOUND, "IVirtualBox", context, 2741, file)
 
     def medium(self, key: str, context: str) -> dict[str, Any]:
         for medium in self.data["media"]:
@@ -466,19 +488,28 @@ def cmd_list(st: State, args: list[str]) -> None:
 
 
 def machine_readable(st: State, vm: dict[str, Any]) -> str:
+    """``showvminfo --machinereadable`` in VirtualBox 7.0's key order (VBoxManageInfo.cpp; compare the real
+    7.0 capture in tests/real_outputs/showvminfo-7.0-linux-vedv.txt), for the keys the simulator models."""
+    folder = os.path.dirname(vm["cfgfile"])
     lines = [
         f"name={q(vm['name'])}",
+        "Encryption:     disabled",  # 7.0 prints this line (not key=value) right after the name
         'groups="/"',
         f"ostype={q(vm['ostype'])}",
         f"UUID={q(vm['uuid'])}",
         f"CfgFile={q(vm['cfgfile'])}",
-        f"SnapFldr={q(os.path.join(os.path.dirname(vm['cfgfile']), 'Snapshots'))}",
-        f"LogFldr={q(os.path.join(os.path.dirname(vm['cfgfile']), 'Logs'))}",
+        f"SnapFldr={q(os.path.join(folder, 'Snapshots'))}",
+        f"LogFldr={q(os.path.join(folder, 'Logs'))}",
+        f"hardwareuuid={q(vm['uuid'])}",
         f"memory={vm['memory']}",
         'pagefusion="off"',
         "vram=16",
-        f"cpus={vm['cpus']}",
+        "cpuexecutioncap=100",
+        'hpet="off"',
+        'cpu-profile="host"',
+        'chipset="piix3"',
         'firmware="BIOS"',
+        f"cpus={vm['cpus']}",
         f"VMState={q(vm['state'])}",
         f"VMStateChangeTime={q(vm['state_time'])}",
     ]
@@ -495,37 +526,47 @@ def machine_readable(st: State, vm: dict[str, Any]) -> str:
         ]
     for ctl in vm["controllers"]:
         devices = 2 if ctl["type"] == "PIIX4" else 1
+        # VBoxManageInfo.cpp prints hot-pluggable only for controllers named SATA or USB (by name, not type)
+        hotplug_line = ctl["name"].lower() in ("sata", "usb")
         for port in range(ctl["ports"]):
             for device in range(devices):
                 att = vm["attachments"].get(f"{ctl['name']}-{port}-{device}")
-                key = f"{ctl['name']}-{port}-{device}"
+                slot = f"{port}-{device}"
+                key = f"{ctl['name']}-{slot}"
                 if att is None:
                     lines.append(f'{q(key)}="none"')
                 elif att.get("medium") is None:
                     lines.append(f'{q(key)}="emptydrive"')
+                    if att.get("type") == "dvddrive":
+                        lines.append(f'{q(ctl["name"] + "-IsEjected-" + slot)}="off"')
                 else:
                     medium = st.medium(att["medium"], "showvminfo")
                     lines.append(f"{q(key)}={q(medium['location'])}")
-                    lines.append(
-                        f"{q(ctl['name'] + '-ImageUUID-' + str(port) + '-' + str(device))}={q(medium['uuid'])}"
-                    )
-                    if att.get("hotpluggable"):
-                        lines.append(f'{q(ctl["name"] + "-hot-pluggable-" + str(port) + "-" + str(device))}="on"')
+                    lines.append(f"{q(ctl['name'] + '-ImageUUID-' + slot)}={q(medium['uuid'])}")
+                    if hotplug_line:
+                        flag = "on" if att.get("hotpluggable") else "off"
+                        lines.append(f'{q(ctl["name"] + "-hot-pluggable-" + slot)}="{flag}"')
+                    lines.append(f'{q(ctl["name"] + "-nonrotational-" + slot)}="off"')
+                    lines.append(f'{q(ctl["name"] + "-discard-" + slot)}="off"')
     for n in range(1, 9):
         nic = vm["nics"].get(str(n))
         if nic is None:
             lines.append(f'nic{n}="none"')
         else:
-            lines.append(f"nic{n}={q(nic['type'])}")
-            lines.append(f"macaddress{n}={q(nic['mac'])}")
-            lines.append(f'cableconnected{n}="on"')
-            if nic["type"] == "bridged":
+            # 7.0's order: the attachment's own key, macaddress, cableconnected, nic, nictype, nicspeed
+            if nic["type"] == "nat":
+                lines.append(f'natnet{n}="nat"')
+            elif nic["type"] == "bridged":
                 lines.append(f"bridgeadapter{n}={q(nic.get('target', ''))}")
             elif nic["type"] == "intnet":
                 lines.append(f"intnet{n}={q(nic.get('target', ''))}")
             elif nic["type"] == "hostonly":
                 lines.append(f"hostonlyadapter{n}={q(nic.get('target', ''))}")
+            lines.append(f"macaddress{n}={q(nic['mac'])}")
+            lines.append(f'cableconnected{n}="on"')
+            lines.append(f"nic{n}={q(nic['type'])}")
             lines.append(f"nictype{n}={q(nic.get('model', '82540EM'))}")
+            lines.append(f'nicspeed{n}="0"')
     lines.append(f"description={q(vm.get('description', ''))}")
     if vm["snapshots"]:
         lines += snapshot_lines(vm)
@@ -1384,6 +1425,10 @@ def main(argv: list[str]) -> int:
         )
         return 2
     if args[0] in ("--version", "-v", "-V"):
+        if os.environ.get("VBOXSIM_NO_KMOD"):
+            # what a Linux host without the vboxdrv module prints first (5.2's wording, as captured in
+            # tests/real_outputs/version-5.2-warning-minikube.txt), on stdout like the version
+            out(KMOD_WARNING.format(kernel=os.uname().release))
         out(VERSION + "\n")
         return 0
     command = COMMANDS.get(args[0])
