@@ -252,7 +252,13 @@ class XenDriver(Driver):
         user = options.credentials.username if options.credentials is not None else None
         self._timeout = options.timeout if options.timeout is not None else 120.0
         self._slow = max(self._timeout, _SLOW)
-        self._t = CommandTransport(uri, user=user, default_timeout=self._timeout)
+        # The URI's user wins over the credentials' (the transport's rule); opening is bounded by timeout=.
+        self._t = CommandTransport(
+            uri,
+            user=user,
+            default_timeout=self._timeout,
+            connect_timeout=options.timeout if options.timeout is not None else 30.0,
+        )
         try:
             self._t.connect()
             found = self._t.run(["sh", "-c", _CHECK_HOST], check=False)
