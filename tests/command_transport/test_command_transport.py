@@ -402,7 +402,7 @@ def test_the_credentials_user_is_used_when_the_uri_names_none(sshd: Any) -> None
     assert bare.user is None and "-l" not in bare.command_line(["true"])  # ssh's own default user
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(20)  # the bound: well under the 30 s default an unbounded open would wait
 def test_a_silent_host_ends_the_connect_within_its_timeout(sshd: Any) -> None:
     # The listener accepts TCP and sends nothing: ssh waits in the banner exchange until ConnectTimeout.
     with SilentListener() as silent:

@@ -113,7 +113,7 @@ def test_the_simulators_unregistervm_delete_removes_disks_held_by_snapshots(vbox
 # --- silent hosts and the ssh user ------------------------------------------------------------------
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(20)  # the bound: well under the 30 s default an unbounded open would wait
 def test_opening_vbox_ssh_to_a_silent_host_ends_within_the_timeout(vbox_sshd: Any) -> None:
     with SilentListener() as silent:
         uri = f"vbox+ssh://root@{silent.address}/session?known_hosts={vbox_sshd.known_hosts}"
