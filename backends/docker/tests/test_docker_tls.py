@@ -6,6 +6,8 @@ Docker's TLS has no certificate pin (``thumbprint=``): that failure mode belongs
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,3 +72,22 @@ def test_a_silent_host_ends_the_open_within_its_timeout(query: str) -> None:
             virtabs.open(f"docker+tcp://{silent.address}/?{query}", timeout=1)
         assert silent.accepted
     assert silent.host in str(exc.value)
+
+
+@pytest.mark.timeout(20)
+def test_a_silent_unix_socket_ends_the_open_within_its_timeout(tmp_path: Path) -> None:
+    """docker+unix:// to a socket that accepts and never answers (a wedged engine)."""
+    path = tmp_path / "silent.sock"
+    held: list[socket.socket] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen(4)
+        accepter = threading.Thread(target=lambda: held.append(server.accept()[0]), daemon=True)
+        accepter.start()
+        with pytest.raises((OperationTimeoutError, ConnectError)) as exc:
+            virtabs.open(f"docker+unix://{path}", timeout=1)
+        accepter.join(5)
+        assert held  # the driver reached the socket: it is the peer that never answered
+        for conn in held:
+            conn.close()
+    assert "engine" in str(exc.value)
