@@ -1,14 +1,17 @@
 """Opening esx:// against hostile peers on 127.0.0.1: every TLS failure is a typed error saying which check
-failed, and a host that accepts TCP and never answers ends the open within its timeout (issue 21.2, 21.3)."""
+failed, and a host that accepts TCP and never answers ends the open within its timeout (issue 21.2, 21.3);
+and whose user name logs in (21.6, against vcsim)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 import virtabs
-from virtabs import ConnectError, Credentials, OperationTimeoutError
+from virtabs import AuthError, ConnectError, Credentials, OperationTimeoutError
 from virtabs.testing.listeners import HttpPeer, SilentListener, TestCertificates, make_test_certificates
 
 CREDS = Credentials("administrator@vsphere.local", "secret")
@@ -71,3 +74,18 @@ def test_a_silent_host_ends_the_open_within_its_timeout(query: str) -> None:
             virtabs.open(f"esx://{silent.address}/?{query}", credentials=CREDS, timeout=1)
         assert silent.accepted
     assert silent.address in str(exc.value)
+
+
+# --- whose user name: the URI's wins (issue 21.6) --------------------------------------------------
+
+
+def test_the_uris_user_wins_over_the_credentials_user(vcsim: Any, pki: Any) -> None:
+    """vcsim accepts one user: the URI names it, the credentials name another, the login succeeds."""
+    uri = f"esx://{quote(vcsim.username, safe='')}@{vcsim.host}:{vcsim.port}/?cafile={pki.ca}"
+    with virtabs.open(uri, credentials=Credentials("not-" + vcsim.username, vcsim.password)) as c:
+        assert c.list_domains()
+    with pytest.raises(AuthError, match="not-"):  # without a user in the URI, the credentials' is used
+        virtabs.open(
+            f"esx://{vcsim.host}:{vcsim.port}/?cafile={pki.ca}",
+            credentials=Credentials("not-" + vcsim.username, vcsim.password),
+        )

@@ -1,15 +1,18 @@
 """Opening hyperv:// (WinRM over HTTPS) against hostile peers on 127.0.0.1: each TLS failure says which check
 failed, and a host that accepts TCP and never answers ends the open within the connection's timeout
-(issue 21.2, 21.3). The WinRM URI has no certificate pin: that failure mode belongs to ESX."""
+(issue 21.2, 21.3), and whose user name logs in (21.6, against the WS-Man simulator). The WinRM URI has no
+certificate pin: that failure mode belongs to ESX."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 import virtabs
-from virtabs import ConnectError, Credentials, OperationTimeoutError
+from virtabs import AuthError, ConnectError, Credentials, OperationTimeoutError
 from virtabs.testing.listeners import HttpPeer, SilentListener, TestCertificates, make_test_certificates
 
 CREDS = Credentials("administrator", "secret")
@@ -69,3 +72,16 @@ def test_a_silent_host_ends_the_open_within_its_timeout(query: str) -> None:
             virtabs.open(f"hyperv://{silent.address}/?{query}", credentials=CREDS, timeout=1)
         assert silent.accepted
     assert silent.host in str(exc.value)
+
+
+# --- whose user name: the URI's wins (issue 21.6) --------------------------------------------------
+
+
+def test_the_uris_user_wins_over_the_credentials_user(sim: Any) -> None:
+    """The simulator accepts one user (Basic): the URI names it, the credentials another, the login works."""
+    base = f"127.0.0.1:{sim.port}/?auth=basic&cafile={sim.cafile}"
+    other = Credentials("not-" + sim.username, sim.password)
+    with virtabs.open(f"hyperv://{quote(sim.username, safe='')}@{base}", credentials=other) as c:
+        assert c.host_info().hypervisor
+    with pytest.raises(AuthError):  # without a user in the URI, the credentials' is used and refused
+        virtabs.open(f"hyperv://{base}", credentials=other)
