@@ -15,7 +15,9 @@
 Credentials are looked up in this order: ``credentials=`` passed to
 :func:`virtabs.open`, the ``VIRTABS_USERNAME`` / ``VIRTABS_PASSWORD``
 environment variables, then the config file entry for the URI (matched on
-``scheme://host``, user and path ignored).
+``scheme://host``, user and path ignored). A user written in the URI
+(``xen+ssh://root@dom0/``, ``esx://admin@vc/``) wins over the username of all
+of them, as in libvirt.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from virtabs import (
     parse_uri,
 )
 from virtabs.spi import CommandFailedError, CommandTransport
+from virtabs.testing.listeners import SilentListener
 
 NASTY = [
     "a b; rm -rf /",
@@ -249,7 +250,7 @@ def test_ssh_command_line_options() -> None:
     t._dir = "/tmp/virtabs-ssh-x"  # command_line needs the private directory's name only
     argv = t.command_line(["VBoxManage", "showvminfo", "a b; rm -rf /"])
     assert argv[-1] == "VBoxManage showvminfo 'a b; rm -rf /'"
-    assert argv[-3:-1] == ["h", "--"]
+    assert argv[-3:-1] == ["--", "h"]  # "--": a host named like an option stays the host
     joined = " ".join(argv)
     for option in (
         "BatchMode=yes",
@@ -376,6 +377,43 @@ def test_nothing_listening_is_a_connect_error(sshd: Any, tmp_path: Path) -> None
     with pytest.raises(ConnectError, match="Connection refused"):
         t.run(["true"])
     t.close()
+
+
+def test_the_uris_user_wins_over_the_credentials_user(sshd: Any) -> None:
+    # libvirt's precedence: the URI's user, else the credentials' (VIRTABS_USERNAME), else ssh's own default.
+    t = CommandTransport(parse_uri(sshd.uri("xen")), user="virtabs-nobody")
+    try:
+        assert t.run(["id", "-un"]).out.strip() == sshd.user  # logged in as the URI's user
+        argv = t.command_line(["true"])
+        assert t.user == sshd.user and argv[argv.index("-l") + 1] == sshd.user
+    finally:
+        t.close()
+
+
+def test_the_credentials_user_is_used_when_the_uri_names_none(sshd: Any) -> None:
+    uri = sshd.uri("xen").replace(f"//{sshd.user}@", "//")
+    t = CommandTransport(parse_uri(uri), user="virtabs-nobody")
+    assert t.user == "virtabs-nobody" and t.where.startswith("virtabs-nobody@127.0.0.1:")
+    with pytest.raises(AuthError, match="virtabs-nobody@127.0.0.1"):
+        t.connect()  # sshd has no such user: refused, which shows that user was the one sent
+    t.close()
+    bare = CommandTransport(parse_uri(uri))
+    bare._dir = "/tmp/virtabs-ssh-x"  # command_line needs the private directory's name only
+    assert bare.user is None and "-l" not in bare.command_line(["true"])  # ssh's own default user
+
+
+@pytest.mark.timeout(20)  # the bound: well under the 30 s default an unbounded open would wait
+def test_a_silent_host_ends_the_connect_within_its_timeout(sshd: Any) -> None:
+    # The listener accepts TCP and sends nothing: ssh waits in the banner exchange until ConnectTimeout.
+    with SilentListener() as silent:
+        t = CommandTransport(
+            parse_uri(f"xen+ssh://root@{silent.address}/?known_hosts={sshd.known_hosts}"), connect_timeout=1
+        )
+        with pytest.raises(ConnectError) as exc:
+            t.connect()
+        t.close()
+        assert silent.accepted  # the TCP connection was made: the wait was in the ssh handshake
+    assert f"root@{silent.address}" in str(exc.value)
 
 
 def test_missing_ssh_client_is_a_connect_error(sshd: Any) -> None:

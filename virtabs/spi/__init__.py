@@ -115,6 +115,7 @@ from ._operations import (
     methods_for,
     missing_methods,
 )
+from ._tls import describe_tls_failure
 from ._toolkit import Deadline, ErrorMap, EventPoller, find_domain, poll_until
 
 __all__ = [
@@ -191,6 +192,7 @@ __all__ = [
     "CommandResult",
     "CommandTransport",
     "Deadline",
+    "describe_tls_failure",
     "ErrorMap",
     "EventPoller",
     "find_domain",

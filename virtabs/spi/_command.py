@@ -29,6 +29,7 @@ and call :meth:`CommandTransport.run` with an argv list. The rules it keeps:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shlex
 import shutil
@@ -54,6 +55,8 @@ from .._uri import URI
 __all__ = ["CommandFailedError", "CommandResult", "CommandTransport", "run_in_process_group"]
 
 _SSH_FAILED = 255
+CONNECT_GRACE = 3.0
+"""Seconds past ``connect_timeout`` after which a master connection still being set up is killed."""
 _STDERR_TAIL = 2000
 _WRITE_SCRIPT = (
     'umask 077; d=$(dirname -- "$1") || exit 1; '
@@ -148,7 +151,7 @@ def _stop_master(ssh_base: list[str], host: str, directory: str) -> None:
     """Ask the ssh master on the control socket in ``directory`` to exit, then remove the directory."""
     if os.path.exists(os.path.join(directory, "cm")):
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            run_in_process_group([*ssh_base, "-O", "exit", host], 10)
+            run_in_process_group([*ssh_base, "-O", "exit", "--", host], 10)
     shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -156,10 +159,13 @@ class CommandTransport:
     """Runs commands on the host a connection URI names: locally, or over one multiplexed ssh connection.
 
     ``uri`` is the connection URI (``driver:///...`` for local, ``driver+ssh://[user@]host[:port]/...``
-    for ssh, with libvirt's parameters ``keyfile=``, ``known_hosts=`` and ``no_verify=1``). ``user``
-    overrides the URI's user (for a username given as a credential). ``default_timeout`` is the deadline
-    of a :meth:`run` called with ``timeout=None`` (``None``: no deadline); ``connect_timeout`` bounds the
-    ssh handshake. ``ssh_options`` are extra ``-o`` options (``"Key=value"``), e.g. for tests. The master connection
+    for ssh, with libvirt's parameters ``keyfile=``, ``known_hosts=`` and ``no_verify=1``). The ssh user
+    is the URI's user when it names one, else ``user`` (a username given as a credential or by
+    ``VIRTABS_USERNAME``), else whatever ``~/.ssh/config`` or the local login name gives ssh: libvirt's
+    precedence, the same for every backend that uses this transport. ``default_timeout`` is the deadline
+    of a :meth:`run` called with ``timeout=None`` (``None``: no deadline); ``connect_timeout`` bounds
+    opening the connection (TCP, ssh banner, key exchange, authentication): ssh's ``ConnectTimeout``,
+    and the whole master start is killed :data:`CONNECT_GRACE` seconds after it. ``ssh_options`` are extra ``-o`` options (``"Key=value"``), e.g. for tests. The master connection
     ends by itself after ``control_persist`` idle seconds (and is started again by the next call), so
     a process that dies without :meth:`close` leaves no ssh process behind for long.
 
@@ -192,7 +198,7 @@ class CommandTransport:
         self._remote = uri.transport == "ssh"
         self._host = uri.host or ""
         self._port = uri.port
-        self._user = user if user is not None else uri.user
+        self._user = uri.user or user or None
         self._keyfile = uri.param("keyfile")
         self._known_hosts = uri.param("known_hosts")
         self._no_verify = uri.flag("no_verify")
@@ -225,6 +231,11 @@ class CommandTransport:
         return f"<CommandTransport {'ssh ' if self._remote else ''}{self.where}>"
 
     @property
+    def user(self) -> str | None:
+        """The ssh login name given to ``ssh -l`` (the URI's, else ``user=``); None: ssh's own default."""
+        return self._user if self._remote else None
+
+    @property
     def host_key_checking(self) -> str:
         """The ``StrictHostKeyChecking`` value used: ``yes``, or ``accept-new`` with ``no_verify=1``."""
         return "accept-new" if self._no_verify else "yes"
@@ -240,7 +251,7 @@ class CommandTransport:
         options = [
             "BatchMode=yes",
             f"StrictHostKeyChecking={self.host_key_checking}",
-            f"ConnectTimeout={max(1, round(self.connect_timeout))}",
+            f"ConnectTimeout={max(1, math.ceil(self.connect_timeout))}",
             "ServerAliveInterval=15",
             "ServerAliveCountMax=3",
             f"ControlPath={self._control_path()}",
@@ -267,7 +278,7 @@ class CommandTransport:
         if self._dir is None or not os.path.exists(self._control_path()):
             return False
         try:
-            rc, _out, _err = run_in_process_group([*self._ssh_base(), "-O", "check", self._host], 10)
+            rc, _out, _err = run_in_process_group([*self._ssh_base(), "-O", "check", "--", self._host], 10)
         except (OSError, subprocess.TimeoutExpired):
             return False
         return rc == 0
@@ -309,11 +320,12 @@ class CommandTransport:
             "-f",
             "-E",
             log,
+            "--",  # the host is a value even when it starts with "-"
             self._host,
         ]
         # -f: ssh forks into the background once authenticated and the parent exits; its messages go to
         # the log file (a pipe would be held open by the background master for its whole life).
-        limit = self.connect_timeout + 10
+        limit = self.connect_timeout + CONNECT_GRACE
         try:
             rc, _out, err = run_in_process_group(argv, limit)
         except FileNotFoundError:
@@ -321,7 +333,10 @@ class CommandTransport:
                 f"cannot connect to {self.where}: the ssh client {self._ssh!r} is not installed"
             ) from None
         except subprocess.TimeoutExpired:
-            raise ConnectError(f"ssh connection to {self.where} not established within {limit:g} s") from None
+            raise ConnectError(
+                f"ssh connection to {self.where} not established within {self.connect_timeout:g} s "
+                "(the host accepted no ssh session in time: silent, overloaded or not an ssh server)"
+            ) from None
         if rc != 0:
             stderr = err.decode("utf-8", "replace")
             with contextlib.suppress(OSError), open(log, encoding="utf-8", errors="replace") as fh:
@@ -352,7 +367,7 @@ class CommandTransport:
         """The argv that :meth:`run` executes locally for ``argv`` (the ssh command line when remote)."""
         if not self._remote:
             return list(argv)
-        return [*self._ssh_base(), "-o", "ControlMaster=no", self._host, "--", shlex.join(argv)]
+        return [*self._ssh_base(), "-o", "ControlMaster=no", "--", self._host, shlex.join(argv)]
 
     def run(
         self,

@@ -44,6 +44,7 @@ from virtabs.spi import (
     OperationInvalidError,
     OperationTimeoutError,
     VirtabsError,
+    describe_tls_failure,
 )
 
 from ._spec import UUID_LABEL, SpecError, create_arguments, spec_from_inspect, vcpus_of
@@ -154,6 +155,7 @@ class DockerDriver(Driver):
         self._timeout_errors: tuple[type[BaseException], ...] = (requests.exceptions.Timeout,)
         self._endpoint = endpoint
         self._timeout = int(options.timeout or 60)
+        self._where_host = endpoint.base_url.split("://", 1)[-1].rstrip("/")
         self._where = (
             "the engine" if endpoint.base_url.startswith("unix://") else f"the engine at {uri.host or 'DOCKER_HOST'}"
         )
@@ -162,7 +164,14 @@ class DockerDriver(Driver):
             version = self._api.version()
         except VirtabsError:
             raise
+        except self._timeout_errors:
+            raise OperationTimeoutError(
+                f"docker: {self._where} did not answer within {self._timeout} s (the connection's timeout)"
+            ) from None
         except Exception as exc:
+            tls = describe_tls_failure(exc, self._where_host)
+            if tls is not None:
+                raise ConnectError(f"docker: {self._where}: {tls}") from None
             raise ConnectError(f"docker: cannot reach {self._where}: {self._describe(exc)}") from None
         components = [str(c.get("Name", "")) for c in version.get("Components") or []]
         self._engine = "podman" if any("podman" in c.lower() for c in components) else "docker"

@@ -15,6 +15,7 @@ import ssl
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
+from xml.etree import ElementTree
 
 import pyVim.connect
 import pyVmomi
@@ -30,6 +31,7 @@ from virtabs.spi import (
     OperationInvalidError,
     OperationTimeoutError,
     VirtabsError,
+    describe_tls_failure,
 )
 
 __all__ = ["PAGE_SIZE", "Session", "describe_fault", "errors"]
@@ -37,10 +39,52 @@ __all__ = ["PAGE_SIZE", "Session", "describe_fault", "errors"]
 # pyVmomi's stubs are partial (its factories are untyped): the driver treats its objects as Any.
 vim: Any = pyVmomi.vim
 vmodl: Any = pyVmomi.vmodl
-SmartConnect: Any = pyVim.connect.SmartConnect
+Connect: Any = pyVim.connect.Connect
+GetServiceVersions: Any = pyVmomi.VmomiSupport.GetServiceVersions
+# pyVim's own test of vimServiceVersions.xml (a module-level name, so not mangled: reachable by getattr)
+_version_is_supported: Any = getattr(pyVim.connect, "__VersionIsSupported")
 Disconnect: Any = pyVim.connect.Disconnect
 PC: Any = vmodl.query.PropertyCollector
 _NETWORK_ERRORS = (ssl.SSLError, ConnectionError, socket.timeout, http.client.HTTPException)
+
+#: seconds opening a session may take when the connection has no ``timeout=``
+CONNECT_TIMEOUT = 60.0
+
+
+def _probe_version(
+    protocol: str, host: str, port: int, context: ssl.SSLContext | None, timeout: float, what: str
+) -> str:
+    """The newest API version both pyVmomi and the server speak, from ``/sdk/vimServiceVersions.xml``.
+
+    What pyVim's ``SmartConnect`` asks first, but on a connection with a timeout. A socket timeout
+    propagates (``TimeoutError``); TLS and network failures propagate for the caller to describe.
+    """
+    conn: http.client.HTTPConnection
+    if protocol == "https":
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/sdk/vimServiceVersions.xml")
+        response = conn.getresponse()
+        body = response.read(1 << 20)
+    finally:
+        conn.close()
+    document = None
+    if response.status == 200:
+        with contextlib.suppress(ElementTree.ParseError):
+            document = ElementTree.ElementTree(ElementTree.fromstring(body))
+    if document is None:
+        raise ConnectError(
+            f"{what}: {host}:{port} is not a vSphere endpoint "
+            f"(GET /sdk/vimServiceVersions.xml answered HTTP {response.status})"
+        )
+    for version in GetServiceVersions("vim25"):
+        with contextlib.suppress(Exception):  # an unknown version id in pyVmomi's table: try the next
+            if _version_is_supported(version, document):
+                return str(version)
+    raise ConnectError(f"{what}: {host}:{port} speaks no vSphere API version this pyVmomi knows")
+
 
 #: objects per RetrievePropertiesEx page (vCenter's own default is 100; bigger pages, fewer round trips)
 PAGE_SIZE = 1000
@@ -106,19 +150,35 @@ class Session:
         self.what = what
         self.timeout = timeout
         self.page_size = page_size
-        kwargs: dict[str, Any] = {"protocol": protocol, "host": host, "port": port, "user": username, "pwd": password}
+        # pyVmomi's SmartConnect probes /sdk/vimServiceVersions.xml on a connection without a timeout (a
+        # host that accepts TCP and never answers blocks it for ever): the driver probes itself, bounded,
+        # then logs in with pyVim's Connect at the version found, the stub carrying the connection's timeout.
+        limit = timeout or CONNECT_TIMEOUT
+        kwargs: dict[str, Any] = {
+            "host": host,
+            "port": port if protocol == "https" else -port,  # pyVim: a negative port means plain HTTP
+            "user": username,
+            "pwd": password,
+        }
+        if timeout:
+            kwargs["httpConnectionTimeout"] = timeout  # every later call of the stub too
         if context is not None:
             kwargs["sslContext"] = context
-        if timeout:
-            kwargs["httpConnectionTimeout"] = timeout
         try:
-            self.si = SmartConnect(**kwargs)
+            kwargs["version"] = _probe_version(protocol, host, port, context, limit, what)
+            self.si = Connect(**kwargs)
         except vim.fault.InvalidLogin:
             raise AuthError(f"{what}: login as {username!r} refused (wrong user name or password)") from None
-        except ssl.SSLCertVerificationError as exc:
-            reason = exc.verify_message or exc.reason or "certificate verification failed"
-            raise ConnectError(f"{what}: TLS certificate of {host} not trusted: {reason}") from None
+        except VirtabsError:
+            raise
+        except TimeoutError:
+            raise OperationTimeoutError(
+                f"{what}: {host}:{port} accepted the connection but did not answer within {limit:g} s"
+            ) from None
         except (OSError, http.client.HTTPException) as exc:
+            tls = describe_tls_failure(exc, f"{host}:{port}")
+            if tls is not None:
+                raise ConnectError(f"{what}: {tls}") from None
             raise ConnectError(f"{what}: cannot reach {host}:{port}: {describe_fault(exc)}") from None
         except vmodl.MethodFault as exc:
             raise ConnectError(f"{what}: {describe_fault(exc)}") from None

@@ -182,7 +182,7 @@ class EsxDriver(Driver):
                 what=self._what,
             )
         creds = options.credentials
-        username = (creds.username if creds else None) or uri.user
+        username = uri.user or (creds.username if creds else None)  # the URI's user wins, as in libvirt
         password = creds.password if creds else None
         if not username or password is None:
             raise AuthError(f"{self._what}: no credentials (pass credentials=, or set VIRTABS_USERNAME/PASSWORD)")

@@ -23,6 +23,7 @@ from typing import Any
 
 import requests
 import winrm.exceptions as wex
+from virtabs.spi import describe_tls_failure
 from winrm.protocol import Protocol
 
 __all__ = ["Endpoint", "TransportFailure", "WinRMClient"]
@@ -235,11 +236,11 @@ class WinRMClient:
             raise failure from None
         except wex.WinRMTransportError as exc:
             raise TransportFailure("connect", f"WinRM at {host}: HTTP {exc.code} from the server") from None
-        except requests.exceptions.SSLError:
+        except requests.exceptions.SSLError as exc:
+            where = f"{host}:{self.endpoint.port}"
+            tls = describe_tls_failure(exc, where) or f"TLS to {where} failed"
             raise TransportFailure(
-                "connect",
-                f"TLS to {host}:{self.endpoint.port} failed (certificate not trusted or wrong name): "
-                "pass cafile= or, for a lab host only, no_verify=1",
+                "connect", f"WinRM: {tls}; pass cafile= or, for a lab host only, no_verify=1"
             ) from None
         except requests.exceptions.Timeout:
             raise TransportFailure("timeout", f"WinRM at {host}: no answer within {self.read_timeout:g} s") from None

@@ -166,7 +166,7 @@ class HypervDriver(Driver):
         except TransportFailure as exc:
             raise InvalidArgumentError(exc.message) from None
         creds = options.credentials
-        username = creds.username if creds else None
+        username = uri.user or (creds.username if creds else None)  # the URI's user wins, as in libvirt
         password = creds.password if creds else None
         if not username or not password:
             raise AuthError(

@@ -55,6 +55,12 @@ def qemu_img(*args: str, timeout: float | None = None, image: str | None = None,
     return res.stdout
 
 
+def operand(path: str) -> str:
+    """``path`` as a qemu-img operand: a relative path starting with ``-`` gets ``./`` so that qemu-img's
+    getopt reads it as the file it names, never as an option (``-h`` would print help and exit 0)."""
+    return f"./{path}" if path.startswith("-") else path
+
+
 def chain(
     path: str,
     fmt: str,
@@ -107,7 +113,7 @@ def _walk(
         if force_share:
             args.append("-U")
         name = image if current == path and image else current
-        layer = json.loads(qemu_img(*args, current, timeout=timeout, image=name, pass_fds=pass_fds))
+        layer = json.loads(qemu_img(*args, operand(current), timeout=timeout, image=name, pass_fds=pass_fds))
         if not isinstance(layer, dict):
             raise OperationFailedError(f"qemu-img info {current}: unexpected output")
         layers.append(layer)
@@ -138,7 +144,7 @@ def backing_paths(layers: list[ImageLayer]) -> tuple[str, ...]:
 
 def probe_format(path: str, timeout: float | None = None) -> str:
     """The format recorded in an existing image's metadata (probes: REUSE_EXT only, never for COPY_RAW)."""
-    out = qemu_img("info", "--output=json", "-U", path, timeout=timeout)
+    out = qemu_img("info", "--output=json", "-U", operand(path), timeout=timeout, image=path)
     return str(json.loads(out)["format"])
 
 
@@ -159,7 +165,7 @@ def create(
         if not backing_fmt:
             raise OperationFailedError(f"creating {image or path}: the format of backing file {backing} is unknown")
         args += ["-b", backing, "-F", backing_fmt]
-    args.append(path)
+    args.append(operand(path))
     if size is not None:
         args.append(str(size))
     qemu_img(*args, timeout=timeout, image=image or path, pass_fds=pass_fds)
@@ -178,7 +184,7 @@ def resize(
     args = ["resize", "-q", "-f", fmt]
     if shrink:
         args.append("--shrink")
-    qemu_img(*args, path, str(size), timeout=timeout, image=image or path, pass_fds=pass_fds)
+    qemu_img(*args, operand(path), str(size), timeout=timeout, image=image or path, pass_fds=pass_fds)
 
 
 def snapshot(op: str, path: str, fmt: str, name: str, timeout: float | None = None) -> None:

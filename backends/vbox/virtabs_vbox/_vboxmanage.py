@@ -119,8 +119,12 @@ class VBoxManage:
         return result.out
 
     def machine(self, key: str) -> VmInfo:
-        """``showvminfo <key> --machinereadable``; NoDomainError when there is no such machine."""
-        return parse_vminfo(self("showvminfo", key, "--machinereadable", what=f"domain {key!r}"))
+        """``showvminfo --machinereadable -- <key>``; NoDomainError when there is no such machine.
+
+        ``--`` ends VBoxManage's options (IPRT's ``RTGetOpt``), so a machine called ``--details`` or
+        ``-h`` is looked up as a name instead of being read as an option.
+        """
+        return parse_vminfo(self("showvminfo", "--machinereadable", "--", key, what=f"domain {key!r}"))
 
     def batch(self, uuids: Sequence[str] | None, *, media: bool) -> Batch:
         """One host call: every machine (``uuids`` None) or the given ones, and the media registry."""

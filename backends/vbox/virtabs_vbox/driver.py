@@ -159,8 +159,9 @@ class VboxDriver(Driver):
         user = options.credentials.username if options.credentials is not None else None
         self._transport = CommandTransport(
             uri,
-            user=uri.user or user,
+            user=user,  # the URI's user wins over it (the transport's rule)
             default_timeout=options.timeout if options.timeout is not None else 300.0,
+            connect_timeout=options.timeout if options.timeout is not None else 30.0,
         )
         self._vbm = VBoxManage(self._transport)
         self._lock = threading.Lock()
@@ -421,11 +422,27 @@ class VboxDriver(Driver):
         self._vbm(*args, what=f"{what}: disk {disk.target!r} ({disk.path})")
 
     def _remove(self, ref: DomainRef) -> None:
-        """Detach every hard disk (so VirtualBox deletes none of them), then ``unregistervm --delete``."""
+        """Delete the snapshots, detach every hard disk, then ``unregistervm --delete``: no disk is deleted.
+
+        ``unregistervm --delete`` is ``IMachine::unregister(CleanupMode_DetachAllReturnHardDisksOnly)``
+        then ``deleteConfig`` on every hard disk it returned: those attached now *and those the snapshots
+        hold* (the base images and the differencing images). So the snapshots go first, leaves first
+        (``snapshot delete`` merges each differencing image back, the disk keeps its current content),
+        then the current attachments are detached, and nothing is left for ``--delete`` but the settings.
+        """
         info = self._vbm.machine(ref.uuid)
         what = f"undefine domain {ref.name!r}"
         if info.native_state in ("saved", "aborted-saved"):
             self._vbm("discardstate", ref.uuid, what=what)
+        left = list(info.snapshots)
+        while left:
+            parents = {s.parent_uuid for s in left}
+            leaves = [s for s in left if s.uuid not in parents]
+            for snap in leaves:
+                self._vbm("snapshot", ref.uuid, "delete", snap.uuid, what=f"{what}: delete snapshot {snap.name!r}")
+            left = [s for s in left if s not in leaves]
+        if info.snapshots:
+            info = self._vbm.machine(ref.uuid)  # merging moved the attachments back to the base images
         for att in info.attachments:
             if att.path:
                 self._vbm(
@@ -435,7 +452,8 @@ class VboxDriver(Driver):
         self._vbm("unregistervm", ref.uuid, "--delete", what=what)
 
     def undefine(self, dom: DomainRef) -> None:
-        """Remove the machine and its settings folder; its disk images stay (as volumes of the pool)."""
+        """Remove the machine, its snapshots and its settings folder; its disk images stay (as volumes of the
+        pool), holding the current content (the snapshots' differencing images are merged into them)."""
         self._remove(dom)
 
     # --- lifecycle -------------------------------------------------------------------------------

@@ -47,6 +47,18 @@ def test_hostile_names_reach_xl_as_one_argument(xenlab: Lab, conn: virtabs.Conne
     assert xenlab.ssh("test -d /etc && test -x /usr/sbin/xl").returncode == 0
 
 
+@pytest.mark.parametrize("name", ["-h", "--help", "--details", "-o"])
+def test_names_like_options_reach_xl_as_names(conn: virtabs.Connection, name: str) -> None:
+    """xl parses with GNU getopt_long (it permutes): without "--", ``xl pause -h`` prints help and exits 0."""
+    driver = conn._driver
+    assert isinstance(driver, XenDriver)
+    with pytest.raises(NoDomainError):
+        conn.lookup_domain(name)
+    with pytest.raises(NoDomainError) as exc:
+        driver.suspend(DomainRef(name, "00000000-0000-0000-0000-000000000001"))  # xl pause -- NAME
+    assert f"{name} is an invalid domain identifier" in str(exc.value)
+
+
 def test_unknown_host_key_is_refused(xenlab: Lab, tmp_path: object) -> None:
     """Host keys are checked: a known_hosts file without dom0's key makes the connection fail."""
     empty = f"{tmp_path}/known_hosts"

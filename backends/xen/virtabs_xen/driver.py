@@ -252,7 +252,13 @@ class XenDriver(Driver):
         user = options.credentials.username if options.credentials is not None else None
         self._timeout = options.timeout if options.timeout is not None else 120.0
         self._slow = max(self._timeout, _SLOW)
-        self._t = CommandTransport(uri, user=user, default_timeout=self._timeout)
+        # The URI's user wins over the credentials' (the transport's rule); opening is bounded by timeout=.
+        self._t = CommandTransport(
+            uri,
+            user=user,
+            default_timeout=self._timeout,
+            connect_timeout=options.timeout if options.timeout is not None else 30.0,
+        )
         try:
             self._t.connect()
             found = self._t.run(["sh", "-c", _CHECK_HOST], check=False)
@@ -315,13 +321,14 @@ class XenDriver(Driver):
 
     def _probe(self, name: str, *, long: bool = False) -> _Probe:
         """One round trip: ``xl list -v NAME`` (and ``xl list -l NAME``), the definition and the aliases."""
-        if not name or name.startswith("-"):
-            return _Probe(name, None, None, None, None, {})  # xl would read it as an option
-        body = 's list xl list -v "$2"; '
+        if not name:
+            return _Probe(name, None, None, None, None, {})
+        # "--": xl parses with getopt_long (GNU, permuting), so a name like "-h" after it is a name, not an option
+        body = 's list xl list -v -- "$2"; '
         if _FILE_NAME_OK.match(name):  # a name that cannot be one of ours has no files to read
             body += 's cfg cat "$1/$2.cfg"; s aliases cat "$1/$2.aliases"; '
         if long:
-            body += 's long xl list -l "$2"; '
+            body += 's long xl list -l -- "$2"; '
         sec = self._script(body, self._dir, name)
         running = None
         if "list" in sec and sec["list"].rc == 0:
@@ -523,32 +530,32 @@ class XenDriver(Driver):
 
     def shutdown(self, dom: DomainRef) -> None:
         """``xl shutdown -F``: ask the guest (PV control, or the ACPI button for HVM) and return."""
-        self._xl(["shutdown", "-F", dom.name], f"shutdown of domain {dom.name!r}", name=dom.name)
+        self._xl(["shutdown", "-F", "--", dom.name], f"shutdown of domain {dom.name!r}", name=dom.name)
 
     def destroy(self, dom: DomainRef) -> None:
         """``xl destroy``."""
-        self._xl(["destroy", dom.name], f"destroy of domain {dom.name!r}", name=dom.name, slow=True)
+        self._xl(["destroy", "--", dom.name], f"destroy of domain {dom.name!r}", name=dom.name, slow=True)
 
     def ex_reboot(self, dom: DomainRef) -> None:
         """``xl reboot -F``: ask the guest to reboot (not the portable ``reboot``: see ``capabilities``)."""
-        self._xl(["reboot", "-F", dom.name], f"reboot of domain {dom.name!r}", name=dom.name)
+        self._xl(["reboot", "-F", "--", dom.name], f"reboot of domain {dom.name!r}", name=dom.name)
 
     def suspend(self, dom: DomainRef) -> None:
         """``xl pause``."""
-        self._xl(["pause", dom.name], f"suspend of domain {dom.name!r}", name=dom.name)
+        self._xl(["pause", "--", dom.name], f"suspend of domain {dom.name!r}", name=dom.name)
 
     def resume(self, dom: DomainRef) -> None:
         """``xl unpause``."""
-        self._xl(["unpause", dom.name], f"resume of domain {dom.name!r}", name=dom.name)
+        self._xl(["unpause", "--", dom.name], f"resume of domain {dom.name!r}", name=dom.name)
 
     def save(self, dom: DomainRef, path: str) -> None:
         """``xl save NAME PATH`` (a path on the Xen host); the domain stops, its definition stays."""
-        self._xl(["save", dom.name, path], f"save of domain {dom.name!r} to {path!r}", name=dom.name, slow=True)
+        self._xl(["save", "--", dom.name, path], f"save of domain {dom.name!r} to {path!r}", name=dom.name, slow=True)
 
     def restore(self, path: str) -> DomainRef:
         """``xl restore PATH``; the domain that appears is the restored one."""
         before = {e.domid for e in _xl.parse_list(self._xl(["list"], "xl list"))}
-        self._xl(["restore", path], f"restore from {path!r}", slow=True)
+        self._xl(["restore", "--", path], f"restore from {path!r}", slow=True)
         fresh = [e for e in _xl.parse_list(self._xl(["list", "-v"], "xl list -v")) if e.domid not in before]
         if len(fresh) != 1 or fresh[0].uuid is None:
             raise OperationFailedError(f"restore from {path!r}: cannot tell which domain was restored")
@@ -565,7 +572,8 @@ class XenDriver(Driver):
             assert probe.spec is not None and probe.uuid is not None
             self._write_definition(attrs.evolve(probe.spec, disks=(*probe.spec.disks, disk)), probe.uuid)
             return
-        self._xl(["block-attach", dom.name, spec_string], f"attach of disk {disk.target!r} to {dom.name!r}", slow=True)
+        what = f"attach of disk {disk.target!r} to {dom.name!r}"
+        self._xl(["block-attach", "--", dom.name, spec_string], what, slow=True)
         if vdev != disk.target:
             aliases = {**probe.aliases, vdev: disk.target}
             self._t.write_file(self._alias_path(dom.name), json.dumps(aliases).encode(), mode=0o600)
@@ -581,7 +589,7 @@ class XenDriver(Driver):
                 raise InvalidArgumentError(f"domain {dom.name!r} has no disk {target!r}")
             self._write_definition(attrs.evolve(probe.spec, disks=disks), probe.uuid)
             return
-        self._xl(["block-detach", dom.name, vdev], f"detach of disk {target!r} from {dom.name!r}", slow=True)
+        self._xl(["block-detach", "--", dom.name, vdev], f"detach of disk {target!r} from {dom.name!r}", slow=True)
         if vdev in probe.aliases:
             aliases = {k: v for k, v in probe.aliases.items() if k != vdev}
             self._t.write_file(self._alias_path(dom.name), json.dumps(aliases).encode(), mode=0o600)
@@ -592,14 +600,14 @@ class XenDriver(Driver):
         """``xl vcpu-set``: the number of online vCPUs of a running domain (up to its maxvcpus)."""
         if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
             raise InvalidArgumentError(f"vCPU count must be a positive integer, got {count!r}")
-        self._xl(["vcpu-set", dom.name, str(count)], f"vcpu-set of domain {dom.name!r} to {count}", name=dom.name)
+        self._xl(["vcpu-set", "--", dom.name, str(count)], f"vcpu-set of domain {dom.name!r} to {count}", name=dom.name)
 
     def ex_set_memory(self, dom: DomainRef, memory_bytes: int) -> None:
         """``xl mem-set``: the balloon target of a running domain (up to its maxmem), rounded up to MiB."""
         if not isinstance(memory_bytes, int) or isinstance(memory_bytes, bool) or memory_bytes <= 0:
             raise InvalidArgumentError(f"memory must be a positive number of bytes, got {memory_bytes!r}")
         mib = -(-memory_bytes // MiB)
-        self._xl(["mem-set", dom.name, f"{mib}m"], f"mem-set of domain {dom.name!r} to {mib} MiB", name=dom.name)
+        self._xl(["mem-set", "--", dom.name, f"{mib}m"], f"mem-set of domain {dom.name!r} to {mib} MiB", name=dom.name)
 
     # --- inventory in bulk ----------------------------------------------------------------
 

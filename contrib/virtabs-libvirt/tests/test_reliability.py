@@ -16,11 +16,13 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import virtabs
 from virtabs import DomainSpec
 from virtabs.spi import ConnectOptions, poll_until
+from virtabs.testing.listeners import SilentListener
 
 from virtabs_libvirt._auth import CredentialCallback, CredType, redact_text
 from virtabs_libvirt.driver import LibvirtDriver, error_map
@@ -71,6 +73,19 @@ def sasl_libvirtd() -> Iterator[SessionLibvirtd]:
 
 
 # --- item 5: timeouts and Ctrl-C ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ssh"])
+def test_a_remote_uri_to_a_host_that_never_answers_times_out_naming_it(transport: str, tmp_path: Any) -> None:
+    """qemu+tcp:// and qemu+ssh:// to a TCP listener that accepts and never sends a byte (issue 21.2)."""
+    with SilentListener() as silent:
+        remote = f"qemu+{transport}://{silent.address}/system"
+        if transport == "ssh":  # libvirt runs ssh: no prompt, no host key learnt from this peer
+            remote += f"?no_tty=1&known_hosts={tmp_path / 'known_hosts'}"
+        error = outcome(lambda: virtabs.open(f"libvirt:///?uri={quote(remote, safe='')}", timeout=2))
+        assert isinstance(error, (virtabs.OperationTimeoutError, virtabs.ConnectError)), error
+        assert silent.accepted
+    assert silent.address in str(error)
 
 
 def test_a_connect_to_a_peer_that_never_answers_times_out(silent_peer: SilentPeer) -> None:

@@ -396,14 +396,23 @@ def parse_opts(
     positional: int = 0,
     aliases: dict[str, str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
-    """``--opt value`` / ``--opt=value`` options and up to ``positional`` positional arguments."""
+    """``--opt value`` / ``--opt=value`` options and up to ``positional`` positional arguments.
+
+    As IPRT's ``RTGetOpt`` (src/VBox/Runtime/common/misc/getopt.cpp), which every VBoxManage command
+    uses: an argument starting with ``-`` that names no option is an error, a valued option takes the
+    next argument as its value whatever it looks like, and ``--`` makes every later argument a
+    non-option (a machine called ``--details`` is reached as ``showvminfo --machinereadable -- --details``).
+    """
     aliases = aliases or {}
     pos: list[str] = []
     opts: dict[str, str] = {}
     i = 0
+    dash_dash = False
     while i < len(args):
         arg = args[i]
-        if arg.startswith("-") and len(arg) > 1:
+        if arg == "--" and not dash_dash:
+            dash_dash = True
+        elif arg.startswith("-") and len(arg) > 1 and not dash_dash:
             name, eq, value = arg.partition("=")
             name = aliases.get(name, name)
             if name in flags and not eq:
@@ -1076,9 +1085,14 @@ def cmd_unregistervm(st: State, args: list[str]) -> None:
         )
     st.data["machines"].remove(vm)
     if "--delete" in opts or "--delete-all" in opts:
-        # CleanupMode_DetachAllReturnHardDisksOnly + deleteConfig: the attached hard disks are deleted too
-        for att in vm["attachments"].values():
-            medium = next((m for m in st.data["media"] if m["uuid"] == att.get("medium")), None)
+        # CleanupMode_DetachAllReturnHardDisksOnly + deleteConfig (VBoxManageMisc.cpp): every hard disk the
+        # machine *and its snapshots* hold is returned by IMachine::unregister and deleted, not only the
+        # ones attached now (the simulator has no differencing images: a snapshot holds the disk itself).
+        held = [att.get("medium") for att in vm["attachments"].values()]
+        for snap in vm["snapshots"]:
+            held += [att.get("medium") for att in snap["config"]["attachments"].values()]
+        for uuid in dict.fromkeys(u for u in held if u):
+            medium = next((m for m in st.data["media"] if m["uuid"] == uuid), None)
             if medium is not None:
                 st.data["media"].remove(medium)
                 with suppress(FileNotFoundError):
@@ -1095,12 +1109,13 @@ def cmd_snapshot(st: State, args: list[str]) -> None:
     vm = st.machine(args[0], "FindMachine", "VBoxManageSnapshot.cpp")
     action, rest = args[1], args[2:]
     if action == "take":
-        pos, opts = parse_opts(rest, {"--description", "--uniquename"}, {"--live", "--pause"}, positional=1)
-        if not pos:
+        # VBoxManageSnapshot.cpp: the name is a->argv[2] as is; options are parsed from the next argument on
+        if not rest:
             syntax("Missing snapshot name")
+        _, opts = parse_opts(rest[1:], {"--description", "--uniquename"}, {"--live", "--pause"})
         snap = {
             "uuid": new_uuid(),
-            "name": pos[0],
+            "name": rest[0],
             "description": opts.get("--description", ""),
             "parent": vm.get("current_snapshot"),
             "time": now(),
@@ -1127,9 +1142,10 @@ def cmd_snapshot(st: State, args: list[str]) -> None:
                 out(f"{indent}Name: {snap['name']} (UUID: {snap['uuid']}){mark}\n")
         return
     if action in ("restore", "delete", "showvminfo"):
-        pos, _ = parse_opts(rest, set(), positional=1)
-        if not pos:
-            syntax("Missing snapshot name or UUID")
+        # FindSnapshot(Bstr(a->argv[2])): the name or UUID is taken as is, never parsed as an option
+        if len(rest) != 1:
+            syntax("Missing snapshot name or UUID" if not rest else f"Invalid parameter '{rest[1]}'")
+        pos = rest
         snap = next((s for s in vm["snapshots"] if s["uuid"] == pos[0].lower()), None) or next(
             (s for s in vm["snapshots"] if s["name"] == pos[0]), None
         )
