@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from virtabs.spi import DiskSpec, DomainSpec, InvalidArgumentError, NicSpec
+from virtabs.spi import DiskSpec, DomainSpec, InvalidArgumentError, NicSpec, quote
 
 from ._xl import XlParseError, vdev_number
 
@@ -51,6 +51,10 @@ _EXTRA_KEYS = frozenset(
 _VD_RE = re.compile(r"^vd([a-z]+)$")
 _MAC_PREFIX_OK = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# A vif is ``key=value`` pairs split at commas with no escaping (xl-network-configuration(5)): a comma in
+# a value would add a key such as ``script=``, run as root in dom0 when the interface comes up. So every
+# value written into a vif is a plain token.
+_VIF_MODEL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
 def _settings(spec: DomainSpec) -> dict[str, Any]:
@@ -121,6 +125,10 @@ def disk_spec_string(disk: DiskSpec) -> str:
         raise InvalidArgumentError(f"disk {disk.target!r}: Xen reads raw, qcow2 or vhd images, not {disk.format!r}")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in disk.path):
         raise InvalidArgumentError(f"disk {disk.target!r}: control characters in the path")
+    if disk.path.endswith(","):
+        # ``target=`` takes the rest of the string, but libxlutil's lexer strips one trailing comma from it
+        # (libxlu_disk_l.l: STRIP(',')): such a path would name another file
+        raise InvalidArgumentError(f"disk {disk.target!r}: Xen cannot read a path ending in ',' ({quote(disk.path)})")
     access = "ro" if disk.readonly else "rw"
     return f"format={disk.format}, vdev={vdev}, access={access}, target={disk.path}"
 
@@ -137,6 +145,10 @@ def vif_string(nic: NicSpec) -> str:
             raise InvalidArgumentError(f"network {nic.network!r}: a Xen vif needs a bridge name (1-15 characters)")
         parts.append(f"bridge={nic.network}")
     if nic.model not in ("virtio", "xen", "netfront", ""):
+        if not _VIF_MODEL_RE.match(nic.model):
+            raise InvalidArgumentError(
+                f"NIC model {quote(nic.model)}: a Xen vif model is one word of letters, digits, '_', '.' or '-'"
+            )
         parts.append(f"model={nic.model}")
     return ", ".join(parts)
 
