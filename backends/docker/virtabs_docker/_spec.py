@@ -20,15 +20,19 @@
 from __future__ import annotations
 
 import math
+import re
 import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from virtabs.spi import DomainSpec, NicSpec
+from virtabs.spi import DomainSpec, NicSpec, quote
 
 __all__ = ["UUID_LABEL", "SpecError", "create_arguments", "spec_from_inspect", "vcpus_of"]
 
 UUID_LABEL = "virtabs.uuid"
+# HostConfig.NetworkMode is a network's name, or "container:NAME"; Podman also reads options after a
+# colon ("bridge:ip=...,mac=..."), so nothing else may reach it.
+_NETWORK_RE = re.compile(r"(?:container:)?[A-Za-z0-9][A-Za-z0-9_.-]*")
 _KNOWN = (
     "image",
     "command",
@@ -83,12 +87,30 @@ def create_arguments(spec: DomainSpec) -> dict[str, Any]:
     if unknown:
         raise SpecError(f"domain {name!r}: unknown extra['docker'] key(s) {', '.join(unknown)} (known: {_KNOWN})")
     labels = _str_map(name, "labels", raw.get("labels"))
+    for key in labels:
+        # Podman's compat API turns the labels into "key=value" strings and splits them again at the first '='
+        if not key or "=" in key:
+            raise SpecError(f"domain {name!r}: the label name {quote(key)} cannot be empty or hold '='")
+    if UUID_LABEL in labels:
+        raise SpecError(f"domain {name!r}: the label {UUID_LABEL} is virtabs' own (set the spec's uuid instead)")
     if spec.uuid is not None:
         labels[UUID_LABEL] = spec.uuid
     volumes = _str_map(name, "volumes", raw.get("volumes"))
-    for target in volumes.values():
+    for source, target in volumes.items():
         if not target.startswith("/"):
-            raise SpecError(f"domain {name!r}: the mount point {target!r} must be absolute")
+            raise SpecError(f"domain {name!r}: the mount point {quote(target)} must be absolute")
+        # the Engine API takes a bind as one "source:target:mode" string (HostConfig.Binds): a colon in
+        # either part would move the split, e.g. make a part of the path the mode
+        for part in (source, target):
+            if ":" in part or not part:
+                raise SpecError(
+                    f"domain {name!r}: the volume {quote(part)} cannot hold ':' (a bind is source:target:mode)"
+                )
+    if spec.nics and not _NETWORK_RE.fullmatch(spec.nics[0].network):
+        raise SpecError(
+            f"domain {name!r}: network {quote(spec.nics[0].network)} is not a Docker network name "
+            "(letters, digits, '_', '.', '-'; or container:NAME)"
+        )
     host_config: dict[str, Any] = {
         "mem_limit": spec.memory_bytes,
         "nano_cpus": spec.vcpus * 10**9,
@@ -107,6 +129,10 @@ def create_arguments(spec: DomainSpec) -> dict[str, Any]:
     if entrypoint is not None:
         args["entrypoint"] = entrypoint
     env = _str_map(name, "env", raw.get("env"))
+    for key in env:
+        # the Engine API takes the environment as "NAME=value" strings: the first '=' ends the name
+        if not key or "=" in key:
+            raise SpecError(f"domain {name!r}: the environment variable name {quote(key)} cannot be empty or hold '='")
     if env:
         args["environment"] = env
     for key in ("hostname", "working_dir", "user", "stop_signal"):
