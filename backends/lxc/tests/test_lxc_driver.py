@@ -147,7 +147,7 @@ def test_define_refusals(conn: virtabs.Connection, rootfs_template: Path) -> Non
             memory_bytes=64 * MiB,
             vcpus=1,
             os_type="exe",
-            extra={"lxc": {"rootfs": str(rootfs_template), "config": {"lxc.x\nlxc.y": "1"}}},
+            extra={"lxc": {"rootfs": str(rootfs_template), "config": {"lxc.x = lxc.y": "1"}}},
         ),
     ]
     for spec in cases:

@@ -28,17 +28,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from virtabs.spi import quote
+
 __all__ = [
     "CPU_PERIOD_US",
     "ContainerConfig",
     "LxcSettings",
+    "init_command",
     "parse_config",
     "render_config",
     "settings_from_extra",
     "spec_values",
+    "split_init_command",
 ]
 
 CPU_PERIOD_US = 100_000
+IFNAMSIZ = 16
+"""Linux's interface name size, with its NUL: a bridge name has at most 15 bytes."""
 DEFAULT_INIT = ("/sbin/init",)
 #: Mounts every system container needs (liblxc's own templates set the same ones).
 BASE_KEYS: tuple[tuple[str, str], ...] = (
@@ -58,6 +64,17 @@ class ConfigError(ValueError):
 _LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f]")
 
 
+# liblxc reads a line as ``key = value``: it trims blanks (space, tab) around the value, then strips one
+# pair of matching outer quotes (' or "). A value those would change is written inside one more pair of
+# double quotes, which is exactly what liblxc strips again: the value reaches liblxc whole.
+_BLANKS = " \t"
+_QUOTES = "'\""
+
+
+def _needs_quotes(value: str) -> bool:
+    return value != value.strip(_BLANKS) or (len(value) > 1 and value[0] in _QUOTES and value[-1] == value[0])
+
+
 def _one_line(key: str, value: str) -> str:
     for what, text in (("key", key), ("value", value)):
         found = _LINE_BREAKING.search(text)
@@ -66,7 +83,35 @@ def _one_line(key: str, value: str) -> str:
                 f"the {what} of {key[:80]!r} holds control character {found.group()!r}: an LXC configuration "
                 "line cannot hold it"
             )
-    return f"{key} = {value}"
+    return f'{key} = "{value}"' if _needs_quotes(value) else f"{key} = {value}"
+
+
+def _value(text: str) -> str:
+    """A value as liblxc reads it: blanks trimmed, then one pair of matching outer quotes removed."""
+    text = text.strip(_BLANKS)
+    if len(text) > 1 and text[0] in _QUOTES and text[-1] == text[0]:
+        return text[1:-1]
+    return text
+
+
+def init_command(args: Sequence[str]) -> str:
+    """The ``lxc.init.cmd`` value of ``args``.
+
+    liblxc splits it at spaces, with no quoting at all (``split_init_cmd``: ``'a b'`` is the two arguments
+    ``'a`` and ``b'``), so an argument that is empty or holds a space cannot be written and is refused.
+    """
+    for arg in args:
+        if not arg or " " in arg:
+            raise ConfigError(
+                f"init argument {quote(arg)}: liblxc splits lxc.init.cmd at spaces with no quoting, so an "
+                "argument cannot be empty or hold a space (wrap the command in a script inside the container)"
+            )
+    return " ".join(args)
+
+
+def split_init_command(value: str) -> list[str]:
+    """The arguments liblxc runs for an ``lxc.init.cmd`` value (split at spaces, empty parts skipped)."""
+    return [part for part in value.split(" ") if part]
 
 
 @dataclass(frozen=True)
@@ -143,7 +188,7 @@ def render_config(
     keys: list[tuple[str, str]] = [("lxc.uts.name", name)]
     if rootfs is not None:
         keys.append(("lxc.rootfs.path", f"dir:{rootfs}"))
-    keys.append(("lxc.init.cmd", shlex.join(settings.init)))
+    keys.append(("lxc.init.cmd", init_command(settings.init)))
     keys.extend(BASE_KEYS)
     quota = vcpus * CPU_PERIOD_US
     if cgroup_v2:
@@ -156,6 +201,9 @@ def render_config(
     if not nics:
         keys.append(("lxc.net.0.type", "empty"))
     for index, (bridge, mac) in enumerate(nics):
+        if len(bridge.encode()) > IFNAMSIZ - 1 and not _LINE_BREAKING.search(bridge):  # that one: below
+            # liblxc cuts lxc.net.N.link to an interface name's size: the container would join another bridge
+            raise ConfigError(f"network {quote(bridge)}: a bridge name is at most {IFNAMSIZ - 1} bytes")
         keys += [(f"lxc.net.{index}.type", "veth"), (f"lxc.net.{index}.link", bridge)]
         keys.append((f"lxc.net.{index}.flags", "up"))
         if mac:
@@ -209,12 +257,12 @@ def _index(key: str) -> bool:
 def parse_config(text: str) -> ContainerConfig:
     """Parse an LXC configuration file (``key = value`` lines, ``#`` comments)."""
     config = ContainerConfig()
-    for raw in text.splitlines():
-        line = raw.strip()
+    for raw in text.split("\n"):  # liblxc ends a line at \n only (not at U+2028, U+0085 ...)
+        line = raw.strip(_BLANKS + "\r")
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, value = line.split("=", 1)
-        config.items.append((key.strip(), value.strip()))
+        config.items.append((key.strip(_BLANKS), _value(value)))
     return config
 
 

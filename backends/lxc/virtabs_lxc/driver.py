@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import platform
-import shlex
 import socket
 import subprocess
 import tempfile
@@ -67,6 +66,7 @@ from ._config import (
     render_config,
     settings_from_extra,
     spec_values,
+    split_init_command,
 )
 from ._snapshots import SnapshotError, SnapshotRecord, SnapshotStore
 
@@ -310,7 +310,7 @@ class LxcDriver(Driver):
             lxc_extra["rootfs"] = config.rootfs
         init = config.get("lxc.init.cmd")
         if init:
-            lxc_extra["init"] = shlex.split(init)
+            lxc_extra["init"] = split_init_command(init)
         passthrough: dict[str, Any] = {}
         for key, value in config.items:
             if key in _MANAGED_KEYS or key.startswith(_MANAGED_PREFIXES):
@@ -408,15 +408,16 @@ class LxcDriver(Driver):
                 raise OperationFailedError(f"domain {name!r} already exists in lxcpath {self.lxcpath!r}")
             if any(ref.uuid == domain_uuid for ref in self.list_domains()):
                 raise OperationFailedError(f"domain {name!r}: UUID {domain_uuid} is already used")
-            text = render_config(
-                name=name,
-                rootfs=settings.rootfs,
-                settings=settings,
-                memory_bytes=spec.memory_bytes,
-                vcpus=spec.vcpus,
-                nics=[(nic.network, nic.mac) for nic in spec.nics],
-                cgroup_v2=self._cgroup_v2,
-            )
+            with _errors(f"definition of domain {name!r}"):
+                text = render_config(
+                    name=name,
+                    rootfs=settings.rootfs,
+                    settings=settings,
+                    memory_bytes=spec.memory_bytes,
+                    vcpus=spec.vcpus,
+                    nics=[(nic.network, nic.mac) for nic in spec.nics],
+                    cgroup_v2=self._cgroup_v2,
+                )
             meta: dict[str, Any] = {"uuid": domain_uuid, "rootfs_owned": settings.rootfs is None}
             if settings.template is not None:
                 meta["template"] = settings.template
