@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from virtabs.spi import DomainState, InvalidArgumentError
+from virtabs.spi import DomainState, InvalidArgumentError, quote
 
 __all__ = [
     "CONTROLLER_BUS",
@@ -68,8 +68,11 @@ def datastore_path(path: str) -> tuple[str, str]:
             raise InvalidArgumentError(f"{path!r} names no datastore")
     else:
         raise InvalidArgumentError(
-            f"{path!r} is not on a datastore: VMware disks live at /vmfs/volumes/<datastore>/<dir>/<file>.vmdk"
+            f"{quote(path)} is not on a datastore: VMware disks live at /vmfs/volumes/<datastore>/<dir>/<file>.vmdk"
         )
+    if "[" in ds or "]" in ds:
+        # "[ds] dir/file" has no escaping: "a] [b" would make the datastore path "[a] [b] ..." (datastore "a")
+        raise InvalidArgumentError(f"{quote(path)}: a datastore name with '[' or ']' cannot be written as [datastore]")
     return ds, f"[{ds}] {rest}" if rest else f"[{ds}]"
 
 
