@@ -129,44 +129,46 @@ def settings_from_extra(name: str, extra: Mapping[str, Any]) -> LxcSettings:
     """Check ``extra["lxc"]`` of domain ``name``; ConfigError names what is wrong."""
     raw = extra.get("lxc", {})
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"domain {name!r}: extra['lxc'] must be a mapping")
+        raise ConfigError(f"domain {quote(name)}: extra['lxc'] must be a mapping")
     known = {"rootfs", "template", "template_args", "init", "config"}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigError(f"domain {name!r}: unknown extra['lxc'] key(s) {', '.join(unknown)} (known: {sorted(known)})")
+        raise ConfigError(
+            f"domain {quote(name)}: unknown extra['lxc'] key(s) {', '.join(unknown)} (known: {sorted(known)})"
+        )
     rootfs, template = raw.get("rootfs"), raw.get("template")
     if (rootfs is None) == (template is None):
         raise ConfigError(
-            f"domain {name!r}: give exactly one of extra['lxc']['rootfs'] (an existing root file system) "
+            f"domain {quote(name)}: give exactly one of extra['lxc']['rootfs'] (an existing root file system) "
             "or extra['lxc']['template'] (an LXC template such as 'busybox')"
         )
     if rootfs is not None and (not isinstance(rootfs, str) or not rootfs.startswith("/")):
-        raise ConfigError(f"domain {name!r}: extra['lxc']['rootfs'] must be an absolute path, got {rootfs!r}")
+        raise ConfigError(f"domain {quote(name)}: extra['lxc']['rootfs'] must be an absolute path, got {quote(rootfs)}")
     init = raw.get("init", DEFAULT_INIT)
     if isinstance(init, str):
         init = shlex.split(init)
     if not init or not all(isinstance(a, str) and a for a in init):
-        raise ConfigError(f"domain {name!r}: extra['lxc']['init'] must be a non-empty command")
+        raise ConfigError(f"domain {quote(name)}: extra['lxc']['init'] must be a non-empty command")
     args = raw.get("template_args", ())
     if isinstance(args, str) or not all(isinstance(a, str) for a in args):
-        raise ConfigError(f"domain {name!r}: extra['lxc']['template_args'] must be a list of strings")
+        raise ConfigError(f"domain {quote(name)}: extra['lxc']['template_args'] must be a list of strings")
     config = _config_items(name, raw.get("config", {}))
     return LxcSettings(rootfs=rootfs, template=template, template_args=tuple(args), init=tuple(init), config=config)
 
 
 def _config_items(name: str, config: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(config, Mapping):
-        raise ConfigError(f"domain {name!r}: extra['lxc']['config'] must be a mapping of lxc.* keys")
+        raise ConfigError(f"domain {quote(name)}: extra['lxc']['config'] must be a mapping of lxc.* keys")
     items: list[tuple[str, str]] = []
     for key, value in config.items():
         values = value if isinstance(value, list | tuple) else [value]
         bad_key = not isinstance(key, str) or not key.startswith("lxc.") or any(c in key for c in " =")
         if bad_key or _LINE_BREAKING.search(key):
-            raise ConfigError(f"domain {name!r}: invalid LXC configuration key {key!r}")
+            raise ConfigError(f"domain {quote(name)}: invalid LXC configuration key {quote(key)}")
         for v in values:
             text = str(v)
             if _LINE_BREAKING.search(text):
-                raise ConfigError(f"domain {name!r}: the value of {key} contains a control character")
+                raise ConfigError(f"domain {quote(name)}: the value of {key} contains a control character")
             items.append((key, text))
     return tuple(items)
 

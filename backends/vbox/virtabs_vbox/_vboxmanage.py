@@ -16,6 +16,7 @@ from virtabs.spi import (
     OperationFailedError,
     OperationInvalidError,
     VirtabsError,
+    quote,
 )
 
 from ._parse import Medium, VmInfo, parse_colon_blocks, parse_list_vms, parse_vminfo
@@ -111,7 +112,7 @@ class VBoxManage:
 
     def machine(self, key: str) -> VmInfo:
         """``showvminfo <key> --machinereadable``; NoDomainError when there is no such machine."""
-        return parse_vminfo(self("showvminfo", key, "--machinereadable", what=f"domain {key!r}"))
+        return parse_vminfo(self("showvminfo", key, "--machinereadable", what=f"domain {quote(key)}"))
 
     def batch(self, uuids: Sequence[str] | None, *, media: bool) -> Batch:
         """One host call: every machine (``uuids`` None) or the given ones, and the media registry."""

@@ -113,7 +113,7 @@ def domain_xml(spec: DomainSpec, domain_type: str, *, arch: str | None = None) -
     extra: dict[str, Any] = dict(spec.extra.get("libvirt", {}) or {})
     for key in ("domain_type", "arch", "machine"):
         if extra.get(key):
-            extra[key] = _token(extra[key], f"domain {spec.name!r}: extra['libvirt'][{key!r}]")
+            extra[key] = _token(extra[key], f"domain {quote(spec.name)}: extra['libvirt'][{quote(key)}]")
     root = ET.Element("domain", type=str(extra.get("domain_type", domain_type)))
     ET.SubElement(root, "name").text = spec.name
     if spec.uuid:
