@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from . import _rules
 from ._capabilities import Capability
-from ._errors import InvalidArgumentError, OperationFailedError, OperationInvalidError
+from ._errors import InvalidArgumentError, OperationFailedError, OperationInvalidError, quote
 from ._flags import (
     BlockCommitFlags,
     BlockCopyFlags,
@@ -109,7 +109,7 @@ class BlockJobMethods:
         bw = _rules.bandwidth_bytes(bandwidth, True)
         if format is not None and format not in DISK_FORMATS:
             raise InvalidArgumentError(
-                f"unknown destination format {format!r} (known: {', '.join(sorted(DISK_FORMATS))})"
+                f"unknown destination format {quote(format)} (known: {', '.join(sorted(DISK_FORMATS))})"
             )
         _check_copy_tuning(granularity, buf_size)
         _rules.require_text(dest, "destination")
@@ -138,7 +138,7 @@ class BlockJobMethods:
         """Merge ``top`` (default: the active layer, which needs ``ACTIVE``) down into ``base`` (default: the deepest)."""
         f = _rules.flags(BlockCommitFlags, flags)
         bw = _rules.bandwidth_bytes(bandwidth, bool(f & BlockCommitFlags.BANDWIDTH_BYTES))
-        what = self._what(f"block commit on disk {disk!r}")
+        what = self._what(f"block commit on disk {quote(disk)}")
         op = OPERATIONS["block_commit"]
         info = self._resolve_disk(op, disk, what)
         request = _commit_request(info, base, top, f, bw, what)
@@ -147,7 +147,7 @@ class BlockJobMethods:
         return BlockJob(self, info.target, BlockJobType.ACTIVE_COMMIT if request.active else BlockJobType.COMMIT)
 
     def _start_pull(self, disk: str, base: str | None, bandwidth_bytes: int) -> BlockJob:
-        what = self._what(f"block pull on disk {disk!r}")
+        what = self._what(f"block pull on disk {quote(disk)}")
         op = OPERATIONS["block_pull"]
         info = self._resolve_disk(op, disk, what)
         if base is not None:
@@ -158,7 +158,7 @@ class BlockJobMethods:
         return BlockJob(self, info.target, BlockJobType.PULL)
 
     def _start_copy(self, disk: str, request: BlockCopyRequest) -> BlockJob:
-        what = self._what(f"block copy of disk {disk!r}")
+        what = self._what(f"block copy of disk {quote(disk)}")
         op = OPERATIONS["block_copy"]
         extra = _rules.copy_capabilities(request)
         self._conn._gate.check(op, what, extra=extra)
@@ -181,12 +181,12 @@ class BlockJobMethods:
             # target proves the disk exists. Otherwise (no job, or the driver knows no such
             # target) the disk is resolved as below, so an unknown disk gets the core's error.
             with contextlib.suppress(InvalidArgumentError):
-                job = gate.read(op, lambda: self._what(f"block job query on disk {disk!r}"),
+                job = gate.read(op, lambda: self._what(f"block job query on disk {quote(disk)}"),
                                 gate.driver.block_job_info, self._ref, disk)  # fmt: skip
                 if job is not None:
                     return _rules.never_done_before_ready(job)
                 asked = True
-        what = self._what(f"block job query on disk {disk!r}")
+        what = self._what(f"block job query on disk {quote(disk)}")
         info = self._resolve_disk(op, disk, what)
         if asked and info.target == disk:
             return None
@@ -201,7 +201,7 @@ class BlockJobMethods:
         """
         f = _rules.flags(BlockJobAbortFlags, flags)
         pivot = bool(f & BlockJobAbortFlags.PIVOT)
-        what = self._what(f"block job {'pivot' if pivot else 'abort'} on disk {disk!r}")
+        what = self._what(f"block job {'pivot' if pivot else 'abort'} on disk {quote(disk)}")
         op = OPERATIONS["block_job_abort"]
         if pivot:
             # Which capability a pivot needs depends on the job; with neither, refuse before any host call.
@@ -228,7 +228,7 @@ class BlockJobMethods:
         """Change the bandwidth of the job on ``disk`` (MiB/s unless BANDWIDTH_BYTES; 0 = unlimited)."""
         f = _rules.flags(BlockJobSetSpeedFlags, flags)
         bw = _rules.bandwidth_bytes(bandwidth, bool(f & BlockJobSetSpeedFlags.BANDWIDTH_BYTES))
-        what = self._what(f"block job speed on disk {disk!r}")
+        what = self._what(f"block job speed on disk {quote(disk)}")
         op = OPERATIONS["block_job_set_speed"]
         info = self._resolve_disk(op, disk, what)
         with self._conn._gate(op, what, dom=self._ref, disk=info.target) as call:
@@ -239,9 +239,11 @@ def _check_copy_tuning(granularity: int | None, buf_size: int | None) -> None:
     if granularity is not None and (
         not _rules.is_int(granularity) or granularity < 512 or granularity > 64 * MiB or granularity & (granularity - 1)
     ):
-        raise InvalidArgumentError(f"granularity must be a power of two between 512 and 64 MiB, got {granularity!r}")
+        raise InvalidArgumentError(
+            f"granularity must be a power of two between 512 and 64 MiB, got {quote(granularity)}"
+        )
     if buf_size is not None and (not _rules.is_int(buf_size) or buf_size <= 0):
-        raise InvalidArgumentError(f"buf_size must be a positive number of bytes, got {buf_size!r}")
+        raise InvalidArgumentError(f"buf_size must be a positive number of bytes, got {quote(buf_size)}")
 
 
 def _commit_request(
@@ -249,23 +251,23 @@ def _commit_request(
 ) -> BlockCommitRequest:
     chain = (info.path, *info.backing_chain)
     if len(chain) < 2:
-        raise InvalidArgumentError(f"{what}: disk {info.target!r} has no backing image to commit into")
+        raise InvalidArgumentError(f"{what}: disk {quote(info.target)} has no backing image to commit into")
     top_index = 0 if top in (None, info.path) else _rules.chain_index(chain, top, "top", what)
     active = top_index == 0
     if active and not f & BlockCommitFlags.ACTIVE:
         raise InvalidArgumentError(
-            f"{what}: commit of the active layer of disk {info.target!r} requires the ACTIVE flag"
+            f"{what}: commit of the active layer of disk {quote(info.target)} requires the ACTIVE flag"
         )
     if not active and f & BlockCommitFlags.ACTIVE:
         raise InvalidArgumentError(f"{what}: the ACTIVE flag requires top to be the active layer")
     if top_index >= len(chain) - 1:
-        raise InvalidArgumentError(f"{what}: top {top!r} has no backing image below it")
+        raise InvalidArgumentError(f"{what}: top {quote(top)} has no backing image below it")
     if base is None:
         base_index = top_index + 1 if f & BlockCommitFlags.SHALLOW else len(chain) - 1
     else:
         base_index = _rules.chain_index(chain, base, "base", what)
         if base_index <= top_index:
-            raise InvalidArgumentError(f"{what}: base {base!r} is not below top in the backing chain")
+            raise InvalidArgumentError(f"{what}: base {quote(base)} is not below top in the backing chain")
         if f & BlockCommitFlags.SHALLOW and base_index != top_index + 1:
             raise InvalidArgumentError(f"{what}: SHALLOW requires base directly below top")
     return BlockCommitRequest(
@@ -347,7 +349,7 @@ class BlockJob:
                     failures.append(event)
 
             sub = conn.subscribe(on_event, domain=self.domain)
-        where = f"block job on disk {self.disk!r} of domain {self.domain.name!r}"
+        where = f"block job on disk {quote(self.disk)} of domain {quote(self.domain.name)}"
         last: list[BlockJobInfo] = []
         ended = object()
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import attrs
 
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, quote
 
 __all__ = ["Capabilities", "Capability"]
 
@@ -73,7 +73,7 @@ class Capability(enum.StrEnum):
             return cls(name)
         except ValueError:
             known = ", ".join(c.value for c in cls)
-            raise InvalidArgumentError(f"unknown capability {name!r}; known capabilities: {known}") from None
+            raise InvalidArgumentError(f"unknown capability {quote(name)}; known capabilities: {known}") from None
 
 
 BLOCK_JOB_CAPABILITIES = frozenset({Capability.BLOCK_PULL, Capability.BLOCK_COPY, Capability.BLOCK_COMMIT})
@@ -112,7 +112,7 @@ class Capabilities:
         for cap in self.supported:
             parent = _parent(cap)
             if parent is not None and parent not in self.supported:
-                raise InvalidArgumentError(f"capability {cap.value!r} declared without {parent.value!r}")
+                raise InvalidArgumentError(f"capability {quote(cap.value)} declared without {quote(parent.value)}")
 
     @classmethod
     def of(cls, *names: Capability | str, notes: Mapping[Capability | str, str] | None = None) -> Capabilities:

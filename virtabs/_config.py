@@ -29,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, quote
 from ._uri import URI
 
 __all__ = ["Config", "Credentials", "load_config"]
@@ -104,7 +104,7 @@ def load_config(path: Path | None = None) -> Config:
     creds: dict[str, Credentials] = {}
     for key, entry in (data.get("credentials") or {}).items():
         if not isinstance(entry, dict):
-            raise InvalidArgumentError(f"config file {path}: [credentials.{key!r}] must be a table")
+            raise InvalidArgumentError(f"config file {path}: [credentials.{quote(key)}] must be a table")
         creds[key] = Credentials(username=entry.get("username"), password=entry.get("password"))
     default = data.get("default_uri")
     if default is not None and not isinstance(default, str):

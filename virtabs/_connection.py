@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from . import _rules
 from ._capabilities import Capabilities, Capability
 from ._config import Config, Credentials, coerce_credentials, credentials_from_env, default_uri, load_config
-from ._errors import ConnectError, InternalError, InvalidArgumentError
+from ._errors import ConnectError, InternalError, InvalidArgumentError, quote
 from ._gate import Gate, Redactor, translating
 from ._models import DomainRecord, DomainSpec, Event, HostInfo
 from ._registry import load_driver_class
@@ -60,7 +60,7 @@ def driver_class_for(parsed: URI) -> type[Driver]:
     """The driver class registered for the URI's scheme (imports it, connects nothing)."""
     driver_class = load_driver_class(parsed.driver)
     if not (isinstance(driver_class, type) and issubclass(driver_class, Driver)):
-        raise InternalError(f"the entry point for {parsed.driver!r} is not a virtabs.spi.Driver subclass")
+        raise InternalError(f"the entry point for {quote(parsed.driver)} is not a virtabs.spi.Driver subclass")
     return driver_class
 
 
@@ -248,7 +248,7 @@ class Connection:
         from ._domain import Domain
 
         _rules.require_text(name_or_uuid, "domain name or UUID")
-        with self._gate(OPERATIONS["lookup_domain"], f"lookup of domain {name_or_uuid!r}") as call:
+        with self._gate(OPERATIONS["lookup_domain"], f"lookup of domain {quote(name_or_uuid)}") as call:
             ref = call.driver.lookup_domain(name_or_uuid)
         return Domain(self, ref)
 
@@ -261,8 +261,8 @@ class Connection:
         if not isinstance(spec, DomainSpec):
             raise InvalidArgumentError("define_domain needs a DomainSpec")
         for disk in spec.disks:
-            _rules.require_host_path(disk.path, f"path of disk {disk.target!r}")
-        with self._gate(OPERATIONS["define_domain"], f"define of domain {spec.name!r}") as call:
+            _rules.require_host_path(disk.path, f"path of disk {quote(disk.target)}")
+        with self._gate(OPERATIONS["define_domain"], f"define of domain {quote(spec.name)}") as call:
             ref = call.driver.define_domain(spec)
         return Domain(self, ref)
 
@@ -271,7 +271,7 @@ class Connection:
         from ._domain import Domain
 
         path = _rules.require_host_path(os.fspath(path), "saved domain file")
-        with self._gate(OPERATIONS["restore"], f"restore from {path!r}") as call:
+        with self._gate(OPERATIONS["restore"], f"restore from {quote(path)}") as call:
             ref = call.driver.restore(path)
         return Domain(self, ref)
 
@@ -288,7 +288,7 @@ class Connection:
         from ._storage import StoragePool
 
         _rules.require_lookup_name(name, "pool name")
-        with self._gate(OPERATIONS["lookup_storage_pool"], f"lookup of pool {name!r}") as call:
+        with self._gate(OPERATIONS["lookup_storage_pool"], f"lookup of pool {quote(name)}") as call:
             info = call.driver.lookup_storage_pool(name)
         return StoragePool(self, info)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from . import _rules
 from ._blockjob import BlockJobMethods
 from ._capabilities import Capability
-from ._errors import InvalidArgumentError, OperationTimeoutError
+from ._errors import InvalidArgumentError, OperationTimeoutError, quote
 from ._flags import DomainState
 from ._models import DiskInfo, DiskSpec, DomainInfo, DomainRef, DomainSpec, NicInfo, Snapshot
 from .spi import OPERATIONS, poll_until
@@ -58,7 +58,7 @@ class Domain(BlockJobMethods):
         return hash((id(self._conn), self._ref))
 
     def _what(self, action: str) -> str:
-        return f"{action} of domain {self.name!r}"
+        return f"{action} of domain {quote(self.name)}"
 
     # --- reads ----------------------------------------------------------------
 
@@ -108,7 +108,7 @@ class Domain(BlockJobMethods):
         """
         timeout = _rules.require_timeout(timeout)
         if on_timeout not in ("raise", "destroy"):
-            raise InvalidArgumentError(f"on_timeout must be 'raise' or 'destroy', got {on_timeout!r}")
+            raise InvalidArgumentError(f"on_timeout must be 'raise' or 'destroy', got {quote(on_timeout)}")
         what = self._what("shutdown")
         with self._conn._gate(OPERATIONS["shutdown"], what, dom=self._ref) as call:
             call.driver.shutdown(self._ref)
@@ -118,7 +118,7 @@ class Domain(BlockJobMethods):
             poll_until(
                 lambda: not self.state().is_active,
                 timeout=timeout,
-                what=f"{what}: domain {self.name!r} not shut off",
+                what=f"{what}: domain {quote(self.name)} not shut off",
                 interval=0.05,
             )
         except OperationTimeoutError:
@@ -162,7 +162,7 @@ class Domain(BlockJobMethods):
     def create_snapshot(self, name: str) -> Snapshot:
         """Take a snapshot called ``name``; refused while a block copy runs."""
         _rules.require_name(name, "snapshot name")
-        what = self._what(f"snapshot {name!r}")
+        what = self._what(f"snapshot {quote(name)}")
         with self._conn._gate(OPERATIONS["create_snapshot"], what, dom=self._ref) as call:
             return call.driver.create_snapshot(self._ref, name)
 
@@ -174,14 +174,14 @@ class Domain(BlockJobMethods):
     def revert_to_snapshot(self, name: str) -> None:
         """Go back to snapshot ``name``; refused while a block copy runs."""
         _rules.require_lookup_name(name, "snapshot name")
-        what = self._what(f"revert to snapshot {name!r}")
+        what = self._what(f"revert to snapshot {quote(name)}")
         with self._conn._gate(OPERATIONS["revert_to_snapshot"], what, dom=self._ref) as call:
             call.driver.revert_to_snapshot(self._ref, name)
 
     def delete_snapshot(self, name: str) -> None:
         """Delete snapshot ``name``."""
         _rules.require_lookup_name(name, "snapshot name")
-        what = self._what(f"delete of snapshot {name!r}")
+        what = self._what(f"delete of snapshot {quote(name)}")
         with self._conn._gate(OPERATIONS["delete_snapshot"], what) as call:
             call.driver.delete_snapshot(self._ref, name)
 
@@ -191,18 +191,18 @@ class Domain(BlockJobMethods):
         """Attach a disk (hot-plug when running)."""
         if not isinstance(disk, DiskSpec):
             raise InvalidArgumentError("attach_disk needs a DiskSpec")
-        _rules.require_host_path(disk.path, f"path of disk {disk.target!r}")
-        what = self._what(f"attach of disk {disk.target!r}")
+        _rules.require_host_path(disk.path, f"path of disk {quote(disk.target)}")
+        what = self._what(f"attach of disk {quote(disk.target)}")
         op = OPERATIONS["attach_disk"]
         self._conn._gate.check(op, what)
         if any(d.target == disk.target for d in self.disks()):
-            raise InvalidArgumentError(f"{what}: target {disk.target!r} is already in use")
+            raise InvalidArgumentError(f"{what}: target {quote(disk.target)} is already in use")
         with self._conn._gate(op, what) as call:
             call.driver.attach_disk(self._ref, disk)
 
     def detach_disk(self, target: str) -> None:
         """Detach the disk ``target``; refused while that disk is in a block copy."""
-        what = self._what(f"detach of disk {target!r}")
+        what = self._what(f"detach of disk {quote(target)}")
         op = OPERATIONS["detach_disk"]
         self._conn._gate.check(op, what)
         info = _rules.find_disk(self.disks(), target, what, self.name)

@@ -166,10 +166,10 @@ class DiskSpec:
             raise InvalidArgumentError(f"invalid disk target {quote(self.target)}: expected a name like 'vda' or 'sdb'")
         if not isinstance(self.path, str) or not self.path:
             raise InvalidArgumentError(f"disk {quote(self.target)} needs a path (a string), got {quote(self.path)}")
-        refuse_control_characters(self.path, f"path of disk {self.target!r}")
+        refuse_control_characters(self.path, f"path of disk {quote(self.target)}")
         if not isinstance(self.readonly, bool):
             raise InvalidArgumentError(
-                f"disk {quote(self.target)}: readonly must be true or false, got {self.readonly!r}"
+                f"disk {quote(self.target)}: readonly must be true or false, got {quote(self.readonly)}"
             )
         if self.format not in DISK_FORMATS:
             raise InvalidArgumentError(
@@ -244,12 +244,12 @@ class DomainSpec:
         targets = [d.target for d in self.disks]
         dupes = sorted({t for t in targets if targets.count(t) > 1})
         if dupes:
-            raise InvalidArgumentError(f"domain {self.name!r}: disk target {dupes[0]!r} is used twice")
+            raise InvalidArgumentError(f"domain {quote(self.name)}: disk target {quote(dupes[0])} is used twice")
         if not isinstance(self.extra, Mapping):
-            raise InvalidArgumentError(f"domain {self.name!r}: extra must be a mapping")
-        _refuse_control_in_extra(self.extra, f"extra of domain {self.name!r}")
+            raise InvalidArgumentError(f"domain {quote(self.name)}: extra must be a mapping")
+        _refuse_control_in_extra(self.extra, f"extra of domain {quote(self.name)}")
         if self.os_type not in ("hvm", "xen", "exe", "linux"):
-            raise InvalidArgumentError(f"domain {self.name!r}: unknown os_type {quote(self.os_type)}")
+            raise InvalidArgumentError(f"domain {quote(self.name)}: unknown os_type {quote(self.os_type)}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DomainSpec:

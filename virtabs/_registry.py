@@ -17,7 +17,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._errors import DriverNotFoundError, DriverUnavailableError, InternalError
+from ._errors import DriverNotFoundError, DriverUnavailableError, InternalError, quote
 
 if TYPE_CHECKING:
     from ._registry_scan import DriverEntry, Scan
@@ -81,10 +81,12 @@ def _check_single(name: str, entries: list[DriverEntry]) -> None:
     dists = {e.distribution for e in entries}
     if len(entries) > 1 and len(dists) > 1:
         claims = ", ".join(f"{e.distribution} ({e.target})" for e in entries)
-        raise InternalError(f"URI scheme {name!r} is claimed by several distributions: {claims}; uninstall all but one")
+        raise InternalError(
+            f"URI scheme {quote(name)} is claimed by several distributions: {claims}; uninstall all but one"
+        )
     if len(entries) > 1:
         targets = ", ".join(e.target for e in entries)
-        raise InternalError(f"URI scheme {name!r} is registered twice ({targets})")
+        raise InternalError(f"URI scheme {quote(name)} is registered twice ({targets})")
 
 
 KNOWN_BACKENDS: dict[str, tuple[str, str]] = {
@@ -129,7 +131,7 @@ def load_driver_class(name: str) -> type:
             detail = f"the {name} driver is not installed; {hint}"
         else:
             detail = (
-                f"no driver for URI scheme {name!r}; a third-party driver registers itself under the "
+                f"no driver for URI scheme {quote(name)}; a third-party driver registers itself under the "
                 f"entry-point group {GROUP} (docs/writing-a-driver.md)"
             )
         raise DriverNotFoundError(f"{detail}; installed drivers: {installed}")
@@ -149,11 +151,11 @@ def load_driver_class(name: str) -> type:
         dist = entries[0].distribution
         hint = install_hint(name) or (f"reinstall {dist} with its dependencies" if dist else "reinstall the driver")
         raise DriverUnavailableError(
-            f"driver {name!r} is installed but cannot load: missing module {missing!r}; {hint}"
+            f"driver {quote(name)} is installed but cannot load: missing module {quote(missing)}; {hint}"
         ) from exc
     driver_class = manager.driver
     if not isinstance(driver_class, type):
-        raise InternalError(f"the entry point of driver {name!r} ({entries[0].target}) is not a class")
+        raise InternalError(f"the entry point of driver {quote(name)} ({entries[0].target}) is not a class")
     return driver_class
 
 
@@ -167,11 +169,11 @@ def _load_embedded(name: str, target: str) -> type:
     except ImportError as exc:
         missing = getattr(exc, "name", None) or str(exc)
         raise DriverUnavailableError(
-            f"driver {name!r} is part of virtabs but cannot load: missing module {missing!r}; reinstall virtabs"
+            f"driver {quote(name)} is part of virtabs but cannot load: missing module {quote(missing)}; reinstall virtabs"
         ) from exc
     driver_class = getattr(module, attribute, None)
     if not isinstance(driver_class, type):
-        raise InternalError(f"the embedded driver {name!r} ({target}) is not a class")
+        raise InternalError(f"the embedded driver {quote(name)} ({target}) is not a class")
     return driver_class
 
 

@@ -193,7 +193,7 @@ def find_disk(disks: list[DiskInfo], disk: str, what: str, domain: str) -> DiskI
     for info in disks:
         if disk in (info.target, info.path):
             return info
-    raise InvalidArgumentError(f"{what}: domain {domain!r} has no disk {disk!r}")
+    raise InvalidArgumentError(f"{what}: domain {quote(domain)} has no disk {quote(disk)}")
 
 
 def evolve(inst: T, **changes: Any) -> T:
@@ -211,15 +211,15 @@ def check_state(op: Operation, state: DomainState, what: str, domain: str) -> No
         return
     if rule is StateRule.INACTIVE and state.is_active:
         tail = "destroy it first" if op.method == "undefine" else "it must be shut off"
-        raise OperationInvalidError(f"{what}: domain {domain!r} is already running ({tail})")
+        raise OperationInvalidError(f"{what}: domain {quote(domain)} is already running ({tail})")
     if rule is StateRule.ACTIVE_OR_CRASHED and not (state.is_active or state == DomainState.CRASHED):
-        raise OperationInvalidError(f"{what}: domain {domain!r} is not running")
+        raise OperationInvalidError(f"{what}: domain {quote(domain)} is not running")
     if rule in (StateRule.ACTIVE, StateRule.RUNNING) and not state.is_active:
-        raise OperationInvalidError(f"{what}: domain {domain!r} is not running")
+        raise OperationInvalidError(f"{what}: domain {quote(domain)} is not running")
     if rule is StateRule.RUNNING and state == DomainState.PAUSED:
-        raise OperationInvalidError(f"{what}: domain {domain!r} is already paused")
+        raise OperationInvalidError(f"{what}: domain {quote(domain)} is already paused")
     if rule is StateRule.PAUSED and state != DomainState.PAUSED:
-        raise OperationInvalidError(f"{what}: domain {domain!r} is not paused")
+        raise OperationInvalidError(f"{what}: domain {quote(domain)} is not paused")
 
 
 def check_jobs(op: Operation, status: DomainStatus, disk: str | None, what: str) -> BlockJobInfo | None:
@@ -233,17 +233,19 @@ def check_jobs(op: Operation, status: DomainStatus, disk: str | None, what: str)
                 continue
             if running.type == BlockJobType.COPY:
                 raise BlockCopyActiveError(
-                    f"{what}: disk {running.disk!r} is in an active block copy job; "
+                    f"{what}: disk {quote(running.disk)} is in an active block copy job; "
                     "pivot or abort it first (block_job_abort)"
                 )
-            raise OperationInvalidError(f"{what}: disk {running.disk!r} has an active block job")
+            raise OperationInvalidError(f"{what}: disk {quote(running.disk)} has an active block job")
         return None
     assert disk is not None, f"{op.method}: the gate needs the disk for {rule}"
     job = status.job_on(disk)
     if rule is JobRule.NO_JOB_ON_DISK and job is not None:
-        raise BlockCopyActiveError(f"{what}: disk {disk!r} already has an active block job ({job.type.name.lower()})")
+        raise BlockCopyActiveError(
+            f"{what}: disk {quote(disk)} already has an active block job ({job.type.name.lower()})"
+        )
     if rule is JobRule.JOB_ON_DISK and job is None:
-        raise OperationInvalidError(f"{what}: disk {disk!r} has no active block job")
+        raise OperationInvalidError(f"{what}: disk {quote(disk)} has no active block job")
     return job
 
 
@@ -306,7 +308,7 @@ def settle_copy_request(request: BlockCopyRequest, disk: DiskInfo, what: str) ->
         request = evolve(request, shallow=False)  # libvirt: SHALLOW is a no-op without a backing chain
     if request.shallow and request.format == "raw" and not request.reuse_existing:
         raise InvalidArgumentError(
-            f"{what}: a shallow copy of disk {disk.target!r} into a new raw file is not possible "
+            f"{what}: a shallow copy of disk {quote(disk.target)} into a new raw file is not possible "
             "(raw has no backing file); flatten it, or reuse a pre-populated destination with REUSE_EXT"
         )
     if request.dest in (disk.path, *disk.backing_chain):
@@ -324,4 +326,4 @@ def pivot_capability(job: BlockJobInfo, what: str) -> Capability:
 def check_ready_for_pivot(job: BlockJobInfo, what: str) -> None:
     """Pivot before the copy is ready: BLOCK_COPY_ACTIVE "not ready for pivot yet"."""
     if not job.ready:
-        raise BlockCopyActiveError(f"{what}: block job on disk {job.disk!r} is not ready for pivot yet")
+        raise BlockCopyActiveError(f"{what}: block job on disk {quote(job.disk)} is not ready for pivot yet")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import _rules
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, quote
 from ._models import DISK_FORMATS, PoolInfo, VolumeInfo
 from .spi import OPERATIONS
 
@@ -37,20 +37,20 @@ class StoragePool:
 
     def info(self) -> PoolInfo:
         """Fresh capacity and allocation figures."""
-        with self._conn._gate(OPERATIONS["lookup_storage_pool"], f"info of pool {self.name!r}") as call:
+        with self._conn._gate(OPERATIONS["lookup_storage_pool"], f"info of pool {quote(self.name)}") as call:
             self._info = call.driver.lookup_storage_pool(self.name)
         return self._info
 
     def list_volumes(self) -> list[Volume]:
         """The pool's volumes."""
-        with self._conn._gate(OPERATIONS["list_volumes"], f"volume listing of pool {self.name!r}") as call:
+        with self._conn._gate(OPERATIONS["list_volumes"], f"volume listing of pool {quote(self.name)}") as call:
             vols = call.driver.list_volumes(self.name)
         return [Volume(self._conn, v) for v in vols]
 
     def lookup_volume(self, name: str) -> Volume:
         """A volume by name; NoStorageVolumeError when missing."""
         _rules.require_volume_name(name)
-        what = f"lookup of volume {name!r} in pool {self.name!r}"
+        what = f"lookup of volume {quote(name)} in pool {quote(self.name)}"
         with self._conn._gate(OPERATIONS["lookup_volume"], what) as call:
             return Volume(self._conn, call.driver.lookup_volume(self.name, name))
 
@@ -65,10 +65,12 @@ class StoragePool:
         if backing is not None:
             _rules.require_host_path(backing, "backing image")
         if format not in DISK_FORMATS:
-            raise InvalidArgumentError(f"unknown volume format {format!r} (known: {', '.join(sorted(DISK_FORMATS))})")
+            raise InvalidArgumentError(
+                f"unknown volume format {quote(format)} (known: {', '.join(sorted(DISK_FORMATS))})"
+            )
         if backing is not None and format == "raw":
             raise InvalidArgumentError("a raw volume cannot have a backing image")
-        what = f"create of volume {name!r} in pool {self.name!r}"
+        what = f"create of volume {quote(name)} in pool {quote(self.name)}"
         with self._conn._gate(OPERATIONS["create_volume"], what) as call:
             return Volume(self._conn, call.driver.create_volume(self.name, name, capacity_bytes, format, backing))
 
@@ -105,13 +107,13 @@ class Volume:
 
     def info(self) -> VolumeInfo:
         """Fresh facts (capacity, allocation, backing chain)."""
-        with self._conn._gate(OPERATIONS["lookup_volume"], f"info of volume {self.name!r}") as call:
+        with self._conn._gate(OPERATIONS["lookup_volume"], f"info of volume {quote(self.name)}") as call:
             self._info = call.driver.lookup_volume(self.pool, self.name)
         return self._info
 
     def delete(self) -> None:
         """Delete the volume."""
-        with self._conn._gate(OPERATIONS["delete_volume"], f"delete of volume {self.name!r}") as call:
+        with self._conn._gate(OPERATIONS["delete_volume"], f"delete of volume {quote(self.name)}") as call:
             call.driver.delete_volume(self.pool, self.name)
 
     def resize(self, capacity_bytes: int) -> VolumeInfo:
@@ -119,6 +121,6 @@ class Volume:
         capacity_bytes = _rules.require_positive_size(capacity_bytes, "capacity_bytes")
         if capacity_bytes > _rules.LLONG_MAX:
             raise InvalidArgumentError(f"capacity_bytes {capacity_bytes} is impossible (at most {_rules.LLONG_MAX})")
-        with self._conn._gate(OPERATIONS["resize_volume"], f"resize of volume {self.name!r}") as call:
+        with self._conn._gate(OPERATIONS["resize_volume"], f"resize of volume {quote(self.name)}") as call:
             self._info = call.driver.resize_volume(self.pool, self.name, capacity_bytes)
         return self._info

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, quote
 
 __all__ = ["URI", "parse_uri", "redact_uri_text"]
 
@@ -96,10 +96,10 @@ def parse_uri(text: str) -> URI:
     text = text.strip()
     shown = redact_uri_text(text)
     if "\x00" in text or any(ord(c) < 32 for c in text):
-        raise InvalidArgumentError(f"invalid connection URI {shown!r}: control characters are not allowed")
+        raise InvalidArgumentError(f"invalid connection URI {quote(shown)}: control characters are not allowed")
     if "://" not in text:
         raise InvalidArgumentError(
-            f"invalid connection URI {shown!r}: expected driver[+transport]://[user@][host][:port]/path, "
+            f"invalid connection URI {quote(shown)}: expected driver[+transport]://[user@][host][:port]/path, "
             "e.g. test:///default or qemu:///session"
         )
     try:
@@ -107,38 +107,39 @@ def parse_uri(text: str) -> URI:
         port = parts.port
         password = parts.password
     except ValueError as exc:
-        raise InvalidArgumentError(f"invalid connection URI {shown!r}: {redact_uri_text(str(exc))}") from None
+        raise InvalidArgumentError(f"invalid connection URI {quote(shown)}: {redact_uri_text(str(exc))}") from None
     scheme = parts.scheme.lower()
     if not _SCHEME_RE.fullmatch(scheme):
-        raise InvalidArgumentError(f"invalid connection URI {shown!r}: bad scheme {parts.scheme!r}")
+        raise InvalidArgumentError(f"invalid connection URI {quote(shown)}: bad scheme {quote(parts.scheme)}")
     if password is not None:
         raise InvalidArgumentError(
             "a password inside a connection URI is refused (it would end up in logs and shell history); "
             + _WHERE_CREDENTIALS_GO
         )
     if parts.fragment:
-        raise InvalidArgumentError(f"invalid connection URI: fragments ('#...') are not allowed in {shown!r}")
+        raise InvalidArgumentError(f"invalid connection URI: fragments ('#...') are not allowed in {quote(shown)}")
     if parts.path and not parts.path.startswith("/"):
-        raise InvalidArgumentError(f"invalid connection URI {shown!r}: the path must start with '/'")
+        raise InvalidArgumentError(f"invalid connection URI {quote(shown)}: the path must start with '/'")
     if shown != text and not any(k.lower() in _SECRET_PARAMS for k, _ in urllib.parse.parse_qsl(parts.query)):
         raise InvalidArgumentError(
-            f"invalid connection URI {shown!r}: it holds something shaped like user:password@; " + _WHERE_CREDENTIALS_GO
+            f"invalid connection URI {quote(shown)}: it holds something shaped like user:password@; "
+            + _WHERE_CREDENTIALS_GO
         )
     driver, _, transport = scheme.partition("+")
     params: dict[str, str] = {}
     for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
         if redact_uri_text(value) != value:
             raise InvalidArgumentError(
-                f"parameter {key!r} of a connection URI holds a password (user:password@ or password=): a "
+                f"parameter {quote(key)} of a connection URI holds a password (user:password@ or password=): a "
                 f"password inside a URI is refused, it would end up in logs and repr; {_WHERE_CREDENTIALS_GO}"
             )
         if key.lower() in _SECRET_PARAMS:
             raise InvalidArgumentError(
-                f"a {key!r} parameter in a connection URI is refused (it would end up in logs, errors and "
+                f"a {quote(key)} parameter in a connection URI is refused (it would end up in logs, errors and "
                 f"repr); {_WHERE_CREDENTIALS_GO}"
             )
         if key in params:
-            raise InvalidArgumentError(f"invalid connection URI: parameter {key!r} given twice")
+            raise InvalidArgumentError(f"invalid connection URI: parameter {quote(key)} given twice")
         params[key] = value
     return URI(
         driver=driver,

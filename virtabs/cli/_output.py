@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import attrs
 import click
 
+from .._errors import quote
 from .._flags import DomainState
 
 if TYPE_CHECKING:
@@ -151,17 +152,17 @@ def parse_size(text: str | int) -> int:
         return text
     match = _SIZE_RE.match(str(text))
     if not match:
-        raise ValueError(f"invalid size {text!r}: expected bytes or a number with a unit such as 512M or 10G")
+        raise ValueError(f"invalid size {quote(text)}: expected bytes or a number with a unit such as 512M or 10G")
     number, suffix = match.groups()
     try:
         base, exp = _SUFFIX_EXP[suffix.lower()]
     except KeyError:
         raise ValueError(
-            f"invalid size {text!r}: unknown unit {suffix!r} (use K, M, G, T, P, KB, MB, GB ...)"
+            f"invalid size {quote(text)}: unknown unit {quote(suffix)} (use K, M, G, T, P, KB, MB, GB ...)"
         ) from None
     result = float(number) * base**exp
     if result != int(result) and exp == 0:
-        raise ValueError(f"invalid size {text!r}: bytes must be a whole number")
+        raise ValueError(f"invalid size {quote(text)}: bytes must be a whole number")
     return int(result)
 
 

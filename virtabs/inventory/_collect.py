@@ -27,6 +27,7 @@ from .._errors import (
     InvalidArgumentError,
     OperationTimeoutError,
     VirtabsError,
+    quote,
 )
 from .._models import VolumeInfo
 from .._uri import parse_uri, redact_uri_text
@@ -57,16 +58,16 @@ class HostTarget:
 
     def __attrs_post_init__(self) -> None:
         if self.uri is not None and (not isinstance(self.uri, str) or not self.uri.strip()):
-            raise InvalidArgumentError(f"a host URI must be a non-empty string, got {self.uri!r}")
+            raise InvalidArgumentError(f"a host URI must be a non-empty string, got {quote(self.uri)}")
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
-            raise InvalidArgumentError(f"a host name must be a non-empty string, got {self.name!r}")
+            raise InvalidArgumentError(f"a host name must be a non-empty string, got {quote(self.name)}")
         if self.timeout is not None:
             _check_timeout(self.timeout, "host timeout")
 
 
 def _check_timeout(value: object, what: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise InvalidArgumentError(f"{what} must be a positive number of seconds, got {value!r}")
+        raise InvalidArgumentError(f"{what} must be a positive number of seconds, got {quote(value)}")
 
 
 def redact_uri(text: str) -> str:
@@ -94,7 +95,7 @@ def _as_target(item: str | HostTarget | None) -> HostTarget:
         return item
     if item is None or isinstance(item, str):
         return HostTarget(uri=item)
-    raise InvalidArgumentError(f"a host must be a URI string or a HostTarget, got {item!r}")
+    raise InvalidArgumentError(f"a host must be a URI string or a HostTarget, got {quote(item)}")
 
 
 def _display_uri(target: HostTarget) -> str:
@@ -326,7 +327,7 @@ def collect(
     if not targets:
         targets = [HostTarget()]
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise InvalidArgumentError(f"concurrency must be a positive integer, got {concurrency!r}")
+        raise InvalidArgumentError(f"concurrency must be a positive integer, got {quote(concurrency)}")
     if timeout is not None:
         _check_timeout(timeout, "timeout")
     if call_timeout is not None:

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from .._errors import quote
 from .._flags import DomainState
 from ._model import Inventory, sanitize_group
 
@@ -422,4 +423,4 @@ def render(inventory: Inventory | Mapping[str, Any], format: str = "json", *, pr
         return to_openmetrics(inventory)
     from .._errors import InvalidArgumentError
 
-    raise InvalidArgumentError(f"unknown inventory format {format!r} (known: {', '.join(FORMATS)})")
+    raise InvalidArgumentError(f"unknown inventory format {quote(format)} (known: {', '.join(FORMATS)})")

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .._errors import InvalidArgumentError
+from .._errors import InvalidArgumentError, quote
 from ._collect import HostTarget
 from ._model import SCHEMA_VERSION
 
@@ -82,7 +82,7 @@ def _host_entry(path: Path, position: int, entry: Any, default_timeout: float | 
     if isinstance(entry, str):
         return HostTarget(uri=entry, timeout=default_timeout)
     if not isinstance(entry, Mapping):
-        raise InvalidArgumentError(f"{where}: expected a URI string or a table with 'uri', got {entry!r}")
+        raise InvalidArgumentError(f"{where}: expected a URI string or a table with 'uri', got {quote(entry)}")
     secrets = sorted(k for k in entry if str(k).lower() in _SECRET_KEYS)
     if secrets:
         raise InvalidArgumentError(
@@ -154,7 +154,7 @@ def load_hosts_file(path: str | os.PathLike[str]) -> tuple[list[HostTarget], dic
     if concurrency is not None and (
         isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
     ):
-        raise InvalidArgumentError(f"host list {p}: concurrency must be a positive integer, got {concurrency!r}")
+        raise InvalidArgumentError(f"host list {p}: concurrency must be a positive integer, got {quote(concurrency)}")
     targets = [_host_entry(p, i, e, None) for i, e in enumerate(entries, 1)]
     return targets, settings
 
@@ -176,7 +176,7 @@ def load_inventory(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InvalidArgumentError(f"{p} is not an inventory JSON file (no schema_version/hosts); use --format json")
     if data["schema_version"] != SCHEMA_VERSION:
         raise InvalidArgumentError(
-            f"{p} has inventory schema version {data['schema_version']!r}; this virtabs reads version {SCHEMA_VERSION}"
+            f"{p} has inventory schema version {quote(data['schema_version'])}; this virtabs reads version {SCHEMA_VERSION}"
         )
     if not isinstance(data["hosts"], list):
         raise InvalidArgumentError(f"{p}: 'hosts' must be a list")

@@ -33,7 +33,9 @@ Rules for driver authors (``docs/writing-a-driver.md`` walks through a whole dri
   declared capability needs (:func:`methods_for`) must be overridden, which
   the registry checks when it loads the driver, and the contract kit
   (:mod:`virtabs.testing`) checks that each one does what it says.
-* Raise only :class:`VirtabsError` subclasses, with messages that name the object.
+* Raise only :class:`VirtabsError` subclasses, with messages that name the object;
+  a caller's value (a name, a path) goes into a message through :func:`quote`
+  (its repr, bounded to a prefix and its length: a 10 MB name gives a short line).
 * Be thread-safe: one connection may be shared between threads.
 * Emit events with :meth:`Driver.emit` when ``events`` is declared; without a
   native event stream, an :class:`EventPoller` diffs state snapshots.
@@ -78,6 +80,7 @@ from .._errors import (
     OperationTimeoutError,
     VirtabsError,
     error_class_for_code,
+    quote,
 )
 from .._flags import BlockJobStatus, BlockJobType, DomainState, LifecycleEventType
 from .._models import (
@@ -187,6 +190,7 @@ __all__ = [
     "OperationTimeoutError",
     "VirtabsError",
     "error_class_for_code",
+    "quote",
     # toolkit
     "CommandFailedError",
     "CommandResult",

@@ -49,6 +49,7 @@ from .._errors import (
     InvalidArgumentError,
     OperationFailedError,
     OperationTimeoutError,
+    quote,
 )
 from .._uri import URI
 
@@ -185,7 +186,7 @@ class CommandTransport:
     ) -> None:
         if uri.transport not in (None, "ssh"):
             raise InvalidArgumentError(
-                f"transport {uri.transport!r} in {uri.scheme}:// is not supported: "
+                f"transport {quote(uri.transport)} in {uri.scheme}:// is not supported: "
                 f"use {uri.driver}:/// (this host) or {uri.driver}+ssh://[user@]host[:port]/"
             )
         if uri.transport == "ssh" and not uri.host:
@@ -330,7 +331,7 @@ class CommandTransport:
             rc, _out, err = run_in_process_group(argv, limit)
         except FileNotFoundError:
             raise ConnectError(
-                f"cannot connect to {self.where}: the ssh client {self._ssh!r} is not installed"
+                f"cannot connect to {self.where}: the ssh client {quote(self._ssh)} is not installed"
             ) from None
         except subprocess.TimeoutExpired:
             raise ConnectError(
@@ -388,7 +389,7 @@ class CommandTransport:
         local command (refused over ssh, where sshd decides the environment).
         """
         if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
-            raise InvalidArgumentError(f"a command is a non-empty list of strings, not {argv!r}")
+            raise InvalidArgumentError(f"a command is a non-empty list of strings, not {quote(argv)}")
         if any("\0" in a for a in argv):
             raise InvalidArgumentError(f"a command argument contains a NUL byte: {_short_argv(argv)}")
         if env is not None and self._remote:
@@ -402,10 +403,12 @@ class CommandTransport:
             rc, stdout, stderr = run_in_process_group(full, deadline, input=input, env=popen_env)
         except FileNotFoundError:
             what = self._ssh if self._remote else argv[0]
-            raise ConnectError(f"cannot run {_short_argv(argv)} on {self.where}: {what!r} not found") from None
+            raise ConnectError(f"cannot run {_short_argv(argv)} on {self.where}: {quote(what)} not found") from None
         except PermissionError:
             what = self._ssh if self._remote else argv[0]
-            raise ConnectError(f"cannot run {_short_argv(argv)} on {self.where}: {what!r} is not executable") from None
+            raise ConnectError(
+                f"cannot run {_short_argv(argv)} on {self.where}: {quote(what)} is not executable"
+            ) from None
         except subprocess.TimeoutExpired:
             raise OperationTimeoutError(
                 f"{_short_argv(argv)} on {self.where} did not finish within {deadline:g} s (killed)"
@@ -432,14 +435,14 @@ class CommandTransport:
         ``sh -c`` with ``mktemp``/``cat``/``mv`` on the host, ``data`` travelling on stdin.
         """
         if not path.startswith("/"):
-            raise InvalidArgumentError(f"write_file needs an absolute path, not {path!r}")
+            raise InvalidArgumentError(f"write_file needs an absolute path, not {quote(path)}")
         if not self._remote:
             self._write_local(path, data, mode, make_parents)
             return
         argv = ["sh", "-c", _WRITE_SCRIPT, "sh", path, format(mode, "o"), "1" if make_parents else "0"]
         result = self.run(argv, input=data, timeout=timeout, check=False)
         if not result.ok:
-            raise OperationFailedError(f"cannot write {path!r} on {self.where}: {_tail(result.err) or 'failed'}")
+            raise OperationFailedError(f"cannot write {quote(path)} on {self.where}: {_tail(result.err) or 'failed'}")
 
     @staticmethod
     def _write_local(path: str, data: bytes, mode: int, make_parents: bool) -> None:
@@ -449,7 +452,7 @@ class CommandTransport:
                 os.makedirs(directory, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".virtabs-tmp.", dir=directory)
         except OSError as exc:
-            raise OperationFailedError(f"cannot write {path!r} on this host: {exc.strerror}") from None
+            raise OperationFailedError(f"cannot write {quote(path)} on this host: {exc.strerror}") from None
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -460,4 +463,4 @@ class CommandTransport:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise OperationFailedError(f"cannot write {path!r} on this host: {exc.strerror}") from None
+            raise OperationFailedError(f"cannot write {quote(path)} on this host: {exc.strerror}") from None

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TypeVar
 
-from .._errors import NoDomainError, OperationFailedError, OperationTimeoutError, VirtabsError
+from .._errors import NoDomainError, OperationFailedError, OperationTimeoutError, VirtabsError, quote
 from .._flags import DomainState, LifecycleEventType
 from .._models import DomainRef, Event, LifecycleEvent
 
@@ -165,7 +165,7 @@ def find_domain(refs: Iterable[DomainRef], name_or_uuid: str) -> DomainRef:
             by_uuid = ref
     if by_uuid is not None:
         return by_uuid
-    raise NoDomainError(f"domain {name_or_uuid!r} not found")
+    raise NoDomainError(f"domain {quote(name_or_uuid)} not found")
 
 
 def _lifecycle_type(before: DomainState | None, after: DomainState | None) -> LifecycleEventType | None:

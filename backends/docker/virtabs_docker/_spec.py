@@ -20,15 +20,19 @@
 from __future__ import annotations
 
 import math
+import re
 import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from virtabs.spi import DomainSpec, NicSpec
+from virtabs.spi import DomainSpec, NicSpec, quote
 
 __all__ = ["UUID_LABEL", "SpecError", "create_arguments", "spec_from_inspect", "vcpus_of"]
 
 UUID_LABEL = "virtabs.uuid"
+# HostConfig.NetworkMode is a network's name, or "container:NAME"; Podman also reads options after a
+# colon ("bridge:ip=...,mac=..."), so nothing else may reach it.
+_NETWORK_RE = re.compile(r"(?:container:)?[A-Za-z0-9][A-Za-z0-9_.-]*")
 _KNOWN = (
     "image",
     "command",
@@ -54,14 +58,14 @@ def _command(name: str, key: str, value: Any) -> list[str] | None:
         return shlex.split(value)
     if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
         return list(value)
-    raise SpecError(f"domain {name!r}: extra['docker'][{key!r}] must be a list of strings or a string")
+    raise SpecError(f"domain {quote(name)}: extra['docker'][{quote(key)}] must be a list of strings or a string")
 
 
 def _str_map(name: str, key: str, value: Any) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise SpecError(f"domain {name!r}: extra['docker'][{key!r}] must be a mapping of strings")
+        raise SpecError(f"domain {quote(name)}: extra['docker'][{quote(key)}] must be a mapping of strings")
     return {k: str(v) for k, v in value.items()}
 
 
@@ -69,26 +73,44 @@ def create_arguments(spec: DomainSpec) -> dict[str, Any]:
     """Keyword arguments of ``APIClient.create_container``; ``host_config`` holds those of ``create_host_config``."""
     name = spec.name
     if spec.os_type != "exe":
-        raise SpecError(f"domain {name!r}: containers are os_type 'exe' (got {spec.os_type!r})")
+        raise SpecError(f"domain {quote(name)}: containers are os_type 'exe' (got {quote(spec.os_type)})")
     if spec.disks:
         raise SpecError(
-            f"domain {name!r}: containers have no block disks; mount volumes with extra['docker']['volumes']"
+            f"domain {quote(name)}: containers have no block disks; mount volumes with extra['docker']['volumes']"
         )
     if len(spec.nics) > 1:
-        raise SpecError(f"domain {name!r}: one network per container at creation (got {len(spec.nics)} NICs)")
+        raise SpecError(f"domain {quote(name)}: one network per container at creation (got {len(spec.nics)} NICs)")
     raw = spec.extra.get("docker")
     if not isinstance(raw, Mapping) or not isinstance(raw.get("image"), str) or not raw["image"]:
-        raise SpecError(f"domain {name!r}: extra['docker']['image'] (the image to run) is required")
+        raise SpecError(f"domain {quote(name)}: extra['docker']['image'] (the image to run) is required")
     unknown = sorted(set(raw) - set(_KNOWN))
     if unknown:
-        raise SpecError(f"domain {name!r}: unknown extra['docker'] key(s) {', '.join(unknown)} (known: {_KNOWN})")
+        raise SpecError(f"domain {quote(name)}: unknown extra['docker'] key(s) {', '.join(unknown)} (known: {_KNOWN})")
     labels = _str_map(name, "labels", raw.get("labels"))
+    for key in labels:
+        # Podman's compat API turns the labels into "key=value" strings and splits them again at the first '='
+        if not key or "=" in key:
+            raise SpecError(f"domain {quote(name)}: the label name {quote(key)} cannot be empty or hold '='")
+    if UUID_LABEL in labels:
+        raise SpecError(f"domain {quote(name)}: the label {UUID_LABEL} is virtabs' own (set the spec's uuid instead)")
     if spec.uuid is not None:
         labels[UUID_LABEL] = spec.uuid
     volumes = _str_map(name, "volumes", raw.get("volumes"))
-    for target in volumes.values():
+    for source, target in volumes.items():
         if not target.startswith("/"):
-            raise SpecError(f"domain {name!r}: the mount point {target!r} must be absolute")
+            raise SpecError(f"domain {quote(name)}: the mount point {quote(target)} must be absolute")
+        # the Engine API takes a bind as one "source:target:mode" string (HostConfig.Binds): a colon in
+        # either part would move the split, e.g. make a part of the path the mode
+        for part in (source, target):
+            if ":" in part or not part:
+                raise SpecError(
+                    f"domain {quote(name)}: the volume {quote(part)} cannot hold ':' (a bind is source:target:mode)"
+                )
+    if spec.nics and not _NETWORK_RE.fullmatch(spec.nics[0].network):
+        raise SpecError(
+            f"domain {quote(name)}: network {quote(spec.nics[0].network)} is not a Docker network name "
+            "(letters, digits, '_', '.', '-'; or container:NAME)"
+        )
     host_config: dict[str, Any] = {
         "mem_limit": spec.memory_bytes,
         "nano_cpus": spec.vcpus * 10**9,
@@ -107,6 +129,12 @@ def create_arguments(spec: DomainSpec) -> dict[str, Any]:
     if entrypoint is not None:
         args["entrypoint"] = entrypoint
     env = _str_map(name, "env", raw.get("env"))
+    for key in env:
+        # the Engine API takes the environment as "NAME=value" strings: the first '=' ends the name
+        if not key or "=" in key:
+            raise SpecError(
+                f"domain {quote(name)}: the environment variable name {quote(key)} cannot be empty or hold '='"
+            )
     if env:
         args["environment"] = env
     for key in ("hostname", "working_dir", "user", "stop_signal"):

@@ -45,6 +45,7 @@ from virtabs.spi import (
     OperationTimeoutError,
     VirtabsError,
     describe_tls_failure,
+    quote,
 )
 
 from ._spec import UUID_LABEL, SpecError, create_arguments, spec_from_inspect, vcpus_of
@@ -218,7 +219,7 @@ class DockerDriver(Driver):
             raise
         except self._not_found as exc:
             if name is not None:
-                raise NoDomainError(f"domain {name!r} not found") from None
+                raise NoDomainError(f"domain {quote(name)} not found") from None
             raise OperationFailedError(f"{what}: {self._describe(exc)}") from None
         except self._api_error as exc:
             status = getattr(getattr(exc, "response", None), "status_code", None)
@@ -234,10 +235,10 @@ class DockerDriver(Driver):
     # --- helpers ------------------------------------------------------------------------------------
 
     def _inspect(self, dom: DomainRef) -> dict[str, Any]:
-        with self._errors(f"inspect of domain {dom.name!r}", dom.name):
+        with self._errors(f"inspect of domain {quote(dom.name)}", dom.name):
             data: dict[str, Any] = self._api.inspect_container(dom.name)
         if container_uuid(data["Id"], (data.get("Config") or {}).get("Labels")) != dom.uuid:
-            raise NoDomainError(f"domain {dom.name!r} (uuid {dom.uuid}) not found: the name now has another UUID")
+            raise NoDomainError(f"domain {quote(dom.name)} (uuid {dom.uuid}) not found: the name now has another UUID")
         return data
 
     def _list(self) -> list[dict[str, Any]]:
@@ -279,7 +280,7 @@ class DockerDriver(Driver):
         """By name: one inspect; by UUID: one listing."""
         if "/" not in name_or_uuid:
             try:
-                with self._errors(f"lookup of domain {name_or_uuid!r}", name_or_uuid):
+                with self._errors(f"lookup of domain {quote(name_or_uuid)}", name_or_uuid):
                     data = self._api.inspect_container(name_or_uuid)
                 if str(data.get("Name", "")).lstrip("/") == name_or_uuid:
                     return DomainRef(name_or_uuid, container_uuid(data["Id"], (data.get("Config") or {}).get("Labels")))
@@ -325,7 +326,7 @@ class DockerDriver(Driver):
     def _stats(self, dom: DomainRef, container_id: str) -> dict[str, Any] | None:
         """One stats sample, or None when the container is no longer running (Podman then answers an empty body)."""
         try:
-            with self._errors(f"stats of domain {dom.name!r}", dom.name):
+            with self._errors(f"stats of domain {quote(dom.name)}", dom.name):
                 stats = self._api.stats(container_id, stream=False, one_shot=True)
         except (OperationFailedError, OperationInvalidError):
             if docker_state(self._native_state(self._inspect(dom))).is_active:
@@ -396,29 +397,29 @@ class DockerDriver(Driver):
         except SpecError as exc:
             raise InvalidArgumentError(str(exc)) from None
         if spec.uuid is not None and any(ref.uuid == spec.uuid for ref in self.list_domains()):
-            raise OperationFailedError(f"domain {spec.name!r}: UUID {spec.uuid} is already used")
+            raise OperationFailedError(f"domain {quote(spec.name)}: UUID {spec.uuid} is already used")
         host_config = self._api.create_host_config(**args.pop("host_config"))
         try:
-            with self._errors(f"definition of domain {spec.name!r}"):
+            with self._errors(f"definition of domain {quote(spec.name)}"):
                 created = self._api.create_container(host_config=host_config, **args)
         except OperationInvalidError as exc:  # 409: the name is taken
-            raise OperationFailedError(f"domain {spec.name!r} already exists: {exc.message}") from None
+            raise OperationFailedError(f"domain {quote(spec.name)} already exists: {exc.message}") from None
         except OperationFailedError as exc:
             if "No such image" in exc.message or "image not known" in exc.message:
-                raise InvalidArgumentError(f"domain {spec.name!r}: {exc.message}") from None
+                raise InvalidArgumentError(f"domain {quote(spec.name)}: {exc.message}") from None
             raise
         return DomainRef(spec.name, container_uuid(created["Id"], args.get("labels")))
 
     def undefine(self, dom: DomainRef) -> None:
         """Remove the container; its volumes are kept."""
         data = self._inspect(dom)
-        with self._errors(f"removal of domain {dom.name!r}", dom.name):
+        with self._errors(f"removal of domain {quote(dom.name)}", dom.name):
             self._api.remove_container(data["Id"], v=False)
 
     def start(self, dom: DomainRef, paused: bool) -> None:
         """Start it; pause it right away when ``paused``."""
         data = self._inspect(dom)
-        with self._errors(f"start of domain {dom.name!r}", dom.name):
+        with self._errors(f"start of domain {quote(dom.name)}", dom.name):
             self._api.start(data["Id"])
             if paused:
                 self._api.pause(data["Id"])
@@ -427,7 +428,7 @@ class DockerDriver(Driver):
         """Send the container's stop signal (``StopSignal``, default SIGTERM) and return; unpause it first."""
         data = self._inspect(dom)
         signal = (data.get("Config") or {}).get("StopSignal") or "SIGTERM"
-        with self._errors(f"shutdown of domain {dom.name!r}", dom.name):
+        with self._errors(f"shutdown of domain {quote(dom.name)}", dom.name):
             if (data.get("State") or {}).get("Paused"):  # a frozen process cannot act on the signal
                 self._api.unpause(data["Id"])
             self._api.kill(data["Id"], signal=signal)
@@ -435,13 +436,13 @@ class DockerDriver(Driver):
     def destroy(self, dom: DomainRef) -> None:
         """SIGKILL (also a paused container: the engines thaw it after the signal)."""
         data = self._inspect(dom)
-        with self._errors(f"destroy of domain {dom.name!r}", dom.name):
+        with self._errors(f"destroy of domain {quote(dom.name)}", dom.name):
             self._api.kill(data["Id"])
 
     def reboot(self, dom: DomainRef) -> None:
         """``docker restart`` with a 10 s grace period (a paused container is unpaused first: Podman refuses it)."""
         data = self._inspect(dom)
-        with self._errors(f"reboot of domain {dom.name!r}", dom.name):
+        with self._errors(f"reboot of domain {quote(dom.name)}", dom.name):
             if (data.get("State") or {}).get("Paused"):
                 self._api.unpause(data["Id"])
             self._api.restart(data["Id"], timeout=10)
@@ -449,13 +450,13 @@ class DockerDriver(Driver):
     def suspend(self, dom: DomainRef) -> None:
         """``docker pause``."""
         data = self._inspect(dom)
-        with self._errors(f"suspend of domain {dom.name!r}", dom.name):
+        with self._errors(f"suspend of domain {quote(dom.name)}", dom.name):
             self._api.pause(data["Id"])
 
     def resume(self, dom: DomainRef) -> None:
         """``docker unpause``."""
         data = self._inspect(dom)
-        with self._errors(f"resume of domain {dom.name!r}", dom.name):
+        with self._errors(f"resume of domain {quote(dom.name)}", dom.name):
             self._api.unpause(data["Id"])
 
     # --- events -------------------------------------------------------------------------------------

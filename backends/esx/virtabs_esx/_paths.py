@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from virtabs.spi import DomainState, InvalidArgumentError
+from virtabs.spi import DomainState, InvalidArgumentError, quote
 
 __all__ = [
     "CONTROLLER_BUS",
@@ -47,7 +47,7 @@ def split_datastore_path(path: str) -> tuple[str, str]:
     """``"[ds] dir/f.vmdk"`` -> ``("ds", "dir/f.vmdk")``; InvalidArgumentError for anything else."""
     match = _DS_PATH.match(path)
     if match is None:
-        raise InvalidArgumentError(f"{path!r} is not a datastore path ([datastore] dir/file)")
+        raise InvalidArgumentError(f"{quote(path)} is not a datastore path ([datastore] dir/file)")
     return match.group("ds"), match.group("rest").strip("/")
 
 
@@ -65,11 +65,14 @@ def datastore_path(path: str) -> tuple[str, str]:
         ds, _, rest = path[len(VOLUMES) :].partition("/")
         rest = rest.strip("/")
         if not ds:
-            raise InvalidArgumentError(f"{path!r} names no datastore")
+            raise InvalidArgumentError(f"{quote(path)} names no datastore")
     else:
         raise InvalidArgumentError(
-            f"{path!r} is not on a datastore: VMware disks live at /vmfs/volumes/<datastore>/<dir>/<file>.vmdk"
+            f"{quote(path)} is not on a datastore: VMware disks live at /vmfs/volumes/<datastore>/<dir>/<file>.vmdk"
         )
+    if "[" in ds or "]" in ds:
+        # "[ds] dir/file" has no escaping: "a] [b" would make the datastore path "[a] [b] ..." (datastore "a")
+        raise InvalidArgumentError(f"{quote(path)}: a datastore name with '[' or ']' cannot be written as [datastore]")
     return ds, f"[{ds}] {rest}" if rest else f"[{ds}]"
 
 
@@ -105,20 +108,22 @@ def slot_of(target: str, bus_name: str | None = None) -> tuple[str, int, int]:
     """
     match = re.fullmatch(r"(vd|sd|hd)([a-z]+)", target)
     if match is None:
-        raise InvalidArgumentError(f"disk target {target!r}: VMware disks are vdX (PVSCSI), sdX (SCSI) or hdX (IDE)")
+        raise InvalidArgumentError(
+            f"disk target {quote(target)}: VMware disks are vdX (PVSCSI), sdX (SCSI) or hdX (IDE)"
+        )
     kind = _PREFIX_KIND[match.group(1)]
     if bus_name is not None and _BUS_KIND.get(bus_name) != kind:
         raise InvalidArgumentError(
-            f"disk target {target!r} is on the {CONTROLLER_BUS[kind][1]} bus, not {bus_name!r} "
+            f"disk target {quote(target)} is on the {CONTROLLER_BUS[kind][1]} bus, not {quote(bus_name)} "
             "(vdX: virtio = PVSCSI, sdX: scsi = LSI Logic, hdX: ide)"
         )
     per = CONTROLLER_BUS[kind][2]
     bus, slot = divmod(_index(match.group(2)), per)
     unit = (slot if slot < 7 else slot + 1) if per == 15 else slot
     if kind == "ide" and bus > 1:
-        raise InvalidArgumentError(f"disk target {target!r}: IDE has two channels (hda-hdd)")
+        raise InvalidArgumentError(f"disk target {quote(target)}: IDE has two channels (hda-hdd)")
     if kind != "ide" and bus > 3:
-        raise InvalidArgumentError(f"disk target {target!r}: at most 4 SCSI controllers (60 disks)")
+        raise InvalidArgumentError(f"disk target {quote(target)}: at most 4 SCSI controllers (60 disks)")
     return kind, bus, unit
 
 

@@ -63,6 +63,7 @@ from virtabs.spi import (
     VirtabsError,
     VolumeInfo,
     find_domain,
+    quote,
 )
 
 from ._paths import CONTROLLER_BUS, VOLUMES, datastore_path, domain_state, posix_path, slot_of, target_name
@@ -166,7 +167,7 @@ class EsxDriver(Driver):
             raise InvalidArgumentError(f"{self._what}: the URI names no host")
         transport = (uri.param("transport") or uri.transport or "https").lower()
         if transport not in ("https", "http"):
-            raise InvalidArgumentError(f"{self._what}: transport {transport!r} (https or http)")
+            raise InvalidArgumentError(f"{self._what}: transport {quote(transport)} (https or http)")
         self._reboot = (uri.param("reboot") or "guest").lower()
         if self._reboot not in ("guest", "reset"):
             raise InvalidArgumentError(f"{self._what}: reboot={self._reboot} (guest or reset)")
@@ -218,10 +219,10 @@ class EsxDriver(Driver):
         if not parts:
             return self._session.content.rootFolder
         inventory_path = parts[0] if len(parts) == 1 else f"{parts[0]}/host/{'/'.join(parts[1:])}"
-        with self._errors(f"{self._what}: inventory path {path!r}"):
+        with self._errors(f"{self._what}: inventory path {quote(path)}"):
             found = self._session.content.searchIndex.FindByInventoryPath(inventory_path)
         if found is None:
-            raise ConnectError(f"{self._what}: no datacenter, cluster or host at {path!r}")
+            raise ConnectError(f"{self._what}: no datacenter, cluster or host at {quote(path)}")
         return found
 
     def _vm_objects(self, paths: Iterable[str]) -> list[tuple[Any, dict[str, Any]]]:
@@ -244,10 +245,10 @@ class EsxDriver(Driver):
             moref = self._morefs.get(dom.uuid)
         if moref is not None:
             return moref
-        with self._errors(f"domain {dom.name!r}"):
+        with self._errors(f"domain {quote(dom.name)}"):
             moref = self._session.content.searchIndex.FindByUuid(None, dom.uuid, True)
         if moref is None:
-            raise NoDomainError(f"domain {dom.name!r} ({dom.uuid}) not found")
+            raise NoDomainError(f"domain {quote(dom.name)} ({dom.uuid}) not found")
         with self._lock:
             self._morefs[dom.uuid] = moref
         return moref
@@ -256,12 +257,12 @@ class EsxDriver(Driver):
         """Properties of ``dom``'s VM in one call; NoDomainError if it went away."""
         moref = self._vm(dom)
         try:
-            with self._errors(f"domain {dom.name!r}"):
+            with self._errors(f"domain {quote(dom.name)}"):
                 return self._session.properties(moref, paths)
         except NoDomainError:
             with self._lock:
                 self._morefs.pop(dom.uuid, None)
-            raise NoDomainError(f"domain {dom.name!r} ({dom.uuid}) not found") from None
+            raise NoDomainError(f"domain {quote(dom.name)} ({dom.uuid}) not found") from None
 
     @staticmethod
     def _ref(props: dict[str, Any]) -> DomainRef:
@@ -483,7 +484,7 @@ class EsxDriver(Driver):
         try:
             return self._datastores()[name][0]
         except KeyError:
-            raise NoStoragePoolError(f"datastore {name!r} not found") from None
+            raise NoStoragePoolError(f"datastore {quote(name)} not found") from None
 
     def _placement(self) -> tuple[Any, Any]:
         """(vmFolder, resourcePool) where new VMs go: the first datacenter and compute resource in scope."""
@@ -526,15 +527,15 @@ class EsxDriver(Driver):
         kind, bus, unit = slot_of(spec.target, spec.bus)
         _ds, ds_path = datastore_path(spec.path)
         if not ds_path.endswith(".vmdk"):
-            raise InvalidArgumentError(f"disk {spec.target!r}: {spec.path!r} is not a .vmdk file")
+            raise InvalidArgumentError(f"disk {quote(spec.target)}: {quote(spec.path)} is not a .vmdk file")
         if spec.format not in ("vmdk", "raw"):
-            raise InvalidArgumentError(f"disk {spec.target!r}: VMware disks are vmdk, not {spec.format}")
+            raise InvalidArgumentError(f"disk {quote(spec.target)}: VMware disks are vmdk, not {spec.format}")
         changes = []
         controller = next((k for k, v in controllers.items() if v == (kind, bus)), None)
         if controller is None:
             controller = new_key - 1
             if kind == "ide":
-                raise InvalidArgumentError(f"disk {spec.target!r}: the VM has no IDE channel {bus}")
+                raise InvalidArgumentError(f"disk {quote(spec.target)}: the VM has no IDE channel {bus}")
             cls = dev.ParaVirtualSCSIController if kind == "pvscsi" else dev.VirtualLsiLogicController
             changes.append(
                 dev.VirtualDeviceSpec(operation="add", device=cls(key=controller, busNumber=bus, sharedBus="noSharing"))
@@ -562,7 +563,7 @@ class EsxDriver(Driver):
         dev = vim.vm.device
         for _moref, props in self._vm_objects(REF_PROPS):  # as libvirt's esx driver: no second VM of a name
             if props["name"] == spec.name or (spec.uuid and props["config.uuid"].lower() == spec.uuid.lower()):
-                raise OperationFailedError(f"domain {spec.name!r} already exists ({props['config.uuid']})")
+                raise OperationFailedError(f"domain {quote(spec.name)} already exists ({props['config.uuid']})")
         folder, pool = self._placement()
         home = f"[{datastore_path(spec.disks[0].path)[0]}]" if spec.disks else f"[{next(iter(self._datastores()))}]"
         changes: list[Any] = []
@@ -589,7 +590,9 @@ class EsxDriver(Driver):
         )
         if spec.uuid:
             config.uuid = spec.uuid
-        moref = self._session.run(f"definition of domain {spec.name!r}", folder.CreateVM_Task, config=config, pool=pool)
+        moref = self._session.run(
+            f"definition of domain {quote(spec.name)}", folder.CreateVM_Task, config=config, pool=pool
+        )
         props = self._session.properties(moref, REF_PROPS)
         with self._lock:
             self._morefs[props["config.uuid"]] = moref
@@ -598,7 +601,7 @@ class EsxDriver(Driver):
     def undefine(self, dom: DomainRef) -> None:
         """UnregisterVM: the VM leaves the inventory; its files stay on the datastore (libvirt's semantics)."""
         moref = self._vm(dom)
-        with self._errors(f"undefine of domain {dom.name!r}"):
+        with self._errors(f"undefine of domain {quote(dom.name)}"):
             moref.UnregisterVM()
         with self._lock:
             self._morefs.pop(dom.uuid, None)
@@ -606,24 +609,24 @@ class EsxDriver(Driver):
     def start(self, dom: DomainRef, paused: bool) -> None:
         """PowerOnVM_Task (a suspended VM resumes from its suspend file)."""
         if paused:
-            raise InvalidArgumentError(f"domain {dom.name!r}: VMware cannot start a VM with paused vCPUs")
-        self._session.run(f"start of domain {dom.name!r}", self._vm(dom).PowerOnVM_Task)
+            raise InvalidArgumentError(f"domain {quote(dom.name)}: VMware cannot start a VM with paused vCPUs")
+        self._session.run(f"start of domain {quote(dom.name)}", self._vm(dom).PowerOnVM_Task)
 
     def shutdown(self, dom: DomainRef) -> None:
         """ShutdownGuest: asks the guest OS through VMware Tools (returns at once; the core waits)."""
-        with self._errors(f"shutdown of domain {dom.name!r}"):
+        with self._errors(f"shutdown of domain {quote(dom.name)}"):
             self._vm(dom).ShutdownGuest()
 
     def destroy(self, dom: DomainRef) -> None:
         """PowerOffVM_Task: hard power off."""
-        self._session.run(f"destroy of domain {dom.name!r}", self._vm(dom).PowerOffVM_Task)
+        self._session.run(f"destroy of domain {quote(dom.name)}", self._vm(dom).PowerOffVM_Task)
 
     def reboot(self, dom: DomainRef) -> None:
         """RebootGuest through VMware Tools; ResetVM_Task (hard reset) with ``?reboot=reset``."""
         if self._reboot == "reset":
-            self._session.run(f"reset of domain {dom.name!r}", self._vm(dom).ResetVM_Task)
+            self._session.run(f"reset of domain {quote(dom.name)}", self._vm(dom).ResetVM_Task)
             return
-        with self._errors(f"reboot of domain {dom.name!r}"):
+        with self._errors(f"reboot of domain {quote(dom.name)}"):
             self._vm(dom).RebootGuest()
 
     # --- snapshots --------------------------------------------------------------------------
@@ -651,14 +654,14 @@ class EsxDriver(Driver):
         for node, _parent in nodes:
             if node.name == name:
                 return node, nodes
-        raise NoSnapshotError(f"domain {dom.name!r} has no snapshot {name!r}")
+        raise NoSnapshotError(f"domain {quote(dom.name)} has no snapshot {quote(name)}")
 
     def create_snapshot(self, dom: DomainRef, name: str) -> Snapshot:
         """CreateSnapshot_Task, with memory when the VM runs (so a revert brings it back running)."""
         moref = self._vm(dom)
         running = domain_state(self._props(dom, ["runtime.powerState"]).get("runtime.powerState")).is_active
         self._session.run(
-            f"snapshot {name!r} of domain {dom.name!r}",
+            f"snapshot {quote(name)} of domain {quote(dom.name)}",
             moref.CreateSnapshot_Task,
             name=name,
             description="created by virtabs",
@@ -676,12 +679,12 @@ class EsxDriver(Driver):
     def revert_to_snapshot(self, dom: DomainRef, name: str) -> None:
         """RevertToSnapshot_Task."""
         node, _ = self._find_snapshot(dom, name)
-        self._session.run(f"revert of domain {dom.name!r} to {name!r}", node.snapshot.RevertToSnapshot_Task)
+        self._session.run(f"revert of domain {quote(dom.name)} to {quote(name)}", node.snapshot.RevertToSnapshot_Task)
 
     def delete_snapshot(self, dom: DomainRef, name: str) -> None:
         """RemoveSnapshot_Task (children kept, disks consolidated); the only snapshot: RemoveAllSnapshots_Task."""
         node, nodes = self._find_snapshot(dom, name)
-        what = f"deletion of snapshot {name!r} of domain {dom.name!r}"
+        what = f"deletion of snapshot {quote(name)} of domain {quote(dom.name)}"
         if len(nodes) == 1:
             self._session.run(what, self._vm(dom).RemoveAllSnapshots_Task)
         else:
@@ -693,11 +696,11 @@ class EsxDriver(Driver):
         """ReconfigVM_Task adding the disk (created, 1 GiB thin, when the file does not exist)."""
         devices = self._props(dom, DEVICE_PROPS).get("config.hardware.device") or []
         if any(i.target == disk.target for _, i in self._disk_infos(devices)):
-            raise InvalidArgumentError(f"domain {dom.name!r} already has a disk {disk.target!r}")
+            raise InvalidArgumentError(f"domain {quote(dom.name)} already has a disk {quote(disk.target)}")
         changes = self._disk_change(disk, self._controllers(devices), -100)
         spec = self._vim.vm.ConfigSpec(deviceChange=changes)
         self._session.run(
-            f"attach of disk {disk.target!r} to domain {dom.name!r}", self._vm(dom).ReconfigVM_Task, spec=spec
+            f"attach of disk {quote(disk.target)} to domain {quote(dom.name)}", self._vm(dom).ReconfigVM_Task, spec=spec
         )
 
     def detach_disk(self, dom: DomainRef, target: str) -> None:
@@ -705,11 +708,11 @@ class EsxDriver(Driver):
         devices = self._props(dom, DEVICE_PROPS).get("config.hardware.device") or []
         device = next((d for d, i in self._disk_infos(devices) if i.target == target), None)
         if device is None:
-            raise InvalidArgumentError(f"domain {dom.name!r} has no disk {target!r}")
+            raise InvalidArgumentError(f"domain {quote(dom.name)} has no disk {quote(target)}")
         change = self._vim.vm.device.VirtualDeviceSpec(operation="remove", device=device)
         spec = self._vim.vm.ConfigSpec(deviceChange=[change])
         self._session.run(
-            f"detach of disk {target!r} from domain {dom.name!r}", self._vm(dom).ReconfigVM_Task, spec=spec
+            f"detach of disk {quote(target)} from domain {quote(dom.name)}", self._vm(dom).ReconfigVM_Task, spec=spec
         )
 
     # --- block copy = Storage vMotion ---------------------------------------------------------
@@ -721,16 +724,16 @@ class EsxDriver(Driver):
         switches over by itself when the task succeeds (no pivot); its progress is the task's.
         """
         if request.shallow or request.reuse_existing or request.dest_is_block_device:
-            raise InvalidArgumentError(f"disk {disk!r}: Storage vMotion copies whole disks to a datastore")
+            raise InvalidArgumentError(f"disk {quote(disk)}: Storage vMotion copies whole disks to a datastore")
         ds_name, _ = datastore_path(request.dest)
         datastore = self._datastore(ds_name)
         devices = self._props(dom, DEVICE_PROPS).get("config.hardware.device") or []
         device = next((d for d, i in self._disk_infos(devices) if i.target == disk), None)
         if device is None:
-            raise InvalidArgumentError(f"domain {dom.name!r} has no disk {disk!r}")
+            raise InvalidArgumentError(f"domain {quote(dom.name)} has no disk {quote(disk)}")
         vim = self._vim
         spec = vim.vm.RelocateSpec(disk=[vim.vm.RelocateSpec.DiskLocator(diskId=device.key, datastore=datastore)])
-        what = f"block copy of disk {disk!r} of domain {dom.name!r} to {ds_name}"
+        what = f"block copy of disk {quote(disk)} of domain {quote(dom.name)} to {ds_name}"
         with self._errors(what):
             task = self._vm(dom).RelocateVM_Task(spec=spec, priority="defaultPriority")
         job = _Job(task, dom, disk, request.dest)
@@ -740,7 +743,7 @@ class EsxDriver(Driver):
 
     def _poll_job(self, job: _Job, what: str = "") -> BlockJobInfo | None:
         """Read the job's task; report it, or forget it (and emit its event) once it has ended."""
-        with self._errors(what or f"block job on disk {job.disk!r} of domain {job.dom.name!r}"):
+        with self._errors(what or f"block job on disk {quote(job.disk)} of domain {quote(job.dom.name)}"):
             info = self._session.task_info(job.task)
         state = info.get("info.state")
         if state in ("queued", "running"):
@@ -790,14 +793,14 @@ class EsxDriver(Driver):
             job = self._jobs.get((dom.uuid, disk))
         if job is None:
             return
-        with self._errors(f"abort of the block copy of disk {disk!r} of domain {dom.name!r}"):
+        with self._errors(f"abort of the block copy of disk {quote(disk)} of domain {quote(dom.name)}"):
             job.task.CancelTask()
 
     def block_job_set_speed(self, dom: DomainRef, disk: str, bandwidth_bytes: int) -> None:
         """Storage vMotion has no bandwidth setting: 0 (unlimited, what it runs at) is accepted, a limit refused."""
         if bandwidth_bytes:
             raise InvalidArgumentError(
-                f"disk {disk!r} of domain {dom.name!r}: VMware's Storage vMotion cannot be throttled"
+                f"disk {quote(disk)} of domain {quote(dom.name)}: VMware's Storage vMotion cannot be throttled"
             )
 
     # --- storage: datastores and their .vmdk files --------------------------------------------
@@ -824,7 +827,7 @@ class EsxDriver(Driver):
         """A datastore by name."""
         found = self._datastores().get(name)
         if found is None:
-            raise NoStoragePoolError(f"datastore {name!r} not found")
+            raise NoStoragePoolError(f"datastore {quote(name)} not found")
         return self._pool(name, found[1])
 
     def list_volumes(self, pool: str) -> list[VolumeInfo]:
@@ -836,7 +839,7 @@ class EsxDriver(Driver):
             matchPattern=["*.vmdk"], details=vim.host.DatastoreBrowser.FileInfo.Details(fileSize=True, fileType=True)
         )
         results = self._session.run(
-            f"listing of datastore {pool!r}",
+            f"listing of datastore {quote(pool)}",
             browser.SearchDatastoreSubFolders_Task,
             datastorePath=f"[{pool}]",
             searchSpec=spec,
@@ -866,7 +869,7 @@ class EsxDriver(Driver):
         for vol in self.list_volumes(pool):
             if vol.name == name:
                 return vol
-        raise NoStorageVolumeError(f"datastore {pool!r} has no volume {name!r}")
+        raise NoStorageVolumeError(f"datastore {quote(pool)} has no volume {quote(name)}")
 
 
 class VpxDriver(EsxDriver):

@@ -56,6 +56,7 @@ from virtabs.spi import (
     Snapshot,
     VirtabsError,
     VolumeInfo,
+    quote,
 )
 
 from ._clixml import ErrorRecord, parse_errors, trapped_error
@@ -287,7 +288,7 @@ class HypervDriver(Driver):
 
     @staticmethod
     def _what(dom: DomainRef) -> str:
-        return f"domain {dom.name!r}"
+        return f"domain {quote(dom.name)}"
 
     def list_domains(self) -> list[DomainRef]:
         """Get-VM, one call."""
@@ -301,7 +302,7 @@ class HypervDriver(Driver):
         if len(named) > 1:
             ids = ", ".join(r.uuid for r in named)
             raise InvalidArgumentError(
-                f"{len(named)} virtual machines are called {name_or_uuid!r} (VMIds {ids}): look one up by its VMId"
+                f"{len(named)} virtual machines are called {quote(name_or_uuid)} (VMIds {ids}): look one up by its VMId"
             )
         if named:
             return named[0]
@@ -309,7 +310,7 @@ class HypervDriver(Driver):
         for r in refs:
             if r.uuid == wanted:
                 return r
-        raise NoDomainError(f"domain {name_or_uuid!r} not found")
+        raise NoDomainError(f"domain {quote(name_or_uuid)} not found")
 
     def _vm(self, dom: DomainRef) -> dict[str, Any]:
         v = self._run("vm.get", {"id": dom.uuid}, self._what(dom), NoDomainError)
@@ -430,7 +431,9 @@ class HypervDriver(Driver):
         virtual switch (``default`` means the ``Default Switch``).
         """
         if spec.uuid is not None:
-            raise InvalidArgumentError(f"domain {spec.name!r}: Hyper-V assigns VMIds itself; define it without a uuid")
+            raise InvalidArgumentError(
+                f"domain {quote(spec.name)}: Hyper-V assigns VMIds itself; define it without a uuid"
+            )
         disks = []
         for d in spec.disks:
             ct, cn, cl = self._slot(spec.name, d)
@@ -443,7 +446,7 @@ class HypervDriver(Driver):
             for n in spec.nics
         ]
         args = {"name": spec.name, "mem": spec.memory_bytes, "cpu": spec.vcpus, "disks": disks, "nics": nics}
-        v = self._run("vm.define", args, f"domain {spec.name!r}")
+        v = self._run("vm.define", args, f"domain {quote(spec.name)}")
         return self._ref(v)
 
     @staticmethod
@@ -451,7 +454,7 @@ class HypervDriver(Driver):
         try:
             return slot_for(d.target, d.bus)
         except ValueError as exc:
-            raise InvalidArgumentError(f"domain {name!r}: {exc}") from None
+            raise InvalidArgumentError(f"domain {quote(name)}: {exc}") from None
 
     def _act(self, op: str, dom: DomainRef, **extra: Any) -> None:
         self._run(op, {"id": dom.uuid, **extra}, self._what(dom), NoDomainError)
@@ -519,7 +522,7 @@ class HypervDriver(Driver):
         self._run(
             "snapshot.revert",
             {"id": dom.uuid, "name": name},
-            f"snapshot {name!r} of domain {dom.name!r}",
+            f"snapshot {quote(name)} of domain {quote(dom.name)}",
             NoSnapshotError,
         )
 
@@ -528,7 +531,7 @@ class HypervDriver(Driver):
         self._run(
             "snapshot.delete",
             {"id": dom.uuid, "name": name},
-            f"snapshot {name!r} of domain {dom.name!r}",
+            f"snapshot {quote(name)} of domain {quote(dom.name)}",
             NoSnapshotError,
         )
 
@@ -546,16 +549,16 @@ class HypervDriver(Driver):
             "cl": cl,
             "target": disk.target,
         }
-        self._run("disk.attach", args, f"disk {disk.target!r} of domain {dom.name!r}", NoDomainError)
+        self._run("disk.attach", args, f"disk {quote(disk.target)} of domain {quote(dom.name)}", NoDomainError)
 
     def detach_disk(self, dom: DomainRef, target: str) -> None:
         """Remove-VMHardDiskDrive of the target's slot (the VHD file stays)."""
         try:
             ct, cn, cl = slot_for(target)
         except ValueError as exc:
-            raise InvalidArgumentError(f"domain {dom.name!r}: {exc}") from None
+            raise InvalidArgumentError(f"domain {quote(dom.name)}: {exc}") from None
         args = {"id": dom.uuid, "cti": ct, "cn": cn, "cl": cl, "target": target}
-        self._run("disk.detach", args, f"disk {target!r} of domain {dom.name!r}", NoDomainError)
+        self._run("disk.detach", args, f"disk {quote(target)} of domain {quote(dom.name)}", NoDomainError)
 
     # --- block copy: Move-VMStorage --------------------------------------------------------------------
 
@@ -570,9 +573,9 @@ class HypervDriver(Driver):
 
         src = next((d for d in self.disks(dom) if d.target == disk), None)
         if src is None:
-            raise InvalidArgumentError(f"domain {dom.name!r} has no disk {disk!r}")
+            raise InvalidArgumentError(f"domain {quote(dom.name)} has no disk {quote(disk)}")
         args = {"id": dom.uuid, "src": src.path, "dst": request.dest}
-        what = f"block copy of disk {disk!r} of domain {dom.name!r}"
+        what = f"block copy of disk {quote(disk)} of domain {quote(dom.name)}"
         try:
             cmd = self._client.start(command_line(SCRIPTS["storage.move"].render(args)))
         except TransportFailure as exc:
@@ -610,7 +613,7 @@ class HypervDriver(Driver):
     def _job_info(self, job: _CopyJob) -> BlockJobInfo | None:
         if job.done.is_set():
             return None
-        p = self._run("storage.progress", {"dst": job.dst}, f"block copy of disk {job.disk!r}") or {}
+        p = self._run("storage.progress", {"dst": job.dst}, f"block copy of disk {quote(job.disk)}") or {}
         copied = as_int(p.get("Copied"), 0) or 0
         if job.done.is_set():
             return None
@@ -651,7 +654,7 @@ class HypervDriver(Driver):
     def block_job_set_speed(self, dom: DomainRef, disk: str, bandwidth_bytes: int) -> None:
         """Move-VMStorage has no bandwidth control."""
         raise NotSupportedError(
-            f"disk {disk!r} of domain {dom.name!r}: Hyper-V storage migration (Move-VMStorage) has no bandwidth limit"
+            f"disk {quote(disk)} of domain {quote(dom.name)}: Hyper-V storage migration (Move-VMStorage) has no bandwidth limit"
         )
 
     # --- storage: the VirtualHardDiskPath as pool 'default' -------------------------------------------------
@@ -664,7 +667,7 @@ class HypervDriver(Driver):
 
     def _check_pool(self, pool: str) -> None:
         if pool != POOL:
-            raise NoStoragePoolError(f"storage pool {pool!r} not found (Hyper-V has one: {POOL!r})")
+            raise NoStoragePoolError(f"storage pool {quote(pool)} not found (Hyper-V has one: {quote(POOL)})")
 
     def _volume(self, v: dict[str, Any]) -> VolumeInfo:
         path = as_str(v.get("Path"))
@@ -690,18 +693,20 @@ class HypervDriver(Driver):
     def list_volumes(self, pool: str) -> list[VolumeInfo]:
         """The .vhd/.vhdx files of the pool directory with Get-VHD facts, one call."""
         self._check_pool(pool)
-        raw = self._run("volume.list", {"dir": self._pool_dir()}, f"storage pool {pool!r}")
+        raw = self._run("volume.list", {"dir": self._pool_dir()}, f"storage pool {quote(pool)}")
         return [self._volume(v) for v in as_list(raw)]
 
     def _vol_path(self, name: str) -> str:
         if not name or "\\" in name or "/" in name:
-            raise InvalidArgumentError(f"invalid volume name {name!r}")
+            raise InvalidArgumentError(f"invalid volume name {quote(name)}")
         return f"{self._pool_dir()}\\{name}"
 
     def lookup_volume(self, pool: str, name: str) -> VolumeInfo:
         """Get-VHD of ``<pool dir>\\name``."""
         self._check_pool(pool)
-        v = self._run("volume.get", {"path": self._vol_path(name)}, f"storage volume {name!r}", NoStorageVolumeError)
+        v = self._run(
+            "volume.get", {"path": self._vol_path(name)}, f"storage volume {quote(name)}", NoStorageVolumeError
+        )
         return self._volume(v)
 
     def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
@@ -710,19 +715,21 @@ class HypervDriver(Driver):
         ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
         if format not in ("vhd", "vhdx") or ext != format:
             raise InvalidArgumentError(
-                f"storage volume {name!r}: Hyper-V creates VHD and VHDX files only (format {format!r}; the file "
+                f"storage volume {quote(name)}: Hyper-V creates VHD and VHDX files only (format {quote(format)}; the file "
                 "name must end in .vhd or .vhdx to match)"
             )
         args = {"path": self._vol_path(name), "size": capacity_bytes, "parent": backing}
-        return self._volume(self._run("volume.create", args, f"storage volume {name!r}", NoStorageVolumeError))
+        return self._volume(self._run("volume.create", args, f"storage volume {quote(name)}", NoStorageVolumeError))
 
     def delete_volume(self, pool: str, name: str) -> None:
         """Remove-Item of the file (Get-VHD first, so a missing volume is NoStorageVolumeError)."""
         self._check_pool(pool)
-        self._run("volume.delete", {"path": self._vol_path(name)}, f"storage volume {name!r}", NoStorageVolumeError)
+        self._run(
+            "volume.delete", {"path": self._vol_path(name)}, f"storage volume {quote(name)}", NoStorageVolumeError
+        )
 
     def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
         """Resize-VHD -SizeBytes."""
         self._check_pool(pool)
         args = {"path": self._vol_path(name), "size": capacity_bytes}
-        return self._volume(self._run("volume.resize", args, f"storage volume {name!r}", NoStorageVolumeError))
+        return self._volume(self._run("volume.resize", args, f"storage volume {quote(name)}", NoStorageVolumeError))

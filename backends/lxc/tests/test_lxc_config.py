@@ -118,7 +118,7 @@ def test_the_renderer_refuses_a_line_break_in_any_value(control: str) -> None:
             nics=[],
             cgroup_v2=True,
         )
-    settings = LxcSettings(rootfs="/srv/web", init=("/sbin/init", f"--quiet{control}lxc.hook.mount = /bin/id"))
+    settings = LxcSettings(rootfs="/srv/web", init=("/sbin/init", f"--quiet{control}lxc.hook.mount=/bin/id"))
     with pytest.raises(ConfigError, match="control character"):
         render_config(
             name="web", rootfs="/srv/web", settings=settings, memory_bytes=64 * MiB, vcpus=1, nics=[], cgroup_v2=True

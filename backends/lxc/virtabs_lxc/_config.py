@@ -28,17 +28,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from virtabs.spi import quote
+
 __all__ = [
     "CPU_PERIOD_US",
     "ContainerConfig",
     "LxcSettings",
+    "init_command",
     "parse_config",
     "render_config",
     "settings_from_extra",
     "spec_values",
+    "split_init_command",
 ]
 
 CPU_PERIOD_US = 100_000
+IFNAMSIZ = 16
+"""Linux's interface name size, with its NUL: a bridge name has at most 15 bytes."""
 DEFAULT_INIT = ("/sbin/init",)
 #: Mounts every system container needs (liblxc's own templates set the same ones).
 BASE_KEYS: tuple[tuple[str, str], ...] = (
@@ -58,6 +64,17 @@ class ConfigError(ValueError):
 _LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f]")
 
 
+# liblxc reads a line as ``key = value``: it trims blanks (space, tab) around the value, then strips one
+# pair of matching outer quotes (' or "). A value those would change is written inside one more pair of
+# double quotes, which is exactly what liblxc strips again: the value reaches liblxc whole.
+_BLANKS = " \t"
+_QUOTES = "'\""
+
+
+def _needs_quotes(value: str) -> bool:
+    return value != value.strip(_BLANKS) or (len(value) > 1 and value[0] in _QUOTES and value[-1] == value[0])
+
+
 def _one_line(key: str, value: str) -> str:
     for what, text in (("key", key), ("value", value)):
         found = _LINE_BREAKING.search(text)
@@ -66,7 +83,35 @@ def _one_line(key: str, value: str) -> str:
                 f"the {what} of {key[:80]!r} holds control character {found.group()!r}: an LXC configuration "
                 "line cannot hold it"
             )
-    return f"{key} = {value}"
+    return f'{key} = "{value}"' if _needs_quotes(value) else f"{key} = {value}"
+
+
+def _value(text: str) -> str:
+    """A value as liblxc reads it: blanks trimmed, then one pair of matching outer quotes removed."""
+    text = text.strip(_BLANKS)
+    if len(text) > 1 and text[0] in _QUOTES and text[-1] == text[0]:
+        return text[1:-1]
+    return text
+
+
+def init_command(args: Sequence[str]) -> str:
+    """The ``lxc.init.cmd`` value of ``args``.
+
+    liblxc splits it at spaces, with no quoting at all (``split_init_cmd``: ``'a b'`` is the two arguments
+    ``'a`` and ``b'``), so an argument that is empty or holds a space cannot be written and is refused.
+    """
+    for arg in args:
+        if not arg or " " in arg:
+            raise ConfigError(
+                f"init argument {quote(arg)}: liblxc splits lxc.init.cmd at spaces with no quoting, so an "
+                "argument cannot be empty or hold a space (wrap the command in a script inside the container)"
+            )
+    return " ".join(args)
+
+
+def split_init_command(value: str) -> list[str]:
+    """The arguments liblxc runs for an ``lxc.init.cmd`` value (split at spaces, empty parts skipped)."""
+    return [part for part in value.split(" ") if part]
 
 
 @dataclass(frozen=True)
@@ -84,44 +129,46 @@ def settings_from_extra(name: str, extra: Mapping[str, Any]) -> LxcSettings:
     """Check ``extra["lxc"]`` of domain ``name``; ConfigError names what is wrong."""
     raw = extra.get("lxc", {})
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"domain {name!r}: extra['lxc'] must be a mapping")
+        raise ConfigError(f"domain {quote(name)}: extra['lxc'] must be a mapping")
     known = {"rootfs", "template", "template_args", "init", "config"}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigError(f"domain {name!r}: unknown extra['lxc'] key(s) {', '.join(unknown)} (known: {sorted(known)})")
+        raise ConfigError(
+            f"domain {quote(name)}: unknown extra['lxc'] key(s) {', '.join(unknown)} (known: {sorted(known)})"
+        )
     rootfs, template = raw.get("rootfs"), raw.get("template")
     if (rootfs is None) == (template is None):
         raise ConfigError(
-            f"domain {name!r}: give exactly one of extra['lxc']['rootfs'] (an existing root file system) "
+            f"domain {quote(name)}: give exactly one of extra['lxc']['rootfs'] (an existing root file system) "
             "or extra['lxc']['template'] (an LXC template such as 'busybox')"
         )
     if rootfs is not None and (not isinstance(rootfs, str) or not rootfs.startswith("/")):
-        raise ConfigError(f"domain {name!r}: extra['lxc']['rootfs'] must be an absolute path, got {rootfs!r}")
+        raise ConfigError(f"domain {quote(name)}: extra['lxc']['rootfs'] must be an absolute path, got {quote(rootfs)}")
     init = raw.get("init", DEFAULT_INIT)
     if isinstance(init, str):
         init = shlex.split(init)
     if not init or not all(isinstance(a, str) and a for a in init):
-        raise ConfigError(f"domain {name!r}: extra['lxc']['init'] must be a non-empty command")
+        raise ConfigError(f"domain {quote(name)}: extra['lxc']['init'] must be a non-empty command")
     args = raw.get("template_args", ())
     if isinstance(args, str) or not all(isinstance(a, str) for a in args):
-        raise ConfigError(f"domain {name!r}: extra['lxc']['template_args'] must be a list of strings")
+        raise ConfigError(f"domain {quote(name)}: extra['lxc']['template_args'] must be a list of strings")
     config = _config_items(name, raw.get("config", {}))
     return LxcSettings(rootfs=rootfs, template=template, template_args=tuple(args), init=tuple(init), config=config)
 
 
 def _config_items(name: str, config: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(config, Mapping):
-        raise ConfigError(f"domain {name!r}: extra['lxc']['config'] must be a mapping of lxc.* keys")
+        raise ConfigError(f"domain {quote(name)}: extra['lxc']['config'] must be a mapping of lxc.* keys")
     items: list[tuple[str, str]] = []
     for key, value in config.items():
         values = value if isinstance(value, list | tuple) else [value]
         bad_key = not isinstance(key, str) or not key.startswith("lxc.") or any(c in key for c in " =")
         if bad_key or _LINE_BREAKING.search(key):
-            raise ConfigError(f"domain {name!r}: invalid LXC configuration key {key!r}")
+            raise ConfigError(f"domain {quote(name)}: invalid LXC configuration key {quote(key)}")
         for v in values:
             text = str(v)
             if _LINE_BREAKING.search(text):
-                raise ConfigError(f"domain {name!r}: the value of {key} contains a control character")
+                raise ConfigError(f"domain {quote(name)}: the value of {key} contains a control character")
             items.append((key, text))
     return tuple(items)
 
@@ -143,7 +190,7 @@ def render_config(
     keys: list[tuple[str, str]] = [("lxc.uts.name", name)]
     if rootfs is not None:
         keys.append(("lxc.rootfs.path", f"dir:{rootfs}"))
-    keys.append(("lxc.init.cmd", shlex.join(settings.init)))
+    keys.append(("lxc.init.cmd", init_command(settings.init)))
     keys.extend(BASE_KEYS)
     quota = vcpus * CPU_PERIOD_US
     if cgroup_v2:
@@ -156,6 +203,9 @@ def render_config(
     if not nics:
         keys.append(("lxc.net.0.type", "empty"))
     for index, (bridge, mac) in enumerate(nics):
+        if len(bridge.encode()) > IFNAMSIZ - 1 and not _LINE_BREAKING.search(bridge):  # that one: below
+            # liblxc cuts lxc.net.N.link to an interface name's size: the container would join another bridge
+            raise ConfigError(f"network {quote(bridge)}: a bridge name is at most {IFNAMSIZ - 1} bytes")
         keys += [(f"lxc.net.{index}.type", "veth"), (f"lxc.net.{index}.link", bridge)]
         keys.append((f"lxc.net.{index}.flags", "up"))
         if mac:
@@ -209,12 +259,12 @@ def _index(key: str) -> bool:
 def parse_config(text: str) -> ContainerConfig:
     """Parse an LXC configuration file (``key = value`` lines, ``#`` comments)."""
     config = ContainerConfig()
-    for raw in text.splitlines():
-        line = raw.strip()
+    for raw in text.split("\n"):  # liblxc ends a line at \n only (not at U+2028, U+0085 ...)
+        line = raw.strip(_BLANKS + "\r")
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, value = line.split("=", 1)
-        config.items.append((key.strip(), value.strip()))
+        config.items.append((key.strip(_BLANKS), _value(value)))
     return config
 
 

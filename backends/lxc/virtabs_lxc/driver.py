@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import platform
-import shlex
 import socket
 import subprocess
 import tempfile
@@ -57,6 +56,7 @@ from virtabs.spi import (
     OperationInvalidError,
     OperationTimeoutError,
     Snapshot,
+    quote,
 )
 
 from ._cgroup import read_usage
@@ -67,6 +67,7 @@ from ._config import (
     render_config,
     settings_from_extra,
     spec_values,
+    split_init_command,
 )
 from ._snapshots import SnapshotError, SnapshotRecord, SnapshotStore
 
@@ -152,9 +153,9 @@ class LxcDriver(Driver):
     def __init__(self, uri: URI, options: ConnectOptions) -> None:
         super().__init__(uri, options)
         if uri.host:
-            raise ConnectError(f"lxc: remote hosts are not supported ({uri.host!r}); use lxc:/// on the host")
+            raise ConnectError(f"lxc: remote hosts are not supported ({quote(uri.host)}); use lxc:/// on the host")
         if uri.path not in ("", "/"):
-            raise InvalidArgumentError(f"lxc: unexpected path {uri.path!r}; use lxc:/// or lxc:///?path=DIR")
+            raise InvalidArgumentError(f"lxc: unexpected path {quote(uri.path)}; use lxc:/// or lxc:///?path=DIR")
         unknown = sorted(set(uri.params) - {"path"})
         if unknown:
             raise InvalidArgumentError(f"lxc: unknown URI parameter(s) {', '.join(unknown)} (known: path)")
@@ -165,7 +166,7 @@ class LxcDriver(Driver):
         self._lxc: Any = lxc
         path = uri.param("path") or str(lxc.default_config_path)
         if not os.path.isdir(path):
-            raise ConnectError(f"lxc: the lxcpath {path!r} does not exist")
+            raise ConnectError(f"lxc: the lxcpath {quote(path)} does not exist")
         self.lxcpath = os.path.realpath(path)
         self._cgroup_v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
         self._lock = threading.Lock()
@@ -202,14 +203,14 @@ class LxcDriver(Driver):
             with open(os.path.join(self._dir(name), "config")) as f:
                 return parse_config(f.read())
         except FileNotFoundError:
-            raise NoDomainError(f"domain {name!r} not found in lxcpath {self.lxcpath!r}") from None
+            raise NoDomainError(f"domain {quote(name)} not found in lxcpath {quote(self.lxcpath)}") from None
 
     def _container(self, dom: DomainRef) -> Any:
         container = self._lxc.Container(dom.name, self.lxcpath)
         if not container.defined and not container.running:
-            raise NoDomainError(f"domain {dom.name!r} not found in lxcpath {self.lxcpath!r}")
+            raise NoDomainError(f"domain {quote(dom.name)} not found in lxcpath {quote(self.lxcpath)}")
         if self._uuid(dom.name) != dom.uuid:
-            raise NoDomainError(f"domain {dom.name!r} (uuid {dom.uuid}) not found: the name now has another UUID")
+            raise NoDomainError(f"domain {quote(dom.name)} (uuid {dom.uuid}) not found: the name now has another UUID")
         return container
 
     def _rootfs_owned(self, name: str, config: ContainerConfig, meta: Mapping[str, Any]) -> bool:
@@ -310,7 +311,7 @@ class LxcDriver(Driver):
             lxc_extra["rootfs"] = config.rootfs
         init = config.get("lxc.init.cmd")
         if init:
-            lxc_extra["init"] = shlex.split(init)
+            lxc_extra["init"] = split_init_command(init)
         passthrough: dict[str, Any] = {}
         for key, value in config.items:
             if key in _MANAGED_KEYS or key.startswith(_MANAGED_PREFIXES):
@@ -391,32 +392,35 @@ class LxcDriver(Driver):
         name = spec.name
         if spec.os_type != "exe":
             raise InvalidArgumentError(
-                f"domain {name!r}: LXC domains are containers, os_type must be 'exe' (got {spec.os_type!r})"
+                f"domain {quote(name)}: LXC domains are containers, os_type must be 'exe' (got {quote(spec.os_type)})"
             )
         if spec.disks:
             raise InvalidArgumentError(
-                f"domain {name!r}: LXC containers have no block disks; give the root file system as "
+                f"domain {quote(name)}: LXC containers have no block disks; give the root file system as "
                 "extra['lxc']['rootfs'] or extra['lxc']['template']"
             )
-        with _errors(f"definition of domain {name!r}"):
+        with _errors(f"definition of domain {quote(name)}"):
             settings = settings_from_extra(name, spec.extra)
         if settings.rootfs is not None and not os.path.isdir(settings.rootfs):
-            raise InvalidArgumentError(f"domain {name!r}: the root file system {settings.rootfs!r} is not a directory")
+            raise InvalidArgumentError(
+                f"domain {quote(name)}: the root file system {quote(settings.rootfs)} is not a directory"
+            )
         domain_uuid = spec.uuid or str(_uuid.uuid4())
         with self._lock:
             if self._lxc.Container(name, self.lxcpath).defined or os.path.exists(self._dir(name)):
-                raise OperationFailedError(f"domain {name!r} already exists in lxcpath {self.lxcpath!r}")
+                raise OperationFailedError(f"domain {quote(name)} already exists in lxcpath {quote(self.lxcpath)}")
             if any(ref.uuid == domain_uuid for ref in self.list_domains()):
-                raise OperationFailedError(f"domain {name!r}: UUID {domain_uuid} is already used")
-            text = render_config(
-                name=name,
-                rootfs=settings.rootfs,
-                settings=settings,
-                memory_bytes=spec.memory_bytes,
-                vcpus=spec.vcpus,
-                nics=[(nic.network, nic.mac) for nic in spec.nics],
-                cgroup_v2=self._cgroup_v2,
-            )
+                raise OperationFailedError(f"domain {quote(name)}: UUID {domain_uuid} is already used")
+            with _errors(f"definition of domain {quote(name)}"):
+                text = render_config(
+                    name=name,
+                    rootfs=settings.rootfs,
+                    settings=settings,
+                    memory_bytes=spec.memory_bytes,
+                    vcpus=spec.vcpus,
+                    nics=[(nic.network, nic.mac) for nic in spec.nics],
+                    cgroup_v2=self._cgroup_v2,
+                )
             meta: dict[str, Any] = {"uuid": domain_uuid, "rootfs_owned": settings.rootfs is None}
             if settings.template is not None:
                 meta["template"] = settings.template
@@ -436,12 +440,12 @@ class LxcDriver(Driver):
             conf.write(text)
             conf.flush()
             if not container.load_config(conf.name):
-                raise InvalidArgumentError(f"domain {name!r}: liblxc refused the generated configuration")
+                raise InvalidArgumentError(f"domain {quote(name)}: liblxc refused the generated configuration")
         if not container.create(template, self._lxc.LXC_CREATE_QUIET, tuple(args)):
             with contextlib.suppress(Exception):
                 if container.defined:
                     container.destroy()
-            raise OperationFailedError(f"domain {name!r}: the LXC template {template!r} failed")
+            raise OperationFailedError(f"domain {quote(name)}: the LXC template {quote(template)} failed")
 
     def undefine(self, dom: DomainRef) -> None:
         """Remove the container; a root file system the user supplied is left untouched."""
@@ -456,13 +460,13 @@ class LxcDriver(Driver):
                     f.write("".join(f"{k} = {v}\n" for k, v in kept))
                 container = self._lxc.Container(dom.name, self.lxcpath)
             if not container.destroy():
-                raise OperationFailedError(f"LXC could not destroy the definition of domain {dom.name!r}")
+                raise OperationFailedError(f"LXC could not destroy the definition of domain {quote(dom.name)}")
 
     def start(self, dom: DomainRef, paused: bool) -> None:
         """Start the container (daemonized); freeze it right away when ``paused``."""
         container = self._container(dom)
         if not container.start(close_fds=True):
-            raise OperationFailedError(f"LXC could not start domain {dom.name!r}")
+            raise OperationFailedError(f"LXC could not start domain {quote(dom.name)}")
         if paused:
             self._freeze(dom, "after starting it")
 
@@ -470,22 +474,22 @@ class LxcDriver(Driver):
         """Send the container's halt signal (``lxc.signal.halt``) to its init and return; thaw it first."""
         container = self._container(dom)
         if container.state == "FROZEN" and not container.unfreeze():
-            raise OperationFailedError(f"LXC could not thaw domain {dom.name!r} to shut it down")
+            raise OperationFailedError(f"LXC could not thaw domain {quote(dom.name)} to shut it down")
         if not container.shutdown(0):
-            raise OperationFailedError(f"LXC could not signal domain {dom.name!r} to shut down")
+            raise OperationFailedError(f"LXC could not signal domain {quote(dom.name)} to shut down")
 
     def destroy(self, dom: DomainRef) -> None:
         """Kill every process of the container (also a frozen one)."""
         if not self._container(dom).stop():
-            raise OperationFailedError(f"LXC could not stop domain {dom.name!r}")
+            raise OperationFailedError(f"LXC could not stop domain {quote(dom.name)}")
 
     def reboot(self, dom: DomainRef) -> None:
         """Send the container's reboot signal (``lxc.signal.reboot``), thawing it first; liblxc restarts it."""
         container = self._container(dom)
         if container.state == "FROZEN" and not container.unfreeze():
-            raise OperationFailedError(f"LXC could not thaw domain {dom.name!r} to reboot it")
+            raise OperationFailedError(f"LXC could not thaw domain {quote(dom.name)} to reboot it")
         if not container.reboot():
-            raise OperationFailedError(f"LXC could not signal domain {dom.name!r} to reboot")
+            raise OperationFailedError(f"LXC could not signal domain {quote(dom.name)} to reboot")
 
     def suspend(self, dom: DomainRef) -> None:
         """Freeze the container's cgroup."""
@@ -501,7 +505,7 @@ class LxcDriver(Driver):
         takes longer than ``FREEZE_ATTEMPT_SECONDS`` is killed and the cgroup thawed, then tried again
         until the connection's timeout (60 s without one).
         """
-        what = f"freeze of domain {dom.name!r}" + (f" {why}" if why else "")
+        what = f"freeze of domain {quote(dom.name)}" + (f" {why}" if why else "")
         deadline = Deadline(self.options.timeout or 60.0)
         argv = ["-n", dom.name, "-P", self.lxcpath]
         while True:
@@ -523,7 +527,7 @@ class LxcDriver(Driver):
     def resume(self, dom: DomainRef) -> None:
         """Thaw the container's cgroup."""
         if not self._container(dom).unfreeze():
-            raise OperationFailedError(f"LXC could not thaw domain {dom.name!r}")
+            raise OperationFailedError(f"LXC could not thaw domain {quote(dom.name)}")
 
     # --- snapshots ----------------------------------------------------------------------------------
 
@@ -543,8 +547,8 @@ class LxcDriver(Driver):
     def _record(self, dom: DomainRef, name: str) -> SnapshotRecord:
         store = self._store(dom)
         if not store.exists(name):
-            raise NoSnapshotError(f"domain {dom.name!r} has no snapshot {name!r}")
-        with _errors(f"snapshot {name!r} of domain {dom.name!r}"):
+            raise NoSnapshotError(f"domain {quote(dom.name)} has no snapshot {quote(name)}")
+        with _errors(f"snapshot {quote(name)} of domain {quote(dom.name)}"):
             return store.load(name)
 
     def create_snapshot(self, dom: DomainRef, name: str) -> Snapshot:
@@ -552,19 +556,19 @@ class LxcDriver(Driver):
         container = self._container(dom)
         config = self._config(dom.name)
         if config.rootfs is None or not os.path.isdir(config.rootfs):
-            raise OperationFailedError(f"domain {dom.name!r} has no root file system directory to snapshot")
+            raise OperationFailedError(f"domain {quote(dom.name)} has no root file system directory to snapshot")
         store = self._store(dom)
         if os.path.exists(store.path(name)):
-            raise OperationInvalidError(f"domain {dom.name!r} already has a snapshot {name!r}")
+            raise OperationInvalidError(f"domain {quote(dom.name)} already has a snapshot {quote(name)}")
         with open(os.path.join(self._dir(dom.name), "config")) as f:
             config_text = f.read()
         meta = self._meta(dom.name)
         native = str(container.state)
         froze = native == "RUNNING"
         if froze:
-            self._freeze(dom, f"for snapshot {name!r}")
+            self._freeze(dom, f"for snapshot {quote(name)}")
         try:
-            with _errors(f"snapshot {name!r} of domain {dom.name!r}"):
+            with _errors(f"snapshot {quote(name)} of domain {quote(dom.name)}"):
                 parent = meta.get("current_snapshot")
                 record = store.create(
                     name, config.rootfs, config_text, native, parent if store.exists(str(parent)) else None
@@ -580,7 +584,7 @@ class LxcDriver(Driver):
     def list_snapshots(self, dom: DomainRef) -> list[Snapshot]:
         """The snapshots, oldest first."""
         self._container(dom)
-        with _errors(f"snapshots of domain {dom.name!r}"):
+        with _errors(f"snapshots of domain {quote(dom.name)}"):
             return [self._snapshot(dom, r) for r in self._store(dom).records()]
 
     def revert_to_snapshot(self, dom: DomainRef, name: str) -> None:
@@ -589,10 +593,12 @@ class LxcDriver(Driver):
         record = self._record(dom, name)
         rootfs = self._config(dom.name).rootfs
         if rootfs is None:
-            raise OperationFailedError(f"domain {dom.name!r} has no root file system to revert")
+            raise OperationFailedError(f"domain {quote(dom.name)} has no root file system to revert")
         if container.running and not (container.stop() and container.wait("STOPPED", 30)):
-            raise OperationFailedError(f"LXC could not stop domain {dom.name!r} to revert to snapshot {name!r}")
-        with _errors(f"revert of domain {dom.name!r} to snapshot {name!r}"):
+            raise OperationFailedError(
+                f"LXC could not stop domain {quote(dom.name)} to revert to snapshot {quote(name)}"
+            )
+        with _errors(f"revert of domain {quote(dom.name)} to snapshot {quote(name)}"):
             config_text = self._store(dom).restore_rootfs(name, rootfs)
         with open(os.path.join(self._dir(dom.name), "config"), "w") as f:
             f.write(config_text)
@@ -608,7 +614,7 @@ class LxcDriver(Driver):
         """Remove the snapshot's copy; its children's parent becomes its parent."""
         self._container(dom)
         record = self._record(dom, name)
-        with _errors(f"delete of snapshot {name!r} of domain {dom.name!r}"):
+        with _errors(f"delete of snapshot {quote(name)} of domain {quote(dom.name)}"):
             self._store(dom).delete(name)
         meta = self._meta(dom.name)
         if meta.get("current_snapshot") == name:

@@ -32,6 +32,7 @@ from virtabs.spi import (
     OperationFailedError,
     OperationInvalidError,
     VirtabsError,
+    quote,
 )
 
 from . import _img
@@ -95,7 +96,7 @@ class BlockJobs:
         with self.sessions.open(dom.name) as q:
             src = next((d for d in self.store.get(dom).spec.disks if d.target == disk), None)
             if src is None:
-                raise InvalidArgumentError(f"domain {dom.name!r} has no disk {disk} in its definition")
+                raise InvalidArgumentError(f"domain {quote(dom.name)} has no disk {disk} in its definition")
             top = self._top(q, dom.name, disk)
             exists = os.path.exists(dest)
             if request.reuse_existing:
@@ -184,7 +185,7 @@ class BlockJobs:
     def _top(self, q: QMPClient, name: str, disk: str) -> dict[str, Any]:
         top = device_node(q, disk)
         if top is None:
-            raise OperationFailedError(f"domain {name!r}: disk {disk} has no medium")
+            raise OperationFailedError(f"domain {quote(name)}: disk {disk} has no medium")
         return top
 
     def _start(self, name: str, target: str, job: JobRecord, command: str, args: dict[str, Any], q: QMPClient) -> None:
@@ -202,7 +203,7 @@ class BlockJobs:
             run.pivot_failures.pop(target, None)
             self.store.save_run(name, run)
         try:
-            with QMP_ERRORS(f"block job on disk {target!r} of domain {name!r}"):
+            with QMP_ERRORS(f"block job on disk {quote(target)} of domain {quote(name)}"):
                 q.execute(command, args)
         except BaseException:
             if fresh:
@@ -349,7 +350,7 @@ class BlockJobs:
             if failure is not None:
                 self.store.save_run(dom.name, run)
                 raise OperationFailedError(
-                    f"block job on disk {disk} of domain {dom.name!r} failed while pivoting "
+                    f"block job on disk {disk} of domain {quote(dom.name)} failed while pivoting "
                     f"(the disk stays on its source): {failure}"
                 )
         return next((j for j in jobs if j.disk == disk), None)
@@ -373,13 +374,13 @@ class BlockJobs:
             # An intent whose command QEMU never got (the asking process died in between) may be retried.
             ending = qjob is None or qjob.get("status") in ("aborting", "waiting", "pending")
             if job is not None and job.intent and ending:
-                raise OperationInvalidError(f"block job on disk {disk} of domain {name!r} is still being ended")
+                raise OperationInvalidError(f"block job on disk {disk} of domain {quote(name)} is still being ended")
             if job is not None:
                 job.intent = "pivot" if pivot else "abort"
                 run.pivot_failures.pop(disk, None)
                 self.store.save_run(name, run)
             try:
-                with QMP_ERRORS(f"block job on disk {disk!r} of domain {name!r}"):
+                with QMP_ERRORS(f"block job on disk {quote(disk)} of domain {quote(name)}"):
                     if pivot:
                         q.execute("job-complete", {"id": job_id(disk)})
                     else:
@@ -400,7 +401,7 @@ class BlockJobs:
         """``block-job-set-speed`` (a job QEMU no longer has: OperationInvalidError)."""
         with self.sessions.open(dom.name) as q:
             self.reconcile(dom.name, q)
-            with QMP_ERRORS(f"block job on disk {disk!r} of domain {dom.name!r}"):
+            with QMP_ERRORS(f"block job on disk {quote(disk)} of domain {quote(dom.name)}"):
                 q.execute("block-job-set-speed", {"device": job_id(disk), "speed": bandwidth_bytes})
 
 

@@ -25,7 +25,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from virtabs.spi import DiskSpec, DomainSpec, InvalidArgumentError, NicSpec
+from virtabs.spi import DiskSpec, DomainSpec, InvalidArgumentError, NicSpec, quote
 
 __all__ = [
     "HOTPLUG_PORTS",
@@ -136,11 +136,13 @@ def device_for_disk(
     elif disk.bus in ("sata", "ide"):
         index = ord(disk.target[-1]) - ord("a")
         if index >= 6:
-            raise InvalidArgumentError(f"disk {disk.target!r}: sata targets go from sda to sdf")
+            raise InvalidArgumentError(f"disk {quote(disk.target)}: sata targets go from sda to sdf")
         dev = {"driver": "ide-cd" if disk.readonly else "ide-hd", "id": disk.target, "drive": drive}
         dev["bus"] = f"ide.{index}"
     else:
-        raise InvalidArgumentError(f"disk {disk.target!r}: bus {disk.bus!r} is not supported by the qemu driver")
+        raise InvalidArgumentError(
+            f"disk {quote(disk.target)}: bus {quote(disk.bus)} is not supported by the qemu driver"
+        )
     if bootindex is not None:
         dev["bootindex"] = bootindex
     return dev
@@ -156,7 +158,7 @@ def _netdev(nic: NicSpec, netid: str) -> str:
     if kind == "bridge" and name:
         return f"bridge,id={netid},br={_opt_escape(name)}"
     raise InvalidArgumentError(
-        f"network {net!r} is not supported by the qemu driver (use 'user', 'default', 'tap:IFNAME' or 'bridge:BRIDGE')"
+        f"network {quote(net)} is not supported by the qemu driver (use 'user', 'default', 'tap:IFNAME' or 'bridge:BRIDGE')"
     )
 
 
@@ -239,7 +241,9 @@ def build_argv(
         netid = f"net{i}"
         model = _NIC_MODELS.get(nic.model)
         if model is None:
-            raise InvalidArgumentError(f"NIC model {nic.model!r} is not supported (known: {', '.join(_NIC_MODELS)})")
+            raise InvalidArgumentError(
+                f"NIC model {quote(nic.model)} is not supported (known: {', '.join(_NIC_MODELS)})"
+            )
         argv += ["-netdev", _netdev(nic, netid)]
         dev = {"driver": model, "id": f"{netid}dev", "netdev": netid, "mac": nic.mac or mac_for(uuid, i)}
         dev["bus"] = port(f"rp-{netid}")
@@ -252,7 +256,7 @@ def build_argv(
         argv += ["-loadvm", loadvm]
     args = extra.get("args", [])
     if not isinstance(args, list | tuple):
-        raise InvalidArgumentError(f"domain {spec.name!r}: extra.qemu.args must be a list of strings")
+        raise InvalidArgumentError(f"domain {quote(spec.name)}: extra.qemu.args must be a list of strings")
     argv += [str(a) for a in args]
     return argv
 

@@ -19,6 +19,7 @@ from virtabs.spi import (
     OperationFailedError,
     OperationTimeoutError,
     VirtabsError,
+    quote,
 )
 
 from . import _img
@@ -72,13 +73,13 @@ class Devices:
             if disk.bus == "virtio":
                 free = run.free_ports(HOTPLUG_PORTS)
                 if not free:
-                    raise OperationFailedError(f"domain {name!r}: no free PCIe port for {disk.target}")
+                    raise OperationFailedError(f"domain {quote(name)}: no free PCIe port for {disk.target}")
                 port = free[0]
             elif disk.bus == "scsi":
                 if not any(d.bus == "scsi" for d in spec.disks) and "scsi0" not in run.ports:
                     free = run.free_ports(HOTPLUG_PORTS)
                     if not free:
-                        raise OperationFailedError(f"domain {name!r}: no free PCIe port for scsi0")
+                        raise OperationFailedError(f"domain {quote(name)}: no free PCIe port for scsi0")
                     q.execute("device_add", {"driver": "virtio-scsi-pci", "id": "scsi0", "bus": free[0]})
                     run.ports["scsi0"] = free[0]
             else:
@@ -107,7 +108,7 @@ class Devices:
                     wait = min(self.timeout, 10.0)
                     if q.wait_event({"DEVICE_DELETED"}, wait, {"device": target}) is None:
                         raise OperationTimeoutError(
-                            f"domain {dom.name!r}: the guest did not release disk {target} within {wait:g}s "
+                            f"domain {quote(dom.name)}: the guest did not release disk {target} within {wait:g}s "
                             "(virtio-blk unplug needs the guest's cooperation); the removal stays requested"
                         )
                     for node in (inserted or {}).get("node-name"), fmt_node_name(target), file_node_name(target):

@@ -25,6 +25,7 @@ from virtabs.spi import (
     OperationTimeoutError,
     VirtabsError,
     poll_until,
+    quote,
 )
 
 from . import _img
@@ -101,7 +102,7 @@ class Lifecycle:
         with self.store.global_lock(), self.store.lock(dom.name).hold():
             defn = self.store.get(dom)
             if self.processes.pidfile_held(dom.name):
-                raise OperationInvalidError(f"domain {dom.name!r} is running; destroy it before undefining")
+                raise OperationInvalidError(f"domain {quote(dom.name)} is running; destroy it before undefining")
             self.store.remove(dom.name)
         self.events.lifecycle(defn, LifecycleEventType.UNDEFINED, "removed")
 
@@ -127,18 +128,20 @@ class Lifecycle:
         with self.store.lock(name).hold():
             for disk in defn.spec.disks:
                 if not os.path.exists(disk.path):
-                    raise OperationFailedError(f"domain {name!r}: disk {disk.target} image {disk.path} does not exist")
+                    raise OperationFailedError(
+                        f"domain {quote(name)}: disk {disk.target} image {disk.path} does not exist"
+                    )
                 try:
                     _img.chain(disk.path, disk.format, force_share=True, timeout=self.processes.host_timeout)
                 except OperationTimeoutError as exc:
-                    raise OperationTimeoutError(f"domain {name!r}: disk {disk.target}: {exc}") from None
+                    raise OperationTimeoutError(f"domain {quote(name)}: disk {disk.target}: {exc}") from None
                 except VirtabsError as exc:
-                    raise OperationFailedError(f"domain {name!r}: disk {disk.target}: {exc}") from None
+                    raise OperationFailedError(f"domain {quote(name)}: disk {disk.target}: {exc}") from None
             try:
                 os.makedirs(dirs.run_dir(name), mode=0o700, exist_ok=True)
                 sock = dirs.socket_dir(name)
             except OSError as exc:
-                raise OperationFailedError(f"domain {name!r}: cannot make its runtime directory: {exc}") from None
+                raise OperationFailedError(f"domain {quote(name)}: cannot make its runtime directory: {exc}") from None
             argv = self._argv(
                 defn,
                 qmp_socket=sock,
@@ -148,7 +151,7 @@ class Lifecycle:
                 loadvm=loadvm,
             )
             if self.processes.pidfile_held(name):  # under the domain lock: nothing else can be starting it
-                raise OperationInvalidError(f"domain {name!r} is already running")
+                raise OperationInvalidError(f"domain {quote(name)} is already running")
             try:
                 failure = self.processes.spawn(name, argv)
             except BaseException:  # interrupted (SIGINT): the daemon QEMU may already run; it is ours to stop
@@ -156,16 +159,16 @@ class Lifecycle:
                 raise
             if failure is not None and PIDFILE_LOCKED in failure:
                 # QEMU's own refusal: another QEMU holds this domain's pidfile. Touch nothing of it.
-                raise OperationInvalidError(f"domain {name!r} is already running")
+                raise OperationInvalidError(f"domain {quote(name)} is already running")
             if failure is not None:
                 self.processes.reap(name)
-                raise OperationFailedError(f"domain {name!r} failed to start: {trim(failure)}")
+                raise OperationFailedError(f"domain {quote(name)} failed to start: {trim(failure)}")
             try:
                 try:
                     self.store.save_run(name, RunState(started=now_iso(), pid=self.processes.pid(name)))
                 except VirtabsError as exc:  # a full disk, an I/O error: no QEMU is left unaccounted for
                     raise OperationFailedError(
-                        f"domain {name!r} was not started: its runtime state cannot be written ({exc}); "
+                        f"domain {quote(name)} was not started: its runtime state cannot be written ({exc}); "
                         "the QEMU process just started was stopped"
                     ) from None
                 with self.sessions.open(name) as q:
@@ -181,12 +184,12 @@ class Lifecycle:
         poll_until(
             lambda: q.execute("query-status")["status"] != "inmigrate",
             timeout=max(600.0, self.timeout),
-            what=f"domain {name!r}: restoring the saved state",
+            what=f"domain {quote(name)}: restoring the saved state",
             interval=0.05,
         )
         mig = q.execute("query-migrate")
         if mig.get("status") == "failed":
-            raise OperationFailedError(f"domain {name!r}: restore failed: {mig.get('error-desc', '')}")
+            raise OperationFailedError(f"domain {quote(name)}: restore failed: {mig.get('error-desc', '')}")
 
     # --- running domains --------------------------------------------------------------------------
 
@@ -237,7 +240,7 @@ class Lifecycle:
             running = bool(q.execute("query-status").get("running", False))
             header = json.dumps(SaveHeader(dom.name, defn.uuid, defn.spec, running).to_json()).encode()
             if len(SAVE_MAGIC) + len(header) > SAVE_HEADER_SIZE:
-                raise OperationFailedError(f"domain {dom.name!r}: definition too large for the save header")
+                raise OperationFailedError(f"domain {quote(dom.name)}: definition too large for the save header")
             try:
                 # Guest memory: 0600 like libvirt's, also when the file existed; a planted symlink is not followed.
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -246,7 +249,7 @@ class Lifecycle:
                     fh.write(SAVE_MAGIC + header)
                     fh.write(b"\0" * (SAVE_HEADER_SIZE - len(SAVE_MAGIC) - len(header)))
             except OSError as exc:
-                raise OperationFailedError(f"domain {dom.name!r}: cannot write {path}: {exc}") from None
+                raise OperationFailedError(f"domain {quote(dom.name)}: cannot write {path}: {exc}") from None
             if running:
                 q.execute("stop")
             try:
@@ -254,7 +257,7 @@ class Lifecycle:
                 poll_until(
                     lambda: self._migrated(q, dom.name, path),
                     timeout=max(600.0, self.timeout),
-                    what=f"domain {dom.name!r}: saving to {path}",
+                    what=f"domain {quote(dom.name)}: saving to {path}",
                     interval=0.05,
                 )
             except BaseException:
@@ -280,7 +283,9 @@ class Lifecycle:
         mig = q.execute("query-migrate")
         status = mig.get("status")
         if status in ("failed", "cancelled"):
-            raise OperationFailedError(f"domain {name!r}: saving to {path} failed: {mig.get('error-desc', status)}")
+            raise OperationFailedError(
+                f"domain {quote(name)}: saving to {path} failed: {mig.get('error-desc', status)}"
+            )
         return bool(status == "completed")
 
     def restore(self, path: str) -> DomainRef:
@@ -310,7 +315,9 @@ class Lifecycle:
         with self.store.lock(meta.name).hold():  # the definition read and the launch see one state
             defn = self.store.load(meta.name)
             if defn.uuid != meta.uuid:
-                raise OperationInvalidError(f"{path} belongs to another domain named {meta.name!r} (UUID {meta.uuid})")
+                raise OperationInvalidError(
+                    f"{path} belongs to another domain named {quote(meta.name)} (UUID {meta.uuid})"
+                )
             self.launch(defn.with_spec(meta.spec), paused=not meta.running, incoming=incoming)
         self.events.lifecycle(defn, LifecycleEventType.STARTED, "restored")
         return defn.ref

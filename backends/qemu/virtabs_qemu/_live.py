@@ -36,7 +36,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from virtabs.spi import ConnectError, DomainState, OperationTimeoutError, VirtabsError
+from virtabs.spi import ConnectError, DomainState, OperationTimeoutError, VirtabsError, quote
 
 from ._cmdline import LEASE_SOCKETS, lease_lock, lease_socket
 from ._process import Processes
@@ -140,10 +140,10 @@ class LeaseClient(QMPClient):
             return self._reply(command, _ASK_ID, None)
         except (TimeoutError, OperationTimeoutError):
             self.close()
-            raise OperationTimeoutError(f"{self.what}: QMP command {command!r} got no reply in time") from None
+            raise OperationTimeoutError(f"{self.what}: QMP command {quote(command)} got no reply in time") from None
         except OSError as exc:
             self.close()
-            raise ConnectError(f"{self.what}: QMP connection lost while sending {command!r}: {exc}") from None
+            raise ConnectError(f"{self.what}: QMP connection lost while sending {quote(command)}: {exc}") from None
 
     def pending(self) -> bool:
         """True when QEMU wrote something not read yet, closed the connection, or it failed (one ``poll``)."""
@@ -302,13 +302,13 @@ class LiveView:
                 try:
                     with sessions.translated(name):
                         if not client.is_open:
-                            raise ConnectError(f"domain {name!r}: the leased QMP connection is closed")
+                            raise ConnectError(f"domain {quote(name)}: the leased QMP connection is closed")
                         yield client
                 finally:
                     events = client.take_events()
                     try:
                         if not client.is_open:
-                            raise ConnectError(f"domain {name!r}: the leased QMP connection is closed")
+                            raise ConnectError(f"domain {quote(name)}: the leased QMP connection is closed")
                         events = self._sync(lease, jobs_too=True, events=events)
                     except _FAILURES:
                         self._drop(lease)
@@ -348,7 +348,7 @@ class LiveView:
         return None
 
     def _connect(self, name: str, index: int, fd: int, path: str, pid: int) -> Lease | None:
-        client = LeaseClient(path, timeout=self.timeout, what=f"domain {name!r}")
+        client = LeaseClient(path, timeout=self.timeout, what=f"domain {quote(name)}")
         lease = Lease(name, index, fd, client, pid)
         try:
             client.connect()
@@ -393,7 +393,7 @@ class LiveView:
             lease.set_status(status)
             break
         else:
-            raise OSError(f"domain {lease.name!r}: QEMU's events kept coming while reading its state")
+            raise OSError(f"domain {quote(lease.name)}: QEMU's events kept coming while reading its state")
         return seen
 
     # --- releasing ----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from virtabs.spi import (
     Deadline,
     OperationFailedError,
     OperationTimeoutError,
+    quote,
     run_in_process_group,
 )
 
@@ -196,7 +197,7 @@ class Processes:
             res = run_bounded(argv, limit, cwd="/")
         except subprocess.TimeoutExpired:
             raise OperationTimeoutError(
-                f"domain {name!r}: QEMU did not finish starting within {limit:g}s (the connection's timeout); "
+                f"domain {quote(name)}: QEMU did not finish starting within {limit:g}s (the connection's timeout); "
                 "it was stopped"
             ) from None
         except OSError as exc:
@@ -253,7 +254,7 @@ class Processes:
                 os.kill(pid, sig)
             if self.wait_gone(pid, wait):
                 return
-        raise OperationFailedError(f"domain {name!r}: QEMU process {pid} does not die")
+        raise OperationFailedError(f"domain {quote(name)}: QEMU process {pid} does not die")
 
 
 def run_bounded(

@@ -14,7 +14,7 @@ import socket
 import time
 from typing import Any
 
-from virtabs.spi import ConnectError, OperationFailedError, OperationTimeoutError
+from virtabs.spi import ConnectError, OperationFailedError, OperationTimeoutError, quote
 
 __all__ = ["MAX_LINE", "QMPClient", "QMPError"]
 
@@ -131,16 +131,16 @@ class QMPClient:
             self._sock.sendall(data)
         except TimeoutError:
             self.close()
-            raise OperationTimeoutError(f"{self.what}: QMP command {command!r} timed out while sending") from None
+            raise OperationTimeoutError(f"{self.what}: QMP command {quote(command)} timed out while sending") from None
         except OSError as exc:
             self.close()
-            raise ConnectError(f"{self.what}: QMP connection lost while sending {command!r}: {exc}") from None
+            raise ConnectError(f"{self.what}: QMP connection lost while sending {quote(command)}: {exc}") from None
         try:
             return self._reply(command, req_id, deadline)
         except OperationTimeoutError:
             self.close()
             raise OperationTimeoutError(
-                f"{self.what}: QMP command {command!r} got no reply within "
+                f"{self.what}: QMP command {quote(command)} got no reply within "
                 f"{self.timeout if timeout is None else timeout:g}s"
             ) from None
 
@@ -231,10 +231,10 @@ class QMPClient:
             msg = json.loads(line)
         except (ValueError, RecursionError):  # bad UTF-8 or JSON; absurd nesting
             self.close()  # the stream can no longer be trusted to be in step
-            raise OperationFailedError(f"{self.what}: QEMU sent invalid JSON on QMP: {line[:200]!r}") from None
+            raise OperationFailedError(f"{self.what}: QEMU sent invalid JSON on QMP: {quote(line[:200])}") from None
         if not isinstance(msg, dict):
             self.close()
-            raise OperationFailedError(f"{self.what}: QEMU sent a non-object on QMP: {line[:200]!r}")
+            raise OperationFailedError(f"{self.what}: QEMU sent a non-object on QMP: {quote(line[:200])}")
         return msg
 
 

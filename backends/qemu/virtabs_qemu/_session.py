@@ -24,6 +24,7 @@ from virtabs.spi import (
     OperationFailedError,
     OperationInvalidError,
     VirtabsError,
+    quote,
 )
 
 from ._process import Processes
@@ -91,7 +92,7 @@ def state_of(status: dict[str, Any]) -> tuple[DomainState, str]:
     reply is not the object with a string ``status`` QEMU sends: the session reports a malformed reply)."""
     native = status.get("status", "unknown")
     if not isinstance(native, str):
-        raise TypeError(f"query-status gave status {native!r}, not a string")
+        raise TypeError(f"query-status gave status {quote(native)}, not a string")
     if native in _RUNNING:
         return DomainState.RUNNING, native
     if native in _PAUSED:
@@ -119,14 +120,14 @@ class Sessions:
 
         No QEMU to talk to is OperationInvalidError "is not running" (the socket is the native fact).
         """
-        what = f"domain {name!r}"
+        what = f"domain {quote(name)}"
         with self.store.lock(name).hold():
             client = QMPClient(self.store.dirs.qmp_socket(name), timeout=self.timeout, what=what)
             try:
                 client.connect()
             except (ConnectError, QMPError):
                 if self._gone(name):
-                    raise OperationInvalidError(f"domain {name!r} is not running") from None
+                    raise OperationInvalidError(f"domain {quote(name)} is not running") from None
                 raise
             try:
                 with self.translated(name):
@@ -141,7 +142,7 @@ class Sessions:
         """What leaves a conversation with ``name``'s QEMU as virtabs errors: QMP refusals by
         :data:`QMP_ERRORS`, replies of the wrong shape as OperationFailedError, a connection QEMU closed
         because it exited as OperationInvalidError "is not running"."""
-        what = f"domain {name!r}"
+        what = f"domain {quote(name)}"
         try:
             with QMP_ERRORS(what):
                 yield
@@ -154,7 +155,7 @@ class Sessions:
             ) from None
         except ConnectError:
             if self._gone(name):  # QEMU exited during the conversation (a guest power-off)
-                raise OperationInvalidError(f"domain {name!r} is not running (QEMU exited)") from None
+                raise OperationInvalidError(f"domain {quote(name)} is not running (QEMU exited)") from None
             raise
 
     def _gone(self, name: str) -> bool:
@@ -179,7 +180,7 @@ class Sessions:
 
     def quit(self, name: str) -> None:
         """Ask QEMU to exit now (best effort, short timeout: the caller kills it otherwise)."""
-        client = QMPClient(self.store.dirs.qmp_socket(name), timeout=2.0, what=f"domain {name!r}")
+        client = QMPClient(self.store.dirs.qmp_socket(name), timeout=2.0, what=f"domain {quote(name)}")
         with contextlib.suppress(VirtabsError, QMPError, OSError), client:
             client.execute("quit")
 

@@ -19,6 +19,7 @@ from virtabs.spi import (
     OperationInvalidError,
     Snapshot,
     VirtabsError,
+    quote,
 )
 
 from . import _img
@@ -36,7 +37,7 @@ def _writable_disks(spec: DomainSpec) -> list[DiskSpec]:
     bad = [d.target for d in disks if d.format != "qcow2"]
     if bad:
         raise OperationFailedError(
-            f"domain {spec.name!r}: internal snapshots need qcow2 disks; {', '.join(bad)} is not qcow2"
+            f"domain {quote(spec.name)}: internal snapshots need qcow2 disks; {', '.join(bad)} is not qcow2"
         )
     return disks
 
@@ -44,7 +45,7 @@ def _writable_disks(spec: DomainSpec) -> list[DiskSpec]:
 def _meta(defn: Definition, name: str) -> SnapshotMeta:
     meta = defn.snapshot(name)
     if meta is None:
-        raise NoSnapshotError(f"domain {defn.name!r} has no snapshot named {name!r}")
+        raise NoSnapshotError(f"domain {quote(defn.name)} has no snapshot named {quote(name)}")
     return meta
 
 
@@ -64,23 +65,23 @@ class Snapshots:
         with self.sessions.open(dom.name) as q:
             out = q.hmp(command, timeout=self.hmp_timeout).strip()
         if out:
-            raise OperationFailedError(f"domain {dom.name!r}: {command} failed: {out}")
+            raise OperationFailedError(f"domain {quote(dom.name)}: {command} failed: {out}")
 
     def create(self, dom: DomainRef, name: str) -> Snapshot:
         """``savevm`` (running: disks + RAM) or ``qemu-img snapshot -c`` on every disk (inactive: disks only)."""
         if any(c in name for c in "\0\n\"'"):
-            raise InvalidArgumentError(f"invalid snapshot name {name!r}: the QEMU monitor cannot quote it")
+            raise InvalidArgumentError(f"invalid snapshot name {quote(name)}: the QEMU monitor cannot quote it")
         with self.store.lock(dom.name).hold():
             defn = self.store.get(dom)
             if defn.snapshot(name) is not None:
-                raise OperationInvalidError(f"domain {dom.name!r} already has a snapshot named {name!r}")
+                raise OperationInvalidError(f"domain {quote(dom.name)} already has a snapshot named {quote(name)}")
             disks = _writable_disks(defn.spec)
             if self.processes.pid(dom.name) is not None:
                 with self.sessions.open(dom.name) as q:
                     running = bool(q.execute("query-status").get("running"))
                     out = q.hmp(f"savevm {name}", timeout=self.hmp_timeout).strip()
                 if out:
-                    raise OperationFailedError(f"domain {dom.name!r}: savevm {name} failed: {out}")
+                    raise OperationFailedError(f"domain {quote(dom.name)}: savevm {name} failed: {out}")
                 state = DomainState.RUNNING if running else DomainState.PAUSED
             else:
                 state = DomainState.SHUTOFF
@@ -114,7 +115,7 @@ class Snapshots:
             if meta.state == DomainState.SHUTOFF:
                 if active:
                     raise OperationInvalidError(
-                        f"snapshot {name!r} of domain {dom.name!r} is disk-only; stop the domain before reverting"
+                        f"snapshot {quote(name)} of domain {quote(dom.name)} is disk-only; stop the domain before reverting"
                     )
                 for d in _writable_disks(defn.spec):
                     _img.snapshot("-a", d.path, d.format, name, self.processes.host_timeout)
@@ -122,7 +123,7 @@ class Snapshots:
                 with self.sessions.open(dom.name) as q:
                     out = q.hmp(f"loadvm {name}", timeout=self.hmp_timeout).strip()
                     if out:
-                        raise OperationFailedError(f"domain {dom.name!r}: loadvm {name} failed: {out}")
+                        raise OperationFailedError(f"domain {quote(dom.name)}: loadvm {name} failed: {out}")
                     q.execute("cont" if meta.state == DomainState.RUNNING else "stop")
             else:
                 self.lifecycle.state_after_revert(defn, meta.state, name)

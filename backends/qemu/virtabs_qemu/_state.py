@@ -37,6 +37,7 @@ from virtabs.spi import (
     OperationFailedError,
     OperationTimeoutError,
     VirtabsError,
+    quote,
 )
 
 __all__ = ["DomainLock", "StateDirs", "file_lock", "lock_holder", "read_json", "write_json_atomic"]
@@ -148,7 +149,7 @@ class StateDirs:
             return dirs
         if mode == "system":
             return cls("/var/lib/virtabs/qemu", "/var/lib/virtabs/qemu", "/run/virtabs/qemu")
-        raise InvalidArgumentError(f"unknown qemu URI path {path!r}: use /session, /system or /embed?root=DIR")
+        raise InvalidArgumentError(f"unknown qemu URI path {quote(path)}: use /session, /system or /embed?root=DIR")
 
     def check_shared(self, *, create: bool) -> None:
         """Refuse (ConnectError) a runtime base under the temporary directory that another user could control."""
@@ -269,7 +270,7 @@ class DomainLock:
     def __init__(self, path: str, timeout: float | None = None, what: str | None = None) -> None:
         self.path = path
         self.timeout = timeout
-        self.what = what or f"domain {os.path.basename(path).removesuffix('.lock')!r}"
+        self.what = what or f"domain {quote(os.path.basename(path).removesuffix('.lock'))}"
         self._rlock = threading.RLock()
         self._depth = 0
         self._fd: int | None = None

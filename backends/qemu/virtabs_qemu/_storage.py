@@ -30,6 +30,7 @@ from virtabs.spi import (
     PoolInfo,
     VirtabsError,
     VolumeInfo,
+    quote,
 )
 
 from . import _img
@@ -70,7 +71,7 @@ class _Pinned:
             os.close(self.dir_fd)
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise OperationFailedError(
-                    f"storage pool {pool!r}: a component of its directory {root} was replaced by a symlink or a "
+                    f"storage pool {quote(pool)}: a component of its directory {root} was replaced by a symlink or a "
                     "non-directory while in use: refused"
                 ) from None
             raise
@@ -81,18 +82,20 @@ class _Pinned:
         try:
             fd = os.open(name, flags, dir_fd=self.dir_fd)
         except FileNotFoundError:
-            raise NoStorageVolumeError(f"no volume {name!r} in storage pool {self.pool!r}") from None
+            raise NoStorageVolumeError(f"no volume {quote(name)} in storage pool {quote(self.pool)}") from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise OperationFailedError(
-                    f"volume {name!r} of storage pool {self.pool!r} was replaced by a symlink while in use: refused"
+                    f"volume {quote(name)} of storage pool {quote(self.pool)} was replaced by a symlink while in use: refused"
                 ) from None
             if exc.errno in (errno.EISDIR, errno.ENXIO):
-                raise NoStorageVolumeError(f"no volume {name!r} in storage pool {self.pool!r}") from None
-            raise OperationFailedError(f"volume {name!r} of storage pool {self.pool!r}: {exc.strerror}") from None
+                raise NoStorageVolumeError(f"no volume {quote(name)} in storage pool {quote(self.pool)}") from None
+            raise OperationFailedError(
+                f"volume {quote(name)} of storage pool {quote(self.pool)}: {exc.strerror}"
+            ) from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
-            raise NoStorageVolumeError(f"no volume {name!r} in storage pool {self.pool!r}")
+            raise NoStorageVolumeError(f"no volume {quote(name)} in storage pool {quote(self.pool)}")
         self.file_fd, self.name = fd, name
 
     @property
@@ -143,7 +146,7 @@ def _pin_for_volume(pool: str, root: str, name: str) -> _Pinned:
     try:
         return _Pinned(pool, root)
     except FileNotFoundError:
-        raise NoStorageVolumeError(f"no volume {name!r} in storage pool {pool!r}") from None
+        raise NoStorageVolumeError(f"no volume {quote(name)} in storage pool {quote(pool)}") from None
 
 
 class Storage:
@@ -171,7 +174,7 @@ class Storage:
         """The directory of ``pool``; NoStoragePoolError when there is no such pool."""
         path = self.pools().get(pool)
         if path is None:
-            raise NoStoragePoolError(f"no storage pool named {pool!r}")
+            raise NoStoragePoolError(f"no storage pool named {quote(pool)}")
         return path
 
     def pool_of(self, path: str, pool_dirs: dict[str, str] | None = None) -> str | None:
@@ -217,7 +220,7 @@ class Storage:
     def _volumes_lock(self, pool: str, pool_path: str) -> contextlib.AbstractContextManager[None]:
         """The lock of the pool's recorded volume formats (waited for at most the connection's timeout)."""
         return file_lock(
-            os.path.join(pool_path, _VOLUME_LOCK), self.dirs.lock_timeout, f"the volumes of storage pool {pool!r}"
+            os.path.join(pool_path, _VOLUME_LOCK), self.dirs.lock_timeout, f"the volumes of storage pool {quote(pool)}"
         )
 
     def volume_format(self, pool_path: str, name: str) -> str:
@@ -244,14 +247,14 @@ class Storage:
         """
         if not name or "/" in name or "\0" in name or name.startswith("."):
             raise InvalidArgumentError(
-                f"invalid volume name {name!r} for pool {pool!r}: directory pools are flat and names "
+                f"invalid volume name {quote(name)} for pool {quote(pool)}: directory pools are flat and names "
                 "starting with '.' are reserved"
             )
         root = os.path.realpath(pool_path)
         path = os.path.join(pool_path, name)
         if os.path.dirname(os.path.realpath(path)) != root:
             raise InvalidArgumentError(
-                f"volume {name!r} of storage pool {pool!r} resolves outside the pool's directory {root} "
+                f"volume {quote(name)} of storage pool {quote(pool)} resolves outside the pool's directory {root} "
                 "(a symlink leaving the pool): refused"
             )
         return path
@@ -315,7 +318,7 @@ class Storage:
         root = os.path.realpath(path)
         vpath = self.resolve(pool, path, name)
         if os.path.lexists(vpath):  # a dangling symlink too: qemu-img would create its target
-            raise OperationInvalidError(f"volume {name!r} already exists in storage pool {pool!r}")
+            raise OperationInvalidError(f"volume {quote(name)} already exists in storage pool {quote(pool)}")
         backing_path = backing_fmt = None
         if backing:
             backing_path = backing if os.path.isabs(backing) else self.resolve(pool, path, backing)
@@ -329,7 +332,9 @@ class Storage:
             try:
                 os.close(os.open(name, flags, 0o644, dir_fd=pin.dir_fd))
             except FileExistsError:
-                raise OperationInvalidError(f"volume {name!r} already exists in storage pool {pool!r}") from None
+                raise OperationInvalidError(
+                    f"volume {quote(name)} already exists in storage pool {quote(pool)}"
+                ) from None
             try:
                 _img.create(
                     pin.path(fmt, name),
@@ -362,7 +367,7 @@ class Storage:
             except OSError:
                 is_file = False
             if not is_file:
-                raise NoStorageVolumeError(f"no volume {name!r} in storage pool {pool!r}")
+                raise NoStorageVolumeError(f"no volume {quote(name)} in storage pool {quote(pool)}")
             with self._volumes_lock(pool, pin.dir_path):
                 os.unlink(name, dir_fd=pin.dir_fd)  # the name itself (a symlink is not followed)
                 meta = self._formats(pin.dir_path)

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from virtabs.spi import DomainRef, NoDomainError, OperationFailedError, OperationInvalidError, VirtabsError
+from virtabs.spi import DomainRef, NoDomainError, OperationFailedError, OperationInvalidError, VirtabsError, quote
 
 from ._cmdline import LEASE_SOCKETS, lease_socket
 from ._records import Definition, RunState
@@ -137,17 +137,17 @@ class DefinitionStore:
         """The definition of ``name``; NoDomainError when there is none, OperationFailedError naming the file
         when it cannot be read as one."""
         if not name or "/" in name or name.startswith("."):
-            raise NoDomainError(f"no domain named {name!r}")
+            raise NoDomainError(f"no domain named {quote(name)}")
         try:
             return parse_definition(self.dirs.domain_file(name))
         except FileNotFoundError:
-            raise NoDomainError(f"no domain named {name!r}") from None
+            raise NoDomainError(f"no domain named {quote(name)}") from None
 
     def get(self, dom: DomainRef) -> Definition:
         """The definition ``dom`` refers to; NoDomainError if it is gone or was redefined with another UUID."""
         defn = self.load(dom.name)
         if dom.uuid and defn.uuid != dom.uuid:
-            raise NoDomainError(f"domain {dom.name!r} with UUID {dom.uuid} no longer exists")
+            raise NoDomainError(f"domain {quote(dom.name)} with UUID {dom.uuid} no longer exists")
         return defn
 
     def view(self, dom: DomainRef) -> Definition:
@@ -167,7 +167,7 @@ class DefinitionStore:
             else:
                 self._views.pop(name, None)
         if dom.uuid and defn.uuid != dom.uuid:
-            raise NoDomainError(f"domain {dom.name!r} with UUID {dom.uuid} no longer exists")
+            raise NoDomainError(f"domain {quote(dom.name)} with UUID {dom.uuid} no longer exists")
         return defn
 
     def save(self, defn: Definition) -> None:
@@ -211,7 +211,7 @@ class DefinitionStore:
         for defn in self.all():
             if defn.uuid == wanted:
                 return defn
-        raise NoDomainError(f"no domain with name or UUID {name_or_uuid!r}")
+        raise NoDomainError(f"no domain with name or UUID {quote(name_or_uuid)}")
 
     def add(self, defn: Definition) -> None:
         """Persist a new definition; a name or UUID already defined is refused (under the global lock)."""
@@ -219,10 +219,10 @@ class DefinitionStore:
             if os.path.lexists(self.dirs.domain_file(defn.name)):
                 existing = read_json_quiet(self.dirs.domain_file(defn.name))
                 uuid = existing.get("uuid") if isinstance(existing, dict) else "unknown: an unreadable file"
-                raise OperationInvalidError(f"a domain named {defn.name!r} already exists (UUID {uuid})")
+                raise OperationInvalidError(f"a domain named {quote(defn.name)} already exists (UUID {uuid})")
             for other in self.all():
                 if other.uuid == defn.uuid:
-                    raise OperationInvalidError(f"UUID {defn.uuid} is already used by domain {other.name!r}")
+                    raise OperationInvalidError(f"UUID {defn.uuid} is already used by domain {quote(other.name)}")
             self.save(defn)
 
     def remove(self, name: str) -> None:

@@ -56,6 +56,7 @@ from virtabs.spi import (
     Snapshot,
     VirtabsError,
     VolumeInfo,
+    quote,
 )
 
 from ._blockjobs import BlockJobs
@@ -135,7 +136,7 @@ class QemuDriver(Driver):
             )
         accel = uri.param("accel") or default_accel()
         if accel not in ("kvm", "tcg"):
-            raise InvalidArgumentError(f"accel must be kvm or tcg, got {accel!r}")
+            raise InvalidArgumentError(f"accel must be kvm or tcg, got {quote(accel)}")
         self.emulator = Emulator(path, accel, options.timeout)
         self.timeout = float(options.timeout or 30.0)
         self.dirs.lock_timeout = self.timeout  # every lock of this root is waited for at most this long

@@ -16,6 +16,7 @@ from virtabs.spi import (
     OperationFailedError,
     OperationInvalidError,
     VirtabsError,
+    quote,
 )
 
 from ._parse import Medium, VmInfo, parse_colon_blocks, parse_list_vms, parse_vminfo
@@ -124,7 +125,7 @@ class VBoxManage:
         ``--`` ends VBoxManage's options (IPRT's ``RTGetOpt``), so a machine called ``--details`` or
         ``-h`` is looked up as a name instead of being read as an option.
         """
-        return parse_vminfo(self("showvminfo", "--machinereadable", "--", key, what=f"domain {key!r}"))
+        return parse_vminfo(self("showvminfo", "--machinereadable", "--", key, what=f"domain {quote(key)}"))
 
     def batch(self, uuids: Sequence[str] | None, *, media: bool) -> Batch:
         """One host call: every machine (``uuids`` None) or the given ones, and the media registry."""

@@ -44,6 +44,7 @@ from virtabs.spi import (
     VirtabsError,
     VolumeInfo,
     poll_until,
+    quote,
 )
 
 from ._parse import (
@@ -153,7 +154,7 @@ class VboxDriver(Driver):
         super().__init__(uri, options)
         if uri.path.rstrip("/") != "/session":
             raise InvalidArgumentError(
-                f"unsupported path {uri.path!r} in {uri.scheme}:// URI: VirtualBox has per-user machines only, "
+                f"unsupported path {quote(uri.path)} in {uri.scheme}:// URI: VirtualBox has per-user machines only, "
                 "use vbox:///session or vbox+ssh://[user@]host/session"
             )
         user = options.credentials.username if options.credentials is not None else None
@@ -361,20 +362,22 @@ class VboxDriver(Driver):
         """
         if spec.memory_bytes % MIB:
             raise InvalidArgumentError(
-                f"domain {spec.name!r}: VirtualBox memory is whole MiB, not {spec.memory_bytes} bytes"
+                f"domain {quote(spec.name)}: VirtualBox memory is whole MiB, not {spec.memory_bytes} bytes"
             )
         for name, uuid in self._listed():
             if name == spec.name or (spec.uuid and uuid == spec.uuid.lower()):
-                raise OperationInvalidError(f"domain {spec.name!r} already exists with uuid {uuid}")
+                raise OperationInvalidError(f"domain {quote(spec.name)} already exists with uuid {uuid}")
         vbox_extra = spec.extra.get("vbox", {})
         ostype = str(vbox_extra.get("ostype", "Other_64")) if isinstance(vbox_extra, Mapping) else "Other_64"
         args = ["createvm", "--name", spec.name, "--ostype", ostype, "--register"]
         if spec.uuid:
             args += ["--uuid", spec.uuid]
-        out = self._vbm(*args, what=f"define domain {spec.name!r}")
+        out = self._vbm(*args, what=f"define domain {quote(spec.name)}")
         match = re.search(r"^UUID: ([0-9a-fA-F-]+)$", out, re.M)
         if not match:
-            raise OperationFailedError(f"define domain {spec.name!r}: createvm printed no UUID: {out.strip()!r}")
+            raise OperationFailedError(
+                f"define domain {quote(spec.name)}: createvm printed no UUID: {quote(out.strip())}"
+            )
         ref = DomainRef(spec.name, match.group(1).lower())
         try:
             self._configure(ref, spec)
@@ -388,7 +391,7 @@ class VboxDriver(Driver):
         return parse_list_vms(self._vbm("list", "vms", what="list of machines"))
 
     def _configure(self, ref: DomainRef, spec: DomainSpec) -> None:
-        what = f"define domain {spec.name!r}"
+        what = f"define domain {quote(spec.name)}"
         modify = ["modifyvm", ref.uuid, "--memory", str(spec.memory_bytes // MIB), "--cpus", str(spec.vcpus)]
         for index, nic in enumerate(spec.nics, 1):
             if nic.network in NAT_NETWORKS:
@@ -419,7 +422,7 @@ class VboxDriver(Driver):
         args += ["--type", "hdd", "--medium", disk.path]
         if controller_type == "IntelAhci":
             args += ["--hotpluggable", "on"]
-        self._vbm(*args, what=f"{what}: disk {disk.target!r} ({disk.path})")
+        self._vbm(*args, what=f"{what}: disk {quote(disk.target)} ({disk.path})")
 
     def _remove(self, ref: DomainRef) -> None:
         """Delete the snapshots, detach every hard disk, then ``unregistervm --delete``: no disk is deleted.
@@ -431,7 +434,7 @@ class VboxDriver(Driver):
         then the current attachments are detached, and nothing is left for ``--delete`` but the settings.
         """
         info = self._vbm.machine(ref.uuid)
-        what = f"undefine domain {ref.name!r}"
+        what = f"undefine domain {quote(ref.name)}"
         if info.native_state in ("saved", "aborted-saved"):
             self._vbm("discardstate", ref.uuid, what=what)
         left = list(info.snapshots)
@@ -460,29 +463,29 @@ class VboxDriver(Driver):
 
     def start(self, dom: DomainRef, paused: bool) -> None:
         """``startvm --type headless`` (a saved state is resumed from); then ``controlvm pause`` if asked."""
-        self._vbm("startvm", dom.uuid, "--type", "headless", what=f"start domain {dom.name!r}")
+        self._vbm("startvm", dom.uuid, "--type", "headless", what=f"start domain {quote(dom.name)}")
         if paused:
-            self._vbm("controlvm", dom.uuid, "pause", what=f"pause domain {dom.name!r} after start")
+            self._vbm("controlvm", dom.uuid, "pause", what=f"pause domain {quote(dom.name)} after start")
 
     def shutdown(self, dom: DomainRef) -> None:
         """``controlvm acpipowerbutton``: the guest decides; the core waits."""
-        self._vbm("controlvm", dom.uuid, "acpipowerbutton", what=f"shut down domain {dom.name!r}")
+        self._vbm("controlvm", dom.uuid, "acpipowerbutton", what=f"shut down domain {quote(dom.name)}")
 
     def destroy(self, dom: DomainRef) -> None:
         """``controlvm poweroff``."""
-        self._vbm("controlvm", dom.uuid, "poweroff", what=f"destroy domain {dom.name!r}")
+        self._vbm("controlvm", dom.uuid, "poweroff", what=f"destroy domain {quote(dom.name)}")
 
     def reboot(self, dom: DomainRef) -> None:
         """``controlvm reset`` (hard)."""
-        self._vbm("controlvm", dom.uuid, "reset", what=f"reboot domain {dom.name!r}")
+        self._vbm("controlvm", dom.uuid, "reset", what=f"reboot domain {quote(dom.name)}")
 
     def suspend(self, dom: DomainRef) -> None:
         """``controlvm pause``."""
-        self._vbm("controlvm", dom.uuid, "pause", what=f"suspend domain {dom.name!r}")
+        self._vbm("controlvm", dom.uuid, "pause", what=f"suspend domain {quote(dom.name)}")
 
     def resume(self, dom: DomainRef) -> None:
         """``controlvm resume``."""
-        self._vbm("controlvm", dom.uuid, "resume", what=f"resume domain {dom.name!r}")
+        self._vbm("controlvm", dom.uuid, "resume", what=f"resume domain {quote(dom.name)}")
 
     # --- snapshots -------------------------------------------------------------------------------
 
@@ -491,14 +494,14 @@ class VboxDriver(Driver):
         the snapshot's description, which VirtualBox's machine-readable output does not otherwise give."""
         info = self._info(dom)
         if any(s.name == name for s in info.snapshots):
-            raise OperationInvalidError(f"domain {dom.name!r} already has a snapshot {name!r}")
+            raise OperationInvalidError(f"domain {quote(dom.name)} already has a snapshot {quote(name)}")
         created = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
         state = info.state
         description = f"virtabs: created {created.isoformat()} state {state.name.lower()}"
         args = ["snapshot", dom.uuid, "take", name, "--description", description]
         if state.is_active:
             args.append("--live")
-        self._vbm(*args, what=f"snapshot {name!r} of domain {dom.name!r}")
+        self._vbm(*args, what=f"snapshot {quote(name)} of domain {quote(dom.name)}")
         parent = next((s.name for s in info.snapshots if s.uuid == info.current_snapshot), None)
         return Snapshot(name=name, domain=dom.name, created_at=created, state=state, parent=parent)
 
@@ -525,19 +528,19 @@ class VboxDriver(Driver):
         for snap in info.snapshots:
             if snap.name == name:
                 return info, snap.uuid, _snapshot_meta(snap.description)[1]
-        raise NoSnapshotError(f"domain {dom.name!r} has no snapshot {name!r}")
+        raise NoSnapshotError(f"domain {quote(dom.name)} has no snapshot {quote(name)}")
 
     def revert_to_snapshot(self, dom: DomainRef, name: str) -> None:
         """``snapshot restore`` (VirtualBox needs the machine off: an active one is powered off first);
         a snapshot taken while active is started again from its saved state, paused if it was paused."""
         info, snap_uuid, snap_state = self._snapshot(dom, name)
-        what = f"revert domain {dom.name!r} to snapshot {name!r}"
+        what = f"revert domain {quote(dom.name)} to snapshot {quote(name)}"
         if info.state.is_active:
             self._vbm("controlvm", dom.uuid, "poweroff", what=what)
             poll_until(
                 lambda: not self._info(dom).state.is_active,
                 timeout=60,
-                what=f"domain {dom.name!r} not powered off for the revert",
+                what=f"domain {quote(dom.name)} not powered off for the revert",
             )
         self._vbm("snapshot", dom.uuid, "restore", snap_uuid, what=what)
         if self._info(dom).native_state == "saved":
@@ -548,7 +551,9 @@ class VboxDriver(Driver):
     def delete_snapshot(self, dom: DomainRef, name: str) -> None:
         """``snapshot delete`` (also live: VirtualBox merges the differencing images)."""
         _info, snap_uuid, _state = self._snapshot(dom, name)
-        self._vbm("snapshot", dom.uuid, "delete", snap_uuid, what=f"delete snapshot {name!r} of domain {dom.name!r}")
+        self._vbm(
+            "snapshot", dom.uuid, "delete", snap_uuid, what=f"delete snapshot {quote(name)} of domain {quote(dom.name)}"
+        )
 
     # --- disks -----------------------------------------------------------------------------------
 
@@ -556,21 +561,23 @@ class VboxDriver(Driver):
         """``storageattach`` on the target's controller (added first when the domain is off); live only
         on a SATA (AHCI) controller, where virtabs marks every port hot-pluggable."""
         info = self._info(dom)
-        what = f"attach disk {disk.target!r} to domain {dom.name!r}"
+        what = f"attach disk {quote(disk.target)} to domain {quote(dom.name)}"
         if disk.target in dict(self._targets(info)):
-            raise InvalidArgumentError(f"domain {dom.name!r} already has a disk {disk.target!r}")
+            raise InvalidArgumentError(f"domain {quote(dom.name)} already has a disk {quote(disk.target)}")
         prefix = slot_for_target(disk.target)[0]
         ctype = dict(info.controllers).get(prefix)
         if ctype is None:
             if info.state.is_active:
                 raise OperationInvalidError(
-                    f"{what}: domain has no controller {prefix!r} and VirtualBox adds controllers only to a "
+                    f"{what}: domain has no controller {quote(prefix)} and VirtualBox adds controllers only to a "
                     "machine that is off"
                 )
             add, ctype = BUS_CONTROLLERS.get(disk.bus, ("sata", "IntelAhci"))
             self._vbm("storagectl", dom.uuid, "--name", prefix, "--add", add, "--controller", ctype, what=what)
         elif info.state.is_active and ctype != "IntelAhci":
-            raise OperationInvalidError(f"{what}: controller {prefix!r} ({ctype}) is not hot-pluggable (only SATA is)")
+            raise OperationInvalidError(
+                f"{what}: controller {quote(prefix)} ({ctype}) is not hot-pluggable (only SATA is)"
+            )
         self._attach(dom, disk, ctype, what)
 
     def detach_disk(self, dom: DomainRef, target: str) -> None:
@@ -578,11 +585,11 @@ class VboxDriver(Driver):
         info = self._info(dom)
         att = dict(self._targets(info)).get(target)
         if att is None or not att.path:
-            raise InvalidArgumentError(f"disk {target!r} not found in domain {dom.name!r}")
+            raise InvalidArgumentError(f"disk {quote(target)} not found in domain {quote(dom.name)}")
         self._vbm(
             "storageattach", dom.uuid, "--storagectl", att.controller, "--port", str(att.port),
             "--device", str(att.device), "--medium", "none",
-            what=f"detach disk {target!r} from domain {dom.name!r}",
+            what=f"detach disk {quote(target)} from domain {quote(dom.name)}",
         )  # fmt: skip
 
     # --- storage ---------------------------------------------------------------------------------
@@ -612,7 +619,7 @@ class VboxDriver(Driver):
 
     def _check_pool(self, pool: str) -> str:
         if pool != POOL:
-            raise NoStoragePoolError(f"storage pool {pool!r} not found (VirtualBox has one: {POOL!r})")
+            raise NoStoragePoolError(f"storage pool {quote(pool)} not found (VirtualBox has one: {quote(POOL)})")
         return self._pool_dir()
 
     def list_storage_pools(self) -> list[PoolInfo]:
@@ -674,7 +681,7 @@ class VboxDriver(Driver):
         media = self._media()
         named = self._named(media, name, folder)
         if named is None:
-            raise NoStorageVolumeError(f"storage volume {name!r} not found in pool {pool!r}")
+            raise NoStorageVolumeError(f"storage volume {quote(name)} not found in pool {quote(pool)}")
         return named, {m.uuid: m for m in media}
 
     @staticmethod
@@ -696,7 +703,7 @@ class VboxDriver(Driver):
         native = FORMATS.get(format)
         if native is None:
             raise InvalidArgumentError(
-                f"volume {name!r}: VirtualBox cannot create {format!r} images (it can: {', '.join(sorted(FORMATS))})"
+                f"volume {quote(name)}: VirtualBox cannot create {quote(format)} images (it can: {', '.join(sorted(FORMATS))})"
             )
         self._make_pool_dir(folder)
         path = host_join(folder, name)
@@ -705,20 +712,22 @@ class VboxDriver(Driver):
             args += ["--diffparent", backing]
         else:
             args += ["--sizebyte", str(capacity_bytes)]
-        self._vbm(*args, what=f"create volume {name!r} in pool {pool!r}")
+        self._vbm(*args, what=f"create volume {quote(name)} in pool {quote(pool)}")
         return self.lookup_volume(pool, name)
 
     def delete_volume(self, pool: str, name: str) -> None:
         """``closemedium disk <uuid> --delete`` (refused by VirtualBox while attached or with children)."""
         medium, _ = self._find(pool, name)
-        self._vbm("closemedium", "disk", medium.uuid, "--delete", what=f"delete volume {name!r} in pool {pool!r}")
+        self._vbm(
+            "closemedium", "disk", medium.uuid, "--delete", what=f"delete volume {quote(name)} in pool {quote(pool)}"
+        )
 
     def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
         """``modifymedium disk <uuid> --resizebyte N`` (VirtualBox grows images only)."""
         medium, _ = self._find(pool, name)
         self._vbm(
             "modifymedium", "disk", medium.uuid, "--resizebyte", str(capacity_bytes),
-            what=f"resize volume {name!r} in pool {pool!r}",
+            what=f"resize volume {quote(name)} in pool {quote(pool)}",
         )  # fmt: skip
         return self.lookup_volume(pool, name)
 

@@ -108,6 +108,7 @@ class ParsedDisk:
     pdev_path: str
     vdev: str
     readwrite: bool
+    script: str | None = None
 
 
 class _DiskHead(ctypes.Structure):
@@ -139,6 +140,7 @@ def parse_disk(spec: str) -> ParsedDisk:
         pdev_path=(head.pdev_path or b"").decode(),
         vdev=(head.vdev or b"").decode(),
         readwrite=bool(head.readwrite),
+        script=None if head.script is None else head.script.decode(),
     )
     _xl.libxl_device_disk_dispose(buf)
     return parsed

@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from virtabs.spi import DiskSpec, DomainSpec, InvalidArgumentError, NicSpec
+from virtabs.spi import DiskSpec, DomainSpec, InvalidArgumentError, NicSpec, quote
 
 from ._xl import XlParseError, vdev_number
 
@@ -51,31 +51,37 @@ _EXTRA_KEYS = frozenset(
 _VD_RE = re.compile(r"^vd([a-z]+)$")
 _MAC_PREFIX_OK = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# A vif is ``key=value`` pairs split at commas with no escaping (xl-network-configuration(5)): a comma in
+# a value would add a key such as ``script=``, run as root in dom0 when the interface comes up. So every
+# value written into a vif is a plain token.
+_VIF_MODEL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
 def _settings(spec: DomainSpec) -> dict[str, Any]:
     raw = spec.extra.get("xen", {})
     if not isinstance(raw, Mapping):
-        raise InvalidArgumentError(f"domain {spec.name!r}: extra['xen'] must be a mapping")
+        raise InvalidArgumentError(f"domain {quote(spec.name)}: extra['xen'] must be a mapping")
     unknown = sorted(set(raw) - _EXTRA_KEYS)
     if unknown:
         raise InvalidArgumentError(
-            f"domain {spec.name!r}: unknown xen setting(s) {', '.join(unknown)}"
+            f"domain {quote(spec.name)}: unknown xen setting(s) {', '.join(unknown)}"
             f" (known: {', '.join(sorted(_EXTRA_KEYS))})"
         )
     settings = dict(raw)
     for key in ("kernel", "ramdisk", "cmdline"):
         if key in settings and not isinstance(settings[key], str):
-            raise InvalidArgumentError(f"domain {spec.name!r}: xen setting {key!r} must be a string")
+            raise InvalidArgumentError(f"domain {quote(spec.name)}: xen setting {quote(key)} must be a string")
     for key in ("maxmem_mib", "maxvcpus"):
         if key in settings and (
             not isinstance(settings[key], int) or isinstance(settings[key], bool) or settings[key] <= 0
         ):
-            raise InvalidArgumentError(f"domain {spec.name!r}: xen setting {key!r} must be a positive integer")
+            raise InvalidArgumentError(
+                f"domain {quote(spec.name)}: xen setting {quote(key)} must be a positive integer"
+            )
     for key in ("on_poweroff", "on_reboot", "on_crash"):
         if key in settings and settings[key] not in _ACTIONS:
             raise InvalidArgumentError(
-                f"domain {spec.name!r}: {key} must be one of {', '.join(_ACTIONS)}, got {settings[key]!r}"
+                f"domain {quote(spec.name)}: {key} must be one of {', '.join(_ACTIONS)}, got {quote(settings[key])}"
             )
     return settings
 
@@ -86,14 +92,16 @@ def guest_type(spec: DomainSpec) -> str:
     if "type" in settings:
         if settings["type"] not in _TYPES:
             raise InvalidArgumentError(
-                f"domain {spec.name!r}: xen type must be one of pv, pvh, hvm, got {settings['type']!r}"
+                f"domain {quote(spec.name)}: xen type must be one of pv, pvh, hvm, got {quote(settings['type'])}"
             )
         return str(settings["type"])
     if spec.os_type == "xen":
         return "pv"
     if spec.os_type == "hvm":
         return "hvm"
-    raise InvalidArgumentError(f"domain {spec.name!r}: Xen cannot run os_type {spec.os_type!r} (use 'xen' or 'hvm')")
+    raise InvalidArgumentError(
+        f"domain {quote(spec.name)}: Xen cannot run os_type {quote(spec.os_type)} (use 'xen' or 'hvm')"
+    )
 
 
 def _quote(value: str, what: str) -> str:
@@ -110,7 +118,7 @@ def xen_vdev(target: str) -> str:
     try:
         vdev_number(name)
     except XlParseError as exc:
-        raise InvalidArgumentError(f"disk {target!r}: {exc}") from None
+        raise InvalidArgumentError(f"disk {quote(target)}: {exc}") from None
     return name
 
 
@@ -118,9 +126,17 @@ def disk_spec_string(disk: DiskSpec) -> str:
     """One disk in xl-disk-configuration(5) syntax; ``target=`` comes last (the path may hold commas)."""
     vdev = xen_vdev(disk.target)
     if disk.format not in ("raw", "qcow2", "vhd"):
-        raise InvalidArgumentError(f"disk {disk.target!r}: Xen reads raw, qcow2 or vhd images, not {disk.format!r}")
+        raise InvalidArgumentError(
+            f"disk {quote(disk.target)}: Xen reads raw, qcow2 or vhd images, not {quote(disk.format)}"
+        )
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in disk.path):
-        raise InvalidArgumentError(f"disk {disk.target!r}: control characters in the path")
+        raise InvalidArgumentError(f"disk {quote(disk.target)}: control characters in the path")
+    if disk.path.endswith(","):
+        # ``target=`` takes the rest of the string, but libxlutil's lexer strips one trailing comma from it
+        # (libxlu_disk_l.l: STRIP(',')): such a path would name another file
+        raise InvalidArgumentError(
+            f"disk {quote(disk.target)}: Xen cannot read a path ending in ',' ({quote(disk.path)})"
+        )
     access = "ro" if disk.readonly else "rw"
     return f"format={disk.format}, vdev={vdev}, access={access}, target={disk.path}"
 
@@ -130,13 +146,17 @@ def vif_string(nic: NicSpec) -> str:
     parts = []
     if nic.mac:
         if not _MAC_PREFIX_OK.match(nic.mac):
-            raise InvalidArgumentError(f"invalid MAC address {nic.mac!r}")
+            raise InvalidArgumentError(f"invalid MAC address {quote(nic.mac)}")
         parts.append(f"mac={nic.mac}")
     if nic.network not in ("default", ""):
         if not _BRIDGE_RE.match(nic.network):
-            raise InvalidArgumentError(f"network {nic.network!r}: a Xen vif needs a bridge name (1-15 characters)")
+            raise InvalidArgumentError(f"network {quote(nic.network)}: a Xen vif needs a bridge name (1-15 characters)")
         parts.append(f"bridge={nic.network}")
     if nic.model not in ("virtio", "xen", "netfront", ""):
+        if not _VIF_MODEL_RE.match(nic.model):
+            raise InvalidArgumentError(
+                f"NIC model {quote(nic.model)}: a Xen vif model is one word of letters, digits, '_', '.' or '-'"
+            )
         parts.append(f"model={nic.model}")
     return ", ".join(parts)
 
@@ -148,13 +168,13 @@ def render_config(spec: DomainSpec, uuid: str) -> str:
     memory = -(-spec.memory_bytes // _MiB)
     maxmem = settings.get("maxmem_mib", memory)
     if maxmem < memory:
-        raise InvalidArgumentError(f"domain {spec.name!r}: maxmem_mib {maxmem} is below memory {memory} MiB")
+        raise InvalidArgumentError(f"domain {quote(spec.name)}: maxmem_mib {maxmem} is below memory {memory} MiB")
     maxvcpus = settings.get("maxvcpus", spec.vcpus)
     if maxvcpus < spec.vcpus:
-        raise InvalidArgumentError(f"domain {spec.name!r}: maxvcpus {maxvcpus} is below vcpus {spec.vcpus}")
+        raise InvalidArgumentError(f"domain {quote(spec.name)}: maxvcpus {maxvcpus} is below vcpus {spec.vcpus}")
     if gtype in ("pv", "pvh") and "kernel" not in settings:
         raise InvalidArgumentError(
-            f"domain {spec.name!r}: a {gtype.upper()} guest needs extra['xen']['kernel'] (a path on the Xen host)"
+            f"domain {quote(spec.name)}: a {gtype.upper()} guest needs extra['xen']['kernel'] (a path on the Xen host)"
         )
     header = json.dumps({**spec.to_dict(), "uuid": uuid}, sort_keys=True, separators=(",", ":"))
     lines = [
@@ -170,8 +190,8 @@ def render_config(spec: DomainSpec, uuid: str) -> str:
     ]
     for key in ("kernel", "ramdisk", "cmdline"):
         if key in settings:
-            lines.append(f"{key} = {_quote(settings[key], f'domain {spec.name!r}: {key}')}")
-    disks = [_quote(disk_spec_string(d), f"disk {d.target!r}") for d in spec.disks]
+            lines.append(f"{key} = {_quote(settings[key], f'domain {quote(spec.name)}: {key}')}")
+    disks = [_quote(disk_spec_string(d), f"disk {quote(d.target)}") for d in spec.disks]
     vifs = [_quote(vif_string(n), "vif") for n in spec.nics]
     lines.append("disk = [ " + ", ".join(disks) + " ]" if disks else "disk = [ ]")
     lines.append("vif = [ " + ", ".join(vifs) + " ]" if vifs else "vif = [ ]")

@@ -61,6 +61,7 @@ from virtabs.spi import (
     OperationFailedError,
     OperationInvalidError,
     VirtabsError,
+    quote,
 )
 
 from . import _cfg, _xl
@@ -97,7 +98,7 @@ def _sections(text: str) -> dict[str, _Section]:
         try:
             rc = int(tail.split()[0])
         except (ValueError, IndexError):
-            raise OperationFailedError(f"unreadable answer from the Xen host (section {name!r})") from None
+            raise OperationFailedError(f"unreadable answer from the Xen host (section {quote(name)})") from None
         found[name] = _Section(rc, body)
     return found
 
@@ -244,10 +245,10 @@ class XenDriver(Driver):
     def __init__(self, uri: URI, options: ConnectOptions) -> None:
         super().__init__(uri, options)
         if uri.path not in ("", "/"):
-            raise InvalidArgumentError(f"xen URIs have no path (use {uri.scheme}:///), got {uri.path!r}")
+            raise InvalidArgumentError(f"xen URIs have no path (use {uri.scheme}:///), got {quote(uri.path)}")
         directory = uri.param("dir") or DEFAULT_DIR
         if not _DIR_OK.match(directory) or ".." in directory.split("/"):
-            raise InvalidArgumentError(f"dir={directory!r}: an absolute path of letters, digits and _ . / + -")
+            raise InvalidArgumentError(f"dir={quote(directory)}: an absolute path of letters, digits and _ . / + -")
         self._dir = directory.rstrip("/") or "/"
         user = options.credentials.username if options.credentials is not None else None
         self._timeout = options.timeout if options.timeout is not None else 120.0
@@ -293,7 +294,7 @@ class XenDriver(Driver):
         lines = [line for line in stderr.strip().splitlines() if line.strip()]
         detail = "; ".join(lines[-4:]) if lines else "(no message)"
         if "is an invalid domain identifier" in stderr and name is not None:
-            return NoDomainError(f"domain {name!r} not found (xl: {detail})")
+            return NoDomainError(f"domain {quote(name)} not found (xl: {detail})")
         if "already exists" in stderr:
             return OperationInvalidError(f"{what}: {detail}")
         if "not connected" in stderr or "must be less than or equal to" in stderr or "Invalid argument" in stderr:
@@ -355,7 +356,7 @@ class XenDriver(Driver):
     def _need(self, dom: DomainRef, *, long: bool = False) -> _Probe:
         probe = self._probe(dom.name, long=long)
         if not probe.exists:
-            raise NoDomainError(f"domain {dom.name!r} not found")
+            raise NoDomainError(f"domain {quote(dom.name)} not found")
         return probe
 
     # --- host and lookups ---------------------------------------------------------------
@@ -426,12 +427,12 @@ class XenDriver(Driver):
             probe = self._probe(name_or_uuid)
             if probe.exists:
                 return probe.ref
-            raise NoDomainError(f"domain {name_or_uuid!r} not found")
+            raise NoDomainError(f"domain {quote(name_or_uuid)} not found")
         wanted = str(_uuid.UUID(name_or_uuid))
         for ref in self.list_domains():
             if ref.uuid == wanted:
                 return ref
-        raise NoDomainError(f"domain {name_or_uuid!r} not found")
+        raise NoDomainError(f"domain {quote(name_or_uuid)} not found")
 
     def domain_info(self, dom: DomainRef) -> DomainInfo:
         """State flags, vCPUs, memory and CPU time from ``xl list -v``; a definition alone is shut off."""
@@ -494,12 +495,12 @@ class XenDriver(Driver):
             for probe in self._all().values():
                 if probe.ref.uuid == spec.uuid and probe.name != spec.name:
                     raise OperationInvalidError(
-                        f"domain {spec.name!r}: UUID {spec.uuid} is already used by domain {probe.name!r}"
+                        f"domain {quote(spec.name)}: UUID {spec.uuid} is already used by domain {quote(probe.name)}"
                     )
                 if probe.name == spec.name and probe.spec is not None:
-                    raise OperationInvalidError(f"domain {spec.name!r} is already defined")
+                    raise OperationInvalidError(f"domain {quote(spec.name)} is already defined")
         elif self._t.run(["test", "-e", self._cfg_path(spec.name)], check=False).returncode == 0:
-            raise OperationInvalidError(f"domain {spec.name!r} is already defined")
+            raise OperationInvalidError(f"domain {quote(spec.name)} is already defined")
         uuid = spec.uuid or str(_uuid.uuid4())
         self._write_definition(attrs.evolve(spec, uuid=uuid), uuid)
         return DomainRef(spec.name, uuid)
@@ -510,9 +511,9 @@ class XenDriver(Driver):
         argv = ["sh", "-c", script, "virtabs-xen", self._cfg_path(dom.name), self._alias_path(dom.name)]
         result = self._t.run(argv, check=False)
         if result.returncode == 3:
-            raise NoDomainError(f"domain {dom.name!r} has no definition to remove")
+            raise NoDomainError(f"domain {quote(dom.name)} has no definition to remove")
         if result.returncode != 0:
-            raise OperationFailedError(f"undefine of domain {dom.name!r} failed: {result.err.strip()[-500:]}")
+            raise OperationFailedError(f"undefine of domain {quote(dom.name)} failed: {result.err.strip()[-500:]}")
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -520,45 +521,50 @@ class XenDriver(Driver):
         """``xl create [-p] <dir>/<name>.cfg``."""
         probe = self._need(dom)
         if probe.spec is None:
-            raise OperationInvalidError(f"domain {dom.name!r} has no definition to start")
+            raise OperationInvalidError(f"domain {quote(dom.name)} has no definition to start")
         # hot-plugged disks do not survive a restart: their names go with the old run (same round trip)
         argv = ["sh", "-c", 'rm -f -- "$1"; shift; exec xl "$@"', "virtabs-xen", self._alias_path(dom.name)]
         argv += ["create", *(["-p"] if paused else []), self._cfg_path(dom.name)]
         result = self._t.run(argv, check=False, timeout=self._slow)
         if result.returncode != 0:
-            raise self._error(result.err, f"start of domain {dom.name!r}", dom.name)
+            raise self._error(result.err, f"start of domain {quote(dom.name)}", dom.name)
 
     def shutdown(self, dom: DomainRef) -> None:
         """``xl shutdown -F``: ask the guest (PV control, or the ACPI button for HVM) and return."""
-        self._xl(["shutdown", "-F", "--", dom.name], f"shutdown of domain {dom.name!r}", name=dom.name)
+        self._xl(["shutdown", "-F", "--", dom.name], f"shutdown of domain {quote(dom.name)}", name=dom.name)
 
     def destroy(self, dom: DomainRef) -> None:
         """``xl destroy``."""
-        self._xl(["destroy", "--", dom.name], f"destroy of domain {dom.name!r}", name=dom.name, slow=True)
+        self._xl(["destroy", "--", dom.name], f"destroy of domain {quote(dom.name)}", name=dom.name, slow=True)
 
     def ex_reboot(self, dom: DomainRef) -> None:
         """``xl reboot -F``: ask the guest to reboot (not the portable ``reboot``: see ``capabilities``)."""
-        self._xl(["reboot", "-F", "--", dom.name], f"reboot of domain {dom.name!r}", name=dom.name)
+        self._xl(["reboot", "-F", "--", dom.name], f"reboot of domain {quote(dom.name)}", name=dom.name)
 
     def suspend(self, dom: DomainRef) -> None:
         """``xl pause``."""
-        self._xl(["pause", "--", dom.name], f"suspend of domain {dom.name!r}", name=dom.name)
+        self._xl(["pause", "--", dom.name], f"suspend of domain {quote(dom.name)}", name=dom.name)
 
     def resume(self, dom: DomainRef) -> None:
         """``xl unpause``."""
-        self._xl(["unpause", "--", dom.name], f"resume of domain {dom.name!r}", name=dom.name)
+        self._xl(["unpause", "--", dom.name], f"resume of domain {quote(dom.name)}", name=dom.name)
 
     def save(self, dom: DomainRef, path: str) -> None:
         """``xl save NAME PATH`` (a path on the Xen host); the domain stops, its definition stays."""
-        self._xl(["save", "--", dom.name, path], f"save of domain {dom.name!r} to {path!r}", name=dom.name, slow=True)
+        self._xl(
+            ["save", "--", dom.name, path],
+            f"save of domain {quote(dom.name)} to {quote(path)}",
+            name=dom.name,
+            slow=True,
+        )
 
     def restore(self, path: str) -> DomainRef:
         """``xl restore PATH``; the domain that appears is the restored one."""
         before = {e.domid for e in _xl.parse_list(self._xl(["list"], "xl list"))}
-        self._xl(["restore", "--", path], f"restore from {path!r}", slow=True)
+        self._xl(["restore", "--", path], f"restore from {quote(path)}", slow=True)
         fresh = [e for e in _xl.parse_list(self._xl(["list", "-v"], "xl list -v")) if e.domid not in before]
         if len(fresh) != 1 or fresh[0].uuid is None:
-            raise OperationFailedError(f"restore from {path!r}: cannot tell which domain was restored")
+            raise OperationFailedError(f"restore from {quote(path)}: cannot tell which domain was restored")
         return DomainRef(fresh[0].name, fresh[0].uuid)
 
     # --- disks --------------------------------------------------------------------------
@@ -572,7 +578,7 @@ class XenDriver(Driver):
             assert probe.spec is not None and probe.uuid is not None
             self._write_definition(attrs.evolve(probe.spec, disks=(*probe.spec.disks, disk)), probe.uuid)
             return
-        what = f"attach of disk {disk.target!r} to {dom.name!r}"
+        what = f"attach of disk {quote(disk.target)} to {quote(dom.name)}"
         self._xl(["block-attach", "--", dom.name, spec_string], what, slow=True)
         if vdev != disk.target:
             aliases = {**probe.aliases, vdev: disk.target}
@@ -586,10 +592,12 @@ class XenDriver(Driver):
             assert probe.spec is not None and probe.uuid is not None
             disks = tuple(d for d in probe.spec.disks if d.target != target)
             if len(disks) == len(probe.spec.disks):
-                raise InvalidArgumentError(f"domain {dom.name!r} has no disk {target!r}")
+                raise InvalidArgumentError(f"domain {quote(dom.name)} has no disk {quote(target)}")
             self._write_definition(attrs.evolve(probe.spec, disks=disks), probe.uuid)
             return
-        self._xl(["block-detach", "--", dom.name, vdev], f"detach of disk {target!r} from {dom.name!r}", slow=True)
+        self._xl(
+            ["block-detach", "--", dom.name, vdev], f"detach of disk {quote(target)} from {quote(dom.name)}", slow=True
+        )
         if vdev in probe.aliases:
             aliases = {k: v for k, v in probe.aliases.items() if k != vdev}
             self._t.write_file(self._alias_path(dom.name), json.dumps(aliases).encode(), mode=0o600)
@@ -599,15 +607,19 @@ class XenDriver(Driver):
     def ex_set_vcpus(self, dom: DomainRef, count: int) -> None:
         """``xl vcpu-set``: the number of online vCPUs of a running domain (up to its maxvcpus)."""
         if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
-            raise InvalidArgumentError(f"vCPU count must be a positive integer, got {count!r}")
-        self._xl(["vcpu-set", "--", dom.name, str(count)], f"vcpu-set of domain {dom.name!r} to {count}", name=dom.name)
+            raise InvalidArgumentError(f"vCPU count must be a positive integer, got {quote(count)}")
+        self._xl(
+            ["vcpu-set", "--", dom.name, str(count)], f"vcpu-set of domain {quote(dom.name)} to {count}", name=dom.name
+        )
 
     def ex_set_memory(self, dom: DomainRef, memory_bytes: int) -> None:
         """``xl mem-set``: the balloon target of a running domain (up to its maxmem), rounded up to MiB."""
         if not isinstance(memory_bytes, int) or isinstance(memory_bytes, bool) or memory_bytes <= 0:
-            raise InvalidArgumentError(f"memory must be a positive number of bytes, got {memory_bytes!r}")
+            raise InvalidArgumentError(f"memory must be a positive number of bytes, got {quote(memory_bytes)}")
         mib = -(-memory_bytes // MiB)
-        self._xl(["mem-set", "--", dom.name, f"{mib}m"], f"mem-set of domain {dom.name!r} to {mib} MiB", name=dom.name)
+        self._xl(
+            ["mem-set", "--", dom.name, f"{mib}m"], f"mem-set of domain {quote(dom.name)} to {mib} MiB", name=dom.name
+        )
 
     # --- inventory in bulk ----------------------------------------------------------------
 

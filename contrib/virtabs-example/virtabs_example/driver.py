@@ -51,6 +51,7 @@ from virtabs.spi import (
     PoolInfo,
     Snapshot,
     VolumeInfo,
+    quote,
 )
 
 from . import host as native
@@ -112,7 +113,7 @@ class ExampleDriver(Driver):
     def __init__(self, uri: URI, options: ConnectOptions) -> None:
         super().__init__(uri, options)
         if uri.host:
-            raise ConnectError(f"the example driver is local only; remove host {uri.host!r} from {uri}")
+            raise ConnectError(f"the example driver is local only; remove host {quote(uri.host)} from {uri}")
         self._host = native.connect(uri.path.strip("/") or "default")
         self._poller: EventPoller | None = None
 
@@ -158,12 +159,12 @@ class ExampleDriver(Driver):
 
     def domain_info(self, dom: DomainRef) -> DomainInfo:
         """State, vCPUs, memory and CPU time."""
-        with ERRORS(f"info of domain {dom.name!r}"):
+        with ERRORS(f"info of domain {quote(dom.name)}"):
             return _info(self._host.machine(dom.uuid))
 
     def domain_spec(self, dom: DomainRef) -> DomainSpec:
         """The definition, MACs filled in."""
-        with ERRORS(f"definition of domain {dom.name!r}"):
+        with ERRORS(f"definition of domain {quote(dom.name)}"):
             m = self._host.machine(dom.uuid)
         c = m.config
         return DomainSpec(
@@ -179,14 +180,14 @@ class ExampleDriver(Driver):
 
     def disks(self, dom: DomainRef) -> list[DiskInfo]:
         """The disks, with size and backing chain where the path is a volume of the host."""
-        with ERRORS(f"disks of domain {dom.name!r}"):
+        with ERRORS(f"disks of domain {quote(dom.name)}"):
             m = self._host.machine(dom.uuid)
             volumes = {v.path: v for v in self._host.volumes()}
         return _disk_infos(m, volumes)
 
     def nics(self, dom: DomainRef) -> list[NicInfo]:
         """The network interfaces (the host hands out no addresses)."""
-        with ERRORS(f"interfaces of domain {dom.name!r}"):
+        with ERRORS(f"interfaces of domain {quote(dom.name)}"):
             m = self._host.machine(dom.uuid)
         return [NicInfo(mac=n.mac, network=n.network, model=n.model) for n in m.config.nics]
 
@@ -219,7 +220,9 @@ class ExampleDriver(Driver):
         mine: Mapping[str, Any] = spec.extra.get("example") or {}
         seconds = mine.get("shutdown_seconds", 0.1)
         if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0):
-            raise InvalidArgumentError(f"domain {spec.name!r}: extra.example.shutdown_seconds must be >= 0 or None")
+            raise InvalidArgumentError(
+                f"domain {quote(spec.name)}: extra.example.shutdown_seconds must be >= 0 or None"
+            )
         config = native.Config(
             vcpus=spec.vcpus,
             memory_bytes=spec.memory_bytes,
@@ -228,65 +231,65 @@ class ExampleDriver(Driver):
             os_type=spec.os_type,
             shutdown_seconds=seconds,
         )
-        with ERRORS(f"define of domain {spec.name!r}"):
+        with ERRORS(f"define of domain {quote(spec.name)}"):
             m = self._host.create_machine(spec.name, config, spec.uuid)
         return DomainRef(m.name, m.uuid)
 
     def undefine(self, dom: DomainRef) -> None:
         """Delete the machine (and its snapshots)."""
-        with ERRORS(f"undefine of domain {dom.name!r}"):
+        with ERRORS(f"undefine of domain {quote(dom.name)}"):
             self._host.delete_machine(dom.uuid)
 
     def start(self, dom: DomainRef, paused: bool) -> None:
         """Power on."""
-        with ERRORS(f"start of domain {dom.name!r}"):
+        with ERRORS(f"start of domain {quote(dom.name)}"):
             self._host.power_on(dom.uuid, paused=paused)
 
     def shutdown(self, dom: DomainRef) -> None:
         """Press the power button and return; the core waits if the caller asked it to."""
-        with ERRORS(f"shutdown of domain {dom.name!r}"):
+        with ERRORS(f"shutdown of domain {quote(dom.name)}"):
             self._host.acpi_shutdown(dom.uuid)
 
     def destroy(self, dom: DomainRef) -> None:
         """Pull the plug."""
-        with ERRORS(f"destroy of domain {dom.name!r}"):
+        with ERRORS(f"destroy of domain {quote(dom.name)}"):
             self._host.power_off(dom.uuid)
 
     def reboot(self, dom: DomainRef) -> None:
         """Reset: CPU time starts over and the record's ``extra["boot_count"]`` grows by one."""
-        with ERRORS(f"reboot of domain {dom.name!r}"):
+        with ERRORS(f"reboot of domain {quote(dom.name)}"):
             self._host.reset(dom.uuid)
 
     def suspend(self, dom: DomainRef) -> None:
         """Pause the vCPUs."""
-        with ERRORS(f"suspend of domain {dom.name!r}"):
+        with ERRORS(f"suspend of domain {quote(dom.name)}"):
             self._host.pause(dom.uuid)
 
     def resume(self, dom: DomainRef) -> None:
         """Resume the vCPUs."""
-        with ERRORS(f"resume of domain {dom.name!r}"):
+        with ERRORS(f"resume of domain {quote(dom.name)}"):
             self._host.unpause(dom.uuid)
 
     # --- snapshots ----------------------------------------------------------------------------
 
     def create_snapshot(self, dom: DomainRef, name: str) -> Snapshot:
         """Keep the configuration and power state."""
-        with ERRORS(f"snapshot {name!r} of domain {dom.name!r}"):
+        with ERRORS(f"snapshot {quote(name)} of domain {quote(dom.name)}"):
             return _snapshot(dom, self._host.take_snapshot(dom.uuid, name))
 
     def list_snapshots(self, dom: DomainRef) -> list[Snapshot]:
         """Oldest first."""
-        with ERRORS(f"snapshot listing of domain {dom.name!r}"):
+        with ERRORS(f"snapshot listing of domain {quote(dom.name)}"):
             return [_snapshot(dom, s) for s in self._host.snapshots(dom.uuid)]
 
     def revert_to_snapshot(self, dom: DomainRef, name: str) -> None:
         """Back to the snapshot's configuration and power state."""
-        with ERRORS(f"revert of domain {dom.name!r} to snapshot {name!r}"):
+        with ERRORS(f"revert of domain {quote(dom.name)} to snapshot {quote(name)}"):
             self._host.revert(dom.uuid, name)
 
     def delete_snapshot(self, dom: DomainRef, name: str) -> None:
         """Forget the snapshot."""
-        with ERRORS(f"delete of snapshot {name!r} of domain {dom.name!r}"):
+        with ERRORS(f"delete of snapshot {quote(name)} of domain {quote(dom.name)}"):
             self._host.delete_snapshot(dom.uuid, name)
 
     # --- storage ----------------------------------------------------------------------------------
@@ -298,35 +301,35 @@ class ExampleDriver(Driver):
 
     def lookup_storage_pool(self, name: str) -> PoolInfo:
         """One pool."""
-        with ERRORS(f"lookup of pool {name!r}"):
+        with ERRORS(f"lookup of pool {quote(name)}"):
             return _pool_info(self._host.pool(name), self._host.volumes(name))
 
     def list_volumes(self, pool: str) -> list[VolumeInfo]:
         """A pool's volumes."""
-        with ERRORS(f"volume listing of pool {pool!r}"):
+        with ERRORS(f"volume listing of pool {quote(pool)}"):
             volumes = {v.path: v for v in self._host.volumes()}
             return [_volume_info(v, volumes) for v in self._host.volumes(pool)]
 
     def lookup_volume(self, pool: str, name: str) -> VolumeInfo:
         """One volume."""
-        with ERRORS(f"lookup of volume {name!r} in pool {pool!r}"):
+        with ERRORS(f"lookup of volume {quote(name)} in pool {quote(pool)}"):
             vol = self._host.volume(pool, name)
         return _volume_info(vol, {v.path: v for v in self._host.volumes()})
 
     def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
         """A new volume."""
-        with ERRORS(f"create of volume {name!r} in pool {pool!r}"):
+        with ERRORS(f"create of volume {quote(name)} in pool {quote(pool)}"):
             vol = self._host.create_volume(pool, name, capacity_bytes, format, backing)
         return _volume_info(vol, {v.path: v for v in self._host.volumes()})
 
     def delete_volume(self, pool: str, name: str) -> None:
         """Delete a volume."""
-        with ERRORS(f"delete of volume {name!r} in pool {pool!r}"):
+        with ERRORS(f"delete of volume {quote(name)} in pool {quote(pool)}"):
             self._host.delete_volume(pool, name)
 
     def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
         """Grow a volume."""
-        with ERRORS(f"resize of volume {name!r} in pool {pool!r}"):
+        with ERRORS(f"resize of volume {quote(name)} in pool {quote(pool)}"):
             vol = self._host.resize_volume(pool, name, capacity_bytes)
         return _volume_info(vol, {v.path: v for v in self._host.volumes()})
 

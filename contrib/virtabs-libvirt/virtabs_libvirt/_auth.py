@@ -26,7 +26,7 @@ import enum
 from collections.abc import Iterable
 from typing import Any
 
-from virtabs.spi import Credentials, redact_uri_text
+from virtabs.spi import Credentials, quote, redact_uri_text
 
 __all__ = ["CredType", "CredentialCallback", "redact_text"]
 
@@ -93,7 +93,7 @@ class CredentialCallback:
                     name, asked = f"VIR_CRED_{ctype.name}", _ASKED.get(ctype, "a credential")
                 except ValueError:
                     name, asked = f"credential type {kind}", "a credential"
-                self.missing.append(f"{asked} ({name}{f': {prompt!r}' if prompt else ''})")
+                self.missing.append(f"{asked} ({name}{f': {quote(prompt)}' if prompt else ''})")
                 return -1
             cred[4] = value
         return 0
@@ -103,7 +103,7 @@ class CredentialCallback:
         return (self._password,) if self._password else ()
 
     def __repr__(self) -> str:
-        return f"CredentialCallback(username={self._username!r}, password={'***' if self._password else None})"
+        return f"CredentialCallback(username={quote(self._username)}, password={'***' if self._password else None})"
 
 
 # user:password@ in a URI's authority, and a secret-looking query parameter.

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from virtabs.spi import DiskInfo, DiskSpec, DomainSpec, DomainState, NicInfo, NicSpec, PoolInfo, Snapshot, VolumeInfo
+from virtabs.spi import (
+    DiskInfo,
+    DiskSpec,
+    DomainSpec,
+    DomainState,
+    InvalidArgumentError,
+    NicInfo,
+    NicSpec,
+    PoolInfo,
+    Snapshot,
+    VolumeInfo,
+    quote,
+)
 
 __all__ = [
     "copy_dest_xml",
@@ -45,7 +58,26 @@ def _size(elem: ET.Element | None, default_unit: str = "KiB") -> int | None:
     return int(elem.text.strip()) * _UNITS.get(unit, 1)
 
 
+# ElementTree escapes markup (& < > and quotes in attributes) but writes any character: one that XML 1.0
+# cannot hold at all (C0 controls other than tab, newline and CR; lone surrogates; U+FFFE, U+FFFF) would
+# make a document libvirt refuses, or reads differently. Such a value is refused, never written.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _refuse_non_xml(root: ET.Element) -> None:
+    for elem in root.iter():
+        texts = [elem.text or "", elem.tail or ""]
+        texts += [part for item in elem.attrib.items() for part in item]
+        for text in texts:
+            found = _NOT_XML.search(text)
+            if found:
+                raise InvalidArgumentError(
+                    f"<{elem.tag}>: the value {quote(text)} holds {found.group()!r}, which XML cannot hold"
+                )
+
+
 def _to_string(root: ET.Element) -> str:
+    _refuse_non_xml(root)
     return ET.tostring(root, encoding="unicode")
 
 
@@ -64,9 +96,24 @@ def disk_xml(disk: DiskSpec) -> str:
     return _to_string(elem)
 
 
+# libvirt writes <os><type arch='...' machine='...'> back without escaping (libvirt 9.0 formats
+# machine='pc'' for pc'): its own saved XML would not parse again. These are names: a word of them.
+_NAME_TOKEN = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
+
+
+def _token(value: object, what: str) -> str:
+    text = str(value)
+    if not _NAME_TOKEN.fullmatch(text):
+        raise InvalidArgumentError(f"{what} {quote(text)}: use letters, digits, '_', '.', '+' or '-'")
+    return text
+
+
 def domain_xml(spec: DomainSpec, domain_type: str, *, arch: str | None = None) -> str:
     """The ``<domain>`` XML for ``spec``. ``spec.extra["libvirt"]`` may set ``machine``, ``emulator``, ``arch``."""
     extra: dict[str, Any] = dict(spec.extra.get("libvirt", {}) or {})
+    for key in ("domain_type", "arch", "machine"):
+        if extra.get(key):
+            extra[key] = _token(extra[key], f"domain {quote(spec.name)}: extra['libvirt'][{quote(key)}]")
     root = ET.Element("domain", type=str(extra.get("domain_type", domain_type)))
     ET.SubElement(root, "name").text = spec.name
     if spec.uuid:
