@@ -1,0 +1,56 @@
+"""Running the inventory on a Dask cluster: ``--dask SCHEDULER_ADDRESS`` or ``--dask local:N``.
+
+Dask (``pip install 'virtabs[dask]'``) is imported only here, and only when asked for.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import importlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from .._errors import InvalidArgumentError
+
+__all__ = ["dask_executor"]
+
+_LOCAL_RE = re.compile(r"^local:([0-9]+)$")
+
+
+@contextlib.contextmanager
+def dask_executor(spec: str) -> Iterator[concurrent.futures.Executor]:
+    """A :class:`concurrent.futures.Executor` on a Dask cluster, for :func:`virtabs.inventory.collect`.
+
+    ``spec`` is a scheduler address (``tcp://10.0.0.5:8786``) or ``local:N``: a
+    ``distributed.LocalCluster`` of N worker processes with one thread each, started
+    here and stopped on exit (no dashboard). The client is closed on exit.
+    """
+    try:
+        distributed: Any = importlib.import_module("distributed")  # untyped: used through Any
+    except ImportError:
+        raise InvalidArgumentError("--dask needs Dask: pip install 'virtabs[dask]'") from None
+    match = _LOCAL_RE.match(spec.strip())
+    cluster: Any = None
+    if match:
+        workers = int(match[1])
+        if workers < 1:
+            raise InvalidArgumentError(f"--dask local:N needs at least one worker, got {spec!r}")
+        cluster = distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = distributed.Client(cluster)
+    elif spec.strip().startswith("local"):
+        raise InvalidArgumentError(f"--dask expects a scheduler address or local:N, got {spec!r}")
+    else:
+        try:
+            client = distributed.Client(spec.strip(), timeout=30)
+        except OSError as exc:
+            raise InvalidArgumentError(f"cannot reach the Dask scheduler at {spec}: {exc}") from None
+    try:
+        yield client.get_executor()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
