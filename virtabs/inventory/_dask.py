@@ -38,7 +38,7 @@ def dask_executor(spec: str) -> Iterator[concurrent.futures.Executor]:
         if workers < 1:
             raise InvalidArgumentError(f"--dask local:N needs at least one worker, got {spec!r}")
         cluster = distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
         client = distributed.Client(cluster)
     elif spec.strip().startswith("local"):
