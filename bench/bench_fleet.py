@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Fleet inventory at estate scale (simulated hosts; figures from one run, never asserted in tests).
+
+Three measurements, each in fresh processes (``virtabs inventory`` run as a command):
+
+* ``mechanisms``: what waiting on many hosts costs, without virtabs: N hosts, each five sequential
+  waits of ``--latency-ms`` (a host's round trips) and a little CPU, with C in flight, as a bounded
+  pool of OS threads and as asyncio tasks. Wall time, CPU time and peak RSS.
+* ``estate``: ``virtabs inventory --format jsonl`` over a generated fleet (virtabs.testing.fleet:
+  test-driver node files, ``--domains`` domains each, ``--latency-ms`` per driver call), at 100,
+  1,000 and ``--hosts`` hosts: wall time, time per host, peak RSS (``/usr/bin/time -v``).
+* ``dask``: the same inventory of ``--dask-hosts`` hosts locally and on ``--dask local:2``; the
+  ratio of wall times, and whether the two json documents are equal (timestamps aside).
+
+    .venv/bin/python bench/bench_fleet.py mechanisms [--hosts 10000]
+    .venv/bin/python bench/bench_fleet.py estate [--hosts 10000] [--concurrency 64]
+    .venv/bin/python bench/bench_fleet.py dask [--dask-hosts 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+CALLS_PER_HOST = 5  # connect, host_info, the bulk domain call, list pools, list volumes
+CLI = [sys.executable, "-c", "from virtabs.cli import main; main()", "inventory"]
+
+
+def _spin(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def _threads(hosts: int, concurrency: int, latency: float, cpu: float) -> None:
+    todo = iter(range(hosts))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                host = next(todo, None)
+            if host is None:
+                return
+            for _ in range(CALLS_PER_HOST):
+                time.sleep(latency)
+            _spin(cpu)
+
+    pool = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
+async def _asyncio(hosts: int, concurrency: int, latency: float, cpu: float) -> None:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def host() -> None:
+        async with gate:
+            for _ in range(CALLS_PER_HOST):
+                await asyncio.sleep(latency)
+            _spin(cpu)
+
+    await asyncio.gather(*(host() for _ in range(hosts)))
+
+
+def _one_mechanism(kind: str, hosts: int, concurrency: int, latency: float, cpu: float) -> None:
+    start, cpu0 = time.perf_counter(), time.process_time()
+    if kind == "threads":
+        _threads(hosts, concurrency, latency, cpu)
+    else:
+        asyncio.run(_asyncio(hosts, concurrency, latency, cpu))
+    wall, used = time.perf_counter() - start, time.process_time() - cpu0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"wall": wall, "cpu": used, "rss_mib": rss}))
+
+
+def mechanisms(args: argparse.Namespace) -> None:
+    """Threads vs asyncio for the waiting part alone."""
+    print(
+        f"\n== waiting on {args.hosts} hosts: {CALLS_PER_HOST} waits of {args.latency_ms:g} ms and "
+        f"{args.cpu_ms:g} ms CPU each =="
+    )
+    print(f"{'mechanism':<10} {'in flight':>9} {'wall s':>8} {'cpu s':>7} {'peak RSS MiB':>13} {'floor s':>8}")
+    for concurrency in (64, 256, 1024):
+        for kind in ("threads", "asyncio"):
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "_mechanism",
+                    kind,
+                    str(args.hosts),
+                    str(concurrency),
+                    str(args.latency_ms / 1000),
+                    str(args.cpu_ms / 1000),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            r = json.loads(proc.stdout)
+            floor = max(
+                args.hosts * CALLS_PER_HOST * args.latency_ms / 1000 / concurrency, args.hosts * args.cpu_ms / 1000
+            )
+            print(f"{kind:<10} {concurrency:>9} {r['wall']:>8.2f} {r['cpu']:>7.2f} {r['rss_mib']:>13.1f} {floor:>8.2f}")
+
+
+def _timed_cli(argv: list[str]) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS (MiB, from /usr/bin/time -v) and exit status of one inventory command."""
+    start = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-v", *CLI, *argv], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    if match is None:
+        raise SystemExit(f"no /usr/bin/time figures: {proc.stderr[-2000:]}")
+    if proc.returncode not in (0, 3):
+        raise SystemExit(f"inventory failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return wall, int(match[1]) / 1024, proc.returncode
+
+
+def _fleet(directory: Path, hosts: int, domains: int, latency_ms: float) -> Path:
+    from virtabs.testing.fleet import make_fleet
+
+    start = time.perf_counter()
+    make_fleet(directory, hosts, domains, latency_ms)
+    print(f"generated {hosts} node files in {time.perf_counter() - start:.1f} s (not timed below)")
+    return directory / "hosts.yaml"
+
+
+def estate(args: argparse.Namespace) -> None:
+    """jsonl streaming at 100, 1,000 and --hosts hosts."""
+    with tempfile.TemporaryDirectory(prefix="virtabs-bench-fleet-") as tmp:
+        print(
+            f"\n== virtabs inventory --format jsonl: {args.domains} domains per host, {args.latency_ms:g} ms per "
+            f"driver call, --concurrency {args.concurrency} =="
+        )
+        one = _fleet(Path(tmp) / "f1", 1, args.domains, args.latency_ms)
+        fixed, _rss, _status = _timed_cli(["--config", str(one), "--output", str(Path(tmp) / "one.jsonl"), "--quiet"])
+        print(f"fixed cost (start-up, imports, one host): {fixed:.2f} s; ms/host below is (wall - fixed) / hosts")
+        print(
+            f"{'hosts':>6} {'domains':>8} {'wall s':>8} {'ms/host':>8} {'vs 100':>7} {'peak RSS MiB':>13} {'lines':>8}"
+        )
+        per_host: dict[int, float] = {}
+        for hosts in sorted({100, 1000, args.hosts}):
+            hosts_file = _fleet(Path(tmp) / f"f{hosts}", hosts, args.domains, args.latency_ms)
+            out = Path(tmp) / f"estate{hosts}.jsonl"
+            wall, rss, _status = _timed_cli(
+                ["--config", str(hosts_file), "--output", str(out), "--quiet", "--concurrency", str(args.concurrency)]
+            )
+            per_host[hosts] = (wall - fixed) / hosts
+            with out.open("rb") as fh:
+                lines = sum(1 for _ in fh)
+            ratio = per_host[hosts] / per_host[min(per_host)]
+            print(
+                f"{hosts:>6} {hosts * args.domains:>8} {wall:>8.2f} {per_host[hosts] * 1000:>8.2f} {ratio:>6.2f}x "
+                f"{rss:>13.1f} {lines:>8}"
+            )
+
+
+def _without_times(doc: dict[str, Any]) -> dict[str, Any]:
+    doc.pop("generated_at")
+    for host in doc["hosts"]:
+        host.pop("collected_at")
+    return doc
+
+
+def dask(args: argparse.Namespace) -> None:
+    """The same inventory locally and on a 2-process LocalCluster."""
+    with tempfile.TemporaryDirectory(prefix="virtabs-bench-fleet-") as tmp:
+        hosts_file = _fleet(Path(tmp) / "f", args.dask_hosts, args.domains, args.latency_ms)
+        print(f"\n== {args.dask_hosts} hosts, local threads vs --dask local:2 (2 worker processes, 1 thread each) ==")
+        docs = {}
+        walls = {}
+        for label, extra in (
+            ("local", ["--concurrency", str(args.concurrency)]),
+            ("dask local:2", ["--dask", "local:2", "--concurrency", str(args.concurrency), "--batch-size", "64"]),
+        ):
+            out = Path(tmp) / "out.json"
+            walls[label], rss, _ = _timed_cli(["--config", str(hosts_file), "--output", str(out), "--quiet", *extra])
+            docs[label] = _without_times(json.loads(out.read_text()))
+            print(f"{label:<14} wall {walls[label]:7.2f} s   peak RSS of the client {rss:7.1f} MiB")
+        print(
+            f"dask / local: {walls['dask local:2'] / walls['local']:.2f}x; documents equal: {docs['local'] == docs['dask local:2']}"
+        )
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "_mechanism":
+        kind, hosts, concurrency, latency, cpu = sys.argv[2:7]
+        _one_mechanism(kind, int(hosts), int(concurrency), float(latency), float(cpu))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("mechanisms", "estate", "dask", "all"))
+    parser.add_argument("--hosts", type=int, default=10_000)
+    parser.add_argument("--domains", type=int, default=20)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--cpu-ms", type=float, default=0.5, help="mechanisms: CPU per host")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--dask-hosts", type=int, default=1000)
+    args = parser.parse_args()
+    print(f"virtabs fleet bench; Python {sys.version.split()[0]}")
+    if args.what in ("mechanisms", "all"):
+        mechanisms(args)
+    if args.what in ("estate", "all"):
+        estate(args)
+    if args.what in ("dask", "all"):
+        dask(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
