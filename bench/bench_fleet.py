@@ -117,8 +117,9 @@ def mechanisms(args: argparse.Namespace) -> None:
             print(f"{kind:<10} {concurrency:>9} {r['wall']:>8.2f} {r['cpu']:>7.2f} {r['rss_mib']:>13.1f} {floor:>8.2f}")
 
 
-def _timed_cli(argv: list[str]) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS (MiB, from /usr/bin/time -v) and exit status of one inventory command."""
+def _timed_cli(argv: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MiB) and CPU seconds (user + system, of the command and the processes it
+    waited for) of one inventory command, from /usr/bin/time -v."""
     start = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-v", *CLI, *argv], capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -127,7 +128,10 @@ def _timed_cli(argv: list[str]) -> tuple[float, float, int]:
         raise SystemExit(f"no /usr/bin/time figures: {proc.stderr[-2000:]}")
     if proc.returncode not in (0, 3):
         raise SystemExit(f"inventory failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return wall, int(match[1]) / 1024, proc.returncode
+    user = re.search(r"User time \(seconds\): ([0-9.]+)", proc.stderr)
+    system = re.search(r"System time \(seconds\): ([0-9.]+)", proc.stderr)
+    cpu = (float(user[1]) if user else 0.0) + (float(system[1]) if system else 0.0)
+    return wall, int(match[1]) / 1024, cpu
 
 
 def _fleet(directory: Path, hosts: int, domains: int, latency_ms: float) -> Path:
@@ -147,7 +151,7 @@ def estate(args: argparse.Namespace) -> None:
             f"driver call, --concurrency {args.concurrency} =="
         )
         one = _fleet(Path(tmp) / "f1", 1, args.domains, args.latency_ms)
-        fixed, _rss, _status = _timed_cli(["--config", str(one), "--output", str(Path(tmp) / "one.jsonl"), "--quiet"])
+        fixed, _rss, fixed_cpu = _timed_cli(["--config", str(one), "--output", str(Path(tmp) / "one.jsonl"), "--quiet"])
         print(f"fixed cost (start-up, imports, one host): {fixed:.2f} s; ms/host below is (wall - fixed) / hosts")
         print(
             f"{'hosts':>6} {'domains':>8} {'wall s':>8} {'ms/host':>8} {'vs 100':>7} {'peak RSS MiB':>13} {'lines':>8}"
@@ -156,7 +160,7 @@ def estate(args: argparse.Namespace) -> None:
         for hosts in sorted({100, 1000, args.hosts}):
             hosts_file = _fleet(Path(tmp) / f"f{hosts}", hosts, args.domains, args.latency_ms)
             out = Path(tmp) / f"estate{hosts}.jsonl"
-            wall, rss, _status = _timed_cli(
+            wall, rss, cpu = _timed_cli(
                 ["--config", str(hosts_file), "--output", str(out), "--quiet", "--concurrency", str(args.concurrency)]
             )
             per_host[hosts] = (wall - fixed) / hosts
@@ -165,7 +169,7 @@ def estate(args: argparse.Namespace) -> None:
             ratio = per_host[hosts] / per_host[min(per_host)]
             print(
                 f"{hosts:>6} {hosts * args.domains:>8} {wall:>8.2f} {per_host[hosts] * 1000:>8.2f} {ratio:>6.2f}x "
-                f"{rss:>13.1f} {lines:>8}"
+                f"{rss:>13.1f} {cpu:>7.1f} {(cpu - fixed_cpu) / hosts * 1000:>12.2f} {lines:>8}"
             )
 
 
@@ -188,7 +192,7 @@ def dask(args: argparse.Namespace) -> None:
             ("dask local:2", ["--dask", "local:2", "--concurrency", str(args.concurrency), "--batch-size", "64"]),
         ):
             out = Path(tmp) / "out.json"
-            walls[label], rss, _ = _timed_cli(["--config", str(hosts_file), "--output", str(out), "--quiet", *extra])
+            walls[label], rss, _cpu = _timed_cli(["--config", str(hosts_file), "--output", str(out), "--quiet", *extra])
             docs[label] = _without_times(json.loads(out.read_text()))
             print(f"{label:<14} wall {walls[label]:7.2f} s   peak RSS of the client {rss:7.1f} MiB")
         print(
