@@ -14,9 +14,17 @@ from typing import Any
 
 from .._errors import InvalidArgumentError
 
-__all__ = ["dask_executor"]
+__all__ = ["dask_executor", "worker_ready"]
 
 _LOCAL_RE = re.compile(r"^local:([0-9]+)$")
+
+
+def worker_ready() -> str:
+    """Run on every worker before the first batch: imports the inventory there; the virtabs version."""
+    import virtabs
+    import virtabs.inventory
+
+    return str(getattr(virtabs, "__version__", "?"))
 
 
 @contextlib.contextmanager
@@ -25,7 +33,8 @@ def dask_executor(spec: str) -> Iterator[concurrent.futures.Executor]:
 
     ``spec`` is a scheduler address (``tcp://10.0.0.5:8786``) or ``local:N``: a
     ``distributed.LocalCluster`` of N worker processes with one thread each, started
-    here and stopped on exit (no dashboard). The client is closed on exit.
+    here and stopped on exit (its dashboard on a free port). Every worker imports
+    virtabs before the executor is handed out. The client is closed on exit.
     """
     try:
         distributed: Any = importlib.import_module("distributed")  # untyped: used through Any
@@ -49,6 +58,9 @@ def dask_executor(spec: str) -> Iterator[concurrent.futures.Executor]:
         except OSError as exc:
             raise InvalidArgumentError(f"cannot reach the Dask scheduler at {spec}: {exc}") from None
     try:
+        client.run(
+            worker_ready
+        )  # every worker imports virtabs now (and fails here if it cannot), not in the first batch
         yield client.get_executor()
     finally:
         client.close()
