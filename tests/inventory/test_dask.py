@@ -9,6 +9,8 @@ import json
 import os
 import pickle
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -117,3 +119,38 @@ def test_no_credential_travels_in_a_task(monkeypatch: pytest.MonkeyPatch, tmp_pa
     for task in executor.shipped:
         assert b"s3cret-Pa55" not in task and b"admin" not in task
         assert b"collect_batch" in task  # a module-level function, shipped by reference
+
+
+class _FailingBatchExecutor(concurrent.futures.Executor):
+    """Runs batches on threads, except that a batch holding ``poisoned`` fails as a lost worker's would."""
+
+    def __init__(self, poisoned: str) -> None:
+        self.pool = concurrent.futures.ThreadPoolExecutor(2)
+        self.poisoned = poisoned
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        if any(t.uri == self.poisoned for t in args[0]):
+            failed: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            failed.set_exception(RuntimeError("worker tcp://10.0.0.9:4242 was lost"))
+            return failed
+        return self.pool.submit(fn, *args, **kwargs)
+
+
+def test_a_batch_that_fails_reports_only_its_hosts(tmp_path: Path) -> None:
+    uris = make_fleet(tmp_path, hosts=6, domains=1)
+    executor = _FailingBatchExecutor(poisoned=uris[2])
+    result = inv.collect(uris, executor=executor, batch_size=2)
+    executor.pool.shutdown()
+    assert [h.ok for h in result.hosts] == [True, True, False, False, True, True]  # the batch of hosts 2 and 3
+    for host in result.failed_hosts:
+        assert host.error is not None and host.error.code_name == "NO_CONNECT"
+        assert "was lost" in host.error.message
+
+
+def test_dask_is_imported_only_when_asked_for(tmp_path: Path) -> None:
+    code = (
+        "import sys, virtabs.inventory, virtabs.cli._inventory\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert proc.stdout.strip() == "[]"
