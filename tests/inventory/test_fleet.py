@@ -3,6 +3,7 @@ generator of node files (virtabs.testing.fleet)."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import virtabs
 import virtabs.drivers.test as test_driver
 import virtabs.inventory as inv
 from virtabs.testing.fleet import HANGING_LATENCY_MS, make_fleet
+from virtabs.testing.plugin import in_ci
 
 
 def test_latency_ms_sleeps_before_connecting_and_every_host_call(
@@ -66,3 +68,29 @@ def test_fleet_has_dead_and_hanging_hosts_reported_not_fatal(tmp_path: Path) -> 
     assert result.domain_count == 12
     hosts, _settings = inv.load_hosts_file(tmp_path / "hosts.yaml")
     assert [h.uri for h in hosts] == uris
+
+
+def test_a_host_that_never_answers_on_the_network_is_reported_and_the_fleet_is_not_held_up(
+    tmp_path: Path,
+) -> None:
+    """A real TCP peer that accepts and never answers (a loopback listener), among simulated hosts."""
+    try:
+        import virtabs_docker  # noqa: F401  (the docker+tcp driver)
+    except ImportError:
+        if in_ci():
+            raise
+        pytest.skip("needs the docker backend (virtabs-docker)")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    try:
+        port = listener.getsockname()[1]
+        silent = f"docker+tcp://127.0.0.1:{port}?tls=0"
+        uris = make_fleet(tmp_path, hosts=3, domains=2)
+        result = inv.collect([*uris, silent], timeout=2, call_timeout=60)  # the run's deadline, not the socket's
+    finally:
+        listener.close()
+    assert [h.ok for h in result.hosts] == [True, True, True, False]
+    error = result.hosts[3].error
+    assert error is not None and error.code_name == "OPERATION_TIMEOUT", error
+    assert result.domain_count == 6
