@@ -155,7 +155,8 @@ def estate(args: argparse.Namespace) -> None:
         fixed, _rss, fixed_cpu = _timed_cli(["--config", str(one), "--output", str(Path(tmp) / "one.jsonl"), "--quiet"])
         print(f"fixed cost (start-up, imports, one host): {fixed:.2f} s; ms/host below is (wall - fixed) / hosts")
         print(
-            f"{'hosts':>6} {'domains':>8} {'wall s':>8} {'ms/host':>8} {'vs 100':>7} {'peak RSS MiB':>13} {'lines':>8}"
+            f"{'hosts':>6} {'domains':>8} {'wall s':>8} {'ms/host':>8} {'vs 100':>7} {'peak RSS MiB':>13} "
+            f"{'CPU s':>7} {'CPU ms/host':>12} {'lines':>8}"
         )
         per_host: dict[int, float] = {}
         for hosts in sorted({100, 1000, args.hosts}):

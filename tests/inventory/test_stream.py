@@ -170,3 +170,16 @@ def test_a_torn_last_line_is_ignored_and_a_foreign_file_refused(runner: CliRunne
     foreign.write_text('{"not": "an inventory"}\n')
     result = runner.invoke(inventory_command, [*uris, "--resume", str(foreign)])
     assert result.exit_code == 2 and "not a line of" in result.stderr
+
+
+def test_resume_of_a_complete_run_collects_nothing(runner: CliRunner, tmp_path: Path) -> None:
+    uris = make_fleet(tmp_path / "fleet", hosts=3, domains=2)
+    first = tmp_path / "first.jsonl"
+    assert _run(runner, *uris, "--output", str(first), "--quiet").exit_code == 0
+    for node in (tmp_path / "fleet").glob("host*.json"):
+        node.unlink()  # collecting any host again would now fail
+    again = tmp_path / "again.jsonl"
+    result = _run(runner, *uris, "--resume", str(first), "--output", str(again))
+    assert result.exit_code == 0, result.output
+    # the same lines (the blocks in the order given, not of completion), and no other host (not the default URI)
+    assert sorted(again.read_text().splitlines()) == sorted(first.read_text().splitlines())

@@ -233,7 +233,7 @@ def _stream_jsonl(
             progress.count(block.ok, block.domains)
         if to_file and resume is not None and resume == f"{spool}.resumed":
             os.unlink(resume)  # all of it is in the new partial file now
-        for _index, host in collect_stream(targets, **options):
+        for _index, host in collect_stream(targets, **options) if targets else ():  # [] would mean the default URI
             writer.write_host(host)
             progress.host_done(host)
             if host.error is not None:
