@@ -9,6 +9,8 @@ Three measurements, each in fresh processes (``virtabs inventory`` run as a comm
 * ``estate``: ``virtabs inventory --format jsonl`` over a generated fleet (virtabs.testing.fleet:
   test-driver node files, ``--domains`` domains each, ``--latency-ms`` per driver call), at 100,
   1,000 and ``--hosts`` hosts: wall time, time per host, peak RSS (``/usr/bin/time -v``).
+* ``vcenter``: vcsim in vCenter mode with 10,000 VMs: ``collect()`` and its bulk hook against
+  bench_esx.py's hand-written PropertyCollector script, in the same run.
 * ``dask``: the same inventory of ``--dask-hosts`` hosts locally and on a LocalCluster of 2 worker
   processes (in this process, the cluster's start-up timed apart); the ratio of wall times, and
   whether the two json documents are equal (timestamps aside).
@@ -16,6 +18,7 @@ Three measurements, each in fresh processes (``virtabs inventory`` run as a comm
     .venv/bin/python bench/bench_fleet.py mechanisms [--hosts 10000]
     .venv/bin/python bench/bench_fleet.py estate [--hosts 10000] [--concurrency 64]
     .venv/bin/python bench/bench_fleet.py dask [--dask-hosts 1000]
+    .venv/bin/python bench/bench_fleet.py vcenter [--vms-per-pool 5000]   # needs vcsim (see bench_esx.py)
 """
 
 from __future__ import annotations
@@ -230,13 +233,66 @@ def dask(args: argparse.Namespace) -> None:
         )
 
 
+def vcenter(args: argparse.Namespace) -> None:
+    """vcsim in vCenter mode with 2 x ``--vms-per-pool`` VMs: ``virtabs.inventory.collect`` (one bulk
+    retrieval for the VMs) and its bulk hook alone vs bench_esx.py's hand-written PropertyCollector script,
+    interleaved in the same run; medians of ``--repeat``."""
+    import os
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_esx import Contender, HandWritten, missing_tools, running_vcsim
+    from pyVim.connect import Disconnect, SmartConnect
+
+    import virtabs
+    import virtabs.inventory as inv
+
+    hint = missing_tools()
+    if hint:
+        raise SystemExit(hint)
+    vcsim_args = ("-vm", str(args.vms_per_pool), "-delay", str(args.delay), "-paging")
+    start = time.perf_counter()
+    with running_vcsim(args=vcsim_args, timeout=600) as sim:
+        print(f"\nvcsim with {2 * args.vms_per_pool} VMs started in {time.perf_counter() - start:.1f} s")
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(sim.pki.ca))
+        uri = f"vpx://{sim.host}:{sim.port}/?cafile={sim.pki.ca}"
+        os.environ["VIRTABS_USERNAME"], os.environ["VIRTABS_PASSWORD"] = sim.username, sim.password
+        si = SmartConnect(host=sim.host, port=sim.port, user=sim.username, pwd=sim.password, sslContext=ctx)
+        try:
+
+            def inventory() -> list[Any]:
+                result = inv.collect([uri], timeout=3600)
+                if result.exit_status:
+                    raise SystemExit(f"inventory failed: {result.failed_hosts}")
+                return [r for _h, r in result.domains()]
+
+            with virtabs.open(uri) as conn:
+                ours = Contender("virtabs.inventory.collect()", inventory)
+                hook = Contender("its bulk hook, domain_records()", conn.domain_records)
+                hand = Contender("hand-written PropertyCollector", HandWritten(si))
+                for _ in range(args.repeat):  # interleaved, so load hits all alike
+                    ours.run(sim)
+                    hook.run(sim)
+                    hand.run(sim)
+        finally:
+            Disconnect(si)
+    print(f"vcsim: {hand.vms} VMs, {args.delay} ms per SOAP call, TLS verified; median of {args.repeat}")
+    for c in (ours, hook, hand):
+        total = sum(c.calls.values())
+        print(f"  {c.label:34s} {c.wall:8.3f} s (client CPU {c.cpu:6.3f} s)  {c.vms:6d} VMs  {total:5d} SOAP calls")
+    print(
+        f"ratio collect() / hand-written: {ours.wall / hand.wall:.2f}x; bulk hook / hand-written: {hook.wall / hand.wall:.2f}x"
+    )
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_mechanism":
         kind, hosts, concurrency, latency, cpu = sys.argv[2:7]
         _one_mechanism(kind, int(hosts), int(concurrency), float(latency), float(cpu))
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("mechanisms", "estate", "dask", "all"))
+    parser.add_argument("what", choices=("mechanisms", "estate", "dask", "vcenter", "all"))
     parser.add_argument("--hosts", type=int, default=10_000)
     parser.add_argument("--domains", type=int, default=20)
     parser.add_argument("--latency-ms", type=float, default=20.0)
@@ -244,6 +300,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--dask-hosts", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64, help="dask: hosts per task")
+    parser.add_argument("--vms-per-pool", type=int, default=5000, help="vcenter: vcsim -vm (2 pools: 2x VMs)")
+    parser.add_argument("--delay", type=int, default=5, help="vcenter: ms vcsim adds to every SOAP call")
+    parser.add_argument("--repeat", type=int, default=3, help="vcenter: interleaved runs (median)")
     args = parser.parse_args()
     print(f"virtabs fleet bench; Python {sys.version.split()[0]}")
     if args.what in ("mechanisms", "all"):
@@ -252,6 +311,8 @@ def main() -> int:
         estate(args)
     if args.what in ("dask", "all"):
         dask(args)
+    if args.what == "vcenter":
+        vcenter(args)
     return 0
 
 
