@@ -130,7 +130,7 @@ def test_interrupted_jsonl_run_leaves_a_valid_partial_file_and_resume_finishes_i
     # resume: only the hanging host is collected (and now times out); the five come from the partial file
     result = _run(runner, *uris, "--resume", str(partial), "--output", str(out), "--timeout", "1", "--quiet")
     assert result.exit_code == 3, result.output
-    assert not partial.exists() and not Path(f"{partial}.resumed").exists()
+    assert not partial.exists() and not Path(f"{partial}.new").exists()
     merged = _lines(out)
     ends = [line for line in merged if "host_end" in line]
     assert len(ends) == 6

@@ -217,22 +217,28 @@ def _stream_jsonl(
     progress: _Progress,
     options: dict[str, Any],
 ) -> tuple[int, int, int, list[tuple[str, dict[str, Any]]]]:
-    """Stream every host to ``output`` (stdout, or FILE.partial renamed to FILE once complete)."""
+    """Stream every host to ``output`` (stdout, or FILE.partial renamed to FILE once complete).
+
+    The hosts taken from ``resume`` are written first. When ``resume`` is FILE.partial itself, they go to
+    a new file that replaces it atomically before anything is collected, so an interruption at any moment
+    leaves every host done in FILE.partial.
+    """
     to_file = output not in (None, "-")
     spool = f"{output}.partial"
-    if to_file and resume is not None and _same_file(resume, spool):
-        resume = f"{spool}.resumed"  # resuming the partial file itself: keep it readable while the new one fills
-        os.replace(spool, resume)
     failures: list[tuple[str, dict[str, Any]]] = []
-    out: Any = open(spool, "w", encoding="utf-8") if to_file else sys.stdout  # noqa: SIM115
+    in_place = to_file and resume is not None and _same_file(resume, spool)
+    out: Any = open(f"{spool}.new" if in_place else spool, "w", encoding="utf-8") if to_file else sys.stdout  # noqa: SIM115
     try:
         writer = JsonlWriter(out, utcnow())
         for _target, block in reused:
             assert resume is not None
             writer.copy_block(_read_block(resume, block), block.ok, block.domains)
             progress.count(block.ok, block.domains)
-        if to_file and resume is not None and resume == f"{spool}.resumed":
-            os.unlink(resume)  # all of it is in the new partial file now
+        if in_place:
+            os.fsync(out.fileno())
+            out.close()
+            os.replace(f"{spool}.new", spool)  # FILE.partial: now exactly the hosts kept, in the order given
+            out = writer.out = open(spool, "a", encoding="utf-8")  # noqa: SIM115
         for _index, host in collect_stream(targets, **options) if targets else ():  # [] would mean the default URI
             writer.write_host(host)
             progress.host_done(host)

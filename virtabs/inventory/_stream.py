@@ -164,7 +164,8 @@ class JsonlWriter:
     """Writes host blocks to a text stream, each flushed (and, for a file, handed to the OS) at once."""
 
     def __init__(self, out: IO[str], generated_at: _dt.datetime) -> None:
-        self._out = out
+        self.out = out
+        """Where the blocks go (may be replaced between two blocks)."""
         self._generated_at = format_time(generated_at)
         self.hosts = 0
         self.failed = 0
@@ -179,8 +180,8 @@ class JsonlWriter:
         self._write(text, ok, domains)
 
     def _write(self, text: str, ok: bool, domains: int) -> None:
-        self._out.write(text)
-        self._out.flush()
+        self.out.write(text)
+        self.out.flush()
         self.hosts += 1
         self.domains += domains
         if not ok:
