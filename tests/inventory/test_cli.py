@@ -79,8 +79,9 @@ def test_config_file(runner: CliRunner, tmp_path: Path, make_node: Callable[...,
     result = _run(runner, "--config", str(hosts), "--format", "jsonl")
     assert result.exit_code == 0, result.output
     objs = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(objs) == 6
+    assert len(objs) == 6 + 2  # three domains per host, and the line closing each host
     assert {o["host"]["name"] for o in objs} == {"first", None}
+    assert [o["host_end"]["domains"] for o in objs if "host_end" in o] == [3, 3]
 
 
 def test_usage_errors_exit_2(runner: CliRunner, tmp_path: Path) -> None:

@@ -63,19 +63,28 @@ def _domain_validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator({"$ref": "#/$defs/domain", "$defs": schema["$defs"]})
 
 
-def test_jsonl_one_object_per_domain_plus_failed_hosts(mixed: inv.Inventory) -> None:
+def test_jsonl_one_object_per_domain_and_one_closing_each_host(mixed: inv.Inventory) -> None:
     lines = inv.render(mixed, "jsonl").splitlines()
     objs = [json.loads(line) for line in lines]
-    assert len(objs) == 8 + 1
+    hosts = len(mixed.hosts)
+    assert len(objs) == 8 + hosts
     validator = _domain_validator()
+    line_validator = jsonschema.Draft202012Validator({"$ref": "#/$defs/jsonl_line", "$defs": inv.schema()["$defs"]})
     for obj in objs:
-        assert set(obj) == {"host", "domain"}
+        line_validator.validate(obj)
         assert "domains" not in obj["host"] and "pools" not in obj["host"]
         if obj["domain"] is not None:
+            assert set(obj) == {"host", "domain"}
             validator.validate(obj["domain"])
             assert obj["host"]["error"] is None
-    (dead,) = [o for o in objs if o["domain"] is None]
+        else:
+            assert set(obj) == {"host", "domain", "host_end"}
+    ends = [o for o in objs if o["domain"] is None]
+    assert len(ends) == hosts
+    (dead,) = [o for o in ends if o["host"]["error"] is not None]
     assert dead["host"]["error"]["code"] == 1001
+    assert dead["host_end"] == {"generated_at": mixed.to_dict()["generated_at"], "domains": 0, "pools": None}
+    assert inv.assemble([line + "\n" for line in lines]) == mixed.to_dict()
 
 
 def test_csv_columns_are_stable_and_documented(mixed: inv.Inventory) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 from .._errors import ConnectError, OperationFailedError
 from ._test_node import UNLIMITED_RATE, Node
 
-__all__ = ["FileSync", "dump_description"]
+__all__ = ["FileSync", "dump_description", "stat_key"]
 
 
 def _plain(value: Any) -> Any:
@@ -101,7 +101,8 @@ def dump_description(node: Node) -> dict[str, Any]:
     return out
 
 
-def _stat_key(path: str) -> tuple[int, int, int, int] | None:
+def stat_key(path: str) -> tuple[int, int, int, int] | None:
+    """What tells one version of a file from the next (inode, size, mtime, ctime); None if it cannot be read."""
     try:
         st = os.stat(path)
     except OSError:
@@ -112,7 +113,7 @@ def _stat_key(path: str) -> tuple[int, int, int, int] | None:
 class FileSync:
     """The lock of a file-backed node: an ``RLock`` plus the file's ``flock``, reload and save (see module doc)."""
 
-    def __init__(self, node: Node, path: str) -> None:
+    def __init__(self, node: Node, path: str, seen: tuple[int, int, int, int] | None = None) -> None:
         self._rlock = threading.RLock()
         self._node = node
         self._path = path
@@ -120,8 +121,11 @@ class FileSync:
         self._depth = 0
         self._dirty = False
         self._fd: int | None = None
-        self._seen: tuple[int, int, int, int] | None = None  # the first acquire reloads: no update is missed
-        self._saved = self._text()
+        # the file's stat key when ``node`` was read from it (None: unknown, so the first acquire reloads
+        # and no update is missed)
+        self._seen = seen
+        # the node's text as last loaded or saved; computed on the first change (reads never serialise)
+        self._saved: str | None = None
 
     def _text(self) -> str:
         return json.dumps(dump_description(self._node), indent=1, sort_keys=True) + "\n"
@@ -154,7 +158,13 @@ class FileSync:
             self._rlock.release()
 
     def mark_dirty(self) -> None:
-        """The node changed in this locked section: write it back when the outermost release comes."""
+        """The node is about to change in this locked section: write it back when the outermost release comes.
+
+        Called before the change (``Node.txn`` and every changing driver method do), so the first call
+        records the text as loaded, against which the save compares.
+        """
+        if self._saved is None:
+            self._saved = self._text()
         self._dirty = True
 
     def __enter__(self) -> bool:
@@ -175,14 +185,14 @@ class FileSync:
             ) from None
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._fd = fd
-        seen = _stat_key(self._path)
+        seen = stat_key(self._path)
         if seen != self._seen:
             from ._test_json import read_description
 
             description = read_description(self._path)
             self._node.reset(description)  # re-enters this lock: depth > 1, no recursion into _enter
             self._seen = seen
-            self._saved = self._text()
+            self._saved = None
 
     def _unlock_file(self) -> None:
         if self._fd is not None:
@@ -226,4 +236,4 @@ class FileSync:
         except OSError:
             pass
         self._saved = text
-        self._seen = _stat_key(self._path)
+        self._seen = stat_key(self._path)

@@ -28,6 +28,16 @@ URIs
     memory of the process that made them (a reload ends this process's jobs).
     See :mod:`virtabs.drivers._test_file`.
 
+Query parameter ``latency_ms=N`` (test only: it simulates a remote host) makes
+connecting and every SPI method that would reach a host sleep N milliseconds
+first, as a round trip to a remote hypervisor would (``test:///default?latency_ms=20``);
+``latency_ms=600000`` makes a host that hangs. Nothing else about the node changes.
+Query parameter ``forget=1`` (file nodes) drops the node from the process when
+its last connection closes, so that a process inventorying thousands of
+simulated hosts holds only the nodes of its open connections (the next
+connection reads the file again).
+``bench/fleet.py`` generates fleets of such nodes (see docs/inventory.md).
+
 Query parameter ``without=CAP[,CAP...]`` declares capabilities away for one
 connection (``test:///default?without=block.copy.pivot``): the connection
 reports fewer capabilities and the core's gate refuses them with
@@ -126,6 +136,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import sys
 import threading
@@ -167,8 +178,8 @@ from .._models import (
     VolumeInfo,
 )
 from .._uri import URI, parse_uri
-from ..spi import ConnectOptions, Driver
-from ._test_file import FileSync
+from ..spi import SPI_METHODS, ConnectOptions, Driver
+from ._test_file import FileSync, stat_key
 from ._test_json import DEFAULT_NODE, node_path, read_description
 from ._test_node import (
     NATIVE_STATE,
@@ -210,10 +221,13 @@ def get_node(uri: str | URI = "test:///default") -> Node:
     with _NODES_LOCK:
         node = _NODES.get(key)
         if node is None:
-            description = DEFAULT_NODE if key == "default" else read_description(key)
-            node = Node(description, key)
-            if key != "default":
-                node.lock = FileSync(node, key)
+            if key == "default":
+                node = Node(DEFAULT_NODE, key)
+            else:
+                seen = stat_key(key)
+                node = Node(read_description(key), key)
+                # the file did not change while it was read: the first locked section need not read it again
+                node.lock = FileSync(node, key, seen if stat_key(key) == seen else None)
             _NODES[key] = node
         return node
 
@@ -283,6 +297,39 @@ def _probe_real_image(path: str, format: str | None) -> Image | None:
     return Image(path, fmt, max(capacity, 1), min(max(capacity, 1), st.st_blocks * 512), None)
 
 
+_LATENCY_FREE = frozenset({"close", "start_events", "stop_events", "connection_capabilities"})
+"""SPI methods that reach no host, so ``latency_ms`` does not slow them."""
+
+
+def _latency_seconds(uri: URI) -> float:
+    text = uri.param("latency_ms")
+    if text is None:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise InvalidArgumentError(f"latency_ms must be a non-negative number of milliseconds, got {text!r}")
+    return value / 1000
+
+
+def _add_latency(driver: Driver, seconds: float) -> None:
+    """Make connecting and every host-reaching SPI method of ``driver`` sleep ``seconds`` first (test only)."""
+
+    def slowed(method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(seconds)
+            return method(*args, **kwargs)
+
+        return call
+
+    for name in SPI_METHODS:
+        if name not in _LATENCY_FREE:
+            setattr(driver, name, slowed(getattr(driver, name)))
+    time.sleep(seconds)  # the connection's own round trip
+
+
 class TestDriver(Driver):
     """The in-memory reference driver (URI scheme ``test``); see the module docstring."""
 
@@ -304,6 +351,10 @@ class TestDriver(Driver):
         )
         self._node = get_node(uri)
         self._closed = False
+        self._forget = uri.param("forget") in ("1", "true", "yes") and self._node.source != "default"
+        latency = _latency_seconds(uri)
+        if latency:
+            _add_latency(self, latency)
         with self._node.lock:
             self._node.listeners.add(self)
 
@@ -320,10 +371,16 @@ class TestDriver(Driver):
             super().emit(event)
 
     def close(self) -> None:
-        """Stop receiving the node's events."""
+        """Stop receiving the node's events (with ``forget=1``, the last connection to close drops the node)."""
         with self._node.lock:
             self._node.listeners.discard(self)
+            last = not self._node.listeners
         self._closed = True
+        if last and self._forget:
+            with _NODES_LOCK:
+                if _NODES.get(self._node.source) is self._node and not self._node.listeners:
+                    del _NODES[self._node.source]
+            self._node.drop_jobs()
 
     def start_events(self) -> None:
         """Nothing to start: the node pushes events to every open connection."""
@@ -402,8 +459,15 @@ class TestDriver(Driver):
 
     def inventory(self) -> list[DomainRecord]:
         """Every domain's record, built in one pass under the node lock."""
-        with self._node.txn() as events:
-            node = self._node
+        with self._node.lock:
+            if not self._node.jobs:  # nothing to advance: a plain read, which a file node need not save
+                return self._records([])
+        with self._node.txn() as events:  # a job's progress may end it and change the node
+            return self._records(events)
+
+    def _records(self, events: list[Event]) -> list[DomainRecord]:
+        node = self._node
+        with node.lock:
             records = []
             for d in sorted(node.domains.values(), key=lambda x: x.name):
                 jobs: list[BlockJobInfo] = []

@@ -7,6 +7,9 @@
 >>> doc = result.to_dict()          # schema v1, see docs/inventory.md
 >>> text = inv.render(result, "csv")  # or json, jsonl, table, ansible
 
+* :func:`collect_stream` yields each host the moment it is done (nothing kept);
+  :class:`JsonlWriter` streams them as ``--format jsonl``, :func:`read_blocks` and
+  :func:`assemble` read such a stream back (``--resume``, the json document).
 * :func:`collect` reads the hosts in parallel (``concurrency``), each bounded by
   its own ``timeout``; a host that fails is reported with its error code and
   message and every other host is still collected.
@@ -23,7 +26,19 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from ._collect import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, HostTarget, collect, redact_uri
+from ._collect import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_TIMEOUT,
+    HostTarget,
+    collect,
+    collect_batch,
+    collect_stream,
+    host_key,
+    plan,
+    redact_uri,
+)
+from ._dask import dask_executor
 from ._diff import DEFAULT_IGNORE, InventoryDiff, diff
 from ._formats import (
     CSV_COLUMNS,
@@ -51,9 +66,11 @@ from ._model import (
     domain_to_dict,
     sanitize_group,
 )
+from ._stream import HostBlock, JsonlWriter, assemble, host_lines, read_blocks
 
 __all__ = [
     "CSV_COLUMNS",
+    "DEFAULT_BATCH_SIZE",
     "DEFAULT_CONCURRENCY",
     "DEFAULT_IGNORE",
     "DEFAULT_TIMEOUT",
@@ -63,17 +80,27 @@ __all__ = [
     "EXIT_USAGE",
     "FORMATS",
     "SCHEMA_VERSION",
+    "HostBlock",
     "HostError",
     "HostInventory",
     "HostTarget",
     "Inventory",
     "InventoryDiff",
+    "JsonlWriter",
     "PoolInventory",
+    "assemble",
     "collect",
+    "collect_batch",
+    "collect_stream",
+    "dask_executor",
     "diff",
     "domain_to_dict",
+    "host_key",
+    "host_lines",
     "load_hosts_file",
     "load_inventory",
+    "plan",
+    "read_blocks",
     "redact_uri",
     "render",
     "sanitize_group",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import logging
 import math
@@ -11,7 +12,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -33,7 +34,19 @@ from .._models import VolumeInfo
 from .._uri import parse_uri, redact_uri_text
 from ._model import HostError, HostInventory, Inventory, PoolInventory, utcnow
 
-__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_TIMEOUT", "HostTarget", "collect", "connect_failure", "redact_uri"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_TIMEOUT",
+    "HostTarget",
+    "collect",
+    "collect_batch",
+    "collect_stream",
+    "connect_failure",
+    "host_key",
+    "plan",
+    "redact_uri",
+]
 
 log = logging.getLogger("virtabs.inventory")
 
@@ -41,6 +54,8 @@ DEFAULT_CONCURRENCY = 16
 """Hosts collected at the same time unless told otherwise."""
 DEFAULT_TIMEOUT = 60.0
 """Seconds one host's whole collection may take unless told otherwise."""
+DEFAULT_BATCH_SIZE = 32
+"""Hosts per task when an executor runs the collection (see :func:`collect`)."""
 
 _SECRET_PARAM_RE = re.compile(
     r"^(.*[_-])?(password|passwd|pass|pwd|secret|token|api[_-]?key|access[_-]?key|auth)$", re.IGNORECASE
@@ -135,11 +150,25 @@ def connect_failure(exc: VirtabsError) -> VirtabsError:
     return ConnectError(exc.message)
 
 
+def _host_name(target: HostTarget, shown: str) -> str | None:
+    """The ``name`` a host's output carries: the target's, else the config alias it was given as."""
+    if target.name is None and target.uri is not None and target.uri.strip() != shown and "://" not in target.uri:
+        return target.uri  # a config alias names the host
+    return target.name
+
+
+def host_key(target: HostTarget) -> tuple[str, str | None]:
+    """``(uri, name)`` as the output shows them for ``target``: what ties a saved host to its target
+    (``--resume``), whether the host was inventoried or failed."""
+    shown = _display_uri(target)
+    return shown, _host_name(target, shown)
+
+
 def _failed(target: HostTarget, exc: BaseException, uri: str | None = None) -> HostInventory:
     shown = uri or _display_uri(target)
     return HostInventory(
         uri=shown,
-        name=target.name,
+        name=_host_name(target, shown),
         driver=_driver_of(shown),
         collected_at=utcnow(),
         error=HostError.from_exception(exc),
@@ -213,9 +242,7 @@ def _collect_host(target: HostTarget, timeout: float | None, pools: bool) -> Hos
 def _read_host(conn: Connection, target: HostTarget, started: float, pools: bool) -> HostInventory:
     """Read one open connection: host facts, domains (bulk hook), pools."""
     uri = _display_uri(target)  # as the user gave it (an alias resolved), not re-encoded by the parser
-    name = target.name
-    if name is None and target.uri is not None and target.uri.strip() != uri and "://" not in target.uri:
-        name = target.uri  # a config alias names the host
+    name = _host_name(target, uri)
     errors: dict[str, str] = {}
     info = _try(errors, "host_info", conn.host_info)
     if info is None:
@@ -279,42 +306,9 @@ def _worker(
     results.put((index, host))
 
 
-def collect(
-    hosts: Iterable[str | HostTarget | None] | str | HostTarget | None = None,
-    *,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    timeout: float | None = DEFAULT_TIMEOUT,
-    call_timeout: float | None = None,
-    pools: bool = True,
-    on_host_done: Callable[[HostInventory], None] | None = None,
-) -> Inventory:
-    """Inventory every host in ``hosts``: domains (with disks, NICs, snapshots, block jobs) and pools.
-
-    ``hosts`` holds URIs, config aliases or :class:`HostTarget` objects; ``None``
-    (or nothing) means the default URI, as :func:`virtabs.open` resolves it.
-    Connections are read-only; credentials come from the virtabs config file or
-    the environment, exactly as for :func:`virtabs.open`.
-
-    Up to ``concurrency`` hosts are collected at once, each on its own thread.
-    Each host's whole collection is bounded by ``timeout`` seconds (a
-    :class:`HostTarget` may set its own; ``None`` waits forever): past it the
-    host is reported failed with ``OPERATION_TIMEOUT`` (68) and its thread is
-    abandoned (a daemon thread, so it never holds up the process's exit).
-    ``call_timeout`` bounds each single call to a host (``virtabs.open(timeout=)``);
-    by default it is the host's ``timeout``.
-    A failing host never stops the others: it is reported with its error code
-    and message. ``on_host_done(host)`` is called on the calling thread as each
-    host finishes. Hosts come back in the order given; exact duplicate entries
-    are collected once.
-
-    Hosts whose driver reads locally (:attr:`virtabs.spi.Driver.local_reads`, e.g.
-    QEMU embed roots) are read one at a time beside the others: their work is
-    CPU and local I/O, where more threads only contend for the interpreter lock.
-    A host's ``timeout`` starts when its collection starts.
-
-    Domains are read through the drivers' bulk hook
-    (:meth:`virtabs.Connection.domain_records`): one call per host.
-    """
+def plan(hosts: Iterable[str | HostTarget | None] | str | HostTarget | None = None) -> list[HostTarget]:
+    """The hosts :func:`collect` reads, in order: each item as a :class:`HostTarget`, exact duplicates
+    dropped, ``None`` (or nothing) the default URI. :func:`collect_stream` numbers hosts by this list."""
     if hosts is None or isinstance(hosts, str | HostTarget):
         hosts = [hosts]
     targets: list[HostTarget] = []
@@ -324,25 +318,172 @@ def collect(
         if target not in seen:
             seen.add(target)
             targets.append(target)
-    if not targets:
-        targets = [HostTarget()]
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise InvalidArgumentError(f"concurrency must be a positive integer, got {quote(concurrency)}")
+    return targets or [HostTarget()]
+
+
+def _check_run(concurrency: object, timeout: object, call_timeout: object, batch_size: object = 1) -> None:
+    for value, what in ((concurrency, "concurrency"), (batch_size, "batch_size")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidArgumentError(f"{what} must be a positive integer, got {quote(value)}")
     if timeout is not None:
         _check_timeout(timeout, "timeout")
     if call_timeout is not None:
         _check_timeout(call_timeout, "call_timeout")
+
+
+def collect_stream(
+    hosts: Iterable[str | HostTarget | None] | str | HostTarget | None = None,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    call_timeout: float | None = None,
+    pools: bool = True,
+    executor: concurrent.futures.Executor | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Iterator[tuple[int, HostInventory]]:
+    """Each host's result the moment it is done: ``(position in plan(hosts), HostInventory)``, in
+    completion order. Nothing is kept once yielded, so memory is bounded by the hosts in flight.
+
+    The arguments are :func:`collect`'s and are checked at once (not at the first ``next()``).
+    Closing the iterator early (``break``) abandons the hosts still running.
+    """
+    targets = plan(hosts)
+    _check_run(concurrency, timeout, call_timeout, batch_size)
+    if executor is None:
+        return _local_stream(targets, concurrency, timeout, call_timeout, pools)
+    return _executor_stream(targets, executor, batch_size, concurrency, timeout, call_timeout, pools)
+
+
+def collect(
+    hosts: Iterable[str | HostTarget | None] | str | HostTarget | None = None,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    call_timeout: float | None = None,
+    pools: bool = True,
+    on_host_done: Callable[[HostInventory], None] | None = None,
+    executor: concurrent.futures.Executor | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Inventory:
+    """Inventory every host in ``hosts``: domains (with disks, NICs, snapshots, block jobs) and pools.
+
+    ``hosts`` holds URIs, config aliases or :class:`HostTarget` objects; ``None``
+    (or nothing) means the default URI, as :func:`virtabs.open` resolves it.
+    Connections are read-only; credentials come from the virtabs config file or
+    the environment, exactly as for :func:`virtabs.open`.
+
+    Up to ``concurrency`` hosts are collected at once, each on a thread of its own
+    while it runs (never more than ``concurrency`` running threads, whatever the
+    host count). Each host's whole collection is bounded by ``timeout`` seconds
+    (a :class:`HostTarget` may set its own; ``None`` waits forever): past it the
+    host is reported failed with ``OPERATION_TIMEOUT`` (68) and its thread is
+    abandoned (a daemon thread, so it never holds up the process's exit).
+    ``call_timeout`` bounds each single call to a host (``virtabs.open(timeout=)``);
+    by default it is the host's ``timeout``.
+    A failing host never stops the others: it is reported with its error code
+    and message. ``on_host_done(host)`` is called on the calling thread as each
+    host finishes (write it out there to stream; :func:`collect_stream` does the
+    same without keeping the results). Hosts come back in the order given; exact
+    duplicate entries are collected once.
+
+    ``executor`` (any :class:`concurrent.futures.Executor`: a process pool,
+    ``distributed.Client(...).get_executor()`` for a Dask cluster) runs the hosts
+    elsewhere, in batches of ``batch_size`` (each batch read there with this
+    function's ``concurrency`` and timeouts); results come back batch by batch as
+    they finish. A batch whose task fails (a lost worker the executor does not
+    retry, a broken pool) reports each of its hosts failed with ``NO_CONNECT`` and
+    the reason; every other batch is unaffected. Credentials never travel with the
+    tasks: each worker reads them itself, as :func:`virtabs.open` does.
+
+    Hosts whose driver reads locally (:attr:`virtabs.spi.Driver.local_reads`, e.g.
+    QEMU embed roots) are read one at a time beside the others: their work is
+    CPU and local I/O, where more threads only contend for the interpreter lock.
+    A host's ``timeout`` starts when its collection starts.
+
+    Domains are read through the drivers' bulk hook
+    (:meth:`virtabs.Connection.domain_records`): one call per host.
+    """
+    targets = plan(hosts)
     generated_at = utcnow()
     results: list[HostInventory | None] = [None] * len(targets)
-    done: queue.SimpleQueue[tuple[int, HostInventory]] = queue.SimpleQueue()
-    waiting = collections.deque(range(len(targets)))
-    running: dict[int, float] = {}  # index -> deadline (monotonic; inf = none)
-
-    def finish(index: int, host: HostInventory) -> None:
+    for index, host in collect_stream(
+        targets,
+        concurrency=concurrency,
+        timeout=timeout,
+        call_timeout=call_timeout,
+        pools=pools,
+        executor=executor,
+        batch_size=batch_size,
+    ):
         results[index] = host
         if on_host_done is not None:
             on_host_done(host)
+    return Inventory(generated_at=generated_at, hosts=tuple(h for h in results if h is not None))
 
+
+def collect_batch(
+    targets: list[HostTarget],
+    concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    call_timeout: float | None = None,
+    pools: bool = True,
+) -> list[HostInventory]:
+    """One batch of hosts, read on this machine, in the order given: what an executor's worker runs.
+
+    Module-level (picklable by reference) and free of secrets: its arguments are host targets
+    (URIs without credentials) and settings; the worker reads credentials as :func:`virtabs.open` does.
+    """
+    results: list[HostInventory | None] = [None] * len(targets)
+    for index, host in _local_stream(list(targets), min(concurrency, len(targets)), timeout, call_timeout, pools):
+        results[index] = host
+    return [h for h in results if h is not None]
+
+
+def _executor_stream(
+    targets: list[HostTarget],
+    executor: concurrent.futures.Executor,
+    batch_size: int,
+    concurrency: int,
+    timeout: float | None,
+    call_timeout: float | None,
+    pools: bool,
+) -> Iterator[tuple[int, HostInventory]]:
+    pending: dict[concurrent.futures.Future[list[HostInventory]], range] = {}
+    try:
+        for first in range(0, len(targets), batch_size):
+            batch = range(first, min(first + batch_size, len(targets)))
+            future = executor.submit(
+                collect_batch, [targets[i] for i in batch], concurrency, timeout, call_timeout, pools
+            )
+            pending[future] = batch
+        for future in concurrent.futures.as_completed(list(pending)):
+            batch = pending.pop(future)
+            try:
+                hosts = future.result()
+                if len(hosts) != len(batch):
+                    raise RuntimeError(f"a batch of {len(batch)} hosts came back with {len(hosts)}")
+            except BaseException as exc:  # the batch's task failed: only its hosts are lost
+                if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+                    raise
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                lost = ConnectError(f"the executor lost the batch holding this host ({reason})")
+                hosts = [_failed(targets[i], lost) for i in batch]
+            yield from zip(batch, hosts, strict=True)
+    finally:
+        for future in pending:  # interrupted, or the consumer stopped early: drop what has not started
+            future.cancel()
+
+
+def _local_stream(
+    targets: list[HostTarget],
+    concurrency: int,
+    timeout: float | None,
+    call_timeout: float | None,
+    pools: bool,
+) -> Iterator[tuple[int, HostInventory]]:
+    done: queue.SimpleQueue[tuple[int, HostInventory]] = queue.SimpleQueue()
+    waiting = collections.deque(range(len(targets)))
+    running: dict[int, float] = {}  # index -> deadline (monotonic; inf = none)
     config: Config | None = None  # read once for every target, not once per host
     with contextlib.suppress(VirtabsError):
         config = load_config()
@@ -374,12 +515,11 @@ def collect(
                     limit = target.timeout if target.timeout is not None else timeout
                     shown = _display_uri(target)
                     exc = OperationTimeoutError(f"inventory of {shown} did not finish within {limit:g}s")
-                    finish(index, _failed(target, exc, shown))
+                    yield index, _failed(target, exc, shown)
             continue
         if index in running:  # else: a late answer from a host already reported as timed out
             del running[index]
-            finish(index, host)
-    return Inventory(generated_at=generated_at, hosts=tuple(h for h in results if h is not None))
+            yield index, host
 
 
 def _next_host(waiting: collections.deque[int], local: set[int], running: dict[int, float]) -> int | None:

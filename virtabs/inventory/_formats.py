@@ -63,14 +63,17 @@ def _host_fields(host: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def jsonl_objects(inventory: Inventory | Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    """One object per domain: ``{"host": {...host fields}, "domain": {...}}``; a failed host gives
-    one object with ``"domain": null`` so that it is never silently missing."""
-    for host in _doc(inventory)["hosts"]:
+    """Per host, one object per domain, ``{"host": {...host fields}, "domain": {...}}``, then the object
+    closing the host, ``{"host": ..., "domain": null, "host_end": {"generated_at", "domains", "pools"}}``
+    (a failed host has only that one), so that no host is ever silently missing. The same lines
+    ``virtabs inventory --format jsonl`` streams host by host (see docs/inventory.md)."""
+    doc = _doc(inventory)
+    for host in doc["hosts"]:
         fields = _host_fields(host)
-        if host.get("error") is not None:
-            yield {"host": fields, "domain": None}
         for dom in host["domains"]:
             yield {"host": fields, "domain": dom}
+        end = {"generated_at": doc["generated_at"], "domains": len(host["domains"]), "pools": host["pools"]}
+        yield {"host": fields, "domain": None, "host_end": end}
 
 
 def to_jsonl(inventory: Inventory | Mapping[str, Any]) -> str:
