@@ -407,6 +407,36 @@ class CommandTransport:
             )
         return result
 
+    def open_channel(self, argv: Sequence[str]) -> subprocess.Popen[bytes]:
+        """Start ``argv`` on the host and return the running process, its stdin, stdout and stderr piped.
+
+        For a long-lived conversation with a program on the host (the virtabs remote helper): over ssh it
+        is a session on the master connection (:meth:`connect` first, so host keys and authentication
+        fail here as :class:`ConnectError` / :class:`AuthError`), quoted like :meth:`run`. The process
+        runs in a process group of its own; the caller ends it (closing its stdin, then
+        :func:`os.killpg` if it lingers) and owns the pipes.
+        """
+        if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
+            raise InvalidArgumentError(f"a command is a non-empty list of strings, not {argv!r}")
+        if self._remote:
+            self.connect()
+        full = self.command_line(argv)
+        try:
+            return subprocess.Popen(
+                full,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            what = self._ssh if self._remote else argv[0]
+            raise ConnectError(f"cannot run {_short_argv(argv)} on {self.where}: {what!r} not found") from None
+
+    def ssh_failure(self, stderr: str, action: str) -> ConnectError | AuthError:
+        """The error for ssh's own failure (exit status 255) with ``stderr``: AuthError or ConnectError."""
+        return self._ssh_error(stderr, action)
+
     def write_file(
         self, path: str, data: bytes, *, mode: int = 0o644, make_parents: bool = True, timeout: float | None = None
     ) -> None:
