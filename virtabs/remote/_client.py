@@ -106,6 +106,7 @@ class Channel:
         self._last_heard = time.monotonic()
         self._stderr = bytearray()
         self._welcome: dict[str, Any] | None = None
+        self._refusal: VirtabsError | None = None
         self._welcomed = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
@@ -135,8 +136,8 @@ class Channel:
 
     def _start_failure(self) -> VirtabsError:
         """Why the helper did not welcome us: its refusal, the helper missing, or ssh's own failure."""
-        if isinstance(self._dead, VirtabsError) and not isinstance(self._dead, _ChannelEnded):
-            return self._dead
+        if self._refusal is not None:
+            return self._refusal
         assert self._proc is not None
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(self.connect_timeout)
@@ -240,15 +241,10 @@ class Channel:
                 self._dispatch(message)
         except ProtocolError as exc:
             reason = f"the helper broke the protocol: {exc.message}"
-            self._dead = self._dead or ConnectError(
-                f"connection to the virtabs remote helper on {self.where} lost: {reason}"
-            )
         except (OSError, ValueError) as exc:
             reason = f"reading from the helper failed ({exc.__class__.__name__})"
-        if not self._welcomed.is_set():
-            self._dead = self._dead or _ChannelEnded(reason)
-            self._welcomed.set()
         self._die(reason)
+        self._welcomed.set()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -276,7 +272,7 @@ class Channel:
                 sink(event)
         elif kind == "welcome":
             if message.get("version") != PROTOCOL_VERSION:
-                self._dead = ProtocolError(
+                self._refusal = ProtocolError(
                     f"protocol version mismatch: this client speaks version {PROTOCOL_VERSION}, the helper on "
                     f"{self.where} answered with version {message.get('version')!r}"
                 )
@@ -286,7 +282,7 @@ class Channel:
         elif kind == "error":
             error = error_from_wire(message.get("error"), f"from the helper on {self.where}")
             if not self._welcomed.is_set():
-                self._dead = error if isinstance(error, ConnectError) else ConnectError(error.message)
+                self._refusal = error
                 self._welcomed.set()
             else:
                 log.warning("%s", error.message)
@@ -325,7 +321,7 @@ class Channel:
 
     def _die(self, reason: str) -> None:
         with self._lock:
-            if self._dead is None or isinstance(self._dead, _ChannelEnded):
+            if self._dead is None:
                 detail = self._stderr_text().strip()[-300:]
                 text = f"connection to the virtabs remote helper on {self.where} lost: {reason}"
                 self._dead = ConnectError(text + (f" ({detail})" if detail else ""))
@@ -333,10 +329,6 @@ class Channel:
         for item in pending:
             item.error = ConnectError(self._dead.message)
             item.done.set()
-
-
-class _ChannelEnded(ConnectError):
-    """The stream ended before the handshake (the reason is found from ssh's exit status)."""
 
 
 _CHANNELS: dict[tuple[Any, ...], Channel] = {}
