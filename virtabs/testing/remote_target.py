@@ -19,6 +19,24 @@ from .target import DefaultTarget, TargetUnavailable, _digest
 
 __all__ = ["RemoteTestTarget"]
 
+_EMPTY_IMAGE = """
+import fcntl, json, os, sys
+node, path = sys.argv[1], sys.argv[2]
+with open(node + ".lock", "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(node) as fh:
+        data = json.load(fh)
+    for image in data.get("images", []):
+        if image["path"] == path:
+            image["allocation_bytes"] = 0
+    tmp = node + ".target-tmp"
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+        fh.write("\\n")
+    os.replace(tmp, node)
+"""
+"""Run on the remote host by the target's door: empty one image of a test node file (the file's own lock)."""
+
 
 class RemoteTestTarget(DefaultTarget):
     """:class:`DefaultTarget` for a remote file-backed test node, with its own door on the remote host."""
@@ -45,6 +63,23 @@ class RemoteTestTarget(DefaultTarget):
     def from_uri(cls, uri: str) -> RemoteTestTarget:
         """The target for ``uri`` (what the kit's plugin calls)."""
         return cls(uri)
+
+    def create_image(self, conn: Connection, path: str, *, format: str, backing: str | None) -> None:
+        """A volume at ``path`` created through the connection, then emptied in the remote node file (a
+        freshly created destination holds no data), as :class:`DefaultTarget` does in a local node."""
+        super().create_image(conn, path, format=format, backing=backing)
+        self._empty(path)
+
+    def create_block_device(self, conn: Connection, name: str) -> str:
+        """A raw volume standing in for a device, emptied in the remote node file."""
+        path = self.scratch_path(conn, name)
+        super().create_image(conn, path, format="raw", backing=None)
+        self._empty(path)
+        return path
+
+    def _empty(self, path: str) -> None:
+        """Set the image's allocation to 0 in the node file on the remote host, under the node's flock."""
+        self._door.run(["python3", "-c", _EMPTY_IMAGE, self.node_path, path])
 
     def _node(self) -> dict[str, Any]:
         text = self._door.run(["cat", "--", self.node_path]).out
