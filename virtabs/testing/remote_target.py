@@ -97,8 +97,9 @@ class RemoteTestTarget(DefaultTarget):
         if path not in images:
             return None
         top = images[path]
-        data, seen, cur = 0, set(), path
-        while cur in images and cur not in seen:
+        data, seen = 0, set()
+        cur: str | None = path
+        while cur is not None and cur in images and cur not in seen:
             seen.add(cur)
             data += images[cur].get("allocation_bytes") or 0
             cur = images[cur].get("backing")
