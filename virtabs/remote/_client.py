@@ -30,13 +30,14 @@ from .._models import Event
 from .._uri import URI
 from ..spi import OPERATIONS, CommandTransport, ConnectOptions, Driver
 from ._protocol import (
+    NOTHING_YET,
     PROTOCOL_VERSION,
+    FrameReader,
     ProtocolError,
     decode_value,
     encode_frame,
     error_from_wire,
     method_schema,
-    read_frame,
 )
 
 __all__ = ["DEFAULT_HELPER", "SSH_PARAMS", "Channel", "RemoteDriver", "remote_driver_class"]
@@ -56,6 +57,9 @@ KEEPALIVE_INTERVAL = 5.0
 KEEPALIVE_COUNT = 3
 """Unanswered intervals after which the channel is declared dead (as libvirt's keepalive_count)."""
 _STDERR_KEEP = 4000
+_CALLER_READS = 0.05
+"""Seconds: a caller waits this long at most per read attempt; the background reader steps back for this
+long after a call, so that callers read their own replies."""
 
 
 def remote_uri(uri: URI) -> str:
@@ -104,6 +108,9 @@ class Channel:
         self._sinks: dict[int, Callable[[Event], None]] = {}
         self._dead: ConnectError | None = None
         self._last_heard = time.monotonic()
+        self._last_call = 0.0
+        self._read_lock = threading.Lock()
+        self._reader: FrameReader | None = None
         self._stderr = bytearray()
         self._welcome: dict[str, Any] | None = None
         self._refusal: VirtabsError | None = None
@@ -116,6 +123,8 @@ class Channel:
     def start(self) -> None:
         """Start ssh and the helper, and negotiate the protocol version (within the connect timeout)."""
         self._proc = self.transport.open_channel([self.helper])
+        assert self._proc.stdout is not None
+        self._reader = FrameReader(self._proc.stdout.fileno())
         threading.Thread(target=self._drain_stderr, name="virtabs-remote-stderr", daemon=True).start()
         threading.Thread(target=self._read_loop, name="virtabs-remote-reader", daemon=True).start()
         import virtabs
@@ -193,16 +202,34 @@ class Channel:
         try:
             self._write({"type": "call", "id": request_id, "session": session, "method": method, "args": args})
             limit = DEFAULT_CALL_TIMEOUT if timeout is None else timeout
-            if not pending.done.wait(limit):
-                if self._dead is not None:
-                    raise ConnectError(self._dead.message)
-                raise OperationTimeoutError(f"{method} on {self.where} got no reply within {limit:g} s")
+            self._wait(pending, method, limit)
         finally:
             with self._lock:
                 self._pending.pop(request_id, None)
         if pending.error is not None:
             raise pending.error
         return pending.result
+
+    def _wait(self, pending: _Pending, method: str, limit: float) -> None:
+        """Wait for ``pending``: read the stream ourselves when nobody else is, else wait to be told."""
+        deadline = time.monotonic() + limit
+        while not pending.done.is_set():
+            if self._dead is not None:
+                raise ConnectError(self._dead.message)
+            self._last_call = time.monotonic()
+            remaining = deadline - self._last_call
+            if remaining <= 0:
+                if self._dead is not None:
+                    raise ConnectError(self._dead.message)
+                raise OperationTimeoutError(f"{method} on {self.where} got no reply within {limit:g} s")
+            if self._read_lock.acquire(blocking=False):
+                try:
+                    if not pending.done.is_set():
+                        self._pump(min(remaining, _CALLER_READS))
+                finally:
+                    self._read_lock.release()
+            else:
+                pending.done.wait(min(remaining, _CALLER_READS))
 
     def subscribe(self, session: int, sink: Callable[[Event], None]) -> None:
         """Route the events of ``session`` to ``sink``."""
@@ -229,22 +256,44 @@ class Channel:
     # --- background threads ----------------------------------------------------------------------
 
     def _read_loop(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        stream = self._proc.stdout
-        reason = "the helper closed the channel"
-        try:
-            while True:
-                message = read_frame(stream)  # type: ignore[arg-type]
-                if message is None:
-                    break
-                self._last_heard = time.monotonic()
-                self._dispatch(message)
-        except ProtocolError as exc:
-            reason = f"the helper broke the protocol: {exc.message}"
-        except (OSError, ValueError) as exc:
-            reason = f"reading from the helper failed ({exc.__class__.__name__})"
-        self._die(reason)
+        """The background reader: takes the stream when no call was made lately (events, pongs, the end).
+
+        While calls are being made, each caller reads its own reply (:meth:`_pump`), which saves a thread
+        switch per call; this thread steps back so that it does not hold the read lock between them.
+        """
+        while self._dead is None:
+            if time.monotonic() - self._last_call < _CALLER_READS:
+                self._stop.wait(_CALLER_READS)
+                continue
+            if self._read_lock.acquire(timeout=_CALLER_READS):
+                try:
+                    self._pump(_CALLER_READS)
+                finally:
+                    self._read_lock.release()
         self._welcomed.set()
+
+    def _pump(self, timeout: float) -> None:
+        """Read and dispatch at most one message (call with the read lock held)."""
+        if self._dead is not None or self._reader is None:
+            return
+        try:
+            message = self._reader.next(timeout)
+        except ProtocolError as exc:
+            self._die(f"the helper broke the protocol: {exc.message}")
+            self._welcomed.set()
+            return
+        except (OSError, ValueError) as exc:
+            self._die(f"reading from the helper failed ({exc.__class__.__name__})")
+            self._welcomed.set()
+            return
+        if message is NOTHING_YET:
+            return
+        if message is None:
+            self._die("the helper closed the channel")
+            self._welcomed.set()
+            return
+        self._last_heard = time.monotonic()
+        self._dispatch(message)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]

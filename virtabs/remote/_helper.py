@@ -17,7 +17,6 @@ import logging
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from .. import _rules
@@ -72,7 +71,10 @@ class Helper:
         self._sessions: dict[int, _Session] = {}
         self._sessions_lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="virtabs-remote")
+        self._workers = workers
+        self._read_lock = threading.Lock()
+        self._finished = threading.Event()
+        self._status = 0
         self._broken = False
 
     # --- writing ------------------------------------------------------------------------------
@@ -99,7 +101,6 @@ class Helper:
                 return 2
             return self._loop()
         finally:
-            self._pool.shutdown(wait=False, cancel_futures=True)
             self._close_sessions()
 
     def _handshake(self) -> bool:
@@ -135,27 +136,43 @@ class Helper:
         return True
 
     def _loop(self) -> int:
-        while True:
-            try:
-                message = read_frame(self._rfile)
-            except FrameTooLarge as exc:
-                self._send({"type": "error", "error": error_to_wire(exc)})
-                return 2  # the rest of the stream cannot be framed again
-            except ProtocolError as exc:
-                self._send({"type": "error", "error": error_to_wire(exc)})
-                continue
-            except (OSError, ValueError):
-                return 0
-            if message is None:
-                return 0
+        """Leader/followers: each worker takes the read lock, reads one frame, lets go and serves it, so a
+        call starts on the thread that read it (no hand-off) while another worker reads the next frame."""
+        for index in range(self._workers):
+            threading.Thread(target=self._work, name=f"virtabs-remote-{index}", daemon=True).start()
+        self._finished.wait()
+        return self._status
+
+    def _finish(self, status: int) -> None:
+        self._status = status
+        self._finished.set()
+
+    def _work(self) -> None:
+        while not self._finished.is_set():
+            with self._read_lock:
+                if self._finished.is_set():
+                    return
+                try:
+                    message = read_frame(self._rfile)
+                except FrameTooLarge as exc:
+                    self._send({"type": "error", "error": error_to_wire(exc)})
+                    self._finish(2)  # the rest of the stream cannot be framed again
+                    return
+                except ProtocolError as exc:
+                    self._send({"type": "error", "error": error_to_wire(exc)})
+                    continue
+                except (OSError, ValueError):
+                    self._finish(0)
+                    return
+                if message is None:
+                    self._finish(0)
+                    return
             kind = message["type"]
             if kind == "call":
-                self._pool.submit(self._serve_call, message)
+                self._serve_call(message)
             elif kind == "ping":
                 self._send({"type": "pong", "id": message.get("id")})
-            elif kind == "pong":
-                continue
-            else:
+            elif kind != "pong":
                 self._send_error(message.get("id"), ProtocolError(f"unknown message type {kind[:40]!r}"))
 
     # --- calls ----------------------------------------------------------------------------------

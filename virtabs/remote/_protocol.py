@@ -19,7 +19,10 @@ import enum
 import functools
 import inspect
 import json
+import os
+import select
 import struct
+import time
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -119,6 +122,56 @@ def read_frame(stream: BinaryIO) -> dict[str, Any] | None:
     if payload is None:
         raise ProtocolError(f"the stream ended inside a frame of {size} bytes")
     return parse_payload(payload)
+
+
+NOTHING_YET: dict[str, Any] = {"type": ""}
+"""What :meth:`FrameReader.next` returns when no whole frame arrived within its timeout."""
+
+
+class FrameReader:
+    """Frames from a file descriptor, with a timeout (``select``), for readers that must also do other work.
+
+    Not thread-safe: one reader at a time (the client's channel serialises readers with a lock).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
+        self._eof = False
+
+    def _take(self) -> dict[str, Any] | None:
+        if len(self._buffer) < _HEADER.size:
+            return None
+        (size,) = _HEADER.unpack_from(self._buffer)
+        if size > MAX_FRAME:
+            raise FrameTooLarge(f"a frame of {size} bytes was announced; the limit is {MAX_FRAME} bytes")
+        end = _HEADER.size + size
+        if len(self._buffer) < end:
+            return None
+        payload = bytes(self._buffer[_HEADER.size : end])
+        del self._buffer[:end]
+        return parse_payload(payload)
+
+    def next(self, timeout: float) -> dict[str, Any] | None:
+        """The next message; None at the end of the stream; :data:`NOTHING_YET` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self._take()
+            if message is not None:
+                return message
+            if self._eof:
+                if self._buffer:
+                    raise ProtocolError(f"the stream ended inside a frame ({len(self._buffer)} bytes of it came)")
+                return None
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([self._fd], [], [], max(0.0, remaining))
+            if not ready:
+                return NOTHING_YET
+            chunk = os.read(self._fd, 1 << 16)
+            if chunk:
+                self._buffer += chunk
+            else:
+                self._eof = True
 
 
 def parse_payload(payload: bytes) -> dict[str, Any]:
