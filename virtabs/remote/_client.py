@@ -50,6 +50,9 @@ DEFAULT_HELPER = "virtabs-remote"
 SSH_PARAMS = frozenset({"keyfile", "known_hosts", "no_verify", "helper"})
 """URI parameters the client's ssh uses; every other parameter goes to the remote URI."""
 
+MULTIPLEXED = True
+"""Whether the channel is a session on the command transport's master connection (True) or an ssh
+connection of its own."""
 DEFAULT_CALL_TIMEOUT = 300.0
 """How long a call waits for its reply when the connection has no timeout."""
 KEEPALIVE_INTERVAL = 5.0
@@ -122,7 +125,7 @@ class Channel:
 
     def start(self) -> None:
         """Start ssh and the helper, and negotiate the protocol version (within the connect timeout)."""
-        self._proc = self.transport.open_channel([self.helper])
+        self._proc = self.transport.open_channel([self.helper], multiplexed=MULTIPLEXED)
         assert self._proc.stdout is not None
         self._reader = FrameReader(self._proc.stdout.fileno())
         threading.Thread(target=self._drain_stderr, name="virtabs-remote-stderr", daemon=True).start()
