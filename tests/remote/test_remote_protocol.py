@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import virtabs
 from virtabs import BlockJobType, DomainState, LifecycleEventType
 from virtabs.remote._protocol import (
     MAX_FRAME,
@@ -223,3 +224,39 @@ def test_the_method_list_is_the_operation_table_read_at_run_time(monkeypatch: py
     grown["managed_save"] = operations.Operation("managed_save", "a row another branch adds")
     monkeypatch.setattr("virtabs.remote._protocol.OPERATIONS", grown)
     assert table_methods()[-1] == "managed_save"
+
+
+# --- which URIs go to the helper ---------------------------------------------------------------
+
+
+def test_driver_plus_ssh_goes_to_the_helper_unless_the_driver_has_its_own_ssh() -> None:
+    from virtabs._connection import driver_class_for
+    from virtabs._uri import parse_uri
+    from virtabs.remote import NATIVE_SSH
+    from virtabs.remote._client import RemoteDriver, remote_uri
+
+    for driver in ("qemu", "lxc", "test", "someones-driver"):
+        cls = driver_class_for(parse_uri(f"{driver}+ssh://root@h/system"))
+        assert issubclass(cls, RemoteDriver) and cls.name == driver
+    assert {"xen", "vbox", "docker"} == NATIVE_SSH
+    for driver in sorted(NATIVE_SSH):
+        try:
+            cls = driver_class_for(parse_uri(f"{driver}+ssh://root@h/"))
+        except virtabs.DriverNotFoundError:
+            continue  # not installed here: still never the remote driver
+        assert not issubclass(cls, RemoteDriver)
+    uri = parse_uri("qemu+ssh://root@h:2222/embed?root=/srv/x&keyfile=/k&known_hosts=/kh&no_verify=1&helper=/h")
+    assert remote_uri(uri) == "qemu:///embed?root=/srv/x"
+    assert remote_uri(parse_uri("test+ssh://h/srv/lab.json")) == "test:///srv/lab.json"
+
+
+def test_remote_driver_methods_are_the_table_with_the_spi_signatures() -> None:
+    import inspect
+
+    from virtabs.remote._client import RemoteDriver
+    from virtabs.spi import Driver, missing_methods
+
+    assert missing_methods(RemoteDriver, RemoteDriver.capabilities) == {}
+    for method in OPERATIONS:
+        mine, base = getattr(RemoteDriver, method), getattr(Driver, method)
+        assert mine is not base and inspect.signature(mine) == inspect.signature(base), method

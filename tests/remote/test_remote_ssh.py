@@ -191,7 +191,7 @@ def test_block_copy_with_pivot_over_the_cli(node_uri: str, tmp_path: Path) -> No
     virtabs_cli = os.path.join(VENV_BIN, "virtabs")
     dest = "/default-pool/copied.qcow2"
     run = subprocess.run(
-        [virtabs_cli, "-c", node_uri, "blockcopy", "test", "vda", dest, "--wait", "--pivot"],
+        [virtabs_cli, "-c", node_uri, "blockcopy", "test", "vda", dest, "--wait", "--pivot", "--verbose"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -348,6 +348,6 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)  # stray prints go to stderr, never into the protocol stream
     sys.stdout = sys.stderr
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="virtabs-remote: %(message)s")
-    status = Helper(rfile, wfile).serve()
+    status = Helper(rfile, wfile, workers=WORKERS).serve()
     sys.stderr.flush()
     os._exit(status)  # calls still running in workers must not hold the process after EOF
