@@ -7,6 +7,7 @@ checkouts) are never counted or touched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -233,3 +234,24 @@ def test_the_inventory_reads_a_remote_host_in_one_round_trip(node_uri: str) -> N
         driver._channel.call = counting  # type: ignore[method-assign]
         records = conn.domain_records()
         assert [r.name for r in records] == ["test"] and calls == ["inventory"]
+
+
+def test_a_silent_helper_is_declared_dead_by_the_keepalive(node_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import virtabs.remote._client as client
+
+    monkeypatch.setattr(client, "KEEPALIVE_INTERVAL", 0.5)  # dead after 1.5 s of silence instead of 15 s
+    before = helper_pids()
+    conn = virtabs.open(node_uri, timeout=120)
+    (pid,) = helper_pids() - before
+    dom = conn.lookup_domain("test")
+    os.kill(pid, signal.SIGSTOP)  # the network goes silent: nothing answers, nothing is closed
+    try:
+        with pytest.raises(ConnectError, match="keepalive"):
+            dom.info()  # would wait for its 120 s timeout without the keepalive
+        with pytest.raises(ConnectError):
+            dom.info()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        conn.close()
+    wait_until(lambda: pid not in helper_pids(), "the stopped helper to exit once its channel was cut")
