@@ -217,16 +217,40 @@ def _plain(value: Any, where: str) -> Any:
     raise ProtocolError(f"{where}: a {type(value).__name__} has no JSON form in the protocol")
 
 
+_is_record: Callable[[Any], bool] = functools.cache(attrs.has)
+_origin: Callable[[Any], Any] = functools.cache(typing.get_origin)
+_args: Callable[[Any], tuple[Any, ...]] = functools.cache(typing.get_args)
+
+
+def _exactly(kind: type) -> Callable[[Any], bool]:
+    return lambda value: type(value) is kind
+
+
+def _exactly_or_none(kind: type) -> Callable[[Any], bool]:
+    return lambda value: value is None or type(value) is kind
+
+
+_SCALAR_CHECKS: dict[Any, Callable[[Any], bool]] = {
+    **{kind: _exactly(kind) for kind in (str, int, bool)},
+    **{kind | None: _exactly_or_none(kind) for kind in (str, int, bool)},
+}
+"""The hints most fields have, with the exact check that lets a value through unchanged (the fast path
+of :func:`encode_value` and :func:`decode_value`; anything else takes the general path)."""
+
+
 def encode_value(value: Any, hint: Any, where: str = "value") -> Any:
     """``value`` (of the type ``hint``) as JSON data, by the schema; ProtocolError for anything else."""
+    check = _SCALAR_CHECKS.get(hint)
+    if check is not None and check(value):
+        return value
     if hint is Any:
         return _plain(value, where)
-    origin = typing.get_origin(hint)
+    origin = _origin(hint)
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
+        options = _args(hint)
         if value is None and type(None) in options:
             return None
-        if all(attrs.has(o) for o in options if o is not type(None)) and type(value) in _EVENT_NAMES:
+        if all(_is_record(o) for o in options if o is not type(None)) and type(value) in _EVENT_NAMES:
             data = encode_value(value, type(value), where)
             return {"kind": _EVENT_NAMES[type(value)], **data}
         for option in options:
@@ -234,12 +258,12 @@ def encode_value(value: Any, hint: Any, where: str = "value") -> Any:
                 return encode_value(value, option, where)
         raise ProtocolError(f"{where}: {type(value).__name__} is none of {hint}")
     if origin in (list, tuple):
-        args = typing.get_args(hint)
+        args = _args(hint)
         if not isinstance(value, list | tuple):
             raise ProtocolError(f"{where}: expected a sequence, got {type(value).__name__}")
         return [encode_value(item, args[0], f"{where}[{i}]") for i, item in enumerate(value)]
     if origin in (Mapping, dict):
-        key_hint, item_hint = typing.get_args(hint)
+        key_hint, item_hint = _args(hint)
         if not isinstance(value, Mapping):
             raise ProtocolError(f"{where}: expected a mapping, got {type(value).__name__}")
         return {encode_value(k, key_hint, where): encode_value(v, item_hint, f"{where}.{k}") for k, v in value.items()}
@@ -248,7 +272,7 @@ def encode_value(value: Any, hint: Any, where: str = "value") -> Any:
             raise ProtocolError(f"{where}: expected nothing, got {type(value).__name__}")
         return None
     if isinstance(hint, type):
-        if attrs.has(hint):
+        if _is_record(hint):
             if not isinstance(value, hint):
                 raise ProtocolError(f"{where}: expected {hint.__name__}, got {type(value).__name__}")
             return {
@@ -277,7 +301,7 @@ def _matches(value: Any, hint: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
-    origin = typing.get_origin(hint)
+    origin = _origin(hint)
     if origin is not None:
         return isinstance(value, origin)
     return isinstance(hint, type) and isinstance(value, hint)
@@ -289,16 +313,19 @@ def decode_value(data: Any, hint: Any, where: str = "value") -> Any:
     Records are rebuilt through their constructors, so their validators run (an invalid disk target
     in a :class:`~virtabs.spi.DiskSpec` is the same InvalidArgumentError as locally).
     """
+    check = _SCALAR_CHECKS.get(hint)
+    if check is not None and check(data):
+        return data
     if hint is Any:
         return _plain(data, where)
-    origin = typing.get_origin(hint)
+    origin = _origin(hint)
     if origin in (typing.Union, types.UnionType):
-        options = [o for o in typing.get_args(hint) if o is not type(None)]
+        options = [o for o in _args(hint) if o is not type(None)]
         if data is None:
-            if len(options) < len(typing.get_args(hint)):
+            if len(options) < len(_args(hint)):
                 return None
             raise ProtocolError(f"{where}: null where {hint} is expected")
-        if all(attrs.has(o) for o in options) and len(options) > 1:
+        if all(_is_record(o) for o in options) and len(options) > 1:
             if not isinstance(data, dict) or data.get("kind") not in _EVENT_KINDS:
                 raise ProtocolError(f"{where}: expected an object with a known 'kind'")
             cls = _EVENT_KINDS[data["kind"]]
@@ -314,11 +341,11 @@ def decode_value(data: Any, hint: Any, where: str = "value") -> Any:
     if origin in (list, tuple):
         if not isinstance(data, list):
             raise ProtocolError(f"{where}: expected an array, got {type(data).__name__}")
-        item_hint = typing.get_args(hint)[0]
+        item_hint = _args(hint)[0]
         items = [decode_value(item, item_hint, f"{where}[{i}]") for i, item in enumerate(data)]
         return tuple(items) if origin is tuple else items
     if origin in (Mapping, dict):
-        item_hint = typing.get_args(hint)[1]
+        item_hint = _args(hint)[1]
         if not isinstance(data, dict):
             raise ProtocolError(f"{where}: expected an object, got {type(data).__name__}")
         return {k: decode_value(v, item_hint, f"{where}.{k}") for k, v in data.items()}
@@ -327,7 +354,7 @@ def decode_value(data: Any, hint: Any, where: str = "value") -> Any:
             raise ProtocolError(f"{where}: expected null")
         return None
     if isinstance(hint, type):
-        if attrs.has(hint):
+        if _is_record(hint):
             return _decode_record(data, hint, where)
         if issubclass(hint, enum.Enum):
             if not isinstance(data, str) or data not in hint.__members__:
@@ -352,7 +379,7 @@ def _json_fits(data: Any, hint: Any) -> bool:
         return _matches(data, hint)
     if (isinstance(hint, type) and issubclass(hint, enum.Enum)) or hint is _dt.datetime:
         return isinstance(data, str)
-    if typing.get_origin(hint) in (list, tuple):
+    if _origin(hint) in (list, tuple):
         return isinstance(data, list)
     return isinstance(data, dict)
 
