@@ -28,8 +28,21 @@ VENV_BIN = str(Path(sys.executable).parent)
 HELPER = os.path.join(VENV_BIN, "virtabs-remote")
 
 
-def helper_pids() -> set[int]:
-    """Pids of running helpers of this venv (``python .../virtabs-remote``)."""
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def helper_pids(server: object) -> set[int]:
+    """Pids of running helpers of this venv (``python .../virtabs-remote``) started by ``server``'s sshd."""
+    root = server.proc.pid  # type: ignore[attr-defined]
     found = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -38,7 +51,12 @@ def helper_pids() -> set[int]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if HELPER.encode() in cmdline:
+        if HELPER.encode() not in cmdline:
+            continue
+        pid = int(entry)
+        while pid > 1 and pid != root:
+            pid = _parent(pid)
+        if pid == root:
             found.add(int(entry))
     return found
 
@@ -58,7 +76,9 @@ def node_uri(sshd: object, tmp_path: Path) -> str:
     return sshd.uri("test", str(node))  # type: ignore[attr-defined]
 
 
-def test_a_remote_connection_serves_the_remote_node_and_its_capabilities(node_uri: str, tmp_path: Path) -> None:
+def test_a_remote_connection_serves_the_remote_node_and_its_capabilities(
+    sshd: object, node_uri: str, tmp_path: Path
+) -> None:
     with virtabs.open(node_uri) as conn:
         assert isinstance(conn._driver, RemoteDriver) and conn.driver_name == "test"
         assert conn.capabilities.supported == virtabs.open("test:///default").capabilities.supported
@@ -69,7 +89,7 @@ def test_a_remote_connection_serves_the_remote_node_and_its_capabilities(node_ur
     assert {d["name"]: d["state"] for d in described["domains"]}["remote-vm"] == "running"
 
 
-def test_capabilities_dropped_on_the_remote_host_are_the_connections(node_uri: str) -> None:
+def test_capabilities_dropped_on_the_remote_host_are_the_connections(sshd: object, node_uri: str) -> None:
     with virtabs.open(node_uri + "&without=block.copy.pivot") as conn:
         assert not conn.supports("block.copy.pivot") and conn.supports("block.copy")
         assert "block.copy.pivot" in {c.value for c in conn.capabilities.dropped}
@@ -105,10 +125,10 @@ def _channel_ssh_pid(conn: virtabs.Connection) -> int:
     return proc.pid
 
 
-def test_ssh_killed_mid_session_fails_calls_fast_and_leaves_no_helper(node_uri: str) -> None:
-    before = helper_pids()
+def test_ssh_killed_mid_session_fails_calls_fast_and_leaves_no_helper(sshd: object, node_uri: str) -> None:
+    before = helper_pids(sshd)
     conn = virtabs.open(node_uri, timeout=30)
-    ours = helper_pids() - before
+    ours = helper_pids(sshd) - before
     assert len(ours) == 1, "one helper per channel"
     dom = conn.lookup_domain("test")
     os.kill(_channel_ssh_pid(conn), signal.SIGKILL)
@@ -119,14 +139,14 @@ def test_ssh_killed_mid_session_fails_calls_fast_and_leaves_no_helper(node_uri: 
         with pytest.raises(ConnectError, match="lost"):
             dom.info()
     assert time.monotonic() - started < 5, "later calls must fail fast, not wait for a timeout"
-    wait_until(lambda: not (helper_pids() & ours), "the helper to exit after ssh died")
+    wait_until(lambda: not (helper_pids(sshd) & ours), "the helper to exit after ssh died")
     conn.close()
 
 
-def test_the_helper_killed_mid_call_is_a_connect_error(node_uri: str) -> None:
-    before = helper_pids()
+def test_the_helper_killed_mid_call_is_a_connect_error(sshd: object, node_uri: str) -> None:
+    before = helper_pids(sshd)
     conn = virtabs.open(node_uri, timeout=30)
-    (pid,) = helper_pids() - before
+    (pid,) = helper_pids(sshd) - before
     dom = conn.lookup_domain("test")
     assert dom.state() == DomainState.RUNNING
     os.kill(pid, signal.SIGKILL)
@@ -139,8 +159,8 @@ def test_the_helper_killed_mid_call_is_a_connect_error(node_uri: str) -> None:
         assert again.lookup_domain("test").state() == DomainState.RUNNING
 
 
-def test_the_client_killed_leaves_no_helper_behind(node_uri: str) -> None:
-    before = helper_pids()
+def test_the_client_killed_leaves_no_helper_behind(sshd: object, node_uri: str) -> None:
+    before = helper_pids(sshd)
     script = (
         "import sys, virtabs\n"
         "conn = virtabs.open(sys.argv[1])\n"
@@ -153,30 +173,30 @@ def test_the_client_killed_leaves_no_helper_behind(node_uri: str) -> None:
     )
     try:
         assert client.stdout is not None and client.stdout.readline().strip() == "ready"
-        ours = helper_pids() - before
+        ours = helper_pids(sshd) - before
         assert len(ours) == 1
         client.kill()
         client.wait()
-        wait_until(lambda: not (helper_pids() & ours), "the helper to exit on EOF after the client was killed")
+        wait_until(lambda: not (helper_pids(sshd) & ours), "the helper to exit on EOF after the client was killed")
     finally:
         if client.poll() is None:
             client.kill()
             client.wait()
 
 
-def test_two_connections_share_one_channel_and_the_last_close_ends_the_helper(node_uri: str) -> None:
-    before = helper_pids()
+def test_two_connections_share_one_channel_and_the_last_close_ends_the_helper(sshd: object, node_uri: str) -> None:
+    before = helper_pids(sshd)
     first = virtabs.open(node_uri)
     second = virtabs.open(node_uri)
-    ours = helper_pids() - before
+    ours = helper_pids(sshd) - before
     assert len(ours) == 1
     first.close()
     assert second.lookup_domain("test").state() == DomainState.RUNNING
     second.close()
-    wait_until(lambda: not (helper_pids() & ours), "the helper to exit after the last close")
+    wait_until(lambda: not (helper_pids(sshd) & ours), "the helper to exit after the last close")
 
 
-def test_events_are_pushed_by_the_helper(node_uri: str) -> None:
+def test_events_are_pushed_by_the_helper(sshd: object, node_uri: str) -> None:
     seen: list[LifecycleEvent] = []
     with virtabs.open(node_uri) as conn:
         dom = conn.lookup_domain("test")
@@ -188,7 +208,7 @@ def test_events_are_pushed_by_the_helper(node_uri: str) -> None:
     assert all(e.domain == "test" for e in seen)
 
 
-def test_block_copy_with_pivot_over_the_cli(node_uri: str, tmp_path: Path) -> None:
+def test_block_copy_with_pivot_over_the_cli(sshd: object, node_uri: str, tmp_path: Path) -> None:
     virtabs_cli = os.path.join(VENV_BIN, "virtabs")
     dest = "/default-pool/copied.qcow2"
     run = subprocess.run(
@@ -205,7 +225,7 @@ def test_block_copy_with_pivot_over_the_cli(node_uri: str, tmp_path: Path) -> No
     assert dest in listed.stdout
 
 
-def test_aio_over_ssh(node_uri: str) -> None:
+def test_aio_over_ssh(sshd: object, node_uri: str) -> None:
     from virtabs import aio
 
     async def main() -> tuple[DomainState, int]:
@@ -220,7 +240,7 @@ def test_aio_over_ssh(node_uri: str) -> None:
     assert state == DomainState.RUNNING and count == 1
 
 
-def test_the_inventory_reads_a_remote_host_in_one_round_trip(node_uri: str) -> None:
+def test_the_inventory_reads_a_remote_host_in_one_round_trip(sshd: object, node_uri: str) -> None:
     with virtabs.open(node_uri) as conn:
         driver = conn._driver
         assert isinstance(driver, RemoteDriver)
@@ -236,15 +256,18 @@ def test_the_inventory_reads_a_remote_host_in_one_round_trip(node_uri: str) -> N
         assert [r.name for r in records] == ["test"] and calls == ["inventory"]
 
 
-def test_a_silent_helper_is_declared_dead_by_the_keepalive(node_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_silent_helper_is_declared_dead_by_the_keepalive(
+    sshd: object, node_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import virtabs.remote._client as client
 
     monkeypatch.setattr(client, "KEEPALIVE_INTERVAL", 0.5)  # dead after 1.5 s of silence instead of 15 s
-    before = helper_pids()
+    before = helper_pids(sshd)
     conn = virtabs.open(node_uri, timeout=120)
-    (pid,) = helper_pids() - before
+    (pid,) = helper_pids(sshd) - before
     dom = conn.lookup_domain("test")
     os.kill(pid, signal.SIGSTOP)  # the network goes silent: nothing answers, nothing is closed
+    wait_until(lambda: _state(pid) == "T", "the helper to be stopped")
     try:
         with pytest.raises(ConnectError, match="keepalive"):
             dom.info()  # would wait for its 120 s timeout without the keepalive
@@ -254,4 +277,4 @@ def test_a_silent_helper_is_declared_dead_by_the_keepalive(node_uri: str, monkey
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
         conn.close()
-    wait_until(lambda: pid not in helper_pids(), "the stopped helper to exit once its channel was cut")
+    wait_until(lambda: pid not in helper_pids(sshd), "the stopped helper to exit once its channel was cut")

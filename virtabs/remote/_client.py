@@ -50,9 +50,10 @@ DEFAULT_HELPER = "virtabs-remote"
 SSH_PARAMS = frozenset({"keyfile", "known_hosts", "no_verify", "helper"})
 """URI parameters the client's ssh uses; every other parameter goes to the remote URI."""
 
-MULTIPLEXED = True
+MULTIPLEXED = False
 """Whether the channel is a session on the command transport's master connection (True) or an ssh
-connection of its own."""
+connection of its own (False, the default: a channel lives as long as its ssh process, so a master would
+add a process and a round trip to every set-up and an ``ssh -O exit`` to every close, and share nothing)."""
 DEFAULT_CALL_TIMEOUT = 300.0
 """How long a call waits for its reply when the connection has no timeout."""
 KEEPALIVE_INTERVAL = 5.0
