@@ -445,7 +445,7 @@ class RemoteDriver(Driver):
                 connect_timeout,
             )
             self._session = int(opened["session"])
-            self._capabilities = _capabilities_from_wire(opened)
+            self._capabilities = _capabilities_from_wire(opened, self._channel.where)
         except BaseException:
             release_channel(self._channel)
             raise
@@ -490,7 +490,9 @@ class RemoteDriver(Driver):
         return decode_value(data, schema.result, method)
 
 
-def _capabilities_from_wire(opened: dict[str, Any]) -> Capabilities:
+def _capabilities_from_wire(opened: dict[str, Any], where: str) -> Capabilities:
+    """The remote connection's capabilities; what it lacks of this class's declaration (every capability)
+    is dropped with the remote side's reason, or "not declared by the DRIVER driver on HOST"."""
     known = {c.value for c in Capability}
 
     def names(values: Any) -> list[str]:
@@ -502,11 +504,12 @@ def _capabilities_from_wire(opened: dict[str, Any]) -> Capabilities:
         return {k: str(v) for k, v in values.items() if k in known}
 
     supported = frozenset(names(opened.get("capabilities")))
-    return Capabilities(
-        supported,
-        {k: v for k, v in notes(opened.get("notes")).items() if k in supported},
-        {k: v for k, v in notes(opened.get("dropped")).items() if k not in supported},
-    )
+    dropped = {k: v for k, v in notes(opened.get("dropped")).items() if k not in supported}
+    driver = str(opened.get("driver", "remote"))[:40]
+    for cap in Capability:
+        if cap.value not in supported and cap.value not in dropped:
+            dropped[cap.value] = f"not declared by the {driver} driver on {where}"
+    return Capabilities(supported, {k: v for k, v in notes(opened.get("notes")).items() if k in supported}, dropped)
 
 
 def _forwarder(method: str) -> Callable[..., Any]:
