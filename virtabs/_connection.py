@@ -57,7 +57,18 @@ def resolve_uri(uri: str | None, config: Config) -> URI:
 
 
 def driver_class_for(parsed: URI) -> type[Driver]:
-    """The driver class registered for the URI's scheme (imports it, connects nothing)."""
+    """The driver class registered for the URI's scheme (imports it, connects nothing).
+
+    ``DRIVER+ssh://`` of a driver without an ssh transport of its own is the remote driver (the
+    ``virtabs-remote`` helper on that host serves its local driver): nothing of DRIVER is imported here.
+    """
+    if parsed.transport == "ssh":
+        from .remote import NATIVE_SSH
+
+        if parsed.driver not in NATIVE_SSH:
+            from .remote._client import remote_driver_class
+
+            return remote_driver_class(parsed.driver)
     driver_class = load_driver_class(parsed.driver)
     if not (isinstance(driver_class, type) and issubclass(driver_class, Driver)):
         raise InternalError(f"the entry point for {quote(parsed.driver)} is not a virtabs.spi.Driver subclass")

@@ -247,7 +247,7 @@ class CommandTransport:
         assert self._dir is not None
         return os.path.join(self._dir, "cm")
 
-    def _ssh_base(self) -> list[str]:
+    def _ssh_base(self, *, multiplexed: bool = True) -> list[str]:
         argv = [self._ssh, "-T", "-x", "-a"]
         options = [
             "BatchMode=yes",
@@ -255,7 +255,7 @@ class CommandTransport:
             f"ConnectTimeout={max(1, math.ceil(self.connect_timeout))}",
             "ServerAliveInterval=15",
             "ServerAliveCountMax=3",
-            f"ControlPath={self._control_path()}",
+            f"ControlPath={self._control_path()}" if multiplexed else "ControlPath=none",
         ]
         if self._known_hosts:
             options += [f"UserKnownHostsFile={self._known_hosts}", "GlobalKnownHostsFile=/dev/null"]
@@ -424,6 +424,45 @@ class CommandTransport:
                 result,
             )
         return result
+
+    def open_channel(self, argv: Sequence[str], *, multiplexed: bool = True) -> subprocess.Popen[bytes]:
+        """Start ``argv`` on the host and return the running process, its stdin, stdout and stderr piped.
+
+        For a long-lived conversation with a program on the host (the virtabs remote helper): over ssh it
+        is a session on the master connection (:meth:`connect` first, so host keys and authentication
+        fail here as :class:`ConnectError` / :class:`AuthError`), quoted like :meth:`run`. The process
+        runs in a process group of its own; the caller ends it (closing its stdin, then
+        :func:`os.killpg` if it lingers) and owns the pipes. ``multiplexed=False`` gives the conversation
+        an ssh connection of its own instead of a session on the master (one process and one round trip
+        fewer to set up, and nothing to stop afterwards, for a channel that lives as long as its process);
+        ssh's failures then show in the process's exit status 255 and stderr (:meth:`ssh_failure`).
+        """
+        if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
+            raise InvalidArgumentError(f"a command is a non-empty list of strings, not {argv!r}")
+        if self._remote and multiplexed:
+            self.connect()
+        if self._remote and not multiplexed:
+            with self._lock:
+                if self._closed:
+                    raise ConnectError(f"the command transport to {self.where} is closed")
+            full = [*self._ssh_base(multiplexed=False), self._host, "--", shlex.join(argv)]
+        else:
+            full = self.command_line(argv)
+        try:
+            return subprocess.Popen(
+                full,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            what = self._ssh if self._remote else argv[0]
+            raise ConnectError(f"cannot run {_short_argv(argv)} on {self.where}: {what!r} not found") from None
+
+    def ssh_failure(self, stderr: str, action: str) -> ConnectError | AuthError:
+        """The error for ssh's own failure (exit status 255) with ``stderr``: AuthError or ConnectError."""
+        return self._ssh_error(stderr, action)
 
     def write_file(
         self, path: str, data: bytes, *, mode: int = 0o644, make_parents: bool = True, timeout: float | None = None

@@ -1,0 +1,67 @@
+"""Fixtures of the remote tests: a real sshd on 127.0.0.1 whose sessions find ``virtabs-remote`` on PATH.
+
+The server is tests/command_transport/sshd_server.py (Debian's /usr/sbin/sshd, its own host key and
+config, key authentication only); the sessions it starts get this worktree's ``.venv/bin`` first on
+PATH, so the helper that runs on the "remote" host is the one installed in the venv.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from virtabs.testing.plugin import in_ci
+
+
+def _load_sshd_module() -> ModuleType:
+    name = "virtabs_test_sshd"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).parent.parent / "command_transport" / "sshd_server.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+sshd_server = _load_sshd_module()
+
+VENV_BIN = str(Path(sys.executable).parent)
+"""The directory holding this interpreter and the virtabs-remote script installed with it."""
+
+
+def start_sshd(root: Path, path: str) -> object:
+    """A started sshd whose sessions see ``path`` as PATH; skipped without openssh-server (failed in CI)."""
+    missing = sshd_server.sshd_available()
+    if missing:
+        if in_ci():
+            pytest.fail(missing)
+        pytest.skip(missing)
+    server = sshd_server.Sshd(root, set_env={"PATH": path})
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """An sshd whose sessions find virtabs-remote on PATH (the venv's bin first)."""
+    server = start_sshd(tmp_path_factory.mktemp("sshd"), f"{VENV_BIN}:/usr/bin:/bin")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd_without_helper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """An sshd whose sessions' PATH has no virtabs-remote (a host where virtabs is not installed)."""
+    assert not os.path.exists("/usr/bin/virtabs-remote") and not os.path.exists("/bin/virtabs-remote")
+    server = start_sshd(tmp_path_factory.mktemp("sshd-bare"), "/usr/bin:/bin")
+    yield server
+    server.stop()
