@@ -170,6 +170,7 @@ from .._uri import URI, parse_uri
 from ..spi import ConnectOptions, Driver
 from ._test_file import FileSync
 from ._test_json import DEFAULT_NODE, node_path, read_description
+from ._test_migration import TestMigration
 from ._test_node import (
     NATIVE_STATE,
     QCOW2_EMPTY_ALLOCATION,
@@ -283,7 +284,7 @@ def _probe_real_image(path: str, format: str | None) -> Image | None:
     return Image(path, fmt, max(capacity, 1), min(max(capacity, 1), st.st_blocks * 512), None)
 
 
-class TestDriver(Driver):
+class TestDriver(TestMigration, Driver):
     """The in-memory reference driver (URI scheme ``test``); see the module docstring."""
 
     __test__ = False  # not a pytest test class

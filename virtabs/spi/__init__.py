@@ -79,7 +79,7 @@ from .._errors import (
     VirtabsError,
     error_class_for_code,
 )
-from .._flags import BlockJobStatus, BlockJobType, DomainState, LifecycleEventType
+from .._flags import BlockJobStatus, BlockJobType, DomainState, LifecycleEventType, MigrateFlags
 from .._models import (
     DISK_BUSES,
     DISK_FORMATS,
@@ -97,6 +97,10 @@ from .._models import (
     Event,
     HostInfo,
     LifecycleEvent,
+    MigrationDiskExport,
+    MigrationInfo,
+    MigrationRequest,
+    MigrationTicket,
     NicInfo,
     NicSpec,
     PoolInfo,
@@ -152,6 +156,10 @@ __all__ = [
     "DomainSpec",
     "DomainStatus",
     "HostInfo",
+    "MigrationDiskExport",
+    "MigrationInfo",
+    "MigrationRequest",
+    "MigrationTicket",
     "NicInfo",
     "NicSpec",
     "PoolInfo",
@@ -166,6 +174,7 @@ __all__ = [
     "BlockJobType",
     "DomainState",
     "LifecycleEventType",
+    "MigrateFlags",
     # errors
     "AuthError",
     "BlockCopyActiveError",
