@@ -75,7 +75,7 @@ def start_migration(
             )
         # The destination's capabilities and read-only mode, before either host is touched.
         dest_gate.check(OPERATIONS["migrate_prepare"], f"{what} (destination {dest_conn.uri})", extra=extra)
-        spec = domain.spec()
+        spec = _rules.evolve(domain.spec(), uuid=domain.uuid)
         disk_infos = domain.disks()
         targets = _rules.migration_disks(f, disks, disk_infos, what, domain.name)
         if f & MigrateFlags.OFFLINE:
