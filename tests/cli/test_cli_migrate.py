@@ -6,8 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import virtabs
 from click.testing import Result
+
+import virtabs
 from virtabs import DomainState
 
 Run = Callable[..., Result]
