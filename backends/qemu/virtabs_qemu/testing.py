@@ -273,6 +273,7 @@ class QemuTarget(DefaultTarget):
         super().__init__(memory_bytes=128 * MiB)
         self.dirs = dirs
         self._extra: dict[str, object] | None = None
+        self._peer_roots: list[str] = []
 
     @classmethod
     def from_uri(cls, uri: str) -> QemuTarget:
@@ -288,10 +289,31 @@ class QemuTarget(DefaultTarget):
         return self._extra
 
     def close(self) -> None:
-        """Kill any QEMU this run's domains left behind (their names carry the prefix)."""
-        for pidfile in glob.glob(os.path.join(self.dirs.run, f"{self.prefix}*", "qemu.pid")):
-            with contextlib.suppress(OSError, ValueError):
-                os.kill(int(Path(pidfile).read_text().strip()), signal.SIGKILL)
+        """Kill any QEMU this run's domains left behind (their names carry the prefix), also in peer roots."""
+        for run in (self.dirs.run, *(os.path.join(r, "run") for r in self._peer_roots)):
+            for pidfile in glob.glob(os.path.join(run, f"{self.prefix}*", "qemu.pid")):
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int(Path(pidfile).read_text().strip()), signal.SIGKILL)
+
+    def migration_peer(self, conn: Connection) -> Connection:
+        """Another embed root on this machine (same emulator and accelerator) to migrate to."""
+        import virtabs
+
+        root = tempfile.mkdtemp(prefix="vtqp-")  # short: the QMP socket path must stay under 108 bytes
+        self._peer_roots.append(root)
+        params = dict(conn.parsed_uri.params)
+        params["root"] = root
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        peer = virtabs.open(f"qemu:///embed?{query}", timeout=conn.timeout)
+        self._peers.append(peer)
+        return peer
+
+    def cleanup(self, conn: Connection) -> None:
+        """The default cleanup (this connection and the peers), then the peer roots removed."""
+        super().cleanup(conn)
+        self.close()
+        while self._peer_roots:
+            shutil.rmtree(self._peer_roots.pop(), ignore_errors=True)
 
     def domain_spec(self, conn: Connection, name: str) -> DomainSpec:
         """A 64 MiB qcow2 volume of the ``default`` pool as ``vda``, booting the test guest."""
