@@ -203,3 +203,41 @@ def test_a_failing_prepare_leaves_the_source_running(
         dom.migrate(dst, flags=COPY).wait()
     assert dom.state() == DomainState.RUNNING
     assert [d.name for d in dst.list_domains()] == ["test"]
+
+
+# --- drivers that do not declare migration refuse before touching either host -------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "scheme"),
+    [("virtabs_lxc.driver", "LxcDriver", "lxc"), ("virtabs_docker.driver", "DockerDriver", "docker")],
+)
+def test_container_drivers_refuse_migration_before_touching_the_host(module: str, name: str, scheme: str) -> None:
+    import importlib
+
+    from virtabs import Capability, Connection, Domain
+    from virtabs.spi import SPI_METHODS, ConnectOptions, Driver, DomainRef, parse_uri
+
+    driver_class = getattr(importlib.import_module(module), name)
+    assert Capability.DOMAIN_MIGRATE not in driver_class.capabilities
+    touched: list[str] = []
+
+    class Untouchable(driver_class):  # type: ignore[misc, valid-type]
+        """The real declaration; every SPI method records that the host was touched."""
+
+        def __init__(self, uri: object, options: ConnectOptions) -> None:
+            Driver.__init__(self, uri, options)  # type: ignore[arg-type]
+
+        def connection_capabilities(self) -> object:
+            return type(self).capabilities
+
+    for method in SPI_METHODS:
+        if method not in ("connection_capabilities", "close", "start_events", "stop_events"):
+            setattr(Untouchable, method, lambda self, *a, _m=method, **k: touched.append(_m))
+
+    conns = [Connection._open(Untouchable, parse_uri(f"{scheme}:///{side}"), None, False, None) for side in ("a", "b")]
+    dom = Domain(conns[0], DomainRef("c1", "6695eb01-f6a4-8304-79aa-97f2502e193f"))
+    for flags in (M.LIVE, M.OFFLINE | M.PERSIST_DEST, COPY):
+        with pytest.raises(NotSupportedError, match="domain.migrate"):
+            dom.migrate(conns[1], flags=flags)
+    assert touched == []
