@@ -216,7 +216,7 @@ def test_container_drivers_refuse_migration_before_touching_the_host(module: str
     import importlib
 
     from virtabs import Capability, Connection, Domain
-    from virtabs.spi import SPI_METHODS, ConnectOptions, Driver, DomainRef, parse_uri
+    from virtabs.spi import SPI_METHODS, ConnectOptions, DomainRef, Driver, parse_uri
 
     driver_class = getattr(importlib.import_module(module), name)
     assert Capability.DOMAIN_MIGRATE not in driver_class.capabilities
