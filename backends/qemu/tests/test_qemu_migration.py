@@ -238,3 +238,61 @@ def test_source_killed_during_the_mirror(roots: tuple[Path, Path], extra: dict[s
             job.wait(timeout=120)
         assert dom.state() == DomainState.CRASHED  # reported as it really is
         _no_trace_on(dst, dst_root)
+
+
+def test_copy_storage_inc_copies_the_top_layer_onto_the_shared_base(
+    roots: tuple[Path, Path], extra: dict[str, object]
+) -> None:
+    """NON_SHARED_INC: the destination already has the base (here: the same file, read-only to both QEMUs);
+    only the overlay moves, and UNDEFINE_SOURCE removes the source."""
+    src_root, dst_root = roots
+    base = src_root / "base.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), str(64 * MiB)], check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P 0xab {32 * MiB} {16 * MiB}", str(base)], check=True)
+    overlay = src_root / "overlay.qcow2"
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(overlay)], check=True
+    )
+    with _open(src_root) as src, _open(dst_root) as dst:
+        spec = DomainSpec(
+            name="inc",
+            memory_bytes=128 * MiB,
+            vcpus=1,
+            disks=(DiskSpec("vda", str(overlay), format="qcow2"),),
+            extra=extra,
+        )
+        dom = src.define_domain(spec)
+        dom.start()
+        wait_console(src_root / "run" / "inc" / "console.log", "virtabs-guest: acked 3 ", timeout=120)
+        job = dom.migrate(dst, flags=M.LIVE | M.NON_SHARED_INC | M.PERSIST_DEST | M.UNDEFINE_SOURCE)
+        moved = job.wait(timeout=300)
+        final = job.info()
+        assert final.disk_total < 16 * MiB  # the overlay's data, not the base's 16 MiB
+        disk = moved.disks()[0]
+        assert disk.path.startswith(str(dst_root)) and disk.backing_chain == (str(base),)
+        wait_console(dst_root / "run" / "inc" / "console.log", "virtabs-guest: acked", timeout=120)
+        assert src.list_domains() == []  # UNDEFINE_SOURCE
+        assert qemu_pids(src_root) == set()
+        data = _sectors(disk.path, 8)
+        assert data[512:526] == b"tick 00000001\n"
+        moved.destroy()
+
+
+def test_destination_qemu_killed_during_the_memory_copy(roots: tuple[Path, Path], extra: dict[str, object]) -> None:
+    src_root, dst_root = roots
+    with _open(src_root) as src, _open(dst_root) as dst:
+        dom, console = _counting_guest(src, src_root, extra)
+        job = dom.migrate(dst, flags=COPY, bandwidth=2)
+        deadline = time.monotonic() + 120
+        while job.info().phase != "memory":
+            assert time.monotonic() < deadline, "the memory copy never began"
+            time.sleep(0.05)
+        for pid in qemu_pids(dst_root):
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(OperationFailedError):
+            job.wait(timeout=120)
+        assert dom.state() == DomainState.RUNNING
+        ticks = len(_acked(console))
+        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)
+        _no_trace_on(dst, dst_root)
+        dom.destroy()
