@@ -241,3 +241,20 @@ def test_container_drivers_refuse_migration_before_touching_the_host(module: str
         with pytest.raises(NotSupportedError, match="domain.migrate"):
             dom.migrate(conns[1], flags=flags)
     assert touched == []
+
+
+def test_the_async_wrapper_migrates(nodes: tuple[virtabs.Connection, virtabs.Connection, str]) -> None:
+    import asyncio
+
+    import virtabs.aio
+
+    _src, _dst, dest_uri = nodes
+
+    async def go() -> tuple[DomainState, str]:
+        async with await virtabs.aio.open("test:///default") as src, await virtabs.aio.open(dest_uri) as dst:
+            dom = await src.lookup_domain("test")
+            job = await dom.migrate(dst, flags=COPY | M.UNDEFINE_SOURCE)
+            moved = await job.wait()
+            return await moved.state(), (await job.info()).phase
+
+    assert asyncio.run(go()) == (DomainState.RUNNING, "completed")
