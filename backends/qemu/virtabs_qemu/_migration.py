@@ -59,6 +59,10 @@ __all__ = ["Migrations"]
 POLL = 0.05
 """Seconds between two looks at the mirrors or the migration."""
 INCOMING_TIMEOUT = 600.0
+DEFAULT_BANDWIDTH = 134217728
+"""QEMU 7.2's default ``max-bandwidth`` (128 MiB/s), used when the request gives none."""
+DEFAULT_DOWNTIME_MS = 300
+"""QEMU 7.2's default ``downtime-limit``."""
 """How long the destination's finish waits for the memory stream to complete."""
 
 
@@ -70,6 +74,8 @@ class _Progress:
     info: MigrationInfo = attrs.field(factory=lambda: MigrationInfo("setup"))
     started: float = attrs.field(factory=time.monotonic)
     active: bool = False
+    pending: bool = False
+    """Made by an abort that came before perform began: perform takes it over (and stops at once)."""
 
 
 def _nbd_socket(uri: str) -> tuple[str, str]:
@@ -246,9 +252,9 @@ class Migrations:
         name = dom.name
         with self._lock:
             progress = self._progress.get(name)
-            if progress is None or not (progress.cancel.is_set() and not progress.active):
+            if progress is None or not progress.pending:
                 progress = _Progress()  # a fresh run (an abort asked before it began is kept)
-            progress.active = True
+            progress.active, progress.pending = True, False
             self._progress[name] = progress
         q = QMPClient(self.store.dirs.qmp_socket(name), timeout=self.timeout, what=f"domain {name!r}")
         try:
@@ -272,13 +278,12 @@ class Migrations:
                 {"capability": "auto-converge", "state": bool(request.flags & MigrateFlags.AUTO_CONVERGE)},
             ]
             q.execute("migrate-set-capabilities", {"capabilities": caps})
-            params: dict[str, Any] = {}
-            if request.bandwidth_bytes:
-                params["max-bandwidth"] = request.bandwidth_bytes
-            if request.max_downtime_ms is not None:
-                params["downtime-limit"] = request.max_downtime_ms
-            if params:
-                q.execute("migrate-set-parameters", params)
+            # Always both: QEMU keeps parameters between migrations (an earlier attempt's limit would stay).
+            params: dict[str, Any] = {
+                "max-bandwidth": request.bandwidth_bytes or DEFAULT_BANDWIDTH,
+                "downtime-limit": DEFAULT_DOWNTIME_MS if request.max_downtime_ms is None else request.max_downtime_ms,
+            }
+            q.execute("migrate-set-parameters", params)
             for export in ticket.disks:
                 sock, export_name = _nbd_socket(export.uri)
                 node = f"mig-{export.target}"
@@ -461,7 +466,7 @@ class Migrations:
         with self._lock:
             progress = self._progress.get(dom.name)
             if progress is None or not progress.active:
-                progress = self._progress[dom.name] = _Progress()
+                progress = self._progress[dom.name] = _Progress(pending=True)
             progress.cancel.set()
 
     def confirm(self, dom: DomainRef, request: MigrationRequest, success: bool) -> None:
