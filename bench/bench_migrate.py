@@ -44,6 +44,8 @@ import virtabs
 from virtabs import DiskSpec, DomainSpec, MigrateFlags
 
 MiB = 1 << 20
+STEPS: dict[str, list[tuple[str, float]]] = {}
+"""When each step (bare QMP) or phase (virtabs, seen every 0.2 s) was reached, in seconds from the start."""
 
 
 def parse_size(text: str) -> int:
@@ -103,11 +105,17 @@ def run_virtabs(a: Path, b: Path, args: argparse.Namespace) -> tuple[float, int 
     src, dom = boot(a, args.memory, args.disk, args.data)
     dst = virtabs.open(f"qemu:///embed?root={b}&accel=tcg", timeout=120)
     start = time.perf_counter()
+    marks = STEPS["virtabs"] = []
+
+    def phase(info: virtabs.MigrationInfo) -> None:
+        if not marks or marks[-1][0] != info.phase:
+            marks.append((info.phase, time.perf_counter() - start))
+
     job = dom.migrate(
         dst, flags=MigrateFlags.LIVE | MigrateFlags.NON_SHARED_DISK | MigrateFlags.PERSIST_DEST,
         max_downtime=args.max_downtime,
     )  # fmt: skip
-    moved = job.wait()
+    moved = job.wait(progress=phase)
     seconds = time.perf_counter() - start
     downtime = job.info().downtime_ms
     moved.destroy()
@@ -136,6 +144,11 @@ def run_bare(a: Path, b: Path, args: argparse.Namespace) -> tuple[float, int | N
     b.mkdir(exist_ok=True)
     dst_disk, nbd, mem, dst_qmp = b / "disk.qcow2", str(b / "nbd.sock"), str(b / "mig.sock"), str(b / "qmp.sock")
     start = time.perf_counter()
+    marks = STEPS["bare QMP"] = []
+
+    def mark(step: str) -> None:
+        marks.append((step, time.perf_counter() - start))
+
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(dst_disk), str(args.disk)], check=True)
     new = []
     for arg in (x.decode() for x in argv):
@@ -147,6 +160,7 @@ def run_bare(a: Path, b: Path, args: argparse.Namespace) -> tuple[float, int | N
     qmp_index = new.index("-qmp") + 1
     new[qmp_index] = f"unix:{dst_qmp},server=on,wait=off"
     subprocess.run([*new, "-incoming", "defer"], check=True, cwd="/")
+    mark("destination QEMU up")
     d = BareQMP(dst_qmp)
     d.call("nbd-server-start", {"addr": {"type": "unix", "data": {"path": nbd}}})
     d.call("block-export-add", {"type": "nbd", "id": "m", "node-name": "fmt-vda", "name": "vda", "writable": True})
@@ -161,8 +175,10 @@ def run_bare(a: Path, b: Path, args: argparse.Namespace) -> tuple[float, int | N
     s.call("blockdev-mirror", {"job-id": "m", "device": "fmt-vda", "target": "m", "sync": "full",
                                "auto-dismiss": False})  # fmt: skip
     _wait(s, lambda: all(j.get("ready") for j in s.call("query-block-jobs")), "the mirror")
+    mark("mirror ready")
     s.call("migrate", {"uri": f"unix:{mem}"})
     _wait(s, lambda: s.call("query-migrate")["status"] == "pre-switchover", "pre-switchover")
+    mark("pre-switchover")
     s.call("block-job-cancel", {"device": "m"})
     _wait(s, lambda: all(j["status"] == "concluded" for j in s.call("query-jobs")), "the mirror to end")
     s.call("job-dismiss", {"id": "m"})
@@ -172,10 +188,12 @@ def run_bare(a: Path, b: Path, args: argparse.Namespace) -> tuple[float, int | N
     _wait(d, lambda: d.call("query-status")["status"] != "inmigrate", "the destination")
     d.call("nbd-server-stop")
     d.call("cont")
+    mark("destination running")
     with contextlib.suppress(Exception):
         s.call("quit")
     while os.path.exists(f"/proc/{pid}"):
         time.sleep(0.01)
+    mark("source gone")
     seconds = time.perf_counter() - start
     d.call("quit")
     s.close()
@@ -219,6 +237,8 @@ def main() -> int:
     print(f"{'virtabs':<10} {v_time:>9.2f}s {v_down!s:>8} ms")
     print(f"{'bare QMP':<10} {b_time:>9.2f}s {b_down!s:>8} ms")
     print(f"ratio virtabs / bare QMP: {v_time / b_time:.2f}x (ceiling: 1.1x)")
+    for who, marks in STEPS.items():
+        print(f"{who}: " + ", ".join(f"{step} {t:.2f}s" for step, t in marks))
     for who, down in (("virtabs", v_down), ("bare QMP", b_down)):
         verdict = "within" if down is not None and down <= args.max_downtime else "OVER"
         print(f"{who}: downtime {down} ms {verdict} the requested {args.max_downtime} ms")
