@@ -70,6 +70,11 @@ commit base). Pulls and other commits apply their effect and emit
 ``base``/``top`` name an image of the disk's chain by path or as ``vda[N]``
 (N = position in the chain, 0 = the active image).
 
+Migration
+---------
+``Domain.migrate`` between two nodes of this process (``test:///default`` and
+``test:///PATH.json``, or two JSON nodes): see :mod:`virtabs.drivers._test_migration`.
+
 JSON node format
 ----------------
 Every key is optional unless marked; unknown keys are an error. Sizes are
