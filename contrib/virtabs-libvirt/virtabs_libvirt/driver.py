@@ -106,7 +106,7 @@ ALL = Capabilities.of(
         "storage.volume": "libvirt's test driver cannot resize volumes",
         "block.pull": "libvirt's QEMU driver only",
         "block.commit": "libvirt's QEMU driver only",
-    }
+    },
 )
 _BLOCK_AND_HOTPLUG = ("block.pull", "block.copy", "block.commit", "domain.disk_hotplug")
 
