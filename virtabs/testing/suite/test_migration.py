@@ -8,7 +8,7 @@ import pytest
 from ..._connection import open as open_connection
 from ..._errors import InvalidArgumentError, NoDomainError, OperationFailedError
 from ..._flags import DomainState, MigrateFlags
-from ..contract import Contract
+from ..contract import ABSENT_DOMAIN, Contract, no_driver_calls
 from ..markers import requires
 
 __all__ = ["TestMigration"]
@@ -18,6 +18,19 @@ M = MigrateFlags
 
 class TestMigration:
     """domain.migrate and its sub-capabilities."""
+
+    @requires("domain.migrate")
+    def test_flag_rules_refuse_before_any_driver_call(self, virtabs_contract: Contract) -> None:
+        from ..._domain import Domain
+
+        dom = Domain(virtabs_contract.conn, ABSENT_DOMAIN)  # the rules come before any lookup
+        for flags, rule in (
+            (M.NON_SHARED_DISK | M.NON_SHARED_INC, "NON_SHARED_DISK and NON_SHARED_INC"),
+            (M.OFFLINE | M.LIVE | M.PERSIST_DEST, "OFFLINE and LIVE"),
+            (M.OFFLINE, "PERSIST_DEST"),
+        ):
+            with no_driver_calls(virtabs_contract), pytest.raises(InvalidArgumentError, match=rule):
+                dom.migrate(virtabs_contract.conn, flags=flags)
 
     @requires("domain.migrate", "domain.migrate.live")
     def test_live_migration_moves_the_running_domain(self, virtabs_contract: Contract) -> None:
