@@ -93,6 +93,7 @@ SYNC_TO_ASYNC = {
     virtabs.StoragePool: virtabs.aio.AsyncStoragePool,
     virtabs.Volume: virtabs.aio.AsyncVolume,
     virtabs.BlockJob: virtabs.aio.AsyncBlockJob,
+    virtabs.MigrationJob: virtabs.aio.AsyncMigrationJob,
 }
 
 

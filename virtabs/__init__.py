@@ -22,7 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # the static view: every public name, as if imported eagerly
     from typing import Any
 
-    from ._api import BlockJob, Connection, Domain, StoragePool, Subscription, Volume, open
+    from ._api import BlockJob, Connection, Domain, MigrationJob, StoragePool, Subscription, Volume, open
     from ._capabilities import Capabilities, Capability
     from ._config import Credentials
     from ._errors import (
@@ -56,6 +56,7 @@ if TYPE_CHECKING:  # the static view: every public name, as if imported eagerly
         BlockRebaseFlags,
         DomainState,
         LifecycleEventType,
+        MigrateFlags,
     )
     from ._models import (
         BlockJobEvent,
@@ -68,6 +69,7 @@ if TYPE_CHECKING:  # the static view: every public name, as if imported eagerly
         Event,
         HostInfo,
         LifecycleEvent,
+        MigrationInfo,
         NicInfo,
         NicSpec,
         PoolInfo,
@@ -79,6 +81,7 @@ if TYPE_CHECKING:  # the static view: every public name, as if imported eagerly
 
 _LAZY: dict[str, str] = {
     "BlockJob": "._api",
+    "MigrationJob": "._api",
     "Connection": "._api",
     "Domain": "._api",
     "StoragePool": "._api",
@@ -114,6 +117,7 @@ _LAZY: dict[str, str] = {
     "BlockJobType": "._flags",
     "BlockPullFlags": "._flags",
     "BlockRebaseFlags": "._flags",
+    "MigrateFlags": "._flags",
     "DomainState": "._flags",
     "LifecycleEventType": "._flags",
     "BlockJobEvent": "._models",
@@ -126,6 +130,7 @@ _LAZY: dict[str, str] = {
     "Event": "._models",
     "HostInfo": "._models",
     "LifecycleEvent": "._models",
+    "MigrationInfo": "._models",
     "NicInfo": "._models",
     "NicSpec": "._models",
     "PoolInfo": "._models",
@@ -210,6 +215,9 @@ __all__ = [
     "InvalidArgumentError",
     "LifecycleEvent",
     "LifecycleEventType",
+    "MigrateFlags",
+    "MigrationInfo",
+    "MigrationJob",
     "NicInfo",
     "NicSpec",
     "NoDomainError",

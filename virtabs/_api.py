@@ -6,6 +6,7 @@ module                  what
 ``_connection``         ``open()``, :class:`Connection`, :class:`Subscription`
 ``_domain``             :class:`Domain`: reads, lifecycle, snapshots, devices
 ``_blockjob``           block-job methods of Domain, :class:`BlockJob`
+``_migration``          ``Domain.migrate``, :class:`MigrationJob`
 ``_storage``            :class:`StoragePool`, :class:`Volume`
 ``_gate``               steps 1-5 of every call, driven by ``spi.OPERATIONS``
 ``_rules``              every rule, once
@@ -17,6 +18,7 @@ from __future__ import annotations
 from ._blockjob import BlockJob
 from ._connection import Connection, Subscription, open
 from ._domain import Domain
+from ._migration import MigrationJob
 from ._storage import StoragePool, Volume
 
-__all__ = ["BlockJob", "Connection", "Domain", "StoragePool", "Subscription", "Volume", "open"]
+__all__ = ["BlockJob", "Connection", "Domain", "MigrationJob", "StoragePool", "Subscription", "Volume", "open"]

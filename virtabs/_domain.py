@@ -14,12 +14,13 @@ from . import _rules
 from ._blockjob import BlockJobMethods
 from ._capabilities import Capability
 from ._errors import InvalidArgumentError, OperationTimeoutError, quote
-from ._flags import DomainState
+from ._flags import DomainState, MigrateFlags
 from ._models import DiskInfo, DiskSpec, DomainInfo, DomainRef, DomainSpec, NicInfo, Snapshot
 from .spi import OPERATIONS, poll_until
 
 if TYPE_CHECKING:
     from ._connection import Connection
+    from ._migration import MigrationJob
 
 __all__ = ["Domain"]
 
@@ -208,3 +209,27 @@ class Domain(BlockJobMethods):
         info = _rules.find_disk(self.disks(), target, what, self.name)
         with self._conn._gate(op, what, dom=self._ref, disk=info.target) as call:
             call.driver.detach_disk(self._ref, info.target)
+
+    # --- migration (issue 23) ---------------------------------------------------------------------
+
+    def migrate(
+        self,
+        dest: Connection | str,
+        *,
+        flags: MigrateFlags | int = MigrateFlags.LIVE,
+        bandwidth: int = 0,
+        max_downtime: int | None = None,
+        disks: list[str] | tuple[str, ...] | None = None,
+    ) -> MigrationJob:
+        """Move this domain to ``dest`` (an open Connection of the same driver, or a URI); returns the job.
+
+        ``flags`` are libvirt's ``VIR_MIGRATE_*`` (:class:`MigrateFlags`); ``bandwidth`` is MiB/s (0: the
+        hypervisor's default), ``max_downtime`` milliseconds; ``disks`` chooses which disks
+        NON_SHARED_DISK/NON_SHARED_INC copy (default: every writable one). Every rule, and both
+        connections' capabilities, are checked before either host is touched; the steps then run on a
+        thread: ``job.wait()`` returns the domain on the destination, ``job.abort()`` cancels.
+        See ``docs/migration.md``.
+        """
+        from ._migration import start_migration
+
+        return start_migration(self, dest, flags=flags, bandwidth=bandwidth, max_downtime=max_downtime, disks=disks)

@@ -15,6 +15,7 @@ __all__ = [
     "BlockRebaseFlags",
     "DomainState",
     "LifecycleEventType",
+    "MigrateFlags",
 ]
 
 
@@ -86,6 +87,37 @@ class BlockJobSetSpeedFlags(enum.IntFlag):
 
     BANDWIDTH_BYTES = 1 << 0
     """``bandwidth`` is in bytes/s instead of MiB/s."""
+
+
+# --- migration (issue 23) ------------------------------------------------------------------
+
+
+class MigrateFlags(enum.IntFlag):
+    """``virDomainMigrateFlags``: flags of :meth:`Domain.migrate`, with libvirt's values.
+
+    The rules between them are in :mod:`virtabs._rules` (:func:`~virtabs._rules.migration_request`).
+    """
+
+    LIVE = 1 << 0
+    """Keep the guest running while its memory is copied (without it: paused during the copy)."""
+    TUNNELLED = 1 << 2
+    """Carry the migration streams through the connection's own channel (the remote transport)."""
+    PERSIST_DEST = 1 << 3
+    """Define the domain persistently on the destination."""
+    UNDEFINE_SOURCE = 1 << 4
+    """Remove the source's definition once the migration succeeded."""
+    PAUSED = 1 << 5
+    """Leave the domain paused on the destination."""
+    NON_SHARED_DISK = 1 << 6
+    """Copy every disk whole to the destination (storage is not shared)."""
+    NON_SHARED_INC = 1 << 7
+    """Copy only each disk's top layer; the destination already has the backing chain."""
+    OFFLINE = 1 << 10
+    """Migrate the definition only (no running domain moves); needs PERSIST_DEST."""
+    ABORT_ON_ERROR = 1 << 12
+    """Cancel the migration when a disk reports an I/O error during it."""
+    AUTO_CONVERGE = 1 << 13
+    """Slow the guest's vCPUs down when memory does not converge."""
 
 
 class BlockJobType(enum.IntEnum):

@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from ._errors import InvalidArgumentError, quote
-from ._flags import BlockJobStatus, BlockJobType, DomainState, LifecycleEventType
+from ._flags import BlockJobStatus, BlockJobType, DomainState, LifecycleEventType, MigrateFlags
 
 __all__ = [
     "BlockCommitRequest",
@@ -28,6 +28,10 @@ __all__ = [
     "Event",
     "HostInfo",
     "LifecycleEvent",
+    "MigrationDiskExport",
+    "MigrationInfo",
+    "MigrationRequest",
+    "MigrationTicket",
     "NicInfo",
     "NicSpec",
     "PoolInfo",
@@ -465,6 +469,99 @@ class BlockCommitRequest:
     bandwidth_bytes: int = 0
     delete: bool = False
     relative: bool = False
+
+
+# --- migration (issue 23): what the core hands both halves, and what they hand back ---
+
+
+@attrs.frozen
+class MigrationRequest:
+    """A validated migration (:func:`virtabs._rules.migration_request` built it).
+
+    ``disks`` names the disks whose storage is copied (NON_SHARED_DISK / NON_SHARED_INC): every
+    writable disk unless the caller chose; empty when storage is shared or the migration is offline.
+    """
+
+    flags: MigrateFlags
+    bandwidth_bytes: int = 0
+    """Bytes/s for memory and storage copies; 0 = the hypervisor's default."""
+    max_downtime_ms: int | None = None
+    """The longest pause the switch may cause; None = the hypervisor's default."""
+    disks: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+
+    @property
+    def live(self) -> bool:
+        """LIVE: the guest keeps running while memory is copied."""
+        return bool(self.flags & MigrateFlags.LIVE)
+
+    @property
+    def offline(self) -> bool:
+        """OFFLINE: only the definition moves."""
+        return bool(self.flags & MigrateFlags.OFFLINE)
+
+    @property
+    def copy_storage(self) -> bool:
+        """NON_SHARED_DISK or NON_SHARED_INC."""
+        return bool(self.flags & (MigrateFlags.NON_SHARED_DISK | MigrateFlags.NON_SHARED_INC))
+
+    @property
+    def incremental(self) -> bool:
+        """NON_SHARED_INC: only the top layer of each copied disk moves."""
+        return bool(self.flags & MigrateFlags.NON_SHARED_INC)
+
+
+@attrs.frozen
+class MigrationDiskExport:
+    """Where the destination receives one disk: ``uri`` is the channel the source writes into
+    (``nbd+unix:///vda?socket=PATH`` for QEMU), ``path`` the image it lands in on the destination."""
+
+    target: str
+    uri: str
+    path: str
+
+
+@attrs.frozen
+class MigrationTicket:
+    """What the destination's prepare hands the source: the domain it made and the channels to use.
+
+    Plain data only, so a remote transport can carry it between hosts.
+    """
+
+    domain: DomainRef
+    memory_uri: str | None = None
+    """Where the memory stream goes (``unix:PATH``, ``tcp:HOST:PORT``); None for an offline migration."""
+    disks: tuple[MigrationDiskExport, ...] = ()
+    cookie: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping)
+    """Driver-private facts the destination wants back in finish."""
+
+
+MIGRATION_PHASES = ("setup", "storage", "memory", "switchover", "completed", "failed", "cancelled")
+
+
+@attrs.frozen
+class MigrationInfo:
+    """Progress of a migration (``virDomainGetJobStats`` for a migration job). Bytes and milliseconds."""
+
+    phase: str
+    """One of :data:`MIGRATION_PHASES`."""
+    memory_total: int = 0
+    memory_processed: int = 0
+    memory_remaining: int = 0
+    disk_total: int = 0
+    disk_processed: int = 0
+    disk_remaining: int = 0
+    dirty_rate: int = 0
+    """Bytes of guest memory dirtied per second (0: not measured yet)."""
+    expected_downtime_ms: int | None = None
+    downtime_ms: int | None = None
+    """The pause the switch really caused, once completed."""
+    elapsed_ms: int = 0
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once the migration has ended, either way."""
+        return self.phase in ("completed", "failed", "cancelled")
 
 
 # --- events ---

@@ -20,6 +20,26 @@ save/snapshot/revert/detach during a copy               BlockCopyActiveError
 bandwidth negative or overflowing 64-bit bytes/s        InvalidArgumentError
 cur == end before ready                                 never reported (capped at end - 1)
 =====================================================  ===================================
+
+Migration (issue 23; libvirt's ``virDomainMigrate*`` and ``qemuMigrationSrcBegin`` checks):
+
+=====================================================  ===================================
+rule                                                   error
+=====================================================  ===================================
+NON_SHARED_DISK with NON_SHARED_INC                     InvalidArgumentError
+OFFLINE with LIVE                                       InvalidArgumentError
+OFFLINE without PERSIST_DEST                            InvalidArgumentError
+OFFLINE with NON_SHARED_DISK/NON_SHARED_INC             InvalidArgumentError
+OFFLINE with PAUSED                                     InvalidArgumentError
+disks chosen without NON_SHARED_DISK/INC                InvalidArgumentError
+a chosen disk the domain lacks, or read-only            InvalidArgumentError
+destination is the source's own connection              InvalidArgumentError
+destination of another driver                           NotSupportedError
+a capability either connection lacks                    NotSupportedError (before either host is touched)
+live migration of an inactive domain                    OperationInvalidError
+any disk under a block job                              BlockCopyActiveError
+bandwidth negative or overflowing; max_downtime <= 0    InvalidArgumentError
+=====================================================  ===================================
 """
 
 from __future__ import annotations
@@ -31,8 +51,15 @@ import attrs
 
 from ._capabilities import Capability
 from ._errors import BlockCopyActiveError, InvalidArgumentError, OperationInvalidError, quote
-from ._flags import BlockJobType, BlockRebaseFlags, DomainState
-from ._models import BlockCopyRequest, BlockJobInfo, DiskInfo, DomainStatus, refuse_control_characters
+from ._flags import BlockJobType, BlockRebaseFlags, DomainState, MigrateFlags
+from ._models import (
+    BlockCopyRequest,
+    BlockJobInfo,
+    DiskInfo,
+    DomainStatus,
+    MigrationRequest,
+    refuse_control_characters,
+)
 from .spi._operations import JobRule, Operation, StateRule
 
 MiB = 1 << 20
@@ -227,6 +254,14 @@ def check_jobs(op: Operation, status: DomainStatus, disk: str | None, what: str)
     rule = op.jobs
     if rule is JobRule.NONE:
         return None
+    if rule is JobRule.NO_JOB:
+        if status.jobs:
+            running = status.jobs[0]
+            raise BlockCopyActiveError(
+                f"{what}: disk {running.disk!r} has an active block job ({running.type.name.lower()}); "
+                "end it first (block_job_abort)"
+            )
+        return None
     if rule in (JobRule.NO_COPY, JobRule.NO_COPY_ON_DISK):
         for running in status.jobs:
             if rule is JobRule.NO_COPY_ON_DISK and running.disk != disk:
@@ -327,3 +362,82 @@ def check_ready_for_pivot(job: BlockJobInfo, what: str) -> None:
     """Pivot before the copy is ready: BLOCK_COPY_ACTIVE "not ready for pivot yet"."""
     if not job.ready:
         raise BlockCopyActiveError(f"{what}: block job on disk {quote(job.disk)} is not ready for pivot yet")
+
+
+# --- migration (issue 23) ---------------------------------------------------------------------
+
+STORAGE_COPY = MigrateFlags.NON_SHARED_DISK | MigrateFlags.NON_SHARED_INC
+
+
+def migration_flags(f: MigrateFlags, what: str) -> MigrateFlags:
+    """The rules between the flags alone (libvirt's exclusive pairs and the offline rules)."""
+    if f & MigrateFlags.NON_SHARED_DISK and f & MigrateFlags.NON_SHARED_INC:
+        raise InvalidArgumentError(f"{what}: NON_SHARED_DISK and NON_SHARED_INC are mutually exclusive")
+    if f & MigrateFlags.OFFLINE:
+        if f & MigrateFlags.LIVE:
+            raise InvalidArgumentError(f"{what}: OFFLINE and LIVE are mutually exclusive")
+        if not f & MigrateFlags.PERSIST_DEST:
+            raise InvalidArgumentError(f"{what}: offline migration must be specified with the PERSIST_DEST flag set")
+        if f & STORAGE_COPY:
+            raise InvalidArgumentError(f"{what}: offline migration cannot handle non-shared storage")
+        if f & MigrateFlags.PAUSED:
+            raise InvalidArgumentError(f"{what}: offline migration cannot leave a domain paused (it does not run)")
+    return f
+
+
+def migration_capabilities(f: MigrateFlags) -> list[Capability]:
+    """The capabilities a migration with flags ``f`` needs, on the source and on the destination alike."""
+    needed = [Capability.DOMAIN_MIGRATE]
+    if f & MigrateFlags.LIVE:
+        needed.append(Capability.DOMAIN_MIGRATE_LIVE)
+    if f & MigrateFlags.OFFLINE:
+        needed.append(Capability.DOMAIN_MIGRATE_OFFLINE)
+    if f & STORAGE_COPY:
+        needed.append(Capability.DOMAIN_MIGRATE_COPY_STORAGE)
+    if f & MigrateFlags.TUNNELLED:
+        needed.append(Capability.DOMAIN_MIGRATE_TUNNELLED)
+    return needed
+
+
+def require_max_downtime(value: object) -> int | None:
+    """None, or a positive number of milliseconds."""
+    if value is None:
+        return None
+    if not is_int(value) or value <= 0 or value > LLONG_MAX:  # type: ignore[operator]
+        raise InvalidArgumentError(f"max_downtime must be a positive number of milliseconds, got {quote(value)}")
+    return int(value)  # type: ignore[call-overload, no-any-return]
+
+
+def migration_disks(f: MigrateFlags, chosen: object, disks: list[DiskInfo], what: str, domain: str) -> tuple[str, ...]:
+    """The targets whose storage is copied: every writable disk, or the caller's choice (which needs
+    NON_SHARED_DISK or NON_SHARED_INC, and only names writable disks of the domain)."""
+    if not f & STORAGE_COPY:
+        if chosen:
+            raise InvalidArgumentError(f"{what}: choosing disks to copy needs NON_SHARED_DISK or NON_SHARED_INC")
+        return ()
+    if chosen is None:
+        return tuple(d.target for d in disks if not d.readonly)
+    if isinstance(chosen, str) or not isinstance(chosen, list | tuple):
+        raise InvalidArgumentError(f"{what}: disks must be a list of disk targets, got {quote(chosen)}")
+    targets = []
+    for name in chosen:
+        info = find_disk(disks, name, what, domain)
+        if info.readonly:
+            raise InvalidArgumentError(
+                f"{what}: disk {quote(info.target)} is read-only; only writable disks are copied"
+            )
+        if info.target not in targets:
+            targets.append(info.target)
+    return tuple(targets)
+
+
+def migration_request(
+    f: MigrateFlags, bandwidth_mib: int, max_downtime: object, disks: tuple[str, ...]
+) -> MigrationRequest:
+    """The request both halves receive (``bandwidth`` given in MiB/s as libvirt's, handed on in bytes/s)."""
+    return MigrationRequest(
+        flags=f,
+        bandwidth_bytes=bandwidth_bytes(bandwidth_mib, False),
+        max_downtime_ms=require_max_downtime(max_downtime),
+        disks=disks,
+    )

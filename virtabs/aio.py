@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         BlockJobSetSpeedFlags,
         BlockRebaseFlags,
         DomainState,
+        MigrateFlags,
     )
     from ._models import (
         BlockJobInfo,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
         DomainSpec,
         Event,
         HostInfo,
+        MigrationInfo,
         NicInfo,
         PoolInfo,
         Snapshot,
@@ -60,6 +62,7 @@ __all__ = [
     "AsyncBlockJob",
     "AsyncConnection",
     "AsyncDomain",
+    "AsyncMigrationJob",
     "AsyncProxy",
     "AsyncStoragePool",
     "AsyncVolume",
@@ -311,6 +314,23 @@ class AsyncDomain(AsyncProxy[_api.Domain]):
         """The sync object's ``name``."""
         return self._target.name
 
+    async def migrate(
+        self,
+        dest: AsyncConnection | _api.Connection | str,
+        *,
+        flags: MigrateFlags | int = 1,
+        bandwidth: int = 0,
+        max_downtime: int | None = None,
+        disks: list[str] | tuple[str, ...] | None = None,
+    ) -> AsyncMigrationJob:
+        """Awaitable :meth:`virtabs.Domain.migrate` (run in a worker thread; ``flags`` defaults to LIVE)."""
+        target = dest.sync if isinstance(dest, AsyncConnection) else dest
+        return AsyncMigrationJob(
+            await asyncio.to_thread(
+                self._target.migrate, target, flags=flags, bandwidth=bandwidth, max_downtime=max_downtime, disks=disks
+            )
+        )
+
     async def nics(self) -> list[NicInfo]:
         """Awaitable :meth:`virtabs.Domain.nics` (run in a worker thread)."""
         return await asyncio.to_thread(self._target.nics)
@@ -462,6 +482,33 @@ class AsyncBlockJob(AsyncProxy[_api.BlockJob]):
     ) -> BlockJobInfo:
         """Awaitable :meth:`virtabs.BlockJob.wait_ready` (run in a worker thread)."""
         return await asyncio.to_thread(self._target.wait_ready, timeout, progress=progress)
+
+
+class AsyncMigrationJob(AsyncProxy[_api.MigrationJob]):
+    """An async :class:`virtabs.MigrationJob`: ``await job.wait()`` gives the domain on the destination."""
+
+    async def abort(self) -> None:
+        """Awaitable :meth:`virtabs.MigrationJob.abort` (run in a worker thread)."""
+        await asyncio.to_thread(self._target.abort)
+
+    async def close(self) -> None:
+        """Awaitable :meth:`virtabs.MigrationJob.close` (run in a worker thread)."""
+        await asyncio.to_thread(self._target.close)
+
+    @property
+    def done(self) -> bool:
+        """The sync object's ``done``."""
+        return self._target.done
+
+    async def info(self) -> MigrationInfo:
+        """Awaitable :meth:`virtabs.MigrationJob.info` (run in a worker thread)."""
+        return await asyncio.to_thread(self._target.info)
+
+    async def wait(
+        self, timeout: float | None = None, *, progress: Callable[[MigrationInfo], None] | None = None
+    ) -> AsyncDomain:
+        """Awaitable :meth:`virtabs.MigrationJob.wait` (run in a worker thread)."""
+        return AsyncDomain(await asyncio.to_thread(self._target.wait, timeout, progress=progress))
 
 
 async def open(uri: str | None = None, **kwargs: Any) -> AsyncConnection:

@@ -43,6 +43,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("blockcopy", "virtabs.cli._blockjobs", "Copy DISK into the file DEST, then mirror it until pivot or abort."),
     ("blockcommit", "virtabs.cli._blockjobs", "Merge the images of DISK down into a backing image (a commit job)."),
     ("blockjob", "virtabs.cli._blockjobs", "Show, re-limit, abort or pivot the block job on DISK."),
+    (
+        "migrate",
+        "virtabs.cli._migrate",
+        "Migrate DOMAIN to the host DEST_URI (the same driver); the rules are libvirt's.",
+    ),
     ("pool-list", "virtabs.cli._storage", "List storage pools with their capacity and usage."),
     ("pool-info", "virtabs.cli._storage", "Show a storage pool's type, path, capacity and usage."),
     ("vol-list", "virtabs.cli._storage", "List the volumes of a storage pool."),

@@ -80,6 +80,11 @@ commit base). Pulls and other commits apply their effect and emit
 ``base``/``top`` name an image of the disk's chain by path or as ``vda[N]``
 (N = position in the chain, 0 = the active image).
 
+Migration
+---------
+``Domain.migrate`` between two nodes of this process (``test:///default`` and
+``test:///PATH.json``, or two JSON nodes): see :mod:`virtabs.drivers._test_migration`.
+
 JSON node format
 ----------------
 Every key is optional unless marked; unknown keys are an error. Sizes are
@@ -134,6 +139,7 @@ domain file is JSON (the definition and run state); shutdown completes at once.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -181,6 +187,7 @@ from .._uri import URI, parse_uri
 from ..spi import SPI_METHODS, ConnectOptions, Driver
 from ._test_file import FileSync, stat_key
 from ._test_json import DEFAULT_NODE, node_path, read_description
+from ._test_migration import TestMigration
 from ._test_node import (
     NATIVE_STATE,
     QCOW2_EMPTY_ALLOCATION,
@@ -247,7 +254,9 @@ def reset_all_nodes() -> None:
         for key in [k for k in _NODES if k != "default"]:
             del _NODES[key]
     for node in file_nodes:
-        node.drop_jobs()
+        # a node whose file is gone (a temporary node, e.g. a migration peer) has nothing left to stop
+        with contextlib.suppress(ConnectError):
+            node.drop_jobs()
     reset_default_node()
 
 
@@ -330,7 +339,7 @@ def _add_latency(driver: Driver, seconds: float) -> None:
     time.sleep(seconds)  # the connection's own round trip
 
 
-class TestDriver(Driver):
+class TestDriver(TestMigration, Driver):
     """The in-memory reference driver (URI scheme ``test``); see the module docstring."""
 
     __test__ = False  # not a pytest test class

@@ -82,7 +82,7 @@ from .._errors import (
     error_class_for_code,
     quote,
 )
-from .._flags import BlockJobStatus, BlockJobType, DomainState, LifecycleEventType
+from .._flags import BlockJobStatus, BlockJobType, DomainState, LifecycleEventType, MigrateFlags
 from .._models import (
     DISK_BUSES,
     DISK_FORMATS,
@@ -100,6 +100,10 @@ from .._models import (
     Event,
     HostInfo,
     LifecycleEvent,
+    MigrationDiskExport,
+    MigrationInfo,
+    MigrationRequest,
+    MigrationTicket,
     NicInfo,
     NicSpec,
     PoolInfo,
@@ -156,6 +160,10 @@ __all__ = [
     "DomainSpec",
     "DomainStatus",
     "HostInfo",
+    "MigrationDiskExport",
+    "MigrationInfo",
+    "MigrationRequest",
+    "MigrationTicket",
     "NicInfo",
     "NicSpec",
     "PoolInfo",
@@ -170,6 +178,7 @@ __all__ = [
     "BlockJobType",
     "DomainState",
     "LifecycleEventType",
+    "MigrateFlags",
     # errors
     "AuthError",
     "BlockCopyActiveError",

@@ -23,6 +23,9 @@ from .._models import (
     DomainStatus,
     Event,
     HostInfo,
+    MigrationInfo,
+    MigrationRequest,
+    MigrationTicket,
     NicInfo,
     PoolInfo,
     Snapshot,
@@ -274,6 +277,45 @@ class Driver:
     def block_job_set_speed(self, dom: DomainRef, disk: str, bandwidth_bytes: int) -> None:
         """Change a running job's bandwidth (bytes/s, 0 = unlimited)."""
         raise self._unsupported("block_job_set_speed")
+
+    # --- migration (issue 23): the destination's half, then the source's -------------------------
+
+    def migrate_prepare(self, spec: DomainSpec, request: MigrationRequest, disks: list[DiskInfo]) -> MigrationTicket:
+        """Destination: make ``spec`` ready to receive (paused, waiting for the memory stream; for each
+        disk of ``disks`` an image of its size and format, exported writable) and name the channels.
+
+        An offline request only defines ``spec``. Whatever this creates, :meth:`migrate_finish` with
+        ``success=False`` removes again. Capability ``domain.migrate``.
+        """
+        raise self._unsupported("migrate_prepare")
+
+    def migrate_perform(self, dom: DomainRef, request: MigrationRequest, ticket: MigrationTicket) -> None:
+        """Source: mirror the disks of ``request.disks`` into the ticket's exports, migrate memory once
+        every mirror is ready, end the mirrors consistently at the switch; returns once the destination
+        has everything (the source then stays stopped until :meth:`migrate_confirm`).
+
+        Blocks; :meth:`migrate_abort` from another thread ends it early (OperationFailedError "aborted").
+        On any failure it leaves the source as it found it (running) before raising.
+        """
+        raise self._unsupported("migrate_perform")
+
+    def migrate_job_info(self, dom: DomainRef) -> MigrationInfo | None:
+        """Source: progress of the migration under way on ``dom``, or None."""
+        raise self._unsupported("migrate_job_info")
+
+    def migrate_abort(self, dom: DomainRef) -> None:
+        """Source: cancel the migration under way on ``dom`` (its :meth:`migrate_perform` then raises)."""
+        raise self._unsupported("migrate_abort")
+
+    def migrate_finish(self, ticket: MigrationTicket, request: MigrationRequest, success: bool) -> DomainRef | None:
+        """Destination: after success resume the domain (unless PAUSED) and return it; after a failure
+        remove all that :meth:`migrate_prepare` made (no process, no definition) and return None."""
+        raise self._unsupported("migrate_finish")
+
+    def migrate_confirm(self, dom: DomainRef, request: MigrationRequest, success: bool) -> None:
+        """Source: after success stop the source (and undefine it with UNDEFINE_SOURCE); after a failure
+        make sure it runs again as before."""
+        raise self._unsupported("migrate_confirm")
 
     # --- storage --------------------------------------------------------------
 

@@ -69,6 +69,8 @@ class JobRule(enum.Enum):
     """Starts a job: refused while the disk already has one (``BlockCopyActiveError``)."""
     JOB_ON_DISK = "job-on-disk"
     """Controls a job: the disk must have one (``OperationInvalidError``)."""
+    NO_JOB = "no-job"
+    """Refused while any disk of the domain has a block job of any kind (migration: ``BlockCopyActiveError``)."""
 
 
 ANY_BLOCK_JOB = frozenset({Capability.BLOCK_PULL, Capability.BLOCK_COPY, Capability.BLOCK_COMMIT})
@@ -228,6 +230,37 @@ OPERATIONS: Mapping[str, Operation] = dict(
             capability=ANY_BLOCK_JOB,
             writes=True,
             jobs=_J.JOB_ON_DISK,
+        ),
+        # --- migration (issue 23): libvirt's v3 protocol, one row per half. The core runs prepare on the
+        # destination, perform on the source, then finish on the destination and confirm on the source
+        # (an offline migration skips perform); a remote transport forwards each call to its host.
+        _op(
+            "migrate_prepare",
+            "destination: receive a domain (paused, incoming; storage exported) and name the channels",
+            capability=_C.DOMAIN_MIGRATE,
+            writes=True,
+        ),
+        _op(
+            "migrate_perform",
+            "source: copy storage and memory into the destination's channels, up to the switch",
+            capability=_C.DOMAIN_MIGRATE,
+            writes=True,
+            state=_S.ACTIVE,
+            jobs=_J.NO_JOB,
+        ),
+        _op("migrate_job_info", "source: progress of the migration under way, or None", capability=_C.DOMAIN_MIGRATE),
+        _op("migrate_abort", "source: cancel the migration under way", capability=_C.DOMAIN_MIGRATE, writes=True),
+        _op(
+            "migrate_finish",
+            "destination: run the received domain, or discard it after a failure",
+            capability=_C.DOMAIN_MIGRATE,
+            writes=True,
+        ),
+        _op(
+            "migrate_confirm",
+            "source: end the source after success (stop, undefine), or resume it after a failure",
+            capability=_C.DOMAIN_MIGRATE,
+            writes=True,
         ),
         # --- storage
         _op("list_storage_pools", "every storage pool", capability=_C.STORAGE_POOL),

@@ -10,7 +10,7 @@ from typing import Any
 from .._api import BlockJob, Connection, Domain, StoragePool, Volume
 from .._capabilities import Capability
 from .._errors import NotSupportedError, VirtabsError
-from .._flags import BlockCopyFlags, BlockJobAbortFlags, BlockRebaseFlags, DomainState
+from .._flags import BlockCopyFlags, BlockJobAbortFlags, BlockRebaseFlags, DomainState, MigrateFlags
 from .._models import (
     BlockJobInfo,
     DiskSpec,
@@ -305,6 +305,22 @@ def public_calls(contract: Contract, cap: Capability) -> list[PublicCall]:
             ("StoragePool.create_volume", lambda: _absent_pool(contract).create_volume("v.qcow2", MiB), _NONE),
             ("Volume.delete", lambda: _absent_volume(contract).delete(), _NONE),
             ("Volume.resize", lambda: _absent_volume(contract).resize(2 * MiB), _NONE),
+        ],
+        # migration (issue 23): the source's capabilities are checked before the destination is even looked at
+        c.DOMAIN_MIGRATE: [("Domain.migrate", lambda: dom.migrate(conn, flags=0), _NONE)],
+        c.DOMAIN_MIGRATE_LIVE: [("Domain.migrate(LIVE)", lambda: dom.migrate(conn, flags=MigrateFlags.LIVE), _NONE)],
+        c.DOMAIN_MIGRATE_OFFLINE: [
+            (
+                "Domain.migrate(OFFLINE)",
+                lambda: dom.migrate(conn, flags=MigrateFlags.OFFLINE | MigrateFlags.PERSIST_DEST),
+                _NONE,
+            )
+        ],
+        c.DOMAIN_MIGRATE_COPY_STORAGE: [
+            ("Domain.migrate(NON_SHARED_DISK)", lambda: dom.migrate(conn, flags=MigrateFlags.NON_SHARED_DISK), _NONE)
+        ],
+        c.DOMAIN_MIGRATE_TUNNELLED: [
+            ("Domain.migrate(TUNNELLED)", lambda: dom.migrate(conn, flags=MigrateFlags.TUNNELLED), _NONE)
         ],
         c.EVENTS: [("Connection.subscribe", lambda: conn.subscribe(lambda _e: None), _NONE)],
     }

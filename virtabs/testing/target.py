@@ -87,6 +87,10 @@ OPTIONAL_METHODS: Mapping[str, str] = {
         "boot_id(conn, dom) -> object: a value that changes every time the guest boots (a reboot included), "
         "read by the target's own means (a console line count, an init process start time)"
     ),
+    "migration_peer": (
+        "migration_peer(conn) -> Connection: a second, open connection of the same driver to another host "
+        "(or another state root) that conn's domains can migrate to; the target closes it in cleanup"
+    ),
 }
 """The optional target methods the suite uses to check effects, and what each must return."""
 
@@ -168,6 +172,7 @@ class DefaultTarget:
         self.image_dir = image_dir
         self._counter = itertools.count(1)
         self._tmpdir: str | None = None
+        self._peers: list[Connection] = []
 
     # --- names and paths ------------------------------------------------------
 
@@ -353,6 +358,18 @@ class DefaultTarget:
                 raise TargetUnavailable(f"domain {dom.name!r} is not in the test node")
             return (d.state.is_active, d.running_since)
 
+    def migration_peer(self, conn: Connection) -> Connection:
+        """A second test node (a JSON node in a temporary directory) to migrate to (test driver only)."""
+        self._node_or_fail(conn, "migration_peer")
+        from .._connection import open as open_connection
+
+        path = os.path.join(self._tmp(), f"peer-{next(self._counter)}.json")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write("{}")
+        peer = open_connection(f"test://{path}")
+        self._peers.append(peer)
+        return peer
+
     def _node_or_fail(self, conn: Connection, method: str) -> Node:
         node = _test_node(conn)
         if node is None:
@@ -380,6 +397,13 @@ class DefaultTarget:
         node = _test_node(conn)
         if node is not None:
             _node_sweep(node, self.prefix)
+        while self._peers:
+            peer = self._peers.pop()
+            with contextlib.suppress(VirtabsError):
+                for dom in peer.list_domains():
+                    if dom.name.startswith(self.prefix):
+                        self._remove_domain(dom)
+            peer.close()
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None

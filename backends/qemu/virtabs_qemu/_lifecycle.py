@@ -172,7 +172,7 @@ class Lifecycle:
                         "the QEMU process just started was stopped"
                     ) from None
                 with self.sessions.open(name) as q:
-                    if incoming:
+                    if incoming and incoming != "defer":  # "defer": migrate-incoming comes later (migration)
                         self._await_incoming(name, q)
                     if not paused:
                         q.execute("cont")

@@ -53,6 +53,11 @@ NEEDS_COMMANDS: dict[Capability, frozenset[str]] = {
     Capability.BLOCK_PULL: frozenset({"block-stream", "query-jobs", "job-dismiss", "block-job-cancel"}),
     Capability.BLOCK_COPY: frozenset({"drive-mirror", "query-jobs", "job-dismiss", "job-complete"}),
     Capability.BLOCK_COMMIT: frozenset({"block-commit", "query-jobs", "job-dismiss", "job-complete"}),
+    # migration (issue 23)
+    Capability.DOMAIN_MIGRATE: frozenset({"migrate", "migrate-incoming", "migrate-continue", "migrate_cancel"}),
+    Capability.DOMAIN_MIGRATE_COPY_STORAGE: frozenset(
+        {"nbd-server-start", "nbd-server-stop", "block-export-add", "blockdev-mirror", "query-jobs", "job-dismiss"}
+    ),
 }
 """The QMP commands each capability needs; an emulator lacking one loses the capability."""
 

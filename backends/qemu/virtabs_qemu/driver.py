@@ -13,6 +13,7 @@
 ``_storage``      directory pools, volumes and disk facts from image headers
 ``_events``       lifecycle and block-job events, and the poller
 ``_live``         leased QMP monitors: state and block jobs from QEMU's own event stream
+``_migration``    live migration with storage: NBD exports, mirrors, memory, the switch, rollback
 ================  ==========================================================================
 
 The core's gate has checked capabilities (including those this emulator lacks,
@@ -50,6 +51,9 @@ from virtabs.spi import (
     DriverUnavailableError,
     HostInfo,
     InvalidArgumentError,
+    MigrationInfo,
+    MigrationRequest,
+    MigrationTicket,
     NicInfo,
     OperationInvalidError,
     PoolInfo,
@@ -65,6 +69,7 @@ from ._devices import Devices
 from ._events import Events
 from ._lifecycle import Lifecycle
 from ._live import LiveView
+from ._migration import Migrations
 from ._process import Emulator, Processes, cpu_time_ns
 from ._records import Definition
 from ._session import Sessions, state_of
@@ -105,6 +110,11 @@ class QemuDriver(Driver):
         Capability.STORAGE_POOL,
         Capability.STORAGE_VOLUME,
         Capability.EVENTS,
+        # migration (issue 23)
+        Capability.DOMAIN_MIGRATE,
+        Capability.DOMAIN_MIGRATE_LIVE,
+        Capability.DOMAIN_MIGRATE_OFFLINE,
+        Capability.DOMAIN_MIGRATE_COPY_STORAGE,
         notes={
             Capability.DOMAIN_SHUTDOWN: "ACPI system_powerdown: needs a guest that handles the power button",
             Capability.DOMAIN_REBOOT: "system_reset (a hard reset, not an ACPI reboot)",
@@ -112,6 +122,13 @@ class QemuDriver(Driver):
             Capability.DOMAIN_DISK_HOTPLUG: "virtio-blk detach needs a guest that releases the slot; scsi is immediate",
             Capability.BLOCK_COMMIT: "RELATIVE is not supported",
             Capability.STORAGE_POOL: "directory pools: 'default' plus <config>/pools/*.json",
+            Capability.DOMAIN_MIGRATE: (
+                "between state roots of this machine over unix sockets; the destination is always persistent "
+                "(definitions are files); TUNNELLED and other hosts come with the remote transport"
+            ),
+            Capability.DOMAIN_MIGRATE_COPY_STORAGE: (
+                "NBD export + blockdev-mirror; copied disks land in the destination's default pool"
+            ),
         },
     )
     uri_examples: ClassVar[tuple[str, ...]] = (
@@ -164,6 +181,9 @@ class QemuDriver(Driver):
         self.snapshots = Snapshots(self.store, self.processes, self.sessions, self.lifecycle, self.timeout)
         self.devices = Devices(self.store, self.processes, self.sessions, self.timeout)
         self.storage = Storage(self.dirs, options.timeout)
+        self.migrations = Migrations(
+            self.store, self.processes, self.sessions, self.events, self.lifecycle, self.timeout
+        )
         # the event poller reads states the way domain_status does: leased monitor first, jobs settled
         self.events.read_status = lambda defn: self.domain_status(DomainRef(defn.name, defn.uuid)).state
 
@@ -467,6 +487,32 @@ class QemuDriver(Driver):
     def block_job_set_speed(self, dom: DomainRef, disk: str, bandwidth_bytes: int) -> None:
         """``block-job-set-speed``."""
         self.jobs.set_speed(dom, disk, bandwidth_bytes)
+
+    # --- migration (``_migration``, issue 23) -------------------------------------------------------
+
+    def migrate_prepare(self, spec: DomainSpec, request: MigrationRequest, disks: list[DiskInfo]) -> MigrationTicket:
+        """Destination: images, definition, paused ``-incoming defer`` QEMU, NBD exports, incoming socket."""
+        return self.migrations.prepare(spec, request, disks)
+
+    def migrate_perform(self, dom: DomainRef, request: MigrationRequest, ticket: MigrationTicket) -> None:
+        """Source: mirrors into the exports, memory once they are READY, the switch at pre-switchover."""
+        self.migrations.perform(dom, request, ticket)
+
+    def migrate_job_info(self, dom: DomainRef) -> MigrationInfo | None:
+        """The migration's figures from its last look (``query-block-jobs``, ``query-migrate``)."""
+        return self.migrations.job_info(dom)
+
+    def migrate_abort(self, dom: DomainRef) -> None:
+        """Stop the migration under way; perform rolls back (``migrate_cancel``, forced mirror cancel)."""
+        self.migrations.abort(dom)
+
+    def migrate_finish(self, ticket: MigrationTicket, request: MigrationRequest, success: bool) -> DomainRef | None:
+        """Destination: wait for the stream, ``nbd-server-stop``, ``cont``; or kill and remove everything."""
+        return self.migrations.finish(ticket, request, success)
+
+    def migrate_confirm(self, dom: DomainRef, request: MigrationRequest, success: bool) -> None:
+        """Source: destroy (and undefine) after success; ``cont`` a stopped source after a failure."""
+        self.migrations.confirm(dom, request, success)
 
     # --- storage (``_storage``) -------------------------------------------------------------------------
 

@@ -41,7 +41,15 @@ from virtabs.testing import DefaultTarget, TargetUnavailable
 from ._qmp import QMPClient
 from ._state import DomainLock, StateDirs
 
-__all__ = ["CMDLINE", "INSTALL_HINT", "QemuTarget", "build_guest", "guest_extra", "wait_console"]
+__all__ = [
+    "CMDLINE",
+    "INSTALL_HINT",
+    "QemuTarget",
+    "build_guest",
+    "guest_extra",
+    "guest_extra_with_init",
+    "wait_console",
+]
 
 MiB = 1 << 20
 SIZE = 64 * MiB
@@ -196,6 +204,39 @@ def guest_extra() -> dict[str, object]:
     return {"qemu": {"kernel": kernel, "initrd": initrd, "append": CMDLINE}}
 
 
+VIRTIO_BLK_MODULES = (
+    "virtio/virtio_ring",
+    "virtio/virtio",
+    "virtio/virtio_pci_legacy_dev",
+    "virtio/virtio_pci_modern_dev",
+    "virtio/virtio_pci",
+    "block/virtio_blk",
+)
+"""The modules (under ``kernel/drivers``, in load order) that give the guest ``/dev/vda``."""
+
+
+def guest_extra_with_init(init: str, directory: Path) -> dict[str, object]:
+    """The test guest with another ``/init`` and the virtio-blk modules in ``/m`` (so it sees its disk).
+
+    The kernel unpacks concatenated cpio archives in order, later entries replacing earlier ones: the
+    initramfs written to ``directory`` is the test guest's, followed by one holding ``init`` and the
+    modules of the host's kernel (TargetUnavailable when the guest was not built from the host's kernel).
+    """
+    kernel, initrd = build_guest()
+    parts = _host_parts()
+    if parts is None:
+        raise TargetUnavailable("the guest with its own disk needs the host's kernel modules (virtio_blk)")
+    drivers = Path("/lib/modules") / parts[0] / "kernel" / "drivers"
+    entries = [_cpio_entry("m", 0o040755, ino=1), _cpio_entry("init", 0o100755, init.encode(), ino=2)]
+    for i, module in enumerate(VIRTIO_BLK_MODULES):
+        data = (drivers / f"{module}.ko").read_bytes()
+        entries.append(_cpio_entry(f"m/{module.rsplit('/', 1)[-1]}.ko", 0o100644, data, ino=3 + i))
+    entries.append(_cpio_entry("TRAILER!!!", 0, ino=0))
+    out = directory / "initrd-with-init.cpio"
+    out.write_bytes(Path(initrd).read_bytes() + b"".join(entries))
+    return {"qemu": {"kernel": kernel, "initrd": str(out), "append": CMDLINE}}
+
+
 def wait_console(console: Path, text: str, timeout: float = 60.0, count: int = 1) -> None:
     """Wait until the serial console log shows ``text`` ``count`` times; AssertionError with its tail if not."""
     deadline = time.monotonic() + timeout
@@ -232,6 +273,7 @@ class QemuTarget(DefaultTarget):
         super().__init__(memory_bytes=128 * MiB)
         self.dirs = dirs
         self._extra: dict[str, object] | None = None
+        self._peer_roots: list[str] = []
 
     @classmethod
     def from_uri(cls, uri: str) -> QemuTarget:
@@ -247,10 +289,31 @@ class QemuTarget(DefaultTarget):
         return self._extra
 
     def close(self) -> None:
-        """Kill any QEMU this run's domains left behind (their names carry the prefix)."""
-        for pidfile in glob.glob(os.path.join(self.dirs.run, f"{self.prefix}*", "qemu.pid")):
-            with contextlib.suppress(OSError, ValueError):
-                os.kill(int(Path(pidfile).read_text().strip()), signal.SIGKILL)
+        """Kill any QEMU this run's domains left behind (their names carry the prefix), also in peer roots."""
+        for run in (self.dirs.run, *(os.path.join(r, "run") for r in self._peer_roots)):
+            for pidfile in glob.glob(os.path.join(run, f"{self.prefix}*", "qemu.pid")):
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int(Path(pidfile).read_text().strip()), signal.SIGKILL)
+
+    def migration_peer(self, conn: Connection) -> Connection:
+        """Another embed root on this machine (same emulator and accelerator) to migrate to."""
+        import virtabs
+
+        root = tempfile.mkdtemp(prefix="vtqp-")  # short: the QMP socket path must stay under 108 bytes
+        self._peer_roots.append(root)
+        params = dict(conn.parsed_uri.params)
+        params["root"] = root
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        peer = virtabs.open(f"qemu:///embed?{query}", timeout=conn.timeout)
+        self._peers.append(peer)
+        return peer
+
+    def cleanup(self, conn: Connection) -> None:
+        """The default cleanup (this connection and the peers), then the peer roots removed."""
+        super().cleanup(conn)
+        self.close()
+        while self._peer_roots:
+            shutil.rmtree(self._peer_roots.pop(), ignore_errors=True)
 
     def domain_spec(self, conn: Connection, name: str) -> DomainSpec:
         """A 64 MiB qcow2 volume of the ``default`` pool as ``vda``, booting the test guest."""

@@ -46,6 +46,7 @@ from virtabs.spi import (
     BlockJobStatus,
     BlockJobType,
     Capabilities,
+    Capability,
     ConnectError,
     ConnectOptions,
     DiskInfo,
@@ -95,14 +96,17 @@ NATIVE_STATE = {
 
 _TWO_PHASE = (BlockJobType.COPY, BlockJobType.ACTIVE_COMMIT)
 
-ALL = Capabilities.all(
+ALL = Capabilities.of(
+    # migration (issue 23) is not bridged yet: virDomainMigrate3 between two libvirt connections would map onto
+    # the migrate_* rows, but nothing here implements them, so the bridge does not declare domain.migrate*
+    *(c for c in Capability if not c.value.startswith("domain.migrate")),
     notes={
         "block.copy": "libvirt's QEMU driver only; persistent domains need BlockCopyFlags.TRANSIENT_JOB",
         "domain.disk_hotplug": "not with libvirt's test driver",
         "storage.volume": "libvirt's test driver cannot resize volumes",
         "block.pull": "libvirt's QEMU driver only",
         "block.commit": "libvirt's QEMU driver only",
-    }
+    },
 )
 _BLOCK_AND_HOTPLUG = ("block.pull", "block.copy", "block.commit", "domain.disk_hotplug")
 

@@ -19,6 +19,7 @@ from .test_core import TestConnection, TestDriverShape, TestLookups
 from .test_events_storage import TestEvents, TestStoragePools, TestStorageVolumes
 from .test_lifecycle import TestDefine, TestListing, TestPowerState, TestSaveRestore
 from .test_meta import TestKitCoverage
+from .test_migration import TestMigration
 from .test_snapshots_devices import TestDiskHotplug, TestSnapshots
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "TestKitCoverage",
     "TestListing",
     "TestLookups",
+    "TestMigration",
     "TestPowerState",
     "TestSaveRestore",
     "TestSnapshots",

@@ -65,6 +65,10 @@ COVERAGE: dict[str, tuple[str, ...]] = {
     "Connection.supports": (f"{_CONN}::test_capabilities_are_a_refinement_of_the_class_declaration",),
     "Connection.uri": (f"{_CONN}::test_closed_connection_refuses_calls",),
     # Domain
+    "Domain.migrate": (
+        "TestMigration::test_live_migration_moves_the_running_domain",
+        "TestMigration::test_offline_migration_moves_the_definition",
+    ),
     "Domain.attach_disk": ("TestDiskHotplug::test_attach_and_detach",),
     "Domain.block_commit": (
         "TestBlockCommit::test_active_commit_pivots_onto_the_base",

@@ -1,0 +1,303 @@
+"""Live migration with storage between two embed roots (issue 23), with a guest that really runs (TCG).
+
+The guest counts: every ~0.2 s it writes ``tick N`` to sector N of its disk (``dd conv=fsync``: the
+write is acknowledged once the flush returned) and then prints ``acked N <boot id>`` on its serial
+console; ``n`` lives in the shell's memory. After the migration the same guest must go on counting on
+the destination (larger N, the same boot id, no new boot line), and the destination's disk must hold
+every tick the source's console acknowledged. The rollback tests kill or abort at each point and check
+that the source keeps running and the destination keeps no domain, no image and no QEMU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import virtabs
+from qemu_helpers import MiB, qemu_pids
+from virtabs import DomainState, MigrateFlags, OperationFailedError
+from virtabs.spi import DiskSpec, DomainSpec
+from virtabs.testing.plugin import in_ci
+
+from virtabs_qemu.testing import guest_extra_with_init, wait_console
+
+M = MigrateFlags
+COPY = M.LIVE | M.NON_SHARED_DISK | M.PERSIST_DEST
+ACCEL = os.environ.get("VIRTABS_GUEST_ACCEL", "tcg")
+
+COUNTER_INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
+  insmod /m/$m.ko
+done
+boot=$(cat /proc/sys/kernel/random/boot_id)
+echo "virtabs-guest: up $boot" > /dev/ttyS0
+w=0
+while [ ! -b /dev/vda ] && [ $w -lt 300 ]; do sleep 0.1; w=$((w + 1)); done
+n=0
+while true; do
+  n=$((n + 1))
+  printf 'tick %08d\\n' $n | dd of=/dev/vda bs=512 seek=$n count=1 conv=sync,fsync 2>/dev/null && \\
+    echo "virtabs-guest: acked $n $boot" > /dev/ttyS0
+  sleep 0.2
+done
+"""
+
+ACKED = re.compile(r"virtabs-guest: acked (\d+) ([0-9a-f-]+)")
+
+
+@pytest.fixture(scope="module")
+def extra(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    try:
+        return guest_extra_with_init(COUNTER_INIT, tmp_path_factory.mktemp("guest"))
+    except Exception as exc:  # no kernel, no busybox
+        if in_ci():
+            pytest.fail(f"cannot build the counting guest: {exc}")
+        pytest.skip(f"cannot build the counting guest: {exc}")
+
+
+@pytest.fixture
+def roots() -> Iterator[tuple[Path, Path]]:
+    """Two short embed roots (a source and a destination host), every QEMU under them killed after."""
+    made = [Path(tempfile.mkdtemp(prefix="vtm-")) for _ in range(2)]
+    yield made[0], made[1]
+    for root in made:
+        for pid in qemu_pids(root):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _open(root: Path) -> virtabs.Connection:
+    return virtabs.open(f"qemu:///embed?root={root}&accel={ACCEL}", timeout=60)
+
+
+def _counting_guest(src: virtabs.Connection, root: Path, extra: dict[str, object]) -> tuple[virtabs.Domain, Path]:
+    pool = src.lookup_storage_pool("default")
+    pool.create_volume("counter.qcow2", 64 * MiB, format="qcow2")
+    path = os.path.join(str(pool.info().path), "counter.qcow2")
+    spec = DomainSpec(
+        name="counter",
+        memory_bytes=128 * MiB,
+        vcpus=1,
+        disks=(DiskSpec("vda", path, format="qcow2"),),
+        extra=extra,
+    )
+    dom = src.define_domain(spec)
+    dom.start()
+    console = root / "run" / "counter" / "console.log"
+    wait_console(console, "virtabs-guest: acked 3 ", timeout=120)
+    return dom, console
+
+
+def _acked(console: Path) -> list[tuple[int, str]]:
+    return [(int(n), boot) for n, boot in ACKED.findall(console.read_text(errors="replace"))]
+
+
+def _sectors(image: str, count: int) -> bytes:
+    out = Path(tempfile.mkdtemp(prefix="vtm-read-")) / "disk.raw"
+    try:  # a running QEMU holds the image: read it without taking its lock (-U)
+        subprocess.run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", image, str(out)], check=True)
+        with open(out, "rb") as fh:
+            return fh.read((count + 1) * 512)
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+
+
+def test_the_running_guest_keeps_counting_on_the_destination(
+    roots: tuple[Path, Path], extra: dict[str, object]
+) -> None:
+    src_root, dst_root = roots
+    with _open(src_root) as src, _open(dst_root) as dst:
+        dom, src_console = _counting_guest(src, src_root, extra)
+        boot_id = _acked(src_console)[0][1]
+        seen: list[virtabs.MigrationInfo] = []
+        job = dom.migrate(dst, flags=COPY, max_downtime=300)
+        moved = job.wait(timeout=300, progress=seen.append)
+        final = job.info()
+        assert final.phase == "completed", final
+        assert final.disk_total >= 64 * MiB and final.disk_processed == final.disk_total
+        assert final.memory_total >= 128 * MiB and final.memory_processed > 0
+        assert final.downtime_ms is not None
+        order = ["setup", "storage", "memory", "switchover", "completed"]
+        observed = [order.index(i.phase) for i in seen]  # sampled every 0.2 s: a short phase may be missed
+        assert observed == sorted(observed) and observed[-1] == order.index("completed"), [i.phase for i in seen]
+
+        # the source: stopped (no QEMU left), still defined (no UNDEFINE_SOURCE)
+        assert dom.state() == DomainState.SHUTOFF
+        assert qemu_pids(src_root) == set()
+        before = _acked(src_console)
+        last_on_source = before[-1][0]
+
+        # the destination: the same guest (same boot id, never booted there), counting on
+        assert moved.state() == DomainState.RUNNING
+        dst_console = dst_root / "run" / "counter" / "console.log"
+        wait_console(dst_console, f"virtabs-guest: acked {last_on_source + 3} ", timeout=120)
+        after = _acked(dst_console)
+        assert {boot for _n, boot in after} == {boot_id}
+        assert "virtabs-guest: up" not in dst_console.read_text(errors="replace")
+        assert after[0][0] <= last_on_source + 2  # it went on from where it was, in memory
+
+        # every write the source acknowledged is on the destination's disk
+        disk = moved.disks()[0].path
+        assert disk.startswith(str(dst_root))
+        data = _sectors(disk, last_on_source)
+        for n, _boot in before:
+            assert data[n * 512 : n * 512 + 14] == f"tick {n:08d}\n".encode(), f"tick {n} missing on the destination"
+        moved.destroy()
+
+
+def _no_trace_on(dst: virtabs.Connection, dst_root: Path) -> None:
+    assert dst.list_domains() == []
+    assert qemu_pids(dst_root) == set()
+    assert list((dst_root / "images").glob("*")) == [] if (dst_root / "images").exists() else True
+
+
+def test_abort_during_the_mirror_rolls_back(roots: tuple[Path, Path], extra: dict[str, object]) -> None:
+    src_root, dst_root = roots
+    with _open(src_root) as src, _open(dst_root) as dst:
+        dom, console = _counting_guest(src, src_root, extra)
+        job = dom.migrate(dst, flags=COPY, bandwidth=1)  # 1 MiB/s: the mirror takes a minute
+        deadline = time.monotonic() + 60
+        while job.info().phase != "storage" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert job.info().phase == "storage"
+        job.abort()
+        with pytest.raises(OperationFailedError, match="aborted"):
+            job.wait(timeout=120)
+        assert job.info().phase == "cancelled"
+        assert dom.state() == DomainState.RUNNING
+        ticks = len(_acked(console))
+        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # still counting
+        _no_trace_on(dst, dst_root)
+        assert not dom.block_job_info("vda")
+        # nothing of the first attempt is in the way of the next one (node names, exports, sockets)
+        moved = dom.migrate(dst, flags=COPY).wait(timeout=300)
+        assert moved.state() == DomainState.RUNNING
+        moved.destroy()
+
+
+def test_abort_during_the_memory_copy_rolls_back(roots: tuple[Path, Path], extra: dict[str, object]) -> None:
+    src_root, dst_root = roots
+    with _open(src_root) as src, _open(dst_root) as dst:
+        dom, console = _counting_guest(src, src_root, extra)
+        job = dom.migrate(dst, flags=COPY, bandwidth=2)  # memory at 2 MiB/s: a minute of copying
+        deadline = time.monotonic() + 120
+        while job.info().phase != "memory" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert job.info().phase == "memory"
+        job.abort()
+        with pytest.raises(OperationFailedError, match="aborted"):
+            job.wait(timeout=120)
+        assert dom.state() == DomainState.RUNNING
+        ticks = len(_acked(console))
+        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)
+        _no_trace_on(dst, dst_root)
+        dom.destroy()
+
+
+def test_destination_qemu_killed_during_the_mirror(roots: tuple[Path, Path], extra: dict[str, object]) -> None:
+    src_root, dst_root = roots
+    with _open(src_root) as src, _open(dst_root) as dst:
+        dom, console = _counting_guest(src, src_root, extra)
+        job = dom.migrate(dst, flags=COPY, bandwidth=1)
+        deadline = time.monotonic() + 60
+        while not qemu_pids(dst_root) or job.info().phase != "storage":
+            assert time.monotonic() < deadline, "the destination never started"
+            time.sleep(0.05)
+        for pid in qemu_pids(dst_root):
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(OperationFailedError):
+            job.wait(timeout=120)
+        assert dom.state() == DomainState.RUNNING
+        ticks = len(_acked(console))
+        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)
+        _no_trace_on(dst, dst_root)
+        dom.destroy()
+
+
+def test_source_killed_during_the_mirror(roots: tuple[Path, Path], extra: dict[str, object]) -> None:
+    src_root, dst_root = roots
+    with _open(src_root) as src, _open(dst_root) as dst:
+        dom, _console = _counting_guest(src, src_root, extra)
+        job = dom.migrate(dst, flags=COPY, bandwidth=1)
+        deadline = time.monotonic() + 60
+        while job.info().phase != "storage":
+            assert time.monotonic() < deadline, "the mirror never began"
+            time.sleep(0.05)
+        for pid in qemu_pids(src_root):
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(virtabs.VirtabsError):
+            job.wait(timeout=120)
+        assert dom.state() == DomainState.CRASHED  # reported as it really is
+        _no_trace_on(dst, dst_root)
+
+
+def test_copy_storage_inc_copies_the_top_layer_onto_the_shared_base(
+    roots: tuple[Path, Path], extra: dict[str, object]
+) -> None:
+    """NON_SHARED_INC: the destination already has the base (here: the same file, read-only to both QEMUs);
+    only the overlay moves, and UNDEFINE_SOURCE removes the source."""
+    src_root, dst_root = roots
+    base = src_root / "base.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), str(64 * MiB)], check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P 0xab {32 * MiB} {16 * MiB}", str(base)], check=True)
+    overlay = src_root / "overlay.qcow2"
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(overlay)], check=True
+    )
+    with _open(src_root) as src, _open(dst_root) as dst:
+        spec = DomainSpec(
+            name="inc",
+            memory_bytes=128 * MiB,
+            vcpus=1,
+            disks=(DiskSpec("vda", str(overlay), format="qcow2"),),
+            extra=extra,
+        )
+        dom = src.define_domain(spec)
+        dom.start()
+        wait_console(src_root / "run" / "inc" / "console.log", "virtabs-guest: acked 3 ", timeout=120)
+        job = dom.migrate(dst, flags=M.LIVE | M.NON_SHARED_INC | M.PERSIST_DEST | M.UNDEFINE_SOURCE)
+        moved = job.wait(timeout=300)
+        final = job.info()
+        assert final.disk_total < 16 * MiB  # the overlay's data, not the base's 16 MiB
+        disk = moved.disks()[0]
+        assert disk.path.startswith(str(dst_root)) and disk.backing_chain == (str(base),)
+        wait_console(dst_root / "run" / "inc" / "console.log", "virtabs-guest: acked", timeout=120)
+        assert src.list_domains() == []  # UNDEFINE_SOURCE
+        assert qemu_pids(src_root) == set()
+        data = _sectors(disk.path, 8)
+        assert data[512:526] == b"tick 00000001\n"
+        moved.destroy()
+
+
+def test_destination_qemu_killed_during_the_memory_copy(roots: tuple[Path, Path], extra: dict[str, object]) -> None:
+    src_root, dst_root = roots
+    with _open(src_root) as src, _open(dst_root) as dst:
+        dom, console = _counting_guest(src, src_root, extra)
+        job = dom.migrate(dst, flags=COPY, bandwidth=2)
+        deadline = time.monotonic() + 120
+        while job.info().phase != "memory":
+            assert time.monotonic() < deadline, "the memory copy never began"
+            time.sleep(0.05)
+        for pid in qemu_pids(dst_root):
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(OperationFailedError):
+            job.wait(timeout=120)
+        assert dom.state() == DomainState.RUNNING
+        ticks = len(_acked(console))
+        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)
+        _no_trace_on(dst, dst_root)
+        dom.destroy()

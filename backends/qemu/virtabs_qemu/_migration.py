@@ -1,0 +1,490 @@
+"""Live migration with storage between two state roots (issue 23), as libvirt's qemu driver does it.
+
+Destination (:meth:`Migrations.prepare`): an image per copied disk in the ``default`` pool (the
+source's size and format; with NON_SHARED_INC backed by the source's backing file, which the
+destination must already have; an existing image of the right size is reused), the domain defined
+with those paths, QEMU started paused with ``-incoming defer``, an NBD server on a unix socket with
+a writable export of each disk's format node, and ``migrate-incoming`` listening on another socket.
+
+Source (:meth:`Migrations.perform`): ``pause-before-switchover``; per disk an NBD client node and a
+``blockdev-mirror`` into it (``sync: full``, or ``top`` for NON_SHARED_INC); once every mirror is
+READY ``migrate``; at ``pre-switchover`` (vCPUs stopped) each mirror is ended consistently with
+``block-job-cancel`` (no force: BLOCK_JOB_COMPLETED), its node deleted, then ``migrate-continue``
+until ``completed``. Any failure: ``migrate_cancel``, the mirrors cancelled with force, the NBD
+nodes deleted, the guest resumed if it ran. The destination's finish waits for the incoming
+migration, stops the NBD server and sends ``cont`` (unless PAUSED); after a failure it kills its
+QEMU and removes the definition and the images it created. The QMP sequence is the one verified in
+the project's migration reference (QEMU 7.2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import attrs
+from virtabs.spi import (
+    DiskInfo,
+    DomainRef,
+    DomainSpec,
+    InvalidArgumentError,
+    LifecycleEventType,
+    MigrateFlags,
+    MigrationDiskExport,
+    MigrationInfo,
+    MigrationRequest,
+    MigrationTicket,
+    NoDomainError,
+    OperationFailedError,
+    OperationInvalidError,
+    OperationTimeoutError,
+    VirtabsError,
+)
+
+from . import _img
+from ._cmdline import fmt_node_name
+from ._events import Events
+from ._lifecycle import Lifecycle
+from ._process import Processes
+from ._qmp import QMPClient, QMPError
+from ._session import Sessions, device_node
+from ._store import DefinitionStore
+
+__all__ = ["Migrations"]
+
+POLL = 0.05
+"""Seconds between two looks at the mirrors or the migration."""
+INCOMING_TIMEOUT = 600.0
+DEFAULT_BANDWIDTH = 134217728
+"""QEMU 7.2's default ``max-bandwidth`` (128 MiB/s), used when the request gives none."""
+DEFAULT_DOWNTIME_MS = 300
+"""QEMU 7.2's default ``downtime-limit``."""
+"""How long the destination's finish waits for the memory stream to complete."""
+
+
+@attrs.define
+class _Progress:
+    """A migration under way on a source domain: the last figures and the abort request."""
+
+    cancel: threading.Event = attrs.field(factory=threading.Event)
+    info: MigrationInfo = attrs.field(factory=lambda: MigrationInfo("setup"))
+    started: float = attrs.field(factory=time.monotonic)
+    active: bool = False
+    pending: bool = False
+    """Made by an abort that came before perform began: perform takes it over (and stops at once)."""
+
+
+def _nbd_socket(uri: str) -> tuple[str, str]:
+    """``nbd+unix:///EXPORT?socket=PATH`` -> (PATH, EXPORT)."""
+    parts = urlsplit(uri)
+    sockets = parse_qs(parts.query).get("socket")
+    if parts.scheme != "nbd+unix" or not sockets:
+        raise InvalidArgumentError(f"the qemu driver cannot mirror into {uri!r} (it needs nbd+unix:///EXPORT?socket=)")
+    return sockets[0], parts.path.lstrip("/")
+
+
+class Migrations:
+    """Both halves of a migration, for one state root."""
+
+    def __init__(
+        self,
+        store: DefinitionStore,
+        processes: Processes,
+        sessions: Sessions,
+        events: Events,
+        lifecycle: Lifecycle,
+        timeout: float,
+    ) -> None:
+        self.store = store
+        self.processes = processes
+        self.sessions = sessions
+        self.events = events
+        self.lifecycle = lifecycle
+        self.timeout = timeout
+        self._progress: dict[str, _Progress] = {}
+        self._lock = threading.Lock()
+
+    # --- destination ------------------------------------------------------------------------------
+
+    def prepare(self, spec: DomainSpec, request: MigrationRequest, disks: list[DiskInfo]) -> MigrationTicket:
+        """Images, definition, paused ``-incoming defer`` QEMU, NBD exports and the incoming socket."""
+        dirs = self.store.dirs
+        copied = {d.target: d for d in disks}
+        created: list[str] = []
+        new_disks = []
+        try:
+            for disk in spec.disks:
+                info = copied.get(disk.target)
+                if info is None:
+                    new_disks.append(disk)
+                    continue
+                path = os.path.join(dirs.images, os.path.basename(info.path))
+                if os.path.realpath(path) == os.path.realpath(info.path):
+                    raise OperationInvalidError(
+                        f"disk {disk.target}: the destination image would be the source's own file {path}"
+                    )
+                self._create_image(info, path, request, created)
+                new_disks.append(attrs.evolve(disk, path=path))
+            ref = self.lifecycle.define(attrs.evolve(spec, disks=tuple(new_disks)))
+        except BaseException:
+            _remove(created)
+            raise
+        cookie = {"name": ref.name, "created": "\n".join(created)}
+        if request.offline:
+            return MigrationTicket(domain=ref, cookie=cookie)
+        ticket_disks = []
+        try:
+            defn = self.store.get(ref)
+            self.lifecycle.launch(defn, paused=True, incoming="defer")
+            run = dirs.run_dir(ref.name)
+            nbd, mem = os.path.join(run, "nbd.sock"), os.path.join(run, "mig.sock")
+            with self.sessions.open(ref.name) as q:
+                if copied:
+                    q.execute("nbd-server-start", {"addr": {"type": "unix", "data": {"path": nbd}}})
+                    for target in copied:
+                        q.execute(
+                            "block-export-add",
+                            {
+                                "type": "nbd",
+                                "id": f"mig-{target}",
+                                "node-name": fmt_node_name(target),
+                                "name": target,
+                                "writable": True,
+                            },
+                        )
+                        path = next(d.path for d in defn.spec.disks if d.target == target)
+                        ticket_disks.append(MigrationDiskExport(target, f"nbd+unix:///{target}?socket={nbd}", path))
+                q.execute(
+                    "migrate-set-capabilities",
+                    {
+                        "capabilities": [
+                            {"capability": "events", "state": True},
+                            {"capability": "late-block-activate", "state": True},
+                        ]
+                    },
+                )
+                q.execute("migrate-incoming", {"uri": f"unix:{mem}"})
+        except BaseException:
+            self.discard(ref.name, created)
+            raise
+        return MigrationTicket(domain=ref, memory_uri=f"unix:{mem}", disks=tuple(ticket_disks), cookie=cookie)
+
+    def _create_image(self, info: DiskInfo, path: str, request: MigrationRequest, created: list[str]) -> None:
+        """The destination image: reused when one of the right size is there, else created."""
+        limit = self.processes.host_timeout
+        size = info.capacity_bytes
+        if os.path.exists(path):
+            layers = _img.chain(path, info.format, force_share=True, timeout=limit)
+            have = layers[0].get("virtual-size") if layers else None
+            if size is not None and have != size:
+                raise OperationInvalidError(
+                    f"disk {info.target}: the existing destination image {path} has {have} bytes, the source {size}"
+                )
+            return
+        backing = backing_fmt = None
+        if request.incremental and info.backing_chain:
+            backing = info.backing_chain[0]
+            if not os.path.exists(backing):
+                raise OperationInvalidError(
+                    f"disk {info.target}: NON_SHARED_INC copies the top layer only; the destination lacks the "
+                    f"backing image {backing}"
+                )
+            backing_fmt = _img.probe_format(backing, limit)
+        _img.create(path, info.format, size, backing=backing, backing_fmt=backing_fmt, timeout=limit)
+        created.append(path)
+
+    def finish(self, ticket: MigrationTicket, request: MigrationRequest, success: bool) -> DomainRef | None:
+        """Success: wait for the memory stream, stop the NBD server, ``cont`` unless PAUSED.
+        Failure: :meth:`discard`."""
+        name = ticket.cookie.get("name", ticket.domain.name)
+        created = [p for p in ticket.cookie.get("created", "").split("\n") if p]
+        if not success:
+            self.discard(name, created)
+            return None
+        if request.offline:
+            return ticket.domain
+        deadline = time.monotonic() + INCOMING_TIMEOUT
+        with self.sessions.open(name) as q:
+            while True:
+                status = q.execute("query-status")["status"]
+                if status != "inmigrate":
+                    break
+                failed = q.execute("query-migrate").get("status") in ("failed", "cancelled")
+                if failed or time.monotonic() > deadline:
+                    raise OperationFailedError(f"domain {name!r}: the incoming migration did not complete")
+                time.sleep(POLL)
+            mig = q.execute("query-migrate")
+            if mig.get("status") not in ("completed", None):
+                raise OperationFailedError(f"domain {name!r}: incoming migration {mig.get('status')}")
+            if ticket.disks:
+                q.execute("nbd-server-stop")
+            if not request.flags & MigrateFlags.PAUSED:
+                q.execute("cont")
+        defn = self.store.load(name)
+        self.events.lifecycle(defn, LifecycleEventType.STARTED, "migrated")
+        if request.flags & MigrateFlags.PAUSED:
+            self.events.lifecycle(defn, LifecycleEventType.SUSPENDED, "migrated")
+        return ticket.domain
+
+    def discard(self, name: str, created: list[str]) -> None:
+        """Kill the destination's QEMU (if any), remove its definition and the images it created."""
+        with self.store.lock(name).hold():
+            with contextlib.suppress(VirtabsError):
+                self.sessions.quit(name)
+            pid = self.processes.pid(name)
+            if pid is not None and not self.processes.wait_gone(pid, 3.0):
+                self.processes.kill(name, pid)
+            self.processes.reap(name)
+            self.store.cleanup_runtime(name)
+        with contextlib.suppress(NoDomainError):
+            defn = self.store.load(name)
+            self.lifecycle.undefine(defn.ref)
+        _remove(created)
+
+    # --- source -----------------------------------------------------------------------------------
+
+    def perform(self, dom: DomainRef, request: MigrationRequest, ticket: MigrationTicket) -> None:
+        """Mirror, migrate, switch (see the module docstring); abortable; rolls back before raising."""
+        name = dom.name
+        with self._lock:
+            progress = self._progress.get(name)
+            if progress is None or not progress.pending:
+                progress = _Progress()  # a fresh run (an abort asked before it began is kept)
+            progress.active, progress.pending = True, False
+            self._progress[name] = progress
+        q = QMPClient(self.store.dirs.qmp_socket(name), timeout=self.timeout, what=f"domain {name!r}")
+        try:
+            with self.sessions.translated(name):
+                q.connect()
+                self._perform(q, name, request, ticket, progress)
+        finally:
+            progress.active = False
+            q.close()
+
+    def _perform(
+        self, q: QMPClient, name: str, request: MigrationRequest, ticket: MigrationTicket, progress: _Progress
+    ) -> None:
+        running = bool(q.execute("query-status").get("running"))
+        mirrors: list[str] = []
+        migrating = False
+        try:
+            caps = [
+                {"capability": "events", "state": True},
+                {"capability": "pause-before-switchover", "state": True},
+                {"capability": "auto-converge", "state": bool(request.flags & MigrateFlags.AUTO_CONVERGE)},
+            ]
+            q.execute("migrate-set-capabilities", {"capabilities": caps})
+            # Always both: QEMU keeps parameters between migrations (an earlier attempt's limit would stay).
+            params: dict[str, Any] = {
+                "max-bandwidth": request.bandwidth_bytes or DEFAULT_BANDWIDTH,
+                "downtime-limit": DEFAULT_DOWNTIME_MS if request.max_downtime_ms is None else request.max_downtime_ms,
+            }
+            q.execute("migrate-set-parameters", params)
+            for export in ticket.disks:
+                sock, export_name = _nbd_socket(export.uri)
+                node = f"mig-{export.target}"
+                q.execute(
+                    "blockdev-add",
+                    {
+                        "driver": "nbd",
+                        "node-name": node,
+                        "server": {"type": "unix", "path": sock},
+                        "export": export_name,
+                    },
+                )
+                mirrors.append(export.target)
+                top = device_node(q, export.target)
+                if top is None:
+                    raise OperationFailedError(f"domain {name!r}: disk {export.target} has no medium")
+                args: dict[str, Any] = {
+                    "job-id": node,
+                    "device": top["node-name"],
+                    "target": node,
+                    "sync": "top" if request.incremental else "full",
+                    "auto-dismiss": False,
+                }
+                if request.bandwidth_bytes:
+                    args["speed"] = request.bandwidth_bytes
+                q.execute("blockdev-mirror", args)
+            progress.info = attrs.evolve(progress.info, phase="storage" if mirrors else "memory")
+            while mirrors and not self._mirrors_ready(q, name, mirrors, progress):
+                self._check_cancel(progress, name)
+                time.sleep(POLL)
+            self._check_cancel(progress, name)
+            if running and not request.live:
+                q.execute("stop")
+            q.execute("migrate", {"uri": ticket.memory_uri})
+            migrating = True
+            while True:
+                mig = q.execute("query-migrate")
+                status = mig.get("status")
+                self._record_memory(progress, mig, "memory")
+                if status == "pre-switchover":
+                    break
+                if status in ("failed", "cancelled"):
+                    raise OperationFailedError(
+                        f"domain {name!r}: migration {status}: {mig.get('error-desc', 'QEMU gave no reason')}"
+                    )
+                if mirrors:
+                    self._mirrors_ready(q, name, mirrors, progress, phase="memory")
+                self._check_cancel(progress, name)
+                time.sleep(POLL)
+            progress.info = attrs.evolve(progress.info, phase="switchover")
+            done = total = 0
+            for target in list(mirrors):
+                moved, length = self._end_mirror(q, name, target, force=False)
+                done, total = done + moved, total + length
+                mirrors.remove(target)
+            if ticket.disks:  # the mirrors' last figures: what the destination holds now
+                progress.info = attrs.evolve(
+                    progress.info, disk_total=total, disk_processed=done, disk_remaining=total - done
+                )
+            q.execute("migrate-continue", {"state": "pre-switchover"})
+            while True:
+                mig = q.execute("query-migrate")
+                status = mig.get("status")
+                if status == "completed":
+                    self._record_memory(progress, mig, "completed")
+                    return
+                if status in ("failed", "cancelled"):
+                    raise OperationFailedError(
+                        f"domain {name!r}: migration {status}: {mig.get('error-desc', 'QEMU gave no reason')}"
+                    )
+                time.sleep(POLL)
+        except BaseException as exc:
+            progress.info = attrs.evolve(
+                progress.info, phase="cancelled" if progress.cancel.is_set() else "failed", error=str(exc)
+            )
+            self._roll_back(q, mirrors, migrating, running)
+            raise
+
+    def _check_cancel(self, progress: _Progress, name: str) -> None:
+        if progress.cancel.is_set():
+            raise OperationFailedError(f"migration of domain {name!r} was aborted")
+
+    def _mirrors_ready(
+        self, q: QMPClient, name: str, mirrors: list[str], progress: _Progress, phase: str = "storage"
+    ) -> bool:
+        """Whether every mirror is READY; a concluded (failed) mirror fails the migration."""
+        jobs = {str(j.get("id")): j for j in q.execute("query-jobs")}
+        for target in mirrors:
+            job = jobs.get(f"mig-{target}")
+            if job is None or job.get("status") in ("concluded", "null", "aborting"):
+                error = (job or {}).get("error", "the job is gone")
+                raise OperationFailedError(f"domain {name!r}: migration of disk {target} failed: {error}")
+        blocks = {str(b.get("device")): b for b in q.execute("query-block-jobs")}
+        total = processed = 0
+        ready = True
+        for target in mirrors:
+            bj = blocks.get(f"mig-{target}", {})
+            total += int(bj.get("len", 0))
+            processed += int(bj.get("offset", 0))
+            ready = ready and bool(bj.get("ready"))
+        progress.info = attrs.evolve(
+            progress.info,
+            phase=phase,
+            disk_total=total,
+            disk_processed=processed,
+            disk_remaining=max(0, total - processed),
+            elapsed_ms=int((time.monotonic() - progress.started) * 1000),
+        )
+        return ready
+
+    def _record_memory(self, progress: _Progress, mig: dict[str, Any], phase: str) -> None:
+        ram = mig.get("ram") or {}
+        page = int(ram.get("page-size", 4096) or 4096)
+        progress.info = attrs.evolve(
+            progress.info,
+            phase=phase,
+            memory_total=int(ram.get("total", 0)),
+            memory_processed=int(ram.get("transferred", 0)),
+            memory_remaining=int(ram.get("remaining", 0)),
+            dirty_rate=int(ram.get("dirty-pages-rate", 0)) * page,
+            expected_downtime_ms=mig.get("expected-downtime"),
+            downtime_ms=mig.get("downtime"),
+            elapsed_ms=int((time.monotonic() - progress.started) * 1000),
+        )
+
+    def _end_mirror(self, q: QMPClient, name: str, target: str, force: bool) -> tuple[int, int]:
+        """``block-job-cancel`` (forced when rolling back), wait until concluded, dismiss, delete the node.
+
+        Without force a READY mirror ends with BLOCK_JOB_COMPLETED and no error: the destination then
+        holds every write; any error there fails the migration.
+        """
+        job_id = f"mig-{target}"
+        with contextlib.suppress(QMPError):  # already concluded: treated as ended
+            q.execute("block-job-cancel", {"device": job_id, "force": force})
+        deadline = time.monotonic() + self.timeout
+        error: str | None = None
+        figures = (0, 0)
+        while True:
+            job = next((j for j in q.execute("query-jobs") if j.get("id") == job_id), None)
+            if job is None or job.get("status") in ("concluded", "null"):
+                error = None if job is None else job.get("error")
+                if job is not None:
+                    figures = (int(job.get("current-progress", 0)), int(job.get("total-progress", 0)))
+                break
+            if time.monotonic() > deadline:
+                raise OperationTimeoutError(f"domain {name!r}: the mirror of disk {target} did not end")
+            time.sleep(0.01)
+        with contextlib.suppress(QMPError):
+            q.execute("job-dismiss", {"id": job_id})
+        with contextlib.suppress(QMPError):
+            q.execute("blockdev-del", {"node-name": job_id})
+        if error and not force:
+            raise OperationFailedError(f"domain {name!r}: migration of disk {target} failed: {error}")
+        return figures
+
+    def _roll_back(self, q: QMPClient, mirrors: list[str], migrating: bool, running: bool) -> None:
+        """Best effort, in libvirt's order: cancel the migration, force-cancel the mirrors, resume."""
+        with contextlib.suppress(Exception):
+            if migrating:
+                q.execute("migrate_cancel")
+                deadline = time.monotonic() + self.timeout
+                while q.execute("query-migrate").get("status") in ("cancelling", "active", "pre-switchover", "device"):
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.01)
+        for target in mirrors:
+            with contextlib.suppress(Exception):
+                self._end_mirror(q, "", target, force=True)
+        with contextlib.suppress(Exception):
+            if running and not q.execute("query-status").get("running"):
+                q.execute("cont")
+
+    def job_info(self, dom: DomainRef) -> MigrationInfo | None:
+        """The figures of the last look (kept after the end, until the next migration)."""
+        progress = self._progress.get(dom.name)
+        return None if progress is None else progress.info
+
+    def abort(self, dom: DomainRef) -> None:
+        """Ask the migration under way (or about to begin) to stop; perform rolls back and raises."""
+        with self._lock:
+            progress = self._progress.get(dom.name)
+            if progress is None or not progress.active:
+                progress = self._progress[dom.name] = _Progress(pending=True)
+            progress.cancel.set()
+
+    def confirm(self, dom: DomainRef, request: MigrationRequest, success: bool) -> None:
+        """Success: stop the source's QEMU, undefine with UNDEFINE_SOURCE. Failure: resume it if it stopped."""
+        name = dom.name
+        if not success:
+            with contextlib.suppress(VirtabsError), self.sessions.open(name) as q:
+                status = q.execute("query-status").get("status")
+                if status in ("postmigrate", "finish-migrate"):
+                    q.execute("cont")
+            return
+        if self.processes.pid(name) is not None:
+            self.lifecycle.destroy(dom)
+        if request.flags & MigrateFlags.UNDEFINE_SOURCE:
+            self.lifecycle.undefine(dom)
+
+
+def _remove(paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
