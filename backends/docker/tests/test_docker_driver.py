@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -187,9 +188,19 @@ def test_tcp_with_verified_tls(dockerd: Engine, monkeypatch: pytest.MonkeyPatch)
     # a CA bundle in the environment (common on CI machines) must not replace the URI's CA
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     tls = dockerd.tls
-    with virtabs.open(_tcp(dockerd, tls_ca=tls["ca"], tls_cert=tls["client"], tls_key=tls["client-key"])) as conn:
-        assert conn.host_info().hypervisor == "docker"
-        conn.list_domains()
+    client = dockerd.client()
+    name = f"tls-{uuid.uuid4().hex[:8]}"
+    hc = client.api.create_host_config(network_mode="none")
+    client.api.create_container(dockerd.image, command=list(SLEEPER), name=name, host_config=hc)
+    try:
+        with virtabs.open(_tcp(dockerd, tls_ca=tls["ca"], tls_cert=tls["client"], tls_key=tls["client-key"])) as conn:
+            assert conn.host_info().hypervisor == "docker"
+            listed = {d.name: d for d in conn.list_domains()}
+            assert name in listed, f"the container made over the socket is not listed over TLS: {sorted(listed)}"
+            assert listed[name].state() == DomainState.SHUTOFF
+            assert conn.lookup_domain(name).uuid == listed[name].uuid
+    finally:
+        client.api.remove_container(name, force=True)
 
 
 def test_tcp_refuses_a_server_its_ca_did_not_sign(dockerd: Engine) -> None:
