@@ -36,10 +36,13 @@ installed; it adds options and fixtures only and collects nothing by itself.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import fnmatch
 import json
 import os
 import re
+import signal
+import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any
 
@@ -332,10 +335,33 @@ def virtabs_target(virtabs_uri: str) -> Iterator[ContractTarget]:
         target = load_target(virtabs_uri)
     except TargetUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
-    yield target
+    with _sigterm_interrupts():
+        yield target
     close = getattr(target, "close", None)
     if callable(close):
         close()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the session runs, SIGTERM (a CI timeout) interrupts it as Ctrl-C does, so the session's
+    teardown (the target's ``close``: its domains' processes) still runs. Only from the main thread and
+    only over the default handler."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
+        signal.SIG_DFL,
+        None,
+    ):
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")
