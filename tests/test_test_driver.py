@@ -296,12 +296,11 @@ def test_lifecycle_transitions_and_events(drv: TestDriver, sink: Sink, test_dom:
 
 def test_cpu_time_grows_while_running_only(drv: TestDriver, test_dom: DomainRef) -> None:
     first = drv.domain_info(test_dom).cpu_time_ns
-    time.sleep(0.02)
-    second = drv.domain_info(test_dom).cpu_time_ns
-    assert second >= first + 10_000_000
+    wait_for(lambda: drv.domain_info(test_dom).cpu_time_ns >= first + 10_000_000)
     drv.suspend(test_dom)
     paused = drv.domain_info(test_dom).cpu_time_ns
-    time.sleep(0.02)
+    dom = get_node("test:///default").domains[test_dom.uuid]
+    assert dom.cpu_time_ns(time.monotonic() + 3600) == paused, "an hour later a paused domain used no CPU"
     assert drv.domain_info(test_dom).cpu_time_ns == paused
     drv.destroy(test_dom)
     assert drv.domain_info(test_dom).cpu_time_ns == 0
@@ -467,25 +466,38 @@ def test_attach_and_detach_disk(drv: TestDriver, test_dom: DomainRef) -> None:
 # --------------------------------------------------------------------------- block copy
 
 
+def _job(dom: DomainRef, disk: str) -> Any:
+    """The simulated job on ``disk`` (white box: its rate and its READY timer)."""
+    node = get_node("test:///default")
+    return node, node.jobs[(dom.uuid, disk)]
+
+
 def test_unlimited_copy_of_the_default_disk_is_ready_in_about_half_a_second(
     drv: TestDriver, sink: Sink, test_dom: DomainRef
 ) -> None:
-    start = time.monotonic()
     drv.block_copy(test_dom, "vda", BlockCopyRequest(dest="/guest/copy.img"))
     info = drv.block_job_info(test_dom, "vda")
     assert info is not None and info.type == BlockJobType.COPY and not info.ready and info.end == GiB
-    wait_for(lambda: ("vda", BlockJobType.COPY, BlockJobStatus.READY) in sink.jobs())
-    assert 0.35 < time.monotonic() - start < 3.0
+    node, job = _job(test_dom, "vda")
+    # "about half a second": an unlimited job moves 2 GiB/s, so READY is armed ~0.5 s after the start
+    assert node.rate(job) == 2 * GiB and job.base_cur == 0
+    assert (job.end - job.base_cur) / node.rate(job) == 0.5  # READY is due half a second after the start
+    assert node.raw_cur(job, job.base_time + 0.25) == GiB // 2
+    assert job.timer is not None or job.ready  # armed (or already fired)
+    wait_for(lambda: ("vda", BlockJobType.COPY, BlockJobStatus.READY) in sink.jobs(), timeout=60)
 
 
 def test_slow_copy_is_far_from_ready(drv: TestDriver, test_dom: DomainRef) -> None:
     drv.block_copy(test_dom, "vda", BlockCopyRequest(dest="/guest/copy.img", bandwidth_bytes=MiB))
-    time.sleep(0.2)
+    wait_for(lambda: (i := drv.block_job_info(test_dom, "vda")) is not None and i.cur > 0)
     info = drv.block_job_info(test_dom, "vda")
     assert info is not None and not info.ready
     assert info.bandwidth == MiB and info.end == GiB
-    assert 0.1 * MiB < info.cur < 2 * MiB
-    assert info.cur < info.end / 100
+    node, job = _job(test_dom, "vda")
+    assert node.rate(job) == MiB
+    assert node.raw_cur(job, job.base_time + 0.2) == int(0.2 * MiB)  # 1 MiB/s: 0.2 MiB in 0.2 s
+    assert job.timer is not None and job.timer.interval > 1000  # 1 GiB at 1 MiB/s: READY ~17 min away
+    assert drv.block_job_info(test_dom, "vda").cur < info.end / 100  # type: ignore[union-attr]
 
 
 def test_copy_ready_then_pivot(drv: TestDriver, sink: Sink, test_dom: DomainRef) -> None:
@@ -549,14 +561,18 @@ def test_progress_never_reports_cur_equal_end_before_ready(drv: TestDriver, test
 def test_set_speed_rebases_progress(drv: TestDriver, sink: Sink, test_dom: DomainRef) -> None:
     small_disk(drv, test_dom, size=64 * MiB)
     drv.block_copy(test_dom, "vdb", BlockCopyRequest(dest="/guest/c.img", bandwidth_bytes=MiB))
-    time.sleep(0.05)
-    before = drv.block_job_info(test_dom, "vdb")
+    before = wait_for(lambda: (i := drv.block_job_info(test_dom, "vdb")) is not None and i.cur > 0 and i)
     assert before is not None and not before.ready
     drv.block_job_set_speed(test_dom, "vdb", FAST)
     after = drv.block_job_info(test_dom, "vdb")
     assert after is not None and after.bandwidth == FAST
     assert after.cur >= before.cur
-    wait_for(lambda: sink.jobs(), timeout=2.0)
+    node, job = _job(test_dom, "vdb")
+    # re-based: the rest moves at the new rate (64 MiB at 4 GiB/s: READY armed within 16 ms, not 64 s)
+    assert node.rate(job) == FAST and job.base_cur >= before.cur
+    assert (job.end - job.base_cur) / node.rate(job) < 0.02
+    assert job.ready or (job.timer is not None and job.timer.interval < 0.03)  # re-armed, or already READY
+    wait_for(lambda: sink.jobs(), timeout=60)
     assert sink.jobs() == [("vdb", BlockJobType.COPY, BlockJobStatus.READY)]
     # and back down: a ready job stays ready
     drv.block_job_set_speed(test_dom, "vdb", MiB)
@@ -897,22 +913,27 @@ def test_jobs_under_concurrent_pollers(drv: TestDriver, sink: Sink, test_dom: Do
     drv.block_copy(test_dom, "vdb", BlockCopyRequest(dest="/guest/c.img", bandwidth_bytes=16 * MiB))
     errors: list[BaseException] = []
     stop = threading.Event()
+    polls = [0] * 4
 
-    def poll() -> None:
+    def poll(index: int) -> None:
         try:
             while not stop.is_set():
                 info = drv.block_job_info(test_dom, "vdb")
                 assert info is not None
                 assert info.cur < info.end or info.ready
                 drv.inventory()
+                polls[index] += 1
         except BaseException as exc:
             errors.append(exc)
+            stop.set()
 
-    threads = [threading.Thread(target=poll) for _ in range(4)]
+    threads = [threading.Thread(target=poll, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
     for speed in (32 * MiB, 8 * MiB, FAST):
-        time.sleep(0.03)
+        seen = list(polls)
+        # every poller has polled (twice) since the last change: the change lands among running polls
+        wait_for(lambda seen=seen: stop.is_set() or all(p >= s + 2 for p, s in zip(polls, seen, strict=True)))
         drv.block_job_set_speed(test_dom, "vdb", speed)
     wait_for(lambda: sink.jobs())
     stop.set()

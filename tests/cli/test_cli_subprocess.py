@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -74,15 +73,29 @@ def test_help_and_version(subprocess_env: dict[str, str]) -> None:
 def test_ctrl_c_or_sigterm_while_waiting_exits_130_and_aborts(
     subprocess_env: dict[str, str], tmp_path: Path, signum: int
 ) -> None:
+    # The CLI, with BlockJob.wait_ready announcing on stdout that the command has begun to wait.
+    announce = (
+        "import sys, virtabs._api as api\n"
+        "wait_ready = api.BlockJob.wait_ready\n"
+        "def announced(self, *args, **kwargs):\n"
+        "    print('waiting', flush=True)\n"
+        "    return wait_ready(self, *args, **kwargs)\n"
+        "api.BlockJob.wait_ready = announced\n"
+        "sys.argv = ['virtabs', *sys.argv[1:]]\n"
+        "from virtabs.cli import main\n"
+        "main()\n"
+    )
+    args = ["blockcopy", "test", "vda", str(tmp_path / "slow.img"), "--bandwidth", "1", "--wait"]
     proc = subprocess.Popen(
-        [*BASE, "blockcopy", "test", "vda", str(tmp_path / "slow.img"), "--bandwidth", "1", "--wait"],
+        [sys.executable, "-c", announce, *BASE[3:], *args],
         env=subprocess_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        time.sleep(2.0)  # the copy at 1 MiB/s of 1 GiB takes minutes
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "waiting\n", proc.communicate()  # the copy of 1 GiB at 1 MiB/s is running
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=30)

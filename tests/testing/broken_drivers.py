@@ -14,8 +14,8 @@ from typing import Any
 import attrs
 import pytest
 
-from virtabs import NotSupportedError
-from virtabs._models import BlockCopyRequest, BlockJobInfo, DomainRef, VolumeInfo
+from virtabs import NotSupportedError, OperationTimeoutError
+from virtabs._models import BlockCopyRequest, BlockJobInfo, DomainRecord, DomainRef, DomainSpec, HostInfo, VolumeInfo
 from virtabs.drivers.test import TestDriver
 
 
@@ -104,6 +104,63 @@ class DuplicateListingDriver(TestDriver):
         """One too many."""
         refs = super().list_domains()
         return refs + refs[:1]
+
+
+class DuplicateDefineTimesOutDriver(TestDriver):
+    """A define of a name already in use times out instead of being refused as a duplicate."""
+
+    __test__ = False
+
+    def define_domain(self, spec: DomainSpec) -> DomainRef:
+        """Any error will do, says this driver."""
+        if any(d.name == spec.name or d.uuid == spec.uuid for d in self.node.domains.values()):
+            raise OperationTimeoutError("define timed out after 30s")
+        return super().define_domain(spec)
+
+
+def _records(driver: TestDriver, **changes: Any) -> list[DomainRecord]:
+    return [attrs.evolve(r, **{k: f(r) for k, f in changes.items()}) for r in TestDriver.inventory(driver)]
+
+
+class RecordsMemoryInKiBDriver(TestDriver):
+    """The bulk records give memory in KiB (the per-domain calls in bytes)."""
+
+    __test__ = False
+
+    def inventory(self) -> list[DomainRecord]:
+        """memory_bytes // 1024."""
+        return _records(self, memory_bytes=lambda r: None if r.memory_bytes is None else r.memory_bytes // 1024)
+
+
+class RecordsDropTheLastDiskDriver(TestDriver):
+    """The bulk records list every disk but the last."""
+
+    __test__ = False
+
+    def inventory(self) -> list[DomainRecord]:
+        """disks[:-1]."""
+        return _records(self, disks=lambda r: r.disks[:-1])
+
+
+class RecordsCountNoSnapshotDriver(TestDriver):
+    """The bulk records always count zero snapshots."""
+
+    __test__ = False
+
+    def inventory(self) -> list[DomainRecord]:
+        """snapshot_count 0."""
+        return _records(self, snapshot_count=lambda r: 0)
+
+
+class HostMemoryInKiBDriver(TestDriver):
+    """host_info gives the host's memory in KiB."""
+
+    __test__ = False
+
+    def host_info(self) -> HostInfo:
+        """memory_bytes // 1024."""
+        info = super().host_info()
+        return attrs.evolve(info, memory_bytes=info.memory_bytes // 1024)
 
 
 class EventsStopAfterResubscribeDriver(TestDriver):
@@ -216,6 +273,20 @@ class SelfSwitchingCopyDriver(TestDriver):
         return super().block_jobs(dom)
 
 
+class SynchronousCopyDriver(SelfSwitchingCopyDriver):
+    """Like vcsim's RelocateVM_Task: the copy has moved everything and switched over before the call returns."""
+
+    __test__ = False
+
+    def block_copy(self, dom: DomainRef, disk: str, request: BlockCopyRequest) -> None:
+        """Copy at once, whatever the bandwidth, then switch over."""
+        super().block_copy(dom, disk, attrs.evolve(request, bandwidth_bytes=0))
+        with self.node.lock:
+            self.node.unlimited_rate = float(1 << 62)
+            self.node.jobs[(dom.uuid, disk)].base_time -= 1.0
+        self._settle(dom, disk)
+
+
 class SelfSwitchStaysOnSourceDriver(SelfSwitchingCopyDriver):
     """Broken twin: the copy "switches over by itself" by ending, but the disk stays on the source."""
 
@@ -246,6 +317,14 @@ CASES: dict[str, tuple[str, str]] = {
     "RevertRestoresNothingDriver": ("test_revert_restores_what_the_snapshot_held", "*after the revert*SHUTOFF*"),
     "ResizeLiesDriver": ("test_volume_cycle", "*resized to 32 MiB, a fresh lookup*"),
     "DuplicateListingDriver": ("test_list_domains_and_records_agree", "*list_domains reports a domain twice*"),
+    "DuplicateDefineTimesOutDriver": (
+        "test_define_from_a_mapping_and_duplicate_name or test_identities_stay_unique_across_define",
+        "*a duplicate define must raise OperationInvalidError or OperationFailedError*, got OperationTimeoutError*",
+    ),
+    "RecordsMemoryInKiBDriver": ("test_list_domains_and_records_agree", "*memory_bytes: domain_records says 65536*"),
+    "RecordsDropTheLastDiskDriver": ("test_attach_and_detach", "*disks: domain_records says*"),
+    "RecordsCountNoSnapshotDriver": ("test_snapshot_cycle", "*snapshot_count: domain_records says 0*says 1*"),
+    "HostMemoryInKiBDriver": ("test_host_facts_hold_every_running_guest", "*the host reports 16777216 bytes*"),
     "EventsStopAfterResubscribeDriver": ("test_events_keep_coming_after_unsubscribe_and_resubscribe", "*no UNDEFINED*"),
     "IgnoresBandwidthDriver": ("test_bandwidth_shows_in_the_measured_progress_rate", "*faster than its old bandwidth*"),
     "SkipsInsideDriver": ("test_suspend_and_resume", "*raised Skipped*failure of the capability*"),
@@ -258,4 +337,4 @@ CASES: dict[str, tuple[str, str]] = {
 TWINS: dict[str, str] = {"SelfSwitchStaysOnSourceDriver": "SelfSwitchingCopyDriver"}
 """Broken driver -> its honest twin, where that is not the reference driver."""
 
-__all__ = ["CASES", "TWINS", "SelfSwitchingCopyDriver", *CASES]
+__all__ = ["CASES", "TWINS", "SelfSwitchingCopyDriver", "SynchronousCopyDriver", *CASES]

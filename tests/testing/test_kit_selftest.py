@@ -118,9 +118,10 @@ def test_known_failures_are_strict_xfails(kit, pytester: pytest.Pytester) -> Non
     known.write_text(
         "TestBlockCopyRules::test_pivot_before_ready_is_block_copy_active:\n"
         "  raises: OperationFailedError\n"
+        "  match: 'block copy of disk .vda. is not really implemented'\n"
         "  reason: copies are broken (#12)\n"
-        "test_abort_stays_on_the_source: 'OperationFailedError: copies are broken (#12)'\n"
-        "TestLookups::test_domain_reads: {raises: AssertionError, reason: listed but passes}\n"
+        "test_abort_stays_on_the_source: {raises: OperationFailedError, match: not really, reason: broken (#12)}\n"
+        "TestLookups::test_domain_reads: {raises: AssertionError, match: x, reason: listed but passes}\n"
     )
     result = kit(
         "LyingCopyDriver",
@@ -146,6 +147,81 @@ def test_a_known_failure_absorbs_only_the_error_class_it_names(kit, pytester: py
     assert rows(result)["block.copy"]["result"] == "fail"
 
 
+def test_a_known_failure_absorbs_only_the_message_it_is_pinned_to(kit, pytester: pytest.Pytester) -> None:
+    """An entry naming the right class but another message (a new failure of the same class) absorbs nothing;
+    so does the short form, which pins no message."""
+    known = pytester.path / "known.yaml"
+    known.write_text(
+        "test_pivot_before_ready_is_block_copy_active:\n"
+        "  raises: OperationFailedError\n"
+        "  match: the destination datastore is full\n"
+        "  reason: an older failure, since fixed\n"
+        "test_abort_stays_on_the_source: 'OperationFailedError: copies are broken, no message pinned'\n"
+    )
+    result = kit("LyingCopyDriver", "-k", "pivot_before_ready or abort_stays", f"--virtabs-known-failures={known}")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*KnownFailureMismatch: a known failure of *test_pivot_before_ready_is_block_copy_active is pinned to"
+            " /the destination datastore is full/, but it failed otherwise: OperationFailedError: *not really*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*known failure not applied*does not pin its failure*"])
+    assert rows(result)["block.copy"]["result"] == "fail"
+
+
+NOT_OBSERVABLE_CONFTEST = """
+import pytest
+from virtabs._api import Connection
+from virtabs._uri import parse_uri
+from virtabs.testing import DefaultTarget
+import broken_drivers
+
+
+@pytest.fixture(scope="session")
+def virtabs_open():
+    def open_(uri, *, readonly=False):
+        return Connection._open(broken_drivers.SynchronousCopyDriver, parse_uri(uri), None, readonly, None)
+    return open_
+
+
+@pytest.fixture(scope="session")
+def virtabs_target():
+    target = DefaultTarget()
+    target.job_timeout = 4.0
+    target.unobservable = UNOBSERVABLE
+    return target
+"""
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "undeclared"])
+def test_an_effect_the_target_cannot_observe_is_its_own_outcome(pytester: pytest.Pytester, declared: bool) -> None:
+    """A copy that is over before it can be seen (vcsim's synchronous Relocate): "not observable" when the
+    target says so, counted apart and never as a pass; a failure when it does not."""
+    pytester.syspathinsert(HERE)
+    unobservable = {"copy.in_flight": "the simulator relocates synchronously"} if declared else {}
+    pytester.makeconftest(NOT_OBSERVABLE_CONFTEST.replace("UNOBSERVABLE", repr(unobservable)))
+    pytester.makepyfile(test_contract=dishonest_drivers.SUITE)
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--virtabs-uri=test:///default", f"--virtabs-report-file={report}",
+        "-k", "test_second_job_on_the_disk_is_block_copy_active or test_progress_never_reports_done_before_ready",
+    )  # fmt: skip
+    outcomes = result.parseoutcomes()
+    outcomes.pop("deselected", None)
+    data = json.loads(report.read_text())["uris"]["test:///default"]["rows"]["block.copy"]
+    if declared:
+        assert outcomes == {"not": 2}, result.stdout.str()  # "2 not observable" (parseoutcomes takes one word)
+        result.stdout.fnmatch_lines(["*2 not observable*"])
+        assert result.ret == 0
+        assert data["result"] == "not observable" and data["not_observable"] == 2 and data["passed"] == 0
+        assert all("relocates synchronously" in t["reason"] for t in data["tests"]), data["tests"]
+    else:
+        assert outcomes == {"failed": 2}, result.stdout.str()
+        result.stdout.fnmatch_lines(["*has already ended when it is first read*"])
+        assert data["result"] == "fail"
+
+
 def test_a_known_failure_mapping_without_raises_is_a_usage_error(kit, pytester: pytest.Pytester) -> None:
     known = pytester.path / "known.yaml"
     known.write_text("test_abort_stays_on_the_source: {reason: copies are broken}\n")
@@ -166,9 +242,10 @@ def virtabs_known_failures():
     )
     # a fixture in a test module only applies there: put it in the contract module instead
     pytester.makepyfile(
-        test_contract=dishonest_drivers.SUITE
-        + "\nimport pytest\n\n@pytest.fixture(scope='session')\ndef virtabs_known_failures():\n"
-        "    return {'*::TestBlockCopyRules::test_second_job_*': 'OperationFailedError: copies are broken'}\n"
+        test_contract=dishonest_drivers.SUITE + "\nimport pytest\nfrom virtabs.testing.plugin import KnownFailure\n\n"
+        "@pytest.fixture(scope='session')\ndef virtabs_known_failures():\n"
+        "    return {'*::TestBlockCopyRules::test_second_job_*':"
+        " KnownFailure('OperationFailedError: copies are broken', match='not really implemented')}\n"
     )
     pytester.makeconftest(dishonest_drivers.conftest_source("LyingCopyDriver"))
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-k", "test_second_job", "test_contract.py")

@@ -46,12 +46,20 @@ from .contract import ABSENT_DOMAIN, Contract, RefusalProblem, public_calls, ver
 from .images import QemuImgContent
 from .markers import MARKER, required_capabilities, requires
 from .recorder import HOST_TOUCHING_METHODS, READ_METHODS, CallRecorder
-from .target import OPTIONAL_METHODS, ContractTarget, DefaultTarget, TargetUnavailable
+from .target import (
+    OBSERVABLE_EFFECTS,
+    OPTIONAL_METHODS,
+    ContractTarget,
+    DefaultTarget,
+    NotObservable,
+    TargetUnavailable,
+)
 
 __all__ = [
     "ABSENT_DOMAIN",
     "HOST_TOUCHING_METHODS",
     "MARKER",
+    "OBSERVABLE_EFFECTS",
     "OPTIONAL_METHODS",
     "QemuImgContent",
     "READ_METHODS",
@@ -59,6 +67,7 @@ __all__ = [
     "Contract",
     "ContractTarget",
     "DefaultTarget",
+    "NotObservable",
     "RefusalProblem",
     "TargetUnavailable",
     "public_calls",

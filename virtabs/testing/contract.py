@@ -9,7 +9,7 @@ from typing import Any
 
 from .._api import BlockJob, Connection, Domain, StoragePool, Volume
 from .._capabilities import Capability
-from .._errors import NotSupportedError, VirtabsError
+from .._errors import InvalidArgumentError, NotSupportedError, VirtabsError
 from .._flags import BlockCopyFlags, BlockJobAbortFlags, BlockRebaseFlags, DomainState, MigrateFlags
 from .._models import (
     BlockJobInfo,
@@ -21,7 +21,7 @@ from .._models import (
 )
 from ..spi import OPERATIONS, Driver, methods_for
 from .recorder import READ_METHODS, CallRecorder
-from .target import OPTIONAL_METHODS, ContractTarget, TargetUnavailable
+from .target import OBSERVABLE_EFFECTS, OPTIONAL_METHODS, ContractTarget, NotObservable, TargetUnavailable
 
 __all__ = ["ABSENT_DOMAIN", "Contract", "RefusalProblem", "verify_refusals"]
 
@@ -77,13 +77,36 @@ class Contract:
         method = getattr(self.target, "volume_format", None)
         return str(method(self.conn, pool)) if callable(method) else "qcow2"
 
+    def unobservable_reason(self, effect: str) -> str | None:
+        """Why the target cannot observe ``effect`` (its ``unobservable`` mapping), or None when it can."""
+        if effect not in OBSERVABLE_EFFECTS:
+            raise ValueError(f"unknown effect {effect!r}; one of {sorted(OBSERVABLE_EFFECTS)}")
+        declared: Any = getattr(self.target, "unobservable", None) or {}
+        reason = declared.get(effect)
+        return str(reason) if reason else None
+
+    def effect_missing(self, effect: str, what: str) -> AssertionError:
+        """The effect was not seen: raise NotObservable when the target declares it cannot observe
+        ``effect``; else return the AssertionError (saying ``what``) for the caller to raise."""
+        reason = self.unobservable_reason(effect)
+        if reason is not None:
+            raise NotObservable(f"{effect}: {reason} ({what})")
+        return AssertionError(what)
+
     def image_digest(self, path: str) -> str | None:
         """The target's digest of the guest-visible content of ``path`` (see ``OPTIONAL_METHODS``)."""
+        self._image_content_observable()
         return self.target_method("image_digest")(self.conn, path)  # type: ignore[no-any-return]
 
     def layer_digest(self, path: str) -> str | None:
         """The target's digest of the data stored in ``path`` alone."""
+        self._image_content_observable()
         return self.target_method("layer_digest")(self.conn, path)  # type: ignore[no-any-return]
+
+    def _image_content_observable(self) -> None:
+        reason = self.unobservable_reason("image.content")
+        if reason is not None:
+            raise NotObservable(f"image.content: {reason}")
 
     def boot_id(self, dom: Domain) -> object:
         """The target's marker of the guest's current boot."""
@@ -382,9 +405,11 @@ def _check_pivot(contract: Contract, problems: list[str]) -> None:
     if not contract.conn.supports(Capability.BLOCK_COPY):
         return  # covered by the block.copy refusals
     dom = contract.chain_domain()
-    dom.block_copy(
-        "vda", contract.scratch("pivot.qcow2"), flags=BlockCopyFlags.TRANSIENT_JOB, bandwidth=SLOW_BYTES_PER_S
-    )
+    dest = contract.scratch("pivot.qcow2")
+    try:
+        dom.block_copy("vda", dest, flags=BlockCopyFlags.TRANSIENT_JOB, bandwidth=SLOW_BYTES_PER_S)
+    except (InvalidArgumentError, NotSupportedError):  # copies that cannot be throttled: the gate acts first
+        dom.block_copy("vda", dest, flags=BlockCopyFlags.TRANSIENT_JOB)
     try:
         with contract.record() as rec:
             try:

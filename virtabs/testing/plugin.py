@@ -6,9 +6,11 @@ Options:
     The connection(s) to test; repeat it to test several (each test runs once per URI).
     Without it: ``$VIRTABS_CONTRACT_URI``, then ``test:///default``.
 ``--virtabs-known-failures=FILE``
-    A YAML/JSON mapping ``test id -> {raises: ErrorClass, reason: text}`` (or the short
-    ``test id -> "ErrorClass: reason"``); those tests are ``xfail(strict=True, raises=ErrorClass)``,
-    so a different failure is not absorbed. An entry without an error class fails its test.
+    A YAML/JSON mapping ``test id -> {raises: ErrorClass, match: regex, reason: text}``; those
+    tests are ``xfail(strict=True, raises=ErrorClass)`` and the failure's message must match
+    ``match`` (searched), so a different failure, even of the same class, is not absorbed. An entry
+    without an error class or without ``match`` (the short ``"ErrorClass: reason"`` form) absorbs
+    nothing: its test fails saying so.
 ``--virtabs-report`` / ``--virtabs-report-file=FILE``
     Print the capability x result table at the end / write it as JSON.
 
@@ -34,9 +36,13 @@ installed; it adds options and fixtures only and collects nothing by itself.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import fnmatch
 import json
 import os
+import re
+import signal
+import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any
 
@@ -50,7 +56,7 @@ from .contract import Contract, RefusalProblem, verify_refusals
 from .markers import MARKER, parse_marker_names, required_capabilities
 from .recorder import CallRecorder
 from .report import ReportCollector, render_text
-from .target import ContractTarget, DefaultTarget, TargetUnavailable
+from .target import ContractTarget, DefaultTarget, NotObservable, TargetUnavailable
 
 TARGET_GROUP = "virtabs.testing.targets"
 """The entry-point group where a driver's distribution publishes its contract target (name = URI scheme)."""
@@ -58,6 +64,8 @@ TARGET_GROUP = "virtabs.testing.targets"
 __all__ = [
     "TARGET_GROUP",
     "ContractEscape",
+    "KnownFailure",
+    "KnownFailureMismatch",
     "in_ci",
     "known_failure_reason",
     "known_failure_error",
@@ -73,6 +81,7 @@ __all__ = [
 ]
 
 _missing_key = pytest.StashKey[frozenset[Capability]]()
+_known_key = pytest.StashKey["KnownFailure"]()
 
 
 # --- options and configuration -------------------------------------------------------
@@ -164,13 +173,31 @@ def kit_test_id(item: pytest.Item) -> str:
 # --- known failures -------------------------------------------------------------------
 
 
+class KnownFailure(str):
+    """A known-failure entry: the string ``"ErrorClass: reason"`` plus the pattern its failure must match.
+
+    ``match`` is a regular expression searched in the failure's message (``str(exception)``); an entry
+    without one (``match`` None) is unpinned and absorbs nothing.
+    """
+
+    match: str | None
+
+    def __new__(cls, text: str, match: str | None = None) -> KnownFailure:
+        """``KnownFailure("AssertionError: reason", match="regex")``."""
+        self = super().__new__(cls, text)
+        self.match = match
+        return self
+
+
 def load_known_failures(path: str | os.PathLike[str]) -> dict[str, str]:
     """Read a known-failures file: a YAML (or JSON) mapping ``test id -> entry``.
 
-    An entry is ``{raises: ErrorClass, reason: text}`` or the string ``"ErrorClass: reason"``;
-    both come back as ``"ErrorClass: reason"``. ``ErrorClass`` is a virtabs error class
-    (``NotSupportedError``), a builtin exception (``AssertionError``, ``TimeoutError``) or a
-    kit exception (``RefusalProblem``, ``TargetUnavailable``).
+    An entry is ``{raises: ErrorClass, match: regex, reason: text}``; it comes back as a
+    :class:`KnownFailure` (the string ``"ErrorClass: reason"`` with its ``match``). ``ErrorClass`` is
+    a virtabs error class (``NotSupportedError``), a builtin exception (``AssertionError``,
+    ``TimeoutError``) or a kit exception (``RefusalProblem``, ``TargetUnavailable``); ``match`` pins
+    the failure (searched in its message), so another failure of the same class is not absorbed. The
+    short form ``"ErrorClass: reason"`` pins nothing and absorbs nothing.
     """
     import yaml
 
@@ -183,12 +210,24 @@ def load_known_failures(path: str | os.PathLike[str]) -> dict[str, str]:
         if isinstance(value, Mapping):
             raises = str(value.get("raises") or "").strip()
             reason = str(value.get("reason") or "known failure")
+            match = value.get("match")
             if not raises:
                 raise pytest.UsageError(f"{path}: known failure {key!r} must name the error class it raises (raises:)")
-            out[str(key)] = f"{raises}: {reason}"
+            if raises in ("Exception", "BaseException"):
+                raise pytest.UsageError(f"{path}: known failure {key!r}: raises: {raises} would absorb anything")
+            if match is not None:
+                try:
+                    re.compile(str(match))
+                except re.error as exc:
+                    raise pytest.UsageError(f"{path}: known failure {key!r}: match: is not a regex ({exc})") from None
+            out[str(key)] = KnownFailure(f"{raises}: {reason}", None if match is None else str(match))
         else:
             out[str(key)] = str(value or "known failure")
     return out
+
+
+class KnownFailureMismatch(Exception):
+    """A known-failure test failed with the named class but not the pinned message: a new failure."""
 
 
 def _error_classes() -> dict[str, type[BaseException]]:
@@ -296,10 +335,33 @@ def virtabs_target(virtabs_uri: str) -> Iterator[ContractTarget]:
         target = load_target(virtabs_uri)
     except TargetUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
-    yield target
+    with _sigterm_interrupts():
+        yield target
     close = getattr(target, "close", None)
     if callable(close):
         close()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the session runs, SIGTERM (a CI timeout) interrupts it as Ctrl-C does, so the session's
+    teardown (the target's ``close``: its domains' processes) still runs. Only from the main thread and
+    only over the default handler."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
+        signal.SIG_DFL,
+        None,
+    ):
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")
@@ -332,11 +394,15 @@ def virtabs_contract(
     entry = known_failure_reason(item, virtabs_known_failures)
     if entry is not None:
         cls, reason = known_failure_error(entry)
-        if cls is None:
+        match = getattr(entry, "match", None)
+        if cls is None or match is None:
+            cls = None
             reason = (
-                f"{entry} [this known-failure entry names no error class, so it absorbs nothing: "
-                f"write it as '{kit_test_id(item)}: {{raises: ErrorClass, reason: ...}}']"
+                f"{entry} [this known-failure entry does not pin its failure (an error class and a match: "
+                "pattern of its message), so it absorbs nothing: write it as "
+                f"'{kit_test_id(item)}: {{raises: ErrorClass, match: regex, reason: ...}}']"
             )
+        item.stash[_known_key] = KnownFailure(reason, match)
         request.applymarker(
             pytest.mark.xfail(reason=f"known failure: {reason}", strict=True, raises=cls or _UnnamedKnownFailure)
         )
@@ -401,9 +467,30 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """A skip, xfail or exit raised inside a contract test is a failure of its capabilities;
-    NotSupportedError from a declared capability is annotated as such."""
+    NotSupportedError from a declared capability is annotated as such; a known failure's error that
+    does not match its pinned message becomes :class:`KnownFailureMismatch` (not absorbed)."""
     if not _is_contract_item(item):
         return (yield)
+    try:
+        return (yield from _contract_call(item))
+    except NotObservable:
+        raise
+    except Exception as exc:
+        known = item.stash.get(_known_key, None)
+        if known is None:
+            raise
+        if known.match is None:
+            exc.add_note(f"[known failure not applied] {known}")
+            raise
+        if re.search(known.match, str(exc)):
+            raise
+        raise KnownFailureMismatch(
+            f"a known failure of {kit_test_id(item)} is pinned to /{known.match}/, but it failed otherwise: "
+            f"{type(exc).__name__}: {str(exc)[:500]}"
+        ) from exc
+
+
+def _contract_call(item: pytest.Item) -> Generator[None, None, None]:
     try:
         return (yield)
     except _ESCAPES as exc:
@@ -429,6 +516,15 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     """A contract test that is skipped in its call (whatever raised it), or in setup under CI, fails."""
     report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(NotObservable) and _is_contract_item(item):
+        # its own outcome: not a pass, not a failure of the driver, not an xfail
+        reason = str(call.excinfo.value)
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), (item.location[1] or 0) + 1, f"not observable on this target: {reason}")
+        if hasattr(report, "wasxfail"):
+            del report.wasxfail
+        report.user_properties.append(("virtabs_not_observable", reason))
+        return report
     if not _is_contract_item(item) or not report.skipped or hasattr(report, "wasxfail"):
         return report
     if call.when == "call" or in_ci():
@@ -444,9 +540,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
-    """Refusal checks are counted as "refusal verified", not as passes of the test's body."""
+    """Refusal checks are counted as "refusal verified", not as passes of the test's body; an effect the
+    target cannot observe as "not observable"."""
     if report.when == "call" and report.passed and dict(report.user_properties).get("virtabs_missing"):
         return "refusal verified", "r", "REFUSAL VERIFIED"
+    if report.skipped and "virtabs_not_observable" in dict(report.user_properties):
+        return "not observable", "o", "NOT OBSERVABLE"
     return None
 
 

@@ -12,8 +12,10 @@ Results: ``pass`` (declared, every test passed), ``refusal verified``
 (not declared, and every refusal check passed: ``NotSupportedError`` before
 the host is touched, and the driver class does not implement it without
 declaring it; the test's body did not run, so this is never a pass),
-``known-failure`` (only listed known failures failed), ``fail``, and
-``untested`` (no test exercised it). A capability the driver class declares
+``known-failure`` (only listed known failures failed, each with the message
+it is pinned to), ``not observable`` (every test found an effect the target
+declares it cannot observe: a simulator that moves no data; never a pass),
+``fail``, and ``untested`` (no test exercised it). A capability the driver class declares
 but the connection drops shows ``dropped: <reason>`` in the declared column.
 
 After the table comes one entry per failing test: the capabilities it tests,
@@ -35,13 +37,24 @@ from typing import Any
 
 from .._capabilities import Capability
 
-__all__ = ["CORE", "REFUSAL_VERIFIED", "ReportCollector", "first_error_line", "main", "render_text"]
+__all__ = [
+    "CORE",
+    "NOT_OBSERVABLE",
+    "REFUSAL_VERIFIED",
+    "ReportCollector",
+    "first_error_line",
+    "main",
+    "render_text",
+]
 
 CORE = "(core)"
 """The row of tests that need no capability (lookups, errors, listing, signatures)."""
 
 REFUSAL_VERIFIED = "refusal verified"
 """The result of a capability the connection does not declare and whose refusal checks all passed."""
+
+NOT_OBSERVABLE = "not observable"
+"""The result of a test (or a capability all of whose tests) found an effect the target cannot observe."""
 
 
 def first_error_line(text: str) -> str:
@@ -78,6 +91,10 @@ class ReportCollector:
         status = _phase_status(report)
         if status is not None and _status_rank(status) >= _status_rank(entry["status"]):
             entry["status"] = status
+        if status == "not-observable":
+            entry["reason"] = props.get("virtabs_not_observable", "")
+        elif status == "known-failure":
+            entry["reason"] = str(getattr(report, "wasxfail", "") or "")
         if status in ("fail", "error") and "error" not in entry:
             text = getattr(report, "longreprtext", None) or str(getattr(report, "longrepr", "") or "")
             entry["error"] = first_error_line(text)
@@ -115,6 +132,8 @@ class ReportCollector:
             if "error" in entry:
                 test["error"] = entry["error"]
                 test["phase"] = entry.get("phase")
+            if entry.get("reason") and entry["status"] in ("not-observable", "known-failure"):
+                test["reason"] = entry["reason"]
             if entry["status"] in ("fail", "error", "skipped"):
                 test["rerun"] = self._rerun(nodeid, str(test["test"]), uri)
             for cap in (missing or required) or [CORE]:
@@ -143,6 +162,8 @@ def _empty_row() -> dict[str, Any]:
 
 
 def _phase_status(report: Any) -> str | None:
+    if report.skipped and "virtabs_not_observable" in dict(report.user_properties):
+        return "not-observable"
     if report.when == "call":
         if report.passed:
             return "pass"
@@ -157,12 +178,20 @@ def _phase_status(report: Any) -> str | None:
 
 
 def _status_rank(status: str) -> int:
-    return {"pass": 0, "known-failure": 1, "skipped": 2, "fail": 3, "error": 4}.get(status, 0)
+    return {"pass": 0, "not-observable": 1, "known-failure": 1, "skipped": 2, "fail": 3, "error": 4}.get(status, 0)
 
 
 def _summarise(row: dict[str, Any]) -> dict[str, Any]:
     tests = row["tests"]
-    counts = {"passed": 0, "failed": 0, "known": 0, "verified": 0, "refusals_failed": 0, "blocked": 0}
+    counts = {
+        "passed": 0,
+        "failed": 0,
+        "known": 0,
+        "not_observable": 0,
+        "verified": 0,
+        "refusals_failed": 0,
+        "blocked": 0,
+    }
     blockers: set[str] = set()
     for t in tests:
         ok = t["status"] == "pass"
@@ -171,6 +200,8 @@ def _summarise(row: dict[str, Any]) -> dict[str, Any]:
             blockers.update(t.get("blocked_by", []))
         elif t["status"] == "known-failure":
             counts["known"] += 1
+        elif t["status"] == "not-observable":
+            counts["not_observable"] += 1
         elif t["kind"] == "refusal":
             counts["verified" if ok else "refusals_failed"] += 1
         else:
@@ -179,6 +210,8 @@ def _summarise(row: dict[str, Any]) -> dict[str, Any]:
         result = "fail"
     elif counts["known"]:
         result = "known-failure"
+    elif counts["not_observable"] and not counts["passed"]:
+        result = NOT_OBSERVABLE
     elif counts["passed"] and not counts["verified"]:
         result = "pass"
     elif counts["verified"] and not counts["passed"]:
@@ -194,6 +227,8 @@ def _summarise(row: dict[str, Any]) -> dict[str, Any]:
         parts.append(f"{counts['verified']} refusal{'s' if counts['verified'] != 1 else ''} verified")
     if counts["known"]:
         parts.append(f"{counts['known']} known failure{'s' if counts['known'] != 1 else ''}")
+    if counts["not_observable"]:
+        parts.append(f"{counts['not_observable']} not observable on this target")
     if counts["failed"]:
         parts.append(f"{counts['failed']} failed")
     if counts["refusals_failed"]:

@@ -40,6 +40,7 @@ import os
 import shutil
 import tempfile
 import time
+import types
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -52,7 +53,14 @@ from .._models import DiskSpec, DomainRef, DomainSpec
 if TYPE_CHECKING:
     from ..drivers._test_node import Node
 
-__all__ = ["OPTIONAL_METHODS", "ContractTarget", "DefaultTarget", "TargetUnavailable"]
+__all__ = [
+    "OBSERVABLE_EFFECTS",
+    "OPTIONAL_METHODS",
+    "ContractTarget",
+    "DefaultTarget",
+    "NotObservable",
+    "TargetUnavailable",
+]
 
 log = logging.getLogger("virtabs.testing")
 
@@ -66,6 +74,23 @@ class TargetUnavailable(RuntimeError):
     A contract test that meets it fails (never skips): the message says what to
     install or provide.
     """
+
+
+class NotObservable(Exception):
+    """The target cannot observe the effect a test checks (a simulator that moves no data, a task that
+    ends before it can be seen in flight).
+
+    Raised by the kit only for an effect the target lists in its ``unobservable`` mapping (see
+    :data:`OBSERVABLE_EFFECTS`), when the test finds the effect missing; the test's outcome is
+    "not observable", counted apart in the report and never as a pass.
+    """
+
+
+OBSERVABLE_EFFECTS: Mapping[str, str] = {
+    "copy.in_flight": "a block copy can be seen running (not yet ended) right after it starts",
+    "image.content": "the data an image holds can be read by the target (image_digest, layer_digest)",
+}
+"""Effects a target may declare it cannot observe: ``unobservable = {effect: reason}`` on the target."""
 
 
 OPTIONAL_METHODS: Mapping[str, str] = {
@@ -157,6 +182,9 @@ class DefaultTarget:
     """
 
     job_timeout: float = 60.0
+    unobservable: Mapping[str, str] = types.MappingProxyType({})
+    """Effects of :data:`OBSERVABLE_EFFECTS` this host cannot show, with the reason (a simulator that moves
+    no data: ``{"image.content": "..."}``); a test that finds such an effect missing is "not observable"."""
 
     def __init__(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 import virtabs
 from docker_helpers import SLEEPER, Engine, wait_for
 from virtabs import DomainSpec, DomainState
+from virtabs.testing import TargetUnavailable
 
 from virtabs_docker.testing import DockerTarget
 
@@ -187,9 +189,19 @@ def test_tcp_with_verified_tls(dockerd: Engine, monkeypatch: pytest.MonkeyPatch)
     # a CA bundle in the environment (common on CI machines) must not replace the URI's CA
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     tls = dockerd.tls
-    with virtabs.open(_tcp(dockerd, tls_ca=tls["ca"], tls_cert=tls["client"], tls_key=tls["client-key"])) as conn:
-        assert conn.host_info().hypervisor == "docker"
-        conn.list_domains()
+    client = dockerd.client()
+    name = f"tls-{uuid.uuid4().hex[:8]}"
+    hc = client.api.create_host_config(network_mode="none")
+    client.api.create_container(dockerd.image, command=list(SLEEPER), name=name, host_config=hc)
+    try:
+        with virtabs.open(_tcp(dockerd, tls_ca=tls["ca"], tls_cert=tls["client"], tls_key=tls["client-key"])) as conn:
+            assert conn.host_info().hypervisor == "docker"
+            listed = {d.name: d for d in conn.list_domains()}
+            assert name in listed, f"the container made over the socket is not listed over TLS: {sorted(listed)}"
+            assert listed[name].state() == DomainState.SHUTOFF
+            assert conn.lookup_domain(name).uuid == listed[name].uuid
+    finally:
+        client.api.remove_container(name, force=True)
 
 
 def test_tcp_refuses_a_server_its_ca_did_not_sign(dockerd: Engine) -> None:
@@ -245,3 +257,31 @@ def test_shutdown_of_a_paused_container(engine: Engine, conn: virtabs.Connection
     dom.suspend()
     dom.shutdown(timeout=30)
     assert dom.state() == DomainState.SHUTOFF
+
+
+def test_target_on_an_engine_without_its_image_says_what_to_do(engine: Engine, conn: virtabs.Connection) -> None:
+    """A fresh engine lacks the target's image: one TargetUnavailable naming the ways to provide it, not a
+    "No such image" from every test; the engine is asked once, and nothing is left behind."""
+    absent = f"virtabs/absent-{uuid.uuid4().hex[:8]}:1"
+    target = DockerTarget(absent, engine.base_url)
+    before = {d.name for d in conn.list_domains()}
+    asked: list[str] = []
+    client = target._engine(conn)
+    inspect = client.inspect_image
+    client.inspect_image = lambda image: asked.append(image) or inspect(image)
+    try:
+        for _ in range(3):
+            with pytest.raises(TargetUnavailable) as exc:
+                target.make_domain(conn, running=True)
+            message = str(exc.value)
+            assert absent in message and "VIRTABS_DOCKER_IMAGE" in message and f"pull {absent}" in message, message
+            assert "No such image" not in message
+        assert asked == [absent]
+        assert {d.name for d in conn.list_domains()} == before
+    finally:
+        target.close()
+    present = DockerTarget(engine.image, engine.base_url)
+    try:
+        present.require_image(conn)  # the image the fixture imported: no complaint
+    finally:
+        present.close()

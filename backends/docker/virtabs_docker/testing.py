@@ -4,7 +4,8 @@ Published through the entry-point group ``virtabs.testing.targets`` (name ``dock
 contain ``/bin/sh`` and ``sleep`` (busybox is enough): the command traps SIGTERM and exits, so a graceful
 shutdown ends quickly. The image is ``$VIRTABS_DOCKER_IMAGE``, else ``busybox:latest``; the backend's own
 tests import a busybox-static rootfs as ``virtabs/busybox:latest`` (no registry needed). Containers get
-no network (``--network none``).
+no network (``--network none``). On an engine without the image, every test that needs a container fails
+with one :class:`~virtabs.testing.TargetUnavailable` saying how to provide it (the engine is asked once).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class DockerTarget(DefaultTarget):
         self.image = image or os.environ.get("VIRTABS_DOCKER_IMAGE", "busybox:latest")
         self.base_url = base_url
         self._client: Any = None
+        self._image_missing: str | None = None
+        self._image_checked = False
 
     def _engine(self, conn: Connection) -> Any:
         """A docker SDK client of its own (not the driver's) on the connection's engine."""
@@ -61,8 +64,27 @@ class DockerTarget(DefaultTarget):
             self._client.close()
             self._client = None
 
+    def require_image(self, conn: Connection) -> None:
+        """TargetUnavailable naming what to do when the engine lacks :attr:`image` (asked once per target)."""
+        if not self._image_checked:
+            import docker
+
+            try:
+                self._engine(conn).inspect_image(self.image)
+            except docker.errors.ImageNotFound:
+                self._image_missing = (
+                    f"the Docker contract target needs the image {self.image!r} (with /bin/sh and sleep: busybox is "
+                    f"enough) and the engine at {conn.uri} does not have it: pull it (docker pull {self.image}), "
+                    "import one (a busybox-static rootfs: tar -C ROOTFS -c . | docker import - virtabs/busybox), "
+                    "or name an image the engine has with VIRTABS_DOCKER_IMAGE=NAME"
+                )
+            self._image_checked = True
+        if self._image_missing is not None:
+            raise TargetUnavailable(self._image_missing)
+
     def domain_spec(self, conn: Connection, name: str) -> DomainSpec:
-        """A container definition (no disks: containers have none)."""
+        """A container definition (no disks: containers have none) of an image the engine has."""
+        self.require_image(conn)
         return DomainSpec(
             name=name,
             memory_bytes=self.memory_bytes,

@@ -721,10 +721,16 @@ class EsxDriver(Driver):
         """RelocateVM_Task moving this disk to the datastore ``request.dest`` names.
 
         The destination is ``/vmfs/volumes/<datastore>[/...]``: VMware chooses the file name. The job
-        switches over by itself when the task succeeds (no pivot); its progress is the task's.
+        switches over by itself when the task succeeds (no pivot); its progress is the task's. A bandwidth
+        is refused (InvalidArgumentError), as ``block_job_set_speed`` refuses one: Storage vMotion has none.
         """
         if request.shallow or request.reuse_existing or request.dest_is_block_device:
             raise InvalidArgumentError(f"disk {quote(disk)}: Storage vMotion copies whole disks to a datastore")
+        if request.bandwidth_bytes:  # as block_job_set_speed: a limit it cannot apply is refused, not ignored
+            raise InvalidArgumentError(
+                f"disk {quote(disk)} of domain {quote(dom.name)}: VMware's Storage vMotion cannot be throttled "
+                f"(bandwidth {request.bandwidth_bytes} bytes/s requested; copy with bandwidth 0)"
+            )
         ds_name, _ = datastore_path(request.dest)
         datastore = self._datastore(ds_name)
         devices = self._props(dom, DEVICE_PROPS).get("config.hardware.device") or []

@@ -247,3 +247,31 @@ def test_the_default_uri_is_ntlm_over_verified_https() -> None:
         assert ntlm.server.sealed == 0  # TLS protects the bodies; NTLM authenticated the connection
         with pytest.raises(virtabs.AuthError):
             virtabs.open(f"hyperv://127.0.0.1:{ntlm.port}/?cafile={ntlm.cafile}", credentials=(ntlm.username, "bad-pw"))
+
+
+def test_memory_is_read_and_written_in_bytes(conn: virtabs.Connection, sim: Simulator) -> None:
+    """The memory value itself, through every read, against what the host holds (a unit error in either
+    direction changes it; the simulator's lower bound alone only catches a value that shrinks below it)."""
+    dom = conn.define_domain({"name": f"mem-{time.time_ns()}", "memory_bytes": 96 * MiB, "vcpus": 2})
+    try:
+        with sim.host.lock:
+            held = next(v for v in sim.host.vms.values() if v.name == dom.name)
+            assert held.memory == 96 * MiB, f"Hyper-V was given {held.memory} bytes of startup memory"
+        for running in (False, True):
+            if running:
+                dom.start()
+            info = dom.info()
+            assert (info.memory_bytes, info.max_memory_bytes, info.vcpus) == (96 * MiB, 96 * MiB, 2), info
+            assert dom.spec().memory_bytes == 96 * MiB
+            (record,) = [r for r in conn.domain_records() if r.uuid == dom.uuid]
+            assert record.memory_bytes == 96 * MiB, record
+        dom.destroy()
+        with sim.host.lock:  # a VM made on the host, with a size no define of this test uses
+            sim.host.add_vm(f"host-made-{dom.name}", memory=1536 << 20, cpu=3)
+        made = conn.lookup_domain(f"host-made-{dom.name}")
+        assert (made.info().memory_bytes, made.info().vcpus) == (1536 << 20, 3)
+        (record,) = [r for r in conn.domain_records() if r.uuid == made.uuid]
+        assert (record.memory_bytes, record.vcpus) == (1536 << 20, 3)
+        made.undefine()
+    finally:
+        dom.undefine()

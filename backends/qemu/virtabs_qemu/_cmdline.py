@@ -2,7 +2,8 @@
 
 The generated command line is deterministic (golden-file tested):
 
-* ``-machine q35``, ``-accel kvm`` (``tcg`` when /dev/kvm cannot be opened read-write),
+* ``-machine q35``, ``-accel kvm`` (``tcg`` when /dev/kvm cannot be opened read-write or is a KVM that
+  cannot run a stock guest, such as ``kvm_pvm``),
   ``-nodefaults -no-user-config -display none``, always started with ``-S`` (the
   driver sends ``cont`` unless the domain was started paused);
 * every disk is a ``file`` node plus a format node with an **explicit** driver
@@ -32,7 +33,9 @@ __all__ = [
     "LEASE_SOCKETS",
     "blockdev_nodes",
     "build_argv",
+    "KvmUnusableWarning",
     "default_accel",
+    "kvm_unusable_reason",
     "device_for_disk",
     "file_node_name",
     "fmt_node_name",
@@ -55,14 +58,44 @@ MiB = 1024 * 1024
 _NIC_MODELS = {"virtio": "virtio-net-pci", "e1000": "e1000", "e1000e": "e1000e", "rtl8139": "rtl8139"}
 
 
-def default_accel() -> str:
-    """``kvm`` when /dev/kvm opens read-write, else ``tcg``."""
+class KvmUnusableWarning(RuntimeWarning):
+    """/dev/kvm opens but is a KVM that stock guests do not run under: the driver uses TCG instead."""
+
+
+SYS_MODULE = "/sys/module"
+"""Where the kernel lists its loaded modules (a parameter of :func:`kvm_unusable_reason` for tests)."""
+
+UNUSABLE_KVM_MODULES: Mapping[str, str] = {
+    "kvm_pvm": (
+        "a paravirtual nested KVM (PVM) that runs only PVM-enabled guest kernels: a stock kernel spins in its "
+        "decompressor with no console output"
+    ),
+}
+"""Kernel modules whose /dev/kvm cannot boot a stock guest, with why."""
+
+
+def kvm_unusable_reason(sys_module: str = SYS_MODULE) -> str | None:
+    """Why /dev/kvm cannot run a stock guest on this host (a module of :data:`UNUSABLE_KVM_MODULES` is
+    loaded), or None."""
+    for module, why in UNUSABLE_KVM_MODULES.items():
+        if os.path.isdir(os.path.join(sys_module, module)):
+            return f"/dev/kvm is provided by {module} ({os.path.join(sys_module, module)}), {why}"
+    return None
+
+
+def default_accel(sys_module: str = SYS_MODULE, kvm_device: str = "/dev/kvm") -> tuple[str, str | None]:
+    """The accelerator when the URI names none, and why it is not KVM (None when it is, or when there is
+    simply no usable /dev/kvm): ``kvm`` when /dev/kvm opens read-write and is not a KVM that cannot run a
+    stock guest (:func:`kvm_unusable_reason`), else ``tcg``."""
     try:
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(kvm_device, os.O_RDWR | os.O_CLOEXEC)
     except OSError:
-        return "tcg"
+        return "tcg", None
     os.close(fd)
-    return "kvm"
+    reason = kvm_unusable_reason(sys_module)
+    if reason is not None:
+        return "tcg", reason
+    return "kvm", None
 
 
 def file_node_name(target: str) -> str:

@@ -25,9 +25,11 @@ and the QMP mapping.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import socket
+import warnings
 from typing import ClassVar
 
 from virtabs.spi import (
@@ -64,7 +66,7 @@ from virtabs.spi import (
 )
 
 from ._blockjobs import BlockJobs
-from ._cmdline import default_accel, mac_for
+from ._cmdline import KvmUnusableWarning, default_accel, mac_for
 from ._devices import Devices
 from ._events import Events
 from ._lifecycle import Lifecycle
@@ -80,12 +82,29 @@ from ._store import DefinitionStore
 
 __all__ = ["QemuDriver"]
 
+log = logging.getLogger("virtabs.qemu")
+
+_warned_kvm_unusable: set[str] = set()
+"""Reasons already warned about in this process (a connection per test must not warn a thousand times)."""
+
+
+def _warn_kvm_unusable(reason: str) -> None:
+    """Say once per process why the driver runs guests under TCG although /dev/kvm opens."""
+    if reason in _warned_kvm_unusable:
+        return
+    _warned_kvm_unusable.add(reason)
+    message = f"qemu: using TCG, not KVM: {reason}; pass accel=kvm in the URI to use it anyway"
+    log.warning("%s", message)
+    warnings.warn(message, KvmUnusableWarning, stacklevel=4)
+
 
 class QemuDriver(Driver):
     """QEMU/KVM without a daemon: definitions are JSON files, running domains are daemonized QEMUs.
 
     URIs: ``qemu:///session``, ``qemu:///system``, ``qemu:///embed?root=DIR``; ``?emulator=PATH``
-    overrides ``qemu-system-x86_64`` and ``?accel=tcg`` forces TCG.
+    overrides ``qemu-system-x86_64`` and ``?accel=kvm|tcg`` chooses the accelerator (default: KVM when
+    /dev/kvm opens read-write and is not a KVM that cannot run a stock guest, such as ``kvm_pvm``; then TCG,
+    with a :class:`~virtabs_qemu._cmdline.KvmUnusableWarning` saying why).
     """
 
     name: ClassVar[str] = "qemu"
@@ -151,7 +170,11 @@ class QemuDriver(Driver):
             raise DriverUnavailableError(
                 f"QEMU emulator {path or 'qemu-system-x86_64'} not found or not executable; {self.install_hint}"
             )
-        accel = uri.param("accel") or default_accel()
+        accel = uri.param("accel")
+        if not accel:
+            accel, not_kvm = default_accel()
+            if not_kvm is not None:
+                _warn_kvm_unusable(not_kvm)
         if accel not in ("kvm", "tcg"):
             raise InvalidArgumentError(f"accel must be kvm or tcg, got {quote(accel)}")
         self.emulator = Emulator(path, accel, options.timeout)

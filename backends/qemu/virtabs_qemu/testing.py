@@ -26,6 +26,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -237,6 +238,29 @@ def guest_extra_with_init(init: str, directory: Path) -> dict[str, object]:
     return {"qemu": {"kernel": kernel, "initrd": str(out), "append": CMDLINE}}
 
 
+OWNERS_DIR = ".virtabs-contract-runs"
+"""Directory (under the runtime directory) where each kit run records the pid that owns its prefix."""
+
+
+def _owner_alive(claim: Path) -> bool:
+    """Whether the process recorded in ``claim`` still runs (a missing or unreadable claim: no)."""
+    try:
+        pid = int(claim.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _is_qemu(pid: int) -> bool:
+    """Whether ``pid`` is a QEMU (a reused pid of something else is never killed)."""
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+    except OSError:
+        return False
+    return b"qemu" in os.path.basename(argv0)
+
+
 def wait_console(console: Path, text: str, timeout: float = 60.0, count: int = 1) -> None:
     """Wait until the serial console log shows ``text`` ``count`` times; AssertionError with its tail if not."""
     deadline = time.monotonic() + timeout
@@ -269,11 +293,15 @@ class QemuTarget(DefaultTarget):
     job_timeout = 120.0
 
     def __init__(self, dirs: StateDirs) -> None:
-        """A target for the connection whose state directories are ``dirs``."""
+        """A target for the connection whose state directories are ``dirs``; kills the QEMUs that runs
+        killed before their cleanup left behind (:meth:`sweep_stale_processes`)."""
         super().__init__(memory_bytes=128 * MiB)
         self.dirs = dirs
         self._extra: dict[str, object] | None = None
         self._peer_roots: list[str] = []
+        self._swept_definitions = False
+        self.sweep_stale_processes()
+        self._claim()
 
     @classmethod
     def from_uri(cls, uri: str) -> QemuTarget:
@@ -289,11 +317,11 @@ class QemuTarget(DefaultTarget):
         return self._extra
 
     def close(self) -> None:
-        """Kill any QEMU this run's domains left behind (their names carry the prefix), also in peer roots."""
-        for run in (self.dirs.run, *(os.path.join(r, "run") for r in self._peer_roots)):
-            for pidfile in glob.glob(os.path.join(run, f"{self.prefix}*", "qemu.pid")):
-                with contextlib.suppress(OSError, ValueError):
-                    os.kill(int(Path(pidfile).read_text().strip()), signal.SIGKILL)
+        """Kill any QEMU this run's domains left behind (their names carry the prefix), also in peer roots;
+        give up the claim."""
+        self._kill_prefixed(self.prefix)
+        with contextlib.suppress(OSError):
+            (self._owners() / self.prefix).unlink()
 
     def migration_peer(self, conn: Connection) -> Connection:
         """Another embed root on this machine (same emulator and accelerator) to migrate to."""
@@ -314,6 +342,66 @@ class QemuTarget(DefaultTarget):
         self.close()
         while self._peer_roots:
             shutil.rmtree(self._peer_roots.pop(), ignore_errors=True)
+
+    # --- runs that were killed: their domains are recognisable by name, their owner is gone ---------
+
+    def _owners(self) -> Path:
+        return Path(self.dirs.run) / OWNERS_DIR
+
+    def _claim(self) -> None:
+        """Record that this process owns the domains named with this run's prefix."""
+        with contextlib.suppress(OSError):
+            self._owners().mkdir(parents=True, exist_ok=True)
+            (self._owners() / self.prefix).write_text(f"{os.getpid()}\n")
+
+    def _stale_prefixes(self) -> set[str]:
+        """Run prefixes of this target's kind whose owning process is gone (or that no run claims)."""
+        base = self.prefix.rsplit("-", 1)[0]
+        pattern = re.compile(rf"^({re.escape(base)}-[0-9a-f]{{6}})-\d+-")
+        seen: set[str] = set()
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.dirs.run):
+                if (m := pattern.match(entry.name)) is not None:
+                    seen.add(m.group(1))
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.dirs.config):
+                if (m := pattern.match(entry.name)) is not None:
+                    seen.add(m.group(1))
+        return {p for p in seen - {self.prefix} if not _owner_alive(self._owners() / p)}
+
+    def _kill_prefixed(self, prefix: str) -> None:
+        runs = (self.dirs.run, *(os.path.join(r, "run") for r in self._peer_roots))
+        for pidfile in (p for run in runs for p in glob.glob(os.path.join(run, f"{prefix}-*", "qemu.pid"))):
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(Path(pidfile).read_text().strip())
+                if _is_qemu(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+    def sweep_stale_processes(self) -> list[str]:
+        """Kill the QEMUs of contract domains whose run was killed (Ctrl-C twice, SIGKILL, a CI timeout):
+        their names carry a run prefix no live process owns. Returns the prefixes swept."""
+        stale = sorted(self._stale_prefixes())
+        for prefix in stale:
+            self._kill_prefixed(prefix)
+        return stale
+
+    def sweep_stale_definitions(self, conn: Connection) -> None:
+        """Destroy and undefine, through ``conn``, the contract domains (and volumes) of killed runs."""
+        stale = self._stale_prefixes()
+        if not stale:
+            return
+        for dom in conn.list_domains():
+            if any(dom.name.startswith(f"{p}-") for p in stale):
+                self._remove_domain(dom)
+        with contextlib.suppress(Exception):
+            pool = conn.lookup_storage_pool("default")
+            for vol in pool.list_volumes():
+                if any(vol.name.startswith(f"{p}-") for p in stale):
+                    with contextlib.suppress(Exception):
+                        vol.delete()
+        for prefix in stale:
+            with contextlib.suppress(OSError):
+                (self._owners() / prefix).unlink()
 
     def domain_spec(self, conn: Connection, name: str) -> DomainSpec:
         """A 64 MiB qcow2 volume of the ``default`` pool as ``vda``, booting the test guest."""
@@ -337,8 +425,14 @@ class QemuTarget(DefaultTarget):
             args += ["-b", backing, "-F", _image_format(backing)]
         _tool("qemu-img", *args, path, str(SIZE))
 
+    def _sweep_once(self, conn: Connection) -> None:
+        if not self._swept_definitions:
+            self._swept_definitions = True
+            self.sweep_stale_definitions(conn)
+
     def make_chain_domain(self, conn: Connection) -> Domain:
         """base <- snap1 <- snap2 (64 MiB qcow2, a data pattern per layer) so throttled jobs stay busy."""
+        self._sweep_once(conn)
         extra = self.extra
         pool_path = str(conn.lookup_storage_pool("default").info().path)
         below: str | None = None
@@ -363,6 +457,7 @@ class QemuTarget(DefaultTarget):
 
     def make_domain(self, conn: Connection, *, running: bool) -> Domain:
         """A disposable domain; when running, returned once the guest's init said it is ready."""
+        self._sweep_once(conn)
         dom = super().make_domain(conn, running=running)
         if running:
             wait_console(Path(self.dirs.run_dir(dom.name)) / "console.log", "virtabs-guest: ready", timeout=90)

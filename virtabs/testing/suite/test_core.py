@@ -17,13 +17,13 @@ from ..._errors import (
     OperationInvalidError,
 )
 from ..._flags import DomainState
-from ..._models import DiskInfo, DomainInfo, DomainSpec, HostInfo, NicInfo
+from ..._models import DiskInfo, DomainInfo, DomainRecord, DomainSpec, HostInfo, NicInfo
 from ...spi import SPI_METHODS, Driver
 from ..contract import ABSENT_DOMAIN, Contract
 from ..recorder import CallRecorder
 from ._util import any_domain
 
-__all__ = ["TestConnection", "TestDriverShape", "TestLookups"]
+__all__ = ["TestConnection", "TestDriverShape", "TestLookups", "assert_records_agree", "record_disagreements"]
 
 
 class TestConnection:
@@ -34,6 +34,26 @@ class TestConnection:
         assert isinstance(info, HostInfo)
         assert info.cpus > 0 and info.memory_bytes > 0
         assert info.hostname and info.hypervisor
+
+    def test_host_facts_hold_every_running_guest(self, virtabs_contract: Contract) -> None:
+        """What must hold between the host and its guests: a unit error in either side breaks it.
+
+        A running guest's memory is backed by the host (memory in bytes, so a driver reading KiB or MiB as
+        bytes reports a host smaller than its guests), and no guest has more vCPUs than the host has CPUs
+        (on a host that overcommits, the driver reports the CPUs guests may use)."""
+        c = virtabs_contract
+        running = [d for d in c.conn.list_domains() if d.state().is_active]
+        if not running and c.conn.supports(Capability.DOMAIN_START) and c.conn.supports(Capability.DOMAIN_DEFINE):
+            running = [c.domain(running=True)]
+        host = c.conn.host_info()
+        assert host.memory_bytes >= 64 << 20, f"the host reports {host.memory_bytes} bytes of memory (units: bytes)"
+        for dom in running:
+            info = dom.info()
+            assert info.memory_bytes <= host.memory_bytes, (
+                f"running domain {dom.name!r} has {info.memory_bytes} bytes of memory, more than the host's "
+                f"{host.memory_bytes} (one of them is not in bytes)"
+            )
+            assert info.vcpus <= host.cpus, f"domain {dom.name!r} has {info.vcpus} vCPUs, the host {host.cpus} CPUs"
 
     def test_capabilities_are_a_refinement_of_the_class_declaration(self, virtabs_contract: Contract) -> None:
         conn = virtabs_contract.conn
@@ -140,6 +160,10 @@ class TestLookups:
         record = records[dom.uuid]
         assert record.name == dom.name
         assert record.state == dom.state()
+        record_problems = record_disagreements(record, dom)
+        assert not record_problems, "domain_records disagrees with the per-domain calls:\n  " + "\n  ".join(
+            record_problems
+        )
         other = virtabs_contract.other_door()
         for uuid_, name in listed.items():
             assert other.lookup_domain(name).uuid == uuid_, f"listed {name!r} is another domain when looked up"
@@ -159,6 +183,63 @@ class TestDriverShape:
         assert cls.name, f"{cls.__name__}.name is empty"
         assert cls.name == virtabs_contract.conn.parsed_uri.driver
         assert cls.__doc__, f"{cls.__name__} has no docstring"
+
+
+def _disk_key(d: DiskInfo) -> tuple[object, ...]:
+    return (d.target, d.path, d.format, d.bus, d.readonly, d.backing_chain, d.pool, d.capacity_bytes)
+
+
+def _nic_key(n: NicInfo) -> tuple[object, ...]:
+    return (n.mac, n.network, n.model)
+
+
+def assert_records_agree(c: Contract, dom: Domain) -> None:
+    """The bulk record of ``dom``, through another connection, agrees with ``dom``'s own calls."""
+    other = c.other_door()
+    records = [r for r in other.domain_records() if r.uuid == dom.uuid]
+    assert len(records) == 1, f"domain_records lists domain {dom.name!r} {len(records)} times"
+    problems = record_disagreements(records[0], other.lookup_domain(dom.uuid))
+    assert not problems, "domain_records disagrees with the per-domain calls:\n  " + "\n  ".join(problems)
+
+
+def record_disagreements(record: DomainRecord, dom: Domain) -> list[str]:
+    """Every field of ``record`` (from the bulk hook) that differs from what ``dom``'s own calls report.
+
+    A field the bulk hook could not read is None with its reason in ``field_errors`` (then it is not
+    compared); None without a reason is a disagreement.
+    """
+    problems: list[str] = []
+    info = dom.info()
+    spec = dom.spec()
+
+    def check(field: str, bulk: object, single: object, call: str) -> None:
+        if bulk is None:
+            if not record.field_errors.get(field):
+                problems.append(f"{field}: None with no reason in field_errors ({call} reports {single!r})")
+        elif bulk != single:
+            problems.append(f"{field}: domain_records says {bulk!r}, {call} says {single!r}")
+
+    check("state", record.state, info.state, "info()")
+    check("native_state", record.native_state, info.native_state, "info()")
+    check("vcpus", record.vcpus, info.vcpus, "info()")
+    # "current memory": a running guest's use may move between two reads, so the record may give the
+    # current value or the configured one; a unit error matches neither
+    memory_values = {info.memory_bytes, info.max_memory_bytes, spec.memory_bytes}
+    if record.memory_bytes is not None and record.memory_bytes in memory_values:
+        pass
+    else:
+        check("memory_bytes", record.memory_bytes, info.memory_bytes, "info()")
+    check("os_type", record.os_type, spec.os_type, "spec()")
+    disks = sorted(_disk_key(d) for d in dom.disks())
+    bulk_disks = sorted(_disk_key(d) for d in record.disks)
+    if record.disks or not record.field_errors.get("disks"):
+        check("disks", bulk_disks, disks, "disks()")
+    nics = sorted(_nic_key(n) for n in dom.nics())
+    if record.nics or not record.field_errors.get("nics"):
+        check("nics", sorted(_nic_key(n) for n in record.nics), nics, "nics()")
+    if dom.connection.supports(Capability.DOMAIN_SNAPSHOT):
+        check("snapshot_count", record.snapshot_count, len(dom.list_snapshots()), "len(list_snapshots())")
+    return problems
 
 
 def spi_signature_problems(cls: type[Driver]) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ..._api import Domain
-from ..._errors import NoDomainError, NotSupportedError, OperationInvalidError, VirtabsError
+from ..._errors import InvalidArgumentError, NoDomainError, OperationFailedError, OperationInvalidError, VirtabsError
 from ..._flags import DomainState
 from ..contract import Contract
 from ..markers import requires
@@ -22,6 +22,26 @@ LISTING_DOMAINS_MIN = 20
 fewer than this: 20 domains still make a per-domain call exceed the limit four times over."""
 LISTING_CALL_LIMIT = 5
 """Driver calls allowed for one listing of ``LISTING_DOMAINS`` domains: a constant, never one per domain."""
+
+
+DUPLICATE_ERRORS: tuple[type[VirtabsError], ...] = (OperationInvalidError, OperationFailedError)
+"""How a define of a name or UUID already in use is refused: the operation is invalid (code 55, as the
+test driver) or failed (code 9, libvirt's "domain ... already exists"); never a timeout, a connection
+error, NotSupportedError or a bad argument, which say nothing about the duplicate."""
+
+
+def assert_refused_as_duplicate(exc: VirtabsError, *names: str, also: tuple[type[VirtabsError], ...] = ()) -> None:
+    """``exc`` refuses a define because the domain exists: one of :data:`DUPLICATE_ERRORS` (or ``also``),
+    naming it."""
+    allowed = DUPLICATE_ERRORS + also
+    assert isinstance(exc, allowed) and not isinstance(exc, tuple(_NOT_DUPLICATE)), (
+        f"a duplicate define must raise {' or '.join(c.__name__ for c in allowed)}, got "
+        f"{type(exc).__name__} (code {int(exc.code)}): {exc.message}"
+    )
+    assert any(n in exc.message for n in names), f"the refusal should name {' or '.join(map(repr, names))}: {exc}"
+
+
+_NOT_DUPLICATE: list[type[BaseException]] = [TimeoutError, ConnectionError, NotImplementedError]
 
 
 def state_elsewhere(c: Contract, dom: Domain) -> DomainState:
@@ -84,7 +104,8 @@ class TestDefine:
         )
         with pytest.raises(VirtabsError) as exc:
             conn.define_domain(clash)
-        assert not isinstance(exc.value, NotSupportedError), exc.value
+        # a hypervisor that assigns UUIDs itself refuses any caller's UUID as an invalid argument
+        assert_refused_as_duplicate(exc.value, clash.name, doms[0].uuid, first.name, also=(InvalidArgumentError,))
         listed = virtabs_contract.other_door().list_domains()
         assert [d.uuid for d in listed].count(doms[0].uuid) == 1
         assert conn.lookup_domain(doms[0].uuid).name == first.name, "a refused define renamed the domain"
@@ -96,8 +117,9 @@ class TestDefine:
         spec = virtabs_contract.spec()
         dom = conn.define_domain(spec.to_dict())
         assert dom.name == spec.name
-        with pytest.raises(VirtabsError):
+        with pytest.raises(VirtabsError) as exc:
             conn.define_domain(spec)  # a second domain with that name is refused, not merged
+        assert_refused_as_duplicate(exc.value, spec.name)
         assert [d.name for d in conn.list_domains()].count(spec.name) == 1
 
 

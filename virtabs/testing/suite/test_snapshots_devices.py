@@ -11,6 +11,7 @@ from ..._flags import DomainState
 from ..._models import DiskSpec, Snapshot
 from ..contract import Contract
 from ..markers import requires
+from .test_core import assert_records_agree
 
 __all__ = ["TestDiskHotplug", "TestSnapshots"]
 
@@ -25,6 +26,7 @@ class TestSnapshots:
         assert isinstance(snap, Snapshot)
         assert snap.name == "s1" and snap.domain == dom.name
         assert "s1" in [s.name for s in dom.list_snapshots()]
+        assert_records_agree(virtabs_contract, dom)  # the bulk record counts the snapshot
         dom.revert_to_snapshot("s1")
         assert dom.state() == DomainState.RUNNING
         dom.delete_snapshot("s1")
@@ -72,6 +74,7 @@ class TestDiskHotplug:
         other = virtabs_contract.other_door().lookup_domain(dom.uuid)
         disks = {d.target: d for d in other.disks()}
         assert "vdb" in disks and disks["vdb"].path == path, f"another connection sees the disks {sorted(disks)}"
+        assert_records_agree(virtabs_contract, dom)  # the bulk record lists the hot-plugged disk
         with pytest.raises(InvalidArgumentError):
             dom.attach_disk(DiskSpec("vdb", path, format="raw"))
         dom.detach_disk("vdb")
