@@ -37,6 +37,8 @@ class Capability(enum.StrEnum):
     """suspend and resume (pause the vCPUs, keep memory)."""
     DOMAIN_SAVE = "domain.save"
     """save to a file and restore from it."""
+    DOMAIN_MANAGED_SAVE = "domain.managed_save"
+    """managed_save, has_managed_save and managed_save_remove; start resumes a managed save."""
     DOMAIN_SNAPSHOT = "domain.snapshot"
     """create, list, revert and delete snapshots."""
     DOMAIN_DISK_HOTPLUG = "domain.disk_hotplug"

@@ -17,6 +17,7 @@ a second job on a disk that has one                     BlockCopyActiveError
 pivot before ready                                      BlockCopyActiveError
 pivot of a pull or non-active commit                    OperationInvalidError
 save/snapshot/revert/detach during a copy               BlockCopyActiveError
+managed save of a transient domain                      OperationInvalidError
 bandwidth negative or overflowing 64-bit bytes/s        InvalidArgumentError
 cur == end before ready                                 never reported (capped at end - 1)
 =====================================================  ===================================
@@ -220,6 +221,12 @@ def check_state(op: Operation, state: DomainState, what: str, domain: str) -> No
         raise OperationInvalidError(f"{what}: domain {domain!r} is already paused")
     if rule is StateRule.PAUSED and state != DomainState.PAUSED:
         raise OperationInvalidError(f"{what}: domain {domain!r} is not paused")
+
+
+def check_persistent(op: Operation, status: DomainStatus, what: str, domain: str) -> None:
+    """libvirt's "cannot do managed save for transient domain": the operation needs a persistent definition."""
+    if op.persistent_only and not status.persistent:
+        raise OperationInvalidError(f"{what}: domain {domain!r} is transient (it has no persistent definition)")
 
 
 def check_jobs(op: Operation, status: DomainStatus, disk: str | None, what: str) -> BlockJobInfo | None:

@@ -58,6 +58,7 @@ for _name in (
     "create_snapshot", "list_snapshots", "revert_to_snapshot", "delete_snapshot", "attach_disk", "detach_disk",
     "block_pull", "block_copy", "block_commit", "create_volume", "delete_volume", "resize_volume",
     "block_job_info", "block_job_abort", "block_job_set_speed",
+    "managed_save", "has_managed_save", "managed_save_remove",
 ):  # fmt: skip
     setattr(MinimalDriver, _name, getattr(Driver, _name))
 

@@ -91,11 +91,13 @@ class Operation:
     """The domain state it needs."""
     jobs: JobRule = JobRule.NONE
     """The block-job rule that applies."""
+    persistent_only: bool = False
+    """Refused on a transient domain (one that has no persistent definition), as libvirt refuses it."""
 
     @property
     def needs_status(self) -> bool:
         """Whether the gate must read the domain's state and jobs before this operation."""
-        return self.state is not StateRule.ANY or self.jobs is not JobRule.NONE
+        return self.state is not StateRule.ANY or self.jobs is not JobRule.NONE or self.persistent_only
 
     def required_capabilities(self) -> frozenset[Capability]:
         """The capabilities of which a driver must declare at least one (empty: none needed)."""
@@ -162,6 +164,26 @@ OPERATIONS: Mapping[str, Operation] = dict(
             jobs=_J.NO_COPY,
         ),
         _op("restore", "start a domain from a saved file", capability=_C.DOMAIN_SAVE, writes=True),
+        # --- managed save (issue 27): libvirt's virDomainManagedSave, HasManagedSaveImage, ManagedSaveRemove.
+        # The hypervisor keeps the state; the next ``start`` resumes it. Kept together for an easy merge.
+        _op(
+            "managed_save",
+            "save the running domain where the host keeps it and stop; start resumes it",
+            capability=_C.DOMAIN_MANAGED_SAVE,
+            writes=True,
+            state=_S.ACTIVE,
+            jobs=_J.NO_COPY,
+            persistent_only=True,
+        ),
+        _op("has_managed_save", "whether a managed save image exists", capability=_C.DOMAIN_MANAGED_SAVE),
+        _op(
+            "managed_save_remove",
+            "discard the managed save image (the next start boots)",
+            capability=_C.DOMAIN_MANAGED_SAVE,
+            writes=True,
+            state=_S.INACTIVE,
+        ),
+        # --- end of managed save
         # --- snapshots
         _op(
             "create_snapshot",

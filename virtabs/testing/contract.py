@@ -84,6 +84,10 @@ class Contract:
         """The target's marker of the guest's current boot."""
         return self.target_method("boot_id")(self.conn, dom)
 
+    def run_clock(self, dom: Domain) -> float | None:
+        """The target's reading of the guest's own run clock (seconds it has run since it booted)."""
+        return self.target_method("run_clock")(self.conn, dom)  # type: ignore[no-any-return]
+
     def assert_no_job_anywhere(self, dom: Domain, disk: str = "vda") -> None:
         """No listing reports a job on ``disk``: the job query, the domain's job list, the bulk records,
         and the same through :meth:`other_door`."""
@@ -233,6 +237,11 @@ def public_calls(contract: Contract, cap: Capability) -> list[PublicCall]:
         c.DOMAIN_SAVE: [
             ("Domain.save", lambda: dom.save(_SAVE), _NONE),
             ("Connection.restore", lambda: conn.restore(_SAVE), _NONE),
+        ],
+        c.DOMAIN_MANAGED_SAVE: [
+            ("Domain.managed_save", dom.managed_save, _NONE),
+            ("Domain.has_managed_save", dom.has_managed_save, _NONE),
+            ("Domain.managed_save_remove", dom.managed_save_remove, _NONE),
         ],
         c.DOMAIN_SNAPSHOT: [
             ("Domain.create_snapshot", lambda: dom.create_snapshot("s1"), _NONE),

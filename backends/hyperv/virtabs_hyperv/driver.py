@@ -114,6 +114,10 @@ class _CopyJob:
         self.aborted = False
 
 
+_SAVED = ("Saved", "FastSaved")
+"""The VM states that hold a saved state (a managed save: Start-VM resumes it)."""
+
+
 class HypervDriver(Driver):
     """Hyper-V over WinRM: ``hyperv://HOST/`` (HTTPS 5986, certificate verified, NTLM)."""
 
@@ -126,6 +130,7 @@ class HypervDriver(Driver):
         Capability.DOMAIN_DESTROY,
         Capability.DOMAIN_REBOOT,
         Capability.DOMAIN_SUSPEND,
+        Capability.DOMAIN_MANAGED_SAVE,
         Capability.DOMAIN_SNAPSHOT,
         Capability.DOMAIN_DISK_HOTPLUG,
         Capability.BLOCK_COPY,
@@ -135,6 +140,7 @@ class HypervDriver(Driver):
         notes={
             Capability.DOMAIN_SHUTDOWN: "Stop-VM -Force through the guest's Shutdown integration service",
             Capability.DOMAIN_REBOOT: "Restart-VM -Force: a hard reset, not a guest reboot",
+            Capability.DOMAIN_MANAGED_SAVE: "Save-VM (state Saved); Start-VM resumes; Remove-VMSavedState (2016+)",
             Capability.DOMAIN_DISK_HOTPLUG: "live only on SCSI (vdX); IDE (hdX) only while off",
             Capability.BLOCK_COPY: (
                 "Move-VMStorage: copies, switches the VM over and deletes the source by itself; no ready phase, "
@@ -415,6 +421,7 @@ class HypervDriver(Driver):
                     snapshot_count=as_int(item.get("Snaps")),
                     block_jobs=tuple(self._local_jobs(ref)),
                     extra={"hyperv": {"generation": as_int(v.get("Gen"))}},
+                    managed_save=native in _SAVED,
                 )
             )
         return records
@@ -482,10 +489,19 @@ class HypervDriver(Driver):
         """Resume-VM."""
         self._act("vm.resume", dom)
 
-    def ex_managed_save(self, dom: DomainRef) -> None:
+    def managed_save(self, dom: DomainRef) -> None:
         """Save-VM: Hyper-V's managed save (state Saved; start() restores it). Not ``domain.save``, which
         saves to a file of the caller's choosing: Hyper-V keeps the state in the VM's own directory."""
         self._act("vm.save", dom)
+
+    def has_managed_save(self, dom: DomainRef) -> bool:
+        """The VM is in state Saved (or FastSaved)."""
+        return self.domain_info(dom).native_state in _SAVED
+
+    def managed_save_remove(self, dom: DomainRef) -> None:
+        """Remove-VMSavedState (Windows Server 2016 and later), only when the VM has a saved state."""
+        if self.has_managed_save(dom):
+            self._act("vm.discard_saved", dom)
 
     # --- snapshots (checkpoints) -----------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ NEEDS_COMMANDS: dict[Capability, frozenset[str]] = {
     Capability.DOMAIN_REBOOT: frozenset({"system_reset"}),
     Capability.DOMAIN_SUSPEND: frozenset({"stop", "cont"}),
     Capability.DOMAIN_SAVE: frozenset({"migrate", "query-migrate"}),
+    Capability.DOMAIN_MANAGED_SAVE: frozenset({"migrate", "query-migrate"}),
     Capability.DOMAIN_SNAPSHOT: frozenset({"human-monitor-command"}),
     Capability.DOMAIN_DISK_HOTPLUG: frozenset({"blockdev-add", "blockdev-del", "device_add", "device_del"}),
     Capability.BLOCK_PULL: frozenset({"block-stream", "query-jobs", "job-dismiss", "block-job-cancel"}),

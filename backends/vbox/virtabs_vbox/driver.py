@@ -104,6 +104,10 @@ def _mac_portable(mac: str | None) -> str | None:
     return ":".join(mac[i : i + 2] for i in range(0, 12, 2))
 
 
+_SAVED = ("saved", "aborted-saved")
+"""The machine states that hold a saved state (a managed save: ``startvm`` resumes it)."""
+
+
 class VboxDriver(Driver):
     """VirtualBox through ``VBoxManage``, locally or over one multiplexed ssh connection.
 
@@ -120,12 +124,14 @@ class VboxDriver(Driver):
         "domain.destroy",
         "domain.reboot",
         "domain.suspend",
+        "domain.managed_save",
         "domain.snapshot",
         "domain.disk_hotplug",
         "storage.pool",
         "storage.volume",
         "events",
         notes={
+            "domain.managed_save": "controlvm savestate into the machine's Snapshots folder; discardstate removes it",
             "domain.start": "start paused = startvm, then controlvm pause (VirtualBox cannot start paused)",
             "domain.reboot": "controlvm reset: a hard reset (VirtualBox has no guest-cooperative reboot)",
             "domain.snapshot": "reverting an active domain powers it off, restores, and starts it again "
@@ -338,6 +344,7 @@ class VboxDriver(Driver):
                     nics=tuple(self._nic_info(n) for n in info.nics),
                     snapshot_count=len(info.snapshots),
                     extra={"vbox": {"ostype": info.ostype}},
+                    managed_save=info.native_state in _SAVED,
                 )
             )
         return records
@@ -415,7 +422,7 @@ class VboxDriver(Driver):
         """Detach every hard disk (so VirtualBox deletes none of them), then ``unregistervm --delete``."""
         info = self._vbm.machine(ref.uuid)
         what = f"undefine domain {ref.name!r}"
-        if info.native_state in ("saved", "aborted-saved"):
+        if info.native_state in _SAVED:
             self._vbm("discardstate", ref.uuid, what=what)
         for att in info.attachments:
             if att.path:
@@ -436,6 +443,19 @@ class VboxDriver(Driver):
         self._vbm("startvm", dom.uuid, "--type", "headless", what=f"start domain {dom.name!r}")
         if paused:
             self._vbm("controlvm", dom.uuid, "pause", what=f"pause domain {dom.name!r} after start")
+
+    def managed_save(self, dom: DomainRef) -> None:
+        """``controlvm savestate``: VirtualBox keeps the state in the machine's folder; ``startvm`` resumes it."""
+        self._vbm("controlvm", dom.uuid, "savestate", what=f"managed save of domain {dom.name!r}")
+
+    def has_managed_save(self, dom: DomainRef) -> bool:
+        """The machine is in state ``saved`` (or ``aborted-saved``)."""
+        return self._info(dom).native_state in _SAVED
+
+    def managed_save_remove(self, dom: DomainRef) -> None:
+        """``discardstate`` (only when there is a saved state: VirtualBox refuses it otherwise)."""
+        if self.has_managed_save(dom):
+            self._vbm("discardstate", dom.uuid, what=f"managed save removal of domain {dom.name!r}")
 
     def shutdown(self, dom: DomainRef) -> None:
         """``controlvm acpipowerbutton``: the guest decides; the core waits."""

@@ -46,6 +46,7 @@ from virtabs.spi import (
     BlockJobStatus,
     BlockJobType,
     Capabilities,
+    Capability,
     ConnectError,
     ConnectOptions,
     DiskInfo,
@@ -95,14 +96,18 @@ NATIVE_STATE = {
 
 _TWO_PHASE = (BlockJobType.COPY, BlockJobType.ACTIVE_COMMIT)
 
-ALL = Capabilities.all(
+ALL = Capabilities.of(
+    # Everything but managed save (issue 27): virDomainManagedSave is there, but the kit proves a resume by the
+    # guest's run clock, and neither libvirt's test driver (no guest) nor this package's QEMU target (a domain
+    # that boots no OS) shows one yet; declared once a target reads it.
+    *(c for c in Capability if c is not Capability.DOMAIN_MANAGED_SAVE),
     notes={
         "block.copy": "libvirt's QEMU driver only; persistent domains need BlockCopyFlags.TRANSIENT_JOB",
         "domain.disk_hotplug": "not with libvirt's test driver",
         "storage.volume": "libvirt's test driver cannot resize volumes",
         "block.pull": "libvirt's QEMU driver only",
         "block.commit": "libvirt's QEMU driver only",
-    }
+    },
 )
 _BLOCK_AND_HOTPLUG = ("block.pull", "block.copy", "block.commit", "domain.disk_hotplug")
 
@@ -800,9 +805,10 @@ class LibvirtDriver(Driver):
         d = self._dom(dom)
         with self._errors(f"status of domain '{dom.name}'"):
             state = self._info(d).state
+            persistent = bool(d.isPersistent())
             if not state.is_active or not self._has_block_jobs:
-                return DomainStatus(state)
-            return DomainStatus(state, self._jobs(d, _xml.disks_from_xml(d.XMLDesc(0))))
+                return DomainStatus(state, persistent=persistent)
+            return DomainStatus(state, self._jobs(d, _xml.disks_from_xml(d.XMLDesc(0))), persistent=persistent)
 
     def block_jobs(self, dom: DomainRef) -> list[BlockJobInfo]:
         """Every active job of the domain, from one lookup and its live XML."""

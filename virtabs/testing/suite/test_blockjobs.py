@@ -140,6 +140,17 @@ class TestBlockCopyRules:
         finally:
             job.abort()
 
+    @requires("block.copy", "domain.managed_save")
+    def test_managed_save_during_a_copy_is_block_copy_active(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.chain_domain()
+        job = slow_copy(virtabs_contract, dom)
+        try:
+            expect_copy_active(dom.managed_save)
+            assert dom.state() == DomainState.RUNNING
+            assert not dom.has_managed_save()
+        finally:
+            job.abort()
+
     @requires("block.copy", "domain.snapshot")
     def test_snapshot_during_a_copy_is_block_copy_active(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.chain_domain()
