@@ -19,6 +19,7 @@ pivot of a pull or non-active commit                    OperationInvalidError
 save/snapshot/revert/detach during a copy               BlockCopyActiveError
 managed save of a transient domain                      OperationInvalidError
 bandwidth negative or overflowing 64-bit bytes/s        InvalidArgumentError
+a bandwidth limit without block.bandwidth               NotSupportedError
 cur == end before ready                                 never reported (capped at end - 1)
 =====================================================  ===================================
 """
@@ -276,6 +277,11 @@ def copy_capabilities(request: BlockCopyRequest) -> list[Capability]:
     if request.dest_is_block_device:
         needed.append(Capability.BLOCK_COPY_DEV)
     return needed
+
+
+def bandwidth_capabilities(bandwidth_bytes: int) -> list[Capability]:
+    """A job started with a bandwidth limit needs ``block.bandwidth`` (unlimited, 0, needs nothing)."""
+    return [Capability.BLOCK_BANDWIDTH] if bandwidth_bytes else []
 
 
 def copy_request_from_rebase(base: str | None, f: BlockRebaseFlags, bandwidth: int, what: str) -> BlockCopyRequest:

@@ -244,10 +244,12 @@ OPERATIONS: Mapping[str, Operation] = dict(
             writes=True,
             jobs=_J.JOB_ON_DISK,
         ),
+        # issue 27: a job's bandwidth is a capability of its own (Move-VMStorage and Storage vMotion have none);
+        # a non-zero bandwidth when a job starts needs it too (the public layer adds it as an extra capability).
         _op(
             "block_job_set_speed",
             "change a running job's bandwidth",
-            capability=ANY_BLOCK_JOB,
+            capability=_C.BLOCK_BANDWIDTH,
             writes=True,
             jobs=_J.JOB_ON_DISK,
         ),
@@ -258,7 +260,8 @@ OPERATIONS: Mapping[str, Operation] = dict(
         _op("lookup_volume", "a volume by name", capability=_C.STORAGE_POOL),
         _op("create_volume", "create a volume", capability=_C.STORAGE_VOLUME, writes=True),
         _op("delete_volume", "delete a volume", capability=_C.STORAGE_VOLUME, writes=True),
-        _op("resize_volume", "grow a volume", capability=_C.STORAGE_VOLUME, writes=True),
+        # issue 27: resizing is its own capability (a host may create and delete volumes but not grow them)
+        _op("resize_volume", "grow a volume", capability=_C.STORAGE_VOLUME_RESIZE, writes=True),
     ]
 )
 """Every operation a driver may implement, by SPI method name."""

@@ -297,6 +297,12 @@ def public_calls(contract: Contract, cap: Capability) -> list[PublicCall]:
             ),
         ],
         c.BLOCK_COMMIT: [("Domain.block_commit", lambda: dom.block_commit("vda"), _NONE)],
+        c.BLOCK_BANDWIDTH: [
+            ("Domain.block_job_set_speed", lambda: dom.block_job_set_speed("vda", 1), _NONE),
+            ("Domain.block_copy(bandwidth=1)", lambda: dom.block_copy("vda", _DEST, bandwidth=1), _NONE),
+            ("Domain.block_pull(bandwidth=1)", lambda: dom.block_pull("vda", bandwidth=1), _NONE),
+            ("Domain.block_commit(bandwidth=1)", lambda: dom.block_commit("vda", bandwidth=1), _NONE),
+        ],
         c.STORAGE_POOL: [
             ("Connection.list_storage_pools", conn.list_storage_pools, _NONE),
             ("Connection.lookup_storage_pool", lambda: conn.lookup_storage_pool("virtabs-contract-absent"), _NONE),
@@ -308,8 +314,8 @@ def public_calls(contract: Contract, cap: Capability) -> list[PublicCall]:
         c.STORAGE_VOLUME: [
             ("StoragePool.create_volume", lambda: _absent_pool(contract).create_volume("v.qcow2", MiB), _NONE),
             ("Volume.delete", lambda: _absent_volume(contract).delete(), _NONE),
-            ("Volume.resize", lambda: _absent_volume(contract).resize(2 * MiB), _NONE),
         ],
+        c.STORAGE_VOLUME_RESIZE: [("Volume.resize", lambda: _absent_volume(contract).resize(2 * MiB), _NONE)],
         c.EVENTS: [("Connection.subscribe", lambda: conn.subscribe(lambda _e: None), _NONE)],
     }
     return table.get(cap, [])
@@ -370,9 +376,8 @@ def _check_pivot(contract: Contract, problems: list[str]) -> None:
     if not contract.conn.supports(Capability.BLOCK_COPY):
         return  # covered by the block.copy refusals
     dom = contract.chain_domain()
-    dom.block_copy(
-        "vda", contract.scratch("pivot.qcow2"), flags=BlockCopyFlags.TRANSIENT_JOB, bandwidth=SLOW_BYTES_PER_S
-    )
+    bandwidth = SLOW_BYTES_PER_S if contract.conn.supports(Capability.BLOCK_BANDWIDTH) else 0
+    dom.block_copy("vda", contract.scratch("pivot.qcow2"), flags=BlockCopyFlags.TRANSIENT_JOB, bandwidth=bandwidth)
     try:
         with contract.record() as rec:
             try:

@@ -48,7 +48,6 @@ from virtabs.spi import (
     NoSnapshotError,
     NoStoragePoolError,
     NoStorageVolumeError,
-    NotSupportedError,
     OperationFailedError,
     OperationInvalidError,
     OperationTimeoutError,
@@ -136,6 +135,7 @@ class HypervDriver(Driver):
         Capability.BLOCK_COPY,
         Capability.STORAGE_POOL,
         Capability.STORAGE_VOLUME,
+        Capability.STORAGE_VOLUME_RESIZE,
         Capability.EVENTS,
         notes={
             Capability.DOMAIN_SHUTDOWN: "Stop-VM -Force through the guest's Shutdown integration service",
@@ -144,11 +144,12 @@ class HypervDriver(Driver):
             Capability.DOMAIN_DISK_HOTPLUG: "live only on SCSI (vdX); IDE (hdX) only while off",
             Capability.BLOCK_COPY: (
                 "Move-VMStorage: copies, switches the VM over and deletes the source by itself; no ready phase, "
-                "no bandwidth limit (reported as 0); abort terminates the command, jobs are seen by the "
+                "no bandwidth limit (block.bandwidth undeclared, reported as 0); abort terminates the command, jobs are seen by the "
                 "connection that started them"
             ),
             Capability.STORAGE_POOL: "one pool 'default': the host's VirtualHardDiskPath",
-            Capability.STORAGE_VOLUME: "VHD/VHDX files (New-VHD, Resize-VHD, Remove-Item); no qcow2",
+            Capability.STORAGE_VOLUME: "VHD/VHDX files (New-VHD, Remove-Item); no qcow2",
+            Capability.STORAGE_VOLUME_RESIZE: "Resize-VHD",
             Capability.EVENTS: "lifecycle events by polling Get-VM (1 s)",
         },
     )
@@ -577,8 +578,8 @@ class HypervDriver(Driver):
         """Start Move-VMStorage of the disk's VHD to ``request.dest`` in a WinRM shell of its own.
 
         Hyper-V copies, switches the running VM over to the copy and deletes the source by itself: the
-        job has no ready phase and ends with the disk naming the copy. It has no bandwidth limit (the
-        request's bandwidth is not applied; job info reports 0).
+        job has no ready phase and ends with the disk naming the copy. It has no bandwidth limit
+        (``block.bandwidth`` is not declared, so the core refuses a limit; job info reports 0).
         """
         from ._winrm import TransportFailure
 
@@ -660,12 +661,6 @@ class HypervDriver(Driver):
             return
         job.aborted = True
         job.cmd.terminate()
-
-    def block_job_set_speed(self, dom: DomainRef, disk: str, bandwidth_bytes: int) -> None:
-        """Move-VMStorage has no bandwidth control."""
-        raise NotSupportedError(
-            f"disk {disk!r} of domain {dom.name!r}: Hyper-V storage migration (Move-VMStorage) has no bandwidth limit"
-        )
 
     # --- storage: the VirtualHardDiskPath as pool 'default' -------------------------------------------------
 

@@ -53,6 +53,7 @@ NEEDS_COMMANDS: dict[Capability, frozenset[str]] = {
     Capability.BLOCK_PULL: frozenset({"block-stream", "query-jobs", "job-dismiss", "block-job-cancel"}),
     Capability.BLOCK_COPY: frozenset({"drive-mirror", "query-jobs", "job-dismiss", "job-complete"}),
     Capability.BLOCK_COMMIT: frozenset({"block-commit", "query-jobs", "job-dismiss", "job-complete"}),
+    Capability.BLOCK_BANDWIDTH: frozenset({"block-job-set-speed"}),
 }
 """The QMP commands each capability needs; an emulator lacking one loses the capability."""
 

@@ -102,8 +102,10 @@ class QemuDriver(Driver):
         Capability.BLOCK_COPY_RAW,
         Capability.BLOCK_COPY_PIVOT,
         Capability.BLOCK_COMMIT,
+        Capability.BLOCK_BANDWIDTH,
         Capability.STORAGE_POOL,
         Capability.STORAGE_VOLUME,
+        Capability.STORAGE_VOLUME_RESIZE,
         Capability.EVENTS,
         notes={
             Capability.DOMAIN_SHUTDOWN: "ACPI system_powerdown: needs a guest that handles the power button",

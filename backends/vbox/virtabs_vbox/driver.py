@@ -129,6 +129,7 @@ class VboxDriver(Driver):
         "domain.disk_hotplug",
         "storage.pool",
         "storage.volume",
+        "storage.volume.resize",
         "events",
         notes={
             "domain.managed_save": "controlvm savestate into the machine's Snapshots folder; discardstate removes it",
@@ -138,7 +139,8 @@ class VboxDriver(Driver):
             "from the snapshot's saved state",
             "domain.disk_hotplug": "live only on SATA (AHCI) ports; virtio/sata disks are SATA in VirtualBox",
             "storage.pool": "one pool 'default': the media registry (list hdds), path = default machine folder",
-            "storage.volume": "createmedium formats VDI, VMDK, VHD, QCOW (qcow2), QED, RAW; grow only",
+            "storage.volume": "createmedium formats VDI, VMDK, VHD, QCOW (qcow2), QED, RAW",
+            "storage.volume.resize": "modifymedium --resizebyte: grow only",
             "events": "polled: one bulk host call every 0.5 s (VBoxManage has no event stream)",
         },
     )

@@ -104,12 +104,11 @@ ALL = Capabilities.of(
     notes={
         "block.copy": "libvirt's QEMU driver only; persistent domains need BlockCopyFlags.TRANSIENT_JOB",
         "domain.disk_hotplug": "not with libvirt's test driver",
-        "storage.volume": "libvirt's test driver cannot resize volumes",
         "block.pull": "libvirt's QEMU driver only",
         "block.commit": "libvirt's QEMU driver only",
     },
 )
-_BLOCK_AND_HOTPLUG = ("block.pull", "block.copy", "block.commit", "domain.disk_hotplug")
+_BLOCK_AND_HOTPLUG = ("block.pull", "block.copy", "block.commit", "block.bandwidth", "domain.disk_hotplug")
 
 
 def _error_code(exc: BaseException) -> int | None:
@@ -359,7 +358,11 @@ class LibvirtDriver(Driver):
         if hv_type.upper() == "QEMU":
             return ALL
         if hv_type.lower() == "test":
-            return ALL.without(*_BLOCK_AND_HOTPLUG, reason="libvirt's test driver has no block jobs or disk hot-plug")
+            return ALL.without(
+                *_BLOCK_AND_HOTPLUG,
+                "storage.volume.resize",
+                reason="libvirt's test driver has no block jobs, disk hot-plug or volume resize",
+            )
         return ALL.without(
             *_BLOCK_AND_HOTPLUG,
             "domain.save",

@@ -154,7 +154,7 @@ COVERAGE: dict[str, tuple[str, ...]] = {
     "Volume.name": ("TestStorageVolumes::test_volume_cycle",),
     "Volume.path": ("TestStoragePools::test_pools_and_volumes_can_be_listed_and_looked_up",),
     "Volume.pool": ("TestStorageVolumes::test_volume_cycle",),
-    "Volume.resize": ("TestStorageVolumes::test_volume_cycle",),
+    "Volume.resize": ("TestStorageVolumes::test_volume_resize",),
     # events
     "Subscription.close": ("TestEvents::test_filter_and_unsubscribe",),
     "Subscription.unsubscribe": ("TestEvents::test_filter_and_unsubscribe",),
