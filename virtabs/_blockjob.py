@@ -10,7 +10,7 @@ rules that need the disk's chain, then the driver.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from . import _rules
@@ -57,9 +57,9 @@ class BlockJobMethods:
     def disks(self) -> list[DiskInfo]:  # provided by Domain
         raise NotImplementedError
 
-    def _resolve_disk(self, op: Operation, disk: str, what: str) -> DiskInfo:
+    def _resolve_disk(self, op: Operation, disk: str, what: str, extra: Iterable[Capability] = ()) -> DiskInfo:
         """Steps 1 and 3 of the gate (so a refused call costs no host call), then the disk by target or path."""
-        self._conn._gate.check(op, what)
+        self._conn._gate.check(op, what, extra=extra)
         return _rules.find_disk(self.disks(), disk, what, self.name)
 
     # --- starting jobs ----------------------------------------------------------------
@@ -140,27 +140,29 @@ class BlockJobMethods:
         bw = _rules.bandwidth_bytes(bandwidth, bool(f & BlockCommitFlags.BANDWIDTH_BYTES))
         what = self._what(f"block commit on disk {quote(disk)}")
         op = OPERATIONS["block_commit"]
-        info = self._resolve_disk(op, disk, what)
+        extra = _rules.bandwidth_capabilities(bw)
+        info = self._resolve_disk(op, disk, what, extra)
         request = _commit_request(info, base, top, f, bw, what)
-        with self._conn._gate(op, what, dom=self._ref, disk=info.target) as call:
+        with self._conn._gate(op, what, dom=self._ref, disk=info.target, extra=extra) as call:
             call.driver.block_commit(self._ref, info.target, request)
         return BlockJob(self, info.target, BlockJobType.ACTIVE_COMMIT if request.active else BlockJobType.COMMIT)
 
     def _start_pull(self, disk: str, base: str | None, bandwidth_bytes: int) -> BlockJob:
         what = self._what(f"block pull on disk {quote(disk)}")
         op = OPERATIONS["block_pull"]
-        info = self._resolve_disk(op, disk, what)
+        extra = _rules.bandwidth_capabilities(bandwidth_bytes)
+        info = self._resolve_disk(op, disk, what, extra)
         if base is not None:
             _rules.require_text(base, "base")
             _rules.chain_index((info.path, *info.backing_chain), base, "base", what, allow_top=False)
-        with self._conn._gate(op, what, dom=self._ref, disk=info.target) as call:
+        with self._conn._gate(op, what, dom=self._ref, disk=info.target, extra=extra) as call:
             call.driver.block_pull(self._ref, info.target, base, bandwidth_bytes)
         return BlockJob(self, info.target, BlockJobType.PULL)
 
     def _start_copy(self, disk: str, request: BlockCopyRequest) -> BlockJob:
         what = self._what(f"block copy of disk {quote(disk)}")
         op = OPERATIONS["block_copy"]
-        extra = _rules.copy_capabilities(request)
+        extra = _rules.copy_capabilities(request) + _rules.bandwidth_capabilities(request.bandwidth_bytes)
         self._conn._gate.check(op, what, extra=extra)
         _rules.check_copy_destination(request, what)
         info = _rules.find_disk(self.disks(), disk, what, self.name)
@@ -225,7 +227,10 @@ class BlockJobMethods:
             )
 
     def block_job_set_speed(self, disk: str, bandwidth: int, flags: BlockJobSetSpeedFlags | int = 0) -> None:
-        """Change the bandwidth of the job on ``disk`` (MiB/s unless BANDWIDTH_BYTES; 0 = unlimited)."""
+        """Change the bandwidth of the job on ``disk`` (MiB/s unless BANDWIDTH_BYTES; 0 = unlimited).
+
+        Needs ``block.bandwidth``, like a non-zero bandwidth when a job starts.
+        """
         f = _rules.flags(BlockJobSetSpeedFlags, flags)
         bw = _rules.bandwidth_bytes(bandwidth, bool(f & BlockJobSetSpeedFlags.BANDWIDTH_BYTES))
         what = self._what(f"block job speed on disk {quote(disk)}")

@@ -37,6 +37,8 @@ class Capability(enum.StrEnum):
     """suspend and resume (pause the vCPUs, keep memory)."""
     DOMAIN_SAVE = "domain.save"
     """save to a file and restore from it."""
+    DOMAIN_MANAGED_SAVE = "domain.managed_save"
+    """managed_save, has_managed_save and managed_save_remove; start resumes a managed save."""
     DOMAIN_SNAPSHOT = "domain.snapshot"
     """create, list, revert and delete snapshots."""
     DOMAIN_DISK_HOTPLUG = "domain.disk_hotplug"
@@ -57,6 +59,8 @@ class Capability(enum.StrEnum):
     """The caller decides when a ready copy pivots or is cancelled."""
     BLOCK_COMMIT = "block.commit"
     """block_commit, including the active layer (two-phase)."""
+    BLOCK_BANDWIDTH = "block.bandwidth"
+    """A block job's speed can be limited: a non-zero bandwidth at start, and block_job_set_speed."""
     # --- migration (issue 23)
     DOMAIN_MIGRATE = "domain.migrate"
     """Domain.migrate to another connection of the same driver (the source and destination halves)."""
@@ -71,7 +75,9 @@ class Capability(enum.StrEnum):
     STORAGE_POOL = "storage.pool"
     """List and look up storage pools."""
     STORAGE_VOLUME = "storage.volume"
-    """Create, inspect, resize and delete volumes."""
+    """Create, inspect and delete volumes."""
+    STORAGE_VOLUME_RESIZE = "storage.volume.resize"
+    """Grow a volume (resize_volume)."""
     EVENTS = "events"
     """Lifecycle and block-job events through ``Connection.subscribe``."""
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Literal
 
+import attrs
+
 from . import _rules
 from ._blockjob import BlockJobMethods
 from ._capabilities import Capability
-from ._errors import InvalidArgumentError, OperationTimeoutError, quote
+from ._errors import InvalidArgumentError, OperationInvalidError, OperationTimeoutError, quote
 from ._flags import DomainState, MigrateFlags
 from ._models import DiskInfo, DiskSpec, DomainInfo, DomainRef, DomainSpec, NicInfo, Snapshot
 from .spi import OPERATIONS, poll_until
@@ -64,9 +66,18 @@ class Domain(BlockJobMethods):
     # --- reads ----------------------------------------------------------------
 
     def info(self) -> DomainInfo:
-        """State, vCPUs, memory and CPU time."""
+        """State, vCPUs, memory and CPU time; a shut-off domain with a managed save image has
+        ``state_reason="saved"`` (libvirt's "shut off (saved)")."""
         gate = self._conn._gate
-        return gate.read(OPERATIONS["domain_info"], lambda: self._what("info"), gate.driver.domain_info, self._ref)
+        info = gate.read(OPERATIONS["domain_info"], lambda: self._what("info"), gate.driver.domain_info, self._ref)
+        if (
+            info.state == DomainState.SHUTOFF
+            and info.state_reason is None
+            and Capability.DOMAIN_MANAGED_SAVE in gate.capabilities.supported
+            and self.has_managed_save()
+        ):
+            info = attrs.evolve(info, state_reason="saved")
+        return info
 
     def state(self) -> DomainState:
         """The current :class:`DomainState` (from ``domain_status``: a driver's cheapest state read)."""
@@ -94,7 +105,10 @@ class Domain(BlockJobMethods):
     # --- lifecycle --------------------------------------------------------------
 
     def start(self, paused: bool = False) -> None:
-        """Start the domain (with ``paused=True``, its vCPUs stay stopped: that needs ``domain.suspend``)."""
+        """Start the domain (with ``paused=True``, its vCPUs stay stopped: that needs ``domain.suspend``).
+
+        A domain with a managed save image resumes from it (and the image is discarded), as in libvirt.
+        """
         extra = (Capability.DOMAIN_SUSPEND,) if paused else ()
         with self._conn._gate(OPERATIONS["start"], self._what("start"), dom=self._ref, extra=extra) as call:
             call.driver.start(self._ref, bool(paused))
@@ -154,9 +168,42 @@ class Domain(BlockJobMethods):
             call.driver.save(self._ref, path)
 
     def undefine(self) -> None:
-        """Remove the definition of an inactive domain."""
-        with self._conn._gate(OPERATIONS["undefine"], self._what("undefine"), dom=self._ref) as call:
+        """Remove the definition of an inactive domain; refused while it has a managed save image (as libvirt
+        refuses it without VIR_DOMAIN_UNDEFINE_MANAGED_SAVE): remove that first."""
+        what = self._what("undefine")
+        with self._conn._gate(OPERATIONS["undefine"], what, dom=self._ref) as call:
+            if (
+                Capability.DOMAIN_MANAGED_SAVE in self._conn._gate.capabilities.supported
+                and call.driver.has_managed_save(self._ref)
+            ):
+                raise OperationInvalidError(
+                    f"{what}: domain {self.name!r} has a managed save image; remove it first (managed_save_remove)"
+                )
             call.driver.undefine(self._ref)
+
+    # --- managed save ------------------------------------------------------------------
+    # libvirt's virDomainManagedSave, virDomainHasManagedSaveImage and virDomainManagedSaveRemove.
+
+    def managed_save(self) -> None:
+        """Save the running (or paused) domain where the host keeps it, and stop it; :meth:`start` resumes it.
+
+        Refused on a transient domain and while a block copy runs. Until the next start the domain is shut
+        off with ``info().state_reason == "saved"``.
+        """
+        with self._conn._gate(OPERATIONS["managed_save"], self._what("managed save"), dom=self._ref) as call:
+            call.driver.managed_save(self._ref)
+
+    def has_managed_save(self) -> bool:
+        """Whether the domain has a managed save image (the next start resumes it)."""
+        gate = self._conn._gate
+        op = OPERATIONS["has_managed_save"]
+        return bool(gate.read(op, lambda: self._what("managed save query"), gate.driver.has_managed_save, self._ref))
+
+    def managed_save_remove(self) -> None:
+        """Discard the managed save image of a shut-off domain (the next start boots); none there: no-op."""
+        what = self._what("managed save removal")
+        with self._conn._gate(OPERATIONS["managed_save_remove"], what, dom=self._ref) as call:
+            call.driver.managed_save_remove(self._ref)
 
     # --- snapshots ------------------------------------------------------------------
 

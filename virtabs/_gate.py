@@ -138,6 +138,7 @@ class Gate:
         with self.translate(what):
             status = self.driver.domain_status(dom)
         _rules.check_state(op, status.state, what, domain_name or dom.name)
+        _rules.check_persistent(op, status, what, domain_name or dom.name)
         job = _rules.check_jobs(op, status, disk, what)
         return GateCall(self.driver, _rules.never_done_before_ready(job))
 

@@ -44,6 +44,9 @@ def records_one_by_one(driver: Driver) -> list[DomainRecord]:
             autostart = driver.autostart(ref)
         except NotSupportedError:
             autostart = None
+        managed_save = None
+        if Capability.DOMAIN_MANAGED_SAVE in caps:
+            managed_save = _try(errors, "managed_save", driver.has_managed_save, ref)
         records.append(
             DomainRecord(
                 name=ref.name,
@@ -59,6 +62,7 @@ def records_one_by_one(driver: Driver) -> list[DomainRecord]:
                 snapshot_count=snapshots,
                 block_jobs=jobs,
                 field_errors=errors,
+                managed_save=managed_save,
             )
         )
     return records

@@ -299,6 +299,9 @@ class DomainInfo:
     memory_bytes: int
     max_memory_bytes: int
     cpu_time_ns: int = 0
+    state_reason: str | None = None
+    """Why the domain is in its state, when virtabs knows (libvirt's reason): ``"saved"`` for a shut-off
+    domain with a managed save image (``virsh domstate --reason``: "shut off (saved)")."""
 
 
 @attrs.frozen
@@ -370,6 +373,8 @@ class DomainStatus:
 
     state: DomainState
     jobs: tuple[BlockJobInfo, ...] = attrs.field(default=(), converter=_job_infos)
+    persistent: bool = True
+    """False for a transient domain (no persistent definition): managed save refuses it."""
 
     def job_on(self, disk: str) -> BlockJobInfo | None:
         """The job running on ``disk`` (its target name), if any."""
@@ -436,6 +441,8 @@ class DomainRecord:
     block_jobs: tuple[BlockJobInfo, ...] = attrs.field(default=(), converter=_job_infos)
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
     field_errors: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping)
+    managed_save: bool | None = None
+    """Whether a managed save image exists; None where the driver has no managed save."""
 
 
 # --- normalised requests: what the public layer hands a driver after validation ---

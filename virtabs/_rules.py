@@ -17,7 +17,9 @@ a second job on a disk that has one                     BlockCopyActiveError
 pivot before ready                                      BlockCopyActiveError
 pivot of a pull or non-active commit                    OperationInvalidError
 save/snapshot/revert/detach during a copy               BlockCopyActiveError
+managed save of a transient domain                      OperationInvalidError
 bandwidth negative or overflowing 64-bit bytes/s        InvalidArgumentError
+a bandwidth limit without block.bandwidth               NotSupportedError
 cur == end before ready                                 never reported (capped at end - 1)
 =====================================================  ===================================
 
@@ -249,6 +251,12 @@ def check_state(op: Operation, state: DomainState, what: str, domain: str) -> No
         raise OperationInvalidError(f"{what}: domain {quote(domain)} is not paused")
 
 
+def check_persistent(op: Operation, status: DomainStatus, what: str, domain: str) -> None:
+    """libvirt's "cannot do managed save for transient domain": the operation needs a persistent definition."""
+    if op.persistent_only and not status.persistent:
+        raise OperationInvalidError(f"{what}: domain {domain!r} is transient (it has no persistent definition)")
+
+
 def check_jobs(op: Operation, status: DomainStatus, disk: str | None, what: str) -> BlockJobInfo | None:
     """The operation's :class:`JobRule`; returns the disk's job for rules that need one."""
     rule = op.jobs
@@ -306,6 +314,11 @@ def copy_capabilities(request: BlockCopyRequest) -> list[Capability]:
     if request.dest_is_block_device:
         needed.append(Capability.BLOCK_COPY_DEV)
     return needed
+
+
+def bandwidth_capabilities(bandwidth_bytes: int) -> list[Capability]:
+    """A job started with a bandwidth limit needs ``block.bandwidth`` (unlimited, 0, needs nothing)."""
+    return [Capability.BLOCK_BANDWIDTH] if bandwidth_bytes else []
 
 
 def copy_request_from_rebase(base: str | None, f: BlockRebaseFlags, bandwidth: int, what: str) -> BlockCopyRequest:

@@ -301,6 +301,10 @@ class AsyncDomain(AsyncProxy[_api.Domain]):
         """Awaitable :meth:`virtabs.Domain.disks` (run in a worker thread)."""
         return await asyncio.to_thread(self._target.disks)
 
+    async def has_managed_save(self) -> bool:
+        """Awaitable :meth:`virtabs.Domain.has_managed_save` (run in a worker thread)."""
+        return await asyncio.to_thread(self._target.has_managed_save)
+
     async def info(self) -> DomainInfo:
         """Awaitable :meth:`virtabs.Domain.info` (run in a worker thread)."""
         return await asyncio.to_thread(self._target.info)
@@ -308,6 +312,14 @@ class AsyncDomain(AsyncProxy[_api.Domain]):
     async def list_snapshots(self) -> list[Snapshot]:
         """Awaitable :meth:`virtabs.Domain.list_snapshots` (run in a worker thread)."""
         return await asyncio.to_thread(self._target.list_snapshots)
+
+    async def managed_save(self) -> None:
+        """Awaitable :meth:`virtabs.Domain.managed_save` (run in a worker thread)."""
+        await asyncio.to_thread(self._target.managed_save)
+
+    async def managed_save_remove(self) -> None:
+        """Awaitable :meth:`virtabs.Domain.managed_save_remove` (run in a worker thread)."""
+        await asyncio.to_thread(self._target.managed_save_remove)
 
     @property
     def name(self) -> str:

@@ -306,6 +306,26 @@ def test_save_and_restore(run: Run, run_json: RunJson, tmp_path: Path) -> None:
     assert state_of(run_json) == "running"
 
 
+def test_managedsave_then_start_resumes(run: Run, run_json: RunJson) -> None:
+    assert "state saved" in ok(run("managedsave", "test")).stdout
+    info = run_json("dominfo", "test")
+    assert (info["state"], info["state_reason"], info["managed_save"]) == ("shutoff", "saved", True)
+    assert "shut off (saved)" in ok(run("dominfo", "test")).stdout
+    fails(run("managedsave", "test"), 55, "OPERATION_INVALID")  # nothing runs to save
+    fails(run("undefine", "test"), 55, "OPERATION_INVALID")  # refused while the image exists
+    ok(run("start", "test"))
+    info = run_json("dominfo", "test")
+    assert (info["state"], info["state_reason"], info["managed_save"]) == ("running", None, False)
+
+
+def test_managedsave_remove(run: Run, run_json: RunJson) -> None:
+    ok(run("managedsave", "test"))
+    assert "Removed managedsave image" in ok(run("managedsave-remove", "test")).stdout
+    assert run_json("dominfo", "test")["managed_save"] is False
+    assert "no managed save image" in ok(run("managedsave-remove", "test")).stdout
+    assert "Managed save: no" in ok(run("dominfo", "test")).stdout
+
+
 def test_define_yaml_with_sizes_then_undefine(run: Run, run_json: RunJson, tmp_path: Path) -> None:
     spec = tmp_path / "vm1.yaml"
     spec.write_text(

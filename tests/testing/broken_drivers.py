@@ -315,7 +315,7 @@ CASES: dict[str, tuple[str, str]] = {
     "PivotStaysOnSourceDriver": ("TestBlockCopyFlags", "*after the pivot the disk is on*not the copy*"),
     "CopyWritesNothingDriver": ("TestBlockCopyFlags", "*does not hold the source's content*"),
     "RevertRestoresNothingDriver": ("test_revert_restores_what_the_snapshot_held", "*after the revert*SHUTOFF*"),
-    "ResizeLiesDriver": ("test_volume_cycle", "*resized to 32 MiB, a fresh lookup*"),
+    "ResizeLiesDriver": ("test_volume_resize", "*resized to 32 MiB, a fresh lookup*"),
     "DuplicateListingDriver": ("test_list_domains_and_records_agree", "*list_domains reports a domain twice*"),
     "DuplicateDefineTimesOutDriver": (
         "test_define_from_a_mapping_and_duplicate_name or test_identities_stay_unique_across_define",

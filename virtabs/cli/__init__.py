@@ -29,6 +29,16 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("resume", "virtabs.cli._domains", "Resume a paused domain."),
     ("save", "virtabs.cli._domains", "Save a running domain's memory to FILE and stop it."),
     ("restore", "virtabs.cli._domains", "Start a domain from a file written by 'save'."),
+    (
+        "managedsave",
+        "virtabs.cli._domains",
+        "Save a running domain where the host keeps it and stop it; 'start' resumes it.",
+    ),
+    (
+        "managedsave-remove",
+        "virtabs.cli._domains",
+        "Discard a shut-off domain's managed save image (the next start boots).",
+    ),
     ("define", "virtabs.cli._domains", "Define a domain from a JSON or YAML DomainSpec file ('-' reads stdin)."),
     ("undefine", "virtabs.cli._domains", "Remove the definition of a shut-off domain."),
     ("snapshot-create", "virtabs.cli._domains", "Take a snapshot of a domain called NAME."),

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from .._capabilities import Capability
 from .._errors import InvalidArgumentError, NotSupportedError
 from .._models import DiskSpec, DomainSpec
 from ._main import CliState, cli, example, json_option, pass_state
@@ -65,6 +66,9 @@ def dominfo(state: CliState, domain: str, as_json: bool) -> None:
         os_type: str | None = dom.spec().os_type
     except NotSupportedError:
         os_type = None
+    managed_save: bool | None = None
+    if dom.connection.supports(Capability.DOMAIN_MANAGED_SAVE):
+        managed_save = info.state_reason == "saved" if not info.state.is_active else dom.has_managed_save()
     if as_json:
         data: dict[str, Any] = {
             "name": info.name,
@@ -76,20 +80,24 @@ def dominfo(state: CliState, domain: str, as_json: bool) -> None:
             "max_memory_bytes": info.max_memory_bytes,
             "cpu_time_ns": info.cpu_time_ns,
             "os_type": os_type,
+            "state_reason": info.state_reason,
+            "managed_save": managed_save,
         }
         emit_json(data)
         return
+    state_text = state_word(info.state) + (f" ({info.state_reason})" if info.state_reason else "")
     print_kv(
         [
             ("Name", info.name),
             ("UUID", info.uuid),
             ("OS Type", os_type),
-            ("State", state_word(info.state)),
+            ("State", state_text),
             ("Native state", info.native_state),
             ("CPU(s)", info.vcpus),
             ("CPU time", f"{info.cpu_time_ns / 1e9:.1f}s"),
             ("Max memory", format_size(info.max_memory_bytes)),
             ("Used memory", format_size(info.memory_bytes)),
+            ("Managed save", None if managed_save is None else ("yes" if managed_save else "no")),
         ]
     )
 
@@ -168,6 +176,29 @@ def save(state: CliState, domain: str, file: str) -> None:
     dom = state.domain(domain)
     dom.save(file)
     click.echo(f"Domain '{dom.name}' saved to {file}")
+
+
+@cli.command("managedsave", epilog=example(f"{URI} managedsave test", f"{URI} start test"))
+@click.argument("domain")
+@pass_state
+def managedsave(state: CliState, domain: str) -> None:
+    """Save a running domain where the host keeps it and stop it; 'start' resumes it."""
+    dom = state.domain(domain)
+    dom.managed_save()
+    click.echo(f"Domain '{dom.name}' state saved by the hypervisor")
+
+
+@cli.command("managedsave-remove", epilog=example(f"{URI} managedsave-remove test"))
+@click.argument("domain")
+@pass_state
+def managedsave_remove(state: CliState, domain: str) -> None:
+    """Discard a shut-off domain's managed save image (the next start boots)."""
+    dom = state.domain(domain)
+    if not dom.has_managed_save():
+        click.echo(f"Domain '{dom.name}' has no managed save image; removal skipped")
+        return
+    dom.managed_save_remove()
+    click.echo(f"Removed managedsave image for domain '{dom.name}'")
 
 
 @cli.command("restore", epilog=example(f"{URI} restore /tmp/test.save"))

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._errors import ConnectError, OperationFailedError
-from ._test_node import UNLIMITED_RATE, Node
+from ._test_node import UNLIMITED_RATE, DomainData, Node
 
 __all__ = ["FileSync", "dump_description", "stat_key"]
 
@@ -95,10 +95,18 @@ def dump_description(node: Node) -> dict[str, Any]:
                     for d in spec.disks
                 ],
                 "nics": nics,
+                **_managed_save_entry(dom),
             }
         )
     out["domains"] = domains
     return out
+
+
+def _managed_save_entry(dom: DomainData) -> dict[str, Any]:
+    saved = dom.managed_save
+    if saved is None:
+        return {}
+    return {"managed_save": {"paused": saved.paused, "cpu_time_ns": saved.cpu_ns}}
 
 
 def stat_key(path: str) -> tuple[int, int, int, int] | None:

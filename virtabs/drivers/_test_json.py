@@ -17,6 +17,7 @@ from ._test_node import (
     DomainData,
     GiB,
     Image,
+    ManagedSaveData,
     MiB,
     Node,
     Pool,
@@ -85,7 +86,9 @@ _DOMAIN_KEYS = {
     "disks",
     "nics",
     "extra",
+    "managed_save",
 }
+_MANAGED_SAVE_KEYS = {"paused", "cpu_time_ns"}
 _DISK_KEYS = {"target", "path", "format", "bus", "readonly", "capacity_bytes", "allocation_bytes", "backing_chain"}
 _NIC_KEYS = {"mac", "network", "model", "ips"}
 
@@ -221,6 +224,12 @@ def _load(node: Node, data: Mapping[str, Any]) -> None:
         state = parse_state(dom.get("state", "shutoff"))
         data_dom = DomainData(spec=spec, max_memory=max_memory, autostart=bool(dom.get("autostart", False)), ips=ips)
         data_dom.set_state(state, now)
+        if dom.get("managed_save") is not None:
+            saved = _keys(f"{what}.managed_save", dom["managed_save"], _MANAGED_SAVE_KEYS)
+            if state.is_active:
+                raise InvalidArgumentError(f"{what}: only a shut-off domain has a managed save image")
+            cpu_ns = _size(f"{what}.managed_save.cpu_time_ns", saved.get("cpu_time_ns", 0), positive=False)
+            data_dom.managed_save = ManagedSaveData(paused=bool(saved.get("paused", False)), cpu_ns=cpu_ns)
         node.add_domain(data_dom)
         if state.is_active:
             node.lease_ips(data_dom)

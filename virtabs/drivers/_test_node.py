@@ -137,6 +137,14 @@ class SnapshotData:
 
 
 @dataclass
+class ManagedSaveData:
+    """A managed save image: the run state the next start resumes (the guest's run clock included)."""
+
+    paused: bool
+    cpu_ns: int
+
+
+@dataclass
 class DomainData:
     """A domain of the node."""
 
@@ -149,6 +157,7 @@ class DomainData:
     running_since: float | None = None
     snapshots: dict[str, SnapshotData] = field(default_factory=dict)
     current_snapshot: str | None = None
+    managed_save: ManagedSaveData | None = None
 
     @property
     def name(self) -> str:

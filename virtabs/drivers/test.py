@@ -194,6 +194,7 @@ from ._test_node import (
     DomainData,
     Image,
     Job,
+    ManagedSaveData,
     Node,
     SnapshotData,
     as_tuple,
@@ -498,6 +499,7 @@ class TestDriver(TestMigration, Driver):
                         nics=as_tuple(node.nic_infos(d)),
                         snapshot_count=len(d.snapshots),
                         block_jobs=as_tuple(jobs),
+                        managed_save=d.managed_save is not None,
                     )
                 )
             return records
@@ -543,10 +545,39 @@ class TestDriver(TestMigration, Driver):
             events.append(_lifecycle(d, LifecycleEventType.SUSPENDED, "paused"))
 
     def start(self, dom: DomainRef, paused: bool) -> None:
-        """Start a shut-off domain (running, or paused)."""
+        """Start a shut-off domain (running, or paused); a managed save image is resumed and discarded."""
         with self._node.txn() as events:
             d = self._node.domain(dom)
-            self._boot(d, paused, events, "booted")
+            saved = d.managed_save
+            if saved is None:
+                self._boot(d, paused, events, "booted")
+                return
+            self._boot(d, paused or saved.paused, events, "restored")  # libvirt: a paused save resumes paused
+            d.managed_save = None
+            # The guest resumes where it was saved: its run clock continues.
+            d.cpu_ns += saved.cpu_ns
+
+    # --- managed save ----------------------------------------------------------------
+
+    def managed_save(self, dom: DomainRef) -> None:
+        """Keep the run state (paused or not, the run clock) in the node and stop the domain."""
+        with self._node.txn() as events:
+            d = self._node.domain(dom)
+            saved = ManagedSaveData(paused=d.state == DomainState.PAUSED, cpu_ns=d.cpu_time_ns(time.monotonic()))
+            self._stop(d, events, "saved")
+            d.managed_save = saved
+            events.append(_lifecycle(d, LifecycleEventType.STOPPED, "saved"))
+
+    def has_managed_save(self, dom: DomainRef) -> bool:
+        """Whether the node keeps a managed save image of the domain."""
+        with self._node.lock:
+            return self._node.domain(dom).managed_save is not None
+
+    def managed_save_remove(self, dom: DomainRef) -> None:
+        """Discard the managed save image (the next start boots)."""
+        with self._node.lock:
+            self._node.mark_dirty()  # a change a file node must save
+            self._node.domain(dom).managed_save = None
 
     def shutdown(self, dom: DomainRef) -> None:
         """The simulated guest powers off at once (SHUTDOWN then STOPPED events)."""

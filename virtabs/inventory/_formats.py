@@ -44,6 +44,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "block_job_count",
     "tags",
     "field_errors",
+    "managed_save",
 )
 """The CSV header, in order. Columns are only ever added at the end, never renamed or reordered."""
 
@@ -135,6 +136,7 @@ def csv_rows(inventory: Inventory | Mapping[str, Any]) -> Iterator[dict[str, str
             row["block_job_count"] = None if dom["block_jobs"] is None else len(dom["block_jobs"])
             row["tags"] = _joined(dom["tags"])
             row["field_errors"] = json.dumps(dom["field_errors"], sort_keys=True) if dom["field_errors"] else ""
+            row["managed_save"] = dom.get("managed_save")  # absent from documents written before it existed
             yield {col: _cell(row.get(col)) for col in CSV_COLUMNS}
 
 

@@ -275,7 +275,7 @@ class Inventory:
 # --- domain records -----------------------------------------------------------------
 
 _INFO_FIELDS = ("state", "native_state", "vcpus", "memory_bytes")
-_DOMAIN_NULLABLE = ("vcpus", "memory_bytes", "os_type", "autostart", "snapshot_count")
+_DOMAIN_NULLABLE = ("vcpus", "memory_bytes", "os_type", "autostart", "snapshot_count", "managed_save")
 
 
 def _disk_to_dict(disk: DiskInfo, errors: dict[str, str]) -> dict[str, Any]:
@@ -338,6 +338,8 @@ def domain_to_dict(record: DomainRecord, driver: str = "unknown") -> dict[str, A
                 reason = f"NO_SUPPORT: the {driver} driver has no autostart setting"
             elif key == "snapshot_count":
                 reason = f"NO_SUPPORT: the {driver} driver does not report snapshots"
+            elif key == "managed_save":
+                reason = f"NO_SUPPORT: the {driver} driver has no managed save"
             else:
                 reason = f"NOT_REPORTED: the {driver} driver did not report it"
             errors.setdefault(key, reason)
@@ -364,6 +366,7 @@ def domain_to_dict(record: DomainRecord, driver: str = "unknown") -> dict[str, A
         "disks": disks,
         "nics": nics,
         "snapshot_count": record.snapshot_count,
+        "managed_save": record.managed_save,
         "block_jobs": jobs,
         "tags": tags,
         "extra": extra,

@@ -210,6 +210,28 @@ class Driver:
         """Start a domain from a saved file. Capability ``domain.save``."""
         raise self._unsupported("restore")
 
+    # --- managed save (issue 27) ----------------------------------------------
+
+    def managed_save(self, dom: DomainRef) -> None:
+        """Save the running (or paused) domain where the host keeps it, and stop it.
+
+        The next :meth:`start` resumes that state (paused when asked to) and discards it;
+        until then the domain is shut off with a managed save image. Capability
+        ``domain.managed_save``.
+        """
+        raise self._unsupported("managed_save")
+
+    def has_managed_save(self, dom: DomainRef) -> bool:
+        """Whether the domain has a managed save image. Capability ``domain.managed_save``."""
+        raise self._unsupported("has_managed_save")
+
+    def managed_save_remove(self, dom: DomainRef) -> None:
+        """Discard the managed save image of a shut-off domain (none there: nothing to do, as in libvirt).
+
+        Capability ``domain.managed_save``.
+        """
+        raise self._unsupported("managed_save_remove")
+
     # --- snapshots ------------------------------------------------------------
 
     def create_snapshot(self, dom: DomainRef, name: str) -> Snapshot:

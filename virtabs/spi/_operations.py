@@ -93,11 +93,13 @@ class Operation:
     """The domain state it needs."""
     jobs: JobRule = JobRule.NONE
     """The block-job rule that applies."""
+    persistent_only: bool = False
+    """Refused on a transient domain (one that has no persistent definition), as libvirt refuses it."""
 
     @property
     def needs_status(self) -> bool:
         """Whether the gate must read the domain's state and jobs before this operation."""
-        return self.state is not StateRule.ANY or self.jobs is not JobRule.NONE
+        return self.state is not StateRule.ANY or self.jobs is not JobRule.NONE or self.persistent_only
 
     def required_capabilities(self) -> frozenset[Capability]:
         """The capabilities of which a driver must declare at least one (empty: none needed)."""
@@ -164,6 +166,26 @@ OPERATIONS: Mapping[str, Operation] = dict(
             jobs=_J.NO_COPY,
         ),
         _op("restore", "start a domain from a saved file", capability=_C.DOMAIN_SAVE, writes=True),
+        # --- managed save (issue 27): libvirt's virDomainManagedSave, HasManagedSaveImage, ManagedSaveRemove.
+        # The hypervisor keeps the state; the next ``start`` resumes it. Kept together for an easy merge.
+        _op(
+            "managed_save",
+            "save the running domain where the host keeps it and stop; start resumes it",
+            capability=_C.DOMAIN_MANAGED_SAVE,
+            writes=True,
+            state=_S.ACTIVE,
+            jobs=_J.NO_COPY,
+            persistent_only=True,
+        ),
+        _op("has_managed_save", "whether a managed save image exists", capability=_C.DOMAIN_MANAGED_SAVE),
+        _op(
+            "managed_save_remove",
+            "discard the managed save image (the next start boots)",
+            capability=_C.DOMAIN_MANAGED_SAVE,
+            writes=True,
+            state=_S.INACTIVE,
+        ),
+        # --- end of managed save
         # --- snapshots
         _op(
             "create_snapshot",
@@ -224,10 +246,12 @@ OPERATIONS: Mapping[str, Operation] = dict(
             writes=True,
             jobs=_J.JOB_ON_DISK,
         ),
+        # issue 27: a job's bandwidth is a capability of its own (Move-VMStorage and Storage vMotion have none);
+        # a non-zero bandwidth when a job starts needs it too (the public layer adds it as an extra capability).
         _op(
             "block_job_set_speed",
             "change a running job's bandwidth",
-            capability=ANY_BLOCK_JOB,
+            capability=_C.BLOCK_BANDWIDTH,
             writes=True,
             jobs=_J.JOB_ON_DISK,
         ),
@@ -269,7 +293,8 @@ OPERATIONS: Mapping[str, Operation] = dict(
         _op("lookup_volume", "a volume by name", capability=_C.STORAGE_POOL),
         _op("create_volume", "create a volume", capability=_C.STORAGE_VOLUME, writes=True),
         _op("delete_volume", "delete a volume", capability=_C.STORAGE_VOLUME, writes=True),
-        _op("resize_volume", "grow a volume", capability=_C.STORAGE_VOLUME, writes=True),
+        # issue 27: resizing is its own capability (a host may create and delete volumes but not grow them)
+        _op("resize_volume", "grow a volume", capability=_C.STORAGE_VOLUME_RESIZE, writes=True),
     ]
 )
 """Every operation a driver may implement, by SPI method name."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from .._api import BlockJob, Connection, Domain, StoragePool, Volume
 from .._capabilities import Capability
-from .._errors import InvalidArgumentError, NotSupportedError, VirtabsError
+from .._errors import NotSupportedError, VirtabsError
 from .._flags import BlockCopyFlags, BlockJobAbortFlags, BlockRebaseFlags, DomainState, MigrateFlags
 from .._models import (
     BlockJobInfo,
@@ -111,6 +111,10 @@ class Contract:
     def boot_id(self, dom: Domain) -> object:
         """The target's marker of the guest's current boot."""
         return self.target_method("boot_id")(self.conn, dom)
+
+    def run_clock(self, dom: Domain) -> float | None:
+        """The target's reading of the guest's own run clock (seconds it has run since it booted)."""
+        return self.target_method("run_clock")(self.conn, dom)  # type: ignore[no-any-return]
 
     def assert_no_job_anywhere(self, dom: Domain, disk: str = "vda") -> None:
         """No listing reports a job on ``disk``: the job query, the domain's job list, the bulk records,
@@ -262,6 +266,11 @@ def public_calls(contract: Contract, cap: Capability) -> list[PublicCall]:
             ("Domain.save", lambda: dom.save(_SAVE), _NONE),
             ("Connection.restore", lambda: conn.restore(_SAVE), _NONE),
         ],
+        c.DOMAIN_MANAGED_SAVE: [
+            ("Domain.managed_save", dom.managed_save, _NONE),
+            ("Domain.has_managed_save", dom.has_managed_save, _NONE),
+            ("Domain.managed_save_remove", dom.managed_save_remove, _NONE),
+        ],
         c.DOMAIN_SNAPSHOT: [
             ("Domain.create_snapshot", lambda: dom.create_snapshot("s1"), _NONE),
             ("Domain.list_snapshots", dom.list_snapshots, _NONE),
@@ -316,6 +325,12 @@ def public_calls(contract: Contract, cap: Capability) -> list[PublicCall]:
             ),
         ],
         c.BLOCK_COMMIT: [("Domain.block_commit", lambda: dom.block_commit("vda"), _NONE)],
+        c.BLOCK_BANDWIDTH: [
+            ("Domain.block_job_set_speed", lambda: dom.block_job_set_speed("vda", 1), _NONE),
+            ("Domain.block_copy(bandwidth=1)", lambda: dom.block_copy("vda", _DEST, bandwidth=1), _NONE),
+            ("Domain.block_pull(bandwidth=1)", lambda: dom.block_pull("vda", bandwidth=1), _NONE),
+            ("Domain.block_commit(bandwidth=1)", lambda: dom.block_commit("vda", bandwidth=1), _NONE),
+        ],
         c.STORAGE_POOL: [
             ("Connection.list_storage_pools", conn.list_storage_pools, _NONE),
             ("Connection.lookup_storage_pool", lambda: conn.lookup_storage_pool("virtabs-contract-absent"), _NONE),
@@ -327,7 +342,6 @@ def public_calls(contract: Contract, cap: Capability) -> list[PublicCall]:
         c.STORAGE_VOLUME: [
             ("StoragePool.create_volume", lambda: _absent_pool(contract).create_volume("v.qcow2", MiB), _NONE),
             ("Volume.delete", lambda: _absent_volume(contract).delete(), _NONE),
-            ("Volume.resize", lambda: _absent_volume(contract).resize(2 * MiB), _NONE),
         ],
         # migration (issue 23): the source's capabilities are checked before the destination is even looked at
         c.DOMAIN_MIGRATE: [("Domain.migrate", lambda: dom.migrate(conn, flags=0), _NONE)],
@@ -345,6 +359,7 @@ def public_calls(contract: Contract, cap: Capability) -> list[PublicCall]:
         c.DOMAIN_MIGRATE_TUNNELLED: [
             ("Domain.migrate(TUNNELLED)", lambda: dom.migrate(conn, flags=MigrateFlags.TUNNELLED), _NONE)
         ],
+        c.STORAGE_VOLUME_RESIZE: [("Volume.resize", lambda: _absent_volume(contract).resize(2 * MiB), _NONE)],
         c.EVENTS: [("Connection.subscribe", lambda: conn.subscribe(lambda _e: None), _NONE)],
     }
     return table.get(cap, [])
@@ -405,11 +420,8 @@ def _check_pivot(contract: Contract, problems: list[str]) -> None:
     if not contract.conn.supports(Capability.BLOCK_COPY):
         return  # covered by the block.copy refusals
     dom = contract.chain_domain()
-    dest = contract.scratch("pivot.qcow2")
-    try:
-        dom.block_copy("vda", dest, flags=BlockCopyFlags.TRANSIENT_JOB, bandwidth=SLOW_BYTES_PER_S)
-    except (InvalidArgumentError, NotSupportedError):  # copies that cannot be throttled: the gate acts first
-        dom.block_copy("vda", dest, flags=BlockCopyFlags.TRANSIENT_JOB)
+    bandwidth = SLOW_BYTES_PER_S if contract.conn.supports(Capability.BLOCK_BANDWIDTH) else 0
+    dom.block_copy("vda", contract.scratch("pivot.qcow2"), flags=BlockCopyFlags.TRANSIENT_JOB, bandwidth=bandwidth)
     try:
         with contract.record() as rec:
             try:

@@ -116,6 +116,11 @@ OPTIONAL_METHODS: Mapping[str, str] = {
         "migration_peer(conn) -> Connection: a second, open connection of the same driver to another host "
         "(or another state root) that conn's domains can migrate to; the target closes it in cleanup"
     ),
+    "run_clock": (
+        "run_clock(conn, dom) -> float | None: how long the guest has run since it booted, by the guest's own "
+        "clock (a tick it prints, its uptime), read by the target's own means; None while it shows none yet. "
+        "It keeps counting across a managed save and start (resumed) and starts again after a boot"
+    ),
 }
 """The optional target methods the suite uses to check effects, and what each must return."""
 
@@ -398,6 +403,15 @@ class DefaultTarget:
         self._peers.append(peer)
         return peer
 
+    def run_clock(self, conn: Connection, dom: Domain) -> float | None:
+        """The simulated guest's run clock (test driver: its CPU time, which a boot sets back to zero)."""
+        node = self._node_or_fail(conn, "run_clock")
+        with node.lock:
+            d = node.domains.get(dom.uuid)
+            if d is None:
+                raise TargetUnavailable(f"domain {dom.name!r} is not in the test node")
+            return d.cpu_time_ns(time.monotonic()) / 1e9 if d.state.is_active else None
+
     def _node_or_fail(self, conn: Connection, method: str) -> Node:
         node = _test_node(conn)
         if node is None:
@@ -441,6 +455,8 @@ class DefaultTarget:
         try:
             if dom.state().is_active and conn.supports(Capability.DOMAIN_DESTROY):
                 dom.destroy()
+            if conn.supports(Capability.DOMAIN_MANAGED_SAVE) and dom.has_managed_save():
+                dom.managed_save_remove()
             if conn.supports(Capability.DOMAIN_DEFINE):
                 dom.undefine()
         except VirtabsError as exc:

@@ -802,13 +802,6 @@ class EsxDriver(Driver):
         with self._errors(f"abort of the block copy of disk {quote(disk)} of domain {quote(dom.name)}"):
             job.task.CancelTask()
 
-    def block_job_set_speed(self, dom: DomainRef, disk: str, bandwidth_bytes: int) -> None:
-        """Storage vMotion has no bandwidth setting: 0 (unlimited, what it runs at) is accepted, a limit refused."""
-        if bandwidth_bytes:
-            raise InvalidArgumentError(
-                f"disk {quote(disk)} of domain {quote(dom.name)}: VMware's Storage vMotion cannot be throttled"
-            )
-
     # --- storage: datastores and their .vmdk files --------------------------------------------
 
     def _pool(self, name: str, summary: Any) -> PoolInfo:

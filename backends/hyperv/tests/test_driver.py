@@ -120,9 +120,9 @@ def test_states_keep_the_native_word(conn: virtabs.Connection, sim: Simulator) -
     info = dom.info()
     assert (info.state, info.native_state) == (virtabs.DomainState.PAUSED, "Paused")
     dom.resume()
-    conn._driver.ex_managed_save(dom._ref)  # the non-portable extra lives on the driver
+    dom.managed_save()
     info = dom.info()
-    assert (info.state, info.native_state) == (virtabs.DomainState.SHUTOFF, "Saved")
+    assert (info.state, info.native_state, info.state_reason) == (virtabs.DomainState.SHUTOFF, "Saved", "saved")
     dom.start()  # Start-VM restores a saved VM
     assert dom.state() == virtabs.DomainState.RUNNING
     dom.shutdown()

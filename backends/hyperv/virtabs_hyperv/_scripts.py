@@ -168,6 +168,7 @@ SCRIPTS: dict[str, Script] = {
         _s("vm.suspend", VM_BY_ID + "Hyper-V\\Suspend-VM -VM $vm\n"),
         _s("vm.resume", VM_BY_ID + "Hyper-V\\Resume-VM -VM $vm\n"),
         _s("vm.save", VM_BY_ID + "Hyper-V\\Save-VM -VM $vm\n"),
+        _s("vm.discard_saved", VM_BY_ID + "Hyper-V\\Remove-VMSavedState -VM $vm\n"),
         _s(
             "vm.define",
             "if (@(Hyper-V\\Get-VM | Where-Object { $_.Name -eq $a.name }).Count -gt 0) { Write-Error -Message "

@@ -48,7 +48,6 @@ from virtabs.spi import (
     NoSnapshotError,
     NoStoragePoolError,
     NoStorageVolumeError,
-    NotSupportedError,
     OperationFailedError,
     OperationInvalidError,
     OperationTimeoutError,
@@ -115,6 +114,10 @@ class _CopyJob:
         self.aborted = False
 
 
+_SAVED = ("Saved", "FastSaved")
+"""The VM states that hold a saved state (a managed save: Start-VM resumes it)."""
+
+
 class HypervDriver(Driver):
     """Hyper-V over WinRM: ``hyperv://HOST/`` (HTTPS 5986, certificate verified, NTLM)."""
 
@@ -127,23 +130,27 @@ class HypervDriver(Driver):
         Capability.DOMAIN_DESTROY,
         Capability.DOMAIN_REBOOT,
         Capability.DOMAIN_SUSPEND,
+        Capability.DOMAIN_MANAGED_SAVE,
         Capability.DOMAIN_SNAPSHOT,
         Capability.DOMAIN_DISK_HOTPLUG,
         Capability.BLOCK_COPY,
         Capability.STORAGE_POOL,
         Capability.STORAGE_VOLUME,
+        Capability.STORAGE_VOLUME_RESIZE,
         Capability.EVENTS,
         notes={
             Capability.DOMAIN_SHUTDOWN: "Stop-VM -Force through the guest's Shutdown integration service",
             Capability.DOMAIN_REBOOT: "Restart-VM -Force: a hard reset, not a guest reboot",
+            Capability.DOMAIN_MANAGED_SAVE: "Save-VM (state Saved); Start-VM resumes; Remove-VMSavedState (2016+)",
             Capability.DOMAIN_DISK_HOTPLUG: "live only on SCSI (vdX); IDE (hdX) only while off",
             Capability.BLOCK_COPY: (
                 "Move-VMStorage: copies, switches the VM over and deletes the source by itself; no ready phase, "
-                "no bandwidth limit (reported as 0); abort terminates the command, jobs are seen by the "
+                "no bandwidth limit (block.bandwidth undeclared, reported as 0); abort terminates the command, jobs are seen by the "
                 "connection that started them"
             ),
             Capability.STORAGE_POOL: "one pool 'default': the host's VirtualHardDiskPath",
-            Capability.STORAGE_VOLUME: "VHD/VHDX files (New-VHD, Resize-VHD, Remove-Item); no qcow2",
+            Capability.STORAGE_VOLUME: "VHD/VHDX files (New-VHD, Remove-Item); no qcow2",
+            Capability.STORAGE_VOLUME_RESIZE: "Resize-VHD",
             Capability.EVENTS: "lifecycle events by polling Get-VM (1 s)",
         },
     )
@@ -418,6 +425,7 @@ class HypervDriver(Driver):
                     snapshot_count=as_int(item.get("Snaps")),
                     block_jobs=tuple(self._local_jobs(ref)),
                     extra={"hyperv": {"generation": as_int(v.get("Gen"))}},
+                    managed_save=native in _SAVED,
                 )
             )
         return records
@@ -487,10 +495,19 @@ class HypervDriver(Driver):
         """Resume-VM."""
         self._act("vm.resume", dom)
 
-    def ex_managed_save(self, dom: DomainRef) -> None:
+    def managed_save(self, dom: DomainRef) -> None:
         """Save-VM: Hyper-V's managed save (state Saved; start() restores it). Not ``domain.save``, which
         saves to a file of the caller's choosing: Hyper-V keeps the state in the VM's own directory."""
         self._act("vm.save", dom)
+
+    def has_managed_save(self, dom: DomainRef) -> bool:
+        """The VM is in state Saved (or FastSaved)."""
+        return self.domain_info(dom).native_state in _SAVED
+
+    def managed_save_remove(self, dom: DomainRef) -> None:
+        """Remove-VMSavedState (Windows Server 2016 and later), only when the VM has a saved state."""
+        if self.has_managed_save(dom):
+            self._act("vm.discard_saved", dom)
 
     # --- snapshots (checkpoints) -----------------------------------------------------------------------
 
@@ -566,8 +583,8 @@ class HypervDriver(Driver):
         """Start Move-VMStorage of the disk's VHD to ``request.dest`` in a WinRM shell of its own.
 
         Hyper-V copies, switches the running VM over to the copy and deletes the source by itself: the
-        job has no ready phase and ends with the disk naming the copy. It has no bandwidth limit (the
-        request's bandwidth is not applied; job info reports 0).
+        job has no ready phase and ends with the disk naming the copy. It has no bandwidth limit
+        (``block.bandwidth`` is not declared, so the core refuses a limit; job info reports 0).
         """
         from ._winrm import TransportFailure
 
@@ -650,12 +667,6 @@ class HypervDriver(Driver):
             return
         job.aborted = True
         job.cmd.terminate()
-
-    def block_job_set_speed(self, dom: DomainRef, disk: str, bandwidth_bytes: int) -> None:
-        """Move-VMStorage has no bandwidth control."""
-        raise NotSupportedError(
-            f"disk {quote(disk)} of domain {quote(dom.name)}: Hyper-V storage migration (Move-VMStorage) has no bandwidth limit"
-        )
 
     # --- storage: the VirtualHardDiskPath as pool 'default' -------------------------------------------------
 

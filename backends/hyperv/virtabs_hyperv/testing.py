@@ -32,6 +32,7 @@ import importlib
 import os
 import secrets
 import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,14 @@ class HypervTarget(DefaultTarget):
             if vm is None:
                 raise TargetUnavailable(f"domain {dom.name!r} is not on the simulator")
             return (vm.state in (2, 9), vm.started)
+
+    def run_clock(self, conn: virtabs.Connection, dom: virtabs.Domain) -> float | None:
+        """The simulated guest's run time: banked by Save-VM, going on while it runs (simulator only)."""
+        host = self._host("run_clock")
+        with host.lock:
+            vm = host.vms.get(uuid.UUID(dom.uuid))
+            if vm is None:
+                raise TargetUnavailable(f"domain {dom.name!r} is not on the simulator")
+            if vm.state not in (2, 9) or vm.started is None:
+                return None
+            return float(vm.ran + time.monotonic() - vm.started)

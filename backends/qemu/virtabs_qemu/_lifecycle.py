@@ -1,4 +1,10 @@
-"""Domain lifecycle: define, start (launch QEMU), shutdown, destroy, reboot, suspend, resume, save, restore.
+"""Domain lifecycle: define, start (launch QEMU), shutdown, destroy, reboot, suspend, resume, save, restore,
+managed save.
+
+A managed save is a :meth:`Lifecycle.save` into ``<data>/save/<name>.save`` (written under a temporary name
+and renamed once complete, so a crash never leaves a half image that start would try); ``start`` finds it,
+launches QEMU with ``-incoming`` from it and deletes it once the guest runs again, as libvirt's qemu driver
+does with ``/var/lib/libvirt/qemu/save``.
 
 The core's gate has checked the state each operation needs (from one ``domain_status``) before
 any of this runs. What the gate cannot see atomically is left to QEMU: a start racing another
@@ -109,15 +115,23 @@ class Lifecycle:
     # --- starting ---------------------------------------------------------------------------------
 
     def start(self, dom: DomainRef, paused: bool) -> None:
-        """Launch QEMU (daemonized, ``-S``), then ``cont`` unless ``paused``.
+        """Launch QEMU (daemonized, ``-S``), then ``cont`` unless ``paused``; resume a managed save if there is one.
 
         The definition is read under the domain lock (which undefine also takes): a concurrent undefine and
         define of the name cannot leave this QEMU running under another domain's definition.
         """
+        image = self.store.dirs.managed_save(dom.name)
         with self.store.lock(dom.name).hold():
             defn = self.store.get(dom)
-            self.launch(defn, paused=paused)
-        self.events.lifecycle(defn, LifecycleEventType.STARTED, "booted")
+            meta = self._managed_save_header(defn, image)
+            if meta is None:
+                self.launch(defn, paused=paused)
+            else:
+                paused = paused or not meta.running  # libvirt: a domain saved paused resumes paused
+                incoming = incoming_from_file(image, SAVE_HEADER_SIZE)
+                self.launch(defn.with_spec(meta.spec), paused=paused, incoming=incoming)
+                os.unlink(image)
+        self.events.lifecycle(defn, LifecycleEventType.STARTED, "booted" if meta is None else "restored")
         if paused:
             self.events.lifecycle(defn, LifecycleEventType.SUSPENDED, "paused")
 
@@ -288,9 +302,8 @@ class Lifecycle:
             )
         return bool(status == "completed")
 
-    def restore(self, path: str) -> DomainRef:
-        """Start QEMU with ``-incoming`` from a file written by :meth:`save` (defines the domain if needed)."""
-        path = os.path.abspath(path)
+    @staticmethod
+    def _read_header(path: str) -> SaveHeader:
         try:
             with open(path, "rb") as fh:
                 head = fh.read(SAVE_HEADER_SIZE)
@@ -299,9 +312,14 @@ class Lifecycle:
         if not head.startswith(SAVE_MAGIC) or len(head) < SAVE_HEADER_SIZE:
             raise InvalidArgumentError(f"{path} is not a virtabs qemu saved-state file")
         try:
-            meta = SaveHeader.from_json(json.loads(head[len(SAVE_MAGIC) :].rstrip(b"\0")))
+            return SaveHeader.from_json(json.loads(head[len(SAVE_MAGIC) :].rstrip(b"\0")))
         except (ValueError, KeyError, TypeError):
             raise InvalidArgumentError(f"{path}: corrupt saved-state header") from None
+
+    def restore(self, path: str) -> DomainRef:
+        """Start QEMU with ``-incoming`` from a file written by :meth:`save` (defines the domain if needed)."""
+        path = os.path.abspath(path)
+        meta = self._read_header(path)
         try:
             self.store.load(meta.name)
         except NoDomainError:
@@ -321,6 +339,57 @@ class Lifecycle:
             self.launch(defn.with_spec(meta.spec), paused=not meta.running, incoming=incoming)
         self.events.lifecycle(defn, LifecycleEventType.STARTED, "restored")
         return defn.ref
+
+    # --- managed save --------------------------------------------------------------------------------
+
+    def managed_save(self, dom: DomainRef) -> None:
+        """:meth:`save` into the domain's managed save image (complete, or not there at all)."""
+        image = self.store.dirs.managed_save(dom.name)
+        partial = f"{image}.part"
+        try:
+            os.makedirs(os.path.dirname(image), mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise OperationFailedError(f"domain {dom.name!r}: cannot make the managed save directory: {exc}") from None
+        self.save(dom, partial)
+        try:
+            os.replace(partial, image)
+        except OSError as exc:
+            raise OperationFailedError(
+                f"domain {dom.name!r} was saved to {partial} but could not be renamed to {image}: {exc}"
+            ) from None
+
+    def has_managed_save(self, dom: DomainRef) -> bool:
+        """Whether the domain's managed save image is there (and is this domain's, not a namesake's)."""
+        return self.has_managed_save_of(self.store.get(dom))
+
+    def has_managed_save_of(self, defn: Definition) -> bool:
+        """:meth:`has_managed_save` for a definition already read (the bulk inventory)."""
+        return self._managed_save_header(defn, self.store.dirs.managed_save(defn.name)) is not None
+
+    def managed_save_remove(self, dom: DomainRef) -> None:
+        """Delete the managed save image; none there is nothing to do."""
+        image = self.store.dirs.managed_save(dom.name)
+        with self.store.lock(dom.name).hold():
+            self.store.get(dom)
+            try:
+                os.unlink(image)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise OperationFailedError(f"domain {dom.name!r}: cannot remove {image}: {exc}") from None
+
+    def _managed_save_header(self, defn: Definition, image: str) -> SaveHeader | None:
+        """The header of ``defn``'s managed save image; None when there is none. An image of another domain of
+        that name (a UUID that differs) is refused rather than resumed."""
+        if not os.path.lexists(image):
+            return None
+        meta = self._read_header(image)
+        if meta.uuid != defn.uuid:
+            raise OperationInvalidError(
+                f"domain {defn.name!r}: the managed save image {image} belongs to another domain of that name "
+                f"(UUID {meta.uuid}); remove it"
+            )
+        return meta
 
     def state_after_revert(self, defn: Definition, state: DomainState, snapshot: str) -> None:
         """Start a shut-off domain from a snapshot taken while it ran (``-loadvm``)."""

@@ -48,6 +48,7 @@ NEEDS_COMMANDS: dict[Capability, frozenset[str]] = {
     Capability.DOMAIN_REBOOT: frozenset({"system_reset"}),
     Capability.DOMAIN_SUSPEND: frozenset({"stop", "cont"}),
     Capability.DOMAIN_SAVE: frozenset({"migrate", "query-migrate"}),
+    Capability.DOMAIN_MANAGED_SAVE: frozenset({"migrate", "query-migrate"}),
     Capability.DOMAIN_SNAPSHOT: frozenset({"human-monitor-command"}),
     Capability.DOMAIN_DISK_HOTPLUG: frozenset({"blockdev-add", "blockdev-del", "device_add", "device_del"}),
     Capability.BLOCK_PULL: frozenset({"block-stream", "query-jobs", "job-dismiss", "block-job-cancel"}),
@@ -58,6 +59,7 @@ NEEDS_COMMANDS: dict[Capability, frozenset[str]] = {
     Capability.DOMAIN_MIGRATE_COPY_STORAGE: frozenset(
         {"nbd-server-start", "nbd-server-stop", "block-export-add", "blockdev-mirror", "query-jobs", "job-dismiss"}
     ),
+    Capability.BLOCK_BANDWIDTH: frozenset({"block-job-set-speed"}),
 }
 """The QMP commands each capability needs; an emulator lacking one loses the capability."""
 

@@ -6,6 +6,7 @@ Layout (``embed``: everything under ``root``)::
     <config>/pools/<name>.json      extra storage pools {"type": "dir", "path": ...}
     <config>/.lock                  flock: define/undefine
     <data>/images/                  the ``default`` pool
+    <data>/save/<name>.save         managed save image (like libvirt's /var/lib/libvirt/qemu/save)
     <run>/<name>/qemu.pid           pidfile written by QEMU (removed by QEMU on a clean exit)
     <run>/<name>/qmp.sock           QMP socket (short fallback under /tmp when the path is too long)
     <run>/<name>/run.json           runtime facts: hot-plug ports, block-job records, intents
@@ -165,6 +166,10 @@ class StateDirs:
     def domain_file(self, name: str) -> str:
         """The definition file of ``name``."""
         return os.path.join(self.domains, f"{name}.json")
+
+    def managed_save(self, name: str) -> str:
+        """The managed save image of ``name`` (a saved-state file; the next start resumes it)."""
+        return os.path.join(self.data, "save", f"{name}.save")
 
     def run_dir(self, name: str) -> str:
         """The runtime directory of ``name``."""

@@ -117,6 +117,7 @@ class QemuDriver(Driver):
         Capability.DOMAIN_REBOOT,
         Capability.DOMAIN_SUSPEND,
         Capability.DOMAIN_SAVE,
+        Capability.DOMAIN_MANAGED_SAVE,
         Capability.DOMAIN_SNAPSHOT,
         Capability.DOMAIN_DISK_HOTPLUG,
         Capability.BLOCK_PULL,
@@ -126,8 +127,10 @@ class QemuDriver(Driver):
         Capability.BLOCK_COPY_RAW,
         Capability.BLOCK_COPY_PIVOT,
         Capability.BLOCK_COMMIT,
+        Capability.BLOCK_BANDWIDTH,
         Capability.STORAGE_POOL,
         Capability.STORAGE_VOLUME,
+        Capability.STORAGE_VOLUME_RESIZE,
         Capability.EVENTS,
         # migration (issue 23)
         Capability.DOMAIN_MIGRATE,
@@ -378,6 +381,11 @@ class QemuDriver(Driver):
                 disks = self.storage.disk_infos(defn, pool_dirs)
             except VirtabsError as exc:
                 errors["disks"] = str(exc)
+            managed_save: bool | None = None
+            try:
+                managed_save = self.lifecycle.has_managed_save_of(defn)
+            except VirtabsError as exc:
+                errors["managed_save"] = str(exc)
             spec = defn.spec
             records.append(
                 DomainRecord(
@@ -394,6 +402,7 @@ class QemuDriver(Driver):
                     snapshot_count=len(defn.snapshots),
                     block_jobs=jobs,
                     field_errors=errors,
+                    managed_save=managed_save,
                 )
             )
         for name, reason in unreadable.items():  # a per-record error: the rest of the host is still listed
@@ -454,6 +463,18 @@ class QemuDriver(Driver):
     def restore(self, path: str) -> DomainRef:
         """``-incoming`` from a file written by :meth:`save` (defines the domain if needed)."""
         return self.lifecycle.restore(path)
+
+    def managed_save(self, dom: DomainRef) -> None:
+        """:meth:`save` into the state root's ``save/<name>.save``; the next start resumes from it."""
+        self.lifecycle.managed_save(dom)
+
+    def has_managed_save(self, dom: DomainRef) -> bool:
+        """Whether ``save/<name>.save`` holds this domain's saved state."""
+        return self.lifecycle.has_managed_save(dom)
+
+    def managed_save_remove(self, dom: DomainRef) -> None:
+        """Delete ``save/<name>.save``."""
+        self.lifecycle.managed_save_remove(dom)
 
     # --- snapshots and devices --------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ are checked through another door than the driver: ``qemu-img convert`` for image
 console for boots.
 
 The guest: the init script loads the evdev and ACPI button drivers, prints ``virtabs-guest: up`` and
-``ready`` on the serial console and powers off (``poweroff -f``) as soon as the ACPI power button is
-pressed. It is built from the host's installed kernel, its modules and ``/bin/busybox`` (static), else
+``ready`` on the serial console, then ``tick N`` once a second (its run clock), and powers off
+(``poweroff -f``) as soon as the ACPI power button is pressed. It is built from the host's installed kernel, its modules and ``/bin/busybox`` (static), else
 from packages fetched once with ``apt-get download`` into ``$VIRTABS_GUEST_CACHE`` (default
 ``~/.cache/virtabs-qemu-guest``); the initramfs is written with a small newc cpio writer. When neither
 works, the tests that need a domain fail with :class:`~virtabs.testing.TargetUnavailable` naming the
@@ -84,11 +84,15 @@ for ev in $found; do
     poweroff -f ) &
 done
 sleep 0.2
+# The guest's run clock, for the contract kit's managed save check (resumed, not rebooted).
+( t=0; while true; do sleep 1; t=$((t + 1)); echo "virtabs-guest: tick $t" > /dev/ttyS0; done ) &
 echo "virtabs-guest: ready ($found )" > /dev/ttyS0
 while true; do sleep 3600; done
 """
 
 CMDLINE = "console=ttyS0 panic=-1 quiet"
+TICK = re.compile(r"virtabs-guest: tick (\d+)")
+"""A line of the guest's run clock on the serial console."""
 
 
 def _cpio_entry(name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0), ino: int = 1) -> bytes:
@@ -176,7 +180,9 @@ def build_guest() -> tuple[str, str]:
     cache = cache_dir()
     try:
         parts = _host_parts()
-        where = cache / (f"host-{parts[0]}" if parts is not None else "downloaded")
+        # The init script's digest in the name: a changed script never reuses an initramfs built from another.
+        init = hashlib.sha256(INIT.encode()).hexdigest()[:12]
+        where = cache / (f"host-{parts[0]}-{init}" if parts is not None else f"downloaded-{init}")
         kernel, initrd = where / "vmlinuz", where / "initrd.cpio"
         if kernel.exists() and initrd.exists():
             return str(kernel), str(initrd)
@@ -485,6 +491,16 @@ class QemuTarget(DefaultTarget):
         except FileNotFoundError:
             boots = 0
         return (pid, boots)
+
+    def run_clock(self, conn: Connection, dom: Domain) -> float | None:
+        """The last ``tick N`` the guest printed on the serial console (QEMU truncates the log at each start);
+        None before the first."""
+        try:
+            text = (Path(self.dirs.run_dir(dom.name)) / "console.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return None
+        ticks = TICK.findall(text)
+        return float(ticks[-1]) if ticks else None
 
     def _digest(self, path: str, *, with_backing: bool) -> str | None:
         if not os.path.exists(path):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,18 @@ class SimTarget(VboxTarget):
         if machine is None:
             raise TargetUnavailable(f"domain {dom.name!r} is not in the simulator's state in {home}")
         return machine.get("boots", 0)
+
+    def run_clock(self, conn: Connection, dom: Domain) -> float | None:
+        """The simulated guest's run clock from the simulator's state (None while the machine is not running)."""
+        home = HOMES[conn.parsed_uri.transport or "local"]
+        machines = json.loads((home / "vboxsim.json").read_text())["machines"]
+        machine = next((m for m in machines if m["uuid"] == dom.uuid), None)
+        if machine is None:
+            raise TargetUnavailable(f"domain {dom.name!r} is not in the simulator's state in {home}")
+        if machine["state"] not in ("running", "paused"):
+            return None
+        since = machine.get("running_since")
+        return float(machine.get("ran_s", 0.0)) + (time.time() - since if since is not None else 0.0)
 
 
 @pytest.fixture(scope="session")

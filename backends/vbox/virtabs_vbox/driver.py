@@ -109,6 +109,10 @@ def _mac_portable(mac: str | None) -> str | None:
     return ":".join(mac[i : i + 2] for i in range(0, 12, 2))
 
 
+_SAVED = ("saved", "aborted-saved")
+"""The machine states that hold a saved state (a managed save: ``startvm`` resumes it)."""
+
+
 class VboxDriver(Driver):
     """VirtualBox through ``VBoxManage``, locally or over one multiplexed ssh connection.
 
@@ -125,19 +129,23 @@ class VboxDriver(Driver):
         "domain.destroy",
         "domain.reboot",
         "domain.suspend",
+        "domain.managed_save",
         "domain.snapshot",
         "domain.disk_hotplug",
         "storage.pool",
         "storage.volume",
+        "storage.volume.resize",
         "events",
         notes={
+            "domain.managed_save": "controlvm savestate into the machine's Snapshots folder; discardstate removes it",
             "domain.start": "start paused = startvm, then controlvm pause (VirtualBox cannot start paused)",
             "domain.reboot": "controlvm reset: a hard reset (VirtualBox has no guest-cooperative reboot)",
             "domain.snapshot": "reverting an active domain powers it off, restores, and starts it again "
             "from the snapshot's saved state",
             "domain.disk_hotplug": "live only on SATA (AHCI) ports; virtio/sata disks are SATA in VirtualBox",
             "storage.pool": "one pool 'default': the media registry (list hdds), path = default machine folder",
-            "storage.volume": "createmedium formats VDI, VMDK, VHD, QCOW (qcow2), QED, RAW; grow only",
+            "storage.volume": "createmedium formats VDI, VMDK, VHD, QCOW (qcow2), QED, RAW",
+            "storage.volume.resize": "modifymedium --resizebyte: grow only",
             "events": "polled: one bulk host call every 0.5 s (VBoxManage has no event stream)",
         },
     )
@@ -349,6 +357,7 @@ class VboxDriver(Driver):
                     nics=tuple(self._nic_info(n) for n in info.nics),
                     snapshot_count=len(info.snapshots),
                     extra={"vbox": {"ostype": info.ostype}},
+                    managed_save=info.native_state in _SAVED,
                 )
             )
         return records
@@ -435,7 +444,7 @@ class VboxDriver(Driver):
         """
         info = self._vbm.machine(ref.uuid)
         what = f"undefine domain {quote(ref.name)}"
-        if info.native_state in ("saved", "aborted-saved"):
+        if info.native_state in _SAVED:
             self._vbm("discardstate", ref.uuid, what=what)
         left = list(info.snapshots)
         while left:
@@ -466,6 +475,19 @@ class VboxDriver(Driver):
         self._vbm("startvm", dom.uuid, "--type", "headless", what=f"start domain {quote(dom.name)}")
         if paused:
             self._vbm("controlvm", dom.uuid, "pause", what=f"pause domain {quote(dom.name)} after start")
+
+    def managed_save(self, dom: DomainRef) -> None:
+        """``controlvm savestate``: VirtualBox keeps the state in the machine's folder; ``startvm`` resumes it."""
+        self._vbm("controlvm", dom.uuid, "savestate", what=f"managed save of domain {dom.name!r}")
+
+    def has_managed_save(self, dom: DomainRef) -> bool:
+        """The machine is in state ``saved`` (or ``aborted-saved``)."""
+        return self._info(dom).native_state in _SAVED
+
+    def managed_save_remove(self, dom: DomainRef) -> None:
+        """``discardstate`` (only when there is a saved state: VirtualBox refuses it otherwise)."""
+        if self.has_managed_save(dom):
+            self._vbm("discardstate", dom.uuid, what=f"managed save removal of domain {dom.name!r}")
 
     def shutdown(self, dom: DomainRef) -> None:
         """``controlvm acpipowerbutton``: the guest decides; the core waits."""

@@ -104,6 +104,7 @@ class ExampleDriver(Driver):
         "domain.snapshot",
         "storage.pool",
         "storage.volume",
+        "storage.volume.resize",
         "events",
         notes={"events": "lifecycle events only, found by polling the host every 0.1 s (EventPoller)"},
     )

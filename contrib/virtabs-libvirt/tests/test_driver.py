@@ -111,15 +111,19 @@ def test_copy_destination_xml() -> None:
 
 
 def test_libvirts_own_refusals_are_mapped_by_its_error_number() -> None:
-    """The connection declares storage.volume; libvirt's test driver still refuses a resize natively
-    (VIR_ERR_NO_SUPPORT), and the driver maps that to NotSupportedError instead of checking first."""
+    """libvirt's test driver refuses a resize natively (VIR_ERR_NO_SUPPORT) and the driver maps that to
+    NotSupportedError; the connection does not declare storage.volume.resize, so the public call is refused
+    by the core before libvirt is asked (the driver method is called directly to see libvirt's own refusal)."""
     with virtabs.open("libvirt+test:///default") as conn:
-        assert conn.supports("storage.volume")
+        assert conn.supports("storage.volume") and not conn.supports("storage.volume.resize")
         pool = conn.lookup_storage_pool("default-pool")
         vol = pool.create_volume("vt-unit-resize.img", MiB, format="raw")
         try:
-            with pytest.raises(virtabs.NotSupportedError) as exc:
+            with pytest.raises(virtabs.NotSupportedError) as refused:
                 vol.resize(2 * MiB)
+            assert "storage.volume.resize" in refused.value.message and refused.value.__cause__ is None
+            with pytest.raises(virtabs.NotSupportedError) as exc:
+                conn._driver.resize_volume("default-pool", "vt-unit-resize.img", 2 * MiB)
             assert "resize of volume 'vt-unit-resize.img'" in exc.value.message
             assert "virStorageVolResize" in exc.value.message
             assert type(exc.value.__cause__).__name__ == "libvirtError"

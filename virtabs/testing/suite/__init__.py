@@ -17,7 +17,7 @@ from .test_blockjobs import (
 )
 from .test_core import TestConnection, TestDriverShape, TestLookups
 from .test_events_storage import TestEvents, TestStoragePools, TestStorageVolumes
-from .test_lifecycle import TestDefine, TestListing, TestPowerState, TestSaveRestore
+from .test_lifecycle import TestDefine, TestListing, TestManagedSave, TestPowerState, TestSaveRestore
 from .test_meta import TestKitCoverage
 from .test_migration import TestMigration
 from .test_snapshots_devices import TestDiskHotplug, TestSnapshots
@@ -37,6 +37,7 @@ __all__ = [
     "TestListing",
     "TestLookups",
     "TestMigration",
+    "TestManagedSave",
     "TestPowerState",
     "TestSaveRestore",
     "TestSnapshots",

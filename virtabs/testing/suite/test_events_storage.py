@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from ..._api import Domain
+from ..._api import Domain, StoragePool, Volume
 from ..._errors import NoStoragePoolError, NoStorageVolumeError
 from ..._flags import LifecycleEventType
 from ..._models import Event, LifecycleEvent, PoolInfo, VolumeInfo
@@ -165,32 +165,45 @@ class TestStoragePools:
             assert int(vexc.value.code) == 50 and "virtabs-contract-no-such-volume" in vexc.value.message
 
 
+def _fresh_volume(c: Contract, stem: str) -> tuple[StoragePool, StoragePool, Volume]:
+    """A new 16 MiB volume, in a format the target says the pool makes (qcow2, vhdx, ...), in the first pool
+    with a path, checked through another connection: (the pool, the pool as another connection sees it, the
+    volume). Its name is the one the API gives it, never one split out of a path."""
+    pool = next((p for p in c.conn.list_storage_pools() if p.info().path), None)
+    assert pool is not None, "no storage pool with a path to create a volume in"
+    fmt = c.volume_format(pool.name)
+    vol = pool.create_volume(f"{c.target.new_name(stem)}.{fmt}", 16 * MiB, format=fmt)
+    assert vol.pool == pool.name
+    name = vol.name
+    other_pool = c.other_door().lookup_storage_pool(pool.name)
+    assert [v.name for v in other_pool.list_volumes()].count(name) == 1
+    info = other_pool.lookup_volume(name).info()
+    assert info.format == fmt
+    assert 16 * MiB <= info.capacity_bytes < 17 * MiB, (
+        f"created with 16 MiB, a fresh lookup reports {info.capacity_bytes} bytes (units: bytes)"
+    )
+    return pool, other_pool, vol
+
+
 class TestStorageVolumes:
-    """storage.volume: create, inspect, resize and delete a volume."""
+    """storage.volume: create, inspect and delete a volume; storage.volume.resize: grow it."""
 
     @requires("storage.pool", "storage.volume")
     def test_volume_cycle(self, virtabs_contract: Contract) -> None:
-        pool = next((p for p in virtabs_contract.conn.list_storage_pools() if p.info().path), None)
-        assert pool is not None, "no storage pool with a path to create a volume in"
-        fmt = virtabs_contract.volume_format(pool.name)  # the target says what the pool makes (qcow2, vhdx, ...)
-        vol = pool.create_volume(f"{virtabs_contract.target.new_name('vol')}.{fmt}", 16 * MiB, format=fmt)
-        assert vol.pool == pool.name
-        name = vol.name  # the name the API gives it, never one split out of a path
-        other_pool = virtabs_contract.other_door().lookup_storage_pool(pool.name)
-        assert [v.name for v in other_pool.list_volumes()].count(name) == 1
-        info = other_pool.lookup_volume(name).info()
-        assert info.format == fmt
-        assert 16 * MiB <= info.capacity_bytes < 17 * MiB, (
-            f"created with 16 MiB, a fresh lookup reports {info.capacity_bytes} bytes (units: bytes)"
-        )
+        pool, other_pool, vol = _fresh_volume(virtabs_contract, "vol")
+        vol.delete()
+        with pytest.raises(NoStorageVolumeError):
+            pool.lookup_volume(vol.name)
+        with pytest.raises(NoStorageVolumeError):
+            other_pool.lookup_volume(vol.name)
+
+    @requires("storage.pool", "storage.volume", "storage.volume.resize")
+    def test_volume_resize(self, virtabs_contract: Contract) -> None:
+        _pool, other_pool, vol = _fresh_volume(virtabs_contract, "grow")
         grown = vol.resize(32 * MiB)
         assert 32 * MiB <= grown.capacity_bytes < 33 * MiB
-        fresh = other_pool.lookup_volume(name).info()
+        fresh = other_pool.lookup_volume(vol.name).info()
         assert 32 * MiB <= fresh.capacity_bytes < 33 * MiB, (
             f"resized to 32 MiB, a fresh lookup through another connection reports {fresh.capacity_bytes} bytes"
         )
         vol.delete()
-        with pytest.raises(NoStorageVolumeError):
-            pool.lookup_volume(name)
-        with pytest.raises(NoStorageVolumeError):
-            other_pool.lookup_volume(name)

@@ -14,7 +14,7 @@ from ..._flags import DomainState
 from ..contract import Contract
 from ..markers import requires
 
-__all__ = ["TestDefine", "TestListing", "TestPowerState", "TestSaveRestore"]
+__all__ = ["TestDefine", "TestListing", "TestManagedSave", "TestPowerState", "TestSaveRestore"]
 
 LISTING_DOMAINS = 100
 LISTING_DOMAINS_MIN = 20
@@ -209,6 +209,99 @@ class TestSaveRestore:
         assert back.state() == DomainState.RUNNING
         assert state_elsewhere(virtabs_contract, dom) == DomainState.RUNNING
         assert [d.uuid for d in virtabs_contract.other_door().list_domains()].count(dom.uuid) == 1
+
+
+RUN_CLOCK_BEFORE_SAVE = 5.0
+"""Seconds the guest's run clock must show before a managed save: more than the first reading after a boot
+(a guest printing a tick a second shows 1, or 2 when read late), so a start that booted again cannot pass for a resume."""
+
+
+def managed_save_elsewhere(c: Contract, dom: Domain) -> bool:
+    """Whether a second connection and the bulk records see a managed save image (they must agree)."""
+    other = c.other_door()
+    seen = other.lookup_domain(dom.uuid).has_managed_save()
+    records = [r for r in other.domain_records() if r.uuid == dom.uuid]
+    assert len(records) == 1, f"domain_records lists domain {dom.name!r} {len(records)} times"
+    assert records[0].managed_save == seen, f"domain_records says {records[0].managed_save}, the lookup {seen}"
+    return seen
+
+
+def running_clock(c: Contract, dom: Domain, at_least: float = 0.0) -> float:
+    """The guest's run clock once it shows one (and at least ``at_least`` seconds)."""
+    readings: list[float] = []
+
+    def shows() -> bool:
+        value = c.run_clock(dom)
+        if value is None or value < at_least:
+            return False
+        readings.append(value)
+        return True
+
+    c.wait_until(shows, f"the run clock of the guest of {dom.name!r} to show {at_least} s (target run_clock)")
+    return readings[-1]
+
+
+class TestManagedSave:
+    """domain.managed_save: the host keeps the state, start resumes it (the guest's run clock continues)."""
+
+    @requires("domain.managed_save", "domain.start")
+    def test_managed_save_then_start_resumes_the_guest(self, virtabs_contract: Contract) -> None:
+        c = virtabs_contract
+        dom = c.domain(running=True)
+        assert not dom.has_managed_save()
+        before = running_clock(c, dom, RUN_CLOCK_BEFORE_SAVE)
+        dom.managed_save()
+        assert dom.state() == DomainState.SHUTOFF
+        assert state_elsewhere(c, dom) == DomainState.SHUTOFF
+        assert dom.has_managed_save() and managed_save_elsewhere(c, dom)
+        info = dom.info()
+        assert (info.state, info.state_reason) == (DomainState.SHUTOFF, "saved"), info
+        with pytest.raises(OperationInvalidError):
+            dom.managed_save()  # nothing runs to save
+        dom.start()
+        assert dom.state() == DomainState.RUNNING
+        assert state_elsewhere(c, dom) == DomainState.RUNNING
+        after = running_clock(c, dom)
+        assert after >= before, (
+            f"the guest's run clock showed {before} s before the managed save and {after} s after start: "
+            "it booted again instead of resuming"
+        )
+        assert not dom.has_managed_save() and not managed_save_elsewhere(c, dom), "start left the image behind"
+        assert dom.info().state_reason is None
+
+    @requires("domain.managed_save", "domain.start")
+    def test_managed_save_remove_makes_start_boot(self, virtabs_contract: Contract) -> None:
+        c = virtabs_contract
+        dom = c.domain(running=True)
+        before = running_clock(c, dom, RUN_CLOCK_BEFORE_SAVE)
+        dom.managed_save()
+        dom.managed_save_remove()
+        assert not dom.has_managed_save() and not managed_save_elsewhere(c, dom)
+        assert dom.info().state_reason is None
+        dom.managed_save_remove()  # none there: nothing to do, as in libvirt
+        dom.start()
+        after = running_clock(c, dom)
+        assert after < before, f"the run clock went on from {before} s to {after} s: start resumed a removed image"
+
+    @requires("domain.managed_save", "domain.define")
+    def test_undefine_is_refused_while_a_managed_save_image_exists(self, virtabs_contract: Contract) -> None:
+        conn = virtabs_contract.conn
+        dom = virtabs_contract.domain(running=True)
+        dom.managed_save()
+        with pytest.raises(OperationInvalidError):
+            dom.undefine()  # libvirt refuses it without VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+        assert conn.lookup_domain(dom.uuid) == dom and dom.has_managed_save()
+        dom.managed_save_remove()
+        dom.undefine()
+        assert dom.uuid not in {d.uuid for d in virtabs_contract.other_door().list_domains()}
+
+    @requires("domain.managed_save")
+    def test_managed_save_of_a_shut_off_domain_is_refused(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=False)
+        with pytest.raises(OperationInvalidError):
+            dom.managed_save()
+        assert not dom.has_managed_save()
+        assert dom.state() == DomainState.SHUTOFF
 
 
 class TestListing:

@@ -101,8 +101,14 @@ COVERAGE: dict[str, tuple[str, ...]] = {
         f"{_COPY}::test_detach_during_a_copy_is_block_copy_active",
     ),
     "Domain.disks": (f"{_LOOK}::test_domain_reads",),
-    "Domain.info": (f"{_LOOK}::test_domain_reads",),
+    "Domain.has_managed_save": ("TestManagedSave::test_managed_save_then_start_resumes_the_guest",),
+    "Domain.info": (f"{_LOOK}::test_domain_reads", "TestManagedSave::test_managed_save_then_start_resumes_the_guest"),
     "Domain.list_snapshots": ("TestSnapshots::test_snapshot_cycle",),
+    "Domain.managed_save": (
+        "TestManagedSave::test_managed_save_then_start_resumes_the_guest",
+        f"{_COPY}::test_managed_save_during_a_copy_is_block_copy_active",
+    ),
+    "Domain.managed_save_remove": ("TestManagedSave::test_managed_save_remove_makes_start_boot",),
     "Domain.name": (f"{_LOOK}::test_lookup_by_name_and_by_uuid",),
     "Domain.nics": (f"{_LOOK}::test_domain_reads",),
     "Domain.reboot": (f"{_LIFE}::test_reboot_boots_the_guest_again",),
@@ -120,6 +126,7 @@ COVERAGE: dict[str, tuple[str, ...]] = {
     "Domain.undefine": (
         "TestDefine::test_define_lookup_undefine",
         f"{_LIFE}::test_undefine_of_a_running_domain_is_refused",
+        "TestManagedSave::test_undefine_is_refused_while_a_managed_save_image_exists",
     ),
     "Domain.uuid": (f"{_LOOK}::test_lookup_by_name_and_by_uuid",),
     # BlockJob
@@ -151,7 +158,7 @@ COVERAGE: dict[str, tuple[str, ...]] = {
     "Volume.name": ("TestStorageVolumes::test_volume_cycle",),
     "Volume.path": ("TestStoragePools::test_pools_and_volumes_can_be_listed_and_looked_up",),
     "Volume.pool": ("TestStorageVolumes::test_volume_cycle",),
-    "Volume.resize": ("TestStorageVolumes::test_volume_cycle",),
+    "Volume.resize": ("TestStorageVolumes::test_volume_resize",),
     # events
     "Subscription.close": ("TestEvents::test_filter_and_unsubscribe",),
     "Subscription.unsubscribe": ("TestEvents::test_filter_and_unsubscribe",),

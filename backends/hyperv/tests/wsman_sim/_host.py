@@ -226,6 +226,8 @@ class VM:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     current: Checkpoint | None = None
     started: float | None = None
+    ran: float = 0.0
+    """The simulated guest's run time banked by a save (Save-VM keeps its memory; Start-VM resumes it)."""
     shutdown_service: bool = True
     type_name = "Microsoft.HyperV.PowerShell.VirtualMachine"
 
@@ -373,6 +375,13 @@ def _vm_arg(inv: Invocation, host: HyperVHost) -> list[VM]:
             terminating=False,
         )
     return found
+
+
+def _bank_run_time(vm: VM) -> None:
+    """Save-VM keeps the guest's memory: its run clock stops here and goes on at the next Start-VM."""
+    if vm.started is not None:
+        vm.ran += time.monotonic() - vm.started
+    vm.started = None
 
 
 def _state_error(inv: Invocation, vm: VM, action: str) -> PSError:
@@ -741,6 +750,8 @@ def build_commands(host: HyperVHost) -> CommandTable:
                         error_id="Unspecified",
                         exception=_VIRT_EXC,
                     )
+            if vm.state != 6:
+                vm.ran = 0.0  # a cold boot; from Saved the guest resumes where it was
             vm.state = 2
             vm.started = time.monotonic()
             if inv.switch("Passthru"):
@@ -758,6 +769,7 @@ def build_commands(host: HyperVHost) -> CommandTable:
             elif inv.switch("Save"):
                 if vm.state not in (2, 9):
                     raise _state_error(inv, vm, "save")
+                _bank_run_time(vm)
                 vm.state = 6
             else:
                 if vm.state == 3:
@@ -798,7 +810,7 @@ def build_commands(host: HyperVHost) -> CommandTable:
         for vm in _vm_arg(inv, host):
             if vm.state != 2:
                 raise _state_error(inv, vm, "restart")
-            vm.started = time.monotonic()
+            vm.started, vm.ran = time.monotonic(), 0.0
         return iter(())
 
     hv("Restart-VM", [*vm_params, Param("Force", switch=True), Param("Type")], restart_vm)
@@ -825,10 +837,22 @@ def build_commands(host: HyperVHost) -> CommandTable:
         for vm in _vm_arg(inv, host):
             if vm.state not in (2, 9):
                 raise _state_error(inv, vm, "save")
+            _bank_run_time(vm)
             vm.state = 6
         return iter(())
 
     hv("Save-VM", vm_params, save_vm)
+
+    def remove_saved_state(inv: Invocation) -> Iterator[Any]:
+        # Remove-VMSavedState (Windows Server 2016+): discards the saved state, the VM is Off. The refusal of a
+        # VM that is not Saved uses the module's generic invalid-state error (its exact text is approximated).
+        for vm in _vm_arg(inv, host):
+            if vm.state != 6:
+                raise _state_error(inv, vm, "delete the saved state")
+            vm.state, vm.ran = 3, 0.0
+        return iter(())
+
+    hv("Remove-VMSavedState", vm_params, remove_saved_state)
 
     # checkpoints
     def checkpoint_vm(inv: Invocation) -> Iterator[Any]:

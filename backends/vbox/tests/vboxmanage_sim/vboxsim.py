@@ -12,8 +12,9 @@ and what is approximated.
 State: a JSON file in ``$VBOX_USER_HOME`` (VirtualBox's own variable for its settings directory; required
 here, so a test can never touch a real user's VirtualBox). Every invocation holds an exclusive lock on it.
 There are no guest processes: a "running" VM is a state; ``boots`` in the state file counts the simulated
-guest's boots (cold starts and resets; resuming a saved state is none), what a test reads instead of a
-guest console. A guest honours the ACPI power button by
+guest's boots (cold starts and resets; resuming a saved state is none), and ``ran_s``/``running_since`` its
+run clock (stopped while paused or saved, continued when a saved state is resumed), what a test reads instead
+of a guest console. A guest honours the ACPI power button by
 powering off ``VBOXSIM_ACPI_DELAY`` seconds (default 0.3) later, observed by the next invocation.
 """
 
@@ -365,6 +366,14 @@ def in_use(users: list[dict[str, Any]]) -> str:
 
 
 def set_state(vm: dict[str, Any], state: str) -> None:
+    # The simulated guest's run clock: it advances while running, stops while paused or saved (a saved
+    # state resumes where it stopped) and is gone at power off; a cold boot or reset starts it at zero.
+    t = time.time()
+    if vm.get("running_since") is not None:
+        vm["ran_s"] = vm.get("ran_s", 0.0) + t - vm["running_since"]
+    vm["running_since"] = t if state == "running" else None
+    if state in ("poweroff", "aborted"):
+        vm["ran_s"] = 0.0
     vm["state"] = state
     vm["state_time"] = now()
 
@@ -973,6 +982,7 @@ def cmd_startvm(st: State, args: list[str]) -> None:
     out(f'Waiting for VM "{vm["name"]}" to power on...\n')
     if not vm.get("statefile"):
         vm["boots"] = vm.get("boots", 0) + 1  # a cold boot (resuming a saved state is not one)
+        vm["ran_s"] = 0.0
     if vm.get("statefile"):
         with suppress(FileNotFoundError):
             os.unlink(vm["statefile"])
@@ -1019,6 +1029,7 @@ def cmd_controlvm(st: State, args: list[str]) -> None:
             invalid("Running or Paused", "Reset()")
         vm.pop("acpi_pressed", None)
         vm["boots"] = vm.get("boots", 0) + 1  # the guest boots again
+        vm["ran_s"], vm["running_since"] = 0.0, None
         set_state(vm, state)
     elif action == "poweroff":
         progress()
