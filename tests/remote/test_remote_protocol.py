@@ -221,9 +221,10 @@ def test_the_method_list_is_the_operation_table_read_at_run_time(monkeypatch: py
 
     assert table_methods() == tuple(OPERATIONS)
     grown = dict(operations.OPERATIONS)
-    grown["managed_save"] = operations.Operation("managed_save", "a row another branch adds")
+    assert "networks_of_the_future" not in grown
+    grown["networks_of_the_future"] = operations.Operation("networks_of_the_future", "a row a later change adds")
     monkeypatch.setattr("virtabs.remote._protocol.OPERATIONS", grown)
-    assert table_methods()[-1] == "managed_save"
+    assert table_methods()[-1] == "networks_of_the_future"
 
 
 # --- which URIs go to the helper ---------------------------------------------------------------

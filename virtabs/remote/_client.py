@@ -392,17 +392,35 @@ def _channel_key(uri: URI) -> tuple[Any, ...]:
     return (uri.user, uri.host, uri.port, *(uri.param(k) for k in sorted(SSH_PARAMS)))
 
 
+_STARTING: dict[tuple[Any, ...], threading.Lock] = {}
+"""One lock per ssh endpoint, held while its channel starts: only connections to the same endpoint wait
+for that start; a silent host never holds up a channel to another one (an inventory of many hosts)."""
+
+
 def acquire_channel(uri: URI, connect_timeout: float) -> Channel:
     """The live channel to ``uri``'s ssh endpoint (started when there is none), with one more user."""
     key = _channel_key(uri)
     with _CHANNELS_LOCK:
-        channel = _CHANNELS.get(key)
-        if channel is None or not channel.alive:
-            channel = Channel(uri, connect_timeout)
-            channel.start()
+        starting = _STARTING.setdefault(key, threading.Lock())
+    wait = connect_timeout + 10
+    if not starting.acquire(timeout=wait):
+        raise ConnectError(
+            f"the channel to {uri.host or 'localhost'} is still being set up by another connection after {wait:g} s"
+        )
+    try:
+        with _CHANNELS_LOCK:
+            channel = _CHANNELS.get(key)
+            if channel is not None and channel.alive:
+                channel.users += 1
+                return channel
+        channel = Channel(uri, connect_timeout)
+        channel.start()  # ssh and the handshake, outside the registry's lock
+        with _CHANNELS_LOCK:
             _CHANNELS[key] = channel
-        channel.users += 1
+            channel.users += 1
         return channel
+    finally:
+        starting.release()
 
 
 def release_channel(channel: Channel) -> None:
