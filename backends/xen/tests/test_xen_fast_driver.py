@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import virtabs
 from virtabs import ConnectError, DiskSpec, DomainSpec, DomainState, NicSpec
-from virtabs.spi import URI, CommandResult, CommandTransport
+from virtabs.spi import URI, CommandResult, CommandTransport, DomainRef
 
 import virtabs_xen.driver as xen_driver
 
@@ -244,3 +244,14 @@ def test_without_the_seam_this_host_is_refused(tmp_path: Path) -> None:
         pytest.skip("this machine is a Xen dom0")
     with pytest.raises(ConnectError):
         virtabs.open(f"xen:///?dir={tmp_path}")
+
+
+def test_a_call_with_no_recording_fails_loudly(conn: virtabs.Connection, standin: Standin) -> None:
+    """The stand-in invents nothing: ``xl vcpu-set`` has no recording, so it fails naming the stand-in."""
+    dom = conn.define_domain(recorded_guest())
+    dom.start()
+    driver = conn._driver
+    assert isinstance(driver, xen_driver.XenDriver)
+    with pytest.raises(virtabs.OperationFailedError, match="xl stand-in: no recorded output for xl vcpu-set"):
+        driver.ex_set_vcpus(DomainRef(dom.name, dom.uuid), 2)
+    assert ["vcpu-set", "--", "rec1", "2"] in standin.calls()
