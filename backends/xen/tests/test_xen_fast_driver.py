@@ -1,0 +1,257 @@
+"""The real XenDriver, in seconds and without Xen, against an ``xl`` stand-in that replays the lab's recordings.
+
+The nested lab (``test_xen_lab.py``, ``test_xen_driver.py``) stays the proof that the driver works with
+Xen; this suite catches the driver's own mistakes on any machine: a command not sent (``xl pause``),
+an option dropped (``xl create -p``), a unit misread (xl's MiB), a state flag misread (``--p---``), a
+row lost from ``xl list``. Each test runs the public API (``virtabs.open("xen:///?dir=...")``) over the
+real driver, its real argv lists and ``sh -c`` scripts, and ``xl_standin.py`` answering as ``xl``
+from ``recorded/`` (see its docstring for what is replayed and what is derived).
+
+The seam is test-only: this module monkeypatches the driver module's ``CommandTransport`` with
+:class:`StandinTransport`, a local transport that puts the stand-in first on ``PATH`` and points the
+dom0 check (``grep control_d /proc/xen/capabilities``) at a file the test writes. That file is not a
+recording: it holds the word the driver's check (and ``xenlab.sh``'s) looks for. Production code
+has no switch for any of this (``test_without_the_seam_this_host_is_refused``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import virtabs
+from virtabs import ConnectError, DiskSpec, DomainSpec, DomainState, NicSpec
+from virtabs.spi import URI, CommandResult, CommandTransport, DomainRef
+
+import virtabs_xen.driver as xen_driver
+
+MiB = 1 << 20
+HERE = Path(__file__).resolve().parent
+STANDIN = HERE / "xl_standin.py"
+# The lab guest the recordings are of (recorded/list_long_rec1.json, list_v_running.txt).
+GUEST_UUID = "6f1c5f0e-1d2b-4c1e-9a55-2f7e8c1b0a11"
+CAPABILITIES = "/proc/xen/capabilities"
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def recorded_guest() -> DomainSpec:
+    """The spec of the recorded guest ``rec1``, as ``xl list -l rec1`` describes it."""
+    return DomainSpec(
+        name="rec1",
+        memory_bytes=128 * MiB,
+        vcpus=1,
+        uuid=GUEST_UUID,
+        os_type="xen",
+        disks=(DiskSpec("xvda", "/root/d1.img"),),
+        nics=(NicSpec(network="xenbr0", mac="00:16:3e:12:34:56"),),
+        extra={
+            "xen": {
+                "type": "pv",
+                "kernel": "/root/guest/vmlinuz",
+                "ramdisk": "/root/guest/initrd.gz",
+                "cmdline": "console=hvc0 quiet",
+                "maxmem_mib": 160,
+                "maxvcpus": 2,
+            }
+        },
+    )
+
+
+class StandinTransport(CommandTransport):
+    """A local command transport whose ``xl`` is the stand-in and whose dom0 check reads ``capabilities``."""
+
+    def __init__(self, uri: URI, *, state_dir: Path, capabilities: Path, **kwargs: Any) -> None:
+        super().__init__(uri, **kwargs)
+        assert not self.is_remote, "the stand-in runs locally only"
+        self._state_dir = state_dir
+        self._capabilities = capabilities
+        self._bin = state_dir / "bin"
+        self._bin.mkdir(exist_ok=True)
+        wrapper = self._bin / "xl"
+        wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(STANDIN))} "$@"\n')
+        wrapper.chmod(0o755)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        """Run ``argv`` locally with the stand-in first on ``PATH`` (and the capabilities file swapped)."""
+        argv = list(argv)
+        if argv[:2] == ["sh", "-c"]:
+            argv[2] = argv[2].replace(CAPABILITIES, str(self._capabilities))
+        env = {
+            **(env or {}),
+            "PATH": f"{self._bin}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "XL_STANDIN_STATE": str(self._state_dir),
+        }
+        return super().run(argv, input=input, timeout=timeout, check=check, env=env)
+
+
+class Standin:
+    """The stand-in's files: its state directory, the capabilities file and the argv log."""
+
+    def __init__(self, root: Path) -> None:
+        self.state_dir = root / "xl"
+        self.state_dir.mkdir()
+        self.capabilities = root / "capabilities"
+        self.capabilities.write_text("control_d\n")
+        self.definitions = root / "defs"
+
+    @property
+    def uri(self) -> str:
+        return f"xen:///?dir={self.definitions}"
+
+    def calls(self) -> list[list[str]]:
+        """Every ``xl`` argv (without ``xl``) the driver ran so far, in order."""
+        log = self.state_dir / "argv.jsonl"
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    def clear(self) -> None:
+        (self.state_dir / "argv.jsonl").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Standin:
+    """The driver module's transport replaced, for this test only, by :class:`StandinTransport`."""
+    found = Standin(tmp_path)
+
+    def transport(uri: URI, **kwargs: Any) -> StandinTransport:
+        return StandinTransport(uri, state_dir=found.state_dir, capabilities=found.capabilities, **kwargs)
+
+    monkeypatch.setattr(xen_driver, "CommandTransport", transport)
+    return found
+
+
+@pytest.fixture
+def conn(standin: Standin) -> Iterator[virtabs.Connection]:
+    with virtabs.open(standin.uri) as c:
+        yield c
+
+
+def test_host_info_is_xl_info_in_mib(conn: virtabs.Connection) -> None:
+    """``xl info`` counts memory in MiB: total_memory 2047 is 2047 MiB (recorded/info.txt)."""
+    host = conn.host_info()
+    assert (host.hostname, host.hypervisor, host.hypervisor_version) == ("xenlab-dom0", "xen", "4.17.7")
+    assert (host.cpus, host.memory_bytes, host.arch) == (2, 2047 * MiB, "x86_64")
+
+
+def test_start_runs_xl_create_without_p(conn: virtabs.Connection, standin: Standin) -> None:
+    """A plain start is ``xl create CFG``; the running guest's memory is xl list's Mem column in MiB."""
+    dom = conn.define_domain(recorded_guest())
+    assert dom.info().state == DomainState.SHUTOFF
+    standin.clear()
+    dom.start()
+    cfg = str(standin.definitions / "rec1.cfg")
+    assert [c for c in standin.calls() if c[0] == "create"] == [["create", cfg]]
+    info = dom.info()
+    assert (info.state, info.native_state, info.vcpus) == (DomainState.RUNNING, "r-----", 1)
+    assert info.memory_bytes == 128 * MiB
+    assert info.max_memory_bytes == 160 * MiB  # maxmem of the definition
+    assert info.cpu_time_ns == 800_000_000  # 0.8 s
+    assert dom.uuid == GUEST_UUID
+
+
+def test_start_paused_passes_p_and_reads_paused(conn: virtabs.Connection, standin: Standin) -> None:
+    """``start(paused=True)`` is ``xl create -p CFG``; ``--p---`` (recorded/list_v_paused.txt) is PAUSED."""
+    dom = conn.define_domain(recorded_guest())
+    standin.clear()
+    dom.start(paused=True)
+    cfg = str(standin.definitions / "rec1.cfg")
+    assert [c for c in standin.calls() if c[0] == "create"] == [["create", "-p", cfg]]
+    info = dom.info()
+    assert (info.state, info.native_state) == (DomainState.PAUSED, "--p---")
+    assert info.memory_bytes == 128 * MiB
+
+
+def test_suspend_is_xl_pause_and_resume_is_xl_unpause(conn: virtabs.Connection, standin: Standin) -> None:
+    """suspend sends ``xl pause -- rec1`` and the domain reads back PAUSED; resume undoes it."""
+    dom = conn.define_domain(recorded_guest())
+    dom.start()
+    assert dom.info().state == DomainState.RUNNING
+    standin.clear()
+    dom.suspend()
+    assert ["pause", "--", "rec1"] in standin.calls()
+    assert dom.info().state == DomainState.PAUSED
+    standin.clear()
+    dom.resume()
+    assert ["unpause", "--", "rec1"] in standin.calls()
+    assert dom.info().state == DomainState.RUNNING
+
+
+def test_listing_keeps_every_row_of_xl_list(conn: virtabs.Connection) -> None:
+    """rec1 is the last row of ``xl list -v``: listed, running as xl says, with its disk and vif from ``xl list -l``."""
+    dom = conn.define_domain(recorded_guest())
+    dom.start()
+    assert [(d.name, d.uuid) for d in conn.list_domains()] == [("rec1", GUEST_UUID)]
+    [record] = conn.domain_records()
+    assert (record.name, record.state, record.native_state) == ("rec1", DomainState.RUNNING, "r-----")
+    assert (record.vcpus, record.memory_bytes) == (1, 128 * MiB)
+    assert record.extra["xen"] == {"type": "pv", "domid": 1}
+    assert [(d.target, d.path, d.readonly) for d in record.disks] == [("xvda", "/root/d1.img", False)]
+    assert [(n.mac, n.network) for n in record.nics] == [("00:16:3e:12:34:56", "xenbr0")]
+    assert conn.lookup_domain(GUEST_UUID).name == "rec1"
+
+
+def test_paused_domain_is_listed_paused(conn: virtabs.Connection) -> None:
+    """The bulk listing reads the State flags too: a paused rec1 is PAUSED in the records."""
+    dom = conn.define_domain(recorded_guest())
+    dom.start(paused=True)
+    [record] = conn.domain_records()
+    assert (record.state, record.native_state) == (DomainState.PAUSED, "--p---")
+
+
+def test_destroy_is_xl_destroy_and_leaves_the_definition(conn: virtabs.Connection, standin: Standin) -> None:
+    """destroy sends ``xl destroy -- rec1``; the domain is then its definition alone, shut off."""
+    dom = conn.define_domain(recorded_guest())
+    dom.start()
+    standin.clear()
+    dom.destroy()
+    assert ["destroy", "--", "rec1"] in standin.calls()
+    info = dom.info()
+    assert (info.state, info.memory_bytes) == (DomainState.SHUTOFF, 128 * MiB)
+    [record] = conn.domain_records()
+    assert record.state == DomainState.SHUTOFF
+
+
+def test_unknown_domain_is_xl_invalid_identifier(conn: virtabs.Connection) -> None:
+    """A name xl does not know (and that has no definition) is NoDomainError."""
+    with pytest.raises(virtabs.NoDomainError):
+        conn.lookup_domain("nosuch")
+
+
+def test_host_that_is_not_a_dom0_is_refused(standin: Standin) -> None:
+    """Without control_d in /proc/xen/capabilities (here: the test's file emptied) the driver refuses to connect."""
+    standin.capabilities.write_text("")
+    with pytest.raises(ConnectError, match="is not a Xen dom0"):
+        virtabs.open(standin.uri)
+
+
+def test_without_the_seam_this_host_is_refused(tmp_path: Path) -> None:
+    """No monkeypatch: the real transport and this machine, which is not a Xen dom0, are refused."""
+    if Path(CAPABILITIES).is_file() and "control_d" in Path(CAPABILITIES).read_text():
+        pytest.skip("this machine is a Xen dom0")
+    with pytest.raises(ConnectError):
+        virtabs.open(f"xen:///?dir={tmp_path}")
+
+
+def test_a_call_with_no_recording_fails_loudly(conn: virtabs.Connection, standin: Standin) -> None:
+    """The stand-in invents nothing: ``xl vcpu-set`` has no recording, so it fails naming the stand-in."""
+    dom = conn.define_domain(recorded_guest())
+    dom.start()
+    driver = conn._driver
+    assert isinstance(driver, xen_driver.XenDriver)
+    with pytest.raises(virtabs.OperationFailedError, match="xl stand-in: no recorded output for xl vcpu-set"):
+        driver.ex_set_vcpus(DomainRef(dom.name, dom.uuid), 2)
+    assert ["vcpu-set", "--", "rec1", "2"] in standin.calls()
