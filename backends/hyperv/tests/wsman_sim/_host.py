@@ -887,6 +887,13 @@ def build_commands(host: HyperVHost) -> CommandTable:
                 error_id="AmbiguousParameterSet",
                 exception="ParameterBindingException",
             )
+        if include and storage is None:
+            raise inv.error(
+                "-IncludeStorage needs -DestinationStoragePath (or the per-file paths).",
+                category="InvalidArgument",
+                error_id="InvalidParameter",
+                exception=_VIRT_EXC,
+            )
         for vm in _vm_arg(inv, host):
             where = f"Virtual machine migration operation for '{vm.name}' failed at migration source '{host.computer_name}'."
             if dest is None or dest is host:
@@ -923,13 +930,7 @@ def build_commands(host: HyperVHost) -> CommandTable:
                                 exception=_VIRT_EXC,
                             )
                         continue
-                    if storage is None:
-                        raise inv.error(
-                            "-IncludeStorage needs -DestinationStoragePath (or the per-file paths).",
-                            category="InvalidArgument",
-                            error_id="InvalidParameter",
-                            exception=_VIRT_EXC,
-                        )
+                    assert storage is not None  # checked above
                     target = storage.rstrip("\\") + "\\" + d.path.replace("/", "\\").rsplit("\\", 1)[-1]
                     if dest.find_file(target) is not None:
                         raise inv.error(
