@@ -62,6 +62,15 @@ class Contract:
                 self._other = self._opener(self.uri)
         return self._other
 
+    def open_door(self, uri: str) -> Connection:
+        """A new connection to ``uri`` opened the way the run opens its own (its credentials): the
+        caller closes it. For another host's own door (a migration's destination)."""
+        if self._opener is None:
+            from .._api import open as open_
+
+            return open_(uri)
+        return self._opener(uri)
+
     def target_method(self, name: str) -> Callable[..., Any]:
         """The target's optional method ``name``; TargetUnavailable saying what to provide when it has none."""
         method = getattr(self.target, name, None)

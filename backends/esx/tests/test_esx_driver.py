@@ -26,9 +26,11 @@ from virtabs.spi import (
     InvalidArgumentError,
     LifecycleEvent,
     LifecycleEventType,
+    MigrateFlags,
     NoDomainError,
     NoSnapshotError,
     NoStoragePoolError,
+    NotSupportedError,
     OperationFailedError,
     OperationInvalidError,
     OperationTimeoutError,
@@ -36,6 +38,8 @@ from virtabs.spi import (
 
 from virtabs_esx import _tls
 from virtabs_esx.testing import EsxTarget
+
+M = MigrateFlags
 
 
 def _uri(sim: Vcsim, query: str = "", scheme: str = "vpx") -> str:
@@ -428,3 +432,74 @@ def test_vpx_path_scopes_the_inventory(vcsim: Vcsim) -> None:
     assert cluster.isdisjoint(standalone) and "LocalDS_0" in cluster_pools
     with pytest.raises(ConnectError, match="no datacenter, cluster or host"):
         _open(vcsim, f"{base}/DC0/NoSuchCluster{query}")
+
+
+# --- vMotion (Domain.migrate on vpx) ------------------------------------------------------------------
+
+
+def _runs_on(target: EsxTarget, conn: virtabs.Connection, dom: virtabs.Domain) -> tuple[str, str]:
+    """(host name, power state) of ``dom``'s VM, read through the target's own vSphere session."""
+    vm = target._own_session(conn).content.searchIndex.FindByUuid(None, dom.uuid, True)
+    assert vm is not None, f"{dom.name} is not in the inventory"
+    return vm.runtime.host.name, str(vm.runtime.powerState)
+
+
+def _host_uri(sim: Vcsim, path: str) -> str:
+    assert sim.pki is not None
+    return f"vpx://{sim.host}:{sim.port}/{path}?cafile={sim.pki.ca}"
+
+
+def test_vmotion_moves_the_running_vm_to_the_destination_host(vcsim: Vcsim) -> None:
+    """RelocateVM_Task onto the host the destination's path names; the guest keeps running (no power-on
+    event, so no reboot); and back onto the first host of the root scope."""
+    target = EsxTarget(datastore="LocalDS_0", scratch_datastore="LocalDS_1", prefix="vtm",
+                       credentials=(vcsim.username, vcsim.password))  # fmt: skip
+    with _open(vcsim) as src, _open(vcsim, _host_uri(vcsim, "DC0/DC0_C0/DC0_C0_H1")) as dest:
+        try:
+            dom = target.make_domain(src, running=True)
+            first_host, _ = _runs_on(target, src, dom)
+            assert first_host != "DC0_C0_H1"
+            boots = target.boot_id(src, dom)
+            job = dom.migrate(dest, flags=M.LIVE | M.PERSIST_DEST | M.UNDEFINE_SOURCE)
+            moved = job.wait(timeout=60)
+            assert _runs_on(target, src, dom) == ("DC0_C0_H1", "poweredOn")
+            assert moved.connection is dest and moved.uuid == dom.uuid and moved.state() == DomainState.RUNNING
+            info = job.info()
+            assert info.phase == "completed" and info.memory_total == 64 << 20 and info.memory_remaining == 0
+            assert target.boot_id(src, dom) == boots  # vMotion, not a restart
+            back = moved.migrate(src, flags=M.LIVE).wait(timeout=60)  # the root scope: its first host
+            assert back.connection is src
+            assert _runs_on(target, src, dom) == (first_host, "poweredOn")
+        finally:
+            target.cleanup(src)
+
+
+def test_vmotion_refuses_what_it_cannot_do_before_moving(vcsim: Vcsim, vcsim_binary: Path, pki: Pki,
+                                                         tmp_path: Path) -> None:  # fmt: skip
+    """Not LIVE, PAUSED, a bandwidth, a storage copy, a standalone esx:// peer, another vCenter: refused,
+    and the VM stays where it was."""
+    target = EsxTarget(datastore="LocalDS_0", scratch_datastore="LocalDS_1", prefix="vtm",
+                       credentials=(vcsim.username, vcsim.password))  # fmt: skip
+    other = start_vcsim(vcsim_binary, tmp_path, pki=pki, args=("-vm", "1"))
+    with _open(vcsim) as src, _open(vcsim, _host_uri(vcsim, "DC0/DC0_C0/DC0_C0_H1")) as dest:
+        try:
+            dom = target.make_domain(src, running=True)
+            where = _runs_on(target, src, dom)
+            for kwargs, error, match in (
+                ({"flags": M.PERSIST_DEST}, NotSupportedError, "always live"),
+                ({"flags": M.LIVE | M.PAUSED}, NotSupportedError, "always live"),
+                ({"flags": M.LIVE, "bandwidth": 10}, NotSupportedError, "no bandwidth"),
+                ({"flags": M.LIVE, "max_downtime": 100}, NotSupportedError, "no bandwidth or downtime"),
+                ({"flags": M.LIVE | M.NON_SHARED_DISK}, NotSupportedError, "domain.migrate.copy_storage"),
+            ):
+                with pytest.raises(error, match=match):
+                    dom.migrate(dest, **kwargs).wait(timeout=60)
+            with _open(vcsim, _uri(vcsim, scheme="esx")) as esx, pytest.raises(NotSupportedError):
+                dom.migrate(esx, flags=M.LIVE)
+            with _open(other) as elsewhere, pytest.raises(OperationInvalidError, match="not in this vCenter"):
+                dom.migrate(elsewhere, flags=M.LIVE).wait(timeout=60)
+            assert _runs_on(target, src, dom) == where
+            assert dom.state() == DomainState.RUNNING
+        finally:
+            target.cleanup(src)
+            other.stop()

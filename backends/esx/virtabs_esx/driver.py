@@ -66,6 +66,7 @@ from virtabs.spi import (
     quote,
 )
 
+from ._migration import VpxMigration
 from ._paths import CONTROLLER_BUS, VOLUMES, datastore_path, domain_state, posix_path, slot_of, target_name
 from ._tls import ssl_context
 
@@ -871,10 +872,20 @@ class EsxDriver(Driver):
         raise NoStorageVolumeError(f"datastore {quote(pool)} has no volume {quote(name)}")
 
 
-class VpxDriver(EsxDriver):
-    """VMware vCenter (``vpx://vcenter/Datacenter[/Cluster[/Host]]``): the same API, scoped by the path."""
+class VpxDriver(VpxMigration, EsxDriver):
+    """VMware vCenter (``vpx://vcenter/Datacenter[/Cluster[/Host]]``): the same API, scoped by the path;
+    vMotion between two connections of one vCenter (:mod:`virtabs_esx._migration`)."""
 
     name: ClassVar[str] = "vpx"
+    capabilities: ClassVar[Capabilities] = Capabilities.of(
+        *EsxDriver.capabilities.supported,
+        Capability.DOMAIN_MIGRATE,
+        Capability.DOMAIN_MIGRATE_LIVE,
+        notes={
+            Capability.DOMAIN_MIGRATE: "vMotion (RelocateVM_Task) to the host a vpx:// connection of the same "
+            "vCenter names; always live, no bandwidth or downtime limit, no storage change",
+        },
+    )
     description: ClassVar[str] = "VMware vCenter over pyVmomi (SOAP); TLS verified by default"
     uri_examples: ClassVar[tuple[str, ...]] = (
         "vpx://vcenter.example.com/DC0",

@@ -125,6 +125,37 @@ class EsxTarget(DefaultTarget):
         dom.create_snapshot(self.new_name("snap2"))
         return dom
 
+    def migration_peer(self, conn: Connection) -> Connection:
+        """A ``vpx://`` connection to the same vCenter scoped to its last host (another host than the one
+        new VMs land on, the first in scope): vMotion's destination. Opened with the target's credentials."""
+        import pyVmomi
+        import virtabs
+
+        vim: Any = pyVmomi.vim
+        if self._credentials is None:
+            raise TargetUnavailable("EsxTarget needs credentials= (or VIRTABS_USERNAME/PASSWORD) for migration_peer")
+        content = self._own_session(conn).content
+        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.HostSystem], True)
+        try:
+            hosts = list(view.view)
+        finally:
+            view.DestroyView()
+        if len(hosts) < 2:
+            raise TargetUnavailable(f"{conn.uri}: vMotion needs two hosts in the vCenter, it has {len(hosts)}")
+        names: list[str] = []
+        entity: Any = hosts[-1]
+        while not isinstance(entity, vim.Datacenter):
+            if not (isinstance(entity, vim.Folder) and isinstance(entity.parent, vim.Datacenter)):
+                names.append(entity.name)  # the datacenter's "host" folder is implied by the vpx path
+            entity = entity.parent
+        names.append(entity.name)
+        url = urllib.parse.urlsplit(conn.uri)
+        path = "/".join(urllib.parse.quote(n) for n in reversed(names))
+        uri = urllib.parse.urlunsplit((url.scheme, url.netloc, f"/{path}", url.query, ""))
+        peer = virtabs.open(uri, credentials=virtabs.Credentials(*self._credentials), timeout=conn.timeout)
+        self._peers.append(peer)
+        return peer
+
     def cleanup(self, conn: Connection) -> None:
         """Remove the run's VMs (the default sweep) and log the target's own session out."""
         super().cleanup(conn)

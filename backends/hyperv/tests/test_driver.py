@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
 import virtabs
 from virtabs.spi import BlockCopyRequest, poll_until
-from virtabs_hyperv_sim import Simulator
+from virtabs_hyperv_sim import HyperVHost, Simulator, link_hosts
 
 from virtabs_hyperv import _scripts
 
@@ -275,3 +276,60 @@ def test_memory_is_read_and_written_in_bytes(conn: virtabs.Connection, sim: Simu
         made.undefine()
     finally:
         dom.undefine()
+
+
+# --- live migration: Move-VM between two simulated hosts ---------------------------------------------
+
+
+@pytest.fixture
+def peer(sim: Simulator) -> Iterator[Simulator]:
+    """A second simulated host, HV-SIM-B, that Move-VM reaches from ``sim``; storage NOT shared."""
+    host = HyperVHost(computer_name="HV-SIM-B")
+    host.vhd_path = "D:\\Hyper-V\\Virtual Hard Disks"
+    link_hosts(sim.host, host, shared_storage=False)
+    s = Simulator(tls=True, username=sim.username, password=sim.password, host=host).start()
+    yield s
+    s.stop()
+    sim.host.peers.pop("hv-sim-b", None)
+
+
+def test_move_vm_needs_include_storage_without_shared_storage(conn: virtabs.Connection, sim: Simulator,
+                                                              peer: Simulator) -> None:  # fmt: skip
+    M = virtabs.MigrateFlags
+    dom = _define(conn, f"mig-{time.time_ns()}")
+    dom.start()
+    vm_id = uuid.UUID(dom.uuid)
+    src_disk = dom.disks()[0].path
+    with sim.host.lock:
+        started, data = sim.host.vms[vm_id].started, sim.host.find_file(src_disk).data  # type: ignore[union-attr]
+    with virtabs.open(uri(peer), credentials=(peer.username, peer.password)) as dest:
+        # the disk is not on the destination: Move-VM without -IncludeStorage fails, the VM stays
+        with pytest.raises(virtabs.OperationFailedError, match="cannot access the virtual hard disk"):
+            dom.migrate(dest, flags=M.LIVE).wait(timeout=30)
+        for kwargs in ({"flags": M.LIVE, "bandwidth": 5}, {"flags": M.LIVE | M.PAUSED},
+                       {"flags": M.LIVE | M.NON_SHARED_INC}, {"flags": M.PERSIST_DEST}):  # fmt: skip
+            with pytest.raises(virtabs.NotSupportedError):
+                dom.migrate(dest, **kwargs).wait(timeout=30)
+        assert dom.state() == virtabs.DomainState.RUNNING and vm_id not in peer.host.vms
+        moved = dom.migrate(dest, flags=M.LIVE | M.NON_SHARED_DISK | M.UNDEFINE_SOURCE).wait(timeout=30)
+        assert moved.state() == virtabs.DomainState.RUNNING
+        new_disk = moved.disks()[0].path
+        assert new_disk.startswith("D:\\Hyper-V\\Virtual Hard Disks\\")
+    with sim.host.lock, peer.host.lock:
+        assert vm_id not in sim.host.vms and sim.host.find_file(src_disk) is None  # the source's files left too
+        vm = peer.host.vms[vm_id]
+        assert vm.state == 2 and vm.started == started  # moved live: the same run, no boot
+        assert peer.host.find_file(new_disk).data == data  # type: ignore[union-attr]
+
+
+def test_move_vm_to_an_unknown_host_fails_and_the_vm_stays(conn: virtabs.Connection, sim: Simulator) -> None:
+    """A destination the source cannot reach (not linked): Move-VM's connection error; nothing moved."""
+    dom = _define(conn, f"mig-{time.time_ns()}")
+    dom.start()
+    lonely = Simulator(tls=True, username=sim.username, password=sim.password,
+                       host=HyperVHost(computer_name="HV-SIM-LONELY"))  # fmt: skip
+    with lonely, virtabs.open(uri(lonely), credentials=(sim.username, sim.password)) as dest:
+        with pytest.raises(virtabs.OperationFailedError, match="No such host is known"):
+            dom.migrate(dest, flags=virtabs.MigrateFlags.LIVE).wait(timeout=30)
+        assert dest.list_domains() == []
+    assert dom.state() == virtabs.DomainState.RUNNING

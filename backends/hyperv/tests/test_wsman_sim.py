@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 import winrm
-from virtabs_hyperv_sim import Simulator
+from virtabs_hyperv_sim import HyperVHost, Simulator, link_hosts
 from winrm.exceptions import InvalidCredentialsError, WinRMTransportError, WSManFaultError
 from winrm.protocol import Protocol
 
@@ -233,3 +233,28 @@ def test_a_real_wsman_fault_is_read_as_pywinrm_reads_the_simulators() -> None:
     assert real_fields == ("s:Receiver", "w:InternalError", "The filename or extension is too long. ", "2147942606")
     sim_fields = fields(fault_body("Receiver", "InternalError", real_fields[2], int(real_fields[3])))
     assert sim_fields == real_fields
+
+
+def test_move_vm_binds_its_documented_parameters(sim: Simulator) -> None:
+    """Move-VM (simulated): -DestinationStoragePath only with -IncludeStorage, -IncludeStorage only with a
+    path; a host it cannot reach is a connection error; then the VM moves and leaves the source."""
+    peer = HyperVHost(computer_name="HV-SIM-MV")
+    link_hosts(sim.host, peer, shared_storage=False)
+    vm = sim.host.add_vm("mv-a")
+    try:
+        s = _session(sim)
+        for script, error in (
+            ("-DestinationHost HV-SIM-MV -DestinationStoragePath D:\\x", b"Parameter set cannot be resolved"),
+            ("-DestinationHost HV-SIM-MV -IncludeStorage", b"-IncludeStorage needs -DestinationStoragePath"),
+            ("-DestinationHost NOWHERE", b"No such host is known"),
+        ):
+            r = s.run_ps(f"Hyper-V\\Move-VM -Name mv-a {script}")
+            assert r.status_code == 1 and error in r.std_err.replace(b"_x000D__x000A_", b""), (script, r.std_err)
+            assert vm.id in sim.host.vms and vm.id not in peer.vms
+        r = s.run_ps("Hyper-V\\Move-VM -Name mv-a -DestinationHost hv-sim-mv")
+        assert r.status_code == 0, r.std_err
+        assert vm.id in peer.vms and vm.id not in sim.host.vms and vm.host is peer
+    finally:
+        with sim.host.lock:
+            sim.host.peers.pop("hv-sim-mv", None)
+            sim.host.vms.pop(vm.id, None)

@@ -170,6 +170,11 @@ SCRIPTS: dict[str, Script] = {
         _s("vm.save", VM_BY_ID + "Hyper-V\\Save-VM -VM $vm\n"),
         _s("vm.discard_saved", VM_BY_ID + "Hyper-V\\Remove-VMSavedState -VM $vm\n"),
         _s(
+            "vm.move",
+            VM_BY_ID + "if ($a.storage) { Hyper-V\\Move-VM -VM $vm -DestinationHost $a.host -IncludeStorage "
+            "-DestinationStoragePath $a.storage } else { Hyper-V\\Move-VM -VM $vm -DestinationHost $a.host }\n",
+        ),
+        _s(
             "vm.define",
             "if (@(Hyper-V\\Get-VM | Where-Object { $_.Name -eq $a.name }).Count -gt 0) { Write-Error -Message "
             "'a virtual machine with this name exists' -Category ResourceExists -ErrorId VirtabsDomainExists "

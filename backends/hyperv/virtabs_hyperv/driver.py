@@ -59,6 +59,7 @@ from virtabs.spi import (
 )
 
 from ._clixml import ErrorRecord, parse_errors, trapped_error
+from ._migration import HypervMigration
 from ._psjson import PSJsonError, as_datetime, as_int, as_list, as_str, parse
 from ._scripts import SCRIPTS, ScriptTooLong, command_line
 from ._states import libvirt_state, native_name
@@ -118,7 +119,7 @@ _SAVED = ("Saved", "FastSaved")
 """The VM states that hold a saved state (a managed save: Start-VM resumes it)."""
 
 
-class HypervDriver(Driver):
+class HypervDriver(HypervMigration, Driver):
     """Hyper-V over WinRM: ``hyperv://HOST/`` (HTTPS 5986, certificate verified, NTLM)."""
 
     name = "hyperv"
@@ -138,7 +139,14 @@ class HypervDriver(Driver):
         Capability.STORAGE_VOLUME,
         Capability.STORAGE_VOLUME_RESIZE,
         Capability.EVENTS,
+        Capability.DOMAIN_MIGRATE,
+        Capability.DOMAIN_MIGRATE_LIVE,
+        Capability.DOMAIN_MIGRATE_COPY_STORAGE,
         notes={
+            Capability.DOMAIN_MIGRATE: "Move-VM -DestinationHost (live migration enabled between the hosts); "
+            "no bandwidth or downtime limit, no abort",
+            Capability.DOMAIN_MIGRATE_COPY_STORAGE: "Move-VM -IncludeStorage into the destination's "
+            "VirtualHardDiskPath (whole disks: no NON_SHARED_INC)",
             Capability.DOMAIN_SHUTDOWN: "Stop-VM -Force through the guest's Shutdown integration service",
             Capability.DOMAIN_REBOOT: "Restart-VM -Force: a hard reset, not a guest reboot",
             Capability.DOMAIN_MANAGED_SAVE: "Save-VM (state Saved); Start-VM resumes; Remove-VMSavedState (2016+)",

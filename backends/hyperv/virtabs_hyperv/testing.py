@@ -64,6 +64,7 @@ class HypervTarget(DefaultTarget):
         super().__init__(prefix="vtc", pool="default", memory_bytes=64 * MiB)
         self.copy_rate = copy_rate
         self.sim: Any = None
+        self._peer_sims: list[Any] = []
 
     @classmethod
     def from_uri(cls, uri: str) -> HypervTarget:
@@ -110,9 +111,31 @@ class HypervTarget(DefaultTarget):
         self.sim = sim
         return True
 
+    def migration_peer(self, conn: virtabs.Connection) -> virtabs.Connection:
+        """A second simulated host (simulator only) that Move-VM reaches from the first: its own WS-Man
+        endpoint and CA, computer name ``HV-SIM-P<n>``, virtual hard disks under ``D:\\Hyper-V``, and the
+        first host's file store shared (an SMB share both see). The peer is stopped by :meth:`close`."""
+        first = self._host("migration_peer")
+        package = importlib.import_module("virtabs_hyperv_sim")
+        n = len(self._peer_sims) + 1
+        peer_host = package.HyperVHost(computer_name=f"HV-SIM-P{n}", copy_rate=self.copy_rate)
+        peer_host.vhd_path = f"D:\\Hyper-V\\Virtual Hard Disks\\P{n}"
+        peer_host.vm_path = f"D:\\Hyper-V\\P{n}"
+        package.link_hosts(first, peer_host)
+        sim = package.Simulator(
+            username=os.environ["VIRTABS_USERNAME"], password=os.environ["VIRTABS_PASSWORD"], host=peer_host
+        )
+        sim.start()
+        self._peer_sims.append(sim)
+        peer = virtabs.open(f"hyperv://127.0.0.1:{sim.port}/?auth=basic&cafile={sim.cafile}", timeout=conn.timeout)
+        self._peers.append(peer)
+        return peer
+
     def close(self) -> None:
-        """Stop the simulator if this target started it."""
+        """Stop the simulator (and the migration peers' simulators) if this target started it."""
         sim, self.sim = self.sim, None
+        while self._peer_sims:
+            self._peer_sims.pop().stop()
         if sim is not None:
             sim.stop()
 

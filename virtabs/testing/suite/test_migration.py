@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from ..._connection import open as open_connection
 from ..._errors import InvalidArgumentError, NoDomainError, OperationFailedError
 from ..._flags import DomainState, MigrateFlags
 from ..contract import ABSENT_DOMAIN, Contract, no_driver_calls
@@ -39,7 +38,7 @@ class TestMigration:
         job = dom.migrate(peer, flags=M.LIVE | M.PERSIST_DEST | M.UNDEFINE_SOURCE)
         moved = job.wait(timeout=virtabs_contract.target.job_timeout)
         assert job.info().phase == "completed"
-        with open_connection(str(peer.uri)) as seen:  # the destination's own door
+        with virtabs_contract.open_door(str(peer.uri)) as seen:  # the destination's own door
             there = seen.lookup_domain(dom.uuid)
             assert there.name == dom.name
             assert there.state() == DomainState.RUNNING

@@ -26,11 +26,11 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from ._host import HyperVHost, build_commands, seed_demo
+from ._host import HyperVHost, build_commands, link_hosts, seed_demo
 from ._pki import make_pki
 from ._server import WSManServer
 
-__all__ = ["HyperVHost", "Simulator", "seed_demo"]
+__all__ = ["HyperVHost", "Simulator", "link_hosts", "seed_demo"]
 
 
 class Simulator:

@@ -276,6 +276,8 @@ class HyperVHost:
         self.capacity = 1 << 40
         self.calls: dict[str, int] = {}
         self._mac = itertools.count(0x100)
+        self.peers: dict[str, HyperVHost] = {}
+        """Hosts Move-VM reaches by computer name (lower case): see :func:`link_hosts`."""
 
     # --- helpers used by cmdlets -----------------------------------------------------------------------
 
@@ -394,6 +396,18 @@ def _state_error(inv: Invocation, vm: VM, action: str) -> PSError:
         target_type="VirtualMachine",
         exception=_VIRT_EXC,
     )
+
+
+def link_hosts(a: HyperVHost, b: HyperVHost, *, shared_storage: bool = True) -> None:
+    """Let Move-VM go between ``a`` and ``b`` (SIMULATED: two hosts with live migration enabled on one
+    network). ``shared_storage``: both hosts see one file store (an SMB share or a cluster volume), so a
+    migration without -IncludeStorage finds the VM's disks on the destination."""
+    if a.computer_name.lower() == b.computer_name.lower():
+        raise ValueError("two linked hosts need two computer names")
+    a.peers[b.computer_name.lower()] = b
+    b.peers[a.computer_name.lower()] = a
+    if shared_storage:
+        b.files = a.files
 
 
 def build_commands(host: HyperVHost) -> CommandTable:
@@ -853,6 +867,101 @@ def build_commands(host: HyperVHost) -> CommandTable:
         return iter(())
 
     hv("Remove-VMSavedState", vm_params, remove_saved_state)
+
+    def move_vm(inv: Invocation) -> Iterator[Any]:
+        # SIMULATED Move-VM (live migration to another Hyper-V host), after Microsoft's documentation of the
+        # cmdlet: -DestinationHost names the host; without -IncludeStorage the VM's files must already be
+        # reachable from the destination (shared storage); -IncludeStorage -DestinationStoragePath moves every
+        # virtual hard disk there and deletes the source files; a running VM stays running (live migration),
+        # and the VM is gone from the source. The destination is a host linked with link_hosts (the
+        # simulator's stand-in for a network of hosts with migration enabled). The error texts are
+        # approximations of Hyper-V's; nothing here was checked against real hosts.
+        name = to_string(inv.get("DestinationHost"))
+        dest = host.peers.get(name.lower())
+        include = inv.switch("IncludeStorage")
+        storage = to_string(inv.get("DestinationStoragePath")) if inv.has("DestinationStoragePath") else None
+        if storage is not None and not include:
+            raise inv.error(
+                "Parameter set cannot be resolved using the specified named parameters.",
+                category="InvalidArgument",
+                error_id="AmbiguousParameterSet",
+                exception="ParameterBindingException",
+            )
+        if include and storage is None:
+            raise inv.error(
+                "-IncludeStorage needs -DestinationStoragePath (or the per-file paths).",
+                category="InvalidArgument",
+                error_id="InvalidParameter",
+                exception=_VIRT_EXC,
+            )
+        for vm in _vm_arg(inv, host):
+            where = f"Virtual machine migration operation for '{vm.name}' failed at migration source '{host.computer_name}'."
+            if dest is None or dest is host:
+                raise inv.error(
+                    f"{where} (Virtual machine ID {vm.id})\n\nFailed to establish a connection with host "
+                    f"'{name}': No such host is known. (0x80072AF9).",
+                    category="NotSpecified",
+                    error_id="Unspecified",
+                    exception=_VIRT_EXC,
+                )
+            if vm.state not in (2, 3):
+                raise _state_error(inv, vm, "migrate")
+            with dest.lock:
+                if vm.id in dest.vms:
+                    raise inv.error(
+                        f"{where}\n\nThe virtual machine with ID {vm.id} already exists on '{dest.computer_name}'.",
+                        category="ResourceExists",
+                        error_id="Unspecified",
+                        exception=_VIRT_EXC,
+                    )
+                moves: list[tuple[Drive, VHD, str]] = []
+                for d in vm.drives:
+                    vhd = host.find_file(d.path)
+                    if vhd is None:
+                        continue
+                    if not include:
+                        if dest.find_file(d.path) is None:
+                            raise inv.error(
+                                f"{where}\n\n'{dest.computer_name}' cannot access the virtual hard disk "
+                                f"'{d.path}': the system cannot find the file specified. Move it with "
+                                "-IncludeStorage, or keep it on storage both hosts reach.",
+                                category="NotSpecified",
+                                error_id="Unspecified",
+                                exception=_VIRT_EXC,
+                            )
+                        continue
+                    assert storage is not None  # checked above
+                    target = storage.rstrip("\\") + "\\" + d.path.replace("/", "\\").rsplit("\\", 1)[-1]
+                    if dest.find_file(target) is not None:
+                        raise inv.error(
+                            f"{where}\n\nThe file '{target}' already exists on '{dest.computer_name}'.",
+                            category="ResourceExists",
+                            error_id="Unspecified",
+                            exception=_VIRT_EXC,
+                        )
+                    moves.append((d, vhd, target))
+                for d, vhd, target in moves:
+                    copy = dest.add_vhd(target, vhd.size, vhd.parent_path, vhd.vhd_type)
+                    copy.data = vhd.data
+                    copy.file_size = vhd.file_size
+                    host.files.pop(_norm(d.path), None)
+                    d.path = copy.path
+                del host.vms[vm.id]
+                vm.host = dest
+                dest.vms[vm.id] = vm
+            if inv.switch("Passthru"):
+                yield vm
+
+    hv(
+        "Move-VM",
+        [
+            *vm_params,
+            Param("DestinationHost", mandatory=True),
+            Param("IncludeStorage", switch=True),
+            Param("DestinationStoragePath"),
+        ],
+        move_vm,
+    )
 
     # checkpoints
     def checkpoint_vm(inv: Invocation) -> Iterator[Any]:
