@@ -337,19 +337,21 @@ def test_storage_vmotion_is_a_job_that_switches_over_by_itself(vcsim: Vcsim, con
 
 
 def test_a_bandwidth_is_refused_by_block_copy_as_by_set_speed(vcsim: Vcsim, conn: virtabs.Connection) -> None:
-    """Storage vMotion cannot be throttled: a copy asked for a limit is refused before any task, never run
-    at full speed; set_speed refuses a limit the same way (0, unlimited, is what it runs at)."""
+    """Storage vMotion cannot be throttled, so ESX does not declare block.bandwidth: a copy asked for a limit
+    is refused before any task (never run at full speed), and set_speed is refused the same way; 0
+    (unlimited, what Storage vMotion runs at) copies."""
+    assert not conn.supports("block.bandwidth")
     target: EsxTarget = conn.test_target  # type: ignore[attr-defined]
     dom = target.make_domain(conn, running=True)
     before = dom.disks()[0].path
     vcsim.reset_calls()
-    with pytest.raises(InvalidArgumentError, match="cannot be throttled") as copy_refusal:
+    with pytest.raises(NotSupportedError, match="block.bandwidth") as copy_refusal:
         dom.block_copy("vda", "/vmfs/volumes/LocalDS_1", bandwidth=1)
     assert "RelocateVM_Task" not in vcsim.calls(), "a refused copy must not start a relocation"
     assert dom.block_job_info("vda") is None
     assert dom.disks()[0].path == before
-    with pytest.raises(InvalidArgumentError, match="cannot be throttled") as speed_refusal:
-        conn._driver.block_job_set_speed(conn._driver.lookup_domain(dom.name), "vda", 1 << 20)
+    with pytest.raises(NotSupportedError) as speed_refusal:
+        dom.block_job_set_speed("vda", 1)
     assert type(copy_refusal.value) is type(speed_refusal.value)
     dom.block_copy("vda", "/vmfs/volumes/LocalDS_1", bandwidth=0)  # unlimited: what Storage vMotion does
     assert vcsim.calls().get("RelocateVM_Task") == 1
