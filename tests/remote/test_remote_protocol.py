@@ -261,3 +261,20 @@ def test_remote_driver_methods_are_the_table_with_the_spi_signatures() -> None:
     for method in OPERATIONS:
         mine, base = getattr(RemoteDriver, method), getattr(Driver, method)
         assert mine is not base and inspect.signature(mine) == inspect.signature(base), method
+
+
+def test_flag_combinations_round_trip_as_lists_of_names() -> None:
+    """A combination of flags has no member name of its own (``LIVE|PERSIST_DEST``): it travels as the list
+    of its flags' names. Migration's requests failed over the remote channel before this."""
+    from virtabs import MigrateFlags
+
+    combo = MigrateFlags.LIVE | MigrateFlags.PERSIST_DEST | MigrateFlags.NON_SHARED_DISK
+    wire = encode_value(combo, MigrateFlags, "flags")
+    assert sorted(wire) == ["LIVE", "NON_SHARED_DISK", "PERSIST_DEST"]
+    assert decode_value(wire, MigrateFlags, "flags") == combo
+    assert decode_value([], MigrateFlags, "flags") == MigrateFlags(0)
+    for bad in (["LIVE", "NOPE"], "LIVE", [1]):
+        with pytest.raises(ProtocolError):
+            decode_value(bad, MigrateFlags, "flags")
+    with pytest.raises(ProtocolError, match="no name"):
+        encode_value(MigrateFlags(1 << 40), MigrateFlags, "flags")

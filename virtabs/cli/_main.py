@@ -376,6 +376,25 @@ def _quiet_broken_pipe() -> None:
         pass
 
 
+def _one_line_warnings(ctx: click.Context) -> None:
+    """Print a driver's warning (QEMU falling back to TCG, say) as one ``warning: ...`` line on stderr,
+    like errors; ``--debug`` keeps Python's own form, with where it was raised."""
+    import warnings
+
+    previous = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *_args: object, **_kwargs: object) -> None:
+        text = " ".join(str(message).split()) or category.__name__
+        click.echo(f"warning: {text[:2000]}", err=True)
+
+    warnings.showwarning = show
+
+    def undo() -> None:
+        warnings.showwarning = previous
+
+    ctx.call_on_close(undo)
+
+
 def _setup_logging(ctx: click.Context) -> None:
     import logging
 
@@ -431,6 +450,8 @@ def cli(ctx: click.Context, uri: str | None, timeout: float | None, readonly: bo
     ctx.obj = CliState(uri, timeout, readonly, debug)
     if debug:
         _setup_logging(ctx)
+    else:
+        _one_line_warnings(ctx)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,8 +6,8 @@ one JSON object encoded as UTF-8. Every object has a ``"type"``; docs/remote.md 
 
 Records are encoded by an explicit schema derived from the type hints of the SPI (the attrs classes of
 :mod:`virtabs.spi` and the parameters of :class:`virtabs.spi.Driver`'s methods): an attrs instance is a
-JSON object of its fields, an enum its member name, a datetime ISO 8601 text, a tuple or list a JSON
-array. Decoding builds the same classes again through their constructors (their validators run); an
+JSON object of its fields, an enum its member name, a set of flags (an :class:`enum.Flag`) the JSON
+array of its members' names, a datetime ISO 8601 text, a tuple or list a JSON array. Decoding builds the same classes again through their constructors (their validators run); an
 unknown field, a wrong JSON type or an unknown enum name is a :class:`ProtocolError`. Nothing is ever
 unpickled or evaluated.
 """
@@ -19,6 +19,7 @@ import enum
 import functools
 import inspect
 import json
+import operator
 import os
 import select
 import struct
@@ -279,6 +280,13 @@ def encode_value(value: Any, hint: Any, where: str = "value") -> Any:
                 name: encode_value(getattr(value, name), field_hint, f"{where}.{name}")
                 for name, field_hint in _field_types(hint).items()
             }
+        if issubclass(hint, enum.Flag):
+            if not isinstance(value, hint):
+                raise ProtocolError(f"{where}: expected a {hint.__name__}, got {value!r}")
+            members = list(value)  # the named single flags (a combination has no name of its own)
+            if functools.reduce(operator.or_, members, hint(0)) != value:
+                raise ProtocolError(f"{where}: {hint.__name__} {value.value!r} holds bits that have no name")
+            return [m.name for m in members]
         if issubclass(hint, enum.Enum):
             if not isinstance(value, hint):
                 raise ProtocolError(f"{where}: expected a {hint.__name__}, got {value!r}")
@@ -356,6 +364,10 @@ def decode_value(data: Any, hint: Any, where: str = "value") -> Any:
     if isinstance(hint, type):
         if _is_record(hint):
             return _decode_record(data, hint, where)
+        if issubclass(hint, enum.Flag):
+            if not isinstance(data, list) or not all(isinstance(n, str) and n in hint.__members__ for n in data):
+                raise ProtocolError(f"{where}: {str(data)[:80]} is not a list of {hint.__name__} names")
+            return functools.reduce(operator.or_, (hint[n] for n in data), hint(0))
         if issubclass(hint, enum.Enum):
             if not isinstance(data, str) or data not in hint.__members__:
                 raise ProtocolError(f"{where}: {data!r} is not a {hint.__name__} name")
@@ -377,6 +389,8 @@ def decode_value(data: Any, hint: Any, where: str = "value") -> Any:
 def _json_fits(data: Any, hint: Any) -> bool:
     if hint in (str, int, float, bool):
         return _matches(data, hint)
+    if isinstance(hint, type) and issubclass(hint, enum.Flag):
+        return isinstance(data, list)
     if (isinstance(hint, type) and issubclass(hint, enum.Enum)) or hint is _dt.datetime:
         return isinstance(data, str)
     if _origin(hint) in (list, tuple):

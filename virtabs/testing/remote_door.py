@@ -15,7 +15,9 @@ Domains travel as their names, specs as :meth:`DomainSpec.to_dict`.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import uuid
 from typing import Any
@@ -51,6 +53,8 @@ class RemoteDoorTarget:
         self._door = CommandTransport(ssh, default_timeout=door_timeout)
         self._python = "python3"  # the remote PATH's: the interpreter virtabs is installed for there
         self.prefix = f"vtc-{uuid.uuid4().hex[:6]}"
+        self._peers: list[Connection] = []
+        self._peer_roots: list[str] = []
         self._state: dict[str, Any] = {"prefix": self.prefix, "counter": 0, "tmpdir": None}
         attributes = self._call("attributes", {})
         self.job_timeout: float = float(attributes["job_timeout"])
@@ -130,9 +134,37 @@ class RemoteDoorTarget:
         """The remote target's boot marker of ``dom``."""
         return self._call("boot_id", {"domain": dom.name})
 
+    def run_clock(self, conn: Connection, dom: Domain) -> float | None:
+        """The remote target's reading of the guest's own run clock."""
+        value = self._call("run_clock", {"domain": dom.name})
+        return None if value is None else float(value)
+
+    def migration_peer(self, conn: Connection) -> Connection:
+        """Another state root made on the remote host by the door, opened over the same ssh endpoint as
+        ``conn`` (the one helper process the channel serves runs both halves of the migration there)."""
+        import virtabs
+
+        root = str(self._call("peer_root", {}))
+        self._peer_roots.append(root)
+        params = dict(conn.parsed_uri.params)
+        params["root"] = root
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        uri = conn.parsed_uri
+        user = f"{uri.user}@" if uri.user else ""
+        port = f":{uri.port}" if uri.port else ""
+        peer = virtabs.open(f"{uri.driver}+ssh://{user}{uri.host}{port}{uri.path}?{query}", timeout=conn.timeout)
+        self._peers.append(peer)
+        return peer
+
     def cleanup(self, conn: Connection) -> None:
-        """The remote target's cleanup, with its own connection."""
+        """The remote target's cleanup, with its own connection; then the migration peers closed and their
+        state roots removed on the remote host (their QEMUs killed)."""
         self._call("cleanup", {})
+        while self._peers:
+            with contextlib.suppress(Exception):
+                self._peers.pop().close()
+        while self._peer_roots:
+            self._call("remove_root", {"root": self._peer_roots.pop()})
 
     def close(self) -> None:
         """The remote target's close, then stop the door's ssh master."""
@@ -179,6 +211,12 @@ def _serve(request: dict[str, Any]) -> dict[str, Any]:
         result = {"job_timeout": target.job_timeout, "shutdown_timeout": getattr(target, "shutdown_timeout", None)}
     elif method == "new_name":
         result = target.new_name(args["kind"])
+    elif method == "peer_root":
+        import tempfile
+
+        result = tempfile.mkdtemp(prefix="vtqp-", dir="/tmp")  # short: QMP socket paths stay under 108 bytes
+    elif method == "remove_root":
+        _remove_root(str(args["root"]))
     elif method == "close":
         close = getattr(target, "close", None)
         if callable(close):
@@ -187,6 +225,11 @@ def _serve(request: dict[str, Any]) -> dict[str, Any]:
         with virtabs.open(uri) as conn:
             if method == "boot_id":
                 result = target.boot_id(conn, conn.lookup_domain(args["domain"]))
+            elif method == "run_clock":
+                run_clock = getattr(target, "run_clock", None)
+                if not callable(run_clock):
+                    raise TargetUnavailable("the target must provide run_clock (the remote target has none)")
+                result = run_clock(conn, conn.lookup_domain(args["domain"]))
             elif method == "make_domain":
                 result = target.make_domain(conn, running=args["running"])
             elif method == "create_image":
@@ -200,6 +243,20 @@ def _serve(request: dict[str, Any]) -> dict[str, Any]:
     if method == "cleanup":
         tmpdir = None
     return {"result": _plain(result), "state": {"prefix": target.prefix, "counter": counted["n"], "tmpdir": tmpdir}}
+
+
+def _remove_root(root: str) -> None:
+    """Kill the QEMUs a migration peer's state root holds and remove it (only roots the door made)."""
+    import glob
+    import shutil
+    import signal
+
+    if not os.path.basename(root).startswith("vtqp-") or os.path.dirname(root) != "/tmp":
+        raise TargetUnavailable(f"the door removes only the peer roots it made, not {root!r}")
+    for pidfile in glob.glob(os.path.join(root, "**", "qemu.pid"), recursive=True):
+        with contextlib.suppress(OSError, ValueError), open(pidfile) as fh:
+            os.kill(int(fh.read().strip()), signal.SIGKILL)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> int:

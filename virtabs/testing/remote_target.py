@@ -58,6 +58,8 @@ class RemoteTestTarget(DefaultTarget):
             params={k: v for k, v in parsed.params.items() if k in ("keyfile", "known_hosts", "no_verify")},
         )
         self._door = CommandTransport(ssh, default_timeout=60)
+        self._uri = parsed
+        self._peer_count = 0
 
     @classmethod
     def from_uri(cls, uri: str) -> RemoteTestTarget:
@@ -117,6 +119,22 @@ class RemoteTestTarget(DefaultTarget):
             "the target must provide boot_id; a test node file records no boot clock, so a reboot of a remote "
             "test node cannot be observed from outside the helper"
         )
+
+    def migration_peer(self, conn: Connection) -> Connection:
+        """A second test node file on the same remote host (written there through the door), opened over the
+        same ssh endpoint: both nodes live in the one helper process the channel serves, as two local test
+        nodes of one process do."""
+        from .._connection import open as open_connection
+
+        self._peer_count += 1
+        path = f"{self.node_path}.peer-{self.prefix}-{self._peer_count}.json"
+        self._door.write_file(path, b"{}\n", mode=0o600)
+        params = "&".join(f"{k}={v}" for k, v in self._uri.params.items())
+        user = f"{self._uri.user}@" if self._uri.user else ""
+        port = f":{self._uri.port}" if self._uri.port else ""
+        peer = open_connection(f"test+ssh://{user}{self._uri.host}{port}{path}" + (f"?{params}" if params else ""))
+        self._peers.append(peer)
+        return peer
 
     def close(self) -> None:
         """Stop the door's ssh master."""

@@ -94,7 +94,9 @@ def _warn_kvm_unusable(reason: str) -> None:
         return
     _warned_kvm_unusable.add(reason)
     message = f"qemu: using TCG, not KVM: {reason}; pass accel=kvm in the URI to use it anyway"
-    log.warning("%s", message)
+    # A Python warning (the CLI prints it as one "warning:" line; a service can filter or log it), and
+    # an INFO record: a WARNING record would also reach stderr through logging's last-resort handler.
+    log.info("%s", message)
     warnings.warn(message, KvmUnusableWarning, stacklevel=4)
 
 

@@ -361,7 +361,12 @@ class QemuTarget(DefaultTarget):
             (self._owners() / self.prefix).write_text(f"{os.getpid()}\n")
 
     def _stale_prefixes(self) -> set[str]:
-        """Run prefixes of this target's kind whose owning process is gone (or that no run claims)."""
+        """Run prefixes of this target's kind whose claim names a process that is gone.
+
+        A prefix nobody claimed is left alone: it is another run's that claims elsewhere (the kit over
+        ``qemu+ssh://`` makes its domains through a door process on the remote host, one short process
+        per call, under the client's prefix), and sweeping it would kill that live run's guests.
+        """
         base = self.prefix.rsplit("-", 1)[0]
         pattern = re.compile(rf"^({re.escape(base)}-[0-9a-f]{{6}})-\d+-")
         seen: set[str] = set()
@@ -373,7 +378,8 @@ class QemuTarget(DefaultTarget):
             for entry in os.scandir(self.dirs.config):
                 if (m := pattern.match(entry.name)) is not None:
                     seen.add(m.group(1))
-        return {p for p in seen - {self.prefix} if not _owner_alive(self._owners() / p)}
+        owners = self._owners()
+        return {p for p in seen - {self.prefix} if (owners / p).is_file() and not _owner_alive(owners / p)}
 
     def _kill_prefixed(self, prefix: str) -> None:
         runs = (self.dirs.run, *(os.path.join(r, "run") for r in self._peer_roots))
