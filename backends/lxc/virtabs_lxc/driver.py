@@ -486,10 +486,12 @@ class LxcDriver(Driver):
     def reboot(self, dom: DomainRef) -> None:
         """Send the container's reboot signal (``lxc.signal.reboot``), thawing it first; liblxc restarts it."""
         container = self._container(dom)
-        if container.state == "FROZEN" and not container.unfreeze():
-            raise OperationFailedError(f"LXC could not thaw domain {quote(dom.name)} to reboot it")
-        if not container.reboot():
-            raise OperationFailedError(f"LXC could not signal domain {quote(dom.name)} to reboot")
+        if container.state == "FROZEN":
+            self._lxc_tool("lxc-unfreeze", dom, f"thaw of domain {quote(dom.name)} to reboot it")
+        # lxc-stop --reboot --nowait sends the reboot signal and returns, as liblxc's reboot() does, but in a
+        # child process that the connection's timeout can stop: in-process, liblxc waited on the container's
+        # command socket for ever once in CI (a reboot of a container frozen just before).
+        self._lxc_tool("lxc-stop", dom, f"reboot of domain {quote(dom.name)}", "--reboot", "--nowait")
 
     def suspend(self, dom: DomainRef) -> None:
         """Freeze the container's cgroup."""
@@ -526,8 +528,23 @@ class LxcDriver(Driver):
 
     def resume(self, dom: DomainRef) -> None:
         """Thaw the container's cgroup."""
-        if not self._container(dom).unfreeze():
-            raise OperationFailedError(f"LXC could not thaw domain {quote(dom.name)}")
+        self._container(dom)  # NoDomainError first
+        self._lxc_tool("lxc-unfreeze", dom, f"thaw of domain {quote(dom.name)}")
+
+    def _lxc_tool(self, tool: str, dom: DomainRef, what: str, *extra: str) -> None:
+        """Run an LXC tool on the container in a child process, bounded by the connection's timeout (60 s
+        without one): liblxc's in-process calls can wait on a container for ever, beyond any signal."""
+        argv = [tool, "-n", dom.name, "-P", self.lxcpath, *extra]
+        try:
+            limit = self.options.timeout or 60.0
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=limit, check=False)
+        except FileNotFoundError:
+            raise DriverUnavailableError(f"{what}: {tool} is missing; {INSTALL_HINT}") from None
+        except subprocess.TimeoutExpired:
+            raise OperationTimeoutError(f"{what} did not finish within the connection's timeout") from None
+        if res.returncode != 0:
+            detail = res.stderr.strip()[:500] or f"{tool} failed"
+            raise OperationFailedError(f"LXC could not complete the {what}: {detail}")
 
     # --- snapshots ----------------------------------------------------------------------------------
 
