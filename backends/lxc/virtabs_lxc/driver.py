@@ -473,8 +473,8 @@ class LxcDriver(Driver):
     def shutdown(self, dom: DomainRef) -> None:
         """Send the container's halt signal (``lxc.signal.halt``) to its init and return; thaw it first."""
         container = self._container(dom)
-        if container.state == "FROZEN" and not container.unfreeze():
-            raise OperationFailedError(f"LXC could not thaw domain {quote(dom.name)} to shut it down")
+        if container.state == "FROZEN":
+            self._lxc_tool("lxc-unfreeze", dom, f"thaw of domain {quote(dom.name)} to shut it down")
         if not container.shutdown(0):
             raise OperationFailedError(f"LXC could not signal domain {quote(dom.name)} to shut down")
 
