@@ -59,6 +59,8 @@ READ_COMMANDS = [
     "pool-list",
     "pool-info",
     "vol-list",
+    "net-list",
+    "net-info",
     "drivers",
     "capabilities",
     "hostinfo",
@@ -560,6 +562,26 @@ def test_pools(run: Run, run_json: RunJson) -> None:
     assert "100.0 GiB" in ok(run("pool-list")).stdout
     assert "Capacity:" in ok(run("pool-info", "default-pool")).stdout
     fails(run("pool-info", "nope"), 49, "NO_STORAGE_POOL")
+
+
+def test_networks(run: Run, run_json: RunJson) -> None:
+    nets = run_json("net-list")
+    assert [(n["name"], n["kind"], n["device"], n["active"]) for n in nets] == [("default", "nat", "virbr0", True)]
+    assert nets[0]["attachments"] == [
+        {"domain_uuid": "6695eb01-f6a4-8304-79aa-97f2502e193f", "domain_name": "test", "mac": "52:54:00:a3:41:7e"}
+    ]
+    info = run_json("net-info", "dd8fe884-6c02-601e-7551-cca97df1c5df")
+    assert info["name"] == "default"
+    assert info["subnets"] == [
+        {"cidr": "192.168.122.0/24", "gateway": "192.168.122.1", "dhcp_ranges": [["192.168.122.2", "192.168.122.254"]]}
+    ]
+    table = ok(run("net-list")).stdout
+    assert "default" in table and "192.168.122.0/24" in table and "virbr0" in table
+    text = ok(run("net-info", "default")).stdout
+    assert "192.168.122.0/24 via 192.168.122.1 dhcp 192.168.122.2-192.168.122.254" in text
+    assert "NIC of test:" in text and "52:54:00:a3:41:7e" in text
+    fails(run("net-info", "dmz"), 43, "NO_NETWORK")
+    fails(run("net-list", uri="test:///default?without=network"), 3, "NO_SUPPORT")
 
 
 def test_volumes(run: Run, run_json: RunJson) -> None:

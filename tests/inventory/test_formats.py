@@ -31,7 +31,7 @@ def mixed(make_node: Callable[..., str]) -> inv.Inventory:
 
 
 def test_docs_schema_is_the_packaged_schema() -> None:
-    docs = json.loads((ROOT / "docs" / "inventory-schema-v1.json").read_text())
+    docs = json.loads((ROOT / "docs" / "inventory-schema-v2.json").read_text())
     assert docs == inv.schema()
     jsonschema.Draft202012Validator.check_schema(docs)
 
@@ -39,7 +39,7 @@ def test_docs_schema_is_the_packaged_schema() -> None:
 def test_json_validates_against_the_schema(mixed: inv.Inventory) -> None:
     doc = json.loads(inv.render(mixed, "json"))
     jsonschema.validate(doc, inv.schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     assert doc["summary"] == {"hosts": 3, "hosts_ok": 2, "hosts_failed": 1, "domains": 8}
 
 
@@ -83,7 +83,12 @@ def test_jsonl_one_object_per_domain_and_one_closing_each_host(mixed: inv.Invent
     assert len(ends) == hosts
     (dead,) = [o for o in ends if o["host"]["error"] is not None]
     assert dead["host"]["error"]["code"] == 1001
-    assert dead["host_end"] == {"generated_at": mixed.to_dict()["generated_at"], "domains": 0, "pools": None}
+    assert dead["host_end"] == {
+        "generated_at": mixed.to_dict()["generated_at"],
+        "domains": 0,
+        "pools": None,
+        "networks": None,
+    }
     assert inv.assemble([line + "\n" for line in lines]) == mixed.to_dict()
 
 

@@ -143,8 +143,8 @@ def test_load_inventory_errors(tmp_path: Path) -> None:
     bad.write_text("host_uri,name\n")
     with pytest.raises(virtabs.InvalidArgumentError, match="not an inventory JSON"):
         inv.load_inventory(bad)
-    bad.write_text(json.dumps({"schema_version": 2, "hosts": []}))
-    with pytest.raises(virtabs.InvalidArgumentError, match="schema version 2"):
+    bad.write_text(json.dumps({"schema_version": 3, "hosts": []}))
+    with pytest.raises(virtabs.InvalidArgumentError, match="schema version 3; this virtabs reads versions 1 and 2"):
         inv.load_inventory(bad)
     bad.write_text(json.dumps([1, 2]))
     with pytest.raises(virtabs.InvalidArgumentError, match="not an inventory JSON"):

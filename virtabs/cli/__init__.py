@@ -63,6 +63,12 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("vol-list", "virtabs.cli._storage", "List the volumes of a storage pool."),
     ("vol-create", "virtabs.cli._storage", "Create volume NAME of SIZE (10G, 512M or bytes) in POOL."),
     ("vol-delete", "virtabs.cli._storage", "Delete volume NAME from POOL."),
+    ("net-list", "virtabs.cli._network", "List the host's networks: kind, device, VLANs, subnets and attached NICs."),
+    (
+        "net-info",
+        "virtabs.cli._network",
+        "Show a network (by name or id): kind, device, VLANs, subnets with DHCP ranges, attached NICs.",
+    ),
     ("drivers", "virtabs.cli._host", "List installed drivers and their capability matrix (no driver is connected)."),
     ("capabilities", "virtabs.cli._host", "Show what the current connection's driver can do."),
     ("hostinfo", "virtabs.cli._host", "Show facts about the hypervisor host: CPUs, memory, hypervisor version."),
@@ -78,5 +84,5 @@ register_lazy_command(
     "inventory",
     "virtabs.cli._inventory",
     "inventory_command",
-    "Inventory every domain, disk, NIC and pool of the given hosts (schema v1).",
+    "Inventory every domain, disk, NIC, pool and network of the given hosts (schema v2).",
 )

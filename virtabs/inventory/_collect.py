@@ -30,7 +30,7 @@ from .._errors import (
     VirtabsError,
     quote,
 )
-from .._models import VolumeInfo
+from .._models import NetworkInfo, VolumeInfo
 from .._uri import parse_uri, redact_uri_text
 from ._model import HostError, HostInventory, Inventory, PoolInventory, utcnow
 
@@ -212,6 +212,15 @@ def _pools(conn: Connection, errors: dict[str, str]) -> tuple[PoolInventory, ...
     return tuple(result)
 
 
+def _networks(conn: Connection, errors: dict[str, str]) -> tuple[NetworkInfo, ...] | None:
+    """The host's networks from one listing (its attachments included: no call per network or NIC)."""
+    if not conn.supports(Capability.NETWORK):
+        errors["networks"] = f"NO_SUPPORT: the {conn.driver_name} driver does not list networks"
+        return None
+    networks = _try(errors, "networks", conn.list_networks)
+    return None if networks is None else tuple(n.last_info for n in networks)
+
+
 def _reads_locally(target: HostTarget, config: Config | None) -> bool:
     """Whether the target's driver declares :attr:`~virtabs.spi.Driver.local_reads` (False when unsure)."""
     if config is None:  # an unreadable config file: each host's worker reports it
@@ -240,7 +249,7 @@ def _collect_host(target: HostTarget, timeout: float | None, pools: bool) -> Hos
 
 
 def _read_host(conn: Connection, target: HostTarget, started: float, pools: bool) -> HostInventory:
-    """Read one open connection: host facts, domains (bulk hook), pools."""
+    """Read one open connection: host facts, domains (bulk hook), pools, networks."""
     uri = _display_uri(target)  # as the user gave it (an alias resolved), not re-encoded by the parser
     name = _host_name(target, uri)
     errors: dict[str, str] = {}
@@ -273,11 +282,13 @@ def _read_host(conn: Connection, target: HostTarget, started: float, pools: bool
     pool_data = _pools(conn, errors) if pools else None
     if not pools:
         errors["pools"] = "NOT_REPORTED: pool collection was turned off"
+    network_data = _networks(conn, errors)
     return HostInventory(
         **common,
         collected_at=collected_at,
         domains=tuple(records),
         pools=pool_data,
+        networks=network_data,
         field_errors=errors,
         duration_seconds=time.monotonic() - started,
     )

@@ -17,7 +17,14 @@ DEFAULT_IGNORE: tuple[str, ...] = ("extra.cpu_time_ns", "block_jobs.*.cur")
 """Domain fields that change on every run and are left out of ``changed`` unless asked for."""
 
 _HOST_IGNORE = ("collected_at", "field_errors*")
-_LIST_KEYS = {"disks": "target", "nics": "mac", "block_jobs": "disk"}
+_LIST_KEYS = {
+    "disks": "target",
+    "nics": "mac",
+    "block_jobs": "disk",
+    "networks": "name",
+    "subnets": "cidr",
+    "attachments": "mac",
+}
 
 
 def _doc(value: Inventory | Mapping[str, Any]) -> Mapping[str, Any]:
@@ -79,7 +86,9 @@ class InventoryDiff:
     * ``moved``: domains (by uuid) that vanished from one host and appeared on
       another; they are also listed in ``appeared`` and ``vanished``;
     * ``hosts_appeared`` / ``hosts_vanished``: host URIs in only one run;
-      ``hosts_changed``: host fields that changed (hypervisor version, memory...);
+      ``hosts_changed``: host fields that changed (hypervisor version, memory...), networks included
+      (``networks.dmz`` added or removed, ``networks.dmz.vlan_ids`` modified; compared only when both
+      documents have networks, so a schema version 1 document against a version 2 one reports none);
     * ``hosts_unknown``: hosts that failed in either run, one entry per distinct host
       (``"run"``: ``"old"``, ``"new"`` or ``"both"``; the newest error); their
       domains are neither appeared nor vanished (nothing is known about them).
@@ -194,7 +203,7 @@ def diff(
     *,
     ignore: Iterable[str] = DEFAULT_IGNORE,
 ) -> InventoryDiff:
-    """Compare two inventories (objects or schema v1 documents, e.g. from :func:`load_inventory`).
+    """Compare two inventories (objects or schema v1 or v2 documents, e.g. from :func:`load_inventory`).
 
     ``ignore`` holds glob patterns of dotted domain field paths left out of
     ``changed`` (default :data:`DEFAULT_IGNORE`: counters that move on every run).
@@ -223,7 +232,9 @@ def diff(
         if before.get("error") is not None or after.get("error") is not None:
             continue
         host_changes: list[dict[str, Any]] = []
-        strip = ("domains", "pools", "error")
+        strip: tuple[str, ...] = ("domains", "pools", "error")
+        if "networks" not in before or "networks" not in after:
+            strip += ("networks",)
         _compare(
             {k: v for k, v in before.items() if k not in strip},
             {k: v for k, v in after.items() if k not in strip},

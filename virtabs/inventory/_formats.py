@@ -45,12 +45,14 @@ CSV_COLUMNS: tuple[str, ...] = (
     "tags",
     "field_errors",
     "managed_save",
+    "network_kinds",
+    "vlan_ids",
 )
 """The CSV header, in order. Columns are only ever added at the end, never renamed or reordered."""
 
 
 def to_json(inventory: Inventory | Mapping[str, Any], *, indent: int | None = 2) -> str:
-    """The schema v1 document as JSON text (``indent=None``: one line, several times faster to write)."""
+    """The schema v2 document as JSON text (``indent=None``: one line, several times faster to write)."""
     data = inventory.to_dict() if isinstance(inventory, Inventory) else inventory
     return json.dumps(data, indent=indent, ensure_ascii=False) + "\n"
 
@@ -60,12 +62,12 @@ def _doc(inventory: Inventory | Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _host_fields(host: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in host.items() if k not in ("domains", "pools")}
+    return {k: v for k, v in host.items() if k not in ("domains", "pools", "networks")}
 
 
 def jsonl_objects(inventory: Inventory | Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """Per host, one object per domain, ``{"host": {...host fields}, "domain": {...}}``, then the object
-    closing the host, ``{"host": ..., "domain": null, "host_end": {"generated_at", "domains", "pools"}}``
+    closing the host, ``{"host": ..., "domain": null, "host_end": {"generated_at", "domains", "pools", "networks"}}``
     (a failed host has only that one), so that no host is ever silently missing. The same lines
     ``virtabs inventory --format jsonl`` streams host by host (see docs/inventory.md)."""
     doc = _doc(inventory)
@@ -73,7 +75,12 @@ def jsonl_objects(inventory: Inventory | Mapping[str, Any]) -> Iterator[dict[str
         fields = _host_fields(host)
         for dom in host["domains"]:
             yield {"host": fields, "domain": dom}
-        end = {"generated_at": doc["generated_at"], "domains": len(host["domains"]), "pools": host["pools"]}
+        end = {
+            "generated_at": doc["generated_at"],
+            "domains": len(host["domains"]),
+            "pools": host["pools"],
+            "networks": host.get("networks"),
+        }
         yield {"host": fields, "domain": None, "host_end": end}
 
 
@@ -102,6 +109,30 @@ def _total(disks: list[dict[str, Any]] | None, key: str) -> int | None:
     return sum(int(d[key]) for d in disks)
 
 
+def _networks_by_name(host: Mapping[str, Any]) -> dict[str, Mapping[str, Any]] | None:
+    """The host's networks by name; None when unknown (a failed host, a driver without networks, a v1 document)."""
+    networks = host.get("networks")
+    return None if networks is None else {n["name"]: n for n in networks}
+
+
+def _nic_network_facts(
+    nics: list[dict[str, Any]] | None, networks: Mapping[str, Mapping[str, Any]] | None
+) -> tuple[str | None, str | None]:
+    """The kinds and the VLAN ids of the networks a domain's NICs are on (each once, in NIC order)."""
+    if nics is None or networks is None:
+        return None, None
+    kinds: list[str] = []
+    vlans: list[int] = []
+    for nic in nics:
+        network = networks.get(nic["network"]) if nic["network"] is not None else None
+        if network is None:
+            continue
+        if network["kind"] not in kinds:
+            kinds.append(network["kind"])
+        vlans.extend(v for v in network["vlan_ids"] if v not in vlans)
+    return " ".join(kinds), " ".join(str(v) for v in vlans)
+
+
 def csv_rows(inventory: Inventory | Mapping[str, Any]) -> Iterator[dict[str, str]]:
     """The CSV rows as dicts keyed by :data:`CSV_COLUMNS` (one per domain; one per failed host)."""
     for host in _doc(inventory)["hosts"]:
@@ -115,6 +146,7 @@ def csv_rows(inventory: Inventory | Mapping[str, Any]) -> Iterator[dict[str, str
         }
         if error is not None:
             yield {col: _cell(base.get(col)) for col in CSV_COLUMNS}
+        networks = _networks_by_name(host)
         for dom in host["domains"]:
             disks = dom["disks"]
             nics = dom["nics"]
@@ -137,6 +169,7 @@ def csv_rows(inventory: Inventory | Mapping[str, Any]) -> Iterator[dict[str, str
             row["tags"] = _joined(dom["tags"])
             row["field_errors"] = json.dumps(dom["field_errors"], sort_keys=True) if dom["field_errors"] else ""
             row["managed_save"] = dom.get("managed_save")  # absent from documents written before it existed
+            row["network_kinds"], row["vlan_ids"] = _nic_network_facts(nics, networks)
             yield {col: _cell(row.get(col)) for col in CSV_COLUMNS}
 
 
@@ -178,11 +211,24 @@ def host_group(host: Mapping[str, Any]) -> str:
     return sanitize_group("host_" + str(host.get("name") or host.get("hostname") or host["uri"]))
 
 
+def _network_groups(host: Mapping[str, Any]) -> dict[str, list[str]]:
+    """``{domain uuid: [network_<name>, vlan_<id> ...]}`` from the host's networks' attachments (each group once)."""
+    groups: dict[str, list[str]] = {}
+    for network in host.get("networks") or ():
+        names = [sanitize_group(f"network_{network['name']}")] + [f"vlan_{v}" for v in network["vlan_ids"]]
+        for attachment in network["attachments"]:
+            mine = groups.setdefault(attachment["domain_uuid"], [])
+            mine.extend(g for g in names if g not in mine)
+    return groups
+
+
 def to_ansible_dict(inventory: Inventory | Mapping[str, Any]) -> dict[str, Any]:
     """An Ansible dynamic inventory (``ansible-inventory --list`` shape).
 
-    Every domain is an inventory host; groups ``host_<host>``, ``driver_<driver>``
-    and ``state_<state>`` (names made of ``[A-Za-z0-9_]``) hold them, ``all`` has
+    Every domain is an inventory host; groups ``host_<host>``, ``driver_<driver>``,
+    ``state_<state>``, ``network_<network>`` (each network a NIC of the domain is attached to, by
+    the host's networks' attachments) and ``vlan_<id>`` (the VLANs of those networks) hold them
+    (names made of ``[A-Za-z0-9_]``; a network of one name on several hosts is one group), ``all`` has
     them as children. Host variables are prefixed ``virtabs_``; ``ansible_host``
     is the domain's first IP address when it has one.
     """
@@ -193,10 +239,11 @@ def to_ansible_dict(inventory: Inventory | Mapping[str, Any]) -> dict[str, Any]:
     for hi, host in enumerate(doc["hosts"]):
         host_grp = host_group(host)
         driver_grp = sanitize_group(f"driver_{host.get('driver') or 'unknown'}")
+        network_groups = _network_groups(host)
         for di, dom in enumerate(host["domains"]):
             name = names[(hi, di)]
             state_grp = sanitize_group(f"state_{dom['state'] or 'unknown'}")
-            for grp in (host_grp, driver_grp, state_grp):
+            for grp in (host_grp, driver_grp, state_grp, *network_groups.get(dom["uuid"], ())):
                 groups.setdefault(grp, []).append(name)
             ips = [ip for n in (dom["nics"] or []) for ip in n["ips"]]
             variables: dict[str, Any] = {f"virtabs_{k}": v for k, v in dom.items() if k != "field_errors"}
@@ -258,6 +305,10 @@ def to_table(inventory: Inventory | Mapping[str, Any], *, width: int | None = No
     table.add_column("Memory", justify="right", no_wrap=True)
     table.add_column("Disks", justify="right", no_wrap=True)
     table.add_column("IPs", overflow="fold")
+    nets = Table(title="Networks")
+    for title in ("Host", "Network", "Kind", "VLANs", "Subnets"):
+        nets.add_column(title, overflow="fold")
+    nets.add_column("Domains", justify="right")
     failed = Table(title="Failed hosts", title_style="bold red")
     failed.add_column("Host", overflow="fold")
     failed.add_column("Error", no_wrap=True)
@@ -267,6 +318,15 @@ def to_table(inventory: Inventory | Mapping[str, Any], *, width: int | None = No
         error = host.get("error")
         if error is not None:
             failed.add_row(escape(host["uri"]), f"{error['code_name']} ({error['code']})", escape(error["message"]))
+        for network in host.get("networks") or ():
+            nets.add_row(
+                label,
+                escape(str(network["name"])),
+                str(network["kind"]),
+                ",".join(str(v) for v in network["vlan_ids"]),
+                " ".join(s["cidr"] for s in network["subnets"]),
+                str(len({a["domain_uuid"] for a in network["attachments"]})),
+            )
         for dom in host["domains"]:
             disks = dom["disks"]
             size = _total(disks, "capacity_bytes")
@@ -284,7 +344,7 @@ def to_table(inventory: Inventory | Mapping[str, Any], *, width: int | None = No
     buf = io.StringIO()
     unwrapped = width is None
     if unwrapped:
-        for column in (*table.columns, *failed.columns):
+        for column in (*table.columns, *nets.columns, *failed.columns):
             column.no_wrap = True
             column.overflow = "ignore"
     console = Console(
@@ -295,6 +355,8 @@ def to_table(inventory: Inventory | Mapping[str, Any], *, width: int | None = No
         highlight=False,
     )
     console.print(table)
+    if nets.row_count:
+        console.print(nets)
     if failed.row_count:
         console.print(failed)
     text = buf.getvalue()
@@ -323,6 +385,7 @@ _OM_FAMILIES: tuple[tuple[str, str, str, str], ...] = (
     ("virtabs_disk_capacity_bytes", "gauge", "bytes", "Virtual size of the host's domain disks."),
     ("virtabs_disk_allocation_bytes", "gauge", "bytes", "Space the host's domain disks occupy."),
     ("virtabs_inventory_timestamp_seconds", "gauge", "seconds", "When the host was read (Unix time)."),
+    ("virtabs_network_domains", "gauge", "", "Domains with a NIC on the network, by network and kind."),
 )
 
 
@@ -350,7 +413,7 @@ def to_openmetrics(inventory: Inventory | Mapping[str, Any]) -> str:
 
     Per host (labels ``host_uri``, ``host`` = the host's name or hostname): whether it answered,
     its error code, CPUs and memory; domain counts, vCPUs and memory by ``state`` (every state, zeros
-    included, so a count that drops to nothing is seen); disk capacity and allocation. Values a driver
+    included, so a count that drops to nothing is seen); disk capacity and allocation; per network (labels ``network``, ``kind``) the domains on it. Values a driver
     did not report are left out, never written as 0. Written by hand (no dependency); the tests parse
     it with prometheus-client's OpenMetrics parser.
     """
@@ -400,6 +463,9 @@ def to_openmetrics(inventory: Inventory | Mapping[str, Any]) -> str:
             add("virtabs_disk_capacity_bytes", base, capacity)
         if allocation_known:
             add("virtabs_disk_allocation_bytes", base, allocation)
+        for network in host.get("networks") or ():
+            labels = {**base, "network": str(network["name"]), "kind": str(network["kind"])}
+            add("virtabs_network_domains", labels, len({a["domain_uuid"] for a in network["attachments"]}))
     lines: list[str] = []
     for name, kind, unit, help_text in _OM_FAMILIES:
         lines.append(f"# TYPE {name} {kind}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from .._errors import InvalidArgumentError, quote
 from ._collect import HostTarget
-from ._model import SCHEMA_VERSION
+from ._model import READABLE_SCHEMA_VERSIONS
 
 __all__ = ["load_hosts_file", "load_inventory", "write_atomic"]
 
@@ -160,7 +160,7 @@ def load_hosts_file(path: str | os.PathLike[str]) -> tuple[list[HostTarget], dic
 
 
 def load_inventory(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read an inventory JSON file written by ``virtabs inventory`` (schema v1)."""
+    """Read an inventory JSON file written by ``virtabs inventory`` (schema v2, or v1)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -174,9 +174,11 @@ def load_inventory(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InvalidArgumentError(f"{p} is not an inventory JSON file (--format json): {exc}") from None
     if not isinstance(data, dict) or "hosts" not in data or "schema_version" not in data:
         raise InvalidArgumentError(f"{p} is not an inventory JSON file (no schema_version/hosts); use --format json")
-    if data["schema_version"] != SCHEMA_VERSION:
+    version = data["schema_version"]
+    if type(version) is not int or version not in READABLE_SCHEMA_VERSIONS:
+        readable = " and ".join(str(v) for v in sorted(READABLE_SCHEMA_VERSIONS))
         raise InvalidArgumentError(
-            f"{p} has inventory schema version {quote(data['schema_version'])}; this virtabs reads version {SCHEMA_VERSION}"
+            f"{p} has inventory schema version {quote(data['schema_version'])}; this virtabs reads versions {readable}"
         )
     if not isinstance(data["hosts"], list):
         raise InvalidArgumentError(f"{p}: 'hosts' must be a list")

@@ -1,4 +1,4 @@
-"""The inventory document (schema v1) and its conversion from virtabs' value objects.
+"""The inventory document (schema v2: v1 plus each host's networks) and its conversion from virtabs' value objects.
 
 The JSON document is the contract; the classes here hold one collection run and
 turn it into that document with :meth:`Inventory.to_dict`. Rules kept here:
@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from .._errors import VirtabsError
-from .._models import BlockJobInfo, DiskInfo, DomainRecord, NicInfo, PoolInfo, VolumeInfo
+from .._models import BlockJobInfo, DiskInfo, DomainRecord, NetworkInfo, NicInfo, PoolInfo, VolumeInfo
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -33,11 +33,16 @@ __all__ = [
     "PoolInventory",
     "domain_to_dict",
     "format_time",
+    "network_to_dict",
     "sanitize_group",
 ]
 
-SCHEMA_VERSION = 1
-"""The version of the inventory document this module writes."""
+SCHEMA_VERSION = 2
+"""The version of the inventory document this module writes (2: version 1 plus each host's ``networks``)."""
+
+READABLE_SCHEMA_VERSIONS = frozenset({1, 2})
+"""Versions :func:`~virtabs.inventory.load_inventory` reads: a version 1 document is a version 2 one without
+``networks`` (``--diff`` then compares no networks)."""
 
 EXIT_OK = 0
 EXIT_ALL_FAILED = 1
@@ -111,7 +116,7 @@ class PoolInventory:
     field_errors: Mapping[str, str] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """The pool as schema v1 data."""
+        """The pool as schema v2 data."""
         errors = dict(self.field_errors)
         info = self.info
         for key in ("capacity_bytes", "allocation_bytes", "available_bytes"):
@@ -148,12 +153,35 @@ class PoolInventory:
         }
 
 
+def network_to_dict(network: NetworkInfo) -> dict[str, Any]:
+    """One network as schema v2 data (``kind`` its value, subnets and attachments as objects)."""
+    return {
+        "name": network.name,
+        "id": network.id,
+        "kind": network.kind.value,
+        "native_kind": network.native_kind,
+        "device": network.device,
+        "vlan_ids": list(network.vlan_ids),
+        "subnets": [
+            {"cidr": s.cidr, "gateway": s.gateway, "dhcp_ranges": [list(r) for r in s.dhcp_ranges]}
+            for s in network.subnets
+        ],
+        "active": network.active,
+        "autostart": network.autostart,
+        "attachments": [
+            {"domain_uuid": _canonical_uuid(a.domain_uuid), "domain_name": a.domain_name, "mac": a.mac}
+            for a in network.attachments
+        ],
+        "extra": {str(k): jsonable(v) for k, v in network.extra.items()},
+    }
+
+
 _HOST_FIELDS = ("hypervisor", "hypervisor_version", "hostname", "cpus", "memory_bytes")
 
 
 @attrs.frozen
 class HostInventory:
-    """What one host gave: its facts, domains and pools, or the error that stopped it.
+    """What one host gave: its facts, domains, pools and networks, or the error that stopped it.
 
     When ``error`` is set the host's collection failed: ``domains`` is empty and
     the host fields that were not read are ``None`` (the reason is ``error``).
@@ -171,6 +199,8 @@ class HostInventory:
     error: HostError | None = None
     domains: tuple[DomainRecord, ...] = ()
     pools: tuple[PoolInventory, ...] | None = None
+    networks: tuple[NetworkInfo, ...] | None = None
+    """The host's networks; None when they could not be listed or the driver has none (``field_errors``)."""
     field_errors: Mapping[str, str] = attrs.field(factory=dict)
     duration_seconds: float = attrs.field(default=0.0, eq=False)
 
@@ -185,7 +215,7 @@ class HostInventory:
         return self.name or self.hostname or self.uri
 
     def host_fields(self) -> dict[str, Any]:
-        """The host's own fields (no domains or pools): what jsonl and csv rows repeat."""
+        """The host's own fields (no domains, pools or networks): what jsonl and csv rows repeat."""
         errors = dict(self.field_errors)
         if self.error is None:
             for key in _HOST_FIELDS:
@@ -206,13 +236,16 @@ class HostInventory:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """The host as schema v1 data."""
+        """The host as schema v2 data."""
         data = self.host_fields()
         driver = self.driver or "unknown"
         data["domains"] = [domain_to_dict(r, driver) for r in self.domains]
         if self.pools is None and self.error is None and "pools" not in data["field_errors"]:
             data["field_errors"]["pools"] = "NOT_REPORTED: the pools could not be listed"
         data["pools"] = None if self.pools is None else [p.to_dict() for p in self.pools]
+        if self.networks is None and self.error is None and "networks" not in data["field_errors"]:
+            data["field_errors"]["networks"] = "NOT_REPORTED: the networks could not be listed"
+        data["networks"] = None if self.networks is None else [network_to_dict(n) for n in self.networks]
         return data
 
 
@@ -263,7 +296,7 @@ class Inventory:
                 yield host, record
 
     def to_dict(self) -> dict[str, Any]:
-        """The whole inventory as schema v1 data (what ``--format json`` writes)."""
+        """The whole inventory as schema v2 data (what ``--format json`` writes)."""
         return {
             "schema_version": SCHEMA_VERSION,
             "generated_at": format_time(self.generated_at),
@@ -319,7 +352,7 @@ def _canonical_uuid(value: str) -> str:
 
 
 def domain_to_dict(record: DomainRecord, driver: str = "unknown") -> dict[str, Any]:
-    """One domain as schema v1 data.
+    """One domain as schema v2 data.
 
     The driver's ``field_errors`` are kept; the generic fallback's ``info`` key
     (``domain_info`` failed) is spread over the fields it covers, and every other

@@ -2,7 +2,7 @@
 
 A host is a *block* of lines, written (and flushed) in one piece: one line per domain,
 ``{"host": {...host fields}, "domain": {...}}``, then the line closing the host,
-``{"host": {...}, "domain": null, "host_end": {"generated_at", "domains", "pools"}}``.
+``{"host": {...}, "domain": null, "host_end": {"generated_at", "domains", "pools", "networks"}}``.
 A host counts as written only once its closing line is there: a run killed in the
 middle of a write leaves at most one torn block at the end, which readers skip.
 When the same host has several blocks (a resumed run appends to a stream), the last
@@ -29,20 +29,20 @@ __all__ = ["HostBlock", "JsonlWriter", "assemble", "host_lines", "read_blocks"]
 HostKey = tuple[str, str | None]
 
 
-def _block(fields: Mapping[str, Any], domains: list[Any], pools: Any, generated_at: str) -> str:
+def _block(fields: Mapping[str, Any], domains: list[Any], pools: Any, networks: Any, generated_at: str) -> str:
     lines = [json.dumps({"host": fields, "domain": dom}, ensure_ascii=False) for dom in domains]
-    end = {"generated_at": generated_at, "domains": len(domains), "pools": pools}
+    end = {"generated_at": generated_at, "domains": len(domains), "pools": pools, "networks": networks}
     lines.append(json.dumps({"host": fields, "domain": None, "host_end": end}, ensure_ascii=False))
     return "\n".join(lines) + "\n"
 
 
 def host_lines(host: HostInventory | Mapping[str, Any], generated_at: _dt.datetime | str) -> str:
-    """The jsonl block of one host (``host`` as a :class:`HostInventory` or its schema v1 dict);
+    """The jsonl block of one host (``host`` as a :class:`HostInventory` or its schema v2 dict);
     ``generated_at`` is when the run that collected it started."""
     data = host.to_dict() if isinstance(host, HostInventory) else host
-    fields = {k: v for k, v in data.items() if k not in ("domains", "pools")}
+    fields = {k: v for k, v in data.items() if k not in ("domains", "pools", "networks")}
     started = generated_at if isinstance(generated_at, str) else format_time(generated_at)
-    return _block(fields, data["domains"], data["pools"], started)
+    return _block(fields, data["domains"], data["pools"], data.get("networks"), started)
 
 
 @attrs.frozen
@@ -95,7 +95,7 @@ def read_blocks(path: str | os.PathLike[str]) -> tuple[dict[HostKey, HostBlock],
 
 
 def _parse_stream(lines: Iterable[str | bytes]) -> Iterator[dict[str, Any]]:
-    """Each complete host of a stream, as a schema v1 host dict with the run start (``_generated_at``)."""
+    """Each complete host of a stream, as a schema v2 host dict with the run start (``_generated_at``)."""
     domains: list[Any] = []
     for raw in lines:
         if not raw.strip():
@@ -112,6 +112,7 @@ def _parse_stream(lines: Iterable[str | bytes]) -> Iterator[dict[str, Any]]:
         host = dict(line["host"])
         host["domains"] = domains
         host["pools"] = end["pools"]
+        host["networks"] = end.get("networks")  # absent from streams written before schema version 2
         host["_generated_at"] = end["generated_at"]
         yield host
         domains = []
@@ -121,7 +122,7 @@ def assemble(
     stream: str | os.PathLike[str] | Iterable[str | bytes],
     order: Iterable[HostTarget] | None = None,
 ) -> dict[str, Any]:
-    """The schema v1 document (``--format json``) of a jsonl stream (a path, or its lines).
+    """The schema v2 document (``--format json``) of a jsonl stream (a path, or its lines).
 
     The last complete block of each host counts. With ``order`` (the run's host targets) the
     document holds those hosts in that order (hosts of the stream not among them are left out;
