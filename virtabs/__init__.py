@@ -22,7 +22,17 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # the static view: every public name, as if imported eagerly
     from typing import Any
 
-    from ._api import BlockJob, Connection, Domain, MigrationJob, StoragePool, Subscription, Volume, open
+    from ._api import (
+        BlockJob,
+        Connection,
+        Domain,
+        MigrationJob,
+        Network,
+        StoragePool,
+        Subscription,
+        Volume,
+        open,
+    )
     from ._capabilities import Capabilities, Capability
     from ._config import Credentials
     from ._errors import (
@@ -35,6 +45,7 @@ if TYPE_CHECKING:  # the static view: every public name, as if imported eagerly
         InternalError,
         InvalidArgumentError,
         NoDomainError,
+        NoNetworkError,
         NoSnapshotError,
         NoStoragePoolError,
         NoStorageVolumeError,
@@ -57,6 +68,7 @@ if TYPE_CHECKING:  # the static view: every public name, as if imported eagerly
         DomainState,
         LifecycleEventType,
         MigrateFlags,
+        NetworkKind,
     )
     from ._models import (
         BlockJobEvent,
@@ -70,6 +82,9 @@ if TYPE_CHECKING:  # the static view: every public name, as if imported eagerly
         HostInfo,
         LifecycleEvent,
         MigrationInfo,
+        NetworkAttachment,
+        NetworkInfo,
+        NetworkSubnet,
         NicInfo,
         NicSpec,
         PoolInfo,
@@ -82,6 +97,7 @@ if TYPE_CHECKING:  # the static view: every public name, as if imported eagerly
 _LAZY: dict[str, str] = {
     "BlockJob": "._api",
     "MigrationJob": "._api",
+    "Network": "._api",
     "Connection": "._api",
     "Domain": "._api",
     "StoragePool": "._api",
@@ -100,6 +116,7 @@ _LAZY: dict[str, str] = {
     "InternalError": "._errors",
     "InvalidArgumentError": "._errors",
     "NoDomainError": "._errors",
+    "NoNetworkError": "._errors",
     "NoSnapshotError": "._errors",
     "NoStoragePoolError": "._errors",
     "NoStorageVolumeError": "._errors",
@@ -118,6 +135,7 @@ _LAZY: dict[str, str] = {
     "BlockPullFlags": "._flags",
     "BlockRebaseFlags": "._flags",
     "MigrateFlags": "._flags",
+    "NetworkKind": "._flags",
     "DomainState": "._flags",
     "LifecycleEventType": "._flags",
     "BlockJobEvent": "._models",
@@ -131,6 +149,9 @@ _LAZY: dict[str, str] = {
     "HostInfo": "._models",
     "LifecycleEvent": "._models",
     "MigrationInfo": "._models",
+    "NetworkAttachment": "._models",
+    "NetworkInfo": "._models",
+    "NetworkSubnet": "._models",
     "NicInfo": "._models",
     "NicSpec": "._models",
     "PoolInfo": "._models",
@@ -218,9 +239,15 @@ __all__ = [
     "MigrateFlags",
     "MigrationInfo",
     "MigrationJob",
+    "Network",
+    "NetworkAttachment",
+    "NetworkInfo",
+    "NetworkKind",
+    "NetworkSubnet",
     "NicInfo",
     "NicSpec",
     "NoDomainError",
+    "NoNetworkError",
     "NoSnapshotError",
     "NoStoragePoolError",
     "NoStorageVolumeError",

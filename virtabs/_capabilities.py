@@ -78,6 +78,8 @@ class Capability(enum.StrEnum):
     """Create, inspect and delete volumes."""
     STORAGE_VOLUME_RESIZE = "storage.volume.resize"
     """Grow a volume (resize_volume)."""
+    NETWORK = "network"
+    """List and look up the host's networks (list_networks, lookup_network): read-only."""
     EVENTS = "events"
     """Lifecycle and block-job events through ``Connection.subscribe``."""
 

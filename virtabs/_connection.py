@@ -21,6 +21,7 @@ from .spi import OPERATIONS, ConnectOptions, Driver, missing_methods
 
 if TYPE_CHECKING:
     from ._domain import Domain
+    from ._network import Network
     from ._storage import StoragePool
 
 __all__ = ["Connection", "Subscription", "open"]
@@ -302,6 +303,23 @@ class Connection:
         with self._gate(OPERATIONS["lookup_storage_pool"], f"lookup of pool {quote(name)}") as call:
             info = call.driver.lookup_storage_pool(name)
         return StoragePool(self, info)
+
+    def list_networks(self) -> list[Network]:
+        """Every network of the host, with subnets, VLANs and attached NICs, in one driver call."""
+        from ._network import Network
+
+        with self._gate(OPERATIONS["list_networks"], "listing networks") as call:
+            networks = call.driver.list_networks()
+        return [Network(self, n) for n in networks]
+
+    def lookup_network(self, name_or_id: str) -> Network:
+        """A network by name or id (a UUID in any case); NoNetworkError when there is none."""
+        from ._network import Network
+
+        _rules.require_text(name_or_id, "network name or id")
+        with self._gate(OPERATIONS["lookup_network"], f"lookup of network {quote(name_or_id)}") as call:
+            info = call.driver.lookup_network(name_or_id)
+        return Network(self, info)
 
     def domain_records(self) -> list[DomainRecord]:
         """Every domain with its disks, NICs, snapshots and jobs, through the driver's bulk hook."""

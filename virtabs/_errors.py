@@ -14,6 +14,7 @@ so ``except LookupError`` or ``except TimeoutError`` keep working::
     ├── OperationFailedError                                 9
     ├── OperationDeniedError (PermissionError)              29
     ├── NoDomainError (LookupError)                         42
+    ├── NoNetworkError (LookupError)                        43
     ├── NoStoragePoolError (LookupError)                    49
     ├── NoStorageVolumeError (LookupError)                  50
     ├── AuthError (PermissionError)                         45
@@ -53,6 +54,7 @@ __all__ = [
     "InternalError",
     "InvalidArgumentError",
     "NoDomainError",
+    "NoNetworkError",
     "NoSnapshotError",
     "NoStoragePoolError",
     "NoStorageVolumeError",
@@ -104,6 +106,7 @@ class ErrorCode(enum.IntEnum):
     OPERATION_FAILED = 9
     OPERATION_DENIED = 29
     NO_DOMAIN = 42
+    NO_NETWORK = 43
     AUTH_FAILED = 45
     NO_STORAGE_POOL = 49
     NO_STORAGE_VOL = 50
@@ -185,6 +188,12 @@ class AuthError(VirtabsError, PermissionError):
     code = ErrorCode.AUTH_FAILED
 
 
+class NoNetworkError(VirtabsError, LookupError):
+    """No network with that name or id on the host."""
+
+    code = ErrorCode.NO_NETWORK
+
+
 class NoStoragePoolError(VirtabsError, LookupError):
     """No storage pool with that name."""
 
@@ -243,6 +252,7 @@ _BY_CODE: dict[int, type[VirtabsError]] = {
         OperationFailedError,
         OperationDeniedError,
         NoDomainError,
+        NoNetworkError,
         AuthError,
         NoStoragePoolError,
         NoStorageVolumeError,

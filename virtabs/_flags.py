@@ -1,4 +1,4 @@
-"""Flags and enumerations with libvirt's numeric values."""
+"""Flags and enumerations: libvirt's numeric values where libvirt has them, stable words otherwise."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ __all__ = [
     "DomainState",
     "LifecycleEventType",
     "MigrateFlags",
+    "NetworkKind",
 ]
 
 
@@ -175,3 +176,55 @@ class LifecycleEventType(enum.IntEnum):
     SHUTDOWN = 6
     PMSUSPENDED = 7
     CRASHED = 8
+
+
+class NetworkKind(enum.StrEnum):
+    """What a virtual network is, over every backend: a closed set; ``NetworkInfo.native_kind`` keeps the host's word.
+
+    Values are stable; never rename one. A backend maps each native kind to exactly one member and
+    says which in its README; what fits none is :attr:`OTHER` (never a guess).
+    """
+
+    BRIDGE = "bridge"
+    """Guests share a host bridge that is on the host's own network (a Linux or Open vSwitch bridge;
+    libvirt's forward mode ``bridge``; Xen's ``vif`` bridge; LXC's ``lxc.net.N.link``)."""
+    NAT = "nat"
+    """A private subnet behind the host, masqueraded to the outside (libvirt's forward mode ``nat``;
+    Docker's and Podman's ``bridge`` driver; Hyper-V's NAT switch)."""
+    ROUTED = "routed"
+    """A subnet the host routes without NAT (libvirt's forward modes ``route`` and ``open``)."""
+    ISOLATED = "isolated"
+    """Guests and the host talk, nothing leaves the host (a libvirt network without ``<forward>``;
+    a Docker or Podman ``--internal`` network)."""
+    EXTERNAL_SWITCH = "external_switch"
+    """A Hyper-V external switch: bound to a physical adapter."""
+    INTERNAL_SWITCH = "internal_switch"
+    """A Hyper-V internal switch: guests and the host, no physical adapter."""
+    PRIVATE_SWITCH = "private_switch"
+    """A Hyper-V private switch: guests only, not even the host."""
+    PORT_GROUP = "port_group"
+    """A vSphere standard port group on a host's vSwitch (``device`` is the vSwitch)."""
+    DISTRIBUTED_PORT_GROUP = "distributed_port_group"
+    """A vSphere distributed port group (``device`` is the distributed switch)."""
+    HOST_ONLY = "host_only"
+    """VirtualBox's host-only network (``list hostonlyifs``): guests and the host."""
+    NAT_NETWORK = "nat_network"
+    """VirtualBox's NAT network (``list natnets``): guests share one NAT service and see each other."""
+    INTERNAL_NETWORK = "internal_network"
+    """VirtualBox's internal network (``list intnets``): guests only, by name."""
+    OVERLAY = "overlay"
+    """A multi-host overlay (Docker's ``overlay`` driver, VXLAN)."""
+    MACVLAN = "macvlan"
+    """Guests get their own MAC on a host device (Docker's ``macvlan``; libvirt's ``direct`` / macvtap
+    forward modes ``private``, ``vepa``, ``passthrough``)."""
+    IPVLAN = "ipvlan"
+    """Guests share the host device's MAC with their own IPs (Docker's ``ipvlan``)."""
+    USER = "user"
+    """User-mode networking in the hypervisor process (QEMU's ``-netdev user`` / passt; Podman's
+    slirp4netns and pasta)."""
+    HOST = "host"
+    """No separate network: the guest uses the host's stack (Docker's ``host`` network)."""
+    NONE = "none"
+    """No network at all, only loopback (Docker's ``none`` network)."""
+    OTHER = "other"
+    """A kind this set has no word for; ``native_kind`` says what it is."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import ipaddress
 import re
 import uuid as _uuid
 from collections.abc import Iterable, Mapping
@@ -11,7 +12,7 @@ from typing import Any
 import attrs
 
 from ._errors import InvalidArgumentError, quote
-from ._flags import BlockJobStatus, BlockJobType, DomainState, LifecycleEventType, MigrateFlags
+from ._flags import BlockJobStatus, BlockJobType, DomainState, LifecycleEventType, MigrateFlags, NetworkKind
 
 __all__ = [
     "BlockCommitRequest",
@@ -32,6 +33,9 @@ __all__ = [
     "MigrationInfo",
     "MigrationRequest",
     "MigrationTicket",
+    "NetworkAttachment",
+    "NetworkInfo",
+    "NetworkSubnet",
     "NicInfo",
     "NicSpec",
     "PoolInfo",
@@ -321,7 +325,11 @@ class DiskInfo:
 
 @attrs.frozen
 class NicInfo:
-    """A network interface as the host sees it now."""
+    """A network interface as the host sees it now.
+
+    On a driver declaring ``network``, ``network`` is the name of a network ``list_networks()`` returns on
+    the same connection, or None when the NIC is on nothing the host knows as a network (never an invented one).
+    """
 
     mac: str | None
     network: str | None
@@ -418,6 +426,109 @@ class VolumeInfo:
     capacity_bytes: int
     allocation_bytes: int | None = None
     backing_chain: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+
+
+def _cidr(value: str) -> str:
+    """``value`` as a network in CIDR notation (``192.168.122.1/24`` becomes ``192.168.122.0/24``)."""
+    try:
+        return str(ipaddress.ip_network(str(value), strict=False))
+    except ValueError:
+        raise InvalidArgumentError(f"invalid subnet {quote(value)}: expected CIDR notation like 10.0.0.0/24") from None
+
+
+def _address_or_none(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise InvalidArgumentError(f"invalid IP address {quote(value)}") from None
+
+
+def _address_ranges(value: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    ranges = []
+    for pair in value:
+        start, end = pair
+        ranges.append((str(_address_or_none(start)), str(_address_or_none(end))))
+    return tuple(ranges)
+
+
+def _vlan_ids(value: Iterable[int]) -> tuple[int, ...]:
+    ids = tuple(value)
+    for vid in ids:
+        if not isinstance(vid, int) or isinstance(vid, bool) or not 0 <= vid <= 4095:
+            raise InvalidArgumentError(f"invalid VLAN id {quote(vid)}: an integer from 0 to 4095")
+    return ids
+
+
+@attrs.frozen
+class NetworkSubnet:
+    """An IPv4 or IPv6 subnet of a network, with its gateway and DHCP ranges where the host knows them.
+
+    ``cidr`` is the network in CIDR notation (``192.168.122.0/24``, ``fd00::/64``; an interface address
+    such as ``192.168.122.1/24`` is normalised to its network); ``gateway`` the router's (often the
+    host's) address; ``dhcp_ranges`` the ``(first, last)`` address pairs the host leases.
+    """
+
+    cidr: str = attrs.field(converter=_cidr)
+    gateway: str | None = attrs.field(default=None, converter=_address_or_none)
+    dhcp_ranges: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_address_ranges)
+
+    @property
+    def family(self) -> int:
+        """4 or 6."""
+        return ipaddress.ip_network(self.cidr).version
+
+
+@attrs.frozen
+class NetworkAttachment:
+    """One NIC of a domain on a network: the domain's UUID and name, and the NIC's MAC (None if unknown)."""
+
+    domain_uuid: str
+    domain_name: str
+    mac: str | None = None
+
+
+def _subnets(value: Iterable[NetworkSubnet]) -> tuple[NetworkSubnet, ...]:
+    return tuple(value)
+
+
+def _attachments(value: Iterable[NetworkAttachment]) -> tuple[NetworkAttachment, ...]:
+    return tuple(value)
+
+
+def _network_kind(value: NetworkKind | str) -> NetworkKind:
+    try:
+        return NetworkKind(value)
+    except ValueError:
+        known = ", ".join(k.value for k in NetworkKind)
+        raise InvalidArgumentError(f"unknown network kind {quote(value)} (known: {known})") from None
+
+
+@attrs.frozen
+class NetworkInfo:
+    """A virtual network of the host (libvirt's ``virNetwork``), read in bulk by :meth:`Driver.list_networks`.
+
+    ``name`` is what :attr:`NicInfo.network` says for a NIC on it; ``id`` the host's stable identifier: a
+    UUID where the hypervisor has one (libvirt, Hyper-V, VirtualBox), the engine's own id otherwise (Docker's
+    network id, a vSphere managed object id), None where there is none (a Linux bridge). ``kind`` is the
+    portable word, ``native_kind`` the host's (``"nat"``, ``"Internal"``, ``"HostOnly"``, ``"bridge"``);
+    ``device`` the bridge, switch or host device it uses; ``vlan_ids`` its VLANs (empty: untagged or unknown).
+    ``active``/``autostart`` are None where the host has no such notion. ``attachments`` lists every NIC of a
+    domain on it; ``extra`` holds native details a backend documents (a Docker network's driver ...).
+    """
+
+    name: str
+    id: str | None
+    kind: NetworkKind = attrs.field(converter=_network_kind)
+    native_kind: str
+    device: str | None = None
+    vlan_ids: tuple[int, ...] = attrs.field(default=(), converter=_vlan_ids)
+    subnets: tuple[NetworkSubnet, ...] = attrs.field(default=(), converter=_subnets)
+    active: bool | None = None
+    autostart: bool | None = None
+    attachments: tuple[NetworkAttachment, ...] = attrs.field(default=(), converter=_attachments)
+    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
 
 
 @attrs.frozen

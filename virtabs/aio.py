@@ -5,7 +5,7 @@ method of the sync object is a coroutine that runs the *same* sync
 implementation in a worker thread (``asyncio.to_thread``), so the event loop
 never blocks on a hypervisor and no operation is implemented twice. Objects a
 method returns come back wrapped the same way, with their own types:
-:class:`AsyncDomain`, :class:`AsyncStoragePool`, :class:`AsyncVolume`,
+:class:`AsyncDomain`, :class:`AsyncStoragePool`, :class:`AsyncVolume`, :class:`AsyncNetwork`,
 :class:`AsyncBlockJob` (or lists of them); plain values (records, enums)
 come back as they are. Properties (``name``, ``uuid``, ``uri`` ...) are plain
 attributes, read without a thread. ``.sync`` is the wrapped sync object.
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         BlockRebaseFlags,
         DomainState,
         MigrateFlags,
+        NetworkKind,
     )
     from ._models import (
         BlockJobInfo,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
         Event,
         HostInfo,
         MigrationInfo,
+        NetworkInfo,
         NicInfo,
         PoolInfo,
         Snapshot,
@@ -63,6 +65,7 @@ __all__ = [
     "AsyncConnection",
     "AsyncDomain",
     "AsyncMigrationJob",
+    "AsyncNetwork",
     "AsyncProxy",
     "AsyncStoragePool",
     "AsyncVolume",
@@ -174,6 +177,14 @@ class AsyncConnection(AsyncProxy[_api.Connection]):
     async def lookup_storage_pool(self, name: str) -> AsyncStoragePool:
         """Awaitable :meth:`virtabs.Connection.lookup_storage_pool` (run in a worker thread)."""
         return AsyncStoragePool(await asyncio.to_thread(self._target.lookup_storage_pool, name))
+
+    async def list_networks(self) -> list[AsyncNetwork]:
+        """Awaitable :meth:`virtabs.Connection.list_networks` (run in a worker thread)."""
+        return [AsyncNetwork(x) for x in await asyncio.to_thread(self._target.list_networks)]
+
+    async def lookup_network(self, name_or_id: str) -> AsyncNetwork:
+        """Awaitable :meth:`virtabs.Connection.lookup_network` (run in a worker thread)."""
+        return AsyncNetwork(await asyncio.to_thread(self._target.lookup_network, name_or_id))
 
     @property
     def parsed_uri(self) -> URI:
@@ -391,6 +402,34 @@ class AsyncDomain(AsyncProxy[_api.Domain]):
     def uuid(self) -> str:
         """The sync object's ``uuid``."""
         return self._target.uuid
+
+
+class AsyncNetwork(AsyncProxy[_api.Network]):
+    """An async :class:`virtabs.Network`."""
+
+    async def info(self) -> NetworkInfo:
+        """Awaitable :meth:`virtabs.Network.info` (run in a worker thread)."""
+        return await asyncio.to_thread(self._target.info)
+
+    @property
+    def id(self) -> str | None:
+        """The sync object's ``id``."""
+        return self._target.id
+
+    @property
+    def kind(self) -> NetworkKind:
+        """The sync object's ``kind``."""
+        return self._target.kind
+
+    @property
+    def last_info(self) -> NetworkInfo:
+        """The sync object's ``last_info``."""
+        return self._target.last_info
+
+    @property
+    def name(self) -> str:
+        """The sync object's ``name``."""
+        return self._target.name
 
 
 class AsyncStoragePool(AsyncProxy[_api.StoragePool]):

@@ -59,7 +59,7 @@ for _name in (
     "block_pull", "block_copy", "block_commit", "create_volume", "delete_volume", "resize_volume",
     "block_job_info", "block_job_abort", "block_job_set_speed",
     "migrate_prepare", "migrate_perform", "migrate_job_info", "migrate_abort", "migrate_finish", "migrate_confirm",
-    "managed_save", "has_managed_save", "managed_save_remove",
+    "managed_save", "has_managed_save", "managed_save_remove", "list_networks", "lookup_network",
 ):  # fmt: skip
     setattr(MinimalDriver, _name, getattr(Driver, _name))
 

@@ -70,6 +70,23 @@ def dump_description(node: Node) -> dict[str, Any]:
         }
         for p in sorted(node.pools.values(), key=lambda p: p.name)
     ]
+    out["networks"] = [
+        {
+            "name": n.name,
+            "uuid": n.id,
+            "kind": n.kind.value,
+            "native_kind": n.native_kind,
+            "device": n.device,
+            "vlan_ids": list(n.vlan_ids),
+            "subnets": [
+                {"cidr": s.cidr, "gateway": s.gateway, "dhcp_ranges": [list(r) for r in s.dhcp_ranges]}
+                for s in n.subnets
+            ],
+            "active": n.active,
+            "autostart": n.autostart,
+        }
+        for n in sorted(node.networks.values(), key=lambda n: n.name)
+    ]
     domains = []
     for dom in sorted(node.domains.values(), key=lambda d: d.name):
         spec = dom.spec

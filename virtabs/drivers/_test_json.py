@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._errors import ConnectError, InvalidArgumentError, VirtabsError
+from .._models import NetworkInfo, NetworkSubnet
 from ._test_node import (
     DomainData,
     GiB,
@@ -26,7 +27,28 @@ from ._test_node import (
     parse_state,
 )
 
-__all__ = ["DEFAULT_NODE", "load_description", "read_description"]
+__all__ = ["DEFAULT_NETWORKS", "DEFAULT_NODE", "load_description", "read_description"]
+
+DEFAULT_NETWORKS: tuple[Mapping[str, Any], ...] = (
+    {
+        "name": "default",
+        "uuid": "dd8fe884-6c02-601e-7551-cca97df1c5df",
+        "kind": "nat",
+        "device": "virbr0",
+        "subnets": [
+            {
+                "cidr": "192.168.122.0/24",
+                "gateway": "192.168.122.1",
+                "dhcp_ranges": [["192.168.122.2", "192.168.122.254"]],
+            }
+        ],
+        "active": True,
+        "autostart": False,
+    },
+)
+"""The networks of a node whose description has no ``networks`` key: libvirt's test driver's ``default``
+(``virsh -c test:///default net-dumpxml default`` with libvirt 9.0: forward mode nat, bridge virbr0,
+192.168.122.1/24 leasing .2 to .254, active, no autostart)."""
 
 DEFAULT_NODE: Mapping[str, Any] = {
     "host": {"hostname": "test-host", "cpus": 16, "memory_bytes": 16 * GiB, "arch": "x86_64", "cpu_model": "test-cpu"},
@@ -65,10 +87,11 @@ DEFAULT_NODE: Mapping[str, Any] = {
             "nics": [{"mac": "52:54:00:a3:41:7e", "network": "default", "model": "virtio", "ips": ["192.168.122.2"]}],
         }
     ],
+    "networks": list(DEFAULT_NETWORKS),
 }
 """The built-in node of ``test:///default`` (in the JSON format)."""
 
-_TOP_KEYS = {"host", "settings", "images", "pools", "domains"}
+_TOP_KEYS = {"host", "settings", "images", "pools", "domains", "networks"}
 _HOST_KEYS = {"hostname", "cpus", "memory_bytes", "arch", "cpu_model"}
 _SETTINGS_KEYS = {"unlimited_rate_bytes"}
 _IMAGE_KEYS = {"path", "format", "capacity_bytes", "allocation_bytes", "backing"}
@@ -91,6 +114,8 @@ _DOMAIN_KEYS = {
 _MANAGED_SAVE_KEYS = {"paused", "cpu_time_ns"}
 _DISK_KEYS = {"target", "path", "format", "bus", "readonly", "capacity_bytes", "allocation_bytes", "backing_chain"}
 _NIC_KEYS = {"mac", "network", "model", "ips"}
+_NETWORK_KEYS = {"name", "uuid", "kind", "native_kind", "device", "vlan_ids", "subnets", "active", "autostart"}
+_SUBNET_KEYS = {"cidr", "gateway", "dhcp_ranges"}
 
 
 def read_description(path: str) -> Mapping[str, Any]:
@@ -193,6 +218,15 @@ def _load(node: Node, data: Mapping[str, Any]) -> None:
                 raise InvalidArgumentError(f"{vwhat}: a volume needs a name without '/'")
             _image(node, vwhat, vol, f"{path.rstrip('/')}/{vname}")
 
+    raw_networks = data.get("networks", DEFAULT_NETWORKS)
+    if not isinstance(raw_networks, list | tuple):
+        raise InvalidArgumentError("networks must be a list")
+    for i, raw_network in enumerate(raw_networks):
+        network = _network(f"networks[{i}]", raw_network)
+        if network.name in node.networks:
+            raise InvalidArgumentError(f"networks[{i}]: network '{network.name}' is described twice")
+        node.networks[network.name] = network
+
     now = time.monotonic()
     for i, raw_dom in enumerate(data.get("domains", ())):
         what = f"domains[{i}]"
@@ -241,6 +275,41 @@ def _load(node: Node, data: Mapping[str, Any]) -> None:
         last = node.images[chain[-1]]
         if last.backing is not None:
             raise InvalidArgumentError(f"image '{img.path}': its backing chain loops")
+
+
+def _network(what: str, raw: Any) -> NetworkInfo:
+    data = _keys(what, raw, _NETWORK_KEYS)
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError(f"{what}: a network needs a name")
+    kind = str(data.get("kind", "bridge"))
+    subnets = []
+    for j, raw_subnet in enumerate(data.get("subnets", ())):
+        subnet = _keys(f"{what}.subnets[{j}]", raw_subnet, _SUBNET_KEYS)
+        ranges = [tuple(pair) for pair in subnet.get("dhcp_ranges", ())]
+        if any(len(pair) != 2 for pair in ranges):
+            raise InvalidArgumentError(f"{what}.subnets[{j}]: a DHCP range is a [first, last] pair")
+        try:
+            subnets.append(NetworkSubnet(subnet.get("cidr", ""), subnet.get("gateway"), ranges))
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"{what}.subnets[{j}]: {exc.message}") from None
+    for flag in ("active", "autostart"):
+        if not isinstance(data.get(flag, True), bool):
+            raise InvalidArgumentError(f"{what}: {flag} must be true or false")
+    try:
+        return NetworkInfo(
+            name,
+            str(_uuid.UUID(str(data["uuid"]))) if data.get("uuid") else str(_uuid.uuid4()),
+            kind,
+            str(data.get("native_kind", kind)),
+            device=data.get("device"),
+            vlan_ids=tuple(data.get("vlan_ids", ())),
+            subnets=subnets,
+            active=data.get("active", True),
+            autostart=data.get("autostart", False),
+        )
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"{what}: {exc.message}") from None
 
 
 def _disk_images(node: Node, what: str, disk: Mapping[str, Any]) -> None:

@@ -43,6 +43,8 @@ from .._models import (
     DomainRef,
     DomainSpec,
     Event,
+    NetworkAttachment,
+    NetworkInfo,
     NicInfo,
     NicSpec,
 )
@@ -255,6 +257,8 @@ class Node:
         self.domains: dict[str, DomainData] = {}
         self.images: dict[str, Image] = {}
         self.pools: dict[str, Pool] = {}
+        self.networks: dict[str, NetworkInfo] = {}
+        """The node's networks by name, without attachments (those come from the domains' NICs when read)."""
         self.jobs: dict[tuple[str, str], Job] = {}
         self.host: dict[str, Any] = {}
         self.unlimited_rate = UNLIMITED_RATE
@@ -272,6 +276,7 @@ class Node:
             self.domains.clear()
             self.images.clear()
             self.pools.clear()
+            self.networks.clear()
             self.host = {}
             self.unlimited_rate = UNLIMITED_RATE
             load_description(self, description, self.source)
@@ -419,6 +424,17 @@ class Node:
                 ips=as_tuple(dom.ips.get(n.mac or "", ()) if active else ()),
             )
             for n in dom.spec.nics
+        ]
+
+    def network_infos(self) -> list[NetworkInfo]:
+        """The node's networks sorted by name, each with the NICs of every domain that name it, in one pass."""
+        attached: dict[str, list[NetworkAttachment]] = {}
+        for dom in sorted(self.domains.values(), key=lambda d: d.name):
+            for nic in dom.spec.nics:
+                attached.setdefault(nic.network, []).append(NetworkAttachment(dom.uuid, dom.name, nic.mac))
+        return [
+            attrs.evolve(net, attachments=tuple(attached.get(net.name, ())))
+            for net in sorted(self.networks.values(), key=lambda n: n.name)
         ]
 
     # --- images -----------------------------------------------------------------

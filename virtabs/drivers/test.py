@@ -10,7 +10,8 @@ and active commits reach a READY phase and mirror until pivot or abort.
 URIs
 ----
 ``test:///default``
-    The built-in node (:data:`DEFAULT_NODE`): a running domain ``test``
+    The built-in node (:data:`DEFAULT_NODE`): network ``default`` (libvirt's test driver's: NAT on
+    ``virbr0``, ``192.168.122.0/24``), a running domain ``test``
     (uuid ``6695eb01-f6a4-8304-79aa-97f2502e193f``, 2 vCPUs, 2 GiB of 8 GiB
     max memory, ``hvm``), disk ``vda`` = ``/guest/diskimage1`` (raw, 1 GiB,
     fully allocated), one NIC on network ``default`` (``192.168.122.2``), and a
@@ -125,8 +126,22 @@ bytes::
               "/img/base.qcow2"]}],
          "nics": [{"mac": "52:54:00:a3:41:7e", "network": "default", "model": "virtio",
                    "ips": ["192.168.122.2"]}]}
+      ],
+      "networks": [                                 # default: libvirt's test "default" network (below)
+        {"name": "default",                         # required; what a NIC's "network" names
+         "uuid": "dd8fe884-6c02-601e-7551-cca97df1c5df",   # default: random
+         "kind": "nat",                             # a virtabs.NetworkKind value (default "bridge")
+         "native_kind": "nat",                      # default: kind
+         "device": "virbr0", "vlan_ids": [],
+         "subnets": [{"cidr": "192.168.122.0/24", "gateway": "192.168.122.1",
+                      "dhcp_ranges": [["192.168.122.2", "192.168.122.254"]]}],
+         "active": true, "autostart": false}
       ]
     }
+
+A node without a ``networks`` key has libvirt's test ``default`` network (as above). A network's
+attachments are the NICs of the node's domains that name it; a NIC naming no network of the node is
+reported as it was defined (the contract kit's network tests find it).
 
 A disk's image (and inline backing images) may be described on the disk or
 listed under ``images``/``volumes``, not both; inline backing images default
@@ -178,13 +193,14 @@ from .._models import (
     Event,
     HostInfo,
     LifecycleEvent,
+    NetworkInfo,
     NicInfo,
     PoolInfo,
     Snapshot,
     VolumeInfo,
 )
 from .._uri import URI, parse_uri
-from ..spi import SPI_METHODS, ConnectOptions, Driver
+from ..spi import SPI_METHODS, ConnectOptions, Driver, find_network
 from ._test_file import FileSync, stat_key
 from ._test_json import DEFAULT_NODE, node_path, read_description
 from ._test_migration import TestMigration
@@ -461,6 +477,18 @@ class TestDriver(TestMigration, Driver):
         """NICs; addresses only while the domain runs."""
         with self._node.lock:
             return self._node.nic_infos(self._node.domain(dom))
+
+    # --- networks ---------------------------------------------------------------
+
+    def list_networks(self) -> list[NetworkInfo]:
+        """The node's networks sorted by name, attachments from every domain's NICs (one pass, one lock)."""
+        with self._node.lock:
+            return self._node.network_infos()
+
+    def lookup_network(self, name_or_id: str) -> NetworkInfo:
+        """A network by name or UUID (NoNetworkError when the node has none)."""
+        with self._node.lock:
+            return find_network(self._node.network_infos(), name_or_id)
 
     def autostart(self, dom: DomainRef) -> bool | None:
         """The domain's autostart flag (from the node description)."""

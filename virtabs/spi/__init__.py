@@ -44,7 +44,9 @@ Rules for driver authors (``docs/writing-a-driver.md`` walks through a whole dri
 
 The toolkit: :class:`ErrorMap` (native exception → virtabs error, by a table),
 :class:`Deadline` and :func:`poll_until` (waits with a bound), :func:`find_domain`
-(lookup by name or UUID), :class:`EventPoller`, :class:`CommandTransport`
+(lookup by name or UUID), :func:`find_network` and :func:`networks_with_attachments`
+(networks by name or id, attachments from NICs), :func:`bridge_networks_from_ip_json` (a Linux
+host's bridges from iproute2's JSON), :class:`EventPoller`, :class:`CommandTransport`
 (run a tool's argv locally or on a ``+ssh`` host over one multiplexed OpenSSH
 connection, every argument quoted; ``docs/command-transport.md``), and
 :func:`run_in_process_group` (one local command whose deadline kills its whole
@@ -70,6 +72,7 @@ from .._errors import (
     InternalError,
     InvalidArgumentError,
     NoDomainError,
+    NoNetworkError,
     NoSnapshotError,
     NoStoragePoolError,
     NoStorageVolumeError,
@@ -82,7 +85,7 @@ from .._errors import (
     error_class_for_code,
     quote,
 )
-from .._flags import BlockJobStatus, BlockJobType, DomainState, LifecycleEventType, MigrateFlags
+from .._flags import BlockJobStatus, BlockJobType, DomainState, LifecycleEventType, MigrateFlags, NetworkKind
 from .._models import (
     DISK_BUSES,
     DISK_FORMATS,
@@ -104,6 +107,9 @@ from .._models import (
     MigrationInfo,
     MigrationRequest,
     MigrationTicket,
+    NetworkAttachment,
+    NetworkInfo,
+    NetworkSubnet,
     NicInfo,
     NicSpec,
     PoolInfo,
@@ -112,6 +118,7 @@ from .._models import (
 )
 from .._uri import URI, parse_uri, redact_uri_text
 from ._driver import SPI_METHODS, ConnectOptions, Driver, EventSink
+from ._linux_net import bridge_networks_from_ip_json
 from ._operations import (
     ANY_BLOCK_JOB,
     MANDATORY,
@@ -123,7 +130,7 @@ from ._operations import (
     missing_methods,
 )
 from ._tls import describe_tls_failure
-from ._toolkit import Deadline, ErrorMap, EventPoller, find_domain, poll_until
+from ._toolkit import Deadline, ErrorMap, EventPoller, find_domain, find_network, networks_with_attachments, poll_until
 
 __all__ = [
     # the base class and what open() hands it
@@ -164,6 +171,9 @@ __all__ = [
     "MigrationInfo",
     "MigrationRequest",
     "MigrationTicket",
+    "NetworkAttachment",
+    "NetworkInfo",
+    "NetworkSubnet",
     "NicInfo",
     "NicSpec",
     "PoolInfo",
@@ -179,6 +189,7 @@ __all__ = [
     "DomainState",
     "LifecycleEventType",
     "MigrateFlags",
+    "NetworkKind",
     # errors
     "AuthError",
     "BlockCopyActiveError",
@@ -189,6 +200,7 @@ __all__ = [
     "InternalError",
     "InvalidArgumentError",
     "NoDomainError",
+    "NoNetworkError",
     "NoSnapshotError",
     "NoStoragePoolError",
     "NoStorageVolumeError",
@@ -209,6 +221,9 @@ __all__ = [
     "ErrorMap",
     "EventPoller",
     "find_domain",
+    "find_network",
+    "networks_with_attachments",
+    "bridge_networks_from_ip_json",
     "poll_until",
     "run_in_process_group",
 ]

@@ -26,6 +26,7 @@ from .._models import (
     MigrationInfo,
     MigrationRequest,
     MigrationTicket,
+    NetworkInfo,
     NicInfo,
     PoolInfo,
     Snapshot,
@@ -368,6 +369,22 @@ class Driver:
     def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
         """Capability ``storage.volume``."""
         raise self._unsupported("resize_volume")
+
+    # --- networks (issue 25) ---------------------------------------------------
+
+    def list_networks(self) -> list[NetworkInfo]:
+        """Capability ``network``: every network of the host, with its attachments, in a constant number of
+        host calls whatever the number of networks and NICs."""
+        raise self._unsupported("list_networks")
+
+    def lookup_network(self, name_or_id: str) -> NetworkInfo:
+        """Capability ``network``: a network by name or id; raise NoNetworkError when there is none.
+
+        The default searches :meth:`list_networks`; override it when the host can look one up directly.
+        """
+        from ._toolkit import find_network
+
+        return find_network(self.list_networks(), name_or_id)
 
     # --- helpers --------------------------------------------------------------
 

@@ -295,6 +295,9 @@ OPERATIONS: Mapping[str, Operation] = dict(
         _op("delete_volume", "delete a volume", capability=_C.STORAGE_VOLUME, writes=True),
         # issue 27: resizing is its own capability (a host may create and delete volumes but not grow them)
         _op("resize_volume", "grow a volume", capability=_C.STORAGE_VOLUME_RESIZE, writes=True),
+        # --- networks (issue 25): read-only, libvirt's virConnectListAllNetworks and virNetworkLookupBy*
+        _op("list_networks", "every network with its subnets, VLANs and attached NICs", capability=_C.NETWORK),
+        _op("lookup_network", "a network by name or id", capability=_C.NETWORK),
     ]
 )
 """Every operation a driver may implement, by SPI method name."""
@@ -303,7 +306,7 @@ MANDATORY: tuple[str, ...] = ("host_info", "list_domains", "domain_info", "domai
 """Methods every driver overrides, whatever it declares (the base class has no default for them)."""
 
 # Methods that have a working default in the base class, built on other methods.
-_HAS_DEFAULT = frozenset({"lookup_domain", "domain_status", "inventory", "block_jobs"})
+_HAS_DEFAULT = frozenset({"lookup_domain", "domain_status", "inventory", "block_jobs", "lookup_network"})
 
 
 def methods_for(capability: Capability) -> tuple[str, ...]:

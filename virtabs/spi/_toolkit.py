@@ -4,7 +4,9 @@
   one place per driver (httpx's single error translator, for drivers).
 * :class:`Deadline` and :func:`poll_until` wait for a condition with a bound,
   backing off between checks; the public layer's waits use them too.
-* :func:`find_domain` is lookup by name or UUID over a listing.
+* :func:`find_domain` is lookup by name or UUID over a listing; :func:`find_network`
+  the same for networks, and :func:`networks_with_attachments` fills a listing's
+  attachments from the domains' NICs.
 * :class:`EventPoller` gives a driver without a native event stream lifecycle
   events, by diffing periodic state snapshots on a background thread.
 """
@@ -18,11 +20,21 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TypeVar
 
-from .._errors import NoDomainError, OperationFailedError, OperationTimeoutError, VirtabsError, quote
-from .._flags import DomainState, LifecycleEventType
-from .._models import DomainRef, Event, LifecycleEvent
+import attrs
 
-__all__ = ["Deadline", "ErrorMap", "EventPoller", "find_domain", "poll_until"]
+from .._errors import NoDomainError, NoNetworkError, OperationFailedError, OperationTimeoutError, VirtabsError, quote
+from .._flags import DomainState, LifecycleEventType
+from .._models import DomainRecord, DomainRef, Event, LifecycleEvent, NetworkAttachment, NetworkInfo
+
+__all__ = [
+    "Deadline",
+    "ErrorMap",
+    "EventPoller",
+    "find_domain",
+    "find_network",
+    "networks_with_attachments",
+    "poll_until",
+]
 
 log = logging.getLogger("virtabs.spi")
 
@@ -166,6 +178,39 @@ def find_domain(refs: Iterable[DomainRef], name_or_uuid: str) -> DomainRef:
     if by_uuid is not None:
         return by_uuid
     raise NoDomainError(f"domain {quote(name_or_uuid)} not found")
+
+
+def find_network(networks: Iterable[NetworkInfo], name_or_id: str) -> NetworkInfo:
+    """The network called ``name_or_id``, or whose id it is (any case); NoNetworkError otherwise.
+
+    A name wins over an id when both match different networks (as :func:`find_domain`).
+    """
+    wanted = name_or_id.lower()
+    by_id = None
+    for network in networks:
+        if network.name == name_or_id:
+            return network
+        if by_id is None and network.id is not None and network.id.lower() == wanted:
+            by_id = network
+    if by_id is not None:
+        return by_id
+    raise NoNetworkError(f"network {quote(name_or_id)} not found")
+
+
+def networks_with_attachments(networks: Iterable[NetworkInfo], records: Iterable[DomainRecord]) -> list[NetworkInfo]:
+    """``networks`` with ``attachments`` set from the domains' NICs: one per NIC whose ``network`` names it.
+
+    For a backend whose host knows a network's members only through its guests' NICs (a Linux bridge);
+    ``records`` come from one bulk read (:meth:`Driver.inventory`), so the cost does not grow per network.
+    A network's attachments the listing already had are replaced.
+    """
+    by_network: dict[str, list[NetworkAttachment]] = {}
+    for record in records:
+        for nic in record.nics:
+            if nic.network is not None:
+                attachment = NetworkAttachment(record.uuid, record.name, nic.mac)
+                by_network.setdefault(nic.network, []).append(attachment)
+    return [attrs.evolve(net, attachments=tuple(by_network.get(net.name, ()))) for net in networks]
 
 
 def _lifecycle_type(before: DomainState | None, after: DomainState | None) -> LifecycleEventType | None:

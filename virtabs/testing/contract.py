@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .._api import BlockJob, Connection, Domain, StoragePool, Volume
+from .._api import BlockJob, Connection, Domain, Network, StoragePool, Volume
 from .._capabilities import Capability
 from .._errors import NotSupportedError, VirtabsError
 from .._flags import BlockCopyFlags, BlockJobAbortFlags, BlockRebaseFlags, DomainState, MigrateFlags
@@ -16,6 +16,7 @@ from .._models import (
     DiskSpec,
     DomainRef,
     DomainSpec,
+    NetworkInfo,
     PoolInfo,
     VolumeInfo,
 )
@@ -237,6 +238,10 @@ def _absent_pool(contract: Contract) -> StoragePool:
     return StoragePool(contract.conn, PoolInfo("virtabs-contract-absent", "dir", None, None, None))
 
 
+def _absent_network(contract: Contract) -> Network:
+    return Network(contract.conn, NetworkInfo("virtabs-contract-absent", None, "bridge", "bridge"))
+
+
 def _absent_volume(contract: Contract) -> Volume:
     info = VolumeInfo("absent.qcow2", "virtabs-contract-absent", "/virtabs-contract-absent/absent.qcow2", "qcow2", 1)
     return Volume(contract.conn, info)
@@ -369,6 +374,11 @@ def public_calls(contract: Contract, cap: Capability) -> list[PublicCall]:
             ("Domain.migrate(TUNNELLED)", lambda: dom.migrate(conn, flags=MigrateFlags.TUNNELLED), _NONE)
         ],
         c.STORAGE_VOLUME_RESIZE: [("Volume.resize", lambda: _absent_volume(contract).resize(2 * MiB), _NONE)],
+        c.NETWORK: [
+            ("Connection.list_networks", conn.list_networks, _NONE),
+            ("Connection.lookup_network", lambda: conn.lookup_network("virtabs-contract-absent"), _NONE),
+            ("Network.info", lambda: _absent_network(contract).info(), _NONE),
+        ],
         c.EVENTS: [("Connection.subscribe", lambda: conn.subscribe(lambda _e: None), _NONE)],
     }
     return table.get(cap, [])

@@ -32,6 +32,8 @@ READ_METHODS: frozenset[str] = frozenset(
         "lookup_storage_pool",
         "list_volumes",
         "lookup_volume",
+        "list_networks",
+        "lookup_network",
     }
 )
 """SPI methods that only read from the host."""

@@ -20,6 +20,7 @@ from .test_events_storage import TestEvents, TestStoragePools, TestStorageVolume
 from .test_lifecycle import TestDefine, TestListing, TestManagedSave, TestPowerState, TestSaveRestore
 from .test_meta import TestKitCoverage
 from .test_migration import TestMigration
+from .test_networks import TestNetworks
 from .test_snapshots_devices import TestDiskHotplug, TestSnapshots
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "TestListing",
     "TestLookups",
     "TestMigration",
+    "TestNetworks",
     "TestManagedSave",
     "TestPowerState",
     "TestSaveRestore",

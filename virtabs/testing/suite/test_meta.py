@@ -58,6 +58,16 @@ COVERAGE: dict[str, tuple[str, ...]] = {
         f"{_LOOK}::test_missing_domain_is_no_domain_error_42",
     ),
     "Connection.lookup_storage_pool": ("TestStoragePools::test_missing_pool_and_volume_errors",),
+    "Connection.list_networks": ("TestNetworks::test_networks_can_be_listed_and_looked_up_by_name_and_id",),
+    "Connection.lookup_network": (
+        "TestNetworks::test_networks_can_be_listed_and_looked_up_by_name_and_id",
+        "TestNetworks::test_missing_network_is_no_network_error_43",
+    ),
+    "Network.id": ("TestNetworks::test_networks_can_be_listed_and_looked_up_by_name_and_id",),
+    "Network.info": ("TestNetworks::test_networks_can_be_listed_and_looked_up_by_name_and_id",),
+    "Network.kind": ("TestNetworks::test_networks_can_be_listed_and_looked_up_by_name_and_id",),
+    "Network.last_info": ("TestNetworks::test_attachments_agree_with_the_domains_nics",),
+    "Network.name": ("TestNetworks::test_networks_can_be_listed_and_looked_up_by_name_and_id",),
     "Connection.parsed_uri": (f"{_CONN}::test_closed_connection_refuses_calls",),
     "Connection.readonly": (f"{_CONN}::test_readonly_connection_refuses_writes_before_the_host",),
     "Connection.restore": ("TestSaveRestore::test_save_and_restore",),
@@ -165,7 +175,15 @@ COVERAGE: dict[str, tuple[str, ...]] = {
 }
 """Public name -> kit tests (``Class::test``) that exercise it."""
 
-PUBLIC_CLASSES = (_api.Connection, _api.Domain, _api.BlockJob, _api.StoragePool, _api.Volume, _api.Subscription)
+PUBLIC_CLASSES = (
+    _api.Connection,
+    _api.Domain,
+    _api.BlockJob,
+    _api.StoragePool,
+    _api.Volume,
+    _api.Network,
+    _api.Subscription,
+)
 
 
 def public_names() -> set[str]:
