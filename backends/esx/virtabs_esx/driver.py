@@ -110,6 +110,18 @@ def _short(obj: Any) -> str:
     return type(obj).__name__.rsplit(".", 1)[-1]
 
 
+def _standard_port_group(specs: list[Any]) -> tuple[str | None, tuple[int, ...], dict[str, Any]]:
+    """A standard port group from its ``HostPortGroupSpec`` on each host: the vSwitch (several: all of them in
+    ``extra["esx.vswitches"]``), its VLAN ids 1-4094, and VLAN 4095 (every VLAN, tagged: guest tagging) as
+    ``extra["esx.vlan_trunk"]``."""
+    vswitches = sorted({s.vswitchName for s in specs if s.vswitchName})
+    vlans = tuple(sorted({s.vlanId for s in specs if s.vlanId and 0 < s.vlanId < 4095}))
+    extra: dict[str, Any] = {"esx.vswitches": tuple(vswitches)} if len(vswitches) > 1 else {}
+    if any(s.vlanId == 4095 for s in specs):
+        extra["esx.vlan_trunk"] = "0-4094"
+    return (vswitches[0] if vswitches else None), vlans, extra
+
+
 def _dvpg_vlan(config: Any) -> tuple[tuple[int, ...], dict[str, Any]]:
     """A distributed port group's VLAN from its default port config: a VLAN id (0: none), a private VLAN, or a
     trunk (its ranges in ``extra["esx.vlan_trunk"]``, ``"0-4094"``: it can be every VLAN)."""
@@ -623,19 +635,14 @@ class EsxDriver(Driver):
                 if name in standard_seen:
                     continue  # the same port group name in another datacenter: one network, as NICs name it
                 standard_seen.add(name)
-                specs = host_groups.get(name, [])
-                vswitches = sorted({s.vswitchName for s in specs if s.vswitchName})
-                vlans = sorted({s.vlanId for s in specs if s.vlanId and 0 < s.vlanId < 4095})
-                extra: dict[str, Any] = {"esx.vswitches": tuple(vswitches)} if len(vswitches) > 1 else {}
-                if any(s.vlanId == 4095 for s in specs):
-                    extra["esx.vlan_trunk"] = "0-4094"  # VLAN 4095 on a standard port group: all VLANs, tagged
+                device, vlans, extra = _standard_port_group(host_groups.get(name, []))
                 networks.append(
                     NetworkInfo(
                         name=name,
                         id=moref._moId,
                         kind=NetworkKind.PORT_GROUP,
                         native_kind="Network",
-                        device=vswitches[0] if vswitches else None,
+                        device=device,
                         vlan_ids=vlans,
                         active=active,
                         attachments=attached.get(name, ()),
