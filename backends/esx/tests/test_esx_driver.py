@@ -405,8 +405,14 @@ def test_standalone_esx_model(vcsim_binary: Path, pki: Pki, tmp_path: Path) -> N
             host = c.host_info()
             names = sorted(d.name for d in c.list_domains())
             records = c.domain_records()
+            networks = {n.name: n.last_info for n in c.list_networks()}
         assert names == ["ha-host_VM0", "ha-host_VM1", "ha-host_VM2"]
         assert len(records) == 3 and host.cpus > 0 and "govmomi simulator" in host.hypervisor
+        # a standalone host: its standard port group only (no distributed switch), every VM's NIC on it
+        assert list(networks) == ["VM Network"] and networks["VM Network"].device == "vSwitch0"
+        assert sorted((a.domain_uuid, a.mac) for a in networks["VM Network"].attachments) == sorted(
+            (r.uuid, n.mac) for r in records for n in r.nics
+        )
     finally:
         sim.stop()
 

@@ -62,3 +62,31 @@ def test_thumbprints() -> None:
     for bad in ("AB:CD", "zz" * 32, "00" * 20):  # too short, not hex, SHA-1 length
         with pytest.raises(InvalidArgumentError):
             normalise_thumbprint(bad)
+
+
+def test_port_group_vlans_vcsim_cannot_show() -> None:
+    """VLANs as vSphere's data objects carry them (vcsim 0.24.2 keeps a new host port group's spec out of
+    config.network.portgroup, and gives a distributed port group no private VLAN)."""
+    from pyVmomi import vim
+
+    from virtabs_esx.driver import _dvpg_vlan, _standard_port_group
+
+    def spec(vlan: int, switch: str = "vSwitch0") -> object:
+        return vim.host.PortGroup.Specification(name="pg", vlanId=vlan, vswitchName=switch)
+
+    assert _standard_port_group([spec(40), spec(40)]) == ("vSwitch0", (40,), {})
+    assert _standard_port_group([spec(0)]) == ("vSwitch0", (), {})
+    assert _standard_port_group([spec(40, "vSwitch1"), spec(4095)]) == (
+        "vSwitch0",
+        (40,),
+        {"esx.vswitches": ("vSwitch0", "vSwitch1"), "esx.vlan_trunk": "0-4094"},
+    )
+    assert _standard_port_group([]) == (None, (), {})
+    dvs = vim.dvs.VmwareDistributedVirtualSwitch
+    port = dvs.VmwarePortConfigPolicy
+    assert _dvpg_vlan(port(vlan=dvs.VlanIdSpec(vlanId=40))) == ((40,), {})
+    assert _dvpg_vlan(port(vlan=dvs.VlanIdSpec(vlanId=0))) == ((), {})
+    trunk = dvs.TrunkVlanSpec(vlanId=[vim.NumericRange(start=10, end=20), vim.NumericRange(start=30, end=30)])
+    assert _dvpg_vlan(port(vlan=trunk)) == ((), {"esx.vlan_trunk": "10-20,30"})
+    assert _dvpg_vlan(port(vlan=dvs.PvlanSpec(pvlanId=101))) == ((101,), {"esx.pvlan": True})
+    assert _dvpg_vlan(None) == ((), {})

@@ -240,6 +240,60 @@ class Session:
         spec = self.view_spec(self.view(root, kind), kind, paths)
         return [(oc.obj, {p.name: p.val for p in oc.propSet}) for oc in self.retrieve([spec])]
 
+    def objects_of_kinds(
+        self, root: Any, wanted: Sequence[tuple[Any, Any, Iterable[str]]]
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        """``(moref, {path: value})`` of several kinds below ``root`` in ONE round trip (per page).
+
+        ``wanted`` holds ``(view kind, property type, paths)``: one filter spec per entry, over the session's
+        container view of ``view kind``; an object matching several entries of one view (a distributed port
+        group is a Network) comes once with the paths of each.
+        """
+        specs = [self.view_spec(self.view(root, view_kind), kind, paths) for view_kind, kind, paths in wanted]
+        merged: dict[str, tuple[Any, dict[str, Any]]] = {}
+        for oc in self.retrieve(specs):
+            _, props = merged.setdefault(f"{type(oc.obj).__name__}:{oc.obj._moId}", (oc.obj, {}))
+            props.update({p.name: p.val for p in oc.propSet})
+        return list(merged.values())
+
+    def vms_with_port_groups(self, root: Any, paths: Iterable[str]) -> list[tuple[Any, dict[str, Any]]]:
+        """:meth:`objects` of every VirtualMachine below ``root``, and ``key`` and ``name`` of every distributed
+        port group one of them is on (through ``VirtualMachine.network``): one round trip (per page), over the
+        session's VirtualMachine view only."""
+        to_networks = PC.TraversalSpec(name="net", type=vim.VirtualMachine, path="network", skip=False)
+        traverse = PC.TraversalSpec(
+            name="view", type=vim.view.ContainerView, path="view", skip=False, selectSet=[to_networks]
+        )
+        spec = PC.FilterSpec(
+            objectSet=[PC.ObjectSpec(obj=self.view(root, vim.VirtualMachine), skip=True, selectSet=[traverse])],
+            propSet=[
+                PC.PropertySpec(type=vim.VirtualMachine, pathSet=list(paths)),
+                PC.PropertySpec(type=vim.dvs.DistributedVirtualPortgroup, pathSet=["key", "name"]),
+            ],
+        )
+        return [(oc.obj, {p.name: p.val for p in oc.propSet}) for oc in self.retrieve([spec])]
+
+    def with_port_groups(self, obj: Any, paths: Iterable[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Properties of a VirtualMachine, and ``key`` and ``name`` of the distributed port groups it is on
+        (through ``obj.network``): one round trip."""
+        traverse = PC.TraversalSpec(name="net", type=vim.VirtualMachine, path="network", skip=False)
+        spec = PC.FilterSpec(
+            objectSet=[PC.ObjectSpec(obj=obj, skip=False, selectSet=[traverse])],
+            propSet=[
+                PC.PropertySpec(type=vim.VirtualMachine, pathSet=list(paths)),
+                PC.PropertySpec(type=vim.dvs.DistributedVirtualPortgroup, pathSet=["key", "name"]),
+            ],
+        )
+        own: dict[str, Any] = {}
+        networks = []
+        for oc in self.retrieve([spec], page_size=None):
+            props = {p.name: p.val for p in oc.propSet}
+            if oc.obj._moId == obj._moId and isinstance(oc.obj, vim.VirtualMachine):
+                own = props
+            else:
+                networks.append(props)
+        return own, networks
+
     def related(self, obj: Any, path: str, kind: Any, paths: Iterable[str]) -> list[tuple[Any, dict[str, Any]]]:
         """``(moref, {path: value})`` of the objects ``obj.<path>`` refers to (e.g. a host's datastores): one call."""
         traverse = PC.TraversalSpec(name="rel", type=type(obj), path=path, skip=False)

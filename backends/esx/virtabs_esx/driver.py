@@ -51,6 +51,9 @@ from virtabs.spi import (
     DriverUnavailableError,
     HostInfo,
     InvalidArgumentError,
+    NetworkAttachment,
+    NetworkInfo,
+    NetworkKind,
     NicInfo,
     NicSpec,
     NoDomainError,
@@ -86,6 +89,11 @@ INFO_PROPS = (*REF_PROPS, "runtime.powerState", "config.hardware.numCPU", "confi
 DEVICE_PROPS = ("config.hardware.device",)
 INVENTORY_PROPS = (*INFO_PROPS, *DEVICE_PROPS, "config.guestId", "snapshot", "guest.net", "config.files.vmPathName")
 
+NETWORK_PROPS = ("name", "summary.accessible")
+PORTGROUP_PROPS = ("key", "config.distributedVirtualSwitch", "config.defaultPortConfig", "config.uplink")
+HOST_NETWORK_PROPS = ("name", "config.network.portgroup")
+VM_NIC_PROPS = (*REF_PROPS, *DEVICE_PROPS)
+
 _NIC_MODELS = {
     "VirtualVmxnet3": "vmxnet3",
     "VirtualVmxnet2": "vmxnet2",
@@ -100,6 +108,34 @@ _NIC_MODELS = {
 def _short(obj: Any) -> str:
     """``vim.vm.device.VirtualE1000`` -> ``VirtualE1000``."""
     return type(obj).__name__.rsplit(".", 1)[-1]
+
+
+def _standard_port_group(specs: list[Any]) -> tuple[str | None, tuple[int, ...], dict[str, Any]]:
+    """A standard port group from its ``HostPortGroupSpec`` on each host: the vSwitch (several: all of them in
+    ``extra["esx.vswitches"]``), its VLAN ids 1-4094, and VLAN 4095 (every VLAN, tagged: guest tagging) as
+    ``extra["esx.vlan_trunk"]``."""
+    vswitches = sorted({s.vswitchName for s in specs if s.vswitchName})
+    vlans = tuple(sorted({s.vlanId for s in specs if s.vlanId and 0 < s.vlanId < 4095}))
+    extra: dict[str, Any] = {"esx.vswitches": tuple(vswitches)} if len(vswitches) > 1 else {}
+    if any(s.vlanId == 4095 for s in specs):
+        extra["esx.vlan_trunk"] = "0-4094"
+    return (vswitches[0] if vswitches else None), vlans, extra
+
+
+def _dvpg_vlan(config: Any) -> tuple[tuple[int, ...], dict[str, Any]]:
+    """A distributed port group's VLAN from its default port config: a VLAN id (0: none), a private VLAN, or a
+    trunk (its ranges in ``extra["esx.vlan_trunk"]``, ``"0-4094"``: it can be every VLAN)."""
+    vlan = getattr(config, "vlan", None)
+    if vlan is None:
+        return (), {}
+    kind = type(vlan).__name__
+    if kind.endswith("TrunkVlanSpec"):
+        ranges = ",".join(f"{r.start}-{r.end}" if r.start != r.end else str(r.start) for r in vlan.vlanId or [])
+        return (), {"esx.vlan_trunk": ranges}
+    if kind.endswith("PvlanSpec"):
+        return ((vlan.pvlanId,) if vlan.pvlanId else ()), {"esx.pvlan": True}
+    vid = getattr(vlan, "vlanId", 0)
+    return ((vid,) if isinstance(vid, int) and 0 < vid < 4095 else ()), {}
 
 
 def _controller_kind(device: Any) -> str | None:
@@ -144,6 +180,11 @@ class EsxDriver(Driver):
         Capability.BLOCK_COPY,
         Capability.STORAGE_POOL,
         Capability.EVENTS,
+        Capability.NETWORK,
+        notes={
+            Capability.NETWORK: "standard, distributed port groups and opaque networks in one PropertyCollector "
+            "retrieval; no subnets (vSphere does not know them); read-only"
+        },
     )
     uri_examples: ClassVar[tuple[str, ...]] = (
         "esx://esx1.example.com/",
@@ -383,7 +424,12 @@ class EsxDriver(Driver):
             out.append((d, info))
         return out
 
-    def _nic_infos(self, devices: list[Any], guest_net: list[Any] | None) -> list[NicInfo]:
+    def _nic_infos(
+        self, devices: list[Any], guest_net: list[Any] | None, port_groups: dict[str, str] | None = None
+    ) -> list[NicInfo]:
+        """The VM's adapters; ``port_groups`` (distributed port group key -> name) names a distributed port
+        group's adapters by the port group's name, the network :meth:`list_networks` lists."""
+        port_groups = port_groups or {}
         ips: dict[str, list[str]] = {}
         for net in guest_net or []:
             if net.macAddress:
@@ -396,7 +442,8 @@ class EsxDriver(Driver):
             backing = d.backing
             network = getattr(backing, "deviceName", None)
             if network is None and getattr(backing, "port", None) is not None:
-                network = backing.port.portgroupKey
+                key = backing.port.portgroupKey
+                network = port_groups.get(key, key)
             mac = d.macAddress.lower() if d.macAddress else None
             out.append(NicInfo(mac=mac, network=network, model=model, ips=tuple(ips.get(mac or "", ()))))
         return out
@@ -407,9 +454,18 @@ class EsxDriver(Driver):
         return [info for _, info in self._disk_infos(devices)]
 
     def nics(self, dom: DomainRef) -> list[NicInfo]:
-        """The VM's network adapters with the guest's IPs when VMware Tools reports them (one call)."""
-        props = self._props(dom, (*DEVICE_PROPS, "guest.net"))
-        return self._nic_infos(props.get("config.hardware.device") or [], props.get("guest.net"))
+        """The VM's network adapters with the guest's IPs when VMware Tools reports them, and the names of the
+        distributed port groups they are on (one call)."""
+        moref = self._vm(dom)
+        try:
+            with self._errors(f"domain {quote(dom.name)}"):
+                props, groups = self._session.with_port_groups(moref, (*DEVICE_PROPS, "guest.net"))
+        except NoDomainError:
+            with self._lock:
+                self._morefs.pop(dom.uuid, None)
+            raise NoDomainError(f"domain {quote(dom.name)} ({dom.uuid}) not found") from None
+        port_groups = {g["key"]: g["name"] for g in groups if "key" in g and "name" in g}
+        return self._nic_infos(props.get("config.hardware.device") or [], props.get("guest.net"), port_groups)
 
     def domain_spec(self, dom: DomainRef) -> DomainSpec:
         """The VM's definition: memory, vCPUs, disks and NICs."""
@@ -439,10 +495,32 @@ class EsxDriver(Driver):
             yield node, parent
             yield from EsxDriver._walk(node.childSnapshotList, node.name)
 
+    def _vms_and_port_groups(self, paths: Iterable[str]) -> tuple[list[tuple[Any, dict[str, Any]]], dict[str, str]]:
+        """:meth:`_vm_objects` and every distributed port group's key -> name, in the same RetrievePropertiesEx."""
+        vim = self._vim
+        with self._errors(f"{self._what}: listing virtual machines"):
+            found = self._session.vms_with_port_groups(self._root, paths)
+        vms = []
+        groups = {}
+        with self._lock:
+            for moref, props in found:
+                if isinstance(moref, vim.dvs.DistributedVirtualPortgroup):
+                    if "key" in props and "name" in props:
+                        groups[props["key"]] = props["name"]
+                    continue
+                uuid = props.get("config.uuid")
+                if not uuid or props.get("config.template"):
+                    continue  # a template, or a VM whose configuration is not readable
+                self._morefs[uuid] = moref
+                vms.append((moref, props))
+        return vms, groups
+
     def inventory(self) -> list[DomainRecord]:
-        """Every VM with disks, NICs, snapshot count and jobs: one RetrievePropertiesEx (per 1,000 VMs)."""
+        """Every VM with disks, NICs, snapshot count and jobs: one RetrievePropertiesEx (per 1,000 VMs), which
+        also reads the distributed port groups' names for the NICs on them."""
         records = []
-        for moref, p in self._vm_objects(INVENTORY_PROPS):
+        vms, port_groups = self._vms_and_port_groups(INVENTORY_PROPS)
+        for moref, p in vms:
             info = self._info(p)
             devices = p.get("config.hardware.device") or []
             snapshot = p.get("snapshot")
@@ -457,7 +535,7 @@ class EsxDriver(Driver):
                     os_type="hvm",
                     autostart=None,
                     disks=tuple(i for _, i in self._disk_infos(devices)),
-                    nics=tuple(self._nic_infos(devices, p.get("guest.net"))),
+                    nics=tuple(self._nic_infos(devices, p.get("guest.net"), port_groups)),
                     snapshot_count=len(list(self._walk(snapshot.rootSnapshotList))) if snapshot else 0,
                     block_jobs=tuple(self._jobs_of(info.uuid)),
                     extra={
@@ -470,6 +548,108 @@ class EsxDriver(Driver):
         return records
 
     # --- placement ---------------------------------------------------------------------
+
+    # --- networks ------------------------------------------------------------------------
+
+    def list_networks(self) -> list[NetworkInfo]:
+        """Standard port groups (``Network``: VLANs and vSwitches from the hosts' port group specs),
+        distributed port groups (VLAN from the default port config, the distributed switch's name) and opaque
+        networks (listed without attachments), each with the VMs' adapters on it (MACs from the NIC backings):
+        ONE RetrievePropertiesEx (per page) over the Network, DistributedVirtualSwitch, HostSystem and
+        VirtualMachine views."""
+        vim = self._vim
+        with self._errors(f"{self._what}: listing networks"):
+            found = self._session.objects_of_kinds(
+                self._root,
+                [
+                    (vim.Network, vim.Network, NETWORK_PROPS),
+                    (vim.Network, vim.dvs.DistributedVirtualPortgroup, PORTGROUP_PROPS),
+                    (vim.DistributedVirtualSwitch, vim.DistributedVirtualSwitch, ("name", "config.uplinkPortgroup")),
+                    (vim.HostSystem, vim.HostSystem, HOST_NETWORK_PROPS),
+                    (vim.VirtualMachine, vim.VirtualMachine, VM_NIC_PROPS),
+                ],
+            )
+        switches = {m._moId: p.get("name") for m, p in found if isinstance(m, vim.DistributedVirtualSwitch)}
+        uplinks = {
+            u._moId
+            for m, p in found
+            if isinstance(m, vim.DistributedVirtualSwitch)
+            for u in p.get("config.uplinkPortgroup") or []
+        }
+        host_groups: dict[str, list[Any]] = {}  # standard port group name -> its spec on each host
+        for moref, p in found:
+            if isinstance(moref, vim.HostSystem):
+                for group in p.get("config.network.portgroup") or []:
+                    host_groups.setdefault(group.spec.name, []).append(group.spec)
+        attached: dict[str, list[NetworkAttachment]] = {}  # network name or port group key -> NICs
+        for _moref, p in found:
+            if not isinstance(_moref, vim.VirtualMachine) or not p.get("config.uuid") or p.get("config.template"):
+                continue
+            for d in p.get("config.hardware.device") or []:
+                if _short(d) not in _NIC_MODELS:
+                    continue
+                backing = d.backing
+                key = getattr(backing, "deviceName", None)
+                if key is None and getattr(backing, "port", None) is not None:
+                    key = backing.port.portgroupKey
+                if key is not None:  # an NSX opaque backing names no listed network: NicInfo.network is None too
+                    mac = d.macAddress.lower() if d.macAddress else None
+                    attached.setdefault(key, []).append(NetworkAttachment(p["config.uuid"], p["name"], mac))
+        networks = []
+        standard_seen: set[str] = set()
+        for moref, p in found:
+            if not isinstance(moref, vim.Network) or "name" not in p:
+                continue
+            name = p["name"]
+            accessible = p.get("summary.accessible")
+            active = None if accessible is None else bool(accessible)
+            if isinstance(moref, vim.dvs.DistributedVirtualPortgroup):
+                if p.get("config.uplink") or moref._moId in uplinks:
+                    continue  # the switch's uplink port group: no VM is ever on it
+                vlan, vlan_extra = _dvpg_vlan(p.get("config.defaultPortConfig"))
+                dvs = p.get("config.distributedVirtualSwitch")
+                networks.append(
+                    NetworkInfo(
+                        name=name,
+                        id=p.get("key") or moref._moId,
+                        kind=NetworkKind.DISTRIBUTED_PORT_GROUP,
+                        native_kind="DistributedVirtualPortgroup",
+                        device=switches.get(dvs._moId) if dvs is not None else None,
+                        vlan_ids=vlan,
+                        active=active,
+                        attachments=attached.get(p.get("key") or moref._moId, ()),
+                        extra=vlan_extra,
+                    )
+                )
+            elif isinstance(moref, vim.OpaqueNetwork):
+                networks.append(
+                    NetworkInfo(
+                        name=name,
+                        id=moref._moId,
+                        kind=NetworkKind.OVERLAY,
+                        native_kind="OpaqueNetwork",
+                        active=active,
+                    )
+                )
+            else:
+                if name in standard_seen:
+                    continue  # the same port group name in another datacenter: one network, as NICs name it
+                standard_seen.add(name)
+                device, vlans, extra = _standard_port_group(host_groups.get(name, []))
+                networks.append(
+                    NetworkInfo(
+                        name=name,
+                        id=moref._moId,
+                        kind=NetworkKind.PORT_GROUP,
+                        native_kind="Network",
+                        device=device,
+                        vlan_ids=vlans,
+                        active=active,
+                        attachments=attached.get(name, ()),
+                        extra=extra,
+                    )
+                )
+        return networks
 
     def _datastores(self) -> dict[str, tuple[Any, Any]]:
         """name -> (moref, summary) of every datastore in scope (one call)."""
@@ -882,6 +1062,7 @@ class VpxDriver(VpxMigration, EsxDriver):
         Capability.DOMAIN_MIGRATE,
         Capability.DOMAIN_MIGRATE_LIVE,
         notes={
+            **{str(k): v for k, v in EsxDriver.capabilities.notes.items()},
             Capability.DOMAIN_MIGRATE: "vMotion (RelocateVM_Task) to the host a vpx:// connection of the same "
             "vCenter names; always live, no bandwidth or downtime limit, no storage change",
         },

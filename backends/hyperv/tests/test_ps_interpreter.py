@@ -107,3 +107,30 @@ def test_try_catch_sees_the_error_record_and_exit_sets_the_code() -> None:
 
 def test_try_without_catch_is_a_parse_error() -> None:
     assert run("try { 'x' }\n'y'")[2] == ["MissingCatchOrFinally"]
+
+
+def test_switches_and_vlan_settings() -> None:
+    """Get-VMSwitch (SwitchType as its enum name under [string], the number in JSON) and the VLAN cmdlets."""
+    h = HyperVHost()
+    h.add_switch("DMZ", "External", "Intel(R) Ethernet Connection I219-LM")
+    vm = h.add_vm("v1")
+    code, out, _ = run(
+        "Hyper-V\\Get-VMSwitch | ForEach-Object { @{T = [string]$_.SwitchType; N = $_.Name} } | ConvertTo-Json -Compress",
+        h,
+    )
+    assert code == 0 and out == ['[{"T":"Internal","N":"Default Switch"},{"T":"External","N":"DMZ"}]']
+    assert run("Hyper-V\\Get-VMSwitch -Name DMZ | ConvertTo-Json -Compress", h)[1][0].count('"SwitchType":2') == 1
+    assert run("Hyper-V\\Get-VMSwitch -Name nope", h)[2] == [
+        "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVMSwitch"
+    ]
+    assert run("Hyper-V\\Add-VMNetworkAdapter -VM (Hyper-V\\Get-VM -Name v1) -SwitchName DMZ", h)[0] == 0
+    assert run("Hyper-V\\Set-VMNetworkAdapterVlan -VMName v1 -Access -VlanId 40", h)[0] == 0
+    code, out, _ = run(
+        "Hyper-V\\Get-VMNetworkAdapter -VMName v1 | Hyper-V\\Get-VMNetworkAdapterVlan | ForEach-Object { "
+        "@{M = [string]$_.OperationMode; V = $_.AccessVlanId} } | ConvertTo-Json -Compress",
+        h,
+    )
+    assert code == 0 and out == ['{"M":"Access","V":40}'] and vm.adapters[0].access_vlan == 40
+    assert run("Hyper-V\\Set-VMNetworkAdapterVlan -VMName v1 -Access -Trunk", h)[2][0].startswith(
+        "AmbiguousParameterSet"
+    )

@@ -125,3 +125,23 @@ def test_classified_by_what_powershell_does_not_translate() -> None:
     error = HypervDriver._error([rec], 1, "x", OperationFailedError)
     assert isinstance(error, OperationFailedError) and "rejected the driver's script" in str(error)
     assert trapped_error(b"") is None and trapped_error(b'{"Name":"vm"}\r\n') is None
+
+
+def test_the_simulator_serialises_a_switch_as_windows_does() -> None:
+    """A real external switch through ConvertTo-Json: SwitchType is the enum's number (2), which is why the
+    driver's template reads ``[string]$_.SwitchType`` (the name); the simulator's VMSwitch serialises alike."""
+    import json
+
+    from virtabs_hyperv_sim import HyperVHost
+    from virtabs_hyperv_sim._host import build_commands
+    from virtabs_hyperv_sim._ps import Interpreter
+
+    sample = json.loads(real("get-vmswitch-external-json-notes.txt"))
+    host = HyperVHost()
+    host.add_switch(sample["Name"], "External", sample["NetAdapterInterfaceDescription"])
+    interp = Interpreter(build_commands(host))
+    code = interp.run(
+        "Hyper-V\\Get-VMSwitch -Name External | ForEach-Object { @{Name = $_.Name; SwitchType = $_.SwitchType; "
+        "NetAdapterInterfaceDescription = $_.NetAdapterInterfaceDescription} } | ConvertTo-Json -Compress"
+    )
+    assert code == 0 and json.loads(interp.output[0]) == sample

@@ -224,6 +224,16 @@ SCRIPTS: dict[str, Script] = {
             "Hyper-V\\Remove-VMHardDiskDrive -VMHardDiskDrive $d[0]\n",
         ),
         _s(
+            "network.list",
+            "@{Switches = @(Hyper-V\\Get-VMSwitch | ForEach-Object { @{Name = $_.Name; Id = [string]$_.Id; "
+            "Type = [string]$_.SwitchType; Adapter = $_.NetAdapterInterfaceDescription} }); "
+            "Nics = @(Hyper-V\\Get-VM | ForEach-Object { $vm = $_; Hyper-V\\Get-VMNetworkAdapter -VM $vm | "
+            "ForEach-Object { $v = Hyper-V\\Get-VMNetworkAdapterVlan -VMNetworkAdapter $_; "
+            "@{Vm = [string]$vm.VMId; VmName = $vm.Name; Mac = $_.MacAddress; Switch = $_.SwitchName; "
+            "Mode = [string]$v.OperationMode; Access = $v.AccessVlanId; Native = $v.NativeVlanId; "
+            "Allowed = [string]$v.AllowedVlanIdListString} } })} | ConvertTo-Json -Depth 4 -Compress\n",
+        ),
+        _s(
             "host.info",
             "Hyper-V\\Get-VMHost | ForEach-Object { @{Name = $_.ComputerName; Fqdn = $_.FullyQualifiedDomainName; "
             "Cpus = $_.LogicalProcessorCount; Mem = $_.MemoryCapacity; VhdPath = $_.VirtualHardDiskPath; "

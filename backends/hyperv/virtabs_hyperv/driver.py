@@ -42,6 +42,9 @@ from virtabs.spi import (
     EventPoller,
     HostInfo,
     InvalidArgumentError,
+    NetworkAttachment,
+    NetworkInfo,
+    NetworkKind,
     NicInfo,
     NicSpec,
     NoDomainError,
@@ -117,6 +120,51 @@ class _CopyJob:
 
 _SAVED = ("Saved", "FastSaved")
 """The VM states that hold a saved state (a managed save: Start-VM resumes it)."""
+_SWITCH_KINDS = {
+    "External": NetworkKind.EXTERNAL_SWITCH,
+    "Internal": NetworkKind.INTERNAL_SWITCH,
+    "Private": NetworkKind.PRIVATE_SWITCH,
+}
+"""Get-VMSwitch's SwitchType (VMSwitchType's names) -> the portable kind."""
+
+
+def _networks(raw: Any) -> list[NetworkInfo]:
+    """Switches and adapters of one ``network.list`` run: a switch's VLANs are its adapters' access VLANs and
+    trunks' native VLANs (a trunk's allowed list stays in ``extra["hyperv.trunk_vlans"]``, it can be 1-4094)."""
+    raw = raw or {}
+    attached: dict[str, list[NetworkAttachment]] = {}
+    vlans: dict[str, set[int]] = {}
+    trunks: dict[str, list[str]] = {}
+    for n in as_list(raw.get("Nics")):
+        switch = as_str(n.get("Switch"))
+        if not switch:
+            continue  # not connected
+        attached.setdefault(switch, []).append(
+            NetworkAttachment(as_str(n.get("Vm")).lower(), as_str(n.get("VmName")), _mac(as_str(n.get("Mac"))))
+        )
+        mode = as_str(n.get("Mode"))
+        vid = as_int(n.get("Access")) if mode == "Access" else as_int(n.get("Native")) if mode == "Trunk" else 0
+        if vid and 0 < vid < 4095:
+            vlans.setdefault(switch, set()).add(vid)
+        if mode == "Trunk" and as_str(n.get("Allowed")):
+            trunks.setdefault(switch, []).append(as_str(n.get("Allowed")))
+    out = []
+    for sw in as_list(raw.get("Switches")):
+        name, native = as_str(sw.get("Name")), as_str(sw.get("Type"))
+        adapter = as_str(sw.get("Adapter")) or None
+        out.append(
+            NetworkInfo(
+                name=name,
+                id=as_str(sw.get("Id")).lower() or None,
+                kind=_SWITCH_KINDS.get(native, NetworkKind.OTHER),
+                native_kind=native,
+                device=adapter,
+                vlan_ids=tuple(sorted(vlans.get(name, ()))),
+                attachments=tuple(attached.get(name, ())),
+                extra={"hyperv.trunk_vlans": tuple(trunks[name])} if name in trunks else {},
+            )
+        )
+    return out
 
 
 class HypervDriver(HypervMigration, Driver):
@@ -142,7 +190,10 @@ class HypervDriver(HypervMigration, Driver):
         Capability.DOMAIN_MIGRATE,
         Capability.DOMAIN_MIGRATE_LIVE,
         Capability.DOMAIN_MIGRATE_COPY_STORAGE,
+        Capability.NETWORK,
         notes={
+            Capability.NETWORK: "Get-VMSwitch (External, Internal, Private) and every adapter's "
+            "Get-VMNetworkAdapterVlan in one WinRM command; no subnets (a switch has none); read-only",
             Capability.DOMAIN_MIGRATE: "Move-VM -DestinationHost (live migration enabled between the hosts); "
             "no bandwidth or downtime limit, no abort",
             Capability.DOMAIN_MIGRATE_COPY_STORAGE: "Move-VM -IncludeStorage into the destination's "
@@ -388,6 +439,10 @@ class HypervDriver(HypervMigration, Driver):
             )
             for n in as_list(raw)
         ]
+
+    def list_networks(self) -> list[NetworkInfo]:
+        """Every virtual switch with the adapters connected to it and their VLANs: ONE WinRM command."""
+        return _networks(self._run("network.list", {}, "list of virtual switches"))
 
     def disks(self, dom: DomainRef) -> list[DiskInfo]:
         """Get-VMHardDiskDrive with Get-VHD (format, sizes, parent chain), one call."""

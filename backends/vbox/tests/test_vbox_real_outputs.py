@@ -12,9 +12,12 @@ from virtabs.spi import DomainState
 
 from virtabs_vbox._parse import (
     Medium,
+    NatNetwork,
     host_basename,
     parse_colon_blocks,
+    parse_host_interfaces,
     parse_machinereadable,
+    parse_natnets,
     parse_snapshots,
     parse_version,
     parse_vminfo,
@@ -186,3 +189,51 @@ def test_windows_error_lines_with_the_invoked_program_name() -> None:
     assert has_error_line(stderr)
     error = vbox_error(CommandResult(("vboxmanage", "startvm", "undefined"), 1, b"", stderr.encode()), "domain")
     assert isinstance(error, NoDomainError) and "VBOX_E_OBJECT_NOT_FOUND" in str(error)
+
+
+# --- host networks (issue 25) --------------------------------------------------------------------
+
+
+def test_hostonlyifs_6_0_linux() -> None:
+    ifs = parse_host_interfaces(real("list-hostonlyifs-6.0-linux-ohai.txt"))
+    assert [(i.name, i.guid, i.ipv4, i.netmask, i.up) for i in ifs] == [
+        ("vboxnet0", "786f6276-656e-4074-8000-0a0027000000", "192.168.33.1", "255.255.255.0", False),
+        ("vboxnet1", "786f6276-656e-4174-8000-0a0027000001", "192.168.19.1", "255.255.255.0", True),
+    ]
+    # "IPV6Address:" with nothing after it is no address; vboxnet1's is link-local with a /64
+    assert (ifs[0].ipv6, ifs[0].ipv6_prefix) == (None, 0)
+    assert (ifs[1].ipv6, ifs[1].ipv6_prefix, ifs[1].mac) == ("fe80::800:27ff:fe00:1", 64, "0a:00:27:00:00:01")
+    assert not any(i.dhcp for i in ifs)
+
+
+def test_bridgedifs_6_0_linux() -> None:
+    (eno1,) = parse_host_interfaces(real("list-bridgedifs-6.0-linux-ohai.txt"))
+    assert (eno1.name, eno1.ipv4, eno1.netmask, eno1.mac, eno1.up) == (
+        "eno1",
+        "10.143.72.133",
+        "255.255.255.224",
+        "30:9c:23:3b:62:a9",
+        True,
+    )
+
+
+def test_natnets_6_0_format() -> None:
+    """6.x's keys (NetworkName, IP = the gateway, DHCP Enabled); the indented loopback line is no key."""
+    (net,) = parse_natnets(real("list-natnets-6.0-linux-ohai.txt"))
+    assert net == NatNetwork(
+        name="NatNetwork", network="10.0.2.0/24", gateway="10.0.2.1", dhcp=True, enabled=True, ipv6_prefix=None
+    )
+
+
+def test_natnets_7_0_format_synthetic() -> None:
+    """7.0 prints printNATNetwork's keys (VBoxManageNATNetwork.cpp). SYNTHETIC: built here from that source's
+    format strings, no real 7.0 capture of ``list --long natnets`` is in real_outputs/."""
+    text = (
+        "Name:         lab net\nEnabled:      No\nNetwork:      192.168.15.0/24\nGateway:      192.168.15.1\n"
+        "DHCP Server:  No\nIPv6:         Yes\nIPv6 Prefix:  fd17:625c:f037:a80f::/64\nIPv6 Default: No\n"
+        "Port-forwarding (ipv4)\n        ssh:tcp:[]:1022:[192.168.15.5]:22\nloopback mappings (ipv4)\n"
+        "        127.0.0.1=2\n\n"
+    )
+    assert parse_natnets(text) == [
+        NatNetwork("lab net", "192.168.15.0/24", "192.168.15.1", False, False, "fd17:625c:f037:a80f::/64")
+    ]

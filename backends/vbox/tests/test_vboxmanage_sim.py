@@ -196,3 +196,57 @@ def test_version_after_the_kernel_module_warning_of_a_real_host() -> None:
     expected = real.replace("3.10.0-862.el7.x86_64", os.uname().release).splitlines()[:-1]
     assert result.stdout.splitlines()[:-1] == expected
     assert parse_version(result.stdout) == result.stdout.splitlines()[-1] == "7.0.14r161095"
+
+
+# --- host networks (issue 25) --------------------------------------------------------------------
+
+REAL = Path(__file__).resolve().parent / "real_outputs"
+
+
+def _labels(text: str) -> list[str]:
+    """Each line up to where its value starts: the key, the colon and the padding (the layout, not the values)."""
+    return [re.match(r"^[^:]*:\s*", line).group(0) if ":" in line else line for line in text.splitlines()]  # type: ignore[union-attr]
+
+
+def _names(listing: str) -> list[str]:
+    return re.findall(r"^Name: +(.*)$", listing, re.M)
+
+
+def test_interface_blocks_have_the_real_layout(home: Path) -> None:
+    """``list hostonlyifs`` / ``bridgedifs`` blocks: the real 6.0 capture's keys, order and padding."""
+    assert vbm(home, "hostonlyif", "create").stdout == "Interface 'vboxnet0' was successfully created\n"
+    real_block = (REAL / "list-hostonlyifs-6.0-linux-ohai.txt").read_text().split("\n\n")[1] + "\n\n"
+    for listing in ("hostonlyifs", "bridgedifs"):
+        block = vbm(home, "list", listing).stdout
+        assert block.endswith("\n\n") and block.count("\n\n") == 1
+        assert _labels(block) == _labels(real_block), listing
+    assert "Name:            vboxnet0\n" in vbm(home, "list", "hostonlyifs").stdout
+    assert vbm(home, "hostonlyif", "create").stdout == "Interface 'vboxnet1' was successfully created\n"
+    vbm(home, "hostonlyif", "ipconfig", "vboxnet1", "--ip", "192.168.77.1", "--netmask", "255.255.255.0")
+    listed = vbm(home, "list", "hostonlyifs").stdout
+    assert "IPAddress:       192.168.77.1\n" in listed and _names(listed) == ["vboxnet0", "vboxnet1"]
+    assert vbm(home, "hostonlyif", "remove", "vboxnet0").returncode == 0
+    assert _names(vbm(home, "list", "hostonlyifs").stdout) == ["vboxnet1"]
+    gone = vbm(home, "hostonlyif", "remove", "vboxnet0")
+    assert gone.returncode == 1 and ERROR_TRIPLET.match(gone.stderr), gone.stderr
+
+
+def test_natnets_and_the_adapters_on_them(home: Path) -> None:
+    assert vbm(home, "list", "natnets").stdout == ""
+    assert vbm(home, "natnetwork", "add", "--netname", "lab", "--network", "10.9.8.0/24", "--enable").returncode == 0
+    assert vbm(home, "natnetwork", "add", "--netname", "lab", "--network", "10.9.8.0/24").returncode == 2
+    short = vbm(home, "list", "natnets").stdout
+    assert short == (
+        "Name:         lab\nNetwork:      10.9.8.0/24\nGateway:      10.9.8.1\nDHCP Server:  Yes\n"
+        "IPv6:         No\nIPv6 Prefix:  fd17:625c:f037:2::/64\nIPv6 Default: No\n\n"
+    )
+    long = vbm(home, "list", "--long", "natnets").stdout
+    assert long.startswith("Name:         lab\nEnabled:      Yes\nNetwork:") and "loopback mappings (ipv4)\n" in long
+    vbm(home, "createvm", "--name", "n1", "--register")
+    vbm(home, "modifyvm", "n1", "--nic1", "natnetwork", "--nat-network1", "lab", "--nic2", "intnet", "--intnet2", "b")
+    vbm(home, "createvm", "--name", "n2", "--register")
+    vbm(home, "modifyvm", "n2", "--nic1", "intnet", "--intnet1", "a", "--nic2", "intnet", "--intnet2", "b")
+    info = vbm(home, "showvminfo", "n1", "--machinereadable").stdout
+    assert 'nat-network1="lab"\n' in info and 'nic1="natnetwork"\n' in info
+    # IVirtualBox::InternalNetworks: every name the adapters use, once
+    assert vbm(home, "list", "intnets").stdout == "Name:        b\nName:        a\n"

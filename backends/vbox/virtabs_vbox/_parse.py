@@ -32,7 +32,9 @@ from virtabs.spi import DomainState
 __all__ = [
     "VM_STATES",
     "Attachment",
+    "HostInterface",
     "Medium",
+    "NatNetwork",
     "Nic",
     "SnapshotNode",
     "VmInfo",
@@ -43,8 +45,11 @@ __all__ = [
     "is_windows_path",
     "machinereadable_pairs",
     "parse_colon_blocks",
+    "parse_host_interfaces",
+    "parse_intnets",
     "parse_list_vms",
     "parse_machinereadable",
+    "parse_natnets",
     "parse_snapshots",
     "parse_version",
     "parse_vminfo",
@@ -240,6 +245,107 @@ def parse_colon_blocks(text: str) -> list[dict[str, str]]:
     if current:
         blocks.append(current)
     return blocks
+
+
+@attrs.frozen
+class HostInterface:
+    """One ``list hostonlyifs`` or ``list bridgedifs`` block (VBoxManageList.cpp, listNetworkInterfaces)."""
+
+    name: str
+    guid: str | None
+    dhcp: bool
+    ipv4: str | None
+    """``IPAddress``; None when it is empty or ``0.0.0.0`` (no IPv4 address)."""
+    netmask: str | None
+    ipv6: str | None
+    ipv6_prefix: int
+    mac: str | None
+    up: bool | None
+    """``Status: Up`` / ``Down``; None for ``Unknown``."""
+
+    @classmethod
+    def from_block(cls, block: Mapping[str, str]) -> HostInterface:
+        """From one block of ``Key:   value`` lines."""
+        ipv4 = block.get("IPAddress") or None
+        status = block.get("Status", "Unknown")
+        prefix = block.get("IPV6NetworkMaskPrefixLength", "0")
+        return cls(
+            name=block.get("Name", ""),
+            guid=(block.get("GUID") or "").lower() or None,
+            dhcp=block.get("DHCP") == "Enabled",
+            ipv4=None if ipv4 in (None, "0.0.0.0") else ipv4,
+            netmask=block.get("NetworkMask") or None,
+            ipv6=block.get("IPV6Address") or None,
+            ipv6_prefix=int(prefix) if prefix.isdigit() else 0,
+            mac=(block.get("HardwareAddress") or "").lower() or None,
+            up={"Up": True, "Down": False}.get(status),
+        )
+
+
+def parse_host_interfaces(text: str) -> list[HostInterface]:
+    """``list hostonlyifs`` / ``list bridgedifs``: one block per interface, separated by blank lines."""
+    return [HostInterface.from_block(b) for b in parse_colon_blocks(text) if b.get("Name")]
+
+
+def parse_intnets(text: str) -> list[str]:
+    """``list intnets``: one ``Name:        <name>`` line per internal network (no blank line between them)."""
+    names = []
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "Name":
+            name = value.strip()
+            if name and name not in names:
+                names.append(name)
+    return names
+
+
+@attrs.frozen
+class NatNetwork:
+    """One NAT network of ``list --long natnets``."""
+
+    name: str
+    network: str | None
+    """The IPv4 prefix in CIDR notation (``10.0.2.0/24``)."""
+    gateway: str | None
+    dhcp: bool | None
+    enabled: bool | None
+    ipv6_prefix: str | None
+    """Only when IPv6 is enabled on it."""
+
+
+def parse_natnets(text: str) -> list[NatNetwork]:
+    """``list --long natnets`` in both formats: 7.0's (printNATNetwork of VBoxManageNATNetwork.cpp: ``Name:``,
+    ``Enabled:``, ``Network:``, ``Gateway:``, ``DHCP Server:``, ``IPv6:``, ``IPv6 Prefix:``) and 6.x's
+    (``NetworkName:``, ``IP:`` for the gateway, ``Network:``, ``IPv6 Enabled:``, ``DHCP Enabled:``, ``Enabled:``).
+
+    The indented port-forwarding and loopback lines after a title line are not network keys: a block's keys
+    are read from its unindented ``Key: value`` lines only.
+    """
+    nets = []
+    for raw_block in text.replace("\r\n", "\n").split("\n\n"):
+        block: dict[str, str] = {}
+        for line in raw_block.splitlines():
+            if not line or line[0].isspace():
+                continue
+            key, sep, value = line.partition(":")
+            if sep:
+                block.setdefault(key.strip(), value.strip())
+        name = block.get("Name") or block.get("NetworkName")
+        if not name:
+            continue
+        yes = {"Yes": True, "No": False}
+        ipv6 = yes.get(block.get("IPv6") or block.get("IPv6 Enabled") or "")
+        nets.append(
+            NatNetwork(
+                name=name,
+                network=block.get("Network") or None,
+                gateway=block.get("Gateway") or block.get("IP") or None,
+                dhcp=yes.get(block.get("DHCP Server") or block.get("DHCP Enabled") or ""),
+                enabled=yes.get(block.get("Enabled") or ""),
+                ipv6_prefix=(block.get("IPv6 Prefix") or None) if ipv6 else None,
+            )
+        )
+    return nets
 
 
 @attrs.frozen

@@ -19,7 +19,18 @@ from virtabs.spi import (
     quote,
 )
 
-from ._parse import Medium, VmInfo, parse_colon_blocks, parse_list_vms, parse_vminfo
+from ._parse import (
+    HostInterface,
+    Medium,
+    NatNetwork,
+    VmInfo,
+    parse_colon_blocks,
+    parse_host_interfaces,
+    parse_intnets,
+    parse_list_vms,
+    parse_natnets,
+    parse_vminfo,
+)
 from ._transport import CommandResult, CommandTransport
 
 __all__ = ["Batch", "VBoxManage", "error_lines", "has_error_line", "vbox_error"]
@@ -27,13 +38,18 @@ __all__ = ["Batch", "VBoxManage", "error_lines", "has_error_line", "vbox_error"]
 _CODE = re.compile(r"Details: code (\w+) \((0x[0-9a-fA-F]+)\)")
 _STATE_CODES = frozenset({"VBOX_E_INVALID_VM_STATE", "VBOX_E_INVALID_OBJECT_STATE", "VBOX_E_OBJECT_IN_USE"})
 
-# One host round trip for a bulk read: ``list hdds`` and/or ``list vms`` and ``showvminfo`` of each machine.
+# One host round trip for a bulk read: ``list hdds``, the host's networks (``list hostonlyifs``, ``bridgedifs``,
+# ``intnets``, ``--long natnets``) and/or ``list vms`` and ``showvminfo`` of each machine.
 # A fixed script: the tool path, a random section marker and the UUIDs arrive as positional parameters,
 # never as shell text. Each section starts with "<marker> <kind> [uuid]" and ends with "<marker> rc <status>".
 _BATCH = r"""
-v=$1; n=$2; hdds=$3; mode=$4; shift 4
+v=$1; n=$2; hdds=$3; nets=$4; mode=$5; shift 5
 end() { printf '\n%s rc %s\n' "$n" "$1"; }
 if [ "$hdds" = 1 ]; then echo "$n hdds"; "$v" list hdds; end $?; fi
+if [ "$nets" = 1 ]; then
+  for l in hostonlyifs bridgedifs intnets; do echo "$n $l"; "$v" list "$l"; end $?; done
+  echo "$n natnets"; "$v" list --long natnets; end $?
+fi
 if [ "$mode" = all ]; then
   echo "$n vms"; vms=$("$v" list vms); rc=$?; printf '%s\n' "$vms"; end $rc
   set -- $(printf '%s\n' "$vms" | sed -n 's/.*{\([0-9A-Fa-f-]*\)}[[:space:]]*$/\1/p')
@@ -93,6 +109,11 @@ class Batch:
     machines: dict[str, VmInfo]
     """By UUID; machines that vanished between the listing and ``showvminfo`` are missing."""
     media: tuple[Medium, ...]
+    hostonly: tuple[HostInterface, ...] = ()
+    """``list hostonlyifs``, when networks were asked for (likewise the three below)."""
+    bridged: tuple[HostInterface, ...] = ()
+    intnets: tuple[str, ...] = ()
+    natnets: tuple[NatNetwork, ...] = ()
 
 
 class VBoxManage:
@@ -127,10 +148,11 @@ class VBoxManage:
         """
         return parse_vminfo(self("showvminfo", "--machinereadable", "--", key, what=f"domain {quote(key)}"))
 
-    def batch(self, uuids: Sequence[str] | None, *, media: bool) -> Batch:
-        """One host call: every machine (``uuids`` None) or the given ones, and the media registry."""
+    def batch(self, uuids: Sequence[str] | None, *, media: bool, networks: bool = False) -> Batch:
+        """One host call: every machine (``uuids`` None) or the given ones, the media registry (``media``), and
+        the host's networks (``networks``)."""
         marker = "@virtabs-" + secrets.token_hex(8)
-        argv = ["sh", "-c", _BATCH, "sh", self.program, marker, "1" if media else "0"]
+        argv = ["sh", "-c", _BATCH, "sh", self.program, marker, "1" if media else "0", "1" if networks else "0"]
         argv += ["all"] if uuids is None else ["some", *uuids]
         result = self.transport.run(argv, check=False)
         if result.returncode == 127 or (result.returncode != 0 and not result.stdout):
@@ -151,9 +173,14 @@ class VBoxManage:
         listed: tuple[tuple[str, str], ...] = ()
         machines: dict[str, VmInfo] = {}
         media_list: tuple[Medium, ...] = ()
+        found: dict[str, str] = {}
         for head, lines, rc in sections:
             text = "\n".join(lines) + "\n"
-            if head[0] == "hdds":
+            if head[0] in ("hostonlyifs", "bridgedifs", "intnets", "natnets"):
+                if rc != 0:
+                    raise OperationFailedError(f"list {head[0]} on {self.transport.where} failed: {result.err.strip()}")
+                found[head[0]] = text
+            elif head[0] == "hdds":
                 if rc != 0:
                     raise OperationFailedError(f"list hdds on {self.transport.where} failed: {result.err.strip()}")
                 media_list = tuple(Medium.from_block(b) for b in parse_colon_blocks(text) if "UUID" in b)
@@ -164,4 +191,12 @@ class VBoxManage:
             elif head[0] == "vm" and rc == 0:
                 info = parse_vminfo(text)
                 machines[info.uuid or head[1].lower()] = info
-        return Batch(listed, machines, media_list)
+        return Batch(
+            listed,
+            machines,
+            media_list,
+            hostonly=tuple(parse_host_interfaces(found.get("hostonlyifs", ""))),
+            bridged=tuple(parse_host_interfaces(found.get("bridgedifs", ""))),
+            intnets=tuple(parse_intnets(found.get("intnets", ""))),
+            natnets=tuple(parse_natnets(found.get("natnets", ""))),
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import ipaddress
 import posixpath
 import re
 import threading
@@ -32,6 +33,10 @@ from virtabs.spi import (
     EventPoller,
     HostInfo,
     InvalidArgumentError,
+    NetworkAttachment,
+    NetworkInfo,
+    NetworkKind,
+    NetworkSubnet,
     NicInfo,
     NicSpec,
     NoSnapshotError,
@@ -50,6 +55,7 @@ from virtabs.spi import (
 from ._parse import (
     MIB,
     Attachment,
+    HostInterface,
     Medium,
     Nic,
     VmInfo,
@@ -63,7 +69,7 @@ from ._parse import (
     target_for,
 )
 from ._transport import CommandTransport
-from ._vboxmanage import VBoxManage
+from ._vboxmanage import Batch, VBoxManage
 
 __all__ = ["VboxDriver"]
 
@@ -95,6 +101,11 @@ NIC_MODELS_BACK = {
     "Am79C960": "pcnet",
 }
 NAT_NETWORKS = frozenset({"user", "default", "nat"})
+NAT_NAME = "user"
+"""The network every adapter attached to NAT (VirtualBox's per-machine NAT engine) is on."""
+_ATTACHED = {"bridged": "bridged", "hostonly": "hostonly", "intnet": "intnet", "natnetwork": "natnetwork"}
+"""Adapter attachment types on a network named by the adapter's target (``nat`` is :data:`NAT_NAME`; ``null``,
+``generic`` and ``cloud`` adapters are on no network the host lists)."""
 _SNAP_META = re.compile(r"^virtabs: created (\S+) state (\w+)")
 
 
@@ -136,6 +147,7 @@ class VboxDriver(Driver):
         "storage.volume",
         "storage.volume.resize",
         "events",
+        "network",
         notes={
             "domain.managed_save": "controlvm savestate into the machine's Snapshots folder; discardstate removes it",
             "domain.start": "start paused = startvm, then controlvm pause (VirtualBox cannot start paused)",
@@ -147,6 +159,8 @@ class VboxDriver(Driver):
             "storage.volume": "createmedium formats VDI, VMDK, VHD, QCOW (qcow2), QED, RAW",
             "storage.volume.resize": "modifymedium --resizebyte: grow only",
             "events": "polled: one bulk host call every 0.5 s (VBoxManage has no event stream)",
+            "network": "host-only and bridged interfaces, internal networks, NAT networks and the per-machine "
+            "NAT ('user'), with their adapters, in one host call; read-only",
         },
     )
     uri_examples: ClassVar[tuple[str, ...]] = (
@@ -292,6 +306,13 @@ class VboxDriver(Driver):
         return nic.target or nic.type
 
     @staticmethod
+    def _listed_network(nic: Nic) -> str | None:
+        """The name of the network :meth:`list_networks` lists the adapter on; None when it is on none."""
+        if nic.type == "nat":
+            return NAT_NAME
+        return (nic.target or None) if nic.type in _ATTACHED else None
+
+    @staticmethod
     def _model(nic: Nic) -> str | None:
         return NIC_MODELS_BACK.get(nic.model or "", nic.model)
 
@@ -332,7 +353,15 @@ class VboxDriver(Driver):
         return [self._nic_info(n) for n in self._info(dom).nics]
 
     def _nic_info(self, nic: Nic) -> NicInfo:
-        return NicInfo(mac=_mac_portable(nic.mac), network=self._network(nic), model=self._model(nic))
+        return NicInfo(mac=_mac_portable(nic.mac), network=self._listed_network(nic), model=self._model(nic))
+
+    # --- networks --------------------------------------------------------------------------------
+
+    def list_networks(self) -> list[NetworkInfo]:
+        """Host-only and bridged interfaces, internal networks, NAT networks and the per-machine NAT (``user``),
+        each with the machines' adapters on it: ONE host call (``list hostonlyifs``, ``bridgedifs``,
+        ``intnets``, ``--long natnets``, ``list vms`` and ``showvminfo`` of each machine, in one script)."""
+        return _networks(self._vbm.batch(None, media=False, networks=True))
 
     def inventory(self) -> list[DomainRecord]:
         """Every machine with disks, NICs and snapshot count: one host call for all of them."""
@@ -778,6 +807,93 @@ class VboxDriver(Driver):
             poller, self._poller = self._poller, None
         if poller is not None:
             poller.stop()
+
+
+def _interface_subnets(i: HostInterface) -> tuple[NetworkSubnet, ...]:
+    """The interface's IPv4 network and a global IPv6 one (a link-local ``fe80::`` address says nothing)."""
+    subnets = []
+    if i.ipv4 and i.netmask:
+        with contextlib.suppress(ValueError):
+            subnets.append(NetworkSubnet(str(ipaddress.ip_network(f"{i.ipv4}/{i.netmask}", strict=False))))
+    if i.ipv6 and i.ipv6_prefix:
+        with contextlib.suppress(ValueError):
+            if not ipaddress.ip_address(i.ipv6).is_link_local:
+                subnets.append(NetworkSubnet(f"{i.ipv6}/{i.ipv6_prefix}"))
+    return tuple(subnets)
+
+
+def _networks(batch: Batch) -> list[NetworkInfo]:
+    """The host's networks from one bulk read, attachments from every listed machine's adapters."""
+    attached: dict[tuple[str, str], list[NetworkAttachment]] = {}
+    for _name, uuid in batch.listed:
+        info = batch.machines.get(uuid)
+        if info is None:
+            continue  # vanished between "list vms" and "showvminfo"
+        for nic in info.nics:
+            kind = "nat" if nic.type == "nat" else _ATTACHED.get(nic.type)
+            target = NAT_NAME if nic.type == "nat" else nic.target
+            if kind is not None and target:
+                attached.setdefault((kind, target), []).append(
+                    NetworkAttachment(uuid, info.name, _mac_portable(nic.mac))
+                )
+    nets = [
+        NetworkInfo(
+            name=NAT_NAME,
+            id=None,
+            kind=NetworkKind.USER,
+            native_kind="nat",
+            attachments=attached.get(("nat", NAT_NAME), ()),
+        )
+    ]
+    for native, kind, interfaces in (
+        ("hostonly", NetworkKind.HOST_ONLY, batch.hostonly),
+        ("bridged", NetworkKind.BRIDGE, batch.bridged),
+    ):
+        for i in interfaces:
+            nets.append(
+                NetworkInfo(
+                    name=i.name,
+                    id=i.guid,
+                    kind=kind,
+                    native_kind=native,
+                    device=i.name,
+                    subnets=_interface_subnets(i),
+                    active=i.up,
+                    attachments=attached.get((native, i.name), ()),
+                    extra={"vbox.host_address": i.ipv4} if i.ipv4 else {},
+                )
+            )
+    for net in batch.natnets:
+        subnets = []
+        if net.network:
+            with contextlib.suppress(ValueError):
+                subnets.append(NetworkSubnet(net.network, gateway=net.gateway))
+        if net.ipv6_prefix:
+            with contextlib.suppress(ValueError):
+                subnets.append(NetworkSubnet(net.ipv6_prefix))
+        nets.append(
+            NetworkInfo(
+                name=net.name,
+                id=None,
+                kind=NetworkKind.NAT_NETWORK,
+                native_kind="natnetwork",
+                subnets=subnets,
+                active=net.enabled,
+                attachments=attached.get(("natnetwork", net.name), ()),
+                extra={} if net.dhcp is None else {"vbox.dhcp": net.dhcp},
+            )
+        )
+    for name in batch.intnets:
+        nets.append(
+            NetworkInfo(
+                name=name,
+                id=None,
+                kind=NetworkKind.INTERNAL_NETWORK,
+                native_kind="intnet",
+                attachments=attached.get(("intnet", name), ()),
+            )
+        )
+    return nets
 
 
 def _snapshot_meta(description: str) -> tuple[_dt.datetime, DomainState]:

@@ -160,6 +160,11 @@ class Adapter:
     mac: str
     switch_name: str | None
     ips: list[str] = field(default_factory=list)
+    vlan_mode: int = 0
+    """VMNetworkAdapterVlanMode: 0 Untagged, 1 Access, 2 Trunk (Set-VMNetworkAdapterVlan)."""
+    access_vlan: int = 0
+    native_vlan: int = 0
+    allowed_vlans: str = ""
     type_name = "Microsoft.HyperV.PowerShell.VMNetworkAdapter"
 
     def ps_props(self) -> dict[str, Any]:
@@ -173,6 +178,66 @@ class Adapter:
             "IPAddresses": list(self.ips) if running else [],
             "Status": ["Ok"] if running else [],
             "Connected": self.switch_name is not None,
+        }
+
+
+VLAN_MODES = ("Untagged", "Access", "Trunk", "Private")
+"""Microsoft.HyperV.PowerShell.VMNetworkAdapterVlanMode, by value."""
+
+
+@dataclass(eq=False)
+class VlanSetting:
+    """A ``VMNetworkAdapterVlanSetting`` (Get-VMNetworkAdapterVlan): the adapter's VLAN settings now."""
+
+    adapter: Adapter
+    type_name = "Microsoft.HyperV.PowerShell.VMNetworkAdapterVlanSetting"
+
+    def ps_props(self) -> dict[str, Any]:
+        a = self.adapter
+        return {
+            "OperationMode": PSEnum(
+                "Microsoft.HyperV.PowerShell.VMNetworkAdapterVlanMode", VLAN_MODES[a.vlan_mode], a.vlan_mode
+            ),
+            "AccessVlanId": a.access_vlan,
+            "NativeVlanId": a.native_vlan,
+            "AllowedVlanIdList": a.allowed_vlans.split(",") if a.allowed_vlans else [],
+            "AllowedVlanIdListString": a.allowed_vlans,
+            "ParentAdapter": a,
+            "VMName": a.vm.name,
+            "VMId": a.vm.id,
+        }
+
+
+SWITCH_TYPES = ("Private", "Internal", "External")
+"""Microsoft.HyperV.PowerShell.VMSwitchType, by value."""
+DEFAULT_SWITCH_ID = uuid.UUID("c08cb7b8-9b3c-408e-8e30-5e16a3aeb444")
+"""The Id Windows gives every host's ``Default Switch`` (an internal switch with NAT and DHCP behind it)."""
+
+
+@dataclass(eq=False)
+class VSwitch:
+    """A ``VMSwitch`` (Get-VMSwitch): its type, and the physical adapter an external switch is bound to."""
+
+    id: uuid.UUID
+    name: str
+    switch_type: int
+    adapter: str | None = None
+    computer_name: str = ""
+    type_name = "Microsoft.HyperV.PowerShell.VMSwitch"
+
+    def ps_props(self) -> dict[str, Any]:
+        return {
+            "Name": self.name,
+            "Id": self.id,
+            "SwitchType": PSEnum(
+                "Microsoft.HyperV.PowerShell.VMSwitchType", SWITCH_TYPES[self.switch_type], self.switch_type
+            ),
+            "NetAdapterInterfaceDescription": self.adapter,
+            "NetAdapterInterfaceDescriptions": [self.adapter] if self.adapter else [],
+            "AllowManagementOS": self.switch_type != 0,
+            "ComputerName": self.computer_name,
+            "Notes": "",
+            "IsDeleted": False,
         }
 
 
@@ -271,6 +336,10 @@ class HyperVHost:
         self.vm_path = "C:\\ProgramData\\Microsoft\\Windows\\Hyper-V"
         self.vhd_path = "C:\\Users\\Public\\Documents\\Hyper-V\\Virtual Hard Disks"
         self.switches = ["Default Switch"]
+        """Switch names (tests append names); :attr:`switch_facts` holds the type and Id of those that have them."""
+        self.switch_facts: dict[str, VSwitch] = {
+            "Default Switch": VSwitch(DEFAULT_SWITCH_ID, "Default Switch", 1, None, computer_name)
+        }
         self.shutdown_delay = shutdown_delay
         self.copy_rate = copy_rate
         self.capacity = 1 << 40
@@ -283,6 +352,22 @@ class HyperVHost:
 
     def find_file(self, path: str) -> VHD | None:
         return self.files.get(_norm(path))
+
+    def add_switch(self, name: str, switch_type: str, adapter: str | None = None) -> VSwitch:
+        """A new switch like New-VMSwitch: ``Private``, ``Internal`` or ``External`` (bound to ``adapter``)."""
+        sw = VSwitch(uuid.uuid4(), name, SWITCH_TYPES.index(switch_type), adapter, self.computer_name)
+        self.switches.append(name)
+        self.switch_facts[name] = sw
+        return sw
+
+    def vswitch(self, name: str) -> VSwitch:
+        """The VMSwitch called ``name`` (a name appended without facts is an internal switch)."""
+        sw = self.switch_facts.get(name)
+        if sw is None:
+            sw = self.switch_facts[name] = VSwitch(
+                uuid.uuid5(uuid.NAMESPACE_URL, name), name, 1, None, self.computer_name
+            )
+        return sw
 
     def new_mac(self) -> str:
         return f"00155D{next(self._mac):06X}"
@@ -1275,6 +1360,89 @@ def build_commands(host: HyperVHost) -> CommandTable:
             yield from vm.adapters
 
     hv("Get-VMNetworkAdapter", [Param("VM", position=0, pipeline=True), Param("VMName")], get_nic)
+
+    def get_switch(inv: Invocation) -> Iterator[Any]:
+        name = to_string(inv.get("Name")) if inv.has("Name") else None
+        found = [host.vswitch(n) for n in host.switches if name is None or n.lower() == name.lower()]
+        if name is not None and not found:
+            raise inv.error(
+                f'Hyper-V was unable to find a virtual switch with name "{name}".',
+                category="InvalidArgument",
+                error_id="InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVMSwitch",
+                target=name,
+                exception=_VIRT_EXC,
+            )
+        yield from found
+
+    hv("Get-VMSwitch", [Param("Name", position=0)], get_switch)
+
+    def _adapters_arg(inv: Invocation) -> list[Adapter]:
+        if inv.has("VMNetworkAdapter"):
+            a = inv.get("VMNetworkAdapter")
+            out = a if isinstance(a, list) else [a]
+            if not all(isinstance(x, Adapter) for x in out):
+                raise inv.error(
+                    "Cannot bind parameter 'VMNetworkAdapter'.",
+                    category="InvalidArgument",
+                    error_id="CannotConvertArgumentNoMessage",
+                    exception="ParameterBindingException",
+                )
+            return out
+        name = to_string(inv.get("VMNetworkAdapterName")) if inv.has("VMNetworkAdapterName") else None
+        return [a for vm in _vm_arg(inv, host) for a in vm.adapters if name is None or a.name == name]
+
+    def get_vlan(inv: Invocation) -> Iterator[Any]:
+        for a in _adapters_arg(inv):
+            yield VlanSetting(a)
+
+    hv(
+        "Get-VMNetworkAdapterVlan",
+        [
+            Param("VMNetworkAdapter", position=0, pipeline=True),
+            Param("VM"),
+            Param("VMName"),
+            Param("VMNetworkAdapterName"),
+        ],
+        get_vlan,
+    )
+
+    def set_vlan(inv: Invocation) -> Iterator[Any]:
+        modes = [m for m in ("Untagged", "Access", "Trunk") if inv.switch(m)]
+        if len(modes) != 1:
+            raise inv.error(
+                "Parameter set cannot be resolved using the specified named parameters.",
+                category="InvalidArgument",
+                error_id="AmbiguousParameterSet,Microsoft.HyperV.PowerShell.Commands.SetVMNetworkAdapterVlan",
+                exception="ParameterBindingException",
+            )
+        for a in _adapters_arg(inv):
+            a.vlan_mode = VLAN_MODES.index(modes[0])
+            if modes[0] == "Access":
+                a.access_vlan = int(inv.get("VlanId", 0))
+            elif modes[0] == "Trunk":
+                a.native_vlan = int(inv.get("NativeVlanId", 0))
+                a.allowed_vlans = to_string(inv.get("AllowedVlanIdList", ""))
+            else:
+                a.access_vlan = a.native_vlan = 0
+                a.allowed_vlans = ""
+        return iter(())
+
+    hv(
+        "Set-VMNetworkAdapterVlan",
+        [
+            Param("VMNetworkAdapter", position=0, pipeline=True),
+            Param("VM"),
+            Param("VMName"),
+            Param("VMNetworkAdapterName"),
+            Param("Untagged", switch=True),
+            Param("Access", switch=True),
+            Param("Trunk", switch=True),
+            Param("VlanId"),
+            Param("NativeVlanId"),
+            Param("AllowedVlanIdList"),
+        ],
+        set_vlan,
+    )
 
     def add_nic(inv: Invocation) -> Iterator[Any]:
         for vm in _vm_arg(inv, host):

@@ -273,6 +273,30 @@ class State:
                 changed = True
         return changed
 
+    # host networking
+    def hostonly(self) -> list[dict[str, Any]]:
+        """The host-only interfaces (``hostonlyif create`` adds them; none on a fresh install)."""
+        return self.data.setdefault("hostonlyifs", [])
+
+    def host_interfaces(self) -> list[dict[str, Any]]:
+        """The simulated host's own network interfaces, what ``list bridgedifs`` shows: one ``eth0`` unless
+        ``VBOXSIM_HOST_IFS`` names others (comma-separated). Simulated, not this machine's interfaces."""
+        names = [n for n in os.environ.get("VBOXSIM_HOST_IFS", "eth0").split(",") if n]
+        result = []
+        for index, name in enumerate(names):
+            mac = f"52:54:00:12:34:{0x56 + index:02x}"
+            head = name.encode()[:4].ljust(4, b"\0")[::-1].hex()
+            result.append(
+                {
+                    "name": name,
+                    "guid": f"{head}-0000-4000-8000-{mac.replace(':', '')}",
+                    "ip": f"192.0.2.{10 + index}",
+                    "mask": "255.255.255.0",
+                    "mac": mac,
+                }
+            )
+        return result
+
     # lookups
     def machine(
         self,
@@ -473,6 +497,24 @@ def cmd_list(st: State, args: list[str]) -> None:
     elif what == "hdds":
         blocks = [medium_block(st, m, detailed=False) for m in st.data["media"]]
         out("\n".join(blocks) + ("\n" if blocks else ""))
+    elif what == "hostonlyifs":
+        out("".join(interface_block(i) for i in st.hostonly()))
+    elif what == "bridgedifs":
+        out("".join(interface_block(i) for i in st.host_interfaces()))
+    elif what == "intnets":
+        # IVirtualBox::InternalNetworks: the names the machines' adapters use, once each (VBoxManageList.cpp)
+        names: list[str] = []
+        for vm in machines:
+            for n in sorted(vm["nics"], key=int):
+                nic = vm["nics"][n]
+                if nic["type"] == "intnet" and nic.get("target", "intnet") not in names:
+                    names.append(nic.get("target", "intnet"))
+        out("".join(f"Name:        {name}\n" for name in names))
+    elif what in ("natnets", "natnetworks"):
+        nets = st.data.get("natnets", [])
+        if "--sorted" in opts or "-s" in opts:
+            nets = sorted(nets, key=lambda net: net["name"])
+        out("".join(natnet_block(net, "--long" in opts or "-l" in opts) for net in nets))
     elif what == "systemproperties":
         out(
             "API version:                     7_0\n"
@@ -503,6 +545,47 @@ def cmd_list(st: State, args: list[str]) -> None:
         )
     else:
         syntax(f"Unknown subcommand '{what}' for 'list'")
+
+
+def interface_block(i: dict[str, Any]) -> str:
+    """One ``list hostonlyifs`` / ``list bridgedifs`` block, as listNetworkInterfaces prints it on a host with
+    VBOX_WITH_HOSTNETIF_API (Linux, macOS, Windows): VBoxManageList.cpp; compare the real blocks in
+    tests/real_outputs/list-hostonlyifs-6.0-linux-ohai.txt."""
+    return (
+        f"Name:            {i['name']}\n"
+        f"GUID:            {i['guid']}\n"
+        f"DHCP:            {'Enabled' if i.get('dhcp') else 'Disabled'}\n"
+        f"IPAddress:       {i.get('ip', '0.0.0.0')}\n"
+        f"NetworkMask:     {i.get('mask', '0.0.0.0')}\n"
+        f"IPV6Address:     {i.get('ip6', '')}\n"
+        f"IPV6NetworkMaskPrefixLength: {i.get('ip6len', 0)}\n"
+        f"HardwareAddress: {i['mac']}\n"
+        "MediumType:      Ethernet\n"
+        "Wireless:        No\n"
+        f"Status:          {i.get('status', 'Up')}\n"
+        f"VBoxNetworkName: HostInterfaceNetworking-{i['name']}\n\n"
+    )
+
+
+def natnet_block(net: dict[str, Any], long: bool) -> str:
+    """One NAT network as VirtualBox 7.0 prints it for ``list [--long] natnets`` (listNATNetworks calls
+    printNATNetwork of VBoxManageNATNetwork.cpp: ``Enabled:`` and the port-forwarding/loopback lists only with
+    ``--long``). 6.x printed other keys (``NetworkName:``, ``IP:``, ``DHCP Enabled:``), as in the real capture
+    tests/real_outputs/list-natnets-6.0-linux-ohai.txt."""
+    text = f"Name:         {net['name']}\n"
+    if long:
+        text += f"Enabled:      {'Yes' if net.get('enabled', True) else 'No'}\n"
+    text += (
+        f"Network:      {net['network']}\n"
+        f"Gateway:      {net['gateway']}\n"
+        f"DHCP Server:  {'Yes' if net.get('dhcp', True) else 'No'}\n"
+        f"IPv6:         {'Yes' if net.get('ipv6') else 'No'}\n"
+        f"IPv6 Prefix:  {net.get('prefix6', 'fd17:625c:f037:2::/64')}\n"
+        "IPv6 Default: No\n"
+    )
+    if long:
+        text += "loopback mappings (ipv4)\n        127.0.0.1=2\n"
+    return text + "\n"
 
 
 def machine_readable(st: State, vm: dict[str, Any]) -> str:
@@ -580,6 +663,9 @@ def machine_readable(st: State, vm: dict[str, Any]) -> str:
                 lines.append(f"intnet{n}={q(nic.get('target', ''))}")
             elif nic["type"] == "hostonly":
                 lines.append(f"hostonlyadapter{n}={q(nic.get('target', ''))}")
+            elif nic["type"] == "natnetwork":
+                # VBoxManageInfo.cpp prints this one with "%ls" between quotes, not escaped
+                lines.append(f'nat-network{n}="{nic.get("target", "")}"')
             lines.append(f"macaddress{n}={q(nic['mac'])}")
             lines.append(f'cableconnected{n}="on"')
             lines.append(f"nic{n}={q(nic['type'])}")
@@ -705,6 +791,7 @@ def cmd_modifyvm(st: State, args: list[str]) -> None:
     valued |= {f"--nic{n}" for n in range(1, 9)} | {f"--macaddress{n}" for n in range(1, 9)}
     valued |= {f"--nictype{n}" for n in range(1, 9)} | {f"--bridgeadapter{n}" for n in range(1, 9)}
     valued |= {f"--intnet{n}" for n in range(1, 9)} | {f"--hostonlyadapter{n}" for n in range(1, 9)}
+    valued |= {f"--nat-network{n}" for n in range(1, 9)}
     pos, opts = parse_opts(args, valued, positional=1)
     if not pos:
         syntax("Missing VM name/UUID for 'modifyvm'")
@@ -749,6 +836,7 @@ def cmd_modifyvm(st: State, args: list[str]) -> None:
             ("--bridgeadapter", "target"),
             ("--intnet", "target"),
             ("--hostonlyadapter", "target"),
+            ("--nat-network", "target"),
         ):
             if key.startswith(prefix):
                 nic = vm["nics"].get(key[len(prefix) :])
@@ -759,6 +847,108 @@ def cmd_modifyvm(st: State, args: list[str]) -> None:
                     if len(value) != 12 or any(c not in "0123456789ABCDEF" for c in value):
                         syntax(f"Invalid MAC address '{value}'")
                 nic[field] = value
+
+
+def cmd_hostonlyif(st: State, args: list[str]) -> None:
+    """``hostonlyif create | ipconfig <name> --ip A --netmask M | remove <name>`` (VBoxManageHostonly.cpp)."""
+    if not args:
+        syntax("Missing subcommand for 'hostonlyif'")
+    action, rest = args[0], args[1:]
+    ifs = st.hostonly()
+    if action == "create":
+        parse_opts(rest, set())
+        n = 0
+        while any(i["name"] == f"vboxnet{n}" for i in ifs):
+            n += 1
+        ifs.append(
+            {
+                "name": f"vboxnet{n}",
+                # VirtualBox on Linux derives the GUID from the name and the MAC (compare the real capture)
+                "guid": f"786f6276-656e-4{n % 10}74-8000-0a00270000{n:02x}",
+                "ip": f"192.168.{56 + n}.1",
+                "mask": "255.255.255.0",
+                "ip6": "",
+                "ip6len": 0,
+                "mac": f"0a:00:27:00:00:{n:02x}",
+                "status": "Up",
+            }
+        )
+        progress()
+        out(f"Interface 'vboxnet{n}' was successfully created\n")
+        return
+    if action not in ("ipconfig", "remove"):
+        syntax(f"Invalid parameter '{action}'")
+    pos, opts = parse_opts(rest, {"--ip", "--netmask"}, {"--dhcp"}, positional=1)
+    if not pos:
+        syntax(f"Missing host-only interface name for '{action}'")
+    found = [i for i in ifs if i["name"] == pos[0]]
+    if not found:
+        fail(
+            f"The host network interface named '{pos[0]}' could not be found",
+            E_INVALIDARG,
+            "IHost",
+            "FindHostNetworkInterfaceByName(name.raw(), hif.asOutParam())",
+            251,
+            "VBoxManageHostonly.cpp",
+            component="HostWrap",
+        )
+    if action == "remove":
+        ifs.remove(found[0])
+        progress()
+        return
+    if "--ip" in opts:
+        found[0]["ip"] = opts["--ip"]
+        found[0]["mask"] = opts.get("--netmask", "255.255.255.0")
+    found[0]["dhcp"] = "--dhcp" in opts
+
+
+def cmd_natnetwork(st: State, args: list[str]) -> None:
+    """``natnetwork add --netname N --network CIDR [--enable|--disable] [--dhcp on|off] | remove --netname N``
+    (VBoxManageNATNetwork.cpp; the gateway is the network's first address)."""
+    if not args:
+        syntax("Not enough parameters")
+    action, rest = args[0], args[1:]
+    if action not in ("add", "remove", "modify"):
+        syntax(f"Invalid parameter '{action}'")
+    _, opts = parse_opts(rest, {"--netname", "-t", "--network", "-n", "--dhcp", "-h"}, {"--enable", "--disable"})
+    name = opts.get("--netname", opts.get("-t"))
+    if not name:
+        syntax("You need to specify the --netname option")
+    nets = st.data.setdefault("natnets", [])
+    found = [net for net in nets if net["name"] == name]
+    if action == "add" and found:
+        syntax("NATNetwork server already exists")
+    if action != "add" and not found:
+        syntax("NATNetwork server does not exist")
+    if action == "remove":
+        nets.remove(found[0])
+        return
+    net = found[0] if found else {"name": name, "enabled": True, "dhcp": True}
+    network = opts.get("--network", opts.get("-n"))
+    if action == "add" and not network:
+        syntax("You need to specify the --network option")
+    if network:
+        address, _, bits = network.partition("/")
+        parts = address.split(".")
+        if len(parts) != 4 or not bits.isdigit() or not all(p.isdigit() and int(p) < 256 for p in parts):
+            fail(
+                f"Invalid IPv4 prefix '{network}'",
+                E_INVALIDARG,
+                "INATNetwork",
+                "COMSETTER(Network)(Bstr(pPrefixIPv4).raw())",
+                385,
+                "VBoxManageNATNetwork.cpp",
+                component="NATNetworkWrap",
+            )
+        net["network"] = network
+        net["gateway"] = ".".join([*parts[:3], str(int(parts[3]) + 1)])
+    if "--enable" in opts or "--disable" in opts:
+        net["enabled"] = "--enable" in opts
+    dhcp = opts.get("--dhcp", opts.get("-h"))
+    if dhcp is not None:
+        net["dhcp"] = dhcp in ("on", "1", "true", "yes")
+    if not found:
+        nets.append(net)
 
 
 def random_mac() -> str:
@@ -1437,6 +1627,8 @@ COMMANDS = {
     "modifyhd": cmd_modifymedium,
     "showmediuminfo": cmd_showmediuminfo,
     "showhdinfo": cmd_showmediuminfo,
+    "hostonlyif": cmd_hostonlyif,
+    "natnetwork": cmd_natnetwork,
 }
 READ_ONLY = {"list", "showvminfo", "showmediuminfo", "showhdinfo"}
 
