@@ -242,14 +242,19 @@ def private_dockerd() -> Iterator[Engine]:
 def private_podman() -> Iterator[Engine]:
     """``podman system service`` on a private socket, with root/runroot in a temp dir.
 
-    The ulimit override in ``containers.conf`` is required here: without it every container start
-    fails with ``error setting rlimit type 7: operation not permitted`` (test-targets.md §4).
+    Its network configurations are kept in the temp dir too. The ulimit override in ``containers.conf`` is
+    required here: without it every container start fails with ``error setting rlimit type 7: operation not
+    permitted`` (test-targets.md §4).
     """
     import docker
 
     work = tempfile.mkdtemp(prefix="vtpm-")
     conf = Path(work, "containers.conf")
-    conf.write_text('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n')
+    # The network configs too live in the temp dir (not /etc/cni/net.d, which every podman of the host reads).
+    conf.write_text(
+        '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
+        f'[network]\nnetwork_config_dir = "{work}/networks"\n'
+    )
     env = dict(os.environ, CONTAINERS_CONF=str(conf))
     base = ["podman", "--root", f"{work}/root", "--runroot", f"{work}/run", "--cgroup-manager=cgroupfs",
             "--events-backend=file", "--tmpdir", f"{work}/tmp"]  # fmt: skip
