@@ -306,3 +306,27 @@ def _pids_mentioning(text: str) -> list[int]:
         except OSError:
             continue
     return out
+
+
+@contextlib.contextmanager
+def bridge_network(engine: Engine, prefix: str = "vtct") -> Iterator[str]:
+    """A bridge network with a unique name (also its bridge device) and a random /24 of 10.0.0.0/8; removed
+    at the end with the containers still on it."""
+    import random
+    import uuid
+
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    cidr = f"10.{random.randint(160, 250)}.{random.randint(0, 255)}.0/24"
+    client = engine.client()
+    try:
+        ipam = {"Driver": "default", "Config": [{"Subnet": cidr}]}
+        client.api.create_network(name, driver="bridge", ipam=ipam, options={"com.docker.network.bridge.name": name})
+        yield name
+    finally:
+        for c in client.api.containers(all=True):
+            if name in ((c.get("NetworkSettings") or {}).get("Networks") or {}):
+                with contextlib.suppress(Exception):
+                    client.api.remove_container(c["Id"], force=True, v=True)
+        with contextlib.suppress(Exception):
+            client.api.remove_network(name)
+        client.close()
