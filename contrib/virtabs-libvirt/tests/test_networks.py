@@ -117,6 +117,21 @@ def test_test_driver_default_network() -> None:
         assert int(missing.value.code) == 43
 
 
+def test_nics_of_a_hypervisor_without_network_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libvirt drivers without virNetwork (VIR_ERR_NO_SUPPORT): nics() still answers, with what sources name."""
+    with virtabs.open("libvirt+test:///default") as conn:
+        native = conn._driver._conn  # libvirt's test driver runs in-process: the virConnect itself
+        test = native.lookupByName("test")
+
+        def unsupported(flags: int) -> None:
+            test.blockJobInfo("vda", 0)  # libvirt's test driver has no block jobs: a real VIR_ERR_NO_SUPPORT
+
+        monkeypatch.setattr(native, "listAllNetworks", unsupported)
+        assert [n.network for n in conn.lookup_domain("test").nics()] == ["default"]
+        with pytest.raises(virtabs.NotSupportedError):
+            conn.list_networks()
+
+
 # --- a real libvirtd --------------------------------------------------------------------------------
 
 

@@ -604,13 +604,19 @@ class LibvirtDriver(Driver):
                     raise
         return out
 
-    def _network_keys(self, bridges: bool) -> _xml.NetworkKeys:
+    def _network_keys(self, bridges: bool) -> _xml.NetworkKeys | None:
         """What NICs' sources may name -> network names; the networks' bridges only when ``bridges``
-        (that needs each network's XML; the names alone are one listing)."""
+        (that needs each network's XML; the names alone are one listing). None when the hypervisor's
+        libvirt driver has no network API (``VIR_ERR_NO_SUPPORT``): NICs then say what their source names."""
         with self._errors("listing of the networks"):
-            if bridges:
-                return _xml.network_keys(xml for _, xml in self._network_xmls())
-            return {("network", str(n.name())): str(n.name()) for n in self._conn.listAllNetworks(0)}
+            try:
+                if bridges:
+                    return _xml.network_keys(xml for _, xml in self._network_xmls())
+                return {("network", str(n.name())): str(n.name()) for n in self._conn.listAllNetworks(0)}
+            except self._lv.libvirtError as exc:
+                if _error_code(exc) != ErrorCode.NO_SUPPORT:
+                    raise
+                return None
 
     def list_networks(self) -> list[NetworkInfo]:
         """Every network: ``virConnectListAllNetworks`` three times (all, active, autostart), each network's
