@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +299,35 @@ def test_libpod_networks_without_gateway_and_whole_subnet_ranges() -> None:
     )
     # a lease range over the whole subnet narrows nothing: no range reported
     assert (inner.kind, inner.subnets) == (NetworkKind.ISOLATED, (NetworkSubnet("10.89.0.0/24", None),))
+
+
+# --- networks from the engines' own answers (data/*.json, captured byte for byte by data/capture_networks.py:
+# dockerd 20.10.24 and podman 4.3.1 on this machine, 2026-12-07) ---
+
+DATA = Path(__file__).with_name("data")
+
+
+def _listing_domain(entry: dict[str, Any]) -> tuple[str, str]:
+    return entry["Names"][0].lstrip("/"), container_uuid(entry["Id"], entry.get("Labels"))
+
+
+@pytest.mark.parametrize(("networks_file", "containers_file"), [("docker", "docker"), ("libpod", "podman")])
+def test_networks_from_captured_answers(networks_file: str, containers_file: str) -> None:
+    networks = json.loads((DATA / f"{networks_file}-networks.json").read_bytes())
+    containers = json.loads((DATA / f"{containers_file}-containers.json").read_bytes())
+    parse = libpod_network_records if networks_file == "libpod" else docker_network_records
+    records = {n.name: n for n in parse(networks, containers, _listing_domain)}
+    nat, internal = records["vtcapnat"], records["vtcapint"]
+    assert (nat.kind, nat.native_kind, nat.device) == (NetworkKind.NAT, "bridge", "vtcapnat")
+    assert (internal.kind, internal.device) == (NetworkKind.ISOLATED, "vtcapint")
+    first = "10.251.7.129" if networks_file == "libpod" else "10.251.7.128"
+    assert nat.subnets == (NetworkSubnet("10.251.7.0/24", "10.251.7.1", ((first, "10.251.7.254"),)),)
+    assert internal.subnets == (NetworkSubnet("10.251.8.0/24", "10.251.8.1"),)
+    run, stop = (next(c for c in containers if c["Names"] == [f"/vtcap-{n}"]) for n in ("run", "stop"))
+    run_mac = run["NetworkSettings"]["Networks"]["vtcapnat"]["MacAddress"]
+    assert run_mac and nat.attachments == (NetworkAttachment(*reversed(_listing_domain(run)), run_mac),)
+    assert internal.attachments == (NetworkAttachment(*reversed(_listing_domain(stop)), None),)
+    if networks_file == "libpod":  # the default network under the name its containers use, with its bridge
+        assert (records["podman"].device, records["podman"].kind) == ("cni-podman0", NetworkKind.NAT)
+    else:
+        assert (records["host"].kind, records["none"].kind) == (NetworkKind.HOST, NetworkKind.NONE)
