@@ -7,12 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from virtabs import DomainSpec, DomainState, LifecycleEventType, NetworkAttachment, NetworkKind, NetworkSubnet, NicSpec
+from virtabs import (
+    Capability,
+    DomainSpec,
+    DomainState,
+    LifecycleEventType,
+    NetworkAttachment,
+    NetworkKind,
+    NetworkSubnet,
+    NicSpec,
+)
 
 from virtabs_docker._networks import docker_network_records, libpod_network_records, network_kind
 from virtabs_docker._spec import UUID_LABEL, SpecError, create_arguments, spec_from_inspect
 from virtabs_docker._uri import DEFAULT_SOCKET, Endpoint, UriError, endpoint_for
-from virtabs_docker.driver import container_uuid, docker_state, lifecycle_event
+from virtabs_docker.driver import DockerDriver, container_uuid, docker_state, lifecycle_event
 
 MiB = 1 << 20
 CID = "d88b3865c22d3b0e6c8f1e0f3a5b2c4d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b"
@@ -331,3 +340,16 @@ def test_networks_from_captured_answers(networks_file: str, containers_file: str
         assert (records["podman"].device, records["podman"].kind) == ("cni-podman0", NetworkKind.NAT)
     else:
         assert (records["host"].kind, records["none"].kind) == (NetworkKind.HOST, NetworkKind.NONE)
+
+
+@pytest.mark.parametrize(
+    ("engine", "version", "declared"),
+    [("podman", "3.4.4", False), ("podman", "4.3.1", True), ("docker", "20.10.24", True), ("podman", "", False)],
+)
+def test_network_is_declared_where_the_engine_has_the_list(engine: str, version: str, declared: bool) -> None:
+    driver = DockerDriver.__new__(DockerDriver)  # the declaration depends on the engine's identity alone
+    driver._engine, driver._engine_version = engine, version
+    caps = driver.connection_capabilities()
+    assert (Capability.NETWORK in caps.supported) is declared
+    if not declared:
+        assert "needs Podman 4" in caps.dropped[Capability.NETWORK]
