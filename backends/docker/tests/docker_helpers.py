@@ -242,14 +242,19 @@ def private_dockerd() -> Iterator[Engine]:
 def private_podman() -> Iterator[Engine]:
     """``podman system service`` on a private socket, with root/runroot in a temp dir.
 
-    The ulimit override in ``containers.conf`` is required here: without it every container start
-    fails with ``error setting rlimit type 7: operation not permitted`` (test-targets.md §4).
+    Its network configurations are kept in the temp dir too. The ulimit override in ``containers.conf`` is
+    required here: without it every container start fails with ``error setting rlimit type 7: operation not
+    permitted`` (test-targets.md §4).
     """
     import docker
 
     work = tempfile.mkdtemp(prefix="vtpm-")
     conf = Path(work, "containers.conf")
-    conf.write_text('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n')
+    # The network configs too live in the temp dir (not /etc/cni/net.d, which every podman of the host reads).
+    conf.write_text(
+        '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
+        f'[network]\nnetwork_config_dir = "{work}/networks"\n'
+    )
     env = dict(os.environ, CONTAINERS_CONF=str(conf))
     base = ["podman", "--root", f"{work}/root", "--runroot", f"{work}/run", "--cgroup-manager=cgroupfs",
             "--events-backend=file", "--tmpdir", f"{work}/tmp"]  # fmt: skip
@@ -301,3 +306,27 @@ def _pids_mentioning(text: str) -> list[int]:
         except OSError:
             continue
     return out
+
+
+@contextlib.contextmanager
+def bridge_network(engine: Engine, prefix: str = "vtct") -> Iterator[str]:
+    """A bridge network with a unique name (also its bridge device) and a random /24 of 10.0.0.0/8; removed
+    at the end with the containers still on it."""
+    import random
+    import uuid
+
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    cidr = f"10.{random.randint(160, 250)}.{random.randint(0, 255)}.0/24"
+    client = engine.client()
+    try:
+        ipam = {"Driver": "default", "Config": [{"Subnet": cidr}]}
+        client.api.create_network(name, driver="bridge", ipam=ipam, options={"com.docker.network.bridge.name": name})
+        yield name
+    finally:
+        for c in client.api.containers(all=True):
+            if name in ((c.get("NetworkSettings") or {}).get("Networks") or {}):
+                with contextlib.suppress(Exception):
+                    client.api.remove_container(c["Id"], force=True, v=True)
+        with contextlib.suppress(Exception):
+            client.api.remove_network(name)
+        client.close()

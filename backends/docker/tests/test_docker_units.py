@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from virtabs import DomainSpec, DomainState, LifecycleEventType, NicSpec
+from virtabs import (
+    Capability,
+    DomainSpec,
+    DomainState,
+    LifecycleEventType,
+    NetworkAttachment,
+    NetworkKind,
+    NetworkSubnet,
+    NicSpec,
+)
 
+from virtabs_docker._networks import docker_network_records, libpod_network_records, network_kind
 from virtabs_docker._spec import UUID_LABEL, SpecError, create_arguments, spec_from_inspect
 from virtabs_docker._uri import DEFAULT_SOCKET, Endpoint, UriError, endpoint_for
-from virtabs_docker.driver import container_uuid, docker_state, lifecycle_event
+from virtabs_docker.driver import DockerDriver, container_uuid, docker_state, lifecycle_event
 
 MiB = 1 << 20
 CID = "d88b3865c22d3b0e6c8f1e0f3a5b2c4d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b"
@@ -212,3 +224,132 @@ def test_events_of_both_engines() -> None:
     for ignored in ("kill", "stop", "init", "cleanup", "exec_start", "restart"):
         assert lifecycle_event({**docker_raw, "Action": ignored}) is None
     assert lifecycle_event({**docker_raw, "Type": "image"}) is None
+
+
+# --- networks (issue 25): hand-written entries in the shape of the engines' JSON, only the fields read ---
+
+
+def _domain_of(entry: dict[str, Any]) -> tuple[str, str]:
+    return entry["Names"][0].lstrip("/"), container_uuid(entry["Id"], None)
+
+
+def test_network_kinds() -> None:
+    assert network_kind("bridge", False) == NetworkKind.NAT
+    assert network_kind("bridge", True) == NetworkKind.ISOLATED
+    assert [network_kind(d, False) for d in ("host", "null", "macvlan", "ipvlan", "overlay", "weave")] == [
+        NetworkKind.HOST,
+        NetworkKind.NONE,
+        NetworkKind.MACVLAN,
+        NetworkKind.IPVLAN,
+        NetworkKind.OVERLAY,
+        NetworkKind.OTHER,
+    ]
+
+
+def test_docker_networks_devices_ranges_and_attachments() -> None:
+    networks = [
+        {"Name": "none", "Id": "a" * 64, "Driver": "null", "IPAM": {"Config": []}},
+        {
+            "Name": "front",
+            "Id": "b" * 64,
+            "Driver": "bridge",
+            "IPAM": {
+                "Config": [
+                    {"Subnet": "10.5.0.0/24", "Gateway": "10.5.0.1", "IPRange": "10.5.0.0/25"},
+                    {"Subnet": "fd00:5::/64", "Gateway": "fd00:5::1", "IPRange": "fd00:5::100/120"},
+                ]
+            },
+        },
+        {"Name": "lan", "Id": "c" * 64, "Driver": "macvlan", "Options": {"parent": "eth0.40"}, "IPAM": {}},
+    ]
+    containers = [
+        {
+            "Id": CID,
+            "Names": ["/web"],
+            "NetworkSettings": {"Networks": {"front": {"MacAddress": "02:42:0a:05:00:02"}, "lan": {"MacAddress": ""}}},
+        },
+        {"Id": "e" * 64, "Names": ["/off"], "NetworkSettings": {"Networks": {"none": {"MacAddress": ""}}}},
+    ]
+    none, front, lan = docker_network_records(networks, containers, _domain_of)
+    assert (none.kind, none.attachments, none.device) == (NetworkKind.NONE, (), None)
+    assert front.device == "br-bbbbbbbbbbbb" and front.id == "b" * 64
+    assert front.subnets == (
+        NetworkSubnet("10.5.0.0/24", "10.5.0.1", (("10.5.0.1", "10.5.0.127"),)),  # not the network address
+        NetworkSubnet("fd00:5::/64", "fd00:5::1", (("fd00:5::100", "fd00:5::1ff"),)),
+    )
+    web = container_uuid(CID, None)
+    assert front.attachments == (NetworkAttachment(web, "web", "02:42:0a:05:00:02"),)
+    assert (lan.kind, lan.device, lan.attachments) == (NetworkKind.MACVLAN, "eth0.40", (NetworkAttachment(web, "web"),))
+
+
+def test_libpod_networks_without_gateway_and_whole_subnet_ranges() -> None:
+    networks = [
+        {
+            "name": "podman",
+            "id": "d" * 64,
+            "driver": "bridge",
+            "network_interface": "cni-podman0",
+            "subnets": [{"subnet": "10.88.0.0/16", "gateway": "10.88.0.1"}],
+        },
+        {
+            "name": "inner",
+            "id": "f" * 64,
+            "driver": "bridge",
+            "internal": True,
+            "network_interface": "cni-podman1",
+            "subnets": [{"subnet": "10.89.0.0/24", "lease_range": {"start_ip": "10.89.0.1", "end_ip": "10.89.0.254"}}],
+        },
+    ]
+    podman, inner = libpod_network_records(networks, [], _domain_of)
+    assert (podman.kind, podman.device, podman.subnets) == (
+        NetworkKind.NAT,
+        "cni-podman0",
+        (NetworkSubnet("10.88.0.0/16", "10.88.0.1"),),
+    )
+    # a lease range over the whole subnet narrows nothing: no range reported
+    assert (inner.kind, inner.subnets) == (NetworkKind.ISOLATED, (NetworkSubnet("10.89.0.0/24", None),))
+
+
+# --- networks from the engines' own answers (data/*.json, captured byte for byte by data/capture_networks.py:
+# dockerd 20.10.24 and podman 4.3.1 on this machine, 2026-12-07) ---
+
+DATA = Path(__file__).with_name("data")
+
+
+def _listing_domain(entry: dict[str, Any]) -> tuple[str, str]:
+    return entry["Names"][0].lstrip("/"), container_uuid(entry["Id"], entry.get("Labels"))
+
+
+@pytest.mark.parametrize(("networks_file", "containers_file"), [("docker", "docker"), ("libpod", "podman")])
+def test_networks_from_captured_answers(networks_file: str, containers_file: str) -> None:
+    networks = json.loads((DATA / f"{networks_file}-networks.json").read_bytes())
+    containers = json.loads((DATA / f"{containers_file}-containers.json").read_bytes())
+    parse = libpod_network_records if networks_file == "libpod" else docker_network_records
+    records = {n.name: n for n in parse(networks, containers, _listing_domain)}
+    nat, internal = records["vtcapnat"], records["vtcapint"]
+    assert (nat.kind, nat.native_kind, nat.device) == (NetworkKind.NAT, "bridge", "vtcapnat")
+    assert (internal.kind, internal.device) == (NetworkKind.ISOLATED, "vtcapint")
+    first = "10.251.7.129" if networks_file == "libpod" else "10.251.7.128"
+    assert nat.subnets == (NetworkSubnet("10.251.7.0/24", "10.251.7.1", ((first, "10.251.7.254"),)),)
+    assert internal.subnets == (NetworkSubnet("10.251.8.0/24", "10.251.8.1"),)
+    run, stop = (next(c for c in containers if c["Names"] == [f"/vtcap-{n}"]) for n in ("run", "stop"))
+    run_mac = run["NetworkSettings"]["Networks"]["vtcapnat"]["MacAddress"]
+    assert run_mac and nat.attachments == (NetworkAttachment(*reversed(_listing_domain(run)), run_mac),)
+    assert internal.attachments == (NetworkAttachment(*reversed(_listing_domain(stop)), None),)
+    if networks_file == "libpod":  # the default network under the name its containers use, with its bridge
+        assert (records["podman"].device, records["podman"].kind) == ("cni-podman0", NetworkKind.NAT)
+    else:
+        assert (records["host"].kind, records["none"].kind) == (NetworkKind.HOST, NetworkKind.NONE)
+
+
+@pytest.mark.parametrize(
+    ("engine", "version", "declared"),
+    [("podman", "3.4.4", False), ("podman", "4.3.1", True), ("docker", "20.10.24", True), ("podman", "", False)],
+)
+def test_network_is_declared_where_the_engine_has_the_list(engine: str, version: str, declared: bool) -> None:
+    driver = DockerDriver.__new__(DockerDriver)  # the declaration depends on the engine's identity alone
+    driver._engine, driver._engine_version = engine, version
+    caps = driver.connection_capabilities()
+    assert (Capability.NETWORK in caps.supported) is declared
+    if not declared:
+        assert "needs Podman 4" in caps.dropped[Capability.NETWORK]

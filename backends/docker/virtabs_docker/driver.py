@@ -7,7 +7,8 @@ when a connection opens, never when this module is imported.
 A container is a domain (see :mod:`virtabs_docker._spec` for how a DomainSpec maps). Its UUID is its
 ``virtabs.uuid`` label when it has one (a spec with a UUID sets it), else the first 128 bits of its container
 ID. Listing and the inventory are ONE engine call (``GET /containers/json?all=1``) whatever the number of
-containers; the SDK's high-level ``containers.list()`` would inspect each container.
+containers; the SDK's high-level ``containers.list()`` would inspect each container. The networks are two
+(the engine's network list and that container listing; see :mod:`virtabs_docker._networks`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from virtabs.spi import (
     InvalidArgumentError,
     LifecycleEvent,
     LifecycleEventType,
+    NetworkInfo,
     NicInfo,
     NoDomainError,
     OperationFailedError,
@@ -48,6 +50,7 @@ from virtabs.spi import (
     quote,
 )
 
+from ._networks import container_networks, docker_network_records, libpod_network_records
 from ._spec import UUID_LABEL, SpecError, create_arguments, spec_from_inspect, vcpus_of
 from ._uri import UriError, endpoint_for
 
@@ -56,6 +59,8 @@ __all__ = ["API_VERSION", "DockerDriver", "container_uuid", "docker_state"]
 #: The Engine API version spoken: Docker 20.10 and later, Podman 3 and later serve it. A fixed version (not
 #: "auto") also spares one round trip per connection.
 API_VERSION = "1.41"
+#: The libpod API version of Podman's own network list (its network schema since Podman 4.0).
+LIBPOD_API_VERSION = "4.0.0"
 INSTALL_HINT = "pip install virtabs-docker (the docker SDK); a Docker or Podman engine to talk to"
 
 _STATES: Mapping[str, DomainState] = {
@@ -121,10 +126,12 @@ class DockerDriver(Driver):
         Capability.DOMAIN_REBOOT,
         Capability.DOMAIN_SUSPEND,
         Capability.EVENTS,
+        Capability.NETWORK,
         notes={
             Capability.DOMAIN_REBOOT: "docker restart: stop (stop signal, then SIGKILL) and start",
             Capability.DOMAIN_SUSPEND: "docker pause (cgroup freezer)",
             Capability.EVENTS: "the engine's event stream (GET /events)",
+            Capability.NETWORK: "the engine's networks (Podman: libpod's list) and the container listing: 2 calls",
         },
     )
     uri_examples: ClassVar[tuple[str, ...]] = (
@@ -200,6 +207,15 @@ class DockerDriver(Driver):
             # requests lets $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE override the session's CA: the URI's CA must win.
             client.trust_env = False
         return client
+
+    def connection_capabilities(self) -> Capabilities:
+        """The class's, without ``network`` on Podman before 4.0 (no libpod network list in today's schema)."""
+        caps = type(self).capabilities
+        if self._engine == "podman" and _major(self._engine_version) < 4:
+            return caps.without(
+                Capability.NETWORK, reason=f"Podman {self._engine_version}: libpod's network list needs Podman 4"
+            )
+        return caps
 
     # --- errors -------------------------------------------------------------------------------------
 
@@ -388,6 +404,29 @@ class DockerDriver(Driver):
             )
         return records
 
+    # --- networks -----------------------------------------------------------------------------------
+
+    def list_networks(self) -> list[NetworkInfo]:
+        """Every network of the engine with the containers on it: two engine calls whatever their numbers.
+
+        Docker: ``GET /networks`` and ``GET /containers/json?all=1``. Podman: libpod's
+        ``GET /libpod/networks/json`` (its compatible list renames the default network and has no bridge
+        device) and the same container listing.
+        """
+        with self._errors("listing of the networks"):
+            if self._engine == "podman":
+                networks = self._libpod_networks()
+                containers = self._list()
+                return libpod_network_records(networks, containers, _domain_of)
+            networks = list(self._api.networks())
+        return docker_network_records(networks, self._list(), _domain_of)
+
+    def _libpod_networks(self) -> list[dict[str, Any]]:
+        """libpod's network list (Podman 4 and later), one call."""
+        response = self._api._get(f"{self._api.base_url}/v{LIBPOD_API_VERSION}/libpod/networks/json")
+        self._api._raise_for_status(response)
+        return list(response.json())
+
     # --- lifecycle ----------------------------------------------------------------------------------
 
     def define_domain(self, spec: DomainSpec) -> DomainRef:
@@ -521,12 +560,21 @@ def lifecycle_event(raw: Mapping[str, Any]) -> LifecycleEvent | None:
     )
 
 
+def _major(version: str) -> int:
+    """The major number of a version string (``4.3.1`` -> 4; 0 when there is none)."""
+    head = version.split(".", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def _domain_of(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """The domain name and UUID of one entry of the container listing."""
+    return _name(entry), container_uuid(entry["Id"], entry.get("Labels"))
+
+
 def _nics(networks: Mapping[str, Any] | None) -> list[NicInfo]:
+    """A container's NICs: one per network it is on (not ``none``), named as the network list names it."""
     out = []
-    for network, settings in (networks or {}).items():
-        if network == "none":
-            continue
-        settings = settings or {}
+    for network, settings in container_networks({"NetworkSettings": {"Networks": networks}}).items():
         ips = tuple(ip for ip in (settings.get("IPAddress"), settings.get("GlobalIPv6Address")) if ip)
         out.append(NicInfo(mac=settings.get("MacAddress") or None, network=network, model="veth", ips=ips))
     return out

@@ -4,8 +4,10 @@ Published through the entry-point group ``virtabs.testing.targets`` (name ``dock
 contain ``/bin/sh`` and ``sleep`` (busybox is enough): the command traps SIGTERM and exits, so a graceful
 shutdown ends quickly. The image is ``$VIRTABS_DOCKER_IMAGE``, else ``busybox:latest``; the backend's own
 tests import a busybox-static rootfs as ``virtabs/busybox:latest`` (no registry needed). Containers get
-no network (``--network none``). On an engine without the image, every test that needs a container fails
-with one :class:`~virtabs.testing.TargetUnavailable` saying how to provide it (the engine is asked once).
+no network (``--network none``) unless the target is given one (``network=``, else ``$VIRTABS_DOCKER_NETWORK``):
+then each has one NIC on it, which the kit's network tests compare with the network's attachments. On an
+engine without the image, every test that needs a container fails with one
+:class:`~virtabs.testing.TargetUnavailable` saying how to provide it (the engine is asked once).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from virtabs import Connection, Domain, DomainSpec
+from virtabs import Connection, Domain, DomainSpec, NicSpec
 from virtabs.testing import DefaultTarget, TargetUnavailable
 
 __all__ = ["SLEEPER", "DockerTarget"]
@@ -24,14 +26,15 @@ SLEEPER = ("/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done")
 
 
 class DockerTarget(DefaultTarget):
-    """Containers of ``image`` running :data:`SLEEPER`, 64 MiB, one CPU, no network."""
+    """Containers of ``image`` running :data:`SLEEPER`, 64 MiB, one CPU, on ``network`` (None: no network)."""
 
     job_timeout = 60.0
     shutdown_timeout = 30.0
 
-    def __init__(self, image: str | None = None, base_url: str | None = None) -> None:
+    def __init__(self, image: str | None = None, base_url: str | None = None, network: str | None = None) -> None:
         super().__init__(prefix="vtdk", memory_bytes=64 * MiB)
         self.image = image or os.environ.get("VIRTABS_DOCKER_IMAGE", "busybox:latest")
+        self.network = network or os.environ.get("VIRTABS_DOCKER_NETWORK") or None
         self.base_url = base_url
         self._client: Any = None
         self._image_missing: str | None = None
@@ -83,12 +86,13 @@ class DockerTarget(DefaultTarget):
             raise TargetUnavailable(self._image_missing)
 
     def domain_spec(self, conn: Connection, name: str) -> DomainSpec:
-        """A container definition (no disks: containers have none) of an image the engine has."""
+        """A container definition (no disks: containers have none) of an image the engine has, on :attr:`network`."""
         self.require_image(conn)
         return DomainSpec(
             name=name,
             memory_bytes=self.memory_bytes,
             vcpus=1,
             os_type="exe",
+            nics=(NicSpec(network=self.network, model="veth"),) if self.network else (),
             extra={"docker": {"image": self.image, "command": list(SLEEPER)}},
         )

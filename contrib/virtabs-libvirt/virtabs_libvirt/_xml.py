@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as _dt
+import ipaddress
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from virtabs.spi import (
@@ -13,6 +15,10 @@ from virtabs.spi import (
     DomainSpec,
     DomainState,
     InvalidArgumentError,
+    NetworkAttachment,
+    NetworkInfo,
+    NetworkKind,
+    NetworkSubnet,
     NicInfo,
     NicSpec,
     PoolInfo,
@@ -22,10 +28,13 @@ from virtabs.spi import (
 )
 
 __all__ = [
+    "bridge_interfaces",
     "copy_dest_xml",
     "disk_xml",
     "disks_from_xml",
     "domain_xml",
+    "network_from_xml",
+    "network_keys",
     "nics_from_xml",
     "pool_from_xml",
     "snapshot_from_xml",
@@ -185,28 +194,51 @@ def disks_from_xml(xml: str) -> list[DiskInfo]:
     return out
 
 
-def nics_from_xml(xml: str, addresses: dict[str, tuple[str, ...]] | None = None) -> list[NicInfo]:
-    """The interfaces of a domain XML; ``addresses`` maps MAC -> IPs."""
+NetworkKeys = Mapping[tuple[str, str], str]
+"""What a NIC's source can name -> the libvirt network it is on: ``("network", NAME)`` and ``("bridge", DEVICE)``
+(a ``type='bridge'`` interface on the bridge of a libvirt network). Built by :func:`network_keys`."""
+
+
+def _nic_network(iface: ET.Element, networks: NetworkKeys | None) -> str | None:
+    source = iface.find("source")
+    kind = iface.get("type")
+    if networks is None:  # the definition as written (a spec's NicSpec): whatever the source names
+        if source is not None:
+            return source.get("network") or source.get("bridge") or source.get("dev")
+        return "user" if kind == "user" else None
+    if source is None or kind not in ("network", "bridge"):
+        return None
+    return networks.get((str(kind), source.get(str(kind)) or ""))
+
+
+def nics_from_xml(
+    xml: str, addresses: dict[str, tuple[str, ...]] | None = None, networks: NetworkKeys | None = None
+) -> list[NicInfo]:
+    """The interfaces of a domain XML; ``addresses`` maps MAC -> IPs.
+
+    With ``networks`` (:func:`network_keys`), a NIC's ``network`` is the libvirt network it is on, or None
+    for a NIC on no libvirt network (a host bridge of its own, macvtap, user-mode, a network that is not
+    defined); without, it is whatever the interface's source names (the definition as written).
+    """
     out = []
     for iface in ET.fromstring(xml).findall("./devices/interface"):
         mac_elem = iface.find("mac")
         mac = mac_elem.get("address") if mac_elem is not None else None
-        source = iface.find("source")
-        network = None
-        if source is not None:
-            network = source.get("network") or source.get("bridge") or source.get("dev")
-        elif iface.get("type") == "user":
-            network = "user"
         model = iface.find("model")
         out.append(
             NicInfo(
                 mac=mac,
-                network=network,
+                network=_nic_network(iface, networks),
                 model=model.get("type") if model is not None else None,
                 ips=(addresses or {}).get(mac or "", ()),
             )
         )
     return out
+
+
+def bridge_interfaces(xml: str) -> bool:
+    """Whether a domain XML has a ``type='bridge'`` interface (naming its network needs the networks' XML)."""
+    return ET.fromstring(xml).find("./devices/interface[@type='bridge']") is not None
 
 
 def spec_from_xml(xml: str) -> DomainSpec:
@@ -336,3 +368,113 @@ def volume_backing(xml: str) -> str | None:
     """The backing path a volume XML names, if any."""
     path = ET.fromstring(xml).findtext("./backingStore/path")
     return path.strip() if path and path.strip() else None
+
+
+# --- networks --------------------------------------------------------------------------
+
+_FORWARD_KINDS: Mapping[str, NetworkKind] = {
+    "nat": NetworkKind.NAT,
+    "route": NetworkKind.ROUTED,
+    "open": NetworkKind.ROUTED,
+    "bridge": NetworkKind.BRIDGE,
+    "private": NetworkKind.MACVLAN,
+    "vepa": NetworkKind.MACVLAN,
+    "passthrough": NetworkKind.MACVLAN,
+}
+
+
+def _forward(root: ET.Element) -> tuple[str, NetworkKind]:
+    """libvirt's forward mode (``isolated`` without ``<forward>``) and its kind.
+
+    ``<forward mode='bridge'>`` is a host bridge when the network names one (``<bridge name=...>``) and
+    macvtap in bridge mode when it lists host devices instead; ``hostdev`` (SR-IOV functions passed
+    through) fits no kind.
+    """
+    forward = root.find("forward")
+    if forward is None:
+        return "isolated", NetworkKind.ISOLATED
+    mode = forward.get("mode") or "nat"
+    if mode == "bridge" and root.find("bridge") is None:
+        return mode, NetworkKind.MACVLAN
+    return mode, _FORWARD_KINDS.get(mode, NetworkKind.OTHER)
+
+
+def _device(root: ET.Element) -> str | None:
+    bridge = root.find("bridge")
+    if bridge is not None and bridge.get("name"):
+        return bridge.get("name")
+    forward = root.find("forward")
+    if forward is None:
+        return None
+    for elem in (forward, forward.find("pf"), forward.find("interface")):
+        if elem is not None and elem.get("dev"):
+            return elem.get("dev")
+    return None
+
+
+def _subnets(root: ET.Element, routes: bool) -> tuple[NetworkSubnet, ...]:
+    """The ``<ip>`` elements: the host's address on the network is the guests' gateway when it routes."""
+    out = []
+    for ip in root.findall("ip"):
+        address = ip.get("address")
+        if not address:
+            continue
+        prefix = ip.get("prefix") or ip.get("netmask")
+        if prefix is None:  # libvirt's default: the address's classful prefix (IPv4), /64 (IPv6)
+            first = int(address.split(".", 1)[0]) if ":" not in address else -1
+            prefix = "64" if first < 0 else "8" if first < 128 else "16" if first < 192 else "24"
+        cidr = str(ipaddress.ip_interface(f"{address}/{prefix}").network)
+        ranges = tuple((str(r.get("start")), str(r.get("end"))) for r in ip.findall("./dhcp/range"))
+        out.append(NetworkSubnet(cidr, address if routes else None, ranges))
+    return tuple(out)
+
+
+def _vlan_ids(root: ET.Element) -> tuple[int, ...]:
+    """The network's VLAN tags, then its portgroups' (each once, in order)."""
+    ids: list[int] = []
+    for tag in (*root.findall("./vlan/tag"), *root.findall("./portgroup/vlan/tag")):
+        vid = tag.get("id")
+        if vid is not None and vid.isdigit() and int(vid) not in ids:
+            ids.append(int(vid))
+    return tuple(ids)
+
+
+def network_keys(xmls: Iterable[str]) -> dict[tuple[str, str], str]:
+    """:data:`NetworkKeys` of the networks whose XML is given: each by name, and by its bridge if it has one."""
+    keys: dict[tuple[str, str], str] = {}
+    for xml in xmls:
+        root = ET.fromstring(xml)
+        name = (root.findtext("name") or "").strip()
+        keys[("network", name)] = name
+        bridge = root.find("bridge")
+        if bridge is not None and bridge.get("name"):
+            keys.setdefault(("bridge", str(bridge.get("name"))), name)
+    return keys
+
+
+def network_from_xml(
+    xml: str, active: bool, autostart: bool, attachments: Iterable[NetworkAttachment] = ()
+) -> NetworkInfo:
+    """A NetworkInfo from a network XML (``virNetworkGetXMLDesc``), its state and the NICs on it."""
+    root = ET.fromstring(xml)
+    mode, kind = _forward(root)
+    extra: dict[str, Any] = {}
+    portgroups = [p.get("name") for p in root.findall("portgroup") if p.get("name")]
+    if portgroups:
+        extra["portgroups"] = portgroups
+    domain = root.find("domain")
+    if domain is not None and domain.get("name"):
+        extra["dns_domain"] = domain.get("name")
+    return NetworkInfo(
+        name=(root.findtext("name") or "").strip(),
+        id=(root.findtext("uuid") or "").strip() or None,
+        kind=kind,
+        native_kind=mode,
+        device=_device(root),
+        vlan_ids=_vlan_ids(root),
+        subnets=_subnets(root, routes=kind in (NetworkKind.NAT, NetworkKind.ROUTED)),
+        active=active,
+        autostart=autostart,
+        attachments=tuple(attachments),
+        extra=extra,
+    )

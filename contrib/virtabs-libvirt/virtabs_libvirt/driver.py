@@ -65,6 +65,8 @@ from virtabs.spi import (
     InvalidArgumentError,
     LifecycleEvent,
     LifecycleEventType,
+    NetworkAttachment,
+    NetworkInfo,
     NicInfo,
     NoDomainError,
     OperationFailedError,
@@ -102,13 +104,9 @@ ALL = Capabilities.of(
     # Managed save (issue 27): virDomainManagedSave is there, but the kit proves a resume by the guest's run
     # clock, and neither libvirt's test driver (no guest) nor this package's QEMU target (a domain that boots
     # no OS) shows one yet; declared once a target reads it.
-    # Networks (issue 25): virConnectListAllNetworks is there; declared once list_networks is wired here.
-    *(
-        c
-        for c in Capability
-        if not c.value.startswith("domain.migrate") and c not in (Capability.DOMAIN_MANAGED_SAVE, Capability.NETWORK)
-    ),
+    *(c for c in Capability if not c.value.startswith("domain.migrate") and c is not Capability.DOMAIN_MANAGED_SAVE),
     notes={
+        "network": "virNetwork: every network's XML and every domain's XML for the attachments",
         "block.copy": "libvirt's QEMU driver only; persistent domains need BlockCopyFlags.TRANSIENT_JOB",
         "domain.disk_hotplug": "not with libvirt's test driver",
         "block.pull": "libvirt's QEMU driver only",
@@ -520,10 +518,16 @@ class LibvirtDriver(Driver):
         }
 
     def nics(self, dom: DomainRef) -> list[NicInfo]:
-        """The interfaces, with DHCP lease addresses while running."""
+        """The interfaces, with DHCP lease addresses while running; ``network`` names a libvirt network or is None.
+
+        One network listing more (the networks' XML too when an interface is ``type='bridge'``: which network
+        owns that bridge).
+        """
         d = self._dom(dom)
         with self._errors(f"interfaces of domain '{dom.name}'"):
-            return _xml.nics_from_xml(d.XMLDesc(0), self._addresses(d))
+            xml = d.XMLDesc(0)
+            keys = self._network_keys(bridges=_xml.bridge_interfaces(xml))
+            return _xml.nics_from_xml(xml, self._addresses(d), keys)
 
     def autostart(self, dom: DomainRef) -> bool | None:
         """``virDomainGetAutostart``."""
@@ -538,6 +542,7 @@ class LibvirtDriver(Driver):
 
     def _inventory(self) -> list[DomainRecord]:
         records = []
+        keys = self._network_keys(bridges=True)
         for d in self._conn.listAllDomains(0):
             errors: dict[str, str] = {}
             try:
@@ -576,13 +581,69 @@ class LibvirtDriver(Driver):
                     os_type=spec.os_type,
                     autostart=autostart,
                     disks=disks,
-                    nics=_xml.nics_from_xml(xml),
+                    nics=_xml.nics_from_xml(xml, networks=keys),
                     snapshot_count=snapshots,
                     block_jobs=jobs,
                     extra={"libvirt_type": self._type, "max_memory_bytes": info.max_memory_bytes},
                     field_errors=errors,
                 )
             )
+        return records
+
+    # --- networks -------------------------------------------------------------------------
+
+    def _network_xmls(self) -> list[tuple[Any, str]]:
+        """Every network with its XML (``virConnectListAllNetworks``, then ``virNetworkGetXMLDesc`` each);
+        a network undefined in between is left out."""
+        out = []
+        for net in self._conn.listAllNetworks(0):
+            try:
+                out.append((net, str(net.XMLDesc(0))))
+            except self._lv.libvirtError as exc:
+                if _error_code(exc) != ErrorCode.NO_NETWORK:
+                    raise
+        return out
+
+    def _network_keys(self, bridges: bool) -> _xml.NetworkKeys | None:
+        """What NICs' sources may name -> network names; the networks' bridges only when ``bridges``
+        (that needs each network's XML; the names alone are one listing). None when the hypervisor's
+        libvirt driver has no network API (``VIR_ERR_NO_SUPPORT``): NICs then say what their source names."""
+        with self._errors("listing of the networks"):
+            try:
+                if bridges:
+                    return _xml.network_keys(xml for _, xml in self._network_xmls())
+                return {("network", str(n.name())): str(n.name()) for n in self._conn.listAllNetworks(0)}
+            except self._lv.libvirtError as exc:
+                if _error_code(exc) != ErrorCode.NO_SUPPORT:
+                    raise
+                return None
+
+    def list_networks(self) -> list[NetworkInfo]:
+        """Every network: ``virConnectListAllNetworks`` three times (all, active, autostart), each network's
+        XML, and every domain's XML for the attachments (libvirt has no bulk XML read: 3 + networks + 1 +
+        domains calls; the domains' part is what the inventory reads too)."""
+        lv = self._lv
+        with self._errors("listing of the networks"):
+            xmls = self._network_xmls()
+            active = {str(n.name()) for n in self._conn.listAllNetworks(lv.VIR_CONNECT_LIST_NETWORKS_ACTIVE)}
+            autostart = {str(n.name()) for n in self._conn.listAllNetworks(lv.VIR_CONNECT_LIST_NETWORKS_AUTOSTART)}
+            keys = _xml.network_keys(xml for _, xml in xmls)
+            attached: dict[str, list[NetworkAttachment]] = {}
+            for d in self._conn.listAllDomains(0):
+                try:
+                    domain_xml = d.XMLDesc(0)
+                except lv.libvirtError as exc:  # the domain vanished while listing
+                    if _error_code(exc) != ErrorCode.NO_DOMAIN:
+                        raise
+                    continue
+                for nic in _xml.nics_from_xml(domain_xml, networks=keys):
+                    if nic.network is not None:
+                        attachment = NetworkAttachment(str(d.UUIDString()), str(d.name()), nic.mac)
+                        attached.setdefault(nic.network, []).append(attachment)
+        records = []
+        for net, xml in xmls:
+            name = str(net.name())
+            records.append(_xml.network_from_xml(xml, name in active, name in autostart, attached.get(name, ())))
         return records
 
     # --- lifecycle ------------------------------------------------------------------------
