@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from virtabs_lxc import _networks
 from virtabs_lxc.testing import LxcTarget
 
 MiB = 1 << 20
+KIT_NETWORK_TESTS = "virtabs.testing.suite.test_networks"
 
 
 @pytest.fixture
@@ -243,3 +245,32 @@ def test_a_host_without_ip_does_not_declare_network(
         with pytest.raises(virtabs.NotSupportedError) as refused:
             conn.lookup_network("none")
         assert int(refused.value.code) == 3
+
+
+def test_the_kit_network_checks_pass_with_nics_on_every_kind(
+    lxcpath: str, bridges: list[str], containers: list[str]
+) -> None:
+    """The contract kit's TestNetworks (run as a third party runs it) over the lxcpath with NICs on a bridge,
+    macvlan, ``host``, ``none`` and on nothing (the kit's own containers have no NIC of their own)."""
+    bridge = _bridge(bridges)
+    prefix = f"vtn{secrets.token_hex(3)}"
+    kinds = {
+        "veth": ("lxc.net.0.type = veth", f"lxc.net.0.link = {bridge}", "lxc.net.0.hwaddr = 00:16:3e:00:00:03"),
+        "two": (
+            "lxc.net.0.type = veth",
+            f"lxc.net.0.link = {bridge}",
+            "lxc.net.1.type = macvlan",
+            f"lxc.net.1.link = {bridge}",
+            "lxc.net.2.type = veth",  # on no bridge: None
+        ),
+        "none": ("lxc.net.0.type = none",),
+        "empty": ("lxc.net.0.type = empty",),
+    }
+    for kind, lines in kinds.items():
+        containers.append(f"{prefix}-{kind}")
+        _foreign(lxcpath, f"{prefix}-{kind}", *lines)
+    kit_argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", KIT_NETWORK_TESTS]
+    kit = subprocess.run(
+        [*kit_argv, f"--virtabs-uri=lxc:///?path={lxcpath}"], capture_output=True, text=True, cwd="/", timeout=300
+    )
+    assert kit.returncode == 0 and "4 passed" in kit.stdout, kit.stdout[-3000:] + kit.stderr[-2000:]

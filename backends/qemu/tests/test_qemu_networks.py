@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from virtabs_qemu import _networks
 from virtabs_qemu._cmdline import mac_for
 
 MiB = 1 << 20
+KIT_NETWORK_TESTS = "virtabs.testing.suite.test_networks"
 
 
 def _ip(*args: str) -> None:
@@ -252,3 +254,24 @@ def test_a_host_without_ip_does_not_declare_network(
         with pytest.raises(virtabs.NotSupportedError) as refused:
             conn.list_networks()
         assert int(refused.value.code) == 3
+
+
+def test_the_kit_network_checks_pass_with_nics_on_every_kind(root: Path, links: list[str]) -> None:
+    """The contract kit's TestNetworks (run as a third party runs it) over a root whose NICs are on ``user``, a
+    bridge, a tap that is a port of it, a lone tap and on nothing (the kit's own domains have no NIC)."""
+    bridge = _bridge(links)
+    port, lone = _tap(links, master=bridge), _tap(links)
+    uri = f"qemu:///embed?root={root}&accel=tcg"
+    with virtabs.open(uri) as conn:
+        _define(conn, "k-user", "user", "default")
+        _define(conn, "k-bridge", f"bridge:{bridge}", f"tap:{port}")
+        _define(conn, "k-taps", f"tap:{lone}", f"bridge:vtb-{secrets.token_hex(4)}")
+    kit_argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", KIT_NETWORK_TESTS]
+    kit = subprocess.run(
+        [*kit_argv, f"--virtabs-uri={uri}"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=300,
+    )
+    assert kit.returncode == 0 and "4 passed" in kit.stdout, kit.stdout[-3000:] + kit.stderr[-2000:]
