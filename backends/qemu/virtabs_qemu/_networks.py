@@ -23,7 +23,7 @@ netlink through iproute2, ``ip -json -details link show`` and ``ip -json addr sh
 listing whatever the number of networks and NICs (parsed by the SPI's
 :func:`~virtabs.spi.bridge_networks_from_ip_json`), and the definitions are read in one pass over the
 root's files. A single NIC (:meth:`HostNetworks.network_of_nic`, for ``nics()`` and the inventory) is
-resolved from ``/sys/class/net`` instead: two file-system reads, no process.
+resolved from ``/sys/class/net`` instead: a few file-system reads, no process.
 """
 
 from __future__ import annotations
