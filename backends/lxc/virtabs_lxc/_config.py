@@ -30,6 +30,8 @@ from typing import Any
 
 from virtabs.spi import quote
 
+from ._networks import NicFacts
+
 __all__ = [
     "CPU_PERIOD_US",
     "ContainerConfig",
@@ -249,6 +251,24 @@ class ContainerConfig:
                 continue
             out.append((self.get(f"lxc.net.{i}.link") or kind, self.get(f"lxc.net.{i}.hwaddr"), kind))
         return out
+
+    def nic_facts(self) -> list[NicFacts]:
+        """Every ``lxc.net.N`` by index, as :class:`NicFacts`; a container whose only ``lxc.net`` is ``empty``
+        or ``none`` (or that has none: liblxc then gives it loopback only, as ``empty``) has that one."""
+        indexes = sorted({int(k.split(".")[2]) for k, _ in self.items if k.startswith("lxc.net.") and _index(k)})
+        facts = [
+            NicFacts(
+                self.get(f"lxc.net.{i}.type") or "",
+                self.get(f"lxc.net.{i}.link") or None,
+                self.get(f"lxc.net.{i}.hwaddr") or None,
+                i,
+            )
+            for i in indexes
+        ]
+        real = [nic for nic in facts if nic.type not in ("", "empty", "none")]
+        if real:
+            return real
+        return [NicFacts("none" if any(nic.type == "none" for nic in facts) else "empty", None, None)]
 
 
 def _index(key: str) -> bool:

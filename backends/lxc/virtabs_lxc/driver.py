@@ -48,6 +48,7 @@ from virtabs.spi import (
     EventPoller,
     HostInfo,
     InvalidArgumentError,
+    NetworkInfo,
     NicInfo,
     NicSpec,
     NoDomainError,
@@ -69,6 +70,7 @@ from ._config import (
     spec_values,
     split_init_command,
 )
+from ._networks import IP_MISSING, HostLink, NicFacts, ip_available, list_networks, network_of_nic, run_ip
 from ._snapshots import SnapshotError, SnapshotRecord, SnapshotStore
 
 __all__ = ["LxcDriver", "lxc_state"]
@@ -110,6 +112,11 @@ _MANAGED_KEYS = frozenset(
 )
 
 
+def _nic_info(nic: NicFacts, links: dict[str, HostLink | None], ips: tuple[str, ...] = ()) -> NicInfo:
+    """The NIC as ``nics()`` and the inventory report it; ``links`` caches /sys/class/net reads."""
+    return NicInfo(mac=nic.mac, network=network_of_nic(nic, links), model=nic.type, ips=ips)
+
+
 def lxc_state(native: str) -> DomainState:
     """liblxc's state word (``RUNNING``, ``FROZEN`` ...) as a :class:`DomainState`."""
     return _STATES.get(native.upper(), DomainState.NOSTATE)
@@ -141,10 +148,15 @@ class LxcDriver(Driver):
         Capability.DOMAIN_SUSPEND,
         Capability.DOMAIN_SNAPSHOT,
         Capability.EVENTS,
+        Capability.NETWORK,
         notes={
             Capability.DOMAIN_SNAPSHOT: "rsync copy of the rootfs (frozen while copied); no memory: a revert restarts",
             Capability.DOMAIN_SUSPEND: "cgroup freezer (lxc-freeze)",
             Capability.EVENTS: "polled every 0.25 s (liblxc has no event stream)",
+            Capability.NETWORK: (
+                "the host's bridges, macvlan:DEV/ipvlan:DEV, 'host' (type none) and 'none' (empty); "
+                "iproute2's JSON: two commands per listing"
+            ),
         },
     )
     uri_examples: ClassVar[tuple[str, ...]] = ("lxc:///", "lxc:///?path=/srv/lxc")
@@ -171,6 +183,13 @@ class LxcDriver(Driver):
         self._cgroup_v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
         self._lock = threading.Lock()
         self._poller: EventPoller | None = None
+
+    def connection_capabilities(self) -> Capabilities:
+        """The declaration, without ``network`` on a host lacking iproute2's ``ip`` (the listing reads the host's
+        interfaces through it)."""
+        if ip_available():
+            return type(self).capabilities
+        return type(self).capabilities.without(Capability.NETWORK, reason=IP_MISSING)
 
     # --- helpers ------------------------------------------------------------------------------------
 
@@ -335,24 +354,27 @@ class LxcDriver(Driver):
         return []
 
     def nics(self, dom: DomainRef) -> list[NicInfo]:
-        """The configured interfaces, with their addresses while the container runs."""
+        """The configured interfaces, with their addresses while the container runs; ``network`` is the listed
+        network each is on, None when it is on none the host knows (``_networks``)."""
         container = self._container(dom)
         config = self._config(dom.name)
         running = bool(container.running)
         out = []
-        for index, (link, mac, kind) in enumerate(config.nics()):
+        links: dict[str, HostLink | None] = {}
+        for nic in config.nic_facts():
             ips: tuple[str, ...] = ()
-            if running:
-                name = container.get_running_config_item(f"lxc.net.{index}.veth.pair") if kind == "veth" else None
+            if running and nic.type == "veth":
+                name = container.get_running_config_item(f"lxc.net.{nic.index}.veth.pair")
                 with contextlib.suppress(Exception):
                     ips = tuple(container.get_ips(interface=name) if name else ())
-            out.append(NicInfo(mac=mac, network=link, model=kind, ips=ips))
+            out.append(_nic_info(nic, links, ips))
         return out
 
     def inventory(self) -> list[DomainRecord]:
         """Every container from one scan: configuration files, UUID files and the active ones' states."""
         states = self._native_states()
         records = []
+        links: dict[str, HostLink | None] = {}  # each interface the NICs name read once from /sys/class/net
         for name, native in sorted(states.items()):
             errors: dict[str, str] = {}
             meta = self._meta(name)
@@ -372,13 +394,25 @@ class LxcDriver(Driver):
                     memory_bytes=memory,
                     os_type="exe",
                     autostart=config.get("lxc.start.auto") == "1",
-                    nics=[NicInfo(mac=mac, network=link, model=kind) for link, mac, kind in config.nics()],
+                    nics=[_nic_info(nic, links) for nic in config.nic_facts()],
                     snapshot_count=SnapshotStore(self._dir(name)).count(),
                     extra={"rootfs": config.rootfs, "lxcpath": self.lxcpath},
                     field_errors=errors,
                 )
             )
         return records
+
+    def list_networks(self) -> list[NetworkInfo]:
+        """The host's bridges, ``macvlan:DEV``/``ipvlan:DEV``, ``host`` and ``none``, with the containers' NICs on
+        them: two ``ip -json`` commands and one scan of the lxcpath, whatever the number of networks and NICs."""
+        containers = []
+        for name in self._lxc.list_containers(config_path=self.lxcpath):
+            try:
+                config = self._config(name)
+            except NoDomainError:
+                continue  # removed since the scan: not a container any more
+            containers.append((self._uuid(name), name, config.nic_facts()))
+        return list_networks(containers, lambda argv: run_ip(argv, self.options.timeout or 60.0))
 
     def autostart(self, dom: DomainRef) -> bool | None:
         """``lxc.start.auto``."""

@@ -14,6 +14,7 @@
 ``_events``       lifecycle and block-job events, and the poller
 ``_live``         leased QMP monitors: state and block jobs from QEMU's own event stream
 ``_migration``    live migration with storage: NBD exports, mirrors, memory, the switch, rollback
+``_networks``     user-mode networking and the host bridges and taps the NICs are on (issue 25)
 ================  ==========================================================================
 
 The core's gate has checked capabilities (including those this emulator lacks,
@@ -56,6 +57,7 @@ from virtabs.spi import (
     MigrationInfo,
     MigrationRequest,
     MigrationTicket,
+    NetworkInfo,
     NicInfo,
     OperationInvalidError,
     PoolInfo,
@@ -72,6 +74,7 @@ from ._events import Events
 from ._lifecycle import Lifecycle
 from ._live import LiveView
 from ._migration import Migrations
+from ._networks import IP_MISSING, HostLink, HostNetworks, ip_available
 from ._process import Emulator, Processes, cpu_time_ns
 from ._records import Definition
 from ._session import Sessions, state_of
@@ -139,6 +142,8 @@ class QemuDriver(Driver):
         Capability.DOMAIN_MIGRATE_LIVE,
         Capability.DOMAIN_MIGRATE_OFFLINE,
         Capability.DOMAIN_MIGRATE_COPY_STORAGE,
+        # networks (issue 25)
+        Capability.NETWORK,
         notes={
             Capability.DOMAIN_SHUTDOWN: "ACPI system_powerdown: needs a guest that handles the power button",
             Capability.DOMAIN_REBOOT: "system_reset (a hard reset, not an ACPI reboot)",
@@ -152,6 +157,10 @@ class QemuDriver(Driver):
             ),
             Capability.DOMAIN_MIGRATE_COPY_STORAGE: (
                 "NBD export + blockdev-mirror; copied disks land in the destination's default pool"
+            ),
+            Capability.NETWORK: (
+                "'user' (QEMU's user-mode network) and the host bridges and taps the root's NICs are on "
+                "(iproute2's JSON: two commands per listing)"
             ),
         },
     )
@@ -212,6 +221,7 @@ class QemuDriver(Driver):
         self.migrations = Migrations(
             self.store, self.processes, self.sessions, self.events, self.lifecycle, self.timeout
         )
+        self.networks = HostNetworks(self.store.all, self.timeout)
         # the event poller reads states the way domain_status does: leased monitor first, jobs settled
         self.events.read_status = lambda defn: self.domain_status(DomainRef(defn.name, defn.uuid)).state
 
@@ -229,9 +239,13 @@ class QemuDriver(Driver):
     def connection_capabilities(self) -> Capabilities:
         """The class declaration minus what this emulator lacks (``query-commands``; QEMU >= 4.2 for jobs).
 
-        The core's gate enforces the result: this driver checks no capability itself.
+        The core's gate enforces the result: this driver checks no capability itself. ``network`` is dropped
+        on a host without iproute2's ``ip`` (the listing reads the host's interfaces through it).
         """
-        return self.emulator.capabilities(type(self).capabilities)
+        capabilities = self.emulator.capabilities(type(self).capabilities)
+        if not ip_available():
+            capabilities = capabilities.without(Capability.NETWORK, reason=IP_MISSING)
+        return capabilities
 
     def close(self) -> None:
         """Stop the event poller and release the leased monitors. Running domains keep running (they do not
@@ -353,19 +367,24 @@ class QemuDriver(Driver):
         return self.storage.disk_infos(self.store.get(dom))
 
     def nics(self, dom: DomainRef) -> list[NicInfo]:
-        """NICs from the definition (MACs as QEMU gets them)."""
-        return self._nics(self.store.get(dom))
+        """NICs from the definition (MACs as QEMU gets them); ``network`` is the listed network each is on
+        (``user``, a bridge, a tap), None when the host has no such network now (``_networks``)."""
+        return self._nics(self.store.get(dom), {})
 
     @staticmethod
-    def _nics(defn: Definition) -> list[NicInfo]:
+    def _nics(defn: Definition, links: dict[str, HostLink | None]) -> list[NicInfo]:
+        """``links``: what /sys/class/net said of each interface name, shared by the NICs of one read."""
         return [
-            NicInfo(mac=n.mac or mac_for(defn.uuid, i), network=n.network, model=n.model)
+            NicInfo(
+                mac=n.mac or mac_for(defn.uuid, i), network=HostNetworks.network_of_nic(n.network, links), model=n.model
+            )
             for i, n in enumerate(defn.spec.nics)
         ]
 
     def inventory(self) -> list[DomainRecord]:
         """Every domain in one pass over the definition files (at most one QMP session per running domain)."""
         records = []
+        links: dict[str, HostLink | None] = {}  # each interface the NICs name read once from /sys/class/net
         definitions, unreadable = self.store.scan()
         pool_dirs: dict[str, str] | None = None
         with contextlib.suppress(VirtabsError):  # else each domain's disks report why the pools are unreadable
@@ -400,7 +419,7 @@ class QemuDriver(Driver):
                     os_type=spec.os_type,
                     autostart=None,
                     disks=disks,
-                    nics=self._nics(defn),
+                    nics=self._nics(defn, links),
                     snapshot_count=len(defn.snapshots),
                     block_jobs=jobs,
                     field_errors=errors,
@@ -589,3 +608,10 @@ class QemuDriver(Driver):
     def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
         """``qemu-img resize -f FORMAT``."""
         return self.storage.resize_volume(pool, name, capacity_bytes)
+
+    # --- networks (``_networks``, issue 25) ---------------------------------------------------------------
+
+    def list_networks(self) -> list[NetworkInfo]:
+        """``user``, then the bridges and taps the NICs are on, with their attachments: two ``ip -json``
+        commands and one pass over the definitions, whatever the number of networks and NICs."""
+        return self.networks.list()
