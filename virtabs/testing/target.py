@@ -81,7 +81,8 @@ class NotObservable(Exception):
     ends before it can be seen in flight).
 
     Raised by the kit only for an effect the target lists in its ``unobservable`` mapping (see
-    :data:`OBSERVABLE_EFFECTS`), when the test finds the effect missing; the test's outcome is
+    :data:`OBSERVABLE_EFFECTS`), when the test finds the effect missing, and when the target's host holds
+    nothing a check could compare (no NIC on any network for the attachment check); the test's outcome is
     "not observable", counted apart in the report and never as a pass.
     """
 
