@@ -14,7 +14,7 @@ from ._capabilities import Capabilities, Capability
 from ._config import Config, Credentials, coerce_credentials, credentials_from_env, default_uri, load_config
 from ._errors import ConnectError, InternalError, InvalidArgumentError, quote
 from ._gate import Gate, Redactor, translating
-from ._models import DomainRecord, DomainSpec, Event, HostInfo
+from ._models import DomainRecord, DomainSpec, Event, HostInfo, NetworkInfo
 from ._registry import load_driver_class
 from ._uri import URI, parse_uri
 from .spi import OPERATIONS, ConnectOptions, Driver, missing_methods
@@ -311,6 +311,12 @@ class Connection:
         with self._gate(OPERATIONS["list_networks"], "listing networks") as call:
             networks = call.driver.list_networks()
         return [Network(self, n) for n in networks]
+
+    def _networks_for_inventory(self, records: list[DomainRecord]) -> list[NetworkInfo]:
+        """The networks for the inventory, which has just read ``records``: the driver may fill the
+        attachments from them instead of reading every guest again (gated as ``list_networks``)."""
+        with self._gate(OPERATIONS["list_networks"], "listing networks") as call:
+            return call.driver.inventory_networks(records)
 
     def lookup_network(self, name_or_id: str) -> Network:
         """A network by name or id (a UUID in any case); NoNetworkError when there is none."""

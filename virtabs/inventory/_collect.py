@@ -30,7 +30,7 @@ from .._errors import (
     VirtabsError,
     quote,
 )
-from .._models import NetworkInfo, VolumeInfo
+from .._models import DomainRecord, NetworkInfo, VolumeInfo
 from .._uri import parse_uri, redact_uri_text
 from ._model import HostError, HostInventory, Inventory, PoolInventory, utcnow
 
@@ -212,13 +212,14 @@ def _pools(conn: Connection, errors: dict[str, str]) -> tuple[PoolInventory, ...
     return tuple(result)
 
 
-def _networks(conn: Connection, errors: dict[str, str]) -> tuple[NetworkInfo, ...] | None:
-    """The host's networks from one listing (its attachments included: no call per network or NIC)."""
+def _networks(conn: Connection, errors: dict[str, str], records: list[DomainRecord]) -> tuple[NetworkInfo, ...] | None:
+    """The host's networks from one listing (its attachments included: no call per network or NIC); the
+    driver may take the attachments from the domain records just read instead of reading the guests again."""
     if not conn.supports(Capability.NETWORK):
         errors["networks"] = f"NO_SUPPORT: the {conn.driver_name} driver does not list networks"
         return None
-    networks = _try(errors, "networks", conn.list_networks)
-    return None if networks is None else tuple(n.last_info for n in networks)
+    networks = _try(errors, "networks", lambda: conn._networks_for_inventory(records))
+    return None if networks is None else tuple(networks)
 
 
 def _reads_locally(target: HostTarget, config: Config | None) -> bool:
@@ -282,7 +283,7 @@ def _read_host(conn: Connection, target: HostTarget, started: float, pools: bool
     pool_data = _pools(conn, errors) if pools else None
     if not pools:
         errors["pools"] = "NOT_REPORTED: pool collection was turned off"
-    network_data = _networks(conn, errors)
+    network_data = _networks(conn, errors, records)
     return HostInventory(
         **common,
         collected_at=collected_at,

@@ -386,6 +386,16 @@ class Driver:
 
         return find_network(self.list_networks(), name_or_id)
 
+    def inventory_networks(self, records: list[DomainRecord]) -> list[NetworkInfo]:
+        """Capability ``network``: the networks for an inventory that has just read ``records`` (this
+        connection's :meth:`inventory`, a moment ago).
+
+        The default is :meth:`list_networks`. A driver whose listing reads every guest's devices again to
+        find the attachments (vSphere) lists the networks alone here and fills ``attachments`` from
+        ``records`` with :func:`networks_with_attachments`, which costs no host call.
+        """
+        return self.list_networks()
+
     # --- helpers --------------------------------------------------------------
 
     def _unsupported(self, method: str) -> NotSupportedError:

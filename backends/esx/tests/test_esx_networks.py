@@ -4,6 +4,7 @@ their switch and VLAN, the VMs' adapters on them, and one PropertyCollector retr
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,3 +102,19 @@ def test_listing_networks_is_one_retrieval(conn: virtabs.Connection, vcsim: Vcsi
     vcsim.reset_calls()
     conn.domain_records()  # the port groups' names for the NICs come in the inventory's one retrieval
     assert vcsim.calls() == {"RetrievePropertiesEx": 1}
+
+
+def test_inventory_takes_attachments_from_its_records(conn: virtabs.Connection, vcsim: Vcsim) -> None:
+    """The inventory's networks are list_networks' ones, but their attachments come from the records the
+    inventory has just read (no VM is read a second time: given no records, nothing is attached)."""
+    records = conn.domain_records()
+    listed = sorted((n.last_info for n in conn.list_networks()), key=lambda n: n.name)
+    vcsim.reset_calls()
+    for_inventory = sorted(conn._networks_for_inventory(records), key=lambda n: n.name)
+    assert vcsim.calls() == {"RetrievePropertiesEx": 1}
+    assert [(n.name, n.id, n.kind, n.device, n.vlan_ids) for n in for_inventory] == [
+        (n.name, n.id, n.kind, n.device, n.vlan_ids) for n in listed
+    ]
+    assert {n.name: Counter(n.attachments) for n in for_inventory} == {n.name: Counter(n.attachments) for n in listed}
+    assert any(n.attachments for n in listed), "vcsim's VMs are on networks: the comparison must not be empty"
+    assert not any(n.attachments for n in conn._networks_for_inventory([]))

@@ -66,6 +66,7 @@ from virtabs.spi import (
     VirtabsError,
     VolumeInfo,
     find_domain,
+    networks_with_attachments,
     quote,
 )
 
@@ -552,6 +553,15 @@ class EsxDriver(Driver):
     # --- networks ------------------------------------------------------------------------
 
     def list_networks(self) -> list[NetworkInfo]:
+        """Every network with the VMs' adapters on it; see :meth:`_networks`."""
+        return self._networks(read_vms=True)
+
+    def inventory_networks(self, records: list[DomainRecord]) -> list[NetworkInfo]:
+        """The networks alone (no VM is read again: the inventory's records already hold every NIC, with the
+        network's name and the MAC), their attachments filled from ``records``."""
+        return networks_with_attachments(self._networks(read_vms=False), records)
+
+    def _networks(self, *, read_vms: bool) -> list[NetworkInfo]:
         """Standard port groups (``Network``: VLANs and vSwitches from the hosts' port group specs),
         distributed port groups (VLAN from the default port config, the distributed switch's name) and opaque
         networks (listed without attachments), each with the VMs' adapters on it (MACs from the NIC backings):
@@ -566,7 +576,7 @@ class EsxDriver(Driver):
                     (vim.Network, vim.dvs.DistributedVirtualPortgroup, PORTGROUP_PROPS),
                     (vim.DistributedVirtualSwitch, vim.DistributedVirtualSwitch, ("name", "config.uplinkPortgroup")),
                     (vim.HostSystem, vim.HostSystem, HOST_NETWORK_PROPS),
-                    (vim.VirtualMachine, vim.VirtualMachine, VM_NIC_PROPS),
+                    *([(vim.VirtualMachine, vim.VirtualMachine, VM_NIC_PROPS)] if read_vms else []),
                 ],
             )
         switches = {m._moId: p.get("name") for m, p in found if isinstance(m, vim.DistributedVirtualSwitch)}
