@@ -10,7 +10,9 @@ hour (the inventory's per-host timeout reports it). No network and no real hyper
     python -m virtabs.testing.fleet DIR --hosts 10000 --domains 20 --latency-ms 20 --dead 3 --hanging 2
 
 writes the node files and ``DIR/hosts.txt`` (one URI per line; ``virtabs inventory $(cat DIR/hosts.txt)``
-or ``--config DIR/hosts.yaml``, also written).
+or ``--config DIR/hosts.yaml``, also written). ``fleet_node`` is the one generator of such node
+descriptions (the inventory tests and benchmarks use it too): domains with a disk and a NIC, a pool of
+base images, optionally networks.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ MAX_SEED = (1 << 32) // SEED_BLOCK - 1
 
 
 def _mac(number: int) -> str:
-    """``52:54:`` and the 32 bits of ``number``, most significant byte first."""
-    return "52:54:" + ":".join(f"{number >> shift & 0xFF:02x}" for shift in (24, 16, 8, 0))
+    """``52:54:`` and ``number`` (below 2**32) in four bytes, most significant first."""
+    digits = f"{number:08x}"
+    return "52:54:" + ":".join(digits[k : k + 2] for k in range(0, len(digits), 2))
 
 
 def fleet_node(
