@@ -42,7 +42,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -52,59 +51,10 @@ import attrs
 import virtabs
 import virtabs.inventory as inv
 from virtabs.drivers.test import TestDriver, reset_all_nodes
+from virtabs.testing.fleet import fleet_node
 from virtabs.testing.recorder import READ_METHODS
 
-GiB = 1 << 30
 HOST_COUNTS = (1, 10, 50)
-
-
-def node_description(host: str, domains: int, seed: int) -> dict[str, Any]:
-    """A node file: ``domains`` domains (qcow2 disk on a shared base image, one NIC) and a pool."""
-    doms = []
-    for i in range(domains):
-        n = seed * 100_000 + i
-        doms.append(
-            {
-                "name": f"{host}-vm{i:03d}",
-                "uuid": str(uuid.UUID(int=(seed << 64) + i + 1)),
-                "memory_bytes": (1 + i % 4) * GiB,
-                "vcpus": 1 + i % 8,
-                "state": ("running", "shutoff", "paused", "running")[i % 4],
-                "autostart": i % 2 == 0,
-                "disks": [
-                    {
-                        "target": "vda",
-                        "path": f"/pool/{host}-vm{i:03d}.qcow2",
-                        "format": "qcow2",
-                        "capacity_bytes": 20 * GiB,
-                        "allocation_bytes": (i + 1) << 20,
-                        "backing_chain": [f"/img/{host}-base{i % 3}.qcow2"],
-                    }
-                ],
-                "nics": [
-                    {
-                        "mac": f"52:54:00:{(n >> 16) & 0xFF:02x}:{(n >> 8) & 0xFF:02x}:{n & 0xFF:02x}",
-                        "network": "default",
-                        "ips": [f"10.{seed % 250}.{i // 250}.{i % 250 + 1}"],
-                    }
-                ],
-            }
-        )
-    return {
-        "host": {"hostname": host, "cpus": 32, "memory_bytes": 128 * GiB},
-        "pools": [
-            {
-                "name": "images",
-                "type": "dir",
-                "path": "/img",
-                "capacity_bytes": 500 * GiB,
-                "volumes": [
-                    {"name": f"{host}-base{b}.qcow2", "format": "qcow2", "capacity_bytes": 20 * GiB} for b in range(3)
-                ],
-            }
-        ],
-        "domains": doms,
-    }
 
 
 def make_nodes(directory: Path, hosts: int, domains: int) -> list[str]:
@@ -112,7 +62,7 @@ def make_nodes(directory: Path, hosts: int, domains: int) -> list[str]:
     uris = []
     for h in range(hosts):
         path = directory / f"node{h:02d}.json"
-        path.write_text(json.dumps(node_description(f"node{h:02d}", domains, h + 1)))
+        path.write_text(json.dumps(fleet_node(f"node{h:02d}", domains, h + 1, base_images=3)))
         uris.append(f"test://{path}")
     return uris
 

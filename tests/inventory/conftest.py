@@ -6,7 +6,6 @@ import collections
 import functools
 import json
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,66 +13,11 @@ from typing import Any
 import pytest
 
 from virtabs.drivers.test import TestDriver, reset_all_nodes
+from virtabs.testing.fleet import fleet_node
 from virtabs.testing.recorder import READ_METHODS
 
-GiB = 1 << 30
-STATES = ("running", "shutoff", "paused", "running")
-
-
-def node_description(host: str, domains: int, seed: int = 0) -> dict[str, Any]:
-    """A test-driver node: ``domains`` domains with a qcow2 disk on a backing chain, a NIC, one pool."""
-    doms = []
-    for i in range(domains):
-        n = seed * 100_000 + i
-        doms.append(
-            {
-                "name": f"{host}-vm{i:03d}",
-                "uuid": str(uuid.UUID(int=(seed << 64) + i + 1)),
-                "memory_bytes": (1 + i % 4) * GiB,
-                "vcpus": 1 + i % 8,
-                "state": STATES[i % len(STATES)],
-                "autostart": i % 2 == 0,
-                "disks": [
-                    {
-                        "target": "vda",
-                        "path": f"/pool/{host}-vm{i:03d}.qcow2",
-                        "format": "qcow2",
-                        "capacity_bytes": 20 * GiB,
-                        "allocation_bytes": (i + 1) * (1 << 20),
-                        "backing_chain": [f"/img/{host}-base{i % 3}.qcow2"],
-                    }
-                ],
-                "nics": [
-                    {
-                        "mac": f"52:54:00:{(n >> 16) & 0xFF:02x}:{(n >> 8) & 0xFF:02x}:{n & 0xFF:02x}",
-                        "network": "default",
-                        "model": "virtio",
-                        "ips": [f"10.{seed % 250}.{i // 250}.{i % 250 + 1}"],
-                    }
-                ],
-            }
-        )
-    return {
-        "host": {"hostname": host, "cpus": 32, "memory_bytes": 128 * GiB},
-        "pools": [
-            {
-                "name": "images",
-                "type": "dir",
-                "path": "/img",
-                "capacity_bytes": 500 * GiB,
-                "volumes": [
-                    {
-                        "name": f"{host}-base{b}.qcow2",
-                        "format": "qcow2",
-                        "capacity_bytes": 20 * GiB,
-                        "allocation_bytes": GiB,
-                    }
-                    for b in range(3)
-                ],
-            }
-        ],
-        "domains": doms,
-    }
+BASE_IMAGES = 3
+"""Base images per node: the domains' disks are spread over three backing files, so a pool has volumes."""
 
 
 @pytest.fixture(autouse=True)
@@ -85,11 +29,12 @@ def _fresh_nodes() -> Iterator[None]:
 
 @pytest.fixture
 def make_node(tmp_path: Path) -> Callable[..., str]:
-    """``make_node(host, domains=3, seed=0) -> "test:///.../host.json"``."""
+    """``make_node(host, domains=3, seed=0) -> "test:///.../host.json"``: a ``fleet_node`` with three base
+    images, or ``description`` when given."""
 
     def make(host: str, domains: int = 3, seed: int = 0, description: dict[str, Any] | None = None) -> str:
         path = tmp_path / f"{host}.json"
-        path.write_text(json.dumps(description or node_description(host, domains, seed)))
+        path.write_text(json.dumps(description or fleet_node(host, domains, seed, base_images=BASE_IMAGES)))
         return f"test://{path}"
 
     return make

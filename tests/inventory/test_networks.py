@@ -14,9 +14,10 @@ import pytest
 
 import virtabs
 import virtabs.inventory as inv
+from virtabs.testing.fleet import fleet_node
 from virtabs.testing.recorder import CallRecorder
 
-from .conftest import DriverCalls, node_description
+from .conftest import BASE_IMAGES, DriverCalls
 
 DMZ = {
     "name": "dmz",
@@ -30,17 +31,14 @@ DMZ = {
 
 
 def _with_networks(host: str, domains: int, seed: int, extra_networks: int = 0) -> dict[str, Any]:
-    """``node_description`` with networks ``default`` and ``dmz``; every odd domain's NIC is on ``dmz``."""
-    description = node_description(host, domains, seed)
-    description["networks"] = [
+    """A ``fleet_node`` with networks ``default``, ``dmz`` and ``extra_networks`` isolated ones, the NICs
+    spread over them in that order (with no extra network, every odd domain's NIC is on ``dmz``)."""
+    networks = [
         {"name": "default", "kind": "nat", "device": "virbr0", "subnets": [{"cidr": "192.168.122.0/24"}]},
         DMZ,
         *({"name": f"spare{i}", "kind": "isolated"} for i in range(extra_networks)),
     ]
-    for i, dom in enumerate(description["domains"]):
-        if i % 2:
-            dom["nics"][0]["network"] = "dmz"
-    return description
+    return fleet_node(host, domains, seed, base_images=BASE_IMAGES, networks=networks)
 
 
 @pytest.fixture
