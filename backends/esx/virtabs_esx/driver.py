@@ -142,8 +142,13 @@ class EsxDriver(Driver):
         Capability.DOMAIN_SNAPSHOT,
         Capability.DOMAIN_DISK_HOTPLUG,
         Capability.BLOCK_COPY,
+        Capability.BLOCK_COPY_MOVE_CHAIN,
         Capability.STORAGE_POOL,
         Capability.EVENTS,
+        notes={
+            Capability.BLOCK_COPY_MOVE_CHAIN: "Storage vMotion moves the disk with its delta disks to the "
+            "datastore; no flattening copy: copy with BlockCopyFlags.MOVE_CHAIN",
+        },
     )
     uri_examples: ClassVar[tuple[str, ...]] = (
         "esx://esx1.example.com/",
@@ -721,7 +726,8 @@ class EsxDriver(Driver):
     def block_copy(self, dom: DomainRef, disk: str, request: BlockCopyRequest) -> None:
         """RelocateVM_Task moving this disk to the datastore ``request.dest`` names.
 
-        The destination is ``/vmfs/volumes/<datastore>[/...]``: VMware chooses the file name. The job
+        Only a chain move (``block.copy.move_chain``; the core refuses other kinds): the disk's delta disks
+        move with it. The destination is ``/vmfs/volumes/<datastore>[/...]``: VMware chooses the file name. The job
         switches over by itself when the task succeeds (no pivot); its progress is the task's. A bandwidth
         is refused (InvalidArgumentError), as ``block_job_set_speed`` refuses one: Storage vMotion has none.
         """
@@ -882,6 +888,7 @@ class VpxDriver(VpxMigration, EsxDriver):
         Capability.DOMAIN_MIGRATE,
         Capability.DOMAIN_MIGRATE_LIVE,
         notes={
+            Capability.BLOCK_COPY_MOVE_CHAIN: EsxDriver.capabilities.notes[Capability.BLOCK_COPY_MOVE_CHAIN],
             Capability.DOMAIN_MIGRATE: "vMotion (RelocateVM_Task) to the host a vpx:// connection of the same "
             "vCenter names; always live, no bandwidth or downtime limit, no storage change",
         },

@@ -102,7 +102,13 @@ ALL = Capabilities.of(
     # Managed save (issue 27): virDomainManagedSave is there, but the kit proves a resume by the guest's run
     # clock, and neither libvirt's test driver (no guest) nor this package's QEMU target (a domain that boots
     # no OS) shows one yet; declared once a target reads it.
-    *(c for c in Capability if not c.value.startswith("domain.migrate") and c is not Capability.DOMAIN_MANAGED_SAVE),
+    # A libvirt copy flattens (the default) or is shallow; it has no chain move (block.copy.move_chain).
+    *(
+        c
+        for c in Capability
+        if not c.value.startswith("domain.migrate")
+        and c not in (Capability.DOMAIN_MANAGED_SAVE, Capability.BLOCK_COPY_MOVE_CHAIN)
+    ),
     notes={
         "block.copy": "libvirt's QEMU driver only; persistent domains need BlockCopyFlags.TRANSIENT_JOB",
         "domain.disk_hotplug": "not with libvirt's test driver",
