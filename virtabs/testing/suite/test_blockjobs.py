@@ -438,8 +438,8 @@ class TestBlockCopyFlags:
         c = virtabs_contract
         dom = c.chain_domain()
         source = vda(dom)
+        layers = [c.layer_digest(p) for p in (source.path, *source.backing_chain)]  # first: needs image.content
         assert source.backing_chain, "the chain domain's vda has no backing chain"
-        layers = [c.layer_digest(p) for p in (source.path, *source.backing_chain)]
         dest = c.scratch("moved.qcow2")
         after = copy_and_pivot(c, dom, dest, R.MOVE_CHAIN, top_layer=layers[0])
         if after is not None:
