@@ -180,6 +180,7 @@ def main() -> int:
             with virtabs.open(uri, credentials=creds) as conn:
                 ours = Contender("virtabs-esx domain_records()", conn.domain_records)
                 hand = Contender("hand-written PropertyCollector", HandWritten(si))
+
                 def records_and_networks() -> list[virtabs.DomainRecord]:
                     """What the inventory reads from a host: the records, then the networks for them."""
                     records = conn.domain_records()

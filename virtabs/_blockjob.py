@@ -117,6 +117,7 @@ class BlockJobMethods:
             dest=dest,
             format=format,
             shallow=bool(f & BlockCopyFlags.SHALLOW),
+            move_chain=bool(f & BlockCopyFlags.MOVE_CHAIN),
             reuse_existing=bool(f & BlockCopyFlags.REUSE_EXT),
             bandwidth_bytes=bw,
             granularity=granularity,
@@ -162,6 +163,7 @@ class BlockJobMethods:
     def _start_copy(self, disk: str, request: BlockCopyRequest) -> BlockJob:
         what = self._what(f"block copy of disk {quote(disk)}")
         op = OPERATIONS["block_copy"]
+        _rules.check_copy_kind(request, what)
         extra = _rules.copy_capabilities(request) + _rules.bandwidth_capabilities(request.bandwidth_bytes)
         self._conn._gate.check(op, what, extra=extra)
         _rules.check_copy_destination(request, what)

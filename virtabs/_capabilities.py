@@ -46,9 +46,16 @@ class Capability(enum.StrEnum):
     BLOCK_PULL = "block.pull"
     """block_pull and block_rebase without COPY."""
     BLOCK_COPY = "block.copy"
-    """block_copy / block_rebase with COPY (deep copy into a new file)."""
+    """block_copy / block_rebase with COPY; what a copy copies is one of the kinds below (at least one)."""
+    # --- kinds of copy (issue 27): what lands at the destination. A driver declares the ones it does;
+    # the gate refuses the others before the host is touched (virtabs._rules.copy_capabilities).
+    BLOCK_COPY_FLATTEN = "block.copy.flatten"
+    """The default copy (libvirt's): the whole backing chain flattened into one image at the destination."""
+    BLOCK_COPY_MOVE_CHAIN = "block.copy.move_chain"
+    """MOVE_CHAIN: the chain moves as it is, every layer kept (Hyper-V's Move-VMStorage, ESX's Storage vMotion)."""
     BLOCK_COPY_SHALLOW = "block.copy.shallow"
-    """Copy only the top layer (SHALLOW)."""
+    """SHALLOW: only the top layer is copied; the destination keeps the source's backing (also a kind)."""
+    # --- end of the kinds of copy
     BLOCK_COPY_REUSE_EXT = "block.copy.reuse_ext"
     """Copy into a pre-created destination (REUSE_EXT)."""
     BLOCK_COPY_RAW = "block.copy.raw"
@@ -96,6 +103,8 @@ class Capability(enum.StrEnum):
 
 
 BLOCK_JOB_CAPABILITIES = frozenset({Capability.BLOCK_PULL, Capability.BLOCK_COPY, Capability.BLOCK_COMMIT})
+COPY_KINDS = (Capability.BLOCK_COPY_FLATTEN, Capability.BLOCK_COPY_SHALLOW, Capability.BLOCK_COPY_MOVE_CHAIN)
+"""The kinds of copy: a driver declaring ``block.copy`` declares at least one of them."""
 
 
 def _parse_all(names: Iterable[Capability | str]) -> frozenset[Capability]:
@@ -132,6 +141,9 @@ class Capabilities:
             parent = _parent(cap)
             if parent is not None and parent not in self.supported:
                 raise InvalidArgumentError(f"capability {quote(cap.value)} declared without {quote(parent.value)}")
+        if Capability.BLOCK_COPY in self.supported and not self.supported.intersection(COPY_KINDS):
+            kinds = ", ".join(k.value for k in COPY_KINDS)
+            raise InvalidArgumentError(f"capability 'block.copy' declared without a kind of copy (one of {kinds})")
 
     @classmethod
     def of(cls, *names: Capability | str, notes: Mapping[Capability | str, str] | None = None) -> Capabilities:

@@ -37,6 +37,8 @@ class BlockRebaseFlags(enum.IntFlag):
     """The destination is a block device."""
     BANDWIDTH_BYTES = 1 << 6
     """``bandwidth`` is in bytes/s instead of MiB/s."""
+    MOVE_CHAIN = 1 << 16
+    """virtabs' own (libvirt has no such flag): move the chain as it is, every layer kept (block.copy.move_chain)."""
 
 
 class BlockCopyFlags(enum.IntFlag):
@@ -50,6 +52,8 @@ class BlockCopyFlags(enum.IntFlag):
     """Do not persist the job across a manager restart."""
     SYNCHRONOUS_WRITES = 1 << 3
     """Guest writes complete only once mirrored to the destination."""
+    MOVE_CHAIN = 1 << 16
+    """virtabs' own (libvirt has no such flag): move the chain as it is, every layer kept (block.copy.move_chain)."""
 
 
 class BlockPullFlags(enum.IntFlag):

@@ -563,11 +563,16 @@ class DomainRecord:
 class BlockCopyRequest:
     """A validated block copy. ``format`` is the destination's format, or None when the driver
     must keep the source's format (new file) or read it from the existing file's metadata (REUSE_EXT,
-    never for raw: COPY_RAW sets ``format="raw"``)."""
+    never for raw: COPY_RAW sets ``format="raw"``).
+
+    What is copied (:data:`~virtabs._capabilities.COPY_KINDS`): the whole chain flattened into one image
+    (neither ``shallow`` nor ``move_chain``), the top layer over the source's backing (``shallow``), or
+    the chain as it is, every layer kept, the lower ones where the host puts them (``move_chain``)."""
 
     dest: str
     format: str | None = None
     shallow: bool = False
+    move_chain: bool = False
     reuse_existing: bool = False
     dest_is_block_device: bool = False
     bandwidth_bytes: int = 0

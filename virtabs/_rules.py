@@ -9,7 +9,9 @@ rules come from libvirt's "blockjob: add new API flags" commit:
 rule                                                   error
 =====================================================  ===================================
 COPY without a destination                              InvalidArgumentError
-SHALLOW/REUSE_EXT/COPY_RAW/COPY_DEV without COPY        InvalidArgumentError
+SHALLOW/REUSE_EXT/COPY_RAW/COPY_DEV/MOVE_CHAIN w/o COPY  InvalidArgumentError
+MOVE_CHAIN with SHALLOW, REUSE_EXT, COPY_DEV or raw      InvalidArgumentError
+a kind of copy the driver does not declare              NotSupportedError (flatten, shallow, move_chain)
 relative destination                                    InvalidArgumentError
 SHALLOW into a new raw file over a backing chain        InvalidArgumentError
 destination inside the disk's own chain                 InvalidArgumentError
@@ -68,7 +70,11 @@ MiB = 1 << 20
 LLONG_MAX = (1 << 63) - 1
 TWO_PHASE = (BlockJobType.COPY, BlockJobType.ACTIVE_COMMIT)
 COPY_ONLY_FLAGS = (
-    BlockRebaseFlags.SHALLOW | BlockRebaseFlags.REUSE_EXT | BlockRebaseFlags.COPY_RAW | BlockRebaseFlags.COPY_DEV
+    BlockRebaseFlags.SHALLOW
+    | BlockRebaseFlags.REUSE_EXT
+    | BlockRebaseFlags.COPY_RAW
+    | BlockRebaseFlags.COPY_DEV
+    | BlockRebaseFlags.MOVE_CHAIN
 )
 
 T = TypeVar("T")
@@ -302,11 +308,38 @@ def never_done_before_ready(info: BlockJobInfo | None) -> BlockJobInfo | None:
 # --- block copy ----------------------------------------------------------------------------
 
 
+def copy_kind(request: BlockCopyRequest) -> Capability:
+    """The kind of copy ``request`` asks for: flatten (the default), shallow or move_chain."""
+    if request.move_chain:
+        return Capability.BLOCK_COPY_MOVE_CHAIN
+    return Capability.BLOCK_COPY_SHALLOW if request.shallow else Capability.BLOCK_COPY_FLATTEN
+
+
+def check_copy_kind(request: BlockCopyRequest, what: str) -> None:
+    """MOVE_CHAIN keeps every layer as it is, in files the host creates: it has no other kind, no raw
+    destination (raw has no backing) and no pre-created destination."""
+    if not request.move_chain:
+        return
+    clash = [
+        name
+        for name, given in (
+            ("SHALLOW", request.shallow),
+            ("REUSE_EXT", request.reuse_existing),
+            ("COPY_DEV", request.dest_is_block_device),
+            ("a raw destination", request.format == "raw"),
+        )
+        if given
+    ]
+    if clash:
+        raise InvalidArgumentError(
+            f"{what}: MOVE_CHAIN moves the chain as it is into files the host creates; "
+            f"it cannot be combined with {', '.join(clash)}"
+        )
+
+
 def copy_capabilities(request: BlockCopyRequest) -> list[Capability]:
-    """The capabilities a copy request needs beyond ``block.copy``."""
-    needed = []
-    if request.shallow:
-        needed.append(Capability.BLOCK_COPY_SHALLOW)
+    """The capabilities a copy request needs beyond ``block.copy``: its kind, then its options."""
+    needed = [copy_kind(request)]
     if request.reuse_existing:
         needed.append(Capability.BLOCK_COPY_REUSE_EXT)
     if request.format == "raw":
@@ -331,6 +364,7 @@ def copy_request_from_rebase(base: str | None, f: BlockRebaseFlags, bandwidth: i
         dest=base,
         format="raw" if f & BlockRebaseFlags.COPY_RAW else None,
         shallow=bool(f & BlockRebaseFlags.SHALLOW),
+        move_chain=bool(f & BlockRebaseFlags.MOVE_CHAIN),
         reuse_existing=bool(f & BlockRebaseFlags.REUSE_EXT),
         dest_is_block_device=bool(f & BlockRebaseFlags.COPY_DEV),
         bandwidth_bytes=bandwidth,
@@ -339,7 +373,7 @@ def copy_request_from_rebase(base: str | None, f: BlockRebaseFlags, bandwidth: i
 
 
 def refuse_copy_flags_without_copy(f: BlockRebaseFlags, what: str) -> None:
-    """SHALLOW, REUSE_EXT, COPY_RAW and COPY_DEV mean nothing without COPY."""
+    """SHALLOW, REUSE_EXT, COPY_RAW, COPY_DEV and MOVE_CHAIN mean nothing without COPY."""
     if f & COPY_ONLY_FLAGS:
         raise InvalidArgumentError(f"{what}: use of flags {(f & COPY_ONLY_FLAGS)!r} requires a copy job")
 

@@ -449,6 +449,29 @@ def test_blockcopy_wait_leaves_a_mirroring_job(run: Run, run_json: RunJson, tmp_
     assert (vda["path"], vda["format"]) == (dest, "qcow2")
 
 
+def test_blockcopy_move_chain_keeps_the_layers_and_is_refused_where_undeclared(
+    run: Run, run_json: RunJson, tmp_path: Path
+) -> None:
+    ok(run("attach-disk", "test", "vdb", "/default-pool/overlay.qcow2", "--format", "qcow2"))
+    dest = str(tmp_path / "moved.qcow2")
+    assert ok(run("blockcopy", "test", "vdb", dest, "--move-chain", "--pivot")).stdout.strip() == "Successfully pivoted"
+    vdb = disk(run_json, "vdb")
+    assert (vdb["path"], vdb["format"], vdb["backing_chain"]) == (dest, "qcow2", [dest + ".1"])
+    line = fails(
+        run(
+            "blockcopy",
+            "test",
+            "vda",
+            str(tmp_path / "x.img"),
+            "--move-chain",
+            uri="test:///default?without=block.copy.move_chain",
+        ),
+        3,
+        "NO_SUPPORT",
+    )
+    assert "block.copy.move_chain" in line
+
+
 def test_blockcopy_async_then_blockjob_info_speed_abort(run: Run, run_json: RunJson, tmp_path: Path) -> None:
     dest = str(tmp_path / "slow.img")
     assert ok(run("blockcopy", "test", "vda", dest, "--bandwidth", "1")).stdout.strip() == "Block Copy started"

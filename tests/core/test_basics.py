@@ -140,6 +140,20 @@ def test_capabilities_declaration() -> None:
     }
 
 
+def test_block_copy_is_declared_with_a_kind_of_copy() -> None:
+    """issue 27: what a copy copies is part of the declaration (flatten, shallow or move_chain)."""
+    with pytest.raises(virtabs.InvalidArgumentError, match="without a kind of copy"):
+        Capabilities.of("block.copy")
+    with pytest.raises(virtabs.InvalidArgumentError, match="without a kind of copy"):
+        Capabilities.of("block.copy", "block.copy.pivot", "block.copy.raw")
+    for kind in ("block.copy.flatten", "block.copy.shallow", "block.copy.move_chain"):
+        assert kind in Capabilities.of("block.copy", kind)
+    with pytest.raises(virtabs.InvalidArgumentError, match="without 'block.copy'"):
+        Capabilities.of("block.copy.move_chain")
+    # MOVE_CHAIN is virtabs' own bit, clear of libvirt's, and the same in both flag types
+    assert virtabs.BlockCopyFlags.MOVE_CHAIN == virtabs.BlockRebaseFlags.MOVE_CHAIN == 1 << 16
+
+
 def test_required_capability_names_exist() -> None:
     required = [
         "domain.define",

@@ -189,6 +189,11 @@ def blockpull(
 @click.argument("disk")
 @click.argument("dest")
 @click.option("--shallow", is_flag=True, help="Copy only the top image; the copy keeps the source's backing chain.")
+@click.option(
+    "--move-chain",
+    is_flag=True,
+    help="Move the chain as it is, every layer kept (block.copy.move_chain: Hyper-V, ESX); not in virsh.",
+)
 @click.option("--reuse-external", is_flag=True, help="Copy into an existing DEST instead of creating it.")
 @click.option("--raw", is_flag=True, help="The destination is raw (same as --format raw).")
 @click.option("--format", "format_", default=None, help="Destination format (default: the source's).")
@@ -206,6 +211,7 @@ def blockcopy(
     disk: str,
     dest: str,
     shallow: bool,
+    move_chain: bool,
     reuse_external: bool,
     raw: bool,
     format_: str | None,
@@ -231,6 +237,8 @@ def blockcopy(
         copy_flags = BlockCopyFlags(0)
         if shallow:
             copy_flags |= BlockCopyFlags.SHALLOW
+        if move_chain:
+            copy_flags |= BlockCopyFlags.MOVE_CHAIN
         if reuse_external:
             copy_flags |= BlockCopyFlags.REUSE_EXT
         bw = bandwidth if in_bytes else bandwidth * MiB
@@ -239,6 +247,8 @@ def blockcopy(
         flags = BlockRebaseFlags.COPY
         if shallow:
             flags |= BlockRebaseFlags.SHALLOW
+        if move_chain:
+            flags |= BlockRebaseFlags.MOVE_CHAIN
         if reuse_external:
             flags |= BlockRebaseFlags.REUSE_EXT
         if raw or format_ == "raw":

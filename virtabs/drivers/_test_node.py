@@ -242,6 +242,8 @@ class Job:
     dest_created: bool = False
     dest_format: str | None = None
     """Copy: the destination's format (REUSE_EXT with an explicit format overrides the probed one at pivot)."""
+    moved: tuple[tuple[str, str], ...] = ()
+    """MOVE_CHAIN copy: (source layer, its moved copy) for every layer, the top first."""
 
 
 # --------------------------------------------------------------------------- node
@@ -565,6 +567,8 @@ class Node:
         """End a job without its final effect (abort, or the domain went away)."""
         if job.type == BlockJobType.COPY and job.dest_created and job.dest is not None:
             self.images.pop(job.dest, None)
+            for _layer, copy in job.moved:
+                self.images.pop(copy, None)
         self._end(job, status, events, error)
 
     def fail_jobs(self, dom: DomainData, events: list[Event], reason: str) -> None:
@@ -622,7 +626,11 @@ class Node:
             img.allocation = min(img.capacity, img.allocation + data)
 
     def _on_ready(self, job: Job) -> None:
-        if job.type == BlockJobType.COPY and job.dest is not None:
+        if job.type == BlockJobType.COPY and job.moved:
+            for layer, copy in job.moved:  # each layer lands as it is
+                if layer in self.images and copy in self.images:
+                    self.images[copy].allocation = self.images[layer].allocation
+        elif job.type == BlockJobType.COPY and job.dest is not None:
             dest = self.images.get(job.dest)
             if dest is not None:
                 dest.allocation = min(dest.capacity, max(dest.allocation, job.end))

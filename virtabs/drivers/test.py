@@ -57,7 +57,8 @@ allocation, backing path)``. Domain disks point into it, a pool's volumes are
 the images in the pool's directory, and block jobs act on it: a pull flattens
 the chain, a commit merges layers, a copy creates its destination image
 (deep: no backing, the source's format unless a format is requested;
-shallow: the source's backing; REUSE_EXT: the existing image, from the store
+shallow: the source's backing; MOVE_CHAIN: a copy of every lower layer,
+``<dest>.1``, ``<dest>.2`` ..., each filled with its layer's data when the copy is ready; REUSE_EXT: the existing image, from the store
 or, failing that, a real file, probed as qcow2 by its magic, else raw). A disk whose path is not in the store when a domain is
 defined or a disk attached gets a made-up image (1 GiB; fully allocated when
 raw, 192 KiB of metadata otherwise). Nothing is written to the real file
@@ -875,6 +876,7 @@ class TestDriver(TestMigration, Driver):
                 check_format(request.format, f"copy destination '{dest_path}'")
             existing = node.images.get(dest_path)
             reuse = request.reuse_existing or request.dest_is_block_device
+            moved: list[Image] = []
             created = False
             if reuse:
                 if existing is None and not request.dest_is_block_device:
@@ -895,9 +897,15 @@ class TestDriver(TestMigration, Driver):
                     )
                 fmt = request.format or src.format
                 backing = src.backing if request.shallow else None
+                if request.move_chain:
+                    moved = self._moved_layers(dest_path, chain)
+                    backing = moved[0].path if moved else None
                 dest = Image(dest_path, fmt, src.capacity, 0 if fmt == "raw" else QCOW2_EMPTY_ALLOCATION, backing)
                 created = True
-            data = src.allocation if request.shallow else min(src.capacity, self._data(chain))
+            if request.move_chain:
+                data = self._data(chain)  # every layer moves, each as it is
+            else:
+                data = src.allocation if request.shallow else min(src.capacity, self._data(chain))
             job = new_job(
                 d,
                 spec.target,
@@ -909,10 +917,30 @@ class TestDriver(TestMigration, Driver):
                 dest=dest_path,
                 dest_created=created,
                 dest_format=request.format or dest.format,
+                moved=tuple(zip(chain, [dest_path, *(m.path for m in moved)], strict=True))
+                if request.move_chain
+                else (),
             )
             if created:
                 node.images[dest_path] = dest
+            for layer in moved:
+                node.images[layer.path] = layer
             node.start_job(job, events)
+
+    def _moved_layers(self, dest_path: str, chain: list[str]) -> list[Image]:
+        """MOVE_CHAIN: an empty copy of each layer below the top, ``<dest>.1``, ``<dest>.2`` ..., each
+        backed by the next, in the layer's own format (filled when the copy is ready)."""
+        paths = [f"{dest_path}.{n}" for n in range(1, len(chain))]
+        for path in paths:
+            if path in self._node.images:
+                raise InvalidArgumentError(f"copy destination '{path}' (a moved layer) already exists")
+        layers = []
+        for n, (layer, path) in enumerate(zip(chain[1:], paths, strict=True)):
+            src = self._node.images[layer]
+            below = paths[n + 1] if n + 1 < len(paths) else None
+            empty = 0 if src.format == "raw" else QCOW2_EMPTY_ALLOCATION
+            layers.append(Image(path, src.format, src.capacity, empty, below))
+        return layers
 
     def block_commit(self, dom: DomainRef, disk: str, request: BlockCommitRequest) -> None:
         """Commit ``top`` (None: the active image) down into ``base`` (None: the deepest image)."""

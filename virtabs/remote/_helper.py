@@ -292,6 +292,7 @@ def _dispatch(conn: Connection, method: str, kwargs: dict[str, Any]) -> Any:
     _check_arguments(method, kwargs, what)
     if method == "block_copy" and dom is not None and disk is not None:
         request = kwargs["request"]
+        _rules.check_copy_kind(request, what)
         extra = _rules.copy_capabilities(request)
         gate.check(op, what, extra=extra)
         _rules.check_copy_destination(request, what)

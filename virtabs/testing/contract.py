@@ -24,13 +24,23 @@ from ..spi import OPERATIONS, Driver, methods_for
 from .recorder import READ_METHODS, CallRecorder
 from .target import OBSERVABLE_EFFECTS, OPTIONAL_METHODS, ContractTarget, NotObservable, TargetUnavailable
 
-__all__ = ["ABSENT_DOMAIN", "Contract", "RefusalProblem", "verify_refusals"]
+__all__ = ["ABSENT_DOMAIN", "Contract", "RefusalProblem", "copy_kind_flags", "verify_refusals"]
 
 MiB = 1 << 20
 ABSENT_DOMAIN = DomainRef("virtabs-contract-absent", "00000000-0000-4000-8000-00000000c0de")
 """A domain that exists nowhere: refusal checks run against it, so no refusal can depend on a lookup."""
 SLOW_BYTES_PER_S = 1024
 """A bandwidth (bytes/s) that keeps a block job of the chain disk far from ready for the whole test."""
+
+
+def copy_kind_flags(conn: Connection) -> int:
+    """Flags of a copy of a kind ``conn`` declares: 0 (flatten, libvirt's default) where it may, else
+    MOVE_CHAIN, else SHALLOW (the same bits in BlockCopyFlags and BlockRebaseFlags)."""
+    if conn.supports(Capability.BLOCK_COPY_FLATTEN):
+        return 0
+    if conn.supports(Capability.BLOCK_COPY_MOVE_CHAIN):
+        return int(BlockCopyFlags.MOVE_CHAIN)
+    return int(BlockCopyFlags.SHALLOW) if conn.supports(Capability.BLOCK_COPY_SHALLOW) else 0
 
 
 class Contract:
@@ -303,6 +313,22 @@ def public_calls(contract: Contract, cap: Capability) -> list[PublicCall]:
             ("Domain.block_copy", lambda: dom.block_copy("vda", _DEST), _NONE),
             ("Domain.block_rebase(COPY)", lambda: dom.block_rebase("vda", _DEST, flags=BlockRebaseFlags.COPY), _NONE),
         ],
+        c.BLOCK_COPY_FLATTEN: [
+            ("Domain.block_copy(flags=0)", lambda: dom.block_copy("vda", _DEST), _NONE),
+            ("Domain.block_rebase(COPY)", lambda: dom.block_rebase("vda", _DEST, flags=BlockRebaseFlags.COPY), _NONE),
+        ],
+        c.BLOCK_COPY_MOVE_CHAIN: [
+            (
+                "Domain.block_copy(MOVE_CHAIN)",
+                lambda: dom.block_copy("vda", _DEST, flags=BlockCopyFlags.MOVE_CHAIN),
+                _NONE,
+            ),
+            (
+                "Domain.block_rebase(COPY|MOVE_CHAIN)",
+                lambda: dom.block_rebase("vda", _DEST, flags=BlockRebaseFlags.COPY | BlockRebaseFlags.MOVE_CHAIN),
+                _NONE,
+            ),
+        ],
         c.BLOCK_COPY_SHALLOW: [
             ("Domain.block_copy(SHALLOW)", lambda: dom.block_copy("vda", _DEST, flags=BlockCopyFlags.SHALLOW), _NONE),
             (
@@ -341,7 +367,11 @@ def public_calls(contract: Contract, cap: Capability) -> list[PublicCall]:
         c.BLOCK_COMMIT: [("Domain.block_commit", lambda: dom.block_commit("vda"), _NONE)],
         c.BLOCK_BANDWIDTH: [
             ("Domain.block_job_set_speed", lambda: dom.block_job_set_speed("vda", 1), _NONE),
-            ("Domain.block_copy(bandwidth=1)", lambda: dom.block_copy("vda", _DEST, bandwidth=1), _NONE),
+            (
+                "Domain.block_copy(bandwidth=1)",
+                lambda: dom.block_copy("vda", _DEST, flags=copy_kind_flags(conn), bandwidth=1),
+                _NONE,
+            ),
             ("Domain.block_pull(bandwidth=1)", lambda: dom.block_pull("vda", bandwidth=1), _NONE),
             ("Domain.block_commit(bandwidth=1)", lambda: dom.block_commit("vda", bandwidth=1), _NONE),
         ],
@@ -440,7 +470,8 @@ def _check_pivot(contract: Contract, problems: list[str]) -> None:
         return  # covered by the block.copy refusals
     dom = contract.chain_domain()
     bandwidth = SLOW_BYTES_PER_S if contract.conn.supports(Capability.BLOCK_BANDWIDTH) else 0
-    dom.block_copy("vda", contract.scratch("pivot.qcow2"), flags=BlockCopyFlags.TRANSIENT_JOB, bandwidth=bandwidth)
+    flags = BlockCopyFlags.TRANSIENT_JOB | copy_kind_flags(contract.conn)
+    dom.block_copy("vda", contract.scratch("pivot.qcow2"), flags=flags, bandwidth=bandwidth)
     try:
         with contract.record() as rec:
             try:

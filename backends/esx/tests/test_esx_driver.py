@@ -40,6 +40,7 @@ from virtabs_esx import _tls
 from virtabs_esx.testing import EsxTarget
 
 M = MigrateFlags
+MOVE_CHAIN = virtabs.BlockCopyFlags.MOVE_CHAIN
 
 
 def _uri(sim: Vcsim, query: str = "", scheme: str = "vpx") -> str:
@@ -346,15 +347,34 @@ def test_a_bandwidth_is_refused_by_block_copy_as_by_set_speed(vcsim: Vcsim, conn
     before = dom.disks()[0].path
     vcsim.reset_calls()
     with pytest.raises(NotSupportedError, match="block.bandwidth") as copy_refusal:
-        dom.block_copy("vda", "/vmfs/volumes/LocalDS_1", bandwidth=1)
+        dom.block_copy("vda", "/vmfs/volumes/LocalDS_1", flags=MOVE_CHAIN, bandwidth=1)
     assert "RelocateVM_Task" not in vcsim.calls(), "a refused copy must not start a relocation"
     assert dom.block_job_info("vda") is None
     assert dom.disks()[0].path == before
     with pytest.raises(NotSupportedError) as speed_refusal:
         dom.block_job_set_speed("vda", 1)
     assert type(copy_refusal.value) is type(speed_refusal.value)
-    dom.block_copy("vda", "/vmfs/volumes/LocalDS_1", bandwidth=0)  # unlimited: what Storage vMotion does
+    dom.block_copy("vda", "/vmfs/volumes/LocalDS_1", flags=MOVE_CHAIN, bandwidth=0)  # unlimited, as Storage vMotion
     assert vcsim.calls().get("RelocateVM_Task") == 1
+
+
+def test_only_a_chain_move_is_declared_and_a_flattening_copy_is_refused(vcsim: Vcsim, conn: virtabs.Connection) -> None:
+    """Storage vMotion moves a disk with its delta disks: ESX declares block.copy.move_chain, not
+    block.copy.flatten nor block.copy.shallow, and the core refuses those copies before any task."""
+    assert conn.supports("block.copy.move_chain")
+    assert not conn.supports("block.copy.flatten") and not conn.supports("block.copy.shallow")
+    target: EsxTarget = conn.test_target  # type: ignore[attr-defined]
+    dom = target.make_domain(conn, running=True)
+    before = dom.disks()[0].path
+    vcsim.reset_calls()
+    with pytest.raises(NotSupportedError, match="block.copy.flatten"):
+        dom.block_copy("vda", "/vmfs/volumes/LocalDS_1")
+    with pytest.raises(NotSupportedError, match="block.copy.flatten"):
+        dom.block_rebase("vda", "/vmfs/volumes/LocalDS_1", flags=virtabs.BlockRebaseFlags.COPY)
+    with pytest.raises(NotSupportedError, match="block.copy.shallow"):
+        dom.block_copy("vda", "/vmfs/volumes/LocalDS_1", flags=virtabs.BlockCopyFlags.SHALLOW)
+    assert "RelocateVM_Task" not in vcsim.calls(), "a refused copy must not start a relocation"
+    assert dom.disks()[0].path == before
 
 
 # --- events: WaitForUpdatesEx ------------------------------------------------------------------
@@ -385,7 +405,7 @@ def test_power_changes_arrive_as_lifecycle_events(conn: virtabs.Connection, vcsi
         wait_for(LifecycleEventType.STOPPED)
         assert vcsim.calls().get("WaitForUpdatesEx", 0) >= 1
         dom.start()
-        job = dom.block_copy("vda", "/vmfs/volumes/LocalDS_1/copy.vmdk")
+        job = dom.block_copy("vda", "/vmfs/volumes/LocalDS_1/copy.vmdk", flags=MOVE_CHAIN)
         with got:
             assert got.wait_for(
                 lambda: any(isinstance(e, BlockJobEvent) and e.status == BlockJobStatus.COMPLETED for e in seen),

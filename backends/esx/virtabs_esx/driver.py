@@ -179,12 +179,15 @@ class EsxDriver(Driver):
         Capability.DOMAIN_SNAPSHOT,
         Capability.DOMAIN_DISK_HOTPLUG,
         Capability.BLOCK_COPY,
+        Capability.BLOCK_COPY_MOVE_CHAIN,
         Capability.STORAGE_POOL,
         Capability.EVENTS,
         Capability.NETWORK,
         notes={
             Capability.NETWORK: "standard, distributed port groups and opaque networks in one PropertyCollector "
-            "retrieval; no subnets (vSphere does not know them); read-only"
+            "retrieval; no subnets (vSphere does not know them); read-only",
+            Capability.BLOCK_COPY_MOVE_CHAIN: "Storage vMotion moves the disk with its delta disks to the "
+            "datastore; no flattening copy: copy with BlockCopyFlags.MOVE_CHAIN",
         },
     )
     uri_examples: ClassVar[tuple[str, ...]] = (
@@ -911,7 +914,8 @@ class EsxDriver(Driver):
     def block_copy(self, dom: DomainRef, disk: str, request: BlockCopyRequest) -> None:
         """RelocateVM_Task moving this disk to the datastore ``request.dest`` names.
 
-        The destination is ``/vmfs/volumes/<datastore>[/...]``: VMware chooses the file name. The job
+        Only a chain move (``block.copy.move_chain``; the core refuses other kinds): the disk's delta disks
+        move with it. The destination is ``/vmfs/volumes/<datastore>[/...]``: VMware chooses the file name. The job
         switches over by itself when the task succeeds (no pivot); its progress is the task's. A bandwidth
         is refused (InvalidArgumentError), as ``block_job_set_speed`` refuses one: Storage vMotion has none.
         """

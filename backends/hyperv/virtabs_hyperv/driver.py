@@ -183,6 +183,7 @@ class HypervDriver(HypervMigration, Driver):
         Capability.DOMAIN_SNAPSHOT,
         Capability.DOMAIN_DISK_HOTPLUG,
         Capability.BLOCK_COPY,
+        Capability.BLOCK_COPY_MOVE_CHAIN,
         Capability.STORAGE_POOL,
         Capability.STORAGE_VOLUME,
         Capability.STORAGE_VOLUME_RESIZE,
@@ -206,6 +207,10 @@ class HypervDriver(HypervMigration, Driver):
                 "Move-VMStorage: copies, switches the VM over and deletes the source by itself; no ready phase, "
                 "no bandwidth limit (block.bandwidth undeclared, reported as 0); abort terminates the command, jobs are seen by the "
                 "connection that started them"
+            ),
+            Capability.BLOCK_COPY_MOVE_CHAIN: (
+                "Move-VMStorage -Vhds moves a differencing VHDX with its parents (RetainVhdCopiesOnSource keeps "
+                "them); no flattening copy: copy with BlockCopyFlags.MOVE_CHAIN"
             ),
             Capability.STORAGE_POOL: "one pool 'default': the host's VirtualHardDiskPath",
             Capability.STORAGE_VOLUME: "VHD/VHDX files (New-VHD, Remove-Item); no qcow2",
@@ -645,7 +650,9 @@ class HypervDriver(HypervMigration, Driver):
     def block_copy(self, dom: DomainRef, disk: str, request: BlockCopyRequest) -> None:
         """Start Move-VMStorage of the disk's VHD to ``request.dest`` in a WinRM shell of its own.
 
-        Hyper-V copies, switches the running VM over to the copy and deletes the source by itself: the
+        Only a chain move (``block.copy.move_chain``; the core refuses other kinds): a differencing VHDX
+        moves with its parents, never flattened. Hyper-V copies, switches the running VM over to the copy
+        and deletes the source by itself: the
         job has no ready phase and ends with the disk naming the copy. It has no bandwidth limit
         (``block.bandwidth`` is not declared, so the core refuses a limit; job info reports 0).
         """

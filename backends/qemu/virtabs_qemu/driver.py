@@ -127,6 +127,7 @@ class QemuDriver(Driver):
         Capability.DOMAIN_DISK_HOTPLUG,
         Capability.BLOCK_PULL,
         Capability.BLOCK_COPY,
+        Capability.BLOCK_COPY_FLATTEN,
         Capability.BLOCK_COPY_SHALLOW,
         Capability.BLOCK_COPY_REUSE_EXT,
         Capability.BLOCK_COPY_RAW,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import hashlib
 import json
@@ -15,10 +16,17 @@ from virtabs import Connection, DiskSpec, Domain, DomainSpec, StoragePool
 from virtabs.testing import DefaultTarget
 
 MiB = 1 << 20
+RTC_BASE = 946684800
+"""2000-01-01T00:00:00Z: where the contract domains' RTC starts (``<clock offset='absolute'>``)."""
+RTC_TIME = json.dumps({"execute": "qom-get", "arguments": {"path": "/machine", "property": "rtc-time"}})
 
 
 class QemuTarget(DefaultTarget):
-    """Images are real files in ``directory`` made with qemu-img; domains boot nothing (no OS needed)."""
+    """Images are real files in ``directory`` made with qemu-img; domains boot nothing (no OS needed).
+
+    The run clock without a guest OS: each domain's RTC starts at 2000-01-01 and follows the VM's own clock
+    (``<timer name='rtc' track='guest'/>``: QEMU's ``-rtc clock=vm``), which stands still while the VM is
+    stopped and is saved and restored with it; :meth:`run_clock` reads it through QMP (``rtc-time``)."""
 
     job_timeout = 120.0
     shutdown_timeout = 10.0
@@ -55,6 +63,7 @@ class QemuTarget(DefaultTarget):
             "libvirt": {
                 "machine": "q35",
                 "devices": ["<video><model type='none'/></video>", "<memballoon model='none'/>"],
+                "clock": f"<clock offset='absolute' start='{RTC_BASE}'><timer name='rtc' track='guest'/></clock>",
             }
         }
         return DomainSpec(
@@ -124,6 +133,24 @@ class QemuTarget(DefaultTarget):
         if self._libvirt is None:
             self._libvirt = libvirt.open(self.libvirt_uri)
         return self._libvirt
+
+    def run_clock(self, conn: Connection, dom: Domain) -> float | None:
+        """Seconds the domain has run since it started: its RTC (see the class) less 2000-01-01, read with
+        ``qom-get /machine rtc-time`` through libvirt's QEMU monitor passthrough; None while it is not running."""
+        import libvirt
+        import libvirt_qemu
+
+        try:
+            d = self._lv().lookupByUUIDString(dom.uuid)
+            if not d.isActive():
+                return None
+            reply = json.loads(libvirt_qemu.qemuMonitorCommand(d, RTC_TIME, 0))
+        except libvirt.libvirtError:
+            return None
+        tm = reply["return"]
+        fields = ("tm_year", "tm_mon", "tm_mday", "tm_hour", "tm_min", "tm_sec")
+        year, month, day, hour, minute, second = (int(tm[f]) for f in fields)
+        return float(calendar.timegm((year + 1900, month + 1, day, hour, minute, second)) - RTC_BASE)
 
     def _flush_running_domains(self) -> None:
         """Pause and resume this run's running domains: QEMU keeps qcow2 metadata in a cache, and only a

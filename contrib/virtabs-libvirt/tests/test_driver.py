@@ -89,6 +89,17 @@ def test_domain_xml_round_trip() -> None:
     assert back.nics == spec.nics
 
 
+def test_domain_xml_takes_one_clock_element() -> None:
+    clock = "<clock offset='absolute' start='946684800'><timer name='rtc' track='guest'/></clock>"
+    spec = DomainSpec(name="vt-clock", memory_bytes=64 * MiB, vcpus=1, extra={"libvirt": {"clock": clock}})
+    xml = _xml.domain_xml(spec, "kvm")
+    assert '<clock offset="absolute" start="946684800"><timer name="rtc" track="guest" /></clock>' in xml
+    assert xml.index("<clock") < xml.index("<devices")
+    wrong = DomainSpec(name="vt-clock", memory_bytes=64 * MiB, vcpus=1, extra={"libvirt": {"clock": "<os/>"}})
+    with pytest.raises(virtabs.InvalidArgumentError, match="one <clock> element"):
+        _xml.domain_xml(wrong, "kvm")
+
+
 def test_live_disk_xml_gives_the_backing_chain() -> None:
     xml = """<domain><devices>
       <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/i/snap2.qcow2'/>

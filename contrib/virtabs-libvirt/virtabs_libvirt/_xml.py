@@ -118,7 +118,8 @@ def _token(value: object, what: str) -> str:
 
 
 def domain_xml(spec: DomainSpec, domain_type: str, *, arch: str | None = None) -> str:
-    """The ``<domain>`` XML for ``spec``. ``spec.extra["libvirt"]`` may set ``machine``, ``emulator``, ``arch``."""
+    """The ``<domain>`` XML for ``spec``. ``spec.extra["libvirt"]`` may set ``machine``, ``emulator``, ``arch``,
+    ``devices`` (raw device XML snippets) and ``clock`` (one raw ``<clock>`` element)."""
     extra: dict[str, Any] = dict(spec.extra.get("libvirt", {}) or {})
     for key in ("domain_type", "arch", "machine"):
         if extra.get(key):
@@ -136,6 +137,15 @@ def domain_xml(spec: DomainSpec, domain_type: str, *, arch: str | None = None) -
         os_type.set("arch", str(extra.get("arch") or arch))
     if extra.get("machine"):
         os_type.set("machine", str(extra["machine"]))
+    if extra.get(
+        "clock"
+    ):  # e.g. "<clock offset='absolute' start='946684800'><timer name='rtc' track='guest'/></clock>"
+        clock = ET.fromstring(str(extra["clock"]))
+        if clock.tag != "clock":
+            raise InvalidArgumentError(
+                f"domain {quote(spec.name)}: extra['libvirt']['clock'] must be one <clock> element, got <{clock.tag}>"
+            )
+        root.append(clock)
     devices = ET.SubElement(root, "devices")
     if extra.get("emulator"):
         ET.SubElement(devices, "emulator").text = str(extra["emulator"])

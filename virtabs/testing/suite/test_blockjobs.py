@@ -34,7 +34,7 @@ from ..._flags import (
     DomainState,
 )
 from ..._models import BlockJobInfo, DiskInfo
-from ..contract import SLOW_BYTES_PER_S, Contract, no_driver_calls
+from ..contract import SLOW_BYTES_PER_S, Contract, copy_kind_flags, no_driver_calls
 from ..markers import requires
 from ..recorder import READ_METHODS
 
@@ -68,7 +68,8 @@ def throttle(c: Contract, bytes_per_s: int) -> int:
 def throttled_copy(c: Contract, dom: Domain, name: str, bandwidth: int) -> BlockJob:
     """A transient copy of ``vda`` at ``bandwidth`` bytes/s where the connection declares block.bandwidth;
     unthrottled where it does not."""
-    return dom.block_copy("vda", c.scratch(name), flags=TRANSIENT, bandwidth=throttle(c, bandwidth))
+    flags = TRANSIENT | copy_kind_flags(c.conn)
+    return dom.block_copy("vda", c.scratch(name), flags=flags, bandwidth=throttle(c, bandwidth))
 
 
 def slow_copy(c: Contract, dom: Domain, name: str = "slow.qcow2") -> BlockJob:
@@ -78,7 +79,7 @@ def slow_copy(c: Contract, dom: Domain, name: str = "slow.qcow2") -> BlockJob:
     in flight until it switches over by itself), which is all the "during a copy" rules need.
     """
     bandwidth = throttle(c, SLOW_BYTES_PER_S)
-    job = dom.block_copy("vda", c.scratch(name), flags=TRANSIENT, bandwidth=bandwidth)
+    job = dom.block_copy("vda", c.scratch(name), flags=TRANSIENT | copy_kind_flags(c.conn), bandwidth=bandwidth)
     info = job.info()
     if info is None:
         raise c.effect_missing("copy.in_flight", "a copy throttled to 1 KiB/s has already ended when it is first read")
@@ -134,9 +135,14 @@ class TestBlockCopyRules:
     def test_second_job_on_the_disk_is_block_copy_active(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.chain_domain()
         job = slow_copy(virtabs_contract, dom)
+        kind = copy_kind_flags(virtabs_contract.conn)
         try:
-            expect_copy_active(lambda: dom.block_copy("vda", virtabs_contract.scratch("2nd.qcow2"), flags=TRANSIENT))
-            expect_copy_active(lambda: dom.block_rebase("vda", virtabs_contract.scratch("3rd.qcow2"), flags=R.COPY))
+            expect_copy_active(
+                lambda: dom.block_copy("vda", virtabs_contract.scratch("2nd.qcow2"), flags=TRANSIENT | kind)
+            )
+            expect_copy_active(
+                lambda: dom.block_rebase("vda", virtabs_contract.scratch("3rd.qcow2"), flags=R.COPY | kind)
+            )
         finally:
             job.abort()
 
@@ -207,7 +213,7 @@ class TestBlockCopyRules:
         source = vda(dom)
         content = c.image_digest(source.path)
         if c.conn.supports("block.copy.pivot"):  # abort in the mirror phase
-            job = dom.block_rebase("vda", c.scratch("aborted.qcow2"), flags=R.COPY)
+            job = dom.block_rebase("vda", c.scratch("aborted.qcow2"), flags=R.COPY | copy_kind_flags(c.conn))
             c.wait_ready(job)
         else:  # a copy that switches over by itself is aborted before it ends
             job = slow_copy(c, dom, "aborted.qcow2")
@@ -221,7 +227,7 @@ class TestBlockCopyRules:
             )
         assert c.image_digest(source.path) == content, "an aborted copy changed the source's content"
 
-    @requires("block.copy", "block.copy.reuse_ext")
+    @requires("block.copy", "block.copy.flatten", "block.copy.reuse_ext")
     def test_reuse_ext_without_a_destination_fails_cleanly(self, virtabs_contract: Contract) -> None:
         c = virtabs_contract
         dom = c.chain_domain()
@@ -393,7 +399,7 @@ def copy_without_pivot(
 class TestBlockCopyFlags:
     """The flag combinations of the seed: the copy holds the source's content, the disk ends on the right image."""
 
-    @requires("block.copy")
+    @requires("block.copy", "block.copy.flatten")
     def test_copy_flattens_into_the_source_format(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.chain_domain()
         source = vda(dom)
@@ -405,7 +411,7 @@ class TestBlockCopyFlags:
                 f"{after.path!r} ({after.format}) backed by {list(after.backing_chain)}"
             )
 
-    @requires("block.copy", "block.copy.raw")
+    @requires("block.copy", "block.copy.flatten", "block.copy.raw")
     def test_copy_raw_flattens_into_raw(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.chain_domain()
         dest = virtabs_contract.scratch("deep.raw")
@@ -424,7 +430,48 @@ class TestBlockCopyFlags:
         if after is not None:
             assert (after.path, after.format, after.backing_chain) == (dest, source.format, source.backing_chain)
 
-    @requires("block.copy", "block.copy.reuse_ext")
+    @requires("block.copy", "block.copy.move_chain")
+    def test_move_chain_keeps_every_layer(self, virtabs_contract: Contract) -> None:
+        """MOVE_CHAIN: the disk ends on the destination, the chain as deep as it was, each layer holding what
+        the layer it replaces held (read before the copy: a move may delete the source's files), and the
+        guest seeing the same content. Where the lower layers land is the host's choice."""
+        c = virtabs_contract
+        dom = c.chain_domain()
+        source = vda(dom)
+        layers = [c.layer_digest(p) for p in (source.path, *source.backing_chain)]  # first: needs image.content
+        assert source.backing_chain, "the chain domain's vda has no backing chain"
+        dest = c.scratch("moved.qcow2")
+        after = copy_and_pivot(c, dom, dest, R.MOVE_CHAIN, top_layer=layers[0])
+        if after is not None:
+            assert (after.path, after.format, len(after.backing_chain)) == (
+                dest,
+                source.format,
+                len(source.backing_chain),
+            ), (
+                f"a chain move keeps every layer: the disk is {after.path!r} ({after.format}) backed by "
+                f"{list(after.backing_chain)}, the source was backed by {list(source.backing_chain)}"
+            )
+            moved = [c.layer_digest(p) for p in after.backing_chain]
+            assert moved == layers[1:], "a moved lower layer does not hold what the source's layer held"
+
+    @requires("block.copy", "block.copy.move_chain")
+    def test_move_chain_refuses_other_kinds_and_raw(self, virtabs_contract: Contract) -> None:
+        """MOVE_CHAIN with SHALLOW, REUSE_EXT, COPY_DEV or a raw destination is invalid before the host is
+        touched (the chain moves as it is, into files the host creates)."""
+        dom = virtabs_contract.chain_domain()
+        dest = virtabs_contract.scratch("never.qcow2")
+        for flags, fmt in (
+            (BlockCopyFlags.MOVE_CHAIN | BlockCopyFlags.SHALLOW, None),
+            (BlockCopyFlags.MOVE_CHAIN | BlockCopyFlags.REUSE_EXT, None),
+            (BlockCopyFlags.MOVE_CHAIN, "raw"),
+        ):
+            with no_driver_calls(virtabs_contract), pytest.raises(InvalidArgumentError, match="MOVE_CHAIN"):
+                dom.block_copy("vda", dest, flags=TRANSIENT | flags, format=fmt)
+        with no_driver_calls(virtabs_contract), pytest.raises(InvalidArgumentError, match="MOVE_CHAIN"):
+            dom.block_rebase("vda", dest, flags=R.COPY | R.MOVE_CHAIN | R.COPY_DEV)
+        virtabs_contract.assert_no_job_anywhere(dom)
+
+    @requires("block.copy", "block.copy.flatten", "block.copy.reuse_ext")
     def test_reuse_ext_copies_the_whole_chain_into_the_existing_file(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.chain_domain()
         source = vda(dom)
@@ -456,7 +503,7 @@ class TestBlockCopyFlags:
                 (mid, *source.backing_chain),
             ), f"REUSE_EXT did not keep the destination's own backing {mid!r}: {after.backing_chain}"
 
-    @requires("block.copy", "block.copy.dev")
+    @requires("block.copy", "block.copy.flatten", "block.copy.dev")
     def test_copy_dev_onto_an_existing_device(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.chain_domain()
         dest = virtabs_contract.block_device("device")
@@ -464,7 +511,7 @@ class TestBlockCopyFlags:
         if after is not None:
             assert (after.path, after.backing_chain) == (dest, ())
 
-    @requires("block.copy", "block.copy.dev", "block.copy.raw")
+    @requires("block.copy", "block.copy.flatten", "block.copy.dev", "block.copy.raw")
     def test_copy_dev_raw_onto_an_existing_device(self, virtabs_contract: Contract) -> None:
         dom = virtabs_contract.chain_domain()
         dest = virtabs_contract.block_device("device")
@@ -472,7 +519,7 @@ class TestBlockCopyFlags:
         if after is not None:
             assert (after.path, after.format, after.backing_chain) == (dest, "raw", ())
 
-    @requires("block.copy", "block.copy.pivot", "block.copy.raw")
+    @requires("block.copy", "block.copy.flatten", "block.copy.pivot", "block.copy.raw")
     def test_block_copy_api_with_format_raw(self, virtabs_contract: Contract) -> None:
         c = virtabs_contract
         dom = c.chain_domain()
@@ -593,12 +640,13 @@ class TestBlockJobEvents:
             return [e.status for e in list(log.events) if isinstance(e, BlockJobEvent) and e.disk == "vda"]
 
         with virtabs_contract.conn.subscribe(log, domain=dom):
-            job = dom.block_copy("vda", virtabs_contract.scratch("events.qcow2"), flags=TRANSIENT)
+            kind = copy_kind_flags(virtabs_contract.conn)
+            job = dom.block_copy("vda", virtabs_contract.scratch("events.qcow2"), flags=TRANSIENT | kind)
             virtabs_contract.wait_ready(job)
             virtabs_contract.wait_until(lambda: BlockJobStatus.READY in statuses(), "a READY block job event", 10)
             job.pivot()
             virtabs_contract.wait_until(lambda: BlockJobStatus.COMPLETED in statuses(), "a COMPLETED event", 10)
-            job = dom.block_copy("vda", virtabs_contract.scratch("events2.qcow2"), flags=TRANSIENT)
+            job = dom.block_copy("vda", virtabs_contract.scratch("events2.qcow2"), flags=TRANSIENT | kind)
             job.abort()
             virtabs_contract.wait_until(lambda: BlockJobStatus.CANCELED in statuses(), "a CANCELED event", 10)
         virtabs_contract.assert_no_job_anywhere(dom)
