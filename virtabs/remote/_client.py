@@ -214,6 +214,13 @@ class Channel:
             raise pending.error
         return pending.result
 
+    def send(self, session: int | None, method: str, args: dict[str, Any]) -> None:
+        """Send one call without waiting for its reply (dropped when it comes): for a call whose answer
+        changes nothing for the caller, such as closing a session, which then costs no round trip."""
+        if self._dead is not None:
+            raise ConnectError(f"{self._dead.message}; open a new connection")
+        self._write({"type": "call", "id": next(self._ids), "session": session, "method": method, "args": args})
+
     def _wait(self, pending: _Pending, method: str, limit: float) -> None:
         """Wait for ``pending``: read the stream ourselves when nobody else is, else wait to be told."""
         deadline = time.monotonic() + limit
@@ -479,7 +486,10 @@ class RemoteDriver(Driver):
         return self._capabilities
 
     def close(self) -> None:
-        """Close the remote session; the last session of a channel ends ssh and the helper."""
+        """Close the remote session; the last session of a channel ends ssh and the helper.
+
+        The close is sent without waiting for its reply (its errors were never reported): the helper
+        serves it before the end of the stream that closing the channel's last session brings."""
         if self._closed:
             return
         self._closed = True
@@ -487,7 +497,7 @@ class RemoteDriver(Driver):
         try:
             if self._channel.alive:
                 with contextlib.suppress(ConnectError):
-                    self._channel.call(self._session, "close", {}, 10)
+                    self._channel.send(self._session, "close", {})
         finally:
             release_channel(self._channel)
 
