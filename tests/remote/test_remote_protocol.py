@@ -133,6 +133,20 @@ def test_malformed_frames_and_unknown_methods_get_typed_errors_and_the_helper_ke
     assert helper.finish() == 0
 
 
+def test_a_slow_call_does_not_hold_up_a_quick_one_sent_after_it(helper: HelperProcess) -> None:
+    # the thread that reads a call serves it; one still running after a moment hands reading on
+    helper.hello()
+    slow = helper.open("test:///default?latency_ms=800")["session"]  # every host call sleeps 0.8 s there
+    quick = helper.open("test:///default")["session"]
+    helper.send({"type": "call", "id": 10, "session": slow, "method": "list_domains", "args": {}})
+    helper.send({"type": "call", "id": 11, "session": quick, "method": "list_domains", "args": {}})
+    first, second = helper.read(), helper.read()
+    assert first is not None and second is not None
+    assert (first["id"], second["id"]) == (11, 10), "the quick call waited for the slow one"
+    assert [d["name"] for d in first["result"]] == [d["name"] for d in second["result"]] == ["test"]
+    assert helper.finish() == 0
+
+
 def test_a_read_only_session_is_read_only_on_the_helper(helper: HelperProcess) -> None:
     helper.hello()
     session = helper.open(readonly=True)["session"]

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -194,6 +195,36 @@ def test_two_connections_share_one_channel_and_the_last_close_ends_the_helper(ss
     assert second.lookup_domain("test").state() == DomainState.RUNNING
     second.close()
     wait_until(lambda: not (helper_pids(sshd) & ours), "the helper to exit after the last close")
+
+
+def test_calls_from_many_threads_on_one_channel_each_get_their_reply(
+    sshd: object, node_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A waiting caller looks at the stream again only every _CALLER_READS seconds; made longer than the
+    # connection's timeout here, so a reply is read in time only because a leaving reader hands
+    # reading over to a caller still waiting (else that caller times out).
+    import virtabs.remote._client as client
+
+    monkeypatch.setattr(client, "_CALLER_READS", 600.0)
+    errors: list[BaseException] = []
+    states: list[DomainState] = []
+    with virtabs.open(node_uri, timeout=20) as conn:
+        dom = conn.lookup_domain("test")
+
+        def caller() -> None:
+            try:
+                for _ in range(25):
+                    states.append(dom.info().state)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=caller) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not errors, errors[:3]
+    assert states == [DomainState.RUNNING] * 200
 
 
 def test_events_are_pushed_by_the_helper(sshd: object, node_uri: str) -> None:

@@ -74,12 +74,21 @@ def remote_uri(uri: URI) -> str:
 
 
 class _Pending:
-    __slots__ = ("done", "error", "result")
+    """A call waiting for its reply. ``wake`` is set when the reply came (``done``) and also when the
+    caller should take over reading the stream (the previous reader left with calls still waiting)."""
+
+    __slots__ = ("done", "error", "result", "wake")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.done = False
+        self.wake = threading.Event()
         self.result: Any = None
         self.error: VirtabsError | None = None
+
+    def finish(self) -> None:
+        """The reply (or the channel's death) arrived: wake the caller."""
+        self.done = True
+        self.wake.set()
 
 
 class Channel:
@@ -214,10 +223,18 @@ class Channel:
             raise pending.error
         return pending.result
 
+    def send(self, session: int | None, method: str, args: dict[str, Any]) -> None:
+        """Send one call without waiting for its reply (dropped when it comes): for a call whose answer
+        changes nothing for the caller, such as closing a session, which then costs no round trip."""
+        if self._dead is not None:
+            raise ConnectError(f"{self._dead.message}; open a new connection")
+        self._write({"type": "call", "id": next(self._ids), "session": session, "method": method, "args": args})
+
     def _wait(self, pending: _Pending, method: str, limit: float) -> None:
-        """Wait for ``pending``: read the stream ourselves when nobody else is, else wait to be told."""
+        """Wait for ``pending``: read the stream ourselves when nobody else is, else wait to be told
+        (that the reply came, or that the reader left and it is our turn to read)."""
         deadline = time.monotonic() + limit
-        while not pending.done.is_set():
+        while not pending.done:
             if self._dead is not None:
                 raise ConnectError(self._dead.message)
             self._last_call = time.monotonic()
@@ -228,12 +245,23 @@ class Channel:
                 raise OperationTimeoutError(f"{method} on {self.where} got no reply within {limit:g} s")
             if self._read_lock.acquire(blocking=False):
                 try:
-                    if not pending.done.is_set():
-                        self._pump(min(remaining, _CALLER_READS))
+                    while not pending.done and self._dead is None and time.monotonic() < deadline:
+                        self._pump(min(deadline - time.monotonic(), _CALLER_READS))
                 finally:
                     self._read_lock.release()
+                    self._hand_over_reading(pending)
             else:
-                pending.done.wait(min(remaining, _CALLER_READS))
+                pending.wake.wait(min(remaining, _CALLER_READS))
+                pending.wake.clear()
+
+    def _hand_over_reading(self, leaving: _Pending) -> None:
+        """The reader is leaving: wake one call still waiting, so that it reads its own reply at once
+        (without this it would sit in the stream until that caller's next look, up to _CALLER_READS)."""
+        with self._lock:
+            for other in self._pending.values():
+                if other is not leaving and not other.done:
+                    other.wake.set()
+                    return
 
     def subscribe(self, session: int, sink: Callable[[Event], None]) -> None:
         """Route the events of ``session`` to ``sink``."""
@@ -312,7 +340,7 @@ class Channel:
                 pending.error = error_from_wire(message["error"], "")
             else:
                 pending.result = message.get("result")
-            pending.done.set()
+            pending.finish()
         elif kind == "event":
             with self._lock:
                 sink = self._sinks.get(message.get("session"))  # type: ignore[arg-type]
@@ -381,7 +409,7 @@ class Channel:
             pending = list(self._pending.values())
         for item in pending:
             item.error = ConnectError(self._dead.message)
-            item.done.set()
+            item.finish()
 
 
 _CHANNELS: dict[tuple[Any, ...], Channel] = {}
@@ -479,7 +507,10 @@ class RemoteDriver(Driver):
         return self._capabilities
 
     def close(self) -> None:
-        """Close the remote session; the last session of a channel ends ssh and the helper."""
+        """Close the remote session; the last session of a channel ends ssh and the helper.
+
+        The close is sent without waiting for its reply (its errors were never reported): the helper
+        serves it before the end of the stream that closing the channel's last session brings."""
         if self._closed:
             return
         self._closed = True
@@ -487,7 +518,7 @@ class RemoteDriver(Driver):
         try:
             if self._channel.alive:
                 with contextlib.suppress(ConnectError):
-                    self._channel.call(self._session, "close", {}, 10)
+                    self._channel.send(self._session, "close", {})
         finally:
             release_channel(self._channel)
 

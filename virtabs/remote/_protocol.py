@@ -240,7 +240,19 @@ of :func:`encode_value` and :func:`decode_value`; anything else takes the genera
 
 
 def encode_value(value: Any, hint: Any, where: str = "value") -> Any:
-    """``value`` (of the type ``hint``) as JSON data, by the schema; ProtocolError for anything else."""
+    """``value`` (of the type ``hint``) as JSON data, by the schema; ProtocolError for anything else.
+
+    The codec compiled for ``hint`` (:func:`_encoder`) does the work; when it meets anything it does not
+    expect, the general walk below does it again and names the place of the error.
+    """
+    try:
+        return _encoder(hint)(value)
+    except _Mismatch:
+        return _encode_walk(value, hint, where)
+
+
+def _encode_walk(value: Any, hint: Any, where: str) -> Any:
+    """:func:`encode_value` by walking ``hint`` for each value (every error names its place)."""
     check = _SCALAR_CHECKS.get(hint)
     if check is not None and check(value):
         return value
@@ -252,22 +264,22 @@ def encode_value(value: Any, hint: Any, where: str = "value") -> Any:
         if value is None and type(None) in options:
             return None
         if all(_is_record(o) for o in options if o is not type(None)) and type(value) in _EVENT_NAMES:
-            data = encode_value(value, type(value), where)
+            data = _encode_walk(value, type(value), where)
             return {"kind": _EVENT_NAMES[type(value)], **data}
         for option in options:
             if option is not type(None) and _matches(value, option):
-                return encode_value(value, option, where)
+                return _encode_walk(value, option, where)
         raise ProtocolError(f"{where}: {type(value).__name__} is none of {hint}")
     if origin in (list, tuple):
         args = _args(hint)
         if not isinstance(value, list | tuple):
             raise ProtocolError(f"{where}: expected a sequence, got {type(value).__name__}")
-        return [encode_value(item, args[0], f"{where}[{i}]") for i, item in enumerate(value)]
+        return [_encode_walk(item, args[0], f"{where}[{i}]") for i, item in enumerate(value)]
     if origin in (Mapping, dict):
         key_hint, item_hint = _args(hint)
         if not isinstance(value, Mapping):
             raise ProtocolError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return {encode_value(k, key_hint, where): encode_value(v, item_hint, f"{where}.{k}") for k, v in value.items()}
+        return {_encode_walk(k, key_hint, where): _encode_walk(v, item_hint, f"{where}.{k}") for k, v in value.items()}
     if hint is type(None) or hint is None:
         if value is not None:
             raise ProtocolError(f"{where}: expected nothing, got {type(value).__name__}")
@@ -277,7 +289,7 @@ def encode_value(value: Any, hint: Any, where: str = "value") -> Any:
             if not isinstance(value, hint):
                 raise ProtocolError(f"{where}: expected {hint.__name__}, got {type(value).__name__}")
             return {
-                name: encode_value(getattr(value, name), field_hint, f"{where}.{name}")
+                name: _encode_walk(getattr(value, name), field_hint, f"{where}.{name}")
                 for name, field_hint in _field_types(hint).items()
             }
         if issubclass(hint, enum.Flag):
@@ -319,8 +331,18 @@ def decode_value(data: Any, hint: Any, where: str = "value") -> Any:
     """The value of type ``hint`` that ``data`` encodes; ProtocolError when it does not fit the schema.
 
     Records are rebuilt through their constructors, so their validators run (an invalid disk target
-    in a :class:`~virtabs.spi.DiskSpec` is the same InvalidArgumentError as locally).
+    in a :class:`~virtabs.spi.DiskSpec` is the same InvalidArgumentError as locally). The codec compiled
+    for ``hint`` (:func:`_decoder`) does the work; when it meets anything it does not expect, the general
+    walk below does it again and names the place of the error.
     """
+    try:
+        return _decoder(hint)(data)
+    except _Mismatch:
+        return _decode_walk(data, hint, where)
+
+
+def _decode_walk(data: Any, hint: Any, where: str) -> Any:
+    """:func:`decode_value` by walking ``hint`` for each value (every error names its place)."""
     check = _SCALAR_CHECKS.get(hint)
     if check is not None and check(data):
         return data
@@ -339,24 +361,24 @@ def decode_value(data: Any, hint: Any, where: str = "value") -> Any:
             cls = _EVENT_KINDS[data["kind"]]
             if cls not in options:
                 raise ProtocolError(f"{where}: kind {data['kind']!r} is not allowed here")
-            return decode_value({k: v for k, v in data.items() if k != "kind"}, cls, where)
+            return _decode_walk({k: v for k, v in data.items() if k != "kind"}, cls, where)
         if len(options) == 1:
-            return decode_value(data, options[0], where)
+            return _decode_walk(data, options[0], where)
         for option in options:
             if _json_fits(data, option):
-                return decode_value(data, option, where)
+                return _decode_walk(data, option, where)
         raise ProtocolError(f"{where}: {type(data).__name__} fits none of {hint}")
     if origin in (list, tuple):
         if not isinstance(data, list):
             raise ProtocolError(f"{where}: expected an array, got {type(data).__name__}")
         item_hint = _args(hint)[0]
-        items = [decode_value(item, item_hint, f"{where}[{i}]") for i, item in enumerate(data)]
+        items = [_decode_walk(item, item_hint, f"{where}[{i}]") for i, item in enumerate(data)]
         return tuple(items) if origin is tuple else items
     if origin in (Mapping, dict):
         item_hint = _args(hint)[1]
         if not isinstance(data, dict):
             raise ProtocolError(f"{where}: expected an object, got {type(data).__name__}")
-        return {k: decode_value(v, item_hint, f"{where}.{k}") for k, v in data.items()}
+        return {k: _decode_walk(v, item_hint, f"{where}.{k}") for k, v in data.items()}
     if hint is type(None) or hint is None:
         if data is not None:
             raise ProtocolError(f"{where}: expected null")
@@ -405,11 +427,185 @@ def _decode_record(data: Any, cls: type, where: str) -> Any:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ProtocolError(f"{where}: unknown field(s) of {cls.__name__}: {', '.join(unknown)}")
-    kwargs = {name: decode_value(value, fields[name], f"{where}.{name}") for name, value in data.items()}
+    kwargs = {name: _decode_walk(value, fields[name], f"{where}.{name}") for name, value in data.items()}
     try:
         return cls(**kwargs)
     except TypeError as exc:
         raise ProtocolError(f"{where}: cannot build {cls.__name__}: {exc}") from None
+
+
+# --- the schema compiled: one codec per type hint ---------------------------------------------------
+
+
+class _Mismatch(Exception):
+    """A compiled codec met a value it does not expect: the general walk takes over (and names the error)."""
+
+
+_Codec = Callable[[Any], Any]
+
+
+def _walked(walk: Callable[[Any, Any, str], Any], hint: Any) -> _Codec:
+    """A codec that walks ``hint`` (for the rare hints not compiled); its errors become a mismatch."""
+
+    def codec(value: Any) -> Any:
+        try:
+            return walk(value, hint, "value")
+        except ProtocolError:
+            raise _Mismatch from None
+
+    return codec
+
+
+def _single_optional(hint: Any) -> Any:
+    """``X`` for a hint ``X | None`` (one option besides None), else None."""
+    if _origin(hint) not in (typing.Union, types.UnionType):
+        return None
+    options = [o for o in _args(hint) if o is not type(None)]
+    return options[0] if len(options) == 1 and len(options) < len(_args(hint)) else None
+
+
+@functools.cache
+def _encoder(hint: Any) -> _Codec:
+    """The compiled encoder of ``hint``: what :func:`_encode_walk` does, decided once per hint."""
+    check = _SCALAR_CHECKS.get(hint)
+    if check is not None:
+
+        def scalar(value: Any) -> Any:
+            if check(value):
+                return value
+            raise _Mismatch
+
+        return scalar
+    inner = _single_optional(hint)
+    if inner is not None and inner not in _EVENT_NAMES:  # an event in an optional gets its "kind": walked
+        inner_codec = _encoder(inner)
+
+        def optional(value: Any) -> Any:
+            if value is None:
+                return None
+            if not _matches(value, inner):
+                raise _Mismatch
+            return inner_codec(value)
+
+        return optional
+    origin = _origin(hint)
+    if origin in (list, tuple) and len(_args(hint)) in (1, 2) and (len(_args(hint)) == 1 or _args(hint)[1] is ...):
+        item_codec = _encoder(_args(hint)[0])
+
+        def sequence(value: Any) -> Any:
+            if not isinstance(value, list | tuple):
+                raise _Mismatch
+            return [item_codec(item) for item in value]
+
+        return sequence
+    if origin in (Mapping, dict):
+        key_codec, value_codec = _encoder(_args(hint)[0]), _encoder(_args(hint)[1])
+
+        def mapping(value: Any) -> Any:
+            if not isinstance(value, Mapping):
+                raise _Mismatch
+            return {key_codec(k): value_codec(v) for k, v in value.items()}
+
+        return mapping
+    if isinstance(hint, type) and origin is None:
+        if _is_record(hint):
+            fields = tuple((name, _encoder(field_hint)) for name, field_hint in _field_types(hint).items())
+
+            def record(value: Any) -> Any:
+                if not isinstance(value, hint):
+                    raise _Mismatch
+                return {name: codec(getattr(value, name)) for name, codec in fields}
+
+            return record
+        if issubclass(hint, enum.Enum) and not issubclass(hint, enum.Flag):
+
+            def member(value: Any) -> Any:
+                if not isinstance(value, hint):
+                    raise _Mismatch
+                return value.name
+
+            return member
+        if hint is _dt.datetime:
+
+            def moment(value: Any) -> Any:
+                if not isinstance(value, _dt.datetime):
+                    raise _Mismatch
+                return value.isoformat()
+
+            return moment
+    return _walked(_encode_walk, hint)
+
+
+@functools.cache
+def _decoder(hint: Any) -> _Codec:
+    """The compiled decoder of ``hint``: what :func:`_decode_walk` does, decided once per hint."""
+    check = _SCALAR_CHECKS.get(hint)
+    if check is not None:
+
+        def scalar(data: Any) -> Any:
+            if check(data):
+                return data
+            raise _Mismatch
+
+        return scalar
+    inner = _single_optional(hint)
+    if inner is not None:
+        inner_codec = _decoder(inner)
+
+        def optional(data: Any) -> Any:
+            return None if data is None else inner_codec(data)
+
+        return optional
+    origin = _origin(hint)
+    if origin in (list, tuple) and len(_args(hint)) in (1, 2) and (len(_args(hint)) == 1 or _args(hint)[1] is ...):
+        item_codec = _decoder(_args(hint)[0])
+        as_tuple = origin is tuple
+
+        def sequence(data: Any) -> Any:
+            if not isinstance(data, list):
+                raise _Mismatch
+            items = [item_codec(item) for item in data]
+            return tuple(items) if as_tuple else items
+
+        return sequence
+    if origin in (Mapping, dict):
+        item_codec = _decoder(_args(hint)[1])
+
+        def mapping(data: Any) -> Any:
+            if not isinstance(data, dict):
+                raise _Mismatch
+            return {k: item_codec(v) for k, v in data.items()}
+
+        return mapping
+    if isinstance(hint, type) and origin is None:
+        if _is_record(hint):
+            codecs = {name: _decoder(field_hint) for name, field_hint in _field_types(hint).items()}
+            cls = hint
+
+            def record(data: Any) -> Any:
+                if not isinstance(data, dict):
+                    raise _Mismatch
+                try:
+                    kwargs = {name: codecs[name](value) for name, value in data.items()}
+                except KeyError:  # an unknown field
+                    raise _Mismatch from None
+                try:
+                    return cls(**kwargs)
+                except TypeError:
+                    raise _Mismatch from None
+
+            return record
+        if issubclass(hint, enum.Enum) and not issubclass(hint, enum.Flag):
+            members = hint.__members__
+
+            def member(data: Any) -> Any:
+                found = members.get(data) if isinstance(data, str) else None
+                if found is None:
+                    raise _Mismatch
+                return found
+
+            return member
+    return _walked(_decode_walk, hint)
 
 
 # --- method schemas ------------------------------------------------------------------------------
