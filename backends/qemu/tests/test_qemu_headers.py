@@ -142,3 +142,41 @@ def test_emulator_version_asked_once_per_binary(tmp_path: Path, monkeypatch: pyt
 
 def _no_process(*args: str, **kwargs: object) -> str:
     raise AssertionError(f"qemu-img {' '.join(args)} ran")
+
+
+def test_emulator_commands_kept_for_the_next_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real QEMU is asked once; a new process (the in-memory answers forgotten) reads the cache file, and a
+    rebuilt binary (another mtime) or a torn file is asked again."""
+    import shutil
+
+    real_qemu = shutil.which("qemu-system-x86_64")
+    assert real_qemu, "QEMU is installed on every machine these tests run on"
+    binary = tmp_path / "bin" / "qemu-system-x86_64"
+    binary.parent.mkdir()
+    binary.write_text(f'#!/bin/sh\nexec {real_qemu} "$@"\n')  # a path of its own: nothing cached for it yet
+    binary.chmod(0o755)
+    cache = tmp_path / "cache"
+    runs: list[list[str]] = []
+    real = _process.run_bounded
+
+    def counting(argv: list[str], *args: Any, **kwargs: Any) -> object:
+        runs.append(list(argv))
+        return real(argv, *args, **kwargs)
+
+    monkeypatch.setattr(_process, "run_bounded", counting)
+    first = _process.Emulator(str(binary), "tcg", cache_dir=str(cache)).qmp_commands()
+    assert "blockdev-mirror" in first and len(runs) == 1
+    version = _process.Emulator(str(binary), "tcg").version()
+    monkeypatch.setattr(_process, "_COMMANDS", {})  # a new process
+    monkeypatch.setattr(_process, "_VERSIONS", {})
+    again = _process.Emulator(str(binary), "tcg", cache_dir=str(cache))
+    assert again.qmp_commands() == first and again.version() == version and len(runs) == 1
+    (kept,) = cache.iterdir()
+    kept.write_text(kept.read_text()[:40])  # torn
+    monkeypatch.setattr(_process, "_COMMANDS", {})
+    monkeypatch.setattr(_process, "_VERSIONS", {})
+    assert _process.Emulator(str(binary), "tcg", cache_dir=str(cache)).qmp_commands() == first and len(runs) == 2
+    os.utime(binary, ns=(0, 1))  # a new build at the same path: asked again
+    monkeypatch.setattr(_process, "_COMMANDS", {})
+    monkeypatch.setattr(_process, "_VERSIONS", {})
+    assert _process.Emulator(str(binary), "tcg", cache_dir=str(cache)).qmp_commands() == first and len(runs) == 3

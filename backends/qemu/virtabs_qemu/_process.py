@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -69,6 +70,13 @@ _COMMANDS: dict[_Key, frozenset[str]] = {}
 _VERSIONS: dict[_Key, tuple[int, int, int]] = {}
 
 
+def emulator_cache_dir() -> str:
+    """Where the emulators' answers are kept between processes: the user's cache (``$XDG_CACHE_HOME``, else
+    ``~/.cache``), never a state root, so that a read-only connection writes nothing to the host it reads."""
+    home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(home, "virtabs", "qemu")
+
+
 def _binary_key(path: str) -> _Key:
     """Cache key of an emulator binary: its path, size and modification time (a new build is asked again)."""
     try:
@@ -79,13 +87,58 @@ def _binary_key(path: str) -> _Key:
 
 
 class Emulator:
-    """One ``qemu-system-*`` binary: its version and QMP commands (asked once per binary and process)."""
+    """One ``qemu-system-*`` binary: its version and QMP commands (asked once per binary and process, and
+    kept in ``cache_dir`` for the next process, as libvirt keeps its QEMU capabilities cache)."""
 
-    def __init__(self, path: str, accel: str, timeout: float | None = None) -> None:
+    def __init__(self, path: str, accel: str, timeout: float | None = None, cache_dir: str | None = None) -> None:
         self.path = path
         self.accel = accel
         self.limit = ASK_TIMEOUT if timeout is None else timeout
         """How long asking the binary may take: the connection's timeout, else :data:`ASK_TIMEOUT`."""
+        self.cache_dir = cache_dir
+        """Where the answers are kept between processes (a remote helper is a new process per connection);
+        None keeps them in memory only."""
+
+    def _cache_file(self) -> str | None:
+        if self.cache_dir is None:
+            return None
+        digest = hashlib.sha256(os.fsencode(self.path)).hexdigest()[:16]
+        return os.path.join(self.cache_dir, f"emulator-{digest}.json")
+
+    def _read_cache(self, key: _Key) -> frozenset[str] | None:
+        """The commands kept for this very binary (same path, size and mtime), else None."""
+        file = self._cache_file()
+        if file is None:
+            return None
+        try:
+            with open(file, encoding="utf-8") as f:
+                kept = json.load(f)
+            if [kept["path"], kept["size"], kept["mtime_ns"]] != list(key):
+                return None  # another build of the binary: ask again
+            major, minor, micro = (int(v) for v in kept["version"])
+            commands = kept["commands"]
+            if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
+                return None
+        except (OSError, ValueError, KeyError, TypeError):  # absent, torn or foreign: ask the binary
+            return None
+        _VERSIONS[key] = (major, minor, micro)
+        return frozenset(commands)
+
+    def _write_cache(self, key: _Key, commands: frozenset[str]) -> None:
+        file = self._cache_file()
+        version = _VERSIONS.get(key)
+        if file is None or not commands or version is None:
+            return
+        kept = {"path": key[0], "size": key[1], "mtime_ns": key[2], "version": version, "commands": sorted(commands)}
+        tmp = f"{file}.{os.getpid()}.tmp"
+        try:
+            os.makedirs(os.path.dirname(file), mode=0o700, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(kept, f)
+            os.replace(tmp, file)  # readers see the old file or the whole new one
+        except OSError:  # a read-only root: the next process asks the binary again
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     def version(self) -> tuple[int, int, int]:
         """The emulator's version, from ``-version`` (cached per binary)."""
@@ -106,8 +159,9 @@ class Emulator:
     def qmp_commands(self) -> frozenset[str]:
         """The QMP commands (``query-commands`` of a throw-away ``-machine none`` QEMU), cached per binary."""
         key = _binary_key(self.path)
-        cached = _COMMANDS.get(key)
+        cached = _COMMANDS.get(key) or self._read_cache(key)
         if cached is not None:
+            _COMMANDS[key] = cached
             return cached
         script = "".join(
             json.dumps({"execute": c}) + "\n" for c in ("qmp_capabilities", "query-version", "query-commands", "quit")
@@ -131,6 +185,7 @@ class Emulator:
                     q = ret["qemu"]
                     _VERSIONS[key] = (int(q["major"]), int(q["minor"]), int(q["micro"]))
         result = _COMMANDS[key] = frozenset(names)
+        self._write_cache(key, result)
         return result
 
     def capabilities(self, declared: Capabilities) -> Capabilities:

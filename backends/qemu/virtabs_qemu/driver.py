@@ -75,7 +75,7 @@ from ._lifecycle import Lifecycle
 from ._live import LiveView
 from ._migration import Migrations
 from ._networks import IP_MISSING, HostLink, HostNetworks, ip_available
-from ._process import Emulator, Processes, cpu_time_ns
+from ._process import Emulator, Processes, cpu_time_ns, emulator_cache_dir
 from ._records import Definition
 from ._session import Sessions, state_of
 from ._snapshots import Snapshots
@@ -192,7 +192,7 @@ class QemuDriver(Driver):
                 _warn_kvm_unusable(not_kvm)
         if accel not in ("kvm", "tcg"):
             raise InvalidArgumentError(f"accel must be kvm or tcg, got {quote(accel)}")
-        self.emulator = Emulator(path, accel, options.timeout)
+        self.emulator = Emulator(path, accel, options.timeout, cache_dir=emulator_cache_dir())
         self.timeout = float(options.timeout or 30.0)
         self.dirs.lock_timeout = self.timeout  # every lock of this root is waited for at most this long
         if uri.path.strip("/") == "embed" and not os.path.isdir(self.dirs.config):
