@@ -10,6 +10,8 @@ puts in its dom0:
   ``xl shutdown``), and ``xen-blkfront`` for disk hot-plug;
 * ``xenconsoled`` logging guest consoles to ``/var/log/xen/console/guest-NAME.log`` (``--log=guest``),
   which :meth:`XenTarget.boot_id` counts boots from;
+* QEMU's Xen device model in the dom0 (Debian: ``qemu-system-xen``): the target's disks use the ``qdisk``
+  back-end (``$VIRTABS_XEN_DISK_BACKEND``, default ``qdisk``; ``phy`` runs the dom0's block hotplug script);
 * a writable directory for images and save files (``$VIRTABS_XEN_CONTRACT_DIR``, default
   ``/var/lib/virtabs-contract``).
 
@@ -115,6 +117,9 @@ class XenTarget(DefaultTarget):
             "ramdisk": self.ramdisk,
             "cmdline": "console=hvc0 quiet",
             "maxvcpus": 2,
+            # QEMU in the dom0 serves the disks: no block hotplug script, which timed out on the loaded
+            # nested lab in xl create and in xl's re-creation of a rebooted domain (README: reboot)
+            "disk_backend": os.environ.get("VIRTABS_XEN_DISK_BACKEND", "qdisk"),
         }
         return DomainSpec(
             name=name,
