@@ -95,7 +95,7 @@ class XenTarget(DefaultTarget):
         return posixpath.join(self.host_dir, self.new_name(name) + ".save")
 
     def create_image(self, conn: Connection, path: str, *, format: str, backing: str | None) -> None:
-        """A sparse raw image on the Xen host (xl in the lab has no qcow2 back-end: no QEMU in dom0)."""
+        """A sparse raw image on the Xen host (the target makes raw images only)."""
         if format != "raw" or backing is not None:
             raise TargetUnavailable(f"the Xen target makes raw images without backing files, not {format!r}")
         self._make_image(path)
