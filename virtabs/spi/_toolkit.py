@@ -221,7 +221,9 @@ def _lifecycle_type(before: DomainState | None, after: DomainState | None) -> Li
     if before is None:
         return LifecycleEventType.DEFINED if not after.is_active else LifecycleEventType.STARTED
     if after == DomainState.PAUSED:
-        return LifecycleEventType.SUSPENDED
+        # from shut off straight to paused is a start (a domain started paused, or one the host builds paused
+        # before it runs, as Xen's xl create does): libvirt reports STARTED there too, not SUSPENDED
+        return LifecycleEventType.SUSPENDED if before.is_active else LifecycleEventType.STARTED
     if before == DomainState.PAUSED and after == DomainState.RUNNING:
         return LifecycleEventType.RESUMED
     if after.is_active and not before.is_active:

@@ -18,7 +18,7 @@ import pytest
 # the repository runs pytest with --import-mode=importlib: make this directory's helpers importable
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from xen_helpers import SCRIPT, Lab, in_ci, lab_tools_present, require, wait_for_lab
+from xen_helpers import SCRIPT, Lab, build_wheels, in_ci, install_in_dom0, lab_tools_present, require, wait_for_lab
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +39,12 @@ def xenlab() -> Iterator[Lab]:
     yield lab
     if started_here or in_ci():
         subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def dom0_virtabs(xenlab: Lab, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The virtabs wheel built from this checkout and installed in the lab's dom0: the helper's path there."""
+    return install_in_dom0(xenlab, build_wheels(tmp_path_factory.mktemp("dom0-wheels")))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import attrs
 import pytest
 import xen_xlu as xlu
 from virtabs import DiskSpec, DomainSpec, InvalidArgumentError, NicSpec
@@ -90,6 +91,20 @@ def test_real_parser_reads_what_the_spec_says(case: str) -> None:
         got = xlu.parse_disk(text)
         assert (got.pdev_path, got.vdev, got.readwrite) == (disk.path, xen_vdev(disk.target), not disk.readonly)
     assert parsed.lists["vif"] == [vif_string(n) for n in spec.nics]
+
+
+def test_disk_backend_reaches_the_real_parser() -> None:
+    """``disk_backend`` is ``backendtype=`` on every disk: libxlutil reads qdisk (3) and phy (1); none is 0."""
+    require(xlu.AVAILABLE, "libxlutil.so.4.17 (apt-get install xen-utils-4.17)")
+    disk = DiskSpec("vda", "/images/a, b.img", readonly=True)
+    for backend, number in ((None, 0), ("phy", 1), ("qdisk", 3)):
+        parsed = xlu.parse_disk(disk_spec_string(disk, backend))
+        assert (parsed.backend, parsed.pdev_path, parsed.readwrite) == (number, "/images/a, b.img", False)
+    spec = attrs.evolve(SPECS["pv_full"], extra={"xen": {**SPECS["pv_full"].extra["xen"], "disk_backend": "qdisk"}})
+    text = render_config(spec, UUID)
+    assert text.count("backendtype=qdisk, target=") == len(spec.disks) > 0
+    with pytest.raises(InvalidArgumentError, match="disk_backend must be one of phy, qdisk"):
+        render_config(attrs.evolve(spec, extra={"xen": {**spec.extra["xen"], "disk_backend": "tap"}}), UUID)
 
 
 def test_real_parser_rejects_a_broken_file() -> None:

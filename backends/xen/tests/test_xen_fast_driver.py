@@ -20,6 +20,7 @@ import json
 import os
 import shlex
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,11 @@ class Standin:
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Standin:
     """The driver module's transport replaced, for this test only, by :class:`StandinTransport`."""
+    return install_standin(tmp_path, monkeypatch)
+
+
+def install_standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Standin:
+    """Replace the driver module's transport by :class:`StandinTransport` (undone by ``monkeypatch``)."""
     found = Standin(tmp_path)
 
     def transport(uri: URI, **kwargs: Any) -> StandinTransport:
@@ -255,3 +261,44 @@ def test_a_call_with_no_recording_fails_loudly(conn: virtabs.Connection, standin
     with pytest.raises(virtabs.OperationFailedError, match="xl stand-in: no recorded output for xl vcpu-set"):
         driver.ex_set_vcpus(DomainRef(dom.name, dom.uuid), 2)
     assert ["vcpu-set", "--", "rec1", "2"] in standin.calls()
+
+
+class _Events:
+    """Collects the lifecycle events of a subscription (the poller's thread) and waits for them."""
+
+    def __init__(self) -> None:
+        self.kinds: list[virtabs.LifecycleEventType] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, event: virtabs.Event) -> None:
+        if isinstance(event, virtabs.LifecycleEvent) and event.domain == "rec1":
+            with self._cond:
+                self.kinds.append(event.type)
+                self._cond.notify_all()
+
+    def wait_for(self, kind: virtabs.LifecycleEventType) -> None:
+        with self._cond:
+            assert self._cond.wait_for(lambda: kind in self.kinds, 30.0), f"no {kind.name} event; got {self.kinds}"
+
+
+def test_events_are_polled_from_xl_list(conn: virtabs.Connection, standin: Standin) -> None:
+    """Each change seen by polling ``xl list -v`` and the definitions is one lifecycle event, in order."""
+    assert "events" in conn.capabilities
+    kinds = virtabs.LifecycleEventType
+    seen = _Events()
+    with conn.subscribe(seen):
+        dom = conn.define_domain(recorded_guest())
+        seen.wait_for(kinds.DEFINED)
+        dom.start()
+        seen.wait_for(kinds.STARTED)
+        dom.suspend()
+        seen.wait_for(kinds.SUSPENDED)
+        dom.resume()
+        seen.wait_for(kinds.RESUMED)
+        dom.destroy()
+        seen.wait_for(kinds.STOPPED)
+        dom.undefine()
+        seen.wait_for(kinds.UNDEFINED)
+    expected = [kinds.DEFINED, kinds.STARTED, kinds.SUSPENDED, kinds.RESUMED, kinds.STOPPED, kinds.UNDEFINED]
+    assert seen.kinds == expected
+    assert ["list", "-v"] in standin.calls()  # the poller's source: the bulk listing

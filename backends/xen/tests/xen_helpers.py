@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -105,3 +109,85 @@ def wait_for_lab(lab: Lab, timeout: float) -> None:
             return
         time.sleep(2)
     pytest.fail(f"the Xen lab was not ready after {timeout:.0f} s (see {lab.dir}/setup.log)")
+
+
+REPO = Path(__file__).resolve().parents[3]
+DOM0_VENV = "/opt/virtabs"
+"""Where the virtabs wheel is installed in the lab's dom0 (a venv of the dom0's own python3)."""
+DOM0_HELPER = f"{DOM0_VENV}/bin/virtabs-remote"
+
+# The dom0 has Debian's python3 (3.11, as here) but no pip and no network: the venv is made without pip
+# and each wheel is unpacked into its site-packages, which is what installing a wheel is (PEP 427: a
+# wheel is a zip laid out for site-packages; its .dist-info, entry points included, lands there too);
+# the console script is written as pip writes it, from the wheel's entry_points.txt.
+_DOM0_INSTALL = f"""
+set -e
+rm -rf {DOM0_VENV}
+python3 -m venv --without-pip {DOM0_VENV}
+site=$({DOM0_VENV}/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+for w in "$1"/*.whl; do {DOM0_VENV}/bin/python3 -m zipfile -e "$w" "$site"; done
+printf '#!{DOM0_VENV}/bin/python3\\nimport sys\\nfrom virtabs.remote import main\\nsys.exit(main())\\n' > {DOM0_HELPER}
+chmod 755 {DOM0_HELPER}
+grep -qx 'virtabs-remote = virtabs.remote:main' "$site"/virtabs-*.dist-info/entry_points.txt
+# byte-compile as pip does (pygments left to compile on first use: the helper never imports most of it);
+# without it the helper's first start compiles every module under TCG, past the client's 40 s handshake
+{DOM0_VENV}/bin/python3 -m compileall -q -x '/pygments/' "$site" >/dev/null
+"""
+
+
+def build_wheels(into: Path) -> list[Path]:
+    """The virtabs wheel, built from this checkout, and the wheels of its dependencies (``pip wheel``).
+
+    Built from a copy of the core's files (``pyproject.toml``, ``README.md``, ``virtabs/``), so the
+    checkout gets no ``build/`` directory.
+    """
+    src = into / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    shutil.copytree(REPO / "virtabs", src / "virtabs", ignore=shutil.ignore_patterns("__pycache__"))
+    out = into / "wheels"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-w", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"pip wheel of virtabs failed: {proc.stderr[-2000:]}")
+    return sorted(out.glob("*.whl"))
+
+
+def install_in_dom0(lab: Lab, wheels: list[Path]) -> str:
+    """Copy ``wheels`` into the dom0 (tar over the lab's ssh) and install them there; the helper's path."""
+    with tempfile.TemporaryFile() as archive:
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            for wheel in wheels:
+                tar.add(wheel, arcname=wheel.name)
+        archive.seek(0)
+        subprocess.run(
+            [
+                "bash",
+                str(SCRIPT),
+                "ssh",
+                "rm -rf /root/virtabs-wheels && mkdir /root/virtabs-wheels && tar -x -C /root/virtabs-wheels",
+            ],
+            stdin=archive,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    command = f"sh -c {shlex.quote(_DOM0_INSTALL)} install /root/virtabs-wheels"
+    proc = lab.ssh(command, check=False, timeout=900)
+    if proc.returncode != 0:
+        pytest.fail(f"installing the virtabs wheel in the dom0 failed: {proc.stderr[-2000:]}")
+    return DOM0_HELPER
+
+
+def node_uri(lab: Lab, node_path: str) -> str:
+    """``test+ssh://root@127.0.0.1:PORT/NODE.json`` into the dom0, with the lab's key and the installed helper."""
+    params = (
+        f"keyfile={quote(str(lab.key), safe='/')}&known_hosts={quote(str(lab.known_hosts), safe='/')}"
+        f"&helper={quote(DOM0_HELPER, safe='/')}"
+    )
+    return f"test+ssh://root@127.0.0.1:{lab.port}{node_path}?{params}"

@@ -109,6 +109,8 @@ class ParsedDisk:
     vdev: str
     readwrite: bool
     script: str | None = None
+    backend: int = 0
+    """libxl_disk_backend: 0 unknown (xl chooses), 1 phy, 2 tap, 3 qdisk (libxl_types.idl)."""
 
 
 class _DiskHead(ctypes.Structure):
@@ -141,6 +143,7 @@ def parse_disk(spec: str) -> ParsedDisk:
         vdev=(head.vdev or b"").decode(),
         readwrite=bool(head.readwrite),
         script=None if head.script is None else head.script.decode(),
+        backend=head.backend,
     )
     _xl.libxl_device_disk_dispose(buf)
     return parsed

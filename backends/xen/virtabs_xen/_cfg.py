@@ -11,7 +11,15 @@ What a spec becomes::
     nics                  vif = [ "mac=..., bridge=..." ]  (xl-network-configuration(5))
 
 Driver-specific settings live in ``spec.extra["xen"]``: ``type``, ``kernel``, ``ramdisk``, ``cmdline``,
-``maxmem_mib``, ``maxvcpus``, ``on_poweroff``, ``on_reboot``, ``on_crash``. Unknown keys are an error.
+``maxmem_mib``, ``maxvcpus``, ``on_poweroff``, ``on_reboot``, ``on_crash``, ``disk_backend``. Unknown keys
+are an error.
+
+``disk_backend`` (``phy`` or ``qdisk``; default: xl's own choice, ``phy`` for a raw file) is written as
+``backendtype=`` on every disk of the domain. ``qdisk`` serves the disks from QEMU in the dom0
+(``qemu-system-xen``) and runs no hotplug script; ``phy`` runs ``/etc/xen/scripts/block`` for each file-backed
+disk (a loop device) whenever the domain is created, re-created by a reboot included, and libxl kills that
+script after its hotplug timeout: on the loaded nested lab it timed out in ``xl create`` and in xl's restart
+after ``xl reboot``, where ``qdisk`` passed (``backends/xen/README.md``).
 
 Disk targets: Xen names virtual disks ``xvdX``, ``sdX`` or ``hdX``; the portable ``vdX`` (virtio) is
 written as ``xvdX``, and the host reports it back under that name.
@@ -33,6 +41,7 @@ from ._xl import XlParseError, vdev_number
 
 __all__ = [
     "HEADER",
+    "disk_backend",
     "disk_spec_string",
     "guest_type",
     "render_config",
@@ -47,7 +56,9 @@ _TYPES = ("pv", "pvh", "hvm")
 _ACTIONS = ("destroy", "restart", "rename-restart", "preserve", "coredump-destroy", "coredump-restart", "soft-reset")
 _EXTRA_KEYS = frozenset(
     {"type", "kernel", "ramdisk", "cmdline", "maxmem_mib", "maxvcpus", "on_poweroff", "on_reboot", "on_crash"}
+    | {"disk_backend"}
 )
+_DISK_BACKENDS = ("phy", "qdisk")
 _VD_RE = re.compile(r"^vd([a-z]+)$")
 _MAC_PREFIX_OK = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -83,7 +94,18 @@ def _settings(spec: DomainSpec) -> dict[str, Any]:
             raise InvalidArgumentError(
                 f"domain {quote(spec.name)}: {key} must be one of {', '.join(_ACTIONS)}, got {quote(settings[key])}"
             )
+    if "disk_backend" in settings and settings["disk_backend"] not in _DISK_BACKENDS:
+        raise InvalidArgumentError(
+            f"domain {quote(spec.name)}: disk_backend must be one of {', '.join(_DISK_BACKENDS)}, "
+            f"got {quote(settings['disk_backend'])}"
+        )
     return settings
+
+
+def disk_backend(spec: DomainSpec) -> str | None:
+    """The domain's ``extra["xen"]["disk_backend"]`` (``phy`` or ``qdisk``), or None for xl's default."""
+    backend = _settings(spec).get("disk_backend")
+    return str(backend) if backend is not None else None
 
 
 def guest_type(spec: DomainSpec) -> str:
@@ -122,8 +144,11 @@ def xen_vdev(target: str) -> str:
     return name
 
 
-def disk_spec_string(disk: DiskSpec) -> str:
-    """One disk in xl-disk-configuration(5) syntax; ``target=`` comes last (the path may hold commas)."""
+def disk_spec_string(disk: DiskSpec, backend: str | None = None) -> str:
+    """One disk in xl-disk-configuration(5) syntax; ``target=`` comes last (the path may hold commas).
+
+    ``backend`` (``phy`` or ``qdisk``, from :func:`disk_backend`) becomes ``backendtype=``; None leaves it to xl.
+    """
     vdev = xen_vdev(disk.target)
     if disk.format not in ("raw", "qcow2", "vhd"):
         raise InvalidArgumentError(
@@ -138,7 +163,10 @@ def disk_spec_string(disk: DiskSpec) -> str:
             f"disk {quote(disk.target)}: Xen cannot read a path ending in ',' ({quote(disk.path)})"
         )
     access = "ro" if disk.readonly else "rw"
-    return f"format={disk.format}, vdev={vdev}, access={access}, target={disk.path}"
+    if backend is not None and backend not in _DISK_BACKENDS:
+        raise InvalidArgumentError(f"disk back-end must be one of {', '.join(_DISK_BACKENDS)}, got {quote(backend)}")
+    backendtype = f"backendtype={backend}, " if backend is not None else ""
+    return f"format={disk.format}, vdev={vdev}, access={access}, {backendtype}target={disk.path}"
 
 
 def vif_string(nic: NicSpec) -> str:
@@ -191,7 +219,8 @@ def render_config(spec: DomainSpec, uuid: str) -> str:
     for key in ("kernel", "ramdisk", "cmdline"):
         if key in settings:
             lines.append(f"{key} = {_quote(settings[key], f'domain {quote(spec.name)}: {key}')}")
-    disks = [_quote(disk_spec_string(d), f"disk {quote(d.target)}") for d in spec.disks]
+    backend = settings.get("disk_backend")
+    disks = [_quote(disk_spec_string(d, backend), f"disk {quote(d.target)}") for d in spec.disks]
     vifs = [_quote(vif_string(n), "vif") for n in spec.nics]
     lines.append("disk = [ " + ", ".join(disks) + " ]" if disks else "disk = [ ]")
     lines.append("vif = [ " + ", ".join(vifs) + " ]" if vifs else "vif = [ ]")

@@ -42,6 +42,7 @@ from virtabs.spi import (
     URI,
     Capabilities,
     Capability,
+    CommandResult,
     CommandTransport,
     ConnectError,
     ConnectOptions,
@@ -53,6 +54,7 @@ from virtabs.spi import (
     DomainSpec,
     DomainState,
     Driver,
+    EventPoller,
     HostInfo,
     InvalidArgumentError,
     NicInfo,
@@ -60,17 +62,21 @@ from virtabs.spi import (
     NoDomainError,
     OperationFailedError,
     OperationInvalidError,
+    PoolInfo,
     VirtabsError,
+    VolumeInfo,
     quote,
 )
 
 from . import _cfg, _xl
+from ._pools import Pools
 
 __all__ = ["XenDriver"]
 
 MiB = 1 << 20
 DEFAULT_DIR = "/var/lib/virtabs-xen"
 _SLOW = 300.0  # seconds: xl create/save/restore/block-attach under a loaded host
+_EVENT_INTERVAL = 1.0  # seconds between two polls of the host (one round trip each) while someone subscribes
 _MARK = "@@virtabs-xen@@"
 _RC = "@@virtabs-xen-rc@@"
 # A shell function for the multi-command scripts: "s NAME CMD..." prints a section with CMD's stdout.
@@ -78,7 +84,11 @@ _SECTION_FN = (
     f's() {{ n=$1; shift; printf \'{_MARK} %s\\n\' "$n"; "$@" 2>/dev/null; printf \'\\n{_RC} %s\\n\' "$?"; }}; '
 )
 # the host has xl (exit 3 otherwise) and runs as Xen's control domain (exit 4 otherwise)
-_CHECK_HOST = "command -v xl >/dev/null || exit 3; grep -qs control_d /proc/xen/capabilities || exit 4"
+# (and prints "qemu-img" when the host has it: the storage capabilities need it)
+_CHECK_HOST = (
+    "command -v xl >/dev/null || exit 3; grep -qs control_d /proc/xen/capabilities || exit 4; "
+    "command -v qemu-img >/dev/null && echo qemu-img; exit 0"
+)
 _DIR_OK = re.compile(r"^/[A-Za-z0-9_./+-]*$")
 _FILE_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
@@ -225,12 +235,20 @@ class XenDriver(Driver):
         Capability.DOMAIN_START,
         Capability.DOMAIN_SHUTDOWN,
         Capability.DOMAIN_DESTROY,
-        # domain.reboot is not declared: `xl reboot` reaches the guest, but xl's restart path (re-creating
-        # the domain, on_reboot=restart) timed out in the dom0's block hotplug script in 2 of 2 contract
-        # runs on the nested lab, and the domain vanished. ex_reboot stays for callers who accept that.
+        Capability.DOMAIN_REBOOT,
         Capability.DOMAIN_SUSPEND,
         Capability.DOMAIN_SAVE,
         Capability.DOMAIN_DISK_HOTPLUG,
+        Capability.EVENTS,
+        Capability.STORAGE_POOL,
+        Capability.STORAGE_VOLUME,
+        Capability.STORAGE_VOLUME_RESIZE,
+        notes={
+            Capability.DOMAIN_REBOOT: "xl reboot -F; xl re-creates the domain (on_reboot=restart)",
+            Capability.EVENTS: f"polled every {_EVENT_INTERVAL:g} s: xl list -v and the definitions (no event stream)",
+            Capability.STORAGE_POOL: "directory pools on the Xen host (libvirt's dir pool): default is <dir>/images",
+            Capability.STORAGE_VOLUME: "raw and qcow2, made by qemu-img on the Xen host; no backing images",
+        },
     )
     uri_examples: ClassVar[tuple[str, ...]] = (
         "xen:///",
@@ -253,6 +271,7 @@ class XenDriver(Driver):
         user = options.credentials.username if options.credentials is not None else None
         self._timeout = options.timeout if options.timeout is not None else 120.0
         self._slow = max(self._timeout, _SLOW)
+        self._poller: EventPoller | None = None
         # The URI's user wins over the credentials' (the transport's rule); opening is bounded by timeout=.
         self._t = CommandTransport(
             uri,
@@ -275,10 +294,48 @@ class XenDriver(Driver):
                 f"{self._t.where} is not a Xen dom0 (no control_d in /proc/xen/capabilities): "
                 "boot it under the Xen hypervisor"
             )
+        self._has_qemu_img = "qemu-img" in found.out.split()
+        self._pools = Pools(self._dir, self._sh, self._t.where)
+
+    def connection_capabilities(self) -> Capabilities:
+        """The storage capabilities need ``qemu-img`` on the Xen host; without it they are dropped, saying so."""
+        caps = type(self).capabilities
+        if not self._has_qemu_img:
+            caps = caps.without(
+                Capability.STORAGE_POOL,
+                Capability.STORAGE_VOLUME,
+                Capability.STORAGE_VOLUME_RESIZE,
+                reason=f"no qemu-img on {self._t.where} (Debian: apt-get install qemu-utils)",
+            )
+        return caps
 
     def close(self) -> None:
-        """Stop the ssh master connection (a no-op locally)."""
+        """Stop the event poller, if any, and the ssh master connection (a no-op locally)."""
+        self.stop_events()
         self._t.close()
+
+    # --- events -------------------------------------------------------------------------
+
+    def _event_snapshot(self) -> dict[DomainRef, DomainState]:
+        """Every domain's state in one round trip (``xl list -v`` and the definitions)."""
+        return {
+            probe.ref: _state(probe.running.flags) if probe.running is not None else DomainState.SHUTOFF
+            for probe in self._all().values()
+        }
+
+    def start_events(self) -> None:
+        """Start polling the host: xl has no event stream, so changes are seen by diffing snapshots."""
+        if self._poller is None:
+            self._poller = EventPoller(
+                self._event_snapshot, self.emit, interval=_EVENT_INTERVAL, name="virtabs-xen-events"
+            )
+            self._poller.start()
+
+    def stop_events(self) -> None:
+        """Stop polling."""
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.stop()
 
     # --- running xl -------------------------------------------------------------------
 
@@ -313,6 +370,10 @@ class XenDriver(Driver):
                 f"query on {self._t.where} failed (exit {result.returncode}): {result.err.strip()[-500:]}"
             )
         return _sections(result.out)
+
+    def _sh(self, script: str, args: list[str]) -> CommandResult:
+        """Run ``sh -c SCRIPT virtabs-xen ARGS...`` on the Xen host (slow: qemu-img may write a whole image)."""
+        return self._t.run(["sh", "-c", script, "virtabs-xen", *args], check=False, timeout=self._slow)
 
     def _cfg_path(self, name: str) -> str:
         return posixpath.join(self._dir, f"{name}.cfg")
@@ -537,8 +598,9 @@ class XenDriver(Driver):
         """``xl destroy``."""
         self._xl(["destroy", "--", dom.name], f"destroy of domain {quote(dom.name)}", name=dom.name, slow=True)
 
-    def ex_reboot(self, dom: DomainRef) -> None:
-        """``xl reboot -F``: ask the guest to reboot (not the portable ``reboot``: see ``capabilities``)."""
+    def reboot(self, dom: DomainRef) -> None:
+        """``xl reboot -F``: ask the guest to reboot (PV control node, or ACPI for HVM); xl's daemon of the
+        domain then re-creates it (``on_reboot = "restart"``, the default of the files this driver writes)."""
         self._xl(["reboot", "-F", "--", dom.name], f"reboot of domain {quote(dom.name)}", name=dom.name)
 
     def suspend(self, dom: DomainRef) -> None:
@@ -573,7 +635,8 @@ class XenDriver(Driver):
         """Running: ``xl block-attach`` (hot-plug). Shut off: the disk is added to the definition."""
         probe = self._need(dom)
         vdev = _cfg.xen_vdev(disk.target)
-        spec_string = _cfg.disk_spec_string(disk)
+        # a hot-plugged disk is served as the domain's other disks are (its definition's disk_backend)
+        spec_string = _cfg.disk_spec_string(disk, _cfg.disk_backend(probe.spec) if probe.spec is not None else None)
         if probe.running is None:
             assert probe.spec is not None and probe.uuid is not None
             self._write_definition(attrs.evolve(probe.spec, disks=(*probe.spec.disks, disk)), probe.uuid)
@@ -654,3 +717,33 @@ class XenDriver(Driver):
                 )
             )
         return records
+
+    # --- storage: directory pools on the Xen host -------------------------------------------
+
+    def list_storage_pools(self) -> list[PoolInfo]:
+        """``default`` (``<dir>/images``) and every ``<dir>/pools/NAME.dir`` on the Xen host."""
+        return self._pools.list_pools()
+
+    def lookup_storage_pool(self, name: str) -> PoolInfo:
+        """A pool by name; NoStoragePoolError when there is none."""
+        return self._pools.lookup_pool(name)
+
+    def list_volumes(self, pool: str) -> list[VolumeInfo]:
+        """The pool's regular files, read by ``qemu-img info`` with their recorded format (one round trip)."""
+        return self._pools.list_volumes(pool)
+
+    def lookup_volume(self, pool: str, name: str) -> VolumeInfo:
+        """A volume by name; NoStorageVolumeError when there is none."""
+        return self._pools.lookup_volume(pool, name)
+
+    def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
+        """``qemu-img create`` on the Xen host; an existing name is refused."""
+        return self._pools.create_volume(pool, name, capacity_bytes, format, backing)
+
+    def delete_volume(self, pool: str, name: str) -> None:
+        """Remove the volume's file."""
+        self._pools.delete_volume(pool, name)
+
+    def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
+        """``qemu-img resize`` on the Xen host."""
+        return self._pools.resize_volume(pool, name, capacity_bytes)

@@ -10,6 +10,8 @@ puts in its dom0:
   ``xl shutdown``), and ``xen-blkfront`` for disk hot-plug;
 * ``xenconsoled`` logging guest consoles to ``/var/log/xen/console/guest-NAME.log`` (``--log=guest``),
   which :meth:`XenTarget.boot_id` counts boots from;
+* QEMU's Xen device model in the dom0 (Debian: ``qemu-system-xen``): the target's disks use the ``qdisk``
+  back-end (``$VIRTABS_XEN_DISK_BACKEND``, default ``qdisk``; ``phy`` runs the dom0's block hotplug script);
 * a writable directory for images and save files (``$VIRTABS_XEN_CONTRACT_DIR``, default
   ``/var/lib/virtabs-contract``).
 
@@ -93,7 +95,7 @@ class XenTarget(DefaultTarget):
         return posixpath.join(self.host_dir, self.new_name(name) + ".save")
 
     def create_image(self, conn: Connection, path: str, *, format: str, backing: str | None) -> None:
-        """A sparse raw image on the Xen host (xl in the lab has no qcow2 back-end: no QEMU in dom0)."""
+        """A sparse raw image on the Xen host (the target makes raw images only)."""
         if format != "raw" or backing is not None:
             raise TargetUnavailable(f"the Xen target makes raw images without backing files, not {format!r}")
         self._make_image(path)
@@ -115,6 +117,9 @@ class XenTarget(DefaultTarget):
             "ramdisk": self.ramdisk,
             "cmdline": "console=hvc0 quiet",
             "maxvcpus": 2,
+            # QEMU in the dom0 serves the disks: no block hotplug script, which timed out on the loaded
+            # nested lab in xl create and in xl's re-creation of a rebooted domain (README: reboot)
+            "disk_backend": os.environ.get("VIRTABS_XEN_DISK_BACKEND", "qdisk"),
         }
         return DomainSpec(
             name=name,

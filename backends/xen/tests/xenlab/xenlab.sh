@@ -81,8 +81,11 @@ build_boot_files() {
 
 build_rootfs() {
   local R=$CACHE/rootfs K; K=$(cat "$CACHE/kver")
-  local PKGS=xen-utils-4.17,openssh-server,iproute2,busybox,kmod,procps,less
-  [ -f "$CACHE/.rootfs.done" ] && return 0
+  # qemu-utils: qemu-img for the driver's directory storage pools on the dom0; qemu-system-xen: QEMU's
+  # qdisk back-end, which the contract target's disks use (no block hotplug script; see the Xen README)
+  local PKGS=xen-utils-4.17,openssh-server,iproute2,busybox,kmod,procps,less,qemu-utils,qemu-system-xen
+  # a cached tree built from another package list is rebuilt (and with it the image)
+  [ -f "$CACHE/.rootfs.done" ] && [ "$(cat "$CACHE/.debootstrap.done" 2>/dev/null)" = "$PKGS" ] && return 0
   if [ "$(cat "$CACHE/.debootstrap.done" 2>/dev/null)" != "$PKGS" ]; then
     rm -rf "$R"
     # the host's apt mirror, read at run time and never stored
