@@ -10,7 +10,9 @@ are there to read.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import posixpath
 from typing import Any
 
 from .. import Connection, Domain
@@ -60,6 +62,7 @@ class RemoteTestTarget(DefaultTarget):
         self._door = CommandTransport(ssh, default_timeout=60)
         self._uri = parsed
         self._peer_count = 0
+        self._remote_tmp: str | None = None
 
     @classmethod
     def from_uri(cls, uri: str) -> RemoteTestTarget:
@@ -78,6 +81,24 @@ class RemoteTestTarget(DefaultTarget):
         super().create_image(conn, path, format="raw", backing=None)
         self._empty(path)
         return path
+
+    def save_path(self, conn: Connection, name: str) -> str:
+        """A new file in a directory made on the remote host, where the helper writes it (a directory of
+        this machine does not exist there)."""
+        if self._remote_tmp is None:
+            made = self._door.run(["mktemp", "-d", f"/tmp/{self.prefix}-XXXXXX"]).out.strip()
+            if not made.startswith(f"/tmp/{self.prefix}-") or "\n" in made:
+                raise TargetUnavailable(f"mktemp -d on {self._door.where} printed {made[:80]!r}")
+            self._remote_tmp = made
+        return posixpath.join(self._remote_tmp, self.new_name(name) + ".save")
+
+    def cleanup(self, conn: Connection) -> None:
+        """What :class:`DefaultTarget` removes, and the directory of saved files on the remote host."""
+        super().cleanup(conn)
+        if self._remote_tmp is not None:
+            with contextlib.suppress(Exception):  # best effort, as every cleanup
+                self._door.run(["rm", "-rf", "--", self._remote_tmp])
+            self._remote_tmp = None
 
     def _empty(self, path: str) -> None:
         """Set the image's allocation to 0 in the node file on the remote host, under the node's flock."""

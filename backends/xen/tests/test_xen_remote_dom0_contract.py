@@ -6,7 +6,8 @@ in the dom0 and serves a file-backed test node in the dom0's file system; the ta
 into the dom0 (``cat`` of the node file there), never through the connection under test.
 
 Part of the kit, to keep the Xen suite (run alone, last, in CI) well under its time budget: connection,
-define, lookups, listing, power state, events and storage. The whole kit over ``test+ssh://`` runs against
+define, lookups, listing, power state, save and restore (into a directory made in the dom0), events and
+storage. The whole kit over ``test+ssh://`` runs against
 the loopback sshd in ``tests/remote/test_remote_contract_test.py``; against this dom0 it passed once in full
 (backends/xen/README.md, 2026-12-07).
 """
@@ -28,6 +29,7 @@ from virtabs.testing.suite import (  # noqa: F401  (collected by pytest)
     TestListing,
     TestLookups,
     TestPowerState,
+    TestSaveRestore,
     TestStoragePools,
     TestStorageVolumes,
 )
