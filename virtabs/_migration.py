@@ -199,6 +199,8 @@ class MigrationJob:
                         src.driver.migrate_perform(dom, request, routed)
                     with src.translate(what):
                         self._final = src.driver.migrate_job_info(dom)
+                    with self._lock:  # the destination resumes next: never "storage" again in info()
+                        self._phase = "switchover"
                 finally:
                     with self._lock:
                         self._performing = False
@@ -252,6 +254,8 @@ class MigrationJob:
             base = final or MigrationInfo(phase)
             error = str(self._error) if self._error is not None else None
             return _rules.evolve(base, phase=phase, error=error)
+        if not performing and final is not None:  # perform has ended; the destination is resuming
+            return _rules.evolve(final, phase=phase)
         if performing:
             gate = self.domain.connection._gate
             try:

@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -58,9 +59,10 @@ def _qemu_pids(root: Path) -> set[int]:
     return _processes(str(root), b"qemu-system")
 
 
-def _forward_pids(dst_root: Path) -> set[int]:
-    """The ssh processes forwarding sockets of ``dst_root`` (their LocalForward options name them)."""
-    return _processes(f"{dst_root}/run/", b"ssh")
+def _forward_pids(dst_root: Path, address: str | None = None) -> set[int]:
+    """The ssh processes forwarding sockets of ``dst_root`` (their LocalForward options name them), or
+    TCP ports on ``address``."""
+    return _processes(f" {address}:" if address else f" {dst_root}/run/", b"ssh")
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +92,12 @@ def roots() -> Iterator[tuple[Path, Path]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _open_pair(sshd: object, src_root: Path, dst_root: Path) -> tuple[virtabs.Connection, virtabs.Connection]:
+def _open_pair(
+    sshd: object, src_root: Path, dst_root: Path, address: str | None = None
+) -> tuple[virtabs.Connection, virtabs.Connection]:
     src = virtabs.open(f"qemu:///embed?root={src_root}&accel=tcg", timeout=60)
-    uri = sshd.uri("qemu", "/embed", root=str(dst_root), accel="tcg")  # type: ignore[attr-defined]
+    params = {"root": str(dst_root), "accel": "tcg"} | ({"migrate_address": address} if address else {})
+    uri = sshd.uri("qemu", "/embed", **params)  # type: ignore[attr-defined]
     return src, virtabs.open(uri, timeout=60)
 
 
@@ -132,25 +137,52 @@ def _wait_phase(job: virtabs.MigrationJob, phase: str, limit: float) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("flags", [COPY, COPY | M.TUNNELLED], ids=["remote-sockets", "tunnelled"])
+def _listening_on(address: str) -> bool:
+    """Whether some process listens on TCP ``address`` (IPv4), from /proc/net/tcp."""
+    want = "".join(f"{int(part):02X}" for part in reversed(address.split(".")))
+    with open("/proc/net/tcp") as fh:
+        rows = [line.split() for line in fh.readlines()[1:]]
+    return any(row[1].split(":")[0] == want and row[3] == "0A" for row in rows)
+
+
+DIRECT = "127.0.0.2"
+"""The destination's own address for ``migrate_address`` (another loopback address than the sshd's)."""
+
+
+@pytest.mark.parametrize(
+    ("flags", "address", "forwarded"),
+    [(COPY, None, True), (COPY | M.TUNNELLED, None, True), (COPY, DIRECT, False), (COPY | M.TUNNELLED, DIRECT, True)],
+    ids=["remote-sockets", "tunnelled", "direct-address", "direct-address-tunnelled"],
+)
 def test_the_running_guest_keeps_counting_on_the_remote_host(
-    sshd: object, roots: tuple[Path, Path], extra: dict[str, object], flags: MigrateFlags
+    sshd: object,
+    roots: tuple[Path, Path],
+    extra: dict[str, object],
+    flags: MigrateFlags,
+    address: str | None,
+    forwarded: bool,
 ) -> None:
     src_root, dst_root = roots
-    src, dst = _open_pair(sshd, src_root, dst_root)
+    src, dst = _open_pair(sshd, src_root, dst_root, address)
     with src, dst:
         assert dst.supports("domain.migrate.tunnelled") and not src.supports("domain.migrate.tunnelled")
         dom, src_console = _counting_guest(src, src_root, extra)
         boot_id = _acked(src_console)[0][1]
+        listening_before = address is not None and _listening_on(address)
         job = dom.migrate(dst, flags=flags, max_downtime=300)
         _wait_phase(job, "storage", 60)
-        assert _forward_pids(dst_root), "no ssh forward carries the streams"
+        if forwarded:
+            assert _forward_pids(dst_root, address), "no ssh forward carries the streams"
+        else:
+            assert _forward_pids(dst_root, address) == set()
+        if address is not None:  # the destination QEMU listens there (NBD, and the memory stream)
+            assert not listening_before and _listening_on(address)
         moved = job.wait(timeout=300)
         final = job.info()
         assert final.phase == "completed", final
         assert final.disk_total >= 64 * MiB and final.disk_processed == final.disk_total
         assert final.memory_processed > 0 and final.downtime_ms is not None
-        assert _forward_pids(dst_root) == set()  # the forward ends with the streams
+        assert _forward_pids(dst_root, address) == set()  # the forward ends with the streams
 
         assert dom.state() == DomainState.SHUTOFF and _qemu_pids(src_root) == set()
         before = _acked(src_console)
@@ -201,3 +233,50 @@ def test_the_forward_dying_mid_migration_rolls_back(
         _no_trace_on(dst, dst_root)
         assert not dom.block_job_info("vda")
         dom.destroy()
+
+
+CLIENT = """
+import sys, time, virtabs
+from virtabs import MigrateFlags as M
+src = virtabs.open(sys.argv[1], timeout=60)
+dst = virtabs.open(sys.argv[2], timeout=60)
+job = src.lookup_domain("counter").migrate(dst, flags=M.LIVE | M.NON_SHARED_DISK | M.PERSIST_DEST, bandwidth=1)
+while job.info().phase != "storage":
+    time.sleep(0.05)
+print("storage", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_client_dying_mid_migration_leaves_no_stray_qemu(
+    sshd: object, roots: tuple[Path, Path], extra: dict[str, object]
+) -> None:
+    """The client (which runs the core's steps) is killed during the mirror: the helper sees its channel
+    end and discards the prepared destination; the source keeps running."""
+    src_root, dst_root = roots
+    src, dst = _open_pair(sshd, src_root, dst_root)
+    with src, dst:
+        dom, console = _counting_guest(src, src_root, extra)
+        client = subprocess.Popen(
+            [sys.executable, "-c", CLIENT, str(src.uri), str(dst.uri)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert client.stdout is not None and client.stdout.readline().strip() == "storage"
+            assert _qemu_pids(dst_root), "the destination QEMU was not started"
+        finally:
+            client.kill()
+            client.wait()
+        deadline = time.monotonic() + 60
+        while _qemu_pids(dst_root) or _forward_pids(dst_root) or dst.list_domains():
+            assert time.monotonic() < deadline, "the destination was not discarded after its client died"
+            time.sleep(0.1)
+        _no_trace_on(dst, dst_root)
+        assert dom.state() == DomainState.RUNNING
+        ticks = len(_acked(console))
+        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # still counting
+        moved = dom.migrate(dst, flags=COPY).wait(timeout=300)
+        assert moved.state() == DomainState.RUNNING
+        moved.destroy()
