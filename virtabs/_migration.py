@@ -25,7 +25,7 @@ from ._capabilities import Capability
 from ._errors import InvalidArgumentError, NotSupportedError, OperationFailedError, OperationInvalidError, VirtabsError
 from ._flags import MigrateFlags
 from ._models import DomainRef, MigrationInfo, MigrationRequest, MigrationTicket
-from .remote._tunnel import StreamForward, check_route, route_ticket
+from .remote._tunnel import StreamForward, route_ticket
 from .spi import OPERATIONS
 
 if TYPE_CHECKING:
@@ -81,8 +81,6 @@ def start_migration(
             )
         # The destination's capabilities and read-only mode, before either host is touched.
         dest_gate.check(OPERATIONS["migrate_prepare"], f"{what} (destination {dest_conn.uri})", extra=extra)
-        if not f & MigrateFlags.OFFLINE:  # streams this release cannot carry between the two hosts
-            check_route(src_gate.driver, dest_gate.driver, what)
         spec = _rules.evolve(domain.spec(), uuid=domain.uuid)
         disk_infos = domain.disks()
         targets = _rules.migration_disks(f, disks, disk_infos, what, domain.name)
@@ -146,7 +144,7 @@ class MigrationJob:
         self._done = threading.Event()
         self._started = time.monotonic()
         self._thread: threading.Thread | None = None
-        self._forward: StreamForward | None = None
+        self._forwards: list[StreamForward] = []
         timeout = destination.timeout
         self._connect_timeout = 30.0 if timeout is None else float(timeout)
 
@@ -188,7 +186,7 @@ class MigrationJob:
                 raise OperationFailedError(f"{what} was aborted")
             if not request.offline:
                 with dest.translate(dest_what):  # a remote destination's sockets: forwarded here over ssh
-                    routed, self._forward = route_ticket(
+                    routed, self._forwards = route_ticket(
                         src.driver, dest.driver, ticket, request, self._connect_timeout
                     )
                 with self._lock:
@@ -225,8 +223,8 @@ class MigrationJob:
         return result
 
     def _close_forward(self) -> None:
-        forward, self._forward = self._forward, None
-        if forward is not None:
+        forwards, self._forwards = self._forwards, []
+        for forward in forwards:
             forward.close()
 
     def _roll_back(self, ticket: MigrationTicket, cause: BaseException, finish_done: bool = False) -> None:

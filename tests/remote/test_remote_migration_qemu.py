@@ -169,7 +169,8 @@ def test_the_running_guest_keeps_counting_on_the_remote_host(
         dom, src_console = _counting_guest(src, src_root, extra)
         boot_id = _acked(src_console)[0][1]
         listening_before = address is not None and _listening_on(address)
-        job = dom.migrate(dst, flags=flags, max_downtime=300)
+        # 16 MiB/s: seconds of copying, so the test sees the streams while they flow
+        job = dom.migrate(dst, flags=flags, max_downtime=300, bandwidth=16)
         _wait_phase(job, "storage", 60)
         if forwarded:
             assert _forward_pids(dst_root, address), "no ssh forward carries the streams"
@@ -279,4 +280,39 @@ def test_the_client_dying_mid_migration_leaves_no_stray_qemu(
         wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # still counting
         moved = dom.migrate(dst, flags=COPY).wait(timeout=300)
         assert moved.state() == DomainState.RUNNING
+        moved.destroy()
+
+
+def test_a_guest_on_the_remote_host_comes_here(
+    sshd: object, roots: tuple[Path, Path], extra: dict[str, object]
+) -> None:
+    """The other way: the source is the qemu+ssh:// root, the destination local; the sockets here are
+    brought to the source's host (RemoteForward). Same proof."""
+    remote_root, local_root = roots
+    uri = sshd.uri("qemu", "/embed", root=str(remote_root), accel="tcg")  # type: ignore[attr-defined]
+    with virtabs.open(uri, timeout=60) as src, virtabs.open(f"qemu:///embed?root={local_root}&accel=tcg") as dst:
+        dom, src_console = _counting_guest(src, remote_root, extra)
+        boot_id = _acked(src_console)[0][1]
+        left_before = set(Path("/tmp").glob("vtt-*-r*.sock"))
+        job = dom.migrate(dst, flags=COPY, max_downtime=300, bandwidth=16)  # seconds: the forward is seen
+        _wait_phase(job, "storage", 60)
+        assert _processes(f" {local_root}/run/", b"ssh"), "no ssh forward carries the streams"
+        assert set(Path("/tmp").glob("vtt-*-r*.sock")) - left_before, "no socket on the source's host"
+        moved = job.wait(timeout=300)
+        assert job.info().phase == "completed"
+        assert _processes(f" {local_root}/run/", b"ssh") == set()
+        assert dom.state() == DomainState.SHUTOFF and _qemu_pids(remote_root) == set()
+        before = _acked(src_console)
+        last_on_source = before[-1][0]
+        dst_console = local_root / "run" / "counter" / "console.log"
+        wait_console(dst_console, f"virtabs-guest: acked {last_on_source + 3} ", timeout=120)
+        after = _acked(dst_console)
+        assert {boot for _n, boot in after} == {boot_id}
+        assert "virtabs-guest: up" not in dst_console.read_text(errors="replace")
+        disk = moved.disks()[0].path
+        assert disk.startswith(str(local_root))
+        data = _sectors(disk, last_on_source)
+        for n, _boot in before:
+            assert data[n * 512 : n * 512 + 14] == f"tick {n:08d}\n".encode(), f"tick {n} missing on the destination"
+        assert set(Path("/tmp").glob("vtt-*-r*.sock")) <= left_before  # the remote ends were removed
         moved.destroy()

@@ -12,17 +12,20 @@ connection of its own, so the control calls (finish, abort) still get through wh
 busy, and when the forward dies the source QEMU sees its sockets close: the mirror or the migration
 fails and the core's rollback runs (the helper's channel is still there to discard the destination).
 
+A source reached over ``DRIVER+ssh://`` gets the channels it must write into brought to its host the
+other way (``RemoteForward REMOTE_PATH LOCAL_PATH``); between two remote hosts both are made and the
+streams pass through this machine (the two hosts need no ssh access to each other, as with libvirt's
+tunnelled migration through a client).
+
 A destination URI that names a direct address (``?migrate_address=HOST``) hands back TCP channels:
 they are used as they are, unless TUNNELLED asks for the forward (``LocalForward PATH HOST:PORT``).
-A source on another host (a ``DRIVER+ssh://`` source with a destination elsewhere) would need the
-reverse forward on that host; it is refused before either host is touched (see
-:func:`check_route`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -32,12 +35,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import attrs
 
-from .._errors import ConnectError, NotSupportedError
+from .._errors import ConnectError
 from .._flags import MigrateFlags
 from .._models import MigrationRequest, MigrationTicket
 from ..spi import CommandTransport, Driver
 
-__all__ = ["StreamForward", "check_route", "route_ticket"]
+__all__ = ["StreamForward", "route_ticket"]
+
+CLOSE_GRACE = 2.0
+"""Seconds ssh gets to end by itself once its stdin is closed."""
 
 READY = "virtabs-forward-ready"
 """What the forward's remote command prints once ssh has bound every local end."""
@@ -56,24 +62,22 @@ def _same_host(src: Driver, dest: Driver) -> bool:
     return isinstance(src, RemoteDriver) and isinstance(dest, RemoteDriver) and src.channel is dest.channel
 
 
-def check_route(src: Driver, dest: Driver, what: str) -> None:
-    """Refuse, before either host is touched, the pairs whose streams this release cannot carry."""
-    if _remote_driver(src) is not None and not _same_host(src, dest):
-        raise NotSupportedError(
-            f"{what}: the source is on another host ({src.uri}) and the destination is not on that host: "
-            "the streams would need a reverse ssh forward on the source host, which is not implemented; "
-            "migrate from a connection local to the source host"
-        )
-
-
 class StreamForward:
-    """One ssh process forwarding local unix sockets to sockets (or TCP addresses) on a remote host."""
+    """One ssh process forwarding unix sockets between this host and a remote one.
 
-    def __init__(self, transport_uri: object, connect_timeout: float, targets: list[str]) -> None:
+    ``local`` maps each target on the remote host (a socket path or ``HOST:PORT``) to a local socket
+    (``LocalForward``: the source here, the destination there); ``remote`` maps each target here to a
+    socket path on the remote host (``RemoteForward``: the source there, the destination here).
+    """
+
+    def __init__(self, transport_uri: object, connect_timeout: float, local: list[str], remote: list[str]) -> None:
         self.directory = tempfile.mkdtemp(prefix="vtt-", dir="/tmp")  # short: sun_path is 108 bytes
-        self.local = {target: os.path.join(self.directory, f"s{i}.sock") for i, target in enumerate(targets)}
+        token = os.path.basename(self.directory)
+        self.local = {target: os.path.join(self.directory, f"s{i}.sock") for i, target in enumerate(local)}
+        self.remote = {target: f"/tmp/{token}-r{i}.sock" for i, target in enumerate(remote)}
         options = ["ExitOnForwardFailure=yes", "StreamLocalBindUnlink=yes", "StreamLocalBindMask=0177"]
         options += [f"LocalForward={path} {target}" for target, path in self.local.items()]
+        options += [f"RemoteForward={path} {target}" for target, path in self.remote.items()]
         self.transport = CommandTransport(
             transport_uri,  # type: ignore[arg-type]
             connect_timeout=connect_timeout,
@@ -88,9 +92,16 @@ class StreamForward:
         return None if self._proc is None else self._proc.pid
 
     def start(self) -> None:
-        """Start ssh; return once it bound every local end (its remote command printed :data:`READY`)."""
-        # The remote command holds the connection open until its stdin closes (our close()).
-        self._proc = self.transport.open_channel(["sh", "-c", f"echo {READY}; exec cat >/dev/null"], multiplexed=False)
+        """Start ssh; return once it bound every end (its remote command printed :data:`READY`).
+
+        sshd serves a connection's messages in order: the ``RemoteForward`` requests (which ssh sends
+        first) are bound before the session's command runs; ssh binds the local ends before it opens
+        the session. The command holds the connection until its stdin closes (our :meth:`close`), then
+        removes the remote ends (sshd leaves streamlocal sockets behind).
+        """
+        cleanup = " ".join(shlex.quote(path) for path in self.remote.values())
+        script = f"echo {READY}; cat >/dev/null" + (f"; rm -f {cleanup}" if cleanup else "")
+        self._proc = self.transport.open_channel(["sh", "-c", script], multiplexed=False)
         assert self._proc.stdout is not None and self._proc.stderr is not None
         line = self._proc.stdout.readline().decode("utf-8", "replace").strip()
         if line != READY:
@@ -107,16 +118,15 @@ class StreamForward:
         threading.Thread(target=lambda: stream.read(), name="virtabs-forward-stderr", daemon=True).start()
 
     def close(self) -> None:
-        """End ssh (its stdin closed, then its process group killed) and remove the local ends."""
+        """End ssh (its stdin closed: the remote command cleans up and exits; killed if it lingers, e.g.
+        while a forwarded connection stays open) and remove the local ends."""
         proc, self._proc = self._proc, None
         if proc is not None:
             with contextlib.suppress(OSError, ValueError):
                 assert proc.stdin is not None
                 proc.stdin.close()
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(5)
+                proc.wait(CLOSE_GRACE)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -148,46 +158,63 @@ def _local_uri(uri: str, kind: str, path: str) -> str:
     return f"nbd+unix:///{export}?socket={path}"
 
 
-def route_ticket(
-    src: Driver, dest: Driver, ticket: MigrationTicket, request: MigrationRequest, connect_timeout: float
-) -> tuple[MigrationTicket, StreamForward | None]:
-    """The ticket the source uses, and the forward that carries it (None: the source reaches it directly).
+def _uris(ticket: MigrationTicket) -> list[str]:
+    return ([ticket.memory_uri] if ticket.memory_uri else []) + [d.uri for d in ticket.disks]
 
-    Unix sockets of a remote destination are always forwarded (nothing else reaches them); TCP
-    addresses only with TUNNELLED.
-    """
-    remote = _remote_driver(dest)
-    if remote is None or _same_host(src, dest):
-        return ticket, None
-    uris = ([ticket.memory_uri] if ticket.memory_uri else []) + [d.uri for d in ticket.disks]
+
+def _rewrite(ticket: MigrationTicket, new: dict[str, str]) -> MigrationTicket:
+    """``ticket`` with each channel URI replaced by ``new``'s (those it names)."""
+    return attrs.evolve(
+        ticket,
+        memory_uri=new.get(ticket.memory_uri, ticket.memory_uri) if ticket.memory_uri else ticket.memory_uri,
+        disks=tuple(attrs.evolve(d, uri=new.get(d.uri, d.uri)) for d in ticket.disks),
+    )
+
+
+def _ends(ticket: MigrationTicket, request: MigrationRequest) -> dict[str, tuple[str, str]]:
+    """The channels to forward, by URI: unix sockets always, TCP addresses with TUNNELLED only."""
     ends: dict[str, tuple[str, str]] = {}
-    for uri in uris:
+    for uri in _uris(ticket):
         end = _endpoint(uri)
         if end is None:
             continue
-        target, kind = end
-        if kind in ("tcp", "nbd") and not request.flags & MigrateFlags.TUNNELLED:
+        if end[1] in ("tcp", "nbd") and not request.flags & MigrateFlags.TUNNELLED:
             continue
-        ends[uri] = (target, kind)
-    if not ends:
-        return ticket, None
-    targets = sorted({target for target, _kind in ends.values()})
-    forward = StreamForward(dest.channel.ssh_uri, connect_timeout, targets)  # type: ignore[attr-defined]
+        ends[uri] = end
+    return ends
+
+
+def route_ticket(
+    src: Driver, dest: Driver, ticket: MigrationTicket, request: MigrationRequest, connect_timeout: float
+) -> tuple[MigrationTicket, list[StreamForward]]:
+    """The ticket the source uses, and the forwards that carry it (none: the source reaches it directly).
+
+    A remote destination's channels are brought here (``LocalForward``); then, for a remote source,
+    the channels here are brought to its host (``RemoteForward``): between two remote hosts the
+    streams pass through this machine. Unix sockets are always forwarded (nothing else reaches them),
+    TCP addresses only with TUNNELLED.
+    """
+    if _same_host(src, dest):
+        return ticket, []
+    forwards: list[StreamForward] = []
     try:
-        forward.start()
+        for driver, direction in ((dest, "local"), (src, "remote")):
+            if _remote_driver(driver) is None:
+                continue
+            ends = _ends(ticket, request)
+            if not ends:
+                continue
+            targets = sorted({target for target, _kind in ends.values()})
+            local, remote = (targets, []) if direction == "local" else ([], targets)
+            forward = StreamForward(driver.channel.ssh_uri, connect_timeout, local, remote)  # type: ignore[attr-defined]
+            forwards.append(forward)
+            forward.start()
+            where = forward.local if direction == "local" else forward.remote
+            ticket = _rewrite(
+                ticket, {uri: _local_uri(uri, kind, where[target]) for uri, (target, kind) in ends.items()}
+            )
     except BaseException:
-        forward.close()
+        for forward in forwards:
+            forward.close()
         raise
-
-    def local(uri: str) -> str:
-        if uri not in ends:
-            return uri
-        target, kind = ends[uri]
-        return _local_uri(uri, kind, forward.local[target])
-
-    routed = attrs.evolve(
-        ticket,
-        memory_uri=local(ticket.memory_uri) if ticket.memory_uri else ticket.memory_uri,
-        disks=tuple(attrs.evolve(d, uri=local(d.uri)) for d in ticket.disks),
-    )
-    return routed, forward
+    return ticket, forwards
