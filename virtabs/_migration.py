@@ -21,9 +21,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import _rules
+from ._capabilities import Capability
 from ._errors import InvalidArgumentError, NotSupportedError, OperationFailedError, OperationInvalidError, VirtabsError
 from ._flags import MigrateFlags
 from ._models import DomainRef, MigrationInfo, MigrationRequest, MigrationTicket
+from .remote._tunnel import StreamForward, route_ticket
 from .spi import OPERATIONS
 
 if TYPE_CHECKING:
@@ -52,10 +54,14 @@ def start_migration(
     downtime = _rules.require_max_downtime(max_downtime)
     src_conn = domain.connection
     extra = _rules.migration_capabilities(f)
+    src_extra = extra
+    if f & MigrateFlags.TUNNELLED and _tunnel_carried_by(dest, src_conn):
+        # The destination's transport carries the tunnel: checked on the destination below, not here.
+        src_extra = [c for c in extra if c is not Capability.DOMAIN_MIGRATE_TUNNELLED]
     src_gate = src_conn._gate
     # The source's capabilities and read-only mode first: a refusal costs no host call on either side.
     src_gate.check(OPERATIONS["migrate_perform" if not f & MigrateFlags.OFFLINE else "migrate_confirm"], what,
-                   extra=extra)  # fmt: skip
+                   extra=src_extra)  # fmt: skip
     if isinstance(dest, str):
         if dest == str(src_conn.uri):
             raise InvalidArgumentError(f"{what}: the destination is the source's own connection")
@@ -84,7 +90,7 @@ def start_migration(
                     f"{what}: an offline migration cannot undefine the source while it runs; shut it down first"
                 )
         else:  # the state and block-job rules of the perform row (one domain_status call)
-            src_gate.check(OPERATIONS["migrate_perform"], what, dom=domain._ref, extra=extra)
+            src_gate.check(OPERATIONS["migrate_perform"], what, dom=domain._ref, extra=src_extra)
         request = MigrationRequest(flags=f, bandwidth_bytes=bw, max_downtime_ms=downtime, disks=targets)
         copied = [d for d in disk_infos if d.target in targets]
         job = MigrationJob(domain, dest_conn, request, owned)
@@ -94,6 +100,23 @@ def start_migration(
         if owned:
             dest_conn.close()
         raise
+
+
+def _tunnel_carried_by(dest: object, src_conn: Connection) -> bool:
+    """Whether the destination's own transport carries a TUNNELLED migration's streams: an open
+    connection (not the source's) declaring ``domain.migrate.tunnelled``, or a URI over ssh. Its
+    declaration is then checked on the destination alone."""
+    from ._connection import Connection
+    from ._uri import parse_uri
+
+    if isinstance(dest, Connection):
+        return dest is not src_conn and dest.supports(Capability.DOMAIN_MIGRATE_TUNNELLED)
+    if isinstance(dest, str):
+        try:
+            return parse_uri(dest).transport == "ssh" and dest != str(src_conn.uri)
+        except VirtabsError:
+            return False
+    return False
 
 
 class MigrationJob:
@@ -121,6 +144,9 @@ class MigrationJob:
         self._done = threading.Event()
         self._started = time.monotonic()
         self._thread: threading.Thread | None = None
+        self._forwards: list[StreamForward] = []
+        timeout = destination.timeout
+        self._connect_timeout = 30.0 if timeout is None else float(timeout)
 
     def __repr__(self) -> str:
         return f"<MigrationJob domain={self.domain.name!r} to={str(self.destination.uri)!r} phase={self._phase!r}>"
@@ -159,20 +185,28 @@ class MigrationJob:
             if self._aborted:
                 raise OperationFailedError(f"{what} was aborted")
             if not request.offline:
+                with dest.translate(dest_what):  # a remote destination's sockets: forwarded here over ssh
+                    routed, self._forwards = route_ticket(
+                        src.driver, dest.driver, ticket, request, self._connect_timeout
+                    )
                 with self._lock:
                     self._performing = True
                     self._phase = "storage" if request.copy_storage else "memory"
                 try:
                     with src.translate(what):
-                        src.driver.migrate_perform(dom, request, ticket)
+                        src.driver.migrate_perform(dom, request, routed)
                     with src.translate(what):
                         self._final = src.driver.migrate_job_info(dom)
+                    with self._lock:  # the destination resumes next: never "storage" again in info()
+                        self._phase = "switchover"
                 finally:
                     with self._lock:
                         self._performing = False
+                    self._close_forward()
                 if self._aborted:
                     raise OperationFailedError(f"{what} was aborted")
         except BaseException as exc:
+            self._close_forward()
             self._roll_back(ticket, exc)
             raise
         try:
@@ -187,6 +221,11 @@ class MigrationJob:
         if result is None:
             raise OperationFailedError(f"{dest_what}: the destination reported no domain")
         return result
+
+    def _close_forward(self) -> None:
+        forwards, self._forwards = self._forwards, []
+        for forward in forwards:
+            forward.close()
 
     def _roll_back(self, ticket: MigrationTicket, cause: BaseException, finish_done: bool = False) -> None:
         """Discard the destination, resume the source; the first failure stays the one reported."""
@@ -213,6 +252,8 @@ class MigrationJob:
             base = final or MigrationInfo(phase)
             error = str(self._error) if self._error is not None else None
             return _rules.evolve(base, phase=phase, error=error)
+        if not performing and final is not None:  # perform has ended; the destination is resuming
+            return _rules.evolve(final, phase=phase)
         if performing:
             gate = self.domain.connection._gate
             try:

@@ -60,6 +60,9 @@ KEEPALIVE_INTERVAL = 5.0
 """Seconds of silence from the helper before the client pings it."""
 KEEPALIVE_COUNT = 3
 """Unanswered intervals after which the channel is declared dead (as libvirt's keepalive_count)."""
+TUNNEL_DRIVERS = frozenset({"qemu"})
+"""Drivers whose migration streams are unix sockets (or TCP addresses) the client can forward over ssh
+(:mod:`virtabs.remote._tunnel`): a remote connection of one of them declares ``domain.migrate.tunnelled``."""
 _STDERR_KEEP = 4000
 _CALLER_READS = 0.05
 """Seconds: a caller waits this long at most per read attempt; the background reader steps back for this
@@ -109,6 +112,8 @@ class Channel:
             path="/",
             params={k: v for k, v in uri.params.items() if k in ("keyfile", "known_hosts", "no_verify")},
         )
+        self.ssh_uri = ssh_uri
+        """The ssh endpoint (user, host, port, ssh parameters): a migration's stream forward uses it too."""
         self.transport = CommandTransport(ssh_uri, connect_timeout=connect_timeout)
         self.where = self.transport.where
         self.connect_timeout = connect_timeout
@@ -502,6 +507,11 @@ class RemoteDriver(Driver):
         """``[user@]host[:port]`` of the channel."""
         return self._channel.where
 
+    @property
+    def channel(self) -> Channel:
+        """The channel this connection is a session of (shared by every connection to the endpoint)."""
+        return self._channel
+
     def connection_capabilities(self) -> Capabilities:
         """What the remote connection declares (refined there, per host)."""
         return self._capabilities
@@ -553,12 +563,17 @@ def _capabilities_from_wire(opened: dict[str, Any], where: str) -> Capabilities:
         return {k: str(v) for k, v in values.items() if k in known}
 
     supported = frozenset(names(opened.get("capabilities")))
-    dropped = {k: v for k, v in notes(opened.get("dropped")).items() if k not in supported}
+    given_notes = {k: v for k, v in notes(opened.get("notes")).items() if k in supported}
     driver = str(opened.get("driver", "remote"))[:40]
+    tunnelled = Capability.DOMAIN_MIGRATE_TUNNELLED.value
+    if driver in TUNNEL_DRIVERS and Capability.DOMAIN_MIGRATE_LIVE.value in supported:
+        supported |= {tunnelled}
+        given_notes[tunnelled] = f"the memory and disk streams go through an ssh forward to {where}"
+    dropped = {k: v for k, v in notes(opened.get("dropped")).items() if k not in supported}
     for cap in Capability:
         if cap.value not in supported and cap.value not in dropped:
             dropped[cap.value] = f"not declared by the {driver} driver on {where}"
-    return Capabilities(supported, {k: v for k, v in notes(opened.get("notes")).items() if k in supported}, dropped)
+    return Capabilities(supported, given_notes, dropped)
 
 
 def _forwarder(method: str) -> Callable[..., Any]:

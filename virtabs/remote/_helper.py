@@ -23,7 +23,7 @@ from .. import _rules
 from .._capabilities import Capability
 from .._connection import Connection, Subscription
 from .._errors import InvalidArgumentError, NotSupportedError, OperationInvalidError, VirtabsError
-from .._models import DomainRef, DomainSpec, Event
+from .._models import DomainRef, DomainSpec, Event, MigrationRequest, MigrationTicket
 from .._uri import parse_uri
 from ..spi import OPERATIONS
 from ._protocol import (
@@ -65,6 +65,9 @@ class _Session:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.subscription: Subscription | None = None
+        self.prepared: dict[str, tuple[MigrationTicket, MigrationRequest]] = {}
+        """Migrations this session prepared and has not finished, by destination domain name: discarded
+        when the session ends without finishing them (the client died mid-migration)."""
 
 
 class Helper:
@@ -282,6 +285,10 @@ class Helper:
         schema = method_schema(method)
         kwargs = schema.decode_args(args)
         value = _dispatch(session.conn, method, kwargs)
+        if method == "migrate_prepare" and isinstance(value, MigrationTicket) and not kwargs["request"].offline:
+            session.prepared[value.domain.name] = (value, kwargs["request"])
+        elif method == "migrate_finish" and isinstance(kwargs.get("ticket"), MigrationTicket):
+            session.prepared.pop(kwargs["ticket"].domain.name, None)
         return encode_value(value, schema.result, method)
 
     def _open(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -323,6 +330,11 @@ class Helper:
         with self._sessions_lock:
             session = self._sessions.pop(session_id, None)
         if session is not None:
+            for ticket, request in session.prepared.values():
+                # The client never came back with finish: its half-made destination must not stay.
+                log.warning("discarding the unfinished migration of domain %r", ticket.domain.name)
+                with contextlib.suppress(Exception):
+                    session.conn._gate.driver.migrate_finish(ticket, request, False)
             with contextlib.suppress(VirtabsError):
                 session.conn.close()
 

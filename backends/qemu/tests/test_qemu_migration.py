@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -28,40 +27,17 @@ from virtabs import DomainState, MigrateFlags, OperationFailedError
 from virtabs.spi import DiskSpec, DomainSpec
 from virtabs.testing.plugin import in_ci
 
-from virtabs_qemu.testing import guest_extra_with_init, wait_console
+from virtabs_qemu.testing import ACKED, COUNTING_GUEST_INIT, guest_extra_with_init, wait_console
 
 M = MigrateFlags
 COPY = M.LIVE | M.NON_SHARED_DISK | M.PERSIST_DEST
 ACCEL = os.environ.get("VIRTABS_GUEST_ACCEL", "tcg")
 
-COUNTER_INIT = """#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
-  insmod /m/$m.ko
-done
-boot=$(cat /proc/sys/kernel/random/boot_id)
-echo "virtabs-guest: up $boot" > /dev/ttyS0
-w=0
-while [ ! -b /dev/vda ] && [ $w -lt 300 ]; do sleep 0.1; w=$((w + 1)); done
-n=0
-while true; do
-  n=$((n + 1))
-  printf 'tick %08d\\n' $n | dd of=/dev/vda bs=512 seek=$n count=1 conv=sync,fsync 2>/dev/null && \\
-    echo "virtabs-guest: acked $n $boot" > /dev/ttyS0
-  sleep 0.2
-done
-"""
-
-ACKED = re.compile(r"virtabs-guest: acked (\d+) ([0-9a-f-]+)")
-
 
 @pytest.fixture(scope="module")
 def extra(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     try:
-        return guest_extra_with_init(COUNTER_INIT, tmp_path_factory.mktemp("guest"))
+        return guest_extra_with_init(COUNTING_GUEST_INIT, tmp_path_factory.mktemp("guest"))
     except Exception as exc:  # no kernel, no busybox
         if in_ci():
             pytest.fail(f"cannot build the counting guest: {exc}")

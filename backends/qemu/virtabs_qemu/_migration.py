@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import socket
 import threading
 import time
 from typing import Any
@@ -54,7 +56,7 @@ from ._qmp import QMPClient, QMPError
 from ._session import Sessions, device_node
 from ._store import DefinitionStore
 
-__all__ = ["Migrations"]
+__all__ = ["Migrations", "check_listen_address"]
 
 POLL = 0.05
 """Seconds between two looks at the mirrors or the migration."""
@@ -78,13 +80,44 @@ class _Progress:
     """Made by an abort that came before perform began: perform takes it over (and stops at once)."""
 
 
-def _nbd_socket(uri: str) -> tuple[str, str]:
-    """``nbd+unix:///EXPORT?socket=PATH`` -> (PATH, EXPORT)."""
+def _nbd_server(uri: str) -> tuple[dict[str, str], str]:
+    """``nbd+unix:///EXPORT?socket=PATH`` or ``nbd://HOST:PORT/EXPORT`` -> (the NBD client's ``server``, EXPORT)."""
     parts = urlsplit(uri)
+    export = parts.path.lstrip("/")
     sockets = parse_qs(parts.query).get("socket")
-    if parts.scheme != "nbd+unix" or not sockets:
-        raise InvalidArgumentError(f"the qemu driver cannot mirror into {uri!r} (it needs nbd+unix:///EXPORT?socket=)")
-    return sockets[0], parts.path.lstrip("/")
+    if parts.scheme == "nbd+unix" and sockets:
+        return {"type": "unix", "path": sockets[0]}, export
+    if parts.scheme == "nbd" and parts.hostname and parts.port:
+        return {"type": "inet", "host": parts.hostname, "port": str(parts.port)}, export
+    raise InvalidArgumentError(
+        f"the qemu driver cannot mirror into {uri!r} (it needs nbd+unix:///EXPORT?socket= or nbd://HOST:PORT/EXPORT)"
+    )
+
+
+ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}")
+"""A ``migrate_address``: a host name or an IPv4 address (what QEMU's ``tcp:HOST:PORT`` takes as is)."""
+
+
+def check_listen_address(value: str | None) -> str | None:
+    """The URI's ``migrate_address`` checked (InvalidArgumentError otherwise); None when not given."""
+    if value is None:
+        return None
+    if not ADDRESS.fullmatch(value):
+        raise InvalidArgumentError(
+            f"migrate_address must be a host name or an IPv4 address the source can reach, got {value!r}"
+        )
+    return value
+
+
+def _free_port(host: str) -> int:
+    """A TCP port free on ``host`` now (bound and released: QEMU binds it next; a lost race fails prepare,
+    which leaves nothing behind, as libvirt's own port allocation may)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError as exc:
+            raise OperationFailedError(f"cannot listen for the migration on {host!r}: {exc.strerror or exc}") from None
+        return int(probe.getsockname()[1])
 
 
 class Migrations:
@@ -98,7 +131,10 @@ class Migrations:
         events: Events,
         lifecycle: Lifecycle,
         timeout: float,
+        listen_address: str | None = None,
     ) -> None:
+        self.listen_address = listen_address
+        """Where the destination listens (TCP) when the URI gives ``migrate_address``; None: unix sockets."""
         self.store = store
         self.processes = processes
         self.sessions = sessions
@@ -141,10 +177,18 @@ class Migrations:
             defn = self.store.get(ref)
             self.lifecycle.launch(defn, paused=True, incoming="defer")
             run = dirs.run_dir(ref.name)
-            nbd, mem = os.path.join(run, "nbd.sock"), os.path.join(run, "mig.sock")
+            host = self.listen_address
+            if host is None:
+                nbd, mem = os.path.join(run, "nbd.sock"), os.path.join(run, "mig.sock")
+                nbd_addr: dict[str, Any] = {"type": "unix", "data": {"path": nbd}}
+                memory_uri = f"unix:{mem}"
+            else:
+                nbd_port, mem_port = _free_port(host), _free_port(host)
+                nbd_addr = {"type": "inet", "data": {"host": host, "port": str(nbd_port)}}
+                memory_uri = f"tcp:{host}:{mem_port}"
             with self.sessions.open(ref.name) as q:
                 if copied:
-                    q.execute("nbd-server-start", {"addr": {"type": "unix", "data": {"path": nbd}}})
+                    q.execute("nbd-server-start", {"addr": nbd_addr})
                     for target in copied:
                         q.execute(
                             "block-export-add",
@@ -157,7 +201,12 @@ class Migrations:
                             },
                         )
                         path = next(d.path for d in defn.spec.disks if d.target == target)
-                        ticket_disks.append(MigrationDiskExport(target, f"nbd+unix:///{target}?socket={nbd}", path))
+                        export = (
+                            f"nbd+unix:///{target}?socket={nbd}"
+                            if host is None
+                            else f"nbd://{host}:{nbd_addr['data']['port']}/{target}"
+                        )
+                        ticket_disks.append(MigrationDiskExport(target, export, path))
                 q.execute(
                     "migrate-set-capabilities",
                     {
@@ -167,11 +216,11 @@ class Migrations:
                         ]
                     },
                 )
-                q.execute("migrate-incoming", {"uri": f"unix:{mem}"})
+                q.execute("migrate-incoming", {"uri": memory_uri})
         except BaseException:
             self.discard(ref.name, created)
             raise
-        return MigrationTicket(domain=ref, memory_uri=f"unix:{mem}", disks=tuple(ticket_disks), cookie=cookie)
+        return MigrationTicket(domain=ref, memory_uri=memory_uri, disks=tuple(ticket_disks), cookie=cookie)
 
     def _create_image(self, info: DiskInfo, path: str, request: MigrationRequest, created: list[str]) -> None:
         """The destination image: reused when one of the right size is there, else created."""
@@ -257,16 +306,26 @@ class Migrations:
             progress.active, progress.pending = True, False
             self._progress[name] = progress
         q = QMPClient(self.store.dirs.qmp_socket(name), timeout=self.timeout, what=f"domain {name!r}")
+        owner = os.path.join(self.store.dirs.run_dir(name), OWNER_FILE)
         try:
             with self.sessions.translated(name):
                 q.connect()
-                self._perform(q, name, request, ticket, progress)
+                self._perform(q, name, request, ticket, progress, owner)
         finally:
             progress.active = False
             q.close()
+            with contextlib.suppress(OSError):
+                if _read_owner(owner) == _process_token(os.getpid()):
+                    os.unlink(owner)
 
     def _perform(
-        self, q: QMPClient, name: str, request: MigrationRequest, ticket: MigrationTicket, progress: _Progress
+        self,
+        q: QMPClient,
+        name: str,
+        request: MigrationRequest,
+        ticket: MigrationTicket,
+        progress: _Progress,
+        owner: str,
     ) -> None:
         running = bool(q.execute("query-status").get("running"))
         mirrors: list[str] = []
@@ -284,17 +343,15 @@ class Migrations:
                 "downtime-limit": DEFAULT_DOWNTIME_MS if request.max_downtime_ms is None else request.max_downtime_ms,
             }
             q.execute("migrate-set-parameters", params)
+            self._clear_leftovers(q, name, [export.target for export in ticket.disks], owner)
+            with open(owner, "w") as fh:  # whose mirrors these are, while they run
+                fh.write(_process_token(os.getpid()) or "")
             for export in ticket.disks:
-                sock, export_name = _nbd_socket(export.uri)
+                server, export_name = _nbd_server(export.uri)
                 node = f"mig-{export.target}"
                 q.execute(
                     "blockdev-add",
-                    {
-                        "driver": "nbd",
-                        "node-name": node,
-                        "server": {"type": "unix", "path": sock},
-                        "export": export_name,
-                    },
+                    {"driver": "nbd", "node-name": node, "server": server, "export": export_name},
                 )
                 mirrors.append(export.target)
                 top = device_node(q, export.target)
@@ -361,6 +418,24 @@ class Migrations:
             )
             self._roll_back(q, mirrors, migrating, running)
             raise
+
+    def _clear_leftovers(self, q: QMPClient, name: str, targets: list[str], owner: str) -> None:
+        """What an earlier migration whose process died left on the source (daemonless QEMU keeps it):
+        its mirror jobs cancelled (with force) or dismissed, their NBD nodes deleted. Mirrors whose
+        process (the owner file's pid and start time) still lives are a migration under way: refused."""
+        jobs = {str(j.get("id")): j for j in q.execute("query-jobs")}
+        left = [t for t in targets if f"mig-{t}" in jobs]
+        recorded = _read_owner(owner)
+        if left and recorded is not None and recorded == _process_token(int(recorded.split()[0])):
+            raise OperationInvalidError(
+                f"domain {name!r}: disk {left[0]} is being migrated already (process {recorded.split()[0]})"
+            )
+        for target in targets:
+            if f"mig-{target}" in jobs:
+                self._end_mirror(q, name, target, force=True)
+            else:
+                with contextlib.suppress(QMPError):  # no such node: nothing was left
+                    q.execute("blockdev-del", {"node-name": f"mig-{target}"})
 
     def _check_cancel(self, progress: _Progress, name: str) -> None:
         if progress.cancel.is_set():
@@ -482,6 +557,33 @@ class Migrations:
             self.lifecycle.destroy(dom)
         if request.flags & MigrateFlags.UNDEFINE_SOURCE:
             self.lifecycle.undefine(dom)
+
+
+OWNER_FILE = "migration.owner"
+"""In the source domain's runtime directory while a perform runs: the pid and start time of its process."""
+
+
+def _process_token(pid: int) -> str | None:
+    """``PID STARTTIME`` of a live process (its start time tells a reused pid apart); None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+    if fields[0] in ("Z", "X"):
+        return None
+    return f"{pid} {fields[19]}"
+
+
+def _read_owner(path: str) -> str | None:
+    """The owner file's ``PID STARTTIME``; None when there is none (or it is not one)."""
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    parts = text.split()
+    return text if len(parts) == 2 and all(p.isdigit() for p in parts) else None
 
 
 def _remove(paths: list[str]) -> None:

@@ -73,7 +73,7 @@ from ._devices import Devices
 from ._events import Events
 from ._lifecycle import Lifecycle
 from ._live import LiveView
-from ._migration import Migrations
+from ._migration import Migrations, check_listen_address
 from ._networks import IP_MISSING, HostLink, HostNetworks, ip_available
 from ._process import Emulator, Processes, cpu_time_ns, emulator_cache_dir
 from ._records import Definition
@@ -153,8 +153,9 @@ class QemuDriver(Driver):
             Capability.BLOCK_COMMIT: "RELATIVE is not supported",
             Capability.STORAGE_POOL: "directory pools: 'default' plus <config>/pools/*.json",
             Capability.DOMAIN_MIGRATE: (
-                "between state roots of this machine over unix sockets; the destination is always persistent "
-                "(definitions are files); TUNNELLED and other hosts come with the remote transport"
+                "between state roots over unix sockets, to a qemu+ssh:// host through an ssh forward (TUNNELLED "
+                "is declared by qemu+ssh connections), or over TCP to the destination URI's migrate_address; the "
+                "destination is always persistent (definitions are files)"
             ),
             Capability.DOMAIN_MIGRATE_COPY_STORAGE: (
                 "NBD export + blockdev-mirror; copied disks land in the destination's default pool"
@@ -220,7 +221,13 @@ class QemuDriver(Driver):
         self.devices = Devices(self.store, self.processes, self.sessions, self.timeout)
         self.storage = Storage(self.dirs, options.timeout)
         self.migrations = Migrations(
-            self.store, self.processes, self.sessions, self.events, self.lifecycle, self.timeout
+            self.store,
+            self.processes,
+            self.sessions,
+            self.events,
+            self.lifecycle,
+            self.timeout,
+            listen_address=check_listen_address(uri.param("migrate_address")),
         )
         self.networks = HostNetworks(self.store.all, self.timeout)
         # the event poller reads states the way domain_status does: leased monitor first, jobs settled

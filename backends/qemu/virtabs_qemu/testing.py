@@ -43,7 +43,9 @@ from ._qmp import QMPClient
 from ._state import DomainLock, StateDirs
 
 __all__ = [
+    "ACKED",
     "CMDLINE",
+    "COUNTING_GUEST_INIT",
     "INSTALL_HINT",
     "QemuTarget",
     "build_guest",
@@ -243,6 +245,35 @@ def guest_extra_with_init(init: str, directory: Path) -> dict[str, object]:
     out.write_bytes(Path(initrd).read_bytes() + b"".join(entries))
     return {"qemu": {"kernel": kernel, "initrd": str(out), "append": CMDLINE}}
 
+
+COUNTING_GUEST_INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
+  insmod /m/$m.ko
+done
+boot=$(cat /proc/sys/kernel/random/boot_id)
+echo "virtabs-guest: up $boot" > /dev/ttyS0
+w=0
+while [ ! -b /dev/vda ] && [ $w -lt 300 ]; do sleep 0.1; w=$((w + 1)); done
+n=0
+while true; do
+  n=$((n + 1))
+  printf 'tick %08d\\n' $n | dd of=/dev/vda bs=512 seek=$n count=1 conv=sync,fsync 2>/dev/null && \\
+    echo "virtabs-guest: acked $n $boot" > /dev/ttyS0
+  sleep 0.2
+done
+"""
+"""The ``/init`` of the migration tests' counting guest (for :func:`guest_extra_with_init`): every ~0.2 s it
+writes ``tick N`` to sector N of ``/dev/vda`` (``dd conv=fsync``: acknowledged once the flush returned),
+then prints ``virtabs-guest: acked N BOOT_ID`` on its serial console; ``n`` lives in the shell's memory,
+so a guest that keeps counting after a migration kept its memory, and the same boot id says it never
+rebooted."""
+
+ACKED = re.compile(r"virtabs-guest: acked (\d+) ([0-9a-f-]+)")
+"""The counting guest's acknowledgement line: (N, boot id)."""
 
 OWNERS_DIR = ".virtabs-contract-runs"
 """Directory (under the runtime directory) where each kit run records the pid that owns its prefix."""

@@ -1,0 +1,318 @@
+"""Live migration with storage from a local embed root to one reached over ``qemu+ssh://`` (issue 23).
+
+The destination is a separate embed root served by the helper behind the real loopback sshd; its
+memory and NBD sockets are forwarded to this host by one ssh process (``LocalForward``, see
+``virtabs/remote/_tunnel.py``). The guest is the QEMU tests' counting guest (TCG): after the
+migration it must go on counting on the destination (same boot id, no new boot), and the
+destination's disk must hold every tick the source acknowledged. Killing the forward mid-migration
+must leave the source running and the destination with no domain, no image and no QEMU: that the
+migration fails when the forward dies also shows the streams went through it (on 127.0.0.1 the
+destination's sockets are reachable directly too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from virtabs_qemu.testing import ACKED, COUNTING_GUEST_INIT, guest_extra_with_init, wait_console
+
+import virtabs
+from virtabs import DomainState, MigrateFlags, OperationFailedError
+from virtabs.spi import DiskSpec, DomainSpec
+from virtabs.testing.plugin import in_ci
+
+M = MigrateFlags
+COPY = M.LIVE | M.NON_SHARED_DISK | M.PERSIST_DEST
+MiB = 1 << 20
+
+
+def _processes(needle: str, program: bytes) -> set[int]:
+    """Live processes whose argv[0] contains ``program`` and whose command line names ``needle``."""
+    found = set()
+    key = os.fsencode(needle)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+            with open(f"/proc/{entry}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X") and program in argv[0] and any(key in a for a in argv):
+            found.add(int(entry))
+    return found
+
+
+def _qemu_pids(root: Path) -> set[int]:
+    return _processes(str(root), b"qemu-system")
+
+
+def _forward_pids(dst_root: Path, address: str | None = None) -> set[int]:
+    """The ssh processes forwarding sockets of ``dst_root`` (their LocalForward options name them), or
+    TCP ports on ``address``."""
+    return _processes(f" {address}:" if address else f" {dst_root}/run/", b"ssh")
+
+
+@pytest.fixture(scope="module")
+def extra(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    for tool in ("qemu-system-x86_64", "qemu-img"):
+        if shutil.which(tool) is None:
+            if in_ci():
+                pytest.fail(f"{tool} missing: apt-get install qemu-system-x86 qemu-utils")
+            pytest.skip(f"{tool} missing")
+    try:
+        return guest_extra_with_init(COUNTING_GUEST_INIT, tmp_path_factory.mktemp("guest"))
+    except Exception as exc:  # no kernel, no busybox
+        if in_ci():
+            pytest.fail(f"cannot build the counting guest: {exc}")
+        pytest.skip(f"cannot build the counting guest: {exc}")
+
+
+@pytest.fixture
+def roots() -> Iterator[tuple[Path, Path]]:
+    """Two short embed roots (this host's and the "remote" one), every QEMU under them killed after."""
+    made = [Path(tempfile.mkdtemp(prefix="vtrm-", dir="/tmp")) for _ in range(2)]
+    yield made[0], made[1]
+    for root in made:
+        for pid in _qemu_pids(root):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _open_pair(
+    sshd: object, src_root: Path, dst_root: Path, address: str | None = None
+) -> tuple[virtabs.Connection, virtabs.Connection]:
+    src = virtabs.open(f"qemu:///embed?root={src_root}&accel=tcg", timeout=60)
+    params = {"root": str(dst_root), "accel": "tcg"} | ({"migrate_address": address} if address else {})
+    uri = sshd.uri("qemu", "/embed", **params)  # type: ignore[attr-defined]
+    return src, virtabs.open(uri, timeout=60)
+
+
+def _counting_guest(src: virtabs.Connection, root: Path, extra: dict[str, object]) -> tuple[virtabs.Domain, Path]:
+    pool = src.lookup_storage_pool("default")
+    pool.create_volume("counter.qcow2", 64 * MiB, format="qcow2")
+    path = os.path.join(str(pool.info().path), "counter.qcow2")
+    spec = DomainSpec(
+        name="counter", memory_bytes=128 * MiB, vcpus=1, disks=(DiskSpec("vda", path, format="qcow2"),), extra=extra
+    )
+    dom = src.define_domain(spec)
+    dom.start()
+    console = root / "run" / "counter" / "console.log"
+    wait_console(console, "virtabs-guest: acked 3 ", timeout=120)
+    return dom, console
+
+
+def _acked(console: Path) -> list[tuple[int, str]]:
+    return [(int(n), boot) for n, boot in ACKED.findall(console.read_text(errors="replace"))]
+
+
+def _sectors(image: str, count: int) -> bytes:
+    out = Path(tempfile.mkdtemp(prefix="vtrm-read-")) / "disk.raw"
+    try:  # a running QEMU holds the image: read it without taking its lock (-U)
+        subprocess.run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", image, str(out)], check=True)
+        with open(out, "rb") as fh:
+            return fh.read((count + 1) * 512)
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+
+
+def _wait_phase(job: virtabs.MigrationJob, phase: str, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while job.info().phase != phase:
+        assert not job.done, f"the migration ended before its {phase} phase: {job.info()}"
+        assert time.monotonic() < deadline, f"the {phase} phase never began"
+        time.sleep(0.05)
+
+
+def _listening_on(address: str) -> bool:
+    """Whether some process listens on TCP ``address`` (IPv4), from /proc/net/tcp."""
+    want = "".join(f"{int(part):02X}" for part in reversed(address.split(".")))
+    with open("/proc/net/tcp") as fh:
+        rows = [line.split() for line in fh.readlines()[1:]]
+    return any(row[1].split(":")[0] == want and row[3] == "0A" for row in rows)
+
+
+DIRECT = "127.0.0.2"
+"""The destination's own address for ``migrate_address`` (another loopback address than the sshd's)."""
+
+
+@pytest.mark.parametrize(
+    ("flags", "address", "forwarded"),
+    [(COPY, None, True), (COPY | M.TUNNELLED, None, True), (COPY, DIRECT, False), (COPY | M.TUNNELLED, DIRECT, True)],
+    ids=["remote-sockets", "tunnelled", "direct-address", "direct-address-tunnelled"],
+)
+def test_the_running_guest_keeps_counting_on_the_remote_host(
+    sshd: object,
+    roots: tuple[Path, Path],
+    extra: dict[str, object],
+    flags: MigrateFlags,
+    address: str | None,
+    forwarded: bool,
+) -> None:
+    src_root, dst_root = roots
+    src, dst = _open_pair(sshd, src_root, dst_root, address)
+    with src, dst:
+        assert dst.supports("domain.migrate.tunnelled") and not src.supports("domain.migrate.tunnelled")
+        dom, src_console = _counting_guest(src, src_root, extra)
+        boot_id = _acked(src_console)[0][1]
+        listening_before = address is not None and _listening_on(address)
+        # 16 MiB/s: seconds of copying, so the test sees the streams while they flow
+        job = dom.migrate(dst, flags=flags, max_downtime=300, bandwidth=16)
+        _wait_phase(job, "storage", 60)
+        if forwarded:
+            assert _forward_pids(dst_root, address), "no ssh forward carries the streams"
+        else:
+            assert _forward_pids(dst_root, address) == set()
+        if address is not None:  # the destination QEMU listens there (NBD, and the memory stream)
+            assert not listening_before and _listening_on(address)
+        moved = job.wait(timeout=300)
+        final = job.info()
+        assert final.phase == "completed", final
+        assert final.disk_total >= 64 * MiB and final.disk_processed == final.disk_total
+        assert final.memory_processed > 0 and final.downtime_ms is not None
+        assert _forward_pids(dst_root, address) == set()  # the forward ends with the streams
+
+        assert dom.state() == DomainState.SHUTOFF and _qemu_pids(src_root) == set()
+        before = _acked(src_console)
+        last_on_source = before[-1][0]
+
+        assert moved.state() == DomainState.RUNNING
+        dst_console = dst_root / "run" / "counter" / "console.log"
+        wait_console(dst_console, f"virtabs-guest: acked {last_on_source + 3} ", timeout=120)
+        after = _acked(dst_console)
+        assert {boot for _n, boot in after} == {boot_id}
+        assert "virtabs-guest: up" not in dst_console.read_text(errors="replace")
+        assert after[0][0] <= last_on_source + 2  # it went on from where it was, in memory
+
+        disk = moved.disks()[0].path
+        assert disk.startswith(str(dst_root))
+        data = _sectors(disk, last_on_source)
+        for n, _boot in before:
+            assert data[n * 512 : n * 512 + 14] == f"tick {n:08d}\n".encode(), f"tick {n} missing on the destination"
+        moved.destroy()
+
+
+def _no_trace_on(dst: virtabs.Connection, dst_root: Path) -> None:
+    assert dst.list_domains() == []
+    assert _qemu_pids(dst_root) == set()
+    images = dst_root / "images"
+    assert not images.exists() or list(images.glob("*")) == []
+
+
+@pytest.mark.parametrize("phase", ["storage", "memory"])
+def test_the_forward_dying_mid_migration_rolls_back(
+    sshd: object, roots: tuple[Path, Path], extra: dict[str, object], phase: str
+) -> None:
+    src_root, dst_root = roots
+    src, dst = _open_pair(sshd, src_root, dst_root)
+    with src, dst:
+        dom, console = _counting_guest(src, src_root, extra)
+        job = dom.migrate(dst, flags=COPY, bandwidth=1 if phase == "storage" else 2)  # MiB/s: a minute of copying
+        _wait_phase(job, phase, 120)
+        forwards = _forward_pids(dst_root)
+        assert len(forwards) == 1, forwards
+        os.kill(forwards.pop(), signal.SIGKILL)
+        with pytest.raises(OperationFailedError):
+            job.wait(timeout=120)
+        assert job.info().phase == "failed"
+        assert dom.state() == DomainState.RUNNING
+        ticks = len(_acked(console))
+        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # still counting
+        _no_trace_on(dst, dst_root)
+        assert not dom.block_job_info("vda")
+        dom.destroy()
+
+
+CLIENT = """
+import sys, time, virtabs
+from virtabs import MigrateFlags as M
+src = virtabs.open(sys.argv[1], timeout=60)
+dst = virtabs.open(sys.argv[2], timeout=60)
+job = src.lookup_domain("counter").migrate(dst, flags=M.LIVE | M.NON_SHARED_DISK | M.PERSIST_DEST, bandwidth=1)
+while job.info().phase != "storage":
+    time.sleep(0.05)
+print("storage", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_client_dying_mid_migration_leaves_no_stray_qemu(
+    sshd: object, roots: tuple[Path, Path], extra: dict[str, object]
+) -> None:
+    """The client (which runs the core's steps) is killed during the mirror: the helper sees its channel
+    end and discards the prepared destination; the source keeps running."""
+    src_root, dst_root = roots
+    src, dst = _open_pair(sshd, src_root, dst_root)
+    with src, dst:
+        dom, console = _counting_guest(src, src_root, extra)
+        client = subprocess.Popen(
+            [sys.executable, "-c", CLIENT, str(src.uri), str(dst.uri)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert client.stdout is not None and client.stdout.readline().strip() == "storage"
+            assert _qemu_pids(dst_root), "the destination QEMU was not started"
+        finally:
+            client.kill()
+            client.wait()
+        deadline = time.monotonic() + 60
+        while _qemu_pids(dst_root) or _forward_pids(dst_root) or dst.list_domains():
+            assert time.monotonic() < deadline, "the destination was not discarded after its client died"
+            time.sleep(0.1)
+        _no_trace_on(dst, dst_root)
+        assert dom.state() == DomainState.RUNNING
+        ticks = len(_acked(console))
+        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # still counting
+        moved = dom.migrate(dst, flags=COPY).wait(timeout=300)
+        assert moved.state() == DomainState.RUNNING
+        moved.destroy()
+
+
+def test_a_guest_on_the_remote_host_comes_here(
+    sshd: object, roots: tuple[Path, Path], extra: dict[str, object]
+) -> None:
+    """The other way: the source is the qemu+ssh:// root, the destination local; the sockets here are
+    brought to the source's host (RemoteForward). Same proof."""
+    remote_root, local_root = roots
+    uri = sshd.uri("qemu", "/embed", root=str(remote_root), accel="tcg")  # type: ignore[attr-defined]
+    with virtabs.open(uri, timeout=60) as src, virtabs.open(f"qemu:///embed?root={local_root}&accel=tcg") as dst:
+        dom, src_console = _counting_guest(src, remote_root, extra)
+        boot_id = _acked(src_console)[0][1]
+        left_before = set(Path("/tmp").glob("vtt-*-r*.sock"))
+        job = dom.migrate(dst, flags=COPY, max_downtime=300, bandwidth=16)  # seconds: the forward is seen
+        _wait_phase(job, "storage", 60)
+        assert _processes(f" {local_root}/run/", b"ssh"), "no ssh forward carries the streams"
+        assert set(Path("/tmp").glob("vtt-*-r*.sock")) - left_before, "no socket on the source's host"
+        moved = job.wait(timeout=300)
+        assert job.info().phase == "completed"
+        assert _processes(f" {local_root}/run/", b"ssh") == set()
+        assert dom.state() == DomainState.SHUTOFF and _qemu_pids(remote_root) == set()
+        before = _acked(src_console)
+        last_on_source = before[-1][0]
+        dst_console = local_root / "run" / "counter" / "console.log"
+        wait_console(dst_console, f"virtabs-guest: acked {last_on_source + 3} ", timeout=120)
+        after = _acked(dst_console)
+        assert {boot for _n, boot in after} == {boot_id}
+        assert "virtabs-guest: up" not in dst_console.read_text(errors="replace")
+        disk = moved.disks()[0].path
+        assert disk.startswith(str(local_root))
+        data = _sectors(disk, last_on_source)
+        for n, _boot in before:
+            assert data[n * 512 : n * 512 + 14] == f"tick {n:08d}\n".encode(), f"tick {n} missing on the destination"
+        assert set(Path("/tmp").glob("vtt-*-r*.sock")) <= left_before  # the remote ends were removed
+        moved.destroy()
