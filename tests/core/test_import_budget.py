@@ -187,3 +187,11 @@ def test_control_a_third_party_driver_is_scanned_and_loaded_through_stevedore(
     code = "from virtabs._registry import load_driver_class\nassert load_driver_class('fake').__name__ == 'FakeDriver'"
     names = _imported(code, tmp_path, pythonpath=root) - interpreter_baseline
     assert {"importlib.metadata", "stevedore", "fake_driver"} <= names
+
+
+def test_the_remote_helper_imports_no_tls(tmp_path: Path) -> None:
+    """ssh starts a new helper for every connection, so its imports are set-up time: it needs no ``ssl``
+    (only the TLS backends' error messages do, and they import it when they load)."""
+    names = _imported("import virtabs.remote._helper", tmp_path)
+    assert "virtabs.spi" in names
+    assert "ssl" not in names and "virtabs.spi._tls" not in names

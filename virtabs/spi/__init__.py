@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._command import CommandFailedError, CommandResult, CommandTransport, run_in_process_group
+    from ._tls import describe_tls_failure
 
 from .._capabilities import Capabilities, Capability
 from .._config import Credentials
@@ -129,7 +130,6 @@ from ._operations import (
     methods_for,
     missing_methods,
 )
-from ._tls import describe_tls_failure
 from ._toolkit import Deadline, ErrorMap, EventPoller, find_domain, find_network, networks_with_attachments, poll_until
 
 __all__ = [
@@ -236,4 +236,9 @@ def __getattr__(name: str) -> Any:
         value = getattr(_command, name)
         globals()[name] = value
         return value
+    if name == "describe_tls_failure":  # imports ssl (~25 ms): only the TLS backends pay for it
+        from ._tls import describe_tls_failure
+
+        globals()[name] = describe_tls_failure
+        return describe_tls_failure
     raise AttributeError(f"module 'virtabs.spi' has no attribute {name!r}")
