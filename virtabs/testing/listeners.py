@@ -186,6 +186,16 @@ def make_test_certificates(directory: Path) -> TestCertificates:
     )
 
 
+def _linger(stream: socket.socket) -> None:
+    """Close as nginx's lingering close does: end our side, then read what the client still sends until it
+    closes. Closing with unread bytes would send a reset, and the client could see its connection end before
+    it reads the answer (a TLS client then reports an unexpected EOF instead of a plain-HTTP reply)."""
+    with contextlib.suppress(OSError):
+        stream.shutdown(socket.SHUT_WR)
+        while stream.recv(65536):
+            pass
+
+
 class HttpPeer:
     """An HTTP server on 127.0.0.1 answering ``404`` to everything: over TLS with ``cert``/``key``, or plain.
 
@@ -238,8 +248,12 @@ class HttpPeer:
                 if not chunk:
                     return
                 data += chunk
-                if not data.split(b" ", 1)[0].isupper():  # not an HTTP method: nginx answers 400 at once
+                method = data.split(b" ", 1)[0]
+                # not an HTTP method (letters only: a TLS ClientHello's bytes up to its first 0x20 can hold
+                # capitals and no small letters, which isupper() alone took for a method): 400 at once, as nginx
+                if not (method.isalpha() and method.isupper()):
                     stream.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    _linger(stream)
                     return
             head, _, body = data.partition(b"\r\n\r\n")
             length = 0
