@@ -7,7 +7,7 @@ import ipaddress
 import re
 import uuid as _uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
@@ -27,6 +27,7 @@ __all__ = [
     "DomainSpec",
     "DomainStatus",
     "Event",
+    "FrozenDict",
     "HostInfo",
     "LifecycleEvent",
     "MigrationDiskExport",
@@ -147,8 +148,50 @@ def _job_infos(value: Iterable[BlockJobInfo]) -> tuple[BlockJobInfo, ...]:
     return tuple(value)
 
 
-def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+def _mapping_copy(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return dict(value or {})
+
+
+class FrozenDict(dict[str, Any]):
+    """The mapping of a record's ``extra`` (and other mapping fields): a dict that cannot change and hashes by
+    its items, so a frozen record stays hashable and compares equal however it was made.
+
+    Built by the records themselves, deeply: a list or tuple inside becomes a tuple, a mapping a FrozenDict.
+    A record read back from the remote protocol (where JSON has only arrays and objects) is therefore equal to
+    the one the driver made (``NetworkInfo.extra`` held tuples locally and lists after the channel before).
+    ``json.dumps`` takes it as the dict it is.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError(f"a record's {type(self).__name__} cannot change (attrs.evolve the record instead)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse
+
+    def __hash__(self) -> int:  # type: ignore[override]  # dict's is None: this one cannot change
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self) -> tuple[type[FrozenDict], tuple[dict[str, Any]]]:
+        return type(self), (dict(self),)  # pickle and copy would otherwise fill it through __setitem__
+
+
+_FREEZE_DEPTH = 64
+
+
+def _frozen(value: Any, depth: int) -> Any:
+    if depth > _FREEZE_DEPTH:  # left as it is (a spec's check refuses such depths with its own message)
+        return value
+    if isinstance(value, Mapping):
+        return FrozenDict({key: _frozen(item, depth + 1) for key, item in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(item, depth + 1) for item in value)
+    return value
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    frozen: FrozenDict = _frozen(dict(value or {}), 0)
+    return frozen
 
 
 @attrs.frozen
@@ -246,7 +289,7 @@ class DomainSpec:
     nics: tuple[NicSpec, ...] = attrs.field(default=(), converter=_nics)
     uuid: str | None = attrs.field(default=None, converter=_uuid_or_none)
     os_type: str = "hvm"
-    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_mapping_copy)
 
     def __attrs_post_init__(self) -> None:
         targets = [d.target for d in self.disks]

@@ -84,6 +84,7 @@ def dump_description(node: Node) -> dict[str, Any]:
             ],
             "active": n.active,
             "autostart": n.autostart,
+            **({"extra": _plain(n.extra)} if n.extra else {}),
         }
         for n in sorted(node.networks.values(), key=lambda n: n.name)
     ]

@@ -114,7 +114,18 @@ _DOMAIN_KEYS = {
 _MANAGED_SAVE_KEYS = {"paused", "cpu_time_ns"}
 _DISK_KEYS = {"target", "path", "format", "bus", "readonly", "capacity_bytes", "allocation_bytes", "backing_chain"}
 _NIC_KEYS = {"mac", "network", "model", "ips"}
-_NETWORK_KEYS = {"name", "uuid", "kind", "native_kind", "device", "vlan_ids", "subnets", "active", "autostart"}
+_NETWORK_KEYS = {
+    "name",
+    "uuid",
+    "kind",
+    "native_kind",
+    "device",
+    "vlan_ids",
+    "subnets",
+    "active",
+    "autostart",
+    "extra",
+}
 _SUBNET_KEYS = {"cidr", "gateway", "dhcp_ranges"}
 
 
@@ -296,6 +307,8 @@ def _network(what: str, raw: Any) -> NetworkInfo:
     for flag in ("active", "autostart"):
         if not isinstance(data.get(flag, True), bool):
             raise InvalidArgumentError(f"{what}: {flag} must be true or false")
+    if not isinstance(data.get("extra", {}), dict):
+        raise InvalidArgumentError(f"{what}: extra must be an object")
     try:
         return NetworkInfo(
             name,
@@ -307,6 +320,7 @@ def _network(what: str, raw: Any) -> NetworkInfo:
             subnets=subnets,
             active=data.get("active", True),
             autostart=data.get("autostart", False),
+            extra=data.get("extra", {}),
         )
     except InvalidArgumentError as exc:
         raise InvalidArgumentError(f"{what}: {exc.message}") from None

@@ -136,7 +136,8 @@ bytes::
          "device": "virbr0", "vlan_ids": [],
          "subnets": [{"cidr": "192.168.122.0/24", "gateway": "192.168.122.1",
                       "dhcp_ranges": [["192.168.122.2", "192.168.122.254"]]}],
-         "active": true, "autostart": false}
+         "active": true, "autostart": false,
+         "extra": {}}                               # native details, any JSON (NetworkInfo.extra)
       ]
     }
 

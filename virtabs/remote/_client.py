@@ -25,10 +25,17 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .._capabilities import Capabilities, Capability
-from .._errors import ConnectError, DriverUnavailableError, OperationTimeoutError, VirtabsError
+from .._errors import (
+    ConnectError,
+    DriverUnavailableError,
+    InvalidArgumentError,
+    OperationTimeoutError,
+    VirtabsError,
+    quote,
+)
 from .._models import Event
 from .._uri import URI
-from ..spi import OPERATIONS, CommandTransport, ConnectOptions, Driver
+from ..spi import OPERATIONS, CommandTransport, ConnectOptions, Deadline, Driver
 from ._protocol import (
     NOTHING_YET,
     PROTOCOL_VERSION,
@@ -40,7 +47,15 @@ from ._protocol import (
     method_schema,
 )
 
-__all__ = ["DEFAULT_HELPER", "SSH_PARAMS", "Channel", "RemoteDriver", "remote_driver_class"]
+__all__ = [
+    "CLIENT_PARAMS",
+    "DEFAULT_HELPER",
+    "SSH_PARAMS",
+    "Channel",
+    "RemoteDriver",
+    "remote_driver_class",
+    "start_limit",
+]
 
 log = logging.getLogger("virtabs.remote")
 
@@ -48,7 +63,9 @@ DEFAULT_HELPER = "virtabs-remote"
 """The helper's command on the remote host (found on the PATH sshd gives the session)."""
 
 SSH_PARAMS = frozenset({"keyfile", "known_hosts", "no_verify", "helper"})
-"""URI parameters the client's ssh uses; every other parameter goes to the remote URI."""
+"""URI parameters the client's ssh uses (connections that agree on them share one channel)."""
+CLIENT_PARAMS = SSH_PARAMS | {"start_timeout"}
+"""URI parameters the client takes for itself; every other parameter goes to the remote URI."""
 
 MULTIPLEXED = False
 """Whether the channel is a session on the command transport's master connection (True) or an ssh
@@ -63,6 +80,8 @@ KEEPALIVE_COUNT = 3
 TUNNEL_DRIVERS = frozenset({"qemu"})
 """Drivers whose migration streams are unix sockets (or TCP addresses) the client can forward over ssh
 (:mod:`virtabs.remote._tunnel`): a remote connection of one of them declares ``domain.migrate.tunnelled``."""
+SSH_CONNECT_TIMEOUT = 30.0
+"""ssh's ``ConnectTimeout`` (seconds) when the connection has no timeout."""
 _STDERR_KEEP = 4000
 _CALLER_READS = 0.05
 """Seconds: a caller waits this long at most per read attempt; the background reader steps back for this
@@ -71,9 +90,29 @@ long after a call, so that callers read their own replies."""
 
 def remote_uri(uri: URI) -> str:
     """The local URI the helper opens: ``uri`` without transport, user, host, port and ssh parameters."""
-    params = {k: v for k, v in uri.params.items() if k not in SSH_PARAMS}
+    params = {k: v for k, v in uri.params.items() if k not in CLIENT_PARAMS}
     query = urllib.parse.urlencode(params, safe="/")
     return f"{uri.driver}://{uri.path}" + (f"?{query}" if query else "")
+
+
+def start_limit(uri: URI, timeout: float | None) -> float:
+    """Seconds a connection's set-up may take: ssh's connection and authentication, the helper's start, the
+    handshake and the remote open, one deadline for them all.
+
+    ``?start_timeout=SECONDS`` when the URI gives it (a far side whose first start compiles every module can
+    take a minute while its calls stay quick), else the connection's ``timeout`` (which bounds every call;
+    the set-up is one), else :data:`DEFAULT_CALL_TIMEOUT`, as long as any call waits without a timeout.
+    """
+    raw = uri.param("start_timeout")
+    if raw is None:
+        return DEFAULT_CALL_TIMEOUT if timeout is None else timeout
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise InvalidArgumentError(f"start_timeout={quote(raw)}: a number of seconds greater than 0")
+    return seconds
 
 
 class _Pending:
@@ -102,6 +141,7 @@ class Channel:
     """
 
     def __init__(self, uri: URI, connect_timeout: float) -> None:
+        """``connect_timeout`` is ssh's ``ConnectTimeout``; :meth:`start` takes the set-up's deadline."""
         self.helper = uri.param("helper") or DEFAULT_HELPER
         ssh_uri = URI(
             driver=uri.driver,
@@ -138,8 +178,8 @@ class Channel:
 
     # --- start and stop ----------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start ssh and the helper, and negotiate the protocol version (within the connect timeout)."""
+    def start(self, deadline: Deadline) -> None:
+        """Start ssh and the helper, and negotiate the protocol version before ``deadline``."""
         self._proc = self.transport.open_channel([self.helper], multiplexed=MULTIPLEXED)
         assert self._proc.stdout is not None
         self._reader = FrameReader(self._proc.stdout.fileno())
@@ -148,11 +188,13 @@ class Channel:
         import virtabs
 
         self._write({"type": "hello", "versions": [PROTOCOL_VERSION], "client": str(virtabs.__version__)})
-        if not self._welcomed.wait(self.connect_timeout + 10):
+        if not self._welcomed.wait(deadline.remaining()):
             self._die("no answer to the handshake")
             self.close()
             raise ConnectError(
-                f"the virtabs remote helper on {self.where} did not answer within {self.connect_timeout + 10:g} s"
+                f"the virtabs remote helper on {self.where} did not answer within {deadline.seconds:g} s (the "
+                "connection's timeout, or ?start_timeout=SECONDS for the set-up alone; without either "
+                f"{DEFAULT_CALL_TIMEOUT:g} s)"
             )
         if self._welcome is None:
             error = self._start_failure()
@@ -430,15 +472,16 @@ _STARTING: dict[tuple[Any, ...], threading.Lock] = {}
 for that start; a silent host never holds up a channel to another one (an inventory of many hosts)."""
 
 
-def acquire_channel(uri: URI, connect_timeout: float) -> Channel:
-    """The live channel to ``uri``'s ssh endpoint (started when there is none), with one more user."""
+def acquire_channel(uri: URI, connect_timeout: float, deadline: Deadline) -> Channel:
+    """The live channel to ``uri``'s ssh endpoint (started before ``deadline`` when there is none), with one
+    more user."""
     key = _channel_key(uri)
     with _CHANNELS_LOCK:
         starting = _STARTING.setdefault(key, threading.Lock())
-    wait = connect_timeout + 10
-    if not starting.acquire(timeout=wait):
+    if not starting.acquire(timeout=deadline.remaining(DEFAULT_CALL_TIMEOUT) or 0.0):
         raise ConnectError(
-            f"the channel to {uri.host or 'localhost'} is still being set up by another connection after {wait:g} s"
+            f"the channel to {uri.host or 'localhost'} is still being set up by another connection after "
+            f"{deadline.seconds:g} s"
         )
     try:
         with _CHANNELS_LOCK:
@@ -447,7 +490,7 @@ def acquire_channel(uri: URI, connect_timeout: float) -> Channel:
                 channel.users += 1
                 return channel
         channel = Channel(uri, connect_timeout)
-        channel.start()  # ssh and the handshake, outside the registry's lock
+        channel.start(deadline)  # ssh and the handshake, outside the registry's lock
         with _CHANNELS_LOCK:
             _CHANNELS[key] = channel
             channel.users += 1
@@ -486,14 +529,15 @@ class RemoteDriver(Driver):
         if not uri.host:
             raise ConnectError(f"{uri.scheme}:// needs a host: {uri.scheme}://[user@]host[:port]/path")
         self._timeout = options.timeout
-        connect_timeout = options.timeout if options.timeout is not None else 30.0
-        self._channel = acquire_channel(uri, connect_timeout)
+        connect_timeout = options.timeout if options.timeout is not None else SSH_CONNECT_TIMEOUT
+        deadline = Deadline(start_limit(uri, options.timeout))
+        self._channel = acquire_channel(uri, connect_timeout, deadline)
         try:
             opened = self._channel.call(
                 None,
                 "open",
                 {"uri": remote_uri(uri), "readonly": options.readonly, "timeout": options.timeout},
-                connect_timeout,
+                deadline.remaining(),
             )
             self._session = int(opened["session"])
             self._capabilities = _capabilities_from_wire(opened, self._channel.where)

@@ -23,7 +23,7 @@ def _golden(name: str, text: str) -> None:
 def _settings() -> LxcSettings:
     return settings_from_extra(
         "web",
-        {"lxc": {"rootfs": "/srv/web", "init": "/sbin/init --quiet", "config": {"lxc.apparmor.profile": "unconfined"}}},
+        {"lxc": {"rootfs": "/srv/web", "init": "/sbin/init --quiet", "config": {"lxc.signal.halt": "SIGUSR1"}}},
     )
 
 

@@ -66,7 +66,7 @@ def test_template_container_owns_its_rootfs(conn: virtabs.Connection, lxcpath: s
         memory_bytes=64 * MiB,
         vcpus=1,
         os_type="exe",
-        extra={"lxc": {"template": "busybox", "config": {"lxc.apparmor.profile": "unconfined"}}},
+        extra={"lxc": {"template": "busybox", "config": {"lxc.signal.halt": "SIGUSR1"}}},
     )
     dom = conn.define_domain(spec)
     rootfs = Path(lxcpath) / "tmpl1" / "rootfs"

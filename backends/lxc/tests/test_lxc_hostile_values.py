@@ -93,7 +93,7 @@ def test_values_liblxc_would_trim_or_unquote_reach_it_whole(lxcpath: str, tmp_pa
     text = render_config(
         name=name,
         rootfs=f"/srv/{value}",
-        settings=settings_from_extra(name, {"lxc": {"rootfs": "/srv", "config": {"lxc.apparmor.profile": value}}}),
+        settings=settings_from_extra(name, {"lxc": {"rootfs": "/srv", "config": {"lxc.init.cwd": value}}}),
         memory_bytes=64 * MiB,
         vcpus=1,
         nics=[(value, None)],
@@ -104,10 +104,10 @@ def test_values_liblxc_would_trim_or_unquote_reach_it_whole(lxcpath: str, tmp_pa
     try:
         container = lxc.Container(name, lxcpath)
         assert container.get_config_item("lxc.net.0.link") == value
-        assert container.get_config_item("lxc.apparmor.profile") == value
+        assert container.get_config_item("lxc.init.cwd") == value
         assert container.get_config_item("lxc.rootfs.path") == f"/srv/{value}"
         parsed = parse_config(text)  # the driver's reader follows liblxc's rules
-        assert parsed.get("lxc.net.0.link") == value and parsed.get("lxc.apparmor.profile") == value
+        assert parsed.get("lxc.net.0.link") == value and parsed.get("lxc.init.cwd") == value
     finally:
         shutil.rmtree(Path(lxcpath) / name)
 

@@ -16,8 +16,15 @@ Pure functions over text (tested with golden files in ``tests/golden/``). How a 
 ``disks``              refused: a container has a root file system (``extra["lxc"]["rootfs"]``), not
                        block disks
 ``extra["lxc"]``       ``rootfs`` (an existing directory, never deleted by virtabs) or ``template``
-                       (+ ``template_args``); ``config``: more ``lxc.*`` keys (a value may be a list)
+                       (+ ``template_args``); ``config``: more ``lxc.*`` keys (a value may be a list),
+                       only those of :data:`PASSTHROUGH_KEYS` / :data:`PASSTHROUGH_PREFIXES`
 =====================  ==========================================================================
+
+Whoever may define a domain may write ``extra["lxc"]["config"]``, and liblxc runs as root: a key such as
+``lxc.hook.pre-start`` runs a command on the host at start, ``lxc.mount.entry`` binds a host path into the
+container, ``lxc.apparmor.profile = unconfined`` or ``lxc.cgroup2.devices.allow`` lifts what keeps the
+container off the host. So the pass-through is an allow-list of keys whose effect stays inside the container,
+checked once here (:func:`settings_from_extra`, before anything is written).
 """
 
 from __future__ import annotations
@@ -34,10 +41,15 @@ from ._networks import NicFacts
 
 __all__ = [
     "CPU_PERIOD_US",
+    "MANAGED_KEYS",
+    "MANAGED_PREFIXES",
+    "PASSTHROUGH_KEYS",
+    "PASSTHROUGH_PREFIXES",
     "ContainerConfig",
     "LxcSettings",
     "init_command",
     "parse_config",
+    "passthrough_refusal",
     "render_config",
     "settings_from_extra",
     "spec_values",
@@ -53,6 +65,101 @@ BASE_KEYS: tuple[tuple[str, str], ...] = (
     ("lxc.autodev", "1"),
     ("lxc.mount.auto", "proc:mixed sys:ro cgroup:mixed"),
 )
+
+
+#: The keys virtabs writes from the spec itself (never from ``extra["lxc"]["config"]``).
+MANAGED_KEYS = frozenset(
+    {
+        "lxc.uts.name",
+        "lxc.rootfs.path",
+        "lxc.init.cmd",
+        "lxc.autodev",
+        "lxc.mount.auto",
+        "lxc.cgroup.memory.limit_in_bytes",
+        "lxc.cgroup2.memory.max",
+        "lxc.cgroup.cpu.cfs_period_us",
+        "lxc.cgroup.cpu.cfs_quota_us",
+        "lxc.cgroup2.cpu.max",
+    }
+)
+#: Key prefixes virtabs writes from the spec (the NICs).
+MANAGED_PREFIXES = ("lxc.net.",)
+
+#: The ``extra["lxc"]["config"]`` keys virtabs passes to liblxc: each acts inside the container only (the
+#: signals that stop it, its init's environment, user, group and directory inside its root file system, its
+#: consoles' count, autostart order, log level, no_new_privs, personality).
+PASSTHROUGH_KEYS = frozenset(
+    {
+        "lxc.signal.halt",
+        "lxc.signal.reboot",
+        "lxc.signal.stop",
+        "lxc.environment",
+        "lxc.init.uid",
+        "lxc.init.gid",
+        "lxc.init.cwd",
+        "lxc.tty.max",
+        "lxc.pty.max",
+        "lxc.start.auto",
+        "lxc.start.delay",
+        "lxc.start.order",
+        "lxc.group",
+        "lxc.log.level",
+        "lxc.no_new_privs",
+        "lxc.arch",
+    }
+)
+#: Key prefixes passed through as well: resource limits of the container's own processes and cgroup
+#: (never ``devices``, ``lxc.cgroup.dir`` and the like, which place it or open host devices).
+PASSTHROUGH_PREFIXES = (
+    "lxc.prlimit.",
+    "lxc.cgroup.memory.",
+    "lxc.cgroup.cpu.",
+    "lxc.cgroup.cpuset.",
+    "lxc.cgroup.pids.",
+    "lxc.cgroup.blkio.",
+    "lxc.cgroup.hugetlb.",
+    "lxc.cgroup2.memory.",
+    "lxc.cgroup2.cpu.",
+    "lxc.cgroup2.cpuset.",
+    "lxc.cgroup2.pids.",
+    "lxc.cgroup2.io.",
+    "lxc.cgroup2.hugetlb.",
+)
+
+# Why the best-known keys outside the list are refused (the error says it; any other key is refused too).
+_HOST_REACH: tuple[tuple[str, str], ...] = (
+    ("lxc.hook.", "runs a command on the host, as root"),
+    ("lxc.include", "reads another configuration file of the host"),
+    ("lxc.mount.", "mounts host paths or host file systems into the container"),
+    ("lxc.rootfs.", "names the host path or mount of the root file system"),
+    ("lxc.apparmor.", "changes the AppArmor confinement that keeps the container off the host"),
+    ("lxc.selinux.", "changes the SELinux confinement that keeps the container off the host"),
+    ("lxc.seccomp.", "changes the system-call filter (a host file or socket) that keeps the container off the host"),
+    ("lxc.cap.", "changes the capabilities the container keeps"),
+    ("lxc.cgroup.devices.", "opens host devices to the container"),
+    ("lxc.cgroup2.devices.", "opens host devices to the container"),
+    ("lxc.cgroup", "places the container in the host's cgroup tree"),
+    ("lxc.namespace.", "shares or keeps host namespaces"),
+    ("lxc.idmap", "maps host user ids into the container"),
+    ("lxc.sysctl.", "writes kernel parameters, some of them the host's"),
+    ("lxc.net.", "configures NICs (host interfaces, scripts run on the host): virtabs writes them from the spec"),
+    ("lxc.console.", "writes a host file or uses a host terminal"),
+    ("lxc.log.file", "writes a host file"),
+    ("lxc.monitor.", "changes the host-side monitor process"),
+    ("lxc.ephemeral", "removes the container and its root file system when it stops"),
+)
+
+
+def passthrough_refusal(key: str) -> str | None:
+    """Why ``key`` may not come from ``extra["lxc"]["config"]``, or None when virtabs passes it through."""
+    if key in MANAGED_KEYS:
+        return "virtabs writes it from the spec"
+    if key in PASSTHROUGH_KEYS or key.startswith(PASSTHROUGH_PREFIXES):
+        return None
+    for prefix, reason in _HOST_REACH:
+        if key.startswith(prefix):
+            return reason
+    return "it is not one whose effect stays inside the container"
 
 
 class ConfigError(ValueError):
@@ -154,8 +261,45 @@ def settings_from_extra(name: str, extra: Mapping[str, Any]) -> LxcSettings:
     args = raw.get("template_args", ())
     if isinstance(args, str) or not all(isinstance(a, str) for a in args):
         raise ConfigError(f"domain {quote(name)}: extra['lxc']['template_args'] must be a list of strings")
+    if template is not None:
+        _check_template(name, template, args)
     config = _config_items(name, raw.get("config", {}))
     return LxcSettings(rootfs=rootfs, template=template, template_args=tuple(args), init=tuple(init), config=config)
+
+
+# liblxc runs a template as root with ``--path DIR --name NAME --rootfs DIR`` (and ``--mapped-uid/gid``) and
+# then the caller's arguments; templates parse them with getopt, where the last one wins: ``--rootfs /`` would
+# build the root file system over the host's (seen with the busybox template on a scratch directory).
+_LIBLXC_TEMPLATE_OPTIONS = ("path", "name", "rootfs", "mapped-uid", "mapped-gid")
+# -p PATH, -n NAME in liblxc's own templates (busybox, download, local ...); a cluster such as -hpDIR too
+_LIBLXC_TEMPLATE_SHORT = "pn"
+# The download template's switch that takes an image (whose ``config`` it copies into the container's) unsigned.
+_UNVERIFIED_DOWNLOAD = ("no-validate",)
+
+
+def _check_template(name: str, template: Any, args: Sequence[str]) -> None:
+    if not isinstance(template, str) or not template or "/" in template:
+        # liblxc runs a template given as a path as it is: a script of the caller's choice, as root
+        raise ConfigError(
+            f"domain {quote(name)}: extra['lxc']['template'] {quote(template)} must be the name of a template in "
+            "LXC's template directory (liblxc runs a path as given, as root on the host)"
+        )
+    for arg in args:
+        option = arg[2:].split("=", 1)[0] if arg.startswith("--") else ""
+        # getopt_long takes any unambiguous abbreviation (--root is --rootfs), and short options cluster (-pDIR)
+        overrides = (option and any(o.startswith(option) for o in _LIBLXC_TEMPLATE_OPTIONS)) or (
+            arg.startswith("-") and not arg.startswith("--") and any(c in _LIBLXC_TEMPLATE_SHORT for c in arg)
+        )
+        unverified = option and any(o.startswith(option) for o in _UNVERIFIED_DOWNLOAD)
+        if overrides or unverified:
+            why = (
+                "it would override what liblxc tells the template (the container's directory, name and root file "
+                "system), and the template runs as root on the host"
+                if overrides
+                else "it takes an image without checking its signature, and the image's configuration is copied "
+                "into the container's"
+            )
+            raise ConfigError(f"domain {quote(name)}: template argument {quote(arg)} is refused: {why}")
 
 
 def _config_items(name: str, config: Any) -> tuple[tuple[str, str], ...]:
@@ -167,6 +311,12 @@ def _config_items(name: str, config: Any) -> tuple[tuple[str, str], ...]:
         bad_key = not isinstance(key, str) or not key.startswith("lxc.") or any(c in key for c in " =")
         if bad_key or _LINE_BREAKING.search(key):
             raise ConfigError(f"domain {quote(name)}: invalid LXC configuration key {quote(key)}")
+        refusal = passthrough_refusal(key)
+        if refusal is not None:
+            raise ConfigError(
+                f"domain {quote(name)}: extra['lxc']['config'] key {quote(key)} is refused: {refusal} (virtabs "
+                "passes through only keys whose effect stays inside the container; see the LXC driver's docs)"
+            )
         for v in values:
             text = str(v)
             if _LINE_BREAKING.search(text):

@@ -62,6 +62,8 @@ from virtabs.spi import (
 
 from ._cgroup import read_usage
 from ._config import (
+    MANAGED_KEYS,
+    MANAGED_PREFIXES,
     ConfigError,
     ContainerConfig,
     parse_config,
@@ -93,23 +95,6 @@ _STATES: Mapping[str, DomainState] = {
     "FROZEN": DomainState.PAUSED,
     "THAWED": DomainState.RUNNING,
 }
-
-# The names of the configuration keys virtabs manages; everything else is passed through as extra config.
-_MANAGED_PREFIXES = ("lxc.net.",)
-_MANAGED_KEYS = frozenset(
-    {
-        "lxc.uts.name",
-        "lxc.rootfs.path",
-        "lxc.init.cmd",
-        "lxc.autodev",
-        "lxc.mount.auto",
-        "lxc.cgroup.memory.limit_in_bytes",
-        "lxc.cgroup2.memory.max",
-        "lxc.cgroup.cpu.cfs_period_us",
-        "lxc.cgroup.cpu.cfs_quota_us",
-        "lxc.cgroup2.cpu.max",
-    }
-)
 
 
 def _nic_info(nic: NicFacts, links: dict[str, HostLink | None], ips: tuple[str, ...] = ()) -> NicInfo:
@@ -333,7 +318,7 @@ class LxcDriver(Driver):
             lxc_extra["init"] = split_init_command(init)
         passthrough: dict[str, Any] = {}
         for key, value in config.items:
-            if key in _MANAGED_KEYS or key.startswith(_MANAGED_PREFIXES):
+            if key in MANAGED_KEYS or key.startswith(MANAGED_PREFIXES):
                 continue
             passthrough.setdefault(key, []).append(value)
         if passthrough:

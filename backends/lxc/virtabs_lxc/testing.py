@@ -97,7 +97,6 @@ class LxcTarget(DefaultTarget):
                 "rootfs": rootfs,
                 "init": ["/sbin/init"],
                 "config": {
-                    "lxc.apparmor.profile": "unconfined",
                     "lxc.signal.halt": "SIGUSR1",
                     "lxc.signal.reboot": "SIGTERM",
                 },

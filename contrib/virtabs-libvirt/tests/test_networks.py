@@ -70,7 +70,7 @@ def test_subnets_vlans_and_gateway() -> None:
         NetworkSubnet("fd00:1::/64", "fd00:1::1"),
         NetworkSubnet("10.0.0.0/8", "10.1.2.3"),  # no netmask: libvirt's classful default
     )
-    assert info.extra["portgroups"] == ["dmz", "all"]
+    assert info.extra["portgroups"] == ("dmz", "all")
     isolated = _xml.network_from_xml(_net("<ip address='10.9.9.1' prefix='24'/>"), active=True, autostart=False)
     assert isolated.subnets == (NetworkSubnet("10.9.9.0/24", None),)  # nothing leaves it: no gateway
 
@@ -243,4 +243,4 @@ def test_system_network_vlans_and_portgroups(system: Any, names: str) -> None:
     with virtabs.open(f"libvirt+{SYSTEM}", readonly=True) as conn:
         info = conn.lookup_network(f"{names}-ovs").last_info
     assert (info.kind, info.device, info.vlan_ids, info.active) == (NetworkKind.BRIDGE, f"{names}o", (40, 41), False)
-    assert info.extra["portgroups"] == ["dmz"]
+    assert info.extra["portgroups"] == ("dmz",)
