@@ -431,6 +431,10 @@ class VmInfo:
     snapshots: tuple[SnapshotNode, ...]
     current_snapshot: str | None
     description: str = ""
+    teleporter_enabled: bool = False
+    """``teleporterenabled="on"``: ``startvm`` waits for a teleport instead of booting."""
+    teleporter_port: int = 0
+    """``teleporterport``: 0 until a target listening on a random port writes the port it chose back."""
 
     @property
     def state(self) -> DomainState:
@@ -564,6 +568,8 @@ def parse_vminfo(text: str) -> VmInfo:
         snapshots=tuple(snapshots),
         current_snapshot=current,
         description=data.get("description", ""),
+        teleporter_enabled=data.get("teleporterenabled") == "on",
+        teleporter_port=_int(data.get("teleporterport")),
     )
 
 

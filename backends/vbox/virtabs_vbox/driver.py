@@ -52,6 +52,7 @@ from virtabs.spi import (
     quote,
 )
 
+from ._migration import VboxMigration
 from ._parse import (
     MIB,
     Attachment,
@@ -124,11 +125,12 @@ _SAVED = ("saved", "aborted-saved")
 """The machine states that hold a saved state (a managed save: ``startvm`` resumes it)."""
 
 
-class VboxDriver(Driver):
+class VboxDriver(VboxMigration, Driver):
     """VirtualBox through ``VBoxManage``, locally or over one multiplexed ssh connection.
 
     No live block copy, pull or commit (VirtualBox has none: disks move or clone only offline);
-    snapshots, SATA disk hot-plug, one storage pool (the media registry) and polled events.
+    snapshots, SATA disk hot-plug, one storage pool (the media registry), polled events and live
+    migration by teleporting (shared storage only).
     """
 
     name: ClassVar[str] = "vbox"
@@ -148,7 +150,13 @@ class VboxDriver(Driver):
         "storage.volume.resize",
         "events",
         "network",
+        "domain.migrate",
+        "domain.migrate.live",
         notes={
+            "domain.migrate": "teleporting: the destination defines the machine and waits as a teleporter target "
+            "(modifyvm --teleporter on, startvm), the source runs controlvm teleport; shared storage only",
+            "domain.migrate.live": "controlvm teleport moves a running or paused machine; the teleported source "
+            "stays registered unless UNDEFINE_SOURCE",
             "domain.managed_save": "controlvm savestate into the machine's Snapshots folder; discardstate removes it",
             "domain.start": "start paused = startvm, then controlvm pause (VirtualBox cannot start paused)",
             "domain.reboot": "controlvm reset: a hard reset (VirtualBox has no guest-cooperative reboot)",
@@ -500,7 +508,13 @@ class VboxDriver(Driver):
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self, dom: DomainRef, paused: bool) -> None:
-        """``startvm --type headless`` (a saved state is resumed from); then ``controlvm pause`` if asked."""
+        """``startvm --type headless`` (a saved state is resumed from); then ``controlvm pause`` if asked.
+
+        A machine that arrived by teleport keeps ``teleporterenabled="on"`` (VirtualBox refuses ``modifyvm``
+        while it runs), with which ``startvm`` would wait for another teleport instead of booting: it is
+        turned off first (``modifyvm --teleporter off``)."""
+        if self._info(dom).teleporter_enabled:
+            self._vbm("modifyvm", dom.uuid, "--teleporter", "off", what=f"start domain {quote(dom.name)}")
         self._vbm("startvm", dom.uuid, "--type", "headless", what=f"start domain {quote(dom.name)}")
         if paused:
             self._vbm("controlvm", dom.uuid, "pause", what=f"pause domain {quote(dom.name)} after start")
