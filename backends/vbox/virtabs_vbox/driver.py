@@ -56,6 +56,7 @@ from ._migration import VboxMigration
 from ._parse import (
     MIB,
     Attachment,
+    DhcpServer,
     HostInterface,
     Medium,
     Nic,
@@ -104,7 +105,13 @@ NIC_MODELS_BACK = {
 NAT_NETWORKS = frozenset({"user", "default", "nat"})
 NAT_NAME = "user"
 """The network every adapter attached to NAT (VirtualBox's per-machine NAT engine) is on."""
-_ATTACHED = {"bridged": "bridged", "hostonly": "hostonly", "intnet": "intnet", "natnetwork": "natnetwork"}
+_ATTACHED = {
+    "bridged": "bridged",
+    "hostonly": "hostonly",
+    "intnet": "intnet",
+    "natnetwork": "natnetwork",
+    "hostonlynetwork": "hostonlynet",
+}
 """Adapter attachment types on a network named by the adapter's target (``nat`` is :data:`NAT_NAME`; ``null``,
 ``generic`` and ``cloud`` adapters are on no network the host lists)."""
 _SNAP_META = re.compile(r"^virtabs: created (\S+) state (\w+)")
@@ -836,6 +843,36 @@ def _interface_subnets(i: HostInterface) -> tuple[NetworkSubnet, ...]:
     return tuple(subnets)
 
 
+def _with_dhcp(subnets: tuple[NetworkSubnet, ...], server: DhcpServer | None) -> tuple[NetworkSubnet, ...]:
+    """``subnets`` with the DHCP range of ``server`` (an enabled one with a range): on the subnet that holds it,
+    else as a subnet of its own (the server's address and mask: a host-only interface reconfigured after its
+    DHCP server was set up serves a network the interface no longer has)."""
+    if server is None or not server.enabled or not server.lower or not server.upper:
+        return subnets
+    try:
+        first, last = ipaddress.ip_address(server.lower), ipaddress.ip_address(server.upper)
+        for index, subnet in enumerate(subnets):
+            network = ipaddress.ip_network(subnet.cidr)
+            if first in network and last in network:
+                ranges = (*subnet.dhcp_ranges, (server.lower, server.upper))
+                updated = NetworkSubnet(subnet.cidr, gateway=subnet.gateway, dhcp_ranges=ranges)
+                return (*subnets[:index], updated, *subnets[index + 1 :])
+        own = ipaddress.ip_network(f"{server.server_ip or server.lower}/{server.netmask}", strict=False)
+        return (*subnets, NetworkSubnet(str(own), dhcp_ranges=((server.lower, server.upper),)))
+    except ValueError:
+        return subnets
+
+
+def _dhcp_extra(server: DhcpServer | None) -> dict[str, object]:
+    """The DHCP server's address and whether it is enabled (``extra``), when the network has one."""
+    if server is None:
+        return {}
+    extra: dict[str, object] = {"vbox.dhcp_enabled": server.enabled}
+    if server.server_ip:
+        extra["vbox.dhcp_server"] = server.server_ip
+    return extra
+
+
 def _networks(batch: Batch) -> list[NetworkInfo]:
     """The host's networks from one bulk read, attachments from every listed machine's adapters."""
     attached: dict[tuple[str, str], list[NetworkAttachment]] = {}
@@ -859,11 +896,14 @@ def _networks(batch: Batch) -> list[NetworkInfo]:
             attachments=attached.get(("nat", NAT_NAME), ()),
         )
     ]
+    servers = {d.network_name: d for d in batch.dhcpservers}
     for native, kind, interfaces in (
         ("hostonly", NetworkKind.HOST_ONLY, batch.hostonly),
         ("bridged", NetworkKind.BRIDGE, batch.bridged),
     ):
         for i in interfaces:
+            server = servers.get(i.network_name) if native == "hostonly" else None
+            extra: dict[str, object] = {"vbox.host_address": i.ipv4} if i.ipv4 else {}
             nets.append(
                 NetworkInfo(
                     name=i.name,
@@ -871,30 +911,49 @@ def _networks(batch: Batch) -> list[NetworkInfo]:
                     kind=kind,
                     native_kind=native,
                     device=i.name,
-                    subnets=_interface_subnets(i),
+                    subnets=_with_dhcp(_interface_subnets(i), server),
                     active=i.up,
                     attachments=attached.get((native, i.name), ()),
-                    extra={"vbox.host_address": i.ipv4} if i.ipv4 else {},
+                    extra=extra | _dhcp_extra(server),
                 )
             )
+    for h in batch.hostonlynets:
+        subnets: tuple[NetworkSubnet, ...] = ()
+        if h.lower and h.netmask:
+            with contextlib.suppress(ValueError):
+                network = ipaddress.ip_network(f"{h.lower}/{h.netmask}", strict=False)
+                ranges = ((h.lower, h.upper),) if h.upper else ()
+                subnets = (NetworkSubnet(str(network), dhcp_ranges=ranges),)
+        nets.append(
+            NetworkInfo(
+                name=h.name,
+                id=h.guid,
+                kind=NetworkKind.HOST_ONLY,
+                native_kind="hostonlynet",
+                subnets=subnets,
+                active=h.enabled,
+                attachments=attached.get(("hostonlynet", h.name), ()),
+            )
+        )
     for net in batch.natnets:
-        subnets = []
+        nat_subnets: list[NetworkSubnet] = []
         if net.network:
             with contextlib.suppress(ValueError):
-                subnets.append(NetworkSubnet(net.network, gateway=net.gateway))
+                nat_subnets.append(NetworkSubnet(net.network, gateway=net.gateway))
         if net.ipv6_prefix:
             with contextlib.suppress(ValueError):
-                subnets.append(NetworkSubnet(net.ipv6_prefix))
+                nat_subnets.append(NetworkSubnet(net.ipv6_prefix))
+        server = servers.get(net.name)
         nets.append(
             NetworkInfo(
                 name=net.name,
                 id=None,
                 kind=NetworkKind.NAT_NETWORK,
                 native_kind="natnetwork",
-                subnets=subnets,
+                subnets=_with_dhcp(tuple(nat_subnets), server),
                 active=net.enabled,
                 attachments=attached.get(("natnetwork", net.name), ()),
-                extra={} if net.dhcp is None else {"vbox.dhcp": net.dhcp},
+                extra=({} if net.dhcp is None else {"vbox.dhcp": net.dhcp}) | _dhcp_extra(server),
             )
         )
     for name in batch.intnets:

@@ -527,6 +527,10 @@ def cmd_list(st: State, args: list[str]) -> None:
         if "--sorted" in opts or "-s" in opts:
             nets = sorted(nets, key=lambda net: net["name"])
         out("".join(natnet_block(net, "--long" in opts or "-l" in opts) for net in nets))
+    elif what == "dhcpservers":
+        out("\n".join(dhcp_block(d) for d in st.data.get("dhcpservers", [])))
+    elif what == "hostonlynets" and vmnet():
+        out("".join(hostonlynet_block(n) for n in st.data.get("hostonlynets", [])))
     elif what == "systemproperties":
         out(
             "API version:                     7_0\n"
@@ -682,6 +686,9 @@ def machine_readable(st: State, vm: dict[str, Any]) -> str:
                 lines.append(f"intnet{n}={q(nic.get('target', ''))}")
             elif nic["type"] == "hostonly":
                 lines.append(f"hostonlyadapter{n}={q(nic.get('target', ''))}")
+            elif nic["type"] == "hostonlynetwork":
+                # VBoxManageInfo.cpp (VBOX_WITH_VMNET): "%ls" between quotes, not escaped
+                lines.append(f'hostonly-network{n}="{nic.get("target", "")}"')
             elif nic["type"] == "natnetwork":
                 # VBoxManageInfo.cpp prints this one with "%ls" between quotes, not escaped
                 lines.append(f'nat-network{n}="{nic.get("target", "")}"')
@@ -810,7 +817,7 @@ def cmd_modifyvm(st: State, args: list[str]) -> None:
     valued |= {f"--nic{n}" for n in range(1, 9)} | {f"--macaddress{n}" for n in range(1, 9)}
     valued |= {f"--nictype{n}" for n in range(1, 9)} | {f"--bridgeadapter{n}" for n in range(1, 9)}
     valued |= {f"--intnet{n}" for n in range(1, 9)} | {f"--hostonlyadapter{n}" for n in range(1, 9)}
-    valued |= {f"--nat-network{n}" for n in range(1, 9)}
+    valued |= {f"--nat-network{n}" for n in range(1, 9)} | {f"--host-only-net{n}" for n in range(1, 9)}
     valued |= {"--teleporter", "--teleporter-port", "--teleporter-address", "--teleporter-password"}
     valued |= {"--teleporter-password-file"}
     pos, opts = parse_opts(args, valued, positional=1, aliases=TELEPORTER_ALIASES)
@@ -847,9 +854,11 @@ def cmd_modifyvm(st: State, args: list[str]) -> None:
             n = key[5:]
             if value == "none":
                 vm["nics"].pop(n, None)
-            elif value in ("nat", "bridged", "intnet", "hostonly", "natnetwork", "null", "generic"):
+            elif value in ("nat", "bridged", "intnet", "hostonly", "natnetwork", "null", "generic") or (
+                value == "hostonlynet" and vmnet()
+            ):
                 nic = vm["nics"].setdefault(n, {"mac": random_mac()})
-                nic["type"] = value
+                nic["type"] = "hostonlynetwork" if value == "hostonlynet" else value
             else:
                 syntax(f"Invalid type '{value}' specfied for NIC {n}")
     for key, value in opts.items():
@@ -860,6 +869,7 @@ def cmd_modifyvm(st: State, args: list[str]) -> None:
             ("--intnet", "target"),
             ("--hostonlyadapter", "target"),
             ("--nat-network", "target"),
+            ("--host-only-net", "target"),
         ):
             if key.startswith(prefix):
                 nic = vm["nics"].get(key[len(prefix) :])
@@ -982,6 +992,147 @@ def cmd_hostonlyif(st: State, args: list[str]) -> None:
         found[0]["ip"] = opts["--ip"]
         found[0]["mask"] = opts.get("--netmask", "255.255.255.0")
     found[0]["dhcp"] = "--dhcp" in opts
+
+
+def vmnet() -> bool:
+    """Whether the simulated host has VirtualBox 7's host-only networks (VBOX_WITH_VMNET: macOS hosts only;
+    ``VBOXSIM_VMNET=1``). Without it ``list hostonlynets`` and ``hostonlynet`` are unknown, as on Linux."""
+    return os.environ.get("VBOXSIM_VMNET") == "1"
+
+
+def dhcp_block(d: dict[str, Any]) -> str:
+    """One server as 6.1+'s ``list dhcpservers`` prints it (VBoxManageList.cpp listDhcpServers: the keys, their
+    order and padding; servers separated by one blank line). The global configuration lines are the defaults
+    the real capture tests/real_outputs/list-dhcpservers-7.x-linux-notes.txt shows (options are not simulated)."""
+    return (
+        f"NetworkName:    {d['network']}\n"
+        f"Dhcpd IP:       {d['ip']}\n"
+        f"LowerIPAddress: {d['lower']}\n"
+        f"UpperIPAddress: {d['upper']}\n"
+        f"NetworkMask:    {d['netmask']}\n"
+        f"Enabled:        {'Yes' if d['enabled'] else 'No'}\n"
+        "Global Configuration:\n"
+        "    minLeaseTime:     default\n"
+        "    defaultLeaseTime: default\n"
+        "    maxLeaseTime:     default\n"
+        "    Forced options:   None\n"
+        "    Suppressed opts.: None\n"
+        f"        1/legacy: {d['netmask']}\n"
+        "Groups:               None\n"
+        "Individual Configs:   None\n"
+    )
+
+
+def hostonlynet_block(n: dict[str, Any]) -> str:
+    """One network as ``list hostonlynets`` prints it (VBoxManageList.cpp listHostOnlyNetworks, with its blank
+    line after ``GUID``)."""
+    return (
+        f"Name:            {n['name']}\n"
+        f"GUID:            {n['guid']}\n\n"
+        f"State:           {'Enabled' if n['enabled'] else 'Disabled'}\n"
+        f"NetworkMask:     {n['netmask']}\n"
+        f"LowerIP:         {n['lower']}\n"
+        f"UpperIP:         {n['upper']}\n"
+        f"VBoxNetworkName: hostonly-{n['name']}\n\n"
+    )
+
+
+def cmd_dhcpserver(st: State, args: list[str]) -> None:
+    """``dhcpserver add|modify|remove`` with ``--network``/``--netname`` or ``--interface``/``--ifname`` (a
+    host-only interface's server is ``HostInterfaceNetworking-<ifname>``), ``--server-ip``/``--ip``,
+    ``--netmask``, ``--lower-ip``/``--lowerip``, ``--upper-ip``/``--upperip``, ``--enable``/``--disable``
+    (VBoxManageDHCPServer.cpp's option names; error texts approximated)."""
+    if not args:
+        syntax("Not enough parameters")
+    action, rest = args[0], args[1:]
+    if action not in ("add", "modify", "remove"):
+        syntax(f"Invalid parameter '{action}'")
+    aliases = {"--netname": "--network", "--ifname": "--interface", "--ip": "--server-ip", "--lowerip": "--lower-ip"}
+    aliases |= {"--upperip": "--upper-ip", "--mask": "--netmask"}
+    _, opts = parse_opts(
+        rest,
+        {"--network", "--interface", "--server-ip", "--netmask", "--lower-ip", "--upper-ip"},
+        {"--enable", "--disable"},
+        aliases=aliases,
+    )
+    if "--interface" in opts:
+        network = f"HostInterfaceNetworking-{opts['--interface']}"
+    elif "--network" in opts:
+        network = opts["--network"]
+    else:
+        syntax("You need to specify either --network or --interface to identify the DHCP server")
+    servers = st.data.setdefault("dhcpservers", [])
+    found = next((d for d in servers if d["network"] == network), None)
+    if action == "add" and found is not None:
+        fail(
+            f"DHCP server already exists for network '{network}'",
+            E_INVALIDARG,
+            "IVirtualBox",
+            "CreateDHCPServer",
+            400,
+            "VBoxManageDHCPServer.cpp",
+        )
+    if action != "add" and found is None:
+        fail(
+            f"DHCP server does not exist for network '{network}'",
+            E_INVALIDARG,
+            "IVirtualBox",
+            "FindDHCPServerByNetworkName",
+            400,
+            "VBoxManageDHCPServer.cpp",
+        )
+    if action == "remove":
+        servers.remove(found)
+        return
+    server = found or {"network": network, "enabled": False, "ip": "", "netmask": "", "lower": "", "upper": ""}
+    for key, field in (
+        ("--server-ip", "ip"),
+        ("--netmask", "netmask"),
+        ("--lower-ip", "lower"),
+        ("--upper-ip", "upper"),
+    ):
+        if key in opts:
+            server[field] = opts[key]
+    if "--enable" in opts or "--disable" in opts:
+        server["enabled"] = "--enable" in opts
+    if found is None:
+        servers.append(server)
+
+
+def cmd_hostonlynet(st: State, args: list[str]) -> None:
+    """``hostonlynet add|modify|remove --name N [--netmask M --lower-ip L --upper-ip U] [--enable|--disable]``
+    (VirtualBox 7 on macOS; ``VBOXSIM_VMNET=1``)."""
+    if not vmnet():
+        syntax("Invalid command 'hostonlynet'")
+    if not args:
+        syntax("Not enough parameters")
+    action, rest = args[0], args[1:]
+    if action not in ("add", "modify", "remove"):
+        syntax(f"Invalid parameter '{action}'")
+    _, opts = parse_opts(
+        rest,
+        {"--name", "--netmask", "--lower-ip", "--upper-ip", "--id"},
+        {"--enable", "--disable"},
+        aliases={"--lowerip": "--lower-ip", "--upperip": "--upper-ip"},
+    )
+    name = opts.get("--name")
+    if not name:
+        syntax("You need to specify the --name option")
+    nets = st.data.setdefault("hostonlynets", [])
+    found = next((n for n in nets if n["name"] == name), None)
+    if (action == "add") == (found is not None):
+        syntax(f"Host-only network '{name}' {'already exists' if found else 'does not exist'}")
+    if action == "remove":
+        nets.remove(found)
+        return
+    net = found or {"name": name, "guid": new_uuid(), "enabled": True, "netmask": "", "lower": "", "upper": ""}
+    for key, field in (("--netmask", "netmask"), ("--lower-ip", "lower"), ("--upper-ip", "upper")):
+        if key in opts:
+            net[field] = opts[key]
+    if "--enable" in opts or "--disable" in opts:
+        net["enabled"] = "--enable" in opts
+    if found is None:
+        nets.append(net)
 
 
 def cmd_natnetwork(st: State, args: list[str]) -> None:
@@ -1903,6 +2054,8 @@ COMMANDS = {
     "showhdinfo": cmd_showmediuminfo,
     "hostonlyif": cmd_hostonlyif,
     "natnetwork": cmd_natnetwork,
+    "dhcpserver": cmd_dhcpserver,
+    "hostonlynet": cmd_hostonlynet,
 }
 READ_ONLY = {"list", "showvminfo", "showmediuminfo", "showhdinfo"}
 
