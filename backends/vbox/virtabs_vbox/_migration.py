@@ -22,8 +22,8 @@ both hosts), so only LIVE migration with shared storage is mapped:
 
 Refused with NotSupportedError before anything is created: NON_SHARED_* (no storage copy), a
 ``bandwidth`` (teleport has no such knob), OFFLINE, and a migration without LIVE. ``migrate_abort`` is
-refused: VBoxManage cancels a teleport only when its own process gets SIGINT/SIGTERM (``showProgress``),
-which is not mapped.
+left to the base class (``domain.migrate.abort`` is not declared): VBoxManage cancels a teleport only when
+its own process gets SIGINT/SIGTERM (``showProgress``), which is not mapped.
 """
 
 from __future__ import annotations
@@ -237,10 +237,6 @@ class VboxMigration:
             memory_remaining=memory - done,
             elapsed_ms=int(((finished or time.monotonic()) - started) * 1000),
         )
-
-    def migrate_abort(self, dom: DomainRef) -> None:
-        """Refused: VBoxManage cancels a teleport only on a signal to its own process (not mapped)."""
-        raise NotSupportedError(f"teleport of domain {quote(dom.name)}: cancelling a teleport is not supported")
 
     def migrate_confirm(self, dom: DomainRef, request: MigrationRequest, success: bool) -> None:
         """Success with UNDEFINE_SOURCE: unregister the ``teleported`` source (disks detached, kept); without

@@ -159,11 +159,16 @@ class VboxDriver(VboxMigration, Driver):
         "network",
         "domain.migrate",
         "domain.migrate.live",
+        "domain.migrate.keep_source",
+        "domain.migrate.max_downtime",
         notes={
             "domain.migrate": "teleporting: the destination defines the machine and waits as a teleporter target "
             "(modifyvm --teleporter on, startvm), the source runs controlvm teleport; shared storage only",
-            "domain.migrate.live": "controlvm teleport moves a running or paused machine; the teleported source "
-            "stays registered unless UNDEFINE_SOURCE",
+            "domain.migrate.live": "controlvm teleport moves a running or paused machine",
+            "domain.migrate.keep_source": "the teleported source stays registered (state teleported, shut off) "
+            "unless UNDEFINE_SOURCE",
+            "domain.migrate.max_downtime": "controlvm teleport --maxdowntime (VirtualBox's default 250 ms); "
+            "VBoxManage reports no downtime afterwards",
             "domain.managed_save": "controlvm savestate into the machine's Snapshots folder; discardstate removes it",
             "domain.start": "start paused = startvm, then controlvm pause (VirtualBox cannot start paused)",
             "domain.reboot": "controlvm reset: a hard reset (VirtualBox has no guest-cooperative reboot)",
