@@ -128,3 +128,20 @@ def test_refusals_before_the_destination_is_touched(
     assert machine(vbox_sshd.vbox_home, dom.uuid) is None
     assert dom.state() == DomainState.RUNNING
     dom.destroy()
+
+
+def test_offline_migration_moves_the_definition_onto_the_shared_disk(
+    hosts: tuple[virtabs.Connection, virtabs.Connection], vbox_home: Path, vbox_sshd: Any, tmp_path: Path
+) -> None:
+    local, remote = hosts
+    dom = running_domain(local, tmp_path)
+    dom.destroy()
+    disk = dom.disks()[0].path
+    moved = dom.migrate(remote, flags=M.OFFLINE | M.PERSIST_DEST | M.UNDEFINE_SOURCE).wait(timeout=60)
+    assert machine(vbox_home, dom.uuid) is None
+    there = machine(vbox_sshd.vbox_home, dom.uuid)
+    assert there is not None and there["state"] == "poweroff" and not there.get("teleporter")
+    assert moved.disks()[0].path == disk
+    moved.start()  # boots on the destination: nothing waits for a teleport
+    assert machine(vbox_sshd.vbox_home, dom.uuid)["state"] == "running"  # type: ignore[index]
+    moved.destroy()

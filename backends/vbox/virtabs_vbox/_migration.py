@@ -20,8 +20,10 @@ both hosts), so only LIVE migration with shared storage is mapped:
 4. source ``migrate_confirm``: a teleported source is left in state ``teleported`` and stays registered
    (VirtualBox keeps it); UNDEFINE_SOURCE unregisters it (disks detached first, never deleted).
 
-Refused with NotSupportedError before anything is created: NON_SHARED_* (no storage copy), a
-``bandwidth`` (teleport has no such knob), OFFLINE, and a migration without LIVE. ``migrate_abort`` is
+OFFLINE (a shut-off machine) only defines the machine on the destination from the spec (the disks are
+shared) and, with UNDEFINE_SOURCE, unregisters the source. Refused with NotSupportedError before anything is
+created: NON_SHARED_* (no storage copy), a ``bandwidth`` (teleport has no such knob), and a migration that
+is neither LIVE nor OFFLINE. ``migrate_abort`` is
 left to the base class (``domain.migrate.abort`` is not declared): VBoxManage cancels a teleport only when
 its own process gets SIGINT/SIGTERM (``showProgress``), which is not mapped.
 """
@@ -116,7 +118,9 @@ class VboxMigration:
             raise InvalidArgumentError(f"{what}: the spec carries no UUID")
         if request.copy_storage:
             raise NotSupportedError(f"{what}: teleporting copies no disk (it needs shared storage)")
-        if request.offline or not request.live:
+        if request.offline:
+            return MigrationTicket(domain=self.define_domain(spec))  # the definition only: the disks are shared
+        if not request.live:
             raise NotSupportedError(f"{what}: VirtualBox teleports a running or paused machine live (pass LIVE)")
         if request.bandwidth_bytes:
             raise NotSupportedError(f"{what}: controlvm teleport has no bandwidth limit")
@@ -183,6 +187,8 @@ class VboxMigration:
         if not success:
             self._discard(ref)
             return None
+        if request.offline:
+            return ref
         what = f"teleport of domain {quote(ref.name)} to {self._transport.where}"
         process = self._waiting_targets().pop(ref.uuid, None)
         if process is not None:

@@ -161,12 +161,14 @@ class VboxDriver(VboxMigration, Driver):
         "domain.migrate.live",
         "domain.migrate.keep_source",
         "domain.migrate.max_downtime",
+        "domain.migrate.offline",
         notes={
             "domain.migrate": "teleporting: the destination defines the machine and waits as a teleporter target "
             "(modifyvm --teleporter on, startvm), the source runs controlvm teleport; shared storage only",
             "domain.migrate.live": "controlvm teleport moves a running or paused machine",
             "domain.migrate.keep_source": "the teleported source stays registered (state teleported, shut off) "
             "unless UNDEFINE_SOURCE",
+            "domain.migrate.offline": "the destination defines the shut-off machine from the spec (shared disks)",
             "domain.migrate.max_downtime": "controlvm teleport --maxdowntime (VirtualBox's default 250 ms); "
             "VBoxManage reports no downtime afterwards",
             "domain.managed_save": "controlvm savestate into the machine's Snapshots folder; discardstate removes it",
