@@ -276,3 +276,15 @@ def test_hostonlynets_7_macos() -> None:
             "192.168.56.0",
         )
     ]
+
+
+def test_teleporter_settings_in_every_showvminfo_capture() -> None:
+    """``teleporterenabled``/``teleporterport`` (what the teleport target's port is read back from) as the real
+    4.1, 6.0 and 7.0 captures print them for a machine that is no teleporter target."""
+    for name in ("showvminfo-4.1-macos-centos57.txt", "showvminfo-6.0-linux-ohai.txt", "showvminfo-7.0-linux-vedv.txt"):
+        info = parse_vminfo(real(name))
+        assert (info.teleporter_enabled, info.teleporter_port) == (False, 0), name
+    on = parse_vminfo(
+        real("showvminfo-7.0-linux-vedv.txt").replace('teleporterenabled="off"', 'teleporterenabled="on"')
+    )
+    assert on.teleporter_enabled  # SYNTHETIC: the 7.0 capture with the teleporter turned on
