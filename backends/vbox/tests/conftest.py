@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,15 +39,31 @@ def _load_sshd_module() -> ModuleType:
     return module
 
 
+LOCAL_HOST_NAMES = f"localhost,{socket.gethostname()}"
+"""What the local simulated host answers to as a teleport target (the driver names it by this machine's name)."""
+SSH_HOST_NAMES = "127.0.0.1"
+"""What the simulated host behind the test sshd answers to (the ``vbox+ssh://`` URIs' host)."""
+
+
 @pytest.fixture(scope="session")
-def vbox_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def vbox_network(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated network between the local simulated host and the one behind the test sshd
+    (``VBOXSIM_NETWORK``: where a teleporter target listens)."""
+    return tmp_path_factory.mktemp("vbox network")
+
+
+@pytest.fixture(scope="session")
+def vbox_home(tmp_path_factory: pytest.TempPathFactory, vbox_network: Path) -> Iterator[Path]:
     """The simulator first on PATH, its state in a fresh VBOX_USER_HOME and its guests' ACPI delay
-    (``ACPI_DELAY``), for local ``vbox:///session``."""
+    (``ACPI_DELAY``), for local ``vbox:///session``; a teleport target here answers to ``LOCAL_HOST_NAMES``."""
     home = tmp_path_factory.mktemp("vbox home")  # a space in every path the driver handles
-    saved = {k: os.environ.get(k) for k in ("PATH", "VBOX_USER_HOME", "VBOXSIM_ACPI_DELAY")}
+    names = ("PATH", "VBOX_USER_HOME", "VBOXSIM_ACPI_DELAY", "VBOXSIM_NETWORK", "VBOXSIM_HOST_NAMES")
+    saved = {k: os.environ.get(k) for k in names}
     os.environ["PATH"] = f"{SIM_DIR}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
     os.environ["VBOX_USER_HOME"] = str(home)
     os.environ["VBOXSIM_ACPI_DELAY"] = ACPI_DELAY
+    os.environ["VBOXSIM_NETWORK"] = str(vbox_network)
+    os.environ["VBOXSIM_HOST_NAMES"] = LOCAL_HOST_NAMES
     yield home
     for key, value in saved.items():
         if value is None:
@@ -56,7 +73,7 @@ def vbox_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def vbox_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def vbox_sshd(tmp_path_factory: pytest.TempPathFactory, vbox_network: Path) -> Iterator[Any]:
     """A real sshd on 127.0.0.1 whose sessions run the simulator with their own VBOX_USER_HOME (and ``ACPI_DELAY``)."""
     sshd_server = _load_sshd_module()
     missing = sshd_server.sshd_available()
@@ -71,6 +88,8 @@ def vbox_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             "PATH": f"{SIM_DIR}:/usr/local/bin:/usr/bin:/bin",
             "VBOX_USER_HOME": str(remote_home),
             "VBOXSIM_ACPI_DELAY": ACPI_DELAY,
+            "VBOXSIM_NETWORK": str(vbox_network),
+            "VBOXSIM_HOST_NAMES": SSH_HOST_NAMES,
         },
     )
     server.start()

@@ -5,31 +5,53 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+import virtabs
 from virtabs import Connection, Domain
 from virtabs.testing import TargetUnavailable
+from virtabs.testing.plugin import load_known_failures
 from virtabs.testing.suite import *  # noqa: F403
 
 from virtabs_vbox.testing import VboxTarget
 
 HOMES: dict[str, Path] = {}
 """VBOX_USER_HOME of the simulator each transport reaches (filled by the virtabs_uri fixture)."""
+URIS: dict[str, str] = {}
+"""The URI of each simulated host: ``local`` (``vbox:///session``) and ``ssh`` (behind the test sshd)."""
+KNOWN_FAILURES = load_known_failures(Path(__file__).with_name("known-failures.yaml"))
 
 
 @pytest.fixture(scope="session", params=["local", "ssh"])
 def virtabs_uri(request: pytest.FixtureRequest, vbox_home: Path) -> str:
-    """Both transports: the same kit runs once per URI."""
-    if request.param == "local":
-        HOMES["local"] = vbox_home
-        return "vbox:///session"
+    """Both transports: the same kit runs once per URI (each is the other's migration peer)."""
+    HOMES["local"], URIS["local"] = vbox_home, "vbox:///session"
     HOMES["ssh"] = request.getfixturevalue("vbox_sshd").vbox_home
-    return str(request.getfixturevalue("ssh_uri"))
+    URIS["ssh"] = str(request.getfixturevalue("ssh_uri"))
+    return URIS[request.param]
 
 
 class SimTarget(VboxTarget):
     """The published target plus what only the simulator can tell: the guest's boots (its state file)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._peers: list[Connection] = []
+
+    def migration_peer(self, conn: Connection) -> Connection:
+        """The other simulated host (simulator only): the one behind the test sshd for a local connection,
+        the local one for a ``vbox+ssh://`` connection; the two share the simulated network and the files."""
+        other = "local" if conn.parsed_uri.transport == "ssh" else "ssh"
+        peer = virtabs.open(URIS[other], timeout=conn.timeout)
+        self._peers.append(peer)
+        return peer
+
+    def close(self) -> None:
+        """Close the migration peers' connections."""
+        while self._peers:
+            self._peers.pop().close()
 
     def boot_id(self, conn: Connection, dom: Domain) -> object:
         """How many times the simulated guest booted, read from the simulator's state, not through the driver."""
@@ -54,8 +76,15 @@ class SimTarget(VboxTarget):
 
 
 @pytest.fixture(scope="session")
-def virtabs_target() -> SimTarget:
-    return SimTarget()
+def virtabs_target() -> Iterator[SimTarget]:
+    target = SimTarget()
+    yield target
+    target.close()
+
+
+@pytest.fixture(scope="session")
+def virtabs_known_failures() -> Mapping[str, str]:
+    return KNOWN_FAILURES
 
 
 # One listing test defines 100 machines; every VBoxManage call of the simulator is a Python start-up

@@ -147,3 +147,69 @@ def test_listing_networks_is_one_host_call_whatever_the_count(
         for name in extra:
             sim(home, "natnetwork", "remove", "--netname", name)
     assert after - before == {*extra, f"{extra[0]}-int"}
+
+
+def test_dhcp_ranges_of_host_only_interfaces_and_nat_networks(
+    conn: virtabs.Connection, lab: dict[str, Any], request: pytest.FixtureRequest
+) -> None:
+    home = home_of(conn, request)
+    hostonly = lab["hostonly"]
+    prefix = f"192.168.{int(hostonly[7:]) + 56}"
+    sim(home, "dhcpserver", "add", "--ifname", hostonly, "--ip", f"{prefix}.2", "--netmask", "255.255.255.0",
+        "--lowerip", f"{prefix}.100", "--upperip", f"{prefix}.199", "--enable")  # fmt: skip
+    sim(home, "dhcpserver", "add", "--netname", lab["natnet"], "--ip", "10.77.0.3", "--netmask", "255.255.255.0",
+        "--lowerip", "10.77.0.10", "--upperip", "10.77.0.20", "--disable")  # fmt: skip
+    try:
+        nets = {n.name: n.last_info for n in conn.list_networks()}
+        (subnet,) = nets[hostonly].subnets
+        assert (subnet.cidr, subnet.dhcp_ranges) == (f"{prefix}.0/24", ((f"{prefix}.100", f"{prefix}.199"),))
+        assert nets[hostonly].extra["vbox.dhcp_server"] == f"{prefix}.2"
+        (nat,) = nets[lab["natnet"]].subnets
+        assert (nat.gateway, nat.dhcp_ranges) == ("10.77.0.1", ())  # its server is disabled: it leases nothing
+        assert nets[lab["natnet"]].extra["vbox.dhcp_enabled"] is False
+        sim(home, "dhcpserver", "modify", "--netname", lab["natnet"], "--enable")
+        # the interface readdressed after its server was set up: the server's network is a subnet of its own
+        sim(home, "hostonlyif", "ipconfig", hostonly, "--ip", "172.31.9.1", "--netmask", "255.255.255.0")
+        nets = {n.name: n.last_info for n in conn.list_networks()}
+        assert [(s.cidr, s.dhcp_ranges) for s in nets[hostonly].subnets] == [
+            ("172.31.9.0/24", ()),
+            (f"{prefix}.0/24", ((f"{prefix}.100", f"{prefix}.199"),)),
+        ]
+        assert nets[lab["natnet"]].subnets[0].dhcp_ranges == (("10.77.0.10", "10.77.0.20"),)
+    finally:
+        sim(home, "dhcpserver", "remove", "--ifname", hostonly)
+        sim(home, "dhcpserver", "remove", "--netname", lab["natnet"])
+
+
+def test_virtualbox_7_host_only_networks_on_a_macos_host(vbox_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``list hostonlynets`` (VirtualBox 7 on macOS, simulated with VBOXSIM_VMNET=1) in the same one host call."""
+    monkeypatch.setenv("VBOXSIM_VMNET", "1")
+    tag = uuid.uuid4().hex[:8]
+    net = f"vagrantnet-{tag}"
+    sim(vbox_home, "hostonlynet", "add", "--name", net, "--netmask", "255.255.255.0",
+        "--lower-ip", "192.168.61.100", "--upper-ip", "192.168.61.150", "--enable")  # fmt: skip
+    out = sim(vbox_home, "createvm", "--name", f"hn-{tag}", "--register")
+    vm = next(line.split()[1] for line in out.splitlines() if line.startswith("UUID:"))
+    sim(vbox_home, "modifyvm", vm, "--nic2", "hostonlynet", "--host-only-net2", net, "--macaddress2", "080027000C02")
+    try:
+        with virtabs.open("vbox:///session") as conn:
+            transport = conn._driver._transport  # type: ignore[attr-defined]
+            real_run = transport.run
+            calls: list[Any] = []
+            transport.run = lambda argv, **kw: calls.append(argv) or real_run(argv, **kw)
+            try:
+                info = next(n.last_info for n in conn.list_networks() if n.name == net)
+            finally:
+                transport.run = real_run
+            assert len(calls) == 1
+            assert conn.lookup_network(info.id).name == net
+            assert (info.kind, info.native_kind, info.active) == (NetworkKind.HOST_ONLY, "hostonlynet", True)
+            assert info.id is not None and uuid.UUID(info.id)
+            assert [(s.cidr, s.dhcp_ranges) for s in info.subnets] == [
+                ("192.168.61.0/24", (("192.168.61.100", "192.168.61.150"),))
+            ]
+            assert [(a.domain_uuid, a.mac) for a in info.attachments] == [(vm, "08:00:27:00:0c:02")]
+            assert [n.network for n in conn.lookup_domain(vm).nics()] == [net]
+    finally:
+        sim(vbox_home, "unregistervm", vm, "--delete")
+        sim(vbox_home, "hostonlynet", "remove", "--name", net)

@@ -11,11 +11,15 @@ from pathlib import Path
 from virtabs.spi import DomainState
 
 from virtabs_vbox._parse import (
+    DhcpServer,
+    HostOnlyNetwork,
     Medium,
     NatNetwork,
     host_basename,
     parse_colon_blocks,
+    parse_dhcpservers,
     parse_host_interfaces,
+    parse_hostonlynets,
     parse_machinereadable,
     parse_natnets,
     parse_snapshots,
@@ -237,3 +241,50 @@ def test_natnets_7_0_format_synthetic() -> None:
     assert parse_natnets(text) == [
         NatNetwork("lab net", "192.168.15.0/24", "192.168.15.1", False, False, "fd17:625c:f037:a80f::/64")
     ]
+
+
+def test_dhcpservers_6_0_format() -> None:
+    """6.0's keys (``IP``, ``lowerIPAddress`` in lower camel case), a blank line after each server; the servers
+    are named by the host-only interfaces' VBoxNetworkName, as the same host's hostonlyifs capture prints it."""
+    servers = parse_dhcpservers(real("list-dhcpservers-6.0-linux-ohai.txt"))
+    assert servers == [
+        DhcpServer("HostInterfaceNetworking-vboxnet0", "192.168.56.100", "255.255.255.0", "192.168.56.101", "192.168.56.254", True),
+        DhcpServer("HostInterfaceNetworking-vboxnet1", "192.168.19.2", "255.255.255.0", "192.168.19.3", "192.168.19.254", True),
+    ]  # fmt: skip
+    ifs = parse_host_interfaces(real("list-hostonlyifs-6.0-linux-ohai.txt"))
+    assert [i.network_name for i in ifs] == [s.network_name for s in servers]
+
+
+def test_dhcpservers_6_1_and_later_format() -> None:
+    """6.1+'s keys (``Dhcpd IP``, ``LowerIPAddress`` before ``NetworkMask``) with the indented global
+    configuration (its ``1/legacy: 255.255.255.0`` option line is no key), a host-only and a NAT network's server."""
+    assert parse_dhcpservers(real("list-dhcpservers-7.x-linux-notes.txt")) == [
+        DhcpServer("HostInterfaceNetworking-vboxnet0", "192.168.56.1", "255.255.255.0", "192.168.56.101", "192.168.56.104", True),
+        DhcpServer("DN01_NatNetwork", "10.0.2.2", "255.255.255.0", "10.0.2.10", "10.0.2.14", True),
+    ]  # fmt: skip
+
+
+def test_hostonlynets_7_macos() -> None:
+    """VirtualBox 7's host-only networks on macOS: a blank line inside each entry, after ``GUID``."""
+    assert parse_hostonlynets(real("list-hostonlynets-7.x-macos-notes.txt")) == [
+        HostOnlyNetwork(
+            "vagrantnet-vbox1",
+            "bc907fa2-e158-4c1b-96fb-63b8765a64d8",
+            True,
+            "255.255.255.0",
+            "192.168.56.0",
+            "192.168.56.0",
+        )
+    ]
+
+
+def test_teleporter_settings_in_every_showvminfo_capture() -> None:
+    """``teleporterenabled``/``teleporterport`` (what the teleport target's port is read back from) as the real
+    4.1, 6.0 and 7.0 captures print them for a machine that is no teleporter target."""
+    for name in ("showvminfo-4.1-macos-centos57.txt", "showvminfo-6.0-linux-ohai.txt", "showvminfo-7.0-linux-vedv.txt"):
+        info = parse_vminfo(real(name))
+        assert (info.teleporter_enabled, info.teleporter_port) == (False, 0), name
+    on = parse_vminfo(
+        real("showvminfo-7.0-linux-vedv.txt").replace('teleporterenabled="off"', 'teleporterenabled="on"')
+    )
+    assert on.teleporter_enabled  # SYNTHETIC: the 7.0 capture with the teleporter turned on

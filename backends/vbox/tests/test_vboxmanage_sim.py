@@ -250,3 +250,34 @@ def test_natnets_and_the_adapters_on_them(home: Path) -> None:
     assert 'nat-network1="lab"\n' in info and 'nic1="natnetwork"\n' in info
     # IVirtualBox::InternalNetworks: every name the adapters use, once
     assert vbm(home, "list", "intnets").stdout == "Name:        b\nName:        a\n"
+
+
+def test_dhcpservers_in_the_6_1_and_later_format(home: Path) -> None:
+    """``list dhcpservers`` as the real 7.x capture prints it (keys, order, padding, the configuration lines)."""
+    assert vbm(home, "list", "dhcpservers").stdout == ""
+    for args in (
+        ["--ifname", "vboxnet0", "--ip", "192.168.56.1", "--netmask", "255.255.255.0"],
+        ["--netname", "DN01_NatNetwork", "--ip", "10.0.2.2", "--netmask", "255.255.255.0"],
+    ):
+        assert vbm(home, "dhcpserver", "add", *args, "--lowerip", "x", "--upperip", "y", "--enable").returncode == 0
+    assert vbm(home, "dhcpserver", "modify", "--ifname", "vboxnet0", "--lower-ip", "192.168.56.101").returncode == 0
+    assert vbm(home, "dhcpserver", "modify", "--ifname", "vboxnet0", "--upper-ip", "192.168.56.104").returncode == 0
+    vbm(
+        home, "dhcpserver", "modify", "--network", "DN01_NatNetwork", "--lowerip", "10.0.2.10", "--upperip", "10.0.2.14"
+    )
+    real = (Path(__file__).resolve().parent / "real_outputs" / "list-dhcpservers-7.x-linux-notes.txt").read_text()
+    assert vbm(home, "list", "dhcpservers").stdout == real
+    assert vbm(home, "dhcpserver", "add", "--ifname", "vboxnet0", "--enable").returncode == 1
+
+
+def test_hostonlynets_only_on_a_vmnet_host(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``list hostonlynets`` exists on VirtualBox 7 for macOS only; elsewhere it is an unknown subcommand."""
+    assert vbm(home, "list", "hostonlynets").returncode == 2
+    monkeypatch.setenv("VBOXSIM_VMNET", "1")
+    add = ["--name", "vagrantnet-vbox1", "--netmask", "255.255.255.0", "--lower-ip", "192.168.56.0"]
+    assert vbm(home, "hostonlynet", "add", *add, "--upper-ip", "192.168.56.0", "--enable").returncode == 0
+    listed = vbm(home, "list", "hostonlynets").stdout
+    real = (Path(__file__).resolve().parent / "real_outputs" / "list-hostonlynets-7.x-macos-notes.txt").read_text()
+    guid = listed.split("GUID:", 1)[1].split()[0]
+    # the real capture as printed, but for its GUID; the simulator also prints the blank line that ends an entry
+    assert listed == real.replace("bc907fa2-e158-4c1b-96fb-63b8765a64d8", guid) + "\n"

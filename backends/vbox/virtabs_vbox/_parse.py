@@ -32,7 +32,9 @@ from virtabs.spi import DomainState
 __all__ = [
     "VM_STATES",
     "Attachment",
+    "DhcpServer",
     "HostInterface",
+    "HostOnlyNetwork",
     "Medium",
     "NatNetwork",
     "Nic",
@@ -46,6 +48,8 @@ __all__ = [
     "machinereadable_pairs",
     "parse_colon_blocks",
     "parse_host_interfaces",
+    "parse_dhcpservers",
+    "parse_hostonlynets",
     "parse_intnets",
     "parse_list_vms",
     "parse_machinereadable",
@@ -262,6 +266,8 @@ class HostInterface:
     mac: str | None
     up: bool | None
     """``Status: Up`` / ``Down``; None for ``Unknown``."""
+    network_name: str = ""
+    """``VBoxNetworkName`` (``HostInterfaceNetworking-vboxnet0``): what a DHCP server names its network by."""
 
     @classmethod
     def from_block(cls, block: Mapping[str, str]) -> HostInterface:
@@ -279,12 +285,100 @@ class HostInterface:
             ipv6_prefix=int(prefix) if prefix.isdigit() else 0,
             mac=(block.get("HardwareAddress") or "").lower() or None,
             up={"Up": True, "Down": False}.get(status),
+            network_name=block.get("VBoxNetworkName") or f"HostInterfaceNetworking-{block.get('Name', '')}",
         )
 
 
 def parse_host_interfaces(text: str) -> list[HostInterface]:
     """``list hostonlyifs`` / ``list bridgedifs``: one block per interface, separated by blank lines."""
     return [HostInterface.from_block(b) for b in parse_colon_blocks(text) if b.get("Name")]
+
+
+def _address(value: str | None) -> str | None:
+    """An IP address as VBoxManage printed it; None for an empty one or ``0.0.0.0`` (a server never set up)."""
+    return None if not value or value == "0.0.0.0" else value
+
+
+def _entries(text: str, first_key: str) -> list[dict[str, str]]:
+    """``Key: value`` entries each starting at an unindented ``first_key:`` line, blank lines ignored (``list
+    hostonlynets`` prints one inside each entry); indented lines (a DHCP server's configuration) are skipped."""
+    entries: list[dict[str, str]] = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line.strip() or line[0].isspace():
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = key.strip()
+        if key == first_key or not entries:
+            entries.append({})
+        entries[-1].setdefault(key, value.strip())
+    return [e for e in entries if e.get(first_key)]
+
+
+@attrs.frozen
+class DhcpServer:
+    """One DHCP server of ``list dhcpservers`` (of a host-only interface or a NAT network)."""
+
+    network_name: str
+    """``HostInterfaceNetworking-vboxnet0`` for a host-only interface, the network's name for a NAT network."""
+    server_ip: str | None
+    netmask: str | None
+    lower: str | None
+    upper: str | None
+    enabled: bool
+
+
+def parse_dhcpservers(text: str) -> list[DhcpServer]:
+    """``list dhcpservers`` in both formats: 6.0's (``NetworkName``, ``IP``, ``NetworkMask``,
+    ``lowerIPAddress``, ``upperIPAddress``, ``Enabled``, a blank line after each; the real capture
+    tests/real_outputs/list-dhcpservers-6.0-linux-ohai.txt) and 6.1+'s (VBoxManageList.cpp listDhcpServers:
+    ``Dhcpd IP``, ``LowerIPAddress``, ``UpperIPAddress`` before ``NetworkMask``, then the indented global
+    configuration, ``Groups`` and ``Individual Configs``; list-dhcpservers-7.x-linux-notes.txt)."""
+    servers = []
+    for e in _entries(text, "NetworkName"):
+        folded = {k.lower(): v for k, v in e.items()}
+        servers.append(
+            DhcpServer(
+                network_name=e["NetworkName"],
+                server_ip=_address(e.get("Dhcpd IP") or e.get("IP")),
+                netmask=_address(e.get("NetworkMask")),
+                lower=_address(folded.get("loweripaddress")),
+                upper=_address(folded.get("upperipaddress")),
+                enabled=e.get("Enabled") == "Yes",
+            )
+        )
+    return servers
+
+
+@attrs.frozen
+class HostOnlyNetwork:
+    """One host-only network of VirtualBox 7's ``list hostonlynets`` (macOS hosts: VBOX_WITH_VMNET)."""
+
+    name: str
+    guid: str | None
+    enabled: bool
+    netmask: str | None
+    lower: str | None
+    """``LowerIP``/``UpperIP``: the range the network's DHCP server hands out."""
+    upper: str | None
+
+
+def parse_hostonlynets(text: str) -> list[HostOnlyNetwork]:
+    """``list hostonlynets`` (VBoxManageList.cpp listHostOnlyNetworks: ``Name``, ``GUID``, a blank line,
+    ``State``, ``NetworkMask``, ``LowerIP``, ``UpperIP``, ``VBoxNetworkName``; the real capture
+    tests/real_outputs/list-hostonlynets-7.x-macos-notes.txt)."""
+    return [
+        HostOnlyNetwork(
+            name=e["Name"],
+            guid=(e.get("GUID") or "").lower() or None,
+            enabled=e.get("State") == "Enabled",
+            netmask=_address(e.get("NetworkMask")),
+            lower=_address(e.get("LowerIP")),
+            upper=_address(e.get("UpperIP")),
+        )
+        for e in _entries(text, "Name")
+    ]
 
 
 def parse_intnets(text: str) -> list[str]:
@@ -431,6 +525,10 @@ class VmInfo:
     snapshots: tuple[SnapshotNode, ...]
     current_snapshot: str | None
     description: str = ""
+    teleporter_enabled: bool = False
+    """``teleporterenabled="on"``: ``startvm`` waits for a teleport instead of booting."""
+    teleporter_port: int = 0
+    """``teleporterport``: 0 until a target listening on a random port writes the port it chose back."""
 
     @property
     def state(self) -> DomainState:
@@ -546,6 +644,7 @@ def parse_vminfo(text: str) -> VmInfo:
             or data.get(f"intnet{index}")
             or data.get(f"hostonlyadapter{index}")
             or data.get(f"nat-network{index}")
+            or data.get(f"hostonly-network{index}")
         )
         nics.append(Nic(index, kind, mac, target, data.get(f"nictype{index}")))
     snapshots, current = parse_snapshots(data)
@@ -564,6 +663,8 @@ def parse_vminfo(text: str) -> VmInfo:
         snapshots=tuple(snapshots),
         current_snapshot=current,
         description=data.get("description", ""),
+        teleporter_enabled=data.get("teleporterenabled") == "on",
+        teleporter_port=_int(data.get("teleporterport")),
     )
 
 

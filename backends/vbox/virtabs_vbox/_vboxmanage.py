@@ -20,12 +20,16 @@ from virtabs.spi import (
 )
 
 from ._parse import (
+    DhcpServer,
     HostInterface,
+    HostOnlyNetwork,
     Medium,
     NatNetwork,
     VmInfo,
     parse_colon_blocks,
+    parse_dhcpservers,
     parse_host_interfaces,
+    parse_hostonlynets,
     parse_intnets,
     parse_list_vms,
     parse_natnets,
@@ -39,7 +43,8 @@ _CODE = re.compile(r"Details: code (\w+) \((0x[0-9a-fA-F]+)\)")
 _STATE_CODES = frozenset({"VBOX_E_INVALID_VM_STATE", "VBOX_E_INVALID_OBJECT_STATE", "VBOX_E_OBJECT_IN_USE"})
 
 # One host round trip for a bulk read: ``list hdds``, the host's networks (``list hostonlyifs``, ``bridgedifs``,
-# ``intnets``, ``--long natnets``) and/or ``list vms`` and ``showvminfo`` of each machine.
+# ``intnets``, ``dhcpservers``, ``--long natnets``, and ``hostonlynets``, which only VirtualBox 7 on macOS has:
+# elsewhere it fails and means none) and/or ``list vms`` and ``showvminfo`` of each machine.
 # A fixed script: the tool path, a random section marker and the UUIDs arrive as positional parameters,
 # never as shell text. Each section starts with "<marker> <kind> [uuid]" and ends with "<marker> rc <status>".
 _BATCH = r"""
@@ -47,8 +52,9 @@ v=$1; n=$2; hdds=$3; nets=$4; mode=$5; shift 5
 end() { printf '\n%s rc %s\n' "$n" "$1"; }
 if [ "$hdds" = 1 ]; then echo "$n hdds"; "$v" list hdds; end $?; fi
 if [ "$nets" = 1 ]; then
-  for l in hostonlyifs bridgedifs intnets; do echo "$n $l"; "$v" list "$l"; end $?; done
+  for l in hostonlyifs bridgedifs intnets dhcpservers; do echo "$n $l"; "$v" list "$l"; end $?; done
   echo "$n natnets"; "$v" list --long natnets; end $?
+  echo "$n hostonlynets"; "$v" list hostonlynets 2>/dev/null; end $?
 fi
 if [ "$mode" = all ]; then
   echo "$n vms"; vms=$("$v" list vms); rc=$?; printf '%s\n' "$vms"; end $rc
@@ -114,6 +120,9 @@ class Batch:
     bridged: tuple[HostInterface, ...] = ()
     intnets: tuple[str, ...] = ()
     natnets: tuple[NatNetwork, ...] = ()
+    dhcpservers: tuple[DhcpServer, ...] = ()
+    hostonlynets: tuple[HostOnlyNetwork, ...] = ()
+    """VirtualBox 7's host-only networks (macOS hosts); none where ``list hostonlynets`` does not exist."""
 
 
 class VBoxManage:
@@ -176,7 +185,9 @@ class VBoxManage:
         found: dict[str, str] = {}
         for head, lines, rc in sections:
             text = "\n".join(lines) + "\n"
-            if head[0] in ("hostonlyifs", "bridgedifs", "intnets", "natnets"):
+            if head[0] == "hostonlynets":
+                found[head[0]] = text if rc == 0 else ""  # not a VirtualBox 7 macOS host: none
+            elif head[0] in ("hostonlyifs", "bridgedifs", "intnets", "natnets", "dhcpservers"):
                 if rc != 0:
                     raise OperationFailedError(f"list {head[0]} on {self.transport.where} failed: {result.err.strip()}")
                 found[head[0]] = text
@@ -199,4 +210,6 @@ class VBoxManage:
             bridged=tuple(parse_host_interfaces(found.get("bridgedifs", ""))),
             intnets=tuple(parse_intnets(found.get("intnets", ""))),
             natnets=tuple(parse_natnets(found.get("natnets", ""))),
+            dhcpservers=tuple(parse_dhcpservers(found.get("dhcpservers", ""))),
+            hostonlynets=tuple(parse_hostonlynets(found.get("hostonlynets", ""))),
         )

@@ -52,9 +52,11 @@ from virtabs.spi import (
     quote,
 )
 
+from ._migration import VboxMigration
 from ._parse import (
     MIB,
     Attachment,
+    DhcpServer,
     HostInterface,
     Medium,
     Nic,
@@ -103,7 +105,13 @@ NIC_MODELS_BACK = {
 NAT_NETWORKS = frozenset({"user", "default", "nat"})
 NAT_NAME = "user"
 """The network every adapter attached to NAT (VirtualBox's per-machine NAT engine) is on."""
-_ATTACHED = {"bridged": "bridged", "hostonly": "hostonly", "intnet": "intnet", "natnetwork": "natnetwork"}
+_ATTACHED = {
+    "bridged": "bridged",
+    "hostonly": "hostonly",
+    "intnet": "intnet",
+    "natnetwork": "natnetwork",
+    "hostonlynetwork": "hostonlynet",
+}
 """Adapter attachment types on a network named by the adapter's target (``nat`` is :data:`NAT_NAME`; ``null``,
 ``generic`` and ``cloud`` adapters are on no network the host lists)."""
 _SNAP_META = re.compile(r"^virtabs: created (\S+) state (\w+)")
@@ -124,11 +132,12 @@ _SAVED = ("saved", "aborted-saved")
 """The machine states that hold a saved state (a managed save: ``startvm`` resumes it)."""
 
 
-class VboxDriver(Driver):
+class VboxDriver(VboxMigration, Driver):
     """VirtualBox through ``VBoxManage``, locally or over one multiplexed ssh connection.
 
     No live block copy, pull or commit (VirtualBox has none: disks move or clone only offline);
-    snapshots, SATA disk hot-plug, one storage pool (the media registry) and polled events.
+    snapshots, SATA disk hot-plug, one storage pool (the media registry), polled events and live
+    migration by teleporting (shared storage only).
     """
 
     name: ClassVar[str] = "vbox"
@@ -148,7 +157,20 @@ class VboxDriver(Driver):
         "storage.volume.resize",
         "events",
         "network",
+        "domain.migrate",
+        "domain.migrate.live",
+        "domain.migrate.keep_source",
+        "domain.migrate.max_downtime",
+        "domain.migrate.offline",
         notes={
+            "domain.migrate": "teleporting: the destination defines the machine and waits as a teleporter target "
+            "(modifyvm --teleporter on, startvm), the source runs controlvm teleport; shared storage only",
+            "domain.migrate.live": "controlvm teleport moves a running or paused machine",
+            "domain.migrate.keep_source": "the teleported source stays registered (state teleported, shut off) "
+            "unless UNDEFINE_SOURCE",
+            "domain.migrate.offline": "the destination defines the shut-off machine from the spec (shared disks)",
+            "domain.migrate.max_downtime": "controlvm teleport --maxdowntime (VirtualBox's default 250 ms); "
+            "VBoxManage reports no downtime afterwards",
             "domain.managed_save": "controlvm savestate into the machine's Snapshots folder; discardstate removes it",
             "domain.start": "start paused = startvm, then controlvm pause (VirtualBox cannot start paused)",
             "domain.reboot": "controlvm reset: a hard reset (VirtualBox has no guest-cooperative reboot)",
@@ -500,7 +522,13 @@ class VboxDriver(Driver):
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self, dom: DomainRef, paused: bool) -> None:
-        """``startvm --type headless`` (a saved state is resumed from); then ``controlvm pause`` if asked."""
+        """``startvm --type headless`` (a saved state is resumed from); then ``controlvm pause`` if asked.
+
+        A machine that arrived by teleport keeps ``teleporterenabled="on"`` (VirtualBox refuses ``modifyvm``
+        while it runs), with which ``startvm`` would wait for another teleport instead of booting: it is
+        turned off first (``modifyvm --teleporter off``)."""
+        if self._info(dom).teleporter_enabled:
+            self._vbm("modifyvm", dom.uuid, "--teleporter", "off", what=f"start domain {quote(dom.name)}")
         self._vbm("startvm", dom.uuid, "--type", "headless", what=f"start domain {quote(dom.name)}")
         if paused:
             self._vbm("controlvm", dom.uuid, "pause", what=f"pause domain {quote(dom.name)} after start")
@@ -822,6 +850,36 @@ def _interface_subnets(i: HostInterface) -> tuple[NetworkSubnet, ...]:
     return tuple(subnets)
 
 
+def _with_dhcp(subnets: tuple[NetworkSubnet, ...], server: DhcpServer | None) -> tuple[NetworkSubnet, ...]:
+    """``subnets`` with the DHCP range of ``server`` (an enabled one with a range): on the subnet that holds it,
+    else as a subnet of its own (the server's address and mask: a host-only interface reconfigured after its
+    DHCP server was set up serves a network the interface no longer has)."""
+    if server is None or not server.enabled or not server.lower or not server.upper:
+        return subnets
+    try:
+        first, last = ipaddress.ip_address(server.lower), ipaddress.ip_address(server.upper)
+        for index, subnet in enumerate(subnets):
+            network = ipaddress.ip_network(subnet.cidr)
+            if first in network and last in network:
+                ranges = (*subnet.dhcp_ranges, (server.lower, server.upper))
+                updated = NetworkSubnet(subnet.cidr, gateway=subnet.gateway, dhcp_ranges=ranges)
+                return (*subnets[:index], updated, *subnets[index + 1 :])
+        own = ipaddress.ip_network(f"{server.server_ip or server.lower}/{server.netmask}", strict=False)
+        return (*subnets, NetworkSubnet(str(own), dhcp_ranges=((server.lower, server.upper),)))
+    except ValueError:
+        return subnets
+
+
+def _dhcp_extra(server: DhcpServer | None) -> dict[str, object]:
+    """The DHCP server's address and whether it is enabled (``extra``), when the network has one."""
+    if server is None:
+        return {}
+    extra: dict[str, object] = {"vbox.dhcp_enabled": server.enabled}
+    if server.server_ip:
+        extra["vbox.dhcp_server"] = server.server_ip
+    return extra
+
+
 def _networks(batch: Batch) -> list[NetworkInfo]:
     """The host's networks from one bulk read, attachments from every listed machine's adapters."""
     attached: dict[tuple[str, str], list[NetworkAttachment]] = {}
@@ -845,11 +903,14 @@ def _networks(batch: Batch) -> list[NetworkInfo]:
             attachments=attached.get(("nat", NAT_NAME), ()),
         )
     ]
+    servers = {d.network_name: d for d in batch.dhcpservers}
     for native, kind, interfaces in (
         ("hostonly", NetworkKind.HOST_ONLY, batch.hostonly),
         ("bridged", NetworkKind.BRIDGE, batch.bridged),
     ):
         for i in interfaces:
+            server = servers.get(i.network_name) if native == "hostonly" else None
+            extra: dict[str, object] = {"vbox.host_address": i.ipv4} if i.ipv4 else {}
             nets.append(
                 NetworkInfo(
                     name=i.name,
@@ -857,30 +918,49 @@ def _networks(batch: Batch) -> list[NetworkInfo]:
                     kind=kind,
                     native_kind=native,
                     device=i.name,
-                    subnets=_interface_subnets(i),
+                    subnets=_with_dhcp(_interface_subnets(i), server),
                     active=i.up,
                     attachments=attached.get((native, i.name), ()),
-                    extra={"vbox.host_address": i.ipv4} if i.ipv4 else {},
+                    extra=extra | _dhcp_extra(server),
                 )
             )
+    for h in batch.hostonlynets:
+        subnets: tuple[NetworkSubnet, ...] = ()
+        if h.lower and h.netmask:
+            with contextlib.suppress(ValueError):
+                network = ipaddress.ip_network(f"{h.lower}/{h.netmask}", strict=False)
+                ranges = ((h.lower, h.upper),) if h.upper else ()
+                subnets = (NetworkSubnet(str(network), dhcp_ranges=ranges),)
+        nets.append(
+            NetworkInfo(
+                name=h.name,
+                id=h.guid,
+                kind=NetworkKind.HOST_ONLY,
+                native_kind="hostonlynet",
+                subnets=subnets,
+                active=h.enabled,
+                attachments=attached.get(("hostonlynet", h.name), ()),
+            )
+        )
     for net in batch.natnets:
-        subnets = []
+        nat_subnets: list[NetworkSubnet] = []
         if net.network:
             with contextlib.suppress(ValueError):
-                subnets.append(NetworkSubnet(net.network, gateway=net.gateway))
+                nat_subnets.append(NetworkSubnet(net.network, gateway=net.gateway))
         if net.ipv6_prefix:
             with contextlib.suppress(ValueError):
-                subnets.append(NetworkSubnet(net.ipv6_prefix))
+                nat_subnets.append(NetworkSubnet(net.ipv6_prefix))
+        server = servers.get(net.name)
         nets.append(
             NetworkInfo(
                 name=net.name,
                 id=None,
                 kind=NetworkKind.NAT_NETWORK,
                 native_kind="natnetwork",
-                subnets=subnets,
+                subnets=_with_dhcp(tuple(nat_subnets), server),
                 active=net.enabled,
                 attachments=attached.get(("natnetwork", net.name), ()),
-                extra={} if net.dhcp is None else {"vbox.dhcp": net.dhcp},
+                extra=({} if net.dhcp is None else {"vbox.dhcp": net.dhcp}) | _dhcp_extra(server),
             )
         )
     for name in batch.intnets:

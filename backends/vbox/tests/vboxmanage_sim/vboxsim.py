@@ -127,6 +127,8 @@ ACTIVE = (
     "paused",
     "stuck",
     "teleporting",
+    "teleportingpausedvm",
+    "teleportingin",
     "livesnapshotting",
     "onlinesnapshotting",
     "deletingsnapshotlive",
@@ -254,6 +256,16 @@ class State:
             self.data = {"machines": [], "media": []}
         self.machine_folder = os.path.join(home, "VirtualBox VMs")
         self.dirty = self._advance()
+
+    def unlock(self) -> None:
+        """Let other invocations in (a ``startvm`` waiting for a teleport does, between its looks)."""
+        fcntl.flock(self._lock, fcntl.LOCK_UN)
+
+    def relock(self) -> None:
+        """Lock again and read what other invocations changed meanwhile."""
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        with open(self.path) as fh:
+            self.data = json_loads(fh.read())
 
     def save(self) -> None:
         tmp = self.path + ".tmp"
@@ -515,6 +527,10 @@ def cmd_list(st: State, args: list[str]) -> None:
         if "--sorted" in opts or "-s" in opts:
             nets = sorted(nets, key=lambda net: net["name"])
         out("".join(natnet_block(net, "--long" in opts or "-l" in opts) for net in nets))
+    elif what == "dhcpservers":
+        out("\n".join(dhcp_block(d) for d in st.data.get("dhcpservers", [])))
+    elif what == "hostonlynets" and vmnet():
+        out("".join(hostonlynet_block(n) for n in st.data.get("hostonlynets", [])))
     elif what == "systemproperties":
         out(
             "API version:                     7_0\n"
@@ -616,6 +632,13 @@ def machine_readable(st: State, vm: dict[str, Any]) -> str:
     ]
     if vm.get("statefile"):
         lines.append(f"VMStateFile={q(vm['statefile'])}")
+    # VBoxManageInfo.cpp: these four after the state lines (the real 4.1, 6.0 and 7.0 captures have them there)
+    lines += [
+        f'teleporterenabled="{"on" if vm.get("teleporter") else "off"}"',
+        f"teleporterport={vm.get('teleporter_port', 0)}",
+        f"teleporteraddress={q(vm.get('teleporter_address', ''))}",
+        f"teleporterpassword={q(vm.get('teleporter_password', ''))}",
+    ]
     for n, ctl in enumerate(vm["controllers"]):
         lines += [
             f"storagecontrollername{n}={q(ctl['name'])}",
@@ -663,6 +686,9 @@ def machine_readable(st: State, vm: dict[str, Any]) -> str:
                 lines.append(f"intnet{n}={q(nic.get('target', ''))}")
             elif nic["type"] == "hostonly":
                 lines.append(f"hostonlyadapter{n}={q(nic.get('target', ''))}")
+            elif nic["type"] == "hostonlynetwork":
+                # VBoxManageInfo.cpp (VBOX_WITH_VMNET): "%ls" between quotes, not escaped
+                lines.append(f'hostonly-network{n}="{nic.get("target", "")}"')
             elif nic["type"] == "natnetwork":
                 # VBoxManageInfo.cpp prints this one with "%ls" between quotes, not escaped
                 lines.append(f'nat-network{n}="{nic.get("target", "")}"')
@@ -791,13 +817,17 @@ def cmd_modifyvm(st: State, args: list[str]) -> None:
     valued |= {f"--nic{n}" for n in range(1, 9)} | {f"--macaddress{n}" for n in range(1, 9)}
     valued |= {f"--nictype{n}" for n in range(1, 9)} | {f"--bridgeadapter{n}" for n in range(1, 9)}
     valued |= {f"--intnet{n}" for n in range(1, 9)} | {f"--hostonlyadapter{n}" for n in range(1, 9)}
-    valued |= {f"--nat-network{n}" for n in range(1, 9)}
-    pos, opts = parse_opts(args, valued, positional=1)
+    valued |= {f"--nat-network{n}" for n in range(1, 9)} | {f"--host-only-net{n}" for n in range(1, 9)}
+    valued |= {"--teleporter", "--teleporter-port", "--teleporter-address", "--teleporter-password"}
+    valued |= {"--teleporter-password-file"}
+    pos, opts = parse_opts(args, valued, positional=1, aliases=TELEPORTER_ALIASES)
     if not pos:
         syntax("Missing VM name/UUID for 'modifyvm'")
     vm = st.machine(pos[0], "FindMachine", "VBoxManageModifyVM.cpp")
     require_unlocked(vm, "LockMachine(a->session, LockType_Write)", "VBoxManageModifyVM.cpp")
     for key, value in opts.items():
+        if key.startswith("--teleporter"):
+            set_teleporter(vm, key, value)
         if key in ("--memory", "--cpus"):
             try:
                 number = int(value)
@@ -824,9 +854,11 @@ def cmd_modifyvm(st: State, args: list[str]) -> None:
             n = key[5:]
             if value == "none":
                 vm["nics"].pop(n, None)
-            elif value in ("nat", "bridged", "intnet", "hostonly", "natnetwork", "null", "generic"):
+            elif value in ("nat", "bridged", "intnet", "hostonly", "natnetwork", "null", "generic") or (
+                value == "hostonlynet" and vmnet()
+            ):
                 nic = vm["nics"].setdefault(n, {"mac": random_mac()})
-                nic["type"] = value
+                nic["type"] = "hostonlynetwork" if value == "hostonlynet" else value
             else:
                 syntax(f"Invalid type '{value}' specfied for NIC {n}")
     for key, value in opts.items():
@@ -837,6 +869,7 @@ def cmd_modifyvm(st: State, args: list[str]) -> None:
             ("--intnet", "target"),
             ("--hostonlyadapter", "target"),
             ("--nat-network", "target"),
+            ("--host-only-net", "target"),
         ):
             if key.startswith(prefix):
                 nic = vm["nics"].get(key[len(prefix) :])
@@ -847,6 +880,65 @@ def cmd_modifyvm(st: State, args: list[str]) -> None:
                     if len(value) != 12 or any(c not in "0123456789ABCDEF" for c in value):
                         syntax(f"Invalid MAC address '{value}'")
                 nic[field] = value
+
+
+TELEPORTER_ALIASES = {
+    "--teleporterenabled": "--teleporter",
+    "--teleporter-enabled": "--teleporter",
+    "--teleporterport": "--teleporter-port",
+    "--teleporteraddress": "--teleporter-address",
+    "--teleporterpassword": "--teleporter-password",
+    "--teleporterpasswordfile": "--teleporter-password-file",
+}
+"""VBoxManageModifyVM.cpp's OPT2 pairs: 7.0's dashed names and the older ones, both accepted."""
+
+
+def read_password_file(name: str) -> str:
+    """VBoxManage's readPasswordFile: the file named (``stdin``: standard input) up to its first control
+    character, at most 511 bytes."""
+    try:
+        if name == "stdin":
+            text = sys.stdin.read(512)
+        else:
+            with open(name) as fh:
+                text = fh.read(512)
+    except OSError as exc:
+        err(f"VBoxManage: error: Cannot open password file '{name}' ({exc.strerror})\n")  # approximated wording
+        raise Exit(1) from None
+    if len(text) >= 512:
+        err(f"VBoxManage: error: Provided password in file '{name}' is too long\n")
+        raise Exit(1)
+    end = next((i for i, c in enumerate(text) if ord(c) < 32 or ord(c) == 127), len(text))
+    return text[:end]
+
+
+def hash_password(password: str) -> str:
+    """How the simulator keeps a teleporter password: its SHA-512 in hex (VirtualBox keeps a hash too,
+    VBoxHashPassword; its exact form is not reproduced)."""
+    if not password:
+        return ""
+    import hashlib  # only here: start-up cost
+
+    return hashlib.sha512(password.encode()).hexdigest()
+
+
+def set_teleporter(vm: dict[str, Any], key: str, value: str) -> None:
+    """``modifyvm --teleporter on|off``, ``--teleporter-port``, ``--teleporter-address``,
+    ``--teleporter-password``, ``--teleporter-password-file`` (IMachine's Teleporter* attributes)."""
+    if key == "--teleporter":
+        if value not in ("on", "off"):
+            syntax(f"Invalid --teleporter argument '{value}'")
+        vm["teleporter"] = value == "on"
+    elif key == "--teleporter-port":
+        if not value.isdigit() or int(value) > 65535:
+            syntax(f"Invalid --teleporter-port value '{value}'")
+        vm["teleporter_port"] = int(value)
+    elif key == "--teleporter-address":
+        vm["teleporter_address"] = value
+    elif key == "--teleporter-password":
+        vm["teleporter_password"] = hash_password(value)
+    elif key == "--teleporter-password-file":
+        vm["teleporter_password"] = hash_password(read_password_file(value))
 
 
 def cmd_hostonlyif(st: State, args: list[str]) -> None:
@@ -900,6 +992,147 @@ def cmd_hostonlyif(st: State, args: list[str]) -> None:
         found[0]["ip"] = opts["--ip"]
         found[0]["mask"] = opts.get("--netmask", "255.255.255.0")
     found[0]["dhcp"] = "--dhcp" in opts
+
+
+def vmnet() -> bool:
+    """Whether the simulated host has VirtualBox 7's host-only networks (VBOX_WITH_VMNET: macOS hosts only;
+    ``VBOXSIM_VMNET=1``). Without it ``list hostonlynets`` and ``hostonlynet`` are unknown, as on Linux."""
+    return os.environ.get("VBOXSIM_VMNET") == "1"
+
+
+def dhcp_block(d: dict[str, Any]) -> str:
+    """One server as 6.1+'s ``list dhcpservers`` prints it (VBoxManageList.cpp listDhcpServers: the keys, their
+    order and padding; servers separated by one blank line). The global configuration lines are the defaults
+    the real capture tests/real_outputs/list-dhcpservers-7.x-linux-notes.txt shows (options are not simulated)."""
+    return (
+        f"NetworkName:    {d['network']}\n"
+        f"Dhcpd IP:       {d['ip']}\n"
+        f"LowerIPAddress: {d['lower']}\n"
+        f"UpperIPAddress: {d['upper']}\n"
+        f"NetworkMask:    {d['netmask']}\n"
+        f"Enabled:        {'Yes' if d['enabled'] else 'No'}\n"
+        "Global Configuration:\n"
+        "    minLeaseTime:     default\n"
+        "    defaultLeaseTime: default\n"
+        "    maxLeaseTime:     default\n"
+        "    Forced options:   None\n"
+        "    Suppressed opts.: None\n"
+        f"        1/legacy: {d['netmask']}\n"
+        "Groups:               None\n"
+        "Individual Configs:   None\n"
+    )
+
+
+def hostonlynet_block(n: dict[str, Any]) -> str:
+    """One network as ``list hostonlynets`` prints it (VBoxManageList.cpp listHostOnlyNetworks, with its blank
+    line after ``GUID``)."""
+    return (
+        f"Name:            {n['name']}\n"
+        f"GUID:            {n['guid']}\n\n"
+        f"State:           {'Enabled' if n['enabled'] else 'Disabled'}\n"
+        f"NetworkMask:     {n['netmask']}\n"
+        f"LowerIP:         {n['lower']}\n"
+        f"UpperIP:         {n['upper']}\n"
+        f"VBoxNetworkName: hostonly-{n['name']}\n\n"
+    )
+
+
+def cmd_dhcpserver(st: State, args: list[str]) -> None:
+    """``dhcpserver add|modify|remove`` with ``--network``/``--netname`` or ``--interface``/``--ifname`` (a
+    host-only interface's server is ``HostInterfaceNetworking-<ifname>``), ``--server-ip``/``--ip``,
+    ``--netmask``, ``--lower-ip``/``--lowerip``, ``--upper-ip``/``--upperip``, ``--enable``/``--disable``
+    (VBoxManageDHCPServer.cpp's option names; error texts approximated)."""
+    if not args:
+        syntax("Not enough parameters")
+    action, rest = args[0], args[1:]
+    if action not in ("add", "modify", "remove"):
+        syntax(f"Invalid parameter '{action}'")
+    aliases = {"--netname": "--network", "--ifname": "--interface", "--ip": "--server-ip", "--lowerip": "--lower-ip"}
+    aliases |= {"--upperip": "--upper-ip", "--mask": "--netmask"}
+    _, opts = parse_opts(
+        rest,
+        {"--network", "--interface", "--server-ip", "--netmask", "--lower-ip", "--upper-ip"},
+        {"--enable", "--disable"},
+        aliases=aliases,
+    )
+    if "--interface" in opts:
+        network = f"HostInterfaceNetworking-{opts['--interface']}"
+    elif "--network" in opts:
+        network = opts["--network"]
+    else:
+        syntax("You need to specify either --network or --interface to identify the DHCP server")
+    servers = st.data.setdefault("dhcpservers", [])
+    found = next((d for d in servers if d["network"] == network), None)
+    if action == "add" and found is not None:
+        fail(
+            f"DHCP server already exists for network '{network}'",
+            E_INVALIDARG,
+            "IVirtualBox",
+            "CreateDHCPServer",
+            400,
+            "VBoxManageDHCPServer.cpp",
+        )
+    if action != "add" and found is None:
+        fail(
+            f"DHCP server does not exist for network '{network}'",
+            E_INVALIDARG,
+            "IVirtualBox",
+            "FindDHCPServerByNetworkName",
+            400,
+            "VBoxManageDHCPServer.cpp",
+        )
+    if action == "remove":
+        servers.remove(found)
+        return
+    server = found or {"network": network, "enabled": False, "ip": "", "netmask": "", "lower": "", "upper": ""}
+    for key, field in (
+        ("--server-ip", "ip"),
+        ("--netmask", "netmask"),
+        ("--lower-ip", "lower"),
+        ("--upper-ip", "upper"),
+    ):
+        if key in opts:
+            server[field] = opts[key]
+    if "--enable" in opts or "--disable" in opts:
+        server["enabled"] = "--enable" in opts
+    if found is None:
+        servers.append(server)
+
+
+def cmd_hostonlynet(st: State, args: list[str]) -> None:
+    """``hostonlynet add|modify|remove --name N [--netmask M --lower-ip L --upper-ip U] [--enable|--disable]``
+    (VirtualBox 7 on macOS; ``VBOXSIM_VMNET=1``)."""
+    if not vmnet():
+        syntax("Invalid command 'hostonlynet'")
+    if not args:
+        syntax("Not enough parameters")
+    action, rest = args[0], args[1:]
+    if action not in ("add", "modify", "remove"):
+        syntax(f"Invalid parameter '{action}'")
+    _, opts = parse_opts(
+        rest,
+        {"--name", "--netmask", "--lower-ip", "--upper-ip", "--id"},
+        {"--enable", "--disable"},
+        aliases={"--lowerip": "--lower-ip", "--upperip": "--upper-ip"},
+    )
+    name = opts.get("--name")
+    if not name:
+        syntax("You need to specify the --name option")
+    nets = st.data.setdefault("hostonlynets", [])
+    found = next((n for n in nets if n["name"] == name), None)
+    if (action == "add") == (found is not None):
+        syntax(f"Host-only network '{name}' {'already exists' if found else 'does not exist'}")
+    if action == "remove":
+        nets.remove(found)
+        return
+    net = found or {"name": name, "guid": new_uuid(), "enabled": True, "netmask": "", "lower": "", "upper": ""}
+    for key, field in (("--netmask", "netmask"), ("--lower-ip", "lower"), ("--upper-ip", "upper")):
+        if key in opts:
+            net[field] = opts[key]
+    if "--enable" in opts or "--disable" in opts:
+        net["enabled"] = "--enable" in opts
+    if found is None:
+        nets.append(net)
 
 
 def cmd_natnetwork(st: State, args: list[str]) -> None:
@@ -1170,6 +1403,10 @@ def cmd_startvm(st: State, args: list[str]) -> None:
                 component="ProgressProxy",
             )
     out(f'Waiting for VM "{vm["name"]}" to power on...\n')
+    if vm.get("teleporter"):
+        teleport_in(st, vm)
+        out(f'VM "{vm["name"]}" has been successfully started.\n')
+        return
     if not vm.get("statefile"):
         vm["boots"] = vm.get("boots", 0) + 1  # a cold boot (resuming a saved state is not one)
         vm["ran_s"] = 0.0
@@ -1181,11 +1418,199 @@ def cmd_startvm(st: State, args: list[str]) -> None:
     out(f'VM "{vm["name"]}" has been successfully started.\n')
 
 
+# --- teleporting (ConsoleImplTeleporter.cpp; the network between the simulated hosts is a shared directory) ---
+
+
+def network_dir(context: str) -> str:
+    """``VBOXSIM_NETWORK``: the directory the simulated hosts share as their network (a listening teleporter
+    target is a file ``teleporter-<port>.json`` there). Teleporting fails without it."""
+    net = os.environ.get("VBOXSIM_NETWORK")
+    if not net or not os.path.isdir(net):
+        fail(
+            "vboxmanage_sim: teleporting needs VBOXSIM_NETWORK, the directory the simulated hosts share",
+            ("E_FAIL", "0x80004005"),
+            "IConsole",
+            context,
+            0,
+            "vboxsim.py",
+            component="Console",
+        )
+    return net
+
+
+def host_names() -> list[str]:
+    """The names and addresses this simulated host answers to (``VBOXSIM_HOST_NAMES``, comma-separated; by
+    default ``localhost``, ``127.0.0.1`` and this machine's node name)."""
+    names = os.environ.get("VBOXSIM_HOST_NAMES") or f"localhost,127.0.0.1,{os.uname().nodename}"
+    return [n for n in names.split(",") if n]
+
+
+def teleport_failed(message: str, code: tuple[str, str] = ("E_FAIL", "0x80004005")) -> NoReturn:
+    """CHECK_PROGRESS_ERROR(progress, ("Teleportation failed")): the progress's error, then the context line."""
+    err("\nProgress state: E_FAIL\n")
+    err("VBoxManage: error: Teleportation failed\n")
+    fail(message, code, "IConsole", "Teleport", 0, "VBoxManageControlVM.cpp", component="ConsoleWrap")
+
+
+def teleport_in(st: State, vm: dict[str, Any]) -> None:
+    """The target of a teleport: listen on the teleporter port (a random free one, 49152-65534 first, written
+    back to TeleporterPort, when it is 0, as i_teleporterTrg does), state ``teleportingin``, and wait for the
+    source. ``startvm`` returns once the VM has arrived (running, or paused when the source was paused); a
+    ``controlvm poweroff`` meanwhile or ``VBOXSIM_TELEPORT_TIMEOUT`` seconds (VirtualBox: 5 minutes) fail it."""
+    net = network_dir("LaunchVMProcess")
+    original = int(vm.get("teleporter_port", 0))
+    uuid = vm["uuid"]
+    record = json_dumps(
+        {
+            "home": st.home,
+            "uuid": uuid,
+            "address": vm.get("teleporter_address", ""),
+            "names": host_names(),
+            "password": vm.get("teleporter_password", ""),
+        }
+    )
+    tries = (
+        [original]
+        if original
+        else (int.from_bytes(os.urandom(2), "big") % (65534 - low + 1) + low for low in [49152] * 2048 + [1024] * 8192)
+    )
+    path = ""
+    for port in tries:
+        path = os.path.join(net, f"teleporter-{port}.json")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(record)
+        break
+    else:
+        fail(
+            "RTTcpServerCreateEx failed with status VERR_NET_ADDRESS_IN_USE",
+            ("E_FAIL", "0x80004005"),
+            "IProgress",
+            "progress->WaitForCompletion(-1)",
+            900,
+            "VBoxManageMisc.cpp",
+            component="ProgressProxy",
+        )
+    vm["teleporter_port"] = port
+    set_state(vm, "teleportingin")
+    st.save()
+    sys.stdout.flush()  # "Waiting for VM ... to power on..." is out before the wait
+    deadline = time.time() + float(os.environ.get("VBOXSIM_TELEPORT_TIMEOUT", "300"))
+    timed_out = False
+    try:
+        while True:
+            st.unlock()
+            time.sleep(0.02)  # the simulated VM process polls its own state file
+            st.relock()
+            found = next((m for m in st.data["machines"] if m["uuid"] == uuid), None)
+            if found is None or found["state"] != "teleportingin":
+                break
+            if time.time() >= deadline:
+                timed_out = True
+                set_state(found, "poweroff")
+                break
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(path)
+    if found is not None:
+        found["teleporter_port"] = original  # "set it back to its original value"
+        vm.update(found)
+    if found is not None and found["state"] in ("running", "paused"):
+        return
+    st.save()
+    fail(
+        "Teleporter timed out waiting for incoming connection" if timed_out else "Teleporting canceled",
+        ("E_FAIL", "0x80004005"),
+        "IProgress",
+        "progress->WaitForCompletion(-1)",
+        900,
+        "VBoxManageMisc.cpp",
+        component="ProgressProxy",
+    )
+
+
+def teleport_out(st: State, vm: dict[str, Any], rest: list[str]) -> None:
+    """``controlvm VM teleport --host H --port P [--maxdowntime MS] [--passwordfile F|--password W]
+    [--timeout MS] [--detailed-progress]`` (VBoxManageControlVM.cpp's options; --maxdowntime defaults to
+    250 ms). The guest continues on the target (same boots, same run clock); the source is left
+    ``teleported`` and stays registered. Each teleport is recorded in the source's state (``teleports``)."""
+    _, opts = parse_opts(
+        rest,
+        {"--host", "--port", "--maxdowntime", "--passwordfile", "--password", "--timeout"},
+        {"--detailed-progress"},
+    )
+    state = vm["state"]
+    if state not in ("running", "paused"):
+        fail(
+            f"Invalid machine state: {state.capitalize()} (must be Running or Paused)",
+            E_INVALID_VM_STATE,
+            "IConsole",
+            "Teleport(bstrHostname.raw(), uPort, Bstr(strPassword).raw(), uMaxDowntime, progress.asOutParam())",
+            1700,
+            "VBoxManageControlVM.cpp",
+            component="ConsoleWrap",
+        )
+    for key in ("--port", "--maxdowntime", "--timeout"):
+        if key in opts and not opts[key].isdigit():
+            syntax(f"Invalid {key} value '{opts[key]}'")
+    password = read_password_file(opts["--passwordfile"]) if "--passwordfile" in opts else opts.get("--password", "")
+    host = opts.get("--host", "")
+    port = int(opts.get("--port", "4294967295"))
+    maxdowntime = int(opts.get("--maxdowntime", "250"))
+    net = network_dir("Teleport")
+    try:
+        with open(os.path.join(net, f"teleporter-{port}.json")) as fh:
+            listener = json_loads(fh.read())
+    except (FileNotFoundError, ValueError):
+        listener = None
+    if listener is None or host not in listener["names"] or listener["address"] not in ("", host):
+        teleport_failed(f"Failed to connect to port {port} on '{host}': VERR_NET_CONNECTION_REFUSED")
+    if hash_password(password) != listener["password"]:
+        teleport_failed("Invalid password")
+    dst = st if listener["home"] == st.home else State(listener["home"])
+    dvm = next((m for m in dst.data["machines"] if m["uuid"] == listener["uuid"]), None)
+    if dvm is None or dvm["state"] != "teleportingin":
+        teleport_failed(f"Failed to connect to port {port} on '{host}': VERR_NET_CONNECTION_REFUSED")
+
+    def disks(machine: dict[str, Any], registry: State) -> list[str]:
+        return sorted(
+            registry.medium(a["medium"], "Teleport")["location"]
+            for a in machine["attachments"].values()
+            if a.get("medium")
+        )
+
+    # The target loads the saved state into its own configuration: the hardware must match and the disks be
+    # the same files (teleporting needs shared storage; "lock-media" locks them on the target).
+    if (dvm["memory"], dvm["cpus"]) != (vm["memory"], vm["cpus"]) or disks(dvm, dst) != disks(vm, st):
+        teleport_failed(
+            "Teleporter: the target's configuration or disks differ from the source's (VERR_SSM_LOAD_CONFIG_MISMATCH)"
+        )
+    err("0%...10%...20%...30%...40%...50%...60%...70%...80%...90%...100%\n")
+    set_state(vm, "teleported")  # accumulates the source's run clock
+    dvm["boots"] = vm.get("boots", 0)
+    dvm["ran_s"], dvm["running_since"] = vm.get("ran_s", 0.0), None
+    set_state(dvm, "running" if state == "running" else "paused")  # hand-over-resume / hand-over-paused
+    vm["ran_s"] = 0.0
+    vm.setdefault("teleports", []).append({"host": host, "port": port, "maxdowntime": maxdowntime, "to": dvm["uuid"]})
+    if dst is not st:
+        dst.save()
+    with suppress(FileNotFoundError):
+        os.unlink(os.path.join(net, f"teleporter-{port}.json"))
+
+
 def cmd_controlvm(st: State, args: list[str]) -> None:
     if len(args) < 2:
         syntax("Not enough parameters for 'controlvm'")
     vm = st.machine(args[0], "FindMachine", "VBoxManageControlVM.cpp")
     action, rest = args[1], args[2:]
+    if action == "teleport":
+        if vm["state"] not in ACTIVE:
+            not_running(vm)
+        teleport_out(st, vm, rest)
+        return
     known = {"pause", "resume", "reset", "poweroff", "savestate", "acpipowerbutton", "acpisleepbutton"}
     if action not in known:
         syntax(f"Invalid parameter '{action}'")
@@ -1629,6 +2054,8 @@ COMMANDS = {
     "showhdinfo": cmd_showmediuminfo,
     "hostonlyif": cmd_hostonlyif,
     "natnetwork": cmd_natnetwork,
+    "dhcpserver": cmd_dhcpserver,
+    "hostonlynet": cmd_hostonlynet,
 }
 READ_ONLY = {"list", "showvminfo", "showmediuminfo", "showhdinfo"}
 
