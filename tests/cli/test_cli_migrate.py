@@ -68,3 +68,39 @@ def test_timeout_aborts(run: Run, dest: str) -> None:
     with virtabs.open(dest) as there, virtabs.open("test:///default") as here:
         assert here.lookup_domain("test").state() == DomainState.RUNNING
         assert there.list_domains() == []
+
+
+NO_ABORT = "test:///default?without=domain.migrate.abort"
+
+
+def test_ctrl_c_where_the_source_cannot_cancel_says_so_and_waits(
+    run: Run, dest: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from virtabs import _migration
+
+    real_wait = _migration.MigrationJob.wait
+    calls: list[int] = []
+
+    def interrupted_once(self: _migration.MigrationJob, *args: object, **kwargs: object) -> virtabs.Domain:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_wait(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_migration.MigrationJob, "wait", interrupted_once)
+    result = run("migrate", "test", dest, "--live", "--persistent", "--undefinesource", uri=NO_ABORT)
+    assert result.exit_code == 0, result.output
+    assert "cannot be cancelled" in result.stderr and "domain.migrate.abort" in result.stderr
+    assert result.stdout.startswith("Migration completed")
+    with virtabs.open(dest) as there, virtabs.open("test:///default") as here:
+        assert there.lookup_domain("test").state() == DomainState.RUNNING
+        assert here.list_domains() == []
+
+
+def test_timeout_is_refused_where_the_source_cannot_cancel(run: Run, dest: str) -> None:
+    result = run("migrate", "test", dest, "--live", "--persistent", "--timeout", "5", uri=NO_ABORT)
+    assert result.exit_code == 1
+    assert "--timeout" in result.stderr and "domain.migrate.abort" in result.stderr
+    with virtabs.open(dest) as there, virtabs.open("test:///default") as here:
+        assert here.lookup_domain("test").state() == DomainState.RUNNING
+        assert there.list_domains() == []

@@ -1,15 +1,20 @@
 """``virtabs migrate`` (issue 23), modelled on ``virsh migrate``.
 
 ``--verbose`` draws a progress bar on stderr (a terminal only) over the disk and memory bytes to
-copy; Ctrl-C aborts the migration (the source keeps running), as with the block-job commands.
+copy; Ctrl-C aborts the migration (the source keeps running), as with the block-job commands. Where
+the source cannot cancel a migration (``domain.migrate.abort`` not declared), Ctrl-C says so and the
+command waits for the end, and ``--timeout`` is refused before the migration starts.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 
 from .._api import MigrationJob
-from .._errors import VirtabsError
+from .._capabilities import Capability
+from .._errors import NotSupportedError, VirtabsError
 from .._flags import BlockJobType, MigrateFlags
 from .._models import BlockJobInfo, MigrationInfo
 from ._blockjobs import job_progress
@@ -91,9 +96,13 @@ def migrate(
         if wanted:
             flags |= flag
     chosen = [d.strip() for d in disks.split(",") if d.strip()] if disks is not None else None
-    job = state.domain(domain).migrate(
-        dest_uri, flags=flags, bandwidth=bandwidth, max_downtime=max_downtime, disks=chosen
-    )
+    source = state.domain(domain)
+    if timeout is not None and not source.connection.supports(Capability.DOMAIN_MIGRATE_ABORT):
+        raise NotSupportedError(
+            f"--timeout: the {source.connection.driver_name} driver cannot cancel a migration when the time runs "
+            f"out (it does not support {Capability.DOMAIN_MIGRATE_ABORT.value})"
+        )
+    job = source.migrate(dest_uri, flags=flags, bandwidth=bandwidth, max_downtime=max_downtime, disks=chosen)
     try:
         with job_progress("Migration", verbose) as bar:
 
@@ -106,8 +115,11 @@ def migrate(
             try:
                 job.wait(timeout, progress=progress)
             except KeyboardInterrupt:
-                _abort_and_wait(job)
-                raise KeyboardInterrupt("the migration was aborted; the domain stays on the source") from None
+                if not _abort_and_wait(job):
+                    click.echo(f"virtabs: {_CANNOT_CANCEL}; waiting for it to end (Ctrl-C again to leave)", err=True)
+                    job.wait(progress=progress)
+                else:
+                    raise KeyboardInterrupt("the migration was aborted; the domain stays on the source") from None
             except VirtabsError as exc:
                 if not job.done:  # the wait timed out: abort, as virsh's --timeout-postcopy does not
                     _abort_and_wait(job)
@@ -120,9 +132,17 @@ def migrate(
         job.close()
 
 
-def _abort_and_wait(job: MigrationJob) -> None:
+_CANNOT_CANCEL = (
+    f"this migration cannot be cancelled (the source does not support {Capability.DOMAIN_MIGRATE_ABORT.value})"
+)
+
+
+def _abort_and_wait(job: MigrationJob) -> bool:
+    """Abort and wait for the rollback; False (nothing done) where the source cannot cancel."""
     try:
         job.abort()
+    except NotSupportedError:
+        return False
+    with contextlib.suppress(VirtabsError):  # the rollback's outcome: the abort itself
         job.wait()
-    except VirtabsError:
-        pass  # the rollback's outcome: the abort itself
+    return True

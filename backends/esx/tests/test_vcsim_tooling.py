@@ -98,3 +98,22 @@ def test_plain_http_mode(vcsim_binary: Path, tmp_path: Path) -> None:
     finally:
         sim.stop()
     assert sim.process.returncode is not None
+
+
+def test_vcsim_tasks_cannot_be_cancelled(vcsim: Vcsim) -> None:
+    """Why ``domain.migrate.abort`` is not declared on vpx (issue 27): vcsim 0.24.2 implements no
+    ``CancelTask`` (a SOAP fault, whatever the task), and its RelocateVM_Task has ended when the call
+    returns, so no cancelled vMotion could be shown here."""
+    si = _connect(vcsim)
+    try:
+        content = si.RetrieveContent()
+        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+        vm = next(v for v in view.view if v.runtime.powerState == "poweredOn")
+        task = vm.RelocateVM_Task(spec=vim.vm.RelocateSpec(host=vm.runtime.host), priority="highPriority")
+        assert task.info.state == "success"  # already over: nothing in flight to cancel
+        with pytest.raises(vmodl.MethodFault) as fault:
+            task.CancelTask()
+        assert isinstance(fault.value, vmodl.fault.MethodNotFound), fault.value
+        assert fault.value.method == "CancelTask", fault.value
+    finally:
+        Disconnect(si)

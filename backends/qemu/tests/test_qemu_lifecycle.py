@@ -316,6 +316,41 @@ def test_capabilities_refined_from_query_commands(root: Path) -> None:
     assert set(full) == set(type(make_driver(root)).capabilities)
 
 
+def test_migration_knobs_follow_the_emulators_commands(root: Path) -> None:
+    """issue 27: an emulator that migrates but has no ``migrate-set-parameters`` loses the bandwidth and
+    downtime knobs; one without ``block-job-cancel`` cannot abort (a mirror could not be cancelled)."""
+    import sys
+
+    migrate = ("migrate", "migrate-incoming", "migrate-continue", "migrate_cancel", "block-job-cancel", "quit")
+
+    def caps_with(name: str, commands: tuple[str, ...]) -> object:
+        fake = root / name
+        fake.write_text(
+            f"#!{sys.executable}\n"
+            "import json, sys\n"
+            'print(json.dumps({"QMP": {"version": {}, "capabilities": []}}), flush=True)\n'
+            "for line in sys.stdin:\n"
+            '    cmd = json.loads(line)["execute"]\n'
+            '    if cmd == "query-version":\n'
+            '        ret = {"qemu": {"major": 7, "minor": 2, "micro": 0}, "package": ""}\n'
+            '    elif cmd == "query-commands":\n'
+            f"        ret = [{{'name': n}} for n in {commands!r}]\n"
+            "    else:\n"
+            "        ret = {}\n"
+            '    print(json.dumps({"return": ret}), flush=True)\n'
+        )
+        fake.chmod(0o755)
+        return make_driver(root, emulator=str(fake)).connection_capabilities()
+
+    caps = caps_with("no-params-qemu", migrate)
+    assert "domain.migrate" in caps and "domain.migrate.abort" in caps and "domain.migrate.keep_source" in caps
+    assert "domain.migrate.bandwidth" not in caps and "domain.migrate.max_downtime" not in caps
+    caps = caps_with("full-qemu", (*migrate, "migrate-set-parameters"))
+    assert "domain.migrate.bandwidth" in caps and "domain.migrate.max_downtime" in caps
+    caps = caps_with("no-cancel-qemu", tuple(c for c in migrate if c != "block-job-cancel"))
+    assert "domain.migrate" in caps and "domain.migrate.abort" not in caps
+
+
 def test_scsi_sata_disks_and_nic_models_start(root: Path) -> None:
     drv = make_driver(root)
     spec = DomainSpec(
