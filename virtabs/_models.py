@@ -149,7 +149,11 @@ def _job_infos(value: Iterable[BlockJobInfo]) -> tuple[BlockJobInfo, ...]:
 
 
 def _mapping_copy(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return dict(value or {})
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(f"extra must be a mapping, not {quote(value)}")
+    return dict(value)
 
 
 class FrozenDict(dict[str, Any]):
