@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 import virtabs
-from qemu_helpers import MiB, qemu_pids
+from qemu_helpers import MiB, make_driver, qemu_pids
 from virtabs import DomainState, MigrateFlags, OperationFailedError
-from virtabs.spi import DiskSpec, DomainSpec
+from virtabs.spi import DiskInfo, DiskSpec, DomainSpec, MigrationRequest
 from virtabs.testing.plugin import in_ci
 
 from virtabs_qemu.testing import ACKED, COUNTING_GUEST_INIT, guest_extra_with_init, wait_console
@@ -277,3 +277,38 @@ def test_destination_qemu_killed_during_the_memory_copy(roots: tuple[Path, Path]
         wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)
         _no_trace_on(dst, dst_root)
         dom.destroy()
+
+
+def test_a_late_discard_leaves_a_newer_prepare_of_the_same_name_alone(roots: tuple[Path, Path]) -> None:
+    """A discard arriving late (the helper of a client that died mid-migration discards on EOF, after the
+    next migration of the same name to the same root was prepared) removes nothing of the newer one: its
+    definition, its QEMU and its image stay; the newer one's own discard still removes them."""
+    src_root, dst_root = roots
+    source_image = src_root / "late.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(source_image), str(64 * MiB)], check=True)
+    spec = DomainSpec(
+        name="late", memory_bytes=64 * MiB, vcpus=1, disks=(DiskSpec("vda", str(source_image), format="qcow2"),)
+    )
+    disk = DiskInfo("vda", str(source_image), "qcow2", capacity_bytes=64 * MiB)
+    request = MigrationRequest(flags=COPY, disks=("vda",))
+    dst = make_driver(dst_root)
+    try:
+        first = dst.migrate_prepare(spec, request, [disk])
+        dst.migrate_finish(first, request, False)  # the first migration's discard...
+        assert dst.list_domains() == [] and qemu_pids(dst_root) == set()
+        second = dst.migrate_prepare(spec, request, [disk])
+        image = Path(second.disks[0].path)
+        running = qemu_pids(dst_root)
+        assert len(running) == 1 and image.exists()
+
+        dst.migrate_finish(first, request, False)  # ...comes again, late: the newer prepare is not its
+        assert [d.name for d in dst.list_domains()] == ["late"]
+        assert qemu_pids(dst_root) == running
+        assert image.exists()
+        info = dst.domain_info(second.domain)  # its QEMU answers: still waiting for the incoming stream
+        assert info.state == DomainState.PAUSED and info.native_state == "inmigrate", info
+
+        dst.migrate_finish(second, request, False)  # its own discard removes it all
+        assert dst.list_domains() == [] and qemu_pids(dst_root) == set() and not image.exists()
+    finally:
+        dst.close()

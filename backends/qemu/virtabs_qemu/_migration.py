@@ -1,9 +1,10 @@
 """Live migration with storage between two state roots (issue 23), as libvirt's qemu driver does it.
 
-Destination (:meth:`Migrations.prepare`): an image per copied disk in the ``default`` pool (the
-source's size and format; with NON_SHARED_INC backed by the source's backing file, which the
-destination must already have; an existing image of the right size is reused), the domain defined
-with those paths, QEMU started paused with ``-incoming defer``, an NBD server on a unix socket with
+Destination (:meth:`Migrations.prepare`): the domain defined with its new image paths and a token of
+this migration (a discard removes only what carries its own token), an image per copied disk in the
+``default`` pool (the source's size and format; with NON_SHARED_INC backed by the source's backing
+file, which the destination must already have; an existing image of the right size is reused), QEMU
+started paused with ``-incoming defer``, an NBD server on a unix socket with
 a writable export of each disk's format node, and ``migrate-incoming`` listening on another socket.
 
 Source (:meth:`Migrations.perform`): ``pause-before-switchover``; per disk an NBD client node and a
@@ -20,8 +21,11 @@ the project's migration reference (QEMU 7.2).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import os
 import re
+import secrets
 import socket
 import threading
 import time
@@ -57,6 +61,8 @@ from ._session import Sessions, device_node
 from ._store import DefinitionStore
 
 __all__ = ["Migrations", "check_listen_address"]
+
+_log = logging.getLogger(__name__)
 
 POLL = 0.05
 """Seconds between two looks at the mirrors or the migration."""
@@ -147,79 +153,100 @@ class Migrations:
     # --- destination ------------------------------------------------------------------------------
 
     def prepare(self, spec: DomainSpec, request: MigrationRequest, disks: list[DiskInfo]) -> MigrationTicket:
-        """Images, definition, paused ``-incoming defer`` QEMU, NBD exports and the incoming socket."""
+        """Definition, images, paused ``-incoming defer`` QEMU, NBD exports and the incoming socket.
+
+        The definition comes first and carries a new token (``Definition.migration_token``, also in the
+        ticket's cookie): it claims the name on this root, and :meth:`discard` removes only a destination
+        that carries its own token. The rest is made under the domain lock, which a discard holds
+        throughout: a discard of an earlier migration of the same name, arriving late (its client died,
+        its helper discards on EOF), either ends before this prepare defines (the name was still taken:
+        the define is refused and nothing is touched) or finds this prepare's token and leaves it alone.
+        """
         dirs = self.store.dirs
         copied = {d.target: d for d in disks}
-        created: list[str] = []
+        token = secrets.token_hex(16)
         new_disks = []
-        try:
-            for disk in spec.disks:
-                info = copied.get(disk.target)
-                if info is None:
-                    new_disks.append(disk)
-                    continue
-                path = os.path.join(dirs.images, os.path.basename(info.path))
-                if os.path.realpath(path) == os.path.realpath(info.path):
-                    raise OperationInvalidError(
-                        f"disk {disk.target}: the destination image would be the source's own file {path}"
-                    )
-                self._create_image(info, path, request, created)
-                new_disks.append(attrs.evolve(disk, path=path))
-            ref = self.lifecycle.define(attrs.evolve(spec, disks=tuple(new_disks)))
-        except BaseException:
-            _remove(created)
-            raise
-        cookie = {"name": ref.name, "created": "\n".join(created)}
+        for disk in spec.disks:
+            info = copied.get(disk.target)
+            if info is None:
+                new_disks.append(disk)
+                continue
+            path = os.path.join(dirs.images, os.path.basename(info.path))
+            if os.path.realpath(path) == os.path.realpath(info.path):
+                raise OperationInvalidError(
+                    f"disk {disk.target}: the destination image would be the source's own file {path}"
+                )
+            new_disks.append(attrs.evolve(disk, path=path))
+        ref = self.lifecycle.define(attrs.evolve(spec, disks=tuple(new_disks)), migration_token=token)
+        created: list[str] = []
+        with self.store.lock(ref.name).hold():
+            try:
+                return self._prepare(ref, request, copied, token, created)
+            except BaseException:
+                self.discard(ref.name, created, token)
+                raise
+
+    def _prepare(
+        self,
+        ref: DomainRef,
+        request: MigrationRequest,
+        copied: dict[str, DiskInfo],
+        token: str,
+        created: list[str],
+    ) -> MigrationTicket:
+        """The rest of :meth:`prepare`, under the domain lock: ``created`` gets each image made."""
+        dirs = self.store.dirs
+        defn = self.store.get(ref)
+        for disk in defn.spec.disks:
+            info = copied.get(disk.target)
+            if info is not None:
+                self._create_image(info, disk.path, request, created)
+        cookie = {"name": ref.name, "created": "\n".join(created), "token": token}
         if request.offline:
             return MigrationTicket(domain=ref, cookie=cookie)
         ticket_disks = []
-        try:
-            defn = self.store.get(ref)
-            self.lifecycle.launch(defn, paused=True, incoming="defer")
-            run = dirs.run_dir(ref.name)
-            host = self.listen_address
-            if host is None:
-                nbd, mem = os.path.join(run, "nbd.sock"), os.path.join(run, "mig.sock")
-                nbd_addr: dict[str, Any] = {"type": "unix", "data": {"path": nbd}}
-                memory_uri = f"unix:{mem}"
-            else:
-                nbd_port, mem_port = _free_port(host), _free_port(host)
-                nbd_addr = {"type": "inet", "data": {"host": host, "port": str(nbd_port)}}
-                memory_uri = f"tcp:{host}:{mem_port}"
-            with self.sessions.open(ref.name) as q:
-                if copied:
-                    q.execute("nbd-server-start", {"addr": nbd_addr})
-                    for target in copied:
-                        q.execute(
-                            "block-export-add",
-                            {
-                                "type": "nbd",
-                                "id": f"mig-{target}",
-                                "node-name": fmt_node_name(target),
-                                "name": target,
-                                "writable": True,
-                            },
-                        )
-                        path = next(d.path for d in defn.spec.disks if d.target == target)
-                        export = (
-                            f"nbd+unix:///{target}?socket={nbd}"
-                            if host is None
-                            else f"nbd://{host}:{nbd_addr['data']['port']}/{target}"
-                        )
-                        ticket_disks.append(MigrationDiskExport(target, export, path))
-                q.execute(
-                    "migrate-set-capabilities",
-                    {
-                        "capabilities": [
-                            {"capability": "events", "state": True},
-                            {"capability": "late-block-activate", "state": True},
-                        ]
-                    },
-                )
-                q.execute("migrate-incoming", {"uri": memory_uri})
-        except BaseException:
-            self.discard(ref.name, created)
-            raise
+        self.lifecycle.launch(defn, paused=True, incoming="defer")
+        run = dirs.run_dir(ref.name)
+        host = self.listen_address
+        if host is None:
+            nbd, mem = os.path.join(run, "nbd.sock"), os.path.join(run, "mig.sock")
+            nbd_addr: dict[str, Any] = {"type": "unix", "data": {"path": nbd}}
+            memory_uri = f"unix:{mem}"
+        else:
+            nbd_port, mem_port = _free_port(host), _free_port(host)
+            nbd_addr = {"type": "inet", "data": {"host": host, "port": str(nbd_port)}}
+            memory_uri = f"tcp:{host}:{mem_port}"
+        with self.sessions.open(ref.name) as q:
+            if copied:
+                q.execute("nbd-server-start", {"addr": nbd_addr})
+                for target in copied:
+                    q.execute(
+                        "block-export-add",
+                        {
+                            "type": "nbd",
+                            "id": f"mig-{target}",
+                            "node-name": fmt_node_name(target),
+                            "name": target,
+                            "writable": True,
+                        },
+                    )
+                    path = next(d.path for d in defn.spec.disks if d.target == target)
+                    export = (
+                        f"nbd+unix:///{target}?socket={nbd}"
+                        if host is None
+                        else f"nbd://{host}:{nbd_addr['data']['port']}/{target}"
+                    )
+                    ticket_disks.append(MigrationDiskExport(target, export, path))
+            q.execute(
+                "migrate-set-capabilities",
+                {
+                    "capabilities": [
+                        {"capability": "events", "state": True},
+                        {"capability": "late-block-activate", "state": True},
+                    ]
+                },
+            )
+            q.execute("migrate-incoming", {"uri": memory_uri})
         return MigrationTicket(domain=ref, memory_uri=memory_uri, disks=tuple(ticket_disks), cookie=cookie)
 
     def _create_image(self, info: DiskInfo, path: str, request: MigrationRequest, created: list[str]) -> None:
@@ -251,10 +278,12 @@ class Migrations:
         Failure: :meth:`discard`."""
         name = ticket.cookie.get("name", ticket.domain.name)
         created = [p for p in ticket.cookie.get("created", "").split("\n") if p]
+        token = ticket.cookie.get("token")
         if not success:
-            self.discard(name, created)
+            self.discard(name, created, token)
             return None
         if request.offline:
+            self._settle(name, token)
             return ticket.domain
         deadline = time.monotonic() + INCOMING_TIMEOUT
         with self.sessions.open(name) as q:
@@ -273,15 +302,36 @@ class Migrations:
                 q.execute("nbd-server-stop")
             if not request.flags & MigrateFlags.PAUSED:
                 q.execute("cont")
+        self._settle(name, token)
         defn = self.store.load(name)
         self.events.lifecycle(defn, LifecycleEventType.STARTED, "migrated")
         if request.flags & MigrateFlags.PAUSED:
             self.events.lifecycle(defn, LifecycleEventType.SUSPENDED, "migrated")
         return ticket.domain
 
-    def discard(self, name: str, created: list[str]) -> None:
-        """Kill the destination's QEMU (if any), remove its definition and the images it created."""
+    def _settle(self, name: str, token: str | None) -> None:
+        """The migration's finish succeeded: its definition is an ordinary one from now on (token dropped)."""
         with self.store.lock(name).hold():
+            defn = self.store.load(name)
+            if token is not None and defn.migration_token == token:
+                self.store.save(dataclasses.replace(defn, migration_token=None))
+
+    def discard(self, name: str, created: list[str], token: str | None) -> None:
+        """Kill the destination's QEMU (if any), remove the images it created, then its definition.
+
+        Only the destination its own prepare made (the definition carries ``token``): one that is gone,
+        or that another prepare of the same name made since, is left alone. All of it happens under the
+        domain lock (a prepare makes its part under it too), and the definition goes last: once the
+        domain is not listed, nothing of the discard is left to run.
+        """
+        with self.store.lock(name).hold():
+            try:
+                defn = self.store.load(name)
+            except NoDomainError:
+                return
+            if defn.migration_token is None or defn.migration_token != token:
+                _log.info("domain %r: not discarded (another migration's, or no longer an incoming one)", name)
+                return
             with contextlib.suppress(VirtabsError):
                 self.sessions.quit(name)
             pid = self.processes.pid(name)
@@ -289,10 +339,11 @@ class Migrations:
                 self.processes.kill(name, pid)
             self.processes.reap(name)
             self.store.cleanup_runtime(name)
-        with contextlib.suppress(NoDomainError):
-            defn = self.store.load(name)
-            self.lifecycle.undefine(defn.ref)
-        _remove(created)
+            _remove(created)
+            # Under the domain lock, not the definitions' lock (undefine takes that one first, then this):
+            # removing a name cannot clash with a define, which refuses a name while its file is there.
+            self.store.remove(name)
+        self.events.lifecycle(defn, LifecycleEventType.UNDEFINED, "removed")
 
     # --- source -----------------------------------------------------------------------------------
 
