@@ -24,11 +24,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from virtabs_qemu.testing import ACKED, COUNTING_GUEST_INIT, guest_extra_with_init, wait_console
+from virtabs_qemu.testing import (
+    COUNTING_GUEST_INIT,
+    acked_ticks,
+    check_destination_clean,
+    check_guest_moved,
+    guest_extra_with_init,
+    process_ids,
+    qemu_pids,
+    start_counting_guest,
+    wait_console,
+)
 
 import virtabs
 from virtabs import DomainState, MigrateFlags, OperationFailedError
-from virtabs.spi import DiskSpec, DomainSpec
 from virtabs.testing.plugin import in_ci
 
 M = MigrateFlags
@@ -36,33 +45,10 @@ COPY = M.LIVE | M.NON_SHARED_DISK | M.PERSIST_DEST
 MiB = 1 << 20
 
 
-def _processes(needle: str, program: bytes) -> set[int]:
-    """Live processes whose argv[0] contains ``program`` and whose command line names ``needle``."""
-    found = set()
-    key = os.fsencode(needle)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-            with open(f"/proc/{entry}/stat") as fh:
-                state = fh.read().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            continue
-        if state not in ("Z", "X") and program in argv[0] and any(key in a for a in argv):
-            found.add(int(entry))
-    return found
-
-
-def _qemu_pids(root: Path) -> set[int]:
-    return _processes(str(root), b"qemu-system")
-
-
 def _forward_pids(dst_root: Path, address: str | None = None) -> set[int]:
     """The ssh processes forwarding sockets of ``dst_root`` (their LocalForward options name them), or
     TCP ports on ``address``."""
-    return _processes(f" {address}:" if address else f" {dst_root}/run/", b"ssh")
+    return process_ids(b"ssh", f" {address}:" if address else f" {dst_root}/run/")
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +72,7 @@ def roots() -> Iterator[tuple[Path, Path]]:
     made = [Path(tempfile.mkdtemp(prefix="vtrm-", dir="/tmp")) for _ in range(2)]
     yield made[0], made[1]
     for root in made:
-        for pid in _qemu_pids(root):
+        for pid in qemu_pids(root):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(root, ignore_errors=True)
@@ -99,34 +85,6 @@ def _open_pair(
     params = {"root": str(dst_root), "accel": "tcg"} | ({"migrate_address": address} if address else {})
     uri = sshd.uri("qemu", "/embed", **params)  # type: ignore[attr-defined]
     return src, virtabs.open(uri, timeout=60)
-
-
-def _counting_guest(src: virtabs.Connection, root: Path, extra: dict[str, object]) -> tuple[virtabs.Domain, Path]:
-    pool = src.lookup_storage_pool("default")
-    pool.create_volume("counter.qcow2", 64 * MiB, format="qcow2")
-    path = os.path.join(str(pool.info().path), "counter.qcow2")
-    spec = DomainSpec(
-        name="counter", memory_bytes=128 * MiB, vcpus=1, disks=(DiskSpec("vda", path, format="qcow2"),), extra=extra
-    )
-    dom = src.define_domain(spec)
-    dom.start()
-    console = root / "run" / "counter" / "console.log"
-    wait_console(console, "virtabs-guest: acked 3 ", timeout=120)
-    return dom, console
-
-
-def _acked(console: Path) -> list[tuple[int, str]]:
-    return [(int(n), boot) for n, boot in ACKED.findall(console.read_text(errors="replace"))]
-
-
-def _sectors(image: str, count: int) -> bytes:
-    out = Path(tempfile.mkdtemp(prefix="vtrm-read-")) / "disk.raw"
-    try:  # a running QEMU holds the image: read it without taking its lock (-U)
-        subprocess.run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", image, str(out)], check=True)
-        with open(out, "rb") as fh:
-            return fh.read((count + 1) * 512)
-    finally:
-        shutil.rmtree(out.parent, ignore_errors=True)
 
 
 def _wait_phase(job: virtabs.MigrationJob, phase: str, limit: float) -> None:
@@ -166,8 +124,8 @@ def test_the_running_guest_keeps_counting_on_the_remote_host(
     src, dst = _open_pair(sshd, src_root, dst_root, address)
     with src, dst:
         assert dst.supports("domain.migrate.tunnelled") and not src.supports("domain.migrate.tunnelled")
-        dom, src_console = _counting_guest(src, src_root, extra)
-        boot_id = _acked(src_console)[0][1]
+        dom, src_console = start_counting_guest(src, src_root, extra)
+        boot_id = acked_ticks(src_console)[0][1]
         listening_before = address is not None and _listening_on(address)
         # 16 MiB/s: seconds of copying, so the test sees the streams while they flow
         job = dom.migrate(dst, flags=flags, max_downtime=300, bandwidth=16)
@@ -185,31 +143,9 @@ def test_the_running_guest_keeps_counting_on_the_remote_host(
         assert final.memory_processed > 0 and final.downtime_ms is not None
         assert _forward_pids(dst_root, address) == set()  # the forward ends with the streams
 
-        assert dom.state() == DomainState.SHUTOFF and _qemu_pids(src_root) == set()
-        before = _acked(src_console)
-        last_on_source = before[-1][0]
-
-        assert moved.state() == DomainState.RUNNING
-        dst_console = dst_root / "run" / "counter" / "console.log"
-        wait_console(dst_console, f"virtabs-guest: acked {last_on_source + 3} ", timeout=120)
-        after = _acked(dst_console)
-        assert {boot for _n, boot in after} == {boot_id}
-        assert "virtabs-guest: up" not in dst_console.read_text(errors="replace")
-        assert after[0][0] <= last_on_source + 2  # it went on from where it was, in memory
-
-        disk = moved.disks()[0].path
-        assert disk.startswith(str(dst_root))
-        data = _sectors(disk, last_on_source)
-        for n, _boot in before:
-            assert data[n * 512 : n * 512 + 14] == f"tick {n:08d}\n".encode(), f"tick {n} missing on the destination"
+        assert dom.state() == DomainState.SHUTOFF and qemu_pids(src_root) == set()
+        check_guest_moved(moved, src_console, dst_root, boot_id)
         moved.destroy()
-
-
-def _no_trace_on(dst: virtabs.Connection, dst_root: Path) -> None:
-    assert dst.list_domains() == []
-    assert _qemu_pids(dst_root) == set()
-    images = dst_root / "images"
-    assert not images.exists() or list(images.glob("*")) == []
 
 
 @pytest.mark.parametrize("phase", ["storage", "memory"])
@@ -219,7 +155,7 @@ def test_the_forward_dying_mid_migration_rolls_back(
     src_root, dst_root = roots
     src, dst = _open_pair(sshd, src_root, dst_root)
     with src, dst:
-        dom, console = _counting_guest(src, src_root, extra)
+        dom, console = start_counting_guest(src, src_root, extra)
         job = dom.migrate(dst, flags=COPY, bandwidth=1 if phase == "storage" else 2)  # MiB/s: a minute of copying
         _wait_phase(job, phase, 120)
         forwards = _forward_pids(dst_root)
@@ -229,9 +165,9 @@ def test_the_forward_dying_mid_migration_rolls_back(
             job.wait(timeout=120)
         assert job.info().phase == "failed"
         assert dom.state() == DomainState.RUNNING
-        ticks = len(_acked(console))
+        ticks = len(acked_ticks(console))
         wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # still counting
-        _no_trace_on(dst, dst_root)
+        check_destination_clean(dst, dst_root)
         assert not dom.block_job_info("vda")
         dom.destroy()
 
@@ -257,7 +193,7 @@ def test_the_client_dying_mid_migration_leaves_no_stray_qemu(
     src_root, dst_root = roots
     src, dst = _open_pair(sshd, src_root, dst_root)
     with src, dst:
-        dom, console = _counting_guest(src, src_root, extra)
+        dom, console = start_counting_guest(src, src_root, extra)
         client = subprocess.Popen(
             [sys.executable, "-c", CLIENT, str(src.uri), str(dst.uri)],
             stdin=subprocess.PIPE,
@@ -266,19 +202,19 @@ def test_the_client_dying_mid_migration_leaves_no_stray_qemu(
         )
         try:
             assert client.stdout is not None and client.stdout.readline().strip() == "storage"
-            assert _qemu_pids(dst_root), "the destination QEMU was not started"
+            assert qemu_pids(dst_root), "the destination QEMU was not started"
         finally:
             client.kill()
             client.wait()
         deadline = time.monotonic() + 60
         # the killed client's helper discards: the definition goes last, and a discard removes only what its
         # own prepare made (its token), so the next migration need not wait for that helper to exit
-        while _qemu_pids(dst_root) or _forward_pids(dst_root) or dst.list_domains():
+        while qemu_pids(dst_root) or _forward_pids(dst_root) or dst.list_domains():
             assert time.monotonic() < deadline, "the destination was not discarded after its client died"
             time.sleep(0.1)
-        _no_trace_on(dst, dst_root)
+        check_destination_clean(dst, dst_root)
         assert dom.state() == DomainState.RUNNING
-        ticks = len(_acked(console))
+        ticks = len(acked_ticks(console))
         wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # still counting
         moved = dom.migrate(dst, flags=COPY).wait(timeout=300)
         assert moved.state() == DomainState.RUNNING
@@ -293,28 +229,17 @@ def test_a_guest_on_the_remote_host_comes_here(
     remote_root, local_root = roots
     uri = sshd.uri("qemu", "/embed", root=str(remote_root), accel="tcg")  # type: ignore[attr-defined]
     with virtabs.open(uri, timeout=60) as src, virtabs.open(f"qemu:///embed?root={local_root}&accel=tcg") as dst:
-        dom, src_console = _counting_guest(src, remote_root, extra)
-        boot_id = _acked(src_console)[0][1]
+        dom, src_console = start_counting_guest(src, remote_root, extra)
+        boot_id = acked_ticks(src_console)[0][1]
         left_before = set(Path("/tmp").glob("vtt-*-r*.sock"))
         job = dom.migrate(dst, flags=COPY, max_downtime=300, bandwidth=16)  # seconds: the forward is seen
         _wait_phase(job, "storage", 60)
-        assert _processes(f" {local_root}/run/", b"ssh"), "no ssh forward carries the streams"
+        assert process_ids(b"ssh", f" {local_root}/run/"), "no ssh forward carries the streams"
         assert set(Path("/tmp").glob("vtt-*-r*.sock")) - left_before, "no socket on the source's host"
         moved = job.wait(timeout=300)
         assert job.info().phase == "completed"
-        assert _processes(f" {local_root}/run/", b"ssh") == set()
-        assert dom.state() == DomainState.SHUTOFF and _qemu_pids(remote_root) == set()
-        before = _acked(src_console)
-        last_on_source = before[-1][0]
-        dst_console = local_root / "run" / "counter" / "console.log"
-        wait_console(dst_console, f"virtabs-guest: acked {last_on_source + 3} ", timeout=120)
-        after = _acked(dst_console)
-        assert {boot for _n, boot in after} == {boot_id}
-        assert "virtabs-guest: up" not in dst_console.read_text(errors="replace")
-        disk = moved.disks()[0].path
-        assert disk.startswith(str(local_root))
-        data = _sectors(disk, last_on_source)
-        for n, _boot in before:
-            assert data[n * 512 : n * 512 + 14] == f"tick {n:08d}\n".encode(), f"tick {n} missing on the destination"
+        assert process_ids(b"ssh", f" {local_root}/run/") == set()
+        assert dom.state() == DomainState.SHUTOFF and qemu_pids(remote_root) == set()
+        check_guest_moved(moved, src_console, local_root, boot_id)
         assert set(Path("/tmp").glob("vtt-*-r*.sock")) <= left_before  # the remote ends were removed
         moved.destroy()

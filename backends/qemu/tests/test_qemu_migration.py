@@ -27,7 +27,16 @@ from virtabs import DomainState, MigrateFlags, OperationFailedError
 from virtabs.spi import DiskInfo, DiskSpec, DomainSpec, MigrationRequest
 from virtabs.testing.plugin import in_ci
 
-from virtabs_qemu.testing import ACKED, COUNTING_GUEST_INIT, guest_extra_with_init, wait_console
+from virtabs_qemu.testing import (
+    COUNTING_GUEST_INIT,
+    acked_ticks,
+    check_destination_clean,
+    check_guest_moved,
+    guest_extra_with_init,
+    read_sectors,
+    start_counting_guest,
+    wait_console,
+)
 
 M = MigrateFlags
 COPY = M.LIVE | M.NON_SHARED_DISK | M.PERSIST_DEST
@@ -60,45 +69,13 @@ def _open(root: Path) -> virtabs.Connection:
     return virtabs.open(f"qemu:///embed?root={root}&accel={ACCEL}", timeout=60)
 
 
-def _counting_guest(src: virtabs.Connection, root: Path, extra: dict[str, object]) -> tuple[virtabs.Domain, Path]:
-    pool = src.lookup_storage_pool("default")
-    pool.create_volume("counter.qcow2", 64 * MiB, format="qcow2")
-    path = os.path.join(str(pool.info().path), "counter.qcow2")
-    spec = DomainSpec(
-        name="counter",
-        memory_bytes=128 * MiB,
-        vcpus=1,
-        disks=(DiskSpec("vda", path, format="qcow2"),),
-        extra=extra,
-    )
-    dom = src.define_domain(spec)
-    dom.start()
-    console = root / "run" / "counter" / "console.log"
-    wait_console(console, "virtabs-guest: acked 3 ", timeout=120)
-    return dom, console
-
-
-def _acked(console: Path) -> list[tuple[int, str]]:
-    return [(int(n), boot) for n, boot in ACKED.findall(console.read_text(errors="replace"))]
-
-
-def _sectors(image: str, count: int) -> bytes:
-    out = Path(tempfile.mkdtemp(prefix="vtm-read-")) / "disk.raw"
-    try:  # a running QEMU holds the image: read it without taking its lock (-U)
-        subprocess.run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", image, str(out)], check=True)
-        with open(out, "rb") as fh:
-            return fh.read((count + 1) * 512)
-    finally:
-        shutil.rmtree(out.parent, ignore_errors=True)
-
-
 def test_the_running_guest_keeps_counting_on_the_destination(
     roots: tuple[Path, Path], extra: dict[str, object]
 ) -> None:
     src_root, dst_root = roots
     with _open(src_root) as src, _open(dst_root) as dst:
-        dom, src_console = _counting_guest(src, src_root, extra)
-        boot_id = _acked(src_console)[0][1]
+        dom, src_console = start_counting_guest(src, src_root, extra)
+        boot_id = acked_ticks(src_console)[0][1]
         seen: list[virtabs.MigrationInfo] = []
         job = dom.migrate(dst, flags=COPY, max_downtime=300)
         moved = job.wait(timeout=300, progress=seen.append)
@@ -114,37 +91,15 @@ def test_the_running_guest_keeps_counting_on_the_destination(
         # the source: stopped (no QEMU left), still defined (no UNDEFINE_SOURCE)
         assert dom.state() == DomainState.SHUTOFF
         assert qemu_pids(src_root) == set()
-        before = _acked(src_console)
-        last_on_source = before[-1][0]
-
-        # the destination: the same guest (same boot id, never booted there), counting on
-        assert moved.state() == DomainState.RUNNING
-        dst_console = dst_root / "run" / "counter" / "console.log"
-        wait_console(dst_console, f"virtabs-guest: acked {last_on_source + 3} ", timeout=120)
-        after = _acked(dst_console)
-        assert {boot for _n, boot in after} == {boot_id}
-        assert "virtabs-guest: up" not in dst_console.read_text(errors="replace")
-        assert after[0][0] <= last_on_source + 2  # it went on from where it was, in memory
-
-        # every write the source acknowledged is on the destination's disk
-        disk = moved.disks()[0].path
-        assert disk.startswith(str(dst_root))
-        data = _sectors(disk, last_on_source)
-        for n, _boot in before:
-            assert data[n * 512 : n * 512 + 14] == f"tick {n:08d}\n".encode(), f"tick {n} missing on the destination"
+        # the destination: the same guest, counting on from where it was, every acknowledged write on its disk
+        check_guest_moved(moved, src_console, dst_root, boot_id)
         moved.destroy()
-
-
-def _no_trace_on(dst: virtabs.Connection, dst_root: Path) -> None:
-    assert dst.list_domains() == []
-    assert qemu_pids(dst_root) == set()
-    assert list((dst_root / "images").glob("*")) == [] if (dst_root / "images").exists() else True
 
 
 def test_abort_during_the_mirror_rolls_back(roots: tuple[Path, Path], extra: dict[str, object]) -> None:
     src_root, dst_root = roots
     with _open(src_root) as src, _open(dst_root) as dst:
-        dom, console = _counting_guest(src, src_root, extra)
+        dom, console = start_counting_guest(src, src_root, extra)
         job = dom.migrate(dst, flags=COPY, bandwidth=1)  # 1 MiB/s: the mirror takes a minute
         deadline = time.monotonic() + 60
         while job.info().phase != "storage" and time.monotonic() < deadline:
@@ -155,9 +110,9 @@ def test_abort_during_the_mirror_rolls_back(roots: tuple[Path, Path], extra: dic
             job.wait(timeout=120)
         assert job.info().phase == "cancelled"
         assert dom.state() == DomainState.RUNNING
-        ticks = len(_acked(console))
+        ticks = len(acked_ticks(console))
         wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # still counting
-        _no_trace_on(dst, dst_root)
+        check_destination_clean(dst, dst_root)
         assert not dom.block_job_info("vda")
         # nothing of the first attempt is in the way of the next one (node names, exports, sockets)
         moved = dom.migrate(dst, flags=COPY).wait(timeout=300)
@@ -168,7 +123,7 @@ def test_abort_during_the_mirror_rolls_back(roots: tuple[Path, Path], extra: dic
 def test_abort_during_the_memory_copy_rolls_back(roots: tuple[Path, Path], extra: dict[str, object]) -> None:
     src_root, dst_root = roots
     with _open(src_root) as src, _open(dst_root) as dst:
-        dom, console = _counting_guest(src, src_root, extra)
+        dom, console = start_counting_guest(src, src_root, extra)
         job = dom.migrate(dst, flags=COPY, bandwidth=2)  # memory at 2 MiB/s: a minute of copying
         deadline = time.monotonic() + 120
         while job.info().phase != "memory" and time.monotonic() < deadline:
@@ -178,16 +133,16 @@ def test_abort_during_the_memory_copy_rolls_back(roots: tuple[Path, Path], extra
         with pytest.raises(OperationFailedError, match="aborted"):
             job.wait(timeout=120)
         assert dom.state() == DomainState.RUNNING
-        ticks = len(_acked(console))
+        ticks = len(acked_ticks(console))
         wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)
-        _no_trace_on(dst, dst_root)
+        check_destination_clean(dst, dst_root)
         dom.destroy()
 
 
 def test_destination_qemu_killed_during_the_mirror(roots: tuple[Path, Path], extra: dict[str, object]) -> None:
     src_root, dst_root = roots
     with _open(src_root) as src, _open(dst_root) as dst:
-        dom, console = _counting_guest(src, src_root, extra)
+        dom, console = start_counting_guest(src, src_root, extra)
         job = dom.migrate(dst, flags=COPY, bandwidth=1)
         deadline = time.monotonic() + 60
         while not qemu_pids(dst_root) or job.info().phase != "storage":
@@ -198,16 +153,16 @@ def test_destination_qemu_killed_during_the_mirror(roots: tuple[Path, Path], ext
         with pytest.raises(OperationFailedError):
             job.wait(timeout=120)
         assert dom.state() == DomainState.RUNNING
-        ticks = len(_acked(console))
+        ticks = len(acked_ticks(console))
         wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)
-        _no_trace_on(dst, dst_root)
+        check_destination_clean(dst, dst_root)
         dom.destroy()
 
 
 def test_source_killed_during_the_mirror(roots: tuple[Path, Path], extra: dict[str, object]) -> None:
     src_root, dst_root = roots
     with _open(src_root) as src, _open(dst_root) as dst:
-        dom, _console = _counting_guest(src, src_root, extra)
+        dom, _console = start_counting_guest(src, src_root, extra)
         job = dom.migrate(dst, flags=COPY, bandwidth=1)
         deadline = time.monotonic() + 60
         while job.info().phase != "storage":
@@ -218,7 +173,7 @@ def test_source_killed_during_the_mirror(roots: tuple[Path, Path], extra: dict[s
         with pytest.raises(virtabs.VirtabsError):
             job.wait(timeout=120)
         assert dom.state() == DomainState.CRASHED  # reported as it really is
-        _no_trace_on(dst, dst_root)
+        check_destination_clean(dst, dst_root)
 
 
 def test_copy_storage_inc_copies_the_top_layer_onto_the_shared_base(
@@ -254,7 +209,7 @@ def test_copy_storage_inc_copies_the_top_layer_onto_the_shared_base(
         wait_console(dst_root / "run" / "inc" / "console.log", "virtabs-guest: acked", timeout=120)
         assert src.list_domains() == []  # UNDEFINE_SOURCE
         assert qemu_pids(src_root) == set()
-        data = _sectors(disk.path, 8)
+        data = read_sectors(disk.path, 8)
         assert data[512:526] == b"tick 00000001\n"
         moved.destroy()
 
@@ -262,7 +217,7 @@ def test_copy_storage_inc_copies_the_top_layer_onto_the_shared_base(
 def test_destination_qemu_killed_during_the_memory_copy(roots: tuple[Path, Path], extra: dict[str, object]) -> None:
     src_root, dst_root = roots
     with _open(src_root) as src, _open(dst_root) as dst:
-        dom, console = _counting_guest(src, src_root, extra)
+        dom, console = start_counting_guest(src, src_root, extra)
         job = dom.migrate(dst, flags=COPY, bandwidth=2)
         deadline = time.monotonic() + 120
         while job.info().phase != "memory":
@@ -273,9 +228,9 @@ def test_destination_qemu_killed_during_the_memory_copy(roots: tuple[Path, Path]
         with pytest.raises(OperationFailedError):
             job.wait(timeout=120)
         assert dom.state() == DomainState.RUNNING
-        ticks = len(_acked(console))
+        ticks = len(acked_ticks(console))
         wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)
-        _no_trace_on(dst, dst_root)
+        check_destination_clean(dst, dst_root)
         dom.destroy()
 
 
