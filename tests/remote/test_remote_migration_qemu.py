@@ -7,7 +7,8 @@ migration it must go on counting on the destination (same boot id, no new boot),
 destination's disk must hold every tick the source acknowledged. Killing the forward mid-migration
 must leave the source running and the destination with no domain, no image and no QEMU: that the
 migration fails when the forward dies also shows the streams went through it (on 127.0.0.1 the
-destination's sockets are reachable directly too).
+destination's sockets are reachable directly too). Between two remote hosts, a second sshd on 127.0.0.3
+(its own host key and port) is the destination's host.
 """
 
 from __future__ import annotations
@@ -242,4 +243,51 @@ def test_a_guest_on_the_remote_host_comes_here(
         assert dom.state() == DomainState.SHUTOFF and qemu_pids(remote_root) == set()
         check_guest_moved(moved, src_console, local_root, boot_id)
         assert set(Path("/tmp").glob("vtt-*-r*.sock")) <= left_before  # the remote ends were removed
+        moved.destroy()
+
+
+def _argv(pid: int) -> list[str]:
+    """The command line of process ``pid`` (empty once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return [os.fsdecode(a) for a in fh.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def test_between_two_remote_hosts(
+    sshd: object, second_sshd: object, roots: tuple[Path, Path], extra: dict[str, object]
+) -> None:
+    """Source and destination both over ``qemu+ssh://``, on two sshd servers (two "hosts": their own
+    addresses, ports and host keys, so two channels, never one shared): the destination's sockets are
+    brought to this machine from the second host (``LocalForward``) and from here to the first host
+    (``RemoteForward``); the streams pass through this machine, the hosts need no ssh to each other.
+    The same running-guest proof."""
+    src_root, dst_root = roots
+    src_uri = sshd.uri("qemu", "/embed", root=str(src_root), accel="tcg")  # type: ignore[attr-defined]
+    dst_uri = second_sshd.uri("qemu", "/embed", root=str(dst_root), accel="tcg")  # type: ignore[attr-defined]
+    second_host = f"{second_sshd.address}"  # type: ignore[attr-defined]
+    assert second_host != sshd.address  # type: ignore[attr-defined]
+    with virtabs.open(src_uri, timeout=60) as src, virtabs.open(dst_uri, timeout=60) as dst:
+        assert src.supports("domain.migrate.tunnelled") and dst.supports("domain.migrate.tunnelled")
+        dom, src_console = start_counting_guest(src, src_root, extra)
+        boot_id = acked_ticks(src_console)[0][1]
+        job = dom.migrate(dst, flags=COPY, max_downtime=300, bandwidth=16)  # seconds: the forwards are seen
+        _wait_phase(job, "storage", 60)
+        from_dest = process_ids(b"ssh", f" {dst_root}/run/")  # LocalForward=HERE THERE: the destination's sockets
+        assert len(from_dest) == 1, from_dest
+        argv = _argv(from_dest.pop())
+        assert second_host in argv and str(second_sshd.port) in argv, argv  # type: ignore[attr-defined]
+        to_source = process_ids(b"ssh", "RemoteForward=/tmp/vtt-")  # those sockets, on the source's host
+        to_source = {pid for pid in to_source if str(sshd.port) in _argv(pid)}  # type: ignore[attr-defined]
+        assert len(to_source) == 1, "no ssh forward brings the streams to the source's host"
+        argv = _argv(to_source.pop())
+        assert sshd.address in argv and second_host not in argv, argv  # type: ignore[attr-defined]
+        moved = job.wait(timeout=300)
+        final = job.info()
+        assert final.phase == "completed", final
+        assert final.disk_total >= 64 * MiB and final.disk_processed == final.disk_total
+        assert process_ids(b"ssh", f" {dst_root}/run/") == set()  # the forwards end with the streams
+        assert dom.state() == DomainState.SHUTOFF and qemu_pids(src_root) == set()
+        check_guest_moved(moved, src_console, dst_root, boot_id)
         moved.destroy()
