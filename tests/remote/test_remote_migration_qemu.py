@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from virtabs_qemu.testing import (
     COUNTING_GUEST_INIT,
+    SWITCHOVER_CLIENT,
     acked_ticks,
     check_destination_clean,
     check_guest_moved,
@@ -291,3 +292,82 @@ def test_between_two_remote_hosts(
         assert dom.state() == DomainState.SHUTOFF and qemu_pids(src_root) == set()
         check_guest_moved(moved, src_console, dst_root, boot_id)
         moved.destroy()
+
+
+@pytest.mark.parametrize("point", ["pre-switchover", "completed"])
+def test_the_client_dying_during_the_switchover(
+    sshd: object, roots: tuple[Path, Path], extra: dict[str, object], point: str
+) -> None:
+    """The client (which runs the source's perform here) is killed during the switchover itself, with the
+    guest's vCPUs stopped: at ``pre-switchover`` (QEMU waits for a migrate-continue that never comes) and
+    once QEMU reports the memory copy completed (the destination holds the whole guest, paused). No
+    finish ran, so the destination must never run: its helper discards it, and the perform's guard
+    cancels what is left on the source and resumes the guest. The guest runs on the source only."""
+    src_root, dst_root = roots
+    src, dst = _open_pair(sshd, src_root, dst_root)
+    with src, dst:
+        dom, console = start_counting_guest(src, src_root, extra)
+        client = subprocess.Popen(
+            [sys.executable, "-c", SWITCHOVER_CLIENT, str(src.uri), str(dst.uri), point],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert client.stdout is not None and client.stdout.readline().strip() == point
+            assert dom.state() == DomainState.PAUSED  # the switchover: the guest runs nowhere
+            assert qemu_pids(dst_root), "the destination QEMU is not there"
+            ticks = len(acked_ticks(console))
+        finally:
+            client.kill()
+            client.wait()
+        deadline = time.monotonic() + 60
+        while _qemu_pids_or_domains(dst, dst_root) or dom.state() != DomainState.RUNNING:
+            assert time.monotonic() < deadline, (
+                f"after the kill: source {dom.state()}, destination {dst.list_domains()}"
+            )
+            time.sleep(0.1)
+        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # counting on the source
+        check_destination_clean(dst, dst_root)
+        assert not dom.block_job_info("vda")  # the mirror is gone from the source
+        assert len(qemu_pids(src_root)) == 1
+        moved = dom.migrate(dst, flags=COPY).wait(timeout=300)  # nothing of it is in the way of the next one
+        assert moved.state() == DomainState.RUNNING
+        moved.destroy()
+
+
+def _qemu_pids_or_domains(dst: virtabs.Connection, dst_root: Path) -> bool:
+    return bool(qemu_pids(dst_root) or dst.list_domains())
+
+
+def test_the_client_dying_while_a_remote_source_migrates(
+    sshd: object, second_sshd: object, roots: tuple[Path, Path], extra: dict[str, object]
+) -> None:
+    """Both sides remote (two sshd servers): the source's perform runs in its helper, which outlives the
+    killed client. The perform is stopped (by that helper's abort, or by its streams failing as the
+    client's ssh forwards end, whichever comes first: this test does not tell them apart), it rolls back
+    and the guest keeps running; the destination's helper discards what it prepared."""
+    src_root, dst_root = roots
+    src_uri = sshd.uri("qemu", "/embed", root=str(src_root), accel="tcg")  # type: ignore[attr-defined]
+    dst_uri = second_sshd.uri("qemu", "/embed", root=str(dst_root), accel="tcg")  # type: ignore[attr-defined]
+    with virtabs.open(src_uri, timeout=60) as src, virtabs.open(dst_uri, timeout=60) as dst:
+        dom, console = start_counting_guest(src, src_root, extra)
+        client = subprocess.Popen(
+            [sys.executable, "-c", CLIENT, src_uri, dst_uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert client.stdout is not None and client.stdout.readline().strip() == "storage"
+            assert qemu_pids(dst_root), "the destination QEMU was not started"
+        finally:
+            client.kill()
+            client.wait()
+        deadline = time.monotonic() + 60
+        while qemu_pids(dst_root) or dst.list_domains() or dom.block_job_info("vda"):
+            assert time.monotonic() < deadline, "the migration was not rolled back after its client died"
+            time.sleep(0.1)
+        assert dom.state() == DomainState.RUNNING
+        ticks = len(acked_ticks(console))
+        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # still counting
+        check_destination_clean(dst, dst_root)
+        assert len(qemu_pids(src_root)) == 1
+        dom.destroy()

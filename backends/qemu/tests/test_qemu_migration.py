@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from virtabs.testing.plugin import in_ci
 
 from virtabs_qemu.testing import (
     COUNTING_GUEST_INIT,
+    SWITCHOVER_CLIENT,
     acked_ticks,
     check_destination_clean,
     check_guest_moved,
@@ -267,3 +269,39 @@ def test_a_late_discard_leaves_a_newer_prepare_of_the_same_name_alone(roots: tup
         assert dst.list_domains() == [] and qemu_pids(dst_root) == set() and not image.exists()
     finally:
         dst.close()
+
+
+@pytest.mark.parametrize("point", ["pre-switchover", "completed"])
+def test_the_client_dying_during_the_switchover(roots: tuple[Path, Path], extra: dict[str, object], point: str) -> None:
+    """Between two embed roots of this machine there is no helper: the killed client was both the source's
+    perform and the destination's preparer. Its guards do what it cannot: the destination (no finish ran)
+    is discarded, the source's migration is cancelled and the guest resumes there. Killed with the
+    guest's vCPUs stopped, at ``pre-switchover`` and once the memory copy completed."""
+    src_root, dst_root = roots
+    with _open(src_root) as src, _open(dst_root) as dst:
+        dom, console = start_counting_guest(src, src_root, extra)
+        client = subprocess.Popen(
+            [sys.executable, "-c", SWITCHOVER_CLIENT, str(src.uri), str(dst.uri), point],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert client.stdout is not None and client.stdout.readline().strip() == point
+            assert dom.state() == DomainState.PAUSED  # the switchover: the guest runs nowhere
+            assert qemu_pids(dst_root), "the destination QEMU is not there"
+            ticks = len(acked_ticks(console))
+        finally:
+            client.kill()
+            client.wait()
+        deadline = time.monotonic() + 60
+        while qemu_pids(dst_root) or dst.list_domains() or dom.state() != DomainState.RUNNING:
+            assert time.monotonic() < deadline, (
+                f"after the kill: source {dom.state()}, destination {dst.list_domains()}"
+            )
+            time.sleep(0.1)
+        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # counting on the source
+        check_destination_clean(dst, dst_root)
+        assert not dom.block_job_info("vda")
+        assert len(qemu_pids(src_root)) == 1
+        dom.destroy()

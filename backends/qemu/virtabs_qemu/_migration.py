@@ -54,6 +54,7 @@ from virtabs.spi import (
 from . import _img
 from ._cmdline import fmt_node_name
 from ._events import Events
+from ._guard import Guard
 from ._lifecycle import Lifecycle
 from ._process import Processes
 from ._qmp import QMPClient, QMPError
@@ -138,7 +139,13 @@ class Migrations:
         lifecycle: Lifecycle,
         timeout: float,
         listen_address: str | None = None,
+        guard_uri: str | None = None,
     ) -> None:
+        self.guard_uri = guard_uri
+        """The connection's URI, which a step's guard (``_guard``) opens if this process dies inside the step;
+        None: no guards."""
+        self._guards: dict[str, Guard] = {}
+        """The guards of the destinations this process prepared and has not finished, by token."""
         self.listen_address = listen_address
         """Where the destination listens (TCP) when the URI gives ``migrate_address``; None: unix sockets."""
         self.store = store
@@ -178,13 +185,23 @@ class Migrations:
                 )
             new_disks.append(attrs.evolve(disk, path=path))
         ref = self.lifecycle.define(attrs.evolve(spec, disks=tuple(new_disks)), migration_token=token)
+        guard = None if request.offline else self._guard(["destination", ref.name, token])
         created: list[str] = []
         with self.store.lock(ref.name).hold():
             try:
-                return self._prepare(ref, request, copied, token, created)
+                ticket = self._prepare(ref, request, copied, token, created, guard)
             except BaseException:
                 self.discard(ref.name, created, token)
+                if guard is not None:
+                    guard.done()
                 raise
+        if guard is not None:
+            self._guards[token] = guard
+        return ticket
+
+    def _guard(self, args: list[str]) -> Guard | None:
+        """The guard of a step (see ``_guard``), or None without a URI to give it."""
+        return None if self.guard_uri is None else Guard.start(self.guard_uri, self.timeout, args)
 
     def _prepare(
         self,
@@ -193,14 +210,17 @@ class Migrations:
         copied: dict[str, DiskInfo],
         token: str,
         created: list[str],
+        guard: Guard | None,
     ) -> MigrationTicket:
-        """The rest of :meth:`prepare`, under the domain lock: ``created`` gets each image made."""
+        """The rest of :meth:`prepare`, under the domain lock: ``created`` (and ``guard``) get each image made."""
         dirs = self.store.dirs
         defn = self.store.get(ref)
         for disk in defn.spec.disks:
             info = copied.get(disk.target)
             if info is not None:
                 self._create_image(info, disk.path, request, created)
+                if guard is not None and created and created[-1] == disk.path:
+                    guard.note(f"created {disk.path}")
         cookie = {"name": ref.name, "created": "\n".join(created), "token": token}
         if request.offline:
             return MigrationTicket(domain=ref, cookie=cookie)
@@ -279,6 +299,22 @@ class Migrations:
         name = ticket.cookie.get("name", ticket.domain.name)
         created = [p for p in ticket.cookie.get("created", "").split("\n") if p]
         token = ticket.cookie.get("token")
+        guard = self._guards.pop(token, None) if token is not None else None
+        try:
+            return self._finish(ticket, request, success, name, created, token)
+        finally:
+            if guard is not None:
+                guard.done()
+
+    def _finish(
+        self,
+        ticket: MigrationTicket,
+        request: MigrationRequest,
+        success: bool,
+        name: str,
+        created: list[str],
+        token: str | None,
+    ) -> DomainRef | None:
         if not success:
             self.discard(name, created, token)
             return None
@@ -358,11 +394,14 @@ class Migrations:
             self._progress[name] = progress
         q = QMPClient(self.store.dirs.qmp_socket(name), timeout=self.timeout, what=f"domain {name!r}")
         owner = os.path.join(self.store.dirs.run_dir(name), OWNER_FILE)
+        guard = self._guard(["source", name, *[export.target for export in ticket.disks]])
         try:
             with self.sessions.translated(name):
                 q.connect()
-                self._perform(q, name, request, ticket, progress, owner)
+                self._perform(q, name, request, ticket, progress, owner, guard)
         finally:
+            if guard is not None:
+                guard.done()
             progress.active = False
             q.close()
             with contextlib.suppress(OSError):
@@ -377,8 +416,11 @@ class Migrations:
         ticket: MigrationTicket,
         progress: _Progress,
         owner: str,
+        guard: Guard | None,
     ) -> None:
         running = bool(q.execute("query-status").get("running"))
+        if guard is not None:
+            guard.note(f"running {int(running)}")
         mirrors: list[str] = []
         migrating = False
         try:
@@ -581,6 +623,26 @@ class Migrations:
         with contextlib.suppress(Exception):
             if running and not q.execute("query-status").get("running"):
                 q.execute("cont")
+
+    def recover_source(self, name: str, running: bool, targets: list[str]) -> None:
+        """Perform's rollback, for a perform whose process died (its guard calls this): the migration
+        cancelled if QEMU still runs it, the mirrors of ``targets`` cancelled with force and their nodes
+        deleted, the guest resumed if it ran before (``running``); the dead process's owner file removed."""
+        q = QMPClient(self.store.dirs.qmp_socket(name), timeout=self.timeout, what=f"domain {name!r}")
+        with self.sessions.translated(name):
+            q.connect()
+        try:
+            status = q.execute("query-migrate").get("status")
+            migrating = status in ("setup", "active", "pre-switchover", "device", "cancelling")
+            _log.warning("domain %r: the process migrating it died (migration %s); rolling back", name, status)
+            self._roll_back(q, targets, migrating, running)
+        finally:
+            q.close()
+        owner = os.path.join(self.store.dirs.run_dir(name), OWNER_FILE)
+        recorded = _read_owner(owner)
+        if recorded is not None and _process_token(int(recorded.split()[0])) != recorded:
+            with contextlib.suppress(OSError):
+                os.unlink(owner)
 
     def job_info(self, dom: DomainRef) -> MigrationInfo | None:
         """The figures of the last look (kept after the end, until the next migration)."""

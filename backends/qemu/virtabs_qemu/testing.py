@@ -44,6 +44,7 @@ from ._state import DomainLock, StateDirs
 
 __all__ = [
     "ACKED",
+    "SWITCHOVER_CLIENT",
     "CMDLINE",
     "COUNTING_GUEST_INIT",
     "INSTALL_HINT",
@@ -389,6 +390,47 @@ def check_destination_clean(dst: Connection, dst_root: Path) -> None:
     kept = sorted(p.name for p in images.glob("*")) if images.exists() else []
     if kept:
         raise AssertionError(f"the destination keeps images {kept}")
+
+
+SWITCHOVER_CLIENT = """
+import sys, virtabs
+from virtabs import MigrateFlags as M
+from virtabs_qemu import _migration
+
+point = sys.argv[3]
+
+
+def hold():
+    print(point, flush=True)
+    sys.stdin.read()  # the test kills this process here
+
+
+if point == "pre-switchover":  # vCPUs stopped, QEMU waits for migrate-continue; the mirrors about to end
+    end_mirror = _migration.Migrations._end_mirror
+
+    def _end_mirror(self, q, name, target, force):
+        if not force:
+            hold()
+        return end_mirror(self, q, name, target, force)
+
+    _migration.Migrations._end_mirror = _end_mirror
+else:  # "completed": QEMU sent everything, perform has not returned (no finish, no confirm)
+    record_memory = _migration.Migrations._record_memory
+
+    def _record_memory(self, progress, mig, phase):
+        record_memory(self, progress, mig, phase)
+        if phase == "completed":
+            hold()
+
+    _migration.Migrations._record_memory = _record_memory
+src = virtabs.open(sys.argv[1], timeout=60)
+dst = virtabs.open(sys.argv[2], timeout=60)
+src.lookup_domain("counter").migrate(dst, flags=M.LIVE | M.NON_SHARED_DISK | M.PERSIST_DEST).wait(timeout=600)
+"""
+"""A client process for the tests that kill one during a migration's switchover: ``python -c
+SWITCHOVER_CLIENT SRC_URI DEST_URI POINT`` migrates domain ``counter`` with storage and, inside perform,
+holds at ``POINT`` (``pre-switchover`` or ``completed``: it wraps the driver's own step there), prints
+``POINT`` and waits for the test to kill it."""
 
 
 OWNERS_DIR = ".virtabs-contract-runs"
