@@ -305,3 +305,36 @@ def test_the_client_dying_during_the_switchover(roots: tuple[Path, Path], extra:
         assert not dom.block_job_info("vda")
         assert len(qemu_pids(src_root)) == 1
         dom.destroy()
+
+
+def test_the_destination_dying_before_finish_leaves_no_definition(
+    roots: tuple[Path, Path], extra: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memory copy completed, then the destination QEMU dies before finish resumes it: finish fails,
+    the source (paused at the end of its copy) resumes, and the destination keeps no definition, image
+    or QEMU (its finish discards what its prepare made)."""
+    from virtabs_qemu import _migration
+
+    src_root, dst_root = roots
+    finish = _migration.Migrations.finish
+
+    def killing_finish(self: _migration.Migrations, ticket: object, request: object, success: bool) -> object:
+        if success:
+            for pid in qemu_pids(dst_root):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while qemu_pids(dst_root):
+                assert time.monotonic() < deadline, "the destination QEMU did not die"
+                time.sleep(0.05)
+        return finish(self, ticket, request, success)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_migration.Migrations, "finish", killing_finish)
+    with _open(src_root) as src, _open(dst_root) as dst:
+        dom, console = start_counting_guest(src, src_root, extra)
+        with pytest.raises(virtabs.VirtabsError):
+            dom.migrate(dst, flags=COPY).wait(timeout=300)
+        assert dom.state() == DomainState.RUNNING
+        ticks = len(acked_ticks(console))
+        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # counting on the source
+        check_destination_clean(dst, dst_root)
+        dom.destroy()

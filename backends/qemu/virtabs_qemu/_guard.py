@@ -19,8 +19,8 @@ would have done:
 
 So a client killed at any point before perform returned leaves the guest running on the source only,
 and no destination domain, image or QEMU. Not guarded: the moment between perform's return and
-finish's ``cont`` (libvirt's PERFORM3_DONE, where libvirtd too does not know whether the destination
-runs and leaves the source paused).
+finish's ``cont``; a client killed there leaves the destination discarded and the source paused (the
+source cannot tell whether finish ran; libvirtd leaves it paused at its PERFORM3_DONE phase too).
 """
 
 from __future__ import annotations

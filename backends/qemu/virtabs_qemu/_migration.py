@@ -322,22 +322,28 @@ class Migrations:
             self._settle(name, token)
             return ticket.domain
         deadline = time.monotonic() + INCOMING_TIMEOUT
-        with self.sessions.open(name) as q:
-            while True:
-                status = q.execute("query-status")["status"]
-                if status != "inmigrate":
-                    break
-                failed = q.execute("query-migrate").get("status") in ("failed", "cancelled")
-                if failed or time.monotonic() > deadline:
-                    raise OperationFailedError(f"domain {name!r}: the incoming migration did not complete")
-                time.sleep(POLL)
-            mig = q.execute("query-migrate")
-            if mig.get("status") not in ("completed", None):
-                raise OperationFailedError(f"domain {name!r}: incoming migration {mig.get('status')}")
-            if ticket.disks:
-                q.execute("nbd-server-stop")
-            if not request.flags & MigrateFlags.PAUSED:
-                q.execute("cont")
+        try:
+            with self.sessions.open(name) as q:
+                while True:
+                    status = q.execute("query-status")["status"]
+                    if status != "inmigrate":
+                        break
+                    failed = q.execute("query-migrate").get("status") in ("failed", "cancelled")
+                    if failed or time.monotonic() > deadline:
+                        raise OperationFailedError(f"domain {name!r}: the incoming migration did not complete")
+                    time.sleep(POLL)
+                mig = q.execute("query-migrate")
+                if mig.get("status") not in ("completed", None):
+                    raise OperationFailedError(f"domain {name!r}: incoming migration {mig.get('status')}")
+                if ticket.disks:
+                    q.execute("nbd-server-stop")
+                if not request.flags & MigrateFlags.PAUSED:
+                    q.execute("cont")
+        except BaseException:
+            # The destination never ran (the core resumes the source after a failed finish): nothing of it
+            # may stay, neither a QEMU whose incoming migration failed nor a definition without one.
+            self.discard(name, created, token)
+            raise
         self._settle(name, token)
         defn = self.store.load(name)
         self.events.lifecycle(defn, LifecycleEventType.STARTED, "migrated")
