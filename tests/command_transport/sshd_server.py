@@ -1,4 +1,4 @@
-"""A real OpenSSH server on 127.0.0.1 for tests: its own host key, client key, port and config in a directory.
+"""A real OpenSSH server on loopback for tests: its own host key, client key, address, port and config in a directory.
 
 Test infrastructure (not part of virtabs). Debian's ``openssh-server`` provides ``/usr/sbin/sshd``; no
 system sshd is used or touched. The server accepts only the generated client key, for the current user,
@@ -9,7 +9,8 @@ and logs to ``sshd.log`` in its directory (the tests count logins there)::
     uri = server.uri("vbox", "/session")   # vbox+ssh://root@127.0.0.1:PORT/session?keyfile=...&known_hosts=...
     server.stop()
 
-Backends' tests load this file by path (it is not a package).
+``Sshd(root, address="127.0.0.3")`` listens on another loopback address: a second "host" (its own host key,
+so a client sees two machines). Backends' tests load this file by path (it is not a package).
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ def sshd_available() -> str | None:
     return None
 
 
-def _free_port() -> int:
+def _free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((address, 0))
         return int(sock.getsockname()[1])
 
 
@@ -52,10 +53,11 @@ def _keygen(path: Path) -> str:
 
 
 class Sshd:
-    """One sshd process listening on 127.0.0.1:port, configured from files in ``root``."""
+    """One sshd process listening on ``address``:port (127.0.0.1 unless told), configured from files in ``root``."""
 
-    def __init__(self, root: Path, *, set_env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, *, set_env: dict[str, str] | None = None, address: str = "127.0.0.1") -> None:
         self.root = root
+        self.address = address
         # SHLVL=1: bash then skips ~/.bashrc for ssh commands (it sources it only at shell level 1), so a
         # developer's heavy .bashrc (pyenv init: ~0.7 s) stays out of every session, as with Debian's default.
         self.set_env = {"SHLVL": "1", **(set_env or {})}
@@ -77,12 +79,12 @@ class Sshd:
             (self.root / "authorized_keys").write_text(client_pub + "\n")
         else:
             self.host_pub = host_key.with_suffix(".pub").read_text().strip()
-        self.port = _free_port()
+        self.port = _free_port(self.address)
         key_type, key_data = self.host_pub.split()[:2]
-        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {key_type} {key_data}\n")
+        self.known_hosts.write_text(f"[{self.address}]:{self.port} {key_type} {key_data}\n")
         lines = [
             f"Port {self.port}",
-            "ListenAddress 127.0.0.1",
+            f"ListenAddress {self.address}",
             f"HostKey {host_key}",
             f"PidFile {self.root / 'sshd.pid'}",
             f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
@@ -114,14 +116,14 @@ class Sshd:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sshd exited with {self.proc.returncode}: {self.log.read_text(errors='replace')}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                with socket.create_connection((self.address, self.port), timeout=1) as sock:
                     if sock.recv(64).startswith(b"SSH-"):
                         return
             except OSError:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"sshd did not answer on 127.0.0.1:{self.port} within {timeout} s")
+                raise RuntimeError(f"sshd did not answer on {self.address}:{self.port} within {timeout} s")
             time.sleep(0.05)
 
     def stop(self) -> None:
@@ -145,4 +147,4 @@ class Sshd:
     def uri(self, driver: str, path: str = "/", **params: str) -> str:
         """A ``driver+ssh://`` URI for this server with keyfile= and known_hosts= set."""
         query = {"keyfile": str(self.client_key), "known_hosts": str(self.known_hosts), **params}
-        return f"{driver}+ssh://{self.user}@127.0.0.1:{self.port}{path}?" + urllib.parse.urlencode(query, safe="/")
+        return f"{driver}+ssh://{self.user}@{self.address}:{self.port}{path}?" + urllib.parse.urlencode(query, safe="/")

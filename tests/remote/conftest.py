@@ -1,4 +1,5 @@
-"""Fixtures of the remote tests: a real sshd on 127.0.0.1 whose sessions find ``virtabs-remote`` on PATH.
+"""Fixtures of the remote tests: a real sshd on 127.0.0.1 whose sessions find ``virtabs-remote`` on PATH
+(and a second one on 127.0.0.3, another "host", for the tests that need two).
 
 The server is tests/command_transport/sshd_server.py (Debian's /usr/sbin/sshd, its own host key and
 config, key authentication only); the sessions it starts get this worktree's ``.venv/bin`` first on
@@ -38,14 +39,15 @@ VENV_BIN = str(Path(sys.executable).parent)
 """The directory holding this interpreter and the virtabs-remote script installed with it."""
 
 
-def start_sshd(root: Path, path: str) -> object:
-    """A started sshd whose sessions see ``path`` as PATH; skipped without openssh-server (failed in CI)."""
+def start_sshd(root: Path, path: str, address: str = "127.0.0.1") -> object:
+    """A started sshd on ``address`` whose sessions see ``path`` as PATH; skipped without openssh-server
+    (failed in CI)."""
     missing = sshd_server.sshd_available()
     if missing:
         if in_ci():
             pytest.fail(missing)
         pytest.skip(missing)
-    server = sshd_server.Sshd(root, set_env={"PATH": path})
+    server = sshd_server.Sshd(root, set_env={"PATH": path}, address=address)
     server.start()
     return server
 
@@ -54,6 +56,19 @@ def start_sshd(root: Path, path: str) -> object:
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """An sshd whose sessions find virtabs-remote on PATH (the venv's bin first)."""
     server = start_sshd(tmp_path_factory.mktemp("sshd"), f"{VENV_BIN}:/usr/bin:/bin")
+    yield server
+    server.stop()
+
+
+SECOND_HOST = "127.0.0.3"
+"""The second sshd's address: another loopback address than the first's, with its own port and host key."""
+
+
+@pytest.fixture(scope="session")
+def second_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A second "host": another sshd (its own host key, address and port) whose sessions find virtabs-remote.
+    A connection to it has a channel of its own, never shared with one to :func:`sshd`."""
+    server = start_sshd(tmp_path_factory.mktemp("sshd-second"), f"{VENV_BIN}:/usr/bin:/bin", SECOND_HOST)
     yield server
     server.stop()
 

@@ -7,7 +7,8 @@ migration it must go on counting on the destination (same boot id, no new boot),
 destination's disk must hold every tick the source acknowledged. Killing the forward mid-migration
 must leave the source running and the destination with no domain, no image and no QEMU: that the
 migration fails when the forward dies also shows the streams went through it (on 127.0.0.1 the
-destination's sockets are reachable directly too).
+destination's sockets are reachable directly too). Between two remote hosts, a second sshd on 127.0.0.3
+(its own host key and port) is the destination's host.
 """
 
 from __future__ import annotations
@@ -24,11 +25,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from virtabs_qemu.testing import ACKED, COUNTING_GUEST_INIT, guest_extra_with_init, wait_console
+from virtabs_qemu.testing import (
+    COUNTING_GUEST_INIT,
+    SWITCHOVER_CLIENT,
+    acked_ticks,
+    check_destination_clean,
+    check_guest_moved,
+    guest_extra_with_init,
+    process_ids,
+    qemu_pids,
+    start_counting_guest,
+    wait_console,
+)
 
 import virtabs
 from virtabs import DomainState, MigrateFlags, OperationFailedError
-from virtabs.spi import DiskSpec, DomainSpec
 from virtabs.testing.plugin import in_ci
 
 M = MigrateFlags
@@ -36,62 +47,10 @@ COPY = M.LIVE | M.NON_SHARED_DISK | M.PERSIST_DEST
 MiB = 1 << 20
 
 
-def _processes(needle: str, program: bytes) -> set[int]:
-    """Live processes whose argv[0] contains ``program`` and whose command line names ``needle``."""
-    found = set()
-    key = os.fsencode(needle)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-            with open(f"/proc/{entry}/stat") as fh:
-                state = fh.read().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            continue
-        if state not in ("Z", "X") and program in argv[0] and any(key in a for a in argv):
-            found.add(int(entry))
-    return found
-
-
-def _helper_pids(sshd: object) -> set[int]:
-    """Live helpers that this test's sshd started (its descendants whose command line names virtabs-remote;
-    other tests on the machine run helpers of their own)."""
-    daemon = sshd.proc.pid  # type: ignore[attr-defined]
-    parents: dict[int, int] = {}
-    helpers = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    parents[int(entry)] = int(fh.read().rsplit(")", 1)[-1].split()[1])
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    argv = fh.read()
-            except (OSError, ValueError, IndexError):
-                continue
-            if b"virtabs-remote" in argv or b"virtabs.remote" in argv:
-                helpers.add(int(entry))
-    found = set()
-    for pid in helpers:
-        seen, cur = set(), pid
-        while cur > 1 and cur not in seen:
-            seen.add(cur)
-            if cur == daemon:
-                found.add(pid)
-                break
-            cur = parents.get(cur, 0)
-    return found
-
-
-def _qemu_pids(root: Path) -> set[int]:
-    return _processes(str(root), b"qemu-system")
-
-
 def _forward_pids(dst_root: Path, address: str | None = None) -> set[int]:
     """The ssh processes forwarding sockets of ``dst_root`` (their LocalForward options name them), or
     TCP ports on ``address``."""
-    return _processes(f" {address}:" if address else f" {dst_root}/run/", b"ssh")
+    return process_ids(b"ssh", f" {address}:" if address else f" {dst_root}/run/")
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +74,7 @@ def roots() -> Iterator[tuple[Path, Path]]:
     made = [Path(tempfile.mkdtemp(prefix="vtrm-", dir="/tmp")) for _ in range(2)]
     yield made[0], made[1]
     for root in made:
-        for pid in _qemu_pids(root):
+        for pid in qemu_pids(root):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(root, ignore_errors=True)
@@ -128,34 +87,6 @@ def _open_pair(
     params = {"root": str(dst_root), "accel": "tcg"} | ({"migrate_address": address} if address else {})
     uri = sshd.uri("qemu", "/embed", **params)  # type: ignore[attr-defined]
     return src, virtabs.open(uri, timeout=60)
-
-
-def _counting_guest(src: virtabs.Connection, root: Path, extra: dict[str, object]) -> tuple[virtabs.Domain, Path]:
-    pool = src.lookup_storage_pool("default")
-    pool.create_volume("counter.qcow2", 64 * MiB, format="qcow2")
-    path = os.path.join(str(pool.info().path), "counter.qcow2")
-    spec = DomainSpec(
-        name="counter", memory_bytes=128 * MiB, vcpus=1, disks=(DiskSpec("vda", path, format="qcow2"),), extra=extra
-    )
-    dom = src.define_domain(spec)
-    dom.start()
-    console = root / "run" / "counter" / "console.log"
-    wait_console(console, "virtabs-guest: acked 3 ", timeout=120)
-    return dom, console
-
-
-def _acked(console: Path) -> list[tuple[int, str]]:
-    return [(int(n), boot) for n, boot in ACKED.findall(console.read_text(errors="replace"))]
-
-
-def _sectors(image: str, count: int) -> bytes:
-    out = Path(tempfile.mkdtemp(prefix="vtrm-read-")) / "disk.raw"
-    try:  # a running QEMU holds the image: read it without taking its lock (-U)
-        subprocess.run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", image, str(out)], check=True)
-        with open(out, "rb") as fh:
-            return fh.read((count + 1) * 512)
-    finally:
-        shutil.rmtree(out.parent, ignore_errors=True)
 
 
 def _wait_phase(job: virtabs.MigrationJob, phase: str, limit: float) -> None:
@@ -195,8 +126,8 @@ def test_the_running_guest_keeps_counting_on_the_remote_host(
     src, dst = _open_pair(sshd, src_root, dst_root, address)
     with src, dst:
         assert dst.supports("domain.migrate.tunnelled") and not src.supports("domain.migrate.tunnelled")
-        dom, src_console = _counting_guest(src, src_root, extra)
-        boot_id = _acked(src_console)[0][1]
+        dom, src_console = start_counting_guest(src, src_root, extra)
+        boot_id = acked_ticks(src_console)[0][1]
         listening_before = address is not None and _listening_on(address)
         # 16 MiB/s: seconds of copying, so the test sees the streams while they flow
         job = dom.migrate(dst, flags=flags, max_downtime=300, bandwidth=16)
@@ -214,31 +145,9 @@ def test_the_running_guest_keeps_counting_on_the_remote_host(
         assert final.memory_processed > 0 and final.downtime_ms is not None
         assert _forward_pids(dst_root, address) == set()  # the forward ends with the streams
 
-        assert dom.state() == DomainState.SHUTOFF and _qemu_pids(src_root) == set()
-        before = _acked(src_console)
-        last_on_source = before[-1][0]
-
-        assert moved.state() == DomainState.RUNNING
-        dst_console = dst_root / "run" / "counter" / "console.log"
-        wait_console(dst_console, f"virtabs-guest: acked {last_on_source + 3} ", timeout=120)
-        after = _acked(dst_console)
-        assert {boot for _n, boot in after} == {boot_id}
-        assert "virtabs-guest: up" not in dst_console.read_text(errors="replace")
-        assert after[0][0] <= last_on_source + 2  # it went on from where it was, in memory
-
-        disk = moved.disks()[0].path
-        assert disk.startswith(str(dst_root))
-        data = _sectors(disk, last_on_source)
-        for n, _boot in before:
-            assert data[n * 512 : n * 512 + 14] == f"tick {n:08d}\n".encode(), f"tick {n} missing on the destination"
+        assert dom.state() == DomainState.SHUTOFF and qemu_pids(src_root) == set()
+        check_guest_moved(moved, src_console, dst_root, boot_id)
         moved.destroy()
-
-
-def _no_trace_on(dst: virtabs.Connection, dst_root: Path) -> None:
-    assert dst.list_domains() == []
-    assert _qemu_pids(dst_root) == set()
-    images = dst_root / "images"
-    assert not images.exists() or list(images.glob("*")) == []
 
 
 @pytest.mark.parametrize("phase", ["storage", "memory"])
@@ -248,7 +157,7 @@ def test_the_forward_dying_mid_migration_rolls_back(
     src_root, dst_root = roots
     src, dst = _open_pair(sshd, src_root, dst_root)
     with src, dst:
-        dom, console = _counting_guest(src, src_root, extra)
+        dom, console = start_counting_guest(src, src_root, extra)
         job = dom.migrate(dst, flags=COPY, bandwidth=1 if phase == "storage" else 2)  # MiB/s: a minute of copying
         _wait_phase(job, phase, 120)
         forwards = _forward_pids(dst_root)
@@ -258,9 +167,9 @@ def test_the_forward_dying_mid_migration_rolls_back(
             job.wait(timeout=120)
         assert job.info().phase == "failed"
         assert dom.state() == DomainState.RUNNING
-        ticks = len(_acked(console))
+        ticks = len(acked_ticks(console))
         wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # still counting
-        _no_trace_on(dst, dst_root)
+        check_destination_clean(dst, dst_root)
         assert not dom.block_job_info("vda")
         dom.destroy()
 
@@ -286,9 +195,7 @@ def test_the_client_dying_mid_migration_leaves_no_stray_qemu(
     src_root, dst_root = roots
     src, dst = _open_pair(sshd, src_root, dst_root)
     with src, dst:
-        dom, console = _counting_guest(src, src_root, extra)
-        helpers_before = _helper_pids(sshd)
-        assert helpers_before, "the destination connection's helper is not seen among the sshd's descendants"
+        dom, console = start_counting_guest(src, src_root, extra)
         client = subprocess.Popen(
             [sys.executable, "-c", CLIENT, str(src.uri), str(dst.uri)],
             stdin=subprocess.PIPE,
@@ -297,21 +204,19 @@ def test_the_client_dying_mid_migration_leaves_no_stray_qemu(
         )
         try:
             assert client.stdout is not None and client.stdout.readline().strip() == "storage"
-            assert _qemu_pids(dst_root), "the destination QEMU was not started"
+            assert qemu_pids(dst_root), "the destination QEMU was not started"
         finally:
             client.kill()
             client.wait()
         deadline = time.monotonic() + 60
-        # the killed client's helper discards, then exits: until it has exited, its discard may still be
-        # removing what a new migration to the same root and name would make
-        while (
-            _qemu_pids(dst_root) or _forward_pids(dst_root) or dst.list_domains() or _helper_pids(sshd) - helpers_before
-        ):
+        # the killed client's helper discards: the definition goes last, and a discard removes only what its
+        # own prepare made (its token), so the next migration need not wait for that helper to exit
+        while qemu_pids(dst_root) or _forward_pids(dst_root) or dst.list_domains():
             assert time.monotonic() < deadline, "the destination was not discarded after its client died"
             time.sleep(0.1)
-        _no_trace_on(dst, dst_root)
+        check_destination_clean(dst, dst_root)
         assert dom.state() == DomainState.RUNNING
-        ticks = len(_acked(console))
+        ticks = len(acked_ticks(console))
         wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # still counting
         moved = dom.migrate(dst, flags=COPY).wait(timeout=300)
         assert moved.state() == DomainState.RUNNING
@@ -326,28 +231,143 @@ def test_a_guest_on_the_remote_host_comes_here(
     remote_root, local_root = roots
     uri = sshd.uri("qemu", "/embed", root=str(remote_root), accel="tcg")  # type: ignore[attr-defined]
     with virtabs.open(uri, timeout=60) as src, virtabs.open(f"qemu:///embed?root={local_root}&accel=tcg") as dst:
-        dom, src_console = _counting_guest(src, remote_root, extra)
-        boot_id = _acked(src_console)[0][1]
+        dom, src_console = start_counting_guest(src, remote_root, extra)
+        boot_id = acked_ticks(src_console)[0][1]
         left_before = set(Path("/tmp").glob("vtt-*-r*.sock"))
         job = dom.migrate(dst, flags=COPY, max_downtime=300, bandwidth=16)  # seconds: the forward is seen
         _wait_phase(job, "storage", 60)
-        assert _processes(f" {local_root}/run/", b"ssh"), "no ssh forward carries the streams"
+        assert process_ids(b"ssh", f" {local_root}/run/"), "no ssh forward carries the streams"
         assert set(Path("/tmp").glob("vtt-*-r*.sock")) - left_before, "no socket on the source's host"
         moved = job.wait(timeout=300)
         assert job.info().phase == "completed"
-        assert _processes(f" {local_root}/run/", b"ssh") == set()
-        assert dom.state() == DomainState.SHUTOFF and _qemu_pids(remote_root) == set()
-        before = _acked(src_console)
-        last_on_source = before[-1][0]
-        dst_console = local_root / "run" / "counter" / "console.log"
-        wait_console(dst_console, f"virtabs-guest: acked {last_on_source + 3} ", timeout=120)
-        after = _acked(dst_console)
-        assert {boot for _n, boot in after} == {boot_id}
-        assert "virtabs-guest: up" not in dst_console.read_text(errors="replace")
-        disk = moved.disks()[0].path
-        assert disk.startswith(str(local_root))
-        data = _sectors(disk, last_on_source)
-        for n, _boot in before:
-            assert data[n * 512 : n * 512 + 14] == f"tick {n:08d}\n".encode(), f"tick {n} missing on the destination"
+        assert process_ids(b"ssh", f" {local_root}/run/") == set()
+        assert dom.state() == DomainState.SHUTOFF and qemu_pids(remote_root) == set()
+        check_guest_moved(moved, src_console, local_root, boot_id)
         assert set(Path("/tmp").glob("vtt-*-r*.sock")) <= left_before  # the remote ends were removed
         moved.destroy()
+
+
+def _argv(pid: int) -> list[str]:
+    """The command line of process ``pid`` (empty once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return [os.fsdecode(a) for a in fh.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def test_between_two_remote_hosts(
+    sshd: object, second_sshd: object, roots: tuple[Path, Path], extra: dict[str, object]
+) -> None:
+    """Source and destination both over ``qemu+ssh://``, on two sshd servers (two "hosts": their own
+    addresses, ports and host keys, so two channels, never one shared): the destination's sockets are
+    brought to this machine from the second host (``LocalForward``) and from here to the first host
+    (``RemoteForward``); the streams pass through this machine, the hosts need no ssh to each other.
+    The same running-guest proof."""
+    src_root, dst_root = roots
+    src_uri = sshd.uri("qemu", "/embed", root=str(src_root), accel="tcg")  # type: ignore[attr-defined]
+    dst_uri = second_sshd.uri("qemu", "/embed", root=str(dst_root), accel="tcg")  # type: ignore[attr-defined]
+    second_host = f"{second_sshd.address}"  # type: ignore[attr-defined]
+    assert second_host != sshd.address  # type: ignore[attr-defined]
+    with virtabs.open(src_uri, timeout=60) as src, virtabs.open(dst_uri, timeout=60) as dst:
+        assert src.supports("domain.migrate.tunnelled") and dst.supports("domain.migrate.tunnelled")
+        dom, src_console = start_counting_guest(src, src_root, extra)
+        boot_id = acked_ticks(src_console)[0][1]
+        job = dom.migrate(dst, flags=COPY, max_downtime=300, bandwidth=16)  # seconds: the forwards are seen
+        _wait_phase(job, "storage", 60)
+        from_dest = process_ids(b"ssh", f" {dst_root}/run/")  # LocalForward=HERE THERE: the destination's sockets
+        assert len(from_dest) == 1, from_dest
+        argv = _argv(from_dest.pop())
+        assert second_host in argv and str(second_sshd.port) in argv, argv  # type: ignore[attr-defined]
+        to_source = process_ids(b"ssh", "RemoteForward=/tmp/vtt-")  # those sockets, on the source's host
+        to_source = {pid for pid in to_source if str(sshd.port) in _argv(pid)}  # type: ignore[attr-defined]
+        assert len(to_source) == 1, "no ssh forward brings the streams to the source's host"
+        argv = _argv(to_source.pop())
+        assert sshd.address in argv and second_host not in argv, argv  # type: ignore[attr-defined]
+        moved = job.wait(timeout=300)
+        final = job.info()
+        assert final.phase == "completed", final
+        assert final.disk_total >= 64 * MiB and final.disk_processed == final.disk_total
+        assert process_ids(b"ssh", f" {dst_root}/run/") == set()  # the forwards end with the streams
+        assert dom.state() == DomainState.SHUTOFF and qemu_pids(src_root) == set()
+        check_guest_moved(moved, src_console, dst_root, boot_id)
+        moved.destroy()
+
+
+@pytest.mark.parametrize("point", ["pre-switchover", "completed"])
+def test_the_client_dying_during_the_switchover(
+    sshd: object, roots: tuple[Path, Path], extra: dict[str, object], point: str
+) -> None:
+    """The client (which runs the source's perform here) is killed during the switchover itself, with the
+    guest's vCPUs stopped: at ``pre-switchover`` (QEMU waits for a migrate-continue that never comes) and
+    once QEMU reports the memory copy completed (the destination holds the whole guest, paused). No
+    finish ran, so the destination must never run: its helper discards it, and the perform's guard
+    cancels what is left on the source and resumes the guest. The guest runs on the source only."""
+    src_root, dst_root = roots
+    src, dst = _open_pair(sshd, src_root, dst_root)
+    with src, dst:
+        dom, console = start_counting_guest(src, src_root, extra)
+        client = subprocess.Popen(
+            [sys.executable, "-c", SWITCHOVER_CLIENT, str(src.uri), str(dst.uri), point],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert client.stdout is not None and client.stdout.readline().strip() == point
+            assert dom.state() == DomainState.PAUSED  # the switchover: the guest runs nowhere
+            assert qemu_pids(dst_root), "the destination QEMU is not there"
+            ticks = len(acked_ticks(console))
+        finally:
+            client.kill()
+            client.wait()
+        deadline = time.monotonic() + 60
+        while _qemu_pids_or_domains(dst, dst_root) or dom.state() != DomainState.RUNNING:
+            assert time.monotonic() < deadline, (
+                f"after the kill: source {dom.state()}, destination {dst.list_domains()}"
+            )
+            time.sleep(0.1)
+        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # counting on the source
+        check_destination_clean(dst, dst_root)
+        assert not dom.block_job_info("vda")  # the mirror is gone from the source
+        assert len(qemu_pids(src_root)) == 1
+        moved = dom.migrate(dst, flags=COPY).wait(timeout=300)  # nothing of it is in the way of the next one
+        assert moved.state() == DomainState.RUNNING
+        moved.destroy()
+
+
+def _qemu_pids_or_domains(dst: virtabs.Connection, dst_root: Path) -> bool:
+    return bool(qemu_pids(dst_root) or dst.list_domains())
+
+
+def test_the_client_dying_while_a_remote_source_migrates(
+    sshd: object, second_sshd: object, roots: tuple[Path, Path], extra: dict[str, object]
+) -> None:
+    """Both sides remote (two sshd servers): the source's perform runs in its helper, which outlives the
+    killed client. The perform is stopped (by that helper's abort, or by its streams failing as the
+    client's ssh forwards end, whichever comes first: this test does not tell them apart), it rolls back
+    and the guest keeps running; the destination's helper discards what it prepared."""
+    src_root, dst_root = roots
+    src_uri = sshd.uri("qemu", "/embed", root=str(src_root), accel="tcg")  # type: ignore[attr-defined]
+    dst_uri = second_sshd.uri("qemu", "/embed", root=str(dst_root), accel="tcg")  # type: ignore[attr-defined]
+    with virtabs.open(src_uri, timeout=60) as src, virtabs.open(dst_uri, timeout=60) as dst:
+        dom, console = start_counting_guest(src, src_root, extra)
+        client = subprocess.Popen(
+            [sys.executable, "-c", CLIENT, src_uri, dst_uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert client.stdout is not None and client.stdout.readline().strip() == "storage"
+            assert qemu_pids(dst_root), "the destination QEMU was not started"
+        finally:
+            client.kill()
+            client.wait()
+        deadline = time.monotonic() + 60
+        while qemu_pids(dst_root) or dst.list_domains() or dom.block_job_info("vda"):
+            assert time.monotonic() < deadline, "the migration was not rolled back after its client died"
+            time.sleep(0.1)
+        assert dom.state() == DomainState.RUNNING
+        ticks = len(acked_ticks(console))
+        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # still counting
+        check_destination_clean(dst, dst_root)
+        assert len(qemu_pids(src_root)) == 1
+        dom.destroy()

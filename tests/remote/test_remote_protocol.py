@@ -292,3 +292,45 @@ def test_flag_combinations_round_trip_as_lists_of_names() -> None:
             decode_value(bad, MigrateFlags, "flags")
     with pytest.raises(ProtocolError, match="no name"):
         encode_value(MigrateFlags(1 << 40), MigrateFlags, "flags")
+
+
+def test_a_perform_whose_session_ends_is_aborted_and_the_guest_resumes(helper: HelperProcess, tmp_path: Any) -> None:
+    """The client that asked for a migration's perform goes away while it runs (here: its session is
+    closed; a dead client's channel ends every session the same way): no finish can follow, so the
+    helper aborts the perform, which rolls back, and the source's guest runs again."""
+    from virtabs import MigrateFlags
+    from virtabs.spi import DomainSpec, MigrationRequest
+
+    dest = tmp_path / "dest.json"
+    dest.write_text("{}")
+    helper.hello()
+    client = helper.open("test:///default")["session"]
+    target = helper.open(f"test://{dest}")["session"]
+    observer = helper.open("test:///default")["session"]
+    dom = helper.call(1, "lookup_domain", {"name_or_uuid": "test"}, client)["result"]
+    memory = helper.call(2, "domain_info", {"dom": dom}, observer)["result"]["memory_bytes"]
+    # not LIVE: the source is paused while memory is copied (so the observer sees the perform under way);
+    # the bandwidth makes the copy take 10 s
+    request = MigrationRequest(flags=MigrateFlags.PERSIST_DEST, bandwidth_bytes=max(1, memory // 10))
+    spec = DomainSpec(name="test", memory_bytes=memory, vcpus=1, uuid=dom["uuid"])
+    prepared = helper.call(
+        3, "migrate_prepare", method_schema("migrate_prepare").encode_args((spec, request, [])), target
+    )
+    assert "result" in prepared, prepared
+    perform = {"dom": dom, "request": encode_value(request, MigrationRequest), "ticket": prepared["result"]}
+    helper.send({"type": "call", "id": 4, "session": client, "method": "migrate_perform", "args": perform})
+    state = None
+    for request_id in range(100, 1100):  # until the perform has paused the source
+        state = helper.call(request_id, "domain_info", {"dom": dom}, observer)["result"]["state"]
+        if state == "PAUSED":
+            break
+    assert state == "PAUSED", state
+    helper.send({"type": "call", "id": 5, "session": client, "method": "close", "args": {}})
+    replies = {}
+    for _ in range(2):
+        reply = helper.read()
+        assert reply is not None
+        replies[reply["id"]] = reply
+    assert replies[4]["error"]["class"] == "OperationFailedError" and "aborted" in replies[4]["error"]["message"]
+    assert helper.call(6, "domain_info", {"dom": dom}, observer)["result"]["state"] == "RUNNING"
+    assert helper.finish() == 0

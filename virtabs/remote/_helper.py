@@ -68,6 +68,12 @@ class _Session:
         self.prepared: dict[str, tuple[MigrationTicket, MigrationRequest]] = {}
         """Migrations this session prepared and has not finished, by destination domain name: discarded
         when the session ends without finishing them (the client died mid-migration)."""
+        self.performing: dict[str, tuple[DomainRef, MigrationRequest]] = {}
+        """Source domains whose perform runs now, by name: aborted when the session ends (no finish can
+        follow); one that completes all the same resumes its guest (confirm, unsuccessful)."""
+        self.closed = False
+        """Set once the session ended; a perform still running then closes the connection when it ends."""
+        self.lock = threading.Lock()
 
 
 class Helper:
@@ -284,12 +290,39 @@ class Helper:
             )
         schema = method_schema(method)
         kwargs = schema.decode_args(args)
-        value = _dispatch(session.conn, method, kwargs)
+        if method == "migrate_perform":
+            value = self._perform(session, kwargs)
+        else:
+            value = _dispatch(session.conn, method, kwargs)
         if method == "migrate_prepare" and isinstance(value, MigrationTicket) and not kwargs["request"].offline:
             session.prepared[value.domain.name] = (value, kwargs["request"])
         elif method == "migrate_finish" and isinstance(kwargs.get("ticket"), MigrationTicket):
             session.prepared.pop(kwargs["ticket"].domain.name, None)
         return encode_value(value, schema.result, method)
+
+    def _perform(self, session: _Session, kwargs: dict[str, Any]) -> Any:
+        """``migrate_perform``, known to :meth:`_close` while it runs. One that completes after its session
+        ended resumes the guest here: its reply reaches no one, so no finish runs and the destination (its
+        helper, or the dead client's guard) is discarded."""
+        dom, request = kwargs["dom"], kwargs["request"]
+        with session.lock:
+            if session.closed:
+                raise OperationInvalidError("the session is closed")
+            session.performing[dom.name] = (dom, request)
+        try:
+            value = _dispatch(session.conn, "migrate_perform", kwargs)
+        finally:
+            with session.lock:
+                session.performing.pop(dom.name, None)
+                orphaned, last = session.closed, session.closed and not session.performing
+        if orphaned:
+            log.warning("the migration of domain %r completed after its client went away: resuming it", dom.name)
+            with contextlib.suppress(Exception):
+                session.conn._gate.driver.migrate_confirm(dom, request, False)
+        if last:
+            with contextlib.suppress(VirtabsError):
+                session.conn.close()
+        return value
 
     def _open(self, args: dict[str, Any]) -> dict[str, Any]:
         import virtabs
@@ -335,6 +368,16 @@ class Helper:
                 log.warning("discarding the unfinished migration of domain %r", ticket.domain.name)
                 with contextlib.suppress(Exception):
                     session.conn._gate.driver.migrate_finish(ticket, request, False)
+            with session.lock:
+                session.closed = True
+                performing = list(session.performing.values())
+            for dom, _request in performing:
+                # No finish can follow: stop it (it rolls back); the last perform to end closes the connection.
+                log.warning("aborting the migration of domain %r: its client went away", dom.name)
+                with contextlib.suppress(Exception):
+                    session.conn._gate.driver.migrate_abort(dom)
+            if performing:
+                return
             with contextlib.suppress(VirtabsError):
                 session.conn.close()
 

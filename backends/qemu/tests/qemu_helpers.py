@@ -19,6 +19,10 @@ from virtabs import parse_uri
 from virtabs.spi import ConnectOptions, DiskSpec, DomainSpec
 from virtabs.testing.plugin import in_ci
 
+from virtabs_qemu.testing import qemu_pids
+
+__all__ = ["qemu_pids"]  # re-exported: the suites import it from here
+
 MiB = 1024 * 1024
 SIZE = 64 * MiB
 # The layout of test-targets.md §8, scaled to 64 MiB: base 0xaa [0, 32M), snap1 0xbb [32M, 48M), snap2 0xcc [48M, 64M)
@@ -138,25 +142,6 @@ def image_info(path: Path | str) -> dict[str, object]:
         if fh.read(4) == b"QFI\xfb":
             fmt = "qcow2"
     return dict(json.loads(qemu_img("info", "--output=json", "-U", "-f", fmt, str(path))))
-
-
-def qemu_pids(root: Path) -> set[int]:
-    """Live (not zombie) QEMU processes whose command line names something under ``root``."""
-    found = set()
-    needle = os.fsencode(str(root))
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-            with open(f"/proc/{entry}/stat") as fh:
-                state = fh.read().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            continue
-        if state not in ("Z", "X") and b"qemu-system" in argv[0] and any(needle in a for a in argv):
-            found.add(int(entry))
-    return found
 
 
 def has_open(pid: int, path: Path) -> bool:

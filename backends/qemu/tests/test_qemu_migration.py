@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,12 +23,22 @@ from pathlib import Path
 
 import pytest
 import virtabs
-from qemu_helpers import MiB, qemu_pids
+from qemu_helpers import MiB, make_driver, qemu_pids
 from virtabs import DomainState, MigrateFlags, OperationFailedError
-from virtabs.spi import DiskSpec, DomainSpec
+from virtabs.spi import DiskInfo, DiskSpec, DomainSpec, MigrationRequest
 from virtabs.testing.plugin import in_ci
 
-from virtabs_qemu.testing import ACKED, COUNTING_GUEST_INIT, guest_extra_with_init, wait_console
+from virtabs_qemu.testing import (
+    COUNTING_GUEST_INIT,
+    SWITCHOVER_CLIENT,
+    acked_ticks,
+    check_destination_clean,
+    check_guest_moved,
+    guest_extra_with_init,
+    read_sectors,
+    start_counting_guest,
+    wait_console,
+)
 
 M = MigrateFlags
 COPY = M.LIVE | M.NON_SHARED_DISK | M.PERSIST_DEST
@@ -60,45 +71,13 @@ def _open(root: Path) -> virtabs.Connection:
     return virtabs.open(f"qemu:///embed?root={root}&accel={ACCEL}", timeout=60)
 
 
-def _counting_guest(src: virtabs.Connection, root: Path, extra: dict[str, object]) -> tuple[virtabs.Domain, Path]:
-    pool = src.lookup_storage_pool("default")
-    pool.create_volume("counter.qcow2", 64 * MiB, format="qcow2")
-    path = os.path.join(str(pool.info().path), "counter.qcow2")
-    spec = DomainSpec(
-        name="counter",
-        memory_bytes=128 * MiB,
-        vcpus=1,
-        disks=(DiskSpec("vda", path, format="qcow2"),),
-        extra=extra,
-    )
-    dom = src.define_domain(spec)
-    dom.start()
-    console = root / "run" / "counter" / "console.log"
-    wait_console(console, "virtabs-guest: acked 3 ", timeout=120)
-    return dom, console
-
-
-def _acked(console: Path) -> list[tuple[int, str]]:
-    return [(int(n), boot) for n, boot in ACKED.findall(console.read_text(errors="replace"))]
-
-
-def _sectors(image: str, count: int) -> bytes:
-    out = Path(tempfile.mkdtemp(prefix="vtm-read-")) / "disk.raw"
-    try:  # a running QEMU holds the image: read it without taking its lock (-U)
-        subprocess.run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", image, str(out)], check=True)
-        with open(out, "rb") as fh:
-            return fh.read((count + 1) * 512)
-    finally:
-        shutil.rmtree(out.parent, ignore_errors=True)
-
-
 def test_the_running_guest_keeps_counting_on_the_destination(
     roots: tuple[Path, Path], extra: dict[str, object]
 ) -> None:
     src_root, dst_root = roots
     with _open(src_root) as src, _open(dst_root) as dst:
-        dom, src_console = _counting_guest(src, src_root, extra)
-        boot_id = _acked(src_console)[0][1]
+        dom, src_console = start_counting_guest(src, src_root, extra)
+        boot_id = acked_ticks(src_console)[0][1]
         seen: list[virtabs.MigrationInfo] = []
         job = dom.migrate(dst, flags=COPY, max_downtime=300)
         moved = job.wait(timeout=300, progress=seen.append)
@@ -114,37 +93,15 @@ def test_the_running_guest_keeps_counting_on_the_destination(
         # the source: stopped (no QEMU left), still defined (no UNDEFINE_SOURCE)
         assert dom.state() == DomainState.SHUTOFF
         assert qemu_pids(src_root) == set()
-        before = _acked(src_console)
-        last_on_source = before[-1][0]
-
-        # the destination: the same guest (same boot id, never booted there), counting on
-        assert moved.state() == DomainState.RUNNING
-        dst_console = dst_root / "run" / "counter" / "console.log"
-        wait_console(dst_console, f"virtabs-guest: acked {last_on_source + 3} ", timeout=120)
-        after = _acked(dst_console)
-        assert {boot for _n, boot in after} == {boot_id}
-        assert "virtabs-guest: up" not in dst_console.read_text(errors="replace")
-        assert after[0][0] <= last_on_source + 2  # it went on from where it was, in memory
-
-        # every write the source acknowledged is on the destination's disk
-        disk = moved.disks()[0].path
-        assert disk.startswith(str(dst_root))
-        data = _sectors(disk, last_on_source)
-        for n, _boot in before:
-            assert data[n * 512 : n * 512 + 14] == f"tick {n:08d}\n".encode(), f"tick {n} missing on the destination"
+        # the destination: the same guest, counting on from where it was, every acknowledged write on its disk
+        check_guest_moved(moved, src_console, dst_root, boot_id)
         moved.destroy()
-
-
-def _no_trace_on(dst: virtabs.Connection, dst_root: Path) -> None:
-    assert dst.list_domains() == []
-    assert qemu_pids(dst_root) == set()
-    assert list((dst_root / "images").glob("*")) == [] if (dst_root / "images").exists() else True
 
 
 def test_abort_during_the_mirror_rolls_back(roots: tuple[Path, Path], extra: dict[str, object]) -> None:
     src_root, dst_root = roots
     with _open(src_root) as src, _open(dst_root) as dst:
-        dom, console = _counting_guest(src, src_root, extra)
+        dom, console = start_counting_guest(src, src_root, extra)
         job = dom.migrate(dst, flags=COPY, bandwidth=1)  # 1 MiB/s: the mirror takes a minute
         deadline = time.monotonic() + 60
         while job.info().phase != "storage" and time.monotonic() < deadline:
@@ -155,9 +112,9 @@ def test_abort_during_the_mirror_rolls_back(roots: tuple[Path, Path], extra: dic
             job.wait(timeout=120)
         assert job.info().phase == "cancelled"
         assert dom.state() == DomainState.RUNNING
-        ticks = len(_acked(console))
+        ticks = len(acked_ticks(console))
         wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # still counting
-        _no_trace_on(dst, dst_root)
+        check_destination_clean(dst, dst_root)
         assert not dom.block_job_info("vda")
         # nothing of the first attempt is in the way of the next one (node names, exports, sockets)
         moved = dom.migrate(dst, flags=COPY).wait(timeout=300)
@@ -168,7 +125,7 @@ def test_abort_during_the_mirror_rolls_back(roots: tuple[Path, Path], extra: dic
 def test_abort_during_the_memory_copy_rolls_back(roots: tuple[Path, Path], extra: dict[str, object]) -> None:
     src_root, dst_root = roots
     with _open(src_root) as src, _open(dst_root) as dst:
-        dom, console = _counting_guest(src, src_root, extra)
+        dom, console = start_counting_guest(src, src_root, extra)
         job = dom.migrate(dst, flags=COPY, bandwidth=2)  # memory at 2 MiB/s: a minute of copying
         deadline = time.monotonic() + 120
         while job.info().phase != "memory" and time.monotonic() < deadline:
@@ -178,16 +135,16 @@ def test_abort_during_the_memory_copy_rolls_back(roots: tuple[Path, Path], extra
         with pytest.raises(OperationFailedError, match="aborted"):
             job.wait(timeout=120)
         assert dom.state() == DomainState.RUNNING
-        ticks = len(_acked(console))
+        ticks = len(acked_ticks(console))
         wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)
-        _no_trace_on(dst, dst_root)
+        check_destination_clean(dst, dst_root)
         dom.destroy()
 
 
 def test_destination_qemu_killed_during_the_mirror(roots: tuple[Path, Path], extra: dict[str, object]) -> None:
     src_root, dst_root = roots
     with _open(src_root) as src, _open(dst_root) as dst:
-        dom, console = _counting_guest(src, src_root, extra)
+        dom, console = start_counting_guest(src, src_root, extra)
         job = dom.migrate(dst, flags=COPY, bandwidth=1)
         deadline = time.monotonic() + 60
         while not qemu_pids(dst_root) or job.info().phase != "storage":
@@ -198,16 +155,16 @@ def test_destination_qemu_killed_during_the_mirror(roots: tuple[Path, Path], ext
         with pytest.raises(OperationFailedError):
             job.wait(timeout=120)
         assert dom.state() == DomainState.RUNNING
-        ticks = len(_acked(console))
+        ticks = len(acked_ticks(console))
         wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)
-        _no_trace_on(dst, dst_root)
+        check_destination_clean(dst, dst_root)
         dom.destroy()
 
 
 def test_source_killed_during_the_mirror(roots: tuple[Path, Path], extra: dict[str, object]) -> None:
     src_root, dst_root = roots
     with _open(src_root) as src, _open(dst_root) as dst:
-        dom, _console = _counting_guest(src, src_root, extra)
+        dom, _console = start_counting_guest(src, src_root, extra)
         job = dom.migrate(dst, flags=COPY, bandwidth=1)
         deadline = time.monotonic() + 60
         while job.info().phase != "storage":
@@ -218,7 +175,7 @@ def test_source_killed_during_the_mirror(roots: tuple[Path, Path], extra: dict[s
         with pytest.raises(virtabs.VirtabsError):
             job.wait(timeout=120)
         assert dom.state() == DomainState.CRASHED  # reported as it really is
-        _no_trace_on(dst, dst_root)
+        check_destination_clean(dst, dst_root)
 
 
 def test_copy_storage_inc_copies_the_top_layer_onto_the_shared_base(
@@ -254,7 +211,7 @@ def test_copy_storage_inc_copies_the_top_layer_onto_the_shared_base(
         wait_console(dst_root / "run" / "inc" / "console.log", "virtabs-guest: acked", timeout=120)
         assert src.list_domains() == []  # UNDEFINE_SOURCE
         assert qemu_pids(src_root) == set()
-        data = _sectors(disk.path, 8)
+        data = read_sectors(disk.path, 8)
         assert data[512:526] == b"tick 00000001\n"
         moved.destroy()
 
@@ -262,7 +219,7 @@ def test_copy_storage_inc_copies_the_top_layer_onto_the_shared_base(
 def test_destination_qemu_killed_during_the_memory_copy(roots: tuple[Path, Path], extra: dict[str, object]) -> None:
     src_root, dst_root = roots
     with _open(src_root) as src, _open(dst_root) as dst:
-        dom, console = _counting_guest(src, src_root, extra)
+        dom, console = start_counting_guest(src, src_root, extra)
         job = dom.migrate(dst, flags=COPY, bandwidth=2)
         deadline = time.monotonic() + 120
         while job.info().phase != "memory":
@@ -273,7 +230,111 @@ def test_destination_qemu_killed_during_the_memory_copy(roots: tuple[Path, Path]
         with pytest.raises(OperationFailedError):
             job.wait(timeout=120)
         assert dom.state() == DomainState.RUNNING
-        ticks = len(_acked(console))
+        ticks = len(acked_ticks(console))
         wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)
-        _no_trace_on(dst, dst_root)
+        check_destination_clean(dst, dst_root)
+        dom.destroy()
+
+
+def test_a_late_discard_leaves_a_newer_prepare_of_the_same_name_alone(roots: tuple[Path, Path]) -> None:
+    """A discard arriving late (the helper of a client that died mid-migration discards on EOF, after the
+    next migration of the same name to the same root was prepared) removes nothing of the newer one: its
+    definition, its QEMU and its image stay; the newer one's own discard still removes them."""
+    src_root, dst_root = roots
+    source_image = src_root / "late.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(source_image), str(64 * MiB)], check=True)
+    spec = DomainSpec(
+        name="late", memory_bytes=64 * MiB, vcpus=1, disks=(DiskSpec("vda", str(source_image), format="qcow2"),)
+    )
+    disk = DiskInfo("vda", str(source_image), "qcow2", capacity_bytes=64 * MiB)
+    request = MigrationRequest(flags=COPY, disks=("vda",))
+    dst = make_driver(dst_root)
+    try:
+        first = dst.migrate_prepare(spec, request, [disk])
+        dst.migrate_finish(first, request, False)  # the first migration's discard...
+        assert dst.list_domains() == [] and qemu_pids(dst_root) == set()
+        second = dst.migrate_prepare(spec, request, [disk])
+        image = Path(second.disks[0].path)
+        running = qemu_pids(dst_root)
+        assert len(running) == 1 and image.exists()
+
+        dst.migrate_finish(first, request, False)  # ...comes again, late: the newer prepare is not its
+        assert [d.name for d in dst.list_domains()] == ["late"]
+        assert qemu_pids(dst_root) == running
+        assert image.exists()
+        info = dst.domain_info(second.domain)  # its QEMU answers: still waiting for the incoming stream
+        assert info.state == DomainState.PAUSED and info.native_state == "inmigrate", info
+
+        dst.migrate_finish(second, request, False)  # its own discard removes it all
+        assert dst.list_domains() == [] and qemu_pids(dst_root) == set() and not image.exists()
+    finally:
+        dst.close()
+
+
+@pytest.mark.parametrize("point", ["pre-switchover", "completed"])
+def test_the_client_dying_during_the_switchover(roots: tuple[Path, Path], extra: dict[str, object], point: str) -> None:
+    """Between two embed roots of this machine there is no helper: the killed client was both the source's
+    perform and the destination's preparer. Its guards do what it cannot: the destination (no finish ran)
+    is discarded, the source's migration is cancelled and the guest resumes there. Killed with the
+    guest's vCPUs stopped, at ``pre-switchover`` and once the memory copy completed."""
+    src_root, dst_root = roots
+    with _open(src_root) as src, _open(dst_root) as dst:
+        dom, console = start_counting_guest(src, src_root, extra)
+        client = subprocess.Popen(
+            [sys.executable, "-c", SWITCHOVER_CLIENT, str(src.uri), str(dst.uri), point],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert client.stdout is not None and client.stdout.readline().strip() == point
+            assert dom.state() == DomainState.PAUSED  # the switchover: the guest runs nowhere
+            assert qemu_pids(dst_root), "the destination QEMU is not there"
+            ticks = len(acked_ticks(console))
+        finally:
+            client.kill()
+            client.wait()
+        deadline = time.monotonic() + 60
+        while qemu_pids(dst_root) or dst.list_domains() or dom.state() != DomainState.RUNNING:
+            assert time.monotonic() < deadline, (
+                f"after the kill: source {dom.state()}, destination {dst.list_domains()}"
+            )
+            time.sleep(0.1)
+        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # counting on the source
+        check_destination_clean(dst, dst_root)
+        assert not dom.block_job_info("vda")
+        assert len(qemu_pids(src_root)) == 1
+        dom.destroy()
+
+
+def test_the_destination_dying_before_finish_leaves_no_definition(
+    roots: tuple[Path, Path], extra: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memory copy completed, then the destination QEMU dies before finish resumes it: finish fails,
+    the source (paused at the end of its copy) resumes, and the destination keeps no definition, image
+    or QEMU (its finish discards what its prepare made)."""
+    from virtabs_qemu import _migration
+
+    src_root, dst_root = roots
+    finish = _migration.Migrations.finish
+
+    def killing_finish(self: _migration.Migrations, ticket: object, request: object, success: bool) -> object:
+        if success:
+            for pid in qemu_pids(dst_root):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while qemu_pids(dst_root):
+                assert time.monotonic() < deadline, "the destination QEMU did not die"
+                time.sleep(0.05)
+        return finish(self, ticket, request, success)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_migration.Migrations, "finish", killing_finish)
+    with _open(src_root) as src, _open(dst_root) as dst:
+        dom, console = start_counting_guest(src, src_root, extra)
+        with pytest.raises(virtabs.VirtabsError):
+            dom.migrate(dst, flags=COPY).wait(timeout=300)
+        assert dom.state() == DomainState.RUNNING
+        ticks = len(acked_ticks(console))
+        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # counting on the source
+        check_destination_clean(dst, dst_root)
         dom.destroy()

@@ -92,12 +92,14 @@ class Lifecycle:
 
     # --- definitions ------------------------------------------------------------------------------
 
-    def define(self, spec: DomainSpec) -> DomainRef:
-        """Persist a new definition; what the command line cannot express is refused now, not at start."""
+    def define(self, spec: DomainSpec, migration_token: str | None = None) -> DomainRef:
+        """Persist a new definition; what the command line cannot express is refused now, not at start.
+
+        ``migration_token``: the definition is an incoming migration's (see ``Definition.migration_token``)."""
         uid = spec.uuid or str(_uuid.uuid4())
         data = spec.to_dict()
         data["uuid"] = uid
-        defn = Definition(uuid=uid, spec=DomainSpec.from_dict(data))
+        defn = Definition(uuid=uid, spec=DomainSpec.from_dict(data), migration_token=migration_token)
         self._argv(defn, qmp_socket="s", pidfile="p")
         self.store.add(defn)
         self.events.lifecycle(defn, LifecycleEventType.DEFINED, "added")

@@ -1,9 +1,10 @@
 """Live migration with storage between two state roots (issue 23), as libvirt's qemu driver does it.
 
-Destination (:meth:`Migrations.prepare`): an image per copied disk in the ``default`` pool (the
-source's size and format; with NON_SHARED_INC backed by the source's backing file, which the
-destination must already have; an existing image of the right size is reused), the domain defined
-with those paths, QEMU started paused with ``-incoming defer``, an NBD server on a unix socket with
+Destination (:meth:`Migrations.prepare`): the domain defined with its new image paths and a token of
+this migration (a discard removes only what carries its own token), an image per copied disk in the
+``default`` pool (the source's size and format; with NON_SHARED_INC backed by the source's backing
+file, which the destination must already have; an existing image of the right size is reused), QEMU
+started paused with ``-incoming defer``, an NBD server on a unix socket with
 a writable export of each disk's format node, and ``migrate-incoming`` listening on another socket.
 
 Source (:meth:`Migrations.perform`): ``pause-before-switchover``; per disk an NBD client node and a
@@ -20,8 +21,11 @@ the project's migration reference (QEMU 7.2).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import os
 import re
+import secrets
 import socket
 import threading
 import time
@@ -50,6 +54,7 @@ from virtabs.spi import (
 from . import _img
 from ._cmdline import fmt_node_name
 from ._events import Events
+from ._guard import Guard
 from ._lifecycle import Lifecycle
 from ._process import Processes
 from ._qmp import QMPClient, QMPError
@@ -57,6 +62,8 @@ from ._session import Sessions, device_node
 from ._store import DefinitionStore
 
 __all__ = ["Migrations", "check_listen_address"]
+
+_log = logging.getLogger(__name__)
 
 POLL = 0.05
 """Seconds between two looks at the mirrors or the migration."""
@@ -132,7 +139,13 @@ class Migrations:
         lifecycle: Lifecycle,
         timeout: float,
         listen_address: str | None = None,
+        guard_uri: str | None = None,
     ) -> None:
+        self.guard_uri = guard_uri
+        """The connection's URI, which a step's guard (``_guard``) opens if this process dies inside the step;
+        None: no guards."""
+        self._guards: dict[str, Guard] = {}
+        """The guards of the destinations this process prepared and has not finished, by token."""
         self.listen_address = listen_address
         """Where the destination listens (TCP) when the URI gives ``migrate_address``; None: unix sockets."""
         self.store = store
@@ -147,79 +160,113 @@ class Migrations:
     # --- destination ------------------------------------------------------------------------------
 
     def prepare(self, spec: DomainSpec, request: MigrationRequest, disks: list[DiskInfo]) -> MigrationTicket:
-        """Images, definition, paused ``-incoming defer`` QEMU, NBD exports and the incoming socket."""
+        """Definition, images, paused ``-incoming defer`` QEMU, NBD exports and the incoming socket.
+
+        The definition comes first and carries a new token (``Definition.migration_token``, also in the
+        ticket's cookie): it claims the name on this root, and :meth:`discard` removes only a destination
+        that carries its own token. The rest is made under the domain lock, which a discard holds
+        throughout: a discard of an earlier migration of the same name, arriving late (its client died,
+        its helper discards on EOF), either ends before this prepare defines (the name was still taken:
+        the define is refused and nothing is touched) or finds this prepare's token and leaves it alone.
+        """
         dirs = self.store.dirs
         copied = {d.target: d for d in disks}
-        created: list[str] = []
+        token = secrets.token_hex(16)
         new_disks = []
-        try:
-            for disk in spec.disks:
-                info = copied.get(disk.target)
-                if info is None:
-                    new_disks.append(disk)
-                    continue
-                path = os.path.join(dirs.images, os.path.basename(info.path))
-                if os.path.realpath(path) == os.path.realpath(info.path):
-                    raise OperationInvalidError(
-                        f"disk {disk.target}: the destination image would be the source's own file {path}"
-                    )
-                self._create_image(info, path, request, created)
-                new_disks.append(attrs.evolve(disk, path=path))
-            ref = self.lifecycle.define(attrs.evolve(spec, disks=tuple(new_disks)))
-        except BaseException:
-            _remove(created)
-            raise
-        cookie = {"name": ref.name, "created": "\n".join(created)}
+        for disk in spec.disks:
+            info = copied.get(disk.target)
+            if info is None:
+                new_disks.append(disk)
+                continue
+            path = os.path.join(dirs.images, os.path.basename(info.path))
+            if os.path.realpath(path) == os.path.realpath(info.path):
+                raise OperationInvalidError(
+                    f"disk {disk.target}: the destination image would be the source's own file {path}"
+                )
+            new_disks.append(attrs.evolve(disk, path=path))
+        ref = self.lifecycle.define(attrs.evolve(spec, disks=tuple(new_disks)), migration_token=token)
+        guard = None if request.offline else self._guard(["destination", ref.name, token])
+        created: list[str] = []
+        with self.store.lock(ref.name).hold():
+            try:
+                ticket = self._prepare(ref, request, copied, token, created, guard)
+            except BaseException:
+                self.discard(ref.name, created, token)
+                if guard is not None:
+                    guard.done()
+                raise
+        if guard is not None:
+            self._guards[token] = guard
+        return ticket
+
+    def _guard(self, args: list[str]) -> Guard | None:
+        """The guard of a step (see ``_guard``), or None without a URI to give it."""
+        return None if self.guard_uri is None else Guard.start(self.guard_uri, self.timeout, args)
+
+    def _prepare(
+        self,
+        ref: DomainRef,
+        request: MigrationRequest,
+        copied: dict[str, DiskInfo],
+        token: str,
+        created: list[str],
+        guard: Guard | None,
+    ) -> MigrationTicket:
+        """The rest of :meth:`prepare`, under the domain lock: ``created`` (and ``guard``) get each image made."""
+        dirs = self.store.dirs
+        defn = self.store.get(ref)
+        for disk in defn.spec.disks:
+            info = copied.get(disk.target)
+            if info is not None:
+                self._create_image(info, disk.path, request, created)
+                if guard is not None and created and created[-1] == disk.path:
+                    guard.note(f"created {disk.path}")
+        cookie = {"name": ref.name, "created": "\n".join(created), "token": token}
         if request.offline:
             return MigrationTicket(domain=ref, cookie=cookie)
         ticket_disks = []
-        try:
-            defn = self.store.get(ref)
-            self.lifecycle.launch(defn, paused=True, incoming="defer")
-            run = dirs.run_dir(ref.name)
-            host = self.listen_address
-            if host is None:
-                nbd, mem = os.path.join(run, "nbd.sock"), os.path.join(run, "mig.sock")
-                nbd_addr: dict[str, Any] = {"type": "unix", "data": {"path": nbd}}
-                memory_uri = f"unix:{mem}"
-            else:
-                nbd_port, mem_port = _free_port(host), _free_port(host)
-                nbd_addr = {"type": "inet", "data": {"host": host, "port": str(nbd_port)}}
-                memory_uri = f"tcp:{host}:{mem_port}"
-            with self.sessions.open(ref.name) as q:
-                if copied:
-                    q.execute("nbd-server-start", {"addr": nbd_addr})
-                    for target in copied:
-                        q.execute(
-                            "block-export-add",
-                            {
-                                "type": "nbd",
-                                "id": f"mig-{target}",
-                                "node-name": fmt_node_name(target),
-                                "name": target,
-                                "writable": True,
-                            },
-                        )
-                        path = next(d.path for d in defn.spec.disks if d.target == target)
-                        export = (
-                            f"nbd+unix:///{target}?socket={nbd}"
-                            if host is None
-                            else f"nbd://{host}:{nbd_addr['data']['port']}/{target}"
-                        )
-                        ticket_disks.append(MigrationDiskExport(target, export, path))
-                q.execute(
-                    "migrate-set-capabilities",
-                    {
-                        "capabilities": [
-                            {"capability": "events", "state": True},
-                            {"capability": "late-block-activate", "state": True},
-                        ]
-                    },
-                )
-                q.execute("migrate-incoming", {"uri": memory_uri})
-        except BaseException:
-            self.discard(ref.name, created)
-            raise
+        self.lifecycle.launch(defn, paused=True, incoming="defer")
+        run = dirs.run_dir(ref.name)
+        host = self.listen_address
+        if host is None:
+            nbd, mem = os.path.join(run, "nbd.sock"), os.path.join(run, "mig.sock")
+            nbd_addr: dict[str, Any] = {"type": "unix", "data": {"path": nbd}}
+            memory_uri = f"unix:{mem}"
+        else:
+            nbd_port, mem_port = _free_port(host), _free_port(host)
+            nbd_addr = {"type": "inet", "data": {"host": host, "port": str(nbd_port)}}
+            memory_uri = f"tcp:{host}:{mem_port}"
+        with self.sessions.open(ref.name) as q:
+            if copied:
+                q.execute("nbd-server-start", {"addr": nbd_addr})
+                for target in copied:
+                    q.execute(
+                        "block-export-add",
+                        {
+                            "type": "nbd",
+                            "id": f"mig-{target}",
+                            "node-name": fmt_node_name(target),
+                            "name": target,
+                            "writable": True,
+                        },
+                    )
+                    path = next(d.path for d in defn.spec.disks if d.target == target)
+                    export = (
+                        f"nbd+unix:///{target}?socket={nbd}"
+                        if host is None
+                        else f"nbd://{host}:{nbd_addr['data']['port']}/{target}"
+                    )
+                    ticket_disks.append(MigrationDiskExport(target, export, path))
+            q.execute(
+                "migrate-set-capabilities",
+                {
+                    "capabilities": [
+                        {"capability": "events", "state": True},
+                        {"capability": "late-block-activate", "state": True},
+                    ]
+                },
+            )
+            q.execute("migrate-incoming", {"uri": memory_uri})
         return MigrationTicket(domain=ref, memory_uri=memory_uri, disks=tuple(ticket_disks), cookie=cookie)
 
     def _create_image(self, info: DiskInfo, path: str, request: MigrationRequest, created: list[str]) -> None:
@@ -251,37 +298,82 @@ class Migrations:
         Failure: :meth:`discard`."""
         name = ticket.cookie.get("name", ticket.domain.name)
         created = [p for p in ticket.cookie.get("created", "").split("\n") if p]
+        token = ticket.cookie.get("token")
+        guard = self._guards.pop(token, None) if token is not None else None
+        try:
+            return self._finish(ticket, request, success, name, created, token)
+        finally:
+            if guard is not None:
+                guard.done()
+
+    def _finish(
+        self,
+        ticket: MigrationTicket,
+        request: MigrationRequest,
+        success: bool,
+        name: str,
+        created: list[str],
+        token: str | None,
+    ) -> DomainRef | None:
         if not success:
-            self.discard(name, created)
+            self.discard(name, created, token)
             return None
         if request.offline:
+            self._settle(name, token)
             return ticket.domain
         deadline = time.monotonic() + INCOMING_TIMEOUT
-        with self.sessions.open(name) as q:
-            while True:
-                status = q.execute("query-status")["status"]
-                if status != "inmigrate":
-                    break
-                failed = q.execute("query-migrate").get("status") in ("failed", "cancelled")
-                if failed or time.monotonic() > deadline:
-                    raise OperationFailedError(f"domain {name!r}: the incoming migration did not complete")
-                time.sleep(POLL)
-            mig = q.execute("query-migrate")
-            if mig.get("status") not in ("completed", None):
-                raise OperationFailedError(f"domain {name!r}: incoming migration {mig.get('status')}")
-            if ticket.disks:
-                q.execute("nbd-server-stop")
-            if not request.flags & MigrateFlags.PAUSED:
-                q.execute("cont")
+        try:
+            with self.sessions.open(name) as q:
+                while True:
+                    status = q.execute("query-status")["status"]
+                    if status != "inmigrate":
+                        break
+                    failed = q.execute("query-migrate").get("status") in ("failed", "cancelled")
+                    if failed or time.monotonic() > deadline:
+                        raise OperationFailedError(f"domain {name!r}: the incoming migration did not complete")
+                    time.sleep(POLL)
+                mig = q.execute("query-migrate")
+                if mig.get("status") not in ("completed", None):
+                    raise OperationFailedError(f"domain {name!r}: incoming migration {mig.get('status')}")
+                if ticket.disks:
+                    q.execute("nbd-server-stop")
+                if not request.flags & MigrateFlags.PAUSED:
+                    q.execute("cont")
+        except BaseException:
+            # The destination never ran (the core resumes the source after a failed finish): nothing of it
+            # may stay, neither a QEMU whose incoming migration failed nor a definition without one.
+            self.discard(name, created, token)
+            raise
+        self._settle(name, token)
         defn = self.store.load(name)
         self.events.lifecycle(defn, LifecycleEventType.STARTED, "migrated")
         if request.flags & MigrateFlags.PAUSED:
             self.events.lifecycle(defn, LifecycleEventType.SUSPENDED, "migrated")
         return ticket.domain
 
-    def discard(self, name: str, created: list[str]) -> None:
-        """Kill the destination's QEMU (if any), remove its definition and the images it created."""
+    def _settle(self, name: str, token: str | None) -> None:
+        """The migration's finish succeeded: its definition is an ordinary one from now on (token dropped)."""
         with self.store.lock(name).hold():
+            defn = self.store.load(name)
+            if token is not None and defn.migration_token == token:
+                self.store.save(dataclasses.replace(defn, migration_token=None))
+
+    def discard(self, name: str, created: list[str], token: str | None) -> None:
+        """Kill the destination's QEMU (if any), remove the images it created, then its definition.
+
+        Only the destination its own prepare made (the definition carries ``token``): one that is gone,
+        or that another prepare of the same name made since, is left alone. All of it happens under the
+        domain lock (a prepare makes its part under it too), and the definition goes last: once the
+        domain is not listed, nothing of the discard is left to run.
+        """
+        with self.store.lock(name).hold():
+            try:
+                defn = self.store.load(name)
+            except NoDomainError:
+                return
+            if defn.migration_token is None or defn.migration_token != token:
+                _log.info("domain %r: not discarded (another migration's, or no longer an incoming one)", name)
+                return
             with contextlib.suppress(VirtabsError):
                 self.sessions.quit(name)
             pid = self.processes.pid(name)
@@ -289,10 +381,11 @@ class Migrations:
                 self.processes.kill(name, pid)
             self.processes.reap(name)
             self.store.cleanup_runtime(name)
-        with contextlib.suppress(NoDomainError):
-            defn = self.store.load(name)
-            self.lifecycle.undefine(defn.ref)
-        _remove(created)
+            _remove(created)
+            # Under the domain lock, not the definitions' lock (undefine takes that one first, then this):
+            # removing a name cannot clash with a define, which refuses a name while its file is there.
+            self.store.remove(name)
+        self.events.lifecycle(defn, LifecycleEventType.UNDEFINED, "removed")
 
     # --- source -----------------------------------------------------------------------------------
 
@@ -307,11 +400,14 @@ class Migrations:
             self._progress[name] = progress
         q = QMPClient(self.store.dirs.qmp_socket(name), timeout=self.timeout, what=f"domain {name!r}")
         owner = os.path.join(self.store.dirs.run_dir(name), OWNER_FILE)
+        guard = self._guard(["source", name, *[export.target for export in ticket.disks]])
         try:
             with self.sessions.translated(name):
                 q.connect()
-                self._perform(q, name, request, ticket, progress, owner)
+                self._perform(q, name, request, ticket, progress, owner, guard)
         finally:
+            if guard is not None:
+                guard.done()
             progress.active = False
             q.close()
             with contextlib.suppress(OSError):
@@ -326,8 +422,11 @@ class Migrations:
         ticket: MigrationTicket,
         progress: _Progress,
         owner: str,
+        guard: Guard | None,
     ) -> None:
         running = bool(q.execute("query-status").get("running"))
+        if guard is not None:
+            guard.note(f"running {int(running)}")
         mirrors: list[str] = []
         migrating = False
         try:
@@ -530,6 +629,26 @@ class Migrations:
         with contextlib.suppress(Exception):
             if running and not q.execute("query-status").get("running"):
                 q.execute("cont")
+
+    def recover_source(self, name: str, running: bool, targets: list[str]) -> None:
+        """Perform's rollback, for a perform whose process died (its guard calls this): the migration
+        cancelled if QEMU still runs it, the mirrors of ``targets`` cancelled with force and their nodes
+        deleted, the guest resumed if it ran before (``running``); the dead process's owner file removed."""
+        q = QMPClient(self.store.dirs.qmp_socket(name), timeout=self.timeout, what=f"domain {name!r}")
+        with self.sessions.translated(name):
+            q.connect()
+        try:
+            status = q.execute("query-migrate").get("status")
+            migrating = status in ("setup", "active", "pre-switchover", "device", "cancelling")
+            _log.warning("domain %r: the process migrating it died (migration %s); rolling back", name, status)
+            self._roll_back(q, targets, migrating, running)
+        finally:
+            q.close()
+        owner = os.path.join(self.store.dirs.run_dir(name), OWNER_FILE)
+        recorded = _read_owner(owner)
+        if recorded is not None and _process_token(int(recorded.split()[0])) != recorded:
+            with contextlib.suppress(OSError):
+                os.unlink(owner)
 
     def job_info(self, dom: DomainRef) -> MigrationInfo | None:
         """The figures of the last look (kept after the end, until the next migration)."""

@@ -79,6 +79,10 @@ class Definition:
     current_snapshot: str | None = None
     created: str = field(default_factory=now_iso)
     version: int = 1
+    migration_token: str | None = None
+    """Set by the incoming migration that made this definition (its prepare), until its finish: a discard
+    removes a destination only when it carries the discard's own token (a late discard of an earlier
+    migration never touches a newer one of the same name)."""
 
     @property
     def name(self) -> str:
@@ -109,6 +113,8 @@ class Definition:
         }
         if self.current_snapshot is not None:
             data["current_snapshot"] = self.current_snapshot
+        if self.migration_token is not None:
+            data["migration_token"] = self.migration_token
         return data
 
     @classmethod
@@ -121,6 +127,7 @@ class Definition:
             current_snapshot=data.get("current_snapshot"),
             created=str(data.get("created", "")),
             version=int(data.get("version", 1)),
+            migration_token=None if data.get("migration_token") is None else str(data["migration_token"]),
         )
 
 

@@ -14,6 +14,7 @@
 ``_events``       lifecycle and block-job events, and the poller
 ``_live``         leased QMP monitors: state and block jobs from QEMU's own event stream
 ``_migration``    live migration with storage: NBD exports, mirrors, memory, the switch, rollback
+``_guard``        a migration step's guard process: the rollback when the process driving the step dies
 ``_networks``     user-mode networking and the host bridges and taps the NICs are on (issue 25)
 ================  ==========================================================================
 
@@ -235,6 +236,7 @@ class QemuDriver(Driver):
             self.lifecycle,
             self.timeout,
             listen_address=check_listen_address(uri.param("migrate_address")),
+            guard_uri=None if options.readonly else str(uri),
         )
         self.networks = HostNetworks(self.store.all, self.timeout)
         # the event poller reads states the way domain_status does: leased monitor first, jobs settled

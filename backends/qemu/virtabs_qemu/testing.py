@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from virtabs import Connection, Domain
+from virtabs import Connection, Domain, DomainState
 from virtabs.spi import DiskSpec, DomainSpec
 from virtabs.testing import DefaultTarget, TargetUnavailable
 
@@ -44,13 +44,21 @@ from ._state import DomainLock, StateDirs
 
 __all__ = [
     "ACKED",
+    "SWITCHOVER_CLIENT",
     "CMDLINE",
     "COUNTING_GUEST_INIT",
     "INSTALL_HINT",
     "QemuTarget",
+    "acked_ticks",
     "build_guest",
+    "check_destination_clean",
+    "check_guest_moved",
     "guest_extra",
     "guest_extra_with_init",
+    "process_ids",
+    "qemu_pids",
+    "read_sectors",
+    "start_counting_guest",
     "wait_console",
 ]
 
@@ -274,6 +282,156 @@ rebooted."""
 
 ACKED = re.compile(r"virtabs-guest: acked (\d+) ([0-9a-f-]+)")
 """The counting guest's acknowledgement line: (N, boot id)."""
+
+
+def process_ids(program: bytes, needle: str) -> set[int]:
+    """Live (not zombie) processes whose argv[0] contains ``program`` and whose command line names ``needle``
+    (a scan of ``/proc``; the tests' way to see QEMUs and ssh forwards without asking the driver)."""
+    found = set()
+    key = os.fsencode(needle)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+            with open(f"/proc/{entry}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X") and program in argv[0] and any(key in a for a in argv):
+            found.add(int(entry))
+    return found
+
+
+def qemu_pids(root: Path) -> set[int]:
+    """Live QEMU processes whose command line names something under ``root``."""
+    return process_ids(b"qemu-system", str(root))
+
+
+def start_counting_guest(
+    conn: Connection, root: Path, extra: dict[str, object], name: str = "counter"
+) -> tuple[Domain, Path]:
+    """Define and start the counting guest (:data:`COUNTING_GUEST_INIT`, ``extra`` from
+    :func:`guest_extra_with_init`) on a 64 MiB qcow2 disk in ``conn``'s ``default`` pool, whose state
+    root on this machine is ``root``; wait for its third acknowledged tick. The domain and its console log."""
+    pool = conn.lookup_storage_pool("default")
+    pool.create_volume(f"{name}.qcow2", 64 * MiB, format="qcow2")
+    path = os.path.join(str(pool.info().path), f"{name}.qcow2")
+    spec = DomainSpec(
+        name=name, memory_bytes=128 * MiB, vcpus=1, disks=(DiskSpec("vda", path, format="qcow2"),), extra=extra
+    )
+    dom = conn.define_domain(spec)
+    dom.start()
+    console = root / "run" / name / "console.log"
+    wait_console(console, "virtabs-guest: acked 3 ", timeout=120)
+    return dom, console
+
+
+def acked_ticks(console: Path) -> list[tuple[int, str]]:
+    """The counting guest's acknowledged ticks on ``console``, in order: (N, boot id)."""
+    return [(int(n), boot) for n, boot in ACKED.findall(console.read_text(errors="replace"))]
+
+
+def read_sectors(image: str, count: int) -> bytes:
+    """Sectors 0..``count`` of the qcow2 ``image``, read without taking its lock (a running QEMU holds it)."""
+    out = Path(tempfile.mkdtemp(prefix="vtm-read-")) / "disk.raw"
+    try:
+        subprocess.run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", image, str(out)], check=True)
+        with open(out, "rb") as fh:
+            return fh.read((count + 1) * 512)
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+
+
+def check_guest_moved(moved: Domain, src_console: Path, dst_root: Path, boot_id: str, name: str = "counter") -> None:
+    """The running-guest proof after a migration of the counting guest to the root ``dst_root`` (its path on
+    this machine): the guest runs there and goes on counting from where it was (the same boot id, no boot
+    line on the destination's console), and the destination's disk holds every tick the source
+    acknowledged. AssertionError naming what is missing otherwise."""
+    before = acked_ticks(src_console)
+    if not before:
+        raise AssertionError(f"the source's console {src_console} shows no acknowledged tick")
+    last_on_source = before[-1][0]
+    state = moved.state()
+    if state != DomainState.RUNNING:
+        raise AssertionError(f"the migrated domain is {state.name}, not RUNNING")
+    dst_console = dst_root / "run" / name / "console.log"
+    wait_console(dst_console, f"virtabs-guest: acked {last_on_source + 3} ", timeout=120)
+    after = acked_ticks(dst_console)
+    boots = {boot for _n, boot in after}
+    if boots != {boot_id}:
+        raise AssertionError(f"boot ids on the destination {boots}, the source's {boot_id}: the guest rebooted")
+    if "virtabs-guest: up" in dst_console.read_text(errors="replace"):
+        raise AssertionError("the guest booted on the destination")
+    if after[0][0] > last_on_source + 2:
+        raise AssertionError(
+            f"the destination's first tick {after[0][0]} is not where the source was ({last_on_source})"
+        )
+    disk = moved.disks()[0].path
+    if not disk.startswith(str(dst_root)):
+        raise AssertionError(f"the migrated disk {disk} is not under the destination's root {dst_root}")
+    data = read_sectors(disk, last_on_source)
+    for n, _boot in before:
+        if data[n * 512 : n * 512 + 14] != f"tick {n:08d}\n".encode():
+            raise AssertionError(f"tick {n}, acknowledged on the source, is missing on the destination's disk")
+
+
+def check_destination_clean(dst: Connection, dst_root: Path) -> None:
+    """After a migration that failed or was discarded: the destination (state root ``dst_root`` on this
+    machine) keeps no domain, no QEMU and no image. AssertionError naming what is left otherwise."""
+    domains = [d.name for d in dst.list_domains()]
+    if domains:
+        raise AssertionError(f"the destination keeps domains {domains}")
+    left = qemu_pids(dst_root)
+    if left:
+        raise AssertionError(f"QEMU processes {sorted(left)} of the destination are still running")
+    images = dst_root / "images"
+    kept = sorted(p.name for p in images.glob("*")) if images.exists() else []
+    if kept:
+        raise AssertionError(f"the destination keeps images {kept}")
+
+
+SWITCHOVER_CLIENT = """
+import sys, virtabs
+from virtabs import MigrateFlags as M
+from virtabs_qemu import _migration
+
+point = sys.argv[3]
+
+
+def hold():
+    print(point, flush=True)
+    sys.stdin.read()  # the test kills this process here
+
+
+if point == "pre-switchover":  # vCPUs stopped, QEMU waits for migrate-continue; the mirrors about to end
+    end_mirror = _migration.Migrations._end_mirror
+
+    def _end_mirror(self, q, name, target, force):
+        if not force:
+            hold()
+        return end_mirror(self, q, name, target, force)
+
+    _migration.Migrations._end_mirror = _end_mirror
+else:  # "completed": QEMU sent everything, perform has not returned (no finish, no confirm)
+    record_memory = _migration.Migrations._record_memory
+
+    def _record_memory(self, progress, mig, phase):
+        record_memory(self, progress, mig, phase)
+        if phase == "completed":
+            hold()
+
+    _migration.Migrations._record_memory = _record_memory
+src = virtabs.open(sys.argv[1], timeout=60)
+dst = virtabs.open(sys.argv[2], timeout=60)
+src.lookup_domain("counter").migrate(dst, flags=M.LIVE | M.NON_SHARED_DISK | M.PERSIST_DEST).wait(timeout=600)
+"""
+"""A client process for the tests that kill one during a migration's switchover: ``python -c
+SWITCHOVER_CLIENT SRC_URI DEST_URI POINT`` migrates domain ``counter`` with storage and, inside perform,
+holds at ``POINT`` (``pre-switchover`` or ``completed``: it wraps the driver's own step there), prints
+``POINT`` and waits for the test to kill it."""
+
 
 OWNERS_DIR = ".virtabs-contract-runs"
 """Directory (under the runtime directory) where each kit run records the pid that owns its prefix."""
