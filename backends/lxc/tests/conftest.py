@@ -25,6 +25,13 @@ def lxcpath() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def lxc_uri(lxcpath: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The URI of the private lxcpath, with pytest's temporary directory (where the tests' ``tmp_path`` root file
+    systems lie) as the connection's ``rootfs_dir``."""
+    return f"lxc:///?path={lxcpath}&rootfs_dir={tmp_path_factory.getbasetemp()}"
+
+
+@pytest.fixture(scope="session")
 def rootfs_template() -> Iterator[Path]:
     """One busybox-static root file system, copied by tests that need their own."""
     require_engine()
