@@ -80,12 +80,18 @@ HOSTILE: list[tuple[str, Callable[[Path, Path], str]]] = [
     ("a directory of /sys", lambda lp, sc: "/sys/kernel"),
     ("the rootfs_dir itself", lambda lp, sc: _rootfs_dir(sc)),
     ("a path that does not exist", lambda lp, sc: f"{sc}/missing"),
+    ("a directory at the top of the lxcpath", lambda lp, sc: _mkdir(lp / f"top-{secrets.token_hex(3)}")),
 ]
 
 
 def _link(link: Path, target: str) -> str:
     link.symlink_to(target)
     return str(link)
+
+
+def _mkdir(path: Path) -> str:
+    path.mkdir()
+    return str(path)
 
 
 def _rootfs_dir(scratch: Path) -> str:
@@ -103,6 +109,8 @@ def test_a_hostile_rootfs_is_refused_before_anything_is_written(
     finally:
         for link in Path(lxcpath).glob("link-*"):
             link.unlink()
+        for top in Path(lxcpath).glob("top-*"):
+            top.rmdir()
     assert "root file system" in message, message
 
 
@@ -205,3 +213,19 @@ def test_without_rootfs_dir_only_the_lxcpath_is_a_root(lxcpath: str, scratch: Pa
     with virtabs.open(f"lxc:///?path={lxcpath}") as conn:
         message = _refused(conn, lxcpath, _spec(_name(), str(inside_tmp)))
     assert "must lie inside" in message and lxcpath in message, message
+
+
+def test_liblxc_takes_a_config_at_the_top_of_the_lxcpath_for_a_container(lxcpath: str) -> None:
+    """Why a root file system may not be ``<lxcpath>/X``: its container could write ``/config``, and liblxc
+    lists ``X`` as a container defined by that file (whose hooks it would run as root on the host)."""
+    import lxc
+
+    top = Path(lxcpath) / f"top-{secrets.token_hex(3)}"
+    top.mkdir()
+    try:
+        assert top.name not in lxc.list_containers(config_path=lxcpath)
+        (top / "config").write_text("lxc.uts.name = written-by-a-container\n")  # what its /config would be
+        assert top.name in lxc.list_containers(config_path=lxcpath)
+        assert lxc.Container(top.name, lxcpath).get_config_item("lxc.uts.name") == "written-by-a-container"
+    finally:
+        shutil.rmtree(top)

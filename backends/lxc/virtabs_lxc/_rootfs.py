@@ -9,6 +9,9 @@ before anything is written:
 * it must lie strictly inside one of the connection's roots: its lxcpath, or the directory given in the URI as
   ``rootfs_dir=DIR`` (the connection's owner chooses the URI, the caller of ``define_domain`` does not);
 * it is never ``/``, in ``/proc``, ``/sys`` or ``/dev``, the lxcpath itself or a directory holding it;
+* in the lxcpath, it is never a directory at its top (``<lxcpath>/X``): the container could write ``/config``,
+  which is ``<lxcpath>/X/config``, and liblxc takes a directory with a ``config`` for a container whose
+  definition (hooks run as root on the host included) the container wrote;
 * it never overlaps another container of the lxcpath: not inside, equal to or holding another container's
   directory or root file system (a running container owns everything in its tree, and could swap a
   directory on the way to a nested rootfs for a symlink to ``/``), nor in a directory of the lxcpath that holds a
@@ -93,9 +96,15 @@ def confine_rootfs(
         )
     if _within(lxcpath, resolved):
         raise InvalidArgumentError(f"{what} {shown} is or holds the lxcpath {_shown(lxcpath)}")
-    top = resolved[len(lxcpath.rstrip(os.sep)) + 1 :].split(os.sep, 1)[0] if _within(resolved, lxcpath) else ""
-    if top and os.path.exists(os.path.join(lxcpath, top, "config")):
-        raise InvalidArgumentError(f"{what} {shown} lies in the directory of container {quote(top)}")
+    parts = resolved[len(lxcpath.rstrip(os.sep)) + 1 :].split(os.sep) if _within(resolved, lxcpath) else []
+    if parts and os.path.exists(os.path.join(lxcpath, parts[0], "config")):
+        raise InvalidArgumentError(f"{what} {shown} lies in the directory of container {quote(parts[0])}")
+    if len(parts) == 1:
+        raise InvalidArgumentError(
+            f"{what} {shown} is a directory at the top of the lxcpath: the container's /config would be "
+            f"{_shown(os.path.join(resolved, 'config'))}, which liblxc reads as a container's definition (use a "
+            "directory one level deeper, such as <lxcpath>/images/<name>)"
+        )
     for directory, rootfs in containers:
         for taken, whose in ((directory, "directory"), (rootfs, "root file system")):
             if not taken:
