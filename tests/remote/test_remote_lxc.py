@@ -102,7 +102,7 @@ def test_a_container_over_lxc_ssh_is_defined_run_frozen_and_removed_on_the_remot
     sshd: object, remote_lxcpath: str
 ) -> None:
     name = f"vtr-{uuid.uuid4().hex[:8]}"
-    rootfs = f"{remote_lxcpath}/rootfs-{name}"
+    rootfs = f"{remote_lxcpath}/rootfs/{name}"  # in the lxcpath, not at its top (virtabs_lxc._rootfs)
     make_rootfs = (
         f"from pathlib import Path; from virtabs_lxc.testing import build_busybox_rootfs as b; b(Path({rootfs!r}))"
     )

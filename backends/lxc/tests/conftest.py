@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,8 +24,16 @@ def lxcpath() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def rootfs_template() -> Iterator[Path]:
-    """One busybox-static root file system, copied by tests that need their own."""
+def lxc_uri(lxcpath: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The URI of the private lxcpath, with pytest's temporary directory (where the tests' ``tmp_path`` root file
+    systems lie) as the connection's ``rootfs_dir``."""
+    return f"lxc:///?path={lxcpath}&rootfs_dir={tmp_path_factory.getbasetemp()}"
+
+
+@pytest.fixture(scope="session")
+def rootfs_template(lxcpath: str) -> Path:
+    """One busybox-static root file system, copied by tests that need their own. It lies in the lxcpath, two
+    levels down, where the driver takes a root file system (``virtabs_lxc._rootfs``), so a test may also define
+    a container on it; it goes with the lxcpath."""
     require_engine()
-    with tempfile.TemporaryDirectory(prefix="vtlxc-rootfs-") as tmp:
-        yield build_busybox_rootfs(Path(tmp) / "rootfs")
+    return build_busybox_rootfs(Path(lxcpath) / "images" / "busybox")

@@ -15,8 +15,8 @@ from virtabs_lxc.testing import LxcTarget
 
 
 @pytest.fixture(scope="session")
-def virtabs_uri(lxcpath: str) -> str:
-    return f"lxc:///?path={lxcpath}"
+def virtabs_uri(lxc_uri: str) -> str:
+    return lxc_uri
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,8 @@ MiB = 1 << 20
 
 
 @pytest.fixture
-def conn(lxcpath: str) -> Iterator[virtabs.Connection]:
-    with virtabs.open(f"lxc:///?path={lxcpath}") as c:
+def conn(lxc_uri: str) -> Iterator[virtabs.Connection]:
+    with virtabs.open(lxc_uri) as c:
         yield c
 
 

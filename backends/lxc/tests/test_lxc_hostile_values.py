@@ -31,8 +31,8 @@ EXTRA_VALUES = ("'quoted'", '"double"', " lead", "trail ", "  ", "' mixed \"", "
 
 
 @pytest.fixture
-def conn(lxcpath: str) -> Iterator[virtabs.Connection]:
-    with virtabs.open(f"lxc:///?path={lxcpath}") as c:
+def conn(lxc_uri: str) -> Iterator[virtabs.Connection]:
+    with virtabs.open(lxc_uri) as c:
         yield c
 
 
@@ -143,14 +143,14 @@ def test_init_arguments_reach_the_container_exactly(
     assert not os.path.exists(MARKER)
 
 
-def test_an_init_argument_with_a_space_is_refused(conn: virtabs.Connection, rootfs_template: Path) -> None:
+def test_an_init_argument_with_a_space_is_refused(conn: virtabs.Connection, tmp_path: Path) -> None:
     """liblxc would split it in two (no quoting in lxc.init.cmd): refused, nothing defined."""
     spec = DomainSpec(
         name="spaced",
         memory_bytes=64 * MiB,
         vcpus=1,
         os_type="exe",
-        extra={"lxc": {"rootfs": str(rootfs_template), "init": ["/bin/sh", "-c", "touch /x"]}},
+        extra={"lxc": {"rootfs": str(tmp_path), "init": ["/bin/sh", "-c", "touch /x"]}},
     )
     with pytest.raises(virtabs.InvalidArgumentError, match="hold a space"):
         conn.define_domain(spec)

@@ -17,10 +17,10 @@ MiB = 1 << 20
 
 
 @pytest.fixture
-def running(lxcpath: str, rootfs_template: Path, tmp_path: Path) -> Iterator[tuple[virtabs.Domain, Path]]:
+def running(lxc_uri: str, rootfs_template: Path, tmp_path: Path) -> Iterator[tuple[virtabs.Domain, Path]]:
     rootfs = tmp_path / "snap-rootfs"
     shutil.copytree(rootfs_template, rootfs, symlinks=True)
-    with virtabs.open(f"lxc:///?path={lxcpath}") as conn:
+    with virtabs.open(lxc_uri) as conn:
         spec = DomainSpec(
             name="snap1", memory_bytes=64 * MiB, vcpus=1, os_type="exe", extra=LxcTarget.extra(str(rootfs))
         )

@@ -1,7 +1,9 @@
 """The LXC driver: system containers through liblxc's Python binding.
 
 URIs: ``lxc:///`` (liblxc's default lxcpath, ``/var/lib/lxc`` as root) and ``lxc:///?path=DIR`` (an lxcpath
-of its own). liblxc is imported when a connection opens, never when this module is imported.
+of its own); ``rootfs_dir=DIR`` adds a directory where root file systems may lie besides the lxcpath
+(:mod:`virtabs_lxc._rootfs`: a container's root file system must lie inside one of the two). liblxc is
+imported when a connection opens, never when this module is imported.
 
 A container is a domain. Its definition is liblxc's own configuration file ``<lxcpath>/<name>/config``
 (see :mod:`virtabs_lxc._config` for how a :class:`DomainSpec` maps onto it); virtabs adds
@@ -73,6 +75,7 @@ from ._config import (
     split_init_command,
 )
 from ._networks import IP_MISSING, HostLink, NicFacts, ip_available, list_networks, network_of_nic, run_ip
+from ._rootfs import confine_rootfs, resolve_rootfs_dir
 from ._snapshots import SnapshotError, SnapshotRecord, SnapshotStore
 
 __all__ = ["LxcDriver", "lxc_state"]
@@ -153,9 +156,9 @@ class LxcDriver(Driver):
             raise ConnectError(f"lxc: remote hosts are not supported ({quote(uri.host)}); use lxc:/// on the host")
         if uri.path not in ("", "/"):
             raise InvalidArgumentError(f"lxc: unexpected path {quote(uri.path)}; use lxc:/// or lxc:///?path=DIR")
-        unknown = sorted(set(uri.params) - {"path"})
+        unknown = sorted(set(uri.params) - {"path", "rootfs_dir"})
         if unknown:
-            raise InvalidArgumentError(f"lxc: unknown URI parameter(s) {', '.join(unknown)} (known: path)")
+            raise InvalidArgumentError(f"lxc: unknown URI parameter(s) {', '.join(unknown)} (known: path, rootfs_dir)")
         try:
             import lxc  # type: ignore[import-untyped]
         except ImportError as exc:
@@ -165,6 +168,11 @@ class LxcDriver(Driver):
         if not os.path.isdir(path):
             raise ConnectError(f"lxc: the lxcpath {quote(path)} does not exist")
         self.lxcpath = os.path.realpath(path)
+        rootfs_dir = uri.param("rootfs_dir")
+        #: Where a root file system given in a definition may lie (:func:`confine_rootfs`).
+        self.rootfs_roots: tuple[str, ...] = (self.lxcpath,) + (
+            (resolve_rootfs_dir(rootfs_dir, self.lxcpath),) if rootfs_dir is not None else ()
+        )
         self._cgroup_v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
         self._lock = threading.Lock()
         self._poller: EventPoller | None = None
@@ -420,26 +428,24 @@ class LxcDriver(Driver):
             )
         with _errors(f"definition of domain {quote(name)}"):
             settings = settings_from_extra(name, spec.extra)
-        if settings.rootfs is not None and not os.path.isdir(settings.rootfs):
-            raise InvalidArgumentError(
-                f"domain {quote(name)}: the root file system {quote(settings.rootfs)} is not a directory"
-            )
         domain_uuid = spec.uuid or str(_uuid.uuid4())
         with self._lock:
             if self._lxc.Container(name, self.lxcpath).defined or os.path.exists(self._dir(name)):
                 raise OperationFailedError(f"domain {quote(name)} already exists in lxcpath {quote(self.lxcpath)}")
             if any(ref.uuid == domain_uuid for ref in self.list_domains()):
                 raise OperationFailedError(f"domain {quote(name)}: UUID {domain_uuid} is already used")
+            rootfs = self._confined_rootfs(name, settings.rootfs)
             with _errors(f"definition of domain {quote(name)}"):
                 text = render_config(
                     name=name,
-                    rootfs=settings.rootfs,
+                    rootfs=rootfs,
                     settings=settings,
                     memory_bytes=spec.memory_bytes,
                     vcpus=spec.vcpus,
                     nics=[(nic.network, nic.mac) for nic in spec.nics],
                     cgroup_v2=self._cgroup_v2,
                 )
+            self._check_rootfs_key(name, text, rootfs)
             meta: dict[str, Any] = {"uuid": domain_uuid, "rootfs_owned": settings.rootfs is None}
             if settings.template is not None:
                 meta["template"] = settings.template
@@ -452,6 +458,30 @@ class LxcDriver(Driver):
             with open(os.path.join(self._dir(name), META_FILE), "w") as f:
                 json.dump(meta, f)
         return DomainRef(name, domain_uuid)
+
+    def _confined_rootfs(self, name: str, requested: str | None) -> str | None:
+        """``requested`` resolved and confined to the connection's roots (None for a template's own rootfs)."""
+        if requested is None:
+            return None
+        containers: list[tuple[str, str | None]] = []
+        for other in self._lxc.list_containers(config_path=self.lxcpath):
+            try:
+                other_rootfs = self._config(other).rootfs
+            except NoDomainError:
+                other_rootfs = None
+            containers.append((self._dir(other), other_rootfs))
+        return confine_rootfs(name, requested, lxcpath=self.lxcpath, roots=self.rootfs_roots, containers=containers)
+
+    @staticmethod
+    def _check_rootfs_key(name: str, text: str, rootfs: str | None) -> None:
+        """The configuration about to be written names the checked root file system and nothing else (liblxc
+        takes a key's last value, so an ``extra["lxc"]["config"]`` key could otherwise name another)."""
+        named = parse_config(text).all("lxc.rootfs.path")
+        if named != ([f"dir:{rootfs}"] if rootfs is not None else []):
+            raise InvalidArgumentError(
+                f"domain {quote(name)}: the root file system is given by extra['lxc']['rootfs'] or made by the "
+                "template, not by an lxc.rootfs.path key"
+            )
 
     def _create_from_template(self, name: str, text: str, template: str, args: tuple[str, ...]) -> None:
         container = self._lxc.Container(name, self.lxcpath)

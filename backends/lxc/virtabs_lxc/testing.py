@@ -65,7 +65,12 @@ def build_busybox_rootfs(dest: Path) -> Path:
 
 
 class LxcTarget(DefaultTarget):
-    """Busybox containers with a root file system of their own, outside the lxcpath (user-supplied)."""
+    """Busybox containers with a root file system of their own (user-supplied, not inside the container's directory).
+
+    The driver takes a root file system only inside the connection's roots (its lxcpath, or the URI's
+    ``rootfs_dir``): the copies go into the URI's ``rootfs_dir`` when it has one, else into a directory of the
+    target's own in the lxcpath (which is no container).
+    """
 
     job_timeout = 30.0
     shutdown_timeout = 30.0
@@ -76,15 +81,37 @@ class LxcTarget(DefaultTarget):
         if workdir is None:  # ours: removed with the target (the rootfs template lives here)
             weakref.finalize(self, shutil.rmtree, self.workdir, True)
         self._template: Path | None = None
+        self._rootfs: dict[str, Path] = {}
+        self._bases: set[Path] = {Path(self.workdir) / "rootfs"}
 
     def _rootfs_template(self) -> Path:
         if self._template is None:
             self._template = build_busybox_rootfs(Path(self.workdir) / "template")
         return self._template
 
-    def rootfs_for(self, name: str) -> str:
-        """A fresh copy of the busybox root file system for domain ``name``."""
-        dest = Path(self.workdir) / "rootfs" / name
+    def rootfs_base(self, conn: Connection) -> Path:
+        """Where this target's root file systems go on ``conn``: ``<rootfs_dir>/<tag>`` when the URI names a
+        ``rootfs_dir``, else ``<lxcpath>/<tag>-rootfs`` (``tag`` being the name of the target's directory)."""
+        uri = conn.parsed_uri
+        tag = Path(self.workdir).name
+        given = uri.param("rootfs_dir")
+        if given is not None:
+            return Path(given) / tag
+        lxcpath = uri.param("path")
+        if lxcpath is None:
+            import lxc  # type: ignore[import-untyped]
+
+            lxcpath = str(lxc.default_config_path)
+        return Path(lxcpath) / f"{tag}-rootfs"
+
+    def rootfs_for(self, name: str, base: Path | None = None) -> str:
+        """The copy of the busybox root file system for domain ``name`` (made in ``base``, by default the
+        target's directory, the first time)."""
+        dest = self._rootfs.get(name)
+        if dest is None:
+            dest = (base or Path(self.workdir) / "rootfs") / name
+            self._rootfs[name] = dest
+            self._bases.add(dest.parent)
         if not dest.exists():
             shutil.copytree(self._rootfs_template(), dest, symlinks=True)
         return str(dest)
@@ -106,14 +133,18 @@ class LxcTarget(DefaultTarget):
     def domain_spec(self, conn: Connection, name: str) -> DomainSpec:
         """64 MiB, one CPU, no disks and no network: a busybox init container on its own rootfs copy."""
         return DomainSpec(
-            name=name, memory_bytes=self.memory_bytes, vcpus=1, os_type="exe", extra=self.extra(self.rootfs_for(name))
+            name=name,
+            memory_bytes=self.memory_bytes,
+            vcpus=1,
+            os_type="exe",
+            extra=self.extra(self.rootfs_for(name, self.rootfs_base(conn))),
         )
 
     def make_domain(self, conn: Connection, *, running: bool) -> Domain:
         """As the default, and a running one is returned once busybox init has run its sysinit line."""
         dom = super().make_domain(conn, running=running)
         if running:
-            ready = Path(self.workdir) / "rootfs" / dom.name / "run" / "virtabs-ready"
+            ready = Path(self.rootfs_for(dom.name)) / "run" / "virtabs-ready"
             deadline = time.monotonic() + self.job_timeout
             while not ready.exists():
                 if time.monotonic() > deadline:
@@ -123,17 +154,21 @@ class LxcTarget(DefaultTarget):
 
     def boot_id(self, conn: Connection, dom: Domain) -> object:
         """How many times the container's busybox init has booted (read from its rootfs, not through the driver)."""
-        boots = Path(self.workdir) / "rootfs" / dom.name / "var" / "log" / "virtabs-boots"
+        boots = self._rootfs.get(dom.name, Path(self.workdir) / "rootfs" / dom.name) / "var" / "log" / "virtabs-boots"
         try:
             return len(boots.read_text().splitlines())
         except FileNotFoundError:
             return 0
 
     def close(self) -> None:
-        """Remove the target's directory (root file systems and the template)."""
+        """Remove the target's directory (the template) and its root file systems."""
+        for base in self._bases:
+            shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def cleanup(self, conn: Connection) -> None:
         """Remove the run's domains, then its root file systems."""
         super().cleanup(conn)
-        shutil.rmtree(Path(self.workdir) / "rootfs", ignore_errors=True)
+        for base in self._bases:
+            shutil.rmtree(base, ignore_errors=True)
+        self._rootfs.clear()

@@ -48,7 +48,6 @@ def test_libvirt_reads_back_every_hostile_value(conn: virtabs.Connection, fragme
             DiskSpec("vdb", f"/dev/{fragment}", readonly=True),
         ),
         nics=(NicSpec(network=f"net{fragment}", mac="52:54:00:00:00:01"),),
-        extra={"libvirt": {"emulator": f"/usr/bin/{fragment}"}},
     )
     dom = conn.define_domain(spec)
     try:
@@ -62,12 +61,25 @@ def test_libvirt_reads_back_every_hostile_value(conn: virtabs.Connection, fragme
         ifaces = root.findall("devices/interface")
         assert len(ifaces) == 1
         assert ifaces[0].find("source").attrib == {"network": f"net{fragment}"}  # type: ignore[union-attr]
-        assert root.findtext("devices/emulator") == f"/usr/bin/{fragment}"
         back = dom.spec()
         assert [d.path for d in back.disks] == [d.path for d in spec.disks]
         assert back.nics[0].network == f"net{fragment}"
     finally:
         dom.undefine()
+    assert not os.path.exists(MARKER)
+
+
+@pytest.mark.parametrize("fragment", HOSTILE_FRAGMENTS, ids=IDS)
+def test_a_hostile_emulator_is_written_whole_and_refused_unless_listed(conn: virtabs.Connection, fragment: str) -> None:
+    """The emulator's text reaches the XML escaped; the driver then refuses it, as it is no emulator the host's
+    capabilities list (``tests/test_passthrough.py``)."""
+    spec = DomainSpec(
+        name="emu", memory_bytes=64 * MiB, vcpus=1, extra={"libvirt": {"emulator": f"/usr/bin/{fragment}"}}
+    )
+    assert ET.fromstring(_xml.domain_xml(spec, "test")).findtext("devices/emulator") == f"/usr/bin/{fragment}"
+    with pytest.raises(virtabs.InvalidArgumentError, match="emulator"):
+        conn.define_domain(spec)
+    assert "emu" not in [d.name for d in conn.list_domains()]
     assert not os.path.exists(MARKER)
 
 

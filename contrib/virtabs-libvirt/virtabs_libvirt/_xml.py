@@ -27,6 +27,8 @@ from virtabs.spi import (
     quote,
 )
 
+from ._passthrough import raw_device
+
 __all__ = [
     "bridge_interfaces",
     "copy_dest_xml",
@@ -161,7 +163,7 @@ def domain_xml(spec: DomainSpec, domain_type: str, *, arch: str | None = None) -
             ET.SubElement(iface, "mac", address=nic.mac)
         ET.SubElement(iface, "model", type=nic.model)
     for device in extra.get("devices", ()):  # raw device XML snippets, e.g. "<video><model type='none'/></video>"
-        devices.append(ET.fromstring(str(device)))
+        devices.append(raw_device(spec.name, device))  # only devices that stay inside the guest
     return _to_string(root)
 
 

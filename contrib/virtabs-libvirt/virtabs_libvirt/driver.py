@@ -80,6 +80,7 @@ from virtabs.spi import (
 from . import _xml
 from ._auth import CredentialCallback, redact_text
 from ._calls import Calls, Guarded, block_signals
+from ._passthrough import check_emulator, emulators_of
 
 __all__ = ["CONNECT_ERRORS", "ERRORS", "LibvirtDriver", "error_map", "libvirt_uri"]
 
@@ -679,6 +680,11 @@ class LibvirtDriver(Driver):
     def define_domain(self, spec: DomainSpec) -> DomainRef:
         """``virDomainDefineXML`` of the XML built from ``spec``."""
         xml = _xml.domain_xml(spec, self._domain_type())
+        emulator = (spec.extra.get("libvirt") or {}).get("emulator")
+        if emulator:
+            with self._errors("read of the host's capabilities"):
+                listed = emulators_of(self._conn.getCapabilities())
+            check_emulator(spec.name, str(emulator), listed)
         with self._errors(f"define of domain '{spec.name}'"):
             return self._ref(self._conn.defineXML(xml))
 
