@@ -3,8 +3,9 @@
 Published through the entry-point group ``virtabs.testing.targets`` (name ``lxc``). Each domain gets a
 copy of a busybox-static root file system (built once per target from the host's ``busybox-static``)
 with busybox init as PID 1: it halts on SIGUSR1 and reboots on SIGTERM, which the target sets as the
-container's ``lxc.signal.halt`` / ``lxc.signal.reboot``. Networking is ``empty`` and AppArmor
-``unconfined`` so the containers start on hosts without ``lxcbr0`` (no lxc-net service) or AppArmor.
+container's ``lxc.signal.halt`` / ``lxc.signal.reboot``. Networking is ``empty`` so the containers start on
+hosts without ``lxcbr0`` (no lxc-net service); the AppArmor profile is liblxc's default (a definition may no
+longer choose one, see the LXC README).
 """
 
 from __future__ import annotations
