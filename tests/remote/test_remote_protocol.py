@@ -292,3 +292,16 @@ def test_flag_combinations_round_trip_as_lists_of_names() -> None:
             decode_value(bad, MigrateFlags, "flags")
     with pytest.raises(ProtocolError, match="no name"):
         encode_value(MigrateFlags(1 << 40), MigrateFlags, "flags")
+
+
+def test_a_directory_volume_and_its_create_call_round_trip_without_a_capacity() -> None:
+    """A directory volume (format 'dir', no capacity) crosses the wire as None, never as 0 or a refusal."""
+    from virtabs.spi import VolumeInfo
+
+    volume = VolumeInfo("data", "volumes", "/var/lib/docker/volumes/data/_data", "dir", None)
+    listing = method_schema("list_volumes").result
+    assert decode_value(encode_value([volume], listing), listing) == [volume]
+    params = method_schema("create_volume").params
+    assert encode_value(None, params["capacity_bytes"]) is None
+    assert decode_value(None, params["capacity_bytes"]) is None
+    assert decode_value(1 << 20, params["capacity_bytes"]) == 1 << 20

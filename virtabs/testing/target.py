@@ -106,8 +106,8 @@ OPTIONAL_METHODS: Mapping[str, str] = {
     ),
     "volume_format": (
         "volume_format(conn, pool) -> str: an image format (a DiskSpec format name such as 'qcow2' or 'vhdx') "
-        "in which the storage pool creates volumes; a volume's file name ends in '.<format>'. Without it the "
-        "suite asks for qcow2"
+        "in which the storage pool creates volumes; a volume's file name ends in '.<format>'; or 'dir' for a pool "
+        "of directory volumes (Docker named volumes), made without a size. Without it the suite asks for qcow2"
     ),
     "boot_id": (
         "boot_id(conn, dom) -> object: a value that changes every time the guest boots (a reboot included), "
