@@ -110,6 +110,10 @@ class EsxTarget(DefaultTarget):
         stem = os.path.splitext(name)[0]
         return f"/vmfs/volumes/{self._datastores(conn)[1]}/{self.new_name(stem)}.vmdk"
 
+    def volume_format(self, conn: Connection, pool: str) -> str:
+        """``vmdk``: a datastore's volumes are VMware virtual disks."""
+        return "vmdk"
+
     def create_image(self, conn: Connection, path: str, *, format: str, backing: str | None) -> None:
         """Nothing to do for a plain image (attach creates a missing .vmdk); no backing chains on vSphere."""
         if backing is not None:
