@@ -91,6 +91,7 @@ OBSERVABLE_EFFECTS: Mapping[str, str] = {
     "copy.in_flight": "a block copy can be seen running (not yet ended) right after it starts",
     "image.content": "the data an image holds can be read by the target (image_digest, layer_digest)",
     "volume.capacity": "the capacity a disk image volume was created with is read back by a lookup",
+    "guest.resume": "a start after a managed save can be told from a boot (the target's run clock continues)",
 }
 """Effects a target may declare it cannot observe: ``unobservable = {effect: reason}`` on the target."""
 

@@ -81,6 +81,9 @@ if TYPE_CHECKING:
 
 __all__ = ["EsxDriver", "VpxDriver"]
 
+SUSPENDED = "suspended"
+"""The power state of a VM suspended to disk (SuspendVM_Task): libvirt's managed save."""
+
 MiB = 1 << 20
 GiB = 1 << 30
 DEFAULT_DISK_BYTES = GiB
@@ -179,6 +182,7 @@ class EsxDriver(Driver):
         Capability.DOMAIN_DESTROY,
         Capability.DOMAIN_REBOOT,
         Capability.DOMAIN_SNAPSHOT,
+        Capability.DOMAIN_MANAGED_SAVE,
         Capability.DOMAIN_DISK_HOTPLUG,
         Capability.BLOCK_COPY,
         Capability.BLOCK_COPY_MOVE_CHAIN,
@@ -187,6 +191,9 @@ class EsxDriver(Driver):
         Capability.EVENTS,
         Capability.NETWORK,
         notes={
+            Capability.DOMAIN_MANAGED_SAVE: "SuspendVM_Task (the state stays in the VM's suspend directory), "
+            "PowerOnVM_Task resumes, PowerOffVM_Task discards it; on vcsim a resume cannot be told from a boot "
+            "(not observable)",
             Capability.STORAGE_VOLUME: "VirtualDiskManager: CreateVirtualDisk_Task (thin .vmdk) and "
             "DeleteVirtualDisk_Task; no resize (vcsim 0.24.2 has no ExtendVirtualDisk_Task); on vcsim the created "
             "size cannot be read back (not observable)",
@@ -387,6 +394,7 @@ class EsxDriver(Driver):
             vcpus=int(props.get("config.hardware.numCPU") or 0),
             memory_bytes=memory,
             max_memory_bytes=memory,
+            state_reason="saved" if native == SUSPENDED else None,
         )
 
     def domain_info(self, dom: DomainRef) -> DomainInfo:
@@ -548,6 +556,7 @@ class EsxDriver(Driver):
                     nics=tuple(self._nic_infos(devices, p.get("guest.net"), port_groups)),
                     snapshot_count=len(list(self._walk(snapshot.rootSnapshotList))) if snapshot else 0,
                     block_jobs=tuple(self._jobs_of(info.uuid)),
+                    managed_save=info.native_state == SUSPENDED,
                     extra={
                         "esx.moref": moref._moId,
                         "esx.guest_id": p.get("config.guestId"),
@@ -826,6 +835,21 @@ class EsxDriver(Driver):
         if paused:
             raise InvalidArgumentError(f"domain {quote(dom.name)}: VMware cannot start a VM with paused vCPUs")
         self._session.run(f"start of domain {quote(dom.name)}", self._vm(dom).PowerOnVM_Task)
+
+    def managed_save(self, dom: DomainRef) -> None:
+        """SuspendVM_Task: vSphere writes the memory and device state into the VM's suspend directory and the VM
+        is ``suspended`` (SHUTOFF, reason "saved"); the next PowerOnVM_Task resumes it."""
+        self._session.run(f"managed save of domain {quote(dom.name)}", self._vm(dom).SuspendVM_Task)
+
+    def has_managed_save(self, dom: DomainRef) -> bool:
+        """Whether the VM is ``suspended`` (one property read)."""
+        return self._props(dom, ("runtime.powerState",)).get("runtime.powerState") == SUSPENDED
+
+    def managed_save_remove(self, dom: DomainRef) -> None:
+        """PowerOffVM_Task of a suspended VM: vSphere discards the suspended state (it has no separate call);
+        nothing for a VM that is not suspended."""
+        if self.has_managed_save(dom):
+            self._session.run(f"removal of the managed save of domain {quote(dom.name)}", self._vm(dom).PowerOffVM_Task)
 
     def shutdown(self, dom: DomainRef) -> None:
         """ShutdownGuest: asks the guest OS through VMware Tools (returns at once; the core waits)."""

@@ -90,6 +90,23 @@ class EsxTarget(DefaultTarget):
         )
         return len(si.content.eventManager.QueryEvents(spec) or [])
 
+    def run_clock(self, conn: Connection, dom: Domain) -> float | None:
+        """Seconds since vSphere last powered the VM on (``summary.runtime.bootTime``), on the server's own clock
+        (``CurrentTime``), read through the target's own session; None while it is not powered on.
+
+        vSphere's record, not the guest's own clock (that needs VMware Tools in a guest OS, which these VMs do
+        not run); on vcsim 0.24.2 a resume from suspended resets ``bootTime`` like a cold boot, so a resume
+        cannot be told from a boot there (the vcsim run declares ``guest.resume`` unobservable).
+        """
+        si = self._own_session(conn)
+        vm = si.content.searchIndex.FindByUuid(None, dom.uuid, True)
+        if vm is None or str(vm.runtime.powerState) != "poweredOn":
+            return None
+        booted = vm.summary.runtime.bootTime
+        if booted is None:
+            return None
+        return float((si.CurrentTime() - booted).total_seconds())
+
     def _datastores(self, conn: Connection) -> tuple[str, str]:
         if self.datastore is None or self.scratch_datastore is None:
             names = [p.name for p in conn.list_storage_pools()]
