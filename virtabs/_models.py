@@ -49,6 +49,12 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 _TARGET_RE = re.compile(r"[a-z]{2,3}[a-z]{1,3}")
 _MAC_RE = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
 DISK_FORMATS = frozenset({"raw", "qcow2", "vmdk", "vdi", "vhd", "vhdx", "qed"})
+DIRECTORY_FORMAT = "dir"
+"""The format of a volume that is a directory, not a disk image (libvirt's volume format ``dir``): a Docker or
+Podman named volume. It has no capacity (``VolumeInfo.capacity_bytes`` is None unless the host sets a limit),
+no backing chain, and is created without a size."""
+VOLUME_FORMATS = DISK_FORMATS | {DIRECTORY_FORMAT}
+"""Every format a volume may have: the disk image formats and :data:`DIRECTORY_FORMAT`."""
 DISK_BUSES = frozenset({"virtio", "scsi", "sata", "ide", "usb", "xen", "nvme"})
 
 
@@ -464,13 +470,20 @@ class PoolInfo:
 
 @attrs.frozen
 class VolumeInfo:
-    """A storage volume. ``backing_chain`` lists the images below ``path``, nearest first."""
+    """A storage volume. ``backing_chain`` lists the images below ``path``, nearest first.
+
+    ``format`` is a disk image format (``qcow2``, ``raw``, ``vmdk`` ...) or ``"dir"`` (:data:`DIRECTORY_FORMAT`)
+    for a volume that is a directory (a Docker or Podman named volume). ``capacity_bytes`` is the size the guest
+    sees: always reported for an image; None for a directory volume, which has no size of its own (a host-set
+    limit, where there is one, is reported). ``allocation_bytes`` is None where the host does not report what
+    the volume uses on disk (a directory volume's usage needs a walk of its tree, which a listing never does).
+    """
 
     name: str
     pool: str
     path: str
     format: str
-    capacity_bytes: int
+    capacity_bytes: int | None
     allocation_bytes: int | None = None
     backing_chain: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from . import _rules
 from ._errors import InvalidArgumentError, quote
-from ._models import DISK_FORMATS, PoolInfo, VolumeInfo
+from ._models import DIRECTORY_FORMAT, VOLUME_FORMATS, PoolInfo, VolumeInfo
 from .spi import OPERATIONS
 
 if TYPE_CHECKING:
@@ -55,19 +55,35 @@ class StoragePool:
             return Volume(self._conn, call.driver.lookup_volume(self.name, name))
 
     def create_volume(
-        self, name: str, capacity_bytes: int, *, format: str = "qcow2", backing: str | None = None
+        self, name: str, capacity_bytes: int | None = None, *, format: str = "qcow2", backing: str | None = None
     ) -> Volume:
-        """Create a volume (optionally backed by ``backing``, an absolute path)."""
+        """Create a volume: a disk image of ``capacity_bytes`` in ``format`` (optionally backed by ``backing``,
+        an absolute path), or, with ``format="dir"`` and no size, a directory volume (a Docker or Podman named
+        volume). Which formats a pool makes is the host's: a pool refuses the others (InvalidArgumentError)."""
         _rules.require_volume_name(name, new=True)
-        capacity_bytes = _rules.require_positive_size(capacity_bytes, "capacity_bytes")
-        if capacity_bytes > _rules.LLONG_MAX:
-            raise InvalidArgumentError(f"capacity_bytes {capacity_bytes} is impossible (at most {_rules.LLONG_MAX})")
+        if format not in VOLUME_FORMATS:
+            raise InvalidArgumentError(
+                f"unknown volume format {quote(format)} (known: {', '.join(sorted(VOLUME_FORMATS))})"
+            )
+        if format == DIRECTORY_FORMAT:
+            if capacity_bytes is not None:
+                raise InvalidArgumentError(
+                    f"a directory volume (format {DIRECTORY_FORMAT!r}) has no capacity: create it without one"
+                )
+            if backing is not None:
+                raise InvalidArgumentError(
+                    f"a directory volume (format {DIRECTORY_FORMAT!r}) cannot have a backing image"
+                )
+        else:
+            if capacity_bytes is None:
+                raise InvalidArgumentError(f"a {format} volume needs capacity_bytes (its size in bytes)")
+            capacity_bytes = _rules.require_positive_size(capacity_bytes, "capacity_bytes")
+            if capacity_bytes > _rules.LLONG_MAX:
+                raise InvalidArgumentError(
+                    f"capacity_bytes {capacity_bytes} is impossible (at most {_rules.LLONG_MAX})"
+                )
         if backing is not None:
             _rules.require_host_path(backing, "backing image")
-        if format not in DISK_FORMATS:
-            raise InvalidArgumentError(
-                f"unknown volume format {quote(format)} (known: {', '.join(sorted(DISK_FORMATS))})"
-            )
         if backing is not None and format == "raw":
             raise InvalidArgumentError("a raw volume cannot have a backing image")
         what = f"create of volume {quote(name)} in pool {quote(self.name)}"
@@ -106,7 +122,7 @@ class Volume:
         return f"<Volume name={self.name!r} pool={self.pool!r}>"
 
     def info(self) -> VolumeInfo:
-        """Fresh facts (capacity, allocation, backing chain)."""
+        """Fresh facts (format, capacity, allocation, backing chain; a directory volume has no capacity)."""
         with self._conn._gate(OPERATIONS["lookup_volume"], f"info of volume {quote(self.name)}") as call:
             self._info = call.driver.lookup_volume(self.pool, self.name)
         return self._info

@@ -436,7 +436,7 @@ class AsyncStoragePool(AsyncProxy[_api.StoragePool]):
     """An async :class:`virtabs.StoragePool`."""
 
     async def create_volume(
-        self, name: str, capacity_bytes: int, *, format: str = "qcow2", backing: str | None = None
+        self, name: str, capacity_bytes: int | None = None, *, format: str = "qcow2", backing: str | None = None
     ) -> AsyncVolume:
         """Awaitable :meth:`virtabs.StoragePool.create_volume` (run in a worker thread)."""
         return AsyncVolume(

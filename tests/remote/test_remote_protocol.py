@@ -334,3 +334,16 @@ def test_a_perform_whose_session_ends_is_aborted_and_the_guest_resumes(helper: H
     assert replies[4]["error"]["class"] == "OperationFailedError" and "aborted" in replies[4]["error"]["message"]
     assert helper.call(6, "domain_info", {"dom": dom}, observer)["result"]["state"] == "RUNNING"
     assert helper.finish() == 0
+
+
+def test_a_directory_volume_and_its_create_call_round_trip_without_a_capacity() -> None:
+    """A directory volume (format 'dir', no capacity) crosses the wire as None, never as 0 or a refusal."""
+    from virtabs.spi import VolumeInfo
+
+    volume = VolumeInfo("data", "volumes", "/var/lib/docker/volumes/data/_data", "dir", None)
+    listing = method_schema("list_volumes").result
+    assert decode_value(encode_value([volume], listing), listing) == [volume]
+    params = method_schema("create_volume").params
+    assert encode_value(None, params["capacity_bytes"]) is None
+    assert decode_value(None, params["capacity_bytes"]) is None
+    assert decode_value(1 << 20, params["capacity_bytes"]) == 1 << 20

@@ -88,14 +88,21 @@ def vol_list(state: CliState, pool: str, as_json: bool) -> None:
 )
 @click.argument("pool")
 @click.argument("name")
-@click.argument("size", callback=size_callback)
-@click.option("--format", "format_", default="qcow2", show_default=True, help="Volume format (qcow2, raw ...).")
+@click.argument("size", required=False, callback=size_callback)
+@click.option(
+    "--format",
+    "format_",
+    default="qcow2",
+    show_default=True,
+    help="Volume format (qcow2, raw ...; dir: a directory volume, such as a Docker named volume, made without SIZE).",
+)
 @click.option("--backing", default=None, metavar="PATH", help="Create the volume on top of the image PATH.")
 @pass_state
-def vol_create(state: CliState, pool: str, name: str, size: int, format_: str, backing: str | None) -> None:
-    """Create volume NAME of SIZE (10G, 512M or bytes) in POOL."""
+def vol_create(state: CliState, pool: str, name: str, size: int | None, format_: str, backing: str | None) -> None:
+    """Create volume NAME of SIZE (10G, 512M or bytes) in POOL; a directory volume (--format dir) takes no SIZE."""
     vol = state.pool(pool).create_volume(name, size, format=format_, backing=backing)
-    click.echo(f"Vol {vol.name} created in pool {vol.pool} at {vol.path} ({format_size(size)})")
+    made = "a directory" if size is None else format_size(size)
+    click.echo(f"Vol {vol.name} created in pool {vol.pool} at {vol.path} ({made})")
 
 
 @cli.command("vol-delete", epilog=example(f"{URI} vol-delete default-pool data.qcow2"))

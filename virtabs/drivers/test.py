@@ -202,7 +202,7 @@ from .._models import (
     VolumeInfo,
 )
 from .._uri import URI, parse_uri
-from ..spi import SPI_METHODS, ConnectOptions, Driver, find_network
+from ..spi import SPI_METHODS, ConnectOptions, Driver, find_network, image_volume_capacity
 from ._test_file import FileSync, stat_key
 from ._test_json import DEFAULT_NODE, node_path, read_description
 from ._test_migration import TestMigration
@@ -1094,8 +1094,11 @@ class TestDriver(TestMigration, Driver):
         with self._node.lock:
             return self._volume(self._find_volume(pool, name), pool)
 
-    def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
+    def create_volume(
+        self, pool: str, name: str, capacity_bytes: int | None, format: str, backing: str | None
+    ) -> VolumeInfo:
         """Create an image in the pool (raw: fully allocated; others: 192 KiB of metadata)."""
+        capacity_bytes = image_volume_capacity(pool, name, capacity_bytes, format)
         with self._node.lock:
             self._node.mark_dirty()  # a change a file node must save
             info = self._pool(pool)

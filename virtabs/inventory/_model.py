@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from .._errors import VirtabsError
-from .._models import BlockJobInfo, DiskInfo, DomainRecord, NetworkInfo, NicInfo, PoolInfo, VolumeInfo
+from .._models import DIRECTORY_FORMAT, BlockJobInfo, DiskInfo, DomainRecord, NetworkInfo, NicInfo, PoolInfo, VolumeInfo
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -139,6 +139,13 @@ class PoolInventory:
                 if v.allocation_bytes is None:
                     errors.setdefault(
                         f"volumes.{v.name}.allocation_bytes", "NOT_REPORTED: the driver did not report it"
+                    )
+                if v.capacity_bytes is None:
+                    errors.setdefault(
+                        f"volumes.{v.name}.capacity_bytes",
+                        "NOT_REPORTED: a directory volume (format 'dir') has no capacity"
+                        if v.format == DIRECTORY_FORMAT
+                        else "NOT_REPORTED: the driver did not report it",
                     )
         else:
             errors.setdefault("volumes", "NOT_REPORTED: the volumes could not be listed")

@@ -88,6 +88,7 @@ from .._errors import (
 )
 from .._flags import BlockJobStatus, BlockJobType, DomainState, LifecycleEventType, MigrateFlags, NetworkKind
 from .._models import (
+    DIRECTORY_FORMAT,
     DISK_BUSES,
     DISK_FORMATS,
     BlockCommitRequest,
@@ -130,7 +131,16 @@ from ._operations import (
     methods_for,
     missing_methods,
 )
-from ._toolkit import Deadline, ErrorMap, EventPoller, find_domain, find_network, networks_with_attachments, poll_until
+from ._toolkit import (
+    Deadline,
+    ErrorMap,
+    EventPoller,
+    find_domain,
+    find_network,
+    image_volume_capacity,
+    networks_with_attachments,
+    poll_until,
+)
 
 __all__ = [
     # the base class and what open() hands it
@@ -157,6 +167,7 @@ __all__ = [
     "BlockCommitRequest",
     "BlockCopyRequest",
     "BlockJobInfo",
+    "DIRECTORY_FORMAT",
     "DISK_BUSES",
     "DISK_FORMATS",
     "DiskInfo",
@@ -222,6 +233,7 @@ __all__ = [
     "EventPoller",
     "find_domain",
     "find_network",
+    "image_volume_capacity",
     "networks_with_attachments",
     "bridge_networks_from_ip_json",
     "poll_until",

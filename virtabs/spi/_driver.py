@@ -360,8 +360,13 @@ class Driver:
         """Capability ``storage.pool``; NoStorageVolumeError when missing."""
         raise self._unsupported("lookup_volume")
 
-    def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
-        """Capability ``storage.volume``."""
+    def create_volume(
+        self, pool: str, name: str, capacity_bytes: int | None, format: str, backing: str | None
+    ) -> VolumeInfo:
+        """Capability ``storage.volume``. ``format`` is a disk image format with a positive ``capacity_bytes``, or
+        ``"dir"`` (a directory volume) with ``capacity_bytes`` None and no backing: the core guarantees one or the
+        other. A pool that makes only images refuses ``"dir"`` (:func:`image_volume_capacity`), one that makes only
+        directories refuses image formats, both with InvalidArgumentError."""
         raise self._unsupported("create_volume")
 
     def delete_volume(self, pool: str, name: str) -> None:

@@ -7,6 +7,7 @@
 * :func:`find_domain` is lookup by name or UUID over a listing; :func:`find_network`
   the same for networks, and :func:`networks_with_attachments` fills a listing's
   attachments from the domains' NICs.
+* :func:`image_volume_capacity` is the refusal of a directory volume by a pool that makes disk images.
 * :class:`EventPoller` gives a driver without a native event stream lifecycle
   events, by diffing periodic state snapshots on a background thread.
 """
@@ -22,9 +23,25 @@ from typing import TypeVar
 
 import attrs
 
-from .._errors import NoDomainError, NoNetworkError, OperationFailedError, OperationTimeoutError, VirtabsError, quote
+from .._errors import (
+    InvalidArgumentError,
+    NoDomainError,
+    NoNetworkError,
+    OperationFailedError,
+    OperationTimeoutError,
+    VirtabsError,
+    quote,
+)
 from .._flags import DomainState, LifecycleEventType
-from .._models import DomainRecord, DomainRef, Event, LifecycleEvent, NetworkAttachment, NetworkInfo
+from .._models import (
+    DIRECTORY_FORMAT,
+    DomainRecord,
+    DomainRef,
+    Event,
+    LifecycleEvent,
+    NetworkAttachment,
+    NetworkInfo,
+)
 
 __all__ = [
     "Deadline",
@@ -32,11 +49,25 @@ __all__ = [
     "EventPoller",
     "find_domain",
     "find_network",
+    "image_volume_capacity",
     "networks_with_attachments",
     "poll_until",
 ]
 
 log = logging.getLogger("virtabs.spi")
+
+
+def image_volume_capacity(pool: str, name: str, capacity_bytes: int | None, format: str) -> int:
+    """The capacity of a disk image volume to create in ``pool``; InvalidArgumentError for a directory volume
+    (format ``"dir"``, no capacity), which a pool of disk images does not make. The first line of the
+    ``create_volume`` of a driver whose pools hold image files."""
+    if format == DIRECTORY_FORMAT or capacity_bytes is None:
+        raise InvalidArgumentError(
+            f"volume {quote(name)}: pool {quote(pool)} holds disk images, not directory volumes "
+            f"(format {quote(format)}): give an image format and a capacity"
+        )
+    return capacity_bytes
+
 
 T = TypeVar("T")
 

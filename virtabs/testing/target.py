@@ -90,6 +90,8 @@ class NotObservable(Exception):
 OBSERVABLE_EFFECTS: Mapping[str, str] = {
     "copy.in_flight": "a block copy can be seen running (not yet ended) right after it starts",
     "image.content": "the data an image holds can be read by the target (image_digest, layer_digest)",
+    "volume.capacity": "the capacity a disk image volume was created with is read back by a lookup",
+    "guest.resume": "a start after a managed save can be told from a boot (the target's run clock continues)",
 }
 """Effects a target may declare it cannot observe: ``unobservable = {effect: reason}`` on the target."""
 
@@ -106,8 +108,8 @@ OPTIONAL_METHODS: Mapping[str, str] = {
     ),
     "volume_format": (
         "volume_format(conn, pool) -> str: an image format (a DiskSpec format name such as 'qcow2' or 'vhdx') "
-        "in which the storage pool creates volumes; a volume's file name ends in '.<format>'. Without it the "
-        "suite asks for qcow2"
+        "in which the storage pool creates volumes; a volume's file name ends in '.<format>'; or 'dir' for a pool "
+        "of directory volumes (Docker named volumes), made without a size. Without it the suite asks for qcow2"
     ),
     "boot_id": (
         "boot_id(conn, dom) -> object: a value that changes every time the guest boots (a reboot included), "

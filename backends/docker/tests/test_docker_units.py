@@ -1,4 +1,5 @@
-"""Pure parts of the Docker driver: URIs, spec mapping, states, UUIDs and event translation (no engine)."""
+"""Pure parts of the Docker driver: URIs, spec mapping, states, UUIDs, event translation and the named-volume
+records (no engine)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from virtabs import (
 from virtabs_docker._networks import docker_network_records, libpod_network_records, network_kind
 from virtabs_docker._spec import UUID_LABEL, SpecError, create_arguments, spec_from_inspect
 from virtabs_docker._uri import DEFAULT_SOCKET, Endpoint, UriError, endpoint_for
+from virtabs_docker._volumes import pool_info, volume_info, volume_name_problem
 from virtabs_docker.driver import DockerDriver, container_uuid, docker_state, lifecycle_event
 
 MiB = 1 << 20
@@ -353,3 +355,39 @@ def test_network_is_declared_where_the_engine_has_the_list(engine: str, version:
     assert (Capability.NETWORK in caps.supported) is declared
     if not declared:
         assert "needs Podman 4" in caps.dropped[Capability.NETWORK]
+
+
+@pytest.mark.parametrize(
+    ("engine", "name", "taken"),
+    [
+        ("docker", "data", True),
+        ("docker", "a", False),  # Docker: "volume name is too short, names should be at least two alphanumeric ..."
+        ("podman", "a", True),
+        ("docker", "x+y", False),  # both: "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        ("podman", "x+y", False),
+        ("docker", "_lead", False),
+        ("podman", "web.data-1_x", True),
+        ("docker", "a/b", False),
+    ],
+)
+def test_volume_names_the_engines_take(engine: str, name: str, taken: bool) -> None:
+    assert (volume_name_problem(engine, name) is None) is taken
+
+
+def test_a_named_volume_is_a_directory_without_a_size() -> None:
+    # the fields dockerd 20.10.24 answered for a create (as printed by the SDK), Labels as the driver sets them
+    raw = {
+        "CreatedAt": "2026-12-07T21:21:52Z",
+        "Driver": "local",
+        "Labels": {"virtabs.create-token": "t"},
+        "Mountpoint": "/var/lib/docker/volumes/probe1/_data",
+        "Name": "probe1",
+        "Options": None,
+        "Scope": "local",
+    }
+    info = volume_info(raw)
+    assert (info.name, info.pool, info.path) == ("probe1", "volumes", "/var/lib/docker/volumes/probe1/_data")
+    assert (info.format, info.capacity_bytes, info.allocation_bytes, info.backing_chain) == ("dir", None, None, ())
+    pool = pool_info("podman", "/var/lib/containers/storage/volumes")
+    assert (pool.name, pool.type, pool.path) == ("volumes", "podman-volumes", "/var/lib/containers/storage/volumes")
+    assert (pool.capacity_bytes, pool.allocation_bytes, pool.available_bytes) == (None, None, None)

@@ -8,7 +8,9 @@ A container is a domain (see :mod:`virtabs_docker._spec` for how a DomainSpec ma
 ``virtabs.uuid`` label when it has one (a spec with a UUID sets it), else the first 128 bits of its container
 ID. Listing and the inventory are ONE engine call (``GET /containers/json?all=1``) whatever the number of
 containers; the SDK's high-level ``containers.list()`` would inspect each container. The networks are two
-(the engine's network list and that container listing; see :mod:`virtabs_docker._networks`).
+(the engine's network list and that container listing; see :mod:`virtabs_docker._networks`). The engine's
+named volumes are one storage pool, ``volumes``, of directory volumes (see :mod:`virtabs_docker._volumes`):
+its volume listing is one call (``GET /volumes``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, ClassVar
 
 from virtabs.spi import (
+    DIRECTORY_FORMAT,
     URI,
     Capabilities,
     Capability,
@@ -42,10 +45,14 @@ from virtabs.spi import (
     NetworkInfo,
     NicInfo,
     NoDomainError,
+    NoStoragePoolError,
+    NoStorageVolumeError,
     OperationFailedError,
     OperationInvalidError,
     OperationTimeoutError,
+    PoolInfo,
     VirtabsError,
+    VolumeInfo,
     describe_tls_failure,
     quote,
 )
@@ -53,6 +60,7 @@ from virtabs.spi import (
 from ._networks import container_networks, docker_network_records, libpod_network_records
 from ._spec import UUID_LABEL, SpecError, create_arguments, spec_from_inspect, vcpus_of
 from ._uri import UriError, endpoint_for
+from ._volumes import CREATE_TOKEN_LABEL, POOL_NAME, pool_info, volume_info, volume_name_problem
 
 __all__ = ["API_VERSION", "DockerDriver", "container_uuid", "docker_state"]
 
@@ -112,8 +120,9 @@ class DockerDriver(Driver):
 
     Define (create from an image and a command), start, shutdown (the container's stop signal), destroy
     (SIGKILL), reboot (restart), suspend/resume (pause/unpause), undefine (remove; volumes are kept), events
-    from the engine's event stream. Listing and inventory are one engine call. No block jobs, no snapshots
-    (``docker commit`` keeps neither memory nor volumes), no storage pools.
+    from the engine's event stream. Listing and inventory are one engine call. The named volumes are the pool
+    ``volumes`` (list, look up, create, delete; no resize: a named volume has no size). No block jobs, no
+    snapshots (``docker commit`` keeps neither memory nor volumes).
     """
 
     name: ClassVar[str] = "docker"
@@ -127,11 +136,17 @@ class DockerDriver(Driver):
         Capability.DOMAIN_SUSPEND,
         Capability.EVENTS,
         Capability.NETWORK,
+        Capability.STORAGE_POOL,
+        Capability.STORAGE_VOLUME,
         notes={
             Capability.DOMAIN_REBOOT: "docker restart: stop (stop signal, then SIGKILL) and start",
             Capability.DOMAIN_SUSPEND: "docker pause (cgroup freezer)",
             Capability.EVENTS: "the engine's event stream (GET /events)",
             Capability.NETWORK: "the engine's networks (Podman: libpod's list) and the container listing: 2 calls",
+            Capability.STORAGE_POOL: "the named volumes as the pool 'volumes' of directory volumes (format 'dir', "
+            "no size); listing: 1 call (GET /volumes)",
+            Capability.STORAGE_VOLUME: "docker volume create / rm (a volume in use is refused: 409); no resize, "
+            "a named volume has no size",
         },
     )
     uri_examples: ClassVar[tuple[str, ...]] = (
@@ -185,6 +200,7 @@ class DockerDriver(Driver):
         self._engine = "podman" if any("podman" in c.lower() for c in components) else "docker"
         self._engine_version = str(version.get("Version", ""))
         self._host: dict[str, Any] | None = None
+        self._volumes_dir: str | None = None
         self._events_lock = threading.Lock()
         self._event_thread: threading.Thread | None = None
         self._event_stream: Any = None
@@ -227,15 +243,19 @@ class DockerDriver(Driver):
         return str(exc) or type(exc).__name__
 
     @contextmanager
-    def _errors(self, what: str, name: str | None = None) -> Iterator[None]:
-        """Translate the SDK's exceptions: 404 of the container -> NoDomainError, 409 -> OperationInvalidError."""
+    def _errors(
+        self, what: str, name: str | None = None, missing: type[VirtabsError] = NoDomainError
+    ) -> Iterator[None]:
+        """Translate the SDK's exceptions: 404 of ``name`` -> ``missing`` (a domain: NoDomainError; a volume:
+        NoStorageVolumeError), 409 -> OperationInvalidError."""
         try:
             yield
         except VirtabsError:
             raise
         except self._not_found as exc:
             if name is not None:
-                raise NoDomainError(f"domain {quote(name)} not found") from None
+                noun = "storage volume" if missing is NoStorageVolumeError else "domain"
+                raise missing(f"{noun} {quote(name)} not found") from None
             raise OperationFailedError(f"{what}: {self._describe(exc)}") from None
         except self._api_error as exc:
             status = getattr(getattr(exc, "response", None), "status_code", None)
@@ -426,6 +446,83 @@ class DockerDriver(Driver):
         response = self._api._get(f"{self._api.base_url}/v{LIBPOD_API_VERSION}/libpod/networks/json")
         self._api._raise_for_status(response)
         return list(response.json())
+
+    # --- storage: the named volumes -----------------------------------------------------------------
+
+    def _volumes_directory(self) -> str:
+        """Where the engine keeps its named volumes, on its host: Docker ``<DockerRootDir>/volumes``, Podman
+        libpod's ``store.volumePath`` (both read once per connection)."""
+        if self._volumes_dir is None:
+            if self._engine == "podman":
+                with self._errors("podman info (libpod)"):
+                    response = self._api._get(f"{self._api.base_url}/v{LIBPOD_API_VERSION}/libpod/info")
+                    self._api._raise_for_status(response)
+                    self._volumes_dir = str((response.json().get("store") or {})["volumePath"])
+            else:
+                root = str(self._host_facts().get("DockerRootDir") or "/var/lib/docker")
+                self._volumes_dir = f"{root.rstrip('/')}/volumes"
+        return self._volumes_dir
+
+    def _check_pool(self, pool: str) -> None:
+        if pool != POOL_NAME:
+            raise NoStoragePoolError(
+                f"storage pool {quote(pool)} not found ({self._engine}'s named volumes are the pool {POOL_NAME!r})"
+            )
+
+    def list_storage_pools(self) -> list[PoolInfo]:
+        """The one pool ``volumes``: the engine's named volumes (no engine call once the volume directory is read)."""
+        return [pool_info(self._engine, self._volumes_directory())]
+
+    def lookup_storage_pool(self, name: str) -> PoolInfo:
+        """``volumes``; NoStoragePoolError for any other name."""
+        self._check_pool(name)
+        return pool_info(self._engine, self._volumes_directory())
+
+    def list_volumes(self, pool: str) -> list[VolumeInfo]:
+        """Every named volume: one ``GET /volumes`` whatever their number (Docker answers ``null`` for none)."""
+        self._check_pool(pool)
+        with self._errors("listing of the named volumes"):
+            answer = self._api.volumes()
+        return [volume_info(raw) for raw in (answer or {}).get("Volumes") or []]
+
+    def lookup_volume(self, pool: str, name: str) -> VolumeInfo:
+        """One inspect (``GET /volumes/{name}``); NoStorageVolumeError when the engine has no such volume."""
+        self._check_pool(pool)
+        if "/" in name:  # a volume name is one word: no engine has such a volume, and the URL would change
+            raise NoStorageVolumeError(f"storage volume {quote(name)} not found")
+        with self._errors(f"lookup of volume {quote(name)}", name, NoStorageVolumeError):
+            return volume_info(self._api.inspect_volume(name))
+
+    def create_volume(
+        self, pool: str, name: str, capacity_bytes: int | None, format: str, backing: str | None
+    ) -> VolumeInfo:
+        """``docker volume create --driver local --label virtabs.create-token=TOKEN NAME``: a directory volume
+        (format ``dir``, no size). An existing name is refused: the engine answers a create of one with the
+        existing volume, which lacks this create's token."""
+        self._check_pool(pool)
+        if format != DIRECTORY_FORMAT or capacity_bytes is not None or backing is not None:
+            raise InvalidArgumentError(
+                f"volume {quote(name)}: {self._engine}'s pool {POOL_NAME!r} holds named volumes, which are "
+                f"directories: create one with format {DIRECTORY_FORMAT!r}, no capacity and no backing image "
+                f"(not {quote(format)})"
+            )
+        problem = volume_name_problem(self._engine, name)
+        if problem is not None:
+            raise InvalidArgumentError(f"invalid volume name {quote(name)}: {problem}")
+        token = _uuid.uuid4().hex
+        with self._errors(f"create of volume {quote(name)} in pool {POOL_NAME!r}"):
+            created = self._api.create_volume(name, driver="local", labels={CREATE_TOKEN_LABEL: token})
+        if (created.get("Labels") or {}).get(CREATE_TOKEN_LABEL) != token:
+            raise OperationInvalidError(f"storage volume {quote(name)} already exists in pool {POOL_NAME!r}")
+        return volume_info(created)
+
+    def delete_volume(self, pool: str, name: str) -> None:
+        """``docker volume rm``: NoStorageVolumeError when missing, OperationInvalidError while a container uses it."""
+        self._check_pool(pool)
+        if "/" in name:
+            raise NoStorageVolumeError(f"storage volume {quote(name)} not found")
+        with self._errors(f"delete of volume {quote(name)}", name, NoStorageVolumeError):
+            self._api.remove_volume(name)
 
     # --- lifecycle ----------------------------------------------------------------------------------
 

@@ -61,6 +61,10 @@ class DockerTarget(DefaultTarget):
         state = self._engine(conn).inspect_container(dom.name)["State"]
         return (state.get("StartedAt"), state.get("Pid"))
 
+    def volume_format(self, conn: Connection, pool: str) -> str:
+        """``dir``: the engine's pool ``volumes`` holds named volumes, which are directories (made without a size)."""
+        return "dir"
+
     def close(self) -> None:
         """Close the target's own engine client."""
         if self._client is not None:

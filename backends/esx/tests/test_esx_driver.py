@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -538,3 +539,49 @@ def test_vmotion_refuses_what_it_cannot_do_before_moving(vcsim: Vcsim, vcsim_bin
         finally:
             target.cleanup(src)
             other.stop()
+
+
+def _datastore_files(vcsim: Vcsim, name: str) -> list[str]:
+    """The files vcsim keeps for a disk ``name`` (``x.vmdk`` and its ``x-flat.vmdk``) in its datastore
+    directories, which live in its work directory: the other door, vcsim's own file system."""
+    stem = name.removesuffix(".vmdk")
+    return sorted(p.name for p in vcsim.log.parent.rglob(f"{stem}*.vmdk"))
+
+
+def test_volumes_are_made_and_removed_by_the_virtual_disk_manager(vcsim: Vcsim, conn: virtabs.Connection) -> None:
+    pool = conn.lookup_storage_pool("LocalDS_1")
+    name = f"vtd-vol-{uuid.uuid4().hex[:8]}.vmdk"
+    before = vcsim.calls()
+    vol = pool.create_volume(name, 16 << 20, format="vmdk")
+    calls = vcsim.calls()
+    assert calls.get("CreateVirtualDisk_Task", 0) == before.get("CreateVirtualDisk_Task", 0) + 1
+    assert _datastore_files(vcsim, name) == [name.replace(".vmdk", "-flat.vmdk"), name]
+    assert vol.path == f"/vmfs/volumes/LocalDS_1/{name}" and vol.last_info.format == "vmdk"
+    # the browser's disk query hides the -flat extent: one volume per disk; vcsim reports no capacityKb
+    listed = [v.last_info for v in pool.list_volumes() if v.name.startswith(name.removesuffix(".vmdk"))]
+    assert [v.name for v in listed] == [name] and listed[0].capacity_bytes is None
+    with pytest.raises(virtabs.OperationInvalidError, match="already exists"):
+        pool.create_volume(name, 16 << 20, format="vmdk")
+    vol.delete()
+    assert _datastore_files(vcsim, name) == []
+    with pytest.raises(virtabs.NoStorageVolumeError):
+        vol.delete()
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (("x.qcow2", 1 << 20), {"format": "qcow2"}, "holds vmdk virtual disks"),
+        (("x.img", 1 << 20), {"format": "vmdk"}, "holds vmdk virtual disks"),
+        (("x",), {"format": "dir"}, "holds disk images, not directory volumes"),
+        (("x.vmdk", 1 << 20), {"format": "vmdk", "backing": "/vmfs/volumes/LocalDS_0/base.vmdk"}, "backing"),
+    ],
+)
+def test_what_a_datastore_cannot_hold_is_refused_before_any_task(
+    vcsim: Vcsim, conn: virtabs.Connection, args: tuple[Any, ...], kwargs: dict[str, Any], message: str
+) -> None:
+    pool = conn.lookup_storage_pool("LocalDS_1")
+    before = vcsim.calls().get("CreateVirtualDisk_Task", 0)
+    with pytest.raises(virtabs.InvalidArgumentError, match=message):
+        pool.create_volume(*args, **kwargs)
+    assert vcsim.calls().get("CreateVirtualDisk_Task", 0) == before

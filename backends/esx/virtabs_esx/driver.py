@@ -61,11 +61,13 @@ from virtabs.spi import (
     NoStoragePoolError,
     NoStorageVolumeError,
     OperationFailedError,
+    OperationInvalidError,
     PoolInfo,
     Snapshot,
     VirtabsError,
     VolumeInfo,
     find_domain,
+    image_volume_capacity,
     networks_with_attachments,
     quote,
 )
@@ -78,6 +80,9 @@ if TYPE_CHECKING:
     from ._session import Session
 
 __all__ = ["EsxDriver", "VpxDriver"]
+
+SUSPENDED = "suspended"
+"""The power state of a VM suspended to disk (SuspendVM_Task): libvirt's managed save."""
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -177,13 +182,21 @@ class EsxDriver(Driver):
         Capability.DOMAIN_DESTROY,
         Capability.DOMAIN_REBOOT,
         Capability.DOMAIN_SNAPSHOT,
+        Capability.DOMAIN_MANAGED_SAVE,
         Capability.DOMAIN_DISK_HOTPLUG,
         Capability.BLOCK_COPY,
         Capability.BLOCK_COPY_MOVE_CHAIN,
         Capability.STORAGE_POOL,
+        Capability.STORAGE_VOLUME,
         Capability.EVENTS,
         Capability.NETWORK,
         notes={
+            Capability.DOMAIN_MANAGED_SAVE: "SuspendVM_Task (the state stays in the VM's suspend directory), "
+            "PowerOnVM_Task resumes, PowerOffVM_Task discards it; on vcsim a resume cannot be told from a boot "
+            "(not observable)",
+            Capability.STORAGE_VOLUME: "VirtualDiskManager: CreateVirtualDisk_Task (thin .vmdk) and "
+            "DeleteVirtualDisk_Task; no resize (vcsim 0.24.2 has no ExtendVirtualDisk_Task); on vcsim the created "
+            "size cannot be read back (not observable)",
             Capability.NETWORK: "standard, distributed port groups and opaque networks in one PropertyCollector "
             "retrieval; no subnets (vSphere does not know them); read-only",
             Capability.BLOCK_COPY_MOVE_CHAIN: "Storage vMotion moves the disk with its delta disks to the "
@@ -381,6 +394,7 @@ class EsxDriver(Driver):
             vcpus=int(props.get("config.hardware.numCPU") or 0),
             memory_bytes=memory,
             max_memory_bytes=memory,
+            state_reason="saved" if native == SUSPENDED else None,
         )
 
     def domain_info(self, dom: DomainRef) -> DomainInfo:
@@ -542,6 +556,7 @@ class EsxDriver(Driver):
                     nics=tuple(self._nic_infos(devices, p.get("guest.net"), port_groups)),
                     snapshot_count=len(list(self._walk(snapshot.rootSnapshotList))) if snapshot else 0,
                     block_jobs=tuple(self._jobs_of(info.uuid)),
+                    managed_save=info.native_state == SUSPENDED,
                     extra={
                         "esx.moref": moref._moId,
                         "esx.guest_id": p.get("config.guestId"),
@@ -680,6 +695,21 @@ class EsxDriver(Driver):
         except KeyError:
             raise NoStoragePoolError(f"datastore {quote(name)} not found") from None
 
+    def _datacenter(self) -> Any:
+        """The datacenter in scope (the first one; a ``vpx://vc/DC`` path names it): VirtualDiskManager's
+        ``datacenter`` argument, which resolves a ``[datastore] path`` on vCenter."""
+        vim = self._vim
+        if isinstance(self._root, vim.Datacenter):
+            return self._root
+        with self._errors(f"{self._what}: datacenters"):
+            dcs = self._session.objects(self._session.content.rootFolder, vim.Datacenter, ["name"])
+        if self.uri.path.strip("/"):
+            dc_name = self.uri.path.strip("/").split("/")[0]
+            dcs = [d for d in dcs if d[1].get("name") == dc_name] or dcs
+        if not dcs:
+            raise OperationFailedError(f"{self._what}: no datacenter")
+        return dcs[0][0]
+
     def _placement(self) -> tuple[Any, Any]:
         """(vmFolder, resourcePool) where new VMs go: the first datacenter and compute resource in scope."""
         vim = self._vim
@@ -805,6 +835,21 @@ class EsxDriver(Driver):
         if paused:
             raise InvalidArgumentError(f"domain {quote(dom.name)}: VMware cannot start a VM with paused vCPUs")
         self._session.run(f"start of domain {quote(dom.name)}", self._vm(dom).PowerOnVM_Task)
+
+    def managed_save(self, dom: DomainRef) -> None:
+        """SuspendVM_Task: vSphere writes the memory and device state into the VM's suspend directory and the VM
+        is ``suspended`` (SHUTOFF, reason "saved"); the next PowerOnVM_Task resumes it."""
+        self._session.run(f"managed save of domain {quote(dom.name)}", self._vm(dom).SuspendVM_Task)
+
+    def has_managed_save(self, dom: DomainRef) -> bool:
+        """Whether the VM is ``suspended`` (one property read)."""
+        return self._props(dom, ("runtime.powerState",)).get("runtime.powerState") == SUSPENDED
+
+    def managed_save_remove(self, dom: DomainRef) -> None:
+        """PowerOffVM_Task of a suspended VM: vSphere discards the suspended state (it has no separate call);
+        nothing for a VM that is not suspended."""
+        if self.has_managed_save(dom):
+            self._session.run(f"removal of the managed save of domain {quote(dom.name)}", self._vm(dom).PowerOffVM_Task)
 
     def shutdown(self, dom: DomainRef) -> None:
         """ShutdownGuest: asks the guest OS through VMware Tools (returns at once; the core waits)."""
@@ -1029,8 +1074,16 @@ class EsxDriver(Driver):
         datastore = self._datastore(pool)
         browser: Any = self._session.properties(datastore, ["browser"])["browser"]
         vim = self._vim
+        disk_query = vim.host.DatastoreBrowser.VmDiskQuery(
+            details=vim.host.DatastoreBrowser.VmDiskQuery.Details(
+                diskType=True, capacityKb=True, hardwareVersion=False, controllerType=False, thin=True
+            )
+        )
+        # the disk query makes the browser answer VmDiskFileInfo with capacityKb and hide the -flat.vmdk extents
         spec = vim.host.DatastoreBrowser.SearchSpec(
-            matchPattern=["*.vmdk"], details=vim.host.DatastoreBrowser.FileInfo.Details(fileSize=True, fileType=True)
+            matchPattern=["*.vmdk"],
+            query=[disk_query],
+            details=vim.host.DatastoreBrowser.FileInfo.Details(fileSize=True, fileType=True),
         )
         results = self._session.run(
             f"listing of datastore {quote(pool)}",
@@ -1052,7 +1105,8 @@ class EsxDriver(Driver):
                         pool=pool,
                         path=f"{VOLUMES}{pool}/{name}",
                         format="vmdk",
-                        capacity_bytes=int(capacity) * 1024 if capacity else size,
+                        # no capacityKb (vcsim 0.24.2 never sets it): not reported, never the file's size
+                        capacity_bytes=None if capacity is None else int(capacity) * 1024,
                         allocation_bytes=size,
                     )
                 )
@@ -1064,6 +1118,51 @@ class EsxDriver(Driver):
             if vol.name == name:
                 return vol
         raise NoStorageVolumeError(f"datastore {quote(pool)} has no volume {quote(name)}")
+
+    def create_volume(
+        self, pool: str, name: str, capacity_bytes: int | None, format: str, backing: str | None
+    ) -> VolumeInfo:
+        """``VirtualDiskManager.CreateVirtualDisk_Task`` of a thin ``.vmdk`` (``[pool] name``; its folder must
+        exist). An existing name is refused (OperationInvalidError); VMware disks are vmdk, with no backing
+        image (a child disk is a snapshot's, made by the VM)."""
+        capacity_bytes = image_volume_capacity(pool, name, capacity_bytes, format)
+        if format != "vmdk" or not name.endswith(".vmdk"):
+            raise InvalidArgumentError(
+                f"volume {quote(name)}: a datastore holds vmdk virtual disks (format 'vmdk', a name ending in .vmdk), "
+                f"not {quote(format)}"
+            )
+        if backing is not None:
+            raise InvalidArgumentError(
+                f"volume {quote(name)}: VirtualDiskManager creates no disk on a backing image (vSphere's child disks "
+                "are a VM's snapshots)"
+            )
+        self._datastore(pool)  # NoStoragePoolError first
+        ds_path = f"[{pool}] {name}"
+        if self._file_exists(ds_path):
+            raise OperationInvalidError(f"storage volume {quote(name)} already exists in datastore {quote(pool)}")
+        vim = self._vim
+        spec = vim.VirtualDiskManager.FileBackedVirtualDiskSpec(
+            diskType="thin", adapterType="lsiLogic", capacityKb=-(-capacity_bytes // 1024)
+        )
+        self._session.run(
+            f"create of volume {quote(name)} in datastore {quote(pool)}",
+            self._session.content.virtualDiskManager.CreateVirtualDisk_Task,
+            name=ds_path,
+            datacenter=self._datacenter(),
+            spec=spec,
+        )
+        return self.lookup_volume(pool, name)
+
+    def delete_volume(self, pool: str, name: str) -> None:
+        """``VirtualDiskManager.DeleteVirtualDisk_Task`` (the descriptor and its extents); NoStorageVolumeError
+        when the datastore has no such disk."""
+        self.lookup_volume(pool, name)
+        self._session.run(
+            f"delete of volume {quote(name)} in datastore {quote(pool)}",
+            self._session.content.virtualDiskManager.DeleteVirtualDisk_Task,
+            name=f"[{pool}] {name}",
+            datacenter=self._datacenter(),
+        )
 
 
 class VpxDriver(VpxMigration, EsxDriver):

@@ -90,6 +90,23 @@ class EsxTarget(DefaultTarget):
         )
         return len(si.content.eventManager.QueryEvents(spec) or [])
 
+    def run_clock(self, conn: Connection, dom: Domain) -> float | None:
+        """Seconds since vSphere last powered the VM on (``summary.runtime.bootTime``), on the server's own clock
+        (``CurrentTime``), read through the target's own session; None while it is not powered on.
+
+        vSphere's record, not the guest's own clock (that needs VMware Tools in a guest OS, which these VMs do
+        not run); on vcsim 0.24.2 a resume from suspended resets ``bootTime`` like a cold boot, so a resume
+        cannot be told from a boot there (the vcsim run declares ``guest.resume`` unobservable).
+        """
+        si = self._own_session(conn)
+        vm = si.content.searchIndex.FindByUuid(None, dom.uuid, True)
+        if vm is None or str(vm.runtime.powerState) != "poweredOn":
+            return None
+        booted = vm.summary.runtime.bootTime
+        if booted is None:
+            return None
+        return float((si.CurrentTime() - booted).total_seconds())
+
     def _datastores(self, conn: Connection) -> tuple[str, str]:
         if self.datastore is None or self.scratch_datastore is None:
             names = [p.name for p in conn.list_storage_pools()]
@@ -109,6 +126,10 @@ class EsxTarget(DefaultTarget):
         """A new ``.vmdk`` path on the scratch datastore (VMware disks are .vmdk whatever the kit calls them)."""
         stem = os.path.splitext(name)[0]
         return f"/vmfs/volumes/{self._datastores(conn)[1]}/{self.new_name(stem)}.vmdk"
+
+    def volume_format(self, conn: Connection, pool: str) -> str:
+        """``vmdk``: a datastore's volumes are VMware virtual disks."""
+        return "vmdk"
 
     def create_image(self, conn: Connection, path: str, *, format: str, backing: str | None) -> None:
         """Nothing to do for a plain image (attach creates a missing .vmdk); no backing chains on vSphere."""

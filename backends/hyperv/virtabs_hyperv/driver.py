@@ -58,6 +58,7 @@ from virtabs.spi import (
     Snapshot,
     VirtabsError,
     VolumeInfo,
+    image_volume_capacity,
     quote,
 )
 
@@ -790,8 +791,11 @@ class HypervDriver(HypervMigration, Driver):
         )
         return self._volume(v)
 
-    def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
+    def create_volume(
+        self, pool: str, name: str, capacity_bytes: int | None, format: str, backing: str | None
+    ) -> VolumeInfo:
         """New-VHD -Dynamic (or -Differencing -ParentPath for a backed volume). VHD and VHDX only."""
+        capacity_bytes = image_volume_capacity(pool, name, capacity_bytes, format)
         self._check_pool(pool)
         ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
         if format not in ("vhd", "vhdx") or ext != format:

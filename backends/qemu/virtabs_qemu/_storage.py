@@ -385,7 +385,7 @@ class Storage:
                 pin.path(vol.format),
                 vol.format,
                 capacity_bytes,
-                shrink=capacity_bytes < vol.capacity_bytes,
+                shrink=vol.capacity_bytes is not None and capacity_bytes < vol.capacity_bytes,
                 timeout=self.timeout,
                 image=vpath,
                 pass_fds=pin.fds,

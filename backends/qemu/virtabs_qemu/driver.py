@@ -65,6 +65,7 @@ from virtabs.spi import (
     Snapshot,
     VirtabsError,
     VolumeInfo,
+    image_volume_capacity,
     quote,
 )
 
@@ -614,8 +615,11 @@ class QemuDriver(Driver):
         """A volume by name."""
         return self.storage.lookup_volume(pool, name)
 
-    def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
+    def create_volume(
+        self, pool: str, name: str, capacity_bytes: int | None, format: str, backing: str | None
+    ) -> VolumeInfo:
         """``qemu-img create -f FORMAT [-b BACKING -F BACKING_FORMAT]``."""
+        capacity_bytes = image_volume_capacity(pool, name, capacity_bytes, format)
         return self.storage.create_volume(pool, name, capacity_bytes, format, backing)
 
     def delete_volume(self, pool: str, name: str) -> None:

@@ -48,6 +48,7 @@ from virtabs.spi import (
     Snapshot,
     VirtabsError,
     VolumeInfo,
+    image_volume_capacity,
     poll_until,
     quote,
 )
@@ -775,9 +776,12 @@ class VboxDriver(VboxMigration, Driver):
         medium, media = self._find(pool, name)
         return self._volume(medium, media)
 
-    def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
+    def create_volume(
+        self, pool: str, name: str, capacity_bytes: int | None, format: str, backing: str | None
+    ) -> VolumeInfo:
         """``createmedium disk --filename <pool dir>/<name> --sizebyte N --format F`` (``--diffparent`` for
         a backing image: a VirtualBox differencing image, as large as its parent)."""
+        capacity_bytes = image_volume_capacity(pool, name, capacity_bytes, format)
         folder = self._check_pool(pool)
         native = FORMATS.get(format)
         if native is None:

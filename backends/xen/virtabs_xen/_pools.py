@@ -254,5 +254,5 @@ class Pools:
         """``qemu-img resize -f FORMAT`` (``--shrink`` when smaller)."""
         current = self.lookup_volume(pool, name)
         info = self.lookup_pool(pool)
-        shrink = "--shrink" if capacity_bytes < current.capacity_bytes else ""
+        shrink = "--shrink" if current.capacity_bytes is not None and capacity_bytes < current.capacity_bytes else ""
         return self._answer(info, name, self._script(_RESIZE_VOLUME, pool, name, str(capacity_bytes), shrink).out)

@@ -65,6 +65,7 @@ from virtabs.spi import (
     PoolInfo,
     VirtabsError,
     VolumeInfo,
+    image_volume_capacity,
     quote,
 )
 
@@ -736,8 +737,11 @@ class XenDriver(Driver):
         """A volume by name; NoStorageVolumeError when there is none."""
         return self._pools.lookup_volume(pool, name)
 
-    def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
+    def create_volume(
+        self, pool: str, name: str, capacity_bytes: int | None, format: str, backing: str | None
+    ) -> VolumeInfo:
         """``qemu-img create`` on the Xen host; an existing name is refused."""
+        capacity_bytes = image_volume_capacity(pool, name, capacity_bytes, format)
         return self._pools.create_volume(pool, name, capacity_bytes, format, backing)
 
     def delete_volume(self, pool: str, name: str) -> None:

@@ -51,6 +51,7 @@ from virtabs.spi import (
     PoolInfo,
     Snapshot,
     VolumeInfo,
+    image_volume_capacity,
     quote,
 )
 
@@ -317,8 +318,11 @@ class ExampleDriver(Driver):
             vol = self._host.volume(pool, name)
         return _volume_info(vol, {v.path: v for v in self._host.volumes()})
 
-    def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
+    def create_volume(
+        self, pool: str, name: str, capacity_bytes: int | None, format: str, backing: str | None
+    ) -> VolumeInfo:
         """A new volume."""
+        capacity_bytes = image_volume_capacity(pool, name, capacity_bytes, format)
         with ERRORS(f"create of volume {quote(name)} in pool {quote(pool)}"):
             vol = self._host.create_volume(pool, name, capacity_bytes, format, backing)
         return _volume_info(vol, {v.path: v for v in self._host.volumes()})

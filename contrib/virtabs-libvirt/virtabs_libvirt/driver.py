@@ -75,6 +75,7 @@ from virtabs.spi import (
     Snapshot,
     VolumeInfo,
     error_class_for_code,
+    image_volume_capacity,
 )
 
 from . import _xml
@@ -996,8 +997,11 @@ class LibvirtDriver(Driver):
         with self._errors(f"info of volume '{name}' in pool '{pool}'"):
             return self._vol_info(v, pool)
 
-    def create_volume(self, pool: str, name: str, capacity_bytes: int, format: str, backing: str | None) -> VolumeInfo:
+    def create_volume(
+        self, pool: str, name: str, capacity_bytes: int | None, format: str, backing: str | None
+    ) -> VolumeInfo:
         """``virStorageVolCreateXML`` (a backing path keeps the backing image's format)."""
+        capacity_bytes = image_volume_capacity(pool, name, capacity_bytes, format)
         p = self._pool(pool)
         backing_format = None
         if backing is not None:

@@ -9,7 +9,7 @@ import pytest
 from ..._api import Domain, StoragePool, Volume
 from ..._errors import NoStoragePoolError, NoStorageVolumeError
 from ..._flags import LifecycleEventType
-from ..._models import Event, LifecycleEvent, PoolInfo, VolumeInfo
+from ..._models import DIRECTORY_FORMAT, Event, LifecycleEvent, PoolInfo, VolumeInfo
 from ..contract import Contract
 from ..markers import requires
 
@@ -149,7 +149,15 @@ class TestStoragePools:
                 found = pool.lookup_volume(vol.name)
                 assert (found.name, found.pool, found.path) == (vol.name, pool.name, vol.path)
                 assert (vol.last_info.name, vol.last_info.path) == (vol.name, vol.path)
-                assert isinstance(found.info(), VolumeInfo)
+                fresh = found.info()
+                assert isinstance(fresh, VolumeInfo)
+                if fresh.capacity_bytes is None and fresh.format != DIRECTORY_FORMAT:
+                    # an image has a capacity; a host that does not report it must say so (checked, and
+                    # reported "not observable", by TestStorageVolumes::test_created_capacity_is_read_back)
+                    assert virtabs_contract.unobservable_reason("volume.capacity"), (
+                        f"volume {vol.name!r} ({fresh.format}) reports no capacity: only a directory volume ('dir') "
+                        "has none"
+                    )
                 assert repr(found)
 
     @requires("storage.pool")
@@ -165,24 +173,42 @@ class TestStoragePools:
             assert int(vexc.value.code) == 50 and "virtabs-contract-no-such-volume" in vexc.value.message
 
 
-def _fresh_volume(c: Contract, stem: str) -> tuple[StoragePool, StoragePool, Volume]:
-    """A new 16 MiB volume, in a format the target says the pool makes (qcow2, vhdx, ...), in the first pool
-    with a path, checked through another connection: (the pool, the pool as another connection sees it, the
-    volume). Its name is the one the API gives it, never one split out of a path."""
+def _fresh_volume(c: Contract, stem: str, *, capacity: bool = True) -> tuple[StoragePool, StoragePool, Volume]:
+    """A new volume, in a format the target says the pool makes, in the first pool with a path, checked through
+    another connection: (the pool, the pool as another connection sees it, the volume). An image (qcow2, vhdx,
+    ...) is made with 16 MiB and must report them (``capacity=False``: unless the target declares
+    ``volume.capacity`` unobservable; the caller then checks it); a directory volume (``dir``: a Docker named
+    volume) is made without a size and must report none it was not given. Its name is the one the API gives it,
+    never one split out of a path."""
     pool = next((p for p in c.conn.list_storage_pools() if p.info().path), None)
     assert pool is not None, "no storage pool with a path to create a volume in"
     fmt = c.volume_format(pool.name)
-    vol = pool.create_volume(f"{c.target.new_name(stem)}.{fmt}", 16 * MiB, format=fmt)
+    if fmt == DIRECTORY_FORMAT:
+        vol = pool.create_volume(c.target.new_name(stem), format=fmt)
+    else:
+        vol = pool.create_volume(f"{c.target.new_name(stem)}.{fmt}", 16 * MiB, format=fmt)
     assert vol.pool == pool.name
     name = vol.name
     other_pool = c.other_door().lookup_storage_pool(pool.name)
     assert [v.name for v in other_pool.list_volumes()].count(name) == 1
     info = other_pool.lookup_volume(name).info()
     assert info.format == fmt
+    if fmt == DIRECTORY_FORMAT:
+        assert info.capacity_bytes is None and not info.backing_chain, (
+            f"a directory volume made without a size reports capacity {info.capacity_bytes} and backing "
+            f"{info.backing_chain}: it has neither"
+        )
+        return pool, other_pool, vol
+    if capacity or not c.unobservable_reason("volume.capacity"):
+        _check_created_capacity(info)
+    return pool, other_pool, vol
+
+
+def _check_created_capacity(info: VolumeInfo) -> None:
+    assert info.capacity_bytes is not None, f"image volume {info.name!r} ({info.format}) reports no capacity"
     assert 16 * MiB <= info.capacity_bytes < 17 * MiB, (
         f"created with 16 MiB, a fresh lookup reports {info.capacity_bytes} bytes (units: bytes)"
     )
-    return pool, other_pool, vol
 
 
 class TestStorageVolumes:
@@ -190,20 +216,37 @@ class TestStorageVolumes:
 
     @requires("storage.pool", "storage.volume")
     def test_volume_cycle(self, virtabs_contract: Contract) -> None:
-        pool, other_pool, vol = _fresh_volume(virtabs_contract, "vol")
+        pool, other_pool, vol = _fresh_volume(virtabs_contract, "vol", capacity=False)
         vol.delete()
         with pytest.raises(NoStorageVolumeError):
             pool.lookup_volume(vol.name)
         with pytest.raises(NoStorageVolumeError):
             other_pool.lookup_volume(vol.name)
 
+    @requires("storage.pool", "storage.volume")
+    def test_created_capacity_is_read_back(self, virtabs_contract: Contract) -> None:
+        """The size an image volume was created with, through another connection ("not observable" where the
+        target declares ``volume.capacity``); a directory volume reports none."""
+        _pool, other_pool, vol = _fresh_volume(virtabs_contract, "size", capacity=False)
+        try:
+            info = other_pool.lookup_volume(vol.name).info()
+            if info.format == DIRECTORY_FORMAT:
+                assert info.capacity_bytes is None
+                return
+            try:
+                _check_created_capacity(info)
+            except AssertionError as exc:
+                raise virtabs_contract.effect_missing("volume.capacity", str(exc).splitlines()[0]) from None
+        finally:
+            vol.delete()
+
     @requires("storage.pool", "storage.volume", "storage.volume.resize")
     def test_volume_resize(self, virtabs_contract: Contract) -> None:
         _pool, other_pool, vol = _fresh_volume(virtabs_contract, "grow")
         grown = vol.resize(32 * MiB)
-        assert 32 * MiB <= grown.capacity_bytes < 33 * MiB
+        assert grown.capacity_bytes is not None and 32 * MiB <= grown.capacity_bytes < 33 * MiB
         fresh = other_pool.lookup_volume(vol.name).info()
-        assert 32 * MiB <= fresh.capacity_bytes < 33 * MiB, (
+        assert fresh.capacity_bytes is not None and 32 * MiB <= fresh.capacity_bytes < 33 * MiB, (
             f"resized to 32 MiB, a fresh lookup through another connection reports {fresh.capacity_bytes} bytes"
         )
         vol.delete()

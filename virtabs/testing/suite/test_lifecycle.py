@@ -261,13 +261,15 @@ class TestManagedSave:
         dom.start()
         assert dom.state() == DomainState.RUNNING
         assert state_elsewhere(c, dom) == DomainState.RUNNING
-        after = running_clock(c, dom)
-        assert after >= before, (
-            f"the guest's run clock showed {before} s before the managed save and {after} s after start: "
-            "it booted again instead of resuming"
-        )
         assert not dom.has_managed_save() and not managed_save_elsewhere(c, dom), "start left the image behind"
         assert dom.info().state_reason is None
+        after = running_clock(c, dom)
+        if after < before:  # "not observable" only where the target declares guest.resume (a simulator)
+            raise c.effect_missing(
+                "guest.resume",
+                f"the guest's run clock showed {before} s before the managed save and {after} s after start: "
+                "it booted again instead of resuming",
+            )
 
     @requires("domain.managed_save", "domain.start")
     def test_managed_save_remove_makes_start_boot(self, virtabs_contract: Contract) -> None:
