@@ -100,7 +100,7 @@ class BlockJobSetSpeedFlags(enum.IntFlag):
 class MigrateFlags(enum.IntFlag):
     """``virDomainMigrateFlags``: flags of :meth:`Domain.migrate`, with libvirt's values.
 
-    The rules between them are in :mod:`virtabs._rules` (:func:`~virtabs._rules.migration_request`).
+    The rules between them are in :mod:`virtabs._rules` (``migration_flags``, ``migration_disks``, ``check_keep_source``).
     """
 
     LIVE = 1 << 0

@@ -659,7 +659,7 @@ class BlockCommitRequest:
 
 @attrs.frozen
 class MigrationRequest:
-    """A validated migration (:func:`virtabs._rules.migration_request` built it).
+    """A validated migration (:func:`virtabs._migration.start_migration` built it from the checked flags and values).
 
     ``disks`` names the disks whose storage is copied (NON_SHARED_DISK / NON_SHARED_INC): every
     writable disk unless the caller chose; empty when storage is shared or the migration is offline.

@@ -66,7 +66,6 @@ from ._models import (
     BlockJobInfo,
     DiskInfo,
     DomainStatus,
-    MigrationRequest,
     refuse_control_characters,
 )
 from .spi._operations import JobRule, Operation, StateRule
@@ -510,15 +509,3 @@ def migration_disks(f: MigrateFlags, chosen: object, disks: list[DiskInfo], what
         if info.target not in targets:
             targets.append(info.target)
     return tuple(targets)
-
-
-def migration_request(
-    f: MigrateFlags, bandwidth_mib: int, max_downtime: object, disks: tuple[str, ...]
-) -> MigrationRequest:
-    """The request both halves receive (``bandwidth`` given in MiB/s as libvirt's, handed on in bytes/s)."""
-    return MigrationRequest(
-        flags=f,
-        bandwidth_bytes=bandwidth_bytes(bandwidth_mib, False),
-        max_downtime_ms=require_max_downtime(max_downtime),
-        disks=disks,
-    )
