@@ -79,6 +79,18 @@ class Capability(enum.StrEnum):
     """NON_SHARED_DISK / NON_SHARED_INC: the disks are copied to the destination during the migration."""
     DOMAIN_MIGRATE_TUNNELLED = "domain.migrate.tunnelled"
     """TUNNELLED: the streams go through the connection's own channel."""
+    # --- what a migration can be asked for besides its flags (issue 27): the core refuses an undeclared one
+    # on the source before either host is touched (virtabs._rules.migration_source_capabilities).
+    DOMAIN_MIGRATE_KEEP_SOURCE = "domain.migrate.keep_source"
+    """Without UNDEFINE_SOURCE the source keeps its persistent definition, shut off (libvirt's semantics);
+    not declared: a persistent domain migrates only with UNDEFINE_SOURCE."""
+    DOMAIN_MIGRATE_ABORT = "domain.migrate.abort"
+    """MigrationJob.abort: a migration under way can be cancelled (the source keeps running)."""
+    DOMAIN_MIGRATE_BANDWIDTH = "domain.migrate.bandwidth"
+    """A non-zero ``bandwidth``: the migration's rate can be limited."""
+    DOMAIN_MIGRATE_MAX_DOWNTIME = "domain.migrate.max_downtime"
+    """A ``max_downtime``: the guest's pause at the switch can be bounded."""
+    # --- end of what a migration can be asked for
     STORAGE_POOL = "storage.pool"
     """List and look up storage pools."""
     STORAGE_VOLUME = "storage.volume"

@@ -275,6 +275,12 @@ class Domain(BlockJobMethods):
         NON_SHARED_DISK/NON_SHARED_INC copy (default: every writable one). Every rule, and both
         connections' capabilities, are checked before either host is touched; the steps then run on a
         thread: ``job.wait()`` returns the domain on the destination, ``job.abort()`` cancels.
+
+        The source's declaration decides what else may be asked: a non-zero ``bandwidth``
+        (``domain.migrate.bandwidth``), a ``max_downtime`` (``domain.migrate.max_downtime``),
+        ``job.abort()`` (``domain.migrate.abort``), and migrating a persistent domain without
+        UNDEFINE_SOURCE, after which the source keeps its definition shut off
+        (``domain.migrate.keep_source``); each is refused with NotSupportedError where not declared.
         See ``docs/migration.md``.
         """
         from ._migration import start_migration

@@ -58,10 +58,16 @@ def start_migration(
     if f & MigrateFlags.TUNNELLED and _tunnel_carried_by(dest, src_conn):
         # The destination's transport carries the tunnel: checked on the destination below, not here.
         src_extra = [c for c in extra if c is not Capability.DOMAIN_MIGRATE_TUNNELLED]
+    src_extra = [*src_extra, *_rules.migration_source_capabilities(bw, downtime)]
     src_gate = src_conn._gate
     # The source's capabilities and read-only mode first: a refusal costs no host call on either side.
     src_gate.check(OPERATIONS["migrate_perform" if not f & MigrateFlags.OFFLINE else "migrate_confirm"], what,
                    extra=src_extra)  # fmt: skip
+    if _rules.needs_keep_source(f, src_gate.capabilities):
+        # Only a persistent domain has a definition to keep: one read of the source, nothing changed anywhere.
+        with src_gate.translate(what):
+            persistent = src_gate.driver.domain_status(domain._ref).persistent
+        _rules.check_keep_source(persistent, what, domain.name)
     if isinstance(dest, str):
         if dest == str(src_conn.uri):
             raise InvalidArgumentError(f"{what}: the destination is the source's own connection")
@@ -296,16 +302,19 @@ class MigrationJob:
         """Cancel the migration: the destination is discarded and the source keeps running.
 
         Returns at once; :meth:`wait` then raises the abort (OperationFailedError). After the
-        switch has happened there is nothing left to abort and this does nothing.
+        switch has happened there is nothing left to abort and this does nothing. NotSupportedError
+        where the source does not declare ``domain.migrate.abort`` (the migration goes on).
         """
+        gate = self.domain.connection._gate
+        what = self.domain._what("migration abort")
+        gate.check_open()
+        gate.require(OPERATIONS["migrate_abort"].required_capabilities(), what)  # the migration goes on
         with self._lock:
             if self._done.is_set():
                 return
             self._aborted = True
             performing = self._performing
         if performing:
-            gate = self.domain.connection._gate
-            what = self.domain._what("migration abort")
             with gate(OPERATIONS["migrate_abort"], what) as call:
                 call.driver.migrate_abort(self.domain._ref)
 

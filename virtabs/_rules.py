@@ -43,6 +43,11 @@ a capability either connection lacks                    NotSupportedError (befor
 live migration of an inactive domain                    OperationInvalidError
 any disk under a block job                              BlockCopyActiveError
 bandwidth negative or overflowing; max_downtime <= 0    InvalidArgumentError
+a bandwidth limit without domain.migrate.bandwidth      NotSupportedError (the source's declaration)
+a max_downtime without domain.migrate.max_downtime      NotSupportedError (the source's declaration)
+a persistent domain without UNDEFINE_SOURCE, the        NotSupportedError (before either host is changed;
+source not declaring domain.migrate.keep_source           one domain_status read on the source)
+MigrationJob.abort without domain.migrate.abort         NotSupportedError (the migration goes on)
 =====================================================  ===================================
 """
 
@@ -53,8 +58,8 @@ from typing import Any, TypeVar
 
 import attrs
 
-from ._capabilities import Capability
-from ._errors import BlockCopyActiveError, InvalidArgumentError, OperationInvalidError, quote
+from ._capabilities import Capabilities, Capability
+from ._errors import BlockCopyActiveError, InvalidArgumentError, NotSupportedError, OperationInvalidError, quote
 from ._flags import BlockJobType, BlockRebaseFlags, DomainState, MigrateFlags
 from ._models import (
     BlockCopyRequest,
@@ -444,6 +449,35 @@ def migration_capabilities(f: MigrateFlags) -> list[Capability]:
     if f & MigrateFlags.TUNNELLED:
         needed.append(Capability.DOMAIN_MIGRATE_TUNNELLED)
     return needed
+
+
+def migration_source_capabilities(bandwidth_bytes: int, max_downtime_ms: int | None) -> list[Capability]:
+    """What the source must declare for the knobs a migration asks for (the source runs the copy, so the
+    destination's declaration does not matter): a bandwidth limit and a downtime bound. 0 and None ask
+    for nothing."""
+    needed = []
+    if bandwidth_bytes:
+        needed.append(Capability.DOMAIN_MIGRATE_BANDWIDTH)
+    if max_downtime_ms is not None:
+        needed.append(Capability.DOMAIN_MIGRATE_MAX_DOWNTIME)
+    return needed
+
+
+def needs_keep_source(f: MigrateFlags, source: Capabilities) -> bool:
+    """Whether the source must be asked if its domain is persistent: a migration without UNDEFINE_SOURCE
+    from a source that does not declare ``domain.migrate.keep_source``."""
+    return not f & MigrateFlags.UNDEFINE_SOURCE and Capability.DOMAIN_MIGRATE_KEEP_SOURCE not in source.supported
+
+
+def check_keep_source(persistent: bool, what: str, domain: str) -> None:
+    """For a source that cannot keep a migrated domain's definition (:func:`needs_keep_source`; Move-VM and
+    vMotion move the one VM): a persistent domain is refused rather than undefined against libvirt's
+    semantics (without UNDEFINE_SOURCE the source keeps its definition, shut off)."""
+    if persistent:
+        raise NotSupportedError(
+            f"{what}: the source cannot keep domain {quote(domain)}'s definition after a migration "
+            f"({Capability.DOMAIN_MIGRATE_KEEP_SOURCE.value} is not declared); add UNDEFINE_SOURCE"
+        )
 
 
 def require_max_downtime(value: object) -> int | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 import virtabs
@@ -203,6 +204,99 @@ def test_a_failing_prepare_leaves_the_source_running(
         dom.migrate(dst, flags=COPY).wait()
     assert dom.state() == DomainState.RUNNING
     assert [d.name for d in dst.list_domains()] == ["test"]
+
+
+# --- what a migration asks for besides its flags (issue 27): the source's declaration decides -----
+
+
+def test_without_keep_source_a_persistent_domain_needs_undefine_source(
+    nodes: tuple[virtabs.Connection, virtabs.Connection, str],
+) -> None:
+    _src, dst, dest_uri = nodes
+    with virtabs.open("test:///default?without=domain.migrate.keep_source") as src:
+        dom = src.lookup_domain("test")
+        for flags in (M.LIVE | M.PERSIST_DEST, COPY):
+            with pytest.raises(NotSupportedError, match="keep_source is not declared.*add UNDEFINE_SOURCE"):
+                dom.migrate(dst, flags=flags)
+        dom.destroy()
+        with pytest.raises(NotSupportedError, match="add UNDEFINE_SOURCE"):
+            dom.migrate(dest_uri, flags=M.OFFLINE | M.PERSIST_DEST)
+        assert dst.list_domains() == []
+        assert dom.state() == DomainState.SHUTOFF
+        dom.start()
+        moved = dom.migrate(dst, flags=M.LIVE | M.PERSIST_DEST | M.UNDEFINE_SOURCE).wait()
+        assert moved.state() == DomainState.RUNNING
+        assert src.list_domains() == []
+
+
+def test_without_keep_source_a_transient_domain_migrates_without_undefine_source(
+    nodes: tuple[virtabs.Connection, virtabs.Connection, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a persistent domain has a definition to keep: a transient one has nothing to refuse."""
+    from virtabs.drivers.test import TestDriver
+
+    real = TestDriver.domain_status
+    monkeypatch.setattr(TestDriver, "domain_status", lambda self, dom: attrs.evolve(real(self, dom), persistent=False))
+    _src, dst, _ = nodes
+    with virtabs.open("test:///default?without=domain.migrate.keep_source") as src:
+        moved = src.lookup_domain("test").migrate(dst, flags=M.LIVE | M.PERSIST_DEST).wait()
+        assert moved.state() == DomainState.RUNNING
+
+
+def test_bandwidth_and_max_downtime_need_the_sources_declaration(
+    nodes: tuple[virtabs.Connection, virtabs.Connection, str],
+) -> None:
+    _src, dst, dest_uri = nodes
+    flags = M.LIVE | M.PERSIST_DEST | M.UNDEFINE_SOURCE
+    for cap, kwargs in (
+        ("domain.migrate.bandwidth", {"bandwidth": 1}),
+        ("domain.migrate.max_downtime", {"max_downtime": 100}),
+    ):
+        with virtabs.open(f"test:///default?without={cap}") as src:
+            dom = src.lookup_domain("test")
+            with pytest.raises(NotSupportedError, match=cap.replace(".", r"\.")):
+                dom.migrate(dest_uri, flags=flags, **kwargs)  # type: ignore[arg-type]
+            assert dst.list_domains() == []
+            assert dom.state() == DomainState.RUNNING
+    # 0 and None ask for nothing; the destination's declaration does not matter (the source runs the copy)
+    with (
+        virtabs.open("test:///default?without=domain.migrate.bandwidth,domain.migrate.max_downtime") as src,
+        virtabs.open(f"{dest_uri}?without=domain.migrate.bandwidth,domain.migrate.max_downtime") as bare,
+    ):
+        moved = src.lookup_domain("test").migrate(bare, flags=flags, bandwidth=0, max_downtime=None).wait()
+        assert moved.state() == DomainState.RUNNING
+    with (
+        virtabs.open(dest_uri) as there,
+        virtabs.open("test:///default?without=domain.migrate.bandwidth,domain.migrate.max_downtime") as bare,
+    ):
+        back = there.lookup_domain("test").migrate(bare, flags=flags, bandwidth=4096, max_downtime=100).wait()
+        assert back.state() == DomainState.RUNNING
+
+
+def test_abort_needs_the_sources_declaration_and_the_migration_goes_on(
+    nodes: tuple[virtabs.Connection, virtabs.Connection, str],
+) -> None:
+    _src, dst, _ = nodes
+    with virtabs.open("test:///default?without=domain.migrate.abort") as src:
+        dom = src.lookup_domain("test")
+        job = dom.migrate(dst, flags=COPY | M.UNDEFINE_SOURCE)
+        with pytest.raises(NotSupportedError, match="domain.migrate.abort"):
+            job.abort()
+        moved = job.wait()
+        assert job.info().phase == "completed"
+        assert moved.state() == DomainState.RUNNING
+        assert src.list_domains() == []
+
+
+def test_the_new_rows_and_capabilities() -> None:
+    from virtabs import Capability
+    from virtabs.spi import methods_for
+
+    assert OPERATIONS["migrate_abort"].required_capabilities() == {Capability.DOMAIN_MIGRATE_ABORT}
+    assert methods_for(Capability.DOMAIN_MIGRATE_ABORT) == ("migrate_abort",)
+    assert "migrate_abort" not in methods_for(Capability.DOMAIN_MIGRATE)
+    for cap in ("keep_source", "bandwidth", "max_downtime"):
+        assert methods_for(Capability(f"domain.migrate.{cap}")) == ()
 
 
 # --- drivers that do not declare migration refuse before touching either host -------------------

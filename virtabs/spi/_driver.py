@@ -327,7 +327,8 @@ class Driver:
         raise self._unsupported("migrate_job_info")
 
     def migrate_abort(self, dom: DomainRef) -> None:
-        """Source: cancel the migration under way on ``dom`` (its :meth:`migrate_perform` then raises)."""
+        """Source: cancel the migration under way on ``dom`` (its :meth:`migrate_perform` then raises).
+        Capability ``domain.migrate.abort``."""
         raise self._unsupported("migrate_abort")
 
     def migrate_finish(self, ticket: MigrationTicket, request: MigrationRequest, success: bool) -> DomainRef | None:
@@ -336,8 +337,9 @@ class Driver:
         raise self._unsupported("migrate_finish")
 
     def migrate_confirm(self, dom: DomainRef, request: MigrationRequest, success: bool) -> None:
-        """Source: after success stop the source (and undefine it with UNDEFINE_SOURCE); after a failure
-        make sure it runs again as before."""
+        """Source: after success stop the source (and undefine it with UNDEFINE_SOURCE; without it the
+        definition stays, shut off, which ``domain.migrate.keep_source`` declares); after a failure make
+        sure it runs again as before."""
         raise self._unsupported("migrate_confirm")
 
     # --- storage --------------------------------------------------------------

@@ -273,7 +273,13 @@ OPERATIONS: Mapping[str, Operation] = dict(
             jobs=_J.NO_JOB,
         ),
         _op("migrate_job_info", "source: progress of the migration under way, or None", capability=_C.DOMAIN_MIGRATE),
-        _op("migrate_abort", "source: cancel the migration under way", capability=_C.DOMAIN_MIGRATE, writes=True),
+        # issue 27: cancelling is a capability of its own (a Move-VM cannot be cancelled from the client)
+        _op(
+            "migrate_abort",
+            "source: cancel the migration under way",
+            capability=_C.DOMAIN_MIGRATE_ABORT,
+            writes=True,
+        ),
         _op(
             "migrate_finish",
             "destination: run the received domain, or discard it after a failure",

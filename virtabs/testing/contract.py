@@ -11,11 +11,13 @@ from .._api import BlockJob, Connection, Domain, Network, StoragePool, Volume
 from .._capabilities import Capability
 from .._errors import NotSupportedError, VirtabsError
 from .._flags import BlockCopyFlags, BlockJobAbortFlags, BlockRebaseFlags, DomainState, MigrateFlags
+from .._migration import MigrationJob
 from .._models import (
     BlockJobInfo,
     DiskSpec,
     DomainRef,
     DomainSpec,
+    MigrationRequest,
     NetworkInfo,
     PoolInfo,
     VolumeInfo,
@@ -257,7 +259,13 @@ def _absent_volume(contract: Contract) -> Volume:
     return Volume(contract.conn, info)
 
 
+def _unstarted_migration(contract: Contract) -> MigrationJob:
+    """A migration job of the absent domain whose steps never start: its abort is refused or does nothing."""
+    return MigrationJob(_absent(contract), contract.conn, MigrationRequest(flags=MigrateFlags.LIVE), False)
+
+
 _NONE: frozenset[str] = frozenset()
+_MOVE = MigrateFlags.LIVE | MigrateFlags.PERSIST_DEST | MigrateFlags.UNDEFINE_SOURCE
 _DEST = "/virtabs-contract-absent/copy.img"
 _SAVE = "/virtabs-contract-absent/domain.save"
 
@@ -403,6 +411,16 @@ def public_calls(contract: Contract, cap: Capability) -> list[PublicCall]:
         c.DOMAIN_MIGRATE_TUNNELLED: [
             ("Domain.migrate(TUNNELLED)", lambda: dom.migrate(conn, flags=MigrateFlags.TUNNELLED), _NONE)
         ],
+        # issue 27: the source's declaration, checked before the destination is looked at. keep_source's refusal
+        # needs a persistent domain (one state read): with domain.migrate declared, _check_keep_source.
+        c.DOMAIN_MIGRATE_KEEP_SOURCE: [("Domain.migrate(no UNDEFINE_SOURCE)", lambda: dom.migrate(conn), _NONE)],
+        c.DOMAIN_MIGRATE_ABORT: [("MigrationJob.abort", lambda: _unstarted_migration(contract).abort(), _NONE)],
+        c.DOMAIN_MIGRATE_BANDWIDTH: [
+            ("Domain.migrate(bandwidth=1)", lambda: dom.migrate(conn, flags=_MOVE, bandwidth=1), _NONE)
+        ],
+        c.DOMAIN_MIGRATE_MAX_DOWNTIME: [
+            ("Domain.migrate(max_downtime=100)", lambda: dom.migrate(conn, flags=_MOVE, max_downtime=100), _NONE)
+        ],
         c.STORAGE_VOLUME_RESIZE: [("Volume.resize", lambda: _absent_volume(contract).resize(2 * MiB), _NONE)],
         c.NETWORK: [
             ("Connection.list_networks", conn.list_networks, _NONE),
@@ -489,13 +507,40 @@ def _check_pivot(contract: Contract, problems: list[str]) -> None:
         contract.end_job(dom)
 
 
+def _check_keep_source(contract: Contract, problems: list[str]) -> None:
+    """domain.migrate declared, keep_source not: a persistent domain migrated without UNDEFINE_SOURCE is
+    refused after one state read of the source, and nothing arrives on the destination."""
+    live = contract.conn.supports(Capability.DOMAIN_MIGRATE_LIVE)
+    dom = contract.domain(running=live)
+    peer = contract.target_method("migration_peer")(contract.conn)
+    flags = MigrateFlags.PERSIST_DEST | (MigrateFlags.LIVE if live else MigrateFlags.OFFLINE)
+    label = "domain.migrate.keep_source: Domain.migrate without UNDEFINE_SOURCE"
+    with contract.record() as rec:
+        try:
+            dom.migrate(peer, flags=flags).wait(timeout=contract.target.job_timeout)
+        except NotSupportedError:
+            pass
+        except Exception as exc:
+            problems.append(f"{label} raised {_describe(exc)}; expected NotSupportedError")
+        else:
+            problems.append(f"{label} migrated; expected NotSupportedError")
+    touched = rec.host_touching(READ_METHODS)
+    if touched:
+        problems.append(f"{label} reached the driver ({', '.join(touched)}) before the refusal")
+    if dom.uuid in [d.uuid for d in peer.list_domains()]:
+        problems.append(f"{label}: the domain arrived on the destination")
+
+
 def verify_refusals(contract: Contract, missing: frozenset[Capability]) -> None:
     """Check every capability in ``missing`` is refused both ways; raise RefusalProblem listing all failures."""
     declared = contract.conn.capabilities.supported
     really_missing = sorted(missing - declared, key=lambda c: c.value)
     problems: list[str] = []
     for cap in really_missing:
-        _check_public(contract, cap, problems)
+        if cap is Capability.DOMAIN_MIGRATE_KEEP_SOURCE and Capability.DOMAIN_MIGRATE in declared:
+            _check_keep_source(contract, problems)
+        else:
+            _check_public(contract, cap, problems)
         _check_undeclared_methods(contract, cap, problems)
         if cap == Capability.BLOCK_COPY_PIVOT:
             _check_pivot(contract, problems)

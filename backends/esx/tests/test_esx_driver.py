@@ -495,7 +495,7 @@ def test_vmotion_moves_the_running_vm_to_the_destination_host(vcsim: Vcsim) -> N
             info = job.info()
             assert info.phase == "completed" and info.memory_total == 64 << 20 and info.memory_remaining == 0
             assert target.boot_id(src, dom) == boots  # vMotion, not a restart
-            back = moved.migrate(src, flags=M.LIVE).wait(timeout=60)  # the root scope: its first host
+            back = moved.migrate(src, flags=M.LIVE | M.UNDEFINE_SOURCE).wait(timeout=60)  # the root scope's first host
             assert back.connection is src
             assert _runs_on(target, src, dom) == (first_host, "poweredOn")
         finally:
@@ -504,8 +504,8 @@ def test_vmotion_moves_the_running_vm_to_the_destination_host(vcsim: Vcsim) -> N
 
 def test_vmotion_refuses_what_it_cannot_do_before_moving(vcsim: Vcsim, vcsim_binary: Path, pki: Pki,
                                                          tmp_path: Path) -> None:  # fmt: skip
-    """Not LIVE, PAUSED, a bandwidth, a storage copy, a standalone esx:// peer, another vCenter: refused,
-    and the VM stays where it was."""
+    """Not LIVE, PAUSED, a bandwidth, a downtime, a storage copy, without UNDEFINE_SOURCE (the one VM moves),
+    an abort, a standalone esx:// peer, another vCenter: refused, and the VM stays where it was."""
     target = EsxTarget(datastore="LocalDS_0", scratch_datastore="LocalDS_1", prefix="vtm",
                        credentials=(vcsim.username, vcsim.password))  # fmt: skip
     other = start_vcsim(vcsim_binary, tmp_path, pki=pki, args=("-vm", "1"))
@@ -513,21 +513,28 @@ def test_vmotion_refuses_what_it_cannot_do_before_moving(vcsim: Vcsim, vcsim_bin
         try:
             dom = target.make_domain(src, running=True)
             where = _runs_on(target, src, dom)
+            move = M.LIVE | M.UNDEFINE_SOURCE
             for kwargs, error, match in (
-                ({"flags": M.PERSIST_DEST}, NotSupportedError, "always live"),
-                ({"flags": M.LIVE | M.PAUSED}, NotSupportedError, "always live"),
-                ({"flags": M.LIVE, "bandwidth": 10}, NotSupportedError, "no bandwidth"),
-                ({"flags": M.LIVE, "max_downtime": 100}, NotSupportedError, "no bandwidth or downtime"),
-                ({"flags": M.LIVE | M.NON_SHARED_DISK}, NotSupportedError, "domain.migrate.copy_storage"),
+                ({"flags": M.PERSIST_DEST | M.UNDEFINE_SOURCE}, NotSupportedError, "always live"),
+                ({"flags": move | M.PAUSED}, NotSupportedError, "always live"),
+                ({"flags": move, "bandwidth": 10}, NotSupportedError, "domain.migrate.bandwidth"),
+                ({"flags": move, "max_downtime": 100}, NotSupportedError, "domain.migrate.max_downtime"),
+                ({"flags": move | M.NON_SHARED_DISK}, NotSupportedError, "domain.migrate.copy_storage"),
+                ({"flags": M.LIVE | M.PERSIST_DEST}, NotSupportedError, "keep_source.*add UNDEFINE_SOURCE"),
             ):
                 with pytest.raises(error, match=match):
                     dom.migrate(dest, **kwargs).wait(timeout=60)
             with _open(vcsim, _uri(vcsim, scheme="esx")) as esx, pytest.raises(NotSupportedError):
-                dom.migrate(esx, flags=M.LIVE)
+                dom.migrate(esx, flags=move)
             with _open(other) as elsewhere, pytest.raises(OperationInvalidError, match="not in this vCenter"):
-                dom.migrate(elsewhere, flags=M.LIVE).wait(timeout=60)
+                dom.migrate(elsewhere, flags=move).wait(timeout=60)
             assert _runs_on(target, src, dom) == where
             assert dom.state() == DomainState.RUNNING
+            job = dom.migrate(dest, flags=move)
+            with pytest.raises(NotSupportedError, match="domain.migrate.abort"):
+                job.abort()  # vcsim 0.24.2 has no CancelTask: not declared, so refused; the vMotion goes on
+            job.wait(timeout=60)
+            assert _runs_on(target, src, dom) == ("DC0_C0_H1", "poweredOn")
         finally:
             target.cleanup(src)
             other.stop()

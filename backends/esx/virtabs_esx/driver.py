@@ -1078,7 +1078,8 @@ class VpxDriver(VpxMigration, EsxDriver):
         notes={
             **{str(k): v for k, v in EsxDriver.capabilities.notes.items()},
             Capability.DOMAIN_MIGRATE: "vMotion (RelocateVM_Task) to the host a vpx:// connection of the same "
-            "vCenter names; always live, no bandwidth or downtime limit, no storage change",
+            "vCenter names; always live, the one VM moves (UNDEFINE_SOURCE needed), no bandwidth or downtime "
+            "limit, no storage change",
         },
     )
     description: ClassVar[str] = "VMware vCenter over pyVmomi (SOAP); TLS verified by default"

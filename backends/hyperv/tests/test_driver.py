@@ -305,10 +305,17 @@ def test_move_vm_needs_include_storage_without_shared_storage(conn: virtabs.Conn
     with virtabs.open(uri(peer), credentials=(peer.username, peer.password)) as dest:
         # the disk is not on the destination: Move-VM without -IncludeStorage fails, the VM stays
         with pytest.raises(virtabs.OperationFailedError, match="cannot access the virtual hard disk"):
-            dom.migrate(dest, flags=M.LIVE).wait(timeout=30)
-        for kwargs in ({"flags": M.LIVE, "bandwidth": 5}, {"flags": M.LIVE | M.PAUSED},
-                       {"flags": M.LIVE | M.NON_SHARED_INC}, {"flags": M.PERSIST_DEST}):  # fmt: skip
-            with pytest.raises(virtabs.NotSupportedError):
+            dom.migrate(dest, flags=M.LIVE | M.UNDEFINE_SOURCE).wait(timeout=30)
+        move = M.LIVE | M.UNDEFINE_SOURCE
+        for kwargs, match in (
+            ({"flags": move, "bandwidth": 5}, "domain.migrate.bandwidth"),
+            ({"flags": move, "max_downtime": 50}, "domain.migrate.max_downtime"),
+            ({"flags": move | M.PAUSED}, "PAUSED is not mapped"),
+            ({"flags": move | M.NON_SHARED_INC}, "copies whole disks"),
+            ({"flags": M.PERSIST_DEST | M.UNDEFINE_SOURCE}, "pass LIVE"),
+            ({"flags": M.LIVE | M.NON_SHARED_DISK}, "keep_source.*add UNDEFINE_SOURCE"),  # Move-VM removes it
+        ):
+            with pytest.raises(virtabs.NotSupportedError, match=match):
                 dom.migrate(dest, **kwargs).wait(timeout=30)
         assert dom.state() == virtabs.DomainState.RUNNING and vm_id not in peer.host.vms
         moved = dom.migrate(dest, flags=M.LIVE | M.NON_SHARED_DISK | M.UNDEFINE_SOURCE).wait(timeout=30)
@@ -330,6 +337,6 @@ def test_move_vm_to_an_unknown_host_fails_and_the_vm_stays(conn: virtabs.Connect
                        host=HyperVHost(computer_name="HV-SIM-LONELY"))  # fmt: skip
     with lonely, virtabs.open(uri(lonely), credentials=(sim.username, sim.password)) as dest:
         with pytest.raises(virtabs.OperationFailedError, match="No such host is known"):
-            dom.migrate(dest, flags=virtabs.MigrateFlags.LIVE).wait(timeout=30)
+            dom.migrate(dest, flags=virtabs.MigrateFlags.LIVE | virtabs.MigrateFlags.UNDEFINE_SOURCE).wait(timeout=30)
         assert dest.list_domains() == []
     assert dom.state() == virtabs.DomainState.RUNNING

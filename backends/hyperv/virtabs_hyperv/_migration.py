@@ -15,8 +15,10 @@ delegation), as ``Move-VM`` requires. Hyper-V moves the VM in that one command, 
 4. source ``migrate_confirm``: nothing: the VM (and with -IncludeStorage its files) left the source.
 
 Refused with NotSupportedError before the host is asked: a running VM without LIVE, PAUSED,
-NON_SHARED_INC (Move-VM copies whole disks), a ``bandwidth`` or ``max_downtime`` (Move-VM has neither
-knob). ``migrate_abort`` is refused: Move-VM cannot be cancelled from the client.
+NON_SHARED_INC (Move-VM copies whole disks). Not declared, so the core refuses them before this module
+runs (issue 27): a ``bandwidth`` or ``max_downtime`` (Move-VM has neither knob), cancelling
+(``domain.migrate.abort``: Move-VM cannot be cancelled from the client), and a migration without
+UNDEFINE_SOURCE (``domain.migrate.keep_source``: Move-VM always removes the VM from the source host).
 """
 
 from __future__ import annotations
@@ -78,8 +80,6 @@ class HypervMigration:
             raise NotSupportedError(f"{what}: Move-VM -IncludeStorage copies whole disks (NON_SHARED_INC)")
         if request.flags & MigrateFlags.PAUSED:
             raise NotSupportedError(f"{what}: Move-VM leaves the VM in its state (PAUSED is not mapped)")
-        if request.bandwidth_bytes or request.max_downtime_ms is not None:
-            raise NotSupportedError(f"{what}: Move-VM has no bandwidth or downtime limit to set")
         try:
             self._run("vm.get", {"id": spec.uuid}, what, NoDomainError)
         except NoDomainError:
@@ -145,10 +145,6 @@ class HypervMigration:
             memory_remaining=memory - done,
             elapsed_ms=int(((finished or time.monotonic()) - started) * 1000),
         )
-
-    def migrate_abort(self, dom: DomainRef) -> None:
-        """Refused: Move-VM cannot be cancelled from the client."""
-        raise NotSupportedError(f"migration of domain {dom.name!r}: Move-VM cannot be cancelled")
 
     def migrate_confirm(self, dom: DomainRef, request: MigrationRequest, success: bool) -> None:
         """Nothing to do: the VM left the source (or, after a failure, Move-VM left it where it was)."""

@@ -196,7 +196,7 @@ class HypervDriver(HypervMigration, Driver):
             Capability.NETWORK: "Get-VMSwitch (External, Internal, Private) and every adapter's "
             "Get-VMNetworkAdapterVlan in one WinRM command; no subnets (a switch has none); read-only",
             Capability.DOMAIN_MIGRATE: "Move-VM -DestinationHost (live migration enabled between the hosts); "
-            "no bandwidth or downtime limit, no abort",
+            "always removes the source VM (UNDEFINE_SOURCE needed), no bandwidth or downtime limit, no abort",
             Capability.DOMAIN_MIGRATE_COPY_STORAGE: "Move-VM -IncludeStorage into the destination's "
             "VirtualHardDiskPath (whole disks: no NON_SHARED_INC)",
             Capability.DOMAIN_SHUTDOWN: "Stop-VM -Force through the guest's Shutdown integration service",

@@ -60,6 +60,9 @@ NEEDS_COMMANDS: dict[Capability, frozenset[str]] = {
     Capability.DOMAIN_MIGRATE_COPY_STORAGE: frozenset(
         {"nbd-server-start", "nbd-server-stop", "block-export-add", "blockdev-mirror", "query-jobs", "job-dismiss"}
     ),
+    Capability.DOMAIN_MIGRATE_ABORT: frozenset({"migrate_cancel", "block-job-cancel"}),
+    Capability.DOMAIN_MIGRATE_BANDWIDTH: frozenset({"migrate-set-parameters"}),
+    Capability.DOMAIN_MIGRATE_MAX_DOWNTIME: frozenset({"migrate-set-parameters"}),
     Capability.BLOCK_BANDWIDTH: frozenset({"block-job-set-speed"}),
 }
 """The QMP commands each capability needs; an emulator lacking one loses the capability."""

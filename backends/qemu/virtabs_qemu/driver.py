@@ -145,6 +145,10 @@ class QemuDriver(Driver):
         Capability.DOMAIN_MIGRATE_LIVE,
         Capability.DOMAIN_MIGRATE_OFFLINE,
         Capability.DOMAIN_MIGRATE_COPY_STORAGE,
+        Capability.DOMAIN_MIGRATE_KEEP_SOURCE,
+        Capability.DOMAIN_MIGRATE_ABORT,
+        Capability.DOMAIN_MIGRATE_BANDWIDTH,
+        Capability.DOMAIN_MIGRATE_MAX_DOWNTIME,
         # networks (issue 25)
         Capability.NETWORK,
         notes={
@@ -162,6 +166,9 @@ class QemuDriver(Driver):
             Capability.DOMAIN_MIGRATE_COPY_STORAGE: (
                 "NBD export + blockdev-mirror; copied disks land in the destination's default pool"
             ),
+            Capability.DOMAIN_MIGRATE_ABORT: "migrate_cancel, or block-job-cancel of the mirrors before the memory",
+            Capability.DOMAIN_MIGRATE_BANDWIDTH: "max-bandwidth of the memory stream, and each mirror's speed",
+            Capability.DOMAIN_MIGRATE_MAX_DOWNTIME: "downtime-limit (QEMU's default 300 ms when not given)",
             Capability.NETWORK: (
                 "'user' (QEMU's user-mode network) and the host bridges and taps the root's NICs are on "
                 "(iproute2's JSON: two commands per listing)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from ..._capabilities import Capability
 from ..._errors import InvalidArgumentError, NoDomainError, OperationFailedError
 from ..._flags import DomainState, MigrateFlags
 from ..contract import ABSENT_DOMAIN, Contract, no_driver_calls
@@ -13,6 +14,11 @@ from ..markers import requires
 __all__ = ["TestMigration"]
 
 M = MigrateFlags
+
+
+def _undefine_unless(keep_source: bool) -> MigrateFlags:
+    """UNDEFINE_SOURCE where the source cannot keep the definition (``domain.migrate.keep_source``)."""
+    return M(0) if keep_source else M.UNDEFINE_SOURCE
 
 
 class TestMigration:
@@ -58,19 +64,51 @@ class TestMigration:
         dom = virtabs_contract.domain(running=True)
         before = virtabs_contract.image_digest(dom.disks()[0].path)
         peer = virtabs_contract.target_method("migration_peer")(virtabs_contract.conn)
-        moved = dom.migrate(peer, flags=M.LIVE | M.NON_SHARED_DISK | M.PERSIST_DEST).wait(
+        keep = virtabs_contract.conn.supports(Capability.DOMAIN_MIGRATE_KEEP_SOURCE)
+        moved = dom.migrate(peer, flags=M.LIVE | M.NON_SHARED_DISK | M.PERSIST_DEST | _undefine_unless(keep)).wait(
             timeout=virtabs_contract.target.job_timeout
         )
         path = moved.disks()[0].path
         assert virtabs_contract.target_method("image_digest")(peer, path) == before
-        assert virtabs_contract.other_door().lookup_domain(dom.uuid).state() == DomainState.SHUTOFF
+        if keep:
+            assert virtabs_contract.other_door().lookup_domain(dom.uuid).state() == DomainState.SHUTOFF
+        else:
+            with pytest.raises(NoDomainError):
+                virtabs_contract.other_door().lookup_domain(dom.uuid)
 
-    @requires("domain.migrate", "domain.migrate.live")
-    def test_abort_leaves_the_source_running_and_the_destination_empty(self, virtabs_contract: Contract) -> None:
+    @requires("domain.migrate", "domain.migrate.live", "domain.migrate.keep_source")
+    def test_without_undefine_source_the_source_keeps_its_definition(self, virtabs_contract: Contract) -> None:
+        """libvirt's semantics: the source stays defined, shut off; where not declared, the kit checks the
+        refusal of a persistent domain without UNDEFINE_SOURCE before either host is touched."""
         dom = virtabs_contract.domain(running=True)
         peer = virtabs_contract.target_method("migration_peer")(virtabs_contract.conn)
-        job = dom.migrate(peer, flags=M.LIVE | M.PERSIST_DEST, bandwidth=1)
+        moved = dom.migrate(peer, flags=M.LIVE | M.PERSIST_DEST).wait(timeout=virtabs_contract.target.job_timeout)
+        assert moved.state() == DomainState.RUNNING
+        kept = virtabs_contract.other_door().lookup_domain(dom.uuid)
+        assert kept.state() == DomainState.SHUTOFF
+        assert kept.spec().name == dom.name
+
+    @requires("domain.migrate", "domain.migrate.live", "domain.migrate.max_downtime")
+    def test_max_downtime_bounds_the_reported_downtime(self, virtabs_contract: Contract) -> None:
+        dom = virtabs_contract.domain(running=True)
+        peer = virtabs_contract.target_method("migration_peer")(virtabs_contract.conn)
+        keep = virtabs_contract.conn.supports(Capability.DOMAIN_MIGRATE_KEEP_SOURCE)
+        job = dom.migrate(peer, flags=M.LIVE | M.PERSIST_DEST | _undefine_unless(keep), max_downtime=1000)
+        moved = job.wait(timeout=virtabs_contract.target.job_timeout)
+        assert moved.state() == DomainState.RUNNING
+        final = job.info()
+        assert final.phase == "completed"
+        assert final.downtime_ms is not None and final.downtime_ms <= 1000, final
+
+    @requires("domain.migrate", "domain.migrate.live", "domain.migrate.abort", "domain.migrate.bandwidth")
+    def test_abort_leaves_the_source_running_and_the_destination_empty(self, virtabs_contract: Contract) -> None:
+        """The migration is held in flight by the slowest bandwidth (1 MiB/s), seen copying, then aborted.
+        (Every target declaring abort declares bandwidth too; one without would need another way to hold it.)"""
+        dom = virtabs_contract.domain(running=True)
+        peer = virtabs_contract.target_method("migration_peer")(virtabs_contract.conn)
+        job = dom.migrate(peer, flags=M.LIVE | M.PERSIST_DEST | M.UNDEFINE_SOURCE, bandwidth=1)
         virtabs_contract.wait_until(lambda: job.info().phase != "setup", "the migration to begin copying")
+        assert not job.done, "a migration at 1 MiB/s ended before it could be aborted"
         job.abort()
         with pytest.raises(OperationFailedError):
             job.wait(timeout=virtabs_contract.target.job_timeout)
