@@ -74,6 +74,7 @@ from virtabs.spi import (
 )
 
 from . import _cfg, _xl
+from ._migration import XenMigration
 from ._pools import Pools
 
 __all__ = ["XenDriver"]
@@ -297,7 +298,7 @@ def _spec_from_config(name: str, uuid: str, config: Mapping[str, Any]) -> Domain
     )
 
 
-class XenDriver(Driver):
+class XenDriver(XenMigration, Driver):
     """Xen through ``xl``, on the Xen host (``xen:///``) or over ssh (``xen+ssh://``)."""
 
     name: ClassVar[str] = "xen"
@@ -316,11 +317,16 @@ class XenDriver(Driver):
         Capability.STORAGE_VOLUME,
         Capability.STORAGE_VOLUME_RESIZE,
         Capability.NETWORK,
+        Capability.DOMAIN_MIGRATE,
+        Capability.DOMAIN_MIGRATE_LIVE,
         notes={
             Capability.DOMAIN_REBOOT: "xl reboot -F; xl re-creates the domain (on_reboot=restart)",
             Capability.EVENTS: f"polled every {_EVENT_INTERVAL:g} s: xl list -v and the definitions (no event stream)",
             Capability.STORAGE_POOL: "directory pools on the Xen host (libvirt's dir pool): default is <dir>/images",
             Capability.STORAGE_VOLUME: "raw and qcow2, made by qemu-img on the Xen host; no backing images",
+            Capability.DOMAIN_MIGRATE: "xl migrate between two connections of one dom0 (dir= apart); not between "
+            "dom0s; a PV guest needs shadow paging in Xen (virt_caps), PVH and HVM do not",
+            Capability.DOMAIN_MIGRATE_LIVE: "xl migrate is always live; the source domain is always destroyed",
             Capability.NETWORK: "the dom0's Linux bridges (ip -json), attachments from the vifs; one round trip",
         },
     )
