@@ -416,3 +416,38 @@ def test_xl_conf_default_bridge_is_the_last_uncommented_setting() -> None:
     assert xen_driver.default_bridge(None) == "xenbr0"  # no xl.conf
     assert xen_driver.default_bridge(lab + 'vif.default.bridge = "br1"\n vif.default.bridge="br2"\n') == "br2"
     assert xen_driver.default_bridge('# vif.default.bridge="br1"\n') == "xenbr0"
+
+
+# --- migration: the refusals before xl migrate runs (the lab runs xl migrate: test_xen_migration.py) -------------
+
+
+def test_migration_without_live_is_refused_and_the_destination_keeps_nothing(
+    conn: virtabs.Connection, standin: Standin
+) -> None:
+    """xl migrate is always live: without LIVE perform refuses before any xl call, and finish removes the
+    definition prepare wrote into the destination's directory; rec1 runs on, untouched."""
+    dom = conn.define_domain(recorded_guest())
+    dom.start()
+    other = standin.definitions.parent / "defs-b"
+    with virtabs.open(f"xen:///?dir={other}") as dest:
+        standin.clear()
+        with pytest.raises(virtabs.NotSupportedError, match="always migrates a running domain live"):
+            dom.migrate(dest, flags=virtabs.MigrateFlags.PERSIST_DEST | virtabs.MigrateFlags.UNDEFINE_SOURCE).wait(
+                timeout=60
+            )
+    assert not (other / "rec1.cfg").exists()
+    assert (standin.definitions / "rec1.cfg").exists()
+    assert [c for c in standin.calls() if c[0] not in ("list",)] == []  # no xl migrate, nothing but reads
+    assert dom.info().state == DomainState.RUNNING
+
+
+def test_migration_into_the_same_directory_is_refused_by_prepare(conn: virtabs.Connection, standin: Standin) -> None:
+    """Two connections of one dom0 share a directory's definitions: the destination needs a dir= of its own
+    (here the same directory spelt with a trailing slash, which the core does not take for the same URI)."""
+    dom = conn.define_domain(recorded_guest())
+    dom.start()
+    with virtabs.open(standin.uri + "/") as dest:
+        flags = virtabs.MigrateFlags.LIVE | virtabs.MigrateFlags.PERSIST_DEST | virtabs.MigrateFlags.UNDEFINE_SOURCE
+        with pytest.raises(virtabs.OperationInvalidError, match="needs a dir= of its own"):
+            dom.migrate(dest, flags=flags).wait(timeout=60)
+    assert (standin.definitions / "rec1.cfg").exists() and dom.info().state == DomainState.RUNNING
