@@ -451,3 +451,17 @@ def test_migration_into_the_same_directory_is_refused_by_prepare(conn: virtabs.C
         with pytest.raises(virtabs.OperationInvalidError, match="needs a dir= of its own"):
             dom.migrate(dest, flags=flags).wait(timeout=60)
     assert (standin.definitions / "rec1.cfg").exists() and dom.info().state == DomainState.RUNNING
+
+
+def test_without_ip_a_listing_fails_and_nics_are_on_no_known_network() -> None:
+    """A dom0 without iproute2 (the shell's exit 127 in the link section): listing networks names the missing
+    tool; a domain's NICs and the inventory (not strict) still read, their networks unknown (None)."""
+    sections = {
+        "link": xen_driver._Section(127, ""),
+        "addr": xen_driver._Section(127, ""),
+        "xlconf": xen_driver._Section(0, RECORDED_XL_CONF.read_text()),
+    }
+    with pytest.raises(virtabs.OperationFailedError, match="iproute2's 'ip' is not on this host's PATH"):
+        xen_driver._HostNet.from_sections(sections, "dom0")
+    lenient = xen_driver._HostNet.from_sections(sections, "dom0", strict=False)
+    assert lenient.links is None and lenient.network_of("xenbr0") is None and lenient.network_of_vif(1, 0, None) is None

@@ -175,19 +175,29 @@ class _HostNet:
         return port.master if master is not None and master.is_bridge else None
 
     @classmethod
-    def from_sections(cls, sec: Mapping[str, _Section], where: str) -> _HostNet:
-        """From the sections of :data:`_NET_SECTIONS` (``addr`` may be absent: the links alone)."""
+    def from_sections(cls, sec: Mapping[str, _Section], where: str, *, strict: bool = True) -> _HostNet:
+        """From the sections of :data:`_NET_SECTIONS` (``addr`` may be absent: the links alone).
+
+        A failed ``ip`` (missing on the host, or unreadable output) raises OperationFailedError when ``strict``
+        (a listing of networks); otherwise the links are unknown and every NIC's network is None (a domain's NICs,
+        the inventory: a dom0 without iproute2 still lists its domains).
+        """
         xlconf = sec["xlconf"].out if "xlconf" in sec and sec["xlconf"].rc == 0 else None
         link = sec.get("link")
         if link is None:
             return cls(None, default_bridge(xlconf))
-        for key in ("link", "addr"):
-            if key in sec and sec[key].rc != 0:
-                if sec[key].rc == _COMMAND_NOT_FOUND:
-                    raise OperationFailedError(f"xen networks: {IP_MISSING} (on {where})")
-                raise OperationFailedError(f"xen networks: iproute2's ip failed on {where} (exit {sec[key].rc})")
-        addr = sec["addr"].out if "addr" in sec else "[]"
-        return cls(HostLinks.from_ip_json(link.out, addr), default_bridge(xlconf))
+        try:
+            for key in ("link", "addr"):
+                if key in sec and sec[key].rc != 0:
+                    if sec[key].rc == _COMMAND_NOT_FOUND:
+                        raise OperationFailedError(f"xen networks: {IP_MISSING} (on {where})")
+                    raise OperationFailedError(f"xen networks: iproute2's ip failed on {where} (exit {sec[key].rc})")
+            addr = sec["addr"].out if "addr" in sec else "[]"
+            return cls(HostLinks.from_ip_json(link.out, addr), default_bridge(xlconf))
+        except OperationFailedError:
+            if strict:
+                raise
+            return cls(None, default_bridge(xlconf))
 
 
 @attrs.frozen
@@ -502,7 +512,8 @@ class XenDriver(XenMigration, Driver):
         if running is not None and long and sec.get("long", _Section(1, "")).rc == 0:
             entries_long = _xl.parse_list_long(sec["long"].out)
             config = _xl.domain_config(entries_long[0]) if entries_long else None
-        return _Probe(name, running, config, spec, uuid, aliases), _HostNet.from_sections(sec, self._t.where)
+        host_net = _HostNet.from_sections(sec, self._t.where, strict=False)
+        return _Probe(name, running, config, spec, uuid, aliases), host_net
 
     def _need(self, dom: DomainRef, *, long: bool = False) -> _Probe:
         probe = self._probe(dom.name, long=long)
@@ -542,7 +553,8 @@ class XenDriver(XenMigration, Driver):
         sections = {"": "", "links": _LINK_SECTIONS, "bridges": _NET_SECTIONS}[net]
         body = self._BULK + ("s long xl list -l; " if long else "") + sections
         sec = self._script(body, self._dir)
-        return self._probes_from(sec, long=long), _HostNet.from_sections(sec, self._t.where)
+        net_info = _HostNet.from_sections(sec, self._t.where, strict=net == "bridges")
+        return self._probes_from(sec, long=long), net_info
 
     def _probes_from(self, sec: Mapping[str, _Section], *, long: bool) -> dict[str, _Probe]:
         running = {
