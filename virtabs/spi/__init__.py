@@ -46,7 +46,8 @@ The toolkit: :class:`ErrorMap` (native exception → virtabs error, by a table),
 :class:`Deadline` and :func:`poll_until` (waits with a bound), :func:`find_domain`
 (lookup by name or UUID), :func:`find_network` and :func:`networks_with_attachments`
 (networks by name or id, attachments from NICs), :func:`bridge_networks_from_ip_json` (a Linux
-host's bridges from iproute2's JSON), :class:`EventPoller`, :class:`CommandTransport`
+host's bridges from iproute2's JSON), :class:`HostIp` (iproute2 on a Linux host, locally or through a
+command transport: its :class:`HostLinks`, each a :class:`HostLink`), :class:`EventPoller`, :class:`CommandTransport`
 (run a tool's argv locally or on a ``+ssh`` host over one multiplexed OpenSSH
 connection, every argument quoted; ``docs/command-transport.md``), and
 :func:`run_in_process_group` (one local command whose deadline kills its whole
@@ -120,7 +121,16 @@ from .._models import (
 )
 from .._uri import URI, parse_uri, redact_uri_text
 from ._driver import SPI_METHODS, ConnectOptions, Driver, EventSink
-from ._linux_net import bridge_networks_from_ip_json
+from ._linux_net import (
+    IP_ADDR_ARGV,
+    IP_LINK_ARGV,
+    IP_MISSING,
+    HostIp,
+    HostLink,
+    HostLinks,
+    bridge_networks_from_ip_json,
+    host_links_from_ip_json,
+)
 from ._operations import (
     ANY_BLOCK_JOB,
     MANDATORY,
@@ -236,6 +246,13 @@ __all__ = [
     "image_volume_capacity",
     "networks_with_attachments",
     "bridge_networks_from_ip_json",
+    "host_links_from_ip_json",
+    "HostIp",
+    "HostLink",
+    "HostLinks",
+    "IP_ADDR_ARGV",
+    "IP_LINK_ARGV",
+    "IP_MISSING",
     "poll_until",
     "run_in_process_group",
 ]

@@ -18,6 +18,7 @@ import pytest
 import virtabs
 from lxc_helpers import ready_file, wait_for
 from virtabs import DomainSpec, NetworkKind, NicSpec, NoNetworkError
+from virtabs.spi import IP_ADDR_ARGV, IP_LINK_ARGV, HostIp, HostLink
 from virtabs.testing.plugin import in_ci
 
 from virtabs_lxc import _networks
@@ -187,19 +188,17 @@ def test_listing_costs_two_ip_commands_whatever_the_number_of_networks_and_nics(
     lxcpath: str, bridges: list[str], containers: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, ...]] = []
-    real_run = _networks.run_ip
+    real_run = HostIp.run
 
-    def counted(argv: tuple[str, ...], timeout: float) -> str:
-        calls.append(argv)
-        return real_run(argv, timeout)
+    def counted(self: HostIp, argv: tuple[str, ...]) -> str:
+        calls.append(tuple(argv))
+        return real_run(self, argv)
 
     def no_sys_reads(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("list_networks read /sys/class/net per interface")
 
-    import virtabs_lxc.driver as lxc_driver
-
-    monkeypatch.setattr(lxc_driver, "run_ip", counted)
-    monkeypatch.setattr(_networks.HostLink, "from_sys", no_sys_reads)
+    monkeypatch.setattr(HostIp, "run", counted)
+    monkeypatch.setattr(HostLink, "from_sys", no_sys_reads)
     prefix = f"vtn{secrets.token_hex(3)}"
     containers.extend(f"{prefix}-{i}" for i in range(11))
     with virtabs.open(f"lxc:///?path={lxcpath}") as conn:
@@ -215,11 +214,11 @@ def test_listing_costs_two_ip_commands_whatever_the_number_of_networks_and_nics(
         calls.clear()
         networks = {n.name: n for n in conn.list_networks()}
     assert sum(len(networks[b].last_info.attachments) for b in more) == 1 + 30
-    assert calls == small == [_networks.IP_LINK_ARGV, _networks.IP_ADDR_ARGV]
+    assert calls == small == [IP_LINK_ARGV, IP_ADDR_ARGV]
 
 
 def test_nic_types_name_networks_by_what_the_host_has() -> None:
-    host = {"br0": _networks.HostLink(True), "eth0": _networks.HostLink(False)}
+    host = {"br0": HostLink("bridge"), "eth0": HostLink("other")}
     cases = {
         ("veth", "br0"): "br0",
         ("veth", "eth0"): None,  # not a bridge

@@ -19,41 +19,30 @@ definition (``domain_spec().nics``) is unchanged: a container without NICs still
 :func:`list_networks` lists every bridge of the host (whether a container uses it or not), the
 ``macvlan:``/``ipvlan:`` networks containers are on, ``host`` and ``none``, with their attachments. The
 host's facts come from netlink through iproute2, ``ip -json -details link show`` and ``ip -json addr
-show``: TWO commands per listing, whatever the number of networks and NICs (the bridges parsed by the
-SPI's :func:`~virtabs.spi.bridge_networks_from_ip_json`). One container's NICs
-(:func:`network_of_nic`) are resolved from ``/sys/class/net`` instead: file-system reads, no process.
+show``: TWO commands per listing, whatever the number of networks and NICs (run and parsed by the SPI's
+:class:`~virtabs.spi.HostIp`). One container's NICs (:func:`network_of_nic`) are resolved from
+``/sys/class/net`` instead (:meth:`~virtabs.spi.HostLink.from_sys`): file-system reads, no process.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
 
 import attrs
 from virtabs.spi import (
+    HostIp,
+    HostLink,
     NetworkAttachment,
     NetworkInfo,
     NetworkKind,
-    OperationFailedError,
-    bridge_networks_from_ip_json,
-    quote,
-    run_in_process_group,
 )
 
 __all__ = [
     "HOST_NETWORK",
-    "IP_ADDR_ARGV",
-    "IP_LINK_ARGV",
-    "IP_MISSING",
     "NO_NETWORK",
-    "HostLink",
     "NicFacts",
-    "ip_available",
     "list_networks",
+    "network_of",
     "network_of_nic",
 ]
 
@@ -61,17 +50,6 @@ HOST_NETWORK = "host"
 """The network of containers with ``lxc.net.0.type = none`` (they use the host's network stack)."""
 NO_NETWORK = "none"
 """The network of containers with ``lxc.net.0.type = empty`` or no NIC: loopback only."""
-
-IP_LINK_ARGV = ("ip", "-json", "-details", "link", "show")
-"""Every link of the host with its kind (``linkinfo``) and bridge (``master``)."""
-IP_ADDR_ARGV = ("ip", "-json", "addr", "show")
-"""Every link's addresses."""
-
-IP_MISSING = "iproute2's 'ip' is not on this host's PATH (apt install iproute2)"
-"""Why a connection drops ``network`` on a host without ``ip``."""
-
-SYS_CLASS_NET = "/sys/class/net"
-"""Where the kernel shows each network interface."""
 
 _ON_A_DEVICE = {"macvlan": NetworkKind.MACVLAN, "ipvlan": NetworkKind.IPVLAN}
 
@@ -86,30 +64,6 @@ class NicFacts:
     index: int = 0
 
 
-@attrs.frozen
-class HostLink:
-    """What the kernel says of one network interface: whether it is a bridge, whether it is up."""
-
-    bridge: bool
-    up: bool = False
-
-    @classmethod
-    def from_ip_json(cls, link: Mapping[str, Any]) -> HostLink:
-        """One element of ``ip -json -details link show``."""
-        kind = (link.get("linkinfo") or {}).get("info_kind")
-        return cls(kind == "bridge", "UP" in (link.get("flags") or ()))
-
-    @classmethod
-    def from_sys(cls, name: str, sys_class_net: str = SYS_CLASS_NET) -> HostLink | None:
-        """The interface ``name`` from ``/sys/class/net``, or None when the host has none by that name."""
-        if not name or "/" in name or name in (".", ".."):
-            return None
-        base = os.path.join(sys_class_net, name)
-        if not os.path.isdir(base):
-            return None
-        return cls(os.path.isdir(os.path.join(base, "bridge")))
-
-
 def network_of(nic: NicFacts, link_of: Callable[[str], HostLink | None]) -> str | None:
     """The listed network a NIC is on (module docstring), or None; ``link_of`` tells what the host has."""
     if nic.type == "none":
@@ -122,7 +76,7 @@ def network_of(nic: NicFacts, link_of: Callable[[str], HostLink | None]) -> str 
     if link is None:
         return None
     if nic.type == "veth":
-        return nic.link if link.bridge else None
+        return nic.link if link.is_bridge else None
     if nic.type in _ON_A_DEVICE:
         return f"{nic.type}:{nic.link}"
     return None
@@ -139,50 +93,13 @@ def network_of_nic(nic: NicFacts, cache: dict[str, HostLink | None]) -> str | No
     return network_of(nic, link_of)
 
 
-def ip_available() -> bool:
-    """Whether iproute2's ``ip`` is on this host's PATH (``network`` is declared only then)."""
-    return shutil.which("ip") is not None
-
-
-def run_ip(argv: tuple[str, ...], timeout: float) -> str:
-    """Run one iproute2 command on this host and return what it printed (every host call goes here)."""
-    try:
-        rc, out, err = run_in_process_group(list(argv), timeout)
-    except FileNotFoundError:
-        raise OperationFailedError(f"lxc networks: {IP_MISSING}") from None
-    except subprocess.TimeoutExpired:
-        raise OperationFailedError(f"lxc networks: '{' '.join(argv)}' did not answer within {timeout:g} s") from None
-    if rc != 0:
-        raise OperationFailedError(
-            f"lxc networks: '{' '.join(argv)}' failed with exit status {rc}: {quote(err.decode(errors='replace'))}"
-        )
-    return out.decode(errors="replace")
-
-
-def _links(text: str) -> dict[str, HostLink]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise OperationFailedError(f"'{' '.join(IP_LINK_ARGV)}' printed no JSON: {quote(text)}") from None
-    if not isinstance(value, list):
-        raise OperationFailedError(f"'{' '.join(IP_LINK_ARGV)}' printed JSON that is not a list: {quote(text)}")
-    return {
-        str(link["ifname"]): HostLink.from_ip_json(link)
-        for link in value
-        if isinstance(link, dict) and isinstance(link.get("ifname"), str)
-    }
-
-
-def list_networks(
-    containers: Iterable[tuple[str, str, list[NicFacts]]], run: Callable[[tuple[str, ...]], str]
-) -> list[NetworkInfo]:
+def list_networks(containers: Iterable[tuple[str, str, list[NicFacts]]], ip: HostIp) -> list[NetworkInfo]:
     """Every network (module docstring) with its attachments, from ``(uuid, name, NICs)`` of each container.
 
-    ``run`` runs one iproute2 command (:func:`run_ip`); it is called twice.
+    ``ip`` reads the host's links and bridges (two commands).
     """
-    link_text = run(IP_LINK_ARGV)
-    addr_text = run(IP_ADDR_ARGV)
-    links = _links(link_text)
+    host = ip.read()
+    links = host.links
     attached: dict[str, list[NetworkAttachment]] = {HOST_NETWORK: [], NO_NETWORK: []}
     for uuid, name, nics in containers:
         for nic in nics:
@@ -190,7 +107,7 @@ def list_networks(
             if network is not None:
                 attached.setdefault(network, []).append(NetworkAttachment(uuid, name, nic.mac))
     out: list[NetworkInfo] = []
-    for bridge in bridge_networks_from_ip_json(link_text, addr_text):
+    for bridge in host.bridges:
         out.append(attrs.evolve(bridge, attachments=tuple(attached.pop(bridge.name, ()))))
     out.append(
         NetworkInfo(HOST_NETWORK, None, NetworkKind.HOST, "none", active=True, attachments=attached.pop(HOST_NETWORK))

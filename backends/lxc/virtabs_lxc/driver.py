@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from virtabs.spi import (
+    IP_MISSING,
     URI,
     Capabilities,
     Capability,
@@ -49,6 +50,8 @@ from virtabs.spi import (
     ErrorMap,
     EventPoller,
     HostInfo,
+    HostIp,
+    HostLink,
     InvalidArgumentError,
     NetworkInfo,
     NicInfo,
@@ -74,7 +77,7 @@ from ._config import (
     spec_values,
     split_init_command,
 )
-from ._networks import IP_MISSING, HostLink, NicFacts, ip_available, list_networks, network_of_nic, run_ip
+from ._networks import NicFacts, list_networks, network_of_nic
 from ._rootfs import confine_rootfs, resolve_rootfs_dir
 from ._snapshots import SnapshotError, SnapshotRecord, SnapshotStore
 
@@ -176,11 +179,12 @@ class LxcDriver(Driver):
         self._cgroup_v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
         self._lock = threading.Lock()
         self._poller: EventPoller | None = None
+        self._ip = HostIp("lxc networks", self.options.timeout or 60.0)
 
     def connection_capabilities(self) -> Capabilities:
         """The declaration, without ``network`` on a host lacking iproute2's ``ip`` (the listing reads the host's
         interfaces through it)."""
-        if ip_available():
+        if self._ip.available():
             return type(self).capabilities
         return type(self).capabilities.without(Capability.NETWORK, reason=IP_MISSING)
 
@@ -405,7 +409,7 @@ class LxcDriver(Driver):
             except NoDomainError:
                 continue  # removed since the scan: not a container any more
             containers.append((self._uuid(name), name, config.nic_facts()))
-        return list_networks(containers, lambda argv: run_ip(argv, self.options.timeout or 60.0))
+        return list_networks(containers, self._ip)
 
     def autostart(self, dom: DomainRef) -> bool | None:
         """``lxc.start.auto``."""

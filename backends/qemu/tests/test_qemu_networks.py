@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import virtabs
 from virtabs import DomainSpec, NetworkKind, NicSpec, NoNetworkError
+from virtabs.spi import IP_ADDR_ARGV, IP_LINK_ARGV, HostIp, HostLink
 from virtabs.testing.plugin import in_ci
 
 from virtabs_qemu import _networks
@@ -164,45 +165,45 @@ def test_listing_costs_two_ip_commands_whatever_the_number_of_networks_and_nics(
     root: Path, links: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, ...]] = []
-    real_run = _networks.HostNetworks.run_ip
+    real_run = HostIp.run
 
-    def counted(self: _networks.HostNetworks, argv: tuple[str, ...]) -> str:
-        calls.append(argv)
+    def counted(self: HostIp, argv: tuple[str, ...]) -> str:
+        calls.append(tuple(argv))
         return real_run(self, argv)
 
     def no_sys_reads(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("list_networks read /sys/class/net per interface")
 
-    monkeypatch.setattr(_networks.HostNetworks, "run_ip", counted)
+    monkeypatch.setattr(HostIp, "run", counted)
     with virtabs.open(f"qemu:///embed?root={root}&accel=tcg") as conn:
         first = _bridge(links)
         _define(conn, "d0", f"bridge:{first}")
-        monkeypatch.setattr(_networks.HostLink, "from_sys", no_sys_reads)
+        monkeypatch.setattr(HostLink, "from_sys", no_sys_reads)
         assert [n.name for n in conn.list_networks()] == ["user", first]
         small = list(calls)
         monkeypatch.undo()
-        monkeypatch.setattr(_networks.HostNetworks, "run_ip", counted)
+        monkeypatch.setattr(HostIp, "run", counted)
 
         bridges = [first, *(_bridge(links) for _ in range(4))]
         taps = [_tap(links, master=bridges[i]) for i in range(2)] + [_tap(links) for _ in range(2)]
         for i in range(12):
             _define(conn, f"d{i + 1}", f"bridge:{bridges[i % 5]}", f"tap:{taps[i % 4]}", "user")
-        monkeypatch.setattr(_networks.HostLink, "from_sys", no_sys_reads)
+        monkeypatch.setattr(HostLink, "from_sys", no_sys_reads)
         calls.clear()
         networks = conn.list_networks()
     assert len(networks) == 1 + 5 + 2 and sum(len(n.last_info.attachments) for n in networks) == 1 + 36
-    assert calls == small == [_networks.IP_LINK_ARGV, _networks.IP_ADDR_ARGV]
+    assert calls == small == [IP_LINK_ARGV, IP_ADDR_ARGV]
 
 
 @pytest.mark.no_qemu
 def test_nic_words_name_networks_by_what_the_host_has() -> None:
     host = {
-        "br0": _networks.HostLink("bridge"),
-        "tap0": _networks.HostLink("tap", master="br0"),
-        "tap1": _networks.HostLink("tap"),
-        "tap2": _networks.HostLink("tap", master="bond0"),
-        "bond0": _networks.HostLink("other"),
-        "eth0": _networks.HostLink("other"),
+        "br0": HostLink("bridge"),
+        "tap0": HostLink("tap", master="br0"),
+        "tap1": HostLink("tap"),
+        "tap2": HostLink("tap", master="bond0"),
+        "bond0": HostLink("other"),
+        "eth0": HostLink("other"),
     }
     cases = {
         "user": "user",
@@ -232,15 +233,15 @@ def test_sys_class_net_reads_say_bridge_tap_port_or_nothing(tmp_path: Path) -> N
     (tmp_path / "tun0").mkdir()
     (tmp_path / "tun0" / "tun_flags").write_text("0x1001\n")  # IFF_TUN: layer 3, not a tap
     (tmp_path / "eth0").mkdir()
-    read = {name: _networks.HostLink.from_sys(name, str(tmp_path)) for name in ("br0", "tap0", "tun0", "eth0", "x")}
+    read = {name: HostLink.from_sys(name, str(tmp_path)) for name in ("br0", "tap0", "tun0", "eth0", "x")}
     assert read == {
-        "br0": _networks.HostLink("bridge"),
-        "tap0": _networks.HostLink("tap", master="br0"),
-        "tun0": _networks.HostLink("other"),
-        "eth0": _networks.HostLink("other"),
+        "br0": HostLink("bridge"),
+        "tap0": HostLink("tap", master="br0"),
+        "tun0": HostLink("other"),
+        "eth0": HostLink("other"),
         "x": None,
     }
-    assert _networks.HostLink.from_sys("../etc", str(tmp_path)) is None  # a name, never a path
+    assert HostLink.from_sys("../etc", str(tmp_path)) is None  # a name, never a path
 
 
 def test_a_host_without_ip_does_not_declare_network(

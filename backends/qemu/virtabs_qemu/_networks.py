@@ -20,44 +20,33 @@ defined, a tap QEMU creates when the domain starts and removes when it stops): n
 :meth:`HostNetworks.list` lists ``user`` (always: every QEMU has it) and the bridges and taps the root's
 NICs are on, with their attachments (domain UUID and name, and the NIC's MAC). The host's facts come from
 netlink through iproute2, ``ip -json -details link show`` and ``ip -json addr show``: TWO commands per
-listing whatever the number of networks and NICs (parsed by the SPI's
-:func:`~virtabs.spi.bridge_networks_from_ip_json`), and the definitions are read in one pass over the
+listing whatever the number of networks and NICs (run and parsed by the SPI's :class:`~virtabs.spi.HostIp`),
+and the definitions are read in one pass over the
 root's files. A single NIC (:meth:`HostNetworks.network_of_nic`, for ``nics()`` and the inventory) is
-resolved from ``/sys/class/net`` instead: a few file-system reads, no process.
+resolved from ``/sys/class/net`` instead (the SPI's :meth:`~virtabs.spi.HostLink.from_sys`): a few
+file-system reads, no process.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
 
 import attrs
 from virtabs.spi import (
+    HostIp,
+    HostLink,
     NetworkAttachment,
     NetworkInfo,
     NetworkKind,
     NetworkSubnet,
-    OperationFailedError,
-    bridge_networks_from_ip_json,
-    quote,
-    run_in_process_group,
 )
 
 from ._cmdline import mac_for
 from ._records import Definition
 
 __all__ = [
-    "IP_ADDR_ARGV",
-    "IP_LINK_ARGV",
-    "IP_MISSING",
     "USER_NETWORK",
-    "HostLink",
     "HostNetworks",
-    "ip_available",
     "network_of_word",
 ]
 
@@ -67,20 +56,6 @@ USER_NETWORK = "user"
 USER_WORDS = frozenset({"user", "default"})
 """The NIC words ``_cmdline`` starts as ``-netdev user``."""
 
-IP_LINK_ARGV = ("ip", "-json", "-details", "link", "show")
-"""Every link of the host with its kind (``linkinfo``) and bridge (``master``)."""
-IP_ADDR_ARGV = ("ip", "-json", "addr", "show")
-"""Every link's addresses."""
-
-IP_MISSING = "iproute2's 'ip' is not on this host's PATH (apt install iproute2)"
-"""Why a connection drops ``network`` on a host without ``ip``."""
-
-SYS_CLASS_NET = "/sys/class/net"
-"""Where the kernel shows each network interface (a parameter of :meth:`HostLink.from_sys` for tests)."""
-
-IFF_TAP = 0x0002
-"""``tun_flags`` bit of a tap (``linux/if_tun.h``); a tun device (layer 3) lacks it."""
-
 # QEMU's defaults for `-netdev user` with no options (qemu-options.hx: net=10.0.2.0/24, host= the 2nd
 # address, dhcpstart= the 15th; ipv6-net=fec0::/64, ipv6-host= the 2nd); libslirp leases NB_BOOTP_CLIENTS
 # = 16 addresses from dhcpstart. _cmdline passes none of these options, so they are the guests' network.
@@ -88,54 +63,6 @@ USER_SUBNETS = (
     NetworkSubnet("10.0.2.0/24", gateway="10.0.2.2", dhcp_ranges=(("10.0.2.15", "10.0.2.30"),)),
     NetworkSubnet("fec0::/64", gateway="fec0::2"),
 )
-
-
-@attrs.frozen
-class HostLink:
-    """What the kernel says of one network interface: bridge, tap or other, its bridge, whether it is up."""
-
-    kind: str
-    """``bridge``, ``tap`` or ``other``."""
-    master: str | None = None
-    """The interface it is a port of (a bridge), if any."""
-    up: bool = False
-
-    @classmethod
-    def from_ip_json(cls, link: Mapping[str, Any]) -> HostLink:
-        """One element of ``ip -json -details link show``."""
-        info = link.get("linkinfo") or {}
-        kind = "other"
-        if info.get("info_kind") == "bridge":
-            kind = "bridge"
-        elif info.get("info_kind") == "tun" and (info.get("info_data") or {}).get("type") == "tap":
-            kind = "tap"
-        master = link.get("master")
-        return cls(kind, master if isinstance(master, str) else None, "UP" in (link.get("flags") or ()))
-
-    @classmethod
-    def from_sys(cls, name: str, sys_class_net: str = SYS_CLASS_NET) -> HostLink | None:
-        """The interface ``name`` from ``/sys/class/net``, or None when the host has none by that name."""
-        if not name or "/" in name or name in (".", ".."):
-            return None
-        base = os.path.join(sys_class_net, name)
-        kind = "other"
-        if os.path.isdir(os.path.join(base, "bridge")):
-            kind = "bridge"
-        else:
-            try:
-                with open(os.path.join(base, "tun_flags")) as fh:
-                    if int(fh.read().strip(), 16) & IFF_TAP:
-                        kind = "tap"
-            except FileNotFoundError:
-                if not os.path.isdir(base):
-                    return None
-            except (OSError, ValueError):
-                pass
-        try:
-            master: str | None = os.path.basename(os.readlink(os.path.join(base, "master")))
-        except OSError:
-            master = None
-        return cls(kind, master)
 
 
 def network_of_word(word: str, link_of: Callable[[str], HostLink | None]) -> str | None:
@@ -162,49 +89,13 @@ def network_of_word(word: str, link_of: Callable[[str], HostLink | None]) -> str
     return None
 
 
-def ip_available() -> bool:
-    """Whether iproute2's ``ip`` is on this host's PATH (``network`` is declared only then)."""
-    return shutil.which("ip") is not None
-
-
-def _run_ip(argv: tuple[str, ...], timeout: float) -> str:
-    try:
-        rc, out, err = run_in_process_group(list(argv), timeout)
-    except FileNotFoundError:
-        raise OperationFailedError(f"qemu networks: {IP_MISSING}") from None
-    except subprocess.TimeoutExpired:
-        raise OperationFailedError(f"qemu networks: '{' '.join(argv)}' did not answer within {timeout:g} s") from None
-    if rc != 0:
-        raise OperationFailedError(
-            f"qemu networks: '{' '.join(argv)}' failed with exit status {rc}: {quote(err.decode(errors='replace'))}"
-        )
-    return out.decode(errors="replace")
-
-
-def _links(text: str) -> dict[str, HostLink]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise OperationFailedError(f"'{' '.join(IP_LINK_ARGV)}' printed no JSON: {quote(text)}") from None
-    if not isinstance(value, list):
-        raise OperationFailedError(f"'{' '.join(IP_LINK_ARGV)}' printed JSON that is not a list: {quote(text)}")
-    return {
-        str(link["ifname"]): HostLink.from_ip_json(link)
-        for link in value
-        if isinstance(link, dict) and isinstance(link.get("ifname"), str)
-    }
-
-
 class HostNetworks:
     """The networks of one state root's NICs, read from the host (module docstring)."""
 
     def __init__(self, definitions: Callable[[], Iterable[Definition]], timeout: float) -> None:
         self._definitions = definitions
-        self.timeout = timeout
-
-    def run_ip(self, argv: tuple[str, ...]) -> str:
-        """Run one iproute2 command on this host and return what it printed (every host call goes here)."""
-        return _run_ip(argv, self.timeout)
+        self.ip = HostIp("qemu networks", timeout)
+        """iproute2 on this host (every host call of a listing goes through it)."""
 
     @staticmethod
     def network_of_nic(word: str, links: dict[str, HostLink | None] | None = None) -> str | None:
@@ -220,10 +111,9 @@ class HostNetworks:
 
     def list(self) -> list[NetworkInfo]:
         """``user`` first, then the bridges and taps the NICs are on, by name; every NIC an attachment."""
-        link_text = self.run_ip(IP_LINK_ARGV)
-        addr_text = self.run_ip(IP_ADDR_ARGV)
-        links = _links(link_text)
-        bridges = {net.name: net for net in bridge_networks_from_ip_json(link_text, addr_text)}
+        host = self.ip.read()
+        links = host.links
+        bridges = {net.name: net for net in host.bridges}
         attached: dict[str, list[NetworkAttachment]] = {USER_NETWORK: []}
         for defn in self._definitions():
             for index, nic in enumerate(defn.spec.nics):

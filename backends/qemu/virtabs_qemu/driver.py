@@ -35,6 +35,7 @@ import warnings
 from typing import ClassVar
 
 from virtabs.spi import (
+    IP_MISSING,
     URI,
     BlockCommitRequest,
     BlockCopyRequest,
@@ -54,6 +55,7 @@ from virtabs.spi import (
     Driver,
     DriverUnavailableError,
     HostInfo,
+    HostLink,
     InvalidArgumentError,
     MigrationInfo,
     MigrationRequest,
@@ -76,7 +78,7 @@ from ._events import Events
 from ._lifecycle import Lifecycle
 from ._live import LiveView
 from ._migration import Migrations, check_listen_address
-from ._networks import IP_MISSING, HostLink, HostNetworks, ip_available
+from ._networks import HostNetworks
 from ._process import Emulator, Processes, cpu_time_ns, emulator_cache_dir
 from ._records import Definition
 from ._session import Sessions, state_of
@@ -261,7 +263,7 @@ class QemuDriver(Driver):
         on a host without iproute2's ``ip`` (the listing reads the host's interfaces through it).
         """
         capabilities = self.emulator.capabilities(type(self).capabilities)
-        if not ip_available():
+        if not self.networks.ip.available():
             capabilities = capabilities.without(Capability.NETWORK, reason=IP_MISSING)
         return capabilities
 

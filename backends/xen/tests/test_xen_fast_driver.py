@@ -10,8 +10,9 @@ from ``recorded/`` (see its docstring for what is replayed and what is derived).
 The seam is test-only: this module monkeypatches the driver module's ``CommandTransport`` with
 :class:`StandinTransport`, a local transport that puts the stand-in first on ``PATH`` and points the
 dom0 check (``grep control_d /proc/xen/capabilities``) at a file the test writes. That file is not a
-recording: it holds the word the driver's check (and ``xenlab.sh``'s) looks for. Production code
-has no switch for any of this (``test_without_the_seam_this_host_is_refused``).
+recording: it holds the word the driver's check (and ``xenlab.sh``'s) looks for. ``ip`` is the stand-in
+too (the dom0's bridges, recorded), and ``/etc/xen/xl.conf`` is read from ``recorded/xl.conf`` (the lab's).
+Production code has no switch for any of this (``test_without_the_seam_this_host_is_refused``).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from typing import Any
 
 import pytest
 import virtabs
-from virtabs import ConnectError, DiskSpec, DomainSpec, DomainState, NicSpec
-from virtabs.spi import URI, CommandResult, CommandTransport, DomainRef
+from virtabs import ConnectError, DiskSpec, DomainSpec, DomainState, NetworkKind, NetworkSubnet, NicSpec, NoNetworkError
+from virtabs.spi import URI, CommandResult, CommandTransport, DomainRef, HostLinks
 
 import virtabs_xen.driver as xen_driver
 
@@ -38,6 +39,8 @@ STANDIN = HERE / "xl_standin.py"
 # The lab guest the recordings are of (recorded/list_long_rec1.json, list_v_running.txt).
 GUEST_UUID = "6f1c5f0e-1d2b-4c1e-9a55-2f7e8c1b0a11"
 CAPABILITIES = "/proc/xen/capabilities"
+XL_CONF = "/etc/xen/xl.conf"
+RECORDED_XL_CONF = HERE / "recorded" / "xl.conf"
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -78,6 +81,11 @@ class StandinTransport(CommandTransport):
         wrapper = self._bin / "xl"
         wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(STANDIN))} "$@"\n')
         wrapper.chmod(0o755)
+        ip = self._bin / "ip"
+        ip.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(STANDIN))} --as-ip "$@"\n')
+        ip.chmod(0o755)
+        self.xl_conf = RECORDED_XL_CONF
+        """The xl.conf the driver's scripts read in place of the host's (the lab's, recorded)."""
 
     def run(
         self,
@@ -91,7 +99,7 @@ class StandinTransport(CommandTransport):
         """Run ``argv`` locally with the stand-in first on ``PATH`` (and the capabilities file swapped)."""
         argv = list(argv)
         if argv[:2] == ["sh", "-c"]:
-            argv[2] = argv[2].replace(CAPABILITIES, str(self._capabilities))
+            argv[2] = argv[2].replace(CAPABILITIES, str(self._capabilities)).replace(XL_CONF, str(self.xl_conf))
         env = {
             **(env or {}),
             "PATH": f"{self._bin}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -302,3 +310,158 @@ def test_events_are_polled_from_xl_list(conn: virtabs.Connection, standin: Stand
     expected = [kinds.DEFINED, kinds.STARTED, kinds.SUSPENDED, kinds.RESUMED, kinds.STOPPED, kinds.UNDEFINED]
     assert seen.kinds == expected
     assert ["list", "-v"] in standin.calls()  # the poller's source: the bulk listing
+
+
+# --- networks: the dom0's bridges (recorded/ip_*.json), the vifs' attachments -----------------------------
+
+
+def _attachments(conn: virtabs.Connection) -> dict[str, list[tuple[str, str, str | None]]]:
+    return {
+        n.name: [(a.domain_uuid, a.domain_name, a.mac) for a in n.last_info.attachments] for n in conn.list_networks()
+    }
+
+
+def test_networks_are_the_dom0_bridges_with_the_vifs_on_them(conn: virtabs.Connection) -> None:
+    """xenbr0 and vtnet0 from ``ip -json`` (vtnet0 with the lab's 192.168.77.1/24); rec1's vif on xenbr0."""
+    assert _attachments(conn) == {"xenbr0": [], "vtnet0": []}
+    dom = conn.define_domain(recorded_guest())
+    rec1 = [(GUEST_UUID, "rec1", "00:16:3e:12:34:56")]
+    assert _attachments(conn) == {"xenbr0": rec1, "vtnet0": []}  # shut off: from its definition (bridge=xenbr0)
+    dom.start()
+    assert _attachments(conn) == {"xenbr0": rec1, "vtnet0": []}  # running: vif1.0 is a port of xenbr0
+    vtnet0 = conn.lookup_network("vtnet0").info()
+    assert (vtnet0.kind, vtnet0.native_kind, vtnet0.device, vtnet0.active) == (
+        NetworkKind.BRIDGE,
+        "linux-bridge",
+        "vtnet0",
+        True,
+    )
+    assert vtnet0.subnets == (NetworkSubnet("192.168.77.0/24"),)
+    assert vtnet0.extra["ports"] == ("vif1.1",)
+    assert [n.network for n in dom.nics()] == ["xenbr0"]
+    with pytest.raises(NoNetworkError):
+        conn.lookup_network("default")
+
+
+def test_listing_networks_is_one_round_trip(conn: virtabs.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One host call whether no guest runs or one does (xl list -v/-l, the definitions, ip -json twice, xl.conf)."""
+    runs: list[list[str]] = []
+    real_run = StandinTransport.run
+
+    def counted(self: StandinTransport, argv: Sequence[str], **kwargs: Any) -> CommandResult:
+        runs.append(list(argv))
+        return real_run(self, argv, **kwargs)
+
+    monkeypatch.setattr(StandinTransport, "run", counted)
+    conn.list_networks()
+    idle = len(runs)
+    dom = conn.define_domain(recorded_guest())
+    dom.start()
+    runs.clear()
+    networks = conn.list_networks()
+    assert sum(len(n.last_info.attachments) for n in networks) == 1
+    assert len(runs) == idle == 1
+
+
+def _with_xl_conf(standin_conn: virtabs.Connection, text: str, tmp_path: Path) -> None:
+    conf = tmp_path / "xl.conf"
+    conf.write_text(text)
+    driver = standin_conn._driver  # type: ignore[attr-defined]
+    driver._t.xl_conf = conf
+
+
+def test_a_vif_without_bridge_is_on_xl_default_bridge(conn: virtabs.Connection, tmp_path: Path) -> None:
+    """``default`` (no ``bridge=``) is xenbr0 under the lab's xl.conf (its line is commented out), else xl.conf's
+    last ``vif.default.bridge``; a bridge the dom0 lacks is on no network (None), never an invented one."""
+    dom = conn.define_domain(
+        DomainSpec(name="rec1", memory_bytes=128 * MiB, vcpus=1, nics=(NicSpec(network="default"), NicSpec("vtnet0")))
+    )
+    assert [n.network for n in dom.nics()] == ["xenbr0", "vtnet0"]
+    lab = RECORDED_XL_CONF.read_text()
+    assert '#vif.default.bridge="xenbr0"' in lab
+    _with_xl_conf(conn, lab + 'vif.default.bridge="xenbr0"\nvif.default.bridge="vtnet0"\n', tmp_path)
+    assert [n.network for n in dom.nics()] == ["vtnet0", "vtnet0"]
+    _with_xl_conf(conn, lab + 'vif.default.bridge="xenbr9"\n', tmp_path)
+    assert [n.network for n in dom.nics()] == [None, "vtnet0"]
+
+
+def test_a_running_vif_is_on_the_bridge_its_port_is_on() -> None:
+    """The lab's ``net1`` (recorded/list_long_net1.json): vif 0 without ``bridge=`` (``xl list -l`` leaves it out)
+    and vif 1 on vtnet0. Each is where the kernel put ``vif1.0`` / ``vif1.1`` (recorded/ip_link_net1.json),
+    whatever xl.conf says since; with the ports gone the configuration decides."""
+    recorded = HERE / "recorded"
+    config = json.loads((recorded / "list_long_net1.json").read_text())[0]["config"]
+    assert [n.get("bridge") for n in config["nics"]] == [None, "vtnet0"]
+    links = HostLinks.from_ip_json(
+        (recorded / "ip_link_net1.json").read_text(), (recorded / "ip_addr_net1.json").read_text()
+    )
+    idle = HostLinks.from_ip_json(
+        (recorded / "ip_link_idle.json").read_text(), (recorded / "ip_addr_idle.json").read_text()
+    )
+    for default in ("xenbr0", "vtnet0"):
+        net = xen_driver._HostNet(links, default)
+        assert [net.network_of_vif(1, n["devid"], n.get("bridge")) for n in config["nics"]] == ["xenbr0", "vtnet0"]
+        before_plug = xen_driver._HostNet(idle, default)
+        assert [before_plug.network_of_vif(1, n["devid"], n.get("bridge")) for n in config["nics"]] == [
+            default,
+            "vtnet0",
+        ]
+    assert xen_driver._HostNet(links, "xenbr0").network_of_vif(1, 0, "eth0") == "xenbr0"  # the port, not the word
+    assert xen_driver._HostNet(idle, "xenbr0").network_of_vif(1, 0, "eth0") is None  # eth0 is no bridge
+
+
+def test_xl_conf_default_bridge_is_the_last_uncommented_setting() -> None:
+    lab = RECORDED_XL_CONF.read_text()
+    assert xen_driver.default_bridge(lab) == "xenbr0"  # the lab's line is a comment
+    assert xen_driver.default_bridge(None) == "xenbr0"  # no xl.conf
+    assert xen_driver.default_bridge(lab + 'vif.default.bridge = "br1"\n vif.default.bridge="br2"\n') == "br2"
+    assert xen_driver.default_bridge('# vif.default.bridge="br1"\n') == "xenbr0"
+
+
+# --- migration: the refusals before xl migrate runs (the lab runs xl migrate: test_xen_migration.py) -------------
+
+
+def test_migration_without_live_is_refused_and_the_destination_keeps_nothing(
+    conn: virtabs.Connection, standin: Standin
+) -> None:
+    """xl migrate is always live: without LIVE perform refuses before any xl call, and finish removes the
+    definition prepare wrote into the destination's directory; rec1 runs on, untouched."""
+    dom = conn.define_domain(recorded_guest())
+    dom.start()
+    other = standin.definitions.parent / "defs-b"
+    with virtabs.open(f"xen:///?dir={other}") as dest:
+        standin.clear()
+        with pytest.raises(virtabs.NotSupportedError, match="always migrates a running domain live"):
+            dom.migrate(dest, flags=virtabs.MigrateFlags.PERSIST_DEST | virtabs.MigrateFlags.UNDEFINE_SOURCE).wait(
+                timeout=60
+            )
+    assert not (other / "rec1.cfg").exists()
+    assert (standin.definitions / "rec1.cfg").exists()
+    assert [c for c in standin.calls() if c[0] not in ("list",)] == []  # no xl migrate, nothing but reads
+    assert dom.info().state == DomainState.RUNNING
+
+
+def test_migration_into_the_same_directory_is_refused_by_prepare(conn: virtabs.Connection, standin: Standin) -> None:
+    """Two connections of one dom0 share a directory's definitions: the destination needs a dir= of its own
+    (here the same directory spelt with a trailing slash, which the core does not take for the same URI)."""
+    dom = conn.define_domain(recorded_guest())
+    dom.start()
+    with virtabs.open(standin.uri + "/") as dest:
+        flags = virtabs.MigrateFlags.LIVE | virtabs.MigrateFlags.PERSIST_DEST | virtabs.MigrateFlags.UNDEFINE_SOURCE
+        with pytest.raises(virtabs.OperationInvalidError, match="needs a dir= of its own"):
+            dom.migrate(dest, flags=flags).wait(timeout=60)
+    assert (standin.definitions / "rec1.cfg").exists() and dom.info().state == DomainState.RUNNING
+
+
+def test_without_ip_a_listing_fails_and_nics_are_on_no_known_network() -> None:
+    """A dom0 without iproute2 (the shell's exit 127 in the link section): listing networks names the missing
+    tool; a domain's NICs and the inventory (not strict) still read, their networks unknown (None)."""
+    sections = {
+        "link": xen_driver._Section(127, ""),
+        "addr": xen_driver._Section(127, ""),
+        "xlconf": xen_driver._Section(0, RECORDED_XL_CONF.read_text()),
+    }
+    with pytest.raises(virtabs.OperationFailedError, match="iproute2's 'ip' is not on this host's PATH"):
+        xen_driver._HostNet.from_sections(sections, "dom0")
+    lenient = xen_driver._HostNet.from_sections(sections, "dom0", strict=False)
+    assert lenient.links is None and lenient.network_of("xenbr0") is None and lenient.network_of_vif(1, 0, None) is None

@@ -10,6 +10,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from urllib.parse import quote
 
@@ -117,22 +118,28 @@ DOM0_VENV = "/opt/virtabs"
 DOM0_HELPER = f"{DOM0_VENV}/bin/virtabs-remote"
 
 # The dom0 has Debian's python3 (3.11, as here) but no pip and no network: the venv is made without pip
-# and each wheel is unpacked into its site-packages, which is what installing a wheel is (PEP 427: a
-# wheel is a zip laid out for site-packages; its .dist-info, entry points included, lands there too);
-# the console script is written as pip writes it, from the wheel's entry_points.txt.
+# and the wheels' files go into its site-packages, which is what installing a wheel is (PEP 427: a wheel is a
+# zip laid out for site-packages; its .dist-info, entry points included, lands there too); the console
+# script is written as pip writes it, from the wheel's entry_points.txt. The wheels are unpacked and
+# byte-compiled HERE (install_in_dom0), as pip would compile them there: compiling under TCG took most of
+# the install's 77 s. The .pyc files are valid in the dom0 when its python has this one's major.minor (the
+# same magic number) and the sources keep their mtimes (tar keeps them); the compileall run there then only
+# checks them, and compiles whatever is not valid (another python, pygments left out as before).
 _DOM0_INSTALL = f"""
 set -e
 rm -rf {DOM0_VENV}
 python3 -m venv --without-pip {DOM0_VENV}
 site=$({DOM0_VENV}/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-for w in "$1"/*.whl; do {DOM0_VENV}/bin/python3 -m zipfile -e "$w" "$site"; done
+tar -x -C "$site"
 printf '#!{DOM0_VENV}/bin/python3\\nimport sys\\nfrom virtabs.remote import main\\nsys.exit(main())\\n' > {DOM0_HELPER}
 chmod 755 {DOM0_HELPER}
 grep -qx 'virtabs-remote = virtabs.remote:main' "$site"/virtabs-*.dist-info/entry_points.txt
-# byte-compile as pip does (pygments left to compile on first use: the helper never imports most of it);
-# without it the helper's first start compiles every module under TCG, past the client's 40 s handshake
+# byte-compile what is not compiled yet (pygments left to compile on first use: the helper never imports most
+# of it); without it the helper's first start compiles every module under TCG, past the client's 40 s handshake
 {DOM0_VENV}/bin/python3 -m compileall -q -x '/pygments/' "$site" >/dev/null
 """
+DOM0_SITE = f"{DOM0_VENV}/lib/python3.11/site-packages"
+"""Where the dom0's venv keeps its packages (Debian 12's python3.11): the prefix compiled into the .pyc files."""
 
 
 def build_wheels(into: Path) -> list[Path]:
@@ -159,26 +166,27 @@ def build_wheels(into: Path) -> list[Path]:
 
 
 def install_in_dom0(lab: Lab, wheels: list[Path]) -> str:
-    """Copy ``wheels`` into the dom0 (tar over the lab's ssh) and install them there; the helper's path."""
-    with tempfile.TemporaryFile() as archive:
-        with tarfile.open(fileobj=archive, mode="w") as tar:
-            for wheel in wheels:
-                tar.add(wheel, arcname=wheel.name)
-        archive.seek(0)
+    """Unpack and byte-compile ``wheels`` here, copy the tree into the dom0 (tar over the lab's ssh) and install
+    it there (``_DOM0_INSTALL``); the helper's path."""
+    with tempfile.TemporaryDirectory() as staging:
+        for wheel in wheels:
+            with zipfile.ZipFile(wheel) as zf:
+                zf.extractall(staging)
         subprocess.run(
-            [
-                "bash",
-                str(SCRIPT),
-                "ssh",
-                "rm -rf /root/virtabs-wheels && mkdir /root/virtabs-wheels && tar -x -C /root/virtabs-wheels",
-            ],
-            stdin=archive,
+            [sys.executable, "-m", "compileall", "-q", "-x", "/pygments/", "-s", staging, "-p", DOM0_SITE, staging],
             check=True,
             capture_output=True,
             timeout=600,
         )
-    command = f"sh -c {shlex.quote(_DOM0_INSTALL)} install /root/virtabs-wheels"
-    proc = lab.ssh(command, check=False, timeout=900)
+        with tempfile.TemporaryFile() as archive:
+            with tarfile.open(fileobj=archive, mode="w") as tar:
+                for entry in sorted(os.listdir(staging)):
+                    tar.add(os.path.join(staging, entry), arcname=entry)
+            archive.seek(0)
+            command = f"sh -c {shlex.quote(_DOM0_INSTALL)} install"
+            proc = subprocess.run(
+                ["bash", str(SCRIPT), "ssh", command], stdin=archive, capture_output=True, text=True, timeout=900
+            )
     if proc.returncode != 0:
         pytest.fail(f"installing the virtabs wheel in the dom0 failed: {proc.stderr[-2000:]}")
     return DOM0_HELPER

@@ -8,6 +8,13 @@ UUID 6f1c5f0e-..., 128 MiB, one vCPU, one disk, one vif) next to ``Domain-0``, a
 what was recorded. Everything else exits 2 with a message naming this stand-in, so a test that drifts
 off the recordings fails loudly instead of reading an invented answer.
 
+* ``ip -json -details link show`` / ``ip -json addr show`` (the driver's network sections; the test's
+  ``ip`` wrapper calls this script with ``--as-ip``): without rec1 ``ip_link_idle.json`` /
+  ``ip_addr_idle.json`` as recorded; with rec1 ``ip_link_net1.json`` / ``ip_addr_net1.json``, recorded
+  with the lab guest ``net1`` of domid 1, whose vif 0 (``vif1.0``) is a port of ``xenbr0`` as rec1's
+  vif 0 is (a second vif, ``vif1.1`` on ``vtnet0``, belongs to no vif of rec1: a port without a NIC).
+  Any other ``ip`` command exits 2.
+
 State (a JSON file in ``$XL_STANDIN_STATE``): whether ``rec1`` runs and whether it is paused.
 Every call appends its argv (without ``xl``) as one JSON line to ``$XL_STANDIN_STATE/argv.jsonl``.
 
@@ -167,12 +174,28 @@ def _change(state: _State, command: str, args: list[str]) -> int:
     return 0
 
 
+def _ip(state: _State, args: list[str]) -> int:
+    """``ip -json -details link show`` or ``ip -json addr show``, as recorded on the lab (docstring)."""
+    which = "net1" if GUEST in state.domains else "idle"
+    if args == ["-json", "-details", "link", "show"]:
+        sys.stdout.write(_read(f"ip_link_{which}.json"))
+        return 0
+    if args == ["-json", "addr", "show"]:
+        sys.stdout.write(_read(f"ip_addr_{which}.json"))
+        return 0
+    sys.stderr.write(f"ip stand-in: no recorded output for ip {' '.join(args)}\n")
+    return 2
+
+
 def main(argv: list[str]) -> int:
-    """Answer one ``xl`` call from the recordings; the exit status is xl's (2: not recorded)."""
+    """Answer one ``xl`` call (or, after ``--as-ip``, one ``ip`` call) from the recordings; the exit status is
+    the tool's (2: not recorded)."""
     directory = Path(os.environ["XL_STANDIN_STATE"])
     with (directory / "argv.jsonl").open("a") as log:
         log.write(json.dumps(argv) + "\n")
     state = _State(directory)
+    if argv[:1] == ["--as-ip"]:
+        return _ip(state, argv[1:])
     if not argv:
         return _unknown(argv)
     command, args = argv[0], argv[1:]

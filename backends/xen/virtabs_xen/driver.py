@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 
 import attrs
 from virtabs.spi import (
+    IP_MISSING,
     URI,
     Capabilities,
     Capability,
@@ -56,7 +57,9 @@ from virtabs.spi import (
     Driver,
     EventPoller,
     HostInfo,
+    HostLinks,
     InvalidArgumentError,
+    NetworkInfo,
     NicInfo,
     NicSpec,
     NoDomainError,
@@ -65,11 +68,14 @@ from virtabs.spi import (
     PoolInfo,
     VirtabsError,
     VolumeInfo,
+    find_network,
     image_volume_capacity,
+    networks_with_attachments,
     quote,
 )
 
 from . import _cfg, _xl
+from ._migration import XenMigration
 from ._pools import Pools
 
 __all__ = ["XenDriver"]
@@ -85,11 +91,25 @@ _SECTION_FN = (
     f's() {{ n=$1; shift; printf \'{_MARK} %s\\n\' "$n"; "$@" 2>/dev/null; printf \'\\n{_RC} %s\\n\' "$?"; }}; '
 )
 # the host has xl (exit 3 otherwise) and runs as Xen's control domain (exit 4 otherwise)
-# (and prints "qemu-img" when the host has it: the storage capabilities need it)
+# (and prints "qemu-img" and "ip" for those the host has: the storage capabilities need qemu-img, the
+# network listing iproute2's ip)
 _CHECK_HOST = (
     "command -v xl >/dev/null || exit 3; grep -qs control_d /proc/xen/capabilities || exit 4; "
-    "command -v qemu-img >/dev/null && echo qemu-img; exit 0"
+    "command -v qemu-img >/dev/null && echo qemu-img; command -v ip >/dev/null && echo ip; exit 0"
 )
+XL_CONF = "/etc/xen/xl.conf"
+"""xl's global configuration on the Xen host (xl.conf(5)); ``vif.default.bridge`` is read from it."""
+XL_DEFAULT_BRIDGE = "xenbr0"
+"""The bridge of a vif without ``bridge=`` when xl.conf sets no ``vif.default.bridge`` (xl.conf(5))."""
+# xl.conf(5): KEY=VALUE lines, '#' comments; libxlutil keeps the last setting of a key
+_DEFAULT_BRIDGE_RE = re.compile(r'^[ \t]*vif\.default\.bridge[ \t]*=[ \t]*"([^"]*)"', re.MULTILINE)
+# xl.conf read with shell builtins (read, printf): a process costs about 0.35 s in a dom0 nested under TCG
+_READ_XL_CONF = f's xlconf eval \'while IFS= read -r l || [ -n "$l" ]; do printf "%s\\n" "$l"; done < {XL_CONF}\'; '
+# what a NIC's network needs: the links (kind and bridge of each) and xl.conf, as sections of a script
+_LINK_SECTIONS = "s link ip -json -details link show; " + _READ_XL_CONF
+# what a listing of networks needs: the bridges' addresses too (no extra round trip either)
+_NET_SECTIONS = _LINK_SECTIONS + "s addr ip -json addr show; "
+_COMMAND_NOT_FOUND = 127
 _DIR_OK = re.compile(r"^/[A-Za-z0-9_./+-]*$")
 _FILE_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
@@ -123,6 +143,62 @@ def _state(flags: frozenset[str]) -> DomainState:
     if "paused" in flags:
         return DomainState.PAUSED
     return DomainState.RUNNING
+
+
+def default_bridge(xl_conf: str | None) -> str:
+    """The bridge xl gives a vif without ``bridge=``: xl.conf's last ``vif.default.bridge``, else ``xenbr0``."""
+    found = _DEFAULT_BRIDGE_RE.findall(xl_conf or "")
+    return found[-1] if found and found[-1] else XL_DEFAULT_BRIDGE
+
+
+@attrs.frozen
+class _HostNet:
+    """What a NIC's network is resolved against: the host's links (None: not read) and xl's default bridge."""
+
+    links: HostLinks | None
+    default_bridge: str
+
+    def network_of(self, bridge: str | None) -> str | None:
+        """The listed network of a vif on ``bridge`` (None or ``default``: xl's default bridge): the bridge's
+        name when the host has a Linux bridge by that name, else None (a missing bridge, an Open vSwitch one)."""
+        name = self.default_bridge if bridge in (None, "", "default") else bridge
+        link = self.links.get(name) if self.links is not None else None
+        return name if link is not None and link.is_bridge else None
+
+    def network_of_vif(self, domid: int, devid: int, bridge: str | None) -> str | None:
+        """The listed network of a running domain's vif: the bridge its back-end ``vifDOMID.DEVID`` is a port of
+        (the kernel's word, whatever xl.conf says now), None when that is no bridge; a vif without a back-end
+        link yet falls back to its configuration (:meth:`network_of`)."""
+        port = self.links.get(f"vif{domid}.{devid}") if self.links is not None else None
+        if port is None:
+            return self.network_of(bridge)
+        master = self.links.get(port.master) if self.links is not None and port.master else None
+        return port.master if master is not None and master.is_bridge else None
+
+    @classmethod
+    def from_sections(cls, sec: Mapping[str, _Section], where: str, *, strict: bool = True) -> _HostNet:
+        """From the sections of :data:`_NET_SECTIONS` (``addr`` may be absent: the links alone).
+
+        A failed ``ip`` (missing on the host, or unreadable output) raises OperationFailedError when ``strict``
+        (a listing of networks); otherwise the links are unknown and every NIC's network is None (a domain's NICs,
+        the inventory: a dom0 without iproute2 still lists its domains).
+        """
+        xlconf = sec["xlconf"].out if "xlconf" in sec and sec["xlconf"].rc == 0 else None
+        link = sec.get("link")
+        if link is None:
+            return cls(None, default_bridge(xlconf))
+        try:
+            for key in ("link", "addr"):
+                if key in sec and sec[key].rc != 0:
+                    if sec[key].rc == _COMMAND_NOT_FOUND:
+                        raise OperationFailedError(f"xen networks: {IP_MISSING} (on {where})")
+                    raise OperationFailedError(f"xen networks: iproute2's ip failed on {where} (exit {sec[key].rc})")
+            addr = sec["addr"].out if "addr" in sec else "[]"
+            return cls(HostLinks.from_ip_json(link.out, addr), default_bridge(xlconf))
+        except OperationFailedError:
+            if strict:
+                raise
+            return cls(None, default_bridge(xlconf))
 
 
 @attrs.frozen
@@ -174,16 +250,23 @@ def _disk_infos(probe: _Probe) -> list[DiskInfo]:
     return [DiskInfo(d.target, d.path, d.format, bus=d.bus, readonly=d.readonly) for d in probe.spec.disks]
 
 
-def _nic_infos(probe: _Probe) -> list[NicInfo]:
-    if probe.config is not None:
-        nics = probe.config.get("nics", [])
+def _nic_infos(probe: _Probe, net: _HostNet) -> list[NicInfo]:
+    """A running domain's vifs from ``xl list -l``, each on the bridge its back-end link is a port of (``xl list
+    -l`` leaves ``bridge`` out when the configuration did); a shut-off one's from its definition, on the bridge
+    it names or xl's default one. ``network`` is None when that is no bridge of the host (``_HostNet``)."""
+    if probe.config is not None and probe.running is not None:
+        domid = probe.running.domid
+        nics = [n for n in probe.config.get("nics", []) if isinstance(n, Mapping)]
         return [
-            NicInfo(mac=n.get("mac"), network=n.get("bridge", "default"), model=n.get("model", "netfront"))
-            for n in nics
-            if isinstance(n, Mapping)
+            NicInfo(
+                mac=n.get("mac"),
+                network=net.network_of_vif(domid, int(n.get("devid", index)), n.get("bridge")),
+                model=n.get("model", "netfront"),
+            )
+            for index, n in enumerate(nics)
         ]
     assert probe.spec is not None
-    return [NicInfo(mac=n.mac, network=n.network, model=n.model) for n in probe.spec.nics]
+    return [NicInfo(mac=n.mac, network=net.network_of(n.network), model=n.model) for n in probe.spec.nics]
 
 
 def _spec_from_config(name: str, uuid: str, config: Mapping[str, Any]) -> DomainSpec:
@@ -226,7 +309,7 @@ def _spec_from_config(name: str, uuid: str, config: Mapping[str, Any]) -> Domain
     )
 
 
-class XenDriver(Driver):
+class XenDriver(XenMigration, Driver):
     """Xen through ``xl``, on the Xen host (``xen:///``) or over ssh (``xen+ssh://``)."""
 
     name: ClassVar[str] = "xen"
@@ -244,11 +327,18 @@ class XenDriver(Driver):
         Capability.STORAGE_POOL,
         Capability.STORAGE_VOLUME,
         Capability.STORAGE_VOLUME_RESIZE,
+        Capability.NETWORK,
+        Capability.DOMAIN_MIGRATE,
+        Capability.DOMAIN_MIGRATE_LIVE,
         notes={
             Capability.DOMAIN_REBOOT: "xl reboot -F; xl re-creates the domain (on_reboot=restart)",
             Capability.EVENTS: f"polled every {_EVENT_INTERVAL:g} s: xl list -v and the definitions (no event stream)",
             Capability.STORAGE_POOL: "directory pools on the Xen host (libvirt's dir pool): default is <dir>/images",
             Capability.STORAGE_VOLUME: "raw and qcow2, made by qemu-img on the Xen host; no backing images",
+            Capability.DOMAIN_MIGRATE: "xl migrate between two connections of one dom0 (dir= apart); not between "
+            "dom0s; a PV guest needs shadow paging in Xen (virt_caps), PVH and HVM do not",
+            Capability.DOMAIN_MIGRATE_LIVE: "xl migrate is always live; the source domain is always destroyed",
+            Capability.NETWORK: "the dom0's Linux bridges (ip -json), attachments from the vifs; one round trip",
         },
     )
     uri_examples: ClassVar[tuple[str, ...]] = (
@@ -296,10 +386,12 @@ class XenDriver(Driver):
                 "boot it under the Xen hypervisor"
             )
         self._has_qemu_img = "qemu-img" in found.out.split()
+        self._has_ip = "ip" in found.out.split()
         self._pools = Pools(self._dir, self._sh, self._t.where)
 
     def connection_capabilities(self) -> Capabilities:
-        """The storage capabilities need ``qemu-img`` on the Xen host; without it they are dropped, saying so."""
+        """The storage capabilities need ``qemu-img`` on the Xen host, ``network`` iproute2's ``ip``; without them
+        they are dropped, saying so."""
         caps = type(self).capabilities
         if not self._has_qemu_img:
             caps = caps.without(
@@ -308,6 +400,8 @@ class XenDriver(Driver):
                 Capability.STORAGE_VOLUME_RESIZE,
                 reason=f"no qemu-img on {self._t.where} (Debian: apt-get install qemu-utils)",
             )
+        if not self._has_ip:
+            caps = caps.without(Capability.NETWORK, reason=f"{IP_MISSING} (on {self._t.where})")
         return caps
 
     def close(self) -> None:
@@ -384,14 +478,20 @@ class XenDriver(Driver):
 
     def _probe(self, name: str, *, long: bool = False) -> _Probe:
         """One round trip: ``xl list -v NAME`` (and ``xl list -l NAME``), the definition and the aliases."""
+        return self._probe_net(name, long=long)[0]
+
+    def _probe_net(self, name: str, *, long: bool = False, net: bool = False) -> tuple[_Probe, _HostNet]:
+        """:meth:`_probe`, and (``net``) the host's links and xl.conf in the same round trip."""
         if not name:
-            return _Probe(name, None, None, None, None, {})
+            return _Probe(name, None, None, None, None, {}), _HostNet(None, XL_DEFAULT_BRIDGE)
         # "--": xl parses with getopt_long (GNU, permuting), so a name like "-h" after it is a name, not an option
         body = 's list xl list -v -- "$2"; '
         if _FILE_NAME_OK.match(name):  # a name that cannot be one of ours has no files to read
             body += 's cfg cat "$1/$2.cfg"; s aliases cat "$1/$2.aliases"; '
         if long:
             body += 's long xl list -l -- "$2"; '
+        if net:  # a NIC's network: the links alone (no addresses) and xl.conf's default bridge
+            body += _LINK_SECTIONS
         sec = self._script(body, self._dir, name)
         running = None
         if "list" in sec and sec["list"].rc == 0:
@@ -413,7 +513,8 @@ class XenDriver(Driver):
         if running is not None and long and sec.get("long", _Section(1, "")).rc == 0:
             entries_long = _xl.parse_list_long(sec["long"].out)
             config = _xl.domain_config(entries_long[0]) if entries_long else None
-        return _Probe(name, running, config, spec, uuid, aliases)
+        host_net = _HostNet.from_sections(sec, self._t.where, strict=False)
+        return _Probe(name, running, config, spec, uuid, aliases), host_net
 
     def _need(self, dom: DomainRef, *, long: bool = False) -> _Probe:
         probe = self._probe(dom.name, long=long)
@@ -442,7 +543,21 @@ class XenDriver(Driver):
 
     def _all(self, *, long: bool = False) -> dict[str, _Probe]:
         """Every domain the host knows, by name, in one round trip."""
-        sec = self._script(self._BULK + ("s long xl list -l; " if long else ""), self._dir)
+        return self._scan(long=long)[0]
+
+    def _scan(self, *, long: bool = False, net: str = "") -> tuple[dict[str, _Probe], _HostNet]:
+        """Every domain the host knows, by name, and the host's interfaces and xl.conf: one round trip.
+
+        ``net`` is ``""`` (no links: every NIC's network None), ``"links"`` (what NICs need) or ``"bridges"`` (the
+        addresses too, for a listing of networks).
+        """
+        sections = {"": "", "links": _LINK_SECTIONS, "bridges": _NET_SECTIONS}[net]
+        body = self._BULK + ("s long xl list -l; " if long else "") + sections
+        sec = self._script(body, self._dir)
+        net_info = _HostNet.from_sections(sec, self._t.where, strict=net == "bridges")
+        return self._probes_from(sec, long=long), net_info
+
+    def _probes_from(self, sec: Mapping[str, _Section], *, long: bool) -> dict[str, _Probe]:
         running = {
             e.name: e for e in (_xl.parse_list(sec["list"].out) if sec.get("list", _Section(1, "")).rc == 0 else [])
         }
@@ -542,8 +657,12 @@ class XenDriver(Driver):
         return _disk_infos(self._need(dom, long=True))
 
     def nics(self, dom: DomainRef) -> list[NicInfo]:
-        """A running domain's vifs from ``xl list -l``; a shut-off one's from its definition."""
-        return _nic_infos(self._need(dom, long=True))
+        """A running domain's vifs from ``xl list -l``; a shut-off one's from its definition; each NIC's network
+        the dom0 bridge it is on (``_HostNet.network_of``): one round trip."""
+        probe, net = self._probe_net(dom.name, long=True, net=True)
+        if not probe.exists:
+            raise NoDomainError(f"domain {quote(dom.name)} not found")
+        return _nic_infos(probe, net)
 
     # --- definitions --------------------------------------------------------------------
 
@@ -688,9 +807,14 @@ class XenDriver(Driver):
     # --- inventory in bulk ----------------------------------------------------------------
 
     def inventory(self) -> list[DomainRecord]:
-        """Every domain with disks and vifs in one round trip: ``xl list -v``, ``xl list -l``, the definitions."""
+        """Every domain with disks and vifs in one round trip: ``xl list -v``, ``xl list -l``, the definitions,
+        and the dom0's links and xl.conf for the vifs' networks."""
+        probes, net = self._scan(long=True, net="links")
+        return self._records(probes, net)
+
+    def _records(self, probes: Mapping[str, _Probe], net: _HostNet) -> list[DomainRecord]:
         records = []
-        for probe in self._all(long=True).values():
+        for probe in probes.values():
             if probe.running is not None and probe.config is None:
                 continue  # gone between xl list and xl list -l
             info_state = _state(probe.running.flags) if probe.running is not None else DomainState.SHUTOFF
@@ -713,7 +837,7 @@ class XenDriver(Driver):
                     os_type="hvm" if gtype == "hvm" else "xen",
                     autostart=None,
                     disks=_disk_infos(probe),
-                    nics=_nic_infos(probe),
+                    nics=_nic_infos(probe, net),
                     extra={"xen": {"type": gtype, "domid": probe.running.domid if probe.running else None}},
                 )
             )
@@ -751,3 +875,24 @@ class XenDriver(Driver):
     def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
         """``qemu-img resize`` on the Xen host."""
         return self._pools.resize_volume(pool, name, capacity_bytes)
+
+    # --- networks: the dom0's Linux bridges ---------------------------------------------------
+
+    def list_networks(self) -> list[NetworkInfo]:
+        """Every Linux bridge of the dom0 (``ip -json``), each vif an attachment of the bridge it is on: ONE
+        round trip whatever the number of bridges, domains and vifs (the inventory's script with the two
+        iproute2 commands and xl.conf added)."""
+        probes, net = self._scan(long=True, net="bridges")
+        assert net.links is not None
+        return networks_with_attachments(net.links.bridges, self._records(probes, net))
+
+    def lookup_network(self, name_or_id: str) -> NetworkInfo:
+        """A bridge by name (Linux bridges have no id): a search of :meth:`list_networks`."""
+        return find_network(self.list_networks(), name_or_id)
+
+    def inventory_networks(self, records: list[DomainRecord]) -> list[NetworkInfo]:
+        """The bridges alone (one round trip: the two iproute2 commands), attachments from ``records``."""
+        sec = self._script(_NET_SECTIONS)
+        net = _HostNet.from_sections(sec, self._t.where)
+        assert net.links is not None
+        return networks_with_attachments(net.links.bridges, records)

@@ -28,7 +28,9 @@ import os
 import posixpath
 import time
 from typing import Any
+from urllib.parse import quote
 
+import virtabs
 from virtabs import Connection, Domain, DomainSpec, parse_uri
 from virtabs.spi import CommandTransport, DiskSpec, DomainRef
 from virtabs.testing import DefaultTarget
@@ -59,6 +61,8 @@ class XenTarget(DefaultTarget):
         self.host_dir = posixpath.join(base, self.prefix)
         self._transport = CommandTransport(parse_uri(uri), default_timeout=self.job_timeout)
         self._shared: str | None = None
+        self._uri = uri
+        self._peers: list[Connection] = []
 
     @classmethod
     def from_uri(cls, uri: str) -> XenTarget:
@@ -66,10 +70,23 @@ class XenTarget(DefaultTarget):
         return cls(uri)
 
     def close(self) -> None:
-        """Remove this target's directory on the Xen host and stop the ssh connection."""
+        """Close the migration peers, remove this target's directory on the Xen host, stop the ssh connection."""
+        for peer in self._peers:
+            with contextlib.suppress(Exception):
+                peer.close()
         with contextlib.suppress(Exception):
             self._transport.run(["rm", "-rf", "--", self.host_dir])
         self._transport.close()
+
+    def migration_peer(self, conn: Connection) -> Connection:
+        """A second connection to the same dom0 with a definitions directory of its own (``dir=``, under this
+        target's directory): the one destination ``xl migrate`` is driven to (``_migration``)."""
+        directory = posixpath.join(self.host_dir, self.new_name("peer"))
+        uri = parse_uri(self._uri)
+        params = "&".join(f"{k}={quote(v, safe='/')}" for k, v in {**uri.params, "dir": directory}.items())
+        peer = virtabs.open(self._uri.split("?", 1)[0] + "?" + params)
+        self._peers.append(peer)
+        return peer
 
     # --- on the Xen host ------------------------------------------------------------------
 
