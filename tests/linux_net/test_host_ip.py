@@ -81,9 +81,12 @@ def test_reads_this_host_locally_and_through_a_command_transport(monkeypatch: py
     local = HostIp("test networks", 30).read()
     with CommandTransport(parse_uri("xen:///")) as transport:
         through = HostIp("test networks", 30, transport).read()
-    assert calls == [IP_LINK_ARGV, IP_ADDR_ARGV] * 2
+    after = HostIp("test networks", 30).read()
+    assert calls == [IP_LINK_ARGV, IP_ADDR_ARGV] * 3
     assert _loopback(local) == _loopback(through) == HostLink("other", None, up=True)
-    assert set(local.links) == set(through.links)
+    # other suites running beside this one (containers, taps, namespaces) add and remove links between two
+    # reads: the transport's read holds every link both local reads saw, and none that neither saw
+    assert set(local.links) & set(after.links) <= set(through.links) <= set(local.links) | set(after.links)
 
 
 def test_a_missing_ip_is_named_locally_and_on_the_far_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
