@@ -47,7 +47,8 @@ The toolkit: :class:`ErrorMap` (native exception → virtabs error, by a table),
 (lookup by name or UUID), :func:`find_network` and :func:`networks_with_attachments`
 (networks by name or id, attachments from NICs), :func:`bridge_networks_from_ip_json` (a Linux
 host's bridges from iproute2's JSON), :class:`HostIp` (iproute2 on a Linux host, locally or through a
-command transport: its :class:`HostLinks`, each a :class:`HostLink`), :class:`EventPoller`, :class:`CommandTransport`
+command transport: its :class:`HostLinks`, each a :class:`HostLink`), :class:`EventPoller`,
+:class:`OneCommandMigrations` (the progress of a migration the host runs as one command), :class:`CommandTransport`
 (run a tool's argv locally or on a ``+ssh`` host over one multiplexed OpenSSH
 connection, every argument quoted; ``docs/command-transport.md``), and
 :func:`run_in_process_group` (one local command whose deadline kills its whole
@@ -145,6 +146,7 @@ from ._toolkit import (
     Deadline,
     ErrorMap,
     EventPoller,
+    OneCommandMigrations,
     find_domain,
     find_network,
     image_volume_capacity,
@@ -241,6 +243,7 @@ __all__ = [
     "describe_tls_failure",
     "ErrorMap",
     "EventPoller",
+    "OneCommandMigrations",
     "find_domain",
     "find_network",
     "image_volume_capacity",

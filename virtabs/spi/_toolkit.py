@@ -39,6 +39,7 @@ from .._models import (
     DomainRef,
     Event,
     LifecycleEvent,
+    MigrationInfo,
     NetworkAttachment,
     NetworkInfo,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "ErrorMap",
     "EventPoller",
     "find_domain",
+    "OneCommandMigrations",
     "find_network",
     "image_volume_capacity",
     "networks_with_attachments",
@@ -192,6 +194,68 @@ def poll_until(
             raise OperationTimeoutError(f"{what} after {timeout}s{suffix}")
         deadline.sleep(delay)
         delay = min(delay * 1.5, max_interval)
+
+
+@attrs.frozen
+class _OneCommandMigration:
+    phase: str
+    started: float
+    finished: float | None
+    memory_bytes: int
+
+
+class OneCommandMigrations:
+    """The progress a driver can give of migrations its host runs as one blocking command (Hyper-V's
+    ``Move-VM``, ``VBoxManage controlvm teleport``, ``xl migrate``): such a command reports no byte counts to
+    the caller, so a job is its phase, the domain's memory size (all of it processed once the command
+    succeeded) and the time it has run. Keeps the last migration of each domain UUID, for
+    ``migrate_job_info``; one per connection.
+
+    ``perform`` runs the command inside :meth:`running` (or calls :meth:`begin` and :meth:`end`), and
+    ``migrate_job_info`` returns :meth:`info`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[str, _OneCommandMigration] = {}
+
+    def begin(self, uuid: str, phase: str, memory_bytes: int) -> None:
+        """A migration of ``uuid`` starts, in ``phase`` (``"memory"``, or ``"storage"`` when disks move too)."""
+        with self._lock:
+            self._last[uuid] = _OneCommandMigration(phase, time.monotonic(), None, memory_bytes)
+
+    def end(self, uuid: str, succeeded: bool) -> None:
+        """The command has ended: ``completed`` or ``failed``."""
+        with self._lock:
+            move = self._last[uuid]
+            phase = "completed" if succeeded else "failed"
+            self._last[uuid] = attrs.evolve(move, phase=phase, finished=time.monotonic())
+
+    @contextlib.contextmanager
+    def running(self, uuid: str, phase: str, memory_bytes: int) -> Iterator[None]:
+        """:meth:`begin`, then :meth:`end`: failed when the block raises (the exception goes on), else completed."""
+        self.begin(uuid, phase, memory_bytes)
+        try:
+            yield
+        except BaseException:
+            self.end(uuid, False)
+            raise
+        self.end(uuid, True)
+
+    def info(self, uuid: str) -> MigrationInfo | None:
+        """The last migration of ``uuid`` this connection ran, or None."""
+        with self._lock:
+            move = self._last.get(uuid)
+        if move is None:
+            return None
+        done = move.memory_bytes if move.phase == "completed" else 0
+        return MigrationInfo(
+            phase=move.phase,
+            memory_total=move.memory_bytes,
+            memory_processed=done,
+            memory_remaining=move.memory_bytes - done,
+            elapsed_ms=int(((move.finished or time.monotonic()) - move.started) * 1000),
+        )
 
 
 def find_domain(refs: Iterable[DomainRef], name_or_uuid: str) -> DomainRef:

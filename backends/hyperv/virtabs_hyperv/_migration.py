@@ -23,7 +23,6 @@ UNDEFINE_SOURCE (``domain.migrate.keep_source``: Move-VM always removes the VM f
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from virtabs.spi import (
@@ -38,9 +37,9 @@ from virtabs.spi import (
     MigrationTicket,
     NoDomainError,
     NotSupportedError,
+    OneCommandMigrations,
     OperationFailedError,
     OperationInvalidError,
-    VirtabsError,
 )
 
 from ._psjson import as_int, as_str
@@ -59,12 +58,12 @@ class HypervMigration:
     _run: Any
     _pool_dir: Any
 
-    def _moves(self) -> dict[str, tuple[str, float, float | None, int]]:
-        """VMId -> (phase, started, finished, memory bytes) of the last Move-VM this connection ran."""
-        table = self.__dict__.get("_migrations")
-        if table is None:
-            table = self.__dict__["_migrations"] = {}
-        return table
+    def _migrations(self) -> OneCommandMigrations:
+        """The last Move-VM this connection ran of each domain."""
+        log: OneCommandMigrations | None = self.__dict__.get("_migration_log")
+        if log is None:
+            log = self.__dict__["_migration_log"] = OneCommandMigrations()
+        return log
 
     def _computer_name(self) -> str:
         return as_str((self._host or {}).get("Name"))
@@ -120,31 +119,13 @@ class HypervMigration:
         if not request.live:
             raise NotSupportedError(f"{what}: Move-VM moves a running VM live (pass LIVE)")
         memory = as_int(v.get("Assigned"), 0) or as_int(v.get("Mem"), 0) or 0
-        table = self._moves()
-        started = time.monotonic()
-        table[dom.uuid] = ("storage" if request.copy_storage else "memory", started, None, memory)
         args = {"id": dom.uuid, "host": ticket.cookie["host"], "storage": ticket.cookie.get("storage", "")}
-        try:
+        with self._migrations().running(dom.uuid, "storage" if request.copy_storage else "memory", memory):
             self._run("vm.move", args, what, NoDomainError)
-        except VirtabsError:
-            table[dom.uuid] = ("failed", started, time.monotonic(), memory)
-            raise
-        table[dom.uuid] = ("completed", started, time.monotonic(), memory)
 
     def migrate_job_info(self, dom: DomainRef) -> MigrationInfo | None:
         """The phase of the last Move-VM of ``dom`` (Move-VM reports no byte counts to the client)."""
-        entry = self._moves().get(dom.uuid)
-        if entry is None:
-            return None
-        phase, started, finished, memory = entry
-        done = memory if phase == "completed" else 0
-        return MigrationInfo(
-            phase=phase,
-            memory_total=memory,
-            memory_processed=done,
-            memory_remaining=memory - done,
-            elapsed_ms=int(((finished or time.monotonic()) - started) * 1000),
-        )
+        return self._migrations().info(dom.uuid)
 
     def migrate_confirm(self, dom: DomainRef, request: MigrationRequest, success: bool) -> None:
         """Nothing to do: the VM left the source (or, after a failure, Move-VM left it where it was)."""

@@ -35,7 +35,6 @@ import re
 import secrets
 import socket
 import subprocess
-import time
 from typing import Any
 
 from virtabs.spi import (
@@ -49,6 +48,7 @@ from virtabs.spi import (
     MigrationRequest,
     MigrationTicket,
     NotSupportedError,
+    OneCommandMigrations,
     OperationFailedError,
     VirtabsError,
     poll_until,
@@ -76,12 +76,12 @@ class VboxMigration:
     define_domain: Any
     _remove: Any
 
-    def _teleports(self) -> dict[str, tuple[str, float, float | None, int]]:
-        """UUID -> (phase, started, finished, memory bytes) of the last teleport this connection ran."""
-        table = self.__dict__.get("_teleport_table")
-        if table is None:
-            table = self.__dict__["_teleport_table"] = {}
-        return table
+    def _migrations(self) -> OneCommandMigrations:
+        """The last teleport this connection ran of each domain."""
+        log: OneCommandMigrations | None = self.__dict__.get("_migration_log")
+        if log is None:
+            log = self.__dict__["_migration_log"] = OneCommandMigrations()
+        return log
 
     def _waiting_targets(self) -> dict[str, subprocess.Popen[bytes]]:
         """UUID -> the ``startvm`` of a teleporter target this connection prepared and has not finished."""
@@ -215,34 +215,15 @@ class VboxMigration:
         host, port = ticket.cookie["host"], ticket.cookie["port"]
         what = f"teleport of domain {quote(dom.name)} to {host}:{port}"
         info = self._vbm.machine(dom.uuid)
-        table = self._teleports()
-        started = time.monotonic()
-        memory = info.memory_mib * MIB
-        table[dom.uuid] = ("memory", started, None, memory)
         args = ["controlvm", dom.uuid, "teleport", "--host", host, "--port", port, "--passwordfile", "stdin"]
         if request.max_downtime_ms is not None:
             args += ["--maxdowntime", str(request.max_downtime_ms)]
-        try:
+        with self._migrations().running(dom.uuid, "memory", info.memory_mib * MIB):
             self._vbm_stdin(args, ticket.cookie["password"], what)
-        except VirtabsError:
-            table[dom.uuid] = ("failed", started, time.monotonic(), memory)
-            raise
-        table[dom.uuid] = ("completed", started, time.monotonic(), memory)
 
     def migrate_job_info(self, dom: DomainRef) -> MigrationInfo | None:
         """The phase of this connection's last teleport of ``dom`` (VBoxManage prints percentages only)."""
-        entry = self._teleports().get(dom.uuid)
-        if entry is None:
-            return None
-        phase, started, finished, memory = entry
-        done = memory if phase == "completed" else 0
-        return MigrationInfo(
-            phase=phase,
-            memory_total=memory,
-            memory_processed=done,
-            memory_remaining=memory - done,
-            elapsed_ms=int(((finished or time.monotonic()) - started) * 1000),
-        )
+        return self._migrations().info(dom.uuid)
 
     def migrate_confirm(self, dom: DomainRef, request: MigrationRequest, success: bool) -> None:
         """Success with UNDEFINE_SOURCE: unregister the ``teleported`` source (disks detached, kept); without

@@ -32,11 +32,9 @@ neither knob) and keeping the source (``domain.migrate.keep_source``: xl always 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import attrs
 from virtabs.spi import (
     CommandResult,
     CommandTransport,
@@ -49,6 +47,7 @@ from virtabs.spi import (
     MigrationRequest,
     MigrationTicket,
     NotSupportedError,
+    OneCommandMigrations,
     OperationFailedError,
     OperationInvalidError,
     quote,
@@ -71,14 +70,6 @@ def guest_type_of(config: Mapping[str, Any] | None, spec: DomainSpec | None) -> 
     return _cfg.guest_type(spec) if spec is not None else "pv"
 
 
-@attrs.frozen
-class _Move:
-    phase: str
-    started: float
-    finished: float | None
-    memory: int
-
-
 class XenMigration:
     """The migration methods of :class:`~virtabs_xen.driver.XenDriver` (module docstring)."""
 
@@ -91,12 +82,12 @@ class XenMigration:
     _all: Callable[..., dict[str, Any]]
     _write_definition: Callable[[DomainSpec, str], None]
 
-    def _moves(self) -> dict[str, _Move]:
-        """UUID -> the last ``xl migrate`` this connection ran of that domain."""
-        table: dict[str, _Move] | None = self.__dict__.get("_migrations")
-        if table is None:
-            table = self.__dict__["_migrations"] = {}
-        return table
+    def _migrations(self) -> OneCommandMigrations:
+        """The last ``xl migrate`` this connection ran of each domain."""
+        log: OneCommandMigrations | None = self.__dict__.get("_migration_log")
+        if log is None:
+            log = self.__dict__["_migration_log"] = OneCommandMigrations()
+        return log
 
     def _run_sh(self, script: str, args: Sequence[str], what: str) -> CommandResult:
         result: CommandResult = self._t.run(["sh", "-c", script, "virtabs-xen", *args], check=False)
@@ -177,31 +168,17 @@ class XenMigration:
                 f"(xl info virt_caps: {' '.join(caps) or 'empty'}); PVH and HVM guests migrate"
             )
         memory = int(config.get("b_info", {}).get("target_memkb", 0)) * 1024
-        table = self._moves()
-        started = time.monotonic()
-        table[dom.uuid] = _Move("memory", started, None, memory)
-        result = self._t.run(
-            ["xl", "migrate", "-s", "", "--", dom.name, "xl migrate-receive"], check=False, timeout=self._slow
-        )
-        if result.returncode != 0:
-            table[dom.uuid] = _Move("failed", started, time.monotonic(), memory)
-            lines = [line for line in result.err.strip().splitlines() if line.strip()]
-            raise OperationFailedError(f"{what}: xl migrate failed: {'; '.join(lines[-4:]) or '(no message)'}")
-        table[dom.uuid] = _Move("completed", started, time.monotonic(), memory)
+        with self._migrations().running(dom.uuid, "memory", memory):
+            result = self._t.run(
+                ["xl", "migrate", "-s", "", "--", dom.name, "xl migrate-receive"], check=False, timeout=self._slow
+            )
+            if result.returncode != 0:
+                lines = [line for line in result.err.strip().splitlines() if line.strip()]
+                raise OperationFailedError(f"{what}: xl migrate failed: {'; '.join(lines[-4:]) or '(no message)'}")
 
     def migrate_job_info(self, dom: DomainRef) -> MigrationInfo | None:
         """The phase of this connection's last ``xl migrate`` of ``dom`` (xl prints no byte counts we read)."""
-        move = self._moves().get(dom.uuid)
-        if move is None:
-            return None
-        done = move.memory if move.phase == "completed" else 0
-        return MigrationInfo(
-            phase=move.phase,
-            memory_total=move.memory,
-            memory_processed=done,
-            memory_remaining=move.memory - done,
-            elapsed_ms=int(((move.finished or time.monotonic()) - move.started) * 1000),
-        )
+        return self._migrations().info(dom.uuid)
 
     def migrate_confirm(self, dom: DomainRef, request: MigrationRequest, success: bool) -> None:
         """Success with UNDEFINE_SOURCE: remove the source's definition. Otherwise nothing (xl resumes the source
