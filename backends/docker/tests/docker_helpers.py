@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from virtabs.testing.plugin import in_ci
@@ -330,3 +331,23 @@ def bridge_network(engine: Engine, prefix: str = "vtct") -> Iterator[str]:
         with contextlib.suppress(Exception):
             client.api.remove_network(name)
         client.close()
+
+
+class RequestCounter:
+    """Counts the HTTP requests a docker SDK client sends (each one is one engine call)."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+        self.paths: list[str] = []
+        self._send: Callable[..., Any] = api.send
+
+    def __enter__(self) -> RequestCounter:
+        def send(request: Any, **kwargs: Any) -> Any:
+            self.paths.append(f"{request.method} {request.path_url}")
+            return self._send(request, **kwargs)
+
+        self.api.send = send
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.api.send  # back to the class's method

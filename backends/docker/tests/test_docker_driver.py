@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import virtabs
-from docker_helpers import SLEEPER, Engine, wait_for
+from docker_helpers import SLEEPER, Engine, RequestCounter, wait_for
 from virtabs import DomainSpec, DomainState
 from virtabs.testing import TargetUnavailable
 
@@ -28,26 +28,6 @@ def conn(engine: Engine) -> Iterator[virtabs.Connection]:
 def _spec(engine: Engine, name: str, **docker: Any) -> DomainSpec:
     extra = {"image": engine.image, "command": list(SLEEPER), **docker}
     return DomainSpec(name=name, memory_bytes=64 * MiB, vcpus=1, os_type="exe", extra={"docker": extra})
-
-
-class RequestCounter:
-    """Counts the HTTP requests a docker SDK client sends (each one is one engine call)."""
-
-    def __init__(self, api: Any) -> None:
-        self.api = api
-        self.paths: list[str] = []
-        self._send: Callable[..., Any] = api.send
-
-    def __enter__(self) -> RequestCounter:
-        def send(request: Any, **kwargs: Any) -> Any:
-            self.paths.append(f"{request.method} {request.path_url}")
-            return self._send(request, **kwargs)
-
-        self.api.send = send
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        del self.api.send  # back to the class's method
 
 
 def test_listing_and_inventory_are_one_engine_call(engine: Engine, conn: virtabs.Connection) -> None:

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 import virtabs
-from docker_helpers import SLEEPER, Engine
-from test_docker_driver import RequestCounter
+from docker_helpers import SLEEPER, Engine, RequestCounter
 from virtabs import NetworkKind, NetworkSubnet
 
 

@@ -8,36 +8,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import virtabs
 from click.testing import CliRunner
-from docker_helpers import SLEEPER, Engine
+from docker_helpers import SLEEPER, Engine, RequestCounter
 from virtabs.cli import cli
 
 MiB = 1 << 20
-
-
-class RequestCounter:
-    """Counts the HTTP requests a docker SDK client sends (each one is one engine call)."""
-
-    def __init__(self, api: Any) -> None:
-        self.api = api
-        self.paths: list[str] = []
-        self._send: Callable[..., Any] = api.send
-
-    def __enter__(self) -> RequestCounter:
-        def send(request: Any, **kwargs: Any) -> Any:
-            self.paths.append(f"{request.method} {request.path_url}")
-            return self._send(request, **kwargs)
-
-        self.api.send = send
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        del self.api.send  # back to the class's method
 
 
 @pytest.fixture
