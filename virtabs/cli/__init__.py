@@ -61,7 +61,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("pool-list", "virtabs.cli._storage", "List storage pools with their capacity and usage."),
     ("pool-info", "virtabs.cli._storage", "Show a storage pool's type, path, capacity and usage."),
     ("vol-list", "virtabs.cli._storage", "List the volumes of a storage pool."),
-    ("vol-create", "virtabs.cli._storage", "Create volume NAME of SIZE (10G, 512M or bytes) in POOL."),
+    (
+        "vol-create",
+        "virtabs.cli._storage",
+        "Create volume NAME of SIZE (10G, 512M or bytes) in POOL; a directory volume (--format dir) takes no SIZE.",
+    ),
     ("vol-delete", "virtabs.cli._storage", "Delete volume NAME from POOL."),
     ("net-list", "virtabs.cli._network", "List the host's networks: kind, device, VLANs, subnets and attached NICs."),
     (

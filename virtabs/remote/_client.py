@@ -83,6 +83,8 @@ TUNNEL_DRIVERS = frozenset({"qemu"})
 SSH_CONNECT_TIMEOUT = 30.0
 """ssh's ``ConnectTimeout`` (seconds) when the connection has no timeout."""
 _STDERR_KEEP = 4000
+_STDERR_DRAIN_SECONDS = 2.0
+"""How long a failed start waits for the last bytes ssh wrote to stderr after it exited."""
 _CALLER_READS = 0.05
 """Seconds: a caller waits this long at most per read attempt; the background reader steps back for this
 long after a call, so that callers read their own replies."""
@@ -174,6 +176,7 @@ class Channel:
         self._refusal: VirtabsError | None = None
         self._welcomed = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr_thread: threading.Thread | None = None
         self._stop = threading.Event()
 
     # --- start and stop ----------------------------------------------------------------------
@@ -183,7 +186,8 @@ class Channel:
         self._proc = self.transport.open_channel([self.helper], multiplexed=MULTIPLEXED)
         assert self._proc.stdout is not None
         self._reader = FrameReader(self._proc.stdout.fileno())
-        threading.Thread(target=self._drain_stderr, name="virtabs-remote-stderr", daemon=True).start()
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, name="virtabs-remote-stderr", daemon=True)
+        self._stderr_thread.start()
         threading.Thread(target=self._read_loop, name="virtabs-remote-reader", daemon=True).start()
         import virtabs
 
@@ -210,7 +214,10 @@ class Channel:
         assert self._proc is not None
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(self.connect_timeout)
-        time.sleep(0)  # let the stderr thread take the last bytes
+        if self._stderr_thread is not None and self._proc.returncode is not None:
+            # ssh has exited: its stderr ends once the drain has read the last bytes (bounded: a process ssh
+            # left behind could hold the pipe). A bare yield lost "Host key verification failed" under load.
+            self._stderr_thread.join(_STDERR_DRAIN_SECONDS)
         stderr = self._stderr_text()
         rc = self._proc.returncode
         if rc == 255:
