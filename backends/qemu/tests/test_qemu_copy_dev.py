@@ -94,8 +94,8 @@ def test_copy_onto_a_block_device_through_host_device(
     device = loop_device(size)
     job = dom.block_rebase("vda", device, flags=R.COPY | flags)
     job.wait_ready(timeout=60)
-    protocols = {str(n.get("drv")) for n in _nodes(root) if n.get("file") == device}
-    assert protocols >= {"host_device"} and "file" not in protocols, protocols
+    drivers = {str(n.get("drv")) for n in _nodes(root) if n.get("file") == device}
+    assert drivers == {fmt, "host_device"}, f"the mirror target is not {fmt} over host_device: {drivers}"
     job.pivot()
     assert dom.block_job_info("vda") is None
     disk = dom.spec().disks[0]
@@ -109,7 +109,8 @@ def test_copy_onto_a_block_device_through_host_device(
         assert "backing-filename" not in image_info(device)
     check_all_layers(device, fmt)
     dom.start(paused=True)  # the definition's /dev path opens as host_device at start
-    assert {str(n.get("drv")) for n in _nodes(root) if n.get("file") == device} == {"host_device"}
+    drivers = {str(n.get("drv")) for n in _nodes(root) if n.get("file") == device}
+    assert drivers == {fmt, "host_device"}, drivers
 
 
 def _refused(dom: virtabs.Domain, root: Path, device: str, flags: R, error: type[Exception], match: str) -> None:
