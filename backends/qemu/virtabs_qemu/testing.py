@@ -65,8 +65,10 @@ __all__ = [
 
 MiB = 1 << 20
 SIZE = 64 * MiB
-# test-targets.md §8 scaled to 64 MiB: base 0xaa [0, 32M), snap1 0xbb [32M, 48M), snap2 0xcc [48M, 64M)
-LAYERS = (("base", 0xAA, 0, 32 * MiB), ("snap1", 0xBB, 32 * MiB, 16 * MiB), ("snap2", 0xCC, 48 * MiB, 16 * MiB))
+# test-targets.md §8 scaled to 64 MiB: base 0xaa [0, 32M), snap1 0xbb [32M, 48M), snap2 0xcc [48M, 63M).
+# The last MiB is left unwritten so that the flattened chain as qcow2 (data plus about 320 KiB of metadata)
+# fits a block device of the disk's size: COPY_DEV copies onto one (:meth:`QemuTarget.create_block_device`).
+LAYERS = (("base", 0xAA, 0, 32 * MiB), ("snap1", 0xBB, 32 * MiB, 16 * MiB), ("snap2", 0xCC, 48 * MiB, 15 * MiB))
 INSTALL_HINT = "apt-get install linux-image-amd64 busybox-static cpio"
 
 INIT = """#!/bin/busybox sh
