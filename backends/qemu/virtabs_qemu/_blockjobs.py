@@ -37,6 +37,7 @@ from virtabs.spi import (
 
 from . import _img
 from ._cmdline import file_node_name
+from ._copydest import check_device_destination, check_file_destination
 from ._events import Events
 from ._live import Lease, LiveView
 from ._process import Processes
@@ -90,29 +91,51 @@ class BlockJobs:
 
         The core has settled the request: ``shallow`` only with a backing chain, never into a new
         raw file, the destination absolute and outside the chain. A format is probed only for a
-        REUSE_EXT destination without one (COPY_RAW passes ``format="raw"``).
+        REUSE_EXT file destination without one (COPY_RAW passes ``format="raw"``); never on a device.
+        The destination is checked first (:mod:`._copydest`): a file must be a regular file; a COPY_DEV
+        device a block device under ``/dev`` that is free and fits. QEMU opens a block device path
+        with its ``host_device`` protocol driver (and formats it, unless REUSE_EXT).
         """
         dest = request.dest
+        what = f"block copy of disk {disk}"
         with self.sessions.open(dom.name) as q:
-            src = next((d for d in self.store.get(dom).spec.disks if d.target == disk), None)
+            disks = self.store.get(dom).spec.disks
+            src = next((d for d in disks if d.target == disk), None)
             if src is None:
                 raise InvalidArgumentError(f"domain {quote(dom.name)} has no disk {disk} in its definition")
             top = self._top(q, dom.name, disk)
-            exists = os.path.exists(dest)
-            if request.reuse_existing:
-                if not exists:
-                    raise InvalidArgumentError(f"block copy of disk {disk}: reused destination {dest} does not exist")
-                fmt = request.format or _img.probe_format(dest, self.processes.host_timeout)
-                mode = "existing"
+            if request.dest_is_block_device:
+                # an existing device: formatted by QEMU (mode absolute-paths) unless REUSE_EXT; never unlinked
+                fmt = request.format or (None if request.reuse_existing else src.format)
+                image = top.get("image")
+                size = image.get("virtual-size") if isinstance(image, dict) else None
+                check_device_destination(
+                    dest,
+                    fmt=fmt,
+                    reuse=request.reuse_existing,
+                    virtual_size=int(size) if isinstance(size, int) else None,
+                    own_disks=disks,
+                    what=what,
+                )
+                assert fmt is not None  # a reused device without a format was refused above
+                mode = "existing" if request.reuse_existing else "absolute-paths"
             else:
-                if exists and os.path.getsize(dest) > 0:
-                    raise OperationInvalidError(
-                        f"block copy of disk {disk}: destination {dest} exists and is not empty (use REUSE_EXT)"
-                    )
-                fmt = request.format or src.format
-                mode = "absolute-paths"
-                if exists:
-                    os.unlink(dest)
+                check_file_destination(dest, what)
+                exists = os.path.exists(dest)
+                if request.reuse_existing:
+                    if not exists:
+                        raise InvalidArgumentError(f"{what}: reused destination {dest} does not exist")
+                    fmt = request.format or _img.probe_format(dest, self.processes.host_timeout)
+                    mode = "existing"
+                else:
+                    if exists and os.path.getsize(dest) > 0:
+                        raise OperationInvalidError(
+                            f"{what}: destination {dest} exists and is not empty (use REUSE_EXT)"
+                        )
+                    fmt = request.format or src.format
+                    mode = "absolute-paths"
+                    if exists:
+                        os.unlink(dest)
             node = f"mirror{int(time.time() * 1000) % 10**9}-{disk}"[:31]
             args: dict[str, Any] = {
                 "job-id": job_id(disk),

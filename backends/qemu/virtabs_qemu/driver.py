@@ -135,6 +135,7 @@ class QemuDriver(Driver):
         Capability.BLOCK_COPY_SHALLOW,
         Capability.BLOCK_COPY_REUSE_EXT,
         Capability.BLOCK_COPY_RAW,
+        Capability.BLOCK_COPY_DEV,
         Capability.BLOCK_COPY_PIVOT,
         Capability.BLOCK_COMMIT,
         Capability.BLOCK_BANDWIDTH,
@@ -159,6 +160,10 @@ class QemuDriver(Driver):
             Capability.DOMAIN_SNAPSHOT: "internal qcow2 snapshots (savevm/loadvm/delvm; qemu-img when inactive)",
             Capability.DOMAIN_DISK_HOTPLUG: "virtio-blk detach needs a guest that releases the slot; scsi is immediate",
             Capability.BLOCK_COMMIT: "RELATIVE is not supported",
+            Capability.BLOCK_COPY_DEV: (
+                "host_device; only a free block device under /dev, of the disk's size for raw; "
+                "formatted unless REUSE_EXT, whose format must be named (never probed)"
+            ),
             Capability.STORAGE_POOL: "directory pools: 'default' plus <config>/pools/*.json",
             Capability.DOMAIN_MIGRATE: (
                 "between state roots over unix sockets, to a qemu+ssh:// host through an ssh forward (TUNNELLED "

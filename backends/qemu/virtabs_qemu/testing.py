@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -64,8 +65,10 @@ __all__ = [
 
 MiB = 1 << 20
 SIZE = 64 * MiB
-# test-targets.md §8 scaled to 64 MiB: base 0xaa [0, 32M), snap1 0xbb [32M, 48M), snap2 0xcc [48M, 64M)
-LAYERS = (("base", 0xAA, 0, 32 * MiB), ("snap1", 0xBB, 32 * MiB, 16 * MiB), ("snap2", 0xCC, 48 * MiB, 16 * MiB))
+# test-targets.md §8 scaled to 64 MiB: base 0xaa [0, 32M), snap1 0xbb [32M, 48M), snap2 0xcc [48M, 63M).
+# The last MiB is left unwritten so that the flattened chain as qcow2 (data plus about 320 KiB of metadata)
+# fits a block device of the disk's size: COPY_DEV copies onto one (:meth:`QemuTarget.create_block_device`).
+LAYERS = (("base", 0xAA, 0, 32 * MiB), ("snap1", 0xBB, 32 * MiB, 16 * MiB), ("snap2", 0xCC, 48 * MiB, 15 * MiB))
 INSTALL_HINT = "apt-get install linux-image-amd64 busybox-static cpio"
 
 INIT = """#!/bin/busybox sh
@@ -482,6 +485,11 @@ def _image_format(path: str) -> str:
         return "qcow2" if fh.read(4) == b"QFI\xfb" else "raw"
 
 
+def _protocol(path: str) -> str:
+    """QEMU's protocol driver for ``path``: ``host_device`` for a block device, else ``file``."""
+    return "host_device" if stat.S_ISBLK(os.stat(path).st_mode) else "file"
+
+
 class QemuTarget(DefaultTarget):
     """Real qcow2 disks in the connection's ``default`` pool and a guest that answers the power button."""
 
@@ -494,6 +502,7 @@ class QemuTarget(DefaultTarget):
         self.dirs = dirs
         self._extra: dict[str, object] | None = None
         self._peer_roots: list[str] = []
+        self._loops: list[tuple[str, str]] = []
         self._swept_definitions = False
         self.sweep_stale_processes()
         self._claim()
@@ -537,6 +546,30 @@ class QemuTarget(DefaultTarget):
         self.close()
         while self._peer_roots:
             shutil.rmtree(self._peer_roots.pop(), ignore_errors=True)
+        while self._loops:
+            device, directory = self._loops.pop()
+            subprocess.run(["losetup", "-d", device], check=False, capture_output=True)
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def create_block_device(self, conn: Connection, name: str) -> str:
+        """A loop device over a fresh raw file of the chain disk's size (64 MiB), detached in cleanup.
+
+        Needs root (``losetup``); TargetUnavailable otherwise. The backing file is in a directory of its own,
+        not in a pool (where it would be listed as a volume)."""
+        losetup = shutil.which("losetup")
+        if losetup is None:
+            raise TargetUnavailable("a COPY_DEV destination needs losetup: apt-get install mount")
+        directory = tempfile.mkdtemp(prefix="vtqdev-")
+        backing = os.path.join(directory, self.new_name(name) + ".raw")
+        with open(backing, "wb") as fh:
+            fh.truncate(SIZE)
+        proc = subprocess.run([losetup, "-f", "--show", backing], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise TargetUnavailable(f"losetup cannot attach a loop device (it needs root): {proc.stderr.strip()}")
+        device = proc.stdout.strip()
+        self._loops.append((device, directory))
+        return device
 
     # --- runs that were killed: their domains are recognisable by name, their owner is gone ---------
 
@@ -706,7 +739,7 @@ class QemuTarget(DefaultTarget):
         spec: dict[str, object] = {
             "driver": fmt,
             "read-only": True,
-            "file": {"driver": "file", "filename": path, "read-only": True, "locking": "off"},
+            "file": {"driver": _protocol(path), "filename": path, "read-only": True, "locking": "off"},
         }
         if fmt == "qcow2" and not with_backing:
             spec["backing"] = None
