@@ -296,8 +296,9 @@ def test_disk_attach_creates_and_detach_keeps_the_file(conn: virtabs.Connection)
     assert disks["sdb"].capacity_bytes == 1 << 30
     dom.detach_disk("sdb")
     assert "sdb" not in {d.target for d in dom.disks()}
-    names = {v.path for v in conn.lookup_storage_pool("LocalDS_1").list_volumes()}
-    assert path in names  # detach keeps the .vmdk
+    kept = {v.path: v.last_info for v in conn.lookup_storage_pool("LocalDS_1").list_volumes()}
+    assert path in kept  # detach keeps the .vmdk, with the capacity it was made with
+    assert kept[path].capacity_bytes == 1 << 30
     dom.attach_disk(virtabs.DiskSpec("vdc", path, format="vmdk"))  # re-attach the existing file
     assert {d.target: d.path for d in dom.disks()}["vdc"] == path
 
@@ -557,9 +558,9 @@ def test_volumes_are_made_and_removed_by_the_virtual_disk_manager(vcsim: Vcsim, 
     assert calls.get("CreateVirtualDisk_Task", 0) == before.get("CreateVirtualDisk_Task", 0) + 1
     assert _datastore_files(vcsim, name) == [name.replace(".vmdk", "-flat.vmdk"), name]
     assert vol.path == f"/vmfs/volumes/LocalDS_1/{name}" and vol.last_info.format == "vmdk"
-    # the browser's disk query hides the -flat extent: one volume per disk; vcsim reports no capacityKb
+    # the browser's disk query hides the -flat extent: one volume per disk, its capacity from the descriptor
     listed = [v.last_info for v in pool.list_volumes() if v.name.startswith(name.removesuffix(".vmdk"))]
-    assert [v.name for v in listed] == [name] and listed[0].capacity_bytes is None
+    assert [v.name for v in listed] == [name] and listed[0].capacity_bytes == 16 << 20
     with pytest.raises(virtabs.OperationInvalidError, match="already exists"):
         pool.create_volume(name, 16 << 20, format="vmdk")
     vol.delete()
