@@ -569,6 +569,41 @@ def test_volumes_are_made_and_removed_by_the_virtual_disk_manager(vcsim: Vcsim, 
         vol.delete()
 
 
+def _descriptor_sectors(vcsim: Vcsim, name: str) -> int:
+    """The extent size (512-byte sectors) in the descriptor vcsim's disk double keeps for ``name``."""
+    (path,) = [p for p in vcsim.log.parent.rglob(name)]
+    (extent,) = [line.split() for line in path.read_text().splitlines() if line.startswith("RW ")]
+    return int(extent[1])
+
+
+def test_volume_resize_is_one_extend_task_and_never_shrinks(vcsim: Vcsim, conn: virtabs.Connection) -> None:
+    pool = conn.lookup_storage_pool("LocalDS_1")
+    name = f"vtd-grow-{uuid.uuid4().hex[:8]}.vmdk"
+    vol = pool.create_volume(name, 16 << 20, format="vmdk")
+    before = vcsim.calls()
+    grown = vol.resize((32 << 20) + 1)  # rounded up to whole KiB: vSphere sizes disks in KB
+    calls = vcsim.calls()
+    assert calls.get("ExtendVirtualDisk_Task", 0) == before.get("ExtendVirtualDisk_Task", 0) + 1
+    assert grown.capacity_bytes == (32 << 20) + 1024
+    assert _descriptor_sectors(vcsim, name) == ((32 << 20) + 1024) // 512  # what vcsim itself now holds
+    other = _open(vcsim)
+    try:
+        assert other.lookup_storage_pool("LocalDS_1").lookup_volume(name).info().capacity_bytes == (32 << 20) + 1024
+    finally:
+        other.close()
+    assert vol.resize((32 << 20) + 1024).capacity_bytes == (32 << 20) + 1024  # the same size: nothing changes
+
+    before = vcsim.calls().get("ExtendVirtualDisk_Task", 0)
+    with pytest.raises(virtabs.InvalidArgumentError, match="cannot shrink a virtual disk"):
+        vol.resize(16 << 20)
+    assert vcsim.calls().get("ExtendVirtualDisk_Task", 0) == before  # refused before any task
+    assert _descriptor_sectors(vcsim, name) == ((32 << 20) + 1024) // 512
+    with pytest.raises(virtabs.NoStorageVolumeError):
+        pool.lookup_volume("vtd-no-such-disk.vmdk").resize(32 << 20)
+    assert vcsim.calls().get("ExtendVirtualDisk_Task", 0) == before
+    vol.delete()
+
+
 @pytest.mark.parametrize(
     ("args", "kwargs", "message"),
     [
