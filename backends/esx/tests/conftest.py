@@ -1,4 +1,5 @@
-"""pytest wiring of the virtabs-esx tests: one vcsim (TLS verified, paging double on) per session."""
+"""pytest wiring of the virtabs-esx tests: one vcsim (TLS verified, paging and virtual disk doubles on) per
+session."""
 
 from __future__ import annotations
 
@@ -42,7 +43,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture(scope="session")
 def vcsim(vcsim_binary: Path, pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vcsim]:
-    """A vCenter simulator (``-ds 2 -paging``) serving HTTPS with the run's certificate; stopped at the end."""
-    sim = start_vcsim(vcsim_binary, tmp_path_factory.mktemp("vcsim"), pki=pki, args=("-ds", "2", "-paging"))
+    """A vCenter simulator (``-ds 2 -paging -disks``) serving HTTPS with the run's certificate; stopped at the
+    end."""
+    args = ("-ds", "2", "-paging", "-disks")
+    sim = start_vcsim(vcsim_binary, tmp_path_factory.mktemp("vcsim"), pki=pki, args=args)
     yield sim
     sim.stop()

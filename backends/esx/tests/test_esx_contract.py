@@ -23,8 +23,6 @@ from virtabs_esx.testing import EsxTarget
 VCSIM_UNOBSERVABLE = {
     "copy.in_flight": "vcsim 0.24.2 runs RelocateVM_Task synchronously, no copy is ever in flight",
     "image.content": "vcsim 0.24.2's Storage vMotion moves no data, no image content to digest",
-    "volume.capacity": "vcsim 0.24.2's CreateVirtualDisk_Task makes two empty files and ignores capacityKb, and its "
-    "datastore browser reports no capacityKb: the size a volume was created with cannot be read back",
     "guest.resume": "vcsim 0.24.2's PowerOnVM_Task of a suspended VM is its power-on from off (new bootTime, no "
     "suspend file was written): a resume cannot be told from a boot",
 }

@@ -296,8 +296,9 @@ def test_disk_attach_creates_and_detach_keeps_the_file(conn: virtabs.Connection)
     assert disks["sdb"].capacity_bytes == 1 << 30
     dom.detach_disk("sdb")
     assert "sdb" not in {d.target for d in dom.disks()}
-    names = {v.path for v in conn.lookup_storage_pool("LocalDS_1").list_volumes()}
-    assert path in names  # detach keeps the .vmdk
+    kept = {v.path: v.last_info for v in conn.lookup_storage_pool("LocalDS_1").list_volumes()}
+    assert path in kept  # detach keeps the .vmdk, with the capacity it was made with
+    assert kept[path].capacity_bytes == 1 << 30
     dom.attach_disk(virtabs.DiskSpec("vdc", path, format="vmdk"))  # re-attach the existing file
     assert {d.target: d.path for d in dom.disks()}["vdc"] == path
 
@@ -557,15 +558,50 @@ def test_volumes_are_made_and_removed_by_the_virtual_disk_manager(vcsim: Vcsim, 
     assert calls.get("CreateVirtualDisk_Task", 0) == before.get("CreateVirtualDisk_Task", 0) + 1
     assert _datastore_files(vcsim, name) == [name.replace(".vmdk", "-flat.vmdk"), name]
     assert vol.path == f"/vmfs/volumes/LocalDS_1/{name}" and vol.last_info.format == "vmdk"
-    # the browser's disk query hides the -flat extent: one volume per disk; vcsim reports no capacityKb
+    # the browser's disk query hides the -flat extent: one volume per disk, its capacity from the descriptor
     listed = [v.last_info for v in pool.list_volumes() if v.name.startswith(name.removesuffix(".vmdk"))]
-    assert [v.name for v in listed] == [name] and listed[0].capacity_bytes is None
+    assert [v.name for v in listed] == [name] and listed[0].capacity_bytes == 16 << 20
     with pytest.raises(virtabs.OperationInvalidError, match="already exists"):
         pool.create_volume(name, 16 << 20, format="vmdk")
     vol.delete()
     assert _datastore_files(vcsim, name) == []
     with pytest.raises(virtabs.NoStorageVolumeError):
         vol.delete()
+
+
+def _descriptor_sectors(vcsim: Vcsim, name: str) -> int:
+    """The extent size (512-byte sectors) in the descriptor vcsim's disk double keeps for ``name``."""
+    (path,) = [p for p in vcsim.log.parent.rglob(name)]
+    (extent,) = [line.split() for line in path.read_text().splitlines() if line.startswith("RW ")]
+    return int(extent[1])
+
+
+def test_volume_resize_is_one_extend_task_and_never_shrinks(vcsim: Vcsim, conn: virtabs.Connection) -> None:
+    pool = conn.lookup_storage_pool("LocalDS_1")
+    name = f"vtd-grow-{uuid.uuid4().hex[:8]}.vmdk"
+    vol = pool.create_volume(name, 16 << 20, format="vmdk")
+    before = vcsim.calls()
+    grown = vol.resize((32 << 20) + 1)  # rounded up to whole KiB: vSphere sizes disks in KB
+    calls = vcsim.calls()
+    assert calls.get("ExtendVirtualDisk_Task", 0) == before.get("ExtendVirtualDisk_Task", 0) + 1
+    assert grown.capacity_bytes == (32 << 20) + 1024
+    assert _descriptor_sectors(vcsim, name) == ((32 << 20) + 1024) // 512  # what vcsim itself now holds
+    other = _open(vcsim)
+    try:
+        assert other.lookup_storage_pool("LocalDS_1").lookup_volume(name).info().capacity_bytes == (32 << 20) + 1024
+    finally:
+        other.close()
+    assert vol.resize((32 << 20) + 1024).capacity_bytes == (32 << 20) + 1024  # the same size: nothing changes
+
+    before = vcsim.calls().get("ExtendVirtualDisk_Task", 0)
+    with pytest.raises(virtabs.InvalidArgumentError, match="cannot shrink a virtual disk"):
+        vol.resize(16 << 20)
+    assert vcsim.calls().get("ExtendVirtualDisk_Task", 0) == before  # refused before any task
+    assert _descriptor_sectors(vcsim, name) == ((32 << 20) + 1024) // 512
+    with pytest.raises(virtabs.NoStorageVolumeError):
+        pool.lookup_volume("vtd-no-such-disk.vmdk").resize(32 << 20)
+    assert vcsim.calls().get("ExtendVirtualDisk_Task", 0) == before
+    vol.delete()
 
 
 @pytest.mark.parametrize(

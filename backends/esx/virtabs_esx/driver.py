@@ -188,6 +188,7 @@ class EsxDriver(Driver):
         Capability.BLOCK_COPY_MOVE_CHAIN,
         Capability.STORAGE_POOL,
         Capability.STORAGE_VOLUME,
+        Capability.STORAGE_VOLUME_RESIZE,
         Capability.EVENTS,
         Capability.NETWORK,
         notes={
@@ -195,8 +196,10 @@ class EsxDriver(Driver):
             "PowerOnVM_Task resumes, PowerOffVM_Task discards it; on vcsim a resume cannot be told from a boot "
             "(not observable)",
             Capability.STORAGE_VOLUME: "VirtualDiskManager: CreateVirtualDisk_Task (thin .vmdk) and "
-            "DeleteVirtualDisk_Task; no resize (vcsim 0.24.2 has no ExtendVirtualDisk_Task); on vcsim the created "
-            "size cannot be read back (not observable)",
+            "DeleteVirtualDisk_Task; the capacity is the datastore browser's VmDiskFileInfo.capacityKb",
+            Capability.STORAGE_VOLUME_RESIZE: "VirtualDiskManager.ExtendVirtualDisk_Task (newCapacityKb, no eager "
+            "zeroing); grows only: a smaller size is refused before the task, as vSphere cannot shrink a disk; "
+            "tested on vcsim with the test rig's virtual disk double",
             Capability.NETWORK: "standard, distributed port groups and opaque networks in one PropertyCollector "
             "retrieval; no subnets (vSphere does not know them); read-only",
             Capability.BLOCK_COPY_MOVE_CHAIN: "Storage vMotion moves the disk with its delta disks to the "
@@ -1105,7 +1108,8 @@ class EsxDriver(Driver):
                         pool=pool,
                         path=f"{VOLUMES}{pool}/{name}",
                         format="vmdk",
-                        # no capacityKb (vcsim 0.24.2 never sets it): not reported, never the file's size
+                        # no capacityKb (vcsim 0.24.2 without its disk double never sets it): not reported, never
+                        # the descriptor file's size
                         capacity_bytes=None if capacity is None else int(capacity) * 1024,
                         allocation_bytes=size,
                     )
@@ -1150,6 +1154,28 @@ class EsxDriver(Driver):
             name=ds_path,
             datacenter=self._datacenter(),
             spec=spec,
+        )
+        return self.lookup_volume(pool, name)
+
+    def resize_volume(self, pool: str, name: str, capacity_bytes: int) -> VolumeInfo:
+        """``VirtualDiskManager.ExtendVirtualDisk_Task`` to ``capacity_bytes`` rounded up to whole KiB
+        (``newCapacityKb``; ``eagerZero`` unset: a thin disk's new region stays thin). vSphere grows a disk and
+        never shrinks one, so a size below the capacity the datastore reports is refused (InvalidArgumentError,
+        as libvirt refuses a shrink without its SHRINK flag) before any task; NoStorageVolumeError when the
+        datastore has no such disk."""
+        current = self.lookup_volume(pool, name).capacity_bytes
+        new_kb = -(-capacity_bytes // 1024)
+        if current is not None and new_kb * 1024 < current:
+            raise InvalidArgumentError(
+                f"volume {quote(name)}: vSphere cannot shrink a virtual disk ({current} bytes now, "
+                f"{capacity_bytes} asked)"
+            )
+        self._session.run(
+            f"resize of volume {quote(name)} in datastore {quote(pool)}",
+            self._session.content.virtualDiskManager.ExtendVirtualDisk_Task,
+            name=f"[{pool}] {name}",
+            datacenter=self._datacenter(),
+            newCapacityKb=new_kb,
         )
         return self.lookup_volume(pool, name)
 
