@@ -88,7 +88,7 @@ class InventoryDiff:
     * ``hosts_appeared`` / ``hosts_vanished``: host URIs in only one run;
       ``hosts_changed``: host fields that changed (hypervisor version, memory...), networks included
       (``networks.dmz`` added or removed, ``networks.dmz.vlan_ids`` modified; compared only when both
-      documents have networks, so a schema version 1 document against a version 2 one reports none);
+      documents have networks, so a schema version 1 document against a later one reports none);
     * ``hosts_unknown``: hosts that failed in either run, one entry per distinct host
       (``"run"``: ``"old"``, ``"new"`` or ``"both"``; the newest error); their
       domains are neither appeared nor vanished (nothing is known about them).
@@ -203,7 +203,7 @@ def diff(
     *,
     ignore: Iterable[str] = DEFAULT_IGNORE,
 ) -> InventoryDiff:
-    """Compare two inventories (objects or schema v1 or v2 documents, e.g. from :func:`load_inventory`).
+    """Compare two inventories (objects or schema v1, v2 or v3 documents, e.g. from :func:`load_inventory`).
 
     ``ignore`` holds glob patterns of dotted domain field paths left out of
     ``changed`` (default :data:`DEFAULT_IGNORE`: counters that move on every run).
