@@ -17,14 +17,18 @@ DEFAULT_IGNORE: tuple[str, ...] = ("extra.cpu_time_ns", "block_jobs.*.cur")
 """Domain fields that change on every run and are left out of ``changed`` unless asked for."""
 
 _HOST_IGNORE = ("collected_at", "field_errors*")
-_LIST_KEYS = {
-    "disks": "target",
-    "nics": "mac",
-    "block_jobs": "disk",
-    "networks": "name",
-    "subnets": "cidr",
-    "attachments": "mac",
+_LIST_KEYS: dict[str, tuple[str, ...]] = {
+    "disks": ("target",),
+    "nics": ("mac",),
+    "block_jobs": ("disk",),
+    "networks": ("name",),
+    "subnets": ("cidr",),
+    # a MAC is unique within a domain, not across domains (vcsim gives several VMs one MAC; clones can share
+    # one): an attachment is its domain's NIC, so it is keyed by the domain's uuid and the MAC
+    "attachments": ("domain_uuid", "mac"),
 }
+"""How the items of a list field are matched between two runs: by the values of these fields it has, joined
+with ``/`` (``networks.dmz.attachments.UUID/MAC``); an item with none of them by its index."""
 
 
 def _doc(value: Inventory | Mapping[str, Any]) -> Mapping[str, Any]:
@@ -32,10 +36,11 @@ def _doc(value: Inventory | Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _keyed(name: str, items: list[Any]) -> dict[str, Any]:
-    key = _LIST_KEYS.get(name)
+    keys = _LIST_KEYS.get(name, ())
     result: dict[str, Any] = {}
     for index, item in enumerate(items):
-        label = str(item.get(key)) if key and isinstance(item, Mapping) and item.get(key) is not None else str(index)
+        parts = [str(item[k]) for k in keys if isinstance(item, Mapping) and item.get(k) is not None]
+        label = "/".join(parts) if parts else str(index)
         while label in result:
             label += "'"
         result[label] = item
