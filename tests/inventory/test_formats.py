@@ -31,15 +31,52 @@ def mixed(make_node: Callable[..., str]) -> inv.Inventory:
 
 
 def test_docs_schema_is_the_packaged_schema() -> None:
-    docs = json.loads((ROOT / "docs" / "inventory-schema-v2.json").read_text())
+    docs = json.loads((ROOT / "docs" / "inventory-schema-v3.json").read_text())
     assert docs == inv.schema()
     jsonschema.Draft202012Validator.check_schema(docs)
+
+
+def _with_a_directory_volume(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with its first host's pool as the inventory writes it once the pool holds a directory volume
+    (format ``dir``, no capacity: a Docker or Podman named volume)."""
+    from virtabs.inventory._model import PoolInventory
+
+    with virtabs.open("test:///default") as conn:
+        pool = conn.lookup_storage_pool("default-pool")
+        volumes = tuple(v.info() for v in pool.list_volumes())
+        info = pool.info()
+    directory = virtabs.VolumeInfo("data", info.name, f"{info.path}/data", "dir", None)
+    doc["hosts"][0]["pools"] = [PoolInventory(info, (*volumes, directory)).to_dict()]
+    return doc
+
+
+def test_a_null_volume_capacity_is_schema_version_3() -> None:
+    """Version 3 exists for one change: a volume's capacity may be null (a directory volume). The published
+    version 2 schema refuses that null, so a document holding one is not labelled 2; the same document without
+    it is a valid version 2 document, and a version 2 document is still read."""
+    v2 = json.loads((ROOT / "docs" / "inventory-schema-v2.json").read_text())
+    doc = _with_a_directory_volume(inv.collect(["test:///default"]).to_dict())
+    assert doc["schema_version"] == 3
+    inv.validate(doc)
+    volume = doc["hosts"][0]["pools"][0]["volumes"][-1]
+    assert (volume["format"], volume["capacity_bytes"]) == ("dir", None)
+    assert doc["hosts"][0]["pools"][0]["field_errors"]["volumes.data.capacity_bytes"].startswith(
+        "NOT_REPORTED: a directory volume"
+    )
+    as_v2 = {**doc, "schema_version": 2}
+    with pytest.raises(jsonschema.ValidationError) as refused:
+        jsonschema.validate(as_v2, v2)
+    assert list(refused.value.absolute_path)[-1] == "capacity_bytes" and refused.value.instance is None
+    without = inv.collect(["test:///default"]).to_dict()
+    jsonschema.validate({**without, "schema_version": 2}, v2)
+    with pytest.raises(jsonschema.ValidationError):
+        inv.validate({**without, "schema_version": 2})  # the current schema is version 3's only
 
 
 def test_json_validates_against_the_schema(mixed: inv.Inventory) -> None:
     doc = json.loads(inv.render(mixed, "json"))
     jsonschema.validate(doc, inv.schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-    assert doc["schema_version"] == 2
+    assert doc["schema_version"] == 3
     assert doc["summary"] == {"hosts": 3, "hosts_ok": 2, "hosts_failed": 1, "domains": 8}
 
 

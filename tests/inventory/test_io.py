@@ -143,9 +143,13 @@ def test_load_inventory_errors(tmp_path: Path) -> None:
     bad.write_text("host_uri,name\n")
     with pytest.raises(virtabs.InvalidArgumentError, match="not an inventory JSON"):
         inv.load_inventory(bad)
-    bad.write_text(json.dumps({"schema_version": 3, "hosts": []}))
-    with pytest.raises(virtabs.InvalidArgumentError, match="schema version 3; this virtabs reads versions 1 and 2"):
+    bad.write_text(json.dumps({"schema_version": 4, "hosts": []}))
+    with pytest.raises(virtabs.InvalidArgumentError, match="schema version 4; this virtabs reads versions 1, 2 and 3"):
         inv.load_inventory(bad)
+    for version in (1, 2, 3):
+        readable = tmp_path / f"v{version}.json"
+        readable.write_text(json.dumps({"schema_version": version, "hosts": []}))
+        assert inv.load_inventory(readable)["schema_version"] == version
     bad.write_text(json.dumps([1, 2]))
     with pytest.raises(virtabs.InvalidArgumentError, match="not an inventory JSON"):
         inv.load_inventory(bad)

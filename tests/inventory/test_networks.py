@@ -50,7 +50,7 @@ def test_hosts_carry_their_networks_and_the_document_validates(two_networks: str
     result = inv.collect([two_networks, "test:///default?without=network"])
     doc = result.to_dict()
     inv.validate(doc)
-    assert doc["schema_version"] == 2
+    assert doc["schema_version"] == 3
     netted, bare = doc["hosts"]
     assert [n["name"] for n in netted["networks"]] == ["default", "dmz"]
     dmz = netted["networks"][1]

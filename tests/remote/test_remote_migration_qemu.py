@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 from virtabs_qemu.testing import (
     COUNTING_GUEST_INIT,
-    SWITCHOVER_CLIENT,
     acked_ticks,
     check_destination_clean,
     check_guest_moved,
+    check_switchover_kill_rolls_back,
     guest_extra_with_init,
     process_ids,
     qemu_pids,
@@ -80,13 +80,26 @@ def roots() -> Iterator[tuple[Path, Path]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _open_pair(
-    sshd: object, src_root: Path, dst_root: Path, address: str | None = None
-) -> tuple[virtabs.Connection, virtabs.Connection]:
-    src = virtabs.open(f"qemu:///embed?root={src_root}&accel=tcg", timeout=60)
-    params = {"root": str(dst_root), "accel": "tcg"} | ({"migrate_address": address} if address else {})
-    uri = sshd.uri("qemu", "/embed", **params)  # type: ignore[attr-defined]
-    return src, virtabs.open(uri, timeout=60)
+def _remote_uri(sshd: object, root: Path, address: str | None = None) -> str:
+    """The ``qemu+ssh://`` URI of the embed root ``root`` behind ``sshd`` (TCG; ``migrate_address`` if given)."""
+    params = {"root": str(root), "accel": "tcg"} | ({"migrate_address": address} if address else {})
+    return sshd.uri("qemu", "/embed", **params)  # type: ignore[attr-defined,no-any-return]
+
+
+def _local_uri(root: Path) -> str:
+    """The ``qemu:///embed`` URI of the local root ``root`` (TCG)."""
+    return f"qemu:///embed?root={root}&accel=tcg"
+
+
+@contextlib.contextmanager
+def _counting_guest_between(
+    src_uri: str, dst_uri: str, src_root: Path, extra: dict[str, object]
+) -> Iterator[tuple[virtabs.Connection, virtabs.Connection, virtabs.Domain, Path]]:
+    """Open the source and the destination and start the counting guest on the source (state root
+    ``src_root`` on this machine): the two connections, the domain and its console log; both closed after."""
+    with virtabs.open(src_uri, timeout=60) as src, virtabs.open(dst_uri, timeout=60) as dst:
+        dom, console = start_counting_guest(src, src_root, extra)
+        yield src, dst, dom, console
 
 
 def _wait_phase(job: virtabs.MigrationJob, phase: str, limit: float) -> None:
@@ -123,10 +136,9 @@ def test_the_running_guest_keeps_counting_on_the_remote_host(
     forwarded: bool,
 ) -> None:
     src_root, dst_root = roots
-    src, dst = _open_pair(sshd, src_root, dst_root, address)
-    with src, dst:
+    dst_uri = _remote_uri(sshd, dst_root, address)
+    with _counting_guest_between(_local_uri(src_root), dst_uri, src_root, extra) as (src, dst, dom, src_console):
         assert dst.supports("domain.migrate.tunnelled") and not src.supports("domain.migrate.tunnelled")
-        dom, src_console = start_counting_guest(src, src_root, extra)
         boot_id = acked_ticks(src_console)[0][1]
         listening_before = address is not None and _listening_on(address)
         # 16 MiB/s: seconds of copying, so the test sees the streams while they flow
@@ -155,9 +167,8 @@ def test_the_forward_dying_mid_migration_rolls_back(
     sshd: object, roots: tuple[Path, Path], extra: dict[str, object], phase: str
 ) -> None:
     src_root, dst_root = roots
-    src, dst = _open_pair(sshd, src_root, dst_root)
-    with src, dst:
-        dom, console = start_counting_guest(src, src_root, extra)
+    dst_uri = _remote_uri(sshd, dst_root)
+    with _counting_guest_between(_local_uri(src_root), dst_uri, src_root, extra) as (src, dst, dom, console):
         job = dom.migrate(dst, flags=COPY, bandwidth=1 if phase == "storage" else 2)  # MiB/s: a minute of copying
         _wait_phase(job, phase, 120)
         forwards = _forward_pids(dst_root)
@@ -193,9 +204,8 @@ def test_the_client_dying_mid_migration_leaves_no_stray_qemu(
     """The client (which runs the core's steps) is killed during the mirror: the helper sees its channel
     end and discards the prepared destination; the source keeps running."""
     src_root, dst_root = roots
-    src, dst = _open_pair(sshd, src_root, dst_root)
-    with src, dst:
-        dom, console = start_counting_guest(src, src_root, extra)
+    dst_uri = _remote_uri(sshd, dst_root)
+    with _counting_guest_between(_local_uri(src_root), dst_uri, src_root, extra) as (src, dst, dom, console):
         client = subprocess.Popen(
             [sys.executable, "-c", CLIENT, str(src.uri), str(dst.uri)],
             stdin=subprocess.PIPE,
@@ -229,9 +239,8 @@ def test_a_guest_on_the_remote_host_comes_here(
     """The other way: the source is the qemu+ssh:// root, the destination local; the sockets here are
     brought to the source's host (RemoteForward). Same proof."""
     remote_root, local_root = roots
-    uri = sshd.uri("qemu", "/embed", root=str(remote_root), accel="tcg")  # type: ignore[attr-defined]
-    with virtabs.open(uri, timeout=60) as src, virtabs.open(f"qemu:///embed?root={local_root}&accel=tcg") as dst:
-        dom, src_console = start_counting_guest(src, remote_root, extra)
+    src_uri = _remote_uri(sshd, remote_root)
+    with _counting_guest_between(src_uri, _local_uri(local_root), remote_root, extra) as (_src, dst, dom, src_console):
         boot_id = acked_ticks(src_console)[0][1]
         left_before = set(Path("/tmp").glob("vtt-*-r*.sock"))
         job = dom.migrate(dst, flags=COPY, max_downtime=300, bandwidth=16)  # seconds: the forward is seen
@@ -265,13 +274,11 @@ def test_between_two_remote_hosts(
     (``RemoteForward``); the streams pass through this machine, the hosts need no ssh to each other.
     The same running-guest proof."""
     src_root, dst_root = roots
-    src_uri = sshd.uri("qemu", "/embed", root=str(src_root), accel="tcg")  # type: ignore[attr-defined]
-    dst_uri = second_sshd.uri("qemu", "/embed", root=str(dst_root), accel="tcg")  # type: ignore[attr-defined]
+    src_uri, dst_uri = _remote_uri(sshd, src_root), _remote_uri(second_sshd, dst_root)
     second_host = f"{second_sshd.address}"  # type: ignore[attr-defined]
     assert second_host != sshd.address  # type: ignore[attr-defined]
-    with virtabs.open(src_uri, timeout=60) as src, virtabs.open(dst_uri, timeout=60) as dst:
+    with _counting_guest_between(src_uri, dst_uri, src_root, extra) as (src, dst, dom, src_console):
         assert src.supports("domain.migrate.tunnelled") and dst.supports("domain.migrate.tunnelled")
-        dom, src_console = start_counting_guest(src, src_root, extra)
         boot_id = acked_ticks(src_console)[0][1]
         job = dom.migrate(dst, flags=COPY, max_downtime=300, bandwidth=16)  # seconds: the forwards are seen
         _wait_phase(job, "storage", 60)
@@ -304,40 +311,12 @@ def test_the_client_dying_during_the_switchover(
     finish ran, so the destination must never run: its helper discards it, and the perform's guard
     cancels what is left on the source and resumes the guest. The guest runs on the source only."""
     src_root, dst_root = roots
-    src, dst = _open_pair(sshd, src_root, dst_root)
-    with src, dst:
-        dom, console = start_counting_guest(src, src_root, extra)
-        client = subprocess.Popen(
-            [sys.executable, "-c", SWITCHOVER_CLIENT, str(src.uri), str(dst.uri), point],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert client.stdout is not None and client.stdout.readline().strip() == point
-            assert dom.state() == DomainState.PAUSED  # the switchover: the guest runs nowhere
-            assert qemu_pids(dst_root), "the destination QEMU is not there"
-            ticks = len(acked_ticks(console))
-        finally:
-            client.kill()
-            client.wait()
-        deadline = time.monotonic() + 60
-        while _qemu_pids_or_domains(dst, dst_root) or dom.state() != DomainState.RUNNING:
-            assert time.monotonic() < deadline, (
-                f"after the kill: source {dom.state()}, destination {dst.list_domains()}"
-            )
-            time.sleep(0.1)
-        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # counting on the source
-        check_destination_clean(dst, dst_root)
-        assert not dom.block_job_info("vda")  # the mirror is gone from the source
-        assert len(qemu_pids(src_root)) == 1
+    dst_uri = _remote_uri(sshd, dst_root)
+    with _counting_guest_between(_local_uri(src_root), dst_uri, src_root, extra) as (src, dst, dom, _console):
+        check_switchover_kill_rolls_back(src, dst, src_root, dst_root, point)
         moved = dom.migrate(dst, flags=COPY).wait(timeout=300)  # nothing of it is in the way of the next one
         assert moved.state() == DomainState.RUNNING
         moved.destroy()
-
-
-def _qemu_pids_or_domains(dst: virtabs.Connection, dst_root: Path) -> bool:
-    return bool(qemu_pids(dst_root) or dst.list_domains())
 
 
 def test_the_client_dying_while_a_remote_source_migrates(
@@ -348,10 +327,8 @@ def test_the_client_dying_while_a_remote_source_migrates(
     client's ssh forwards end, whichever comes first: this test does not tell them apart), it rolls back
     and the guest keeps running; the destination's helper discards what it prepared."""
     src_root, dst_root = roots
-    src_uri = sshd.uri("qemu", "/embed", root=str(src_root), accel="tcg")  # type: ignore[attr-defined]
-    dst_uri = second_sshd.uri("qemu", "/embed", root=str(dst_root), accel="tcg")  # type: ignore[attr-defined]
-    with virtabs.open(src_uri, timeout=60) as src, virtabs.open(dst_uri, timeout=60) as dst:
-        dom, console = start_counting_guest(src, src_root, extra)
+    src_uri, dst_uri = _remote_uri(sshd, src_root), _remote_uri(second_sshd, dst_root)
+    with _counting_guest_between(src_uri, dst_uri, src_root, extra) as (_src, dst, dom, console):
         client = subprocess.Popen(
             [sys.executable, "-c", CLIENT, src_uri, dst_uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )

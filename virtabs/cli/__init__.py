@@ -88,5 +88,5 @@ register_lazy_command(
     "inventory",
     "virtabs.cli._inventory",
     "inventory_command",
-    "Inventory every domain, disk, NIC, pool and network of the given hosts (schema v2).",
+    "Inventory every domain, disk, NIC, pool and network of the given hosts (schema v3).",
 )

@@ -376,7 +376,7 @@ def inventory_command(
     diff_files: tuple[str, str] | None,
     ignore: tuple[str, ...],
 ) -> None:
-    """Inventory every domain, disk, NIC, pool and network of the given hosts (schema v2).
+    """Inventory every domain, disk, NIC, pool and network of the given hosts (schema v3).
 
     Hosts are read in parallel, each within its own --timeout; a host that fails
     is reported in the output with its error code and message, and every other

@@ -4,7 +4,7 @@
 >>> result = inv.collect(["test:///default"])
 >>> result.exit_status, [d.name for _, d in result.domains()]
 (0, ['test'])
->>> doc = result.to_dict()          # schema v2, see docs/inventory.md
+>>> doc = result.to_dict()          # schema v3, see docs/inventory.md
 >>> text = inv.render(result, "csv")  # or json, jsonl, table, ansible
 
 * :func:`collect_stream` yields each host the moment it is done (nothing kept);
@@ -14,7 +14,7 @@
   its own ``timeout``; a host that fails is reported with its error code and
   message and every other host is still collected.
 * :class:`Inventory` holds the result; :meth:`Inventory.to_dict` is the
-  schema v2 document (:func:`schema` returns the JSON Schema).
+  schema v3 document (:func:`schema` returns the JSON Schema).
 * :func:`render` formats it; :func:`write_atomic` writes a file so that it is
   never seen half-written; :func:`diff` compares two runs.
 """
@@ -119,11 +119,11 @@ __all__ = [
 
 @cache
 def _schema_text() -> str:
-    return resources.files(__name__).joinpath("schema-v2.json").read_text(encoding="utf-8")
+    return resources.files(__name__).joinpath("schema-v3.json").read_text(encoding="utf-8")
 
 
 def schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of the inventory document, version 2 (a fresh copy)."""
+    """The JSON Schema (draft 2020-12) of the inventory document, version 3 (a fresh copy)."""
     result: dict[str, Any] = json.loads(_schema_text())
     return result
 

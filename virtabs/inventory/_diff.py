@@ -17,14 +17,18 @@ DEFAULT_IGNORE: tuple[str, ...] = ("extra.cpu_time_ns", "block_jobs.*.cur")
 """Domain fields that change on every run and are left out of ``changed`` unless asked for."""
 
 _HOST_IGNORE = ("collected_at", "field_errors*")
-_LIST_KEYS = {
-    "disks": "target",
-    "nics": "mac",
-    "block_jobs": "disk",
-    "networks": "name",
-    "subnets": "cidr",
-    "attachments": "mac",
+_LIST_KEYS: dict[str, tuple[str, ...]] = {
+    "disks": ("target",),
+    "nics": ("mac",),
+    "block_jobs": ("disk",),
+    "networks": ("name",),
+    "subnets": ("cidr",),
+    # a MAC is unique within a domain, not across domains (vcsim gives several VMs one MAC; clones can share
+    # one): an attachment is its domain's NIC, so it is keyed by the domain's uuid and the MAC
+    "attachments": ("domain_uuid", "mac"),
 }
+"""How the items of a list field are matched between two runs: by the values of these fields it has, joined
+with ``/`` (``networks.dmz.attachments.UUID/MAC``); an item with none of them by its index."""
 
 
 def _doc(value: Inventory | Mapping[str, Any]) -> Mapping[str, Any]:
@@ -32,10 +36,11 @@ def _doc(value: Inventory | Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _keyed(name: str, items: list[Any]) -> dict[str, Any]:
-    key = _LIST_KEYS.get(name)
+    keys = _LIST_KEYS.get(name, ())
     result: dict[str, Any] = {}
     for index, item in enumerate(items):
-        label = str(item.get(key)) if key and isinstance(item, Mapping) and item.get(key) is not None else str(index)
+        parts = [str(item[k]) for k in keys if isinstance(item, Mapping) and item.get(k) is not None]
+        label = "/".join(parts) if parts else str(index)
         while label in result:
             label += "'"
         result[label] = item
@@ -88,7 +93,7 @@ class InventoryDiff:
     * ``hosts_appeared`` / ``hosts_vanished``: host URIs in only one run;
       ``hosts_changed``: host fields that changed (hypervisor version, memory...), networks included
       (``networks.dmz`` added or removed, ``networks.dmz.vlan_ids`` modified; compared only when both
-      documents have networks, so a schema version 1 document against a version 2 one reports none);
+      documents have networks, so a schema version 1 document against a later one reports none);
     * ``hosts_unknown``: hosts that failed in either run, one entry per distinct host
       (``"run"``: ``"old"``, ``"new"`` or ``"both"``; the newest error); their
       domains are neither appeared nor vanished (nothing is known about them).
@@ -203,7 +208,7 @@ def diff(
     *,
     ignore: Iterable[str] = DEFAULT_IGNORE,
 ) -> InventoryDiff:
-    """Compare two inventories (objects or schema v1 or v2 documents, e.g. from :func:`load_inventory`).
+    """Compare two inventories (objects or schema v1, v2 or v3 documents, e.g. from :func:`load_inventory`).
 
     ``ignore`` holds glob patterns of dotted domain field paths left out of
     ``changed`` (default :data:`DEFAULT_IGNORE`: counters that move on every run).

@@ -52,7 +52,7 @@ CSV_COLUMNS: tuple[str, ...] = (
 
 
 def to_json(inventory: Inventory | Mapping[str, Any], *, indent: int | None = 2) -> str:
-    """The schema v2 document as JSON text (``indent=None``: one line, several times faster to write)."""
+    """The schema v3 document as JSON text (``indent=None``: one line, several times faster to write)."""
     data = inventory.to_dict() if isinstance(inventory, Inventory) else inventory
     return json.dumps(data, indent=indent, ensure_ascii=False) + "\n"
 

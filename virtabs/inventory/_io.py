@@ -160,7 +160,7 @@ def load_hosts_file(path: str | os.PathLike[str]) -> tuple[list[HostTarget], dic
 
 
 def load_inventory(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read an inventory JSON file written by ``virtabs inventory`` (schema v2, or v1)."""
+    """Read an inventory JSON file written by ``virtabs inventory`` (schema v3, v2 or v1)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -176,7 +176,8 @@ def load_inventory(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InvalidArgumentError(f"{p} is not an inventory JSON file (no schema_version/hosts); use --format json")
     version = data["schema_version"]
     if type(version) is not int or version not in READABLE_SCHEMA_VERSIONS:
-        readable = " and ".join(str(v) for v in sorted(READABLE_SCHEMA_VERSIONS))
+        *earlier, last = sorted(READABLE_SCHEMA_VERSIONS)
+        readable = f"{', '.join(str(v) for v in earlier)} and {last}"
         raise InvalidArgumentError(
             f"{p} has inventory schema version {quote(data['schema_version'])}; this virtabs reads versions {readable}"
         )

@@ -37,12 +37,14 @@ __all__ = [
     "sanitize_group",
 ]
 
-SCHEMA_VERSION = 2
-"""The version of the inventory document this module writes (2: version 1 plus each host's ``networks``)."""
+SCHEMA_VERSION = 3
+"""The version of the inventory document this module writes (3: version 2 except that a volume's
+``capacity_bytes`` may be null, for a directory volume; 2: version 1 plus each host's ``networks``)."""
 
-READABLE_SCHEMA_VERSIONS = frozenset({1, 2})
-"""Versions :func:`~virtabs.inventory.load_inventory` reads: a version 1 document is a version 2 one without
-``networks`` (``--diff`` then compares no networks)."""
+READABLE_SCHEMA_VERSIONS = frozenset({1, 2, 3})
+"""Versions :func:`~virtabs.inventory.load_inventory` reads: a version 2 document is a version 3 one whose
+volumes all have a capacity, a version 1 document one without ``networks`` (``--diff`` then compares no
+networks)."""
 
 EXIT_OK = 0
 EXIT_ALL_FAILED = 1

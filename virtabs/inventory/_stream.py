@@ -37,7 +37,7 @@ def _block(fields: Mapping[str, Any], domains: list[Any], pools: Any, networks: 
 
 
 def host_lines(host: HostInventory | Mapping[str, Any], generated_at: _dt.datetime | str) -> str:
-    """The jsonl block of one host (``host`` as a :class:`HostInventory` or its schema v2 dict);
+    """The jsonl block of one host (``host`` as a :class:`HostInventory` or its schema v3 dict);
     ``generated_at`` is when the run that collected it started."""
     data = host.to_dict() if isinstance(host, HostInventory) else host
     fields = {k: v for k, v in data.items() if k not in ("domains", "pools", "networks")}
@@ -95,7 +95,7 @@ def read_blocks(path: str | os.PathLike[str]) -> tuple[dict[HostKey, HostBlock],
 
 
 def _parse_stream(lines: Iterable[str | bytes]) -> Iterator[dict[str, Any]]:
-    """Each complete host of a stream, as a schema v2 host dict with the run start (``_generated_at``)."""
+    """Each complete host of a stream, as a schema v3 host dict with the run start (``_generated_at``)."""
     domains: list[Any] = []
     for raw in lines:
         if not raw.strip():
@@ -122,7 +122,7 @@ def assemble(
     stream: str | os.PathLike[str] | Iterable[str | bytes],
     order: Iterable[HostTarget] | None = None,
 ) -> dict[str, Any]:
-    """The schema v2 document (``--format json``) of a jsonl stream (a path, or its lines).
+    """The schema v3 document (``--format json``) of a jsonl stream (a path, or its lines).
 
     The last complete block of each host counts. With ``order`` (the run's host targets) the
     document holds those hosts in that order (hosts of the stream not among them are left out;

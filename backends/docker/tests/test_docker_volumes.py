@@ -155,8 +155,10 @@ def test_the_cli_and_the_inventory_show_a_directory_volume_without_a_size(
         assert sized.exit_code == 1 and "has no capacity" in sized.output
         from virtabs import inventory
 
-        host = inventory.collect([engine.uri]).hosts[0].to_dict()
-        pool = next(p for p in host["pools"] if p["name"] == "volumes")
+        document = inventory.collect([engine.uri]).to_dict()
+        inventory.validate(document)  # schema version 3: a volume's capacity may be null (version 2's may not)
+        assert document["schema_version"] == 3
+        pool = next(p for p in document["hosts"][0]["pools"] if p["name"] == "volumes")
         volume = next(v for v in pool["volumes"] if v["name"] == name)
         assert (volume["format"], volume["capacity_bytes"]) == ("dir", None)
         assert pool["field_errors"][f"volumes.{name}.capacity_bytes"].startswith("NOT_REPORTED: a directory volume")

@@ -3,6 +3,7 @@ their switch and VLAN, the VMs' adapters on them, and one PropertyCollector retr
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -13,7 +14,8 @@ import virtabs
 from pyVim.task import WaitForTask
 from pyVmomi import vim
 from vcsim_harness import Vcsim
-from virtabs import Credentials, NetworkKind, NoNetworkError
+from virtabs import Credentials, NetworkKind, NoDomainError, NoNetworkError, inventory
+from virtabs.spi import DomainSpec, NicSpec
 
 
 @pytest.fixture
@@ -118,3 +120,47 @@ def test_inventory_takes_attachments_from_its_records(conn: virtabs.Connection, 
     assert {n.name: Counter(n.attachments) for n in for_inventory} == {n.name: Counter(n.attachments) for n in listed}
     assert any(n.attachments for n in listed), "vcsim's VMs are on networks: the comparison must not be empty"
     assert not any(n.attachments for n in conn._networks_for_inventory([]))
+
+
+def test_vms_sharing_a_mac_keep_their_own_nics_in_the_inventory_and_its_diff(
+    conn: virtabs.Connection, vcsim: Vcsim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A MAC is unique within a VM, not across VMs: vcsim 0.24.2 gives the VMs of one host the same MAC (and a
+    clone or a manual address can repeat one on vSphere). The inventory keeps one attachment per NIC, and its
+    diff matches attachments by VM and MAC: when one of two VMs with one MAC on one port group is undefined,
+    the change is that VM's attachment removed, nothing of the other's."""
+    records = conn.domain_records()
+    repeated = Counter(n.mac for r in records for n in r.nics)
+    assert any(count > 1 for count in repeated.values()), "vcsim's own VMs no longer share a MAC"
+    suffix = uuid.uuid4().hex[:8]
+    mac = f"00:50:56:3f:{suffix[:2]}:{suffix[2:4]}"
+    names = [f"vtmac-{suffix}-{i}" for i in range(2)]
+    for name in names:
+        spec = DomainSpec(name=name, memory_bytes=64 << 20, vcpus=1, nics=(NicSpec(network="VM Network", mac=mac),))
+        conn.define_domain(spec)
+    monkeypatch.setenv("VIRTABS_USERNAME", vcsim.username)
+    monkeypatch.setenv("VIRTABS_PASSWORD", vcsim.password)
+    assert vcsim.pki is not None
+    uri = f"vpx://{vcsim.host}:{vcsim.port}/?cafile={vcsim.pki.ca}"
+    try:
+        before = inventory.collect([uri]).to_dict()
+        host = before["hosts"][0]
+        assert host["error"] is None, host["error"]
+        nics = Counter((d["uuid"], n["mac"]) for d in host["domains"] for n in d["nics"])
+        attached = Counter((a["domain_uuid"], a["mac"]) for net in host["networks"] for a in net["attachments"])
+        assert attached == nics and sum(attached.values()) == sum(len(r.nics) for r in records) + 2
+        ours = [a for net in host["networks"] for a in net["attachments"] if a["mac"] == mac]
+        assert sorted(a["domain_name"] for a in ours) == names
+        gone, kept = ours  # the first listed goes: keyed by list position, the other's would take its place
+        conn.lookup_domain(gone["domain_uuid"]).undefine()
+        after = inventory.collect([uri]).to_dict()
+    finally:
+        for name in names:
+            with contextlib.suppress(NoDomainError):
+                conn.lookup_domain(name).undefine()
+    changes = inventory.diff(before, after).to_dict()["hosts_changed"][0]["changes"]
+    assert [(c["field"], c["change"]) for c in changes if c["field"].startswith("networks.")] == [
+        (f"networks.VM Network.attachments.{gone['domain_uuid']}/{mac}", "removed")
+    ], changes
+    still = [a for net in after["hosts"][0]["networks"] for a in net["attachments"] if a["mac"] == mac]
+    assert still == [kept]

@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,10 +29,10 @@ from virtabs.testing.plugin import in_ci
 
 from virtabs_qemu.testing import (
     COUNTING_GUEST_INIT,
-    SWITCHOVER_CLIENT,
     acked_ticks,
     check_destination_clean,
     check_guest_moved,
+    check_switchover_kill_rolls_back,
     guest_extra_with_init,
     read_sectors,
     start_counting_guest,
@@ -279,31 +278,8 @@ def test_the_client_dying_during_the_switchover(roots: tuple[Path, Path], extra:
     guest's vCPUs stopped, at ``pre-switchover`` and once the memory copy completed."""
     src_root, dst_root = roots
     with _open(src_root) as src, _open(dst_root) as dst:
-        dom, console = start_counting_guest(src, src_root, extra)
-        client = subprocess.Popen(
-            [sys.executable, "-c", SWITCHOVER_CLIENT, str(src.uri), str(dst.uri), point],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert client.stdout is not None and client.stdout.readline().strip() == point
-            assert dom.state() == DomainState.PAUSED  # the switchover: the guest runs nowhere
-            assert qemu_pids(dst_root), "the destination QEMU is not there"
-            ticks = len(acked_ticks(console))
-        finally:
-            client.kill()
-            client.wait()
-        deadline = time.monotonic() + 60
-        while qemu_pids(dst_root) or dst.list_domains() or dom.state() != DomainState.RUNNING:
-            assert time.monotonic() < deadline, (
-                f"after the kill: source {dom.state()}, destination {dst.list_domains()}"
-            )
-            time.sleep(0.1)
-        wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # counting on the source
-        check_destination_clean(dst, dst_root)
-        assert not dom.block_job_info("vda")
-        assert len(qemu_pids(src_root)) == 1
+        dom, _console = start_counting_guest(src, src_root, extra)
+        check_switchover_kill_rolls_back(src, dst, src_root, dst_root, point)
         dom.destroy()
 
 

@@ -31,6 +31,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,6 +54,7 @@ __all__ = [
     "acked_ticks",
     "build_guest",
     "check_destination_clean",
+    "check_switchover_kill_rolls_back",
     "check_guest_moved",
     "guest_extra",
     "guest_extra_with_init",
@@ -434,6 +436,49 @@ src.lookup_domain("counter").migrate(dst, flags=M.LIVE | M.NON_SHARED_DISK | M.P
 SWITCHOVER_CLIENT SRC_URI DEST_URI POINT`` migrates domain ``counter`` with storage and, inside perform,
 holds at ``POINT`` (``pre-switchover`` or ``completed``: it wraps the driver's own step there), prints
 ``POINT`` and waits for the test to kill it."""
+
+
+def check_switchover_kill_rolls_back(
+    src: Connection, dst: Connection, src_root: Path, dst_root: Path, point: str
+) -> None:
+    """Migrate the running counting guest ``counter`` (started by :func:`start_counting_guest` on ``src``,
+    state root ``src_root``) to ``dst`` (state root ``dst_root``) in a :data:`SWITCHOVER_CLIENT` process, kill
+    that client at ``point`` and check the rollback its guards owe: while held, the guest is paused and the
+    destination QEMU exists; within 60 s of the kill the destination keeps no QEMU and no domain and the guest
+    runs on the source again, counts on there, has no mirror left and exactly one QEMU under ``src_root``;
+    :func:`check_destination_clean` holds. AssertionError naming what is wrong otherwise."""
+    dom = src.lookup_domain("counter")
+    console = src_root / "run" / "counter" / "console.log"
+    client = subprocess.Popen(
+        [sys.executable, "-c", SWITCHOVER_CLIENT, str(src.uri), str(dst.uri), point],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        reached = client.stdout.readline().strip() if client.stdout is not None else ""
+        if reached != point:
+            raise AssertionError(f"the client did not reach {point!r} (it printed {reached!r})")
+        if dom.state() != DomainState.PAUSED:  # the switchover: the guest runs nowhere
+            raise AssertionError(f"held at {point}, the source domain is {dom.state().name}, not PAUSED")
+        if not qemu_pids(dst_root):
+            raise AssertionError("the destination QEMU is not there")
+        ticks = len(acked_ticks(console))
+    finally:
+        client.kill()
+        client.wait()
+    deadline = time.monotonic() + 60
+    while qemu_pids(dst_root) or dst.list_domains() or dom.state() != DomainState.RUNNING:
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"after the kill: source {dom.state().name}, destination {dst.list_domains()}")
+        time.sleep(0.1)
+    wait_console(console, "virtabs-guest: acked", count=ticks + 2, timeout=60)  # counting on the source
+    check_destination_clean(dst, dst_root)
+    if dom.block_job_info("vda"):
+        raise AssertionError("the mirror is still on the source")
+    left = qemu_pids(src_root)
+    if len(left) != 1:
+        raise AssertionError(f"QEMU processes under the source's root: {sorted(left)}, not one")
 
 
 OWNERS_DIR = ".virtabs-contract-runs"
