@@ -35,6 +35,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
+import attrs
 from virtabs.spi import (
     ANY_BLOCK_JOB,
     URI,
@@ -76,12 +77,14 @@ from virtabs.spi import (
     VolumeInfo,
     error_class_for_code,
     image_volume_capacity,
+    quote,
 )
 
 from . import _xml
 from ._auth import CredentialCallback, redact_text
 from ._calls import Calls, Guarded, block_signals
 from ._passthrough import check_emulator, emulators_of
+from ._paths import PATH_ROOT_PARAM, PathRoots, uri_path_roots
 
 __all__ = ["CONNECT_ERRORS", "ERRORS", "LibvirtDriver", "error_map", "libvirt_uri"]
 
@@ -200,6 +203,12 @@ def _in_process(target: str | None) -> bool:
     return parts.scheme == "test" and not parts.netloc
 
 
+def _on_this_host(target: str | None) -> bool:
+    """Whether libvirt at ``target`` uses this host's file system (no host in the URI): then a caller's paths
+    are resolved here, symlinks included; a far host's paths only lexically."""
+    return not target or not urllib.parse.urlsplit(target).netloc
+
+
 def _close(native: Any) -> None:
     native.close()
 
@@ -234,7 +243,8 @@ def _ensure_event_loop(libvirt: Any) -> None:
 def libvirt_uri(uri: URI) -> str | None:
     """The libvirt URI a ``libvirt[+scheme]://...`` virtabs URI stands for (None: libvirt's default)."""
     if uri.transport:
-        rest = str(uri).split("://", 1)[1]
+        own = {k: v for k, v in uri.params.items() if k != PATH_ROOT_PARAM}  # virtabs' parameter, not libvirt's
+        rest = str(attrs.evolve(uri, params=own)).split("://", 1)[1]
         return f"{uri.transport}://{rest}"
     explicit: str | None = uri.param("uri")
     return explicit or None
@@ -273,6 +283,8 @@ class LibvirtDriver(Driver):
         _ensure_event_loop(libvirt)
         self._target = libvirt_uri(uri)
         _refuse_secrets_in(self._target)
+        self._local = _on_this_host(self._target)
+        self._uri_roots = uri_path_roots(uri.param(PATH_ROOT_PARAM), local=self._local)
         self._auth = CredentialCallback(options.credentials)
         secrets = self._secrets = self._auth.secrets()
         self._map = error_map(secrets)
@@ -386,6 +398,13 @@ class LibvirtDriver(Driver):
     def connection_capabilities(self) -> Capabilities:
         """Everything for libvirt's QEMU driver; no block jobs or hot-plug for its test driver."""
         return self._caps
+
+    def _confine(self, path: str, what: str) -> str:
+        """``path`` resolved and inside the connection's roots (:mod:`virtabs_libvirt._paths`), read now: pools
+        come and go. Raised before libvirtd is asked to touch the path."""
+        with self._errors("read of the storage pools (where a path may lie)"):
+            roots = PathRoots.read(self._conn, self._lv, self._uri_roots, local=self._local)
+        return roots.confine(path, what)
 
     def _dom(self, ref: DomainRef) -> Any:
         with self._errors(f"lookup of domain '{ref.name}'"):
@@ -679,7 +698,13 @@ class LibvirtDriver(Driver):
         return self._type.lower()
 
     def define_domain(self, spec: DomainSpec) -> DomainRef:
-        """``virDomainDefineXML`` of the XML built from ``spec``."""
+        """``virDomainDefineXML`` of the XML built from ``spec``, every disk inside the connection's roots."""
+        if spec.disks:
+            disks = tuple(
+                attrs.evolve(d, path=self._confine(d.path, f"domain {quote(spec.name)}: disk {quote(d.target)}"))
+                for d in spec.disks
+            )
+            spec = attrs.evolve(spec, disks=disks)
         xml = _xml.domain_xml(spec, self._domain_type())
         emulator = (spec.extra.get("libvirt") or {}).get("emulator")
         if emulator:
@@ -744,7 +769,8 @@ class LibvirtDriver(Driver):
             d.resume()
 
     def save(self, dom: DomainRef, path: str) -> None:
-        """``virDomainSave``."""
+        """``virDomainSave`` to a path inside the connection's roots."""
+        path = self._confine(path, f"save of domain {quote(dom.name)}: the image")
         d = self._dom(dom)
         with self._errors(f"save of domain '{dom.name}' to '{path}'"):
             d.save(path)
@@ -770,7 +796,9 @@ class LibvirtDriver(Driver):
                 d.managedSaveRemove(0)
 
     def restore(self, path: str) -> DomainRef:
-        """``virDomainRestore``; the domain is found through the saved image's XML."""
+        """``virDomainRestore`` of an image inside the connection's roots; the domain is found through the saved
+        image's XML."""
+        path = self._confine(path, "restore: the image")
         with self._errors(f"restore from '{path}'"):
             uuid = _xml.spec_from_xml(self._conn.saveImageGetXMLDesc(path, 0)).uuid
             self._conn.restore(path)
@@ -824,7 +852,10 @@ class LibvirtDriver(Driver):
         return int(flags)
 
     def attach_disk(self, dom: DomainRef, disk: DiskSpec) -> None:
-        """``virDomainAttachDeviceFlags`` (live and persistent)."""
+        """``virDomainAttachDeviceFlags`` (live and persistent) of a disk inside the connection's roots."""
+        disk = attrs.evolve(
+            disk, path=self._confine(disk.path, f"attach to domain {quote(dom.name)}: disk {quote(disk.target)}")
+        )
         d = self._dom(dom)
         with self._errors(f"attach of disk '{disk.target}' to domain '{dom.name}'"):
             d.attachDeviceFlags(_xml.disk_xml(disk), self._affect(d))
@@ -878,7 +909,8 @@ class LibvirtDriver(Driver):
             buf_size = max(request.bandwidth_bytes, _MIN_MIRROR_BUF)
         if buf_size:
             params[lv.VIR_DOMAIN_BLOCK_COPY_BUF_SIZE] = buf_size
-        dest = _xml.copy_dest_xml(request.dest, request.format, request.dest_is_block_device)
+        what = f"block copy of disk {quote(disk)} of domain {quote(dom.name)}: the destination"
+        dest = _xml.copy_dest_xml(self._confine(request.dest, what), request.format, request.dest_is_block_device)
         with self._errors(f"block copy of disk '{disk}' of domain '{dom.name}' to '{request.dest}'"):
             d.blockCopy(disk, dest, params or None, flags)
 
@@ -1000,8 +1032,11 @@ class LibvirtDriver(Driver):
     def create_volume(
         self, pool: str, name: str, capacity_bytes: int | None, format: str, backing: str | None
     ) -> VolumeInfo:
-        """``virStorageVolCreateXML`` (a backing path keeps the backing image's format)."""
+        """``virStorageVolCreateXML`` (a backing path, inside the connection's roots, keeps the backing image's
+        format)."""
         capacity_bytes = image_volume_capacity(pool, name, capacity_bytes, format)
+        if backing is not None:
+            backing = self._confine(backing, f"create of volume {quote(name)} in pool {quote(pool)}: the backing file")
         p = self._pool(pool)
         backing_format = None
         if backing is not None:

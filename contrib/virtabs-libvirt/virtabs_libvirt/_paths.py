@@ -1,0 +1,96 @@
+"""Where the host paths a caller hands libvirtd may lie (``virtabs.spi.confine_host_path`` does the judging).
+
+libvirtd runs as root: it opens, relabels and chowns to the QEMU user the disks a definition names, creates a
+block copy's destination, writes a save image, reads the image it restores and runs ``qemu-img`` over a new
+volume's backing file. Every such path is confined before libvirtd is asked. It may lie only
+
+* strictly inside the target directory of an active storage pool of the connection whose volumes are files
+  (types ``dir``, ``fs``, ``netfs``; read with ``virStoragePoolGetXMLDesc``), unless that directory is ``/`` or
+  lies in ``/etc``, ``/proc``, ``/sys`` or ``/dev`` (such a pool is no root);
+* strictly inside a directory the connection's URI names: ``path_root=DIR`` (several separated by ``:``),
+  chosen by the connection's owner, not by the caller of an operation;
+* or be exactly a volume of an active pool whose volumes are block devices (``logical``, ``disk``, ``iscsi``,
+  ``iscsi-direct``, ``scsi``, ``mpath``, ``zfs``): the one way to a path under ``/dev``.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+from virtabs.spi import InvalidArgumentError, confine_host_path, quote, resolve_path_root
+
+__all__ = ["BLOCK_POOL_TYPES", "DIRECTORY_POOL_TYPES", "PATH_ROOT_PARAM", "PathRoots", "uri_path_roots"]
+
+DIRECTORY_POOL_TYPES = frozenset({"dir", "fs", "netfs"})
+"""Pools whose volumes are files in the pool's target directory."""
+BLOCK_POOL_TYPES = frozenset({"logical", "disk", "iscsi", "iscsi-direct", "scsi", "mpath", "zfs"})
+"""Pools whose volumes are block devices: each volume's own path is allowed, nothing else under it."""
+PATH_ROOT_PARAM = "path_root"
+"""The URI parameter naming directories (``:``-separated) where paths are allowed besides the pools'."""
+
+
+def uri_path_roots(value: str | None, *, local: bool) -> tuple[str, ...]:
+    """The directories of the URI's ``path_root`` parameter, each resolved (and, locally, existing)."""
+    if value is None:
+        return ()
+    parts = value.split(":")
+    if not all(parts):
+        raise InvalidArgumentError(
+            f"libvirt: the URI's {PATH_ROOT_PARAM} {quote(value)} holds an empty directory (separate several "
+            "directories with ':')"
+        )
+    return tuple(resolve_path_root(part, f"libvirt: the URI's {PATH_ROOT_PARAM}", local=local) for part in parts)
+
+
+@attrs.frozen
+class PathRoots:
+    """What a connection allows at one moment: root directories and exact block-device volumes."""
+
+    directories: tuple[str, ...]
+    devices: frozenset[str]
+    local: bool
+
+    def confine(self, path: str, what: str) -> str:
+        """``path`` resolved, or InvalidArgumentError saying where paths may lie."""
+        try:
+            return confine_host_path(path, self.directories, what, devices=self.devices, local=self.local)
+        except InvalidArgumentError as exc:
+            exc.message = (
+                f"{exc.message} (libvirtd opens it as root: a path must lie in a directory of one of the "
+                f"connection's storage pools of type dir/fs/netfs or of the URI's {PATH_ROOT_PARAM}=DIR, or be a "
+                "volume of a pool of block devices)"
+            )
+            exc.args = (exc.message,)
+            raise
+
+    @classmethod
+    def read(cls, conn: Any, libvirt: Any, uri_roots: Iterable[str], *, local: bool) -> PathRoots:
+        """The URI's roots plus what the connection's active pools give (``virConnectListAllStoragePools``,
+        each pool's XML, and the volumes of each pool of block devices)."""
+        directories = list(uri_roots)
+        devices: set[str] = set()
+        for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+            try:
+                root = ET.fromstring(pool.XMLDesc(0))
+                kind = root.get("type", "")
+                if kind in BLOCK_POOL_TYPES:
+                    for vol in pool.listAllVolumes(0):
+                        path = str(vol.path())  # /dev/VG/LV is a symlink to /dev/dm-N: compared resolved
+                        devices.add(os.path.realpath(path) if local else posixpath.normpath(path))
+                    continue
+            except libvirt.libvirtError:  # the pool went away while listing
+                continue
+            target = (root.findtext("./target/path") or "").strip()
+            if kind in DIRECTORY_POOL_TYPES and target:
+                try:
+                    directories.append(
+                        resolve_path_root(target, "a storage pool's directory", local=local, must_exist=False)
+                    )
+                except InvalidArgumentError:  # a pool at '/' or in /etc, /dev ...: no root for a caller's paths
+                    continue
+        return cls(tuple(dict.fromkeys(directories)), frozenset(devices), local)
