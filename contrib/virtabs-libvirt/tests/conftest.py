@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,17 +22,41 @@ from virtabs import Connection, parse_uri
 from virtabs.testing import ContractTarget, DefaultTarget
 from virtabs.testing.plugin import load_known_failures
 
+from virtabs_libvirt.driver import libvirt_uri as libvirt_uri_of
+
 from .qemu_target import QemuTarget
+
+COPY_DEVICES = 3
+"""Loop devices a ``libvirt+qemu`` run makes for the kit's COPY_DEV copies (one per test that asks for one)."""
 
 
 @pytest.fixture(scope="session")
-def virtabs_uri(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> str:
+def virtabs_uri(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URI under test. A ``libvirt+qemu`` one gets ``block_device=`` naming loop devices made for the kit's
+    COPY_DEV copies: the bridge takes a device outside a storage pool only when the URI names it."""
     uris = pytestconfig.getoption("--virtabs-uri") or []
-    if uris:
-        return str(uris[0])
-    if "VIRTABS_LIBVIRT_URI" in os.environ:
-        return os.environ["VIRTABS_LIBVIRT_URI"]
-    return f"libvirt+test:///default?path_root={tmp_path_factory.mktemp('save-images')}"
+    uri = str(uris[0]) if uris else os.environ.get("VIRTABS_LIBVIRT_URI")
+    if uri is None:
+        yield f"libvirt+test:///default?path_root={tmp_path_factory.mktemp('save-images')}"
+        return
+    if not uri.startswith("libvirt+qemu") or "block_device=" in uri:
+        yield uri
+        return
+    parent = "/var/lib/libvirt/images" if os.path.isdir("/var/lib/libvirt/images") else None
+    directory = tempfile.mkdtemp(prefix="virtabs-contract-devices-", dir=parent)
+    loops: list[str] = []
+    try:
+        for n in range(COPY_DEVICES):
+            backing = os.path.join(directory, f"dev{n}.raw")
+            with open(backing, "wb") as fh:
+                fh.truncate(64 << 20)
+            done = subprocess.run(["losetup", "-f", "--show", backing], check=True, capture_output=True, text=True)
+            loops.append(done.stdout.strip())
+        yield f"{uri}{'&' if '?' in uri else '?'}block_device={':'.join(loops)}"
+    finally:
+        for loop in loops:
+            subprocess.run(["losetup", "-d", loop], check=False)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class TestDriverTarget(DefaultTarget):
@@ -55,11 +80,14 @@ def virtabs_target(virtabs_uri: str) -> Iterator[ContractTarget]:
         # libvirtd's QEMU runs as libvirt-qemu: the images must be in a directory it can reach
         parent = "/var/lib/libvirt/images" if os.path.isdir("/var/lib/libvirt/images") else None
         directory = tempfile.mkdtemp(prefix="virtabs-contract-", dir=parent)
-        pool = _transient_dir_pool(virtabs_uri, directory)
-        target = QemuTarget(directory, virtabs_uri.removeprefix("libvirt+"), pool=pool)
+        parsed = parse_uri(virtabs_uri)
+        libvirt_uri = libvirt_uri_of(parsed) or "qemu:///system"
+        pool = _transient_dir_pool(libvirt_uri, directory)
+        devices = (parsed.param("block_device") or "").split(":")
+        target = QemuTarget(directory, libvirt_uri, pool=pool, devices=[d for d in devices if d])
         yield target
         target.close()
-        _destroy_pool(virtabs_uri, pool)
+        _destroy_pool(libvirt_uri, pool)
         shutil.rmtree(directory, ignore_errors=True)
     else:
         save_dir = parse_uri(virtabs_uri).param("path_root")
@@ -94,7 +122,7 @@ def _transient_dir_pool(uri: str, directory: str) -> str:
     import libvirt
 
     name = os.path.basename(directory)
-    conn = libvirt.open(uri.removeprefix("libvirt+"))
+    conn = libvirt.open(uri)
     try:
         xml = f"<pool type='dir'><name>{name}</name><target><path>{directory}</path></target></pool>"
         conn.storagePoolCreateXML(xml, 0)
@@ -106,7 +134,7 @@ def _transient_dir_pool(uri: str, directory: str) -> str:
 def _destroy_pool(uri: str, name: str) -> None:
     import libvirt
 
-    conn = libvirt.open(uri.removeprefix("libvirt+"))
+    conn = libvirt.open(uri)
     try:
         conn.storagePoolLookupByName(name).destroy()
     except libvirt.libvirtError:

@@ -337,3 +337,56 @@ def test_the_uri_path_root_allows_a_directory_outside_the_pools(rig: Rig) -> Non
 def test_a_uri_path_root_on_host_trees_is_refused(root: str) -> None:
     with pytest.raises(virtabs.InvalidArgumentError, match="path_root"):
         virtabs.open(f"libvirt+{SYSTEM}?path_root={root}")
+
+
+def test_the_uri_block_device_allows_exactly_that_device(rig: Rig) -> None:
+    """``?block_device=DEV``: the named device may back a disk (defined, not started), another is still refused;
+    libvirt never sees the parameter."""
+    name = rig.name("dev")
+    spec = DomainSpec(name=name, memory_bytes=64 * MiB, vcpus=1, disks=(DiskSpec("vda", rig.loop),))
+    _refused(lambda: rig.conn.define_domain(spec))
+    other = next(f"/dev/loop{n}" for n in range(8) if f"/dev/loop{n}" != rig.loop)
+    with virtabs.open(f"{rig.uri}?block_device={rig.loop}") as rooted:
+        dom = rooted.define_domain(spec)
+        assert [(d.target, d.path) for d in dom.disks()] == [("vda", rig.loop)]
+        assert "type='block'" in rig.system.lookupByName(name).XMLDesc(0)
+        dom.undefine()
+        _refused(
+            lambda: rooted.define_domain(
+                DomainSpec(name=name, memory_bytes=64 * MiB, vcpus=1, disks=(DiskSpec("vda", other),))
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    "device",
+    ["/etc/passwd", "/dev/null", "relative", "/dev/no-such-device", "/dev/loop0::/dev/loop1"],
+    ids=["a-file", "a-character-device", "relative", "missing", "an-empty-entry"],
+)
+def test_a_uri_block_device_that_is_no_block_device_is_refused(device: str) -> None:
+    with pytest.raises(virtabs.InvalidArgumentError, match="block_device"):
+        virtabs.open(f"libvirt+{SYSTEM}?block_device={device}")
+
+
+def test_a_volume_of_a_pool_of_block_devices_is_allowed_while_the_pool_is_active() -> None:
+    """libvirt's test driver simulates a logical pool (its volumes are ``<target>/<name>``, under /dev): its
+    volume may back a disk, read again at each call, so once the pool is stopped the same path is refused. (No
+    real pool of block devices can be made on this machine: no LVM, and its kernel shows no loop partitions.)"""
+    with virtabs.open("libvirt+test:///default") as conn:
+        lv = conn._driver._conn  # type: ignore[attr-defined]
+        vg = f"vtpa{uuid.uuid4().hex[:6]}"
+        xml = f"<pool type='logical'><name>{vg}</name><source><name>{vg}</name></source><target><path>/dev/{vg}</path></target></pool>"
+        pool = lv.storagePoolCreateXML(xml, 0)
+        volume = pool.createXML("<volume><name>lv1</name><capacity>1048576</capacity></volume>", 0).path()
+        assert volume == f"/dev/{vg}/lv1"
+        spec = DomainSpec(name=f"{vg}-a", memory_bytes=64 * MiB, vcpus=1, disks=(DiskSpec("vda", volume),))
+        dom = conn.define_domain(spec)
+        assert [d.path for d in dom.disks()] == [volume]
+        dom.undefine()
+        pool.destroy()
+        _refused(lambda: conn.define_domain(spec))
+        _refused(
+            lambda: conn.define_domain(
+                DomainSpec(name=f"{vg}-b", memory_bytes=64 * MiB, vcpus=1, disks=(DiskSpec("vda", f"/dev/{vg}/lv2"),))
+            )
+        )

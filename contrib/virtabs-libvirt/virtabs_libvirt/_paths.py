@@ -10,13 +10,16 @@ volume's backing file. Every such path is confined before libvirtd is asked. It 
 * strictly inside a directory the connection's URI names: ``path_root=DIR`` (several separated by ``:``),
   chosen by the connection's owner, not by the caller of an operation;
 * or be exactly a volume of an active pool whose volumes are block devices (``logical``, ``disk``, ``iscsi``,
-  ``iscsi-direct``, ``scsi``, ``mpath``, ``zfs``): the one way to a path under ``/dev``.
+  ``iscsi-direct``, ``scsi``, ``mpath``, ``zfs``), or exactly a block device the URI names with
+  ``block_device=DEV`` (several separated by ``:``; on this host each must be an existing block device): the
+  only ways to a path under ``/dev``.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from typing import Any
@@ -24,7 +27,15 @@ from typing import Any
 import attrs
 from virtabs.spi import InvalidArgumentError, confine_host_path, quote, resolve_path_root
 
-__all__ = ["BLOCK_POOL_TYPES", "DIRECTORY_POOL_TYPES", "PATH_ROOT_PARAM", "PathRoots", "uri_path_roots"]
+__all__ = [
+    "BLOCK_DEVICE_PARAM",
+    "BLOCK_POOL_TYPES",
+    "DIRECTORY_POOL_TYPES",
+    "PATH_ROOT_PARAM",
+    "PathRoots",
+    "uri_block_devices",
+    "uri_path_roots",
+]
 
 DIRECTORY_POOL_TYPES = frozenset({"dir", "fs", "netfs"})
 """Pools whose volumes are files in the pool's target directory."""
@@ -32,19 +43,51 @@ BLOCK_POOL_TYPES = frozenset({"logical", "disk", "iscsi", "iscsi-direct", "scsi"
 """Pools whose volumes are block devices: each volume's own path is allowed, nothing else under it."""
 PATH_ROOT_PARAM = "path_root"
 """The URI parameter naming directories (``:``-separated) where paths are allowed besides the pools'."""
+BLOCK_DEVICE_PARAM = "block_device"
+"""The URI parameter naming block devices (``:``-separated) allowed exactly, besides the pools' volumes."""
+
+
+def _split(value: str, param: str) -> list[str]:
+    parts = value.split(":")
+    if not all(parts):
+        raise InvalidArgumentError(
+            f"libvirt: the URI's {param} {quote(value)} holds an empty entry (separate several with ':')"
+        )
+    return parts
 
 
 def uri_path_roots(value: str | None, *, local: bool) -> tuple[str, ...]:
     """The directories of the URI's ``path_root`` parameter, each resolved (and, locally, existing)."""
     if value is None:
         return ()
-    parts = value.split(":")
-    if not all(parts):
-        raise InvalidArgumentError(
-            f"libvirt: the URI's {PATH_ROOT_PARAM} {quote(value)} holds an empty directory (separate several "
-            "directories with ':')"
-        )
-    return tuple(resolve_path_root(part, f"libvirt: the URI's {PATH_ROOT_PARAM}", local=local) for part in parts)
+    what = f"libvirt: the URI's {PATH_ROOT_PARAM}"
+    return tuple(resolve_path_root(part, what, local=local) for part in _split(value, PATH_ROOT_PARAM))
+
+
+def uri_block_devices(value: str | None, *, local: bool) -> frozenset[str]:
+    """The block devices of the URI's ``block_device`` parameter, resolved; on this host each must exist and be
+    a block device, on another host lie under ``/dev``."""
+    if value is None:
+        return frozenset()
+    devices = set()
+    for part in _split(value, BLOCK_DEVICE_PARAM):
+        what = f"libvirt: the URI's {BLOCK_DEVICE_PARAM} {quote(part)}"
+        if not part.startswith("/"):
+            raise InvalidArgumentError(f"{what} must be an absolute path")
+        if local:
+            resolved = os.path.realpath(part)
+            try:
+                is_block = stat.S_ISBLK(os.stat(resolved).st_mode)
+            except OSError as exc:
+                raise InvalidArgumentError(f"{what} cannot be examined: {exc.strerror or exc}") from None
+            if not is_block:
+                raise InvalidArgumentError(f"{what} is not a block device")
+        else:
+            resolved = posixpath.normpath(part)
+            if not resolved.startswith("/dev/"):
+                raise InvalidArgumentError(f"{what} does not lie under /dev")
+        devices.add(resolved)
+    return frozenset(devices)
 
 
 @attrs.frozen
@@ -63,17 +106,19 @@ class PathRoots:
             exc.message = (
                 f"{exc.message} (libvirtd opens it as root: a path must lie in a directory of one of the "
                 f"connection's storage pools of type dir/fs/netfs or of the URI's {PATH_ROOT_PARAM}=DIR, or be a "
-                "volume of a pool of block devices)"
+                f"volume of a pool of block devices or a device of the URI's {BLOCK_DEVICE_PARAM}=DEV)"
             )
             exc.args = (exc.message,)
             raise
 
     @classmethod
-    def read(cls, conn: Any, libvirt: Any, uri_roots: Iterable[str], *, local: bool) -> PathRoots:
-        """The URI's roots plus what the connection's active pools give (``virConnectListAllStoragePools``,
-        each pool's XML, and the volumes of each pool of block devices)."""
+    def read(
+        cls, conn: Any, libvirt: Any, uri_roots: Iterable[str], uri_devices: Iterable[str] = (), *, local: bool
+    ) -> PathRoots:
+        """The URI's roots and devices plus what the connection's active pools give
+        (``virConnectListAllStoragePools``, each pool's XML, and the volumes of each pool of block devices)."""
         directories = list(uri_roots)
-        devices: set[str] = set()
+        devices: set[str] = set(uri_devices)
         for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
             try:
                 root = ET.fromstring(pool.XMLDesc(0))

@@ -84,7 +84,7 @@ from . import _xml
 from ._auth import CredentialCallback, redact_text
 from ._calls import Calls, Guarded, block_signals
 from ._passthrough import check_emulator, emulators_of
-from ._paths import PATH_ROOT_PARAM, PathRoots, uri_path_roots
+from ._paths import BLOCK_DEVICE_PARAM, PATH_ROOT_PARAM, PathRoots, uri_block_devices, uri_path_roots
 
 __all__ = ["CONNECT_ERRORS", "ERRORS", "LibvirtDriver", "error_map", "libvirt_uri"]
 
@@ -243,7 +243,8 @@ def _ensure_event_loop(libvirt: Any) -> None:
 def libvirt_uri(uri: URI) -> str | None:
     """The libvirt URI a ``libvirt[+scheme]://...`` virtabs URI stands for (None: libvirt's default)."""
     if uri.transport:
-        own = {k: v for k, v in uri.params.items() if k != PATH_ROOT_PARAM}  # virtabs' parameter, not libvirt's
+        # virtabs' parameters, not libvirt's
+        own = {k: v for k, v in uri.params.items() if k not in (PATH_ROOT_PARAM, BLOCK_DEVICE_PARAM)}
         rest = str(attrs.evolve(uri, params=own)).split("://", 1)[1]
         return f"{uri.transport}://{rest}"
     explicit: str | None = uri.param("uri")
@@ -285,6 +286,7 @@ class LibvirtDriver(Driver):
         _refuse_secrets_in(self._target)
         self._local = _on_this_host(self._target)
         self._uri_roots = uri_path_roots(uri.param(PATH_ROOT_PARAM), local=self._local)
+        self._uri_devices = uri_block_devices(uri.param(BLOCK_DEVICE_PARAM), local=self._local)
         self._auth = CredentialCallback(options.credentials)
         secrets = self._secrets = self._auth.secrets()
         self._map = error_map(secrets)
@@ -403,7 +405,7 @@ class LibvirtDriver(Driver):
         """``path`` resolved and inside the connection's roots (:mod:`virtabs_libvirt._paths`), read now: pools
         come and go. Raised before libvirtd is asked to touch the path."""
         with self._errors("read of the storage pools (where a path may lie)"):
-            roots = PathRoots.read(self._conn, self._lv, self._uri_roots, local=self._local)
+            roots = PathRoots.read(self._conn, self._lv, self._uri_roots, self._uri_devices, local=self._local)
         return roots.confine(path, what)
 
     def _dom(self, ref: DomainRef) -> Any:
