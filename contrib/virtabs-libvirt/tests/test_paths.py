@@ -253,9 +253,12 @@ def test_save_refuses_a_hostile_image(rig: Rig, hostile: Hostile) -> None:
 
 @pytest.mark.parametrize("hostile", READ_ONLY_HOSTILE, indirect=True)
 def test_restore_refuses_a_hostile_image(rig: Rig, hostile: Hostile) -> None:
-    names = sorted(d.name() for d in rig.system.listAllDomains(0))
+    def ours() -> list[str]:  # other runs share this libvirtd: only this module's domains are compared
+        return sorted(d.name() for d in rig.system.listAllDomains(0) if d.name().startswith(rig.prefix))
+
+    names = ours()
     _refused(lambda: rig.conn.restore(hostile.path))
-    assert sorted(d.name() for d in rig.system.listAllDomains(0)) == names
+    assert ours() == names
 
 
 @pytest.mark.parametrize("hostile", READ_ONLY_HOSTILE, indirect=True)
@@ -390,3 +393,100 @@ def test_a_volume_of_a_pool_of_block_devices_is_allowed_while_the_pool_is_active
                 DomainSpec(name=f"{vg}-b", memory_bytes=64 * MiB, vcpus=1, disks=(DiskSpec("vda", f"/dev/{vg}/lv2"),))
             )
         )
+
+
+# --- backing files an image records ----------------------------------------------------------------------
+
+BACKING = ["victim-outside", "etc-shadow", "two-levels-down", "json-protocol", "relative-escape"]
+
+
+@pytest.fixture
+def hostile_image(rig: Rig, request: pytest.FixtureRequest) -> Iterator[Hostile]:
+    """A qcow2 inside the pool whose header (``qemu-img rebase -u``: nothing opened) names a backing file out of the
+    roots: directly, two levels down, as a ``json:`` protocol, or relative with ``..``. Raw disks a guest wrote
+    could hold the same header."""
+    kind = request.param
+    made: list[str] = []
+
+    def image(backing: str, backing_format: str = "raw") -> str:
+        path = os.path.join(rig.pool_dir, f"{rig.name('hdr')}.qcow2")
+        made.append(path)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, "64M"], check=True)
+        subprocess.run(["qemu-img", "rebase", "-u", "-b", backing, "-F", backing_format, path], check=True)
+        return path
+
+    if kind == "victim-outside":
+        top = image(rig.victim)
+    elif kind == "etc-shadow":
+        top = image("/etc/shadow")
+    elif kind == "two-levels-down":
+        top = image(image(rig.victim), "qcow2")
+    elif kind == "json-protocol":
+        top = image('json:{"driver": "file", "filename": "/etc/shadow"}')
+    elif kind == "relative-escape":
+        top = image(os.path.relpath(rig.victim, rig.pool_dir))
+    else:  # pragma: no cover - the parameter list above
+        raise AssertionError(kind)
+    watched = (rig.victim, "/etc/shadow", *made)
+    before = {path: _fingerprint(path) for path in watched}
+    try:
+        yield Hostile(top, watched)
+        assert {path: _fingerprint(path) for path in watched} == before, "a watched file changed"
+    finally:
+        for path in made:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def _refused_backing(call: Any) -> None:
+    with pytest.raises(virtabs.InvalidArgumentError, match="backing"):
+        call()
+
+
+@pytest.mark.parametrize("hostile_image", BACKING, indirect=True)
+def test_define_and_attach_refuse_an_image_whose_backing_file_is_out(rig: Rig, hostile_image: Hostile) -> None:
+    name = rig.name("bdef")
+    disk = DiskSpec("vda", hostile_image.path, format="qcow2")
+    _refused_backing(
+        lambda: rig.conn.define_domain(DomainSpec(name=name, memory_bytes=64 * MiB, vcpus=1, disks=(disk,)))
+    )
+    assert name not in [d.name() for d in rig.system.listAllDomains(0)]
+    dom = rig.conn.define_domain(rig.target.domain_spec(rig.conn, rig.name("batt")))
+    _refused_backing(lambda: dom.attach_disk(DiskSpec("vdb", hostile_image.path, format="qcow2")))
+    assert [d.target for d in dom.disks()] == ["vda"]
+    dom.undefine()
+
+
+@pytest.mark.parametrize("hostile_image", BACKING, indirect=True)
+def test_a_reused_copy_destination_whose_backing_file_is_out_is_refused(rig: Rig, hostile_image: Hostile) -> None:
+    flags = BlockCopyFlags.TRANSIENT_JOB | BlockCopyFlags.REUSE_EXT | BlockCopyFlags.SHALLOW
+    for fmt in (None, "qcow2"):
+        with pytest.raises(virtabs.InvalidArgumentError, match="backing"):
+            rig.running.block_copy("vda", hostile_image.path, flags=flags, format=fmt)
+        assert rig.running.block_job_info("vda") is None
+
+
+@pytest.mark.parametrize("hostile_image", BACKING, indirect=True)
+def test_a_volume_over_an_image_whose_backing_file_is_out_is_refused(rig: Rig, hostile_image: Hostile) -> None:
+    name = f"{rig.name('bvol')}.qcow2"
+    pool = rig.conn.lookup_storage_pool(rig.pool)
+    _refused_backing(lambda: pool.create_volume(name, 64 * MiB, format="qcow2", backing=hostile_image.path))
+    assert not os.path.exists(os.path.join(rig.pool_dir, name))
+
+
+def test_a_chain_inside_the_pool_is_accepted(rig: Rig) -> None:
+    """base <- mid <- top, all in the pool, one named relatively: defined as qcow2, read back."""
+    base, mid, top = (os.path.join(rig.pool_dir, f"{rig.name(n)}.qcow2") for n in ("base", "mid", "top"))
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", base, "64M"], check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", mid], check=True)
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", os.path.basename(mid), "-F", "qcow2", top],
+        check=True,
+        cwd=rig.pool_dir,
+    )
+    spec = DomainSpec(
+        name=rig.name("chain"), memory_bytes=64 * MiB, vcpus=1, disks=(DiskSpec("vda", top, format="qcow2"),)
+    )
+    dom = rig.conn.define_domain(spec)
+    assert [d.path for d in dom.disks()] == [top]
+    dom.undefine()

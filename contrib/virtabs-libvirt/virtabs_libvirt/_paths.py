@@ -13,21 +13,31 @@ volume's backing file. Every such path is confined before libvirtd is asked. It 
   ``iscsi-direct``, ``scsi``, ``mpath``, ``zfs``), or exactly a block device the URI names with
   ``block_device=DEV`` (several separated by ``:``; on this host each must be an existing block device): the
   only ways to a path under ``/dev``.
+
+An existing image also names files in its header: a qcow2's backing file, which libvirtd opens and relabels with
+the disk (a guest that wrote a qcow2 header into its raw disk, defined again as qcow2, would otherwise hand it
+``/etc/shadow``). So on this host, for a disk, a reused copy destination and a new volume's backing file, every
+backing file the image records is confined the same way, read one image at a time with ``qemu-img info -U``
+(which opens no backing file), up to :data:`MAX_BACKING_DEPTH` levels; a backing that is no plain file (``json:``,
+``nbd:``, any protocol) is refused. A far host's images are not read (their paths are judged lexically only).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import stat
+import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from typing import Any
 
 import attrs
-from virtabs.spi import InvalidArgumentError, confine_host_path, quote, resolve_path_root
+from virtabs.spi import InvalidArgumentError, confine_host_path, quote, resolve_path_root, run_in_process_group
 
 __all__ = [
+    "MAX_BACKING_DEPTH",
     "BLOCK_DEVICE_PARAM",
     "BLOCK_POOL_TYPES",
     "DIRECTORY_POOL_TYPES",
@@ -43,6 +53,10 @@ BLOCK_POOL_TYPES = frozenset({"logical", "disk", "iscsi", "iscsi-direct", "scsi"
 """Pools whose volumes are block devices: each volume's own path is allowed, nothing else under it."""
 PATH_ROOT_PARAM = "path_root"
 """The URI parameter naming directories (``:``-separated) where paths are allowed besides the pools'."""
+MAX_BACKING_DEPTH = 64
+"""Backing files followed below an image before the chain is refused as too deep."""
+QEMU_IMG_TIMEOUT = 60.0
+"""Seconds one ``qemu-img info`` may take."""
 BLOCK_DEVICE_PARAM = "block_device"
 """The URI parameter naming block devices (``:``-separated) allowed exactly, besides the pools' volumes."""
 
@@ -139,3 +153,49 @@ class PathRoots:
                 except InvalidArgumentError:  # a pool at '/' or in /etc, /dev ...: no root for a caller's paths
                     continue
         return cls(tuple(dict.fromkeys(directories)), frozenset(devices), local)
+
+    def confine_image(self, path: str, what: str, format: str | None) -> str:
+        """:meth:`confine`, then (on this host, for an existing image not declared ``raw``) every backing file its
+        header records, each read with ``qemu-img info -U`` in turn; the resolved ``path``."""
+        resolved = self.confine(path, what)
+        if not self.local or format == "raw" or not os.path.exists(resolved):
+            return resolved
+        image, image_format = resolved, format
+        for _ in range(MAX_BACKING_DEPTH):
+            info = _image_info(image, image_format, what)
+            backing = info.get("full-backing-filename") or info.get("backing-filename")
+            if not backing:
+                return resolved
+            backing = str(backing)
+            if not backing.startswith("/"):
+                if ":" in backing.split("/", 1)[0]:  # json:{...}, nbd://, file: ...: no plain file
+                    raise InvalidArgumentError(
+                        f"{what}: the image {quote(image, 120)} names a backing {quote(backing, 120)} that is no plain "
+                        "file (libvirtd would open it as root)"
+                    )
+                backing = os.path.join(os.path.dirname(image), backing)
+            image = self.confine(backing, f"{what}: the backing file of {quote(image, 120)}")
+            image_format = info.get("backing-filename-format")
+        raise InvalidArgumentError(
+            f"{what}: the backing chain of {quote(resolved, 120)} is deeper than {MAX_BACKING_DEPTH}"
+        )
+
+
+def _image_info(path: str, format: str | None, what: str) -> dict[str, Any]:
+    """``qemu-img info --output=json -U`` of one image (its backing file is not opened)."""
+    argv = ["qemu-img", "info", "--output=json", "-U", *(("-f", format) if format else ()), path]
+    try:
+        code, out, err = run_in_process_group(argv, QEMU_IMG_TIMEOUT)
+    except FileNotFoundError:
+        raise InvalidArgumentError(
+            f"{what}: qemu-img is not installed here, so the backing files {quote(path, 120)} names cannot be checked"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise InvalidArgumentError(
+            f"{what}: qemu-img info of {quote(path, 120)} took over {QEMU_IMG_TIMEOUT:g}s"
+        ) from None
+    if code != 0:
+        message = err.decode(errors="replace").strip()[:300]
+        raise InvalidArgumentError(f"{what}: qemu-img cannot read the image {quote(path, 120)}: {message}")
+    info: dict[str, Any] = json.loads(out)
+    return info

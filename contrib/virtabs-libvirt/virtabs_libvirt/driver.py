@@ -401,12 +401,18 @@ class LibvirtDriver(Driver):
         """Everything for libvirt's QEMU driver; no block jobs or hot-plug for its test driver."""
         return self._caps
 
+    def _roots(self) -> PathRoots:
+        with self._errors("read of the storage pools (where a path may lie)"):
+            return PathRoots.read(self._conn, self._lv, self._uri_roots, self._uri_devices, local=self._local)
+
     def _confine(self, path: str, what: str) -> str:
         """``path`` resolved and inside the connection's roots (:mod:`virtabs_libvirt._paths`), read now: pools
         come and go. Raised before libvirtd is asked to touch the path."""
-        with self._errors("read of the storage pools (where a path may lie)"):
-            roots = PathRoots.read(self._conn, self._lv, self._uri_roots, self._uri_devices, local=self._local)
-        return roots.confine(path, what)
+        return self._roots().confine(path, what)
+
+    def _confine_image(self, path: str, what: str, format: str | None) -> str:
+        """:meth:`_confine`, and every backing file the existing image records too."""
+        return self._roots().confine_image(path, what, format)
 
     def _dom(self, ref: DomainRef) -> Any:
         with self._errors(f"lookup of domain '{ref.name}'"):
@@ -703,7 +709,9 @@ class LibvirtDriver(Driver):
         """``virDomainDefineXML`` of the XML built from ``spec``, every disk inside the connection's roots."""
         if spec.disks:
             disks = tuple(
-                attrs.evolve(d, path=self._confine(d.path, f"domain {quote(spec.name)}: disk {quote(d.target)}"))
+                attrs.evolve(
+                    d, path=self._confine_image(d.path, f"domain {quote(spec.name)}: disk {quote(d.target)}", d.format)
+                )
                 for d in spec.disks
             )
             spec = attrs.evolve(spec, disks=disks)
@@ -856,7 +864,10 @@ class LibvirtDriver(Driver):
     def attach_disk(self, dom: DomainRef, disk: DiskSpec) -> None:
         """``virDomainAttachDeviceFlags`` (live and persistent) of a disk inside the connection's roots."""
         disk = attrs.evolve(
-            disk, path=self._confine(disk.path, f"attach to domain {quote(dom.name)}: disk {quote(disk.target)}")
+            disk,
+            path=self._confine_image(
+                disk.path, f"attach to domain {quote(dom.name)}: disk {quote(disk.target)}", disk.format
+            ),
         )
         d = self._dom(dom)
         with self._errors(f"attach of disk '{disk.target}' to domain '{dom.name}'"):
@@ -912,7 +923,11 @@ class LibvirtDriver(Driver):
         if buf_size:
             params[lv.VIR_DOMAIN_BLOCK_COPY_BUF_SIZE] = buf_size
         what = f"block copy of disk {quote(disk)} of domain {quote(dom.name)}: the destination"
-        dest = _xml.copy_dest_xml(self._confine(request.dest, what), request.format, request.dest_is_block_device)
+        if request.reuse_existing:  # libvirtd opens the existing image and whatever backing files it records
+            target = self._confine_image(request.dest, what, request.format)
+        else:
+            target = self._confine(request.dest, what)
+        dest = _xml.copy_dest_xml(target, request.format, request.dest_is_block_device)
         with self._errors(f"block copy of disk '{disk}' of domain '{dom.name}' to '{request.dest}'"):
             d.blockCopy(disk, dest, params or None, flags)
 
@@ -1038,7 +1053,8 @@ class LibvirtDriver(Driver):
         format)."""
         capacity_bytes = image_volume_capacity(pool, name, capacity_bytes, format)
         if backing is not None:
-            backing = self._confine(backing, f"create of volume {quote(name)} in pool {quote(pool)}: the backing file")
+            what = f"create of volume {quote(name)} in pool {quote(pool)}: the backing file"
+            backing = self._confine_image(backing, what, None)
         p = self._pool(pool)
         backing_format = None
         if backing is not None:
