@@ -17,6 +17,10 @@ refuses arrives as a ``libvirtError`` and becomes the virtabs error of its
 ``virErrorNumber`` (:data:`ERRORS`, an :class:`~virtabs.spi.ErrorMap` over
 :func:`~virtabs.spi.error_class_for_code`).
 
+Every host path handed to libvirtd (disks, copy destinations, save and restore images, backing files) is resolved and
+confined first to the connection's storage pool directories, the URI's ``path_root=DIR`` and exact block devices
+(pool volumes, the URI's ``block_device=DEV``): :mod:`virtabs_libvirt._paths`.
+
 Credentials reach libvirt only through its auth callback (``virConnectOpenAuth``,
 :mod:`virtabs_libvirt._auth`); no password is accepted inside a libvirt URI or shown in a message.
 Every call to a peer runs on a worker thread bounded by the connection's timeout and interruptible by
