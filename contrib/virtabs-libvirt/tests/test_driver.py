@@ -22,6 +22,10 @@ MiB = 1 << 20
         ("libvirt+qemu://root@host:16509/system?no_verify=1", "qemu://root@host:16509/system?no_verify=1"),
         ("libvirt:///?uri=qemu%2Bssh://root@h/system", "qemu+ssh://root@h/system"),
         ("libvirt:///", None),
+        # virtabs' own parameters (where host paths may lie) stay out of libvirt's URI
+        ("libvirt+qemu:///system?path_root=/srv/a:/srv/b&socket=/s", "qemu:///system?socket=/s"),
+        ("libvirt+qemu:///system?block_device=/dev/sdb", "qemu:///system"),
+        ("libvirt:///?uri=qemu%2Bssh://root@h/system&path_root=/srv/a", "qemu+ssh://root@h/system"),
     ],
 )
 def test_libvirt_uri(uri: str, expected: str | None) -> None:

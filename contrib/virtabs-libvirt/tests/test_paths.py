@@ -321,8 +321,7 @@ def test_paths_inside_the_pool_still_work(rig: Rig) -> None:
 
 
 def test_the_uri_path_root_allows_a_directory_outside_the_pools(rig: Rig) -> None:
-    """``?path_root=DIR``: a save image in DIR is refused without it and written with it; libvirt never sees the
-    parameter (libvirtd would refuse an unknown one)."""
+    """``?path_root=DIR``: a save image in DIR is refused without it and written with it."""
     save_dir = tempfile.mkdtemp(prefix=f"{rig.prefix}-root-", dir=rig.outside)
     os.chmod(rig.outside, 0o755)
     image = os.path.join(save_dir, "vm.save")
@@ -343,8 +342,7 @@ def test_a_uri_path_root_on_host_trees_is_refused(root: str) -> None:
 
 
 def test_the_uri_block_device_allows_exactly_that_device(rig: Rig) -> None:
-    """``?block_device=DEV``: the named device may back a disk (defined, not started), another is still refused;
-    libvirt never sees the parameter."""
+    """``?block_device=DEV``: the named device may back a disk (defined, not started), another is still refused."""
     name = rig.name("dev")
     spec = DomainSpec(name=name, memory_bytes=64 * MiB, vcpus=1, disks=(DiskSpec("vda", rig.loop),))
     _refused(lambda: rig.conn.define_domain(spec))
