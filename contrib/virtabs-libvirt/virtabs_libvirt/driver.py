@@ -712,9 +712,10 @@ class LibvirtDriver(Driver):
     def define_domain(self, spec: DomainSpec) -> DomainRef:
         """``virDomainDefineXML`` of the XML built from ``spec``, every disk inside the connection's roots."""
         if spec.disks:
+            roots = self._roots()  # one read of the pools for every disk
             disks = tuple(
                 attrs.evolve(
-                    d, path=self._confine_image(d.path, f"domain {quote(spec.name)}: disk {quote(d.target)}", d.format)
+                    d, path=roots.confine_image(d.path, f"domain {quote(spec.name)}: disk {quote(d.target)}", d.format)
                 )
                 for d in spec.disks
             )
