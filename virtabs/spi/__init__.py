@@ -52,7 +52,9 @@ command transport: its :class:`HostLinks`, each a :class:`HostLink`), :class:`Ev
 (run a tool's argv locally or on a ``+ssh`` host over one multiplexed OpenSSH
 connection, every argument quoted; ``docs/command-transport.md``), and
 :func:`run_in_process_group` (one local command whose deadline kills its whole
-process group: what the transport runs every command with).
+process group: what the transport runs every command with), and :func:`confine_host_path` with
+:func:`resolve_path_root` (a caller's host path resolved and kept inside the connection's roots, never in
+:data:`SYSTEM_TREES`: for hosts that open what a caller names with more rights than the caller).
 """
 
 from __future__ import annotations
@@ -142,6 +144,7 @@ from ._operations import (
     methods_for,
     missing_methods,
 )
+from ._paths import SYSTEM_TREES, confine_host_path, path_within, resolve_path_root
 from ._toolkit import (
     Deadline,
     ErrorMap,
@@ -258,6 +261,11 @@ __all__ = [
     "IP_MISSING",
     "poll_until",
     "run_in_process_group",
+    # host paths confined to the connection's roots
+    "SYSTEM_TREES",
+    "confine_host_path",
+    "path_within",
+    "resolve_path_root",
 ]
 
 

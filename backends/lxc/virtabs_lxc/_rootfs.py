@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 
-from virtabs.spi import InvalidArgumentError, quote
+from virtabs.spi import InvalidArgumentError, path_within, quote
 
 __all__ = ["HOST_TREES", "MAX_QUOTED_PATH", "confine_rootfs", "resolve_rootfs_dir"]
 
@@ -41,11 +41,6 @@ def _shown(path: str) -> str:
     return quote(path, MAX_QUOTED_PATH)
 
 
-def _within(path: str, root: str) -> bool:
-    """Whether resolved ``path`` is ``root`` or lies below it."""
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
 def _resolved(path: str, what: str) -> str:
     if not isinstance(path, str) or not path.startswith("/"):
         raise InvalidArgumentError(f"{what} {_shown(str(path))} must be an absolute path")
@@ -55,7 +50,7 @@ def _resolved(path: str, what: str) -> str:
         raise InvalidArgumentError(f"{what} {_shown(path)} cannot be resolved: {exc.strerror or exc}") from None
     if not os.path.isdir(resolved):
         raise InvalidArgumentError(f"{what} {_shown(path)} is not a directory")
-    if resolved == "/" or any(_within(resolved, tree) for tree in HOST_TREES):
+    if resolved == "/" or any(path_within(resolved, tree) for tree in HOST_TREES):
         shown = "" if resolved == path else f" (resolved: {_shown(resolved)})"
         raise InvalidArgumentError(f"{what} {_shown(path)}{shown} is the host's root or kernel/device tree")
     return resolved
@@ -65,7 +60,7 @@ def resolve_rootfs_dir(path: str, lxcpath: str) -> str:
     """The URI's ``rootfs_dir`` resolved: an existing directory, not ``/`` nor a host kernel/device tree, and not
     inside the lxcpath (whose directories are containers')."""
     resolved = _resolved(path, "lxc: the URI's rootfs_dir")
-    if _within(resolved, lxcpath):
+    if path_within(resolved, lxcpath):
         raise InvalidArgumentError(
             f"lxc: the URI's rootfs_dir {_shown(path)} lies in the lxcpath {_shown(lxcpath)}; root file systems "
             "there are allowed without it"
@@ -89,14 +84,14 @@ def confine_rootfs(
     what = f"domain {quote(name)}: the root file system"
     resolved = _resolved(requested, what)
     shown = _shown(requested) + ("" if resolved == requested else f" (resolved: {_shown(resolved)})")
-    if not any(resolved != root and _within(resolved, root) for root in roots):
+    if not any(resolved != root and path_within(resolved, root) for root in roots):
         places = " or ".join(_shown(root) for root in roots)
         raise InvalidArgumentError(
             f"{what} {shown} must lie inside {places} (the connection's lxcpath, or the URI's rootfs_dir=DIR)"
         )
-    if _within(lxcpath, resolved):
+    if path_within(lxcpath, resolved):
         raise InvalidArgumentError(f"{what} {shown} is or holds the lxcpath {_shown(lxcpath)}")
-    parts = resolved[len(lxcpath.rstrip(os.sep)) + 1 :].split(os.sep) if _within(resolved, lxcpath) else []
+    parts = resolved[len(lxcpath.rstrip(os.sep)) + 1 :].split(os.sep) if path_within(resolved, lxcpath) else []
     if parts and os.path.exists(os.path.join(lxcpath, parts[0], "config")):
         raise InvalidArgumentError(f"{what} {shown} lies in the directory of container {quote(parts[0])}")
     if len(parts) == 1:
@@ -110,7 +105,7 @@ def confine_rootfs(
             if not taken:
                 continue
             taken = os.path.realpath(taken)
-            if _within(resolved, taken) or _within(taken, resolved):
+            if path_within(resolved, taken) or path_within(taken, resolved):
                 container = os.path.basename(directory)
                 raise InvalidArgumentError(
                     f"{what} {shown} overlaps the {whose} of container {quote(container)} ({_shown(taken)})"

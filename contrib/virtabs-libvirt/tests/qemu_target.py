@@ -10,6 +10,7 @@ import os
 import shutil
 import stat
 import subprocess
+from collections.abc import Sequence
 from typing import Any
 
 from virtabs import Connection, DiskSpec, Domain, DomainSpec, StoragePool
@@ -31,8 +32,11 @@ class QemuTarget(DefaultTarget):
     job_timeout = 120.0
     shutdown_timeout = 10.0
 
-    def __init__(self, directory: str, libvirt_uri: str, pool: str | None = None) -> None:
+    def __init__(self, directory: str, libvirt_uri: str, pool: str | None = None, devices: Sequence[str] = ()) -> None:
+        """``devices``: block devices the connection's URI names (``block_device=``), handed out in turn by
+        :meth:`create_block_device` (the bridge refuses any other device outside a storage pool)."""
         super().__init__(prefix="vtl", image_dir=directory, pool=pool)
+        self._devices = list(devices)
         self.directory = directory
         self.libvirt_uri = libvirt_uri
         self._libvirt: Any = None
@@ -187,7 +191,10 @@ class QemuTarget(DefaultTarget):
         self._img(path, format, backing=backing)
 
     def create_block_device(self, conn: Connection, name: str) -> str:
-        """A loop device over a 64 MiB raw file (detached again in cleanup)."""
+        """The next of the URI's ``block_device`` loop devices; without one, a loop device over a 64 MiB raw file
+        (detached again in cleanup), which the bridge refuses unless it is a volume of a pool of block devices."""
+        if self._devices:
+            return self._devices.pop(0)
         backing = os.path.join(self.directory, self.new_name(name) + ".loop")
         self._img(backing, "raw")
         dev = subprocess.run(["losetup", "-f", "--show", backing], check=True, capture_output=True, text=True)

@@ -9,7 +9,7 @@ import virtabs
 from virtabs import DiskSpec, DomainSpec, NicSpec, parse_uri
 
 from virtabs_libvirt import _xml
-from virtabs_libvirt.driver import ERRORS, LibvirtDriver, libvirt_uri
+from virtabs_libvirt.driver import ERRORS, LibvirtDriver, _on_this_host, libvirt_uri
 
 MiB = 1 << 20
 
@@ -22,6 +22,10 @@ MiB = 1 << 20
         ("libvirt+qemu://root@host:16509/system?no_verify=1", "qemu://root@host:16509/system?no_verify=1"),
         ("libvirt:///?uri=qemu%2Bssh://root@h/system", "qemu+ssh://root@h/system"),
         ("libvirt:///", None),
+        # virtabs' own parameters (where host paths may lie) stay out of libvirt's URI
+        ("libvirt+qemu:///system?path_root=/srv/a:/srv/b&socket=/s", "qemu:///system?socket=/s"),
+        ("libvirt+qemu:///system?block_device=/dev/sdb", "qemu:///system"),
+        ("libvirt:///?uri=qemu%2Bssh://root@h/system&path_root=/srv/a", "qemu+ssh://root@h/system"),
     ],
 )
 def test_libvirt_uri(uri: str, expected: str | None) -> None:
@@ -168,3 +172,19 @@ def test_the_driver_has_no_capability_or_read_only_checks() -> None:
     source = inspect.getsource(driver)
     for needle in ("_need(", "_need_block(", "_writable", "readonly:", "NotSupportedError("):
         assert needle not in source, needle
+
+
+@pytest.mark.parametrize(
+    ("uri", "here"),
+    [
+        ("libvirt+qemu:///system", True),
+        ("libvirt+test:///default", True),
+        ("libvirt:///?uri=test%2Bunix:///default%3Fsocket%3D/run/x.sock", True),
+        ("libvirt:///", True),
+        ("libvirt+qemu://host/system", False),
+        ("libvirt:///?uri=qemu%2Bssh://root@h/system", False),
+    ],
+)
+def test_paths_are_resolved_here_only_for_a_libvirt_without_a_host(uri: str, here: bool) -> None:
+    """A far host's paths are judged lexically (its symlinks and files are not visible from here)."""
+    assert _on_this_host(libvirt_uri(parse_uri(uri))) is here

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import virtabs
@@ -26,9 +29,24 @@ URI = "libvirt+test:///default"
 
 
 @pytest.fixture
-def conn() -> Iterator[virtabs.Connection]:
-    with virtabs.open(URI) as c:
+def conn(tmp_path: Path) -> Iterator[virtabs.Connection]:
+    """A connection whose file disks may lie in ``tmp_path`` (the URI's ``path_root``) and whose block devices are
+    volumes of a logical pool of the test driver (``/dev/<pool>/<volume>``)."""
+    with virtabs.open(f"{URI}?path_root={tmp_path}") as c:
         yield c
+
+
+@pytest.fixture
+def block_pool(conn: virtabs.Connection) -> Iterator[Any]:
+    """A logical pool of libvirt's test driver (it simulates one: a volume's path is ``<target>/<name>``)."""
+    lv = conn._driver._conn  # type: ignore[attr-defined]
+    name = f"vg{uuid.uuid4().hex[:8]}"
+    xml = f"<pool type='logical'><name>{name}</name><source><name>{name}</name></source><target><path>/dev/{name}</path></target></pool>"
+    pool = lv.storagePoolCreateXML(xml, 0)
+    yield pool
+    for vol in pool.listAllVolumes(0):
+        vol.delete(0)
+    pool.destroy()
 
 
 def _libvirt_xml(conn: virtabs.Connection, name: str) -> ET.Element:
@@ -37,15 +55,22 @@ def _libvirt_xml(conn: virtabs.Connection, name: str) -> ET.Element:
 
 
 @pytest.mark.parametrize("fragment", HOSTILE_FRAGMENTS, ids=IDS)
-def test_libvirt_reads_back_every_hostile_value(conn: virtabs.Connection, fragment: str) -> None:
+def test_libvirt_reads_back_every_hostile_value(
+    conn: virtabs.Connection, block_pool: Any, tmp_path: Path, fragment: str
+) -> None:
     name = f"x-+y.z_{HOSTILE_FRAGMENTS.index(fragment)}"
+    escaped = ET.Element("name")
+    escaped.text = fragment
+    device = block_pool.createXML(
+        f"<volume>{ET.tostring(escaped, encoding='unicode')}<capacity>1</capacity></volume>", 0
+    )
     spec = DomainSpec(
         name=name,
         memory_bytes=64 * MiB,
         vcpus=1,
         disks=(
-            DiskSpec("vda", f"/var/lib/{fragment}/a.img"),
-            DiskSpec("vdb", f"/dev/{fragment}", readonly=True),
+            DiskSpec("vda", f"{tmp_path}/{fragment}/a.img"),
+            DiskSpec("vdb", device.path(), readonly=True),
         ),
         nics=(NicSpec(network=f"net{fragment}", mac="52:54:00:00:00:01"),),
     )
@@ -54,8 +79,8 @@ def test_libvirt_reads_back_every_hostile_value(conn: virtabs.Connection, fragme
         root = _libvirt_xml(conn, name)
         assert root.findtext("name") == name
         assert [d.find("source").attrib for d in root.findall("devices/disk")] == [  # type: ignore[union-attr]
-            {"file": f"/var/lib/{fragment}/a.img"},
-            {"dev": f"/dev/{fragment}"},
+            {"file": f"{tmp_path}/{fragment}/a.img"},
+            {"dev": f"/dev/{block_pool.name()}/{fragment}"},
         ]
         assert [d.find("target").get("dev") for d in root.findall("devices/disk")] == ["vda", "vdb"]  # type: ignore[union-attr]
         ifaces = root.findall("devices/interface")

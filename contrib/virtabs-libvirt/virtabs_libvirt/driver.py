@@ -17,6 +17,10 @@ refuses arrives as a ``libvirtError`` and becomes the virtabs error of its
 ``virErrorNumber`` (:data:`ERRORS`, an :class:`~virtabs.spi.ErrorMap` over
 :func:`~virtabs.spi.error_class_for_code`).
 
+Every host path handed to libvirtd (disks, copy destinations, save and restore images, backing files) is resolved and
+confined first to the connection's storage pool directories, the URI's ``path_root=DIR`` and exact block devices
+(pool volumes, the URI's ``block_device=DEV``): :mod:`virtabs_libvirt._paths`.
+
 Credentials reach libvirt only through its auth callback (``virConnectOpenAuth``,
 :mod:`virtabs_libvirt._auth`); no password is accepted inside a libvirt URI or shown in a message.
 Every call to a peer runs on a worker thread bounded by the connection's timeout and interruptible by
@@ -35,6 +39,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
+import attrs
 from virtabs.spi import (
     ANY_BLOCK_JOB,
     URI,
@@ -76,12 +81,14 @@ from virtabs.spi import (
     VolumeInfo,
     error_class_for_code,
     image_volume_capacity,
+    quote,
 )
 
 from . import _xml
 from ._auth import CredentialCallback, redact_text
 from ._calls import Calls, Guarded, block_signals
 from ._passthrough import check_emulator, emulators_of
+from ._paths import BLOCK_DEVICE_PARAM, PATH_ROOT_PARAM, PathRoots, uri_block_devices, uri_path_roots
 
 __all__ = ["CONNECT_ERRORS", "ERRORS", "LibvirtDriver", "error_map", "libvirt_uri"]
 
@@ -200,6 +207,12 @@ def _in_process(target: str | None) -> bool:
     return parts.scheme == "test" and not parts.netloc
 
 
+def _on_this_host(target: str | None) -> bool:
+    """Whether libvirt at ``target`` uses this host's file system (no host in the URI): then a caller's paths
+    are resolved here, symlinks included; a far host's paths only lexically."""
+    return not target or not urllib.parse.urlsplit(target).netloc
+
+
 def _close(native: Any) -> None:
     native.close()
 
@@ -234,7 +247,9 @@ def _ensure_event_loop(libvirt: Any) -> None:
 def libvirt_uri(uri: URI) -> str | None:
     """The libvirt URI a ``libvirt[+scheme]://...`` virtabs URI stands for (None: libvirt's default)."""
     if uri.transport:
-        rest = str(uri).split("://", 1)[1]
+        # virtabs' parameters, not libvirt's
+        own = {k: v for k, v in uri.params.items() if k not in (PATH_ROOT_PARAM, BLOCK_DEVICE_PARAM)}
+        rest = str(attrs.evolve(uri, params=own)).split("://", 1)[1]
         return f"{uri.transport}://{rest}"
     explicit: str | None = uri.param("uri")
     return explicit or None
@@ -273,6 +288,9 @@ class LibvirtDriver(Driver):
         _ensure_event_loop(libvirt)
         self._target = libvirt_uri(uri)
         _refuse_secrets_in(self._target)
+        self._local = _on_this_host(self._target)
+        self._uri_roots = uri_path_roots(uri.param(PATH_ROOT_PARAM), local=self._local)
+        self._uri_devices = uri_block_devices(uri.param(BLOCK_DEVICE_PARAM), local=self._local)
         self._auth = CredentialCallback(options.credentials)
         secrets = self._secrets = self._auth.secrets()
         self._map = error_map(secrets)
@@ -386,6 +404,19 @@ class LibvirtDriver(Driver):
     def connection_capabilities(self) -> Capabilities:
         """Everything for libvirt's QEMU driver; no block jobs or hot-plug for its test driver."""
         return self._caps
+
+    def _roots(self) -> PathRoots:
+        with self._errors("read of the storage pools (where a path may lie)"):
+            return PathRoots.read(self._conn, self._lv, self._uri_roots, self._uri_devices, local=self._local)
+
+    def _confine(self, path: str, what: str) -> str:
+        """``path`` resolved and inside the connection's roots (:mod:`virtabs_libvirt._paths`), read now: pools
+        come and go. Raised before libvirtd is asked to touch the path."""
+        return self._roots().confine(path, what)
+
+    def _confine_image(self, path: str, what: str, format: str | None) -> str:
+        """:meth:`_confine`, and every backing file the existing image records too."""
+        return self._roots().confine_image(path, what, format)
 
     def _dom(self, ref: DomainRef) -> Any:
         with self._errors(f"lookup of domain '{ref.name}'"):
@@ -679,7 +710,16 @@ class LibvirtDriver(Driver):
         return self._type.lower()
 
     def define_domain(self, spec: DomainSpec) -> DomainRef:
-        """``virDomainDefineXML`` of the XML built from ``spec``."""
+        """``virDomainDefineXML`` of the XML built from ``spec``, every disk inside the connection's roots."""
+        if spec.disks:
+            roots = self._roots()  # one read of the pools for every disk
+            disks = tuple(
+                attrs.evolve(
+                    d, path=roots.confine_image(d.path, f"domain {quote(spec.name)}: disk {quote(d.target)}", d.format)
+                )
+                for d in spec.disks
+            )
+            spec = attrs.evolve(spec, disks=disks)
         xml = _xml.domain_xml(spec, self._domain_type())
         emulator = (spec.extra.get("libvirt") or {}).get("emulator")
         if emulator:
@@ -744,7 +784,8 @@ class LibvirtDriver(Driver):
             d.resume()
 
     def save(self, dom: DomainRef, path: str) -> None:
-        """``virDomainSave``."""
+        """``virDomainSave`` to a path inside the connection's roots."""
+        path = self._confine(path, f"save of domain {quote(dom.name)}: the image")
         d = self._dom(dom)
         with self._errors(f"save of domain '{dom.name}' to '{path}'"):
             d.save(path)
@@ -770,7 +811,9 @@ class LibvirtDriver(Driver):
                 d.managedSaveRemove(0)
 
     def restore(self, path: str) -> DomainRef:
-        """``virDomainRestore``; the domain is found through the saved image's XML."""
+        """``virDomainRestore`` of an image inside the connection's roots; the domain is found through the saved
+        image's XML."""
+        path = self._confine(path, "restore: the image")
         with self._errors(f"restore from '{path}'"):
             uuid = _xml.spec_from_xml(self._conn.saveImageGetXMLDesc(path, 0)).uuid
             self._conn.restore(path)
@@ -824,7 +867,13 @@ class LibvirtDriver(Driver):
         return int(flags)
 
     def attach_disk(self, dom: DomainRef, disk: DiskSpec) -> None:
-        """``virDomainAttachDeviceFlags`` (live and persistent)."""
+        """``virDomainAttachDeviceFlags`` (live and persistent) of a disk inside the connection's roots."""
+        disk = attrs.evolve(
+            disk,
+            path=self._confine_image(
+                disk.path, f"attach to domain {quote(dom.name)}: disk {quote(disk.target)}", disk.format
+            ),
+        )
         d = self._dom(dom)
         with self._errors(f"attach of disk '{disk.target}' to domain '{dom.name}'"):
             d.attachDeviceFlags(_xml.disk_xml(disk), self._affect(d))
@@ -878,7 +927,12 @@ class LibvirtDriver(Driver):
             buf_size = max(request.bandwidth_bytes, _MIN_MIRROR_BUF)
         if buf_size:
             params[lv.VIR_DOMAIN_BLOCK_COPY_BUF_SIZE] = buf_size
-        dest = _xml.copy_dest_xml(request.dest, request.format, request.dest_is_block_device)
+        what = f"block copy of disk {quote(disk)} of domain {quote(dom.name)}: the destination"
+        if request.reuse_existing:  # libvirtd opens the existing image and whatever backing files it records
+            target = self._confine_image(request.dest, what, request.format)
+        else:
+            target = self._confine(request.dest, what)
+        dest = _xml.copy_dest_xml(target, request.format, request.dest_is_block_device)
         with self._errors(f"block copy of disk '{disk}' of domain '{dom.name}' to '{request.dest}'"):
             d.blockCopy(disk, dest, params or None, flags)
 
@@ -1000,8 +1054,12 @@ class LibvirtDriver(Driver):
     def create_volume(
         self, pool: str, name: str, capacity_bytes: int | None, format: str, backing: str | None
     ) -> VolumeInfo:
-        """``virStorageVolCreateXML`` (a backing path keeps the backing image's format)."""
+        """``virStorageVolCreateXML`` (a backing path, inside the connection's roots, keeps the backing image's
+        format)."""
         capacity_bytes = image_volume_capacity(pool, name, capacity_bytes, format)
+        if backing is not None:
+            what = f"create of volume {quote(name)} in pool {quote(pool)}: the backing file"
+            backing = self._confine_image(backing, what, None)
         p = self._pool(pool)
         backing_format = None
         if backing is not None:
