@@ -23,13 +23,14 @@ a line saying how to start it (as root: ``chgrp kvm /dev/kvm && chmod 0660 /dev/
 libvirtd -d``). Everything the bench creates is removed at the end. Run from the repository, as root::
 
     .venv/bin/python bench/bench_remote.py [--seconds 2] [--rounds 3] [--setup-runs 7] [--hosts 20] [--domains 20]
-        [--parts rates,setup,inventory]
+        [--parts rates,setup,inventory] [--helper LABEL=COMMAND ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import os
 import shutil
@@ -169,6 +170,13 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=20)
     parser.add_argument("--domains", type=int, default=20)
     parser.add_argument("--parts", default="rates,setup,inventory", help="comma-separated: rates, setup, inventory")
+    parser.add_argument(
+        "--helper",
+        action="append",
+        default=[],
+        metavar="LABEL=COMMAND",
+        help="also time the set-up with ?helper=COMMAND on the far side (another virtabs build), in the same rotation",
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     libvirt = bench_qemu.import_libvirt()
@@ -215,9 +223,16 @@ def main() -> int:
         # --- 2. set-up to first answer ---------------------------------------------------------------
         if "setup" in parts:
 
-            def virtabs_setup() -> None:
-                with virtabs.open(uri, timeout=60) as c:
+            def virtabs_setup(target: str = uri) -> None:
+                with virtabs.open(target, timeout=60) as c:
                     c.lookup_domain(name).state()
+
+            variants = {}  # --helper LABEL=COMMAND: another helper build on the far side, in the same rotation
+            for spec in args.helper:
+                label, _, command = spec.partition("=")
+                variants[label] = functools.partial(
+                    virtabs_setup, f"{uri}&helper={urllib.parse.quote(command, safe='/')}"
+                )
 
             def libvirt_setup() -> None:
                 c = libvirt.open(bench.libvirt_uri)
@@ -229,9 +244,10 @@ def main() -> int:
             def floor() -> None:
                 subprocess.run(floor_argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)
 
-            setups: dict[str, list[float]] = {"v": [], "l": [], "f": []}
+            setups: dict[str, list[float]] = {"v": [], "l": [], "f": [], **{label: [] for label in variants}}
             for index in range(args.setup_runs):
                 kinds = [("v", virtabs_setup), ("f", floor)] + ([("l", libvirt_setup)] if not problem else [])
+                kinds += list(variants.items())
                 shift = index % len(kinds)
                 for who, fn in kinds[shift:] + kinds[:shift]:
                     setups[who].append(timed(fn))
@@ -250,6 +266,26 @@ def main() -> int:
                         f"{v / lv:.2f}x",
                     )
                 )
+            for label in variants:
+                h = statistics.median(setups[label])
+                rows.append(
+                    (
+                        f"the same, helper {label}, ms",
+                        f"{h * 1000:.0f}",
+                        f"ssh host true {f * 1000:.0f}",
+                        f"{h / f:.2f}x",
+                    )
+                )
+                if setups["l"]:
+                    lv = statistics.median(setups["l"])
+                    rows.append(
+                        (
+                            f"the same, helper {label}, ms",
+                            f"{h * 1000:.0f}",
+                            f"libvirt qemu+ssh {lv * 1000:.0f}",
+                            f"{h / lv:.2f}x",
+                        )
+                    )
 
         # --- 3. inventory ------------------------------------------------------------------------------
         if "inventory" in parts:
