@@ -2,7 +2,8 @@
 """``qemu+ssh://`` through virtabs-remote against libvirt's own remote driver, in the same run (ratios).
 
 Both go through one private sshd on 127.0.0.1 (tests/command_transport/sshd_server.py: its own host
-key, key authentication only), whose sessions find ``virtabs-remote`` in this venv:
+key, key authentication only), whose sessions find ``virtabs-remote`` in this venv (and get this
+process's ``PYTHONPATH``, so ``PYTHONPATH=/tmp/old-checkout`` measures another virtabs on both ends):
 
 1. ``dom.state()`` / ``dom.info()`` calls per second on a tiny diskless domain started paused: virtabs
    ``qemu+ssh://root@127.0.0.1:PORT/embed?root=DIR`` against libvirt-python on
@@ -22,12 +23,14 @@ a line saying how to start it (as root: ``chgrp kvm /dev/kvm && chmod 0660 /dev/
 libvirtd -d``). Everything the bench creates is removed at the end. Run from the repository, as root::
 
     .venv/bin/python bench/bench_remote.py [--seconds 2] [--rounds 3] [--setup-runs 7] [--hosts 20] [--domains 20]
+        [--parts rates,setup,inventory] [--helper LABEL=COMMAND ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import os
 import shutil
@@ -93,7 +96,10 @@ class Bench:
         self.args = args
         self.dir = Path(tempfile.mkdtemp(prefix="vtr-"))
         venv_bin = str(Path(sys.executable).parent)
-        self.sshd = sshd_server.Sshd(self.dir / "sshd", set_env={"PATH": f"{venv_bin}:/usr/bin:/bin"})
+        far_env = {"PATH": f"{venv_bin}:/usr/bin:/bin"}
+        if os.environ.get("PYTHONPATH"):  # the far side runs the same virtabs as this process (a before/after)
+            far_env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        self.sshd = sshd_server.Sshd(self.dir / "sshd", set_env=far_env)
         self.sshd.start()
         self.ssh_base = [
             "ssh",
@@ -163,7 +169,16 @@ def main() -> int:
     parser.add_argument("--setup-runs", type=int, default=7)
     parser.add_argument("--hosts", type=int, default=20)
     parser.add_argument("--domains", type=int, default=20)
+    parser.add_argument("--parts", default="rates,setup,inventory", help="comma-separated: rates, setup, inventory")
+    parser.add_argument(
+        "--helper",
+        action="append",
+        default=[],
+        metavar="LABEL=COMMAND",
+        help="also time the set-up with ?helper=COMMAND on the far side (another virtabs build), in the same rotation",
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     libvirt = bench_qemu.import_libvirt()
     problem = libvirt_problem(libvirt)
     if problem:
@@ -184,10 +199,11 @@ def main() -> int:
             ldom = lconn.defineXML(bench_qemu.TINY_XML.format(name=name, disk=""))
             bench.libvirt_domains.append(ldom)
             ldom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
-        for label, ours, theirs in (
+        rates = (
             ("dom.state(), ops/s", dom.state, (lambda: ldom.state()) if ldom is not None else None),
             ("dom.info(), ops/s", dom.info, (lambda: ldom.info()) if ldom is not None else None),
-        ):
+        )
+        for label, ours, theirs in rates if "rates" in parts else ():
             mine: list[float] = []
             peer: list[float] = []
             for index in range(args.rounds):
@@ -205,85 +221,131 @@ def main() -> int:
         conn.close()
 
         # --- 2. set-up to first answer ---------------------------------------------------------------
-        def virtabs_setup() -> None:
-            with virtabs.open(uri, timeout=60) as c:
-                c.lookup_domain(name).state()
+        if "setup" in parts:
 
-        def libvirt_setup() -> None:
-            c = libvirt.open(bench.libvirt_uri)
-            c.lookupByName(name).state()
-            c.close()
+            def virtabs_setup(target: str = uri) -> None:
+                with virtabs.open(target, timeout=60) as c:
+                    c.lookup_domain(name).state()
 
-        floor_argv = [*bench.ssh_base, "-p", str(bench.sshd.port), f"{bench.sshd.user}@127.0.0.1", "true"]
+            variants = {}  # --helper LABEL=COMMAND: another helper build on the far side, in the same rotation
+            for spec in args.helper:
+                label, _, command = spec.partition("=")
+                variants[label] = functools.partial(
+                    virtabs_setup, f"{uri}&helper={urllib.parse.quote(command, safe='/')}"
+                )
 
-        def floor() -> None:
-            subprocess.run(floor_argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)
-
-        setups: dict[str, list[float]] = {"v": [], "l": [], "f": []}
-        for index in range(args.setup_runs):
-            kinds = [("v", virtabs_setup), ("f", floor)] + ([("l", libvirt_setup)] if not problem else [])
-            shift = index % len(kinds)
-            for who, fn in kinds[shift:] + kinds[:shift]:
-                setups[who].append(timed(fn))
-        v = statistics.median(setups["v"])
-        f = statistics.median(setups["f"])
-        rows.append(("set-up to first answer, ms", f"{v * 1000:.0f}", f"ssh host true {f * 1000:.0f}", f"{v / f:.2f}x"))
-        if setups["l"]:
-            lv = statistics.median(setups["l"])
-            rows.append(
-                ("set-up to first answer, ms", f"{v * 1000:.0f}", f"libvirt qemu+ssh {lv * 1000:.0f}", f"{v / lv:.2f}x")
-            )
-
-        # --- 3. inventory ------------------------------------------------------------------------------
-        roots = [bench.new_root() for _ in range(args.hosts)]
-        for r in roots:
-            with virtabs.open(f"qemu:///embed?root={r}") as local:
-                for i in range(args.domains):
-                    local.define_domain(DomainSpec(name=f"{PREFIX}-d{i}", memory_bytes=64 * MiB, vcpus=1))
-        from virtabs.inventory import collect
-
-        local_uris = [f"qemu:///embed?root={r}" for r in roots]
-        remote_uris = [bench.virtabs_uri(r) for r in roots]
-        lv_stats_domains: list[Any] = []
-        if not problem:
-            for i in range(args.domains):
-                d = lconn.defineXML(bench_qemu.TINY_XML.format(name=f"{PREFIX}-s{i}", disk=""))
-                bench.libvirt_domains.append(d)
-                lv_stats_domains.append(d)
-
-        def libvirt_loop() -> None:
-            for _ in roots:
+            def libvirt_setup() -> None:
                 c = libvirt.open(bench.libvirt_uri)
-                c.getAllDomainStats()
+                c.lookupByName(name).state()
                 c.close()
 
-        inv: dict[str, list[float]] = {"local": [], "remote": [], "warm": [], "libvirt": []}
-        for _ in range(args.rounds):
-            result = collect(remote_uris)
-            assert all(h.ok for h in result.hosts), [h.error for h in result.hosts if not h.ok]
-            inv["remote"].append(timed(lambda: collect(remote_uris)))
-            with virtabs.open(remote_uris[0]):  # keeps the channel up: the collect opens sessions only
-                inv["warm"].append(timed(lambda: collect(remote_uris)))
-            inv["local"].append(timed(lambda: collect(local_uris)))
+            floor_argv = [*bench.ssh_base, "-p", str(bench.sshd.port), f"{bench.sshd.user}@127.0.0.1", "true"]
+
+            def floor() -> None:
+                subprocess.run(floor_argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)
+
+            setups: dict[str, list[float]] = {"v": [], "l": [], "f": [], **{label: [] for label in variants}}
+            for index in range(args.setup_runs):
+                kinds = [("v", virtabs_setup), ("f", floor)] + ([("l", libvirt_setup)] if not problem else [])
+                kinds += list(variants.items())
+                shift = index % len(kinds)
+                for who, fn in kinds[shift:] + kinds[:shift]:
+                    setups[who].append(timed(fn))
+            v = statistics.median(setups["v"])
+            f = statistics.median(setups["f"])
+            rows.append(
+                ("set-up to first answer, ms", f"{v * 1000:.0f}", f"ssh host true {f * 1000:.0f}", f"{v / f:.2f}x")
+            )
+            if setups["l"]:
+                lv = statistics.median(setups["l"])
+                rows.append(
+                    (
+                        "set-up to first answer, ms",
+                        f"{v * 1000:.0f}",
+                        f"libvirt qemu+ssh {lv * 1000:.0f}",
+                        f"{v / lv:.2f}x",
+                    )
+                )
+            for label in variants:
+                h = statistics.median(setups[label])
+                rows.append(
+                    (
+                        f"the same, helper {label}, ms",
+                        f"{h * 1000:.0f}",
+                        f"ssh host true {f * 1000:.0f}",
+                        f"{h / f:.2f}x",
+                    )
+                )
+                if setups["l"]:
+                    lv = statistics.median(setups["l"])
+                    rows.append(
+                        (
+                            f"the same, helper {label}, ms",
+                            f"{h * 1000:.0f}",
+                            f"libvirt qemu+ssh {lv * 1000:.0f}",
+                            f"{h / lv:.2f}x",
+                        )
+                    )
+
+        # --- 3. inventory ------------------------------------------------------------------------------
+        if "inventory" in parts:
+            roots = [bench.new_root() for _ in range(args.hosts)]
+            for r in roots:
+                with virtabs.open(f"qemu:///embed?root={r}") as local:
+                    for i in range(args.domains):
+                        local.define_domain(DomainSpec(name=f"{PREFIX}-d{i}", memory_bytes=64 * MiB, vcpus=1))
+            from virtabs.inventory import collect
+
+            local_uris = [f"qemu:///embed?root={r}" for r in roots]
+            remote_uris = [bench.virtabs_uri(r) for r in roots]
+            lv_stats_domains: list[Any] = []
             if not problem:
-                inv["libvirt"].append(timed(libvirt_loop))
-        r_ = statistics.median(inv["remote"])
-        l_ = statistics.median(inv["local"])
-        label = f"inventory {args.hosts} hosts x {args.domains} domains, s"
-        w_ = statistics.median(inv["warm"])
-        rows.append((label, f"{r_:.3f}", f"the same read locally {l_:.3f}", f"{r_ / l_:.2f}x"))
-        rows.append((label + " (channel up)", f"{w_:.3f}", f"the same read locally {l_:.3f}", f"{w_ / l_:.2f}x"))
-        if inv["libvirt"]:
-            lb = statistics.median(inv["libvirt"])
-            rows.append((label, f"{r_:.3f}", f"libvirt open+getAllDomainStats per host {lb:.3f}", f"{r_ / lb:.2f}x"))
+                for i in range(args.domains):
+                    d = lconn.defineXML(bench_qemu.TINY_XML.format(name=f"{PREFIX}-s{i}", disk=""))
+                    bench.libvirt_domains.append(d)
+                    lv_stats_domains.append(d)
+
+            def libvirt_loop() -> None:
+                for _ in roots:
+                    c = libvirt.open(bench.libvirt_uri)
+                    c.getAllDomainStats()
+                    c.close()
+
+            inv: dict[str, list[float]] = {"local": [], "remote": [], "warm": [], "libvirt": []}
+            for _ in range(args.rounds):
+                result = collect(remote_uris)
+                assert all(h.ok for h in result.hosts), [h.error for h in result.hosts if not h.ok]
+                inv["remote"].append(timed(lambda: collect(remote_uris)))
+                with virtabs.open(remote_uris[0]):  # keeps the channel up: the collect opens sessions only
+                    inv["warm"].append(timed(lambda: collect(remote_uris)))
+                inv["local"].append(timed(lambda: collect(local_uris)))
+                if not problem:
+                    inv["libvirt"].append(timed(libvirt_loop))
+            r_ = statistics.median(inv["remote"])
+            l_ = statistics.median(inv["local"])
+            label = f"inventory {args.hosts} hosts x {args.domains} domains, s"
+            w_ = statistics.median(inv["warm"])
+            rows.append((label, f"{r_:.3f}", f"the same read locally {l_:.3f}", f"{r_ / l_:.2f}x"))
+            rows.append((label + " (channel up)", f"{w_:.3f}", f"the same read locally {l_:.3f}", f"{w_ / l_:.2f}x"))
+            if inv["libvirt"]:
+                lb = statistics.median(inv["libvirt"])
+                rows.append(
+                    (label, f"{r_:.3f}", f"libvirt open+getAllDomainStats per host {lb:.3f}", f"{r_ / lb:.2f}x")
+                )
     finally:
         bench.close()
+        print_rows(rows)  # also the rows measured before a failure
+    return 0
+
+
+def print_rows(rows: list[tuple[str, str, str, str]]) -> None:
+    if not rows:
+        return
     width = max(len(r[0]) for r in rows)
     print(f"{'what':<{width}}  {'virtabs':>10}  {'peer, same run':<44} ratio")
     for what, ours, peer, ratio in rows:
         print(f"{what:<{width}}  {ours:>10}  {peer:<44} {ratio}")
     print("ratios: ops/s virtabs / peer (higher is better); times virtabs / peer (lower is better)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,14 +1,13 @@
 """Finding and loading drivers through the ``virtabs.drivers`` entry-point group.
 
-Listing reads entry-point *names* only (nothing is imported); loading imports
-exactly the driver a URI names, through stevedore.
+Listing reads entry-point *names* only (nothing is imported); loading imports exactly the driver a URI
+names, as ``EntryPoint.load()`` would.
 
-Start-up cost: the entry points are read once per ``sys.path`` and only when a
-scheme outside :data:`EMBEDDED` is opened or the drivers are listed; stevedore
-then loads from that same reading (its own scan is not repeated). The drivers
-shipped inside the ``virtabs`` distribution (``test``) are imported directly:
-``virtabs.open("test:///default")`` imports neither :mod:`importlib.metadata`
-nor stevedore.
+Start-up cost: the entry points are read once per ``sys.path`` and only when a scheme outside
+:data:`EMBEDDED` is opened or the drivers are listed, from the distributions' ``entry_points.txt``
+directly (:mod:`virtabs._registry_scan`; :mod:`importlib.metadata` only where that reading cannot see
+what it sees). The drivers shipped inside the ``virtabs`` distribution (``test``) are imported directly:
+``virtabs.open("test:///default")`` reads no entry point at all.
 """
 
 from __future__ import annotations
@@ -136,16 +135,10 @@ def load_driver_class(name: str) -> type:
             )
         raise DriverNotFoundError(f"{detail}; installed drivers: {installed}")
     _check_single(name, entries)
-    from stevedore import DriverManager  # imported here: `virtabs --help` and test:/// need not pay for it
-    from stevedore.extension import ExtensionManager
+    from ._registry_scan import load_target
 
-    # stevedore would read every distribution's entry points again (and memoise them for the life of the
-    # process, blind to a driver installed later): hand it the reading this process already made.
-    ExtensionManager.ENTRY_POINT_CACHE[GROUP] = list(_scan_once().points)
     try:
-        manager: Any = DriverManager(
-            namespace=GROUP, name=name, invoke_on_load=False, on_load_failure_callback=_reraise
-        )
+        driver_class = load_target(entries[0].target)
     except ImportError as exc:
         missing = getattr(exc, "name", None) or str(exc)
         dist = entries[0].distribution
@@ -153,14 +146,17 @@ def load_driver_class(name: str) -> type:
         raise DriverUnavailableError(
             f"driver {quote(name)} is installed but cannot load: missing module {quote(missing)}; {hint}"
         ) from exc
-    driver_class = manager.driver
+    except (AttributeError, ValueError) as exc:
+        raise InternalError(
+            f"the entry point of driver {quote(name)} ({entries[0].target}) cannot be loaded: {exc}"
+        ) from exc
     if not isinstance(driver_class, type):
         raise InternalError(f"the entry point of driver {quote(name)} ({entries[0].target}) is not a class")
     return driver_class
 
 
 def _load_embedded(name: str, target: str) -> type:
-    """Import a driver of :data:`EMBEDDED` directly (no entry point read, no stevedore)."""
+    """Import a driver of :data:`EMBEDDED` directly (no entry point read)."""
     import importlib
 
     module_name, _, attribute = target.partition(":")
@@ -175,7 +171,3 @@ def _load_embedded(name: str, target: str) -> type:
     if not isinstance(driver_class, type):
         raise InternalError(f"the embedded driver {quote(name)} ({target}) is not a class")
     return driver_class
-
-
-def _reraise(_manager: object, _entrypoint: object, exc: BaseException) -> None:
-    raise exc

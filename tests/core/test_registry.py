@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.metadata
 import subprocess
 import sys
 import textwrap
 import uuid
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import virtabs
+from virtabs import _registry
 from virtabs._registry import installed_drivers, load_driver_class
+from virtabs._registry_scan import DriverEntry, _read_directories, _read_importlib_metadata
 
 
 def make_dist(root: Path, dist: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
@@ -35,7 +41,7 @@ DRIVER_SOURCE = """
 
 @pytest.fixture
 def on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    # A never-reused directory name: stevedore caches entry points on disk keyed by the sys.path entries.
+    # A never-reused directory name: the registry reads the entry points once per sys.path.
     root = tmp_path / uuid.uuid4().hex
     root.mkdir()
     monkeypatch.syspath_prepend(str(root))
@@ -103,3 +109,118 @@ def test_open_and_listing_import_no_backend() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- the reading of the entry points: the metadata directories directly, importlib.metadata where needed ---
+
+
+def _both_readings() -> tuple[dict[str, list[DriverEntry]] | None, dict[str, list[DriverEntry]]]:
+    return _read_directories(_registry.GROUP), _read_importlib_metadata(_registry.GROUP)
+
+
+def test_the_directory_reading_is_importlib_metadatas(on_path: Path) -> None:
+    """Over this environment plus distributions shaped like what pip, setuptools and hand-made metadata
+    leave: comments, blank lines and other groups around the section, an ``.egg-info`` directory, a
+    ``Name`` that differs from the directory's name, and one distribution on two ``sys.path`` entries with
+    different entry points (importlib.metadata keeps the first on the path only)."""
+    make_dist(on_path / "first", "virtabs-twice", {"twice": "twice_first:FakeDriver"}, {})
+    make_dist(on_path / "second", "virtabs-twice", {"twice": "twice_second:FakeDriver"}, {})
+    info = on_path / "Virtabs.Odd_Name-2.0.egg-info"
+    info.mkdir()
+    (info / "PKG-INFO").write_text("Metadata-Version: 1.2\nName: Virtabs.Odd-Name\nVersion: 2.0\n\nName: not this\n")
+    (info / "entry_points.txt").write_text(
+        "# written by hand\n[console_scripts]\nodd = odd:main\n\n[virtabs.drivers]\n  # a comment\n"
+        "odd   =   odd_driver:FakeDriver  \n\n[other.group]\nodd = x:y\n"
+    )
+    no_group = on_path / "plain-1.0.dist-info"
+    no_group.mkdir()
+    (no_group / "METADATA").write_text("Metadata-Version: 2.1\nName: plain\nVersion: 1.0\n")
+    (no_group / "entry_points.txt").write_text("[console_scripts]\nplain = plain:main\n")
+    sys.path[:0] = [str(on_path / "first"), str(on_path / "second")]
+    try:
+        direct, reference = _both_readings()
+    finally:
+        sys.path.remove(str(on_path / "first"))
+        sys.path.remove(str(on_path / "second"))
+    assert direct == reference
+    assert direct["twice"] == [DriverEntry("twice", "twice_first:FakeDriver", "virtabs-twice")]
+    assert direct["odd"] == [DriverEntry("odd", "odd_driver:FakeDriver", "Virtabs.Odd-Name")]
+    assert {"test", "fake"} - set(direct) == {"fake"}  # this environment's drivers are there too
+
+
+def test_a_driver_in_a_zip_on_sys_path_is_read_through_importlib_metadata(on_path: Path) -> None:
+    archive = on_path / "drivers.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("zipped_driver.py", textwrap.dedent(DRIVER_SOURCE))
+        zf.writestr(
+            "virtabs_zipped-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: virtabs-zipped\nVersion: 1.0\n"
+        )
+        zf.writestr(
+            "virtabs_zipped-1.0.dist-info/entry_points.txt", "[virtabs.drivers]\nzipped = zipped_driver:FakeDriver\n"
+        )
+    sys.path.insert(0, str(archive))
+    try:
+        assert _read_directories(_registry.GROUP) is None
+        assert _registry._scan_once().read_by == "importlib.metadata"
+        entry = {e.name: e for e in installed_drivers()}["zipped"]
+        assert (entry.target, entry.distribution) == ("zipped_driver:FakeDriver", "virtabs-zipped")
+        assert load_driver_class("zipped").__module__ == "zipped_driver"
+    finally:
+        sys.path.remove(str(archive))
+        sys.modules.pop("zipped_driver", None)
+
+
+class _OneDistributionFinder(importlib.abc.MetaPathFinder):
+    """A distribution finder of the kind importlib.metadata asks besides the path finder (as a plugin
+    system or a bundler installs): it serves one distribution's metadata from memory."""
+
+    def __init__(self, files: dict[str, str]) -> None:
+        self.files = files
+
+    def find_spec(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    def find_distributions(self, context: object = None) -> Iterator[importlib.metadata.Distribution]:
+        files = self.files
+
+        class InMemory(importlib.metadata.Distribution):
+            def read_text(self, filename: str) -> str | None:
+                return files.get(filename)
+
+            def locate_file(self, path: object) -> Path:
+                raise FileNotFoundError(path)
+
+        yield InMemory()
+
+
+def test_another_distribution_finder_is_read_through_importlib_metadata(
+    on_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (on_path / "found_driver.py").write_text(textwrap.dedent(DRIVER_SOURCE))
+    finder = _OneDistributionFinder(
+        {
+            "METADATA": "Metadata-Version: 2.1\nName: virtabs-found\nVersion: 1.0\n",
+            "entry_points.txt": "[virtabs.drivers]\nfound = found_driver:FakeDriver\n",
+        }
+    )
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, finder])
+    assert _read_directories(_registry.GROUP) is None
+    assert _registry._scan_once().read_by == "importlib.metadata"
+    assert load_driver_class("found").__module__ == "found_driver"
+
+
+def test_this_environment_is_read_from_its_directories() -> None:
+    """The venv's editable installs add import finders but no distribution finder: no importlib.metadata."""
+    assert _registry._scan_once().read_by == "directories"
+
+
+def test_an_entry_point_naming_no_attribute_is_an_internal_error(on_path: Path) -> None:
+    make_dist(on_path, "virtabs-typo", {"typo": "typo_driver:FakeDriverr"}, {"typo_driver": DRIVER_SOURCE})
+    with pytest.raises(virtabs.InternalError, match=r"'typo' \(typo_driver:FakeDriverr\) cannot be loaded"):
+        load_driver_class("typo")
+
+
+def test_an_entry_point_names_a_dotted_attribute(on_path: Path) -> None:
+    source = DRIVER_SOURCE + "    class Holder:\n        Driver = FakeDriver\n"
+    make_dist(on_path, "virtabs-nested", {"nested": "nested_driver:Holder.Driver"}, {"nested_driver": source})
+    assert load_driver_class("nested") is sys.modules["nested_driver"].FakeDriver

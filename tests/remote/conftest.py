@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -39,15 +39,15 @@ VENV_BIN = str(Path(sys.executable).parent)
 """The directory holding this interpreter and the virtabs-remote script installed with it."""
 
 
-def start_sshd(root: Path, path: str, address: str = "127.0.0.1") -> object:
-    """A started sshd on ``address`` whose sessions see ``path`` as PATH; skipped without openssh-server
-    (failed in CI)."""
+def start_sshd(root: Path, path: str, address: str = "127.0.0.1", env: dict[str, str] | None = None) -> object:
+    """A started sshd on ``address`` whose sessions see ``path`` as PATH (and ``env``); skipped without
+    openssh-server (failed in CI)."""
     missing = sshd_server.sshd_available()
     if missing:
         if in_ci():
             pytest.fail(missing)
         pytest.skip(missing)
-    server = sshd_server.Sshd(root, set_env={"PATH": path}, address=address)
+    server = sshd_server.Sshd(root, set_env={**(env or {}), "PATH": path}, address=address)
     server.start()
     return server
 
@@ -80,3 +80,19 @@ def sshd_without_helper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ob
     server = start_sshd(tmp_path_factory.mktemp("sshd-bare"), "/usr/bin:/bin")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def sshd_with_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[dict[str, str]], object]]:
+    """Starts sshds whose sessions find virtabs-remote and get more environment variables (``PYTHONPATH``:
+    a distribution installed on that "host" only); each is stopped at the end of the test."""
+    started: list[object] = []
+
+    def start(env: dict[str, str]) -> object:
+        server = start_sshd(tmp_path_factory.mktemp("sshd-env"), f"{VENV_BIN}:/usr/bin:/bin", env=env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()  # type: ignore[attr-defined]

@@ -24,6 +24,8 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import attrs
+
 from .._capabilities import Capabilities, Capability
 from .._errors import (
     ConnectError,
@@ -117,6 +119,15 @@ def start_limit(uri: URI, timeout: float | None) -> float:
     return seconds
 
 
+@attrs.frozen
+class SentCall:
+    """A call sent on a channel, whose reply :meth:`Channel.finish_call` waits for."""
+
+    request_id: int
+    method: str
+    pending: _Pending
+
+
 class _Pending:
     """A call waiting for its reply. ``wake`` is set when the reply came (``done``) and also when the
     caller should take over reading the stream (the previous reader left with calls still waiting)."""
@@ -181,8 +192,13 @@ class Channel:
 
     # --- start and stop ----------------------------------------------------------------------
 
-    def start(self, deadline: Deadline) -> None:
-        """Start ssh and the helper, and negotiate the protocol version before ``deadline``."""
+    def start(self, deadline: Deadline, first: tuple[str, dict[str, Any]] | None = None) -> SentCall | None:
+        """Start ssh and the helper, and negotiate the protocol version before ``deadline``.
+
+        ``first`` (method, args): a call without a session sent right behind the hello, before the welcome
+        comes (the helper reads it once it has answered the hello): the connection's ``open`` then costs no
+        round trip of its own. Its handle is returned, for :meth:`finish_call`; None when it could not be
+        sent (the channel is usable all the same: call it again)."""
         self._proc = self.transport.open_channel([self.helper], multiplexed=MULTIPLEXED)
         assert self._proc.stdout is not None
         self._reader = FrameReader(self._proc.stdout.fileno())
@@ -192,7 +208,12 @@ class Channel:
         import virtabs
 
         self._write({"type": "hello", "versions": [PROTOCOL_VERSION], "client": str(virtabs.__version__)})
+        sent: SentCall | None = None
+        if first is not None:
+            with contextlib.suppress(ConnectError):  # ssh or the helper gone already: told below, with the cause
+                sent = self.send_call(None, *first)
         if not self._welcomed.wait(deadline.remaining()):
+            self._drop(sent)
             self._die("no answer to the handshake")
             self.close()
             raise ConnectError(
@@ -201,11 +222,13 @@ class Channel:
                 f"{DEFAULT_CALL_TIMEOUT:g} s)"
             )
         if self._welcome is None:
+            self._drop(sent)
             error = self._start_failure()
             self.close()
             raise error
         self.server_version = str(self._welcome.get("server", "?"))
         threading.Thread(target=self._keepalive_loop, name="virtabs-remote-keepalive", daemon=True).start()
+        return sent
 
     def _start_failure(self) -> VirtabsError:
         """Why the helper did not welcome us: its refusal, the helper missing, or ssh's own failure."""
@@ -260,22 +283,38 @@ class Channel:
 
     def call(self, session: int | None, method: str, args: dict[str, Any], timeout: float | None) -> Any:
         """Send one call and wait for its reply's result (raises the error it carries)."""
+        return self.finish_call(self.send_call(session, method, args), timeout)
+
+    def send_call(self, session: int | None, method: str, args: dict[str, Any]) -> SentCall:
+        """Send one call whose reply :meth:`finish_call` waits for."""
         if self._dead is not None:
             raise ConnectError(f"{self._dead.message}; open a new connection")
-        request_id = next(self._ids)
-        pending = _Pending()
+        sent = SentCall(next(self._ids), method, _Pending())
         with self._lock:
-            self._pending[request_id] = pending
+            self._pending[sent.request_id] = sent.pending
         try:
-            self._write({"type": "call", "id": request_id, "session": session, "method": method, "args": args})
+            self._write({"type": "call", "id": sent.request_id, "session": session, "method": method, "args": args})
+        except BaseException:
+            self._drop(sent)
+            raise
+        return sent
+
+    def finish_call(self, sent: SentCall, timeout: float | None) -> Any:
+        """Wait for the reply to ``sent`` and return its result (raises the error it carries)."""
+        try:
             limit = DEFAULT_CALL_TIMEOUT if timeout is None else timeout
-            self._wait(pending, method, limit)
+            self._wait(sent.pending, sent.method, limit)
         finally:
+            self._drop(sent)
+        if sent.pending.error is not None:
+            raise sent.pending.error
+        return sent.pending.result
+
+    def _drop(self, sent: SentCall | None) -> None:
+        """Forget a call: its reply, if one comes, is dropped."""
+        if sent is not None:
             with self._lock:
-                self._pending.pop(request_id, None)
-        if pending.error is not None:
-            raise pending.error
-        return pending.result
+                self._pending.pop(sent.request_id, None)
 
     def send(self, session: int | None, method: str, args: dict[str, Any]) -> None:
         """Send one call without waiting for its reply (dropped when it comes): for a call whose answer
@@ -479,9 +518,12 @@ _STARTING: dict[tuple[Any, ...], threading.Lock] = {}
 for that start; a silent host never holds up a channel to another one (an inventory of many hosts)."""
 
 
-def acquire_channel(uri: URI, connect_timeout: float, deadline: Deadline) -> Channel:
+def acquire_channel(
+    uri: URI, connect_timeout: float, deadline: Deadline, first: tuple[str, dict[str, Any]] | None = None
+) -> tuple[Channel, SentCall | None]:
     """The live channel to ``uri``'s ssh endpoint (started before ``deadline`` when there is none), with one
-    more user."""
+    more user; and when this started it, ``first`` sent behind the hello (see :meth:`Channel.start`), else
+    None: ``first`` was not sent."""
     key = _channel_key(uri)
     with _CHANNELS_LOCK:
         starting = _STARTING.setdefault(key, threading.Lock())
@@ -495,13 +537,13 @@ def acquire_channel(uri: URI, connect_timeout: float, deadline: Deadline) -> Cha
             channel = _CHANNELS.get(key)
             if channel is not None and channel.alive:
                 channel.users += 1
-                return channel
+                return channel, None
         channel = Channel(uri, connect_timeout)
-        channel.start(deadline)  # ssh and the handshake, outside the registry's lock
+        sent = channel.start(deadline, first)  # ssh and the handshake, outside the registry's lock
         with _CHANNELS_LOCK:
             _CHANNELS[key] = channel
             channel.users += 1
-        return channel
+        return channel, sent
     finally:
         starting.release()
 
@@ -538,14 +580,13 @@ class RemoteDriver(Driver):
         self._timeout = options.timeout
         connect_timeout = options.timeout if options.timeout is not None else SSH_CONNECT_TIMEOUT
         deadline = Deadline(start_limit(uri, options.timeout))
-        self._channel = acquire_channel(uri, connect_timeout, deadline)
+        open_args = {"uri": remote_uri(uri), "readonly": options.readonly, "timeout": options.timeout}
+        self._channel, sent = acquire_channel(uri, connect_timeout, deadline, ("open", open_args))
         try:
-            opened = self._channel.call(
-                None,
-                "open",
-                {"uri": remote_uri(uri), "readonly": options.readonly, "timeout": options.timeout},
-                deadline.remaining(),
-            )
+            if sent is None:  # a channel already up (or the open could not go with the hello)
+                opened = self._channel.call(None, "open", open_args, deadline.remaining())
+            else:
+                opened = self._channel.finish_call(sent, deadline.remaining())
             self._session = int(opened["session"])
             self._capabilities = _capabilities_from_wire(opened, self._channel.where)
         except BaseException:
