@@ -26,6 +26,7 @@ from virtabs import Capability, DomainState, OperationFailedError, OperationInva
 from virtabs.spi import Capabilities, DomainRef
 
 from virtabs_xen.driver import XenDriver
+from virtabs_xen.testing import XenTarget
 
 pytestmark = pytest.mark.timeout(60)
 OTHER_UUID = "0c5a3d1e-7b2f-4e8a-9d61-3f0b2a4c5e77"
@@ -186,3 +187,35 @@ def test_undeclared_the_records_say_none(standin: Standin) -> None:
         [record] = c.domain_records()
         assert record.managed_save is None
         assert dom.info().state_reason is None
+
+
+def test_the_targets_run_clock_is_the_last_tick_since_the_last_boot(tmp_path: Path) -> None:
+    """The contract target's ``run_clock`` on a console log in the format the lab guest's ``/etc/rc`` prints
+    (``xenlab.sh``; these lines are written here, not captured): the clock goes on over a resume (no new boot
+    line) and is None after a boot until its first tick. The target reads the log with its own local transport."""
+    target = XenTarget("xen:///", directory=str(tmp_path / "contract"))
+    target.console_dir = str(tmp_path)
+    log = tmp_path / "guest-g1.log"
+    dom = DomainRef("g1", GUEST_UUID)
+    unused = virtabs.open("test:///default")  # the target reads the log, not through a connection
+
+    def clock() -> float | None:
+        return target.run_clock(unused, dom)
+
+    try:
+        assert clock() is None  # no log yet
+        log.write_text("xenlab-guest: up, kernel 6.1.0-28-amd64\nxenlab-guest: tick 1\nxenlab-guest: tick 2\n")
+        assert clock() == 2.0
+        with log.open("a") as f:  # resumed: the same loop goes on
+            f.write("[    0.000000] a kernel line\nxenlab-guest: tick 3\nxenlab-guest: tick 12\n")
+        assert clock() == 12.0
+        with log.open("a") as f:  # booted again: a new boot line, no tick yet
+            f.write("xenlab-guest: up, kernel 6.1.0-28-amd64\n")
+        assert clock() is None
+        with log.open("a") as f:
+            f.write("xenlab-guest: tick 1\n")
+        assert clock() == 1.0
+        assert target.boots("g1") == 2
+    finally:
+        unused.close()
+        target._transport.close()

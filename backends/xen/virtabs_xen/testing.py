@@ -6,7 +6,8 @@ puts in its dom0:
 
 * a PV guest kernel and initramfs (``$VIRTABS_XEN_GUEST_KERNEL``, ``$VIRTABS_XEN_GUEST_RAMDISK``;
   default ``/root/guest/vmlinuz`` and ``/root/guest/initrd.gz``) whose init prints
-  ``xenlab-guest: up`` on ``hvc0`` once booted and has ``/sbin/poweroff`` (the kernel runs it on
+  ``xenlab-guest: up`` on ``hvc0`` once booted, then ``xenlab-guest: tick N`` every second (its run clock,
+  which :meth:`XenTarget.run_clock` reads), and has ``/sbin/poweroff`` (the kernel runs it on
   ``xl shutdown``), and ``xen-blkfront`` for disk hot-plug;
 * ``xenconsoled`` logging guest consoles to ``/var/log/xen/console/guest-NAME.log`` (``--log=guest``),
   which :meth:`XenTarget.boot_id` counts boots from;
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import re
 import time
 from typing import Any
 from urllib.parse import quote
@@ -40,6 +42,10 @@ __all__ = ["XenTarget"]
 
 MiB = 1 << 20
 BOOT_LINE = "xenlab-guest: up"
+TICK = re.compile(r"xenlab-guest: (?:up|tick ([0-9]+))")
+"""The guest's boot line and its run clock's lines on the console (``xenlab.sh``'s guest ``/etc/rc``)."""
+# the last boot or tick line of a console log (grep and tail on the Xen host: the log grows a line a second)
+_LAST_CLOCK_LINE = 'grep -a -o -E -- "xenlab-guest: (up|tick [0-9]+)" "$1" | tail -n 1'
 _IMAGE_BYTES = 64 * MiB
 _MAKE_IMAGE = 'mkdir -p -- "$(dirname -- "$1")" && truncate -s "$2" -- "$1"'
 
@@ -63,6 +69,8 @@ class XenTarget(DefaultTarget):
         self._shared: str | None = None
         self._uri = uri
         self._peers: list[Connection] = []
+        self.console_dir = "/var/log/xen/console"
+        """Where xenconsoled logs each guest's console on the Xen host (``guest-NAME.log``)."""
 
     @classmethod
     def from_uri(cls, uri: str) -> XenTarget:
@@ -160,7 +168,7 @@ class XenTarget(DefaultTarget):
 
     def boots(self, name: str) -> int:
         """How many times the guest printed its boot line on its console (xenconsoled's log)."""
-        log = f"/var/log/xen/console/guest-{name}.log"
+        log = posixpath.join(self.console_dir, f"guest-{name}.log")
         out = self._transport.run(["grep", "-a", "-c", "-F", "--", BOOT_LINE, log], check=False).out.strip()
         return int(out) if out.isdigit() else 0
 
@@ -171,6 +179,14 @@ class XenTarget(DefaultTarget):
             if time.monotonic() > end:
                 raise TargetUnavailable(f"guest {name!r} did not print {BOOT_LINE!r} within {self.boot_timeout:g} s")
             time.sleep(1.0)
+
+    def run_clock(self, conn: Connection, dom: Domain | DomainRef) -> float | None:
+        """The guest's last ``tick N`` on its console since its last boot line (xenconsoled appends to the log
+        across ``xl save``/``xl restore`` and across boots); None before the first tick of a boot."""
+        log = posixpath.join(self.console_dir, f"guest-{dom.name}.log")
+        out = self._transport.run(["sh", "-c", _LAST_CLOCK_LINE, "sh", log], check=False).out.strip()
+        found = TICK.fullmatch(out)
+        return float(found.group(1)) if found is not None and found.group(1) is not None else None
 
     def boot_id(self, conn: Connection, dom: Domain | DomainRef) -> object:
         """The number of boots seen on the guest's console: it grows with every boot, a reboot included."""
