@@ -24,6 +24,7 @@ import virtabs
 from test_xen_fast_driver import GUEST_UUID, Standin, install_standin, recorded_guest
 from virtabs import Capability, DomainState, OperationFailedError, OperationInvalidError
 from virtabs.spi import Capabilities, DomainRef
+from virtabs.testing.target import TargetUnavailable
 
 from virtabs_xen.driver import XenDriver
 from virtabs_xen.testing import XenTarget
@@ -189,33 +190,68 @@ def test_undeclared_the_records_say_none(standin: Standin) -> None:
         assert dom.info().state_reason is None
 
 
-def test_the_targets_run_clock_is_the_last_tick_since_the_last_boot(tmp_path: Path) -> None:
-    """The contract target's ``run_clock`` on a console log in the format the lab guest's ``/etc/rc`` prints
-    (``xenlab.sh``; these lines are written here, not captured): the clock goes on over a resume (no new boot
-    line) and is None after a boot until its first tick. The target reads the log with its own local transport."""
+CONSOLE_LOG = Path(__file__).with_name("recorded") / "console_msrec1.log"
+"""A real console log of the lab guest (``recorded/README.md``): booted, saved, restored, destroyed, booted again."""
+RECORDED_STARTS = ("1796690371.06", "1796690395.81", "1796690402.42")
+"""xenstore's ``/vm/UUID/start_time`` of the log's three instances (``xl create``, ``xl restore``, ``xl create``)."""
+XENSTORE_READ_STANDIN = """#!/bin/sh
+# xenstore-read as the dom0's answers for /vm/UUID/start_time: the value in ./start_time next to this script,
+# or, when there is none (the domain does not run), the real tool's message and exit status
+here=$(dirname "$0")
+[ -f "$here/start_time" ] && exec cat "$here/start_time"
+echo "xenstore-read: couldn't read path $1" >&2
+exit 1
+"""
+
+
+def test_the_targets_run_clock_counts_only_the_current_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The contract target's ``run_clock`` on the real console log of a lab guest, cut where the kit could have
+    read it: after a restore the clock goes on from the saved run's count; after a fresh start the previous run's
+    last tick (13) does not count until the new instance prints its own. The target runs its real ``bash``
+    command through its local transport, with a stand-in for ``xenstore-read`` (the dom0's zone, UTC)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "xenstore-read").write_text(XENSTORE_READ_STANDIN)
+    (bin_dir / "xenstore-read").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("TZ", "UTC")
     target = XenTarget("xen:///", directory=str(tmp_path / "contract"))
     target.console_dir = str(tmp_path)
-    log = tmp_path / "guest-g1.log"
-    dom = DomainRef("g1", GUEST_UUID)
-    unused = virtabs.open("test:///default")  # the target reads the log, not through a connection
+    lines = CONSOLE_LOG.read_bytes().splitlines(keepends=True)
+    dom = DomainRef("msrec1", GUEST_UUID)
+    unused = virtabs.open("test:///default")  # the target reads the dom0, not through a connection
 
-    def clock() -> float | None:
+    def clock(instance: int | None, lines_logged: int) -> float | None:
+        """run_clock with the domain in its ``instance`` (None: not running) and the log's first lines."""
+        (tmp_path / "guest-msrec1.log").write_bytes(b"".join(lines[:lines_logged]))
+        if instance is None:
+            (bin_dir / "start_time").unlink(missing_ok=True)
+        else:
+            (bin_dir / "start_time").write_text(RECORDED_STARTS[instance] + "\n")
         return target.run_clock(unused, dom)
 
     try:
-        assert clock() is None  # no log yet
-        log.write_text("xenlab-guest: up, kernel 6.1.0-28-amd64\nxenlab-guest: tick 1\nxenlab-guest: tick 2\n")
-        assert clock() == 2.0
-        with log.open("a") as f:  # resumed: the same loop goes on
-            f.write("[    0.000000] a kernel line\nxenlab-guest: tick 3\nxenlab-guest: tick 12\n")
-        assert clock() == 12.0
-        with log.open("a") as f:  # booted again: a new boot line, no tick yet
-            f.write("xenlab-guest: up, kernel 6.1.0-28-amd64\n")
-        assert clock() is None
-        with log.open("a") as f:
-            f.write("xenlab-guest: tick 1\n")
-        assert clock() == 1.0
-        assert target.boots("g1") == 2
+        assert clock(None, 0) is None  # never started
+        assert clock(0, 1) is None  # created, its console not yet written
+        assert clock(0, 7) is None  # booted, no tick yet
+        assert clock(0, 8) == 1.0  # a tick behind the shell's prompt on the same line
+        assert clock(0, 16) == 9.0
+        assert clock(None, 16) is None  # saved: no instance runs
+        assert clock(1, 16) is None  # restored, tick 9 is the saved instance's
+        assert clock(1, 17) is None
+        assert clock(1, 18) == 10.0  # resumed: the count goes on
+        assert clock(1, 21) == 13.0
+        assert clock(2, 21) is None  # created again: tick 13 is the previous instance's
+        assert clock(2, 22) is None
+        assert clock(2, 23) is None  # booted, no tick yet
+        assert clock(2, 29) == 1.0
+        assert clock(2, len(lines)) == 12.0
+        assert target.boots("msrec1") == 2
+        (tmp_path / "guest-msrec1.log").write_bytes(b"xenlab-guest: up\r\nxenlab-guest: tick 1\r\n")
+        with pytest.raises(TargetUnavailable, match="--timestamp=guest"):  # a log xenconsoled did not stamp
+            target.run_clock(unused, dom)
     finally:
         unused.close()
         target._transport.close()

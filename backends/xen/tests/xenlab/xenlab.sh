@@ -37,7 +37,9 @@ BOOT_TIMEOUT=${VIRTABS_XENLAB_BOOT_TIMEOUT:-900}
 SUITE=bookworm
 # The recipe of the customised dom0 tree (rc.sh, the guest): a cache built by another recipe is customised
 # again from its debootstrap (and the image rebuilt). 2: the guest prints its run clock (a tick a second).
-ROOTFS_RECIPE=2
+# 3: xenconsoled stamps each line of a guest's console log with the dom0's time (--timestamp=guest), so that
+# the run clock can tell the current run's ticks from an earlier run's in the same log.
+ROOTFS_RECIPE=3
 
 CACHE=$LAB/cache   # built once: xen.elf, vmlinuz, initrd.img, rootfs/, root.img, ssh keys
 RUN=$LAB/run       # per boot: qcow2 overlay, serial log, pid file, known_hosts, ready marker
@@ -160,7 +162,8 @@ mkdir -p /run/xenstored /var/log/xen/console /var/lib/xen
 XENSTORED_ROOTDIR=/run/xenstored /usr/lib/xen-4.17/bin/xenstored --pid-file /run/xenstore.pid
 i=0; until xenstore-read -s / >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 60 ] && break; sleep 1; done
 /usr/lib/xen-4.17/bin/xen-init-dom0 >/dev/null
-/usr/lib/xen-4.17/bin/xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
+/usr/lib/xen-4.17/bin/xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console \
+  --timestamp=guest
 # QEMU user-mode networking: fixed addresses
 IF=$(ls /sys/class/net | grep -v '^lo$' | head -1)
 ip link set "$IF" up
