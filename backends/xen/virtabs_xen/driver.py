@@ -359,6 +359,7 @@ class XenDriver(XenMigration, Driver):
         Capability.NETWORK,
         Capability.DOMAIN_MIGRATE,
         Capability.DOMAIN_MIGRATE_LIVE,
+        Capability.DOMAIN_MANAGED_SAVE,
         notes={
             Capability.DOMAIN_REBOOT: "xl reboot -F; xl re-creates the domain (on_reboot=restart)",
             Capability.EVENTS: f"polled every {_EVENT_INTERVAL:g} s: xl list -v and the definitions (no event stream)",
@@ -368,6 +369,8 @@ class XenDriver(XenMigration, Driver):
             "dom0s; a PV guest needs shadow paging in Xen (virt_caps), PVH and HVM do not",
             Capability.DOMAIN_MIGRATE_LIVE: "xl migrate is always live; the source domain is always destroyed",
             Capability.NETWORK: "the dom0's Linux bridges (ip -json), attachments from the vifs; one round trip",
+            Capability.DOMAIN_MANAGED_SAVE: "xl save to <dir>/save/<uuid>.save on the Xen host (libvirt's libxl "
+            "driver); start is xl restore of it, then the image is removed",
         },
     )
     uri_examples: ClassVar[tuple[str, ...]] = (
