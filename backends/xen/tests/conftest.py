@@ -14,11 +14,14 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+import virtabs
 
 # the repository runs pytest with --import-mode=importlib: make this directory's helpers importable
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from xen_helpers import SCRIPT, Lab, build_wheels, in_ci, install_in_dom0, lab_tools_present, require, wait_for_lab
+
+from virtabs_xen.testing import XenTarget
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +48,22 @@ def xenlab() -> Iterator[Lab]:
 def dom0_virtabs(xenlab: Lab, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The virtabs wheel built from this checkout and installed in the lab's dom0: the helper's path there."""
     return install_in_dom0(xenlab, build_wheels(tmp_path_factory.mktemp("dom0-wheels")))
+
+
+@pytest.fixture(scope="module")
+def conn(xenlab: Lab) -> Iterator[virtabs.Connection]:
+    """A connection to the lab dom0 (``xen+ssh://``), one per module; the fast modules define their own ``conn``
+    (on the ``xl`` stand-in), which wins over this one."""
+    with virtabs.open(xenlab.uri()) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def target(xenlab: Lab) -> Iterator[XenTarget]:
+    """The contract kit's Xen target on the lab dom0 (guests, images, console logs), one per module."""
+    t = XenTarget.from_uri(xenlab.uri())
+    yield t
+    t.close()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

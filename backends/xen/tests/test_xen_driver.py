@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 import virtabs
@@ -17,19 +16,6 @@ from virtabs_xen.testing import XenTarget
 
 MiB = 1 << 20
 HOSTILE = ["a b; rm -rf /", "x; touch /tmp/virtabs-pwned", "$(touch /tmp/virtabs-pwned)", "`touch /tmp/virtabs-pwned`"]
-
-
-@pytest.fixture(scope="module")
-def conn(xenlab: Lab) -> Iterator[virtabs.Connection]:
-    with virtabs.open(xenlab.uri()) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def target(xenlab: Lab) -> Iterator[XenTarget]:
-    t = XenTarget.from_uri(xenlab.uri())
-    yield t
-    t.close()
 
 
 def test_hostile_names_reach_xl_as_one_argument(xenlab: Lab, conn: virtabs.Connection) -> None:

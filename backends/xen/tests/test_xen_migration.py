@@ -26,19 +26,6 @@ DIR_A = "/var/lib/virtabs-xen"  # the driver's default directory
 
 
 @pytest.fixture(scope="module")
-def target(xenlab: Lab) -> Iterator[XenTarget]:
-    t = XenTarget.from_uri(xenlab.uri())
-    yield t
-    t.close()
-
-
-@pytest.fixture(scope="module")
-def conn(xenlab: Lab) -> Iterator[virtabs.Connection]:
-    with virtabs.open(xenlab.uri()) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def dir_b(xenlab: Lab) -> Iterator[str]:
     path = f"/var/lib/virtabs-xen-mig-{secrets.token_hex(3)}"
     yield path

@@ -42,19 +42,6 @@ class Netted:
     domid: int
 
 
-@pytest.fixture(scope="module")
-def conn(xenlab: Lab) -> Iterator[virtabs.Connection]:
-    with virtabs.open(xenlab.uri()) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def target(xenlab: Lab) -> Iterator[XenTarget]:
-    t = XenTarget.from_uri(xenlab.uri())
-    yield t
-    t.close()
-
-
 def _dom0_links(xenlab: Lab) -> dict[str, Any]:
     """The dom0's links as its kernel reports them (the lab's ssh: the test's own door)."""
     out = xenlab.ssh("ip -json -details link show").stdout

@@ -38,6 +38,12 @@ What is replayed byte for byte, and what is derived (by cutting and joining line
   real ``Parsing config from ...`` line of ``xl create`` was not recorded, so it is not made up, and
   the driver reads no output of these commands. A missing domain gets the derived
   invalid-identifier answer above (exit 1), as the lab shows for ``xl pause`` of an unknown name.
+* ``xl save [--] rec1 PATH``: rec1 stops, and PATH is written with this stand-in's own image, a JSON
+  object ``{"xl-standin-image": "rec1"}``: not Xen's format, nothing reads it but ``xl restore`` here.
+  ``xl restore [-p] [--] PATH`` of such an image runs rec1 again (paused with ``-p``: the real xl
+  unpauses a restored domain unless ``-p``, whatever its state when saved); any other file, or rec1
+  already there, exits 2. Neither prints anything here: xl's progress lines on stderr were not
+  recorded, and the driver reads no output of either.
 """
 
 from __future__ import annotations
@@ -174,6 +180,39 @@ def _change(state: _State, command: str, args: list[str]) -> int:
     return 0
 
 
+_IMAGE_KEY = "xl-standin-image"
+
+
+def _save(state: _State, args: list[str]) -> int:
+    options, names = _split(args)
+    if options or len(names) != 2:
+        return _unknown(["save", *args])
+    name, path = names
+    if name not in state.domains:
+        return _no_domain(name)
+    Path(path).write_text(json.dumps({_IMAGE_KEY: name}))
+    del state.domains[name]
+    state.save()
+    return 0
+
+
+def _restore(state: _State, args: list[str]) -> int:
+    options, names = _split(args)
+    if len(names) != 1 or not set(options) <= {"-p"}:
+        return _unknown(["restore", *args])
+    try:
+        image = json.loads(Path(names[0]).read_text())
+    except (OSError, ValueError):
+        image = None
+    name = image.get(_IMAGE_KEY) if isinstance(image, dict) else None
+    if name != GUEST or GUEST in state.domains:
+        sys.stderr.write(f"xl stand-in: only an image of a stopped {GUEST!r} written by this stand-in restores\n")
+        return 2
+    state.domains[GUEST] = {"paused": "-p" in options}
+    state.save()
+    return 0
+
+
 def _ip(state: _State, args: list[str]) -> int:
     """``ip -json -details link show`` or ``ip -json addr show``, as recorded on the lab (docstring)."""
     which = "net1" if GUEST in state.domains else "idle"
@@ -208,6 +247,10 @@ def main(argv: list[str]) -> int:
         return _create(state, args)
     if command in ("pause", "unpause", "destroy"):
         return _change(state, command, args)
+    if command == "save":
+        return _save(state, args)
+    if command == "restore":
+        return _restore(state, args)
     return _unknown(argv)
 
 

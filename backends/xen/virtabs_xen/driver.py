@@ -20,6 +20,10 @@ What xl has and has not:
   (the names are remembered in the definition, and for hot-plugged disks in ``<dir>/<name>.aliases``).
 * No block jobs, no snapshots, no storage pools in xl: not declared. Domain-0 is the host, not a
   domain of this driver (``host_info`` describes it).
+* Managed save (libvirt's libxl driver does the same): ``xl save`` into ``<dir>/save/<uuid>.save`` (written
+  under a temporary name, renamed once complete); ``start`` of a domain with that image is ``xl restore`` of
+  it (the configuration saved in the image, hot-plugged disks included), and the image is removed once
+  restored; the image is named by the definition's UUID, so a later domain of the same name never resumes it.
 * vCPU and memory changes of a running domain (``xl vcpu-set`` / ``xl mem-set``) have no SPI
   operation yet: :meth:`XenDriver.ex_set_vcpus` and :meth:`XenDriver.ex_set_memory`.
 
@@ -54,6 +58,7 @@ from virtabs.spi import (
     DomainRef,
     DomainSpec,
     DomainState,
+    DomainStatus,
     Driver,
     EventPoller,
     HostInfo,
@@ -112,6 +117,14 @@ _NET_SECTIONS = _LINK_SECTIONS + "s addr ip -json addr show; "
 _COMMAND_NOT_FOUND = 127
 _DIR_OK = re.compile(r"^/[A-Za-z0-9_./+-]*$")
 _FILE_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+SAVE_DIR = "save"
+"""Where managed save images are kept, under the definitions directory (``<dir>/save/<uuid>.save``)."""
+_SAVE_SUFFIX = ".save"
+# The managed save images' file names, with shell builtins only (no process): a section "saves", one name a
+# line. "$1" of the script is the definitions directory; inside the section function it is not, so D keeps it.
+_SAVES_SECTION = (
+    'D=$1; s saves eval \'for f in "$D"/save/*.save; do [ -e "$f" ] && printf "%s\\n" "${f##*/}"; done; :\'; '
+)
 
 
 @attrs.frozen
@@ -132,6 +145,16 @@ def _sections(text: str) -> dict[str, _Section]:
             raise OperationFailedError(f"unreadable answer from the Xen host (section {quote(name)})") from None
         found[name] = _Section(rc, body)
     return found
+
+
+def _saved_uuids(sec: Mapping[str, _Section]) -> frozenset[str]:
+    """The UUIDs that have a managed save image, from the ``saves`` section (:data:`_SAVES_SECTION`)."""
+    section = sec.get("saves")
+    if section is None or section.rc != 0:
+        return frozenset()
+    return frozenset(
+        line.removesuffix(_SAVE_SUFFIX) for line in section.out.splitlines() if line.endswith(_SAVE_SUFFIX)
+    )
 
 
 def _state(flags: frozenset[str]) -> DomainState:
@@ -211,6 +234,12 @@ class _Probe:
     spec: DomainSpec | None
     uuid: str | None  # of the definition
     aliases: Mapping[str, str]
+    saved: frozenset[str] = frozenset()  # the UUIDs with a managed save image on the host
+
+    @property
+    def managed_save(self) -> bool:
+        """Whether this domain's definition has a managed save image (a running domain's is stale)."""
+        return self.uuid is not None and self.uuid in self.saved
 
     @property
     def exists(self) -> bool:
@@ -330,6 +359,7 @@ class XenDriver(XenMigration, Driver):
         Capability.NETWORK,
         Capability.DOMAIN_MIGRATE,
         Capability.DOMAIN_MIGRATE_LIVE,
+        Capability.DOMAIN_MANAGED_SAVE,
         notes={
             Capability.DOMAIN_REBOOT: "xl reboot -F; xl re-creates the domain (on_reboot=restart)",
             Capability.EVENTS: f"polled every {_EVENT_INTERVAL:g} s: xl list -v and the definitions (no event stream)",
@@ -339,6 +369,8 @@ class XenDriver(XenMigration, Driver):
             "dom0s; a PV guest needs shadow paging in Xen (virt_caps), PVH and HVM do not",
             Capability.DOMAIN_MIGRATE_LIVE: "xl migrate is always live; the source domain is always destroyed",
             Capability.NETWORK: "the dom0's Linux bridges (ip -json), attachments from the vifs; one round trip",
+            Capability.DOMAIN_MANAGED_SAVE: "xl save to <dir>/save/<uuid>.save on the Xen host (libvirt's libxl "
+            "driver); start is xl restore of it, then the image is removed",
         },
     )
     uri_examples: ClassVar[tuple[str, ...]] = (
@@ -487,7 +519,7 @@ class XenDriver(XenMigration, Driver):
         # "--": xl parses with getopt_long (GNU, permuting), so a name like "-h" after it is a name, not an option
         body = 's list xl list -v -- "$2"; '
         if _FILE_NAME_OK.match(name):  # a name that cannot be one of ours has no files to read
-            body += 's cfg cat "$1/$2.cfg"; s aliases cat "$1/$2.aliases"; '
+            body += 's cfg cat "$1/$2.cfg"; s aliases cat "$1/$2.aliases"; ' + _SAVES_SECTION
         if long:
             body += 's long xl list -l -- "$2"; '
         if net:  # a NIC's network: the links alone (no addresses) and xl.conf's default bridge
@@ -514,7 +546,7 @@ class XenDriver(XenMigration, Driver):
             entries_long = _xl.parse_list_long(sec["long"].out)
             config = _xl.domain_config(entries_long[0]) if entries_long else None
         host_net = _HostNet.from_sections(sec, self._t.where, strict=False)
-        return _Probe(name, running, config, spec, uuid, aliases), host_net
+        return _Probe(name, running, config, spec, uuid, aliases, _saved_uuids(sec)), host_net
 
     def _need(self, dom: DomainRef, *, long: bool = False) -> _Probe:
         probe = self._probe(dom.name, long=long)
@@ -538,7 +570,7 @@ class XenDriver(XenMigration, Driver):
 
     _BULK = (
         's list xl list -v; for f in "$1"/*.cfg; do [ -f "$f" ] && s "cfg:$f" head -n 3 "$f"; done; '
-        'for f in "$1"/*.aliases; do [ -f "$f" ] && s "aliases:$f" cat "$f"; done; '
+        'for f in "$1"/*.aliases; do [ -f "$f" ] && s "aliases:$f" cat "$f"; done; ' + _SAVES_SECTION
     )
 
     def _all(self, *, long: bool = False) -> dict[str, _Probe]:
@@ -582,11 +614,12 @@ class XenDriver(XenMigration, Driver):
                 if isinstance(raw, dict):
                     aliases[base.removesuffix(".aliases")] = {str(k): str(v) for k, v in raw.items()}
         probes = {}
+        saved = _saved_uuids(sec)
         for name in sorted(set(running) | set(defined)):
             entry = running.get(name)
             spec, uuid = defined.get(name, (None, None))
             config = configs.get(entry.domid) if entry is not None else None
-            probes[name] = _Probe(name, entry, config, spec, uuid, aliases.get(name, {}))
+            probes[name] = _Probe(name, entry, config, spec, uuid, aliases.get(name, {}), saved)
         return probes
 
     def list_domains(self) -> list[DomainRef]:
@@ -644,6 +677,12 @@ class XenDriver(XenMigration, Driver):
             max_memory_bytes=max(memory, spec.extra.get("xen", {}).get("maxmem_mib", 0) * MiB),
         )
 
+    def domain_status(self, dom: DomainRef) -> DomainStatus:
+        """The state from one probe; a domain xl runs without a definition of ours is transient (no block jobs)."""
+        probe = self._need(dom)
+        state = _state(probe.running.flags) if probe.running is not None else DomainState.SHUTOFF
+        return DomainStatus(state, persistent=probe.spec is not None)
+
     def domain_spec(self, dom: DomainRef) -> DomainSpec:
         """The definition this driver keeps; for a domain xl runs without one, what ``xl list -l`` says."""
         probe = self._need(dom, long=True)
@@ -699,10 +738,13 @@ class XenDriver(XenMigration, Driver):
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self, dom: DomainRef, paused: bool) -> None:
-        """``xl create [-p] <dir>/<name>.cfg``."""
+        """``xl create [-p] <dir>/<name>.cfg``; with a managed save image, ``xl restore [-p]`` of it instead."""
         probe = self._need(dom)
         if probe.spec is None:
             raise OperationInvalidError(f"domain {quote(dom.name)} has no definition to start")
+        if probe.running is None and probe.managed_save:
+            self._resume_managed_save(probe, paused)
+            return
         # hot-plugged disks do not survive a restart: their names go with the old run (same round trip)
         argv = ["sh", "-c", 'rm -f -- "$1"; shift; exec xl "$@"', "virtabs-xen", self._alias_path(dom.name)]
         argv += ["create", *(["-p"] if paused else []), self._cfg_path(dom.name)]
@@ -748,6 +790,58 @@ class XenDriver(XenMigration, Driver):
         if len(fresh) != 1 or fresh[0].uuid is None:
             raise OperationFailedError(f"restore from {quote(path)}: cannot tell which domain was restored")
         return DomainRef(fresh[0].name, fresh[0].uuid)
+
+    # --- managed save (libvirt's libxl driver: xl save to a file of its state dir, xl restore at start) ------
+
+    def _managed_save_path(self, uuid: str) -> str:
+        return posixpath.join(self._dir, SAVE_DIR, uuid + _SAVE_SUFFIX)
+
+    def managed_save(self, dom: DomainRef) -> None:
+        """``xl save`` into ``<dir>/save/<uuid>.save`` (under a temporary name, renamed once complete): one round
+        trip. The domain stops; its definition and its disk-name aliases stay for the resume."""
+        probe = self._need(dom)
+        if probe.spec is None or probe.uuid is None:  # the gate refuses a transient domain; a race is refused here
+            raise OperationInvalidError(f"managed save of domain {quote(dom.name)}: it has no definition")
+        if probe.running is None:
+            raise OperationInvalidError(f"managed save of domain {quote(dom.name)}: it is not running")
+        image = self._managed_save_path(probe.uuid)
+        script = (
+            'mkdir -p -m 700 -- "$(dirname -- "$1")" || exit 1; '
+            'xl save -- "$2" "$1.part" || { rc=$?; rm -f -- "$1.part"; exit $rc; }; '
+            'mv -f -- "$1.part" "$1"'
+        )
+        result = self._t.run(["sh", "-c", script, "virtabs-xen", image, dom.name], check=False, timeout=self._slow)
+        if result.returncode != 0:
+            raise self._error(result.err, f"managed save of domain {quote(dom.name)}", dom.name)
+
+    def has_managed_save(self, dom: DomainRef) -> bool:
+        """Whether the definition's UUID has an image in ``<dir>/save`` (one round trip, no process for it)."""
+        probe = self._need(dom)
+        return probe.running is None and probe.managed_save
+
+    def managed_save_remove(self, dom: DomainRef) -> None:
+        """Remove the domain's managed save image; none there is nothing to do."""
+        probe = self._need(dom)
+        if probe.uuid is None:
+            return
+        result = self._t.run(["rm", "-f", "--", self._managed_save_path(probe.uuid)], check=False)
+        if result.returncode != 0:
+            raise OperationFailedError(
+                f"managed save removal of domain {quote(dom.name)} failed: {result.err.strip()[-500:]}"
+            )
+
+    def _resume_managed_save(self, probe: _Probe, paused: bool) -> None:
+        """``xl restore [-p] IMAGE`` then the image removed, in one round trip. As libvirt's libxl driver, the
+        domain runs afterwards unless ``paused`` (whatever it was when saved); the configuration is the one saved
+        in the image (a disk hot-plugged before the save is there again, so its alias stays). A failed restore
+        keeps the image (``managed_save_remove`` discards it)."""
+        assert probe.uuid is not None
+        image = self._managed_save_path(probe.uuid)
+        script = 'img=$1; shift; xl "$@" || exit $?; rm -f -- "$img"'
+        argv = ["sh", "-c", script, "virtabs-xen", image, "restore", *(["-p"] if paused else []), "--", image]
+        result = self._t.run(argv, check=False, timeout=self._slow)
+        if result.returncode != 0:
+            raise self._error(result.err, f"start of domain {quote(probe.name)} from its managed save", probe.name)
 
     # --- disks --------------------------------------------------------------------------
 
@@ -814,6 +908,8 @@ class XenDriver(XenMigration, Driver):
 
     def _records(self, probes: Mapping[str, _Probe], net: _HostNet) -> list[DomainRecord]:
         records = []
+        # None where managed save is not declared (DomainRecord.managed_save), whatever the directory holds
+        managed_save = Capability.DOMAIN_MANAGED_SAVE in self.connection_capabilities().supported
         for probe in probes.values():
             if probe.running is not None and probe.config is None:
                 continue  # gone between xl list and xl list -l
@@ -838,6 +934,7 @@ class XenDriver(XenMigration, Driver):
                     autostart=None,
                     disks=_disk_infos(probe),
                     nics=_nic_infos(probe, net),
+                    managed_save=(probe.running is None and probe.managed_save) if managed_save else None,
                     extra={"xen": {"type": gtype, "domid": probe.running.domid if probe.running else None}},
                 )
             )

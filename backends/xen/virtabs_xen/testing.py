@@ -6,10 +6,13 @@ puts in its dom0:
 
 * a PV guest kernel and initramfs (``$VIRTABS_XEN_GUEST_KERNEL``, ``$VIRTABS_XEN_GUEST_RAMDISK``;
   default ``/root/guest/vmlinuz`` and ``/root/guest/initrd.gz``) whose init prints
-  ``xenlab-guest: up`` on ``hvc0`` once booted and has ``/sbin/poweroff`` (the kernel runs it on
+  ``xenlab-guest: up`` on ``hvc0`` once booted, then ``xenlab-guest: tick N`` every second (its run clock,
+  which :meth:`XenTarget.run_clock` reads), and has ``/sbin/poweroff`` (the kernel runs it on
   ``xl shutdown``), and ``xen-blkfront`` for disk hot-plug;
 * ``xenconsoled`` logging guest consoles to ``/var/log/xen/console/guest-NAME.log`` (``--log=guest``),
-  which :meth:`XenTarget.boot_id` counts boots from;
+  which :meth:`XenTarget.boot_id` counts boots from, each line stamped with the dom0's time
+  (``--timestamp=guest``), which :meth:`XenTarget.run_clock` compares with xenstore's ``/vm/UUID/start_time``;
+  ``bash`` (its ``printf`` builtin formats that time);
 * QEMU's Xen device model in the dom0 (Debian: ``qemu-system-xen``): the target's disks use the ``qdisk``
   back-end (``$VIRTABS_XEN_DISK_BACKEND``, default ``qdisk``; ``phy`` runs the dom0's block hotplug script);
 * a writable directory for images and save files (``$VIRTABS_XEN_CONTRACT_DIR``, default
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import re
 import time
 from typing import Any
 from urllib.parse import quote
@@ -40,6 +44,20 @@ __all__ = ["XenTarget"]
 
 MiB = 1 << 20
 BOOT_LINE = "xenlab-guest: up"
+CLOCK_LINE = re.compile(
+    r"\[([0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2})\] .*xenlab-guest: (?:up|tick ([0-9]+))"
+)
+"""A boot or run-clock line of the guest (``xenlab.sh``'s guest ``/etc/rc``) as xenconsoled logs it with
+``--timestamp=guest``: ``[YYYY-MM-DD HH:MM:SS] `` (the dom0's local time) before each line."""
+# One round trip, in bash for its printf builtin (each extra process costs about 0.35 s in the nested dom0):
+# the second the domain's current instance was made (xenstore's /vm/UUID/start_time, written by libxl when it
+# builds the domain, so by `xl create` and by `xl restore` alike), in xenconsoled's timestamp format and
+# zone, then the last boot or tick line of the guest's console log. Nothing when the domain is not running.
+_CLOCK_SINCE_START = (
+    's=$(xenstore-read "/vm/$1/start_time" 2>/dev/null) || exit 0; '
+    'printf "%(%Y-%m-%d %H:%M:%S)T\\n" "${s%.*}"; '
+    'grep -a -E -- "xenlab-guest: (up|tick [0-9]+)" "$2" | tail -n 1'
+)
 _IMAGE_BYTES = 64 * MiB
 _MAKE_IMAGE = 'mkdir -p -- "$(dirname -- "$1")" && truncate -s "$2" -- "$1"'
 
@@ -63,6 +81,8 @@ class XenTarget(DefaultTarget):
         self._shared: str | None = None
         self._uri = uri
         self._peers: list[Connection] = []
+        self.console_dir = "/var/log/xen/console"
+        """Where xenconsoled logs each guest's console on the Xen host (``guest-NAME.log``)."""
 
     @classmethod
     def from_uri(cls, uri: str) -> XenTarget:
@@ -160,7 +180,7 @@ class XenTarget(DefaultTarget):
 
     def boots(self, name: str) -> int:
         """How many times the guest printed its boot line on its console (xenconsoled's log)."""
-        log = f"/var/log/xen/console/guest-{name}.log"
+        log = posixpath.join(self.console_dir, f"guest-{name}.log")
         out = self._transport.run(["grep", "-a", "-c", "-F", "--", BOOT_LINE, log], check=False).out.strip()
         return int(out) if out.isdigit() else 0
 
@@ -172,6 +192,40 @@ class XenTarget(DefaultTarget):
                 raise TargetUnavailable(f"guest {name!r} did not print {BOOT_LINE!r} within {self.boot_timeout:g} s")
             time.sleep(1.0)
 
+    def run_clock(self, conn: Connection, dom: Domain | DomainRef) -> float | None:
+        """The guest's last ``tick N`` on its console in the domain's current instance; None when the domain
+        does not run or its current instance has printed no tick yet.
+
+        xenconsoled appends every instance of a guest to one ``guest-NAME.log``, so right after a start the log's
+        last tick is still the previous run's: only lines stamped after the second the current instance was
+        made count (see :func:`clock_since_start`). ``xl restore`` makes a new instance too, whose guest goes on
+        counting from where it was saved; a fresh boot counts from 1 again.
+        """
+        log = posixpath.join(self.console_dir, f"guest-{dom.name}.log")
+        out = self._transport.run(["bash", "-c", _CLOCK_SINCE_START, "bash", dom.uuid, log], check=False).out
+        started, _, last_line = out.partition("\n")
+        return clock_since_start(started.strip(), last_line.strip()) if started.strip() else None
+
     def boot_id(self, conn: Connection, dom: Domain | DomainRef) -> object:
         """The number of boots seen on the guest's console: it grows with every boot, a reboot included."""
         return self.boots(dom.name)
+
+
+def clock_since_start(started: str, last_line: str) -> float | None:
+    """The run clock in ``last_line``, the last boot or tick line of a console log xenconsoled stamps
+    (``--timestamp=guest``), if it is a tick stamped after ``started``, the second the domain's current instance
+    was made (``YYYY-MM-DD HH:MM:SS`` in the same zone); else None.
+
+    A line stamped in that very second may still be the previous instance's, so it does not count: the next tick
+    will. Raises :class:`TargetUnavailable` for a clock line without a stamp (xenconsoled started without
+    ``--timestamp=guest``), on which no run can be told from another.
+    """
+    if not last_line:
+        return None
+    found = CLOCK_LINE.search(last_line)
+    if found is None:
+        raise TargetUnavailable(
+            f"the guest's console log has no timestamps ({last_line!r}): start xenconsoled with --timestamp=guest"
+        )
+    stamp, tick = found.groups()
+    return float(tick) if tick is not None and stamp > started else None

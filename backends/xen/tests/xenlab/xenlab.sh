@@ -35,6 +35,11 @@ ACCEL=tcg,thread=multi                   # kvm does not work here (no vmx/svm): 
 CPU=${VIRTABS_XENLAB_CPU:-qemu64,+npt}   # +npt: TCG emulates SVM+NPT -> HAP ("max" crashes dom0)
 BOOT_TIMEOUT=${VIRTABS_XENLAB_BOOT_TIMEOUT:-900}
 SUITE=bookworm
+# The recipe of the customised dom0 tree (rc.sh, the guest): a cache built by another recipe is customised
+# again from its debootstrap (and the image rebuilt). 2: the guest prints its run clock (a tick a second).
+# 3: xenconsoled stamps each line of a guest's console log with the dom0's time (--timestamp=guest), so that
+# the run clock can tell the current run's ticks from an earlier run's in the same log.
+ROOTFS_RECIPE=3
 
 CACHE=$LAB/cache   # built once: xen.elf, vmlinuz, initrd.img, rootfs/, root.img, ssh keys
 RUN=$LAB/run       # per boot: qcow2 overlay, serial log, pid file, known_hosts, ready marker
@@ -85,7 +90,8 @@ build_rootfs() {
   # qdisk back-end, which the contract target's disks use (no block hotplug script; see the Xen README)
   local PKGS=xen-utils-4.17,openssh-server,iproute2,busybox,kmod,procps,less,qemu-utils,qemu-system-xen
   # a cached tree built from another package list is rebuilt (and with it the image)
-  [ -f "$CACHE/.rootfs.done" ] && [ "$(cat "$CACHE/.debootstrap.done" 2>/dev/null)" = "$PKGS" ] && return 0
+  [ "$(cat "$CACHE/.rootfs.done" 2>/dev/null)" = "$ROOTFS_RECIPE" ] \
+    && [ "$(cat "$CACHE/.debootstrap.done" 2>/dev/null)" = "$PKGS" ] && return 0
   if [ "$(cat "$CACHE/.debootstrap.done" 2>/dev/null)" != "$PKGS" ]; then
     rm -rf "$R"
     # the host's apt mirror, read at run time and never stored
@@ -156,7 +162,8 @@ mkdir -p /run/xenstored /var/log/xen/console /var/lib/xen
 XENSTORED_ROOTDIR=/run/xenstored /usr/lib/xen-4.17/bin/xenstored --pid-file /run/xenstore.pid
 i=0; until xenstore-read -s / >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 60 ] && break; sleep 1; done
 /usr/lib/xen-4.17/bin/xen-init-dom0 >/dev/null
-/usr/lib/xen-4.17/bin/xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
+/usr/lib/xen-4.17/bin/xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console \
+  --timestamp=guest
 # QEMU user-mode networking: fixed addresses
 IF=$(ls /sys/class/net | grep -v '^lo$' | head -1)
 ip link set "$IF" up
@@ -201,6 +208,9 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
     done
   done ) &
 echo "xenlab-guest: up, kernel $(cat /proc/sys/kernel/osrelease)"
+# the guest's run clock (virtabs_xen.testing's run_clock): it goes on across xl save/restore, and starts
+# again from 1 after a boot
+( t=0; while sleep 1; do t=$((t + 1)); echo "xenlab-guest: tick $t"; done ) &
 EOF
   chmod 755 "$T/etc/rc"
   (cd "$T" && find . | cpio -o -H newc --quiet | gzip -9) > "$G/initrd.gz"
@@ -222,7 +232,7 @@ on_poweroff = "destroy"
 on_reboot   = "restart"
 on_crash    = "destroy"
 EOF
-  touch "$CACHE/.rootfs.done"
+  echo "$ROOTFS_RECIPE" > "$CACHE/.rootfs.done"
   rm -f "$CACHE/.image.done"
 }
 
