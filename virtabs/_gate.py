@@ -112,7 +112,10 @@ class Gate:
         wanted = frozenset({caps}) if isinstance(caps, Capability) else frozenset(caps)
         if wanted and not wanted & self.capabilities.supported:
             names = " or ".join(sorted(c.value for c in wanted))
-            raise NotSupportedError(f"{what}: the {self.driver_name} driver does not support {names}")
+            # a capability the driver declares but this connection dropped says why (e.g. a tool the host lacks)
+            reasons = sorted({why for cap, why in self.capabilities.dropped.items() if cap in wanted})
+            why = f" on this connection: {'; '.join(reasons)}" if reasons else ""
+            raise NotSupportedError(f"{what}: the {self.driver_name} driver does not support {names}{why}")
 
     def check(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -228,3 +229,18 @@ def test_public_names_have_docstrings() -> None:
         obj = getattr(virtabs, name)
         if callable(obj) and not isinstance(obj, type(builtins.len)):
             assert (obj.__doc__ or "").strip(), f"virtabs.{name} has no docstring"
+
+
+def test_a_refusal_of_a_dropped_capability_says_why(open_recording: Any) -> None:
+    """A capability the driver declares but the connection dropped (``without(..., reason=)``) is refused with the
+    connection's reason, so "does not support network" names what the host lacks; an undeclared one has none."""
+    caps = Capabilities.all().without("network", reason="no ip on dom0.example (Debian: apt-get install iproute2)")
+    conn, driver = open_recording(caps)
+    with pytest.raises(virtabs.NotSupportedError) as err:
+        conn.list_networks()
+    assert "does not support network on this connection: no ip on dom0.example" in str(err.value)
+    assert "list_networks" not in driver.calls
+    undeclared, _ = open_recording(Capabilities.all().without("network"))
+    with pytest.raises(virtabs.NotSupportedError) as err:
+        undeclared.list_networks()
+    assert str(err.value).endswith("does not support network")
