@@ -65,12 +65,21 @@ def _read_importlib_metadata(group: str) -> dict[str, list[DriverEntry]]:
     return found
 
 
+_PATH_FINDERS = frozenset({("importlib_metadata", "MetadataPathFinder")})
+"""Distribution finders that read the very directories of ``sys.path`` this module reads: the
+``importlib_metadata`` backport puts its ``MetadataPathFinder`` on ``sys.meta_path`` when a library imports it."""
+
+
 def _only_the_path_finder_finds_distributions() -> bool:
-    """True when :mod:`importlib.metadata` would ask no finder but the standard path finder."""
+    """True when :mod:`importlib.metadata` would ask no finder but the standard path finder (or one that
+    reads the same ``sys.path`` directories, :data:`_PATH_FINDERS`)."""
     from importlib.machinery import PathFinder
 
     for finder in sys.meta_path:
-        if getattr(finder, "find_distributions", None) is not None and finder is not PathFinder:
+        if getattr(finder, "find_distributions", None) is None or finder is PathFinder:
+            continue
+        kind = type(finder) if not isinstance(finder, type) else finder
+        if (kind.__module__, kind.__qualname__) not in _PATH_FINDERS:
             return False
     return True
 

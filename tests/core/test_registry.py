@@ -209,6 +209,23 @@ def test_another_distribution_finder_is_read_through_importlib_metadata(
     assert load_driver_class("found").__module__ == "found_driver"
 
 
+def test_the_importlib_metadata_backport_reads_the_same_directories(
+    on_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A library that imports the ``importlib_metadata`` backport puts its ``MetadataPathFinder`` on
+    ``sys.meta_path`` (the core suite's collection does): it reads the directories of ``sys.path`` this
+    reading reads, so the directories are still read, and to the same result, not through importlib.metadata."""
+    importlib_metadata = pytest.importorskip("importlib_metadata")
+    make_dist(on_path, "virtabs-backported", {"backported": "backported_driver:FakeDriver"}, {})
+    finder = importlib_metadata.MetadataPathFinder()
+    monkeypatch.setattr(sys, "meta_path", [*[f for f in sys.meta_path if type(f) is not type(finder)], finder])
+    direct, reference = _both_readings()
+    assert direct is not None
+    assert direct == reference
+    assert direct["backported"] == [DriverEntry("backported", "backported_driver:FakeDriver", "virtabs-backported")]
+    assert _registry._scan_once().read_by == "directories"
+
+
 def test_this_environment_is_read_from_its_directories() -> None:
     """The venv's editable installs add import finders but no distribution finder: no importlib.metadata."""
     assert _registry._scan_once().read_by == "directories"
