@@ -547,7 +547,7 @@ class QemuTarget(DefaultTarget):
         self.dirs = dirs
         self._extra: dict[str, object] | None = None
         self._peer_roots: list[str] = []
-        self._loops: list[tuple[str, str]] = []
+        self._loops: list[tuple[str, str, str]] = []
         self._swept_definitions = False
         self.sweep_stale_processes()
         self._claim()
@@ -592,8 +592,8 @@ class QemuTarget(DefaultTarget):
         while self._peer_roots:
             shutil.rmtree(self._peer_roots.pop(), ignore_errors=True)
         while self._loops:
-            device, directory = self._loops.pop()
-            subprocess.run(["losetup", "-d", device], check=False, capture_output=True)
+            device, directory, losetup = self._loops.pop()
+            subprocess.run([losetup, "-d", device], check=False, capture_output=True)
             shutil.rmtree(directory, ignore_errors=True)
 
     def create_block_device(self, conn: Connection, name: str) -> str:
@@ -601,7 +601,8 @@ class QemuTarget(DefaultTarget):
 
         Needs root (``losetup``); TargetUnavailable otherwise. The backing file is in a directory of its own,
         not in a pool (where it would be listed as a volume)."""
-        losetup = shutil.which("losetup")
+        # sbin too: a far side started over ssh gets sshd's PATH, which has no sbin directory on Debian
+        losetup = shutil.which("losetup", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
         if losetup is None:
             raise TargetUnavailable("a COPY_DEV destination needs losetup: apt-get install mount")
         directory = tempfile.mkdtemp(prefix="vtqdev-")
@@ -613,7 +614,7 @@ class QemuTarget(DefaultTarget):
             shutil.rmtree(directory, ignore_errors=True)
             raise TargetUnavailable(f"losetup cannot attach a loop device (it needs root): {proc.stderr.strip()}")
         device = proc.stdout.strip()
-        self._loops.append((device, directory))
+        self._loops.append((device, directory, losetup))
         return device
 
     # --- runs that were killed: their domains are recognisable by name, their owner is gone ---------
