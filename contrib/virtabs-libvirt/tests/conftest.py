@@ -16,14 +16,16 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from virtabs import Connection, parse_uri
 from virtabs.testing import ContractTarget, DefaultTarget
-from virtabs.testing.plugin import load_known_failures
+from virtabs.testing.plugin import in_ci, load_known_failures
 
 from virtabs_libvirt.driver import libvirt_uri as libvirt_uri_of
 
+from .peers import SYSTEM
 from .qemu_target import QemuTarget
 
 COPY_DEVICES = 3
@@ -141,3 +143,20 @@ def _destroy_pool(uri: str, name: str) -> None:
         pass
     finally:
         conn.close()
+
+
+@pytest.fixture(scope="module")
+def system() -> Iterator[Any]:
+    """A libvirt-python connection to the system libvirtd (``qemu:///system``), for the tests that define on it
+    directly; a failure under CI, a skip elsewhere, when it does not answer."""
+    import libvirt
+
+    try:
+        native = libvirt.open(SYSTEM)
+    except libvirt.libvirtError as exc:
+        message = f"libvirtd does not answer on {SYSTEM} ({exc}); start it as .ci/run does"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    yield native
+    native.close()

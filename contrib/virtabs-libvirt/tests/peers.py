@@ -28,6 +28,9 @@ from typing import Any
 import pytest
 from virtabs.testing.plugin import in_ci
 
+SYSTEM = "qemu:///system"
+"""The system libvirtd (started as .ci/run does), the real peer of the ``qemu:///system`` tests."""
+
 
 def need(tool: str, package: str) -> str:
     """The path of ``tool``; a skip naming ``package`` outside CI, a failure under CI."""

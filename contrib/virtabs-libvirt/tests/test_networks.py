@@ -16,12 +16,10 @@ from typing import Any
 import pytest
 import virtabs
 from virtabs import NetworkKind, NetworkSubnet
-from virtabs.testing.plugin import in_ci
 
 from virtabs_libvirt import _xml
 
-SYSTEM = "qemu:///system"
-
+from .peers import SYSTEM
 
 # --- the XML mapping (network XML in libvirt's documented format, formatnetwork.html) --------------
 
@@ -133,22 +131,6 @@ def test_nics_of_a_hypervisor_without_network_api(monkeypatch: pytest.MonkeyPatc
 
 
 # --- a real libvirtd --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def system() -> Iterator[Any]:
-    """A libvirt-python connection to ``qemu:///system``."""
-    import libvirt
-
-    try:
-        native = libvirt.open(SYSTEM)
-    except libvirt.libvirtError as exc:
-        message = f"libvirtd does not answer on {SYSTEM} ({exc}); start it as .ci/run does"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    yield native
-    native.close()
 
 
 @pytest.fixture

@@ -31,11 +31,10 @@ from typing import Any
 import pytest
 import virtabs
 from virtabs import BlockCopyFlags, DiskSpec, DomainSpec
-from virtabs.testing.plugin import in_ci
 
+from .peers import SYSTEM
 from .qemu_target import QemuTarget
 
-SYSTEM = "qemu:///system"
 MiB = 1 << 20
 IMAGES = "/var/lib/libvirt/images"
 
@@ -69,22 +68,6 @@ class Rig:
     def name(self, what: str) -> str:
         """A unique name for this run."""
         return f"{self.prefix}-{what}-{uuid.uuid4().hex[:4]}"
-
-
-@pytest.fixture(scope="module")
-def system() -> Iterator[Any]:
-    """A libvirt-python connection to ``qemu:///system``."""
-    import libvirt
-
-    try:
-        native = libvirt.open(SYSTEM)
-    except libvirt.libvirtError as exc:
-        message = f"libvirtd does not answer on {SYSTEM} ({exc}); start it as .ci/run does"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    yield native
-    native.close()
 
 
 @pytest.fixture(scope="module")
