@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import virtabs
@@ -22,6 +24,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xen_helpers import SCRIPT, Lab, build_wheels, in_ci, install_in_dom0, lab_tools_present, require, wait_for_lab
 
 from virtabs_xen.testing import XenTarget
+
+if TYPE_CHECKING:
+    from test_xen_fast_driver import Standin
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +77,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if str(item.path).startswith(here + os.sep) and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(900))
+
+
+@pytest.fixture
+def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Standin:
+    """The fast suite's seam: the driver module's transport replaced, for this test only, by the recorded ``xl``
+    stand-in's (``test_xen_fast_driver.StandinTransport``)."""
+    from test_xen_fast_driver import install_standin
+
+    return install_standin(tmp_path, monkeypatch)

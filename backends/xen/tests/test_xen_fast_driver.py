@@ -131,12 +131,6 @@ class Standin:
         (self.state_dir / "argv.jsonl").unlink(missing_ok=True)
 
 
-@pytest.fixture
-def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Standin:
-    """The driver module's transport replaced, for this test only, by :class:`StandinTransport`."""
-    return install_standin(tmp_path, monkeypatch)
-
-
 def install_standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Standin:
     """Replace the driver module's transport by :class:`StandinTransport` (undone by ``monkeypatch``)."""
     found = Standin(tmp_path)

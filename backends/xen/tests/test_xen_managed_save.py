@@ -20,7 +20,7 @@ from pathlib import Path
 import attrs
 import pytest
 import virtabs
-from test_xen_fast_driver import GUEST_UUID, Standin, install_standin, recorded_guest
+from test_xen_fast_driver import GUEST_UUID, Standin, recorded_guest
 from virtabs import Capability, DomainState, OperationFailedError, OperationInvalidError
 from virtabs.spi import DomainRef
 from virtabs.testing.target import TargetUnavailable
@@ -30,12 +30,6 @@ from virtabs_xen.testing import XenTarget
 
 pytestmark = pytest.mark.timeout(60)
 OTHER_UUID = "0c5a3d1e-7b2f-4e8a-9d61-3f0b2a4c5e77"
-
-
-@pytest.fixture
-def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Standin:
-    """The driver module's transport replaced by the stand-in's, for this test only."""
-    return install_standin(tmp_path, monkeypatch)
 
 
 @pytest.fixture

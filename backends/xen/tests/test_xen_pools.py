@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import virtabs
-from test_xen_fast_driver import Standin, install_standin
+from test_xen_fast_driver import Standin
 
 MiB = 1 << 20
 
@@ -25,12 +25,6 @@ pytestmark = [
     pytest.mark.timeout(60),
     pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img (qemu-utils)"),
 ]
-
-
-@pytest.fixture
-def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Standin:
-    """The fast suite's seam: the driver's transport runs here (``xl`` is the recorded stand-in)."""
-    return install_standin(tmp_path, monkeypatch)
 
 
 @pytest.fixture
